@@ -1,0 +1,1 @@
+"""Local infrastructure: the embedded nats-server and the process runner behind `just up`."""

@@ -1,0 +1,73 @@
+"""The key event log: every change to accounts and keys, as versioned, tagged msgspec Structs.
+
+Shipped tags never change meaning. Additive changes only, with defaults; a breaking change is
+a new tag (`...v2`) and the old one stays decodable (golden payloads in tests pin them).
+Events never carry a plaintext key: only its SHA-256 hash and a short display hint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+Plan = Literal["free", "pro", "enterprise"]
+KeyKind = Literal["master", "standard"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    event_id: str
+    stream_id: str  # the aggregate: an account id or a key id
+    version: int  # (stream_id, version) is unique in the store
+    account_id: str
+    occurred_at: datetime
+    actor: str = ""  # key id that acted, or "operator"
+    request_id: str = ""
+
+
+class AccountCreated(Event, frozen=True, tag="account.created.v1"):
+    name: str
+    plan: Plan
+
+
+class PlanChanged(Event, frozen=True, tag="account.plan_changed.v1"):
+    plan: Plan
+    previous_plan: Plan
+
+
+class KeyCreated(Event, frozen=True, tag="key.created.v1"):
+    key_id: str
+    name: str
+    kind: KeyKind
+    secret_hash: str  # hex SHA-256 of the plaintext key
+    hint: str  # the first characters of the key, for people to recognise it
+    expires_at: datetime | None = None
+    rate_limit: int | None = None  # a per-key limit below the plan's, requests per minute
+
+
+class KeyRevoked(Event, frozen=True, tag="key.revoked.v1"):
+    key_id: str
+    reason: str = ""
+
+
+class KeyRegenerated(Event, frozen=True, tag="key.regenerated.v1"):
+    key_id: str
+    secret_hash: str
+    hint: str
+    previous_hash: str
+    previous_valid_until: datetime | None = None  # grace period end; None: invalid at once
+
+
+AnyEvent = AccountCreated | PlanChanged | KeyCreated | KeyRevoked | KeyRegenerated
+
+event_decoder = msgspec.json.Decoder(AnyEvent)
+event_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: AnyEvent) -> bytes:
+    return event_encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> AnyEvent:
+    return event_decoder.decode(data)

@@ -1,0 +1,58 @@
+"""The API key format: `aitbc_` + 43 base62 characters of secret + 6 of CRC32 checksum.
+
+Like GitHub's tokens, the checksum lets anyone reject a mistyped or made-up key locally,
+without a lookup. The secret is 32 random bytes (256 bits), so a plain SHA-256 is a safe
+way to store it: there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zlib
+
+PREFIX = "aitbc_"
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+SECRET_BYTES = 32
+SECRET_LENGTH = 43  # ceil(256 / log2(62))
+CHECKSUM_LENGTH = 6  # 62**6 > 2**32
+KEY_LENGTH = len(PREFIX) + SECRET_LENGTH + CHECKSUM_LENGTH
+HINT_LENGTH = len(PREFIX) + 4
+_ALPHABET_SET = frozenset(ALPHABET)
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        digits.append(ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def generate_key() -> str:
+    body = PREFIX + _base62(int.from_bytes(secrets.token_bytes(SECRET_BYTES)), SECRET_LENGTH)
+    return body + _checksum(body)
+
+
+def is_well_formed(key: str) -> bool:
+    """Prefix, length, alphabet and checksum: the checks that need no lookup."""
+    if len(key) != KEY_LENGTH or not key.startswith(PREFIX):
+        return False
+    rest = key[len(PREFIX) :]
+    if not _ALPHABET_SET.issuperset(rest):
+        return False
+    body = key[: -CHECKSUM_LENGTH]
+    return _checksum(body) == key[-CHECKSUM_LENGTH:]
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def hint(key: str) -> str:
+    """The first characters of a key: enough for a person to recognise it, useless to guess."""
+    return key[:HINT_LENGTH]

@@ -1,0 +1,161 @@
+"""Request/reply messages between the edge, the CLI and the services.
+
+Replies that can fail are unions with `Rejected`: no exception crosses the wire.
+Commands never carry a plaintext key: the caller generates the key, sends its hash and
+hint, and alone returns the plaintext to the person who asked for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from aitbc_contracts.events import KeyKind, Plan
+
+OPERATOR = "operator"  # the actor of commands from the `aitbc` command line
+
+
+class Code:
+    """Stable error codes, shared by the wire and the HTTP error body."""
+
+    MISSING_API_KEY = "MISSING_API_KEY"
+    INVALID_API_KEY = "INVALID_API_KEY"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
+    API_KEY_EXPIRED = "API_KEY_EXPIRED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class Rejected(msgspec.Struct, frozen=True, tag="rejected"):
+    code: str
+    message: str
+
+
+# --- auth check ----------------------------------------------------------------------------
+
+
+class CheckKey(msgspec.Struct, frozen=True):
+    key_hash: str
+
+
+class KeyFacts(msgspec.Struct, frozen=True, tag="key_facts"):
+    """What the edge needs to authenticate a key, cached until an event says otherwise."""
+
+    key_id: str
+    account_id: str
+    kind: KeyKind
+    plan: Plan
+    revoked: bool
+    expires_at: datetime | None = None
+    secret_valid_until: datetime | None = None  # set for a replaced secret in its grace period
+    rate_limit: int | None = None
+
+
+CheckReply = KeyFacts | Rejected
+
+# --- management commands -------------------------------------------------------------------
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command"):
+    actor: str = OPERATOR
+    request_id: str = ""
+
+
+class CreateAccount(Command, frozen=True, tag="create_account"):
+    master_key_hash: str
+    master_key_hint: str
+    name: str = ""
+    plan: Plan = "free"
+
+
+class SetPlan(Command, frozen=True, tag="set_plan"):
+    account_id: str
+    plan: Plan
+
+
+class GetAccount(Command, frozen=True, tag="get_account"):
+    account_id: str
+
+
+class CreateKey(Command, frozen=True, tag="create_key"):
+    account_id: str
+    name: str
+    secret_hash: str
+    hint: str
+    expires_at: datetime | None = None
+    rate_limit: int | None = None
+
+
+class ListKeys(Command, frozen=True, tag="list_keys"):
+    account_id: str
+
+
+class GetKey(Command, frozen=True, tag="get_key"):
+    account_id: str | None  # None: an operator asking about any account's key
+    key_id: str
+
+
+class RevokeKey(Command, frozen=True, tag="revoke_key"):
+    account_id: str | None
+    key_id: str
+    reason: str = ""
+
+
+class RegenerateKey(Command, frozen=True, tag="regenerate_key"):
+    account_id: str | None
+    key_id: str
+    secret_hash: str
+    hint: str
+    grace_seconds: int = 0
+
+
+AnyCommand = CreateAccount | SetPlan | GetAccount | CreateKey | ListKeys | GetKey | RevokeKey | RegenerateKey
+
+# --- replies -------------------------------------------------------------------------------
+
+
+class AccountView(msgspec.Struct, frozen=True, tag="account"):
+    account_id: str
+    name: str
+    plan: Plan
+    master_key_id: str
+    created_at: datetime
+
+
+class KeyView(msgspec.Struct, frozen=True, tag="key"):
+    key_id: str
+    account_id: str
+    name: str
+    kind: KeyKind
+    hint: str
+    status: str  # "active" | "revoked" | "expired"
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    regenerated_at: datetime | None = None
+    rate_limit: int | None = None
+    last_used_at: datetime | None = None
+
+
+class KeyList(msgspec.Struct, frozen=True, tag="key_list"):
+    keys: list[KeyView]
+
+
+Reply = AccountView | KeyView | KeyList | Rejected
+
+# --- codecs: built once per union ----------------------------------------------------------
+
+encoder = msgspec.json.Encoder()
+check_decoder = msgspec.json.Decoder(CheckKey)
+check_reply_decoder = msgspec.json.Decoder(CheckReply)
+command_decoder = msgspec.json.Decoder(AnyCommand)
+reply_decoder = msgspec.json.Decoder(Reply)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a real nats-server per test session, and the databases to test against."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from aitbc_infra.nats_server import NatsServer, free_port
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A nats-server process with JetStream on a free port, for the whole session."""
+    root = tmp_path_factory.mktemp("nats")
+    server = NatsServer(free_port(), root / "js", log_file=root / "nats.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_reachable() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """PostgreSQL from TEST_POSTGRES_URL or 127.0.0.1:5432, else a testcontainer, else skip."""
+    if "TEST_POSTGRES_URL" in os.environ or _postgres_reachable():
+        yield POSTGRES_ADMIN_URL
+        return
+    if _docker_reachable():
+        from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    pytest.skip("no PostgreSQL reachable (127.0.0.1:5432, TEST_POSTGRES_URL or Docker)")
+
+
+async def _create_postgres_database(server_url: str) -> tuple[str, str]:
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = f"aitbc_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = server_url.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+async def _drop_postgres_database(server_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, and a new PostgreSQL database where one runs."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+        return
+    server_url = request.getfixturevalue("postgres_server_url")
+    name, url = await _create_postgres_database(server_url)
+    try:
+        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        await _drop_postgres_database(server_url, name)
