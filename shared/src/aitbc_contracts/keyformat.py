@@ -8,6 +8,7 @@ way to store it: there is nothing to brute-force.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import zlib
 
@@ -56,3 +57,24 @@ def hash_key(key: str) -> str:
 def hint(key: str) -> str:
     """The first characters of a key: enough for a person to recognise it, useless to guess."""
     return key[:HINT_LENGTH]
+
+
+# --- public identifiers: not secret, shown in URLs and events ------------------------------
+KEY_ID_PATTERN = re.compile(r"key_[0-9a-f]{16}")
+ACCOUNT_ID_PATTERN = re.compile(r"acc_[0-9a-f]{16}")
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def new_account_id() -> str:
+    return "acc_" + secrets.token_hex(8)
+
+
+def is_key_id(value: str) -> bool:
+    return KEY_ID_PATTERN.fullmatch(value) is not None
+
+
+def is_account_id(value: str) -> bool:
+    return ACCOUNT_ID_PATTERN.fullmatch(value) is not None

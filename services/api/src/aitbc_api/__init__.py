@@ -1,0 +1,1 @@
+"""The AITBC edge: authenticates API keys, forwards to the Coordinator, answers with error bodies."""

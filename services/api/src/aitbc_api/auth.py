@@ -1,0 +1,173 @@
+"""Who is calling: key extraction, the local checks, and the auth cache in front of the keys service."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+
+from aitbc_contracts.keyformat import hash_key, is_well_formed
+from aitbc_contracts.messages import Code, KeyFacts, Rejected
+
+from aitbc_api.clients import KeysClient
+from aitbc_api.errors import ApiError, from_rejection
+
+API_KEY_HEADER = "x-api-key"
+API_KEY_QUERY = "api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    account_id: str
+    kind: str
+    plan: str
+    rate_limit: int | None
+
+    @property
+    def is_master(self) -> bool:
+        return self.kind == "master"
+
+
+def presented_key(connection: ASGIConnection[object, object, object, object]) -> str | None:
+    """The key from `X-API-Key`, which wins, else from the `api_key` query parameter."""
+    return connection.headers.get(API_KEY_HEADER) or connection.query_params.get(API_KEY_QUERY)
+
+
+class AuthCache:
+    """key hash -> KeyFacts, bounded, with a short negative cache for unknown hashes.
+
+    Entries stay true because the key event stream evicts them (`evict_key`, `evict_account`);
+    the TTL only bounds the damage of an event this edge never saw. `generation` moves on every
+    eviction, so an answer fetched before an eviction is never cached after it.
+    """
+
+    def __init__(self, size: int, ttl: float, negative_size: int, negative_ttl: float) -> None:
+        self.size, self.ttl = size, ttl
+        self.negative_size, self.negative_ttl = negative_size, negative_ttl
+        self.generation = 0
+        self._facts: dict[str, tuple[KeyFacts, float]] = {}
+        self._unknown: dict[str, float] = {}
+        self._by_key: dict[str, set[str]] = {}
+        self._by_account: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def get(self, key_hash: str) -> KeyFacts | None:
+        entry = self._facts.get(key_hash)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            self._drop(key_hash)
+            return None
+        return entry[0]
+
+    def is_unknown(self, key_hash: str) -> bool:
+        until = self._unknown.get(key_hash)
+        return until is not None and until >= time.monotonic()
+
+    def put(self, key_hash: str, facts: KeyFacts, generation: int) -> None:
+        if generation != self.generation:
+            return  # an eviction happened while this answer was in flight: it may be stale
+        if key_hash not in self._facts and len(self._facts) >= self.size:
+            self._drop(next(iter(self._facts)))  # oldest first
+        self._facts[key_hash] = (facts, time.monotonic() + self.ttl)
+        self._by_key.setdefault(facts.key_id, set()).add(key_hash)
+        self._by_account.setdefault(facts.account_id, set()).add(key_hash)
+
+    def put_unknown(self, key_hash: str) -> None:
+        if len(self._unknown) >= self.negative_size:
+            self._unknown.pop(next(iter(self._unknown)))
+        self._unknown[key_hash] = time.monotonic() + self.negative_ttl
+
+    def evict_key(self, key_id: str) -> None:
+        self.generation += 1
+        for key_hash in self._by_key.pop(key_id, set()).copy():
+            self._drop(key_hash)
+
+    def evict_account(self, account_id: str) -> None:
+        self.generation += 1
+        for key_hash in self._by_account.pop(account_id, set()).copy():
+            self._drop(key_hash)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._facts.clear()
+        self._unknown.clear()
+        self._by_key.clear()
+        self._by_account.clear()
+
+    def _drop(self, key_hash: str) -> None:
+        entry = self._facts.pop(key_hash, None)
+        if entry is None:
+            return
+        facts = entry[0]
+        for index, name in ((self._by_key, facts.key_id), (self._by_account, facts.account_id)):
+            hashes = index.get(name)
+            if hashes is not None:
+                hashes.discard(key_hash)
+                if not hashes:
+                    del index[name]
+
+
+def _invalid(message: str = "The provided API key is invalid") -> ApiError:
+    return ApiError(401, Code.INVALID_API_KEY, message)
+
+
+class Authenticator:
+    """Turns a presented key into a Principal, or an ApiError with a stable code."""
+
+    def __init__(self, cache: AuthCache, keys: KeysClient) -> None:
+        self.cache = cache
+        self.keys = keys
+
+    async def facts(self, key: str | None) -> KeyFacts:
+        if not key:
+            raise ApiError(
+                401, Code.MISSING_API_KEY, "An API key is required: send it in the X-API-Key header"
+            )
+        if not is_well_formed(key):  # prefix, length, alphabet, checksum: no bus needed
+            raise _invalid()
+        key_hash = hash_key(key)
+        facts = self.cache.get(key_hash)
+        if facts is not None:
+            return facts
+        if self.cache.is_unknown(key_hash):
+            raise _invalid()
+        generation = self.cache.generation
+        reply = await self.keys.check(key_hash)
+        if isinstance(reply, Rejected):
+            if reply.code == Code.INVALID_API_KEY:
+                self.cache.put_unknown(key_hash)
+            raise from_rejection(reply)
+        self.cache.put(key_hash, reply, generation)
+        return reply
+
+    async def authenticate(self, key: str | None) -> Principal:
+        facts = await self.facts(key)
+        if facts.revoked:
+            raise ApiError(401, Code.API_KEY_REVOKED, "This API key has been revoked")
+        now = datetime.now(UTC)
+        if facts.expires_at is not None and facts.expires_at <= now:
+            raise ApiError(401, Code.API_KEY_EXPIRED, "This API key has expired")
+        if facts.secret_valid_until is not None and facts.secret_valid_until <= now:
+            raise _invalid("This API key was regenerated; use the new secret")
+        return Principal(facts.key_id, facts.account_id, facts.kind, facts.plan, facts.rate_limit)
+
+
+async def principal(request: Request[object, object, object]) -> Principal:
+    """Litestar dependency: the authenticated caller of this request."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(presented_key(request))
+
+
+async def master(request: Request[object, object, object]) -> Principal:
+    """Litestar dependency: the caller, who must hold the account's master key."""
+    caller = await principal(request)
+    if not caller.is_master:
+        raise ApiError(403, Code.FORBIDDEN, "Managing keys requires the account's master key")
+    return caller

@@ -1,0 +1,113 @@
+"""Every failure becomes `{"error": {"code", "message"}}`, mapped in this one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+from aitbc_contracts.messages import Code, Rejected
+
+log = logging.getLogger("aitbc.api")
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An answer to the client that is not a success; `headers` go on the response."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+# Status of each code the keys service can reject with.
+_REJECTION_STATUS = {
+    Code.INVALID_API_KEY: 401,
+    Code.API_KEY_REVOKED: 401,
+    Code.API_KEY_EXPIRED: 401,
+    Code.FORBIDDEN: 403,
+    Code.NOT_FOUND: 404,
+    Code.CONFLICT: 409,
+    Code.VALIDATION_ERROR: 400,
+    Code.SERVICE_UNAVAILABLE: 503,
+}
+
+# Default code for framework errors that carry only a status.
+_STATUS_CODE = {
+    400: Code.VALIDATION_ERROR,
+    401: Code.INVALID_API_KEY,
+    403: Code.FORBIDDEN,
+    404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
+    413: Code.VALIDATION_ERROR,
+    429: Code.RATE_LIMIT_EXCEEDED,
+    503: Code.SERVICE_UNAVAILABLE,
+}
+
+
+def from_rejection(rejected: Rejected) -> ApiError:
+    return ApiError(_REJECTION_STATUS.get(rejected.code, 500), rejected.code, rejected.message)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(ErrorDetail(code, message)), status_code=status, headers=dict(headers or {})
+    )
+
+
+def _api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    # Litestar's detail is generic; the first "extra" item says which field and why.
+    message = str(exc.detail)
+    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
+        item = exc.extra[0]
+        message = f"{item.get('message', message)} ({item.get('source', 'body')}: {item.get('key', '')})"
+    return error_response(400, Code.VALIDATION_ERROR, message)
+
+
+def _not_found(_: Request, exc: NotFoundException) -> Response[ErrorBody]:
+    return error_response(404, Code.NOT_FOUND, "No such resource")
+
+
+def _http_error(_: Request, exc: HTTPException) -> Response[ErrorBody]:
+    code = _STATUS_CODE.get(exc.status_code, Code.INTERNAL_ERROR)
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response[ErrorBody]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, Code.INTERNAL_ERROR, "An unexpected error occurred"
+    )
+
+
+exception_handlers: ExceptionHandlersMap = {
+    ApiError: _api_error,
+    ValidationException: _validation_error,
+    NotFoundException: _not_found,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

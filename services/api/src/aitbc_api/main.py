@@ -1,0 +1,31 @@
+"""`aitbc-api`: serve the edge with uvicorn on uvloop and httptools."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from aitbc_api.app import create_app
+from aitbc_api.settings import get_settings
+
+
+def run() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # httpx logs full URLs at INFO; ours carry no key, but nothing here needs them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # uvicorn's would print query strings, which may carry a key
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_graceful_shutdown=10,
+    )

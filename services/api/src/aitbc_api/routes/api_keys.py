@@ -1,0 +1,107 @@
+"""Key management with the account's master key: list, create, show, revoke, regenerate."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import Provide
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
+
+from aitbc_api.auth import Authenticator, Principal, master
+from aitbc_api.clients import KeysClient
+from aitbc_api.errors import ApiError
+from aitbc_api.middleware import request_id_of
+from aitbc_api.routes.schemas import (
+    ApiKey,
+    ApiKeys,
+    ApiKeyWithSecret,
+    NewKey,
+    Regenerate,
+    api_key,
+    with_secret,
+)
+
+Req = Request[object, object, object]
+
+
+def _key_id(key_id: str) -> str:
+    if not is_key_id(key_id):  # malformed ids cannot exist: answer as for any unknown key
+        raise ApiError(404, m.Code.NOT_FOUND, "No such API key")
+    return key_id
+
+
+async def _key(request: Req, command: m.AnyCommand) -> m.KeyView:
+    keys: KeysClient = request.app.state.keys
+    view = await keys.command(command)
+    assert isinstance(view, m.KeyView)
+    return view
+
+
+def _context(request: Req, caller: Principal) -> dict[str, str]:
+    return {"actor": caller.key_id, "request_id": request_id_of(request.scope)}
+
+
+class ApiKeysController(Controller):
+    path = "/v1/api-keys"
+    tags = ["api-keys"]
+    dependencies = {"caller": Provide(master)}
+
+    @get("/", summary="List the account's keys")
+    async def list_keys(self, request: Req, caller: Principal) -> ApiKeys:
+        keys: KeysClient = request.app.state.keys
+        reply = await keys.command(m.ListKeys(account_id=caller.account_id, **_context(request, caller)))
+        assert isinstance(reply, m.KeyList)
+        return ApiKeys(keys=[api_key(view) for view in reply.keys])
+
+    @post("/", status_code=201, summary="Create a key (the plaintext is in this response only)")
+    async def create_key(self, request: Req, caller: Principal, data: NewKey) -> ApiKeyWithSecret:
+        secret = generate_key()
+        view = await _key(
+            request,
+            m.CreateKey(
+                account_id=caller.account_id,
+                name=data.name.strip(),
+                secret_hash=hash_key(secret),
+                hint=hint(secret),
+                expires_at=data.expires_at,
+                rate_limit=data.rate_limit,
+                **_context(request, caller),
+            ),
+        )
+        return with_secret(view, secret)
+
+    @get("/{key_id:str}", summary="Show a key")
+    async def get_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:
+        command = m.GetKey(account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller))
+        return api_key(await _key(request, command))
+
+    @delete("/{key_id:str}", status_code=200, summary="Revoke a key")
+    async def revoke_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:
+        command = m.RevokeKey(account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller))
+        view = await _key(request, command)
+        _evict(request, view.key_id)
+        return api_key(view)
+
+    @post("/{key_id:str}/regenerate", status_code=200, summary="New secret, same key id")
+    async def regenerate_key(
+        self, request: Req, caller: Principal, key_id: str, data: Regenerate | None = None
+    ) -> ApiKeyWithSecret:
+        secret = generate_key()
+        command = m.RegenerateKey(
+            account_id=caller.account_id,
+            key_id=_key_id(key_id),
+            secret_hash=hash_key(secret),
+            hint=hint(secret),
+            grace_seconds=data.grace_period_seconds if data else 0,
+            **_context(request, caller),
+        )
+        view = await _key(request, command)
+        _evict(request, view.key_id)
+        return with_secret(view, secret)
+
+
+def _evict(request: Req, key_id: str) -> None:
+    """This edge forgets the key at once; the others hear it from the key event stream."""
+    authenticator: Authenticator = request.app.state.authenticator
+    authenticator.cache.evict_key(key_id)

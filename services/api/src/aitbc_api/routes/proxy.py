@@ -1,0 +1,86 @@
+"""Every other `/v1/...` route: authenticate, then stream to the Coordinator and back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from litestar import Request, Response, route
+from litestar.background_tasks import BackgroundTask
+from litestar.response import Stream
+
+from aitbc_contracts.messages import Code
+
+from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY, Authenticator, presented_key
+from aitbc_api.errors import ApiError
+from aitbc_api.middleware import request_id_of
+from aitbc_api.settings import Settings
+
+# Never forwarded: hop-by-hop headers, the key, and identity headers a client might forge.
+_DROP_REQUEST = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+        "trailer", "transfer-encoding", "upgrade", "host", API_KEY_HEADER,
+        "x-account-id", "x-key-id", "x-request-id",
+    }
+)  # fmt: skip
+_DROP_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "x-request-id"}
+)
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def _query_without_key(raw: bytes) -> str:
+    query = raw.decode("latin-1")
+    if API_KEY_QUERY not in query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, v) for k, v in pairs if k != API_KEY_QUERY])
+
+
+async def _body(request: Request[object, object, object]) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        yield chunk
+
+
+@route(
+    "/v1/{path:path}",
+    http_method=_METHODS,
+    summary="Forwarded to the Coordinator",
+    tags=["coordinator"],
+    include_in_schema=False,
+)
+async def forward(request: Request[object, object, object], path: str) -> Response[object]:
+    settings: Settings = request.app.state.settings
+    full_path = "/v1" + path
+    headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
+    request_id = request_id_of(request.scope)
+    headers.append(("x-request-id", request_id))
+    if full_path not in settings.public_routes:
+        authenticator: Authenticator = request.app.state.authenticator
+        caller = await authenticator.authenticate(presented_key(request))
+        headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
+
+    client: httpx.AsyncClient = request.app.state.upstream
+    query = _query_without_key(request.scope["query_string"])
+    upstream_request = client.build_request(
+        request.method,
+        settings.upstream_url + full_path + ("?" + query if query else ""),
+        headers=headers,
+        content=None if request.method in _BODYLESS else _body(request),
+    )
+    try:
+        upstream = await client.send(upstream_request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise ApiError(504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
+
+    return Stream(
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        headers={k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE},
+        background=BackgroundTask(upstream.aclose),
+    )
