@@ -1,0 +1,75 @@
+"""Bad input gets a 4xx with the error body, never a 500."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"name": 5}',
+        b'{"name": "ok", "unknown": 1}',
+        b'{"name": ""}',
+        b'{"name": "' + b"x" * 101 + b'"}',
+        b'{"name": "ok", "expires_at": "yesterday"}',
+        b'{"name": "ok", "rate_limit": -3}',
+        b"[]",
+        b"\xff\xfe",
+    ],
+)
+def test_bad_bodies_on_create_key(api: httpx.Client, account: dict[str, str], body: bytes) -> None:
+    response = api.post(
+        "/v1/api-keys",
+        content=body,
+        headers={"X-API-Key": account["master"], "Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_a_past_expiry_is_refused(api: httpx.Client, account: dict[str, str]) -> None:
+    response = api.post(
+        "/v1/api-keys",
+        json={"name": "late", "expires_at": "2020-01-01T00:00:00Z"},
+        headers={"X-API-Key": account["master"]},
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_bad_bodies_on_sign_up_and_regenerate(api: httpx.Client, account: dict[str, str]) -> None:
+    assert_error(api.post("/v1/accounts", json={"plan": "enterprise"}), 400, "VALIDATION_ERROR")
+    assert_error(api.post("/v1/accounts", content=b"{{"), 400, "VALIDATION_ERROR")
+    key_id = api.get("/v1/api-keys", headers={"X-API-Key": account["master"]}).json()["keys"][0]["key_id"]
+    for body in [{"grace_period_seconds": -1}, {"grace_period_seconds": "soon"}, {"grace": 1}]:
+        response = api.post(
+            f"/v1/api-keys/{key_id}/regenerate", json=body, headers={"X-API-Key": account["master"]}
+        )
+        assert_error(response, 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize("key_id", ["nope", "key_", "key_ZZZZZZZZZZZZZZZZ", "key_0123456789abcdef0", "%00", "..%2F..%2Fetc"])
+def test_bad_key_ids_are_not_found(api: httpx.Client, account: dict[str, str], key_id: str) -> None:
+    response = api.get(f"/v1/api-keys/{key_id}", headers={"X-API-Key": account["master"]})
+    assert_error(response, 404, "NOT_FOUND")
+
+
+def test_non_ascii_and_huge_headers(api: httpx.Client) -> None:
+    non_ascii = api.get("/v1/jobs", headers={"X-API-Key": "aitbc_ключ".encode()})
+    assert_error(non_ascii, 401, "INVALID_API_KEY")
+    huge = api.get("/v1/jobs", headers={"X-API-Key": "a" * 8000})
+    assert_error(huge, 401, "INVALID_API_KEY")
+    bigger = api.get("/v1/jobs", headers={"X-Other": "a" * 20000})
+    assert 400 <= bigger.status_code < 500
+
+
+def test_wrong_methods_and_unknown_routes(api: httpx.Client, account: dict[str, str]) -> None:
+    assert_error(api.put("/v1/api-keys", headers={"X-API-Key": account["master"]}), 405, "METHOD_NOT_ALLOWED")
+    assert_error(api.get("/v2/jobs"), 404, "NOT_FOUND")

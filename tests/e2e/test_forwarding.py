@@ -1,0 +1,119 @@
+"""Forwarding as the upstream sees it: no key, identity headers, streaming, and upstream faults."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from aitbc_infra.nats_server import free_port
+from tests.e2e.stack import BIN, Process, Stack
+
+
+class RecordingUpstream:
+    """A raw ASGI upstream that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.seen.append(
+            {
+                "path": scope["path"],
+                "query": scope["query_string"].decode(),
+                "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                "body": body,
+            }
+        )
+        if scope["path"] == "/v1/slow":
+            await asyncio.sleep(5)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"x-upstream", b"yes")]})
+        for i in range(3):  # several chunks: the edge must pass them on as they come
+            await send({"type": "http.response.body", "body": f"chunk{i};".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"len=%d" % len(body)})
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[RecordingUpstream, int]]:
+    app = RecordingUpstream()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        threading.Event().wait(0.02)
+    yield app, port
+    server.should_exit = True
+    thread.join(5)
+
+
+def _edge(stack: Stack, name: str, upstream_port: int) -> Process:
+    port = free_port()
+    return stack.add(
+        name, [str(BIN / "aitbc-api")], port, API_PORT=str(port),
+        UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}", UPSTREAM_TIMEOUT="1",
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def recorded_edge(stack: Stack, upstream: tuple[RecordingUpstream, int]) -> Iterator[str]:
+    process = _edge(stack, "api-recorded", upstream[1])
+    yield f"http://127.0.0.1:{process.port}"
+    process.stop()
+
+
+def test_the_key_never_reaches_the_upstream_and_identity_does(
+    recorded_edge: str, upstream: tuple[RecordingUpstream, int], api: httpx.Client, account: dict[str, str]
+) -> None:
+    recorder, _ = upstream
+    key = account["master"]
+    spoofed = {"X-Account-Id": "acc_0000000000000000", "X-Key-Id": "key_0000000000000000"}
+    with httpx.Client(base_url=recorded_edge) as client:
+        by_query = client.get("/v1/things", params={"api_key": key, "a": "1", "b": "x y"}, headers=spoofed)
+        by_header = client.post("/v1/things", content=b"x" * 300_000, headers={"X-API-Key": key})
+    assert by_query.status_code == by_header.status_code == 200
+    assert by_query.text == "chunk0;chunk1;chunk2;len=0"
+    assert by_header.text == "chunk0;chunk1;chunk2;len=300000"  # the body streamed through whole
+    assert by_query.headers["x-upstream"] == "yes"
+    first, second = recorder.seen[-2:]
+    assert first["query"] == "a=1&b=x+y"
+    for seen in (first, second):
+        assert key not in repr(seen)
+        assert "x-api-key" not in seen["headers"]
+        assert seen["headers"]["x-account-id"] == account["account_id"]
+        assert seen["headers"]["x-key-id"] == account["master_key_id"]
+        assert seen["headers"]["x-request-id"]
+
+
+def test_a_slow_upstream_answers_504(recorded_edge: str, account: dict[str, str]) -> None:
+    with httpx.Client(base_url=recorded_edge, timeout=10) as client:
+        response = client.get("/v1/slow", headers={"X-API-Key": account["master"]})
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "UPSTREAM_TIMEOUT"
+
+
+def test_a_dead_upstream_answers_502(stack: Stack, account: dict[str, str]) -> None:
+    process = _edge(stack, "api-dead-upstream", free_port())
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{process.port}") as client:
+            response = client.get("/v1/jobs", headers={"X-API-Key": account["master"]})
+            public = client.get("/v1/health")
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert public.status_code == 502
+    finally:
+        process.stop()

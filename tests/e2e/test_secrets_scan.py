@@ -1,0 +1,62 @@
+"""After a full run, no plaintext key is in the database, the key event stream or any log."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+
+import httpx
+import nats
+
+from aitbc_contracts.keyformat import is_well_formed
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM
+from tests.e2e.stack import Stack
+
+# Any well-formed key, whoever made it: prefix, 49 base62 characters, a valid checksum.
+KEY_PATTERN = re.compile(r"aitbc_[0-9A-Za-z]{49}")
+
+
+def plaintext_keys(text: str) -> set[str]:
+    return {match for match in KEY_PATTERN.findall(text) if is_well_formed(match)}
+
+
+async def stream_contents(url: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(KEY_EVENTS_STREAM)
+        messages = [await js.get_msg(KEY_EVENTS_STREAM, seq) for seq in
+                    range(info.state.first_seq, info.state.last_seq + 1)]
+        return "\n".join(repr(m.headers) + m.data.decode() for m in messages if m.data)
+    finally:
+        await nc.close()
+
+
+def database_contents(stack: Stack) -> str:
+    path = stack.database_url.split(":///", 1)[1]
+    with sqlite3.connect(path) as db:
+        tables = [row[0] for row in db.execute("select name from sqlite_master where type='table'")]
+        return "\n".join(repr(db.execute(f'select * from "{t}"').fetchall()) for t in tables)
+
+
+def test_no_plaintext_key_is_stored_published_or_logged(stack: Stack, api: httpx.Client) -> None:
+    # A full flow of its own, so the scan has something to find if anything leaks.
+    master = api.post("/v1/accounts").json()["master_key"]["key"]
+    made = api.post("/v1/api-keys", json={"name": "scan"}, headers={"X-API-Key": master}).json()
+    issued = {master, made["key"]}
+    assert api.get("/v1/jobs", params={"api_key": made["key"]}).status_code == 200
+    fresh = api.post(f"/v1/api-keys/{made['key_id']}/regenerate", headers={"X-API-Key": master}).json()
+    issued.add(fresh["key"])
+    assert api.get("/v1/jobs", params={"api_key": fresh["key"]}).status_code == 200
+    assert api.delete(f"/v1/api-keys/{made['key_id']}", headers={"X-API-Key": master}).status_code == 200
+
+    stream = asyncio.run(stream_contents(stack.nats.url))
+    assert made["key_id"] in stream  # the scan looks at the right place
+    for place, text in [
+        ("database", database_contents(stack)),
+        ("stream", stream),
+        ("logs", stack.logs()),
+    ]:
+        assert plaintext_keys(text) == set(), f"plaintext key in the {place}"
+        assert not any(key in text for key in issued)
