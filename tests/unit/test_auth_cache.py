@@ -1,0 +1,70 @@
+"""The edge's auth cache: bounded, and never holding an answer an event has made stale."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from aitbc_api.auth import AuthCache
+from aitbc_api.key_events import apply
+from aitbc_api.routes.proxy import _query_without_key
+from aitbc_contracts.messages import KeyFacts
+
+
+def facts(key_id: str = "key_1", account_id: str = "acc_1") -> KeyFacts:
+    return KeyFacts(key_id=key_id, account_id=account_id, kind="standard", plan="free", revoked=False)
+
+
+def test_put_get_and_evict_by_key_and_account() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    cache.put("h1", facts("key_1", "acc_1"), cache.generation)
+    cache.put("h2", facts("key_2", "acc_1"), cache.generation)
+    cache.put("h3", facts("key_3", "acc_2"), cache.generation)
+    cache.evict_key("key_1")
+    assert cache.get("h1") is None and cache.get("h2") is not None
+    cache.evict_account("acc_1")
+    assert cache.get("h2") is None and cache.get("h3") is not None
+
+
+def test_an_answer_fetched_before_an_eviction_is_not_cached() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    asked_at = cache.generation
+    cache.evict_key("key_1")  # a revocation arrives while the check is in flight
+    cache.put("h1", facts(), asked_at)
+    assert cache.get("h1") is None
+
+
+def test_size_is_bounded_oldest_first() -> None:
+    cache = AuthCache(size=3, ttl=60, negative_size=2, negative_ttl=5)
+    for i in range(5):
+        cache.put(f"h{i}", facts(f"key_{i}"), cache.generation)
+        cache.put_unknown(f"u{i}")
+    assert len(cache) == 3 and cache.get("h0") is None and cache.get("h4") is not None
+    assert not cache.is_unknown("u0") and cache.is_unknown("u4")
+    cache.evict_key("key_0")  # indexes stayed consistent after the bound dropped it
+
+
+def test_entries_expire() -> None:
+    cache = AuthCache(size=3, ttl=0.01, negative_size=2, negative_ttl=0.01)
+    cache.put("h", facts(), cache.generation)
+    cache.put_unknown("u")
+    time.sleep(0.02)
+    assert cache.get("h") is None and not cache.is_unknown("u")
+
+
+def test_key_events_evict_what_they_change() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    cache.put("h1", facts("key_1", "acc_1"), cache.generation)
+    cache.put("h2", facts("key_2", "acc_2"), cache.generation)
+    apply(cache, msgspec.json.encode({"type": "key.revoked.v1", "account_id": "acc_1", "key_id": "key_1"}))
+    assert cache.get("h1") is None
+    apply(cache, b'{"type": "account.plan_changed.v1", "account_id": "acc_2", "plan": "pro"}')
+    assert cache.get("h2") is None
+    apply(cache, b"garbage")  # ignored, not raised
+
+
+def test_the_key_is_removed_from_the_query_string() -> None:
+    assert _query_without_key(b"a=1&api_key=secret&b=2") == "a=1&b=2"
+    assert _query_without_key(b"a=1&b=x%20y") == "a=1&b=x%20y"  # untouched when no key
+    assert _query_without_key(b"api_key=s&api_key=t") == ""
