@@ -68,7 +68,12 @@ class Stack:
         return f"http://127.0.0.1:{self.processes['api'].port}"
 
     def env(self) -> dict[str, str]:
-        return {"NATS_URL": self.nats.url, "DATABASE_URL": self.database_url, "LOG_LEVEL": "INFO"}
+        return {
+            "NATS_URL": self.nats.url,
+            "DATABASE_URL": self.database_url,
+            "USAGE_DATABASE_URL": f"sqlite+aiosqlite:///{self.root / 'usage.db'}",
+            "LOG_LEVEL": "INFO",
+        }
 
     def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Process:
         process = Process(name, argv, {**self.env(), **env}, self.root / f"{name}.log", port)
@@ -79,6 +84,7 @@ class Stack:
         self.nats.start()
         upstream = free_port()
         self.add("keys", [str(BIN / "aitbc-keys")]).start()
+        self.add("usage", [str(BIN / "aitbc-usage")]).start()
         self.add(
             "coordinator",
             [str(BIN / "aitbc-sample-coordinator")],

@@ -68,3 +68,27 @@ def test_the_key_is_removed_from_the_query_string() -> None:
     assert _query_without_key(b"a=1&api_key=secret&b=2") == "a=1&b=2"
     assert _query_without_key(b"a=1&b=x%20y") == "a=1&b=x%20y"  # untouched when no key
     assert _query_without_key(b"api_key=s&api_key=t") == ""
+
+
+def test_an_eviction_of_another_key_does_not_stop_caching() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    asked_at = cache.generation
+    cache.evict_key("key_other")
+    cache.evict_account("acc_other")
+    cache.put("h1", facts("key_1", "acc_1"), asked_at)
+    assert cache.get("h1") is not None
+
+
+def test_a_clear_or_forgotten_evictions_refuse_older_answers() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    asked_at = cache.generation
+    cache.clear()
+    cache.put("h1", facts(), asked_at)
+    assert cache.get("h1") is None
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    asked_at = cache.generation
+    cache.evict_key("key_1")
+    for i in range(AuthCache.EVICTIONS_KEPT):
+        cache.evict_key(f"key_x{i}")  # key_1's eviction is forgotten one by one
+    cache.put("h1", facts("key_1"), asked_at)
+    assert cache.get("h1") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 # --- key event log (JetStream) -------------------------------------------------------------
 KEY_EVENTS_STREAM = "AITBC_KEY_EVENTS"
 KEY_EVENTS_PREFIX = "aitbc.keys.events"
@@ -22,3 +24,29 @@ KEYS_QUEUE = "aitbc-keys"  # queue group: any number of keys services share the 
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream de-duplication
 EXPECTED_LAST_SEQUENCE_HEADER = "Nats-Expected-Last-Sequence"
 POSITION_HEADER = "Aitbc-Position"  # the event's global position in the event store
+
+# --- usage: rate-limit decisions, partitioned by account -----------------------------------
+USAGE_PARTITIONS = 16  # fixed for the system: a partition is the unit a usage process owns
+USAGE_DECIDE_PREFIX = "aitbc.usage.decide"  # .<partition>: DecideBatch -> DecisionBatch
+USAGE_QUERY = "aitbc.usage.query"  # UsageQuery | LastUsedQuery -> UsageSeries | LastUsed | Rejected
+USAGE_QUEUE = "aitbc-usage"
+
+# --- usage stream (JetStream): one event per request, for analytics ------------------------
+USAGE_STREAM = "AITBC_USAGE"
+USAGE_EVENTS_PREFIX = "aitbc.usage.events"
+USAGE_EVENTS_SUBJECTS = f"{USAGE_EVENTS_PREFIX}.>"
+USAGE_AGGREGATOR_DURABLE = "usage-aggregator"
+
+
+def partition_of(account_id: str, partitions: int = USAGE_PARTITIONS) -> int:
+    """A stable hash (CRC32, not Python's salted hash) so every process agrees."""
+    return zlib.crc32(account_id.encode()) % partitions
+
+
+def usage_decide_subject(partition: int) -> str:
+    return f"{USAGE_DECIDE_PREFIX}.{partition}"
+
+
+def usage_event_subject(account_id: str) -> str:
+    return f"{USAGE_EVENTS_PREFIX}.{partition_of(account_id)}.{account_id}"
+USAGE_COUNTERS_BUCKET = "aitbc_usage_counters"  # KV: the current minute's counts per partition

@@ -2,95 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import nats
-from litestar import Litestar
+from litestar import Litestar, MediaType, Request, get
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from aitbc_contracts.bus import Follower, connect
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+
+from aitbc_api import key_events, metrics
 from aitbc_api.auth import API_KEY_QUERY, AuthCache, Authenticator
-from aitbc_api.clients import KeysClient
+from aitbc_api.clients import KeysClient, UsageClient
 from aitbc_api.errors import exception_handlers
-from aitbc_api.key_events import KeyEventFollower
-from aitbc_api.middleware import RequestIdMiddleware
+from aitbc_api.limits import DecisionBatcher, RateLimiter
+from aitbc_api.middleware import EdgeMiddleware
 from aitbc_api.routes.accounts import sign_up
 from aitbc_api.routes.api_keys import ApiKeysController
 from aitbc_api.routes.proxy import forward
+from aitbc_api.routes.usage import usage
 from aitbc_api.settings import Settings, get_settings
-
-log = logging.getLogger("aitbc.api")
-
-
-async def _connect_nats(settings: Settings, cache: AuthCache) -> nats.NATS:
-    async def reconnected() -> None:
-        # Events may have passed while we were away: forget what they could have changed.
-        log.warning("reconnected to NATS; auth cache cleared")
-        cache.clear()
-
-    async def disconnected() -> None:
-        log.warning("disconnected from NATS")
-
-    async def error(exc: Exception) -> None:
-        log.debug("NATS: %s", exc)
-
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
-        try:
-            return await nats.connect(
-                settings.nats_url,
-                name="aitbc-api",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                reconnected_cb=reconnected,
-                disconnected_cb=disconnected,
-                error_cb=error,
-            )
-        except Exception:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("waiting for NATS at %s", settings.nats_url)
-            await asyncio.sleep(1)
+from aitbc_api.usage_events import UsagePublisher
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or get_settings()
+@get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
+def metrics_endpoint(request: Request[object, object, object]) -> str:
+    state = request.app.state
+    return metrics.render(
+        {"aitbc_usage_events_buffered": len(state.usage_publisher.buffer)}
+    )
 
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        cache = AuthCache(
-            settings.auth_cache_size,
-            settings.auth_cache_ttl,
-            settings.negative_cache_size,
-            settings.negative_cache_ttl,
-        )
-        nc = await _connect_nats(settings, cache)
-        keys = KeysClient(nc, settings.keys_timeout)
-        follower = KeyEventFollower(nc, cache)
-        follower.start()
-        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout)
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as upstream:
-            app.state.update(
-                settings=settings,
-                keys=keys,
-                authenticator=Authenticator(cache, keys),
-                follower=follower,
-                upstream=upstream,
-                nats=nc,
-            )
-            try:
-                yield
-            finally:
-                await follower.stop()
-                await nc.drain()
 
-    openapi = OpenAPIConfig(
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
         title="AITBC Coordinator API (edge)",
         version="1.0.0",
         description="API keys, per-plan rate limits and usage in front of the Coordinator.",
@@ -106,11 +53,60 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         security=[{"ApiKeyHeader": []}, {"ApiKeyQuery": []}],
     )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        cache = AuthCache(
+            settings.auth_cache_size,
+            settings.auth_cache_ttl,
+            settings.negative_cache_size,
+            settings.negative_cache_ttl,
+        )
+
+        async def forget_all() -> None:
+            cache.clear()  # events may have passed while we were away
+
+        nc = await connect(settings.nats_url, "aitbc-api", on_reconnect=forget_all)
+        keys = KeysClient(nc, settings.keys_timeout)
+        follower = Follower(
+            nc, KEY_EVENTS_SUBJECTS, lambda data: key_events.apply(cache, data), "key-events"
+        )
+        follower.start()
+        publisher = UsagePublisher(nc, settings.usage_buffer)
+        publisher.start()
+        limiter = RateLimiter(
+            DecisionBatcher(nc, settings.usage_timeout),
+            dict(settings.plan_limits),
+            settings.fail_open,
+        )
+        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout)
+        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as upstream:
+            app.state.update(
+                settings=settings,
+                keys_client=keys,
+                usage_client=UsageClient(nc, settings.keys_timeout),
+                authenticator=Authenticator(cache, keys),
+                limiter=limiter,
+                usage_publisher=publisher,
+                upstream=upstream,
+            )
+            try:
+                yield
+            finally:
+                await publisher.stop()
+                await follower.stop()
+                await nc.drain()
+
     return Litestar(
-        route_handlers=[sign_up, ApiKeysController, forward],
+        route_handlers=[sign_up, ApiKeysController, usage, forward, metrics_endpoint],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
-        middleware=[DefineMiddleware(RequestIdMiddleware)],
-        openapi_config=openapi,
+        middleware=[DefineMiddleware(EdgeMiddleware)],
+        openapi_config=_openapi(),
         request_max_body_size=settings.max_body_bytes,
     )

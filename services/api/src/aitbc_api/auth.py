@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 
 from aitbc_contracts.keyformat import hash_key, is_well_formed
@@ -42,8 +41,11 @@ class AuthCache:
 
     Entries stay true because the key event stream evicts them (`evict_key`, `evict_account`);
     the TTL only bounds the damage of an event this edge never saw. `generation` moves on every
-    eviction, so an answer fetched before an eviction is never cached after it.
+    eviction and each evicted id remembers it for a while, so an answer about that key or
+    account fetched before its eviction is never cached after it.
     """
+
+    EVICTIONS_KEPT = 10_000  # ids remembered; far more than can be in flight in one check
 
     def __init__(self, size: int, ttl: float, negative_size: int, negative_ttl: float) -> None:
         self.size, self.ttl = size, ttl
@@ -53,6 +55,8 @@ class AuthCache:
         self._unknown: dict[str, float] = {}
         self._by_key: dict[str, set[str]] = {}
         self._by_account: dict[str, set[str]] = {}
+        self._evicted: dict[str, int] = {}  # key or account id -> generation of its eviction
+        self._floor = 0
 
     def __len__(self) -> int:
         return len(self._facts)
@@ -71,8 +75,11 @@ class AuthCache:
         return until is not None and until >= time.monotonic()
 
     def put(self, key_hash: str, facts: KeyFacts, generation: int) -> None:
-        if generation != self.generation:
-            return  # an eviction happened while this answer was in flight: it may be stale
+        if generation < self._floor:
+            return  # asked before evictions this cache no longer remembers one by one
+        evicted = self._evicted
+        if max(evicted.get(facts.key_id, -1), evicted.get(facts.account_id, -1)) > generation:
+            return  # evicted while this answer was in flight: it may be stale
         if key_hash not in self._facts and len(self._facts) >= self.size:
             self._drop(next(iter(self._facts)))  # oldest first
         self._facts[key_hash] = (facts, time.monotonic() + self.ttl)
@@ -84,18 +91,30 @@ class AuthCache:
             self._unknown.pop(next(iter(self._unknown)))
         self._unknown[key_hash] = time.monotonic() + self.negative_ttl
 
-    def evict_key(self, key_id: str) -> None:
+    def _mark(self, name: str) -> None:
         self.generation += 1
+        if len(self._evicted) >= self.EVICTIONS_KEPT:
+            # Forget the oldest half; answers asked before the newest forgotten one are refused.
+            items = list(self._evicted.items())
+            half = self.EVICTIONS_KEPT // 2
+            self._floor = max(self._floor, items[half - 1][1])
+            self._evicted = dict(items[half:])
+        self._evicted.pop(name, None)
+        self._evicted[name] = self.generation
+
+    def evict_key(self, key_id: str) -> None:
+        self._mark(key_id)
         for key_hash in self._by_key.pop(key_id, set()).copy():
             self._drop(key_hash)
 
     def evict_account(self, account_id: str) -> None:
-        self.generation += 1
+        self._mark(account_id)
         for key_hash in self._by_account.pop(account_id, set()).copy():
             self._drop(key_hash)
 
     def clear(self) -> None:
         self.generation += 1
+        self._floor = self.generation
         self._facts.clear()
         self._unknown.clear()
         self._by_key.clear()
@@ -157,17 +176,3 @@ class Authenticator:
         if facts.secret_valid_until is not None and facts.secret_valid_until <= now:
             raise _invalid("This API key was regenerated; use the new secret")
         return Principal(facts.key_id, facts.account_id, facts.kind, facts.plan, facts.rate_limit)
-
-
-async def principal(request: Request[object, object, object]) -> Principal:
-    """Litestar dependency: the authenticated caller of this request."""
-    authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator.authenticate(presented_key(request))
-
-
-async def master(request: Request[object, object, object]) -> Principal:
-    """Litestar dependency: the caller, who must hold the account's master key."""
-    caller = await principal(request)
-    if not caller.is_master:
-        raise ApiError(403, Code.FORBIDDEN, "Managing keys requires the account's master key")
-    return caller

@@ -1,4 +1,5 @@
-"""Outermost ASGI layer: a request id on every response, and an access log without secrets."""
+"""Outermost ASGI layer: per-request context, a request id and rate-limit headers on every
+response, the access log (without secrets), and the usage event once the response is sent."""
 
 from __future__ import annotations
 
@@ -6,17 +7,48 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_ID_SCOPE_KEY = "aitbc.request_id"
+from aitbc_contracts.usage import UsageEvent
+
+if TYPE_CHECKING:
+    from aitbc_api.auth import Principal
+    from aitbc_api.limits import Verdict
+
+CONTEXT_KEY = "aitbc"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+# Path segments that are ids, not routes: replaced by {id} in the usage route template.
+_ID_SEGMENT = re.compile(r"[0-9]+|[0-9a-fA-F-]{16,}|[A-Za-z]+_[0-9A-Za-z]{8,}|[0-9A-Za-z_-]{24,}")
 
 access_log = logging.getLogger("aitbc.api.access")
 
 
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float
+    principal: Principal | None = None
+    verdict: Verdict | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def context_of(scope: Scope) -> RequestContext:
+    return scope[CONTEXT_KEY]  # type: ignore[literal-required, no-any-return]
+
+
 def request_id_of(scope: Scope) -> str:
-    return str(scope.get(REQUEST_ID_SCOPE_KEY, ""))  # type: ignore[call-overload]
+    return context_of(scope).request_id
+
+
+def route_template(scope: Scope) -> str:
+    template: str = scope.get("path_template", "")  # type: ignore[assignment]
+    if template and "{path:path}" not in template:
+        return template
+    return "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in scope["path"].split("/"))
 
 
 def _incoming_request_id(scope: Scope) -> str:
@@ -26,42 +58,62 @@ def _incoming_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
-    """Takes a well-formed incoming X-Request-Id or makes one, and echoes it on the response.
+class EdgeMiddleware:
+    """The path alone goes to the access log: the query string may hold an `api_key`."""
 
-    The access log names the path only: the query string may hold an `api_key`.
-    """
-
-    def __init__(self, app: ASGIApp, log_requests: bool = True) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.log_requests = log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope)
-        scope[REQUEST_ID_SCOPE_KEY] = request_id  # type: ignore[literal-required]
-        header = (b"x-request-id", request_id.encode("ascii"))
-        started = time.perf_counter()
+        context = RequestContext(_incoming_request_id(scope), time.perf_counter())
+        scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", context.request_id.encode("ascii")),
+                    *context.headers,
+                ]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
-            if self.log_requests and access_log.isEnabledFor(logging.INFO):
+            latency_ms = (time.perf_counter() - context.started) * 1000
+            if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
-                    '%s %s %s %.1fms request_id=%s',
-                    scope["method"],
-                    scope["path"][:256],
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    request_id,
-                )
+                    "%s %s %s %.1fms request_id=%s",
+                    scope["method"], scope["path"][:256], status, latency_ms, context.request_id,
+                )  # fmt: skip
+            if context.principal is not None and context.verdict is not None:
+                _record(scope, context, status or 500, latency_ms)
+
+
+def _record(scope: Scope, context: RequestContext, status: int, latency_ms: float) -> None:
+    assert context.principal is not None and context.verdict is not None
+    verdict = context.verdict
+    if verdict.mode == "exact":
+        outcome = "admitted" if verdict.decision and verdict.decision.admitted else "limited"
+    else:
+        outcome = "fail_open" if verdict.mode == "fail-open" else "fail_closed"
+    scope["app"].state.usage_publisher.emit(
+        UsageEvent(
+            event_id=uuid.uuid4().hex,
+            request_id=context.request_id,
+            account_id=context.principal.account_id,
+            key_id=context.principal.key_id,
+            method=scope["method"],
+            route=route_template(scope),
+            status=status,
+            latency_ms=round(latency_ms, 3),
+            decision=outcome,
+            at=datetime.now(UTC),
+        )
+    )

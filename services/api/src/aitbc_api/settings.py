@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
+
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -26,6 +28,10 @@ class Settings:
     negative_cache_size: int = 10_000
     negative_cache_ttl: float = 5.0
     max_body_bytes: int = 10 * 1024 * 1024
+    usage_timeout: float = 0.5  # a decision that takes longer falls back to the fail policy
+    fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
+    usage_buffer: int = 100_000  # usage events held while NATS is away; beyond: counted drops
+    plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
     log_level: str = "INFO"
 
     @classmethod
@@ -45,6 +51,10 @@ class Settings:
             auth_cache_size=int(env.get("AUTH_CACHE_SIZE", cls.auth_cache_size)),
             auth_cache_ttl=float(env.get("AUTH_CACHE_TTL", cls.auth_cache_ttl)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", cls.max_body_bytes)),
+            usage_timeout=float(env.get("USAGE_TIMEOUT", cls.usage_timeout)),
+            fail_open=env.get("USAGE_FAIL_MODE", "open").strip().lower() != "closed",
+            usage_buffer=int(env.get("USAGE_BUFFER", cls.usage_buffer)),
+            plan_limits=tuple(plan_limits_from_env().items()),
             log_level=env.get("LOG_LEVEL", cls.log_level),
         )
 

@@ -15,7 +15,7 @@ from aitbc_api.routes.schemas import Account, MasterKey, SignUp
 @post("/v1/accounts", status_code=201, security=[{}], tags=["accounts"], summary="Sign up")
 async def sign_up(request: Request[object, object, object], data: SignUp | None = None) -> Account:
     """Creates an account on the free plan. The master key is in this response only."""
-    keys: KeysClient = request.app.state.keys
+    keys: KeysClient = request.app.state.keys_client
     master_key = generate_key()  # the plaintext never leaves this process but in the response
     view = await keys.command(
         CreateAccount(

@@ -8,8 +8,9 @@ from litestar.di import Provide
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
 
-from aitbc_api.auth import Authenticator, Principal, master
-from aitbc_api.clients import KeysClient
+from aitbc_api.auth import Authenticator, Principal
+from aitbc_api.gate import master
+from aitbc_api.clients import KeysClient, UsageClient
 from aitbc_api.errors import ApiError
 from aitbc_api.middleware import request_id_of
 from aitbc_api.routes.schemas import (
@@ -32,7 +33,7 @@ def _key_id(key_id: str) -> str:
 
 
 async def _key(request: Req, command: m.AnyCommand) -> m.KeyView:
-    keys: KeysClient = request.app.state.keys
+    keys: KeysClient = request.app.state.keys_client
     view = await keys.command(command)
     assert isinstance(view, m.KeyView)
     return view
@@ -49,10 +50,12 @@ class ApiKeysController(Controller):
 
     @get("/", summary="List the account's keys")
     async def list_keys(self, request: Req, caller: Principal) -> ApiKeys:
-        keys: KeysClient = request.app.state.keys
+        keys: KeysClient = request.app.state.keys_client
         reply = await keys.command(m.ListKeys(account_id=caller.account_id, **_context(request, caller)))
         assert isinstance(reply, m.KeyList)
-        return ApiKeys(keys=[api_key(view) for view in reply.keys])
+        usage: UsageClient = request.app.state.usage_client
+        last_used = await usage.last_used(caller.account_id)
+        return ApiKeys(keys=[api_key(view, last_used.get(view.key_id)) for view in reply.keys])
 
     @post("/", status_code=201, summary="Create a key (the plaintext is in this response only)")
     async def create_key(self, request: Req, caller: Principal, data: NewKey) -> ApiKeyWithSecret:

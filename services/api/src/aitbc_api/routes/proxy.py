@@ -12,7 +12,8 @@ from litestar.response import Stream
 
 from aitbc_contracts.messages import Code
 
-from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY, Authenticator, presented_key
+from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY
+from aitbc_api.gate import admit
 from aitbc_api.errors import ApiError
 from aitbc_api.middleware import request_id_of
 from aitbc_api.settings import Settings
@@ -59,8 +60,7 @@ async def forward(request: Request[object, object, object], path: str) -> Respon
     request_id = request_id_of(request.scope)
     headers.append(("x-request-id", request_id))
     if full_path not in settings.public_routes:
-        authenticator: Authenticator = request.app.state.authenticator
-        caller = await authenticator.authenticate(presented_key(request))
+        caller = await admit(request)
         headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
 
     client: httpx.AsyncClient = request.app.state.upstream

@@ -63,7 +63,7 @@ class Account(msgspec.Struct, frozen=True):
     master_key: MasterKey
 
 
-def api_key(view: KeyView) -> ApiKey:
+def api_key(view: KeyView, last_used_at: datetime | None = None) -> ApiKey:
     return ApiKey(
         key_id=view.key_id,
         name=view.name,
@@ -75,7 +75,7 @@ def api_key(view: KeyView) -> ApiKey:
         revoked_at=view.revoked_at,
         regenerated_at=view.regenerated_at,
         rate_limit=view.rate_limit,
-        last_used_at=view.last_used_at,
+        last_used_at=last_used_at or view.last_used_at,
     )
 
 

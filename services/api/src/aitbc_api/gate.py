@@ -1,0 +1,81 @@
+"""The gate every authenticated request passes: who is calling, and may they, right now?"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+
+from aitbc_contracts.messages import Code
+from aitbc_contracts.usage import WINDOW_SECONDS
+
+from aitbc_api.auth import Authenticator, Principal, presented_key
+from aitbc_api.errors import ApiError
+from aitbc_api.limits import RateLimiter, Verdict
+from aitbc_api.middleware import context_of
+
+Conn = ASGIConnection[object, object, object, object]
+
+
+def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]]:
+    """X-RateLimit-* as the seed documents, and the IETF draft's RateLimit-Policy/RateLimit."""
+    headers = [(b"x-ratelimit-mode", verdict.mode.encode())]
+    decision = verdict.decision
+    if decision is None:
+        return headers
+    seconds_left = max(0, math.ceil(decision.reset - now))
+    policy = verdict.policy.encode()
+    return [
+        *headers,
+        (b"x-ratelimit-limit", b"%d" % decision.limit),
+        (b"x-ratelimit-remaining", b"%d" % decision.remaining),
+        (b"x-ratelimit-reset", b"%d" % decision.reset),
+        (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (policy, decision.limit, WINDOW_SECONDS)),
+        (b"ratelimit", b'"%s";r=%d;t=%d' % (policy, decision.remaining, seconds_left)),
+    ]
+
+
+async def admit(connection: Conn) -> Principal:
+    """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
+    state = connection.app.state
+    authenticator: Authenticator = state.authenticator
+    limiter: RateLimiter = state.limiter
+    principal = await authenticator.authenticate(presented_key(connection))
+    context = context_of(connection.scope)
+    context.principal = principal
+    verdict = await limiter.check(
+        principal.account_id, principal.key_id, principal.plan, principal.rate_limit
+    )
+    context.verdict = verdict
+    now = time.time()
+    context.headers = rate_limit_headers(verdict, now)
+    if verdict.decision is None:
+        raise ApiError(
+            503,
+            Code.SERVICE_UNAVAILABLE,
+            "The rate limiter is unavailable and this service fails closed; try again shortly",
+        )
+    if not verdict.decision.admitted:
+        retry_after = max(1, math.ceil(verdict.decision.reset - now))
+        raise ApiError(
+            429,
+            Code.RATE_LIMIT_EXCEEDED,
+            f"Rate limit of {verdict.decision.limit} requests per minute exceeded",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return principal
+
+
+async def caller(request: Request[object, object, object]) -> Principal:
+    """Litestar dependency: the authenticated, admitted caller of this request."""
+    return await admit(request)
+
+
+async def master(request: Request[object, object, object]) -> Principal:
+    """Litestar dependency: the caller, who must hold the account's master key."""
+    principal = await admit(request)
+    if not principal.is_master:
+        raise ApiError(403, Code.FORBIDDEN, "Managing keys requires the account's master key")
+    return principal

@@ -1,0 +1,32 @@
+"""Process counters, served at /metrics in the Prometheus text format. No labels carry secrets."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+counters: Counter[str] = Counter()
+
+HELP = {
+    "aitbc_ratelimit_decisions_total": "Rate-limit decisions by outcome",
+    "aitbc_ratelimit_fallback_total": "Requests decided without the usage service, by policy",
+    "aitbc_usage_events_published_total": "Usage events stored in the usage stream",
+    "aitbc_usage_events_dropped_total": "Usage events dropped because the buffer was full",
+    "aitbc_usage_events_buffered": "Usage events waiting to be published",
+    "aitbc_decision_batches_total": "NATS requests carrying decision batches",
+}
+
+
+def inc(name: str, labels: str = "", by: int = 1) -> None:
+    counters[f"{name}{{{labels}}}" if labels else name] += by
+
+
+def render(gauges: dict[str, float]) -> str:
+    lines = []
+    for name, help_text in HELP.items():
+        kind = "gauge" if name in gauges else "counter"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        if name in gauges:
+            lines.append(f"{name} {gauges[name]}")
+        series = [(k, v) for k, v in sorted(counters.items()) if k.split("{")[0] == name]
+        lines += [f"{k} {v}" for k, v in series] or ([] if name in gauges else [f"{name} 0"])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""`GET /v1/usage`: the caller's own per-minute series, from the usage aggregates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from litestar import Request, get
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.keyformat import is_key_id
+from aitbc_contracts.usage import MinuteUsage, UsageQuery
+
+from aitbc_api.auth import Principal
+from aitbc_api.clients import UsageClient
+from aitbc_api.errors import ApiError
+from aitbc_api.gate import caller
+
+MAX_RANGE = timedelta(days=31)
+
+
+class Usage(msgspec.Struct, frozen=True):
+    account_id: str
+    key_id: str | None
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    minutes: list[MinuteUsage] = []
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, m.Code.VALIDATION_ERROR, message)
+
+
+@get("/v1/usage", dependencies={"principal": Provide(caller)}, tags=["usage"], summary="Usage per minute")
+async def usage(
+    request: Request[object, object, object],
+    principal: Principal,
+    start: Annotated[datetime | None, Parameter(query="from")] = None,
+    end: Annotated[datetime | None, Parameter(query="to")] = None,
+    key_id: str | None = None,
+) -> Usage:
+    """Requests, admitted, limited and status classes per minute, for the account or one key.
+
+    Defaults to the last hour; at most 31 days at a time.
+    """
+    end = _utc(end) if end else datetime.now(UTC)
+    start = _utc(start) if start else end - timedelta(hours=1)
+    if start >= end:
+        raise _invalid("'from' must be before 'to'")
+    if end - start > MAX_RANGE:
+        raise _invalid("at most 31 days at a time")
+    if key_id is not None:
+        if not is_key_id(key_id):
+            raise ApiError(404, m.Code.NOT_FOUND, "No such API key")
+        keys = request.app.state.keys_client
+        await keys.command(m.GetKey(account_id=principal.account_id, key_id=key_id))  # 404 if not ours
+    client: UsageClient = request.app.state.usage_client
+    series = await client.series(UsageQuery(principal.account_id, start, end, key_id))
+    return Usage(principal.account_id, key_id, start, end, series.minutes)

@@ -1,0 +1,279 @@
+"""Accounts and keys as pure functions of their events: evolve, fold and decide; no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import get_args
+
+from aitbc_contracts.events import (
+    AccountCreated,
+    AnyEvent,
+    KeyCreated,
+    KeyKind,
+    KeyRegenerated,
+    KeyRevoked,
+    Plan,
+    PlanChanged,
+)
+from aitbc_contracts.messages import (
+    OPERATOR,
+    Code,
+    CreateAccount,
+    CreateKey,
+    RegenerateKey,
+    RevokeKey,
+    SetPlan,
+)
+
+PLANS: tuple[str, ...] = get_args(Plan)
+NAME_MAX = 100
+RATE_LIMIT_MAX = 1_000_000
+GRACE_MAX = timedelta(days=7)
+HASH_LENGTH = 64  # hex SHA-256
+HINT_MAX = 32
+
+IdFactory = Callable[[], str]
+
+
+# --- errors: one family, each mapped to a wire code in one place (its `code`) ---------------
+
+
+class KeysError(Exception):
+    code = Code.INTERNAL_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(KeysError):
+    code = Code.NOT_FOUND
+
+
+class KeyRevokedError(KeysError):
+    code = Code.CONFLICT
+
+
+class ValidationError(KeysError):
+    code = Code.VALIDATION_ERROR
+
+
+class Forbidden(KeysError):
+    code = Code.FORBIDDEN
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    name: str
+    plan: Plan
+    created_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Key:
+    key_id: str
+    account_id: str
+    name: str
+    kind: KeyKind
+    secret_hash: str
+    hint: str
+    created_at: datetime
+    version: int
+    expires_at: datetime | None = None
+    rate_limit: int | None = None
+    revoked_at: datetime | None = None
+    regenerated_at: datetime | None = None
+    previous_hash: str | None = None
+    previous_valid_until: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+State = Account | Key
+
+
+def evolve(state: State | None, event: AnyEvent) -> State:
+    """The state after one event; events are facts, so this never refuses one."""
+    match event:
+        case AccountCreated():
+            return Account(event.account_id, event.name, event.plan, event.occurred_at, 1)
+        case PlanChanged() if isinstance(state, Account):
+            return dataclasses.replace(state, plan=event.plan, version=event.version)
+        case KeyCreated():
+            return Key(
+                key_id=event.key_id,
+                account_id=event.account_id,
+                name=event.name,
+                kind=event.kind,
+                secret_hash=event.secret_hash,
+                hint=event.hint,
+                created_at=event.occurred_at,
+                version=event.version,
+                expires_at=event.expires_at,
+                rate_limit=event.rate_limit,
+            )
+        case KeyRevoked() if isinstance(state, Key):
+            return dataclasses.replace(state, revoked_at=event.occurred_at, version=event.version)
+        case KeyRegenerated() if isinstance(state, Key):
+            return dataclasses.replace(
+                state,
+                secret_hash=event.secret_hash,
+                hint=event.hint,
+                regenerated_at=event.occurred_at,
+                previous_hash=event.previous_hash,
+                previous_valid_until=event.previous_valid_until,
+                version=event.version,
+            )
+    raise ValueError(f"event {type(event).__name__} does not apply to {state!r}")
+
+
+def fold(events: Iterable[AnyEvent]) -> State | None:
+    state: State | None = None
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+# --- validation helpers ------------------------------------------------------------------------
+
+
+def _check_plan(plan: str) -> None:
+    if plan not in PLANS:
+        raise ValidationError(f"plan must be one of {', '.join(PLANS)}")
+
+
+def _check_secret(secret_hash: str, hint: str) -> None:
+    if len(secret_hash) != HASH_LENGTH or any(c not in "0123456789abcdef" for c in secret_hash):
+        raise ValidationError("secret_hash must be a lowercase hex SHA-256 (64 characters)")
+    if not hint or len(hint) > HINT_MAX:
+        raise ValidationError(f"hint must be 1..{HINT_MAX} characters")
+
+
+def _key_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= NAME_MAX:
+        raise ValidationError(f"name must be 1..{NAME_MAX} characters")
+    return name
+
+
+def visible_key(state: State | None, key_id: str, account_id: str | None) -> Key:
+    """The key, if the asker may see it: another account's key is as good as absent."""
+    if not isinstance(state, Key) or (account_id is not None and state.account_id != account_id):
+        raise NotFound(f"key {key_id} not found")
+    return state
+
+
+def existing_account(state: State | None, account_id: str) -> Account:
+    if not isinstance(state, Account):
+        raise NotFound(f"account {account_id} not found")
+    return state
+
+
+# --- decide: command + state -> new events ------------------------------------------------------
+
+
+def create_account(
+    command: CreateAccount, now: datetime, account_id: str, key_id: str, new_id: IdFactory
+) -> list[AnyEvent]:
+    _check_plan(command.plan)
+    _check_secret(command.master_key_hash, command.master_key_hint)
+    name = command.name.strip()
+    if len(name) > NAME_MAX:
+        raise ValidationError(f"name must be at most {NAME_MAX} characters")
+    return [
+        AccountCreated(event_id=new_id(), stream_id=account_id, version=1,
+                       account_id=account_id, occurred_at=now, actor=command.actor,
+                       request_id=command.request_id, name=name, plan=command.plan),
+        KeyCreated(event_id=new_id(), stream_id=key_id, version=1, account_id=account_id,
+                   occurred_at=now, actor=command.actor, request_id=command.request_id,
+                   key_id=key_id, name="master", kind="master",
+                   secret_hash=command.master_key_hash, hint=command.master_key_hint),
+    ]
+
+
+def set_plan(
+    state: State | None, command: SetPlan, now: datetime, new_id: IdFactory
+) -> list[AnyEvent]:
+    account = existing_account(state, command.account_id)
+    _check_plan(command.plan)
+    if command.plan == account.plan:
+        return []
+    return [PlanChanged(event_id=new_id(), stream_id=account.account_id,
+                        version=account.version + 1, account_id=account.account_id,
+                        occurred_at=now, actor=command.actor, request_id=command.request_id,
+                        plan=command.plan, previous_plan=account.plan)]
+
+
+def create_key(
+    state: State | None, command: CreateKey, now: datetime, key_id: str, new_id: IdFactory
+) -> list[AnyEvent]:
+    account = existing_account(state, command.account_id)
+    name = _key_name(command.name)
+    _check_secret(command.secret_hash, command.hint)
+    expires_at = command.expires_at
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise ValidationError("expires_at needs a timezone offset, e.g. Z for UTC")
+        expires_at = expires_at.astimezone(UTC)
+        if expires_at <= now:
+            raise ValidationError("expires_at must be in the future")
+    if command.rate_limit is not None and not 1 <= command.rate_limit <= RATE_LIMIT_MAX:
+        raise ValidationError(f"rate_limit must be 1..{RATE_LIMIT_MAX}")
+    return [KeyCreated(event_id=new_id(), stream_id=key_id, version=1,
+                       account_id=account.account_id, occurred_at=now, actor=command.actor,
+                       request_id=command.request_id, key_id=key_id, name=name, kind="standard",
+                       secret_hash=command.secret_hash, hint=command.hint,
+                       expires_at=expires_at, rate_limit=command.rate_limit)]
+
+
+def revoke_key(
+    state: State | None, command: RevokeKey, now: datetime, new_id: IdFactory
+) -> list[AnyEvent]:
+    key = visible_key(state, command.key_id, command.account_id)
+    if key.revoked:
+        return []  # idempotent: revoking twice is what the caller wanted anyway
+    if key.kind == "master" and command.actor != OPERATOR:
+        # An owner revoking their master key would lock themselves out of their account.
+        raise Forbidden("a master key can only be revoked by an operator")
+    if len(command.reason) > NAME_MAX * 5:
+        raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")
+    return [KeyRevoked(event_id=new_id(), stream_id=key.key_id, version=key.version + 1,
+                       account_id=key.account_id, occurred_at=now, actor=command.actor,
+                       request_id=command.request_id, key_id=key.key_id,
+                       reason=command.reason)]
+
+
+def regenerate_key(
+    state: State | None, command: RegenerateKey, now: datetime, new_id: IdFactory
+) -> list[AnyEvent]:
+    key = visible_key(state, command.key_id, command.account_id)
+    if key.revoked:
+        raise KeyRevokedError(f"key {key.key_id} is revoked and cannot be regenerated")
+    if not 0 <= command.grace_seconds <= GRACE_MAX.total_seconds():
+        raise ValidationError(f"grace_seconds must be 0..{int(GRACE_MAX.total_seconds())}")
+    _check_secret(command.secret_hash, command.hint)
+    if command.secret_hash == key.secret_hash:
+        raise ValidationError("the new secret must differ from the current one")
+    grace_end = now + timedelta(seconds=command.grace_seconds) if command.grace_seconds else None
+    return [KeyRegenerated(event_id=new_id(), stream_id=key.key_id, version=key.version + 1,
+                           account_id=key.account_id, occurred_at=now, actor=command.actor,
+                           request_id=command.request_id, key_id=key.key_id,
+                           secret_hash=command.secret_hash, hint=command.hint,
+                           previous_hash=key.secret_hash, previous_valid_until=grace_end)]

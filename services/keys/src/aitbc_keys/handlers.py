@@ -1,0 +1,186 @@
+"""Bus subscribers: decode, load, decide, append, reply. No exception ever crosses the wire."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import msgspec
+from aitbc_contracts import messages as m
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, KEYS_QUEUE
+from faststream.nats import NatsBroker, NatsMessage
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aitbc_keys import domain, projections, store
+from aitbc_keys.domain import KeysError, NotFound, State
+
+log = logging.getLogger(__name__)
+
+COMMAND_RETRIES = 3  # a command that loses an optimistic-concurrency race is decided again
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_account_id() -> str:
+    return "acc_" + secrets.token_hex(8)
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _rejected(code: str, message: str) -> bytes:
+    return m.encoder.encode(m.Rejected(code=code, message=message))
+
+
+class Handlers:
+    """The keys service's request handlers, independent of the transport (tests call them)."""
+
+    def __init__(self, engine: AsyncEngine, on_append: Callable[[], None] = lambda: None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.on_append = on_append  # wakes the relay: a revocation should reach edges at once
+        self.clock = clock
+
+    # --- auth check (hot path) ---------------------------------------------------------------
+
+    async def check(self, data: bytes) -> bytes:
+        try:
+            request = m.check_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            log.warning("malformed key check: %s", exc)
+            return _rejected(m.Code.VALIDATION_ERROR, f"malformed key check: {exc}")
+        try:
+            facts = None
+            if len(request.key_hash) == domain.HASH_LENGTH:
+                async with self.engine.connect() as conn:
+                    facts = await projections.key_facts(conn, request.key_hash, self.clock())
+        except Exception:
+            log.exception("key check failed")
+            return _rejected(m.Code.INTERNAL_ERROR, "the key check failed; try again")
+        if facts is None:
+            return _rejected(m.Code.INVALID_API_KEY, "unknown API key")
+        return m.encoder.encode(facts)
+
+    # --- management commands -----------------------------------------------------------------
+
+    async def command(self, data: bytes) -> bytes:
+        try:
+            command = m.command_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            log.warning("malformed command: %s", exc)
+            return _rejected(m.Code.VALIDATION_ERROR, f"malformed command: {exc}")
+        try:
+            reply = await self.execute(command)
+        except KeysError as exc:
+            log.info("%s refused: %s (request %s)", type(command).__name__, exc.code,
+                     command.request_id)
+            return _rejected(exc.code, exc.message)
+        except Exception:
+            log.exception("%s failed (request %s)", type(command).__name__, command.request_id)
+            return _rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again")
+        return m.encoder.encode(reply)
+
+    async def execute(self, command: m.AnyCommand) -> m.Reply:
+        now = self.clock()
+        match command:
+            case m.CreateAccount():
+                account_id, key_id = new_account_id(), new_key_id()
+                new = domain.create_account(command, now, account_id, key_id, new_event_id)
+                await self._append([(account_id, 0, new[:1]), (key_id, 0, new[1:])])
+                return await self._account(account_id)
+            case m.SetPlan():
+                await self._update(command.account_id,
+                                   lambda s: domain.set_plan(s, command, now, new_event_id))
+                return await self._account(command.account_id)
+            case m.GetAccount():
+                return await self._account(command.account_id)
+            case m.CreateKey():
+                account = domain.fold(await store.load(self.engine, command.account_id))
+                key_id = new_key_id()
+                new = domain.create_key(account, command, now, key_id, new_event_id)
+                await self._append([(key_id, 0, new)])
+                return await self._key(key_id, now)
+            case m.ListKeys():
+                async with self.engine.connect() as conn:
+                    if await projections.account_view(conn, command.account_id) is None:
+                        raise NotFound(f"account {command.account_id} not found")
+                    return m.KeyList(keys=await projections.key_views(
+                        conn, command.account_id, now))
+            case m.GetKey():
+                state = domain.fold(await store.load(self.engine, command.key_id))
+                domain.visible_key(state, command.key_id, command.account_id)
+                return await self._key(command.key_id, now)
+            case m.RevokeKey():
+                await self._update(command.key_id,
+                                   lambda s: domain.revoke_key(s, command, now, new_event_id))
+                return await self._key(command.key_id, now)
+            case m.RegenerateKey():
+                await self._update(command.key_id,
+                                   lambda s: domain.regenerate_key(s, command, now, new_event_id))
+                return await self._key(command.key_id, now)
+        raise domain.ValidationError(f"unsupported command {type(command).__name__}")
+
+    async def _append(self, batches: Sequence[store.Batch]) -> None:
+        await store.append(self.engine, batches)
+        self.on_append()
+
+    async def _update(self, stream_id: str,
+                      decide: Callable[[State | None], list[AnyEvent]]) -> None:
+        """Load, decide, append; decide again on a fresh load when a concurrent write won."""
+        for attempt in range(COMMAND_RETRIES):
+            history = await store.load(self.engine, stream_id)
+            new = decide(domain.fold(history))
+            if not new:
+                return
+            try:
+                await self._append([(stream_id, len(history), new)])
+                return
+            except store.ConcurrencyError:
+                if attempt == COMMAND_RETRIES - 1:
+                    raise
+
+    async def _account(self, account_id: str) -> m.AccountView:
+        async with self.engine.connect() as conn:
+            view = await projections.account_view(conn, account_id)
+        if view is None:
+            raise NotFound(f"account {account_id} not found")
+        return view
+
+    async def _key(self, key_id: str, now: datetime) -> m.KeyView:
+        async with self.engine.connect() as conn:
+            view = await projections.key_view(conn, key_id, now)
+        if view is None:
+            raise NotFound(f"key {key_id} not found")
+        return view
+
+
+def subscribe(broker: NatsBroker, handlers: Handlers) -> None:
+    """Register the handlers on the broker, in the queue group shared by every keys service."""
+
+    @broker.subscriber(KEYS_CHECK, queue=KEYS_QUEUE, max_workers=64)
+    async def on_check(msg: NatsMessage) -> bytes:
+        return await _guard(handlers.check, msg)
+
+    @broker.subscriber(KEYS_COMMANDS, queue=KEYS_QUEUE, max_workers=16)
+    async def on_command(msg: NatsMessage) -> bytes:
+        return await _guard(handlers.command, msg)
+
+
+async def _guard(handle: Callable[[bytes], Awaitable[bytes]], msg: NatsMessage) -> bytes:
+    """The last line of defence: whatever happens, the caller gets a Rejected, not silence."""
+    try:
+        return await handle(msg.body)
+    except Exception:
+        log.exception("unhandled error in a keys handler")
+        return _rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again")

@@ -1,0 +1,97 @@
+"""Composition root: settings -> engine (migrated) -> relay and broker; `aitbc-keys` runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvloop
+from faststream.nats import NatsBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aitbc_keys.db import create_engine, migrate
+from aitbc_keys.handlers import Handlers, subscribe
+from aitbc_keys.relay import AfterPublish, Relay
+from aitbc_keys.settings import Settings, get_settings
+
+log = logging.getLogger("aitbc_keys")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    engine: AsyncEngine
+    relay: Relay
+    handlers: Handlers
+    broker: NatsBroker
+
+
+def build_broker(settings: Settings, handlers: Handlers) -> NatsBroker:
+    broker = NatsBroker(
+        settings.nats_url,
+        name="aitbc-keys",
+        max_reconnect_attempts=-1,  # keep serving cached state; reconnect for ever
+        reconnect_time_wait=1,
+        # FastStream logs every message it handles at this level: DEBUG keeps them out of
+        # INFO logs, where they would cost more than the key check itself.
+        log_level=logging.DEBUG,
+    )
+    subscribe(broker, handlers)
+    return broker
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings | None = None, *, relay_poll_interval: float = 1.0,
+    after_publish: AfterPublish | None = None,
+) -> AsyncIterator[Service]:
+    """The whole keys service in this process: migrated, relaying and answering on NATS."""
+    settings = settings or get_settings()
+    settings.ensure_data_dir()
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        relay = Relay(engine, settings.nats_url, poll_interval=relay_poll_interval,
+                      after_publish=after_publish)
+        handlers = Handlers(engine, on_append=relay.wake)
+        broker = build_broker(settings, handlers)
+        relay.start()
+        try:
+            await broker.start()
+            try:
+                log.info("keys service ready (NATS %s)", settings.nats_url)
+                yield Service(settings, engine, relay, handlers, broker)
+            finally:
+                await broker.stop()  # drains: in-flight requests get their replies
+        finally:
+            await relay.stop()
+    finally:
+        await engine.dispose()
+
+
+async def serve(settings: Settings | None = None) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running_service(settings):
+        await stop.wait()
+        log.info("keys service stopping")
+
+
+def run() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,227 @@
+"""The transactional outbox relay: committed events, in position order, onto the JetStream log.
+
+The events table is the outbox and the JetStream stream is the relay's only cursor: the last
+message's position header says where to resume. Every publish carries the stream sequence the
+relay expects to follow, so a second relay, a restarted one, or a publish retried after a
+reconnect can never interleave or duplicate events: the server refuses it and the relay
+re-reads the stream. `Nats-Msg-Id` de-duplication covers a publish whose ack was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from aitbc_contracts.events import AnyEvent, encode_event
+from aitbc_contracts.subjects import (
+    EXPECTED_LAST_SEQUENCE_HEADER,
+    KEY_EVENTS_STREAM,
+    KEY_EVENTS_SUBJECTS,
+    MSG_ID_HEADER,
+    POSITION_HEADER,
+    key_event_subject,
+)
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aitbc_keys import store
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream API error code
+STREAM_NAME_IN_USE = 10058  # the stream exists with another configuration
+DUPLICATE_WINDOW = 120.0  # seconds
+
+AfterPublish = Callable[[int, AnyEvent], Awaitable[None]]
+
+
+def stream_config(duplicate_window: float = DUPLICATE_WINDOW) -> StreamConfig:
+    return StreamConfig(
+        name=KEY_EVENTS_STREAM,
+        subjects=[KEY_EVENTS_SUBJECTS],
+        storage=StorageType.FILE,
+        duplicate_window=duplicate_window,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, duplicate_window: float = DUPLICATE_WINDOW) -> None:
+    """Create the key event stream, or bring an existing one to this configuration."""
+    config = stream_config(duplicate_window)
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+class _Resync(Exception):
+    """The stream moved on without us (another relay, a lost ack): read it again."""
+
+
+class _HookFault(Exception):
+    """The test fault hook raised: stop as if the process had died at that point."""
+
+
+class Relay:
+    """Publishes events from the store to JetStream, exactly once and in order."""
+
+    def __init__(self, engine: AsyncEngine, nats_url: str, *, poll_interval: float = 1.0,
+                 batch_size: int = 500, publish_timeout: float = 5.0,
+                 after_publish: AfterPublish | None = None,
+                 duplicate_window: float = DUPLICATE_WINDOW) -> None:
+        self.engine = engine
+        self.nats_url = nats_url
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.publish_timeout = publish_timeout
+        self.duplicate_window = duplicate_window
+        # Fault hook for tests: runs after each publish, before the relay advances its cursor;
+        # an exception raised by it ends run(), like a crash at the worst moment.
+        self.after_publish = after_publish
+        self.published = 0  # messages the stream accepted from this relay
+        self.position: int | None = None  # last position known to be in the stream
+        self._last_seq = 0
+        self._wake = asyncio.Event()
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False  # our own close is not a disconnect worth a warning
+
+    def wake(self) -> None:
+        """Called after each append: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name="aitbc-keys-relay")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def run(self) -> None:
+        """Relay until cancelled; NATS and database failures are logged and retried."""
+        backoff = 0.05
+        try:
+            while True:
+                try:
+                    js = await self._connect()
+                    if self.position is None:
+                        await self._sync(js)
+                    self._wake.clear()
+                    published = await self._drain(js)
+                    backoff = 0.05
+                    if not published:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except _Resync:
+                    log.info("key event stream moved on; re-reading its last message")
+                    self.position = None
+                except _HookFault as fault:
+                    raise fault.__cause__ or fault from None
+                except Exception as exc:
+                    log.warning("relay error, retrying in %.2fs: %r", backoff, exc)
+                    self.position = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await self._close()
+
+    async def _connect(self) -> JetStreamContext:
+        if self._js is not None and self._nc is not None and not self._nc.is_closed:
+            return self._js
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("relay NATS connection: %r", exc)
+
+        async def on_disconnect() -> None:
+            if not self._closing:
+                log.warning("relay disconnected from NATS; reconnecting")
+
+        self._nc = await nats.connect(
+            self.nats_url, name="aitbc-keys-relay", connect_timeout=2,
+            reconnect_time_wait=0.25, max_reconnect_attempts=-1,
+            error_cb=on_error, disconnected_cb=on_disconnect)
+        self._js = self._nc.jetstream(timeout=self.publish_timeout)
+        await ensure_stream(self._js, self.duplicate_window)
+        return self._js
+
+    async def _close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            self._closing = True
+            try:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            finally:
+                self._closing = False
+
+    async def _sync(self, js: JetStreamContext) -> None:
+        """Resume after the position of the stream's last message (0 for an empty stream)."""
+        # The stream may have been deleted while we were away: recreate it and refill it.
+        await ensure_stream(js, self.duplicate_window)
+        info = await js.stream_info(KEY_EVENTS_STREAM)
+        self._last_seq = info.state.last_seq
+        if info.state.messages == 0:
+            self.position = 0
+        else:
+            try:
+                last = await js.get_last_msg(KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS)
+            except NotFoundError:
+                self.position = 0
+            else:
+                self._last_seq = last.seq or self._last_seq
+                self.position = int((last.headers or {})[POSITION_HEADER])
+        log.info("relay resumes after position %d (stream sequence %d)",
+                 self.position, self._last_seq)
+
+    async def _drain(self, js: JetStreamContext) -> int:
+        """Publish everything committed after our position; returns how many were sent."""
+        sent = 0
+        while True:
+            assert self.position is not None
+            batch = await store.events_after(self.engine, self.position, self.batch_size)
+            if not batch:
+                return sent
+            for position, event in batch:
+                await self._publish(js, position, event)
+                sent += 1
+                if self.after_publish is not None:
+                    try:
+                        await self.after_publish(position, event)
+                    except BaseException as exc:
+                        raise _HookFault from exc
+                self.position = position
+
+    async def _publish(self, js: JetStreamContext, position: int, event: AnyEvent) -> None:
+        headers = {
+            MSG_ID_HEADER: event.event_id,
+            POSITION_HEADER: str(position),
+            EXPECTED_LAST_SEQUENCE_HEADER: str(self._last_seq),
+
+        }
+        try:
+            ack = await js.publish(key_event_subject(event.account_id, event.stream_id),
+                                   encode_event(event), timeout=self.publish_timeout,
+                                   stream=KEY_EVENTS_STREAM, headers=headers)
+        except BadRequestError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise _Resync from exc
+            raise
+        if ack.duplicate:
+            # Already in the stream (a lost ack, or another relay): our expected sequence is
+            # unchanged, so if the stream did move on, the next publish is refused and we resync.
+            return
+        self._last_seq = ack.seq
+        self.published += 1

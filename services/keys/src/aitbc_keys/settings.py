@@ -1,0 +1,44 @@
+"""Keys service configuration from the environment, read once through `get_settings()`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from aitbc_contracts.sql import normalise_database_url, sqlite_path
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4322"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str = DEFAULT_NATS_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        # Normalise here so that tests constructing Settings directly get the same treatment.
+        object.__setattr__(self, "database_url", normalise_database_url(self.database_url))
+
+    def ensure_data_dir(self) -> None:
+        """Create the folder of a SQLite file: SQLite creates the file, not its parents."""
+        path = sqlite_path(self.database_url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            nats_url=os.environ.get("NATS_URL", DEFAULT_NATS_URL),
+            database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    settings = Settings.from_env()
+    settings.ensure_data_dir()
+    return settings

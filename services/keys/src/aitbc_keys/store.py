@@ -1,0 +1,104 @@
+"""The append-only event store: optimistic concurrency per stream, one global position order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from aitbc_contracts.events import AnyEvent, decode_event, encode_event
+from aitbc_contracts.messages import Code
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aitbc_keys import projections
+from aitbc_keys.db import write_transaction
+from aitbc_keys.domain import KeysError
+from aitbc_keys.schema import events
+
+# (stream id, the version the caller last saw (0: a new stream), the events to add after it)
+Batch = tuple[str, int, Sequence[AnyEvent]]
+
+
+class ConcurrencyError(KeysError):
+    """Someone else appended to the stream first: load again and decide again."""
+
+    code = Code.CONFLICT
+
+
+def _tag(event: AnyEvent) -> str:
+    return str(event.__struct_config__.tag)
+
+
+async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int]:
+    """Append inside a write transaction (see db.write_transaction); returns the positions."""
+    batches = [b for b in batches if b[2]]
+    if not batches:
+        return []
+    streams = [stream_id for stream_id, _, _ in batches]
+    if len(set(streams)) != len(streams):
+        raise ValueError("one batch per stream")
+    current = dict((await conn.execute(
+        sa.select(events.c.stream_id, sa.func.max(events.c.version))
+        .where(events.c.stream_id.in_(streams)).group_by(events.c.stream_id))).all())
+    last = (await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))))
+    position = int(last.scalar_one())
+    rows, positions = [], []
+    for stream_id, expected, new in batches:
+        if current.get(stream_id, 0) != expected:
+            raise ConcurrencyError(f"stream {stream_id} changed concurrently; try again")
+        for offset, event in enumerate(new, start=1):
+            if event.stream_id != stream_id or event.version != expected + offset:
+                raise ValueError(f"event {event.event_id} does not follow {stream_id}@{expected}")
+            position += 1
+            positions.append(position)
+            rows.append({"position": position, "event_id": event.event_id,
+                         "stream_id": stream_id, "version": event.version,
+                         "account_id": event.account_id, "type": _tag(event),
+                         "occurred_at": event.occurred_at,
+                         "data": encode_event(event).decode()})
+    await conn.execute(events.insert(), rows)
+    for _, _, new in batches:
+        for event in new:
+            await projections.apply(conn, event)
+    return positions
+
+
+async def append(engine: AsyncEngine, batches: Sequence[Batch]) -> list[int]:
+    """Append events to one or more streams atomically, read models included."""
+    try:
+        async with write_transaction(engine) as conn:
+            return await append_in(conn, batches)
+    except IntegrityError as exc:
+        # The version check runs under the write lock, so this is a duplicate event id or a
+        # reused secret hash: either way the command collided with existing state.
+        raise ConcurrencyError("the change collides with an existing event or key") from exc
+
+
+async def load(engine: AsyncEngine, stream_id: str) -> list[AnyEvent]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(events.c.data)
+                                  .where(events.c.stream_id == stream_id)
+                                  .order_by(events.c.version))
+        return [decode_event(data) for data in rows.scalars()]
+
+
+async def events_after(engine: AsyncEngine, position: int, limit: int = 500,
+                       ) -> list[tuple[int, AnyEvent]]:
+    """The next committed events in global order: the outbox, read by the relay."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(events.c.position, events.c.data)
+                                  .where(events.c.position > position)
+                                  .order_by(events.c.position).limit(limit))
+        return [(int(pos), decode_event(data)) for pos, data in rows.all()]
+
+
+async def all_events(engine: AsyncEngine) -> list[AnyEvent]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(events.c.data).order_by(events.c.position))
+        return [decode_event(data) for data in rows.scalars()]
+
+
+async def last_position(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        result = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
+        return int(result.scalar_one())

@@ -1,0 +1,141 @@
+"""Composition root: settings -> engine, NATS, plan book, deciding, aggregator; `aitbc-usage` runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvloop
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.bus import Follower, connect
+from aitbc_contracts.sql import create_engine
+from aitbc_contracts.subjects import (
+    KEY_EVENTS_SUBJECTS,
+    KEYS_COMMANDS,
+    USAGE_QUERY,
+    USAGE_QUEUE,
+    usage_decide_subject,
+)
+
+from aitbc_usage import store
+from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
+from aitbc_usage.handlers import Deciding, Querying
+from aitbc_usage.plans import PlanBook
+from aitbc_usage.settings import Settings, get_settings
+from aitbc_usage.snapshots import Snapshotter, restore
+
+log = logging.getLogger("aitbc.usage")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    engine: AsyncEngine
+    nc: NATS
+    deciding: Deciding
+    aggregator: Aggregator
+
+
+def plan_lookup(nc: NATS, timeout: float):  # type: ignore[no-untyped-def]
+    """Asks the keys service for an account's plan: None when there is no such account."""
+
+    async def lookup(account_id: str) -> str | None:
+        reply = await nc.request(
+            KEYS_COMMANDS, m.encoder.encode(m.GetAccount(account_id=account_id)), timeout=timeout
+        )
+        answer = m.reply_decoder.decode(reply.data)
+        if isinstance(answer, m.AccountView):
+            return answer.plan
+        if isinstance(answer, m.Rejected) and answer.code == m.Code.NOT_FOUND:
+            return None
+        raise RuntimeError(f"keys service answered {answer!r}")
+
+    return lookup
+
+
+def build_broker(settings: Settings, deciding: Deciding, querying: Querying) -> NatsBroker:
+    broker = NatsBroker(
+        settings.nats_url,
+        name="aitbc-usage",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        log_level=logging.DEBUG,  # FastStream logs every message at this level: keep it quiet
+    )
+    for partition in settings.partitions:
+        # No queue group: a partition has exactly one owner, or counts would split.
+        @broker.subscriber(usage_decide_subject(partition))
+        async def decide(msg: NatsMessage) -> bytes:
+            return await deciding.decide(msg.body)
+
+    @broker.subscriber(USAGE_QUERY, queue=USAGE_QUEUE)
+    async def query(msg: NatsMessage) -> bytes:
+        return await querying.query(msg.body)
+
+    return broker
+
+
+@asynccontextmanager
+async def running_service(settings: Settings | None = None) -> AsyncIterator[Service]:
+    settings = settings or get_settings()
+    engine = create_engine(settings.database_url)
+    try:
+        await store.prepare(engine)
+        nc = await connect(settings.nats_url, "aitbc-usage")
+        try:
+            await ensure_usage_stream(nc)
+            plans = PlanBook(plan_lookup(nc, settings.keys_timeout))
+            follower = Follower(nc, KEY_EVENTS_SUBJECTS, plans.learn, "usage-plan-events")
+            follower.start()
+            deciding = Deciding(plans, settings.plan_limits, settings.partitions)
+            restored = await restore(nc, deciding)
+            snapshots = Snapshotter(nc, deciding, settings.snapshot_interval)
+            snapshots.start()
+            aggregator = Aggregator(nc, engine, settings.partitions, settings.aggregate_batch)
+            aggregator.start()
+            broker = build_broker(settings, deciding, Querying(engine))
+            await broker.start()
+            log.info(
+                "usage service ready: %d partitions, %d restored from snapshots",
+                len(settings.partitions),
+                restored,
+            )
+            try:
+                yield Service(settings, engine, nc, deciding, aggregator)
+            finally:
+                await broker.stop()
+                await snapshots.stop()
+                await aggregator.stop()
+                await follower.stop()
+        finally:
+            await nc.drain()
+    finally:
+        await engine.dispose()
+
+
+async def serve(settings: Settings | None = None) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running_service(settings):
+        await stop.wait()
+        log.info("usage service stopping")
+
+
+def run() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvloop.run(serve(settings))

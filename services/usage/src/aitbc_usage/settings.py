@@ -1,0 +1,53 @@
+"""Usage service configuration from the environment, read once through `get_settings()`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from aitbc_contracts.subjects import USAGE_PARTITIONS
+from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
+
+
+def parse_partitions(value: str) -> tuple[int, ...]:
+    """"all", or a list like "0-3,8": the partitions this process owns."""
+    if value.strip() in ("", "all"):
+        return tuple(range(USAGE_PARTITIONS))
+    owned: set[int] = set()
+    for part in value.split(","):
+        low, _, high = part.strip().partition("-")
+        owned.update(range(int(low), int(high or low) + 1))
+    if not owned or min(owned) < 0 or max(owned) >= USAGE_PARTITIONS:
+        raise ValueError(f"partitions must be within 0-{USAGE_PARTITIONS - 1}: {value!r}")
+    return tuple(sorted(owned))
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str = "nats://127.0.0.1:4322"
+    database_url: str = "sqlite+aiosqlite:///.data/usage.db"
+    plan_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PLAN_LIMITS))
+    partitions: tuple[int, ...] = tuple(range(USAGE_PARTITIONS))
+    keys_timeout: float = 2.0
+    snapshot_interval: float = 0.2  # counters are saved this often: bounds a crash's over-admission
+    aggregate_batch: int = 1000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            nats_url=env.get("NATS_URL", cls.nats_url),
+            database_url=env.get("USAGE_DATABASE_URL", cls.database_url),
+            plan_limits=plan_limits_from_env(),
+            partitions=parse_partitions(env.get("USAGE_PARTITIONS", "all")),
+            keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
+            snapshot_interval=float(env.get("USAGE_SNAPSHOT_INTERVAL", cls.snapshot_interval)),
+            log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,111 @@
+"""Counter snapshots in a NATS KV bucket, so a restarted usage process keeps the minute's counts.
+
+A crash loses at most one snapshot interval of admissions: that bounds over-admission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
+from aitbc_contracts.usage import WINDOW_SECONDS
+
+from aitbc_usage.handlers import Deciding
+
+log = logging.getLogger("aitbc.usage.snapshots")
+
+
+class Snapshot(msgspec.Struct):
+    minute: int
+    accounts: dict[str, int]
+    keys: dict[str, int]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Snapshot).decode
+
+
+async def _bucket(nc: NATS) -> KeyValue:
+    js = nc.jetstream()
+    try:
+        return await js.key_value(USAGE_COUNTERS_BUCKET)
+    except Exception:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=USAGE_COUNTERS_BUCKET, history=1, storage=StorageType.FILE,
+                           ttl=2 * WINDOW_SECONDS)
+        )
+
+
+async def restore(nc: NATS, deciding: Deciding) -> int:
+    """Loads this minute's counts for every owned partition; returns how many it restored."""
+    bucket = await _bucket(nc)
+    minute = int(time.time() // WINDOW_SECONDS)
+    restored = 0
+    for partition, window in deciding.windows.items():
+        try:
+            entry = await bucket.get(f"p{partition}")
+        except KeyNotFoundError:
+            continue
+        if entry.value is None:
+            continue
+        try:
+            snapshot = _decode(entry.value)
+        except msgspec.MsgspecError:
+            log.warning("ignored a malformed snapshot of partition %d", partition)
+            continue
+        if snapshot.minute == minute:
+            window.restore(snapshot.minute, snapshot.accounts, snapshot.keys)
+            restored += 1
+    return restored
+
+
+class Snapshotter:
+    def __init__(self, nc: NATS, deciding: Deciding, interval: float) -> None:
+        self.nc = nc
+        self.deciding = deciding
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-snapshots")
+
+    async def save(self, bucket: KeyValue) -> None:
+        dirty, self.deciding.dirty = self.deciding.dirty, set()
+        for partition in dirty:
+            window = self.deciding.windows[partition]
+            payload = _encode(Snapshot(window.minute, window.accounts, window.keys))
+            try:
+                await bucket.put(f"p{partition}", payload)
+            except Exception:
+                self.deciding.dirty.add(partition)  # try again next time
+                raise
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                bucket = await _bucket(self.nc)
+                while True:
+                    await asyncio.sleep(self.interval)
+                    await self.save(bucket)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("snapshot failed (%s); retrying", exc)
+                await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            with contextlib.suppress(Exception):
+                await self.save(await _bucket(self.nc))  # a clean stop loses nothing

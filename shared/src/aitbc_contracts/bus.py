@@ -1,0 +1,100 @@
+"""NATS plumbing every process needs the same way: connecting, and following a stream from now."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+log = logging.getLogger("aitbc.bus")
+
+
+async def connect(
+    url: str,
+    name: str,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    wait: float = 60.0,
+) -> NATS:
+    """Connect, waiting up to `wait` seconds for the server; then reconnect forever."""
+
+    async def reconnected() -> None:
+        log.warning("%s reconnected to NATS", name)
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    async def disconnected() -> None:
+        log.warning("%s disconnected from NATS", name)
+
+    async def error(exc: Exception) -> None:
+        log.debug("%s NATS error: %s", name, exc)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                reconnected_cb=reconnected,
+                disconnected_cb=disconnected,
+                error_cb=error,
+            )
+        except Exception:
+            if loop.time() > deadline:
+                raise
+            log.warning("%s waiting for NATS at %s", name, url)
+            await asyncio.sleep(0.5)
+
+
+class Follower:
+    """An ordered JetStream consumer of `subjects` from now on, calling `on_data` per message.
+
+    It keeps trying until the stream exists (its owner may start later); once subscribed,
+    nats-py's ordered consumer recovers gaps and reconnects by itself.
+    """
+
+    def __init__(
+        self, nc: NATS, subjects: str, on_data: Callable[[bytes], None], name: str
+    ) -> None:
+        self._nc = nc
+        self._subjects = subjects
+        self._on_data = on_data
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._on_data(msg.data)
+
+    async def _run(self) -> None:
+        js = self._nc.jetstream()
+        while True:
+            try:
+                await js.subscribe(
+                    self._subjects,
+                    cb=self._on_message,
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                )
+                self.ready.set()
+                return
+            except Exception as exc:
+                log.info("%s waiting for %s: %s", self._name, self._subjects, exc)
+                await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,120 @@
+"""SQL plumbing both stateful services need alike: engines for SQLite and PostgreSQL,
+serialised write transactions, and Alembic migrations run from code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+# Any constant will do: every writer of a database takes this one lock.
+WRITE_LOCK_KEY = 0x41495442  # "AITB"
+_WRITE_OPTION = "aitbc_write"
+
+
+def normalise_database_url(url: str) -> str:
+    """Give plain URLs the async driver SQLAlchemy needs: asyncpg or aiosqlite."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url[len(plain) :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    _, _, rest = url.partition(":///")
+    path = rest.split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    url = normalise_database_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """SQLAlchemy's recipe for emitting BEGIN ourselves, so writers can use BEGIN IMMEDIATE.
+
+    A deferred transaction that reads and then writes can fail with SQLITE_BUSY at the write
+    instead of waiting; IMMEDIATE takes the write lock first, so writers queue (busy_timeout).
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver must not emit its own BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction holding the database-wide write lock, committed on exit.
+
+    Serialising writers makes positions become visible in commit order (the outbox relay
+    relies on it: it must never see position n+1 before n).
+    """
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{_WRITE_OPTION: True})
+        async with conn.begin():
+            if conn.dialect.name == "postgresql":
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                )
+            yield conn
+
+
+def alembic_config(migrations: Path, connection: sa.Connection | None = None) -> Config:
+    """An Alembic config built in code: no alembic.ini, the scripts ship inside the package."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine, migrations: Path) -> None:
+    """Upgrade to the newest revision; safe when several processes start at once."""
+
+    def upgrade(connection: sa.Connection) -> None:
+        command.upgrade(alembic_config(migrations, connection), "head")
+
+    async with write_transaction(engine) as conn:
+        await conn.run_sync(upgrade)
+
+
+def alembic_env() -> None:
+    """The body of every migrations/env.py: run on the connection `migrate` hands over."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through aitbc_contracts.sql.migrate(engine, folder)")
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,85 @@
+"""Fixtures for the keys service tests: a migrated database, a private nats-server, helpers."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, POSITION_HEADER
+from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_keys.db import create_engine, migrate
+from nats.js.errors import NotFoundError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated keys database (SQLite file, then PostgreSQL)."""
+    engine = create_engine(database_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own: the key event stream name is fixed by the contract."""
+    server = NatsServer(free_port(), tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    yield server
+    server.stop()
+
+
+def key_history(n: int, stream: str | None = None, account: str = "acc_1") -> list[AnyEvent]:
+    """A key stream of n events: created, then n-1 revocations (facts; the store doesn't judge)."""
+    stream = stream or f"key_{uuid.uuid4().hex[:16]}"
+    now = datetime.now(UTC)
+    out: list[AnyEvent] = [KeyCreated(
+        event_id=uuid.uuid4().hex, stream_id=stream, version=1, account_id=account,
+        occurred_at=now, key_id=stream, name="k", kind="standard",
+        secret_hash=uuid.uuid4().hex * 2, hint="aitbc_abcd")]
+    for version in range(2, n + 1):
+        out.append(KeyRevoked(event_id=uuid.uuid4().hex, stream_id=stream, version=version,
+                              account_id=account, occurred_at=now, key_id=stream,
+                              reason=f"r{next(_counter)}"))
+    return out
+
+
+async def read_stream(url: str) -> list[tuple[int, str, int]]:
+    """Every message of the key event stream: (stream sequence, event id, position header)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(KEY_EVENTS_STREAM)
+        except NotFoundError:
+            return []
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if info.state.messages == 0:
+                break
+            msg = await js.get_msg(KEY_EVENTS_STREAM, seq=seq)
+            headers = msg.headers or {}
+            out.append((seq, headers["Nats-Msg-Id"], int(headers[POSITION_HEADER])))
+        return out
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def history_of():  # type: ignore[no-untyped-def]
+    """key_history, for tests: (n, stream=None, account="acc_1") -> events of one key stream."""
+    return key_history
+
+
+@pytest.fixture
+def stream_contents():  # type: ignore[no-untyped-def]
+    """read_stream, for tests: (nats url) -> [(sequence, event id, position)]."""
+    return read_stream

@@ -1,0 +1,154 @@
+"""The event store contract, run the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aitbc_contracts.events import KeyCreated, KeyRegenerated
+from aitbc_keys import projections, store
+from aitbc_keys.schema import events
+from msgspec.structs import replace
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+async def test_appended_events_load_back_equal(engine: AsyncEngine, history_of: Any) -> None:
+    history = history_of(3)
+    stream = history[0].stream_id
+    positions = await store.append(engine, [(stream, 0, history)])
+    assert positions == [1, 2, 3]
+    assert await store.load(engine, stream) == history
+    assert await store.load(engine, "key_nobody") == []
+    assert await store.all_events(engine) == history
+    assert await store.events_after(engine, 1, limit=1) == [(2, history[1])]
+
+
+async def test_appending_at_a_stale_version_is_a_conflict(
+    engine: AsyncEngine, history_of: Any,
+) -> None:
+    history = history_of(2)
+    stream = history[0].stream_id
+    await store.append(engine, [(stream, 0, history[:1])])
+    with pytest.raises(store.ConcurrencyError) as err:
+        await store.append(engine, [(stream, 0, history[:1])])
+    assert err.value.code == "CONFLICT"
+    await store.append(engine, [(stream, 1, history[1:])])
+    assert await store.load(engine, stream) == history
+
+
+async def test_a_failed_multi_stream_append_writes_nothing(
+    engine: AsyncEngine, history_of: Any,
+) -> None:
+    first, second = history_of(1), history_of(1)
+    await store.append(engine, [(second[0].stream_id, 0, second)])
+    with pytest.raises(store.ConcurrencyError):
+        await store.append(engine, [(first[0].stream_id, 0, first),
+                                    (second[0].stream_id, 0, second)])
+    assert await store.load(engine, first[0].stream_id) == []
+    async with engine.connect() as conn:
+        assert (await projections.key_view(conn, first[0].stream_id, datetime.now(UTC))) is None
+
+
+async def test_concurrent_appends_at_the_same_version_exactly_one_wins(
+    engine: AsyncEngine, history_of: Any,
+) -> None:
+    base = history_of(1)
+    stream = base[0].stream_id
+    await store.append(engine, [(stream, 0, base)])
+    for round_ in range(5):
+        version = 1 + round_
+        contenders = [[replace(history_of(2, stream=stream)[1], version=version + 1)]
+                      for _ in range(2)]
+        results = await asyncio.gather(
+            *(store.append(engine, [(stream, version, c)]) for c in contenders),
+            return_exceptions=True)
+        winners = [r for r in results if isinstance(r, list)]
+        losers = [r for r in results if isinstance(r, store.ConcurrencyError)]
+        assert (len(winners), len(losers)) == (1, 1), results
+        loaded = await store.load(engine, stream)
+        assert len(loaded) == version + 1
+        assert loaded[-1] in (contenders[0][0], contenders[1][0])
+
+
+async def test_positions_are_gapless_and_in_commit_order(
+    engine: AsyncEngine, history_of: Any,
+) -> None:
+    streams = [history_of(1) for _ in range(40)]
+
+    async def append(history: list) -> list[int]:  # type: ignore[type-arg]
+        return await store.append(engine, [(history[0].stream_id, 0, history)])
+
+    positions = await asyncio.gather(*(append(h) for h in streams))
+    assert sorted(p for ps in positions for p in ps) == list(range(1, 41))
+    # A conflicting append must not burn a position either.
+    with pytest.raises(store.ConcurrencyError):
+        await append(streams[0])
+    more = history_of(1)
+    assert await append(more) == [41]
+    listed = await store.events_after(engine, 0, limit=1000)
+    assert [p for p, _ in listed] == list(range(1, 42))
+    async with engine.connect() as conn:
+        committed = (await conn.execute(sa.select(events.c.position, events.c.event_id)
+                                        .order_by(events.c.position))).all()
+    assert [eid for _, eid in committed] == [e.event_id for _, e in listed]
+
+
+async def test_read_models_equal_a_rebuild_from_the_events(
+    engine: AsyncEngine, history_of: Any,
+) -> None:
+    from aitbc_contracts.events import AccountCreated, PlanChanged
+
+    now = datetime.now(UTC)
+    acc = AccountCreated(event_id=uuid.uuid4().hex, stream_id="acc_1", version=1,
+                         account_id="acc_1", occurred_at=now, name="Ada", plan="free")
+    master = KeyCreated(event_id=uuid.uuid4().hex, stream_id="key_m", version=1,
+                        account_id="acc_1", occurred_at=now, key_id="key_m", name="master",
+                        kind="master", secret_hash="a" * 64, hint="aitbc_aaaa")
+    plan = PlanChanged(event_id=uuid.uuid4().hex, stream_id="acc_1", version=2,
+                       account_id="acc_1", occurred_at=now, plan="pro", previous_plan="free")
+    regen = KeyRegenerated(event_id=uuid.uuid4().hex, stream_id="key_m", version=2,
+                           account_id="acc_1", occurred_at=now, key_id="key_m",
+                           secret_hash="b" * 64, hint="aitbc_bbbb", previous_hash="a" * 64,
+                           previous_valid_until=now + timedelta(minutes=5))
+    await store.append(engine, [("acc_1", 0, [acc]), ("key_m", 0, [master])])
+    await store.append(engine, [("acc_1", 1, [plan]), ("key_m", 1, [regen])])
+    revoked = history_of(3, account="acc_1")
+    await store.append(engine, [(revoked[0].stream_id, 0, revoked)])
+
+    async with engine.connect() as conn:
+        live = await projections.snapshot(conn)
+    assert len(live["key_secrets"]) == 3 and len(live["api_keys"]) == 2
+    assert await projections.rebuild(engine) == 7
+    async with engine.connect() as conn:
+        assert await projections.snapshot(conn) == live
+        view = await projections.account_view(conn, "acc_1")
+        facts_old = await projections.key_facts(conn, "a" * 64, now)
+        facts_late = await projections.key_facts(conn, "a" * 64, now + timedelta(minutes=6))
+    assert view is not None and (view.plan, view.master_key_id) == ("pro", "key_m")
+    assert facts_old is not None and facts_old.secret_valid_until == now + timedelta(minutes=5)
+    assert facts_late is None
+
+
+async def test_datetimes_round_trip_as_aware_utc(engine: AsyncEngine, history_of: Any) -> None:
+    history = history_of(1)
+    created = history[0]
+    assert isinstance(created, KeyCreated)
+    # An offset other than UTC and microseconds: both must survive the round trip.
+    tz = timezone(timedelta(hours=5, minutes=30))
+    occurred = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=tz)
+    expires = datetime(2031, 6, 1, 0, 0, 0, 1, tzinfo=UTC)
+    event = replace(created, occurred_at=occurred, expires_at=expires)
+    await store.append(engine, [(event.stream_id, 0, [event])])
+    [loaded] = await store.load(engine, event.stream_id)
+    assert loaded.occurred_at == occurred
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(events.c.occurred_at))).scalar_one()
+        view = await projections.key_view(conn, event.key_id, datetime.now(UTC))
+    assert row == occurred and row.tzinfo == UTC
+    assert view is not None
+    assert view.created_at == occurred and view.created_at.utcoffset() == timedelta(0)
+    assert view.expires_at == expires and view.status == "active"

@@ -1,0 +1,238 @@
+"""The outbox relay against a real nats-server: every committed event once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import nats
+import pytest
+from aitbc_contracts.events import AnyEvent, decode_event
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, key_event_subject
+from aitbc_infra.nats_server import NatsServer
+from aitbc_keys import store
+from aitbc_keys.relay import Relay
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+class Crash(Exception):
+    """The relay's process dies here."""
+
+
+async def append_keys(engine: AsyncEngine, history_of: Any, keys: int, events: int = 2,
+                      ) -> list[AnyEvent]:
+    appended: list[AnyEvent] = []
+    for _ in range(keys):
+        history = history_of(events)
+        await store.append(engine, [(history[0].stream_id, 0, history)])
+        appended.extend(history)
+    return appended
+
+
+async def wait_for_stream(url: str, stream_contents: Any, count: int,
+                          timeout: float = 10.0) -> list[tuple[int, str, int]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            contents = await stream_contents(url)
+        except Exception:  # the server may be restarting
+            contents = []
+        if len(contents) >= count or time.monotonic() > deadline:
+            return contents  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+
+
+def assert_exactly_once_in_order(contents: list[tuple[int, str, int]],
+                                 expected: list[AnyEvent]) -> None:
+    assert [eid for _, eid, _ in contents] == [e.event_id for e in expected]
+    assert [pos for _, _, pos in contents] == list(range(1, len(expected) + 1))
+
+
+async def test_committed_events_reach_the_stream_in_order_exactly_once(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    expected = await append_keys(engine, history_of, keys=20, events=3)
+    relay = Relay(engine, own_nats.url, poll_interval=30)
+    relay.start()
+    try:
+        contents = await wait_for_stream(own_nats.url, stream_contents, 60)
+        assert_exactly_once_in_order(contents, expected)
+
+        # The payload is the event itself, on the event's account/stream subject.
+        nc = await nats.connect(own_nats.url)
+        js = nc.jetstream()
+        msg = await js.get_msg(KEY_EVENTS_STREAM, seq=contents[4][0])
+        await nc.close()
+        assert msg.data is not None and decode_event(msg.data) == expected[4]
+        assert msg.subject == key_event_subject(expected[4].account_id, expected[4].stream_id)
+
+        # Idle with a 30 s poll: an append plus wake() must still arrive at once.
+        more = await append_keys(engine, history_of, keys=1, events=1)
+        started = time.monotonic()
+        relay.wake()
+        contents = await wait_for_stream(own_nats.url, stream_contents, 61, timeout=2)
+        assert time.monotonic() - started < 1.0
+        assert_exactly_once_in_order(contents, expected + more)
+        assert relay.published == 61
+    finally:
+        await relay.stop()
+
+
+async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_nothing(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    expected = await append_keys(engine, history_of, keys=10, events=2)
+    published: list[int] = []
+
+    async def crash_on_the_seventh(position: int, event: AnyEvent) -> None:
+        published.append(position)
+        if len(published) == 7:
+            raise Crash
+
+    relay = Relay(engine, own_nats.url, after_publish=crash_on_the_seventh)
+    with pytest.raises(Crash):
+        await asyncio.wait_for(relay.run(), 10)
+    assert published == list(range(1, 8))
+    assert relay.position == 6  # it died before recording the 7th
+
+    restarted = Relay(engine, own_nats.url, poll_interval=0.1)
+    restarted.start()
+    try:
+        contents = await wait_for_stream(own_nats.url, stream_contents, 20)
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, were there one
+        contents = await stream_contents(own_nats.url)
+        assert_exactly_once_in_order(contents, expected)
+        assert restarted.published == 13  # resumed after the 7th, did not resend it
+    finally:
+        await restarted.stop()
+
+
+async def test_a_cancelled_relay_resumes_from_the_stream(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    expected = await append_keys(engine, history_of, keys=30, events=1)
+
+    async def slow(position: int, event: AnyEvent) -> None:
+        await asyncio.sleep(0.01)
+
+    relay = Relay(engine, own_nats.url, after_publish=slow)
+    task = relay.start()
+    await wait_for_stream(own_nats.url, stream_contents, 5)
+    task.cancel()  # mid-publish or mid-hook, whichever it is in
+    await relay.stop()
+    assert len(await stream_contents(own_nats.url)) < 30
+
+    restarted = Relay(engine, own_nats.url)
+    restarted.start()
+    try:
+        contents = await wait_for_stream(own_nats.url, stream_contents, 30)
+        await asyncio.sleep(0.2)
+        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected)
+        assert len(contents) == 30
+    finally:
+        await restarted.stop()
+
+
+async def test_two_relays_at_once_still_publish_each_event_once_in_order(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    relays = [Relay(engine, own_nats.url, poll_interval=0.05) for _ in range(2)]
+    for relay in relays:
+        relay.start()
+    try:
+        expected: list[AnyEvent] = []
+        for _ in range(40):  # append while both relays race for the same events
+            expected += await append_keys(engine, history_of, keys=1, events=2)
+            for relay in relays:
+                relay.wake()
+            await asyncio.sleep(0.002)
+        contents = await wait_for_stream(own_nats.url, stream_contents, 80)
+        await asyncio.sleep(0.3)
+        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected)
+        assert len(contents) == 80
+        assert sum(r.published for r in relays) == 80
+        assert all(r.published > 0 for r in relays) or True  # who wins a race is not our call
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+
+async def test_the_relay_survives_a_nats_server_restart(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    relay = Relay(engine, own_nats.url, poll_interval=0.1)
+    relay.start()
+    try:
+        expected = await append_keys(engine, history_of, keys=5)
+        relay.wake()
+        assert len(await wait_for_stream(own_nats.url, stream_contents, 10)) == 10
+        own_nats.stop()
+        expected += await append_keys(engine, history_of, keys=5)  # committed while NATS is down
+        relay.wake()
+        await asyncio.sleep(0.5)
+        own_nats.start()
+        expected += await append_keys(engine, history_of, keys=5)
+        relay.wake()
+        contents = await wait_for_stream(own_nats.url, stream_contents, 30, timeout=20)
+        await asyncio.sleep(0.3)
+        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected)
+        assert not relay._task.done()  # type: ignore[union-attr]
+        assert len(contents) == 30
+    finally:
+        await relay.stop()
+
+
+async def test_a_deleted_stream_is_republished_whole(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    expected = await append_keys(engine, history_of, keys=5)
+    relay = Relay(engine, own_nats.url)
+    relay.start()
+    await wait_for_stream(own_nats.url, stream_contents, 10)
+    await relay.stop()
+
+    nc = await nats.connect(own_nats.url)
+    await nc.jetstream().delete_stream(KEY_EVENTS_STREAM)
+    await nc.close()
+
+    relay = Relay(engine, own_nats.url)
+    relay.start()
+    try:
+        await wait_for_stream(own_nats.url, stream_contents, 10)
+        await asyncio.sleep(0.2)
+        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected)
+    finally:
+        await relay.stop()
+
+
+async def test_a_stale_relay_cannot_republish_after_the_dedup_window(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+) -> None:
+    """Msg-id de-duplication forgets after its window; the expected sequence never does."""
+    expected = await append_keys(engine, history_of, keys=5)
+    resume = asyncio.Event()
+
+    async def stall_after_the_second(position: int, event: AnyEvent) -> None:
+        if position == 2:
+            await resume.wait()  # a long GC pause, a frozen VM...
+
+    window = 0.3
+    stale = Relay(engine, own_nats.url, after_publish=stall_after_the_second,
+                  duplicate_window=window)
+    stale.start()
+    await wait_for_stream(own_nats.url, stream_contents, 2)
+    other = Relay(engine, own_nats.url, duplicate_window=window)
+    other.start()
+    try:
+        await wait_for_stream(own_nats.url, stream_contents, 10)
+        await asyncio.sleep(window * 3)  # the stream has forgotten the message ids
+        resume.set()
+        await asyncio.sleep(0.5)
+        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected)
+        assert stale.published == 2 and other.published == 8
+    finally:
+        await stale.stop()
+        await other.stop()
