@@ -25,6 +25,14 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
 
 
 @pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own, for tests of streams whose names the contract fixes."""
+    server = NatsServer(free_port(), tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
 

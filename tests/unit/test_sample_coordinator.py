@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient, TestClient
-
 from aitbc_coordinator.app import create_app
+from litestar.testing import AsyncTestClient, TestClient
 
 ALICE = {"X-Account-Id": "acc_alice"}
 BOB = {"X-Account-Id": "acc_bob"}
@@ -20,8 +19,12 @@ def client() -> Iterator[TestClient[Any]]:
         yield c
 
 
-def new_job(client: TestClient[Any], headers: dict[str, str] = ALICE, **body: Any) -> dict[str, Any]:
-    response = client.post("/v1/jobs", json={"model": "echo", "input": "hi", **body}, headers=headers)
+def new_job(
+    client: TestClient[Any], headers: dict[str, str] = ALICE, **body: Any
+) -> dict[str, Any]:
+    response = client.post(
+        "/v1/jobs", json={"model": "echo", "input": "hi", **body}, headers=headers
+    )
     assert response.status_code == 201, response.text
     job: dict[str, Any] = response.json()
     return job
@@ -156,7 +159,9 @@ def test_every_job_route_needs_an_account(client: TestClient[Any], method: str, 
 
 
 def test_a_malformed_account_header_is_a_validation_error(client: TestClient[Any]) -> None:
-    assert_error(client.get("/v1/jobs", headers={"X-Account-Id": "a" * 500}), 400, "VALIDATION_ERROR")
+    assert_error(
+        client.get("/v1/jobs", headers={"X-Account-Id": "a" * 500}), 400, "VALIDATION_ERROR"
+    )
 
 
 def test_unknown_job_is_not_found(client: TestClient[Any]) -> None:

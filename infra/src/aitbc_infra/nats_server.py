@@ -48,10 +48,14 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """The nats-server command line: JetStream on, listening on 127.0.0.1 only."""
+        where = ["-a", "127.0.0.1", "-p", str(self.port)]
+        return [nats_server_binary(), *where, "-js", "-sd", str(self.store_dir)]
+
     def start(self, timeout: float = 10.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-               "-sd", str(self.store_dir)]
+        cmd = self.command()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -98,3 +98,21 @@ class Follower:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+async def until_answered(nc: NATS, subject: str, payload: bytes, timeout: float = 10.0) -> None:
+    """Waits until `subject` has a responder that answers: a service is ready only then.
+
+    A just-made subscription can take a moment to be seen by the server that routes the
+    request, so a service asks itself before it says it is ready.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await nc.request(subject, payload, timeout=1.0)
+            return
+        except Exception:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.02)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import nats
 import pytest
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, POSITION_HEADER
-from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_keys.db import create_engine, migrate
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,14 +25,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate(engine)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server of this test's own: the key event stream name is fixed by the contract."""
-    server = NatsServer(free_port(), tmp_path / "js", log_file=tmp_path / "nats.log").start()
-    yield server
-    server.stop()
 
 
 def key_history(n: int, stream: str | None = None, account: str = "acc_1") -> list[AnyEvent]:

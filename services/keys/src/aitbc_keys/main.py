@@ -11,6 +11,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvloop
+from aitbc_contracts import messages as m
+from aitbc_contracts.bus import until_answered
+from aitbc_contracts.subjects import KEYS_CHECK
 from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -63,6 +66,9 @@ async def running_service(
         relay.start()
         try:
             await broker.start()
+            await until_answered(
+                broker.connection, KEYS_CHECK, m.encoder.encode(m.CheckKey("0" * 64))
+            )
             try:
                 log.info("keys service ready (NATS %s)", settings.nats_url)
                 yield Service(settings, engine, relay, handlers, broker)

@@ -12,12 +12,6 @@ import contextlib
 import logging
 
 import msgspec
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
     USAGE_EVENTS_PREFIX,
@@ -25,6 +19,11 @@ from aitbc_contracts.subjects import (
     USAGE_STREAM,
 )
 from aitbc_contracts.usage import UsageEvent, usage_event_decoder
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_usage import store
 
@@ -57,8 +56,16 @@ def _decode(msg: Msg) -> UsageEvent | None:
 
 
 class Aggregator:
-    def __init__(self, nc: NATS, engine: AsyncEngine, partitions: tuple[int, ...], batch: int) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        engine: AsyncEngine,
+        partitions: tuple[int, ...],
+        batch: int,
+        ack_wait: float = 30.0,
+    ) -> None:
         self.nc = nc
+        self.ack_wait = ack_wait  # unacknowledged (uncommitted) batches come back after this
         self.engine = engine
         self.partitions = partitions
         self.batch = batch
@@ -86,7 +93,7 @@ class Aggregator:
                     durable=name,
                     stream=USAGE_STREAM,
                     config=ConsumerConfig(
-                        ack_policy=AckPolicy.ALL, max_ack_pending=100_000, ack_wait=30
+                        ack_policy=AckPolicy.ALL, max_ack_pending=100_000, ack_wait=self.ack_wait
                     ),
                 )
                 while True:
@@ -94,7 +101,8 @@ class Aggregator:
                         messages = await subscription.fetch(self.batch, timeout=1.0)
                     except (NatsTimeoutError, TimeoutError):
                         continue
-                    await self.commit(name, messages)
+                    if messages:
+                        await self.commit(name, messages)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -1,4 +1,4 @@
-"""Composition root: settings -> engine, NATS, plan book, deciding, aggregator; `aitbc-usage` runs it."""
+"""Composition root: engine, NATS, plan book, deciding, aggregator; `aitbc-usage` runs it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvloop
-from faststream.nats import NatsBroker, NatsMessage
-from nats.aio.client import Client as NATS
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from aitbc_contracts import messages as m
-from aitbc_contracts.bus import Follower, connect
+from aitbc_contracts.bus import Follower, connect, until_answered
 from aitbc_contracts.sql import create_engine
 from aitbc_contracts.subjects import (
     KEY_EVENTS_SUBJECTS,
@@ -25,6 +21,10 @@ from aitbc_contracts.subjects import (
     USAGE_QUEUE,
     usage_decide_subject,
 )
+from aitbc_contracts.usage import LastUsedQuery
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_usage import store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
@@ -99,10 +99,15 @@ async def running_service(settings: Settings | None = None) -> AsyncIterator[Ser
             restored = await restore(nc, deciding)
             snapshots = Snapshotter(nc, deciding, settings.snapshot_interval)
             snapshots.start()
-            aggregator = Aggregator(nc, engine, settings.partitions, settings.aggregate_batch)
+            aggregator = Aggregator(
+                nc, engine, settings.partitions, settings.aggregate_batch, settings.ack_wait
+            )
             aggregator.start()
             broker = build_broker(settings, deciding, Querying(engine))
             await broker.start()
+            await until_answered(nc, USAGE_QUERY, m.encoder.encode(LastUsedQuery("acc_ready")))
+            for partition in settings.partitions:
+                await until_answered(nc, usage_decide_subject(partition), b'{"items": []}')
             log.info(
                 "usage service ready: %d partitions, %d restored from snapshots",
                 len(settings.partitions),

@@ -1,4 +1,4 @@
-"""Which plan each account is on: learned from the key event stream, misses asked of the keys service."""
+"""Which plan each account is on: from the key event stream; misses asked of the keys service."""
 
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ _DROP_REQUEST = frozenset(
     }
 )  # fmt: skip
 _DROP_RESPONSE = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "x-request-id"}
-)
+    {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "x-request-id",
+     "date", "server"}  # the edge's server writes its own
+)  # fmt: skip
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 

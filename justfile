@@ -1,0 +1,59 @@
+# AITBC API-key layer: every entry point. `just --list` documents them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export PATH := justfile_directory() + "/.venv/bin:" + env_var('PATH')
+
+# `uv run` tells its children where uv is; otherwise take it from PATH
+uv := env_var_or_default("UV", "uv")
+
+# the packages mypy checks (strict, from pyproject.toml)
+typed := "shared/src infra/src services/*/src"
+
+# Start everything in the foreground: nats-server, keys service, sample Coordinator, edge (Ctrl-C stops)
+up: sync
+    aitbc-up
+
+# Run the whole test suite (unit, integration, e2e); each test starts its own nats-server
+test: sync
+    pytest -q
+
+# Run the unit tests (no processes, no network)
+test-unit: sync
+    pytest -q tests/unit
+
+# Run the integration tests (a real nats-server, SQLite and PostgreSQL where reachable)
+test-integration: sync
+    pytest -q tests/integration
+
+# Run the end-to-end tests (every service as a process, over HTTP)
+test-e2e: sync
+    pytest -q tests/e2e
+
+# Check style, formatting and types
+lint: sync
+    ruff check .
+    ruff format --check .
+    mypy {{ typed }}
+
+# Check types (mypy, strict)
+typecheck: sync
+    mypy {{ typed }}
+
+# Format the code and apply safe lint fixes
+fmt: sync
+    ruff format .
+    ruff check --fix .
+
+# Run the benchmarks (none yet: fails so that nobody mistakes this for a result)
+bench:
+    @echo "no benchmarks yet" >&2
+    @exit 1
+
+# Delete local data (.data: the NATS JetStream store and the SQLite databases)
+clean:
+    rm -rf .data
+
+# Install the environment (.venv) exactly as uv.lock says
+sync:
+    {{ uv }} sync --frozen --quiet

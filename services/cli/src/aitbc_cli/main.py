@@ -1,0 +1,82 @@
+"""`aitbc`: the operator command line. Parses arguments and runs one command over NATS.
+
+Each command group is a module with `register(commands, common)`; a command is an async
+handler `(args, send, out) -> exit code`, given the way to reach the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from aitbc_cli import accounts, keys
+from aitbc_cli.bus import DEFAULT_TIMEOUT, BusError, Send, default_nats_url, sender
+from aitbc_cli.replies import CommandRejected
+
+GROUPS = (accounts, keys)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command accepts after its name too (`aitbc keys list --json ...`)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for programs")
+    common.add_argument("--nats-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aitbc",
+        description="Operate the AITBC API-key services over NATS.",
+    )
+    parser.add_argument(
+        "--nats-url",
+        default=default_nats_url(),
+        help="NATS server to reach the services through (env NATS_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for an answer (default %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    common = common_options()
+    for group in GROUPS:
+        group.register(commands, common)
+    return parser
+
+
+async def dispatch(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    code: int = await args.handler(args, send, out)
+    return code
+
+
+def run(
+    argv: Sequence[str] | None = None,
+    send: Send | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Parse `argv`, run the command and return its exit code (tests pass a fake `send`)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    send = send or sender(args.nats_url, wait=args.timeout)
+    try:
+        return asyncio.run(dispatch(args, send, out))
+    except CommandRejected as exc:
+        err.write(f"aitbc: {exc.code}: {exc.message}\n")
+    except BusError as exc:
+        err.write(f"aitbc: error: {exc}\n")
+    return 1
+
+
+def main() -> int:
+    try:
+        return run()
+    except KeyboardInterrupt:
+        return 130

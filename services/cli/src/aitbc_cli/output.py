@@ -1,0 +1,71 @@
+"""Printing for people (tables, key/value lines) and for programs (`--json`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import msgspec
+from aitbc_contracts.messages import KeyView
+
+KEY_COLUMNS = ("KEY ID", "NAME", "KIND", "STATUS", "HINT", "CREATED", "EXPIRES")
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp to the second, in UTC when it has a zone; '-' for none."""
+    if value is None:
+        return "-"
+    offset = value.utcoffset()
+    if offset is not None and not offset:
+        return value.strftime("%Y-%m-%d %H:%M:%SZ")
+    return value.isoformat(sep=" ", timespec="seconds")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart, no trailing spaces."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [list(headers), *rows]
+    ]
+    return "\n".join(lines)
+
+
+def key_rows(keys: Sequence[KeyView]) -> list[list[str]]:
+    return [
+        [
+            k.key_id,
+            k.name or "-",
+            k.kind,
+            k.status,
+            k.hint + "...",
+            when(k.created_at),
+            when(k.expires_at),
+        ]
+        for k in keys
+    ]
+
+
+def keys_table(keys: Sequence[KeyView]) -> str:
+    if not keys:
+        return "no keys"
+    return table(KEY_COLUMNS, key_rows(keys))
+
+
+def fields(pairs: Sequence[tuple[str, str]]) -> str:
+    """`label:  value` lines, labels aligned."""
+    width = max(len(label) for label, _ in pairs) + 1
+    return "\n".join(f"{(label + ':').ljust(width)}  {value}" for label, value in pairs)
+
+
+def as_data(struct: msgspec.Struct) -> dict[str, Any]:
+    """A reply as plain JSON-ready data, without its wire tag."""
+    data: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(struct))
+    return data
+
+
+def print_json(value: Any, out: TextIO) -> None:
+    out.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")

@@ -1,0 +1,200 @@
+"""SAMPLE Coordinator: an in-memory stand-in for the AITBC Coordinator's /v1/jobs API.
+
+Not the real Coordinator. It exists so that `just up`, the tests and the benchmarks have an
+upstream to forward to. Jobs live in memory, are scoped by the `X-Account-Id` header the edge
+adds, and complete (deterministically) the first time they are fetched by id (the job or its
+results), with a result that echoes their input. A queued job can be cancelled; a completed
+one cannot (409 CONFLICT).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Litestar, Request, Response, delete, get, post
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from aitbc_coordinator.jobs import (
+    Job,
+    JobNotFoundError,
+    JobResult,
+    JobStateError,
+    JobStore,
+    NewJob,
+    Status,
+)
+
+ACCOUNT_HEADER = "X-Account-Id"
+MAX_ACCOUNT_ID_LENGTH = 128
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    error: ErrorDetail
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+class JobPage(msgspec.Struct, frozen=True):
+    jobs: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+class CoordinatorError(Exception):
+    """An error with a stable code, answered as `{"error": {"code", "message"}}`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> Response[ErrorBody]:
+    return Response(ErrorBody(ErrorDetail(code, message)), status_code=status)
+
+
+def account_of(request: Request[Any, Any, Any]) -> str:
+    """The account the edge authenticated; every job route is scoped by it."""
+    account = request.headers.get(ACCOUNT_HEADER, "").strip()
+    if not account:
+        raise CoordinatorError(401, "MISSING_ACCOUNT", f"the {ACCOUNT_HEADER} header is required")
+    if len(account) > MAX_ACCOUNT_ID_LENGTH or not account.isascii() or not account.isprintable():
+        raise CoordinatorError(400, "VALIDATION_ERROR", f"the {ACCOUNT_HEADER} header is malformed")
+    return account
+
+
+def store_of(request: Request[Any, Any, Any]) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+@get("/v1/health", sync_to_thread=False)
+def health() -> Health:
+    return Health(status="ok")
+
+
+@post("/v1/jobs", sync_to_thread=False)
+def create_job(request: Request[Any, Any, Any], data: NewJob) -> Job:
+    return store_of(request).create(account_of(request), data)
+
+
+@get("/v1/jobs", sync_to_thread=False)
+def list_jobs(
+    request: Request[Any, Any, Any],
+    status: Status | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> JobPage:
+    jobs, total = store_of(request).list(account_of(request), status, limit, offset)
+    return JobPage(jobs=jobs, total=total, limit=limit, offset=offset)
+
+
+@get("/v1/jobs/{job_id:str}", sync_to_thread=False)
+def get_job(request: Request[Any, Any, Any], job_id: str) -> Job:
+    return store_of(request).get(account_of(request), job_id)
+
+
+@delete("/v1/jobs/{job_id:str}", status_code=200, sync_to_thread=False)
+def cancel_job(request: Request[Any, Any, Any], job_id: str) -> Job:
+    return store_of(request).cancel(account_of(request), job_id)
+
+
+@get("/v1/jobs/{job_id:str}/results", sync_to_thread=False)
+def job_results(request: Request[Any, Any, Any], job_id: str) -> JobResult:
+    return store_of(request).result(account_of(request), job_id)
+
+
+def _coordinator_error(_: Request[Any, Any, Any], exc: CoordinatorError) -> Response[ErrorBody]:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def _not_found(_: Request[Any, Any, Any], exc: JobNotFoundError) -> Response[ErrorBody]:
+    return error_response(404, "NOT_FOUND", str(exc))
+
+
+def _conflict(_: Request[Any, Any, Any], exc: JobStateError) -> Response[ErrorBody]:
+    return error_response(409, "CONFLICT", str(exc))
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+    message = exc.detail
+    if isinstance(exc.extra, list) and exc.extra:
+        first = exc.extra[0]
+        if isinstance(first, dict) and first.get("message"):
+            key = "body" if first.get("key") == "data" else first.get("key")
+            message = f"{first['message']} ({key})" if key else str(first["message"])
+    return error_response(400, "VALIDATION_ERROR", message)
+
+
+_HTTP_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "VALIDATION_ERROR",
+}
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR")
+    response = error_response(exc.status_code, code, exc.detail)
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
+
+
+def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error")
+
+
+def create_app(store: JobStore | None = None) -> Litestar:
+    app = Litestar(
+        route_handlers=[health, create_job, list_jobs, get_job, cancel_job, job_results],
+        exception_handlers={
+            CoordinatorError: _coordinator_error,
+            JobNotFoundError: _not_found,
+            JobStateError: _conflict,
+            ValidationException: _validation,
+            NotFoundException: _http_error,
+            HTTPException: _http_error,
+            Exception: _internal,
+        },
+        openapi_config=OpenAPIConfig(
+            title="AITBC Coordinator (sample)",
+            version="0.1.0",
+            description="A SAMPLE, in-memory Coordinator for local runs and tests. "
+            "Not the real AITBC Coordinator.",
+        ),
+    )
+    app.state.store = store or JobStore()
+    return app
+
+
+def run() -> None:
+    """Serve the sample Coordinator on COORDINATOR_HOST:COORDINATOR_PORT (127.0.0.1:8011)."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(),
+        host=os.environ.get("COORDINATOR_HOST", "127.0.0.1"),
+        port=int(os.environ.get("COORDINATOR_PORT", "8011")),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+    )

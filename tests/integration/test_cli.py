@@ -1,0 +1,147 @@
+"""The `aitbc` command against a real keys service on a real nats-server, as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aitbc_contracts.keyformat import hint, is_well_formed
+from aitbc_infra.nats_server import NatsServer, free_port
+
+BIN = Path(sys.executable).parent
+
+
+def aitbc(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NATS_URL": nats_url}
+    return subprocess.run(
+        [str(BIN / "aitbc"), *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+class Keys:
+    def __init__(self, nats_url: str, db: Path) -> None:
+        self.nats_url = nats_url
+        self.db = db
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
+    """A nats-server and a keys service process of this module's own."""
+    root = tmp_path_factory.mktemp("cli")
+    nats = NatsServer(free_port(), root / "nats", log_file=root / "nats.log").start()
+    db = root / "keys.db"
+    env = {**os.environ, "NATS_URL": nats.url, "DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    with open(root / "keys.log", "ab") as log:
+        service = subprocess.Popen(
+            [str(BIN / "aitbc-keys")], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            "no keys service" in (probe := aitbc(nats.url, "keys", "list", "--account", "x")).stderr
+        ):
+            assert service.poll() is None, (root / "keys.log").read_text()
+            assert time.monotonic() < deadline, "the keys service never answered"
+            time.sleep(0.1)
+        assert probe.returncode in (0, 1), probe.stderr
+        yield Keys(nats.url, db)
+    finally:
+        service.terminate()
+        service.wait(timeout=15)
+        nats.stop()
+
+
+def create_account(keys: Keys, *args: str) -> dict[str, str]:
+    done = aitbc(keys.nats_url, "accounts", "create", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    account: dict[str, str] = json.loads(done.stdout)
+    return account
+
+
+def list_keys(keys: Keys, account_id: str) -> list[dict[str, str]]:
+    done = aitbc(keys.nats_url, "keys", "list", "--account", account_id, "--json")
+    assert done.returncode == 0, done.stderr
+    listed: list[dict[str, str]] = json.loads(done.stdout)["keys"]
+    return listed
+
+
+def test_create_an_account_and_see_its_master_key_listed(keys: Keys) -> None:
+    account = create_account(keys, "--plan", "pro", "--name", "Acme")
+    assert account["plan"] == "pro" and account["name"] == "Acme"
+    assert is_well_formed(account["master_key"])
+    [master] = list_keys(keys, account["account_id"])
+    assert master["key_id"] == account["master_key_id"]
+    assert master["kind"] == "master" and master["status"] == "active"
+    assert master["hint"] == hint(account["master_key"])
+    # only its hash was sent: the plaintext is nowhere in the keys database
+    assert account["master_key"].encode() not in keys.db.read_bytes()
+
+
+def test_human_output(keys: Keys) -> None:
+    created = aitbc(keys.nats_url, "accounts", "create", "--plan", "free")
+    assert created.returncode == 0, created.stderr
+    fields = dict(
+        line.split(":", 1) for line in created.stdout.splitlines() if ":" in line and "  " in line
+    )
+    account_id, master_key = fields["account id"].strip(), fields["master key"].strip()
+    assert is_well_formed(master_key)
+    table = aitbc(keys.nats_url, "keys", "list", "--account", account_id)
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.startswith("KEY ID") and "EXPIRES" in header
+    assert "master" in row and "active" in row and hint(master_key) in row
+    assert master_key not in table.stdout
+
+
+def test_change_a_plan(keys: Keys) -> None:
+    account = create_account(keys, "--plan", "free")
+    done = aitbc(keys.nats_url, "accounts", "set-plan", account["account_id"], "enterprise")
+    assert done.returncode == 0, done.stderr
+    assert "enterprise" in done.stdout
+    again = aitbc(keys.nats_url, "accounts", "set-plan", account["account_id"], "pro", "--json")
+    assert json.loads(again.stdout)["plan"] == "pro"
+
+
+def test_revoke_any_key_as_the_operator(keys: Keys) -> None:
+    account = create_account(keys, "--plan", "free")
+    done = aitbc(
+        keys.nats_url, "keys", "revoke", account["master_key_id"], "--reason", "leaked", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "revoked"
+    [master] = list_keys(keys, account["account_id"])
+    assert master["status"] == "revoked"
+
+
+def test_rejections_print_their_code_and_exit_1(keys: Keys) -> None:
+    unknown_key = aitbc(keys.nats_url, "keys", "revoke", "key_0000000000000000")
+    assert unknown_key.returncode == 1
+    assert unknown_key.stderr.startswith("aitbc: NOT_FOUND: ")
+    assert unknown_key.stdout == ""
+    unknown_account = aitbc(keys.nats_url, "accounts", "set-plan", "acc_0000000000000000", "pro")
+    assert unknown_account.returncode == 1
+    assert unknown_account.stderr.startswith("aitbc: NOT_FOUND: ")
+
+
+def test_no_keys_service_is_one_clear_line(nats_server: NatsServer) -> None:
+    done = aitbc(nats_server.url, "keys", "list", "--account", "acc_1")
+    assert done.returncode == 1
+    assert (
+        done.stderr == "aitbc: error: no keys service is answering on aitbc.keys.commands "
+        "(is it running?)\n"
+    )
+
+
+def test_no_nats_is_one_clear_line() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    done = aitbc(url, "accounts", "create", "--plan", "free")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"aitbc: error: cannot reach NATS at {url}")
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stdout == ""  # no master key was shown for an account that does not exist

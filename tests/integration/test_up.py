@@ -1,0 +1,158 @@
+"""`aitbc-up` as a person runs it: everything up, usable over HTTP, stopped cleanly, data kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
+
+UP = str(Path(sys.executable).parent / "aitbc-up")
+
+
+class Up:
+    """An `aitbc-up` process and everything it printed."""
+
+    def __init__(self, cwd: Path, **env: str) -> None:
+        self.ports = {
+            name: int(env.get(name) or free_port())
+            for name in ("NATS_PORT", "COORDINATOR_PORT", "API_PORT")
+        }
+        child_env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+        child_env.update({k: str(v) for k, v in self.ports.items()})
+        child_env.update(env)
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [UP],
+            cwd=cwd,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal of its own: Ctrl-C goes to its group only
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never saw {text!r}:\n{self.output}")
+            time.sleep(0.05)
+
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['API_PORT']}"
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, group: bool = False) -> int:
+        if group:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        time.sleep(0.2)  # let the reader thread take the last lines
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def up_factory(tmp_path: Path) -> Iterator[list[Up]]:
+    started: list[Up] = []
+    yield started
+    for up in started:
+        up.kill()
+
+
+def start(started: list[Up], cwd: Path, **env: str) -> Up:
+    up = Up(cwd, **env)
+    started.append(up)
+    return up
+
+
+def all_ports_closed(up: Up) -> bool:
+    return not any(port_is_open(port) for port in up.ports.values())
+
+
+def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
+    up_factory: list[Up], tmp_path: Path
+) -> None:
+    first = start(up_factory, tmp_path)
+    first.wait_for("everything is up")
+    for name in ("nats", "keys", "coordinator", "api"):
+        assert f"{name} is ready" in first.output
+    signup = httpx.post(first.api() + "/v1/accounts", json={}, timeout=10)
+    assert signup.status_code == 201, signup.text
+    master = signup.json()["master_key"]["key"]
+    assert httpx.get(first.api() + "/v1/health", timeout=10).json() == {"status": "ok"}
+    assert first.stop(signal.SIGTERM) == 0
+    assert "all stopped" in first.output
+    assert all_ports_closed(first)
+    assert (tmp_path / ".data" / "keys.db").exists()
+    assert (tmp_path / ".data" / "nats" / "jetstream").is_dir()
+
+    # same data directory, new processes: the account and its master key are still there
+    second = start(up_factory, tmp_path, **{k: str(v) for k, v in first.ports.items()})
+    second.wait_for("everything is up")
+    keys = httpx.get(second.api() + "/v1/api-keys", headers={"X-API-Key": master}, timeout=10)
+    assert keys.status_code == 200, keys.text
+    # Ctrl-C in a terminal signals the whole foreground group, runner first among equals
+    assert second.stop(signal.SIGINT, group=True) == 0
+    assert all_ports_closed(second)
+
+
+def test_a_service_that_dies_takes_everything_down_with_a_failure(
+    up_factory: list[Up], tmp_path: Path
+) -> None:
+    up = start(up_factory, tmp_path, UP_SERVICES="nats,coordinator")
+    up.wait_for("everything is up")
+    line = next(line for line in up.lines if "Started server process [" in line)
+    coordinator_pid = int(line.split("[")[1].split("]")[0])
+    os.kill(coordinator_pid, signal.SIGKILL)
+    assert up.process.wait(timeout=30) != 0
+    time.sleep(0.2)
+    assert "coordinator exited unexpectedly" in up.output
+    assert "stopping nats" in up.output
+    assert all_ports_closed(up)
+
+
+def test_a_busy_port_is_refused_before_anything_starts(
+    up_factory: list[Up], tmp_path: Path
+) -> None:
+    blocker = NatsServer(free_port(), tmp_path / "other").start()
+    try:
+        up = start(up_factory, tmp_path, NATS_PORT=str(blocker.port))
+        assert up.process.wait(timeout=30) == 1
+        time.sleep(0.2)
+        assert f"port {blocker.port}" in up.output and "NATS_URL" in up.output
+        assert "starting" not in up.output
+    finally:
+        blocker.stop()
+
+
+def test_nats_url_uses_an_existing_server(
+    up_factory: list[Up], tmp_path: Path, nats_server: NatsServer
+) -> None:
+    up = start(up_factory, tmp_path, NATS_URL=nats_server.url, UP_SERVICES="coordinator")
+    up.wait_for("everything is up")
+    assert f"using the NATS server at {nats_server.url}" in up.output
+    assert "starting nats" not in up.output
+    assert up.stop() == 0

@@ -1,0 +1,174 @@
+"""`aitbc-up`: what it would start, with what settings, and how it supervises children."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from aitbc_infra.runner import Config, ConfigError, preflight, services
+from aitbc_infra.supervisor import Service, Supervisor
+
+PY = sys.executable
+
+
+def config(tmp_path: Path, **env: str) -> Config:
+    return Config.from_env({"DATA_DIR": str(tmp_path / ".data"), **env})
+
+
+def test_defaults_are_the_embedded_system(tmp_path: Path) -> None:
+    c = config(tmp_path)
+    assert c.nats_url is None
+    assert c.bus_url == "nats://127.0.0.1:4322"
+    assert (c.api_host, c.api_port) == ("127.0.0.1", 8000)
+    assert c.upstream_url == "http://127.0.0.1:8011"
+    assert c.database_url == f"sqlite+aiosqlite:///{tmp_path}/.data/keys.db"
+
+
+def test_everything_starts_in_dependency_order(tmp_path: Path) -> None:
+    table = services(config(tmp_path))
+    assert [s.name for s in table] == ["nats", "keys", "usage", "coordinator", "api"]
+    nats = table[0]
+    assert "-js" in nats.argv and str(tmp_path / ".data" / "nats") in nats.argv
+    assert nats.argv[nats.argv.index("-p") + 1] == "4322"
+    assert all(s.ready is not None for s in table)
+
+
+def test_children_are_told_where_everything_is(tmp_path: Path) -> None:
+    c = config(tmp_path, NATS_PORT="5000", API_PORT="9000", COORDINATOR_PORT="9011")
+    env = {s.name: s.env for s in services(c)}["api"]
+    assert env["NATS_URL"] == "nats://127.0.0.1:5000"
+    assert env["API_PORT"] == "9000"
+    assert env["UPSTREAM_URL"] == "http://127.0.0.1:9011"
+    assert env["DATABASE_URL"] == c.database_url
+
+
+def test_an_existing_nats_is_used_instead_of_starting_one(tmp_path: Path) -> None:
+    table = services(config(tmp_path, NATS_URL="nats://10.1.2.3:4222"))
+    assert "nats" not in [s.name for s in table]
+    assert all(s.env["NATS_URL"] == "nats://10.1.2.3:4222" for s in table)
+
+
+def test_a_subset_can_be_started(tmp_path: Path) -> None:
+    table = services(config(tmp_path, UP_SERVICES="nats, coordinator"))
+    assert [s.name for s in table] == ["nats", "coordinator"]
+    with pytest.raises(ConfigError, match="unknown services: web"):
+        services(config(tmp_path, UP_SERVICES="web"))
+
+
+def test_bad_numbers_are_reported_not_raised(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="bad setting"):
+        config(tmp_path, API_PORT="eighty")
+
+
+def test_a_busy_port_stops_everything_before_it_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        c = config(tmp_path, COORDINATOR_PORT=str(port), UP_SERVICES="coordinator")
+        with pytest.raises(ConfigError, match=f"port {port}.*COORDINATOR_PORT"):
+            preflight(c, services(c))
+
+
+def test_an_unreachable_nats_url_is_reported(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: nobody answers
+        c = config(tmp_path, NATS_URL=f"nats://127.0.0.1:{port}", UP_SERVICES="coordinator")
+        with pytest.raises(ConfigError, match="does not answer"):
+            preflight(c, services(c))
+
+
+# --- the supervisor, with small Python children ----------------------------------------------
+
+
+def child(code: str) -> list[str]:
+    return [PY, "-u", "-c", code]
+
+
+async def ready_now() -> bool:
+    return True
+
+
+async def never_ready() -> bool:
+    return False
+
+
+async def test_output_is_prefixed_and_stop_ends_everything_with_0() -> None:
+    out = io.StringIO()
+    sup = Supervisor(
+        [
+            Service("one", child("import time; print('hello'); time.sleep(60)"), ready=ready_now),
+            Service("second", child("import time; print('hi'); time.sleep(60)")),
+        ],
+        out=out,
+        color=False,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(sup.run(stop))
+    while "everything is up" not in out.getvalue():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the children's first lines
+    processes = [r.process for r in sup.running]
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    lines = out.getvalue().splitlines()
+    assert "one    | hello" in lines
+    assert "second | hi" in lines
+    # stopped in reverse order of starting, and really gone
+    assert lines.index("up     | stopping second") < lines.index("up     | stopping one")
+    assert all(p.returncode is not None for p in processes)
+
+
+async def test_a_child_that_dies_stops_the_rest_and_fails() -> None:
+    out = io.StringIO()
+    sup = Supervisor(
+        [
+            Service("steady", child("import time; time.sleep(60)")),
+            Service("fragile", child("import time; time.sleep(0.5); raise SystemExit(3)")),
+        ],
+        out=out,
+        color=False,
+    )
+    assert await asyncio.wait_for(sup.run(asyncio.Event()), 15) == 1
+    assert "fragile exited unexpectedly with code 3: stopping everything" in out.getvalue()
+    assert "stopping steady" in out.getvalue()
+
+
+async def test_a_child_that_never_gets_ready_times_out() -> None:
+    out = io.StringIO()
+    sup = Supervisor(
+        [Service("slow", child("import time; time.sleep(60)"), ready=never_ready)],
+        out=out,
+        ready_timeout=0.5,
+        color=False,
+    )
+    assert await asyncio.wait_for(sup.run(asyncio.Event()), 15) == 1
+    assert "slow was not ready within 0.5 s" in out.getvalue()
+
+
+async def test_a_child_that_exits_while_starting_is_reported() -> None:
+    out = io.StringIO()
+    sup = Supervisor([Service("broken", child("raise SystemExit(2)"), ready=never_ready)], out=out)
+    assert await asyncio.wait_for(sup.run(asyncio.Event()), 15) == 1
+    assert "broken exited (code 2) before it was ready" in out.getvalue()
+
+
+async def test_a_child_that_ignores_sigterm_is_killed() -> None:
+    out = io.StringIO()
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ok'); time.sleep(60)"
+    )
+    sup = Supervisor([Service("stubborn", child(stubborn))], out=out, stop_timeout=0.5, color=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sup.run(stop))
+    while "stubborn | ok" not in out.getvalue():
+        await asyncio.sleep(0.05)
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    assert "stubborn did not stop in 0.5 s: killing it" in out.getvalue()
