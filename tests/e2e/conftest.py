@@ -27,5 +27,8 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 def account(api: httpx.Client) -> dict[str, str]:
     """A fresh account: its id and master key."""
     body = api.post("/v1/accounts", json={"name": "e2e"}).json()
-    return {"account_id": body["account_id"], "master": body["master_key"]["key"],
-            "master_key_id": body["master_key"]["key_id"]}
+    return {
+        "account_id": body["account_id"],
+        "master": body["master_key"]["key"],
+        "master_key_id": body["master_key"]["key_id"],
+    }

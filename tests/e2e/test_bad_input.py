@@ -47,7 +47,9 @@ def test_a_past_expiry_is_refused(api: httpx.Client, account: dict[str, str]) ->
 def test_bad_bodies_on_sign_up_and_regenerate(api: httpx.Client, account: dict[str, str]) -> None:
     assert_error(api.post("/v1/accounts", json={"plan": "enterprise"}), 400, "VALIDATION_ERROR")
     assert_error(api.post("/v1/accounts", content=b"{{"), 400, "VALIDATION_ERROR")
-    key_id = api.get("/v1/api-keys", headers={"X-API-Key": account["master"]}).json()["keys"][0]["key_id"]
+    key_id = api.get("/v1/api-keys", headers={"X-API-Key": account["master"]}).json()["keys"][0][
+        "key_id"
+    ]
     for body in [{"grace_period_seconds": -1}, {"grace_period_seconds": "soon"}, {"grace": 1}]:
         response = api.post(
             f"/v1/api-keys/{key_id}/regenerate", json=body, headers={"X-API-Key": account["master"]}
@@ -55,7 +57,10 @@ def test_bad_bodies_on_sign_up_and_regenerate(api: httpx.Client, account: dict[s
         assert_error(response, 400, "VALIDATION_ERROR")
 
 
-@pytest.mark.parametrize("key_id", ["nope", "key_", "key_ZZZZZZZZZZZZZZZZ", "key_0123456789abcdef0", "%00", "..%2F..%2Fetc"])
+@pytest.mark.parametrize(
+    "key_id",
+    ["nope", "key_", "key_ZZZZZZZZZZZZZZZZ", "key_0123456789abcdef0", "%00", "..%2F..%2Fetc"],
+)
 def test_bad_key_ids_are_not_found(api: httpx.Client, account: dict[str, str], key_id: str) -> None:
     response = api.get(f"/v1/api-keys/{key_id}", headers={"X-API-Key": account["master"]})
     assert_error(response, 404, "NOT_FOUND")
@@ -71,5 +76,7 @@ def test_non_ascii_and_huge_headers(api: httpx.Client) -> None:
 
 
 def test_wrong_methods_and_unknown_routes(api: httpx.Client, account: dict[str, str]) -> None:
-    assert_error(api.put("/v1/api-keys", headers={"X-API-Key": account["master"]}), 405, "METHOD_NOT_ALLOWED")
+    assert_error(
+        api.put("/v1/api-keys", headers={"X-API-Key": account["master"]}), 405, "METHOD_NOT_ALLOWED"
+    )
     assert_error(api.get("/v2/jobs"), 404, "NOT_FOUND")

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-
 from aitbc_infra.nats_server import free_port
+
 from tests.e2e.stack import BIN, Process, Stack
 
 
@@ -40,10 +40,17 @@ class RecordingUpstream:
         )
         if scope["path"] == "/v1/slow":
             await asyncio.sleep(5)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"), (b"x-upstream", b"yes")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"x-upstream", b"yes")],
+            }
+        )
         for i in range(3):  # several chunks: the edge must pass them on as they come
-            await send({"type": "http.response.body", "body": f"chunk{i};".encode(), "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": f"chunk{i};".encode(), "more_body": True}
+            )
         await send({"type": "http.response.body", "body": b"len=%d" % len(body)})
 
 
@@ -64,8 +71,12 @@ def upstream() -> Iterator[tuple[RecordingUpstream, int]]:
 def _edge(stack: Stack, name: str, upstream_port: int) -> Process:
     port = free_port()
     return stack.add(
-        name, [str(BIN / "aitbc-api")], port, API_PORT=str(port),
-        UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}", UPSTREAM_TIMEOUT="1",
+        name,
+        [str(BIN / "aitbc-api")],
+        port,
+        API_PORT=str(port),
+        UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}",
+        UPSTREAM_TIMEOUT="1",
     ).start()
 
 
@@ -77,13 +88,18 @@ def recorded_edge(stack: Stack, upstream: tuple[RecordingUpstream, int]) -> Iter
 
 
 def test_the_key_never_reaches_the_upstream_and_identity_does(
-    recorded_edge: str, upstream: tuple[RecordingUpstream, int], api: httpx.Client, account: dict[str, str]
+    recorded_edge: str,
+    upstream: tuple[RecordingUpstream, int],
+    api: httpx.Client,
+    account: dict[str, str],
 ) -> None:
     recorder, _ = upstream
     key = account["master"]
     spoofed = {"X-Account-Id": "acc_0000000000000000", "X-Key-Id": "key_0000000000000000"}
     with httpx.Client(base_url=recorded_edge) as client:
-        by_query = client.get("/v1/things", params={"api_key": key, "a": "1", "b": "x y"}, headers=spoofed)
+        by_query = client.get(
+            "/v1/things", params={"api_key": key, "a": "1", "b": "x y"}, headers=spoofed
+        )
         by_header = client.post("/v1/things", content=b"x" * 300_000, headers={"X-API-Key": key})
     assert by_query.status_code == by_header.status_code == 200
     assert by_query.text == "chunk0;chunk1;chunk2;len=0"

@@ -6,12 +6,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-
 from aitbc_contracts.keyformat import generate_key, is_well_formed
 
 
 def new_key(api: httpx.Client, master: str, **body: object) -> dict[str, str]:
-    response = api.post("/v1/api-keys", json={"name": "worker", **body}, headers={"X-API-Key": master})
+    response = api.post(
+        "/v1/api-keys", json={"name": "worker", **body}, headers={"X-API-Key": master}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -39,7 +40,9 @@ def test_sign_up_without_a_body(api: httpx.Client) -> None:
     assert response.json()["plan"] == "free"
 
 
-def test_a_key_reaches_the_coordinator_by_header_and_by_query(api: httpx.Client, account: dict[str, str]) -> None:
+def test_a_key_reaches_the_coordinator_by_header_and_by_query(
+    api: httpx.Client, account: dict[str, str]
+) -> None:
     key = new_key(api, account["master"])["key"]
     created = api.post("/v1/jobs", json={"model": "m", "input": "x"}, headers={"X-API-Key": key})
     assert created.status_code == 201, created.text
@@ -50,17 +53,28 @@ def test_a_key_reaches_the_coordinator_by_header_and_by_query(api: httpx.Client,
     assert [j["id"] for j in by_header.json()["jobs"]] == [created.json()["id"]]
 
 
-def test_the_header_wins_over_the_query_parameter(api: httpx.Client, account: dict[str, str]) -> None:
+def test_the_header_wins_over_the_query_parameter(
+    api: httpx.Client, account: dict[str, str]
+) -> None:
     key = new_key(api, account["master"])["key"]
-    assert api.get("/v1/jobs", headers={"X-API-Key": key}, params={"api_key": "junk"}).status_code == 200
+    assert (
+        api.get("/v1/jobs", headers={"X-API-Key": key}, params={"api_key": "junk"}).status_code
+        == 200
+    )
     refused = api.get("/v1/jobs", headers={"X-API-Key": "junk"}, params={"api_key": key})
     assert refused.status_code == 401 and error_code(refused) == "INVALID_API_KEY"
 
 
-def test_a_revoked_key_is_refused_on_the_very_next_request(api: httpx.Client, account: dict[str, str]) -> None:
+def test_a_revoked_key_is_refused_on_the_very_next_request(
+    api: httpx.Client, account: dict[str, str]
+) -> None:
     created = new_key(api, account["master"])
-    assert api.get("/v1/jobs", headers={"X-API-Key": created["key"]}).status_code == 200  # cached now
-    revoked = api.delete(f"/v1/api-keys/{created['key_id']}", headers={"X-API-Key": account["master"]})
+    assert (
+        api.get("/v1/jobs", headers={"X-API-Key": created["key"]}).status_code == 200
+    )  # cached now
+    revoked = api.delete(
+        f"/v1/api-keys/{created['key_id']}", headers={"X-API-Key": account["master"]}
+    )
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     after = api.get("/v1/jobs", headers={"X-API-Key": created["key"]})
     assert after.status_code == 401 and error_code(after) == "API_KEY_REVOKED"
@@ -68,7 +82,9 @@ def test_a_revoked_key_is_refused_on_the_very_next_request(api: httpx.Client, ac
     assert shown.json()["status"] == "revoked" and shown.json()["revoked_at"]
 
 
-def test_regenerate_replaces_the_secret_and_keeps_the_key_id(api: httpx.Client, account: dict[str, str]) -> None:
+def test_regenerate_replaces_the_secret_and_keeps_the_key_id(
+    api: httpx.Client, account: dict[str, str]
+) -> None:
     created = new_key(api, account["master"])
     assert api.get("/v1/jobs", headers={"X-API-Key": created["key"]}).status_code == 200
     regenerated = api.post(
@@ -119,7 +135,9 @@ def test_management_needs_the_master_key(api: httpx.Client, account: dict[str, s
         ("DELETE", f"/v1/api-keys/{standard['key_id']}"),
         ("POST", f"/v1/api-keys/{standard['key_id']}/regenerate"),
     ]:
-        response = api.request(method, path, json={"name": "x"}, headers={"X-API-Key": standard["key"]})
+        response = api.request(
+            method, path, json={"name": "x"}, headers={"X-API-Key": standard["key"]}
+        )
         assert response.status_code == 403, (method, path)
         assert error_code(response) == "FORBIDDEN"
 
@@ -144,7 +162,9 @@ def test_another_accounts_key_is_not_found(api: httpx.Client, account: dict[str,
 
 def test_jobs_are_scoped_to_the_account(api: httpx.Client, account: dict[str, str]) -> None:
     other = api.post("/v1/accounts").json()["master_key"]["key"]
-    job = api.post("/v1/jobs", json={"model": "m", "input": 1}, headers={"X-API-Key": account["master"]}).json()
+    job = api.post(
+        "/v1/jobs", json={"model": "m", "input": 1}, headers={"X-API-Key": account["master"]}
+    ).json()
     assert api.get(f"/v1/jobs/{job['id']}", headers={"X-API-Key": other}).status_code == 404
     assert api.get("/v1/jobs", headers={"X-API-Key": other}).json()["jobs"] == []
 
@@ -165,7 +185,10 @@ def test_public_routes_need_no_key(api: httpx.Client) -> None:
 
 
 def test_request_ids_are_echoed_or_made(api: httpx.Client) -> None:
-    assert api.get("/v1/health", headers={"X-Request-Id": "req-42"}).headers["x-request-id"] == "req-42"
+    assert (
+        api.get("/v1/health", headers={"X-Request-Id": "req-42"}).headers["x-request-id"]
+        == "req-42"
+    )
     made = api.get("/v1/jobs").headers["x-request-id"]
     assert len(made) == 32
 

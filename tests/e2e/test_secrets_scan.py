@@ -8,9 +8,9 @@ import sqlite3
 
 import httpx
 import nats
-
 from aitbc_contracts.keyformat import is_well_formed
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM
+
 from tests.e2e.stack import Stack
 
 # Any well-formed key, whoever made it: prefix, 49 base62 characters, a valid checksum.
@@ -26,8 +26,10 @@ async def stream_contents(url: str) -> str:
     try:
         js = nc.jetstream()
         info = await js.stream_info(KEY_EVENTS_STREAM)
-        messages = [await js.get_msg(KEY_EVENTS_STREAM, seq) for seq in
-                    range(info.state.first_seq, info.state.last_seq + 1)]
+        messages = [
+            await js.get_msg(KEY_EVENTS_STREAM, seq)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
         return "\n".join(repr(m.headers) + m.data.decode() for m in messages if m.data)
     finally:
         await nc.close()
@@ -46,10 +48,15 @@ def test_no_plaintext_key_is_stored_published_or_logged(stack: Stack, api: httpx
     made = api.post("/v1/api-keys", json={"name": "scan"}, headers={"X-API-Key": master}).json()
     issued = {master, made["key"]}
     assert api.get("/v1/jobs", params={"api_key": made["key"]}).status_code == 200
-    fresh = api.post(f"/v1/api-keys/{made['key_id']}/regenerate", headers={"X-API-Key": master}).json()
+    fresh = api.post(
+        f"/v1/api-keys/{made['key_id']}/regenerate", headers={"X-API-Key": master}
+    ).json()
     issued.add(fresh["key"])
     assert api.get("/v1/jobs", params={"api_key": fresh["key"]}).status_code == 200
-    assert api.delete(f"/v1/api-keys/{made['key_id']}", headers={"X-API-Key": master}).status_code == 200
+    assert (
+        api.delete(f"/v1/api-keys/{made['key_id']}", headers={"X-API-Key": master}).status_code
+        == 200
+    )
 
     stream = asyncio.run(stream_contents(stack.nats.url))
     assert made["key_id"] in stream  # the scan looks at the right place

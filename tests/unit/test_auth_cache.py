@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import msgspec
-
 from aitbc_api.auth import AuthCache
 from aitbc_api.key_events import apply
 from aitbc_api.routes.proxy import _query_without_key
@@ -13,7 +12,9 @@ from aitbc_contracts.messages import KeyFacts
 
 
 def facts(key_id: str = "key_1", account_id: str = "acc_1") -> KeyFacts:
-    return KeyFacts(key_id=key_id, account_id=account_id, kind="standard", plan="free", revoked=False)
+    return KeyFacts(
+        key_id=key_id, account_id=account_id, kind="standard", plan="free", revoked=False
+    )
 
 
 def test_put_get_and_evict_by_key_and_account() -> None:
@@ -57,7 +58,10 @@ def test_key_events_evict_what_they_change() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     cache.put("h1", facts("key_1", "acc_1"), cache.generation)
     cache.put("h2", facts("key_2", "acc_2"), cache.generation)
-    apply(cache, msgspec.json.encode({"type": "key.revoked.v1", "account_id": "acc_1", "key_id": "key_1"}))
+    apply(
+        cache,
+        msgspec.json.encode({"type": "key.revoked.v1", "account_id": "acc_1", "key_id": "key_1"}),
+    )
     assert cache.get("h1") is None
     apply(cache, b'{"type": "account.plan_changed.v1", "account_id": "acc_2", "plan": "pro"}')
     assert cache.get("h2") is None

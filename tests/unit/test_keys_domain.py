@@ -49,45 +49,88 @@ def new_id() -> str:
 
 
 def account_created(account: str = "acc_1", plan: str = "free") -> AccountCreated:
-    return AccountCreated(event_id=new_id(), stream_id=account, version=1, account_id=account,
-                          occurred_at=T0, name="Ada", plan=plan)  # type: ignore[arg-type]
+    return AccountCreated(
+        event_id=new_id(),
+        stream_id=account,
+        version=1,
+        account_id=account,
+        occurred_at=T0,
+        name="Ada",
+        plan=plan,
+    )  # type: ignore[arg-type]
 
 
-def key_created(key: str = "k1", account: str = "acc_1", kind: str = "standard",
-                secret: str = H1) -> KeyCreated:
-    return KeyCreated(event_id=new_id(), stream_id=key, version=1, account_id=account,
-                      occurred_at=T0, key_id=key, name=key, kind=kind,  # type: ignore[arg-type]
-                      secret_hash=secret, hint="aitbc_1111")
+def key_created(
+    key: str = "k1", account: str = "acc_1", kind: str = "standard", secret: str = H1
+) -> KeyCreated:
+    return KeyCreated(
+        event_id=new_id(),
+        stream_id=key,
+        version=1,
+        account_id=account,
+        occurred_at=T0,
+        key_id=key,
+        name=key,
+        kind=kind,  # type: ignore[arg-type]
+        secret_hash=secret,
+        hint="aitbc_1111",
+    )
 
 
 def revoked(key: str = "k1", version: int = 2, account: str = "acc_1") -> KeyRevoked:
-    return KeyRevoked(event_id=new_id(), stream_id=key, version=version, account_id=account,
-                      occurred_at=T0 + timedelta(minutes=1), key_id=key)
+    return KeyRevoked(
+        event_id=new_id(),
+        stream_id=key,
+        version=version,
+        account_id=account,
+        occurred_at=T0 + timedelta(minutes=1),
+        key_id=key,
+    )
 
 
 def revoke(key: str = "k1", account: str | None = "acc_1", actor: str = OWNER) -> RevokeKey:
     return RevokeKey(key_id=key, account_id=account, actor=actor, request_id="req-1")
 
 
-def regenerate(key: str = "k1", account: str | None = "acc_1", grace: int = 0,
-               secret: str = H2) -> RegenerateKey:
-    return RegenerateKey(key_id=key, account_id=account, secret_hash=secret, hint="aitbc_2222",
-                         grace_seconds=grace, actor=OWNER)
+def regenerate(
+    key: str = "k1", account: str | None = "acc_1", grace: int = 0, secret: str = H2
+) -> RegenerateKey:
+    return RegenerateKey(
+        key_id=key,
+        account_id=account,
+        secret_hash=secret,
+        hint="aitbc_2222",
+        grace_seconds=grace,
+        actor=OWNER,
+    )
 
 
 # --- accounts ------------------------------------------------------------------------------
 
 
 def test_creating_an_account_creates_it_and_its_master_key() -> None:
-    command = CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1111", name=" Ada ",
-                            plan="pro", request_id="req-9")
+    command = CreateAccount(
+        master_key_hash=H1,
+        master_key_hint="aitbc_1111",
+        name=" Ada ",
+        plan="pro",
+        request_id="req-9",
+    )
     new = create_account(command, T0, "acc_1", "key_m", new_id)
     account, master = new
     assert isinstance(account, AccountCreated) and isinstance(master, KeyCreated)
     assert (account.stream_id, account.version, account.name, account.plan) == (
-        "acc_1", 1, "Ada", "pro")
+        "acc_1",
+        1,
+        "Ada",
+        "pro",
+    )
     assert (master.stream_id, master.version, master.kind, master.account_id) == (
-        "key_m", 1, "master", "acc_1")
+        "key_m",
+        1,
+        "master",
+        "acc_1",
+    )
     assert master.secret_hash == H1
     assert {e.occurred_at for e in new} == {T0}
     assert {(e.actor, e.request_id) for e in new} == {(OPERATOR, "req-9")}
@@ -97,8 +140,7 @@ def test_creating_an_account_creates_it_and_its_master_key() -> None:
 
 
 def test_an_account_needs_a_known_plan() -> None:
-    command = CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1111",
-                            plan="platinum")  # type: ignore[arg-type]
+    command = CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1111", plan="platinum")  # type: ignore[arg-type]
     with pytest.raises(ValidationError) as err:
         create_account(command, T0, "acc_1", "key_m", new_id)
     assert err.value.code == Code.VALIDATION_ERROR
@@ -106,8 +148,7 @@ def test_an_account_needs_a_known_plan() -> None:
 
 def test_changing_the_plan_records_the_previous_one() -> None:
     history: list[AnyEvent] = [account_created(plan="free")]
-    [changed] = set_plan(fold(history), SetPlan(account_id="acc_1", plan="enterprise"), T0,
-                         new_id)
+    [changed] = set_plan(fold(history), SetPlan(account_id="acc_1", plan="enterprise"), T0, new_id)
     assert isinstance(changed, PlanChanged)
     assert (changed.plan, changed.previous_plan, changed.version) == ("enterprise", "free", 2)
     state = fold([*history, changed])
@@ -115,8 +156,12 @@ def test_changing_the_plan_records_the_previous_one() -> None:
 
 
 def test_setting_the_same_plan_changes_nothing() -> None:
-    assert set_plan(fold([account_created(plan="pro")]),
-                    SetPlan(account_id="acc_1", plan="pro"), T0, new_id) == []
+    assert (
+        set_plan(
+            fold([account_created(plan="pro")]), SetPlan(account_id="acc_1", plan="pro"), T0, new_id
+        )
+        == []
+    )
 
 
 def test_the_plan_of_a_missing_account_cannot_be_set() -> None:
@@ -128,19 +173,29 @@ def test_the_plan_of_a_missing_account_cannot_be_set() -> None:
 
 
 def _create(**overrides: object) -> CreateKey:
-    fields: dict[str, object] = {"account_id": "acc_1", "name": "  ci  ", "secret_hash": H2,
-                                 "hint": "aitbc_2222", "actor": OWNER}
+    fields: dict[str, object] = {
+        "account_id": "acc_1",
+        "name": "  ci  ",
+        "secret_hash": H2,
+        "hint": "aitbc_2222",
+        "actor": OWNER,
+    }
     fields.update(overrides)
     return CreateKey(**fields)  # type: ignore[arg-type]
 
 
 def test_a_standard_key_is_created_for_an_existing_account() -> None:
     expires = T0 + timedelta(days=30)
-    [created] = create_key(fold([account_created()]), _create(expires_at=expires, rate_limit=10),
-                           T0, "k2", new_id)
+    [created] = create_key(
+        fold([account_created()]), _create(expires_at=expires, rate_limit=10), T0, "k2", new_id
+    )
     assert isinstance(created, KeyCreated)
     assert (created.key_id, created.kind, created.name, created.account_id) == (
-        "k2", "standard", "ci", "acc_1")
+        "k2",
+        "standard",
+        "ci",
+        "acc_1",
+    )
     assert (created.expires_at, created.rate_limit, created.actor) == (expires, 10, OWNER)
 
 
@@ -149,16 +204,19 @@ def test_keys_cannot_be_created_for_a_missing_account() -> None:
         create_key(None, _create(), T0, "k2", new_id)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"name": "   "},
-    {"name": "x" * 101},
-    {"expires_at": T0},
-    {"expires_at": T0 - timedelta(seconds=1)},
-    {"expires_at": datetime(2030, 1, 1)},  # naive: which zone?
-    {"rate_limit": 0},
-    {"rate_limit": 1_000_001},
-    {"secret_hash": "not-a-hash"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"name": "   "},
+        {"name": "x" * 101},
+        {"expires_at": T0},
+        {"expires_at": T0 - timedelta(seconds=1)},
+        {"expires_at": datetime(2030, 1, 1)},  # naive: which zone?
+        {"rate_limit": 0},
+        {"rate_limit": 1_000_001},
+        {"secret_hash": "not-a-hash"},
+    ],
+)
 def test_invalid_keys_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         create_key(fold([account_created()]), _create(**overrides), T0, "k2", new_id)
@@ -166,8 +224,13 @@ def test_invalid_keys_are_refused(overrides: dict[str, object]) -> None:
 
 def test_a_hundred_character_name_and_the_limits_are_accepted() -> None:
     for rate_limit in (1, 1_000_000):
-        [created] = create_key(fold([account_created()]),
-                               _create(name="x" * 100, rate_limit=rate_limit), T0, "k2", new_id)
+        [created] = create_key(
+            fold([account_created()]),
+            _create(name="x" * 100, rate_limit=rate_limit),
+            T0,
+            "k2",
+            new_id,
+        )
         assert isinstance(created, KeyCreated) and created.rate_limit == rate_limit
 
 
@@ -177,8 +240,7 @@ def test_a_hundred_character_name_and_the_limits_are_accepted() -> None:
 def test_revoking_a_key() -> None:
     [event] = revoke_key(fold([key_created()]), revoke(), T0, new_id)
     assert isinstance(event, KeyRevoked)
-    assert (event.key_id, event.version, event.actor, event.request_id) == (
-        "k1", 2, OWNER, "req-1")
+    assert (event.key_id, event.version, event.actor, event.request_id) == ("k1", 2, OWNER, "req-1")
     state = fold([key_created(), event])
     assert isinstance(state, Key) and state.status(T0) == "revoked"
 
@@ -192,13 +254,15 @@ def test_another_accounts_key_is_not_found() -> None:
         revoke_key(fold([key_created(account="acc_2")]), revoke(account="acc_1"), T0, new_id)
     assert err.value.code == Code.NOT_FOUND
     with pytest.raises(NotFound):
-        regenerate_key(fold([key_created(account="acc_2")]), regenerate(account="acc_1"), T0,
-                       new_id)
+        regenerate_key(
+            fold([key_created(account="acc_2")]), regenerate(account="acc_1"), T0, new_id
+        )
 
 
 def test_an_operator_may_revoke_any_accounts_key() -> None:
-    [event] = revoke_key(fold([key_created(account="acc_2")]),
-                         revoke(account=None, actor=OPERATOR), T0, new_id)
+    [event] = revoke_key(
+        fold([key_created(account="acc_2")]), revoke(account=None, actor=OPERATOR), T0, new_id
+    )
     assert isinstance(event, KeyRevoked) and event.account_id == "acc_2"
 
 
@@ -266,8 +330,9 @@ def test_a_week_of_grace_is_allowed() -> None:
 
 
 def test_an_expired_key_reports_expired() -> None:
-    created: list[AnyEvent] = create_key(fold([account_created()]),
-                         _create(expires_at=T0 + timedelta(minutes=5)), T0, "k2", new_id)
+    created: list[AnyEvent] = create_key(
+        fold([account_created()]), _create(expires_at=T0 + timedelta(minutes=5)), T0, "k2", new_id
+    )
     state = fold(created)
     assert isinstance(state, Key)
     assert state.status(T0) == "active"

@@ -8,28 +8,34 @@ import pytest
 from aitbc_keys.settings import Settings, get_settings
 
 
-@pytest.mark.parametrize(("given", "used"), [
-    ("postgresql://u:p@db:5432/keys", "postgresql+asyncpg://u:p@db:5432/keys"),
-    ("postgres://u@db/keys", "postgresql+asyncpg://u@db/keys"),
-    ("postgresql+asyncpg://u@db/keys", "postgresql+asyncpg://u@db/keys"),
-    ("sqlite:///data/keys.db", "sqlite+aiosqlite:///data/keys.db"),
-    ("sqlite+aiosqlite:////abs/keys.db", "sqlite+aiosqlite:////abs/keys.db"),
-])
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:p@db:5432/keys", "postgresql+asyncpg://u:p@db:5432/keys"),
+        ("postgres://u@db/keys", "postgresql+asyncpg://u@db/keys"),
+        ("postgresql+asyncpg://u@db/keys", "postgresql+asyncpg://u@db/keys"),
+        ("sqlite:///data/keys.db", "sqlite+aiosqlite:///data/keys.db"),
+        ("sqlite+aiosqlite:////abs/keys.db", "sqlite+aiosqlite:////abs/keys.db"),
+    ],
+)
 def test_database_urls_get_an_async_driver(given: str, used: str) -> None:
     assert Settings(database_url=given).database_url == used
 
 
-def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Path) -> None:
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NATS_URL", "nats://10.0.0.1:4222")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/deep/er/keys.db")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     get_settings.cache_clear()
     try:
         settings = get_settings()
-        assert settings == Settings(nats_url="nats://10.0.0.1:4222",
-                                    database_url=f"sqlite+aiosqlite:///{tmp_path}/deep/er/keys.db",
-                                    log_level="DEBUG")
+        assert settings == Settings(
+            nats_url="nats://10.0.0.1:4222",
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/deep/er/keys.db",
+            log_level="DEBUG",
+        )
         assert (tmp_path / "deep" / "er").is_dir()
         assert get_settings() is settings
     finally:
@@ -41,4 +47,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     settings = Settings.from_env()
     assert (settings.nats_url, settings.database_url, settings.log_level) == (
-        "nats://127.0.0.1:4322", "sqlite+aiosqlite:///.data/keys.db", "INFO")
+        "nats://127.0.0.1:4322",
+        "sqlite+aiosqlite:///.data/keys.db",
+        "INFO",
+    )

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
-
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of
 from aitbc_contracts.usage import Decide, DecideBatch, decision_batch_decoder
 from aitbc_usage.handlers import UNKNOWN_ACCOUNT, WRONG_PARTITION, Deciding
 from aitbc_usage.plans import PlanBook
 
-import msgspec
-
 T0 = 1_800_000_000.0  # a minute boundary: 1_800_000_000 / 60 is whole
 LIMITS = {"free": 60, "pro": 600, "enterprise": 6000}
 
 
-def run(window: MinuteWindow, n: int, now: float, limit: int = 60, key_limit: int | None = None,
-        key: str = "k1"):
+def run(
+    window: MinuteWindow,
+    n: int,
+    now: float,
+    limit: int = 60,
+    key_limit: int | None = None,
+    key: str = "k1",
+):
     return [window.decide("a1", key, limit, key_limit, now) for _ in range(n)]
 
 
@@ -114,15 +118,19 @@ async def test_unknown_accounts_and_bad_limits_are_refused() -> None:
 
 async def test_a_partition_not_owned_is_refused() -> None:
     account = "acc_elsewhere"
+
     async def lookup(_: str) -> str | None:
         return "free"
+
     owned = tuple(p for p in range(USAGE_PARTITIONS) if p != partition_of(account))
     service = Deciding(PlanBook(lookup), LIMITS, owned, clock=lambda: T0)
     [decision] = await decide(service, Decide(account, "k"))
     assert decision.code == WRONG_PARTITION
 
 
-@pytest.mark.parametrize("payload", [b"", b"{", b'{"items": 5}', b'{"items": [[1, 2]]}', b"\xff" * 100])
+@pytest.mark.parametrize(
+    "payload", [b"", b"{", b'{"items": 5}', b'{"items": [[1, 2]]}', b"\xff" * 100]
+)
 async def test_malformed_batches_are_rejected(payload: bytes) -> None:
     reply = msgspec.json.decode(await deciding({}).decide(payload))
     assert reply["type"] == "rejected" and reply["code"] == "VALIDATION_ERROR"

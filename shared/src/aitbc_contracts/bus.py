@@ -100,14 +100,14 @@ class Follower:
                 await self._task
 
 
-async def until_answered(nc: NATS, subject: str, payload: bytes, timeout: float = 10.0) -> None:
+async def until_answered(nc: NATS, subject: str, payload: bytes, within: float = 10.0) -> None:
     """Waits until `subject` has a responder that answers: a service is ready only then.
 
     A just-made subscription can take a moment to be seen by the server that routes the
     request, so a service asks itself before it says it is ready.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         try:
             await nc.request(subject, payload, timeout=1.0)

@@ -61,7 +61,7 @@ class KeyRegenerated(Event, frozen=True, tag="key.regenerated.v1"):
 
 AnyEvent = AccountCreated | PlanChanged | KeyCreated | KeyRevoked | KeyRegenerated
 
-event_decoder = msgspec.json.Decoder(AnyEvent)
+event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 event_encoder = msgspec.json.Encoder()
 
 

@@ -46,7 +46,7 @@ def is_well_formed(key: str) -> bool:
     rest = key[len(PREFIX) :]
     if not _ALPHABET_SET.issuperset(rest):
         return False
-    body = key[: -CHECKSUM_LENGTH]
+    body = key[:-CHECKSUM_LENGTH]
     return _checksum(body) == key[-CHECKSUM_LENGTH:]
 
 

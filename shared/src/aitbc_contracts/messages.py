@@ -118,7 +118,9 @@ class RegenerateKey(Command, frozen=True, tag="regenerate_key"):
     grace_seconds: int = 0
 
 
-AnyCommand = CreateAccount | SetPlan | GetAccount | CreateKey | ListKeys | GetKey | RevokeKey | RegenerateKey
+AnyCommand = (
+    CreateAccount | SetPlan | GetAccount | CreateKey | ListKeys | GetKey | RevokeKey | RegenerateKey
+)
 
 # --- replies -------------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ Reply = AccountView | KeyView | KeyList | Rejected
 # --- codecs: built once per union ----------------------------------------------------------
 
 encoder = msgspec.json.Encoder()
-check_decoder = msgspec.json.Decoder(CheckKey)
-check_reply_decoder = msgspec.json.Decoder(CheckReply)
-command_decoder = msgspec.json.Decoder(AnyCommand)
-reply_decoder = msgspec.json.Decoder(Reply)
+check_decoder: msgspec.json.Decoder[CheckKey] = msgspec.json.Decoder(CheckKey)
+check_reply_decoder: msgspec.json.Decoder[CheckReply] = msgspec.json.Decoder(CheckReply)
+command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)

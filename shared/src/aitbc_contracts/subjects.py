@@ -49,4 +49,6 @@ def usage_decide_subject(partition: int) -> str:
 
 def usage_event_subject(account_id: str) -> str:
     return f"{USAGE_EVENTS_PREFIX}.{partition_of(account_id)}.{account_id}"
+
+
 USAGE_COUNTERS_BUCKET = "aitbc_usage_counters"  # KV: the current minute's counts per partition

@@ -112,4 +112,6 @@ class UsageEvent(
 decide_batch_decoder = msgspec.json.Decoder(DecideBatch)
 decision_batch_decoder = msgspec.json.Decoder(DecisionBatch)
 usage_event_decoder = msgspec.json.Decoder(UsageEvent)
-usage_query_decoder = msgspec.json.Decoder(UsageQuery | LastUsedQuery)
+usage_query_decoder: msgspec.json.Decoder[UsageQuery | LastUsedQuery] = msgspec.json.Decoder(
+    UsageQuery | LastUsedQuery
+)

@@ -31,14 +31,32 @@ def key_history(n: int, stream: str | None = None, account: str = "acc_1") -> li
     """A key stream of n events: created, then n-1 revocations (facts; the store doesn't judge)."""
     stream = stream or f"key_{uuid.uuid4().hex[:16]}"
     now = datetime.now(UTC)
-    out: list[AnyEvent] = [KeyCreated(
-        event_id=uuid.uuid4().hex, stream_id=stream, version=1, account_id=account,
-        occurred_at=now, key_id=stream, name="k", kind="standard",
-        secret_hash=uuid.uuid4().hex * 2, hint="aitbc_abcd")]
+    out: list[AnyEvent] = [
+        KeyCreated(
+            event_id=uuid.uuid4().hex,
+            stream_id=stream,
+            version=1,
+            account_id=account,
+            occurred_at=now,
+            key_id=stream,
+            name="k",
+            kind="standard",
+            secret_hash=uuid.uuid4().hex * 2,
+            hint="aitbc_abcd",
+        )
+    ]
     for version in range(2, n + 1):
-        out.append(KeyRevoked(event_id=uuid.uuid4().hex, stream_id=stream, version=version,
-                              account_id=account, occurred_at=now, key_id=stream,
-                              reason=f"r{next(_counter)}"))
+        out.append(
+            KeyRevoked(
+                event_id=uuid.uuid4().hex,
+                stream_id=stream,
+                version=version,
+                account_id=account,
+                occurred_at=now,
+                key_id=stream,
+                reason=f"r{next(_counter)}",
+            )
+        )
     return out
 
 

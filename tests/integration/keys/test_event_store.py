@@ -28,7 +28,8 @@ async def test_appended_events_load_back_equal(engine: AsyncEngine, history_of: 
 
 
 async def test_appending_at_a_stale_version_is_a_conflict(
-    engine: AsyncEngine, history_of: Any,
+    engine: AsyncEngine,
+    history_of: Any,
 ) -> None:
     history = history_of(2)
     stream = history[0].stream_id
@@ -41,31 +42,36 @@ async def test_appending_at_a_stale_version_is_a_conflict(
 
 
 async def test_a_failed_multi_stream_append_writes_nothing(
-    engine: AsyncEngine, history_of: Any,
+    engine: AsyncEngine,
+    history_of: Any,
 ) -> None:
     first, second = history_of(1), history_of(1)
     await store.append(engine, [(second[0].stream_id, 0, second)])
     with pytest.raises(store.ConcurrencyError):
-        await store.append(engine, [(first[0].stream_id, 0, first),
-                                    (second[0].stream_id, 0, second)])
+        await store.append(
+            engine, [(first[0].stream_id, 0, first), (second[0].stream_id, 0, second)]
+        )
     assert await store.load(engine, first[0].stream_id) == []
     async with engine.connect() as conn:
         assert (await projections.key_view(conn, first[0].stream_id, datetime.now(UTC))) is None
 
 
 async def test_concurrent_appends_at_the_same_version_exactly_one_wins(
-    engine: AsyncEngine, history_of: Any,
+    engine: AsyncEngine,
+    history_of: Any,
 ) -> None:
     base = history_of(1)
     stream = base[0].stream_id
     await store.append(engine, [(stream, 0, base)])
     for round_ in range(5):
         version = 1 + round_
-        contenders = [[replace(history_of(2, stream=stream)[1], version=version + 1)]
-                      for _ in range(2)]
+        contenders = [
+            [replace(history_of(2, stream=stream)[1], version=version + 1)] for _ in range(2)
+        ]
         results = await asyncio.gather(
             *(store.append(engine, [(stream, version, c)]) for c in contenders),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         winners = [r for r in results if isinstance(r, list)]
         losers = [r for r in results if isinstance(r, store.ConcurrencyError)]
         assert (len(winners), len(losers)) == (1, 1), results
@@ -75,7 +81,8 @@ async def test_concurrent_appends_at_the_same_version_exactly_one_wins(
 
 
 async def test_positions_are_gapless_and_in_commit_order(
-    engine: AsyncEngine, history_of: Any,
+    engine: AsyncEngine,
+    history_of: Any,
 ) -> None:
     streams = [history_of(1) for _ in range(40)]
 
@@ -92,28 +99,63 @@ async def test_positions_are_gapless_and_in_commit_order(
     listed = await store.events_after(engine, 0, limit=1000)
     assert [p for p, _ in listed] == list(range(1, 42))
     async with engine.connect() as conn:
-        committed = (await conn.execute(sa.select(events.c.position, events.c.event_id)
-                                        .order_by(events.c.position))).all()
+        committed = (
+            await conn.execute(
+                sa.select(events.c.position, events.c.event_id).order_by(events.c.position)
+            )
+        ).all()
     assert [eid for _, eid in committed] == [e.event_id for _, e in listed]
 
 
 async def test_read_models_equal_a_rebuild_from_the_events(
-    engine: AsyncEngine, history_of: Any,
+    engine: AsyncEngine,
+    history_of: Any,
 ) -> None:
     from aitbc_contracts.events import AccountCreated, PlanChanged
 
     now = datetime.now(UTC)
-    acc = AccountCreated(event_id=uuid.uuid4().hex, stream_id="acc_1", version=1,
-                         account_id="acc_1", occurred_at=now, name="Ada", plan="free")
-    master = KeyCreated(event_id=uuid.uuid4().hex, stream_id="key_m", version=1,
-                        account_id="acc_1", occurred_at=now, key_id="key_m", name="master",
-                        kind="master", secret_hash="a" * 64, hint="aitbc_aaaa")
-    plan = PlanChanged(event_id=uuid.uuid4().hex, stream_id="acc_1", version=2,
-                       account_id="acc_1", occurred_at=now, plan="pro", previous_plan="free")
-    regen = KeyRegenerated(event_id=uuid.uuid4().hex, stream_id="key_m", version=2,
-                           account_id="acc_1", occurred_at=now, key_id="key_m",
-                           secret_hash="b" * 64, hint="aitbc_bbbb", previous_hash="a" * 64,
-                           previous_valid_until=now + timedelta(minutes=5))
+    acc = AccountCreated(
+        event_id=uuid.uuid4().hex,
+        stream_id="acc_1",
+        version=1,
+        account_id="acc_1",
+        occurred_at=now,
+        name="Ada",
+        plan="free",
+    )
+    master = KeyCreated(
+        event_id=uuid.uuid4().hex,
+        stream_id="key_m",
+        version=1,
+        account_id="acc_1",
+        occurred_at=now,
+        key_id="key_m",
+        name="master",
+        kind="master",
+        secret_hash="a" * 64,
+        hint="aitbc_aaaa",
+    )
+    plan = PlanChanged(
+        event_id=uuid.uuid4().hex,
+        stream_id="acc_1",
+        version=2,
+        account_id="acc_1",
+        occurred_at=now,
+        plan="pro",
+        previous_plan="free",
+    )
+    regen = KeyRegenerated(
+        event_id=uuid.uuid4().hex,
+        stream_id="key_m",
+        version=2,
+        account_id="acc_1",
+        occurred_at=now,
+        key_id="key_m",
+        secret_hash="b" * 64,
+        hint="aitbc_bbbb",
+        previous_hash="a" * 64,
+        previous_valid_until=now + timedelta(minutes=5),
+    )
     await store.append(engine, [("acc_1", 0, [acc]), ("key_m", 0, [master])])
     await store.append(engine, [("acc_1", 1, [plan]), ("key_m", 1, [regen])])
     revoked = history_of(3, account="acc_1")

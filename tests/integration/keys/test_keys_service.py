@@ -56,19 +56,32 @@ async def caller(service: Service) -> AsyncIterator[Caller]:
 
 async def new_account(caller: Caller, plan: str = "free") -> tuple[m.AccountView, str]:
     master = keyformat.generate_key()
-    account = await caller.do(m.CreateAccount(
-        master_key_hash=keyformat.hash_key(master), master_key_hint=keyformat.hint(master),
-        name="Ada Ltd", plan=plan))  # type: ignore[arg-type]
+    account = await caller.do(
+        m.CreateAccount(
+            master_key_hash=keyformat.hash_key(master),
+            master_key_hint=keyformat.hint(master),
+            name="Ada Ltd",
+            plan=plan,
+        )
+    )  # type: ignore[arg-type]
     assert isinstance(account, m.AccountView), account
     return account, master
 
 
-async def new_key(caller: Caller, account: m.AccountView, name: str = "ci",
-                  **extra: object) -> tuple[m.KeyView, str]:
+async def new_key(
+    caller: Caller, account: m.AccountView, name: str = "ci", **extra: object
+) -> tuple[m.KeyView, str]:
     key = keyformat.generate_key()
-    view = await caller.do(m.CreateKey(
-        account_id=account.account_id, name=name, secret_hash=keyformat.hash_key(key),
-        hint=keyformat.hint(key), actor=account.master_key_id, **extra))  # type: ignore[arg-type]
+    view = await caller.do(
+        m.CreateKey(
+            account_id=account.account_id,
+            name=name,
+            secret_hash=keyformat.hash_key(key),
+            hint=keyformat.hint(key),
+            actor=account.master_key_id,
+            **extra,
+        )
+    )  # type: ignore[arg-type]
     assert isinstance(view, m.KeyView), view
     return view, key
 
@@ -79,12 +92,21 @@ async def test_an_account_owner_manages_keys(caller: Caller) -> None:
     assert account.master_key_id.startswith("key_") and account.plan == "pro"
 
     facts = await caller.check(master)
-    assert facts == m.KeyFacts(key_id=account.master_key_id, account_id=account.account_id,
-                               kind="master", plan="pro", revoked=False)
+    assert facts == m.KeyFacts(
+        key_id=account.master_key_id,
+        account_id=account.account_id,
+        kind="master",
+        plan="pro",
+        revoked=False,
+    )
 
     view, key = await new_key(caller, account, name=" deploy bot ", rate_limit=30)
     assert (view.name, view.kind, view.status, view.rate_limit) == (
-        "deploy bot", "standard", "active", 30)
+        "deploy bot",
+        "standard",
+        "active",
+        30,
+    )
     assert view.hint == keyformat.hint(key) and key not in msgspec.json.encode(view).decode()
     facts = await caller.check(key)
     assert isinstance(facts, m.KeyFacts)
@@ -95,8 +117,9 @@ async def test_an_account_owner_manages_keys(caller: Caller) -> None:
     assert {k.key_id for k in listed.keys} == {account.master_key_id, view.key_id}
     assert await caller.do(m.GetKey(account_id=account.account_id, key_id=view.key_id)) == view
 
-    revoked = await caller.do(m.RevokeKey(account_id=account.account_id, key_id=view.key_id,
-                                          actor=account.master_key_id))
+    revoked = await caller.do(
+        m.RevokeKey(account_id=account.account_id, key_id=view.key_id, actor=account.master_key_id)
+    )
     assert isinstance(revoked, m.KeyView) and revoked.status == "revoked"
     assert revoked.revoked_at is not None
     facts = await caller.check(key)
@@ -104,9 +127,14 @@ async def test_an_account_owner_manages_keys(caller: Caller) -> None:
     again = await caller.do(m.RevokeKey(account_id=account.account_id, key_id=view.key_id))
     assert again == revoked  # idempotent
 
-    refused = await caller.do(m.RegenerateKey(
-        account_id=account.account_id, key_id=view.key_id, secret_hash="f" * 64,
-        hint="aitbc_ffff"))
+    refused = await caller.do(
+        m.RegenerateKey(
+            account_id=account.account_id,
+            key_id=view.key_id,
+            secret_hash="f" * 64,
+            hint="aitbc_ffff",
+        )
+    )
     assert isinstance(refused, m.Rejected) and refused.code == m.Code.CONFLICT
     assert "revoked" in refused.message
 
@@ -123,8 +151,12 @@ async def test_owners_cannot_touch_other_accounts_or_their_master_key(caller: Ca
     for command in (
         m.GetKey(account_id=mine.account_id, key_id=their_key.key_id),
         m.RevokeKey(account_id=mine.account_id, key_id=their_key.key_id),
-        m.RegenerateKey(account_id=mine.account_id, key_id=their_key.key_id,
-                        secret_hash="e" * 64, hint="aitbc_eeee"),
+        m.RegenerateKey(
+            account_id=mine.account_id,
+            key_id=their_key.key_id,
+            secret_hash="e" * 64,
+            hint="aitbc_eeee",
+        ),
         m.GetKey(account_id=mine.account_id, key_id="key_0000000000000000"),
     ):
         reply = await caller.do(command)
@@ -132,8 +164,9 @@ async def test_owners_cannot_touch_other_accounts_or_their_master_key(caller: Ca
     still = await caller.do(m.GetKey(account_id=None, key_id=their_key.key_id))
     assert isinstance(still, m.KeyView) and still.status == "active"
 
-    refused = await caller.do(m.RevokeKey(account_id=mine.account_id, key_id=mine.master_key_id,
-                                          actor=mine.master_key_id))
+    refused = await caller.do(
+        m.RevokeKey(account_id=mine.account_id, key_id=mine.master_key_id, actor=mine.master_key_id)
+    )
     assert isinstance(refused, m.Rejected) and refused.code == m.Code.FORBIDDEN
     missing = await caller.do(m.ListKeys(account_id="acc_0000000000000000"))
     assert isinstance(missing, m.Rejected) and missing.code == m.Code.NOT_FOUND
@@ -144,9 +177,15 @@ async def test_regeneration_with_and_without_grace(caller: Caller) -> None:
     view, old = await new_key(caller, account, expires_at=datetime.now(UTC) + timedelta(seconds=1))
 
     new = keyformat.generate_key()
-    regenerated = await caller.do(m.RegenerateKey(
-        account_id=account.account_id, key_id=view.key_id, secret_hash=keyformat.hash_key(new),
-        hint=keyformat.hint(new), grace_seconds=1))
+    regenerated = await caller.do(
+        m.RegenerateKey(
+            account_id=account.account_id,
+            key_id=view.key_id,
+            secret_hash=keyformat.hash_key(new),
+            hint=keyformat.hint(new),
+            grace_seconds=1,
+        )
+    )
     assert isinstance(regenerated, m.KeyView)
     assert regenerated.hint == keyformat.hint(new) and regenerated.regenerated_at is not None
     old_facts, new_facts = await caller.check(old), await caller.check(new)
@@ -156,9 +195,14 @@ async def test_regeneration_with_and_without_grace(caller: Caller) -> None:
     assert old_facts.secret_valid_until - datetime.now(UTC) <= timedelta(seconds=1)
 
     newest = keyformat.generate_key()
-    await caller.do(m.RegenerateKey(
-        account_id=account.account_id, key_id=view.key_id,
-        secret_hash=keyformat.hash_key(newest), hint=keyformat.hint(newest)))
+    await caller.do(
+        m.RegenerateKey(
+            account_id=account.account_id,
+            key_id=view.key_id,
+            secret_hash=keyformat.hash_key(newest),
+            hint=keyformat.hint(newest),
+        )
+    )
     unknown = await caller.check(new)  # no grace: the replaced secret is dead at once
     assert isinstance(unknown, m.Rejected) and unknown.code == m.Code.INVALID_API_KEY
 
@@ -184,29 +228,44 @@ async def test_a_revocation_reaches_the_key_event_stream_at_once(caller: Caller)
     for _ in range(3):  # account created, master key created, key created
         await asyncio.wait_for(seen.get(), 2)
     started = asyncio.get_running_loop().time()
-    await caller.do(m.RevokeKey(account_id=account.account_id, key_id=view.key_id,
-                                reason="leaked", request_id="req-42"))
+    await caller.do(
+        m.RevokeKey(
+            account_id=account.account_id, key_id=view.key_id, reason="leaked", request_id="req-42"
+        )
+    )
     event = decode_event(await asyncio.wait_for(seen.get(), 2))
     assert asyncio.get_running_loop().time() - started < 1.0  # not the 30 s poll
     assert isinstance(event, KeyRevoked)
     assert (event.key_id, event.reason, event.request_id, event.actor) == (
-        view.key_id, "leaked", "req-42", m.OPERATOR)
+        view.key_id,
+        "leaked",
+        "req-42",
+        m.OPERATOR,
+    )
     await sub.unsubscribe()
 
 
-@pytest.mark.parametrize(("subject", "payload"), [
-    (KEYS_COMMANDS, b"not json"),
-    (KEYS_COMMANDS, b'{"command": "format_disk"}'),
-    (KEYS_COMMANDS, b'{"command": "create_key", "account_id": 7}'),
-    (KEYS_COMMANDS, b'{"command": "regenerate_key", "account_id": null, "key_id": "k",'
-                    b' "secret_hash": "x", "hint": "y", "grace_seconds": "soon"}'),
-    (KEYS_COMMANDS, b""),
-    (KEYS_CHECK, b"\xff\xfe"),
-    (KEYS_CHECK, b'{"key_hash": 5}'),
-    (KEYS_CHECK, b"[]"),
-])
+@pytest.mark.parametrize(
+    ("subject", "payload"),
+    [
+        (KEYS_COMMANDS, b"not json"),
+        (KEYS_COMMANDS, b'{"command": "format_disk"}'),
+        (KEYS_COMMANDS, b'{"command": "create_key", "account_id": 7}'),
+        (
+            KEYS_COMMANDS,
+            b'{"command": "regenerate_key", "account_id": null, "key_id": "k",'
+            b' "secret_hash": "x", "hint": "y", "grace_seconds": "soon"}',
+        ),
+        (KEYS_COMMANDS, b""),
+        (KEYS_CHECK, b"\xff\xfe"),
+        (KEYS_CHECK, b'{"key_hash": 5}'),
+        (KEYS_CHECK, b"[]"),
+    ],
+)
 async def test_malformed_payloads_are_rejected_and_the_service_keeps_working(
-    caller: Caller, subject: str, payload: bytes,
+    caller: Caller,
+    subject: str,
+    payload: bytes,
 ) -> None:
     reply = await caller.raw(subject, payload)
     assert isinstance(reply, m.Rejected), reply
@@ -221,13 +280,32 @@ async def test_malformed_payloads_are_rejected_and_the_service_keeps_working(
 async def test_invalid_commands_say_what_is_wrong(caller: Caller) -> None:
     account, _ = await new_account(caller)
     for command, field in (
-        (m.CreateKey(account_id=account.account_id, name=" ", secret_hash="a" * 64,
-                     hint="aitbc_aaaa"), "name"),
-        (m.CreateKey(account_id=account.account_id, name="x", secret_hash="a" * 64,
-                     hint="aitbc_aaaa", rate_limit=0), "rate_limit"),
-        (m.CreateKey(account_id=account.account_id, name="x", secret_hash="a" * 64,
-                     hint="aitbc_aaaa", expires_at=datetime(2000, 1, 1, tzinfo=UTC)),
-         "expires_at"),
+        (
+            m.CreateKey(
+                account_id=account.account_id, name=" ", secret_hash="a" * 64, hint="aitbc_aaaa"
+            ),
+            "name",
+        ),
+        (
+            m.CreateKey(
+                account_id=account.account_id,
+                name="x",
+                secret_hash="a" * 64,
+                hint="aitbc_aaaa",
+                rate_limit=0,
+            ),
+            "rate_limit",
+        ),
+        (
+            m.CreateKey(
+                account_id=account.account_id,
+                name="x",
+                secret_hash="a" * 64,
+                hint="aitbc_aaaa",
+                expires_at=datetime(2000, 1, 1, tzinfo=UTC),
+            ),
+            "expires_at",
+        ),
     ):
         reply = await caller.do(command)
         assert isinstance(reply, m.Rejected) and reply.code == m.Code.VALIDATION_ERROR

@@ -22,8 +22,12 @@ class Crash(Exception):
     """The relay's process dies here."""
 
 
-async def append_keys(engine: AsyncEngine, history_of: Any, keys: int, events: int = 2,
-                      ) -> list[AnyEvent]:
+async def append_keys(
+    engine: AsyncEngine,
+    history_of: Any,
+    keys: int,
+    events: int = 2,
+) -> list[AnyEvent]:
     appended: list[AnyEvent] = []
     for _ in range(keys):
         history = history_of(events)
@@ -32,8 +36,9 @@ async def append_keys(engine: AsyncEngine, history_of: Any, keys: int, events: i
     return appended
 
 
-async def wait_for_stream(url: str, stream_contents: Any, count: int,
-                          timeout: float = 10.0) -> list[tuple[int, str, int]]:
+async def wait_for_stream(
+    url: str, stream_contents: Any, count: int, timeout: float = 10.0
+) -> list[tuple[int, str, int]]:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -45,14 +50,18 @@ async def wait_for_stream(url: str, stream_contents: Any, count: int,
         await asyncio.sleep(0.05)
 
 
-def assert_exactly_once_in_order(contents: list[tuple[int, str, int]],
-                                 expected: list[AnyEvent]) -> None:
+def assert_exactly_once_in_order(
+    contents: list[tuple[int, str, int]], expected: list[AnyEvent]
+) -> None:
     assert [eid for _, eid, _ in contents] == [e.event_id for e in expected]
     assert [pos for _, _, pos in contents] == list(range(1, len(expected) + 1))
 
 
 async def test_committed_events_reach_the_stream_in_order_exactly_once(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     expected = await append_keys(engine, history_of, keys=20, events=3)
     relay = Relay(engine, own_nats.url, poll_interval=30)
@@ -82,7 +91,10 @@ async def test_committed_events_reach_the_stream_in_order_exactly_once(
 
 
 async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_nothing(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     expected = await append_keys(engine, history_of, keys=10, events=2)
     published: list[int] = []
@@ -111,7 +123,10 @@ async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_not
 
 
 async def test_a_cancelled_relay_resumes_from_the_stream(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     expected = await append_keys(engine, history_of, keys=30, events=1)
 
@@ -137,7 +152,10 @@ async def test_a_cancelled_relay_resumes_from_the_stream(
 
 
 async def test_two_relays_at_once_still_publish_each_event_once_in_order(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     relays = [Relay(engine, own_nats.url, poll_interval=0.05) for _ in range(2)]
     for relay in relays:
@@ -161,7 +179,10 @@ async def test_two_relays_at_once_still_publish_each_event_once_in_order(
 
 
 async def test_the_relay_survives_a_nats_server_restart(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     relay = Relay(engine, own_nats.url, poll_interval=0.1)
     relay.start()
@@ -186,7 +207,10 @@ async def test_the_relay_survives_a_nats_server_restart(
 
 
 async def test_a_deleted_stream_is_republished_whole(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     expected = await append_keys(engine, history_of, keys=5)
     relay = Relay(engine, own_nats.url)
@@ -209,7 +233,10 @@ async def test_a_deleted_stream_is_republished_whole(
 
 
 async def test_a_stale_relay_cannot_republish_after_the_dedup_window(
-    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any,
+    engine: AsyncEngine,
+    own_nats: NatsServer,
+    history_of: Any,
+    stream_contents: Any,
 ) -> None:
     """Msg-id de-duplication forgets after its window; the expected sequence never does."""
     expected = await append_keys(engine, history_of, keys=5)
@@ -220,8 +247,9 @@ async def test_a_stale_relay_cannot_republish_after_the_dedup_window(
             await resume.wait()  # a long GC pause, a frozen VM...
 
     window = 0.3
-    stale = Relay(engine, own_nats.url, after_publish=stall_after_the_second,
-                  duplicate_window=window)
+    stale = Relay(
+        engine, own_nats.url, after_publish=stall_after_the_second, duplicate_window=window
+    )
     stale.start()
     await wait_for_stream(own_nats.url, stream_contents, 2)
     other = Relay(engine, own_nats.url, duplicate_window=window)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.aio.client import Client as NATS
-
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.subjects import KEYS_COMMANDS
@@ -20,6 +18,7 @@ from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_usage.main import Service
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
+from nats.aio.client import Client as NATS
 
 
 @dataclass
@@ -33,7 +32,9 @@ class System:
 
     async def create_account(self, plan: str = "free") -> str:
         key = generate_key()
-        command = m.CreateAccount(master_key_hash=hash_key(key), master_key_hint=hint(key), plan=plan)  # type: ignore[arg-type]
+        command = m.CreateAccount(
+            master_key_hash=hash_key(key), master_key_hint=hint(key), plan=plan
+        )  # type: ignore[arg-type]
         reply = await self.nc.request(KEYS_COMMANDS, m.encoder.encode(command), timeout=5)
         view = m.reply_decoder.decode(reply.data)
         assert isinstance(view, m.AccountView)

@@ -6,11 +6,11 @@ import asyncio
 
 import msgspec
 import pytest
-from nats.aio.msg import Msg
-
 from aitbc_api.limits import DecisionBatcher, UsageUnavailable
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, DecideBatch
+from nats.aio.msg import Msg
+
 from tests.integration.usage.conftest import System
 
 
@@ -24,7 +24,9 @@ async def test_concurrent_decisions_share_round_trips_and_are_exact(system: Syst
     async with system.usage():
         monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=count)
         batcher = DecisionBatcher(system.nc, timeout=5)
-        decisions = await asyncio.gather(*(batcher.decide(Decide(account, "k1")) for _ in range(500)))
+        decisions = await asyncio.gather(
+            *(batcher.decide(Decide(account, "k1")) for _ in range(500))
+        )
     await monitor.unsubscribe()
     assert sum(d.admitted for d in decisions) == 60
     assert sorted(d.remaining for d in decisions if d.admitted) == list(range(60))
@@ -103,16 +105,25 @@ async def test_counts_survive_a_restart_within_the_minute(system: System) -> Non
         again = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
     admitted = sum(d.admitted for d in again)
     # Unless the minute turned over in between, the budget carried over: 20, not 40.
-    assert admitted == 20 or service.deciding.windows[partition_of(account)].minute > 0 and admitted == 40
+    assert admitted == 20 or (
+        service.deciding.windows[partition_of(account)].minute > 0 and admitted == 40
+    )
 
 
 async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: System) -> None:
     account = await system.create_account()
     async with system.usage():
         subject = usage_decide_subject(partition_of(account))
-        for payload in [b"", b"null", b"{", b'{"items": "x"}', b'{"items": [["a", "b", -5]]}',
-                        b'{"items": [[1, 2, 3, 4, 5]]}', msgspec.json.encode(DecideBatch([Decide("acc_x", "k")] * 10_001)),
-                        b"\x00" * 1000]:
+        for payload in [
+            b"",
+            b"null",
+            b"{",
+            b'{"items": "x"}',
+            b'{"items": [["a", "b", -5]]}',
+            b'{"items": [[1, 2, 3, 4, 5]]}',
+            msgspec.json.encode(DecideBatch([Decide("acc_x", "k")] * 10_001)),
+            b"\x00" * 1000,
+        ]:
             reply = await system.nc.request(subject, payload, timeout=5)
             body = msgspec.json.decode(reply.data)
             assert body.get("type") == "rejected" or all(not d[0] for d in body["decisions"])

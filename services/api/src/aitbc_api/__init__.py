@@ -1,1 +1,1 @@
-"""The AITBC edge: authenticates API keys, forwards to the Coordinator, answers with error bodies."""
+"""The AITBC edge: authenticates keys, limits rates, forwards to the Coordinator."""

@@ -1,4 +1,4 @@
-"""create_app(): the Litestar edge; its lifespan connects NATS and the upstream pool, and drains them."""
+"""create_app(): the Litestar edge; its lifespan connects NATS and the upstream pool."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from litestar import Litestar, MediaType, Request, get
+from aitbc_contracts.bus import Follower, connect
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+from litestar import Litestar, MediaType, get
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-
-from aitbc_contracts.bus import Follower, connect
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
 
 from aitbc_api import key_events, metrics
 from aitbc_api.auth import API_KEY_QUERY, AuthCache, Authenticator
@@ -25,15 +24,14 @@ from aitbc_api.routes.api_keys import ApiKeysController
 from aitbc_api.routes.proxy import forward
 from aitbc_api.routes.usage import usage
 from aitbc_api.settings import Settings, get_settings
+from aitbc_api.types import Req
 from aitbc_api.usage_events import UsagePublisher
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
-def metrics_endpoint(request: Request[object, object, object]) -> str:
+def metrics_endpoint(request: Req) -> str:
     state = request.app.state
-    return metrics.render(
-        {"aitbc_usage_events_buffered": len(state.usage_publisher.buffer)}
-    )
+    return metrics.render({"aitbc_usage_events_buffered": len(state.usage_publisher.buffer)})
 
 
 def _openapi() -> OpenAPIConfig:
@@ -83,7 +81,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             dict(settings.plan_limits),
             settings.fail_open,
         )
-        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout)
+        timeout = httpx.Timeout(
+            settings.upstream_timeout, connect=settings.upstream_connect_timeout
+        )
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as upstream:
             app.state.update(

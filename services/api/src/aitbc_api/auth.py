@@ -1,4 +1,4 @@
-"""Who is calling: key extraction, the local checks, and the auth cache in front of the keys service."""
+"""Who is calling: key extraction, local checks, and the auth cache before the keys service."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from litestar.connection import ASGIConnection
-
 from aitbc_contracts.keyformat import hash_key, is_well_formed
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
 
 from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError, from_rejection
+from aitbc_api.types import Conn
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"
@@ -31,7 +30,7 @@ class Principal:
         return self.kind == "master"
 
 
-def presented_key(connection: ASGIConnection[object, object, object, object]) -> str | None:
+def presented_key(connection: Conn) -> str | None:
     """The key from `X-API-Key`, which wins, else from the `api_key` query parameter."""
     return connection.headers.get(API_KEY_HEADER) or connection.query_params.get(API_KEY_QUERY)
 

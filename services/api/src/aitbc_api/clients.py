@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, USAGE_QUERY
 from aitbc_contracts.usage import LastUsed, LastUsedQuery, UsageQuery, UsageSeries
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 
 from aitbc_api.errors import ApiError, from_rejection
 
@@ -53,7 +52,9 @@ class KeysClient:
         return reply
 
 
-_usage_reply = msgspec.json.Decoder(UsageSeries | LastUsed | m.Rejected)
+_usage_reply: msgspec.json.Decoder[UsageSeries | LastUsed | m.Rejected] = msgspec.json.Decoder(
+    UsageSeries | LastUsed | m.Rejected
+)
 
 
 class UsageClient:
@@ -65,7 +66,9 @@ class UsageClient:
 
     async def _ask(self, query: UsageQuery | LastUsedQuery) -> UsageSeries | LastUsed:
         try:
-            reply = await self._nc.request(USAGE_QUERY, m.encoder.encode(query), timeout=self._timeout)
+            reply = await self._nc.request(
+                USAGE_QUERY, m.encoder.encode(query), timeout=self._timeout
+            )
             answer = _usage_reply.decode(reply.data)
         except (NatsError, TimeoutError, msgspec.DecodeError) as exc:
             raise unavailable("usage") from exc

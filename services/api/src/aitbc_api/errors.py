@@ -6,12 +6,13 @@ import logging
 from collections.abc import Mapping
 
 import msgspec
-from litestar import Request, Response
+from aitbc_contracts.messages import Code, Rejected
+from litestar import Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from aitbc_contracts.messages import Code, Rejected
+from aitbc_api.types import Req
 
 log = logging.getLogger("aitbc.api")
 
@@ -75,29 +76,31 @@ def error_response(
     )
 
 
-def _api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:
+def _api_error(_: Req, exc: ApiError) -> Response[ErrorBody]:
     return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
-def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+def _validation_error(_: Req, exc: ValidationException) -> Response[ErrorBody]:
     # Litestar's detail is generic; the first "extra" item says which field and why.
     message = str(exc.detail)
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
         item = exc.extra[0]
-        message = f"{item.get('message', message)} ({item.get('source', 'body')}: {item.get('key', '')})"
+        message = (
+            f"{item.get('message', message)} ({item.get('source', 'body')}: {item.get('key', '')})"
+        )
     return error_response(400, Code.VALIDATION_ERROR, message)
 
 
-def _not_found(_: Request, exc: NotFoundException) -> Response[ErrorBody]:
+def _not_found(_: Req, exc: NotFoundException) -> Response[ErrorBody]:
     return error_response(404, Code.NOT_FOUND, "No such resource")
 
 
-def _http_error(_: Request, exc: HTTPException) -> Response[ErrorBody]:
+def _http_error(_: Req, exc: HTTPException) -> Response[ErrorBody]:
     code = _STATUS_CODE.get(exc.status_code, Code.INTERNAL_ERROR)
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
-def _unexpected(request: Request, exc: Exception) -> Response[ErrorBody]:
+def _unexpected(request: Req, exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(
         HTTP_500_INTERNAL_SERVER_ERROR, Code.INTERNAL_ERROR, "An unexpected error occurred"

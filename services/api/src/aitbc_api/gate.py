@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-from litestar import Request
-from litestar.connection import ASGIConnection
-
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import WINDOW_SECONDS
 
@@ -15,8 +12,7 @@ from aitbc_api.auth import Authenticator, Principal, presented_key
 from aitbc_api.errors import ApiError
 from aitbc_api.limits import RateLimiter, Verdict
 from aitbc_api.middleware import context_of
-
-Conn = ASGIConnection[object, object, object, object]
+from aitbc_api.types import Conn, Req
 
 
 def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]]:
@@ -68,12 +64,12 @@ async def admit(connection: Conn) -> Principal:
     return principal
 
 
-async def caller(request: Request[object, object, object]) -> Principal:
+async def caller(request: Req) -> Principal:
     """Litestar dependency: the authenticated, admitted caller of this request."""
     return await admit(request)
 
 
-async def master(request: Request[object, object, object]) -> Principal:
+async def master(request: Req) -> Principal:
     """Litestar dependency: the caller, who must hold the account's master key."""
     principal = await admit(request)
     if not principal.is_master:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
-from nats.aio.client import Client as NATS
-
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
+from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 
@@ -56,11 +55,15 @@ class DecisionBatcher:
         self._in_flight[partition] = True
         asyncio.get_running_loop().create_task(self._send(partition, batch))
 
-    async def _send(self, partition: int, batch: list[tuple[Decide, asyncio.Future[Decision]]]) -> None:
+    async def _send(
+        self, partition: int, batch: list[tuple[Decide, asyncio.Future[Decision]]]
+    ) -> None:
         try:
             metrics.inc("aitbc_decision_batches_total")
             payload = _encode(DecideBatch([item for item, _ in batch]))
-            reply = await self.nc.request(usage_decide_subject(partition), payload, timeout=self.timeout)
+            reply = await self.nc.request(
+                usage_decide_subject(partition), payload, timeout=self.timeout
+            )
             decisions = decision_batch_decoder.decode(reply.data).decisions
             if len(decisions) != len(batch):
                 raise UsageUnavailable("decision batch of the wrong size")
@@ -95,8 +98,12 @@ class RateLimiter:
         self.fail_open = fail_open
         self.local = MinuteWindow()  # the per-edge fallback: exact for this edge alone
 
-    async def check(self, account_id: str, key_id: str, plan: str, key_limit: int | None) -> Verdict:
-        policy = "key" if key_limit is not None and key_limit < self.plan_limits.get(plan, 0) else plan
+    async def check(
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None
+    ) -> Verdict:
+        policy = (
+            "key" if key_limit is not None and key_limit < self.plan_limits.get(plan, 0) else plan
+        )
         try:
             decision = await self.batcher.decide(Decide(account_id, key_id, key_limit, plan))
             if not decision.code:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
-
-from aitbc_contracts.usage import UsageEvent
+from aitbc_contracts.usage import Outcome, UsageEvent
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from aitbc_api.auth import Principal
@@ -65,9 +65,12 @@ class EdgeMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         context = RequestContext(_incoming_request_id(scope), time.perf_counter())
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
@@ -96,9 +99,10 @@ class EdgeMiddleware:
                 _record(scope, context, status or 500, latency_ms)
 
 
-def _record(scope: Scope, context: RequestContext, status: int, latency_ms: float) -> None:
+def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: float) -> None:
     assert context.principal is not None and context.verdict is not None
     verdict = context.verdict
+    outcome: Outcome
     if verdict.mode == "exact":
         outcome = "admitted" if verdict.decision and verdict.decision.admitted else "limited"
     else:

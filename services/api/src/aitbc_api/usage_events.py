@@ -12,10 +12,9 @@ import logging
 from collections import deque
 
 import msgspec
-from nats.aio.client import Client as NATS
-
 from aitbc_contracts.subjects import MSG_ID_HEADER, usage_event_subject
 from aitbc_contracts.usage import UsageEvent
+from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 
@@ -57,7 +56,11 @@ class UsagePublisher:
             ),
             return_exceptions=True,
         )
-        failed = [event for event, result in zip(events, results, strict=True) if isinstance(result, BaseException)]
+        failed = [
+            event
+            for event, result in zip(events, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
         metrics.inc("aitbc_usage_events_published_total", by=len(events) - len(failed))
         return failed
 
@@ -77,16 +80,22 @@ class UsagePublisher:
             else:
                 backoff = 0.1
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Flush what is buffered (for up to `timeout`), then stop."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self.buffer:
-                    await asyncio.sleep(0.01)
+    async def stop(self, flush_seconds: float = 5.0) -> None:
+        """Stop, publishing what is still buffered (for up to `flush_seconds`)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(flush_seconds):
+                while self.buffer:
+                    events = [
+                        self.buffer.popleft() for _ in range(min(self.batch, len(self.buffer)))
+                    ]
+                    failed = await self._publish(events)
+                    if failed:
+                        self.buffer.extendleft(reversed(failed))
+                        break
         if self.buffer:
             metrics.inc("aitbc_usage_events_dropped_total", by=len(self.buffer))
             log.error("stopped with %d usage events unpublished", len(self.buffer))

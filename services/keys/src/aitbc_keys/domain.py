@@ -198,13 +198,31 @@ def create_account(
     if len(name) > NAME_MAX:
         raise ValidationError(f"name must be at most {NAME_MAX} characters")
     return [
-        AccountCreated(event_id=new_id(), stream_id=account_id, version=1,
-                       account_id=account_id, occurred_at=now, actor=command.actor,
-                       request_id=command.request_id, name=name, plan=command.plan),
-        KeyCreated(event_id=new_id(), stream_id=key_id, version=1, account_id=account_id,
-                   occurred_at=now, actor=command.actor, request_id=command.request_id,
-                   key_id=key_id, name="master", kind="master",
-                   secret_hash=command.master_key_hash, hint=command.master_key_hint),
+        AccountCreated(
+            event_id=new_id(),
+            stream_id=account_id,
+            version=1,
+            account_id=account_id,
+            occurred_at=now,
+            actor=command.actor,
+            request_id=command.request_id,
+            name=name,
+            plan=command.plan,
+        ),
+        KeyCreated(
+            event_id=new_id(),
+            stream_id=key_id,
+            version=1,
+            account_id=account_id,
+            occurred_at=now,
+            actor=command.actor,
+            request_id=command.request_id,
+            key_id=key_id,
+            name="master",
+            kind="master",
+            secret_hash=command.master_key_hash,
+            hint=command.master_key_hint,
+        ),
     ]
 
 
@@ -215,10 +233,19 @@ def set_plan(
     _check_plan(command.plan)
     if command.plan == account.plan:
         return []
-    return [PlanChanged(event_id=new_id(), stream_id=account.account_id,
-                        version=account.version + 1, account_id=account.account_id,
-                        occurred_at=now, actor=command.actor, request_id=command.request_id,
-                        plan=command.plan, previous_plan=account.plan)]
+    return [
+        PlanChanged(
+            event_id=new_id(),
+            stream_id=account.account_id,
+            version=account.version + 1,
+            account_id=account.account_id,
+            occurred_at=now,
+            actor=command.actor,
+            request_id=command.request_id,
+            plan=command.plan,
+            previous_plan=account.plan,
+        )
+    ]
 
 
 def create_key(
@@ -236,11 +263,24 @@ def create_key(
             raise ValidationError("expires_at must be in the future")
     if command.rate_limit is not None and not 1 <= command.rate_limit <= RATE_LIMIT_MAX:
         raise ValidationError(f"rate_limit must be 1..{RATE_LIMIT_MAX}")
-    return [KeyCreated(event_id=new_id(), stream_id=key_id, version=1,
-                       account_id=account.account_id, occurred_at=now, actor=command.actor,
-                       request_id=command.request_id, key_id=key_id, name=name, kind="standard",
-                       secret_hash=command.secret_hash, hint=command.hint,
-                       expires_at=expires_at, rate_limit=command.rate_limit)]
+    return [
+        KeyCreated(
+            event_id=new_id(),
+            stream_id=key_id,
+            version=1,
+            account_id=account.account_id,
+            occurred_at=now,
+            actor=command.actor,
+            request_id=command.request_id,
+            key_id=key_id,
+            name=name,
+            kind="standard",
+            secret_hash=command.secret_hash,
+            hint=command.hint,
+            expires_at=expires_at,
+            rate_limit=command.rate_limit,
+        )
+    ]
 
 
 def revoke_key(
@@ -254,10 +294,19 @@ def revoke_key(
         raise Forbidden("a master key can only be revoked by an operator")
     if len(command.reason) > NAME_MAX * 5:
         raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")
-    return [KeyRevoked(event_id=new_id(), stream_id=key.key_id, version=key.version + 1,
-                       account_id=key.account_id, occurred_at=now, actor=command.actor,
-                       request_id=command.request_id, key_id=key.key_id,
-                       reason=command.reason)]
+    return [
+        KeyRevoked(
+            event_id=new_id(),
+            stream_id=key.key_id,
+            version=key.version + 1,
+            account_id=key.account_id,
+            occurred_at=now,
+            actor=command.actor,
+            request_id=command.request_id,
+            key_id=key.key_id,
+            reason=command.reason,
+        )
+    ]
 
 
 def regenerate_key(
@@ -272,8 +321,19 @@ def regenerate_key(
     if command.secret_hash == key.secret_hash:
         raise ValidationError("the new secret must differ from the current one")
     grace_end = now + timedelta(seconds=command.grace_seconds) if command.grace_seconds else None
-    return [KeyRegenerated(event_id=new_id(), stream_id=key.key_id, version=key.version + 1,
-                           account_id=key.account_id, occurred_at=now, actor=command.actor,
-                           request_id=command.request_id, key_id=key.key_id,
-                           secret_hash=command.secret_hash, hint=command.hint,
-                           previous_hash=key.secret_hash, previous_valid_until=grace_end)]
+    return [
+        KeyRegenerated(
+            event_id=new_id(),
+            stream_id=key.key_id,
+            version=key.version + 1,
+            account_id=key.account_id,
+            occurred_at=now,
+            actor=command.actor,
+            request_id=command.request_id,
+            key_id=key.key_id,
+            secret_hash=command.secret_hash,
+            hint=command.hint,
+            previous_hash=key.secret_hash,
+            previous_valid_until=grace_end,
+        )
+    ]

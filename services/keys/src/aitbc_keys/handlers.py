@@ -46,8 +46,12 @@ def _rejected(code: str, message: str) -> bytes:
 class Handlers:
     """The keys service's request handlers, independent of the transport (tests call them)."""
 
-    def __init__(self, engine: AsyncEngine, on_append: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        on_append: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.engine = engine
         self.on_append = on_append  # wakes the relay: a revocation should reach edges at once
         self.clock = clock
@@ -83,8 +87,9 @@ class Handlers:
         try:
             reply = await self.execute(command)
         except KeysError as exc:
-            log.info("%s refused: %s (request %s)", type(command).__name__, exc.code,
-                     command.request_id)
+            log.info(
+                "%s refused: %s (request %s)", type(command).__name__, exc.code, command.request_id
+            )
             return _rejected(exc.code, exc.message)
         except Exception:
             log.exception("%s failed (request %s)", type(command).__name__, command.request_id)
@@ -100,8 +105,9 @@ class Handlers:
                 await self._append([(account_id, 0, new[:1]), (key_id, 0, new[1:])])
                 return await self._account(account_id)
             case m.SetPlan():
-                await self._update(command.account_id,
-                                   lambda s: domain.set_plan(s, command, now, new_event_id))
+                await self._update(
+                    command.account_id, lambda s: domain.set_plan(s, command, now, new_event_id)
+                )
                 return await self._account(command.account_id)
             case m.GetAccount():
                 return await self._account(command.account_id)
@@ -115,19 +121,22 @@ class Handlers:
                 async with self.engine.connect() as conn:
                     if await projections.account_view(conn, command.account_id) is None:
                         raise NotFound(f"account {command.account_id} not found")
-                    return m.KeyList(keys=await projections.key_views(
-                        conn, command.account_id, now))
+                    return m.KeyList(
+                        keys=await projections.key_views(conn, command.account_id, now)
+                    )
             case m.GetKey():
                 state = domain.fold(await store.load(self.engine, command.key_id))
                 domain.visible_key(state, command.key_id, command.account_id)
                 return await self._key(command.key_id, now)
             case m.RevokeKey():
-                await self._update(command.key_id,
-                                   lambda s: domain.revoke_key(s, command, now, new_event_id))
+                await self._update(
+                    command.key_id, lambda s: domain.revoke_key(s, command, now, new_event_id)
+                )
                 return await self._key(command.key_id, now)
             case m.RegenerateKey():
-                await self._update(command.key_id,
-                                   lambda s: domain.regenerate_key(s, command, now, new_event_id))
+                await self._update(
+                    command.key_id, lambda s: domain.regenerate_key(s, command, now, new_event_id)
+                )
                 return await self._key(command.key_id, now)
         raise domain.ValidationError(f"unsupported command {type(command).__name__}")
 
@@ -135,8 +144,9 @@ class Handlers:
         await store.append(self.engine, batches)
         self.on_append()
 
-    async def _update(self, stream_id: str,
-                      decide: Callable[[State | None], list[AnyEvent]]) -> None:
+    async def _update(
+        self, stream_id: str, decide: Callable[[State | None], list[AnyEvent]]
+    ) -> None:
         """Load, decide, append; decide again on a fresh load when a concurrent write won."""
         for attempt in range(COMMAND_RETRIES):
             history = await store.load(self.engine, stream_id)

@@ -50,7 +50,9 @@ def build_broker(settings: Settings, handlers: Handlers) -> NatsBroker:
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings | None = None, *, relay_poll_interval: float = 1.0,
+    settings: Settings | None = None,
+    *,
+    relay_poll_interval: float = 1.0,
     after_publish: AfterPublish | None = None,
 ) -> AsyncIterator[Service]:
     """The whole keys service in this process: migrated, relaying and answering on NATS."""
@@ -59,8 +61,12 @@ async def running_service(
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        relay = Relay(engine, settings.nats_url, poll_interval=relay_poll_interval,
-                      after_publish=after_publish)
+        relay = Relay(
+            engine,
+            settings.nats_url,
+            poll_interval=relay_poll_interval,
+            after_publish=after_publish,
+        )
         handlers = Handlers(engine, on_append=relay.wake)
         broker = build_broker(settings, handlers)
         relay.start()
@@ -94,8 +100,9 @@ async def serve(settings: Settings | None = None) -> None:
 
 def run() -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvloop.run(serve(settings))
 
 

@@ -27,40 +27,71 @@ async def apply(conn: AsyncConnection, event: AnyEvent) -> None:
     match event:
         case AccountCreated():
             # The master key follows in the same append; it fills in master_key_id.
-            await conn.execute(accounts.insert().values(
-                account_id=event.account_id, name=event.name, plan=event.plan,
-                master_key_id="", created_at=event.occurred_at))
+            await conn.execute(
+                accounts.insert().values(
+                    account_id=event.account_id,
+                    name=event.name,
+                    plan=event.plan,
+                    master_key_id="",
+                    created_at=event.occurred_at,
+                )
+            )
         case PlanChanged():
-            await conn.execute(accounts.update()
-                               .where(accounts.c.account_id == event.account_id)
-                               .values(plan=event.plan))
+            await conn.execute(
+                accounts.update()
+                .where(accounts.c.account_id == event.account_id)
+                .values(plan=event.plan)
+            )
         case KeyCreated():
-            await conn.execute(api_keys.insert().values(
-                key_id=event.key_id, account_id=event.account_id, name=event.name,
-                kind=event.kind, hint=event.hint, status="active",
-                created_at=event.occurred_at, expires_at=event.expires_at,
-                rate_limit=event.rate_limit))
-            await conn.execute(key_secrets.insert().values(
-                secret_hash=event.secret_hash, key_id=event.key_id, valid_until=None))
+            await conn.execute(
+                api_keys.insert().values(
+                    key_id=event.key_id,
+                    account_id=event.account_id,
+                    name=event.name,
+                    kind=event.kind,
+                    hint=event.hint,
+                    status="active",
+                    created_at=event.occurred_at,
+                    expires_at=event.expires_at,
+                    rate_limit=event.rate_limit,
+                )
+            )
+            await conn.execute(
+                key_secrets.insert().values(
+                    secret_hash=event.secret_hash, key_id=event.key_id, valid_until=None
+                )
+            )
             if event.kind == "master":
-                await conn.execute(accounts.update()
-                                   .where(accounts.c.account_id == event.account_id)
-                                   .values(master_key_id=event.key_id))
+                await conn.execute(
+                    accounts.update()
+                    .where(accounts.c.account_id == event.account_id)
+                    .values(master_key_id=event.key_id)
+                )
         case KeyRevoked():
             # Secrets stay: a check on a revoked key must say "revoked", not "unknown".
-            await conn.execute(api_keys.update().where(api_keys.c.key_id == event.key_id)
-                               .values(status="revoked", revoked_at=event.occurred_at))
+            await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.key_id == event.key_id)
+                .values(status="revoked", revoked_at=event.occurred_at)
+            )
         case KeyRegenerated():
             old = key_secrets.c.secret_hash == event.previous_hash
             if event.previous_valid_until is None:
                 await conn.execute(key_secrets.delete().where(old))
             else:
-                await conn.execute(key_secrets.update().where(old)
-                                   .values(valid_until=event.previous_valid_until))
-            await conn.execute(key_secrets.insert().values(
-                secret_hash=event.secret_hash, key_id=event.key_id, valid_until=None))
-            await conn.execute(api_keys.update().where(api_keys.c.key_id == event.key_id)
-                               .values(hint=event.hint, regenerated_at=event.occurred_at))
+                await conn.execute(
+                    key_secrets.update().where(old).values(valid_until=event.previous_valid_until)
+                )
+            await conn.execute(
+                key_secrets.insert().values(
+                    secret_hash=event.secret_hash, key_id=event.key_id, valid_until=None
+                )
+            )
+            await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.key_id == event.key_id)
+                .values(hint=event.hint, regenerated_at=event.occurred_at)
+            )
 
 
 async def rebuild(engine: AsyncEngine, batch: int = 1000) -> int:
@@ -71,9 +102,14 @@ async def rebuild(engine: AsyncEngine, batch: int = 1000) -> int:
             await conn.execute(table.delete())
         last = 0
         while True:
-            rows = (await conn.execute(
-                sa.select(events.c.position, events.c.data).where(events.c.position > last)
-                .order_by(events.c.position).limit(batch))).all()
+            rows = (
+                await conn.execute(
+                    sa.select(events.c.position, events.c.data)
+                    .where(events.c.position > last)
+                    .order_by(events.c.position)
+                    .limit(batch)
+                )
+            ).all()
             if not rows:
                 break
             for position, data in rows:
@@ -99,19 +135,34 @@ def _key_view(row: sa.Row[Any], now: datetime) -> KeyView:
     status = row.status
     if status == "active" and row.expires_at is not None and row.expires_at <= now:
         status = "expired"
-    return KeyView(key_id=row.key_id, account_id=row.account_id, name=row.name, kind=row.kind,
-                   hint=row.hint, status=status, created_at=row.created_at,
-                   expires_at=row.expires_at, revoked_at=row.revoked_at,
-                   regenerated_at=row.regenerated_at, rate_limit=row.rate_limit)
+    return KeyView(
+        key_id=row.key_id,
+        account_id=row.account_id,
+        name=row.name,
+        kind=row.kind,
+        hint=row.hint,
+        status=status,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        regenerated_at=row.regenerated_at,
+        rate_limit=row.rate_limit,
+    )
 
 
 async def account_view(conn: AsyncConnection, account_id: str) -> AccountView | None:
-    row = (await conn.execute(
-        sa.select(accounts).where(accounts.c.account_id == account_id))).first()
+    row = (
+        await conn.execute(sa.select(accounts).where(accounts.c.account_id == account_id))
+    ).first()
     if row is None:
         return None
-    return AccountView(account_id=row.account_id, name=row.name, plan=row.plan,
-                       master_key_id=row.master_key_id, created_at=row.created_at)
+    return AccountView(
+        account_id=row.account_id,
+        name=row.name,
+        plan=row.plan,
+        master_key_id=row.master_key_id,
+        created_at=row.created_at,
+    )
 
 
 async def key_view(conn: AsyncConnection, key_id: str, now: datetime) -> KeyView | None:
@@ -120,9 +171,13 @@ async def key_view(conn: AsyncConnection, key_id: str, now: datetime) -> KeyView
 
 
 async def key_views(conn: AsyncConnection, account_id: str, now: datetime) -> list[KeyView]:
-    rows = (await conn.execute(
-        sa.select(api_keys).where(api_keys.c.account_id == account_id)
-        .order_by(api_keys.c.created_at, api_keys.c.key_id))).all()
+    rows = (
+        await conn.execute(
+            sa.select(api_keys)
+            .where(api_keys.c.account_id == account_id)
+            .order_by(api_keys.c.created_at, api_keys.c.key_id)
+        )
+    ).all()
     return [_key_view(row, now) for row in rows]
 
 
@@ -139,6 +194,13 @@ async def key_facts(conn: AsyncConnection, secret_hash: str, now: datetime) -> K
     row = (await conn.execute(_check_query, {"secret_hash": secret_hash})).first()
     if row is None or (row.valid_until is not None and row.valid_until <= now):
         return None
-    return KeyFacts(key_id=row.key_id, account_id=row.account_id, kind=row.kind, plan=row.plan,
-                    revoked=row.status == "revoked", expires_at=row.expires_at,
-                    secret_valid_until=row.valid_until, rate_limit=row.rate_limit)
+    return KeyFacts(
+        key_id=row.key_id,
+        account_id=row.account_id,
+        kind=row.kind,
+        plan=row.plan,
+        revoked=row.status == "revoked",
+        expires_at=row.expires_at,
+        secret_valid_until=row.valid_until,
+        rate_limit=row.rate_limit,
+    )

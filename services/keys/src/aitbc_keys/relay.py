@@ -72,10 +72,17 @@ class _HookFault(Exception):
 class Relay:
     """Publishes events from the store to JetStream, exactly once and in order."""
 
-    def __init__(self, engine: AsyncEngine, nats_url: str, *, poll_interval: float = 1.0,
-                 batch_size: int = 500, publish_timeout: float = 5.0,
-                 after_publish: AfterPublish | None = None,
-                 duplicate_window: float = DUPLICATE_WINDOW) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        nats_url: str,
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 500,
+        publish_timeout: float = 5.0,
+        after_publish: AfterPublish | None = None,
+        duplicate_window: float = DUPLICATE_WINDOW,
+    ) -> None:
         self.engine = engine
         self.nats_url = nats_url
         self.poll_interval = poll_interval
@@ -150,9 +157,14 @@ class Relay:
                 log.warning("relay disconnected from NATS; reconnecting")
 
         self._nc = await nats.connect(
-            self.nats_url, name="aitbc-keys-relay", connect_timeout=2,
-            reconnect_time_wait=0.25, max_reconnect_attempts=-1,
-            error_cb=on_error, disconnected_cb=on_disconnect)
+            self.nats_url,
+            name="aitbc-keys-relay",
+            connect_timeout=2,
+            reconnect_time_wait=0.25,
+            max_reconnect_attempts=-1,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+        )
         self._js = self._nc.jetstream(timeout=self.publish_timeout)
         await ensure_stream(self._js, self.duplicate_window)
         return self._js
@@ -183,8 +195,9 @@ class Relay:
             else:
                 self._last_seq = last.seq or self._last_seq
                 self.position = int((last.headers or {})[POSITION_HEADER])
-        log.info("relay resumes after position %d (stream sequence %d)",
-                 self.position, self._last_seq)
+        log.info(
+            "relay resumes after position %d (stream sequence %d)", self.position, self._last_seq
+        )
 
     async def _drain(self, js: JetStreamContext) -> int:
         """Publish everything committed after our position; returns how many were sent."""
@@ -209,12 +222,15 @@ class Relay:
             MSG_ID_HEADER: event.event_id,
             POSITION_HEADER: str(position),
             EXPECTED_LAST_SEQUENCE_HEADER: str(self._last_seq),
-
         }
         try:
-            ack = await js.publish(key_event_subject(event.account_id, event.stream_id),
-                                   encode_event(event), timeout=self.publish_timeout,
-                                   stream=KEY_EVENTS_STREAM, headers=headers)
+            ack = await js.publish(
+                key_event_subject(event.account_id, event.stream_id),
+                encode_event(event),
+                timeout=self.publish_timeout,
+                stream=KEY_EVENTS_STREAM,
+                headers=headers,
+            )
         except BadRequestError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise _Resync from exc

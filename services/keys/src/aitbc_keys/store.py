@@ -37,10 +37,16 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
     streams = [stream_id for stream_id, _, _ in batches]
     if len(set(streams)) != len(streams):
         raise ValueError("one batch per stream")
-    current = dict((await conn.execute(
-        sa.select(events.c.stream_id, sa.func.max(events.c.version))
-        .where(events.c.stream_id.in_(streams)).group_by(events.c.stream_id))).all())
-    last = (await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))))
+    current = dict(
+        (
+            await conn.execute(
+                sa.select(events.c.stream_id, sa.func.max(events.c.version))
+                .where(events.c.stream_id.in_(streams))
+                .group_by(events.c.stream_id)
+            )
+        ).all()
+    )
+    last = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
     position = int(last.scalar_one())
     rows, positions = [], []
     for stream_id, expected, new in batches:
@@ -51,11 +57,18 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
                 raise ValueError(f"event {event.event_id} does not follow {stream_id}@{expected}")
             position += 1
             positions.append(position)
-            rows.append({"position": position, "event_id": event.event_id,
-                         "stream_id": stream_id, "version": event.version,
-                         "account_id": event.account_id, "type": _tag(event),
-                         "occurred_at": event.occurred_at,
-                         "data": encode_event(event).decode()})
+            rows.append(
+                {
+                    "position": position,
+                    "event_id": event.event_id,
+                    "stream_id": stream_id,
+                    "version": event.version,
+                    "account_id": event.account_id,
+                    "type": _tag(event),
+                    "occurred_at": event.occurred_at,
+                    "data": encode_event(event).decode(),
+                }
+            )
     await conn.execute(events.insert(), rows)
     for _, _, new in batches:
         for event in new:
@@ -76,19 +89,27 @@ async def append(engine: AsyncEngine, batches: Sequence[Batch]) -> list[int]:
 
 async def load(engine: AsyncEngine, stream_id: str) -> list[AnyEvent]:
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(events.c.data)
-                                  .where(events.c.stream_id == stream_id)
-                                  .order_by(events.c.version))
+        rows = await conn.execute(
+            sa.select(events.c.data)
+            .where(events.c.stream_id == stream_id)
+            .order_by(events.c.version)
+        )
         return [decode_event(data) for data in rows.scalars()]
 
 
-async def events_after(engine: AsyncEngine, position: int, limit: int = 500,
-                       ) -> list[tuple[int, AnyEvent]]:
+async def events_after(
+    engine: AsyncEngine,
+    position: int,
+    limit: int = 500,
+) -> list[tuple[int, AnyEvent]]:
     """The next committed events in global order: the outbox, read by the relay."""
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(events.c.position, events.c.data)
-                                  .where(events.c.position > position)
-                                  .order_by(events.c.position).limit(limit))
+        rows = await conn.execute(
+            sa.select(events.c.position, events.c.data)
+            .where(events.c.position > position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
         return [(int(pos), decode_event(data)) for pos, data in rows.all()]
 
 

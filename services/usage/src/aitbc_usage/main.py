@@ -67,7 +67,7 @@ def build_broker(settings: Settings, deciding: Deciding, querying: Querying) -> 
         settings.nats_url,
         name="aitbc-usage",
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         log_level=logging.DEBUG,  # FastStream logs every message at this level: keep it quiet
     )
     for partition in settings.partitions:

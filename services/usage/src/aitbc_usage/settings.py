@@ -11,7 +11,7 @@ from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
 
 
 def parse_partitions(value: str) -> tuple[int, ...]:
-    """"all", or a list like "0-3,8": the partitions this process owns."""
+    """ "all", or a list like "0-3,8": the partitions this process owns."""
     if value.strip() in ("", "all"):
         return tuple(range(USAGE_PARTITIONS))
     owned: set[int] = set()

@@ -39,8 +39,12 @@ async def _bucket(nc: NATS) -> KeyValue:
         return await js.key_value(USAGE_COUNTERS_BUCKET)
     except Exception:
         return await js.create_key_value(
-            KeyValueConfig(bucket=USAGE_COUNTERS_BUCKET, history=1, storage=StorageType.FILE,
-                           ttl=2 * WINDOW_SECONDS)
+            KeyValueConfig(
+                bucket=USAGE_COUNTERS_BUCKET,
+                history=1,
+                storage=StorageType.FILE,
+                ttl=2 * WINDOW_SECONDS,
+            )
         )
 
 

@@ -70,8 +70,9 @@ class Tally:
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 async def cursor(conn: AsyncConnection, name: str) -> int:

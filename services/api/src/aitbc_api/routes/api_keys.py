@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Request, delete, get, post
-from litestar.di import Provide
-
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
+from litestar import Controller, delete, get, post
+from litestar.di import Provide
 
 from aitbc_api.auth import Authenticator, Principal
-from aitbc_api.gate import master
 from aitbc_api.clients import KeysClient, UsageClient
 from aitbc_api.errors import ApiError
+from aitbc_api.gate import master
 from aitbc_api.middleware import request_id_of
 from aitbc_api.routes.schemas import (
     ApiKey,
@@ -22,8 +21,7 @@ from aitbc_api.routes.schemas import (
     api_key,
     with_secret,
 )
-
-Req = Request[object, object, object]
+from aitbc_api.types import Req
 
 
 def _key_id(key_id: str) -> str:
@@ -51,7 +49,9 @@ class ApiKeysController(Controller):
     @get("/", summary="List the account's keys")
     async def list_keys(self, request: Req, caller: Principal) -> ApiKeys:
         keys: KeysClient = request.app.state.keys_client
-        reply = await keys.command(m.ListKeys(account_id=caller.account_id, **_context(request, caller)))
+        reply = await keys.command(
+            m.ListKeys(account_id=caller.account_id, **_context(request, caller))
+        )
         assert isinstance(reply, m.KeyList)
         usage: UsageClient = request.app.state.usage_client
         last_used = await usage.last_used(caller.account_id)
@@ -76,12 +76,16 @@ class ApiKeysController(Controller):
 
     @get("/{key_id:str}", summary="Show a key")
     async def get_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:
-        command = m.GetKey(account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller))
+        command = m.GetKey(
+            account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller)
+        )
         return api_key(await _key(request, command))
 
     @delete("/{key_id:str}", status_code=200, summary="Revoke a key")
     async def revoke_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:
-        command = m.RevokeKey(account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller))
+        command = m.RevokeKey(
+            account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller)
+        )
         view = await _key(request, command)
         _evict(request, view.key_id)
         return api_key(view)

@@ -6,17 +6,19 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-from litestar import Request, Response, route
-from litestar.background_tasks import BackgroundTask
-from litestar.response import Stream
-
 from aitbc_contracts.messages import Code
+from litestar import route
+from litestar.background_tasks import BackgroundTask
+from litestar.enums import HttpMethod
+from litestar.response import Stream
+from litestar.types import Method
 
 from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY
-from aitbc_api.gate import admit
 from aitbc_api.errors import ApiError
+from aitbc_api.gate import admit
 from aitbc_api.middleware import request_id_of
 from aitbc_api.settings import Settings
+from aitbc_api.types import Req
 
 # Never forwarded: hop-by-hop headers, the key, and identity headers a client might forge.
 _DROP_REQUEST = frozenset(
@@ -30,7 +32,7 @@ _DROP_RESPONSE = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "x-request-id",
      "date", "server"}  # the edge's server writes its own
 )  # fmt: skip
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
@@ -42,7 +44,7 @@ def _query_without_key(raw: bytes) -> str:
     return urlencode([(k, v) for k, v in pairs if k != API_KEY_QUERY])
 
 
-async def _body(request: Request[object, object, object]) -> AsyncIterator[bytes]:
+async def _body(request: Req) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         yield chunk
 
@@ -54,7 +56,7 @@ async def _body(request: Request[object, object, object]) -> AsyncIterator[bytes
     tags=["coordinator"],
     include_in_schema=False,
 )
-async def forward(request: Request[object, object, object], path: str) -> Response[object]:
+async def forward(request: Req, path: str) -> Stream:
     settings: Settings = request.app.state.settings
     full_path = "/v1" + path
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
@@ -75,7 +77,9 @@ async def forward(request: Request[object, object, object], path: str) -> Respon
     try:
         upstream = await client.send(upstream_request, stream=True)
     except httpx.TimeoutException as exc:
-        raise ApiError(504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time") from exc
+        raise ApiError(
+            504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
+        ) from exc
     except httpx.HTTPError as exc:
         raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
 

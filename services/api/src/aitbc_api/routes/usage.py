@@ -6,18 +6,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
-from litestar import Request, get
-from litestar.di import Provide
-from litestar.params import Parameter
-
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import is_key_id
 from aitbc_contracts.usage import MinuteUsage, UsageQuery
+from litestar import get
+from litestar.di import Provide
+from litestar.params import Parameter
 
 from aitbc_api.auth import Principal
 from aitbc_api.clients import UsageClient
 from aitbc_api.errors import ApiError
 from aitbc_api.gate import caller
+from aitbc_api.types import Req
 
 MAX_RANGE = timedelta(days=31)
 
@@ -38,9 +38,14 @@ def _invalid(message: str) -> ApiError:
     return ApiError(400, m.Code.VALIDATION_ERROR, message)
 
 
-@get("/v1/usage", dependencies={"principal": Provide(caller)}, tags=["usage"], summary="Usage per minute")
+@get(
+    "/v1/usage",
+    dependencies={"principal": Provide(caller)},
+    tags=["usage"],
+    summary="Usage per minute",
+)
 async def usage(
-    request: Request[object, object, object],
+    request: Req,
     principal: Principal,
     start: Annotated[datetime | None, Parameter(query="from")] = None,
     end: Annotated[datetime | None, Parameter(query="to")] = None,
@@ -60,7 +65,9 @@ async def usage(
         if not is_key_id(key_id):
             raise ApiError(404, m.Code.NOT_FOUND, "No such API key")
         keys = request.app.state.keys_client
-        await keys.command(m.GetKey(account_id=principal.account_id, key_id=key_id))  # 404 if not ours
+        await keys.command(
+            m.GetKey(account_id=principal.account_id, key_id=key_id)
+        )  # 404 if not ours
     client: UsageClient = request.app.state.usage_client
     series = await client.series(UsageQuery(principal.account_id, start, end, key_id))
     return Usage(principal.account_id, key_id, start, end, series.minutes)
