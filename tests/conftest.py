@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from aitbc_infra.nats_server import NatsServer, free_port
 
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
 
 BIN = Path(sys.executable).parent

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from aitbc_infra.nats_server import free_port
 
+from aitbc_infra.nats_server import free_port
 from tests.e2e.stack import BIN, Process, Stack
 
 

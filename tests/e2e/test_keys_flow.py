@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+
 from aitbc_contracts.keyformat import generate_key, is_well_formed
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from aitbc_contracts.keyformat import generate_key
 
+from aitbc_contracts.keyformat import generate_key
 from tests.e2e.stack import Stack
 
 

@@ -8,9 +8,9 @@ import sqlite3
 
 import httpx
 import nats
+
 from aitbc_contracts.keyformat import is_well_formed
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM
-
 from tests.e2e.stack import Stack
 
 # Any well-formed key, whoever made it: prefix, 49 base62 characters, a valid checksum.

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from aitbc_contracts.keyformat import hint, is_well_formed
 from aitbc_infra.nats_server import NatsServer, free_port
 

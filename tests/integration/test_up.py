@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
 
 UP = str(Path(sys.executable).parent / "aitbc-up")

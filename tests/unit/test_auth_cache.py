@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import msgspec
+
 from aitbc_api.auth import AuthCache
 from aitbc_api.key_events import apply
 from aitbc_api.routes.proxy import _query_without_key

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from aitbc_cli.main import build_parser, run
 from aitbc_cli.output import keys_table, table, when
 from aitbc_contracts.events import Plan

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from aitbc_contracts import events as e
 from aitbc_contracts import messages as m
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from aitbc_contracts.keyformat import (
     KEY_LENGTH,
     generate_key,
@@ -12,8 +15,6 @@ from aitbc_contracts.keyformat import (
     new_account_id,
     new_key_id,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def test_generated_keys_are_well_formed_and_distinct() -> None:

@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from aitbc_contracts.events import (
     AccountCreated,
     AnyEvent,

@@ -6,6 +6,7 @@ import asyncio
 
 import msgspec
 import pytest
+
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of
 from aitbc_contracts.usage import Decide, DecideBatch, decision_batch_decoder

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from aitbc_infra.runner import Config, ConfigError, preflight, services
 from aitbc_infra.supervisor import Service, Supervisor
 

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aitbc_coordinator.app import create_app
 from litestar.testing import AsyncTestClient, TestClient
+
+from aitbc_coordinator.app import create_app
 
 ALICE = {"X-Account-Id": "acc_alice"}
 BOB = {"X-Account-Id": "acc_bob"}

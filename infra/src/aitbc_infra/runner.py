@@ -19,10 +19,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats
+
 from aitbc_contracts.messages import CheckKey, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
-
 from aitbc_infra.nats_server import NatsServer, port_is_open
 from aitbc_infra.supervisor import Ready, Service, Supervisor
 

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
+from nats.js.errors import NotFoundError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, POSITION_HEADER
 from aitbc_keys.db import create_engine, migrate
-from nats.js.errors import NotFoundError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 _counter = itertools.count(1)
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from msgspec.structs import replace
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts.events import KeyCreated, KeyRegenerated
 from aitbc_keys import projections, store
 from aitbc_keys.schema import events
-from msgspec.structs import replace
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 async def test_appended_events_load_back_equal(engine: AsyncEngine, history_of: Any) -> None:

@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import nats
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import KeyRevoked, decode_event
@@ -16,8 +19,6 @@ from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_CHECK, KEYS_COMMA
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.main import Service, running_service
 from aitbc_keys.settings import Settings
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 
 class Caller:

@@ -8,12 +8,13 @@ from typing import Any
 
 import nats
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts.events import AnyEvent, decode_event
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, key_event_subject
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.relay import Relay
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.client import Client as NATS
+
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.subjects import KEYS_COMMANDS
@@ -18,7 +20,6 @@ from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_usage.main import Service
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
-from nats.aio.client import Client as NATS
 
 
 @dataclass

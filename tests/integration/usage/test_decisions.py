@@ -6,11 +6,11 @@ import asyncio
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
+
 from aitbc_api.limits import DecisionBatcher, UsageUnavailable
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, DecideBatch
-from nats.aio.msg import Msg
-
 from tests.integration.usage.conftest import System
 
 

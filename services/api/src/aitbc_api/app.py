@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from aitbc_contracts.bus import Follower, connect
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
 from litestar import Litestar, MediaType, get
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -26,6 +24,8 @@ from aitbc_api.routes.usage import usage
 from aitbc_api.settings import Settings, get_settings
 from aitbc_api.types import Req
 from aitbc_api.usage_events import UsagePublisher
+from aitbc_contracts.bus import Follower, connect
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)

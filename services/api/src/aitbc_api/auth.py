@@ -6,12 +6,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aitbc_contracts.keyformat import hash_key, is_well_formed
-from aitbc_contracts.messages import Code, KeyFacts, Rejected
-
 from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError, from_rejection
 from aitbc_api.types import Conn
+from aitbc_contracts.keyformat import hash_key, is_well_formed
+from aitbc_contracts.messages import Code, KeyFacts, Rejected
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, USAGE_QUERY
-from aitbc_contracts.usage import LastUsed, LastUsedQuery, UsageQuery, UsageSeries
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from aitbc_api.errors import ApiError, from_rejection
+from aitbc_contracts import messages as m
+from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, USAGE_QUERY
+from aitbc_contracts.usage import LastUsed, LastUsedQuery, UsageQuery, UsageSeries
 
 
 def unavailable(service: str) -> ApiError:

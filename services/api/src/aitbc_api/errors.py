@@ -6,13 +6,13 @@ import logging
 from collections.abc import Mapping
 
 import msgspec
-from aitbc_contracts.messages import Code, Rejected
 from litestar import Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from aitbc_api.types import Req
+from aitbc_contracts.messages import Code, Rejected
 
 log = logging.getLogger("aitbc.api")
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import time
 
-from aitbc_contracts.messages import Code
-from aitbc_contracts.usage import WINDOW_SECONDS
-
 from aitbc_api.auth import Authenticator, Principal, presented_key
 from aitbc_api.errors import ApiError
 from aitbc_api.limits import RateLimiter, Verdict
 from aitbc_api.middleware import context_of
 from aitbc_api.types import Conn, Req
+from aitbc_contracts.messages import Code
+from aitbc_contracts.usage import WINDOW_SECONDS
 
 
 def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]]:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
-from aitbc_contracts.ratelimit import MinuteWindow
-from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_decide_subject
-from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
+from aitbc_contracts.ratelimit import MinuteWindow
+from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_decide_subject
+from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
 
 log = logging.getLogger("aitbc.api.limits")
 _encode = msgspec.json.Encoder().encode

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from aitbc_contracts.usage import Outcome, UsageEvent
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
+from aitbc_contracts.usage import Outcome, UsageEvent
 
 if TYPE_CHECKING:
     from aitbc_api.auth import Principal

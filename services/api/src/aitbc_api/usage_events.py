@@ -12,11 +12,11 @@ import logging
 from collections import deque
 
 import msgspec
-from aitbc_contracts.subjects import MSG_ID_HEADER, usage_event_subject
-from aitbc_contracts.usage import UsageEvent
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
+from aitbc_contracts.subjects import MSG_ID_HEADER, usage_event_subject
+from aitbc_contracts.usage import UsageEvent
 
 log = logging.getLogger("aitbc.api.usage_events")
 _encode = msgspec.json.Encoder().encode

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO, get_args
 
-from aitbc_contracts.events import Plan
-from aitbc_contracts.keyformat import generate_key, hash_key, hint
-from aitbc_contracts.messages import AccountView, CreateAccount, SetPlan
-
 from aitbc_cli.bus import Send
 from aitbc_cli.output import as_data, fields, print_json, when
 from aitbc_cli.replies import expect
+from aitbc_contracts.events import Plan
+from aitbc_contracts.keyformat import generate_key, hash_key, hint
+from aitbc_contracts.messages import AccountView, CreateAccount, SetPlan
 
 PLANS: tuple[str, ...] = get_args(Plan)
 

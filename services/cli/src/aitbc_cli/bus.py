@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats
+from nats.errors import NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
 from aitbc_contracts import messages
 from aitbc_contracts.messages import AnyCommand, Reply
 from aitbc_contracts.subjects import KEYS_COMMANDS
-from nats.errors import NoRespondersError, NoServersError
-from nats.errors import TimeoutError as NatsTimeoutError
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4322"
 DEFAULT_TIMEOUT = 5.0

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from aitbc_contracts.messages import OPERATOR, KeyList, KeyView, ListKeys, RevokeKey
-
 from aitbc_cli.bus import Send
 from aitbc_cli.output import as_data, fields, keys_table, print_json, when
 from aitbc_cli.replies import expect
+from aitbc_contracts.messages import OPERATOR, KeyList, KeyView, ListKeys, RevokeKey
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:

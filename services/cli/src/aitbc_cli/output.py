@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import msgspec
+
 from aitbc_contracts.messages import KeyView
 
 KEY_COLUMNS = ("KEY ID", "NAME", "KIND", "STATUS", "HINT", "CREATED", "EXPIRES")

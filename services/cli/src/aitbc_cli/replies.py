@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from aitbc_contracts.messages import Rejected, Reply
-
 from aitbc_cli.bus import BusError
+from aitbc_contracts.messages import Rejected, Reply
 
 T = TypeVar("T")
 

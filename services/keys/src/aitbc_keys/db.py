@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts import sql
 from aitbc_contracts.sql import create_engine, write_transaction
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import msgspec
-from aitbc_contracts import messages as m
-from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, KEYS_QUEUE
 from faststream.nats import NatsBroker, NatsMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aitbc_contracts import messages as m
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, KEYS_QUEUE
 from aitbc_keys import domain, projections, store
 from aitbc_keys.domain import KeysError, NotFound, State
 

@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvloop
-from aitbc_contracts import messages as m
-from aitbc_contracts.bus import until_answered
-from aitbc_contracts.subjects import KEYS_CHECK
 from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aitbc_contracts import messages as m
+from aitbc_contracts.bus import until_answered
+from aitbc_contracts.subjects import KEYS_CHECK
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.handlers import Handlers, subscribe
 from aitbc_keys.relay import AfterPublish, Relay

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from aitbc_contracts.events import (
     AccountCreated,
     AnyEvent,
@@ -16,8 +18,6 @@ from aitbc_contracts.events import (
     decode_event,
 )
 from aitbc_contracts.messages import AccountView, KeyFacts, KeyView
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from aitbc_keys.db import write_transaction
 from aitbc_keys.schema import READ_MODELS, accounts, api_keys, events, key_secrets
 

@@ -15,6 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts.events import AnyEvent, encode_event
 from aitbc_contracts.subjects import (
     EXPECTED_LAST_SEQUENCE_HEADER,
@@ -24,12 +30,6 @@ from aitbc_contracts.subjects import (
     POSITION_HEADER,
     key_event_subject,
 )
-from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from aitbc_keys import store
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from aitbc_contracts.events import AnyEvent, decode_event, encode_event
-from aitbc_contracts.messages import Code
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aitbc_contracts.events import AnyEvent, decode_event, encode_event
+from aitbc_contracts.messages import Code
 from aitbc_keys import projections
 from aitbc_keys.db import write_transaction
 from aitbc_keys.domain import KeysError

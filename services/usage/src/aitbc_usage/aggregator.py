@@ -12,6 +12,12 @@ import contextlib
 import logging
 
 import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
     USAGE_EVENTS_PREFIX,
@@ -19,12 +25,6 @@ from aitbc_contracts.subjects import (
     USAGE_STREAM,
 )
 from aitbc_contracts.usage import UsageEvent, usage_event_decoder
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from aitbc_usage import store
 
 log = logging.getLogger("aitbc.usage.aggregator")

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of
@@ -21,8 +23,6 @@ from aitbc_contracts.usage import (
     decide_batch_decoder,
     usage_query_decoder,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from aitbc_usage import store
 from aitbc_usage.plans import PlanBook
 

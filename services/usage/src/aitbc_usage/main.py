@@ -11,6 +11,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvloop
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aitbc_contracts import messages as m
 from aitbc_contracts.bus import Follower, connect, until_answered
 from aitbc_contracts.sql import create_engine
@@ -22,10 +26,6 @@ from aitbc_contracts.subjects import (
     usage_decide_subject,
 )
 from aitbc_contracts.usage import LastUsedQuery
-from faststream.nats import NatsBroker, NatsMessage
-from nats.aio.client import Client as NATS
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from aitbc_usage import store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
 from aitbc_usage.handlers import Deciding, Querying

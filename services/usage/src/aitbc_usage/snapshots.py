@@ -11,13 +11,13 @@ import logging
 import time
 
 import msgspec
-from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
-from aitbc_contracts.usage import WINDOW_SECONDS
 from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
+from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_usage.handlers import Deciding
 
 log = logging.getLogger("aitbc.usage.snapshots")

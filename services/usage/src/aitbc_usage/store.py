@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from aitbc_contracts.sql import migrate, write_transaction
-from aitbc_contracts.usage import MinuteUsage, UsageEvent
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aitbc_contracts.sql import migrate, write_transaction
+from aitbc_contracts.usage import MinuteUsage, UsageEvent
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 COUNTS = ("requests", "admitted", "limited", "status_2xx", "status_3xx", "status_4xx", "status_5xx")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from aitbc_contracts.keyformat import generate_key, hash_key, hint
-from aitbc_contracts.messages import AccountView, CreateAccount
 from litestar import post
 
 from aitbc_api.clients import KeysClient
 from aitbc_api.middleware import request_id_of
 from aitbc_api.routes.schemas import Account, MasterKey, SignUp
 from aitbc_api.types import Req
+from aitbc_contracts.keyformat import generate_key, hash_key, hint
+from aitbc_contracts.messages import AccountView, CreateAccount
 
 
 @post("/v1/accounts", status_code=201, security=[{}], tags=["accounts"], summary="Sign up")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from aitbc_contracts import messages as m
-from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
 from litestar import Controller, delete, get, post
 from litestar.di import Provide
 
@@ -22,6 +20,8 @@ from aitbc_api.routes.schemas import (
     with_secret,
 )
 from aitbc_api.types import Req
+from aitbc_contracts import messages as m
+from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
 
 
 def _key_id(key_id: str) -> str:

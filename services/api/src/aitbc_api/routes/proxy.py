@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-from aitbc_contracts.messages import Code
 from litestar import route
 from litestar.background_tasks import BackgroundTask
 from litestar.enums import HttpMethod
@@ -19,6 +18,7 @@ from aitbc_api.gate import admit
 from aitbc_api.middleware import request_id_of
 from aitbc_api.settings import Settings
 from aitbc_api.types import Req
+from aitbc_contracts.messages import Code
 
 # Never forwarded: hop-by-hop headers, the key, and identity headers a client might forge.
 _DROP_REQUEST = frozenset(

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import msgspec
+
 from aitbc_contracts.messages import KeyView
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]

@@ -6,9 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
-from aitbc_contracts import messages as m
-from aitbc_contracts.keyformat import is_key_id
-from aitbc_contracts.usage import MinuteUsage, UsageQuery
 from litestar import get
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -18,6 +15,9 @@ from aitbc_api.clients import UsageClient
 from aitbc_api.errors import ApiError
 from aitbc_api.gate import caller
 from aitbc_api.types import Req
+from aitbc_contracts import messages as m
+from aitbc_contracts.keyformat import is_key_id
+from aitbc_contracts.usage import MinuteUsage, UsageQuery
 
 MAX_RANGE = timedelta(days=31)
 

@@ -1,0 +1,62 @@
+"""An example analytics consumer of the usage stream: requests per route and status, live.
+
+It is what an analytics team would start from: a durable JetStream consumer of its own (so
+it resumes where it stopped and never disturbs the usage service's aggregates), decoding
+each message with the documented schema `aitbc_contracts.usage.UsageEvent`.
+
+    .venv/bin/python examples/usage_analytics.py [--nats-url URL] [--durable NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections import Counter
+
+import msgspec
+import nats
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, USAGE_STREAM
+from aitbc_contracts.usage import usage_event_decoder
+
+
+async def main(url: str, durable: str, every: float) -> None:
+    nc = await nats.connect(url)
+    subscription = await nc.jetstream().pull_subscribe(
+        USAGE_EVENTS_SUBJECTS, durable=durable, stream=USAGE_STREAM
+    )
+    by_route: Counter[tuple[str, str, int]] = Counter()
+    loop = asyncio.get_running_loop()
+    next_report = loop.time() + every
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(500, timeout=1.0)
+            except (NatsTimeoutError, TimeoutError):
+                messages = []
+            for msg in messages:
+                try:
+                    event = usage_event_decoder.decode(msg.data)
+                except msgspec.MsgspecError:
+                    continue  # not ours to judge: skip what we cannot read
+                by_route[(event.method, event.route, event.status)] += 1
+            for msg in messages:
+                await msg.ack()  # after counting: a crash re-reads rather than loses
+            if loop.time() >= next_report:
+                next_report += every
+                print(f"--- {sum(by_route.values())} requests")
+                for (method, route, status), count in by_route.most_common(10):
+                    print(f"{count:>8}  {method:<6} {route:<40} {status}")
+    finally:
+        await nc.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4322"))
+    parser.add_argument("--durable", default="analytics-example")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between reports")
+    args = parser.parse_args()
+    asyncio.run(main(args.nats_url, args.durable, args.every))

@@ -1,0 +1,75 @@
+"""`aitbc usage tail [--account A]`: watch the usage stream live, one request a line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from typing import Any, TextIO
+
+import msgspec
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from aitbc_cli.bus import BusError, Send
+from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, usage_event_subject
+from aitbc_contracts.usage import UsageEvent, usage_event_decoder
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    usage = commands.add_parser("usage", help="watch what clients do")
+    sub = usage.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tail = sub.add_parser("tail", parents=[common], help="print usage events as they happen")
+    tail.add_argument("--account", help="only this account's requests")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument(
+        "--from-start", action="store_true", help="begin with the oldest stored event"
+    )
+    tail.set_defaults(handler=tail_usage)
+
+
+def line(event: UsageEvent) -> str:
+    return (
+        f"{event.at.isoformat(timespec='milliseconds')}  {event.account_id}  {event.key_id}  "
+        f"{event.method:<6} {event.route:<32} {event.status}  {event.latency_ms:>8.1f}ms  "
+        f"{event.decision}  {event.request_id}"
+    )
+
+
+async def tail_usage(args: argparse.Namespace, _send: Send, out: TextIO) -> int:
+    subject = usage_event_subject(args.account) if args.account else USAGE_EVENTS_SUBJECTS
+    try:
+        nc = await nats.connect(
+            args.nats_url, max_reconnect_attempts=1, connect_timeout=args.timeout
+        )
+    except Exception as exc:
+        raise BusError(f"cannot reach NATS at {args.nats_url}: {exc}") from exc
+    done = asyncio.Event()
+    seen = 0
+
+    async def show(msg: Msg) -> None:
+        nonlocal seen
+        try:
+            event = usage_event_decoder.decode(msg.data)
+        except msgspec.MsgspecError:
+            return
+        if args.json:
+            out.write(msg.data.decode() + "\n")  # one event a line, exactly as in the stream
+        else:
+            out.write(line(event) + "\n")
+        out.flush()
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            done.set()
+
+    try:
+        policy = DeliverPolicy.ALL if args.from_start else DeliverPolicy.NEW
+        await nc.jetstream().subscribe(
+            subject, cb=show, ordered_consumer=True, deliver_policy=policy
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await done.wait()
+    finally:
+        await nc.close()
+    return 0
