@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,7 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 
+from aitbc_contracts.bus import until_answered
+from aitbc_contracts.messages import CheckKey, encoder
+from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
+from aitbc_contracts.usage import LastUsedQuery
 from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
 
 BIN = Path(sys.executable).parent
@@ -85,6 +91,7 @@ class Stack:
         upstream = free_port()
         self.add("keys", [str(BIN / "aitbc-keys")]).start()
         self.add("usage", [str(BIN / "aitbc-usage")]).start()
+        self.wait_for_services()
         self.add(
             "coordinator",
             [str(BIN / "aitbc-sample-coordinator")],
@@ -102,6 +109,19 @@ class Stack:
         ).start()
         self.wait_ready()
         return self
+
+    def wait_for_services(self) -> None:
+        """Until the keys and usage services answer on the bus."""
+
+        async def ask() -> None:
+            nc = await nats.connect(self.nats.url)
+            try:
+                await until_answered(nc, KEYS_CHECK, encoder.encode(CheckKey("0" * 64)), 30)
+                await until_answered(nc, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 30)
+            finally:
+                await nc.close()
+
+        asyncio.run(ask())
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Until the edge reaches the keys service (sign-up works) and the upstream."""

@@ -54,19 +54,31 @@ async def connect(
             await asyncio.sleep(0.5)
 
 
+def reconnects(nc: NATS) -> int:
+    """How many times this connection has reconnected: a change means consumers may be gone."""
+    return int(nc.stats["reconnects"])
+
+
 class Follower:
     """An ordered JetStream consumer of `subjects` from now on, calling `on_data` per message.
 
-    It keeps trying until the stream exists (its owner may start later); once subscribed,
-    nats-py's ordered consumer recovers gaps and reconnects by itself.
+    It keeps trying until the stream exists (its owner may start later). After a reconnect the
+    server may have lost the consumer, and events may have passed unseen: it subscribes again
+    from now and calls `on_reset`, so the caller can forget what those events could change.
     """
 
     def __init__(
-        self, nc: NATS, subjects: str, on_data: Callable[[bytes], None], name: str
+        self,
+        nc: NATS,
+        subjects: str,
+        on_data: Callable[[bytes], None],
+        name: str,
+        on_reset: Callable[[], None] = lambda: None,
     ) -> None:
         self._nc = nc
         self._subjects = subjects
         self._on_data = on_data
+        self._on_reset = on_reset
         self._name = name
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -80,18 +92,29 @@ class Follower:
     async def _run(self) -> None:
         js = self._nc.jetstream()
         while True:
+            subscription = None
             try:
-                await js.subscribe(
+                seen = reconnects(self._nc)
+                subscription = await js.subscribe(
                     self._subjects,
                     cb=self._on_message,
                     ordered_consumer=True,
                     deliver_policy=DeliverPolicy.NEW,
                 )
                 self.ready.set()
-                return
+                while reconnects(self._nc) == seen:  # noqa: ASYNC110 - nats-py has one callback slot
+                    await asyncio.sleep(0.1)
+                log.info("%s: reconnected; following %s again", self._name, self._subjects)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 log.info("%s waiting for %s: %s", self._name, self._subjects, exc)
                 await asyncio.sleep(0.5)
+            finally:
+                if subscription is not None:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
+                    self._on_reset()
 
     async def stop(self) -> None:
         if self._task is not None:

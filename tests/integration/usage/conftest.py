@@ -48,7 +48,6 @@ async def system(own_nats: NatsServer, tmp_path: Path) -> AsyncIterator[System]:
     usage = UsageSettings(
         nats_url=own_nats.url,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}",
-        ack_wait=1.0,
         snapshot_interval=0.05,
     )
     nc = await nats.connect(own_nats.url)

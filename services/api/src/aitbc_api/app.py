@@ -64,14 +64,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.negative_cache_size,
             settings.negative_cache_ttl,
         )
-
-        async def forget_all() -> None:
-            cache.clear()  # events may have passed while we were away
-
-        nc = await connect(settings.nats_url, "aitbc-api", on_reconnect=forget_all)
+        nc = await connect(settings.nats_url, "aitbc-api")
         keys = KeysClient(nc, settings.keys_timeout)
         follower = Follower(
-            nc, KEY_EVENTS_SUBJECTS, lambda data: key_events.apply(cache, data), "key-events"
+            nc,
+            KEY_EVENTS_SUBJECTS,
+            lambda data: key_events.apply(cache, data),
+            "key-events",
+            on_reset=cache.clear,  # events may have passed while we were away
         )
         follower.start()
         publisher = UsagePublisher(nc, settings.usage_buffer)

@@ -41,7 +41,9 @@ class KeysClient:
         except msgspec.DecodeError as exc:
             raise unavailable("keys") from exc
 
-    async def command(self, command: m.AnyCommand) -> m.AccountView | m.KeyView | m.KeyList:
+    async def command(
+        self, command: m.AnyCommand
+    ) -> m.AccountView | m.KeyView | m.KeyList | m.KeyHistory | m.Rebuilt:
         data = await self._request(KEYS_COMMANDS, m.encoder.encode(command))
         try:
             reply = m.reply_decoder.decode(data)

@@ -47,7 +47,7 @@ def request_id_of(scope: Scope) -> str:
 
 def route_template(scope: Scope) -> str:
     template: str = scope.get("path_template", "")  # type: ignore[assignment]
-    if template and "{path:path}" not in template:
+    if template and "{path" not in template:  # the forwarder's catch-all says nothing
         return template
     return "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in scope["path"].split("/"))
 

@@ -1,8 +1,10 @@
 """Builds the per-minute aggregates from the usage stream, exactly once.
 
-One durable pull consumer per owned partition; each batch is committed together with its
-stream position (store.commit_batch), and acknowledged only after the commit. A crash
-between commit and ack redelivers messages the position already covers: they are skipped.
+The database, not the consumer, remembers how far each partition has been counted: each batch
+is committed together with its stream position (store.commit_batch). On start, and after any
+failure, an ordered consumer is opened just after that position, so messages arrive once and
+in order; a redelivery at or before the position is skipped. (A durable consumer with acks
+would redeliver an unacknowledged message *after* newer ones, and a position could pass it.)
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aitbc_contracts.bus import reconnects
 from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
     USAGE_EVENTS_PREFIX,
@@ -62,10 +72,8 @@ class Aggregator:
         engine: AsyncEngine,
         partitions: tuple[int, ...],
         batch: int,
-        ack_wait: float = 30.0,
     ) -> None:
         self.nc = nc
-        self.ack_wait = ack_wait  # unacknowledged (uncommitted) batches come back after this
         self.engine = engine
         self.partitions = partitions
         self.batch = batch
@@ -85,36 +93,54 @@ class Aggregator:
 
     async def _run(self, partition: int) -> None:
         name = f"{USAGE_AGGREGATOR_DURABLE}-{partition}"
+        subject = f"{USAGE_EVENTS_PREFIX}.{partition}.>"
         while True:
             subscription = None
             try:
-                subscription = await self.nc.jetstream().pull_subscribe(
-                    f"{USAGE_EVENTS_PREFIX}.{partition}.>",
-                    durable=name,
+                seen = reconnects(self.nc)
+                async with self.engine.connect() as conn:
+                    position = await store.cursor(conn, name)
+                subscription = await self.nc.jetstream().subscribe(
+                    subject,
                     stream=USAGE_STREAM,
+                    ordered_consumer=True,
                     config=ConsumerConfig(
-                        ack_policy=AckPolicy.ALL, max_ack_pending=100_000, ack_wait=self.ack_wait
+                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                        opt_start_seq=position + 1,
                     ),
                 )
                 while True:
-                    try:
-                        messages = await subscription.fetch(self.batch, timeout=1.0)
-                    except (NatsTimeoutError, TimeoutError):
-                        continue
-                    if messages:
-                        await self.commit(name, messages)
+                    await self.commit(name, await self._next_batch(subscription, seen))
             except asyncio.CancelledError:
                 raise
+            except ConnectionResetError:
+                log.info("aggregator %s: reconnected; resuming from its stored position", name)
             except Exception:
-                log.exception("aggregator %s failed; retrying", name)
+                log.exception("aggregator %s failed; resuming from its stored position", name)
                 await asyncio.sleep(1.0)
             finally:
                 if subscription is not None:
-                    # Unread fetch replies would hold up the connection's drain until it times out.
                     with contextlib.suppress(Exception):
                         await subscription.unsubscribe()
+
+    async def _next_batch(
+        self, subscription: JetStreamContext.PushSubscription, seen: int
+    ) -> list[Msg]:
+        """Waits for one message, then takes what else has arrived, up to a batch."""
+        while True:
+            try:
+                batch = [await subscription.next_msg(timeout=0.25)]
+                break
+            except (NatsTimeoutError, TimeoutError):
+                if reconnects(self.nc) != seen:  # the server may have lost this consumer
+                    raise ConnectionResetError("reconnected") from None
+        while len(batch) < self.batch:
+            try:
+                batch.append(await subscription.next_msg(timeout=0.005))
+            except (NatsTimeoutError, TimeoutError):
+                break
+        return batch
 
     async def commit(self, name: str, messages: list[Msg]) -> None:
         events = [(msg.metadata.sequence.stream, _decode(msg)) for msg in messages]
         await store.commit_batch(self.engine, name, events)
-        await messages[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch

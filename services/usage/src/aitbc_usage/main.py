@@ -93,15 +93,15 @@ async def running_service(settings: Settings | None = None) -> AsyncIterator[Ser
         try:
             await ensure_usage_stream(nc)
             plans = PlanBook(plan_lookup(nc, settings.keys_timeout))
-            follower = Follower(nc, KEY_EVENTS_SUBJECTS, plans.learn, "usage-plan-events")
+            follower = Follower(
+                nc, KEY_EVENTS_SUBJECTS, plans.learn, "usage-plan-events", on_reset=plans.forget
+            )
             follower.start()
             deciding = Deciding(plans, settings.plan_limits, settings.partitions)
             restored = await restore(nc, deciding)
             snapshots = Snapshotter(nc, deciding, settings.snapshot_interval)
             snapshots.start()
-            aggregator = Aggregator(
-                nc, engine, settings.partitions, settings.aggregate_batch, settings.ack_wait
-            )
+            aggregator = Aggregator(nc, engine, settings.partitions, settings.aggregate_batch)
             aggregator.start()
             broker = build_broker(settings, deciding, Querying(engine))
             await broker.start()

@@ -43,6 +43,11 @@ class PlanBook:
             self.plans[event.account_id] = event.plan  # takes effect on the next decision
             self._unknown_until.pop(event.account_id, None)
 
+    def forget(self) -> None:
+        """Plan changes may have passed unseen (a reconnect): ask the keys service again."""
+        self.plans.clear()
+        self._unknown_until.clear()
+
     def known(self, account_id: str) -> str | None:
         return self.plans.get(account_id)
 

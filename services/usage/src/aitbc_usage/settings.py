@@ -32,7 +32,6 @@ class Settings:
     keys_timeout: float = 2.0
     snapshot_interval: float = 0.2  # counters are saved this often: bounds a crash's over-admission
     aggregate_batch: int = 1000
-    ack_wait: float = 30.0  # seconds before an uncommitted usage batch is delivered again
     log_level: str = "INFO"
 
     @classmethod
@@ -45,7 +44,6 @@ class Settings:
             partitions=parse_partitions(env.get("USAGE_PARTITIONS", "all")),
             keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
             snapshot_interval=float(env.get("USAGE_SNAPSHOT_INTERVAL", cls.snapshot_interval)),
-            ack_wait=float(env.get("USAGE_ACK_WAIT", cls.ack_wait)),
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
         )
 

@@ -1,4 +1,5 @@
-"""Key management with the account's master key: list, create, show, revoke, regenerate."""
+"""Key management with the account's master key: list, create, show, revoke, regenerate, and
+each key's audit trail."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from aitbc_api.routes.schemas import (
     ApiKey,
     ApiKeys,
     ApiKeyWithSecret,
+    KeyEvents,
     NewKey,
     Regenerate,
     api_key,
+    key_event,
     with_secret,
 )
 from aitbc_api.types import Req
@@ -80,6 +83,17 @@ class ApiKeysController(Controller):
             account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller)
         )
         return api_key(await _key(request, command))
+
+    @get("/{key_id:str}/events", summary="A key's history: who changed it, when (no secrets)")
+    async def key_events(self, request: Req, caller: Principal, key_id: str) -> KeyEvents:
+        keys: KeysClient = request.app.state.keys_client
+        reply = await keys.command(
+            m.ListKeyEvents(
+                account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller)
+            )
+        )
+        assert isinstance(reply, m.KeyHistory)
+        return KeyEvents(events=[key_event(event) for event in reply.events])
 
     @delete("/{key_id:str}", status_code=200, summary="Revoke a key")
     async def revoke_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
+from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.messages import KeyView
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -50,6 +51,22 @@ class ApiKeys(msgspec.Struct, frozen=True):
     keys: list[ApiKey]
 
 
+class KeyEvent(msgspec.Struct, frozen=True):
+    """One change to a key: what happened, when, by which key, in which request."""
+
+    event_id: str
+    type: str  # the event's tag, e.g. key.revoked.v1
+    version: int  # the key's version after this event
+    occurred_at: datetime
+    actor: str  # the key id that acted, "operator" (the aitbc command line) or "signup"
+    request_id: str
+    details: dict[str, Any]  # what changed: name, kind, hint, expires_at, rate_limit, reason...
+
+
+class KeyEvents(msgspec.Struct, frozen=True):
+    events: list[KeyEvent]
+
+
 class MasterKey(msgspec.Struct, frozen=True):
     key_id: str
     key: str  # shown once
@@ -76,6 +93,26 @@ def api_key(view: KeyView, last_used_at: datetime | None = None) -> ApiKey:
         regenerated_at=view.regenerated_at,
         rate_limit=view.rate_limit,
         last_used_at=last_used_at or view.last_used_at,
+    )
+
+
+# An allow list, not a deny list: a field added to an event later stays private until it is
+# judged safe to show here. Secret hashes never are.
+EVENT_DETAILS = frozenset(
+    {"name", "kind", "hint", "expires_at", "rate_limit", "reason", "previous_valid_until"}
+)
+
+
+def key_event(event: AnyEvent) -> KeyEvent:
+    data = msgspec.to_builtins(event)
+    return KeyEvent(
+        event_id=event.event_id,
+        type=str(event.__struct_config__.tag),
+        version=event.version,
+        occurred_at=event.occurred_at,
+        actor=event.actor,
+        request_id=event.request_id,
+        details={name: value for name, value in data.items() if name in EVENT_DETAILS},
     )
 
 

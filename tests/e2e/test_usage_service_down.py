@@ -1,0 +1,108 @@
+"""The usage service killed mid-run: the fail policy holds, and nothing is lost or counted twice."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from aitbc_infra.nats_server import free_port
+from tests.e2e.stack import BIN, Stack
+from tests.e2e.usage_stream import request_counts, usage_totals, wait_for
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    system = Stack(tmp_path_factory.mktemp("usage-down")).start()
+    port = free_port()
+    system.add(
+        "api-closed",
+        [str(BIN / "aitbc-api")],
+        port,
+        API_PORT=str(port),
+        UPSTREAM_URL=system.processes["api"].env["UPSTREAM_URL"],
+        USAGE_FAIL_MODE="closed",
+        USAGE_TIMEOUT="0.3",
+    ).start()
+    yield system
+    system.stop()
+
+
+def test_fail_open_and_closed_while_the_usage_service_is_away(own_stack: Stack) -> None:
+    open_edge = httpx.Client(base_url=own_stack.api_url, timeout=10)
+    closed_edge = httpx.Client(
+        base_url=f"http://127.0.0.1:{own_stack.processes['api-closed'].port}", timeout=10
+    )
+    body = open_edge.post("/v1/accounts").json()
+    account, master = body["account_id"], body["master_key"]["key"]
+    made = open_edge.post("/v1/api-keys", json={"name": "load"}, headers={"X-API-Key": master})
+    key, key_id = made.json()["key"], made.json()["key_id"]
+    subprocess.run(
+        [str(BIN / "aitbc"), "accounts", "set-plan", account, "enterprise"],
+        env={**own_stack.env(), "PATH": str(BIN)},
+        check=True,
+        capture_output=True,
+    )
+    headers = {"X-API-Key": key}
+    answered: list[httpx.Response] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            for edge in (open_edge, closed_edge):
+                answered.append(edge.get("/v1/jobs", headers=headers))
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        assert wait_for(lambda: len(answered) > 20)
+        own_stack.processes["usage"].stop(kill=True)
+        down_from = len(answered)
+        assert wait_for(lambda: len(answered) > down_from + 40)
+        while_down = answered[down_from + 10 : down_from + 40]  # after in-flight ones settled
+        own_stack.processes["usage"].start()
+        recovered_from = wait_for(
+            lambda: (
+                all(r.headers.get("x-ratelimit-mode") == "exact" for r in answered[-2:])
+                and len(answered)
+            ),
+            timeout=30,
+        )
+        assert recovered_from, "no exact decisions after the usage service came back"
+        assert wait_for(lambda: len(answered) > recovered_from + 20)
+    finally:
+        stop.set()
+        worker.join()
+
+    opened = [r for r in while_down if r.url.port == open_edge.base_url.port]
+    closed = [r for r in while_down if r.url.port != open_edge.base_url.port]
+    assert opened and all(
+        r.status_code == 200 and r.headers["x-ratelimit-mode"] == "fail-open" for r in opened
+    )
+    assert closed and all(r.status_code == 503 for r in closed)
+    assert {r.json()["error"]["code"] for r in closed} == {"SERVICE_UNAVAILABLE"}
+    assert all(r.headers["x-ratelimit-mode"] == "fail-closed" for r in closed)
+    recovered = answered[recovered_from:]
+    assert all(r.status_code == 200 and r.headers["x-ratelimit-mode"] == "exact" for r in recovered)
+    assert all(r.status_code in (200, 503) for r in answered), "no 500s, no surprises"
+    metrics = open_edge.get("/metrics").text
+    assert 'aitbc_ratelimit_fallback_total{policy="fail-open"}' in metrics
+
+    # Each request is in the usage stream exactly once, and the aggregates count them all.
+    made = {r.headers["x-request-id"] for r in answered}
+    assert wait_for(lambda: made <= set(request_counts(own_stack.nats.url, account)), timeout=20)
+    counts = request_counts(own_stack.nats.url, account)
+    assert all(counts[rid] == 1 for rid in made)
+
+    def load_key_requests() -> int:
+        return usage_totals(open_edge, master, key_id=key_id).get("requests", 0)
+
+    wait_for(lambda: load_key_requests() >= len(answered), timeout=20)
+    assert load_key_requests() == len(answered)
+    open_edge.close()
+    closed_edge.close()

@@ -1,0 +1,152 @@
+"""Aggregates from the usage stream: exactly once across crashes, redeliveries and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+
+from aitbc_api import metrics
+from aitbc_api.usage_events import UsagePublisher
+from aitbc_contracts.subjects import MSG_ID_HEADER, usage_event_subject
+from aitbc_contracts.usage import UsageEvent
+from aitbc_usage import store
+from aitbc_usage.aggregator import Aggregator
+from tests.integration.usage.conftest import System
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def event(
+    account: str,
+    key: str = "key_1",
+    status: int = 200,
+    decision: str = "admitted",
+    at: datetime = T0,
+) -> UsageEvent:
+    return UsageEvent(
+        event_id=uuid.uuid4().hex,
+        request_id=uuid.uuid4().hex,
+        account_id=account,
+        key_id=key,
+        method="GET",
+        route="/v1/jobs",
+        status=status,
+        latency_ms=1.5,
+        decision=decision,  # type: ignore[arg-type]
+        at=at,
+    )
+
+
+async def publish(nc: NATS, events: list[UsageEvent]) -> None:
+    js = nc.jetstream()
+    for e in events:
+        await js.publish(
+            usage_event_subject(e.account_id),
+            msgspec.json.encode(e),
+            headers={MSG_ID_HEADER: e.event_id},
+        )
+
+
+async def totals(service_engine, account: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    minutes = await store.series(
+        service_engine, account, T0 - timedelta(hours=1), T0 + timedelta(hours=1), None
+    )
+    return {
+        "requests": sum(m.requests for m in minutes),
+        "admitted": sum(m.admitted for m in minutes),
+        "limited": sum(m.limited for m in minutes),
+        "4xx": sum(m.status_4xx for m in minutes),
+    }
+
+
+async def wait_requests(engine, account: str, n: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    for _ in range(200):
+        counted = await totals(engine, account)
+        if counted["requests"] >= n:
+            return counted
+        await asyncio.sleep(0.05)
+    return await totals(engine, account)
+
+
+async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: System) -> None:
+    account = "acc_" + uuid.uuid4().hex[:16]
+    batch_one = [event(account) for _ in range(30)] + [
+        event(account, status=429, decision="limited")
+    ] * 1
+    async with system.usage() as service:
+        await publish(system.nc, batch_one)
+        assert (await wait_requests(service.engine, account, 31))["requests"] == 31
+
+        # A crash after the commit, before anything else: the same messages come again.
+        messages = []
+        sub = await system.nc.jetstream().subscribe(
+            usage_event_subject(account), ordered_consumer=True
+        )
+        for _ in range(31):
+            messages.append(await sub.next_msg(timeout=5))
+        await sub.unsubscribe()
+        name = f"usage-aggregator-{usage_event_subject(account).split('.')[3]}"
+        await Aggregator(system.nc, service.engine, (), 100).commit(name, messages)
+        assert (await totals(service.engine, account))["requests"] == 31
+
+    # Events published while no usage service runs are counted when it is back, once.
+    await publish(system.nc, [event(account, status=404) for _ in range(9)])
+    async with system.usage() as service:
+        counted = await wait_requests(service.engine, account, 40)
+        await asyncio.sleep(0.3)  # would anything be counted twice, it would show by now
+        assert (
+            await totals(service.engine, account)
+            == counted
+            == {
+                "requests": 40,
+                "admitted": 39,
+                "limited": 1,
+                "4xx": 10,
+            }
+        )
+
+
+async def test_malformed_messages_are_skipped_and_counting_goes_on(system: System) -> None:
+    account = "acc_" + uuid.uuid4().hex[:16]
+    js = system.nc.jetstream()
+    async with system.usage() as service:
+        for payload in [
+            b"",
+            b"{",
+            b'{"type": "usage.request.v1"}',
+            b"\xff" * 64,
+            msgspec.json.encode({**msgspec.to_builtins(event(account)), "status": "x"}),
+        ]:
+            await js.publish(usage_event_subject(account), payload)
+        await publish(system.nc, [event(account) for _ in range(3)])
+        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
+
+
+async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops(
+    system: System,
+) -> None:
+    account = "acc_" + uuid.uuid4().hex[:16]
+    async with system.usage() as service:
+        nc = await nats.connect(system.nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        publisher = UsagePublisher(nc, capacity=50, batch=10)
+        publisher.start()
+        dropped_before = metrics.counters["aitbc_usage_events_dropped_total"]
+        system.nats.stop()
+        for _ in range(60):
+            publisher.emit(event(account))
+        assert len(publisher.buffer) == 50
+        assert metrics.counters["aitbc_usage_events_dropped_total"] - dropped_before == 10
+        system.nats.start()
+        counted = await wait_requests(service.engine, account, 50)
+        info = await nc.jetstream().stream_info("AITBC_USAGE")
+        assert counted["requests"] == 50 and not publisher.buffer, (
+            info.state,
+            len(publisher.buffer),
+        )
+        await publisher.stop()
+        await nc.close()
