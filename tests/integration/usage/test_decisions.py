@@ -9,7 +9,12 @@ import pytest
 from nats.aio.msg import Msg
 
 from aitbc_api.limits import DecisionBatcher, UsageUnavailable
-from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, partition_of, usage_decide_subject
+from aitbc_contracts.subjects import (
+    USAGE_DECIDE_PREFIX,
+    USAGE_QUERY,
+    partition_of,
+    usage_decide_subject,
+)
 from aitbc_contracts.usage import Decide, DecideBatch
 from tests.integration.usage.conftest import System
 
@@ -127,5 +132,14 @@ async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: Sys
             reply = await system.nc.request(subject, payload, timeout=5)
             body = msgspec.json.decode(reply.data)
             assert body.get("type") == "rejected" or all(not d[0] for d in body["decisions"])
+        for payload in [
+            b"",
+            b"{",
+            b'{"command": "x"}',
+            b'{"type": "usage_query"}',
+            b'{"type": "usage_query", "account_id": 1, "start": 2, "end": 3}',
+        ]:
+            reply = await system.nc.request(USAGE_QUERY, payload, timeout=5)
+            assert msgspec.json.decode(reply.data)["code"] == "VALIDATION_ERROR"
         batcher = DecisionBatcher(system.nc, timeout=5)
         assert (await batcher.decide(Decide(account, "k"))).admitted
