@@ -79,6 +79,9 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "USAGE_DATABASE_URL": f"sqlite+aiosqlite:///{self.root / 'usage.db'}",
             "LOG_LEVEL": "INFO",
+            # Tests make many bad keys on purpose from one address; the brute-force test
+            # runs an edge of its own with a small budget.
+            "AUTH_FAILURE_BUDGET": "1000000",
         }
 
     def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Process:

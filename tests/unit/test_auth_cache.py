@@ -97,3 +97,20 @@ def test_a_clear_or_forgotten_evictions_refuse_older_answers() -> None:
         cache.evict_key(f"key_x{i}")  # key_1's eviction is forgotten one by one
     cache.put("h1", facts("key_1"), asked_at)
     assert cache.get("h1") is None
+
+
+def test_failure_throttle_counts_per_address_per_minute() -> None:
+    from aitbc_api.throttle import FailureThrottle
+
+    throttle = FailureThrottle(budget=3, max_addresses=2)
+    t0 = 1_800_000_000.0
+    for _ in range(3):
+        assert not throttle.blocked("a", t0)
+        throttle.failed("a", t0)
+    assert throttle.blocked("a", t0) and not throttle.blocked("b", t0)
+    assert throttle.retry_after(t0 + 10) == 50
+    assert not throttle.blocked("a", t0 + 60)  # a new minute forgives
+    throttle.failed("b", t0 + 60)
+    throttle.failed("c", t0 + 60)
+    throttle.failed("d", t0 + 60)  # beyond max_addresses: not tracked, memory stays bounded
+    assert set(throttle.failures) == {"b", "c"}

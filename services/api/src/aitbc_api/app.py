@@ -22,6 +22,7 @@ from aitbc_api.routes.api_keys import ApiKeysController
 from aitbc_api.routes.proxy import forward
 from aitbc_api.routes.usage import usage
 from aitbc_api.settings import Settings, get_settings
+from aitbc_api.throttle import FailureThrottle
 from aitbc_api.types import Req
 from aitbc_api.usage_events import UsagePublisher
 from aitbc_contracts.bus import Follower, connect
@@ -90,7 +91,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 settings=settings,
                 keys_client=keys,
                 usage_client=UsageClient(nc, settings.keys_timeout),
-                authenticator=Authenticator(cache, keys),
+                authenticator=Authenticator(
+                    cache, keys, FailureThrottle(settings.auth_failure_budget)
+                ),
                 limiter=limiter,
                 usage_publisher=publisher,
                 upstream=upstream,

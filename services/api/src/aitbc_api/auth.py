@@ -6,8 +6,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aitbc_api import metrics
 from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError, from_rejection
+from aitbc_api.throttle import FailureThrottle
 from aitbc_api.types import Conn
 from aitbc_contracts.keyformat import hash_key, is_well_formed
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
@@ -138,34 +140,46 @@ def _invalid(message: str = "The provided API key is invalid") -> ApiError:
 class Authenticator:
     """Turns a presented key into a Principal, or an ApiError with a stable code."""
 
-    def __init__(self, cache: AuthCache, keys: KeysClient) -> None:
+    def __init__(self, cache: AuthCache, keys: KeysClient, throttle: FailureThrottle) -> None:
         self.cache = cache
         self.keys = keys
+        self.throttle = throttle
 
-    async def facts(self, key: str | None) -> KeyFacts:
+    async def facts(self, key: str | None, client: str) -> KeyFacts:
         if not key:
             raise ApiError(
                 401, Code.MISSING_API_KEY, "An API key is required: send it in the X-API-Key header"
             )
-        if not is_well_formed(key):  # prefix, length, alphabet, checksum: no bus needed
-            raise _invalid()
-        key_hash = hash_key(key)
-        facts = self.cache.get(key_hash)
+        well_formed = is_well_formed(key)  # prefix, length, alphabet, checksum: no bus needed
+        key_hash = hash_key(key) if well_formed else ""
+        facts = self.cache.get(key_hash) if well_formed else None
         if facts is not None:
             return facts
-        if self.cache.is_unknown(key_hash):
+        now = time.time()
+        if self.throttle.blocked(client, now):
+            metrics.inc("aitbc_auth_throttled_total")
+            raise ApiError(
+                429,
+                Code.TOO_MANY_INVALID_KEYS,
+                "Too many invalid API keys from this address; try again later",
+                headers={"Retry-After": str(self.throttle.retry_after(now))},
+            )
+        if not well_formed or self.cache.is_unknown(key_hash):
+            self.throttle.failed(client, now)
             raise _invalid()
         generation = self.cache.generation
+        metrics.inc("aitbc_auth_lookups_total")
         reply = await self.keys.check(key_hash)
         if isinstance(reply, Rejected):
             if reply.code == Code.INVALID_API_KEY:
                 self.cache.put_unknown(key_hash)
+                self.throttle.failed(client, now)
             raise from_rejection(reply)
         self.cache.put(key_hash, reply, generation)
         return reply
 
-    async def authenticate(self, key: str | None) -> Principal:
-        facts = await self.facts(key)
+    async def authenticate(self, key: str | None, client: str = "") -> Principal:
+        facts = await self.facts(key, client)
         if facts.revoked:
             raise ApiError(401, Code.API_KEY_REVOKED, "This API key has been revoked")
         now = datetime.now(UTC)

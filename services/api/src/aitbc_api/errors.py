@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import msgspec
 from litestar import Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
@@ -114,3 +115,25 @@ exception_handlers: ExceptionHandlersMap = {
     HTTPException: _http_error,
     Exception: _unexpected,
 }
+
+
+_DESCRIPTIONS = {
+    400: "Invalid input (VALIDATION_ERROR)",
+    401: "No key, or an invalid, revoked or expired one",
+    403: "The key may not do this (FORBIDDEN)",
+    404: "No such resource (NOT_FOUND)",
+    409: "The resource's state forbids this (CONFLICT)",
+    429: "Rate limit exceeded (RATE_LIMIT_EXCEEDED); see Retry-After",
+    503: "A service this needs is unavailable (SERVICE_UNAVAILABLE)",
+}
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error answers a route can give, all with the error body."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[status])
+        for status in statuses
+    }
+
+
+AUTHENTICATED = (400, 401, 403, 404, 429, 503)

@@ -37,7 +37,8 @@ async def admit(connection: Conn) -> Principal:
     state = connection.app.state
     authenticator: Authenticator = state.authenticator
     limiter: RateLimiter = state.limiter
-    principal = await authenticator.authenticate(presented_key(connection))
+    client = connection.client.host if connection.client else ""
+    principal = await authenticator.authenticate(presented_key(connection), client)
     context = context_of(connection.scope)
     context.principal = principal
     verdict = await limiter.check(

@@ -13,6 +13,8 @@ HELP = {
     "aitbc_usage_events_dropped_total": "Usage events dropped because the buffer was full",
     "aitbc_usage_events_buffered": "Usage events waiting to be published",
     "aitbc_decision_batches_total": "NATS requests carrying decision batches",
+    "aitbc_auth_lookups_total": "Keys asked of the keys service (auth cache misses)",
+    "aitbc_auth_throttled_total": "Requests refused for too many invalid keys from an address",
 }
 
 

@@ -27,6 +27,7 @@ class Settings:
     auth_cache_ttl: float = 300.0  # seconds; events keep entries true, the TTL bounds a missed one
     negative_cache_size: int = 10_000
     negative_cache_ttl: float = 5.0
+    auth_failure_budget: int = 30  # invalid keys an address may present a minute
     max_body_bytes: int = 10 * 1024 * 1024
     usage_timeout: float = 0.5  # a decision that takes longer falls back to the fail policy
     fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
@@ -50,6 +51,7 @@ class Settings:
             keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
             auth_cache_size=int(env.get("AUTH_CACHE_SIZE", cls.auth_cache_size)),
             auth_cache_ttl=float(env.get("AUTH_CACHE_TTL", cls.auth_cache_ttl)),
+            auth_failure_budget=int(env.get("AUTH_FAILURE_BUDGET", cls.auth_failure_budget)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", cls.max_body_bytes)),
             usage_timeout=float(env.get("USAGE_TIMEOUT", cls.usage_timeout)),
             fail_open=env.get("USAGE_FAIL_MODE", "open").strip().lower() != "closed",

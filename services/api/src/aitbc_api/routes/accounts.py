@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import post
 
 from aitbc_api.clients import KeysClient
+from aitbc_api.errors import documented
 from aitbc_api.middleware import request_id_of
 from aitbc_api.routes.schemas import Account, MasterKey, SignUp
 from aitbc_api.types import Req
@@ -12,7 +13,14 @@ from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.messages import AccountView, CreateAccount
 
 
-@post("/v1/accounts", status_code=201, security=[{}], tags=["accounts"], summary="Sign up")
+@post(
+    "/v1/accounts",
+    status_code=201,
+    security=[{}],
+    tags=["accounts"],
+    summary="Sign up",
+    responses=documented(400, 503),
+)
 async def sign_up(request: Req, data: SignUp | None = None) -> Account:
     """Creates an account on the free plan. The master key is in this response only."""
     keys: KeysClient = request.app.state.keys_client

@@ -8,7 +8,7 @@ from litestar.di import Provide
 
 from aitbc_api.auth import Authenticator, Principal
 from aitbc_api.clients import KeysClient, UsageClient
-from aitbc_api.errors import ApiError
+from aitbc_api.errors import AUTHENTICATED, ApiError, documented
 from aitbc_api.gate import master
 from aitbc_api.middleware import request_id_of
 from aitbc_api.routes.schemas import (
@@ -49,7 +49,7 @@ class ApiKeysController(Controller):
     tags = ["api-keys"]
     dependencies = {"caller": Provide(master)}
 
-    @get("/", summary="List the account's keys")
+    @get("/", summary="List the account's keys", responses=documented(*AUTHENTICATED))
     async def list_keys(self, request: Req, caller: Principal) -> ApiKeys:
         keys: KeysClient = request.app.state.keys_client
         reply = await keys.command(
@@ -60,7 +60,12 @@ class ApiKeysController(Controller):
         last_used = await usage.last_used(caller.account_id)
         return ApiKeys(keys=[api_key(view, last_used.get(view.key_id)) for view in reply.keys])
 
-    @post("/", status_code=201, summary="Create a key (the plaintext is in this response only)")
+    @post(
+        "/",
+        status_code=201,
+        summary="Create a key (the plaintext is in this response only)",
+        responses=documented(*AUTHENTICATED),
+    )
     async def create_key(self, request: Req, caller: Principal, data: NewKey) -> ApiKeyWithSecret:
         secret = generate_key()
         view = await _key(
@@ -77,7 +82,7 @@ class ApiKeysController(Controller):
         )
         return with_secret(view, secret)
 
-    @get("/{key_id:str}", summary="Show a key")
+    @get("/{key_id:str}", summary="Show a key", responses=documented(*AUTHENTICATED))
     async def get_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:
         command = m.GetKey(
             account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller)
@@ -95,7 +100,12 @@ class ApiKeysController(Controller):
         assert isinstance(reply, m.KeyHistory)
         return KeyEvents(events=[key_event(event) for event in reply.events])
 
-    @delete("/{key_id:str}", status_code=200, summary="Revoke a key")
+    @delete(
+        "/{key_id:str}",
+        status_code=200,
+        summary="Revoke a key",
+        responses=documented(*AUTHENTICATED),
+    )
     async def revoke_key(self, request: Req, caller: Principal, key_id: str) -> ApiKey:
         command = m.RevokeKey(
             account_id=caller.account_id, key_id=_key_id(key_id), **_context(request, caller)
@@ -104,7 +114,12 @@ class ApiKeysController(Controller):
         _evict(request, view.key_id)
         return api_key(view)
 
-    @post("/{key_id:str}/regenerate", status_code=200, summary="New secret, same key id")
+    @post(
+        "/{key_id:str}/regenerate",
+        status_code=200,
+        summary="New secret, same key id",
+        responses=documented(*AUTHENTICATED, 409),
+    )
     async def regenerate_key(
         self, request: Req, caller: Principal, key_id: str, data: Regenerate | None = None
     ) -> ApiKeyWithSecret:

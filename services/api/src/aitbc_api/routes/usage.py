@@ -12,7 +12,7 @@ from litestar.params import Parameter
 
 from aitbc_api.auth import Principal
 from aitbc_api.clients import UsageClient
-from aitbc_api.errors import ApiError
+from aitbc_api.errors import AUTHENTICATED, ApiError, documented
 from aitbc_api.gate import caller
 from aitbc_api.types import Req
 from aitbc_contracts import messages as m
@@ -40,6 +40,7 @@ def _invalid(message: str) -> ApiError:
 
 @get(
     "/v1/usage",
+    responses=documented(*AUTHENTICATED),
     dependencies={"principal": Provide(caller)},
     tags=["usage"],
     summary="Usage per minute",

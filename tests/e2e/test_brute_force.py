@@ -1,0 +1,55 @@
+"""Repeated invalid keys from one address are throttled before the bus; others are unaffected."""
+
+from __future__ import annotations
+
+import httpx
+
+from aitbc_contracts.keyformat import generate_key
+from aitbc_infra.nats_server import free_port
+from tests.e2e.stack import BIN, Stack
+
+
+def test_an_address_guessing_keys_is_throttled_and_others_are_not(stack: Stack) -> None:
+    port = free_port()
+    edge = stack.add(
+        "api-throttled",
+        [str(BIN / "aitbc-api")],
+        port,
+        API_PORT=str(port),
+        UPSTREAM_URL=stack.processes["api"].env["UPSTREAM_URL"],
+        AUTH_FAILURE_BUDGET="5",
+    ).start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            master = client.post("/v1/accounts").json()["master_key"]["key"]
+            guesser = {"X-Forwarded-For": "203.0.113.7"}  # the edge trusts its local proxy
+            other = {"X-Forwarded-For": "198.51.100.1"}
+            codes = [
+                client.get("/v1/jobs", headers={**guesser, "X-API-Key": key}).json()["error"][
+                    "code"
+                ]
+                for key in [generate_key() for _ in range(4)] + ["junk", "aitbc_x", generate_key()]
+            ]
+            assert codes == ["INVALID_API_KEY"] * 5 + ["TOO_MANY_INVALID_KEYS"] * 2
+            lookups = metric(client, "aitbc_auth_lookups_total")
+            for _ in range(20):  # throttled guesses never reach the keys service
+                client.get("/v1/jobs", headers={**guesser, "X-API-Key": generate_key()})
+            assert metric(client, "aitbc_auth_lookups_total") == lookups
+            throttled = client.get("/v1/jobs", headers={**guesser, "X-API-Key": master})
+            assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+            assert throttled.json()["error"]["code"] == "TOO_MANY_INVALID_KEYS"
+            fine = client.get("/v1/jobs", headers={**other, "X-API-Key": master})
+            assert fine.status_code == 200
+            # now cached on this edge: the same valid key works even from the guessing address
+            assert (
+                client.get("/v1/jobs", headers={**guesser, "X-API-Key": master}).status_code == 200
+            )
+    finally:
+        edge.stop()
+
+
+def metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
