@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[sign_up, ApiKeysController, usage, forward, metrics_endpoint],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
-        middleware=[DefineMiddleware(EdgeMiddleware)],
+        middleware=[DefineMiddleware(EdgeMiddleware, require_https=settings.require_https)],
         openapi_config=_openapi(),
         request_max_body_size=settings.max_body_bytes,
     )

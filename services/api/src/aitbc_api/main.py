@@ -28,4 +28,6 @@ def run() -> None:
         lifespan="on",
         h11_max_incomplete_event_size=16 * 1024,
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls_cert_file or None,
+        ssl_keyfile=settings.tls_key_file or None,
     )

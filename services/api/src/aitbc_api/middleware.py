@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 from aitbc_contracts.usage import Outcome, UsageEvent
 
@@ -62,12 +70,16 @@ def _incoming_request_id(scope: Scope) -> str:
 class EdgeMiddleware:
     """The path alone goes to the access log: the query string may hold an `api_key`."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, require_https: bool = False) -> None:
         self.app = app
+        self.require_https = require_https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
+            return
+        if self.require_https and scope["scheme"] != "https":
+            await _refuse_plain_http(send)
             return
         await self.handle(scope, receive, send)
 
@@ -98,6 +110,17 @@ class EdgeMiddleware:
                 )  # fmt: skip
             if context.principal is not None and context.verdict is not None:
                 _record(scope, context, status or 500, latency_ms)
+
+
+async def _refuse_plain_http(send: Send) -> None:
+    body = b'{"error":{"code":"HTTPS_REQUIRED","message":"This service answers over HTTPS only"}}'
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 403,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: float) -> None:

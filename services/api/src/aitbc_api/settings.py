@@ -33,7 +33,14 @@ class Settings:
     fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
     usage_buffer: int = 100_000  # usage events held while NATS is away; beyond: counted drops
     plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
+    tls_cert_file: str = ""  # with tls_key_file: the edge serves HTTPS itself
+    tls_key_file: str = ""
+    require_https: bool = False  # refuse plain HTTP (behind a proxy: X-Forwarded-Proto counts)
     log_level: str = "INFO"
+    dashboard_session_idle: float = 30 * 60.0  # seconds without a request before a session ends
+    dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
+    dashboard_max_sessions: int = 100_000  # per edge; beyond, the oldest session ends
+    dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,7 +64,21 @@ class Settings:
             fail_open=env.get("USAGE_FAIL_MODE", "open").strip().lower() != "closed",
             usage_buffer=int(env.get("USAGE_BUFFER", cls.usage_buffer)),
             plan_limits=tuple(plan_limits_from_env().items()),
+            tls_cert_file=env.get("TLS_CERT_FILE", ""),
+            tls_key_file=env.get("TLS_KEY_FILE", ""),
+            require_https=env.get("REQUIRE_HTTPS", "").lower() in ("1", "true", "yes"),
             log_level=env.get("LOG_LEVEL", cls.log_level),
+            dashboard_session_idle=float(
+                env.get("DASHBOARD_SESSION_IDLE", cls.dashboard_session_idle)
+            ),
+            dashboard_session_lifetime=float(
+                env.get("DASHBOARD_SESSION_LIFETIME", cls.dashboard_session_lifetime)
+            ),
+            dashboard_max_sessions=int(
+                env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
+            ),
+            dashboard_secure_cookies=env.get("DASHBOARD_SECURE_COOKIES", "").strip().lower()
+            in {"1", "true", "yes"},
         )
 
 

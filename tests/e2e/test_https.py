@@ -1,0 +1,58 @@
+"""The edge serves HTTPS from a certificate in its settings, and can refuse plain HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from aitbc_infra.nats_server import free_port
+from tests.e2e.stack import BIN, Stack
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_from_settings_and_plain_http_refused(stack: Stack, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    upstream = stack.processes["api"].env["UPSTREAM_URL"]
+    tls_port, strict_port = free_port(), free_port()
+    tls = stack.add(
+        "api-tls", [str(BIN / "aitbc-api")], tls_port, API_PORT=str(tls_port),
+        UPSTREAM_URL=upstream, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key),
+    ).start()  # fmt: skip
+    strict = stack.add(
+        "api-strict", [str(BIN / "aitbc-api")], strict_port, API_PORT=str(strict_port),
+        UPSTREAM_URL=upstream, REQUIRE_HTTPS="1",
+    ).start()  # fmt: skip
+    try:
+        with httpx.Client(verify=str(cert), timeout=10) as client:
+            signed_up = client.post(f"https://127.0.0.1:{tls_port}/v1/accounts")
+            assert signed_up.status_code == 201
+            master = signed_up.json()["master_key"]["key"]
+            jobs = client.get(
+                f"https://127.0.0.1:{tls_port}/v1/jobs", headers={"X-API-Key": master}
+            )
+            assert jobs.status_code == 200
+            plain = client.get(
+                f"http://127.0.0.1:{strict_port}/v1/jobs", headers={"X-API-Key": master}
+            )
+            assert plain.status_code == 403
+            assert plain.json()["error"]["code"] == "HTTPS_REQUIRED"
+            proxied = client.get(
+                f"http://127.0.0.1:{strict_port}/v1/jobs",
+                headers={"X-API-Key": master, "X-Forwarded-Proto": "https"},
+            )  # a TLS-terminating proxy in front (the edge trusts its local proxy)
+            assert proxied.status_code == 200
+    finally:
+        tls.stop()
+        strict.stop()
