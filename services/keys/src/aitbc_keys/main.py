@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import uvloop
 from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.bus import until_answered
+from aitbc_contracts.process import run_service
 from aitbc_contracts.subjects import KEYS_CHECK
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.handlers import Handlers, subscribe
@@ -86,25 +83,6 @@ async def running_service(
         await engine.dispose()
 
 
-async def serve(settings: Settings | None = None) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with running_service(settings):
-        await stop.wait()
-        log.info("keys service stopping")
-
-
 def run() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvloop.run(serve(settings))
-
-
-if __name__ == "__main__":
-    run()
+    run_service(lambda: running_service(settings), "aitbc-keys", settings.log_level)

@@ -1,0 +1,35 @@
+"""How every service process runs: logging set up, uvloop, and a clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import uvloop
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+async def until_stopped(service: AbstractAsyncContextManager[Any], name: str) -> None:
+    """Runs `service` until SIGINT or SIGTERM, then leaves it (which stops it cleanly)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with service:
+        await stop.wait()
+        logging.getLogger(name).info("%s stopping", name)
+
+
+def run_service(
+    service: Callable[[], AbstractAsyncContextManager[Any]], name: str, log_level: str
+) -> None:
+    """The body of a service's console script."""
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    uvloop.run(until_stopped(service(), name))
