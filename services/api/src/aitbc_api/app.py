@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from litestar import Litestar, MediaType, get
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -19,7 +18,7 @@ from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_api.middleware import EdgeMiddleware
 from aitbc_api.routes.accounts import sign_up
 from aitbc_api.routes.api_keys import ApiKeysController
-from aitbc_api.routes.proxy import forward
+from aitbc_api.routes.proxy import forward, upstream_session
 from aitbc_api.routes.usage import usage
 from aitbc_api.settings import Settings, get_settings
 from aitbc_api.throttle import FailureThrottle
@@ -82,11 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             dict(settings.plan_limits),
             settings.fail_open,
         )
-        timeout = httpx.Timeout(
-            settings.upstream_timeout, connect=settings.upstream_connect_timeout
-        )
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as upstream:
+        async with upstream_session(settings) as upstream:
             app.state.update(
                 settings=settings,
                 keys_client=keys,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
+import aiohttp
 from litestar import route
-from litestar.background_tasks import BackgroundTask
 from litestar.enums import HttpMethod
 from litestar.response import Stream
 from litestar.types import Method
@@ -38,8 +37,8 @@ _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 def _query_without_key(raw: bytes) -> str:
     query = raw.decode("latin-1")
-    if API_KEY_QUERY not in query:
-        return query
+    if API_KEY_QUERY not in query and "%" not in query:
+        return query  # no spelling of api_key here (`api%5Fkey` is one, and authenticates)
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode([(k, v) for k, v in pairs if k != API_KEY_QUERY])
 
@@ -47,6 +46,14 @@ def _query_without_key(raw: bytes) -> str:
 async def _body(request: Req) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         yield chunk
+
+
+async def _content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()  # the connection goes back to the pool
 
 
 @route(
@@ -66,26 +73,39 @@ async def forward(request: Req, path: str) -> Stream:
         caller = await admit(request)
         headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
 
-    client: httpx.AsyncClient = request.app.state.upstream
+    session: aiohttp.ClientSession = request.app.state.upstream
     query = _query_without_key(request.scope["query_string"])
-    upstream_request = client.build_request(
-        request.method,
-        settings.upstream_url + full_path + ("?" + query if query else ""),
-        headers=headers,
-        content=None if request.method in _BODYLESS else _body(request),
-    )
     try:
-        upstream = await client.send(upstream_request, stream=True)
-    except httpx.TimeoutException as exc:
+        upstream = await session.request(
+            request.method,
+            settings.upstream_url + full_path + ("?" + query if query else ""),
+            headers=headers,
+            data=None if request.method in _BODYLESS else _body(request),
+            allow_redirects=False,
+        )
+    except TimeoutError as exc:
         raise ApiError(
             504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
         ) from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
 
     return Stream(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers={k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE},
-        background=BackgroundTask(upstream.aclose),
+        _content(upstream),
+        status_code=upstream.status,
+        headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
+    )
+
+
+def upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """One pooled session for every forwarded request; bodies pass through untouched."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.upstream_connect_timeout,
+            sock_read=settings.upstream_timeout,
+        ),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
     )
