@@ -30,6 +30,18 @@ test-integration: sync
 test-e2e: sync
     pytest -q tests/e2e
 
+# Run the browser tests: the dashboard in Debian's Chromium, headless (apt-get installs it where missing)
+test-browser: sync
+    pytest -q tests/browser
+
+# Save the README's dashboard screenshots to docs/dashboard (a browser test run)
+screenshots: sync
+    DOCS_SCREENSHOTS_DIR=docs/dashboard pytest -q tests/browser/test_dashboard_flow.py
+
+# Inject each fault with load running (NATS restart, kills, locked database, dead upstream...) and print the table
+chaos *NAMES: sync
+    python -m tests.chaos {{ NAMES }}
+
 # Check style, formatting and types
 lint: sync
     ruff check .
@@ -45,10 +57,15 @@ fmt: sync
     ruff format .
     ruff check --fix .
 
-# Run the benchmarks (none yet: fails so that nobody mistakes this for a result)
-bench:
-    @echo "no benchmarks yet" >&2
-    @exit 1
+# Run the benchmarks (~12 min; `just bench --quick`: ~1 min); writes bench/results/latest.md
+bench *ARGS: sync
+    bash bench/setup.sh
+    python -m bench {{ ARGS }}
+
+# Export the AsyncAPI (NATS subjects, streams, messages) and OpenAPI (HTTP) documents to docs/
+docs: sync
+    python -m aitbc_contracts.asyncapi docs/asyncapi.json
+    python -m aitbc_api.openapi docs/openapi.json
 
 # Delete local data (.data: the NATS JetStream store and the SQLite databases)
 clean:

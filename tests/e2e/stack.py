@@ -64,6 +64,7 @@ class Stack:
     nats: NatsServer = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict)
     database_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every process, over the rest
 
     def __post_init__(self) -> None:
         self.nats = NatsServer(free_port(), self.root / "nats", log_file=self.root / "nats.log")
@@ -82,6 +83,7 @@ class Stack:
             # Tests make many bad keys on purpose from one address; the brute-force test
             # runs an edge of its own with a small budget.
             "AUTH_FAILURE_BUDGET": "1000000",
+            **self.extra_env,
         }
 
     def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Process:

@@ -3,6 +3,9 @@
 Shipped tags never change meaning. Additive changes only, with defaults; a breaking change is
 a new tag (`...v2`) and the old one stays decodable (golden payloads in tests pin them).
 Events never carry a plaintext key: only its SHA-256 hash and a short display hint.
+
+Every event also carries `prev_hash`, the chain hash of the event before it in the store's
+global order, which makes the log tamper-evident (the rule is in `aitbc_contracts.chain`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     occurred_at: datetime
     actor: str = ""  # key id that acted, or "operator"
     request_id: str = ""
+    # Set by the event store when it appends: the chain hash of the event at position - 1
+    # ("" for the first event, and for events appended before the chain existed).
+    prev_hash: str = ""
 
 
 class AccountCreated(Event, frozen=True, tag="account.created.v1"):

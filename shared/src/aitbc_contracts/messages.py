@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from aitbc_contracts.events import KeyKind, Plan
+from aitbc_contracts.events import AnyEvent, KeyKind, Plan
 
 OPERATOR = "operator"  # the actor of commands from the `aitbc` command line
 
@@ -33,6 +33,8 @@ class Code:
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the client sent its headers or body too slowly
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # body or headers over the edge's limits
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -119,8 +121,28 @@ class RegenerateKey(Command, frozen=True, tag="regenerate_key"):
     grace_seconds: int = 0
 
 
+class ListKeyEvents(Command, frozen=True, tag="list_key_events"):
+    """A key's own events, oldest first: its audit trail."""
+
+    account_id: str | None  # None: an operator asking about any account's key
+    key_id: str
+
+
+class RebuildProjections(Command, frozen=True, tag="rebuild_projections"):
+    """Drop every read model and refold it from the event log (operators only)."""
+
+
 AnyCommand = (
-    CreateAccount | SetPlan | GetAccount | CreateKey | ListKeys | GetKey | RevokeKey | RegenerateKey
+    CreateAccount
+    | SetPlan
+    | GetAccount
+    | CreateKey
+    | ListKeys
+    | GetKey
+    | RevokeKey
+    | RegenerateKey
+    | ListKeyEvents
+    | RebuildProjections
 )
 
 # --- replies -------------------------------------------------------------------------------
@@ -153,7 +175,15 @@ class KeyList(msgspec.Struct, frozen=True, tag="key_list"):
     keys: list[KeyView]
 
 
-Reply = AccountView | KeyView | KeyList | Rejected
+class KeyHistory(msgspec.Struct, frozen=True, tag="key_history"):
+    events: list[AnyEvent]
+
+
+class Rebuilt(msgspec.Struct, frozen=True, tag="rebuilt"):
+    events: int  # how many events the read models were refolded from
+
+
+Reply = AccountView | KeyView | KeyList | KeyHistory | Rebuilt | Rejected
 
 # --- codecs: built once per union ----------------------------------------------------------
 

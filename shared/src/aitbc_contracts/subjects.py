@@ -24,6 +24,7 @@ KEYS_QUEUE = "aitbc-keys"  # queue group: any number of keys services share the 
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream de-duplication
 EXPECTED_LAST_SEQUENCE_HEADER = "Nats-Expected-Last-Sequence"
 POSITION_HEADER = "Aitbc-Position"  # the event's global position in the event store
+HASH_HEADER = "Aitbc-Hash"  # the event's chain hash (aitbc_contracts.chain)
 
 # --- usage: rate-limit decisions, partitioned by account -----------------------------------
 USAGE_PARTITIONS = 16  # fixed for the system: a partition is the unit a usage process owns

@@ -8,10 +8,11 @@ from typing import Any
 
 import nats
 import pytest
+from msgspec.structs import replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, decode_event
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, key_event_subject
+from aitbc_contracts.subjects import HASH_HEADER, KEY_EVENTS_STREAM, key_event_subject
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.relay import Relay
@@ -76,7 +77,10 @@ async def test_committed_events_reach_the_stream_in_order_exactly_once(
         js = nc.jetstream()
         msg = await js.get_msg(KEY_EVENTS_STREAM, seq=contents[4][0])
         await nc.close()
-        assert msg.data is not None and decode_event(msg.data) == expected[4]
+        [record] = await store.records_after(engine, 4, limit=1)
+        assert msg.data == record.data  # the stored bytes, verbatim: what the chain covers
+        assert (msg.headers or {})[HASH_HEADER] == record.chain_hash
+        assert replace(decode_event(msg.data), prev_hash="") == expected[4]
         assert msg.subject == key_event_subject(expected[4].account_id, expected[4].stream_id)
 
         # Idle with a 30 s poll: an append plus wake() must still arrive at once.

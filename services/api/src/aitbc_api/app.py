@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from aitbc_api import key_events, metrics
 from aitbc_api.auth import API_KEY_QUERY, AuthCache, Authenticator
 from aitbc_api.clients import KeysClient, UsageClient
+from aitbc_api.dashboard import dashboard_router, session_store, with_dashboard_pages
 from aitbc_api.errors import exception_handlers
 from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_api.middleware import EdgeMiddleware
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 settings=settings,
                 keys_client=keys,
                 usage_client=UsageClient(nc, settings.keys_timeout),
+                dashboard_sessions=session_store(settings),
                 authenticator=Authenticator(
                     cache, keys, FailureThrottle(settings.auth_failure_budget)
                 ),
@@ -101,10 +103,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await nc.drain()
 
     return Litestar(
-        route_handlers=[sign_up, ApiKeysController, usage, forward, metrics_endpoint],
+        route_handlers=[
+            sign_up,
+            ApiKeysController,
+            usage,
+            forward,
+            metrics_endpoint,
+            dashboard_router(),
+        ],
         lifespan=[lifespan],
-        exception_handlers=exception_handlers,
-        middleware=[DefineMiddleware(EdgeMiddleware, require_https=settings.require_https)],
+        exception_handlers=with_dashboard_pages(exception_handlers),
+        middleware=[
+            DefineMiddleware(
+                EdgeMiddleware,
+                require_https=settings.require_https,
+                body_timeout=settings.body_timeout,
+            )
+        ],
         openapi_config=_openapi(),
         request_max_body_size=settings.max_body_bytes,
     )

@@ -43,6 +43,11 @@ class AuthCache:
     the TTL only bounds the damage of an event this edge never saw. `generation` moves on every
     eviction and each evicted id remembers it for a while, so an answer about that key or
     account fetched before its eviction is never cached after it.
+
+    `clear` (after a reconnect: events may have passed unseen) does not drop the entries: it
+    marks them unchecked. An unchecked entry is asked about again before it is trusted, and
+    serves only when the keys service cannot answer (`get(stale=True)`), as any cached key does
+    while the keys service is down; so a NATS restart does not turn cached keys away.
     """
 
     EVICTIONS_KEPT = 10_000  # ids remembered; far more than can be in flight in one check
@@ -51,22 +56,25 @@ class AuthCache:
         self.size, self.ttl = size, ttl
         self.negative_size, self.negative_ttl = negative_size, negative_ttl
         self.generation = 0
-        self._facts: dict[str, tuple[KeyFacts, float]] = {}
+        self._facts: dict[str, tuple[KeyFacts, float, int]] = {}  # facts, until, generation
         self._unknown: dict[str, float] = {}
         self._by_key: dict[str, set[str]] = {}
         self._by_account: dict[str, set[str]] = {}
         self._evicted: dict[str, int] = {}  # key or account id -> generation of its eviction
         self._floor = 0
+        self._checked_from = 0  # entries put at an older generation are unchecked
 
     def __len__(self) -> int:
         return len(self._facts)
 
-    def get(self, key_hash: str) -> KeyFacts | None:
+    def get(self, key_hash: str, stale: bool = False) -> KeyFacts | None:
         entry = self._facts.get(key_hash)
         if entry is None:
             return None
         if entry[1] < time.monotonic():
             self._drop(key_hash)
+            return None
+        if entry[2] < self._checked_from and not stale:
             return None
         return entry[0]
 
@@ -82,7 +90,7 @@ class AuthCache:
             return  # evicted while this answer was in flight: it may be stale
         if key_hash not in self._facts and len(self._facts) >= self.size:
             self._drop(next(iter(self._facts)))  # oldest first
-        self._facts[key_hash] = (facts, time.monotonic() + self.ttl)
+        self._facts[key_hash] = (facts, time.monotonic() + self.ttl, generation)
         self._by_key.setdefault(facts.key_id, set()).add(key_hash)
         self._by_account.setdefault(facts.account_id, set()).add(key_hash)
 
@@ -114,11 +122,8 @@ class AuthCache:
 
     def clear(self) -> None:
         self.generation += 1
-        self._floor = self.generation
-        self._facts.clear()
+        self._floor = self._checked_from = self.generation
         self._unknown.clear()
-        self._by_key.clear()
-        self._by_account.clear()
 
     def _drop(self, key_hash: str) -> None:
         entry = self._facts.pop(key_hash, None)
@@ -169,22 +174,53 @@ class Authenticator:
             raise _invalid()
         generation = self.cache.generation
         metrics.inc("aitbc_auth_lookups_total")
-        reply = await self.keys.check(key_hash)
-        if isinstance(reply, Rejected):
-            if reply.code == Code.INVALID_API_KEY:
-                self.cache.put_unknown(key_hash)
-                self.throttle.failed(client, now)
-            raise from_rejection(reply)
+        try:
+            reply = await self.keys.check(key_hash)
+            if isinstance(reply, Rejected):
+                if reply.code == Code.INVALID_API_KEY:
+                    self.cache.put_unknown(key_hash)
+                    self.throttle.failed(client, now)
+                raise from_rejection(reply)
+        except ApiError as exc:
+            stale = self.cache.get(key_hash, stale=True) if exc.status == 503 else None
+            if stale is None:
+                raise
+            metrics.inc("aitbc_auth_unchecked_total")  # served from before a reconnect
+            return stale
         self.cache.put(key_hash, reply, generation)
         return reply
 
     async def authenticate(self, key: str | None, client: str = "") -> Principal:
-        facts = await self.facts(key, client)
-        if facts.revoked:
-            raise ApiError(401, Code.API_KEY_REVOKED, "This API key has been revoked")
-        now = datetime.now(UTC)
-        if facts.expires_at is not None and facts.expires_at <= now:
-            raise ApiError(401, Code.API_KEY_EXPIRED, "This API key has expired")
-        if facts.secret_valid_until is not None and facts.secret_valid_until <= now:
-            raise _invalid("This API key was regenerated; use the new secret")
-        return Principal(facts.key_id, facts.account_id, facts.kind, facts.plan, facts.rate_limit)
+        return principal_of(await self.facts(key, client))
+
+    async def authenticate_hash(self, key_hash: str) -> Principal:
+        """The same check for a key known only by its hash (a dashboard session's master key):
+        the same cache, kept true by the key event stream, and the same answers."""
+        facts = self.cache.get(key_hash)
+        if facts is None:
+            generation = self.cache.generation
+            metrics.inc("aitbc_auth_lookups_total")
+            try:
+                reply = await self.keys.check(key_hash)
+            except ApiError as exc:  # as for a presented key: an unchecked entry may serve
+                facts = self.cache.get(key_hash, stale=True) if exc.status == 503 else None
+                if facts is None:
+                    raise
+                return principal_of(facts)
+            if isinstance(reply, Rejected):
+                raise from_rejection(reply)
+            self.cache.put(key_hash, reply, generation)
+            facts = reply
+        return principal_of(facts)
+
+
+def principal_of(facts: KeyFacts) -> Principal:
+    """Who the facts say is calling, unless the key is revoked, expired or replaced."""
+    if facts.revoked:
+        raise ApiError(401, Code.API_KEY_REVOKED, "This API key has been revoked")
+    now = datetime.now(UTC)
+    if facts.expires_at is not None and facts.expires_at <= now:
+        raise ApiError(401, Code.API_KEY_EXPIRED, "This API key has expired")
+    if facts.secret_valid_until is not None and facts.secret_valid_until <= now:
+        raise _invalid("This API key was regenerated; use the new secret")
+    return Principal(facts.key_id, facts.account_id, facts.kind, facts.plan, facts.rate_limit)

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
@@ -59,7 +60,8 @@ _STATUS_CODE = {
     403: Code.FORBIDDEN,
     404: Code.NOT_FOUND,
     405: Code.METHOD_NOT_ALLOWED,
-    413: Code.VALIDATION_ERROR,
+    408: Code.REQUEST_TIMEOUT,
+    413: Code.REQUEST_TOO_LARGE,
     429: Code.RATE_LIMIT_EXCEEDED,
     503: Code.SERVICE_UNAVAILABLE,
 }
@@ -126,12 +128,34 @@ _DESCRIPTIONS = {
     429: "Rate limit exceeded (RATE_LIMIT_EXCEEDED); see Retry-After",
     503: "A service this needs is unavailable (SERVICE_UNAVAILABLE)",
 }
+_EXAMPLES = {
+    400: (Code.VALIDATION_ERROR, "Expected `str` of length >= 1 (body: name)"),
+    401: (Code.INVALID_API_KEY, "The provided API key is invalid"),
+    403: (Code.FORBIDDEN, "Managing keys requires the account's master key"),
+    404: (Code.NOT_FOUND, "No such API key"),
+    409: (Code.CONFLICT, "key key_0123456789abcdef is revoked and cannot be regenerated"),
+    429: (Code.RATE_LIMIT_EXCEEDED, "Rate limit of 60 requests per minute exceeded"),
+    503: (Code.SERVICE_UNAVAILABLE, "The keys service is unavailable; try again shortly"),
+}
 
 
 def documented(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error answers a route can give, all with the error body."""
+    """OpenAPI entries for the error answers a route can give, all with the error body, each
+    with a real example (generated ones would be random strings, different in every process)."""
     return {
-        status: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[status])
+        status: ResponseSpec(
+            data_container=ErrorBody,
+            description=_DESCRIPTIONS[status],
+            generate_examples=False,
+            examples=[
+                Example(
+                    summary=_EXAMPLES[status][0],
+                    value={
+                        "error": {"code": _EXAMPLES[status][0], "message": _EXAMPLES[status][1]}
+                    },
+                )
+            ],
+        )
         for status in statuses
     }
 

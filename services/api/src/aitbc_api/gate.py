@@ -34,11 +34,17 @@ def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]
 
 async def admit(connection: Conn) -> Principal:
     """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
-    state = connection.app.state
-    authenticator: Authenticator = state.authenticator
-    limiter: RateLimiter = state.limiter
+    authenticator: Authenticator = connection.app.state.authenticator
     client = connection.client.host if connection.client else ""
     principal = await authenticator.authenticate(presented_key(connection), client)
+    await limit(connection, principal)
+    return principal
+
+
+async def limit(connection: Conn, principal: Principal) -> None:
+    """Counts one request against the principal's limits (and records it as usage), or raises
+    429, or 503 when failing closed. The dashboard counts its requests through here too."""
+    limiter: RateLimiter = connection.app.state.limiter
     context = context_of(connection.scope)
     context.principal = principal
     verdict = await limiter.check(
@@ -61,7 +67,6 @@ async def admit(connection: Conn) -> Principal:
             f"Rate limit of {verdict.decision.limit} requests per minute exceeded",
             headers={"Retry-After": str(retry_after)},
         )
-    return principal
 
 
 async def caller(request: Req) -> Principal:

@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from aitbc_api.app import create_app
+from aitbc_api.server import guarded_protocol
 from aitbc_api.settings import get_settings
 
 
@@ -22,11 +23,13 @@ def run() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a deadline and a size cap for request heads and a connection cap
+        http=guarded_protocol(
+            settings.header_timeout, settings.max_header_bytes, settings.max_connections
+        ),
         access_log=False,  # uvicorn's would print query strings, which may carry a key
         log_level=settings.log_level.lower(),
         lifespan="on",
-        h11_max_incomplete_event_size=16 * 1024,
         timeout_graceful_shutdown=10,
         ssl_certfile=settings.tls_cert_file or None,
         ssl_keyfile=settings.tls_key_file or None,

@@ -3,6 +3,7 @@ response, the access log (without secrets), and the usage event once the respons
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,10 +19,13 @@ from litestar.types import (
     HTTPScope,
     Message,
     Receive,
+    ReceiveMessage,
     Scope,
     Send,
 )
 
+from aitbc_api.errors import ApiError
+from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome, UsageEvent
 
 if TYPE_CHECKING:
@@ -70,9 +74,12 @@ def _incoming_request_id(scope: Scope) -> str:
 class EdgeMiddleware:
     """The path alone goes to the access log: the query string may hold an `api_key`."""
 
-    def __init__(self, app: ASGIApp, require_https: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, require_https: bool = False, body_timeout: float = 60.0
+    ) -> None:
         self.app = app
         self.require_https = require_https
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -100,7 +107,7 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, _body_deadline(receive, self.body_timeout), send_with_headers)
         finally:
             latency_ms = (time.perf_counter() - context.started) * 1000
             if access_log.isEnabledFor(logging.INFO):
@@ -110,6 +117,37 @@ class EdgeMiddleware:
                 )  # fmt: skip
             if context.principal is not None and context.verdict is not None:
                 _record(scope, context, status or 500, latency_ms)
+
+
+def _body_deadline(receive: Receive, seconds: float) -> Receive:
+    """`receive`, with `seconds` for the whole request body from the first read of it: a client
+    that trickles its body is answered 408 and its connection closed (uvicorn has no such limit).
+    Once the body is complete, reads (waiting for a disconnect) are not limited."""
+    deadline: float | None = None
+    complete = False
+
+    async def guarded() -> ReceiveMessage:
+        nonlocal deadline, complete
+        if complete:
+            return await receive()
+        loop = asyncio.get_running_loop()
+        deadline = deadline or loop.time() + seconds
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            complete = True
+            raise ApiError(
+                408,
+                Code.REQUEST_TIMEOUT,
+                f"The request body did not arrive within {seconds:g} seconds",
+                headers={"Connection": "close"},
+            ) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            complete = True
+        return message
+
+    return guarded
 
 
 async def _refuse_plain_http(send: Send) -> None:

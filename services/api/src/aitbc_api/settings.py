@@ -29,6 +29,10 @@ class Settings:
     negative_cache_ttl: float = 5.0
     auth_failure_budget: int = 30  # invalid keys an address may present a minute
     max_body_bytes: int = 10 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024  # request line and headers; beyond: 431
+    header_timeout: float = 10.0  # seconds for a request's headers to arrive; beyond: 408
+    body_timeout: float = 60.0  # seconds for a whole request body to arrive; beyond: 408
+    max_connections: int = 4096  # open client connections per edge process; beyond: 503
     usage_timeout: float = 0.5  # a decision that takes longer falls back to the fail policy
     fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
     usage_buffer: int = 100_000  # usage events held while NATS is away; beyond: counted drops
@@ -60,6 +64,10 @@ class Settings:
             auth_cache_ttl=float(env.get("AUTH_CACHE_TTL", cls.auth_cache_ttl)),
             auth_failure_budget=int(env.get("AUTH_FAILURE_BUDGET", cls.auth_failure_budget)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", cls.max_body_bytes)),
+            max_header_bytes=int(env.get("MAX_HEADER_BYTES", cls.max_header_bytes)),
+            header_timeout=float(env.get("HEADER_TIMEOUT", cls.header_timeout)),
+            body_timeout=float(env.get("BODY_TIMEOUT", cls.body_timeout)),
+            max_connections=int(env.get("MAX_CONNECTIONS", cls.max_connections)),
             usage_timeout=float(env.get("USAGE_TIMEOUT", cls.usage_timeout)),
             fail_open=env.get("USAGE_FAIL_MODE", "open").strip().lower() != "closed",
             usage_buffer=int(env.get("USAGE_BUFFER", cls.usage_buffer)),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
-import nats
+from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -34,29 +35,36 @@ async def _quiet(_: Exception) -> None:
     """nats-py logs every connection error with a traceback; the CLI reports one line instead."""
 
 
-async def request(
-    nats_url: str,
-    command: AnyCommand,
-    subject: str = KEYS_COMMANDS,
-    wait: float = DEFAULT_TIMEOUT,
-) -> Reply:
-    try:
+async def connect(nats_url: str, wait: float = DEFAULT_TIMEOUT, client: NATS | None = None) -> NATS:
+    """One connection for one command: fail fast, with a one-line reason, when NATS is away."""
+    nc = client or NATS()
+    options: dict[str, Any] = {  # as nats.connect() takes them (Client.connect types them int)
+        "servers": [url.strip() for url in nats_url.split(",")],  # a cluster: any of them
+        "connect_timeout": min(wait, 2.0),
+        "allow_reconnect": False,
         # max_reconnect_attempts=0 would mean "forever" to nats-py: 1 gives up after a retry.
-        connecting = nats.connect(
-            servers=[url.strip() for url in nats_url.split(",")],  # a cluster: any of them
-            connect_timeout=min(wait, 2.0),
-            allow_reconnect=False,
-            max_reconnect_attempts=1,
-            reconnect_time_wait=0.1,
-            error_cb=_quiet,
-        )
-        nc = await asyncio.wait_for(connecting, wait)
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.1,
+        "error_cb": _quiet,
+    }
+    try:
+        await asyncio.wait_for(nc.connect(**options), wait)
+        return nc
     except (TimeoutError, NoServersError, OSError, NatsTimeoutError) as exc:
         raise BusError(
             f"cannot reach NATS at {nats_url} (is it running? set NATS_URL or --nats-url)"
         ) from exc
     except Exception as exc:  # a malformed URL, a refused handshake, ...
         raise BusError(f"cannot reach NATS at {nats_url}: {exc}") from exc
+
+
+async def request(
+    nats_url: str,
+    command: AnyCommand,
+    subject: str = KEYS_COMMANDS,
+    wait: float = DEFAULT_TIMEOUT,
+) -> Reply:
+    nc = await connect(nats_url, wait)
     try:
         msg = await nc.request(subject, messages.encoder.encode(command), timeout=wait)
     except NoRespondersError as exc:

@@ -1,11 +1,13 @@
-"""`aitbc keys ...`: list an account's keys, revoke any key as the operator."""
+"""`aitbc keys ...`: list an account's keys, show one at a point in time, revoke any key."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any, TextIO
 
+from aitbc_cli import history
 from aitbc_cli.bus import Send
+from aitbc_cli.events import instant, key_id
 from aitbc_cli.output import as_data, fields, keys_table, print_json, when
 from aitbc_cli.replies import expect
 from aitbc_contracts.messages import OPERATOR, KeyList, KeyView, ListKeys, RevokeKey
@@ -18,6 +20,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     list_ = sub.add_parser("list", parents=[common], help="an account's keys, as a table")
     list_.add_argument("--account", required=True, metavar="ACCOUNT_ID")
     list_.set_defaults(handler=list_keys)
+
+    show = sub.add_parser(
+        "show", parents=[common], help="a key's state at a time, and who changed it (the log)"
+    )
+    show.add_argument("key_id", metavar="KEY_ID", type=key_id)
+    show.add_argument("--at", type=instant, metavar="TIME", help="ISO 8601; default: now")
+    show.set_defaults(handler=history.show_key)
 
     revoke = sub.add_parser("revoke", parents=[common], help="revoke a key of any account")
     revoke.add_argument("key_id", metavar="KEY_ID")

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from aitbc_cli import accounts, keys, usage
+from aitbc_cli import accounts, events, keys, projections, usage
 from aitbc_cli.bus import DEFAULT_TIMEOUT, BusError, Send, default_nats_url, sender
 from aitbc_cli.replies import CommandRejected
 
-GROUPS = (accounts, keys, usage)
+GROUPS = (accounts, keys, events, projections, usage)
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from faststream.nats import NatsBroker, NatsMessage
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
@@ -43,6 +44,23 @@ def _rejected(code: str, message: str) -> bytes:
     return m.encoder.encode(m.Rejected(code=code, message=message))
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or cannot take the change now (down, restarting, its
+    connections cut, locked): the caller should try again later, it is not a bug of ours."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        # statement None: the error came while connecting
+        return (
+            exc.connection_invalidated
+            or exc.statement is None
+            or isinstance(exc, sa_exc.OperationalError)
+        )
+    return isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError)
+
+
+def _unavailable() -> bytes:
+    return _rejected(m.Code.SERVICE_UNAVAILABLE, "the keys database is unavailable; try again")
+
+
 class Handlers:
     """The keys service's request handlers, independent of the transport (tests call them)."""
 
@@ -69,7 +87,10 @@ class Handlers:
             if len(request.key_hash) == domain.HASH_LENGTH:
                 async with self.engine.connect() as conn:
                     facts = await projections.key_facts(conn, request.key_hash, self.clock())
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning("key check: the database is unavailable: %s", type(exc).__name__)
+                return _unavailable()
             log.exception("key check failed")
             return _rejected(m.Code.INTERNAL_ERROR, "the key check failed; try again")
         if facts is None:
@@ -91,7 +112,13 @@ class Handlers:
                 "%s refused: %s (request %s)", type(command).__name__, exc.code, command.request_id
             )
             return _rejected(exc.code, exc.message)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning(
+                    "%s: the database is unavailable: %s (request %s)",
+                    type(command).__name__, type(exc).__name__, command.request_id,
+                )  # fmt: skip
+                return _unavailable()
             log.exception("%s failed (request %s)", type(command).__name__, command.request_id)
             return _rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again")
         return m.encoder.encode(reply)
@@ -138,6 +165,15 @@ class Handlers:
                     command.key_id, lambda s: domain.regenerate_key(s, command, now, new_event_id)
                 )
                 return await self._key(command.key_id, now)
+            case m.ListKeyEvents():
+                history = await store.load(self.engine, command.key_id)
+                domain.visible_key(domain.fold(history), command.key_id, command.account_id)
+                return m.KeyHistory(events=history)
+            case m.RebuildProjections():
+                if command.actor != m.OPERATOR:
+                    raise domain.Forbidden("only an operator may rebuild the read models")
+                # One write transaction: readers keep seeing the old rows until it commits.
+                return m.Rebuilt(events=await projections.rebuild(self.engine))
         raise domain.ValidationError(f"unsupported command {type(command).__name__}")
 
     async def _append(self, batches: Sequence[store.Batch]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
@@ -31,10 +31,18 @@ class Service:
     broker: NatsBroker
 
 
+async def undecoded(message: NatsMessage) -> bytes:
+    """Bodies as they came: the handlers decode them (msgspec, into the contract's types).
+    FastStream's default JSON-decodes every body first: wasted work on the hot path, and a deeply
+    nested body made it raise before any handler could reply, so the caller only timed out."""
+    return message.body
+
+
 def build_broker(settings: Settings, handlers: Handlers) -> NatsBroker:
     broker = NatsBroker(
         settings.nats_url,
         name="aitbc-keys",
+        decoder=undecoded,
         max_reconnect_attempts=-1,  # keep serving cached state; reconnect for ever
         reconnect_time_wait=1,
         # FastStream logs every message it handles at this level: DEBUG keeps them out of

@@ -5,6 +5,8 @@ message's position header says where to resume. Every publish carries the stream
 relay expects to follow, so a second relay, a restarted one, or a publish retried after a
 reconnect can never interleave or duplicate events: the server refuses it and the relay
 re-reads the stream. `Nats-Msg-Id` de-duplication covers a publish whose ack was lost.
+Each message is the event's stored bytes, verbatim (they are what the hash chain covers), with
+its chain hash in a header.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.events import AnyEvent, encode_event
+from aitbc_contracts.events import AnyEvent, decode_event
 from aitbc_contracts.subjects import (
     EXPECTED_LAST_SEQUENCE_HEADER,
+    HASH_HEADER,
     KEY_EVENTS_STREAM,
     KEY_EVENTS_SUBJECTS,
     MSG_ID_HEADER,
@@ -204,29 +207,30 @@ class Relay:
         sent = 0
         while True:
             assert self.position is not None
-            batch = await store.events_after(self.engine, self.position, self.batch_size)
+            batch = await store.records_after(self.engine, self.position, self.batch_size)
             if not batch:
                 return sent
-            for position, event in batch:
-                await self._publish(js, position, event)
+            for record in batch:
+                await self._publish(js, record)
                 sent += 1
                 if self.after_publish is not None:
                     try:
-                        await self.after_publish(position, event)
+                        await self.after_publish(record.position, decode_event(record.data))
                     except BaseException as exc:
                         raise _HookFault from exc
-                self.position = position
+                self.position = record.position
 
-    async def _publish(self, js: JetStreamContext, position: int, event: AnyEvent) -> None:
+    async def _publish(self, js: JetStreamContext, record: store.Record) -> None:
         headers = {
-            MSG_ID_HEADER: event.event_id,
-            POSITION_HEADER: str(position),
+            MSG_ID_HEADER: record.event_id,
+            POSITION_HEADER: str(record.position),
+            HASH_HEADER: record.chain_hash,
             EXPECTED_LAST_SEQUENCE_HEADER: str(self._last_seq),
         }
         try:
             ack = await js.publish(
-                key_event_subject(event.account_id, event.stream_id),
-                encode_event(event),
+                key_event_subject(record.account_id, record.stream_id),
+                record.data,
                 timeout=self.publish_timeout,
                 stream=KEY_EVENTS_STREAM,
                 headers=headers,

@@ -51,7 +51,8 @@ events = sa.Table(
     sa.Column("account_id", sa.String(64), nullable=False, index=True),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("occurred_at", UTCDateTime, nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),  # the canonical bytes: hashed, published verbatim
+    sa.Column("chain_hash", sa.String(64), nullable=False),  # aitbc_contracts.chain.link
     sa.UniqueConstraint("stream_id", "version", name="uq_events_stream_version"),
 )
 

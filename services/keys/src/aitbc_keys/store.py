@@ -1,13 +1,17 @@
-"""The append-only event store: optimistic concurrency per stream, one global position order."""
+"""The append-only event store: optimistic concurrency per stream, one global position order,
+one hash chain along it (aitbc_contracts.chain)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aitbc_contracts.chain import GENESIS, link
 from aitbc_contracts.events import AnyEvent, decode_event, encode_event
 from aitbc_contracts.messages import Code
 from aitbc_keys import projections
@@ -23,6 +27,17 @@ class ConcurrencyError(KeysError):
     """Someone else appended to the stream first: load again and decide again."""
 
     code = Code.CONFLICT
+
+
+class Record(NamedTuple):
+    """An event as stored: its canonical bytes, exactly as they are hashed and published."""
+
+    position: int
+    event_id: str
+    stream_id: str
+    account_id: str
+    data: bytes
+    chain_hash: str
 
 
 def _tag(event: AnyEvent) -> str:
@@ -46,8 +61,15 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
             )
         ).all()
     )
-    last = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
-    position = int(last.scalar_one())
+    # The write lock makes the last event, and so the chain's head, ours until commit.
+    last = (
+        await conn.execute(
+            sa.select(events.c.position, events.c.chain_hash)
+            .order_by(events.c.position.desc())
+            .limit(1)
+        )
+    ).first()
+    position, head = (int(last.position), last.chain_hash) if last else (0, GENESIS)
     rows, positions = [], []
     for stream_id, expected, new in batches:
         if current.get(stream_id, 0) != expected:
@@ -57,6 +79,8 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
                 raise ValueError(f"event {event.event_id} does not follow {stream_id}@{expected}")
             position += 1
             positions.append(position)
+            data = encode_event(msgspec.structs.replace(event, prev_hash=head))
+            head = link(head, data)
             rows.append(
                 {
                     "position": position,
@@ -66,7 +90,8 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
                     "account_id": event.account_id,
                     "type": _tag(event),
                     "occurred_at": event.occurred_at,
-                    "data": encode_event(event).decode(),
+                    "data": data.decode(),
+                    "chain_hash": head,
                 }
             )
     await conn.execute(events.insert(), rows)
@@ -102,7 +127,7 @@ async def events_after(
     position: int,
     limit: int = 500,
 ) -> list[tuple[int, AnyEvent]]:
-    """The next committed events in global order: the outbox, read by the relay."""
+    """The next committed events in global order, decoded (the relay reads records_after)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(events.c.position, events.c.data)
@@ -111,6 +136,28 @@ async def events_after(
             .limit(limit)
         )
         return [(int(pos), decode_event(data)) for pos, data in rows.all()]
+
+
+async def records_after(engine: AsyncEngine, position: int, limit: int = 500) -> list[Record]:
+    """The next committed events in global order, as stored: what the relay publishes."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                events.c.position,
+                events.c.event_id,
+                events.c.stream_id,
+                events.c.account_id,
+                events.c.data,
+                events.c.chain_hash,
+            )
+            .where(events.c.position > position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        return [
+            Record(int(pos), eid, sid, aid, data.encode(), chain_hash)
+            for pos, eid, sid, aid, data, chain_hash in rows.all()
+        ]
 
 
 async def all_events(engine: AsyncEngine) -> list[AnyEvent]:

@@ -57,12 +57,30 @@ async def ensure_usage_stream(nc: NATS) -> None:
         await js.update_stream(USAGE_STREAM_CONFIG)
 
 
+MAX_ID = 64  # the width of the aggregates' id columns
+
+
+def _implausible(event: UsageEvent) -> str:
+    """What makes a decodable event one the aggregates cannot take (it would fail its batch
+    on every retry, and stop the partition's counting for good), or ""."""
+    if event.at.utcoffset() is None:
+        return "`at` has no UTC offset"
+    if len(event.account_id) > MAX_ID or len(event.key_id) > MAX_ID:
+        return f"an id longer than {MAX_ID} characters"
+    return ""
+
+
 def _decode(msg: Msg) -> UsageEvent | None:
     try:
-        return usage_event_decoder.decode(msg.data)
+        event = usage_event_decoder.decode(msg.data)
     except msgspec.MsgspecError as exc:
         log.warning("skipped a malformed usage event: %s", exc)
         return None
+    problem = _implausible(event)
+    if problem:
+        log.warning("skipped a malformed usage event: %s", problem)
+        return None
+    return event
 
 
 class Aggregator:

@@ -59,10 +59,18 @@ def plan_lookup(nc: NATS, timeout: float):  # type: ignore[no-untyped-def]
     return lookup
 
 
+async def undecoded(message: NatsMessage) -> bytes:
+    """Bodies as they came: the handlers decode them (msgspec, into the contract's types).
+    FastStream's default JSON-decodes every body first: wasted work on the hot path, and a deeply
+    nested body made it raise before any handler could reply, so the caller only timed out."""
+    return message.body
+
+
 def build_broker(settings: Settings, deciding: Deciding, querying: Querying) -> NatsBroker:
     broker = NatsBroker(
         settings.nats_url,
         name="aitbc-usage",
+        decoder=undecoded,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         log_level=logging.DEBUG,  # FastStream logs every message at this level: keep it quiet

@@ -89,7 +89,11 @@ class ApiKeysController(Controller):
         )
         return api_key(await _key(request, command))
 
-    @get("/{key_id:str}/events", summary="A key's history: who changed it, when (no secrets)")
+    @get(
+        "/{key_id:str}/events",
+        summary="A key's history: who changed it, when (no secrets)",
+        responses=documented(*AUTHENTICATED),
+    )
     async def key_events(self, request: Req, caller: Principal, key_id: str) -> KeyEvents:
         keys: KeysClient = request.app.state.keys_client
         reply = await keys.command(

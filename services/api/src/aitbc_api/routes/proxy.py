@@ -43,9 +43,15 @@ def _query_without_key(raw: bytes) -> str:
     return urlencode([(k, v) for k, v in pairs if k != API_KEY_QUERY])
 
 
-async def _body(request: Req) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
-        yield chunk
+async def _body(request: Req, failed: list[Exception]) -> AsyncIterator[bytes]:
+    """The client's body, streamed on. What reading it raises (too large: 413, too slow: 408) is
+    kept in `failed`: aiohttp reports it as a client error of its own, which is no upstream's."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except Exception as exc:
+        failed.append(exc)
+        raise
 
 
 async def _content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -75,19 +81,22 @@ async def forward(request: Req, path: str) -> Stream:
 
     session: aiohttp.ClientSession = request.app.state.upstream
     query = _query_without_key(request.scope["query_string"])
+    body_failed: list[Exception] = []
     try:
         upstream = await session.request(
             request.method,
             settings.upstream_url + full_path + ("?" + query if query else ""),
             headers=headers,
-            data=None if request.method in _BODYLESS else _body(request),
+            data=None if request.method in _BODYLESS else _body(request, body_failed),
             allow_redirects=False,
         )
-    except TimeoutError as exc:
-        raise ApiError(
-            504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
-        ) from exc
-    except aiohttp.ClientError as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        if body_failed:
+            raise body_failed[0] from None  # the client's fault, answered as such
+        if isinstance(exc, TimeoutError):
+            raise ApiError(
+                504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
+            ) from exc
         raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
 
     return Stream(

@@ -1,0 +1,61 @@
+"""CPU time per process across a measurement, from /proc/<pid>/stat: who used the two cores."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def system_busy() -> tuple[float, float]:
+    """CPU seconds the whole machine spent busy, and stolen by the hypervisor (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def _children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds of each named process, plus the load generator (children that exited), and
+    of everything else on the machine ("others": the machine is shared; a run with others busy
+    is noise, and the report says so)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self._wall = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start["load generator"] = _children()
+        self._system = system_busy()
+        self._wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        end = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        end["load generator"] = _children()
+        busy, steal = system_busy()
+        self.seconds = {name: end[name] - self._start[name] for name in end}
+        ours = sum(self.seconds.values())
+        self.others = max(0.0, busy - self._system[0] - ours)  # seconds of CPU
+        self.steal = steal - self._system[1]

@@ -1,0 +1,61 @@
+"""The ceiling for a Python service on this bus: a bare nats-py responder that decodes each
+request and answers it without doing any work (a fixed KeyFacts; a DecisionBatch of admits).
+
+The auth-check and decision figures are reported as a fraction of what this reaches on the same
+subjects shape, measured alternately with them: what the keys and usage services spend beyond
+decoding and replying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import msgspec
+import nats
+import uvloop
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.usage import Decision, DecisionBatch, decide_batch_decoder
+
+CHECK_SUBJECT = "bench.null.check"
+DECIDE_PREFIX = "bench.null.decide"  # .<partition>, like usage_decide_subject
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def serve(nats_url: str) -> None:
+    nc = await nats.connect(nats_url, name="bench-null-responder")
+    facts = m.encoder.encode(
+        m.KeyFacts(
+            key_id="key_0000000000000000",
+            account_id="acc_0000000000000000",
+            kind="standard",
+            plan="enterprise",
+            revoked=False,
+        )
+    )
+    admitted = Decision(admitted=True, limit=100_000_000, remaining=99_999_999, reset=0)
+
+    async def on_check(msg: nats.aio.msg.Msg) -> None:
+        m.check_decoder.decode(msg.data)
+        await msg.respond(facts)
+
+    async def on_decide(msg: nats.aio.msg.Msg) -> None:
+        batch = decide_batch_decoder.decode(msg.data)
+        await msg.respond(_encode(DecisionBatch([admitted] * len(batch.items))))
+
+    await nc.subscribe(CHECK_SUBJECT, cb=on_check)
+    await nc.subscribe(DECIDE_PREFIX + ".*", cb=on_decide)
+    await nc.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await nc.drain()
+
+
+if __name__ == "__main__":
+    uvloop.run(serve(os.environ["NATS_URL"]))

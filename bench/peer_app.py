@@ -1,0 +1,169 @@
+"""Scenario D, the peer: what a user would build instead of the edge on the same framework.
+
+A Litestar app with Litestar's own `RateLimitMiddleware` on a Redis store (`RedisStore`, on a
+redis-server the harness starts), an API-key guard that looks the key's SHA-256 hash up in a
+SQLite database (SQLAlchemy async, aiosqlite) on every request, and the same forwarding as the
+edge (aitbc_api.routes.proxy): a pooled aiohttp session, streaming, the key removed and
+`X-Account-Id` added. Served like every other server in the benchmark: uvicorn, one worker,
+uvloop and httptools, no access log.
+
+Its limits are per key (the middleware runs before the guard, so it cannot know the account),
+and they are not exact across processes: the middleware's lock is per process, and its read
+and write to Redis are two round trips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from litestar import Litestar, Request, route
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.response import Stream
+from litestar.stores.redis import RedisStore
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = sa.MetaData()
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("plan", sa.String(20), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+)
+
+_DROP = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host",
+     "x-api-key", "x-account-id"}
+)  # fmt: skip
+_DROP_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "date", "server"}
+)
+
+
+def key_hash(request: Request[Any, Any, Any]) -> str:
+    """The rate-limit identity: the presented key's hash (never the key itself in Redis)."""
+    key = request.headers.get("x-api-key", "")
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_database(path: str, rows: Iterable[tuple[str, str, str]]) -> None:
+    """(key hash, account id, plan) rows, for the harness to fill before the peer starts."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS api_keys (key_hash VARCHAR(64) PRIMARY KEY, "
+            "account_id VARCHAR(64) NOT NULL, plan VARCHAR(20) NOT NULL, "
+            "revoked BOOLEAN NOT NULL DEFAULT 0)"
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO api_keys (key_hash, account_id, plan) VALUES (?, ?, ?)", rows
+        )
+
+
+def create_app(database_url: str, redis_url: str, upstream_url: str, limit: int) -> Litestar:
+    engine: AsyncEngine = create_async_engine(database_url)
+    redis = Redis.from_url(redis_url)
+    lookup = sa.select(api_keys.c.account_id, api_keys.c.revoked).where(
+        api_keys.c.key_hash == sa.bindparam("key_hash")
+    )
+
+    async def api_key_guard(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        key = connection.headers.get("x-api-key")
+        if not key:
+            raise NotAuthorizedException("missing API key")
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        async with engine.connect() as conn:
+            row = (await conn.execute(lookup, {"key_hash": digest})).first()
+        if row is None or row.revoked:
+            raise NotAuthorizedException("invalid API key")
+        connection.scope["state"]["account_id"] = row.account_id
+
+    async def content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.content.iter_any():
+                yield chunk
+        finally:
+            upstream.release()
+
+    @route("/v1/{path:path}", http_method=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def forward(request: Request[Any, Any, Any], path: str) -> Stream:
+        session: aiohttp.ClientSession = request.app.state.upstream
+        headers = [(k, v) for k, v in request.headers.items() if k not in _DROP]
+        headers.append(("x-account-id", request.scope["state"]["account_id"]))
+        query = request.scope["query_string"].decode("latin-1")
+        upstream = await session.request(
+            request.method,
+            upstream_url + "/v1" + path + ("?" + query if query else ""),
+            headers=headers,
+            data=None if request.method in ("GET", "DELETE") else request.stream(),
+            allow_redirects=False,
+        )
+        return Stream(
+            content(upstream),
+            status_code=upstream.status,
+            headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(  # as aitbc_api.routes.proxy.upstream_session
+            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=30.0),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+        async with session as upstream:
+            app.state.upstream = upstream
+            try:
+                yield
+            finally:
+                await redis.aclose()
+                await engine.dispose()
+
+    rate_limit = RateLimitConfig(rate_limit=("minute", limit), identifier_for_request=key_hash)
+    return Litestar(
+        route_handlers=[forward],
+        guards=[api_key_guard],
+        middleware=[rate_limit.middleware],
+        stores={"rate_limit": RedisStore(redis, namespace="peer")},
+        lifespan=[lifespan],
+    )
+
+
+def run() -> None:
+    import uvicorn
+
+    env = os.environ
+    app = create_app(
+        env["PEER_DATABASE_URL"],
+        env["PEER_REDIS_URL"],
+        env["UPSTREAM_URL"].rstrip("/"),
+        int(env.get("PEER_LIMIT", "100000000")),
+    )
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(env["PEER_PORT"]),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=env.get("LOG_LEVEL", "info").lower(),
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,501 @@
+"""The results as Markdown (bench/results/latest.md) and as the table printed at the end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ANALYSIS = HERE / "results" / "ANALYSIS.md"
+
+KIB = 1024
+
+
+def _targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool, str]]:
+    """(what, measured, target, met, how far off) for every target of issue 5."""
+    rows = []
+
+    def at_least(what: str, value: float, target: float, fmt: str) -> None:
+        met = value >= target
+        off = "" if met else f"short by {target - value:{fmt}} ({value / target:.0%} of the target)"
+        rows.append((what, f"{value:{fmt}}", f">= {target:{fmt}}", met, off))
+
+    def at_most(what: str, value: float, target: float, fmt: str, unit: str) -> None:
+        met = value <= target
+        off = (
+            ""
+            if met
+            else f"over by {value - target:{fmt}}{unit} ({value / target:.1f}x the target)"
+        )
+        rows.append((what, f"{value:{fmt}}{unit}", f"<= {target:{fmt}}{unit}", met, off))
+
+    http = r.get("http")
+    if http:
+        at_least("C/B: edge full / edge public route (req/s)", http["ratios"]["C/B"], 0.85, ".2f")
+        at_least("C/D: edge full / peer stack (req/s)", http["ratios"]["C/D"], 1.5, ".2f")
+    if r.get("paced"):
+        at_most(
+            "p99 of C minus p99 of B at half C's peak",
+            r["paced"]["p99_difference_ms"],
+            2.0,
+            ".2f",
+            " ms",
+        )
+    if r.get("decisions"):
+        d = r["decisions"]
+        at_least(
+            f"decisions/s, one usage process (batches of {d['headline_batch']})",
+            d["per_second"],
+            100_000,
+            ",.0f",
+        )
+    if r.get("auth_checks"):
+        at_least(
+            "auth checks/s, one keys process, cache misses",
+            r["auth_checks"]["per_second"],
+            20_000,
+            ",.0f",
+        )
+    if r.get("revocation"):
+        worst = max(e["p99_ms"] for e in r["revocation"]["edges"])
+        at_most("revocation reaches every edge, p99", worst, 50.0, ".1f", " ms")
+    if r.get("edge_memory"):
+        at_most("edge memory per cached key", r["edge_memory"]["bytes_per_key"], KIB, ".0f", " B")
+    if r.get("usage_memory"):
+        at_most(
+            "usage memory per active account",
+            r["usage_memory"]["bytes_per_account"],
+            KIB,
+            ".0f",
+            " B",
+        )
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table(r: dict[str, Any]) -> str:
+    """The plain-text summary printed at the end of a run."""
+    lines = []
+    http = r.get("http")
+    if http:
+        lines.append(f"{'scenario':<22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for s in http["scenarios"].values():
+            lines.append(
+                f"{s['name']:<22} {s['rps']:>9,.0f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f}"
+            )
+        lines.append("")
+    level = noise(r)
+    if level > 0.15:
+        lines.append(f"NOISY: other processes used up to {level:.2f} cores during the HTTP runs\n")
+    lines.append(f"{'target':<52} {'measured':>12} {'target':>12}  result")
+    for what, value, target, met, off in _targets(r):
+        lines.append(f"{what:<52} {value:>12} {target:>12}  {'met' if met else 'MISSED ' + off}")
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def noise(r: dict[str, Any]) -> float:
+    """The most CPU other processes on the machine used during a measured phase (cores)."""
+    loads = []
+    for sc in r.get("http", {}).get("scenarios", {}).values():
+        loads.append(_median([run.get("others_cores", 0.0) for run in sc["runs"]]))
+    for runs in r.get("paced", {}).get("runs", {}).values():
+        loads.append(_median([run.get("others_cores", 0.0) for run in runs]))
+    return max(loads, default=0.0)
+
+
+def _noise_note(r: dict[str, Any]) -> list[str]:
+    level = noise(r)
+    load = r.get("load_average", {})
+    text = (
+        f"Other processes on this shared machine used up to {level:.2f} cores during the HTTP "
+        f"measurements (load average {load.get('start', 0):.1f} at the start, "
+        f"{load.get('end', 0):.1f} at the end)."
+    )
+    if level > 0.15:
+        return [
+            f"> **Noisy run.** {text} Absolute figures are depressed and the ratios are "
+            "noisier than on a quiet machine; compare rounds, and rerun when it is quiet.",
+            "",
+        ]
+    return [text, ""]
+
+
+def _cores(run: dict[str, Any]) -> dict[str, float]:
+    return {name: s / run["wall_seconds"] for name, s in run["cpu_seconds"].items()}
+
+
+def _http_section(r: dict[str, Any]) -> list[str]:
+    http = r["http"]
+    s = http["scenarios"]
+    c = r["config"]
+    out = [
+        "## 1. Throughput and latency (wrk, alternating A B C D)",
+        "",
+        f"{c['rounds']} rounds of A B C D, {c['seconds']:g} s each, {c['connections']} "
+        f"connections, one wrk thread; medians over the rounds. Every server: uvicorn, one "
+        "worker, uvloop + httptools, no access log in uvicorn.",
+        "",
+    ]
+    procs = list(next(iter(s.values()))["cpu_us_per_request"])
+    rows = []
+    for sc in s.values():
+        rounds = ", ".join(f"{run['rps']:,.0f}" for run in sc["runs"])
+        others = _median([run.get("others_cores", 0.0) for run in sc["runs"]])
+        rows.append(
+            [
+                f"**{sc['name']}**",
+                f"{sc['rps']:,.0f}",
+                f"{sc['p50_ms']:.2f}",
+                f"{sc['p99_ms']:.2f}",
+                str(sc["non_2xx"] + sc["socket_errors"]),
+                rounds,
+                f"{others:.2f}",
+            ]
+        )
+    header = [
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "req/s per round",
+        "others' load (cores)",
+    ]
+    out.append(_md_table(header, rows))
+    ratios = http["ratios"]
+    of_medians = http["ratios_of_medians"]
+    per_round = http["per_round_ratios"]
+    out += [
+        "",
+        f"Ratios, the median of each round's ratio (each pair ran back to back, so most of the "
+        f"machine's noise cancels): **C/B = {ratios['C/B']:.3f}**, **C/D = {ratios['C/D']:.3f}**, "
+        f"C/A = {ratios['C/A']:.3f}. Per round: C/B "
+        f"{', '.join(f'{x:.3f}' for x in per_round['C/B'])}; C/D "
+        f"{', '.join(f'{x:.3f}' for x in per_round['C/D'])}. Ratios of the medians: C/B "
+        f"{of_medians['C/B']:.3f}, C/D {of_medians['C/D']:.3f}, C/A {of_medians['C/A']:.3f}, "
+        f"B/A {of_medians['B/A']:.3f} (B/A: what the proxy hop alone leaves of the upstream's "
+        "rate).",
+    ]
+    metrics = http.get("edge_metrics", {})
+    batches = metrics.get("aitbc_decision_batches_total", 0)
+    decided = sum(v for k, v in metrics.items() if k.startswith("aitbc_ratelimit_decisions_total"))
+    if batches:
+        out += [
+            "",
+            f"The edge sent its {decided:,.0f} decisions in {batches:,.0f} DecideBatch requests: "
+            f"**{decided / batches:.2f} decisions per batch** on average at this load (the "
+            "adaptive batcher sends at once when no batch is in flight for the partition).",
+        ]
+    out += [
+        "",
+        "CPU per request, by process (median over rounds; microseconds of CPU per request, "
+        "from /proc/<pid>/stat; 'load generator' is wrk):",
+        "",
+    ]
+    rows = []
+    for sc in s.values():
+        cores = [_cores(run) for run in sc["runs"]]
+        busy = sum(sum(c_.values()) for c_ in cores) / len(cores)
+        rows.append(
+            [sc["name"]]
+            + [f"{sc['cpu_us_per_request'][p]:.0f}" for p in procs]
+            + [f"{sum(sc['cpu_us_per_request'].values()):.0f}", f"{busy:.2f}"]
+        )
+    out.append(_md_table(["scenario", *procs, "total", "cores busy"], rows))
+    if r.get("paced"):
+        p = r["paced"]
+        b, cc = p["summary"]["B"], p["summary"]["C"]
+        out += [
+            "",
+            f"### Latency at half C's peak ({p['rate']:,.0f} req/s, open loop)",
+            "",
+            "bench/paced.py sends request i at start + i/rate whatever happened before (wrk2's "
+            "method; plain wrk has no fixed rate), 32 connections, "
+            f"{c['paced_rounds']} rounds of {c['paced_seconds']:g} s alternating B, C. "
+            "'from schedule' counts from the request's scheduled time (coordinated omission "
+            "corrected; includes up to ~1 ms of the event loop's timer granularity), 'on the "
+            "wire' from write to response.",
+            "",
+            _md_table(
+                [
+                    "scenario",
+                    "achieved req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "wire p50 ms",
+                    "wire p99 ms",
+                    "decision probe p50 / p99 ms",
+                    "others' load (cores)",
+                ],
+                [
+                    [
+                        name,
+                        f"{v['achieved_rate']:,.0f}",
+                        f"{v['p50_ms']:.2f}",
+                        f"{v['p99_ms']:.2f}",
+                        f"{v['wire_p50_ms']:.2f}",
+                        f"{v['wire_p99_ms']:.2f}",
+                        f"{v['decision_probe_p50_ms']:.2f} / {v['decision_probe_p99_ms']:.2f}",
+                        f"{v['others_cores']:.2f}",
+                    ]
+                    for name, v in (("B edge, public", b), ("C edge, full", cc))
+                ],
+            ),
+            "",
+            "Medians over the rounds. The decision probe sends one single-item DecideBatch to the "
+            "usage process every 10 ms during each run: its round trip is what a decision waits "
+            "for at that load. p99 by round, B / C ms (others' load, cores): "
+            + "; ".join(
+                f"{rb['p99_ms']:.1f} / {rc['p99_ms']:.1f} ({rb['others_cores']:.2f} / "
+                f"{rc['others_cores']:.2f})"
+                for rb, rc in zip(p["runs"]["B"], p["runs"]["C"], strict=True)
+            )
+            + ".",
+            "",
+            f"p99 difference C - B, the median of the rounds' differences: "
+            f"**{p['p99_difference_ms']:.2f} ms** from schedule "
+            f"({', '.join(f'{x:.1f}' for x in p['per_round_p99_differences_ms'])} ms by round), "
+            f"{p['wire_p99_difference_ms']:.2f} ms on the wire.",
+        ]
+    return out
+
+
+def _cpu_per(runs: list[dict[str, Any]], process: str, items: int) -> float:
+    """CPU seconds `process` spent per `items` items, over all `runs`."""
+    seconds = sum(run["cpu_seconds"][process] for run in runs)
+    return seconds / max(1, sum(run["items"] for run in runs)) * items
+
+
+def _bus_sections(r: dict[str, Any]) -> list[str]:
+    out = []
+    d = r.get("decisions")
+    if d:
+        out += [
+            "## 2. Rate-limit decisions per second, one usage process",
+            "",
+            f"DecideBatch requests on `aitbc.usage.decide.<partition>` for {d['accounts']:,} "
+            f"accounts, {d['concurrency']} requests in flight, alternating with a bare nats-py "
+            "responder that decodes each batch and answers fixed admits (bench/null_responder.py: "
+            "the ceiling of a Python process on this bus).",
+            "",
+            _md_table(
+                [
+                    "batch size",
+                    "usage decisions/s",
+                    "bare responder /s",
+                    "usage / ceiling",
+                    "usage CPU s per 100k decisions",
+                ],
+                [
+                    [
+                        str(size),
+                        f"{b['per_second']:,.0f}",
+                        f"{b['ceiling_per_second']:,.0f}",
+                        f"{b['ratio_to_ceiling']:.2f}",
+                        f"{_cpu_per(b['runs']['usage'], 'usage', 100_000):.2f}",
+                    ]
+                    for size, b in d["by_batch"].items()
+                ],
+            ),
+            "",
+        ]
+    a = r.get("auth_checks")
+    if a:
+        out += [
+            "## 3. Auth checks per second, one keys process, cache misses",
+            "",
+            f"CheckKey requests for {a['distinct_keys']:,} distinct keys (every one a miss: "
+            f"the keys service has no cache; SQLite answers), {a['concurrency']} in flight, "
+            "alternating with the bare responder.",
+            "",
+            f"**{a['per_second']:,.0f} checks/s**; bare responder {a['ceiling_per_second']:,.0f}/s "
+            f"(ratio {a['ratio_to_ceiling']:.2f}).",
+            "",
+        ]
+    return out
+
+
+def _rest(r: dict[str, Any]) -> list[str]:
+    out = []
+    v = r.get("revocation")
+    if v:
+        out += [
+            "## 4. Revocation propagation",
+            "",
+            f"{v['revocations']} keys, each in use on two edges (a poller per edge sending it back "
+            "to back); the owner revokes it with `DELETE /v1/api-keys/{id}` through the first "
+            "edge; time from the revoke response to the first 401 each poller receives "
+            "(negative: the 401 arrived before the revoke response did).",
+            "",
+            _md_table(
+                ["edge", "p50 ms", "p99 ms", "max ms", "min ms"],
+                [
+                    [
+                        e["edge"],
+                        f"{e['p50_ms']:.2f}",
+                        f"{e['p99_ms']:.2f}",
+                        f"{e['max_ms']:.2f}",
+                        f"{e['min_ms']:.2f}",
+                    ]
+                    for e in v["edges"]
+                ],
+            ),
+            "",
+        ]
+    e, u = r.get("edge_memory"), r.get("usage_memory")
+    if e or u:
+        out += ["## 5. Memory (VmRSS from /proc/<pid>/status)", ""]
+    if e:
+        out += [
+            f"- **Edge: {e['bytes_per_key']:.0f} B per cached key.** A fresh edge, warmed with "
+            f"requests on one key, then {e['keys']:,} requests with distinct keys on "
+            "`GET /v1/api-keys/none` (each a cache miss: a CheckKey to the keys service, a "
+            "decision, a usage event, then 404 without going upstream; "
+            f"{e['fill_rps_cache_misses']:,.0f} req/s); RSS {e['rss_kib'][0] / 1024:.1f} -> "
+            f"{e['rss_kib'][1] / 1024:.1f} MiB once its usage buffer was empty.",
+        ]
+    if u:
+        out += [
+            f"- **Usage: {u['bytes_per_account']:.0f} B per active account.** RSS "
+            + " -> ".join(f"{x / 1024:.1f}" for x in u["rss_kib"])
+            + f" MiB: started, knowing no account; after learning the plans of {u['accounts']:,} "
+            f"accounts from the key event stream ({u['plan_book_bytes_per_account']:.0f} B each); "
+            f"after one decision for each ({u['counters_bytes_per_account']:.0f} B each: the "
+            "minute's counters, snapshots).",
+        ]
+    if e or u:
+        out.append("")
+    return out
+
+
+_PROFILED_CPU = {  # profile -> (scenario, process) whose measured CPU per request it splits
+    "edge-B": ("B", "edge"),
+    "edge-C": ("C", "edge"),
+    "usage-C": ("C", "usage"),
+}
+
+
+def _profile_section(r: dict[str, Any]) -> list[str]:
+    p = r.get("profiles")
+    if not p:
+        return []
+    out = [
+        "## 6a. Profiles (py-spy, sampled from outside the process under load)",
+        "",
+        "Share of the samples of a busy thread (threads caught waiting are left out). Under HTTP "
+        "load, the shares also split the process's measured CPU per request (section 1) into "
+        "microseconds. Folded stacks are in bench/results/profiles/ (`flamegraph.pl` or "
+        "speedscope.app read them as they are).",
+        "",
+    ]
+    scenarios = r.get("http", {}).get("scenarios", {})
+    for name, summary in p.items():
+        total = summary["samples"] or 1
+        cpu = None
+        if name in _PROFILED_CPU and scenarios:
+            scenario, process = _PROFILED_CPU[name]
+            cpu = scenarios[scenario]["cpu_us_per_request"][process]
+        title = {
+            "edge-B": "edge under B (public route)",
+            "edge-C": "edge under C (full path)",
+            "usage-C": "usage service under C (its share of the full path)",
+            "usage-decide": "usage service under DecideBatch load (batches of 100)",
+            "keys-check": "keys service under CheckKey load",
+        }.get(name, name)
+        out += [f"### {title}", ""]
+        if cpu is not None:
+            out += [f"{cpu:,.0f} us of CPU per request in all.", ""]
+        for label, counts in (("inclusive", summary["areas"]),
+                              ("by library (innermost frame)", summary["layers"])):  # fmt: skip
+            rows = []
+            for area, n in counts.items():
+                row = [area.replace("  ", "&nbsp;&nbsp;"), f"{n / total:.1%}"]
+                if cpu is not None:
+                    row.append(f"{n / total * cpu:,.0f}")
+                rows.append(row)
+            header = [label, "share"] + (["us/request"] if cpu is not None else [])
+            out += [_md_table(header, rows), ""]
+        frames = "; ".join(f"`{frame}` {n / total:.1%}" for frame, n in summary["top_frames"][:6])
+        out += [f"Hottest frames (self): {frames}", ""]
+    return out
+
+
+def markdown(r: dict[str, Any], quick: bool) -> str:
+    flag = " --quick" if quick else ""
+    m = r["machine"]
+    c = r["config"]
+    out = [
+        "# Benchmark results" + (" (--quick: a smoke run, not the record)" if quick else ""),
+        "",
+        f"Written by `just bench{' --quick' if quick else ''}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {r['wall_seconds']:.0f} s, "
+        f"at commit {m['commit']}. Method: bench/README.md.",
+        "",
+        "## Machine",
+        "",
+        f"- {m['nproc']} CPUs: {m['cpu_model']}; {m['memory']} RAM; Linux {m['kernel']}",
+        f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+        f"- {m['nats_server']}; {m['redis_server'].split(' sha=')[0]}; "
+        f"{m['wrk'].split(' Copyright')[0]}",
+        "- Everything on loopback, in one process tree: nats-server, keys, usage, the sample "
+        "Coordinator, the edge(s), redis-server, the peer app, and the load generators.",
+        "",
+        "## Targets",
+        "",
+        *_noise_note(r),
+        _md_table(
+            ["target", "measured", "target", "result"],
+            [
+                [what, value, target, "met" if met else f"**missed**: {off}"]
+                for what, value, target, met, off in _targets(r)
+            ],
+        ),
+        "",
+    ]
+    if r.get("http"):
+        out += [*_http_section(r), ""]
+    out += _bus_sections(r)
+    out += _rest(r)
+    out += _profile_section(r)
+    if ANALYSIS.exists() and not quick:
+        out += [ANALYSIS.read_text().strip(), ""]
+    s = r.get("seed", {})
+    out += [
+        "## Commands",
+        "",
+        f"`just bench{flag}` ran `python -m bench{flag}`, "
+        f"which seeded {s.get('accounts', 0):,} accounts and {s.get('keys', 0):,} keys "
+        f"({s.get('events', 0):,} events, written in {s.get('seed_seconds', 0):.1f} s, relayed to "
+        f"JetStream by the keys service in {s.get('relay_seconds', 0):.1f} s) and ran, among "
+        "others (ports are free ports picked at run time; the lists of keys and account ids are "
+        "files it wrote):",
+        "",
+        "```",
+        *r.get("commands", []),
+        "```",
+        "",
+        f"Settings: {c}",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # python -m bench.report [quick]: rewrite the .md from its .json
+    import json
+    import sys
+
+    name = "quick" if sys.argv[1:] == ["quick"] else "latest"
+    results = json.loads((HERE / "results" / f"{name}.json").read_text())
+    (HERE / "results" / f"{name}.md").write_text(markdown(results, quick=name == "quick"))
+    print(table(results))

@@ -1,0 +1,70 @@
+"""Who is signed in: the session from the cookie, re-checked and counted on every request.
+
+Each request passes the same checks as an API call with the master key: the key is looked up
+by its hash in the edge's auth cache (kept true by the key event stream), so a revoked,
+expired or regenerated master key ends the session at once, and the request counts against
+the plan like the API call it stands for. A form post must also carry the session's CSRF
+token, and must not come from another site.
+"""
+
+from __future__ import annotations
+
+from litestar import Response
+
+from aitbc_api.auth import Authenticator
+from aitbc_api.dashboard.owner import Owner
+from aitbc_api.dashboard.sessions import SessionStore
+from aitbc_api.dashboard.web import (
+    CSRF_FIELD,
+    FORGED,
+    SESSION_COOKIE,
+    DashboardError,
+    SignedOut,
+    check_token,
+    form_of,
+    refuse_cross_site,
+    render_with,
+)
+from aitbc_api.errors import ApiError
+from aitbc_api.gate import limit
+from aitbc_api.types import Req
+
+NOT_SIGNED_IN = (
+    "You are not signed in (or your session has ended), so nothing was changed. "
+    "Sign in and try again."
+)
+
+
+async def signed_in(request: Req) -> Owner:
+    """Litestar dependency of every page behind sign-in."""
+    store: SessionStore = request.app.state.dashboard_sessions
+    session = store.get(request.cookies.get(SESSION_COOKIE))
+    if request.method != "GET":
+        refuse_cross_site(request)
+        if session is None:
+            raise DashboardError(
+                403, NOT_SIGNED_IN if SESSION_COOKIE in request.cookies else FORGED
+            )
+        check_token(session.csrf_token, (await form_of(request)).get(CSRF_FIELD, ""))
+    elif session is None:
+        raise SignedOut("expired" if SESSION_COOKIE in request.cookies else "")
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        principal = await authenticator.authenticate_hash(session.key_hash)
+    except ApiError as error:
+        if error.status == 401:  # revoked, expired or regenerated: the session ends with it
+            store.end(session)
+            raise SignedOut(error.code) from None
+        raise
+    if (principal.account_id, principal.key_id) != (session.account_id, session.key_id):
+        store.end(session)  # cannot happen unless the keys service is confused: be safe
+        raise SignedOut("expired")
+    await limit(request, principal)
+    return Owner(request, session, principal)
+
+
+def page(owner: Owner, template: str, status: int = 200, **context: object) -> Response[str]:
+    """A page for a signed-in owner: the header's account and sign-out form, and any notice."""
+    notice, owner.session.notice = owner.session.notice, ""
+    context = {"owner": owner, "csrf": owner.session.csrf_token, "notice": notice, **context}
+    return render_with(template, context, status)

@@ -1,0 +1,129 @@
+"""`aitbc events ...`: replay the key event log from JetStream, verify its hash chain.
+
+Replay reads the stream, not the keys service's database: it is what every edge and analytics
+consumer saw. jsonl prints each event exactly as published (the documented event schema, see
+docs/asyncapi.json), one per line, so it can be piped into other tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import msgspec
+
+from aitbc_cli import stream, verify
+from aitbc_cli.bus import BusError, Send
+from aitbc_cli.output import table, when
+from aitbc_contracts.keyformat import is_account_id, is_key_id
+
+COLUMNS = ("TIME", "TYPE", "STREAM", "ACCOUNT", "ACTOR", "REQUEST ID")
+
+
+class _Row(msgspec.Struct):
+    """The fields of any event a replay filters on or shows (msgspec skips the rest)."""
+
+    type: str
+    stream_id: str
+    account_id: str
+    occurred_at: datetime
+    actor: str = ""
+    request_id: str = ""
+
+
+_row = msgspec.json.Decoder(_Row).decode
+
+
+def instant(value: str) -> datetime:
+    """An ISO 8601 time for argparse: `2026-01-02T03:04:05Z`, or a date; naive means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def account_id(value: str) -> str:
+    if not is_account_id(value):  # ids become subject tokens: no wildcards may slip in
+        raise argparse.ArgumentTypeError(f"not an account id: {value!r}")
+    return value
+
+
+def key_id(value: str) -> str:
+    if not is_key_id(value):
+        raise argparse.ArgumentTypeError(f"not a key id: {value!r}")
+    return value
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    events = commands.add_parser("events", help="replay and verify the key event log")
+    sub = events.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    replay = sub.add_parser(
+        "replay", parents=[common], help="print the key events from the JetStream stream"
+    )
+    replay.add_argument("--account", type=account_id, metavar="ACCOUNT_ID")
+    replay.add_argument("--key", type=key_id, metavar="KEY_ID")
+    replay.add_argument("--since", type=instant, metavar="TIME", help="occurred at or after")
+    replay.add_argument("--until", type=instant, metavar="TIME", help="occurred at or before")
+    replay.add_argument(
+        "--format",
+        choices=("jsonl", "table"),
+        help="jsonl: each event as published, one per line (the default with --json); table",
+    )
+    replay.set_defaults(handler=replay_events)
+
+    check = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check the hash chain in the event store and the stream; exit 1 if broken",
+    )
+    check.add_argument(
+        "--database-url",
+        default=verify.default_database_url(),
+        help="the keys service's database (env DATABASE_URL; default %(default)s)",
+    )
+    check.set_defaults(handler=verify.verify_log)
+
+
+async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    fmt = args.format or ("jsonl" if args.json else "table")
+    since: datetime | None = args.since
+    until: datetime | None = args.until
+    rows: list[list[str]] = []
+
+    def sink(_seq: int, _subject: str, data: bytes, _headers: dict[str, str] | None) -> None:
+        if fmt == "jsonl" and since is None and until is None:
+            out.write(data.decode() + "\n")  # the fast path: nothing to decode
+            return
+        try:
+            row = _row(data)
+        except msgspec.DecodeError as exc:
+            raise BusError(f"the stream holds a message that is not an event: {exc}") from exc
+        if (since is not None and row.occurred_at < since) or (
+            until is not None and row.occurred_at > until
+        ):
+            return
+        if fmt == "jsonl":
+            out.write(data.decode() + "\n")
+        else:
+            cells = [when(row.occurred_at), row.type, row.stream_id, row.account_id]
+            rows.append([*cells, row.actor or "-", row.request_id or "-"])
+
+    nc = await stream.connect(args.nats_url, args.timeout)
+    try:
+        await stream.read(nc, stream.event_filter(args.account, args.key), sink)
+    except BrokenPipeError:
+        # `aitbc events replay | head`: the reader has all it wants. Point stdout at nothing,
+        # or Python's own flush at exit would complain about the closed pipe.
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        await nc.close()
+    if fmt == "table":
+        out.write((table(COLUMNS, rows) if rows else "no events") + "\n")
+    return 0

@@ -1,0 +1,286 @@
+"""The AsyncAPI 3.0 document of every subject, stream and message, built from these contracts.
+
+`python -m aitbc_contracts.asyncapi docs/asyncapi.json` writes it (`just docs`); a test fails
+when the committed file no longer matches the code. Schemas come from msgspec, so they are
+the very types the services decode with. Operations are seen from the service that owns the
+subject: it receives the requests and sends the events.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+
+from aitbc_contracts import messages as m
+from aitbc_contracts import subjects as s
+from aitbc_contracts import usage as u
+from aitbc_contracts.events import AnyEvent
+
+REF = "#/components/schemas/{name}"
+
+
+class UsageCounters(msgspec.Struct):
+    """A usage partition's counts for the current minute, so a restart keeps them."""
+
+    minute: int  # Unix minutes (seconds // 60)
+    accounts: dict[str, int]  # account id -> admitted requests this minute
+    keys: dict[str, int]  # key id -> admitted requests this minute (keys with their own limit)
+
+
+def _header(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+KEY_EVENT_HEADERS = {
+    "type": "object",
+    "properties": {
+        s.MSG_ID_HEADER: _header("the event id: JetStream drops a re-published duplicate"),
+        s.POSITION_HEADER: _header("the event's global position in the event store (1, 2, ...)"),
+        s.HASH_HEADER: _header("the event's chain hash: sha256(previous hash + these bytes)"),
+        s.EXPECTED_LAST_SEQUENCE_HEADER: _header(
+            "set by the relay: the server refuses the message unless it follows this sequence"
+        ),
+    },
+}
+USAGE_EVENT_HEADERS = {
+    "type": "object",
+    "properties": {s.MSG_ID_HEADER: _header("the usage event id: a retried publish counts once")},
+}
+
+# message name -> (payload type, summary, headers schema or None)
+MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
+    "CheckKey": (m.CheckKey, "Is this key hash known, and what may it do?", None),
+    "CheckReply": (m.CheckReply, "The key's facts, or why not", None),
+    "Command": (m.AnyCommand, "A management command, tagged by `command`", None),
+    "Reply": (m.Reply, "The command's result, or why it was refused", None),
+    "KeyEvent": (AnyEvent, "A change to an account or key, tagged by `type`", KEY_EVENT_HEADERS),
+    "DecideBatch": (u.DecideBatch, "Rate-limit decisions to take, in order", None),
+    "DecisionBatch": (u.DecisionBatch, "One decision per item, in the same order", None),
+    "UsageQuestion": (u.UsageQuery | u.LastUsedQuery, "A usage query, tagged by `type`", None),
+    "UsageAnswer": (u.UsageSeries | u.LastUsed | m.Rejected, "The answer, or why not", None),
+    "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
+    "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
+}
+
+PARTITION = {
+    "description": f"usage partition: crc32(account id) % {s.USAGE_PARTITIONS}",
+    "enum": [str(p) for p in range(s.USAGE_PARTITIONS)],
+}
+ACCOUNT = {"description": "account id, acc_ + 16 hex digits"}
+
+# channel -> (address, description, parameters, message names, JetStream details or None)
+CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, Any] | None]] = {
+    "keyCheck": (
+        s.KEYS_CHECK,
+        "Auth checks from the edge (request/reply).",
+        {},
+        ["CheckKey"],
+        None,
+    ),
+    "keyCheckReply": (None, "The reply inbox of a key check.", {}, ["CheckReply"], None),
+    "keyCommands": (
+        s.KEYS_COMMANDS,
+        "Management commands from the edge and the `aitbc` command line (request/reply).",
+        {},
+        ["Command"],
+        None,
+    ),
+    "keyCommandReply": (None, "The reply inbox of a command.", {}, ["Reply"], None),
+    "keyEvents": (
+        s.key_event_subject("{account_id}", "{stream_id}"),
+        "The key event log: every committed event, in global position order, published "
+        "verbatim from the event store by its outbox relay. stream_id is the aggregate: the "
+        "account id for account events, the key id for key events. Replay it with "
+        "`aitbc events replay`; check it with `aitbc events verify`.",
+        {"account_id": ACCOUNT, "stream_id": {"description": "account id or key id"}},
+        ["KeyEvent"],
+        {
+            "stream": s.KEY_EVENTS_STREAM,
+            "subjects": [s.KEY_EVENTS_SUBJECTS],
+            "storage": "file",
+            "retention": "limits (kept for ever)",
+            "order": "stream sequence = global position; each event's prev_hash is the hash "
+            "of the one before it (aitbc_contracts.chain)",
+        },
+    ),
+    "usageDecide": (
+        f"{s.USAGE_DECIDE_PREFIX}.{{partition}}",
+        "Rate-limit decisions, batched by the edge, answered by the one usage process that "
+        "owns the partition (request/reply).",
+        {"partition": PARTITION},
+        ["DecideBatch"],
+        None,
+    ),
+    "usageDecideReply": (None, "The reply inbox of a decision batch.", {}, ["DecisionBatch"], None),
+    "usageQuery": (s.USAGE_QUERY, "Usage queries (request/reply).", {}, ["UsageQuestion"], None),
+    "usageQueryReply": (None, "The reply inbox of a usage query.", {}, ["UsageAnswer"], None),
+    "usageEvents": (
+        f"{s.USAGE_EVENTS_PREFIX}.{{partition}}.{{account_id}}",
+        "One event per request through the edge, for analytics; never a key, only its id.",
+        {"partition": PARTITION, "account_id": ACCOUNT},
+        ["UsageEvent"],
+        {
+            "stream": s.USAGE_STREAM,
+            "subjects": [s.USAGE_EVENTS_SUBJECTS],
+            "storage": "file",
+            "retention": "limits, 7 days",
+            "consumers": f"the usage service aggregates each partition as "
+            f"{s.USAGE_AGGREGATOR_DURABLE}-<partition>; analytics consumers add their own",
+        },
+    ),
+    "usageCounters": (
+        f"$KV.{s.USAGE_COUNTERS_BUCKET}.p{{partition}}",
+        "Key/value bucket: each usage partition's counts for the current minute, so a "
+        "restarted usage process neither forgets nor double-counts admissions.",
+        {"partition": PARTITION},
+        ["UsageCounters"],
+        {"bucket": s.USAGE_COUNTERS_BUCKET, "history": 1, "ttl_seconds": 2 * u.WINDOW_SECONDS},
+    ),
+}
+
+# operation -> (action, channel, reply channel or None, queue group or None, summary)
+OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
+    "checkKey": ("receive", "keyCheck", "keyCheckReply", s.KEYS_QUEUE, "keys service"),
+    "runCommand": ("receive", "keyCommands", "keyCommandReply", s.KEYS_QUEUE, "keys service"),
+    "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
+    "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
+    "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),
+    "publishUsageEvent": ("send", "usageEvents", None, None, "edge"),
+    "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),
+}
+
+
+VERBS = {"receive": "answered by", "send": "published by"}
+
+
+def _date_times(types: list[Any]) -> dict[str, dict[str, str]]:
+    """Struct name -> field -> where its datetimes are ("" itself, or "additionalProperties"
+    or "items"): msgspec's schemas call datetimes plain strings."""
+    found: dict[str, dict[str, str]] = {}
+
+    def where(info: mi.Type) -> str | None:
+        inner = info.types if isinstance(info, mi.UnionType) else (info,)
+        for option in inner:
+            if isinstance(option, mi.DateTimeType):
+                return ""
+            if isinstance(option, mi.DictType) and isinstance(option.value_type, mi.DateTimeType):
+                return "additionalProperties"
+            if isinstance(option, mi.ListType) and isinstance(option.item_type, mi.DateTimeType):
+                return "items"
+        return None
+
+    def visit(info: mi.Type) -> None:
+        if isinstance(info, mi.StructType) and info.cls.__name__ not in found:
+            fields = found[info.cls.__name__] = {}
+            for field in info.fields:
+                place = where(field.type)
+                if place is not None:
+                    fields[field.encode_name] = place
+                visit(field.type)
+        elif isinstance(info, mi.UnionType):
+            for member in info.types:
+                visit(member)
+        elif isinstance(info, mi.ListType):
+            visit(info.item_type)
+        elif isinstance(info, mi.DictType):
+            visit(info.value_type)
+
+    for info in mi.multi_type_info(types):
+        visit(info)
+    return found
+
+
+def _asyncapi_schemas(schemas: dict[str, Any], types: list[Any]) -> dict[str, Any]:
+    """msgspec's JSON Schema in AsyncAPI's dialect: date-time formats, string discriminators."""
+    for name, fields in _date_times(types).items():
+        for field, place in fields.items():
+            prop = schemas[name]["properties"][field]
+            for option in prop.get("anyOf", [prop]):
+                target = option.get(place) if place else option
+                if isinstance(target, dict) and target.get("type") == "string":
+                    target["format"] = "date-time"
+
+    def discriminate(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("discriminator"), dict):
+                node["discriminator"] = node["discriminator"]["propertyName"]
+            for value in node.values():
+                discriminate(value)
+        elif isinstance(node, list):
+            for value in node:
+                discriminate(value)
+
+    discriminate(schemas)
+    return schemas
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/{kind}/{name}"}
+
+
+def document() -> dict[str, Any]:
+    types = [payload for payload, _, _ in MESSAGES.values()]
+    payloads, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    payloads = _asyncapi_schemas({"payloads": list(payloads)}, [])["payloads"]
+    schemas = _asyncapi_schemas(dict(schemas), types)
+    messages: dict[str, Any] = {}
+    for (name, (_, summary, headers)), payload in zip(MESSAGES.items(), payloads, strict=True):
+        messages[name] = {"name": name, "summary": summary, "payload": payload}
+        if headers is not None:
+            messages[name]["headers"] = headers
+    channels: dict[str, Any] = {}
+    for name, (address, description, parameters, names, jetstream) in CHANNELS.items():
+        channel: dict[str, Any] = {"address": address, "description": description}
+        channel["messages"] = {n: _ref("components/messages", n) for n in names}
+        if parameters:
+            channel["parameters"] = parameters
+        if jetstream is not None:
+            channel["x-jetstream"] = jetstream
+        channels[name] = channel
+    operations: dict[str, Any] = {}
+    for name, (action, channel_name, reply, queue, owner) in OPERATIONS.items():
+        operation: dict[str, Any] = {
+            "action": action,
+            "channel": _ref("channels", channel_name),
+            "summary": f"{VERBS[action]} the {owner}",
+        }
+        if reply is not None:
+            operation["reply"] = {"channel": _ref("channels", reply)}
+        if queue is not None:
+            operation["bindings"] = {"nats": {"queue": queue}}
+        operations[name] = operation
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "AITBC API-key layer: the NATS contracts",
+            "version": "1.0.0",
+            "description": "Every subject, stream and message of the keys and usage services "
+            "and the edge. Payloads are JSON (msgspec). Generated from aitbc_contracts.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {"host": "127.0.0.1:4322", "protocol": "nats", "description": "just up"}
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    target = Path((argv or sys.argv[1:] or ["docs/asyncapi.json"])[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render())
+
+
+if __name__ == "__main__":
+    main()

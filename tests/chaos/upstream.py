@@ -1,0 +1,300 @@
+"""Slow and dead upstreams, and slow or oversized clients: the edge answers 504/502/408/413/431
+with the error body, within bounded time, and its memory and connections stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.chaos.load import Answer, Load, check_usage, recovered_after, wait_for
+from tests.chaos.report import Result
+from tests.chaos.setup import edge, jobs, running_stack, scan_logs, sign_up, url_of, warm
+from tests.e2e.stack import Process
+
+UPSTREAM_TIMEOUT = 1.0
+HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
+MAX_BODY = 64 * 1024
+MAX_HEADER = 16 * 1024
+MAX_CONNECTIONS = 300
+BURST = 200
+
+
+@contextmanager
+def silent_upstream() -> Iterator[int]:
+    """An upstream that accepts connections, reads requests, and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def pid_of(process: Process) -> int:
+    assert process.popen is not None
+    return process.popen.pid
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sockets(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+async def _burst(url: str, key: str, n: int) -> list[Answer]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=20, limits=limits) as client:
+
+        async def one(i: int) -> Answer:
+            started = time.monotonic()
+            try:
+                r = await client.post("/v1/jobs", json={"n": i}, headers={"X-API-Key": key})
+            except httpx.HTTPError as exc:
+                return Answer("burst", None, started, time.monotonic(), 0, "", "", "", 0, repr(exc))
+            code = r.json()["error"]["code"] if r.status_code >= 400 else ""
+            return Answer(
+                "burst", None, started, time.monotonic(), r.status_code, code,
+                r.headers.get("x-request-id", ""), r.headers.get("x-ratelimit-mode", ""), 0,
+            )  # fmt: skip
+
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def burst(result: Result, name: str, url: str, key: str, pid: int, expect: str) -> list[Answer]:
+    """BURST concurrent requests; every one must get `expect`; memory and sockets measured."""
+    rss_before, sockets_before = rss_kib(pid), sockets(pid)
+    peak = [rss_before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], rss_kib(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    answers = asyncio.run(_burst(url, key, BURST))
+    took = time.monotonic() - started
+    done.set()
+    sampler.join()
+    wait_for(lambda: sockets(pid) <= sockets_before + 5, timeout=10)
+    sockets_after = sockets(pid)
+    growth = (peak[0] - rss_before) // 1024
+    result.notes.append(
+        f"{name}: {BURST} concurrent in {took:.1f}s, RSS {rss_before // 1024} MiB "
+        f"+{growth} MiB at peak, sockets {sockets_before} -> {sockets_after}"
+    )
+    wrong = [a for a in answers if a.code != expect]
+    result.expect(not wrong, f"{name}: {len(wrong)} not {expect}: {wrong[:1]}")
+    result.expect(growth < 100, f"{name}: RSS grew {growth} MiB")
+    result.expect(sockets_after <= sockets_before + 5, f"{name}: sockets left open")
+    return answers
+
+
+def _raw(
+    port: int, data: bytes, trickle: bytes = b"", every: float = 0.25, limit: float = 15
+) -> tuple[bytes, float]:
+    """Send `data`, then `trickle` one byte at a time; returns what the edge answered and when
+    it closed the connection (or `limit` if it never did)."""
+    started = time.monotonic()
+    got = b""
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.settimeout(every)
+        try:
+            if data:
+                conn.sendall(data)
+            sent = 0
+            while time.monotonic() - started < limit:
+                if trickle:
+                    conn.sendall(trickle[sent % len(trickle) : sent % len(trickle) + 1])
+                    sent += 1
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                got += chunk
+        except OSError:
+            pass
+    return got, time.monotonic() - started
+
+
+def _error_code(raw: bytes) -> str:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/1.1 ") else "?"
+    code = ""
+    if b'"code":"' in body:
+        code = body.split(b'"code":"', 1)[1].split(b'"', 1)[0].decode()
+    return f"{status} {code}".strip()
+
+
+def slow_clients(result: Result, port: int, key: str) -> list[Answer]:
+    """Oversized and trickling clients: each answered with the error body in bounded time."""
+    answers = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        auth = {"X-API-Key": key}
+        big = client.post("/v1/jobs", content=b"x" * (MAX_BODY + 1), headers=auth)
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(MAX_BODY // 4096 + 2):
+                yield b"x" * 4096
+
+        chunked = client.post("/v1/jobs", content=chunks(), headers=auth)
+        for name, response in (("body", big), ("chunked body", chunked)):
+            code = response.json()["error"]["code"] if response.status_code >= 400 else ""
+            result.expect(
+                response.status_code == 413 and code == "REQUEST_TOO_LARGE",
+                f"{name} over the limit: {response.status_code} {code}",
+            )
+            answers.append(Answer(name, None, 0, 0, response.status_code, code, "", "", 0))
+    bound = HEADER_TIMEOUT + 1.5
+    request = b"GET /v1/jobs HTTP/1.1\r\nhost: edge\r\n"
+    cases = {
+        "huge header": (request + b"x-big: " + b"a" * MAX_HEADER * 4, b"", "431 REQUEST_TOO_LARGE"),
+        "idle connection": (b"", b"", "408 REQUEST_TIMEOUT"),
+        "trickled headers": (request, b"x-slow: " + b"a" * 100, "408 REQUEST_TIMEOUT"),
+        "trickled body": (
+            b"POST /v1/jobs HTTP/1.1\r\nhost: edge\r\ncontent-length: 1000\r\nx-api-key: "
+            + key.encode() + b"\r\n\r\n",
+            b"x",
+            "408 REQUEST_TIMEOUT",
+        ),
+    }  # fmt: skip
+    for name, (data, trickle, expect) in cases.items():
+        raw, took = _raw(port, data, trickle)
+        got = _error_code(raw) if raw else "nothing"
+        result.expect(got == expect, f"{name}: answered {got}, not {expect}")
+        limit = bound if name != "trickled body" else BODY_TIMEOUT + 1.5
+        result.expect(took <= limit, f"{name}: connection held {took:.1f}s")
+        result.notes.append(f"{name}: {got}, closed after {took:.1f}s")
+        status, _, code = got.partition(" ")
+        answers.append(
+            Answer(name, None, 0, 0, int(status) if status.isdigit() else 0, code, "", "", 0)
+        )
+    return answers
+
+
+def connection_cap(result: Result, port: int) -> None:
+    """Connections beyond MAX_CONNECTIONS are answered 503 with the error body and closed."""
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            held.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.2)
+        raw, _ = _raw(port, b"GET /v1/health HTTP/1.1\r\nhost: edge\r\n\r\n", limit=5)
+    finally:
+        for conn in held:
+            conn.close()
+    got = _error_code(raw) if raw else "nothing"
+    result.expect(got == "503 SERVICE_UNAVAILABLE", f"connection over the cap: {got}")
+    result.notes.append(f"connection {MAX_CONNECTIONS + 1}: {got}")
+
+
+def upstream_faults(root: Path) -> Result:
+    result = Result("upstream")
+    limits = {
+        "PLAN_LIMITS": "free=1000000",
+        "UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT),
+        "MAX_BODY_BYTES": str(MAX_BODY),
+        "MAX_HEADER_BYTES": str(MAX_HEADER),
+        "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "BODY_TIMEOUT": str(BODY_TIMEOUT),
+        "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    }
+    with (
+        silent_upstream() as silent_port,
+        running_stack(root / "upstream", **limits) as stack,
+        httpx.Client(base_url=stack.api_url, timeout=15) as api,
+    ):
+        slow = edge(stack, "api-slow", UPSTREAM_URL=f"http://127.0.0.1:{silent_port}")
+        account = sign_up(api)
+        key, key_id = account.new_key(api, "load")
+        warm(api, key)
+        answers: list[Answer] = []
+        answers += burst(
+            result, "slow upstream", url_of(slow), key, pid_of(slow), "UPSTREAM_TIMEOUT"
+        )  # type: ignore[union-attr]
+
+        coordinator = stack.processes["coordinator"]
+        api_process = stack.processes["api"]
+        load = Load(stack.api_url).add("load", jobs(key), key_id, pause=0.02)
+        with load.running():
+            time.sleep(0.5)
+            coordinator.stop(kill=True)
+            down = time.monotonic()
+            time.sleep(1.0)
+            answers += burst(
+                result,
+                "dead upstream",
+                stack.api_url,
+                key,
+                pid_of(api_process),
+                "UPSTREAM_UNAVAILABLE",
+            )  # type: ignore[union-attr]
+            up = time.monotonic()  # from the restart command to the first request served
+            coordinator.start()
+            result.recovery_seconds = recovered_after(
+                up, lambda: any(a.started >= up and a.status == 200 for a in load.answers)
+            )
+            time.sleep(0.5)
+        dead = load.of("load", down + 0.2, up)
+        result.expect(
+            bool(dead) and all(a.code == "UPSTREAM_UNAVAILABLE" for a in dead),
+            f"dead upstream: {Counter(a.outcome for a in dead)}",
+        )
+        answers += load.answers
+        answers += slow_clients(result, slow.port or 0, key)
+        connection_cap(result, slow.port or 0)
+        result.count(answers)
+        allowed = {"UPSTREAM_TIMEOUT", "UPSTREAM_UNAVAILABLE"}
+        wrong = [a for a in answers if a.status >= 500 and a.code not in allowed]
+        result.expect(not wrong, f"unexpected server errors: {wrong[:2]}")
+        usage = check_usage(stack.nats.url, {account.account_id: [key_id]}, load.answers)
+        result.usage_lost, result.usage_duplicated = usage.lost, usage.duplicated
+        scan_logs(result, stack, [account])
+    return result

@@ -1,0 +1,87 @@
+"""After a NATS reconnect the auth cache's entries are unchecked: asked about again before they
+are trusted, yet still serving while the keys service cannot answer (a NATS restart must not
+turn cached keys away), and still evicted by the events that follow."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aitbc_api.auth import AuthCache, Authenticator
+from aitbc_api.clients import unavailable
+from aitbc_api.errors import ApiError
+from aitbc_api.throttle import FailureThrottle
+from aitbc_contracts.keyformat import generate_key, hash_key
+from aitbc_contracts.messages import Code, KeyFacts, Rejected
+
+KEY = generate_key()
+FACTS = KeyFacts(key_id="key_1", account_id="acc_1", kind="standard", plan="free", revoked=False)
+
+
+class Keys:
+    """A keys service that is up (answers `facts`), down (503), or knows the key no more."""
+
+    def __init__(self) -> None:
+        self.state = "up"
+        self.asked = 0
+        self.facts = FACTS
+
+    async def check(self, key_hash: str) -> KeyFacts | Rejected:
+        self.asked += 1
+        if self.state == "down":
+            raise unavailable("keys")
+        if self.state == "unknown":
+            return Rejected(Code.INVALID_API_KEY, "unknown API key")
+        return self.facts
+
+
+def authenticator(keys: Keys) -> Authenticator:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    return Authenticator(cache, keys, FailureThrottle(1000))  # type: ignore[arg-type]
+
+
+def authenticate(auth: Authenticator) -> str:
+    return asyncio.run(auth.authenticate(KEY, "192.0.2.1")).key_id
+
+
+def test_an_unchecked_entry_serves_while_the_keys_service_is_away() -> None:
+    keys = Keys()
+    auth = authenticator(keys)
+    assert authenticate(auth) == "key_1" and keys.asked == 1
+    auth.cache.clear()  # NATS reconnected: events may have been missed
+    assert auth.cache.get(hash_key(KEY)) is None
+    assert auth.cache.get(hash_key(KEY), stale=True) == FACTS
+    keys.state = "down"
+    assert authenticate(auth) == "key_1" and keys.asked == 2  # asked first, then served
+    keys.state = "up"
+    assert authenticate(auth) == "key_1" and keys.asked == 3  # checked again now
+    assert authenticate(auth) == "key_1" and keys.asked == 3  # and trusted from then on
+
+
+def test_an_unchecked_entry_gives_way_to_what_the_keys_service_says() -> None:
+    keys = Keys()
+    auth = authenticator(keys)
+    authenticate(auth)
+    auth.cache.clear()
+    keys.facts = KeyFacts("key_1", "acc_1", "standard", "free", revoked=True)
+    with pytest.raises(ApiError) as refused:
+        authenticate(auth)  # revoked while we were away: the keys service says so
+    assert refused.value.code == Code.API_KEY_REVOKED
+    keys.state = "unknown"
+    auth.cache.clear()
+    with pytest.raises(ApiError) as refused:
+        authenticate(auth)
+    assert refused.value.code == Code.INVALID_API_KEY
+
+
+def test_an_event_after_the_reconnect_evicts_an_unchecked_entry() -> None:
+    keys = Keys()
+    auth = authenticator(keys)
+    authenticate(auth)
+    auth.cache.clear()
+    auth.cache.evict_key("key_1")  # e.g. a revocation relayed after we reconnected
+    keys.state = "down"
+    with pytest.raises(ApiError) as refused:
+        authenticate(auth)
+    assert refused.value.status == 503  # not served from what the event said was wrong

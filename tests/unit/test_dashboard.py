@@ -1,0 +1,117 @@
+"""The dashboard's pure parts: sessions and their expiry, the usage chart, error wording."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aitbc_api.dashboard.charts import HEIGHT, minute_chart, nice_ceiling
+from aitbc_api.dashboard.messages import SIGN_IN, explain
+from aitbc_api.dashboard.sessions import SessionStore
+from aitbc_api.errors import ApiError
+from aitbc_contracts.usage import MinuteUsage
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store(clock: Clock, size: int = 10) -> SessionStore:
+    return SessionStore(idle=60, lifetime=600, size=size, clock=clock)
+
+
+def test_a_session_is_found_by_its_token_only_and_holds_no_key() -> None:
+    sessions = store(Clock())
+    token, session = sessions.start("acc_1", "key_1", "ab" * 32)
+    assert sessions.get(token) is session
+    assert sessions.get(token + "x") is None and sessions.get("") is None
+    assert sessions.get(None) is None and sessions.get("x" * 1000) is None
+    assert token not in repr(session) and session.digest != token
+    assert len(session.csrf_token) >= 32
+
+
+def test_a_session_ends_when_idle_at_its_lifetime_or_at_sign_out() -> None:
+    clock = Clock()
+    sessions = store(clock)
+    token, _ = sessions.start("acc_1", "key_1", "h")
+    for _ in range(9):  # active: each request keeps it alive, up to its lifetime
+        clock.now += 59
+        assert sessions.get(token) is not None
+    clock.now += 600 - 9 * 59
+    assert sessions.get(token) is None and len(sessions) == 0
+
+    idle, _ = sessions.start("acc_1", "key_1", "h")
+    clock.now += 61
+    assert sessions.get(idle) is None
+
+    ended, session = sessions.start("acc_1", "key_1", "h")
+    sessions.end(session)
+    assert sessions.get(ended) is None
+
+
+def test_the_store_is_bounded_dropping_expired_then_oldest_sessions() -> None:
+    clock = Clock()
+    sessions = store(clock, size=2)
+    first, _ = sessions.start("acc_1", "key_1", "h")
+    clock.now += 61
+    second, _ = sessions.start("acc_2", "key_2", "h")
+    third, _ = sessions.start("acc_3", "key_3", "h")  # the expired first one makes room
+    assert len(sessions) == 2 and sessions.get(second) and sessions.get(third)
+    fourth, _ = sessions.start("acc_4", "key_4", "h")  # then the oldest goes
+    assert sessions.get(second) is None and sessions.get(fourth) is not None
+    assert sessions.get(first) is None
+
+
+def minute(at: datetime, admitted: int, limited: int = 0) -> MinuteUsage:
+    return MinuteUsage(minute=at, requests=admitted + limited, admitted=admitted, limited=limited)
+
+
+def test_the_chart_counts_each_minute_in_its_window_and_stacks_limited_on_admitted() -> None:
+    end = datetime(2026, 1, 1, 12, 30, 20, tzinfo=UTC)
+    usage = [
+        minute(datetime(2026, 1, 1, 12, 30, tzinfo=UTC), 40, 20),  # the current minute
+        minute(datetime(2026, 1, 1, 11, 31, tzinfo=UTC), 3),  # the first of the hour
+        minute(datetime(2026, 1, 1, 11, 30, tzinfo=UTC), 99),  # just outside it
+    ]
+    chart = minute_chart(usage, end, 60, "Last hour", limit=60)
+    assert (chart.requests, chart.admitted, chart.limited, chart.peak) == (63, 43, 20, 60)
+    assert chart.first == datetime(2026, 1, 1, 11, 31, tzinfo=UTC)
+    assert chart.last == datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+    assert [row.requests for row in chart.rows] == [60, 3]  # newest first
+    assert chart.y_max == 100 and chart.limit_y == HEIGHT - 60
+    # the last bar: admitted from the bottom to 40, limited from 40 to 60
+    assert chart.admitted_path.endswith("M709.2 60.0h9.6V100.0h-9.6z")
+    assert chart.limited_path == "M709.2 40.0h9.6V60.0h-9.6z"
+    assert "63 requests, 43 admitted, 20 limited" in chart.summary
+
+
+def test_an_empty_chart_draws_nothing_and_a_far_limit_no_line() -> None:
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    empty = minute_chart([], end, 1440, "Last 24 hours", limit=6000)
+    assert (empty.requests, empty.admitted_path, empty.limited_path) == (0, "", "")
+    assert empty.limit_y is None and empty.rows == []
+    one = minute_chart([minute(end, 1)], end, 1440, "Last 24 hours", limit=6000)
+    assert one.admitted_path == "M718.0 0.0h2.0V100.0h-2.0z"  # visible, inside the frame
+
+
+def test_nice_ceilings() -> None:
+    assert [nice_ceiling(n) for n in (1, 2, 3, 6, 11, 60, 61, 6000)] == [
+        1, 2, 5, 10, 20, 100, 100, 10000,
+    ]  # fmt: skip
+
+
+def test_errors_are_told_in_plain_words() -> None:
+    limited = ApiError(
+        429, "RATE_LIMIT_EXCEEDED", "Rate limit of 60 requests per minute exceeded",
+        {"Retry-After": "12"},
+    )  # fmt: skip
+    sentence, detail = explain(limited)
+    assert "plan's limit" in sentence and "Try again in 12 seconds" in sentence
+    assert detail == "Rate limit of 60 requests per minute exceeded"
+    forbidden = ApiError(403, "FORBIDDEN", "sign in with the master key")
+    assert "not a master key" in explain(forbidden, SIGN_IN)[0]
+    unknown = ApiError(500, "SOMETHING_NEW", "internal detail")
+    assert explain(unknown) == ("Something went wrong on our side. Please try again.", "")

@@ -1,0 +1,67 @@
+"""The committed AsyncAPI and OpenAPI documents match the code (`just docs` regenerates them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from aitbc_api import openapi
+from aitbc_contracts import asyncapi
+from aitbc_contracts import subjects as s
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+@pytest.mark.parametrize(
+    ("name", "render"), [("asyncapi.json", asyncapi.render), ("openapi.json", openapi.render)]
+)
+def test_the_committed_document_matches_the_code(name: str, render: Callable[[], str]) -> None:
+    committed = (DOCS / name).read_text()
+    assert committed == render(), f"docs/{name} is stale: run `just docs` and commit it"
+
+
+def test_every_subject_stream_queue_bucket_and_header_is_documented() -> None:
+    document = json.loads(asyncapi.render())
+    text = json.dumps(document)
+    names = {name: value for name, value in vars(s).items() if name.isupper()}
+    for name, value in names.items():
+        if isinstance(value, str):
+            assert value.rstrip(".>") in text, f"{name} = {value!r} is not in docs/asyncapi.json"
+    partition = document["channels"]["usageDecide"]["parameters"]["partition"]
+    assert len(partition["enum"]) == s.USAGE_PARTITIONS
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert s.key_event_subject("{account_id}", "{stream_id}") in addresses
+    assert s.usage_decide_subject(0).rsplit(".", 1)[0] + ".{partition}" in addresses
+
+
+def test_the_usage_counters_schema_is_the_one_the_usage_service_writes() -> None:
+    from aitbc_usage.snapshots import Snapshot
+
+    assert (
+        msgspec.json.schema(Snapshot)["$defs"]["Snapshot"]["properties"]
+        == (msgspec.json.schema(asyncapi.UsageCounters)["$defs"]["UsageCounters"]["properties"])
+    )
+
+
+def test_every_event_and_command_has_a_schema() -> None:
+    from aitbc_contracts import messages as m
+    from aitbc_contracts.events import AnyEvent
+
+    schemas = asyncapi.document()["components"]["schemas"]
+    for union in (AnyEvent, m.AnyCommand, m.Reply):
+        for struct in union.__args__:  # type: ignore[attr-defined]
+            assert struct.__name__ in schemas
+
+
+def test_schemas_speak_asyncapis_dialect() -> None:
+    document = asyncapi.document()
+    created = document["components"]["schemas"]["KeyCreated"]["properties"]
+    assert created["occurred_at"] == {"type": "string", "format": "date-time"}
+    assert {"type": "string", "format": "date-time"} in created["expires_at"]["anyOf"]
+    last_used = document["components"]["schemas"]["LastUsed"]["properties"]["keys"]
+    assert last_used["additionalProperties"]["format"] == "date-time"
+    assert document["components"]["messages"]["KeyEvent"]["payload"]["discriminator"] == "type"
