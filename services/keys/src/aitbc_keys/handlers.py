@@ -18,6 +18,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, KEYS_QUEUE
 from aitbc_keys import domain, projections, store
 from aitbc_keys.domain import KeysError, NotFound, State
+from aitbc_keys.facts import FactsIndex
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ class Handlers:
         engine: AsyncEngine,
         on_append: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
+        index: FactsIndex | None = None,
     ) -> None:
         self.engine = engine
         self.on_append = on_append  # wakes the relay: a revocation should reach edges at once
         self.clock = clock
+        self.index = index or FactsIndex()  # empty: every check asks the database
 
     # --- auth check (hot path) ---------------------------------------------------------------
 
@@ -82,11 +85,14 @@ class Handlers:
         except msgspec.MsgspecError as exc:
             log.warning("malformed key check: %s", exc)
             return _rejected(m.Code.VALIDATION_ERROR, f"malformed key check: {exc}")
+        now = self.clock()
+        facts = self.index.facts(request.key_hash, now)
+        if facts is not None:
+            return m.encoder.encode(facts)
         try:
-            facts = None
             if len(request.key_hash) == domain.HASH_LENGTH:
                 async with self.engine.connect() as conn:
-                    facts = await projections.key_facts(conn, request.key_hash, self.clock())
+                    facts = await projections.key_facts(conn, request.key_hash, now)
         except Exception as exc:
             if database_unavailable(exc):
                 log.warning("key check: the database is unavailable: %s", type(exc).__name__)
@@ -178,6 +184,9 @@ class Handlers:
 
     async def _append(self, batches: Sequence[store.Batch]) -> None:
         await store.append(self.engine, batches)
+        for _, _, new in batches:
+            for event in new:
+                self.index.apply(event)  # before the reply: this process's next check knows
         self.on_append()
 
     async def _update(

@@ -11,10 +11,11 @@ from faststream.nats import NatsBroker, NatsMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.bus import until_answered
+from aitbc_contracts.bus import Follower, until_answered
 from aitbc_contracts.process import run_service
-from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_CHECK
 from aitbc_keys.db import create_engine, migrate
+from aitbc_keys.facts import FactsIndex, LiveIndex
 from aitbc_keys.handlers import Handlers, subscribe
 from aitbc_keys.relay import AfterPublish, Relay
 from aitbc_keys.settings import Settings, get_settings
@@ -72,11 +73,22 @@ async def running_service(
             poll_interval=relay_poll_interval,
             after_publish=after_publish,
         )
-        handlers = Handlers(engine, on_append=relay.wake)
+        index = FactsIndex()
+        handlers = Handlers(engine, on_append=relay.wake, index=index)
         broker = build_broker(settings, handlers)
         relay.start()
         try:
             await broker.start()
+            live = LiveIndex(engine, index)
+            follower = Follower(
+                broker.connection,
+                KEY_EVENTS_SUBJECTS,
+                live.on_data,
+                "keys-facts-index",
+                on_reset=live.reload_soon,
+            )
+            follower.start()
+            await live.load()
             await until_answered(
                 broker.connection, KEYS_CHECK, m.encoder.encode(m.CheckKey("0" * 64))
             )
@@ -84,6 +96,7 @@ async def running_service(
                 log.info("keys service ready (NATS %s)", settings.nats_url)
                 yield Service(settings, engine, relay, handlers, broker)
             finally:
+                await follower.stop()
                 await broker.stop()  # drains: in-flight requests get their replies
         finally:
             await relay.stop()

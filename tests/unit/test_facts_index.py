@@ -1,0 +1,70 @@
+"""The keys service's in-memory facts: the same answers the read models give, from events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aitbc_contracts.events import (
+    AccountCreated,
+    KeyCreated,
+    KeyRegenerated,
+    KeyRevoked,
+    PlanChanged,
+    encode_event,
+)
+from aitbc_keys.facts import FactsIndex
+
+T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
+BASE = {"account_id": "acc_1", "occurred_at": T0, "event_id": "e"}
+
+
+def created(version: int = 1, secret: str = "h1", **extra: object) -> KeyCreated:
+    return KeyCreated(
+        stream_id="key_1", version=version, key_id="key_1", name="k", kind="standard",
+        secret_hash=secret, hint="aitbc_abcd", **BASE, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def index_of(*events: object) -> FactsIndex:
+    index = FactsIndex()
+    index.apply(AccountCreated(stream_id="acc_1", version=1, name="", plan="free", **BASE))  # type: ignore[arg-type]
+    for event in events:
+        index.apply(event)  # type: ignore[arg-type]
+    return index
+
+
+def test_a_created_key_is_known_with_its_plan_and_limit() -> None:
+    facts = index_of(created(rate_limit=5)).facts("h1", T0)
+    assert facts is not None and (facts.plan, facts.rate_limit, facts.revoked) == ("free", 5, False)
+    assert index_of(created()).facts("unknown", T0) is None  # unknown: ask the database
+
+
+def test_revocation_and_plan_changes_apply() -> None:
+    index = index_of(created(), KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE))  # type: ignore[arg-type]
+    index.apply(PlanChanged(stream_id="acc_1", version=2, plan="pro", previous_plan="free", **BASE))  # type: ignore[arg-type]
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.revoked and facts.plan == "pro"
+
+
+def test_regeneration_with_and_without_grace() -> None:
+    def regenerated(until: datetime | None) -> KeyRegenerated:
+        return KeyRegenerated(
+            stream_id="key_1", version=2, key_id="key_1", secret_hash="h2", hint="aitbc_wxyz",
+            previous_hash="h1", previous_valid_until=until, **BASE,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    no_grace = index_of(created(), regenerated(None))
+    assert no_grace.facts("h1", T0) is None and no_grace.facts("h2", T0) is not None
+    grace = index_of(created(), regenerated(T0 + timedelta(minutes=5)))
+    assert grace.facts("h1", T0) is not None
+    assert grace.facts("h1", T0 + timedelta(minutes=6)) is None
+
+
+def test_an_event_applied_twice_or_late_changes_nothing() -> None:
+    revoked = KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE)  # type: ignore[arg-type]
+    index = index_of(created(), revoked)
+    index.apply(created())  # the stream delivers what this process already applied
+    index.apply_data(encode_event(created()))
+    index.apply_data(b"not an event")
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.revoked
