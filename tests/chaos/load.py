@@ -167,7 +167,7 @@ def wait_for(
 
 
 def recovered_after(
-    fault_end: float, condition: Callable[[], object], timeout: float = 30.0
+    fault_end: float, condition: Callable[[], object], timeout: float = 60.0
 ) -> float | None:
     """Seconds from `fault_end` (a monotonic time) until `condition()` holds, or None."""
     if wait_for(condition, timeout) is None:

@@ -31,7 +31,7 @@ class Process:
     port: int | None = None
     popen: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> Process:
+    def start(self, timeout: float = 60.0) -> Process:
         log = open(self.log_file, "ab")  # noqa: SIM115 - the child owns it
         self.popen = subprocess.Popen(
             self.argv, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
@@ -121,14 +121,14 @@ class Stack:
         async def ask() -> None:
             nc = await nats.connect(self.nats.url)
             try:
-                await until_answered(nc, KEYS_CHECK, encoder.encode(CheckKey("0" * 64)), 30)
-                await until_answered(nc, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 30)
+                await until_answered(nc, KEYS_CHECK, encoder.encode(CheckKey("0" * 64)), 90)
+                await until_answered(nc, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 90)
             finally:
                 await nc.close()
 
         asyncio.run(ask())
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the edge reaches the keys service (sign-up works) and the upstream."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
