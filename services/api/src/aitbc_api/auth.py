@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -172,20 +173,29 @@ class Authenticator:
         if not well_formed or self.cache.is_unknown(key_hash):
             self.throttle.failed(client, now)
             raise _invalid()
+
+        def unknown() -> None:
+            self.cache.put_unknown(key_hash)
+            self.throttle.failed(client, now)
+
+        return await self._ask(key_hash, unknown)
+
+    async def _ask(self, key_hash: str, on_unknown: Callable[[], None] = lambda: None) -> KeyFacts:
+        """A cache miss: ask the keys service. While it cannot answer (503), an entry kept
+        unchecked since a reconnect still serves; key events evict such entries as usual."""
         generation = self.cache.generation
         metrics.inc("aitbc_auth_lookups_total")
         try:
             reply = await self.keys.check(key_hash)
             if isinstance(reply, Rejected):
                 if reply.code == Code.INVALID_API_KEY:
-                    self.cache.put_unknown(key_hash)
-                    self.throttle.failed(client, now)
+                    on_unknown()
                 raise from_rejection(reply)
         except ApiError as exc:
             stale = self.cache.get(key_hash, stale=True) if exc.status == 503 else None
             if stale is None:
                 raise
-            metrics.inc("aitbc_auth_unchecked_total")  # served from before a reconnect
+            metrics.inc("aitbc_auth_unchecked_total")
             return stale
         self.cache.put(key_hash, reply, generation)
         return reply
@@ -196,22 +206,7 @@ class Authenticator:
     async def authenticate_hash(self, key_hash: str) -> Principal:
         """The same check for a key known only by its hash (a dashboard session's master key):
         the same cache, kept true by the key event stream, and the same answers."""
-        facts = self.cache.get(key_hash)
-        if facts is None:
-            generation = self.cache.generation
-            metrics.inc("aitbc_auth_lookups_total")
-            try:
-                reply = await self.keys.check(key_hash)
-            except ApiError as exc:  # as for a presented key: an unchecked entry may serve
-                facts = self.cache.get(key_hash, stale=True) if exc.status == 503 else None
-                if facts is None:
-                    raise
-                return principal_of(facts)
-            if isinstance(reply, Rejected):
-                raise from_rejection(reply)
-            self.cache.put(key_hash, reply, generation)
-            facts = reply
-        return principal_of(facts)
+        return principal_of(self.cache.get(key_hash) or await self._ask(key_hash))
 
 
 def principal_of(facts: KeyFacts) -> Principal:
