@@ -10,7 +10,7 @@ uv := env_var_or_default("UV", "uv")
 # the packages mypy checks (strict, from pyproject.toml)
 typed := "shared/src infra/src services/*/src"
 
-# Start everything in the foreground: nats-server, keys service, sample Coordinator, edge (Ctrl-C stops)
+# Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops)
 up: sync
     aitbc-up
 
