@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import msgspec
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -224,18 +224,18 @@ def subscribe(broker: NatsBroker, handlers: Handlers) -> None:
     """Register the handlers on the broker, in the queue group shared by every keys service."""
 
     @broker.subscriber(KEYS_CHECK, queue=KEYS_QUEUE, max_workers=64)
-    async def on_check(msg: NatsMessage) -> bytes:
-        return await _guard(handlers.check, msg)
+    async def on_check(body: bytes) -> bytes:
+        return await _guard(handlers.check, body)
 
     @broker.subscriber(KEYS_COMMANDS, queue=KEYS_QUEUE, max_workers=16)
-    async def on_command(msg: NatsMessage) -> bytes:
-        return await _guard(handlers.command, msg)
+    async def on_command(body: bytes) -> bytes:
+        return await _guard(handlers.command, body)
 
 
-async def _guard(handle: Callable[[bytes], Awaitable[bytes]], msg: NatsMessage) -> bytes:
+async def _guard(handle: Callable[[bytes], Awaitable[bytes]], body: bytes) -> bytes:
     """The last line of defence: whatever happens, the caller gets a Rejected, not silence."""
     try:
-        return await handle(msg.body)
+        return await handle(body)
     except Exception:
         log.exception("unhandled error in a keys handler")
         return _rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again")

@@ -78,12 +78,12 @@ def build_broker(settings: Settings, deciding: Deciding, querying: Querying) -> 
     for partition in settings.partitions:
         # No queue group: a partition has exactly one owner, or counts would split.
         @broker.subscriber(usage_decide_subject(partition))
-        async def decide(msg: NatsMessage) -> bytes:
-            return await deciding.decide(msg.body)
+        async def decide(body: bytes) -> bytes:
+            return await deciding.decide(body)
 
     @broker.subscriber(USAGE_QUERY, queue=USAGE_QUEUE)
-    async def query(msg: NatsMessage) -> bytes:
-        return await querying.query(msg.body)
+    async def query(body: bytes) -> bytes:
+        return await querying.query(body)
 
     return broker
 
