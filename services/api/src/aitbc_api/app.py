@@ -122,4 +122,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         openapi_config=_openapi(),
         request_max_body_size=settings.max_body_bytes,
+        # main.py configures logging; Litestar's default would put a queue thread behind it.
+        logging_config=None,
     )
