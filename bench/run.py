@@ -583,18 +583,17 @@ class Bench:
                 http_load.wrk(self.targets[name], seconds + 2, c.connections)
             )
             await asyncio.sleep(1.0)
-            edge_folded, usage_folded = await asyncio.gather(
-                profiles.record(self.edge.pid, seconds, out_dir / f"edge-{name}.txt"),
-                profiles.record(
-                    self.stack.procs["usage"].pid, seconds, out_dir / f"usage-{name}.txt"
-                ),
-            )
+            recordings = [profiles.record(self.edge.pid, seconds, out_dir / f"edge-{name}.txt")]
+            if name == "C":  # the usage process's share of the full path
+                usage_pid = self.stack.procs["usage"].pid
+                recordings.append(profiles.record(usage_pid, seconds, out_dir / "usage-C.txt"))
+            folded = await asyncio.gather(*recordings)
             result = await load
-            summary = profiles.summarize(edge_folded)
+            summary = profiles.summarize(folded[0])
             summary["rps_while_profiled"] = result["rps"]
             found[f"edge-{name}"] = summary
             if name == "C":
-                found["usage-C"] = profiles.summarize(usage_folded)
+                found["usage-C"] = profiles.summarize(folded[1])
         async with self.bus() as nc:
             assert self.seeded is not None
             accounts = [a.account_id for a in self.seeded.bulk[: c.decision_accounts]]
