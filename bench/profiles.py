@@ -21,7 +21,7 @@ LAYERS = [
     ("nats-py client", ("nats/",)),
     ("aiohttp (to the upstream)", ("aiohttp/", "multidict/", "yarl/")),
     ("httpx/httpcore/h11", ("httpx/", "httpcore/", "h11/")),
-    ("anyio (httpcore's sockets; FastStream's tasks)", ("anyio/",)),
+    ("anyio (Litestar's streaming, FastStream's tasks)", ("anyio/",)),
     ("sqlalchemy + aiosqlite", ("sqlalchemy/", "aiosqlite/", "sqlite3/")),
     ("faststream / fast_depends", ("faststream/", "fast_depends/")),
     ("litestar (routing, request, response)", ("litestar/",)),
