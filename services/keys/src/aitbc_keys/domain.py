@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import get_args
+from typing import Any, get_args
 
 from aitbc_contracts.events import (
     AccountCreated,
@@ -21,6 +21,7 @@ from aitbc_contracts.events import (
 from aitbc_contracts.messages import (
     OPERATOR,
     Code,
+    Command,
     CreateAccount,
     CreateKey,
     RegenerateKey,
@@ -189,6 +190,21 @@ def existing_account(state: State | None, account_id: str) -> Account:
 # --- decide: command + state -> new events ------------------------------------------------------
 
 
+def _envelope(
+    command: Command, now: datetime, event_id: str, stream_id: str, version: int, account_id: str
+) -> dict[str, Any]:
+    """The fields every event shares: which stream, which version, when, who and why."""
+    return {
+        "event_id": event_id,
+        "stream_id": stream_id,
+        "version": version,
+        "account_id": account_id,
+        "occurred_at": now,
+        "actor": command.actor,
+        "request_id": command.request_id,
+    }
+
+
 def create_account(
     command: CreateAccount, now: datetime, account_id: str, key_id: str, new_id: IdFactory
 ) -> list[AnyEvent]:
@@ -199,24 +215,12 @@ def create_account(
         raise ValidationError(f"name must be at most {NAME_MAX} characters")
     return [
         AccountCreated(
-            event_id=new_id(),
-            stream_id=account_id,
-            version=1,
-            account_id=account_id,
-            occurred_at=now,
-            actor=command.actor,
-            request_id=command.request_id,
+            **_envelope(command, now, new_id(), account_id, 1, account_id),
             name=name,
             plan=command.plan,
         ),
         KeyCreated(
-            event_id=new_id(),
-            stream_id=key_id,
-            version=1,
-            account_id=account_id,
-            occurred_at=now,
-            actor=command.actor,
-            request_id=command.request_id,
+            **_envelope(command, now, new_id(), key_id, 1, account_id),
             key_id=key_id,
             name="master",
             kind="master",
@@ -235,13 +239,9 @@ def set_plan(
         return []
     return [
         PlanChanged(
-            event_id=new_id(),
-            stream_id=account.account_id,
-            version=account.version + 1,
-            account_id=account.account_id,
-            occurred_at=now,
-            actor=command.actor,
-            request_id=command.request_id,
+            **_envelope(
+                command, now, new_id(), account.account_id, account.version + 1, account.account_id
+            ),
             plan=command.plan,
             previous_plan=account.plan,
         )
@@ -265,13 +265,7 @@ def create_key(
         raise ValidationError(f"rate_limit must be 1..{RATE_LIMIT_MAX}")
     return [
         KeyCreated(
-            event_id=new_id(),
-            stream_id=key_id,
-            version=1,
-            account_id=account.account_id,
-            occurred_at=now,
-            actor=command.actor,
-            request_id=command.request_id,
+            **_envelope(command, now, new_id(), key_id, 1, account.account_id),
             key_id=key_id,
             name=name,
             kind="standard",
@@ -296,13 +290,7 @@ def revoke_key(
         raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")
     return [
         KeyRevoked(
-            event_id=new_id(),
-            stream_id=key.key_id,
-            version=key.version + 1,
-            account_id=key.account_id,
-            occurred_at=now,
-            actor=command.actor,
-            request_id=command.request_id,
+            **_envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
             key_id=key.key_id,
             reason=command.reason,
         )
@@ -323,13 +311,7 @@ def regenerate_key(
     grace_end = now + timedelta(seconds=command.grace_seconds) if command.grace_seconds else None
     return [
         KeyRegenerated(
-            event_id=new_id(),
-            stream_id=key.key_id,
-            version=key.version + 1,
-            account_id=key.account_id,
-            occurred_at=now,
-            actor=command.actor,
-            request_id=command.request_id,
+            **_envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
             key_id=key.key_id,
             secret_hash=command.secret_hash,
             hint=command.hint,
