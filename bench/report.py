@@ -185,14 +185,15 @@ def _http_section(r: dict[str, Any]) -> list[str]:
         "rate).",
     ]
     metrics = http.get("edge_metrics", {})
-    batches = metrics.get("aitbc_decision_batches_total", 0)
+    batches = metrics.get('aitbc_bus_batches_total{batch="decisions"}', 0)
     decided = sum(v for k, v in metrics.items() if k.startswith("aitbc_ratelimit_decisions_total"))
     if batches:
         out += [
             "",
             f"The edge sent its {decided:,.0f} decisions in {batches:,.0f} DecideBatch requests: "
             f"**{decided / batches:.2f} decisions per batch** on average at this load (the "
-            "adaptive batcher sends at once when no batch is in flight for the partition).",
+            "adaptive batcher sends what arrives in one event-loop turn at once while fewer than "
+            "four batches are in flight for the partition).",
         ]
     out += [
         "",

@@ -1,13 +1,11 @@
 """Rate-limit decisions: batched to the usage partition that owns the account, with a fallback.
 
-Batching is adaptive: a request goes out at once when none is in flight for its partition;
-while one is, arrivals gather and leave together when it returns (or at `max_batch` items).
-A lone request is never delayed, and under load the bus cost per request shrinks.
+Batching is adaptive (aitbc_api.batching): a lone request is never delayed, and under load
+the bus cost per request shrinks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
+from aitbc_api.batching import Batcher
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
@@ -32,52 +31,27 @@ class UsageUnavailable(Exception):
 
 
 class DecisionBatcher:
-    def __init__(self, nc: NATS, timeout: float, max_batch: int = 1000) -> None:
+    """Decisions, batched per usage partition (see aitbc_api.batching)."""
+
+    def __init__(self, nc: NATS, timeout: float, max_in_flight: int = 4) -> None:
         self.nc = nc
         self.timeout = timeout
-        self.max_batch = max_batch
-        self._waiting: list[list[tuple[Decide, asyncio.Future[Decision]]]] = [
-            [] for _ in range(USAGE_PARTITIONS)
-        ]
-        self._in_flight = [False] * USAGE_PARTITIONS
+        self._batcher: Batcher[Decide, Decision] = Batcher(
+            self._send,
+            USAGE_PARTITIONS,
+            lambda exc: UsageUnavailable(str(exc) or type(exc).__name__),
+            name="decisions",
+            max_in_flight=max_in_flight,
+        )
 
     async def decide(self, item: Decide) -> Decision:
-        partition = partition_of(item.account_id)
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._waiting[partition].append((item, future))
-        if not self._in_flight[partition]:
-            self._send_next(partition)
-        return await future
+        return await self._batcher.submit(partition_of(item.account_id), item)
 
-    def _send_next(self, partition: int) -> None:
-        waiting = self._waiting[partition]
-        batch, self._waiting[partition] = waiting[: self.max_batch], waiting[self.max_batch :]
-        self._in_flight[partition] = True
-        asyncio.get_running_loop().create_task(self._send(partition, batch))
-
-    async def _send(
-        self, partition: int, batch: list[tuple[Decide, asyncio.Future[Decision]]]
-    ) -> None:
-        try:
-            metrics.inc("aitbc_decision_batches_total")
-            payload = _encode(DecideBatch([item for item, _ in batch]))
-            reply = await self.nc.request(
-                usage_decide_subject(partition), payload, timeout=self.timeout
-            )
-            decisions = decision_batch_decoder.decode(reply.data).decisions
-            if len(decisions) != len(batch):
-                raise UsageUnavailable("decision batch of the wrong size")
-            for (_, future), decision in zip(batch, decisions, strict=True):
-                if not future.done():
-                    future.set_result(decision)
-        except Exception as exc:  # timeout, no responders, disconnected, a Rejected reply
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(UsageUnavailable(str(exc) or type(exc).__name__))
-        finally:
-            self._in_flight[partition] = False
-            if self._waiting[partition]:
-                self._send_next(partition)
+    async def _send(self, partition: int, items: list[Decide]) -> list[Decision]:
+        reply = await self.nc.request(
+            usage_decide_subject(partition), _encode(DecideBatch(items)), timeout=self.timeout
+        )
+        return decision_batch_decoder.decode(reply.data).decisions
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ HELP = {
     "aitbc_usage_events_published_total": "Usage events stored in the usage stream",
     "aitbc_usage_events_dropped_total": "Usage events dropped because the buffer was full",
     "aitbc_usage_events_buffered": "Usage events waiting to be published",
-    "aitbc_decision_batches_total": "NATS requests carrying decision batches",
+    "aitbc_bus_batches_total": "NATS requests carrying batches (decisions, key checks)",
     "aitbc_auth_lookups_total": "Keys asked of the keys service (auth cache misses)",
     "aitbc_auth_throttled_total": "Requests refused for too many invalid keys from an address",
 }

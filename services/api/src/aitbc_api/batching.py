@@ -1,0 +1,81 @@
+"""Adaptive request batching over the bus, shared by rate-limit decisions and key checks.
+
+Items are grouped by lane (a usage partition, or one lane for key checks). What arrives in the
+same turn of the event loop leaves together, at once, as long as fewer than `max_in_flight`
+batches of that lane are out; beyond that, arrivals gather and leave when one returns (or at
+`max_batch` items). A lone request is never delayed, a burst shares one message, and a request
+that arrives while a batch is out does not wait a whole round trip behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from aitbc_api import metrics
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+Send = Callable[[int, list[Item]], Awaitable[Sequence[Result]]]
+
+
+class Batcher(Generic[Item, Result]):
+    def __init__(
+        self,
+        send: Send[Item, Result],
+        lanes: int,
+        failure: Callable[[Exception], Exception],
+        *,
+        name: str,
+        max_batch: int = 1000,
+        max_in_flight: int = 4,
+    ) -> None:
+        self._send = send
+        self._failure = failure  # what every caller of a failed batch gets raised
+        self._metric = f'batch="{name}"'
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self._waiting: list[list[tuple[Item, asyncio.Future[Result]]]] = [[] for _ in range(lanes)]
+        self._in_flight = [0] * lanes
+        self._scheduled = [False] * lanes
+
+    async def submit(self, lane: int, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._waiting[lane].append((item, future))
+        if not self._scheduled[lane] and self._in_flight[lane] < self.max_in_flight:
+            self._scheduled[lane] = True
+            loop.call_soon(self._flush, lane)  # after the others of this turn have joined
+        return await future
+
+    def _flush(self, lane: int) -> None:
+        self._scheduled[lane] = False
+        waiting = self._waiting[lane]
+        if not waiting or self._in_flight[lane] >= self.max_in_flight:
+            return
+        batch, self._waiting[lane] = waiting[: self.max_batch], waiting[self.max_batch :]
+        self._in_flight[lane] += 1
+        asyncio.get_running_loop().create_task(self._round_trip(lane, batch))
+
+    async def _round_trip(
+        self, lane: int, batch: list[tuple[Item, asyncio.Future[Result]]]
+    ) -> None:
+        try:
+            metrics.inc("aitbc_bus_batches_total", self._metric)
+            results = await self._send(lane, [item for item, _ in batch])
+            if len(results) != len(batch):
+                raise ValueError(f"{len(results)} answers to a batch of {len(batch)}")
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        except Exception as exc:  # timeout, no responders, disconnected, a malformed reply
+            failure = self._failure(exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+        finally:
+            self._in_flight[lane] -= 1
+            if self._waiting[lane]:
+                self._flush(lane)
