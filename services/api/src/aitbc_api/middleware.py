@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -57,18 +57,51 @@ def request_id_of(scope: Scope) -> str:
     return context_of(scope).request_id
 
 
+_templates: dict[str, str] = {}  # forwarded path -> its template; most traffic repeats paths
+_TEMPLATES_KEPT = 4096
+
+
 def route_template(scope: Scope) -> str:
     template: str = scope.get("path_template", "")  # type: ignore[assignment]
     if template and "{path" not in template:  # the forwarder's catch-all says nothing
         return template
-    return "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in scope["path"].split("/"))
+    path = scope["path"]
+    template = _templates.get(path, "")
+    if not template:
+        template = "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))
+        if len(_templates) >= _TEMPLATES_KEPT:
+            _templates.clear()  # ids make paths unbounded; start over rather than grow
+        _templates[path] = template
+    return template
+
+
+class _RandomIds:
+    """128-bit random ids in hex, as uuid4().hex but without a getrandom() call per id:
+    the kernel's randomness is read 256 ids at a time."""
+
+    __slots__ = ("_at", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+
+    def __call__(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(16 * 256).hex(), 0
+        start = self._at
+        self._at += 32
+        return self._pool[start : self._at]
+
+
+new_id = _RandomIds()
+os.register_at_fork(after_in_child=new_id.__init__)  # a forked worker must not repeat ids
 
 
 def _incoming_request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
             return value.decode("ascii")
-    return uuid.uuid4().hex
+    return new_id()
 
 
 class EdgeMiddleware:
@@ -171,7 +204,7 @@ def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: 
         outcome = "fail_open" if verdict.mode == "fail-open" else "fail_closed"
     scope["app"].state.usage_publisher.emit(
         UsageEvent(
-            event_id=uuid.uuid4().hex,
+            event_id=new_id(),
             request_id=context.request_id,
             account_id=context.principal.account_id,
             key_id=context.principal.key_id,
