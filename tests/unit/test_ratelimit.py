@@ -129,6 +129,18 @@ async def test_a_partition_not_owned_is_refused() -> None:
     assert decision.code == WRONG_PARTITION
 
 
+async def test_items_misrouted_to_another_partition_are_refused() -> None:
+    mine, other = "acc_mine", "acc_other"
+    while partition_of(other) == partition_of(mine):
+        other += "x"
+    service = deciding({mine: "free", other: "free"})
+    batch = DecideBatch([Decide(mine, "k"), Decide(other, "k"), Decide(mine, "k")])
+    reply = await service.decide(msgspec.json.encode(batch), partition_of(mine))
+    first, misrouted, second = decision_batch_decoder.decode(reply).decisions
+    assert first.admitted and second.admitted and second.remaining == 58
+    assert (misrouted.admitted, misrouted.code) == (False, WRONG_PARTITION)
+
+
 @pytest.mark.parametrize(
     "payload", [b"", b"{", b'{"items": 5}', b'{"items": [[1, 2]]}', b"\xff" * 100]
 )

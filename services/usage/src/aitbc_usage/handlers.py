@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.ratelimit import MinuteWindow
-from aitbc_contracts.subjects import partition_of
+from aitbc_contracts.subjects import partition_of, usage_decide_subject
 from aitbc_contracts.usage import (
     WINDOW_SECONDS,
     Decide,
@@ -54,7 +57,9 @@ class Deciding:
         reset = (int(now) // WINDOW_SECONDS + 1) * WINDOW_SECONDS
         return Decision(admitted=False, limit=0, remaining=0, reset=reset, code=code)
 
-    async def decide(self, data: bytes) -> bytes:
+    async def decide(self, data: bytes, partition: int | None = None) -> bytes:
+        """Decides a DecideBatch. `partition` is the subject's: an item whose account hashes
+        elsewhere was misrouted and is refused (counting it here would split its counts)."""
         try:
             batch = decide_batch_decoder.decode(data)
         except msgspec.MsgspecError as exc:
@@ -62,15 +67,25 @@ class Deciding:
             return encode(Rejected(Code.VALIDATION_ERROR, f"malformed decision batch: {exc}"))
         if len(batch.items) > MAX_BATCH:
             return encode(Rejected(Code.VALIDATION_ERROR, f"at most {MAX_BATCH} items a batch"))
-        # Resolve unknown plans first (this may wait); then decide with no await in between,
-        # so the whole batch is counted atomically against one clock reading.
-        plans: dict[str, str | None] = {}
+        # Once per account, not per item: its owning partition, then its plan (this may wait).
+        # Then decide with no await in between, so the whole batch is counted atomically
+        # against one clock reading.
+        owners: dict[str, tuple[int | None, str | None]] = {}
         for item in batch.items:
-            if item.account_id not in plans:
-                plans[item.account_id] = await self._plan(item)
+            if item.account_id not in owners:
+                owner = self._owner(item.account_id, partition)
+                plan = await self._plan(item) if owner is not None else None
+                owners[item.account_id] = (owner, plan)
         now = self.clock()
-        decisions = [self._one(item, plans[item.account_id], now) for item in batch.items]
+        decisions = [self._one(item, *owners[item.account_id], now) for item in batch.items]
         return encode(DecisionBatch(decisions))
+
+    def _owner(self, account_id: str, partition: int | None) -> int | None:
+        """The partition the account is counted in here, or None: misrouted, or not owned."""
+        owner = partition_of(account_id)
+        if partition is not None and owner != partition:
+            return None
+        return owner if owner in self.windows else None
 
     async def _plan(self, item: Decide) -> str | None:
         known = self.plans.known(item.account_id)
@@ -82,11 +97,10 @@ class Deciding:
             log.warning("plan lookup failed (%s); using the edge's plan", exc)
             return item.plan or None
 
-    def _one(self, item: Decide, plan: str | None, now: float) -> Decision:
-        partition = partition_of(item.account_id)
-        window = self.windows.get(partition)
-        if window is None:
+    def _one(self, item: Decide, partition: int | None, plan: str | None, now: float) -> Decision:
+        if partition is None:
             return self._refuse(WRONG_PARTITION, now)
+        window = self.windows[partition]
         if plan is None:
             return self._refuse(UNKNOWN_ACCOUNT, now)
         limit = self.plan_limits.get(plan)
@@ -99,6 +113,38 @@ class Deciding:
         if decision.admitted:
             self.dirty.add(partition)
         return decision
+
+
+_UNAVAILABLE = encode(Rejected(Code.SERVICE_UNAVAILABLE, "deciding failed; try again"))
+
+
+async def answer_decisions(
+    nc: NATS, deciding: Deciding, partitions: tuple[int, ...]
+) -> list[Subscription]:
+    """Subscribes each owned partition's decide subject, with no queue group: a partition has
+    exactly one owner, or its counts would split. Bare nats-py, not FastStream: FastStream's
+    per-message consume path cost about as much as deciding a whole batch. One callback task
+    per subscription: a partition's batches are decided in arrival order. Every request gets
+    an answer, a Rejected at worst, so the edge never waits for a timeout."""
+
+    def responder(partition: int) -> Callable[[Msg], Awaitable[None]]:
+        async def respond(msg: Msg) -> None:
+            try:
+                reply = await deciding.decide(msg.data, partition)
+            except Exception:
+                log.exception("deciding a batch failed")
+                reply = _UNAVAILABLE
+            try:
+                await msg.respond(reply)
+            except Exception as exc:  # no reply subject, or the connection is closing
+                log.warning("could not answer a decision batch: %s", exc)
+
+        return respond
+
+    return [
+        await nc.subscribe(usage_decide_subject(partition), cb=responder(partition))
+        for partition in partitions
+    ]
 
 
 class Querying:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from aitbc_contracts.subjects import (
 from aitbc_contracts.usage import LastUsedQuery
 from aitbc_usage import store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
-from aitbc_usage.handlers import Deciding, Querying
+from aitbc_usage.handlers import Deciding, Querying, answer_decisions
 from aitbc_usage.plans import PlanBook
 from aitbc_usage.settings import Settings, get_settings
 from aitbc_usage.snapshots import Snapshotter, restore
@@ -66,7 +67,8 @@ async def undecoded(message: NatsMessage) -> bytes:
     return message.body
 
 
-def build_broker(settings: Settings, deciding: Deciding, querying: Querying) -> NatsBroker:
+def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
+    """FastStream for the queries; decisions, the hot path, are bare nats-py (answer_decisions)."""
     broker = NatsBroker(
         settings.nats_url,
         name="aitbc-usage",
@@ -75,11 +77,6 @@ def build_broker(settings: Settings, deciding: Deciding, querying: Querying) -> 
         reconnect_time_wait=1,
         log_level=logging.DEBUG,  # FastStream logs every message at this level: keep it quiet
     )
-    for partition in settings.partitions:
-        # No queue group: a partition has exactly one owner, or counts would split.
-        @broker.subscriber(usage_decide_subject(partition))
-        async def decide(body: bytes) -> bytes:
-            return await deciding.decide(body)
 
     @broker.subscriber(USAGE_QUERY, queue=USAGE_QUEUE)
     async def query(body: bytes) -> bytes:
@@ -108,8 +105,9 @@ async def running_service(settings: Settings | None = None) -> AsyncIterator[Ser
             snapshots.start()
             aggregator = Aggregator(nc, engine, settings.partitions, settings.aggregate_batch)
             aggregator.start()
-            broker = build_broker(settings, deciding, Querying(engine))
+            broker = build_broker(settings, Querying(engine))
             await broker.start()
+            deciders = await answer_decisions(nc, deciding, settings.partitions)
             await until_answered(nc, USAGE_QUERY, m.encoder.encode(LastUsedQuery("acc_ready")))
             for partition in settings.partitions:
                 await until_answered(nc, usage_decide_subject(partition), b'{"items": []}')
@@ -121,6 +119,9 @@ async def running_service(settings: Settings | None = None) -> AsyncIterator[Ser
             try:
                 yield Service(settings, engine, nc, deciding, aggregator)
             finally:
+                for subscription in deciders:
+                    with contextlib.suppress(Exception):  # the connection may be gone already
+                        await subscription.unsubscribe()
                 await broker.stop()
                 await snapshots.stop()
                 await aggregator.stop()
