@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import msgspec
 from faststream.nats import NatsBroker
@@ -15,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, KEYS_QUEUE
+from aitbc_contracts.subjects import KEYS_COMMANDS, KEYS_QUEUE
 from aitbc_keys import domain, projections, store
 from aitbc_keys.domain import KeysError, NotFound, State
 from aitbc_keys.facts import FactsIndex
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 COMMAND_RETRIES = 3  # a command that loses an optimistic-concurrency race is decided again
 
 
@@ -62,6 +64,9 @@ def _unavailable() -> bytes:
     return _rejected(m.Code.SERVICE_UNAVAILABLE, "the keys database is unavailable; try again")
 
 
+_UNKNOWN = _rejected(m.Code.INVALID_API_KEY, "unknown API key")
+
+
 class Handlers:
     """The keys service's request handlers, independent of the transport (tests call them)."""
 
@@ -80,28 +85,37 @@ class Handlers:
     # --- auth check (hot path) ---------------------------------------------------------------
 
     async def check(self, data: bytes) -> bytes:
+        answer = self.check_indexed(data)
+        return answer if isinstance(answer, bytes) else await self.check_stored(answer)
+
+    def check_indexed(self, data: bytes) -> bytes | str:
+        """The reply when the request alone or the facts index settles it; otherwise the hash to
+        ask the database about (`check_stored`). It never awaits: the bus subscription answers
+        these inline, one after the other, and hands only the database's share to a task."""
         try:
             request = m.check_decoder.decode(data)
         except msgspec.MsgspecError as exc:
             log.warning("malformed key check: %s", exc)
             return _rejected(m.Code.VALIDATION_ERROR, f"malformed key check: {exc}")
-        now = self.clock()
-        facts = self.index.facts(request.key_hash, now)
+        facts = self.index.facts(request.key_hash, self.clock())
         if facts is not None:
             return m.encoder.encode(facts)
+        if len(request.key_hash) != domain.HASH_LENGTH:
+            return _UNKNOWN
+        return request.key_hash
+
+    async def check_stored(self, key_hash: str) -> bytes:
+        """A hash the index does not know (a key another process has only just created)."""
         try:
-            if len(request.key_hash) == domain.HASH_LENGTH:
-                async with self.engine.connect() as conn:
-                    facts = await projections.key_facts(conn, request.key_hash, now)
+            async with self.engine.connect() as conn:
+                facts = await projections.key_facts(conn, key_hash, self.clock())
         except Exception as exc:
             if database_unavailable(exc):
                 log.warning("key check: the database is unavailable: %s", type(exc).__name__)
                 return _unavailable()
             log.exception("key check failed")
             return _rejected(m.Code.INTERNAL_ERROR, "the key check failed; try again")
-        if facts is None:
-            return _rejected(m.Code.INVALID_API_KEY, "unknown API key")
-        return m.encoder.encode(facts)
+        return _UNKNOWN if facts is None else m.encoder.encode(facts)
 
     # --- management commands -----------------------------------------------------------------
 
@@ -221,21 +235,18 @@ class Handlers:
 
 
 def subscribe(broker: NatsBroker, handlers: Handlers) -> None:
-    """Register the handlers on the broker, in the queue group shared by every keys service."""
-
-    @broker.subscriber(KEYS_CHECK, queue=KEYS_QUEUE, max_workers=64)
-    async def on_check(body: bytes) -> bytes:
-        return await _guard(handlers.check, body)
+    """Register the command handler on the broker, in the queue group shared by every keys
+    service. Auth checks have a bare subscription of their own (aitbc_keys.responder)."""
 
     @broker.subscriber(KEYS_COMMANDS, queue=KEYS_QUEUE, max_workers=16)
     async def on_command(body: bytes) -> bytes:
-        return await _guard(handlers.command, body)
+        return await guard(handlers.command, body)
 
 
-async def _guard(handle: Callable[[bytes], Awaitable[bytes]], body: bytes) -> bytes:
+async def guard(handle: Callable[[T], Awaitable[bytes]], request: T) -> bytes:
     """The last line of defence: whatever happens, the caller gets a Rejected, not silence."""
     try:
-        return await handle(body)
+        return await handle(request)
     except Exception:
         log.exception("unhandled error in a keys handler")
         return _rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again")

@@ -18,6 +18,7 @@ from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.facts import FactsIndex, LiveIndex
 from aitbc_keys.handlers import Handlers, subscribe
 from aitbc_keys.relay import AfterPublish, Relay
+from aitbc_keys.responder import CheckResponder
 from aitbc_keys.settings import Settings, get_settings
 
 log = logging.getLogger("aitbc_keys")
@@ -30,6 +31,7 @@ class Service:
     relay: Relay
     handlers: Handlers
     broker: NatsBroker
+    checks: CheckResponder
 
 
 async def undecoded(message: NatsMessage) -> bytes:
@@ -76,9 +78,11 @@ async def running_service(
         index = FactsIndex()
         handlers = Handlers(engine, on_append=relay.wake, index=index)
         broker = build_broker(settings, handlers)
+        checks = CheckResponder(handlers)
         relay.start()
         try:
             await broker.start()
+            await checks.start(broker.connection)
             live = LiveIndex(engine, index)
             follower = Follower(
                 broker.connection,
@@ -94,10 +98,11 @@ async def running_service(
             )
             try:
                 log.info("keys service ready (NATS %s)", settings.nats_url)
-                yield Service(settings, engine, relay, handlers, broker)
+                yield Service(settings, engine, relay, handlers, broker, checks)
             finally:
                 await follower.stop()
-                await broker.stop()  # drains: in-flight requests get their replies
+                await checks.stop()  # drains: checks already taken get their replies
+                await broker.stop()  # the same for commands
         finally:
             await relay.stop()
     finally:

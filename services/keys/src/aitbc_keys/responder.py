@@ -1,0 +1,77 @@
+"""Auth checks answered from a bare nats-py queue subscription.
+
+FastStream's consume path costs ~500 µs per message (context, middlewares, a task per message),
+a hundred times what a check answered from the facts index costs; commands keep FastStream.
+nats-py hands a subscription's messages to its callback one at a time, so the callback answers
+what the index settles inline and gives a check that must ask the database to a task: at most
+`max_lookups` at once, beyond which the subscription waits (the backpressure FastStream's
+`max_workers` gave), so an unknown-hash flood cannot pile up unbounded work. nats-py subscribes
+a plain subscription again by itself after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
+from aitbc_keys.handlers import Handlers, guard
+
+log = logging.getLogger(__name__)
+
+_FAILED = m.encoder.encode(m.Rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again"))
+
+
+class CheckResponder:
+    def __init__(self, handlers: Handlers, max_lookups: int = 64) -> None:
+        self._handlers = handlers
+        self._lookups = asyncio.Semaphore(max_lookups)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscription: Subscription | None = None
+
+    async def start(self, nc: NATS) -> None:
+        self._subscription = await nc.subscribe(KEYS_CHECK, queue=KEYS_QUEUE, cb=self._on_check)
+        await nc.flush()  # the server knows the subscription before we say we are ready
+
+    async def _on_check(self, msg: Msg) -> None:
+        try:
+            answer = self._handlers.check_indexed(msg.data)
+        except Exception:
+            log.exception("unhandled error in a key check")
+            answer = _FAILED
+        if isinstance(answer, bytes):
+            await _respond(msg, answer)
+            return
+        await self._lookups.acquire()
+        task = asyncio.create_task(self._look_up(msg, answer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _look_up(self, msg: Msg, key_hash: str) -> None:
+        try:
+            answer = await guard(self._handlers.check_stored, key_hash)
+        finally:
+            self._lookups.release()
+        await _respond(msg, answer)
+
+    async def stop(self) -> None:
+        """Stop taking checks (another keys process takes them), answer those already taken."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # a closed or draining connection: nothing to do
+                await subscription.drain()  # type: ignore[no-untyped-call]
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _respond(msg: Msg, answer: bytes) -> None:
+    try:
+        await msg.respond(answer)
+    except Exception as exc:  # no reply subject, or the connection closed under us
+        log.debug("could not answer a key check: %s", exc)
