@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import uvicorn
@@ -16,10 +17,12 @@ def run() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # httpx logs full URLs at INFO; ours carry no key, but nothing here needs them.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    app = create_app(settings)
+    # Modules and the app live as long as the process: kept out of the collector's full
+    # collections, which would otherwise walk them all, a pause of tens of ms in the p99.
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
