@@ -1,4 +1,4 @@
-"""The dashboard's pure parts: sessions and their expiry, the usage chart, error wording."""
+"""The dashboard's pure parts: session expiry, the usage chart, error wording."""
 
 from __future__ import annotations
 
@@ -6,63 +6,19 @@ from datetime import UTC, datetime
 
 from aitbc_api.dashboard.charts import HEIGHT, minute_chart, nice_ceiling
 from aitbc_api.dashboard.messages import SIGN_IN, explain
-from aitbc_api.dashboard.sessions import SessionStore
+from aitbc_api.dashboard.sessions import Session, expired
 from aitbc_api.errors import ApiError
 from aitbc_contracts.usage import MinuteUsage
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def store(clock: Clock, size: int = 10) -> SessionStore:
-    return SessionStore(idle=60, lifetime=600, size=size, clock=clock)
-
-
-def test_a_session_is_found_by_its_token_only_and_holds_no_key() -> None:
-    sessions = store(Clock())
-    token, session = sessions.start("acc_1", "key_1", "ab" * 32)
-    assert sessions.get(token) is session
-    assert sessions.get(token + "x") is None and sessions.get("") is None
-    assert sessions.get(None) is None and sessions.get("x" * 1000) is None
-    assert token not in repr(session) and session.digest != token
-    assert len(session.csrf_token) >= 32
-
-
-def test_a_session_ends_when_idle_at_its_lifetime_or_at_sign_out() -> None:
-    clock = Clock()
-    sessions = store(clock)
-    token, _ = sessions.start("acc_1", "key_1", "h")
-    for _ in range(9):  # active: each request keeps it alive, up to its lifetime
-        clock.now += 59
-        assert sessions.get(token) is not None
-    clock.now += 600 - 9 * 59
-    assert sessions.get(token) is None and len(sessions) == 0
-
-    idle, _ = sessions.start("acc_1", "key_1", "h")
-    clock.now += 61
-    assert sessions.get(idle) is None
-
-    ended, session = sessions.start("acc_1", "key_1", "h")
-    sessions.end(session)
-    assert sessions.get(ended) is None
-
-
-def test_the_store_is_bounded_dropping_expired_then_oldest_sessions() -> None:
-    clock = Clock()
-    sessions = store(clock, size=2)
-    first, _ = sessions.start("acc_1", "key_1", "h")
-    clock.now += 61
-    second, _ = sessions.start("acc_2", "key_2", "h")
-    third, _ = sessions.start("acc_3", "key_3", "h")  # the expired first one makes room
-    assert len(sessions) == 2 and sessions.get(second) and sessions.get(third)
-    fourth, _ = sessions.start("acc_4", "key_4", "h")  # then the oldest goes
-    assert sessions.get(second) is None and sessions.get(fourth) is not None
-    assert sessions.get(first) is None
+def test_a_session_ends_when_idle_or_at_its_lifetime() -> None:
+    session = Session(
+        account_id="acc_1", key_id="key_1", key_hash="h", started=1000, seen=1500, digest="d"
+    )
+    assert not expired(session, 1500 + 60, idle=60, lifetime=600)
+    assert expired(session, 1500 + 61, idle=60, lifetime=600)  # idle
+    session.seen = 1599
+    assert expired(session, 1601, idle=60, lifetime=600)  # active, but past its lifetime
 
 
 def minute(at: datetime, admitted: int, limited: int = 0) -> MinuteUsage:

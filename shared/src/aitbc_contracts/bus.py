@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
+from nats.js.api import DeliverPolicy, KeyValueConfig
+from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
 
 log = logging.getLogger("aitbc.bus")
 
@@ -139,3 +142,17 @@ async def until_answered(nc: NATS, subject: str, payload: bytes, within: float =
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.02)
+
+
+async def key_value(nc: NATS, config: KeyValueConfig) -> KeyValue:
+    """The KV bucket of `config`: made on first use, its settings brought up to date after."""
+    js = nc.jetstream()
+    try:
+        return await js.create_key_value(config)
+    except BadRequestError:  # it exists with other settings (a TTL changed, say)
+        stream = f"KV_{config.bucket}"
+        info = await js.stream_info(stream)
+        await js.update_stream(
+            replace(info.config, max_age=config.ttl or 0, max_bytes=config.max_bytes or -1)
+        )
+        return await js.key_value(config.bucket)

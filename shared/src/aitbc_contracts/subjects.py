@@ -53,3 +53,4 @@ def usage_event_subject(account_id: str) -> str:
 
 
 USAGE_COUNTERS_BUCKET = "aitbc_usage_counters"  # KV: the current minute's counts per partition
+DASHBOARD_SESSIONS_BUCKET = "aitbc_dashboard_sessions"  # KV: signed-in dashboard sessions

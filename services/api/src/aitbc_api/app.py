@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 settings=settings,
                 keys_client=keys,
                 usage_client=UsageClient(nc, settings.keys_timeout),
-                dashboard_sessions=session_store(settings),
+                dashboard_sessions=await session_store(settings, nc),
                 authenticator=Authenticator(
                     cache, keys, FailureThrottle(settings.auth_failure_budget)
                 ),

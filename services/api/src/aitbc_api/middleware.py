@@ -82,6 +82,9 @@ class _RandomIds:
     __slots__ = ("_at", "_pool")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._pool = ""
         self._at = 0
 
@@ -94,7 +97,7 @@ class _RandomIds:
 
 
 new_id = _RandomIds()
-os.register_at_fork(after_in_child=new_id.__init__)  # a forked worker must not repeat ids
+os.register_at_fork(after_in_child=new_id.reset)  # a forked worker must not repeat ids
 
 
 def _incoming_request_id(scope: Scope) -> str:

@@ -43,7 +43,7 @@ class Settings:
     log_level: str = "INFO"
     dashboard_session_idle: float = 30 * 60.0  # seconds without a request before a session ends
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
-    dashboard_max_sessions: int = 100_000  # per edge; beyond, the oldest session ends
+    dashboard_max_sessions: int = 100_000  # all edges share them; beyond, sign-in answers 503
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
 
     @classmethod

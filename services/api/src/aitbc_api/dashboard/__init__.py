@@ -12,11 +12,12 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ExceptionHandlersMap
+from nats.aio.client import Client as NATS
 
 from aitbc_api.dashboard.account import AccountPages
 from aitbc_api.dashboard.messages import explain
 from aitbc_api.dashboard.public import PublicPages
-from aitbc_api.dashboard.sessions import SessionStore
+from aitbc_api.dashboard.sessions import SessionStore, session_bucket
 from aitbc_api.dashboard.web import (
     BASE,
     SESSION_COOKIE,
@@ -125,11 +126,13 @@ def with_dashboard_pages(handlers: ExceptionHandlersMap) -> ExceptionHandlersMap
     }
 
 
-def session_store(settings: Settings) -> SessionStore:
+async def session_store(settings: Settings, nc: NATS) -> SessionStore:
+    """Sessions in a NATS KV bucket, shared by every edge."""
+    bucket = await session_bucket(
+        nc, settings.dashboard_session_lifetime, settings.dashboard_max_sessions
+    )
     return SessionStore(
-        settings.dashboard_session_idle,
-        settings.dashboard_session_lifetime,
-        settings.dashboard_max_sessions,
+        bucket, settings.dashboard_session_idle, settings.dashboard_session_lifetime
     )
 
 

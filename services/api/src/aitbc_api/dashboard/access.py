@@ -38,7 +38,7 @@ NOT_SIGNED_IN = (
 async def signed_in(request: Req) -> Owner:
     """Litestar dependency of every page behind sign-in."""
     store: SessionStore = request.app.state.dashboard_sessions
-    session = store.get(request.cookies.get(SESSION_COOKIE))
+    session = await store.get(request.cookies.get(SESSION_COOKIE))
     if request.method != "GET":
         refuse_cross_site(request)
         if session is None:
@@ -53,18 +53,21 @@ async def signed_in(request: Req) -> Owner:
         principal = await authenticator.authenticate_hash(session.key_hash)
     except ApiError as error:
         if error.status == 401:  # revoked, expired or regenerated: the session ends with it
-            store.end(session)
+            await store.end(session)
             raise SignedOut(error.code) from None
         raise
     if (principal.account_id, principal.key_id) != (session.account_id, session.key_id):
-        store.end(session)  # cannot happen unless the keys service is confused: be safe
+        await store.end(session)  # cannot happen unless the keys service is confused: be safe
         raise SignedOut("expired")
     await limit(request, principal)
-    return Owner(request, session, principal)
+    notice = session.notice  # shown once: on the page this request renders
+    if notice:
+        session.notice = ""
+        await store.save(session)
+    return Owner(request, session, principal, notice)
 
 
 def page(owner: Owner, template: str, status: int = 200, **context: object) -> Response[str]:
     """A page for a signed-in owner: the header's account and sign-out form, and any notice."""
-    notice, owner.session.notice = owner.session.notice, ""
-    context = {"owner": owner, "csrf": owner.session.csrf_token, "notice": notice, **context}
+    context = {"owner": owner, "csrf": owner.session.csrf_token, "notice": owner.notice, **context}
     return render_with(template, context, status)

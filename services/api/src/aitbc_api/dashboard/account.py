@@ -205,7 +205,7 @@ class AccountPages(Controller):
     async def revoke(self, request: Req, owner: Owner, key_id: str) -> Redirect:
         reason = (await form_of(request)).get("reason", "")[:REASON_MAX]
         revoked: ApiKey = await owner.revoke_key(key_id, reason)
-        owner.session.notice = (
+        await owner.tell(
             f"Key “{revoked.name}” ({revoked.key_id}) is revoked: every request with it is "
             "refused from now on."
         )

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from aitbc_api.auth import Authenticator, Principal
 from aitbc_api.clients import KeysClient, UsageClient
-from aitbc_api.dashboard.sessions import Session
+from aitbc_api.dashboard.sessions import Session, SessionStore
 from aitbc_api.errors import ApiError
 from aitbc_api.limits import RateLimiter
 from aitbc_api.middleware import request_id_of
@@ -61,6 +61,7 @@ class Owner:
     request: Req
     session: Session
     principal: Principal
+    notice: str = ""  # left by the previous request for this page ("Key revoked")
 
     @property
     def account_id(self) -> str:
@@ -78,6 +79,15 @@ class Owner:
     @property
     def _keys(self) -> KeysClient:
         return self.request.app.state.keys_client  # type: ignore[no-any-return]
+
+    async def tell(self, notice: str) -> None:
+        """A message for the next page this session shows (after a redirect)."""
+        self.session.notice = notice
+        await self._sessions.save(self.session)
+
+    @property
+    def _sessions(self) -> SessionStore:
+        return self.request.app.state.dashboard_sessions  # type: ignore[no-any-return]
 
     def _context(self) -> dict[str, str]:
         return {"actor": self.principal.key_id, "request_id": request_id_of(self.request.scope)}
@@ -149,6 +159,7 @@ class Owner:
             # A new master key: this session follows it; sessions signed in with the old one
             # end when it stops working (at once, or when the grace period ends).
             self.session.key_hash = hash_key(secret)
+            await self._sessions.save(self.session)
         return with_secret(view, secret)
 
     async def key_events(self, key_id: str) -> list[KeyEvent]:

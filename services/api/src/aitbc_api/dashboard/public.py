@@ -43,12 +43,12 @@ async def _checked_form(request: Req) -> dict[str, str]:
     return fields
 
 
-def _end_current(request: Req) -> None:
+async def _end_current(request: Req) -> None:
     """A new sign-in replaces this browser's session: its old id is never reused."""
     store = _store(request)
-    current = store.get(request.cookies.get(SESSION_COOKIE))
+    current = await store.get(request.cookies.get(SESSION_COOKIE))
     if current is not None:
-        store.end(current)
+        await store.end(current)
 
 
 class PublicPages(Controller):
@@ -57,7 +57,7 @@ class PublicPages(Controller):
 
     @get("/", name="dashboard")
     async def index(self, request: Req) -> Redirect:
-        signed_in = _store(request).get(request.cookies.get(SESSION_COOKIE)) is not None
+        signed_in = await _store(request).get(request.cookies.get(SESSION_COOKIE)) is not None
         return redirect(f"{BASE}/keys" if signed_in else f"{BASE}/sign-in")
 
     @get("/sign-up")
@@ -84,8 +84,8 @@ class PublicPages(Controller):
                 error=f"The account name can have at most {NAME_MAX} characters.",
             )
         account, master_key = await create_account(request, name)
-        _end_current(request)
-        token, _session = _store(request).start(
+        await _end_current(request)
+        token, _session = await _store(request).start(
             account.account_id, account.master_key_id, hash_key(master_key)
         )
         return render(
@@ -143,8 +143,8 @@ class PublicPages(Controller):
                 error=sentence,
                 code=error.code,
             )
-        _end_current(request)
-        token, _session = _store(request).start(
+        await _end_current(request)
+        token, _session = await _store(request).start(
             principal.account_id, principal.key_id, hash_key(fields["master_key"])
         )
         return redirect(f"{BASE}/keys", [cookie(request, SESSION_COOKIE, token)])
@@ -152,7 +152,7 @@ class PublicPages(Controller):
     @get("/sign-out")
     async def sign_out_form(self, request: Req) -> Response[str] | Redirect:
         """A link to sign out lands here: signing out itself is a form post (CSRF-safe)."""
-        session = _store(request).get(request.cookies.get(SESSION_COOKIE))
+        session = await _store(request).get(request.cookies.get(SESSION_COOKIE))
         if session is None:
             return redirect(f"{BASE}/sign-in")
         return render("sign_out.html", title="Sign out", csrf=session.csrf_token, bare=True)
@@ -161,8 +161,8 @@ class PublicPages(Controller):
     async def sign_out(self, request: Req) -> Redirect:
         refuse_cross_site(request)
         store = _store(request)
-        session = store.get(request.cookies.get(SESSION_COOKIE))
+        session = await store.get(request.cookies.get(SESSION_COOKIE))
         if session is not None:  # no one else may sign this browser out: the token is needed
             check_token(session.csrf_token, (await form_of(request)).get(CSRF_FIELD, ""))
-            store.end(session)
+            await store.end(session)
         return redirect(f"{BASE}/sign-in?reason=signed-out", [cleared(request, SESSION_COOKIE)])

@@ -1,4 +1,5 @@
-"""Dashboard sessions: server-side, in this edge's memory, keyed by a random id in a cookie.
+"""Dashboard sessions: server-side, in a NATS KV bucket every edge shares, keyed by the digest
+of a random token in a cookie. Behind a load balancer, any edge serves any signed-in browser.
 
 A session holds who signed in (the account and its master key's id), the SHA-256 of that
 master key, which lets every request be re-checked exactly like an API call with it (revoked,
@@ -11,78 +12,127 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from aitbc_api.errors import ApiError
+from aitbc_contracts.bus import key_value
+from aitbc_contracts.messages import Code
+from aitbc_contracts.subjects import DASHBOARD_SESSIONS_BUCKET
+
+MAX_TOKEN = 128
+TOUCH_EVERY = 15.0  # seconds: how stale a session's last-seen time may be stored (one write)
 
 
 def _digest(token: str) -> str:
-    # Stored by digest: a dump of this dict holds no usable cookie, and lookups compare
+    # Stored by digest: a dump of the bucket holds no usable cookie, and lookups compare
     # digests, not the secret, so their timing tells an attacker nothing.
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-@dataclass(slots=True)
-class Session:
+class Session(msgspec.Struct, kw_only=True):
     account_id: str
     key_id: str  # the master key's id: the actor of every command this session sends
     key_hash: str  # SHA-256 of the master key, as the keys service stores it
-    started: float
+    started: float  # wall-clock seconds: edges share sessions, not monotonic clocks
     seen: float
     digest: str
-    csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    csrf_token: str = msgspec.field(default_factory=lambda: secrets.token_urlsafe(32))
     notice: str = ""  # one message for the next page ("Key revoked"); never a secret
 
 
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Session).decode
+
+
+def expired(session: Session, now: float, idle: float, lifetime: float) -> bool:
+    return now - session.seen > idle or now - session.started > lifetime
+
+
+def _unavailable() -> ApiError:
+    return ApiError(
+        503, Code.SERVICE_UNAVAILABLE, "Dashboard sessions are unavailable; try again shortly"
+    )
+
+
 class SessionStore:
-    """Sessions end after `idle` seconds without a request, `lifetime` after sign-in, at sign
-    out, or when `size` newer ones push them out (the oldest first)."""
+    """Sessions end after `idle` seconds without a request, `lifetime` after sign-in, or at
+    sign out. The bucket forgets every entry at `lifetime` and is capped at `max_bytes`: when
+    it is full, a new sign-in is refused (503) rather than ending someone else's session."""
 
     def __init__(
-        self,
-        idle: float,
-        lifetime: float,
-        size: int,
-        clock: Callable[[], float] = time.monotonic,
+        self, bucket: KeyValue, idle: float, lifetime: float, clock: Callable[[], float] = time.time
     ) -> None:
-        self.idle, self.lifetime, self.size = idle, lifetime, size
+        self.bucket = bucket
+        self.idle, self.lifetime = idle, lifetime
         self.clock = clock
-        self._sessions: dict[str, Session] = {}
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def start(self, account_id: str, key_id: str, key_hash: str) -> tuple[str, Session]:
+    async def start(self, account_id: str, key_id: str, key_hash: str) -> tuple[str, Session]:
         """A new session and the token for its cookie (shown to this browser only)."""
         now = self.clock()
-        if len(self._sessions) >= self.size:
-            self._purge(now)
-        while len(self._sessions) >= self.size:
-            self._sessions.pop(next(iter(self._sessions)))
         token = secrets.token_urlsafe(32)
-        session = Session(account_id, key_id, key_hash, now, now, _digest(token))
-        self._sessions[session.digest] = session
+        session = Session(
+            account_id=account_id,
+            key_id=key_id,
+            key_hash=key_hash,
+            started=now,
+            seen=now,
+            digest=_digest(token),
+        )
+        await self.save(session)
         return token, session
 
-    def get(self, token: str | None) -> Session | None:
+    async def get(self, token: str | None) -> Session | None:
         """The live session of this token, which counts as activity; None if there is none."""
-        if not token or len(token) > 128:
+        if not token or len(token) > MAX_TOKEN:
             return None
         digest = _digest(token)
-        session = self._sessions.get(digest)
-        if session is None:
+        try:
+            entry = await self.bucket.get(digest)
+        except KeyNotFoundError:  # also: deleted (signed out)
+            return None
+        except (NatsError, TimeoutError) as exc:
+            raise _unavailable() from exc
+        try:
+            session = _decode(entry.value or b"")
+        except msgspec.DecodeError:
             return None
         now = self.clock()
-        if self._expired(session, now):
-            del self._sessions[digest]
+        if expired(session, now, self.idle, self.lifetime) or session.digest != digest:
+            await self.end(session)
             return None
-        session.seen = now
+        if now - session.seen > TOUCH_EVERY:
+            session.seen = now
+            await self.save(session)
         return session
 
-    def end(self, session: Session) -> None:
-        self._sessions.pop(session.digest, None)
+    async def save(self, session: Session) -> None:
+        """Stores a new or changed session (a notice for the next page, a new master key)."""
+        try:
+            await self.bucket.put(session.digest, _encode(session))
+        except (NatsError, TimeoutError) as exc:  # down, or the bucket is full
+            raise _unavailable() from exc
 
-    def _expired(self, session: Session, now: float) -> bool:
-        return now - session.seen > self.idle or now - session.started > self.lifetime
+    async def end(self, session: Session) -> None:
+        try:
+            await self.bucket.delete(session.digest)
+        except (NatsError, TimeoutError) as exc:
+            raise _unavailable() from exc
 
-    def _purge(self, now: float) -> None:
-        for digest in [d for d, s in self._sessions.items() if self._expired(s, now)]:
-            del self._sessions[digest]
+
+async def session_bucket(nc: NATS, lifetime: float, max_sessions: int) -> KeyValue:
+    return await key_value(
+        nc,
+        KeyValueConfig(
+            bucket=DASHBOARD_SESSIONS_BUCKET,
+            history=1,
+            ttl=lifetime,
+            max_bytes=max_sessions * 1024,  # a session is ~400 bytes stored
+            storage=StorageType.FILE,  # sessions outlive a NATS restart
+        ),
+    )
