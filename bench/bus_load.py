@@ -1,4 +1,4 @@
-"""Load over NATS: auth checks (CheckKey) and batched rate-limit decisions (DecideBatch), sent
+"""Load over NATS: auth checks (CheckKeys) and batched rate-limit decisions (DecideBatch), sent
 by a fixed number of concurrent requesters for a fixed time, as fast as the replies come."""
 
 from __future__ import annotations
@@ -54,12 +54,19 @@ async def _drive(
     return {**counts, "seconds": elapsed, "per_second": counts["items"] / elapsed, "next": cursor}
 
 
-def check_work(subject: str, key_hashes: Sequence[str]) -> list[tuple[str, bytes, int]]:
-    return [(subject, m.encoder.encode(m.CheckKey(h)), 1) for h in key_hashes]
+def check_work(
+    subject: str, key_hashes: Sequence[str], batch: int = 1
+) -> list[tuple[str, bytes, int]]:
+    """Batches of `batch` distinct hashes, walking every hash once."""
+    return [
+        (subject, m.encoder.encode(m.CheckKeys(list(key_hashes[i : i + batch]))), batch)
+        for i in range(0, len(key_hashes) - batch + 1, batch)
+    ]
 
 
 def _is_facts(data: bytes) -> bool:
-    return data.startswith(b'{"type":"key_facts"')
+    """Every item known (a byte scan: decoding would cost the requester more than the check)."""
+    return data.startswith(b'{"type":"checked_keys"') and b'"rejected"' not in data
 
 
 async def auth_checks(

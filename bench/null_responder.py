@@ -1,5 +1,6 @@
 """The ceiling for a Python service on this bus: a bare nats-py responder that decodes each
-request and answers it without doing any work (a fixed KeyFacts; a DecisionBatch of admits).
+request and answers it without doing any work (a fixed KeyFacts per hash; a DecisionBatch of
+admits).
 
 The auth-check and decision figures are reported as a fraction of what this reaches on the same
 subjects shape, measured alternately with them: what the keys and usage services spend beyond
@@ -27,20 +28,18 @@ _encode = msgspec.json.Encoder().encode
 
 async def serve(nats_url: str) -> None:
     nc = await nats.connect(nats_url, name="bench-null-responder")
-    facts = m.encoder.encode(
-        m.KeyFacts(
-            key_id="key_0000000000000000",
-            account_id="acc_0000000000000000",
-            kind="standard",
-            plan="enterprise",
-            revoked=False,
-        )
+    facts = m.KeyFacts(
+        key_id="key_0000000000000000",
+        account_id="acc_0000000000000000",
+        kind="standard",
+        plan="enterprise",
+        revoked=False,
     )
     admitted = Decision(admitted=True, limit=100_000_000, remaining=99_999_999, reset=0)
 
     async def on_check(msg: nats.aio.msg.Msg) -> None:
-        m.check_decoder.decode(msg.data)
-        await msg.respond(facts)
+        checks = m.check_decoder.decode(msg.data)
+        await msg.respond(m.encoder.encode(m.CheckedKeys([facts] * len(checks.key_hashes))))
 
     async def on_decide(msg: nats.aio.msg.Msg) -> None:
         batch = decide_batch_decoder.decode(msg.data)

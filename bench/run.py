@@ -203,7 +203,7 @@ class Bench:
         self.usage_rss = [stack.procs["usage"].rss_kib()]  # knows no account yet
         stack.add("keys", [str(Path(sys.executable).parent / "aitbc-keys")]).start()
         t = time.perf_counter()
-        await answered(stack.nats.url, KEYS_CHECK, m.encoder.encode(m.CheckKey("0" * 64)))
+        await answered(stack.nats.url, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
         async with self.bus() as nc:
             await self._until_relayed(nc, self.seeded.events)
             relayed = time.perf_counter() - t
@@ -239,12 +239,16 @@ class Bench:
             for a in self.seeded.bulk[:: max(1, len(self.seeded.bulk) // 20)]
         ]
         samples += self.seeded.load_keys()[::50]
-        for account_id, key in samples:
-            reply = m.check_reply_decoder.decode(
-                (await nc.request(KEYS_CHECK, m.encoder.encode(m.CheckKey(hash_key(key))))).data
-            )
+        checks = m.CheckKeys([hash_key(key) for _, key in samples])
+        checked = m.check_reply_decoder.decode(
+            (await nc.request(KEYS_CHECK, m.encoder.encode(checks))).data
+        )
+        if not isinstance(checked, m.CheckedKeys):
+            raise RuntimeError(f"the keys service refused the seed check: {checked!r}")
+        for (account_id, _), reply in zip(samples, checked.replies, strict=True):
             if not isinstance(reply, m.KeyFacts) or reply.account_id != account_id:
                 raise RuntimeError(f"seeded key not known to the keys service: {reply!r}")
+        for account_id, _ in samples:
             view = m.reply_decoder.decode(
                 (
                     await nc.request(

@@ -14,7 +14,7 @@ import httpx
 import nats
 
 from aitbc_contracts.bus import until_answered
-from aitbc_contracts.messages import CheckKey, encoder
+from aitbc_contracts.messages import CheckKeys, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
 from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
@@ -121,7 +121,7 @@ class Stack:
         async def ask() -> None:
             nc = await nats.connect(self.nats.url)
             try:
-                await until_answered(nc, KEYS_CHECK, encoder.encode(CheckKey("0" * 64)), 90)
+                await until_answered(nc, KEYS_CHECK, encoder.encode(CheckKeys([])), 90)
                 await until_answered(nc, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 90)
             finally:
                 await nc.close()

@@ -181,13 +181,13 @@ def payloads(valid: list[bytes], shapes: st.SearchStrategy[Any]) -> st.SearchStr
         st.builds(lambda v, n: v[:n], st.sampled_from(valid), st.integers(0, 200)),  # truncated
         st.builds(lambda v, n: v + b" " * n + v, st.sampled_from(valid), st.integers(0, 100_000)),
         st.just(b"[" * 100_000),  # deep nesting
-        st.just(b'{"key_hash": "' + b"a" * 500_000 + b'"}'),  # oversized
+        st.just(b'{"key_hashes": ["' + b"a" * 500_000 + b'"]}'),  # oversized
         json_values.map(lambda v: json.dumps(v).encode()),  # JSON of the wrong shape
         shapes.map(lambda v: json.dumps(v).encode()),  # the right shape, wrong types/values
     )
 
 
-CHECK_VALID = [m.encoder.encode(m.CheckKey(hash_key(generate_key())))]
+CHECK_VALID = [m.encoder.encode(m.CheckKeys([hash_key(generate_key()), "0" * 64]))]
 COMMANDS = list(m.AnyCommand.__args__)  # type: ignore[attr-defined]
 COMMAND_VALID = [
     m.encoder.encode(m.GetAccount(account_id="acc_0123456789abcdef")),
@@ -204,13 +204,16 @@ def test_keys_check(services: tuple[Stack, Bus]) -> None:
     _, bus = services
 
     @fuzz
-    @given(payloads(CHECK_VALID, shaped("type", [m.CheckKey])))
+    @given(payloads(CHECK_VALID, shaped("type", [m.CheckKeys])))
     def send(payload: bytes) -> None:
         reply = msgspec.json.decode(bus.request(KEYS_CHECK, payload), type=m.CheckReply)
-        assert isinstance(reply, m.Rejected) and reply.code in (
-            m.Code.VALIDATION_ERROR,
-            m.Code.INVALID_API_KEY,
-        ), reply
+        # refused as a whole, or item by item: no fuzzed hash is a key
+        replies = reply.replies if isinstance(reply, m.CheckedKeys) else [reply]
+        for item in replies:
+            assert isinstance(item, m.Rejected) and item.code in (
+                m.Code.VALIDATION_ERROR,
+                m.Code.INVALID_API_KEY,
+            ), reply
 
     send()
     assert_still_serving(services)
@@ -351,9 +354,11 @@ def assert_still_serving(services: tuple[Stack, Bus]) -> None:
         bus.request(KEYS_COMMANDS, m.encoder.encode(create)), type=m.Reply
     )
     assert isinstance(account, m.AccountView)
-    facts = msgspec.json.decode(
-        bus.request(KEYS_CHECK, m.encoder.encode(m.CheckKey(hash_key(key)))), type=m.CheckReply
+    checked = msgspec.json.decode(
+        bus.request(KEYS_CHECK, m.encoder.encode(m.CheckKeys([hash_key(key)]))), type=m.CheckReply
     )
+    assert isinstance(checked, m.CheckedKeys)
+    (facts,) = checked.replies
     assert isinstance(facts, m.KeyFacts) and facts.account_id == account.account_id
     batch = DecideBatch([Decide(account.account_id, account.master_key_id)])
     subject = usage_decide_subject(partition_of(account.account_id))

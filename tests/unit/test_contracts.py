@@ -43,3 +43,13 @@ def test_commands_and_replies_round_trip() -> None:
     rejected = m.Rejected(code=m.Code.NOT_FOUND, message="No such API key")
     assert m.reply_decoder.decode(m.encoder.encode(rejected)) == rejected
     assert m.check_reply_decoder.decode(m.encoder.encode(rejected)) == rejected
+
+
+def test_a_key_check_is_a_bounded_batch_answered_item_by_item() -> None:
+    facts = m.KeyFacts(key_id="key_1", account_id="acc_1", kind="master", plan="pro", revoked=False)
+    checked = m.CheckedKeys([facts, m.Rejected(m.Code.INVALID_API_KEY, "unknown API key")])
+    assert m.check_reply_decoder.decode(m.encoder.encode(checked)) == checked
+    full = m.CheckKeys(["0" * 64] * m.MAX_CHECK_BATCH)
+    assert m.check_decoder.decode(m.encoder.encode(full)) == full
+    with pytest.raises(msgspec.ValidationError):
+        m.check_decoder.decode(m.encoder.encode({"key_hashes": ["0" * 64] * 1001}))

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import nats
 
-from aitbc_contracts.messages import CheckKey, encoder
+from aitbc_contracts.messages import CheckKeys, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
 from aitbc_infra.nats_server import NatsServer, port_is_open
@@ -148,7 +148,7 @@ def services(config: Config) -> list[Service]:
     """Everything `just up` runs, in the order it starts (it stops in reverse)."""
     env, bus = config.child_env(), config.bus_url
     coordinator, api = config.coordinator_port, config.api_port
-    ping_keys = encoder.encode(CheckKey(key_hash="0" * 64))  # an unknown key: any answer will do
+    ping_keys = encoder.encode(CheckKeys([]))  # any answer will do
     ping_usage = encoder.encode(LastUsedQuery(account_id="acc_ready"))
     table: list[Service] = []
     if config.nats_url is None:

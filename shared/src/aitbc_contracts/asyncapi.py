@@ -54,8 +54,17 @@ USAGE_EVENT_HEADERS = {
 
 # message name -> (payload type, summary, headers schema or None)
 MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
-    "CheckKey": (m.CheckKey, "Is this key hash known, and what may it do?", None),
-    "CheckReply": (m.CheckReply, "The key's facts, or why not", None),
+    "CheckKeys": (
+        m.CheckKeys,
+        f"Are these key hashes known, and what may each do? (at most {m.MAX_CHECK_BATCH})",
+        None,
+    ),
+    "CheckReply": (
+        m.CheckReply,
+        "Per hash, in order, its key's facts or why not; a Rejected alone: the whole message "
+        "was refused (malformed, too large) or the service failed",
+        None,
+    ),
     "Command": (m.AnyCommand, "A management command, tagged by `command`", None),
     "Reply": (m.Reply, "The command's result, or why it was refused", None),
     "KeyEvent": (AnyEvent, "A change to an account or key, tagged by `type`", KEY_EVENT_HEADERS),
@@ -77,9 +86,9 @@ ACCOUNT = {"description": "account id, acc_ + 16 hex digits"}
 CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, Any] | None]] = {
     "keyCheck": (
         s.KEYS_CHECK,
-        "Auth checks from the edge (request/reply).",
+        "Auth checks from the edge, the cache misses of a burst in one message (request/reply).",
         {},
-        ["CheckKey"],
+        ["CheckKeys"],
         None,
     ),
     "keyCheckReply": (None, "The reply inbox of a key check.", {}, ["CheckReply"], None),
@@ -145,7 +154,7 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
 
 # operation -> (action, channel, reply channel or None, queue group or None, summary)
 OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
-    "checkKey": ("receive", "keyCheck", "keyCheckReply", s.KEYS_QUEUE, "keys service"),
+    "checkKeys": ("receive", "keyCheck", "keyCheckReply", s.KEYS_QUEUE, "keys service"),
     "runCommand": ("receive", "keyCommands", "keyCommandReply", s.KEYS_QUEUE, "keys service"),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),

@@ -8,6 +8,7 @@ hint, and alone returns the plaintext to the person who asked for it.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -46,8 +47,13 @@ class Rejected(msgspec.Struct, frozen=True, tag="rejected"):
 # --- auth check ----------------------------------------------------------------------------
 
 
-class CheckKey(msgspec.Struct, frozen=True):
-    key_hash: str
+MAX_CHECK_BATCH = 1000  # key hashes in one CheckKeys: bounds the work one message can ask for
+
+
+class CheckKeys(msgspec.Struct, frozen=True):
+    """Key hashes to check: the cache misses of one burst on an edge, sent as one message."""
+
+    key_hashes: Annotated[list[str], msgspec.Meta(max_length=MAX_CHECK_BATCH)]
 
 
 class KeyFacts(msgspec.Struct, frozen=True, tag="key_facts"):
@@ -63,7 +69,15 @@ class KeyFacts(msgspec.Struct, frozen=True, tag="key_facts"):
     rate_limit: int | None = None
 
 
-CheckReply = KeyFacts | Rejected
+class CheckedKeys(msgspec.Struct, frozen=True, tag="checked_keys"):
+    """One reply per hash, in order: the key's facts, or why not (unknown, malformed hash)."""
+
+    replies: list[KeyFacts | Rejected]
+
+
+# A Rejected instead of CheckedKeys: the message itself was malformed or too large, or the
+# keys service failed; the edge treats it as no answer for any of the hashes.
+CheckReply = CheckedKeys | Rejected
 
 # --- management commands -------------------------------------------------------------------
 
@@ -188,7 +202,7 @@ Reply = AccountView | KeyView | KeyList | KeyHistory | Rebuilt | Rejected
 # --- codecs: built once per union ----------------------------------------------------------
 
 encoder = msgspec.json.Encoder()
-check_decoder: msgspec.json.Decoder[CheckKey] = msgspec.json.Decoder(CheckKey)
+check_decoder: msgspec.json.Decoder[CheckKeys] = msgspec.json.Decoder(CheckKeys)
 check_reply_decoder: msgspec.json.Decoder[CheckReply] = msgspec.json.Decoder(CheckReply)
 command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
 reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)

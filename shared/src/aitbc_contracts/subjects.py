@@ -16,7 +16,7 @@ def key_event_subject(account_id: str, stream_id: str) -> str:
 
 
 # --- keys service request/reply ------------------------------------------------------------
-KEYS_CHECK = "aitbc.keys.check"  # CheckKey -> KeyFacts | Rejected
+KEYS_CHECK = "aitbc.keys.check"  # CheckKeys -> CheckedKeys | Rejected
 KEYS_COMMANDS = "aitbc.keys.commands"  # Command -> Reply
 KEYS_QUEUE = "aitbc-keys"  # queue group: any number of keys services share the work
 

@@ -175,11 +175,12 @@ async def test_read_models_equal_a_rebuild_from_the_events(
     async with engine.connect() as conn:
         assert await projections.snapshot(conn) == live
         view = await projections.account_view(conn, "acc_1")
-        facts_old = await projections.key_facts(conn, "a" * 64, now)
-        facts_late = await projections.key_facts(conn, "a" * 64, now + timedelta(minutes=6))
+        facts_old = await projections.key_facts(conn, ["a" * 64, "f" * 64], now)
+        facts_late = await projections.key_facts(conn, ["a" * 64], now + timedelta(minutes=6))
     assert view is not None and (view.plan, view.master_key_id) == ("pro", "key_m")
-    assert facts_old is not None and facts_old.secret_valid_until == now + timedelta(minutes=5)
-    assert facts_late is None
+    assert list(facts_old) == ["a" * 64]  # the unknown hash is left out
+    assert facts_old["a" * 64].secret_valid_until == now + timedelta(minutes=5)
+    assert facts_late == {}
 
 
 async def test_datetimes_round_trip_as_aware_utc(engine: AsyncEngine, history_of: Any) -> None:

@@ -16,9 +16,17 @@ from aitbc_keys.main import Service, running_service
 from aitbc_keys.settings import Settings
 
 
-async def check(service: Service, key: str) -> m.CheckReply:
-    reply = await service.handlers.check(m.encoder.encode(m.CheckKey(keyformat.hash_key(key))))
-    return m.check_reply_decoder.decode(reply)
+async def check(service: Service, key: str) -> m.KeyFacts | m.Rejected:
+    (reply,) = await check_hashes(service, [keyformat.hash_key(key)])
+    return reply
+
+
+async def check_hashes(service: Service, hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
+    reply = m.check_reply_decoder.decode(
+        await service.handlers.check(m.encoder.encode(m.CheckKeys(hashes)))
+    )
+    assert isinstance(reply, m.CheckedKeys), reply
+    return reply.replies
 
 
 async def command(service: Service, cmd: m.AnyCommand) -> m.Reply:
@@ -63,3 +71,47 @@ async def test_two_processes_answer_from_memory_and_agree(
                 break
             await asyncio.sleep(0.02)
         assert isinstance(facts, m.KeyFacts) and facts.revoked
+
+
+async def test_a_batch_asks_the_database_only_for_what_the_index_lacks(
+    own_nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(nats_url=own_nats.url, database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+    async with running_service(settings) as service:
+        known, stored = keyformat.generate_key(), keyformat.generate_key()
+        for key in (known, stored):
+            created = await command(
+                service,
+                m.CreateAccount(master_key_hash=keyformat.hash_key(key), master_key_hint="x"),
+            )
+            assert isinstance(created, m.AccountView)
+        service.handlers.index.secrets.pop(keyformat.hash_key(stored))  # as if made elsewhere
+        unknown = keyformat.hash_key(keyformat.generate_key())
+        hashes = [keyformat.hash_key(known), unknown, "not a hash", keyformat.hash_key(stored)]
+        asked: list[list[str]] = []
+        key_facts = projections.key_facts
+
+        async def spy(conn: object, secret_hashes: list[str], now: datetime) -> object:
+            asked.append(list(secret_hashes))
+            return await key_facts(conn, secret_hashes, now)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(projections, "key_facts", spy)
+        replies = await check_hashes(service, hashes)
+        assert asked == [[unknown, keyformat.hash_key(stored)]]  # one query, two hashes
+        assert isinstance(replies[0], m.KeyFacts) and isinstance(replies[3], m.KeyFacts)
+        codes = [getattr(r, "code", None) for r in replies]
+        assert codes == [None, m.Code.INVALID_API_KEY, m.Code.VALIDATION_ERROR, None]
+
+        async def unavailable(*_: object) -> None:
+            raise OSError("the database is down")
+
+        monkeypatch.setattr(projections, "key_facts", unavailable)
+        replies = await check_hashes(service, hashes)
+        assert isinstance(replies[0], m.KeyFacts)  # the index's answers stand
+        codes = [getattr(r, "code", None) for r in replies]
+        assert codes == [
+            None,
+            m.Code.SERVICE_UNAVAILABLE,
+            m.Code.VALIDATION_ERROR,
+            m.Code.SERVICE_UNAVAILABLE,
+        ]

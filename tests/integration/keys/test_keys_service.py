@@ -35,9 +35,14 @@ class Caller:
     async def do(self, command: m.AnyCommand) -> m.Reply:
         return await self.raw(KEYS_COMMANDS, m.encoder.encode(command))  # type: ignore[return-value]
 
-    async def check(self, key: str) -> m.CheckReply:
-        payload = m.encoder.encode(m.CheckKey(keyformat.hash_key(key)))
-        return await self.raw(KEYS_CHECK, payload)  # type: ignore[return-value]
+    async def check(self, key: str) -> m.KeyFacts | m.Rejected:
+        (reply,) = await self.check_hashes([keyformat.hash_key(key)])
+        return reply
+
+    async def check_hashes(self, hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
+        reply = await self.raw(KEYS_CHECK, m.encoder.encode(m.CheckKeys(hashes)))
+        assert isinstance(reply, m.CheckedKeys), reply
+        return reply.replies
 
 
 @pytest.fixture
@@ -246,6 +251,33 @@ async def test_a_revocation_reaches_the_key_event_stream_at_once(caller: Caller)
     await sub.unsubscribe()
 
 
+async def test_a_batch_gets_one_reply_per_hash_in_order(caller: Caller) -> None:
+    account, master = await new_account(caller)
+    _, revoked = await new_key(caller, account)
+    views = await caller.do(m.ListKeys(account_id=account.account_id))
+    assert isinstance(views, m.KeyList)
+    revoked_id = next(v.key_id for v in views.keys if v.kind != "master")
+    await caller.do(m.RevokeKey(account_id=None, key_id=revoked_id))
+    hashes = [
+        keyformat.hash_key(master),
+        "A" * 64,  # not lowercase hex
+        keyformat.hash_key(keyformat.generate_key()),  # well formed, unknown
+        keyformat.hash_key(revoked),
+        keyformat.hash_key(master),  # twice in a batch: answered twice
+    ]
+    replies = await caller.check_hashes(hashes)
+    assert [type(r).__name__ for r in replies] == [
+        "KeyFacts", "Rejected", "Rejected", "KeyFacts", "KeyFacts"
+    ]  # fmt: skip
+    assert replies[0] == replies[4] and replies[0].account_id == account.account_id  # type: ignore[union-attr]
+    assert replies[1].code == m.Code.VALIDATION_ERROR  # type: ignore[union-attr]
+    assert replies[2].code == m.Code.INVALID_API_KEY  # type: ignore[union-attr]
+    assert replies[3].revoked and replies[3].key_id == revoked_id  # type: ignore[union-attr]
+    full = await caller.check_hashes([keyformat.hash_key(master)] * m.MAX_CHECK_BATCH)
+    assert len(full) == m.MAX_CHECK_BATCH and all(r == replies[0] for r in full)
+    assert await caller.check_hashes([]) == []
+
+
 @pytest.mark.parametrize(
     ("subject", "payload"),
     [
@@ -261,6 +293,9 @@ async def test_a_revocation_reaches_the_key_event_stream_at_once(caller: Caller)
         (KEYS_CHECK, b"\xff\xfe"),
         (KEYS_CHECK, b'{"key_hash": 5}'),
         (KEYS_CHECK, b"[]"),
+        (KEYS_CHECK, b'{"key_hashes": "0"}'),
+        (KEYS_CHECK, b'{"key_hashes": [5]}'),  # one wrong type spoils the message
+        (KEYS_CHECK, m.encoder.encode({"key_hashes": ["0" * 64] * (m.MAX_CHECK_BATCH + 1)})),
     ],
 )
 async def test_malformed_payloads_are_rejected_and_the_service_keeps_working(

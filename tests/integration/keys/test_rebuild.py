@@ -43,10 +43,11 @@ async def ask(nc: Client, command: m.AnyCommand) -> m.Reply:
     return m.reply_decoder.decode(reply.data)
 
 
-async def check(nc: Client, key: str) -> m.CheckReply:
-    payload = m.encoder.encode(m.CheckKey(keyformat.hash_key(key)))
-    reply = await nc.request(KEYS_CHECK, payload, timeout=10)
-    return m.check_reply_decoder.decode(reply.data)
+async def check(nc: Client, key: str) -> m.KeyFacts | m.Rejected:
+    payload = m.encoder.encode(m.CheckKeys([keyformat.hash_key(key)]))
+    reply = m.check_reply_decoder.decode((await nc.request(KEYS_CHECK, payload, timeout=10)).data)
+    assert isinstance(reply, m.CheckedKeys), reply
+    return reply.replies[0]
 
 
 def secret() -> tuple[str, dict[str, str]]:

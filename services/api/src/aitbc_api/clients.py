@@ -34,12 +34,21 @@ class KeysClient:
             raise unavailable("keys") from exc
         return reply.data
 
-    async def check(self, key_hash: str) -> m.CheckReply:
-        data = await self._request(KEYS_CHECK, m.encoder.encode(m.CheckKey(key_hash)))
+    async def check(self, key_hash: str) -> m.KeyFacts | m.Rejected:
+        (reply,) = await self.check_many([key_hash])
+        return reply
+
+    async def check_many(self, key_hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
+        """One reply per hash, in order. A message the keys service refused as a whole, or a
+        reply that does not fit, is no answer for any of them: the service is unavailable."""
+        data = await self._request(KEYS_CHECK, m.encoder.encode(m.CheckKeys(key_hashes)))
         try:
-            return m.check_reply_decoder.decode(data)
+            reply = m.check_reply_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise unavailable("keys") from exc
+        if isinstance(reply, m.Rejected) or len(reply.replies) != len(key_hashes):
+            raise unavailable("keys")
+        return reply.replies
 
     async def command(
         self, command: m.AnyCommand

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -60,11 +62,24 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError)
 
 
+_UNAVAILABLE = "the keys database is unavailable; try again"
+
+
 def _unavailable() -> bytes:
-    return _rejected(m.Code.SERVICE_UNAVAILABLE, "the keys database is unavailable; try again")
+    return _rejected(m.Code.SERVICE_UNAVAILABLE, _UNAVAILABLE)
 
 
-_UNKNOWN = _rejected(m.Code.INVALID_API_KEY, "unknown API key")
+_HASH = re.compile("[0-9a-f]{64}")  # hex SHA-256, as the edge sends it
+_MALFORMED_HASH = m.Rejected(m.Code.VALIDATION_ERROR, "malformed key hash: not 64 hex digits")
+_UNKNOWN_KEY = m.Rejected(m.Code.INVALID_API_KEY, "unknown API key")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheck:
+    """A check the facts index could not settle alone: None where the database must say."""
+
+    key_hashes: list[str]
+    replies: list[m.KeyFacts | m.Rejected | None]
 
 
 class Handlers:
@@ -88,34 +103,53 @@ class Handlers:
         answer = self.check_indexed(data)
         return answer if isinstance(answer, bytes) else await self.check_stored(answer)
 
-    def check_indexed(self, data: bytes) -> bytes | str:
-        """The reply when the request alone or the facts index settles it; otherwise the hash to
-        ask the database about (`check_stored`). It never awaits: the bus subscription answers
-        these inline, one after the other, and hands only the database's share to a task."""
+    def check_indexed(self, data: bytes) -> bytes | StoredCheck:
+        """The reply when the message and the facts index settle every hash; otherwise what
+        is left for the database (`check_stored`). It never awaits: the bus subscription
+        answers these inline, one after the other, and gives only the database's share a task."""
         try:
             request = m.check_decoder.decode(data)
-        except msgspec.MsgspecError as exc:
+        except msgspec.MsgspecError as exc:  # too many hashes, or not a CheckKeys at all
             log.warning("malformed key check: %s", exc)
             return _rejected(m.Code.VALIDATION_ERROR, f"malformed key check: {exc}")
-        facts = self.index.facts(request.key_hash, self.clock())
-        if facts is not None:
-            return m.encoder.encode(facts)
-        if len(request.key_hash) != domain.HASH_LENGTH:
-            return _UNKNOWN
-        return request.key_hash
+        now = self.clock()
+        facts = self.index.facts
+        replies: list[m.KeyFacts | m.Rejected | None] = []
+        stored = False
+        for key_hash in request.key_hashes:
+            reply: m.KeyFacts | m.Rejected | None = facts(key_hash, now)
+            if reply is None:
+                if _HASH.fullmatch(key_hash) is None:
+                    reply = _MALFORMED_HASH
+                else:
+                    stored = True  # not in the index: maybe created a moment ago elsewhere
+            replies.append(reply)
+        if stored:
+            return StoredCheck(request.key_hashes, replies)
+        return m.encoder.encode(m.CheckedKeys(replies))  # type: ignore[arg-type]
 
-    async def check_stored(self, key_hash: str) -> bytes:
-        """A hash the index does not know (a key another process has only just created)."""
+    async def check_stored(self, check: StoredCheck) -> bytes:
+        """The hashes the index does not know, asked of the database in one query. When it
+        fails, those hashes alone get a Rejected: the others' answers stand."""
+        pairs = list(zip(check.key_hashes, check.replies, strict=True))
+        missing = [key_hash for key_hash, reply in pairs if reply is None]
+        found: dict[str, m.KeyFacts] = {}
+        unknown = _UNKNOWN_KEY
         try:
             async with self.engine.connect() as conn:
-                facts = await projections.key_facts(conn, key_hash, self.clock())
+                found = await projections.key_facts(conn, missing, self.clock())
         except Exception as exc:
             if database_unavailable(exc):
                 log.warning("key check: the database is unavailable: %s", type(exc).__name__)
-                return _unavailable()
-            log.exception("key check failed")
-            return _rejected(m.Code.INTERNAL_ERROR, "the key check failed; try again")
-        return _UNKNOWN if facts is None else m.encoder.encode(facts)
+                unknown = m.Rejected(m.Code.SERVICE_UNAVAILABLE, _UNAVAILABLE)
+            else:
+                log.exception("key check failed")
+                unknown = m.Rejected(m.Code.INTERNAL_ERROR, "the key check failed; try again")
+        replies = [
+            reply if reply is not None else found.get(key_hash, unknown)
+            for key_hash, reply in pairs
+        ]
+        return m.encoder.encode(m.CheckedKeys(replies))
 
     # --- management commands -----------------------------------------------------------------
 

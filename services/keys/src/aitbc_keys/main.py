@@ -93,9 +93,7 @@ async def running_service(
             )
             follower.start()
             await live.load()
-            await until_answered(
-                broker.connection, KEYS_CHECK, m.encoder.encode(m.CheckKey("0" * 64))
-            )
+            await until_answered(broker.connection, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
             try:
                 log.info("keys service ready (NATS %s)", settings.nats_url)
                 yield Service(settings, engine, relay, handlers, broker, checks)

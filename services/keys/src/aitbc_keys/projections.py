@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -182,25 +183,33 @@ async def key_views(conn: AsyncConnection, account_id: str, now: datetime) -> li
 
 
 _check_query = (
-    sa.select(key_secrets.c.valid_until, api_keys, accounts.c.plan)
+    sa.select(key_secrets.c.secret_hash, key_secrets.c.valid_until, api_keys, accounts.c.plan)
     .join(api_keys, api_keys.c.key_id == key_secrets.c.key_id)
     .join(accounts, accounts.c.account_id == api_keys.c.account_id)
-    .where(key_secrets.c.secret_hash == sa.bindparam("secret_hash"))
+    .where(key_secrets.c.secret_hash.in_(sa.bindparam("hashes", expanding=True)))
 )
+_CHECK_CHUNK = 500  # bound parameters per query: under every database's limit
 
 
-async def key_facts(conn: AsyncConnection, secret_hash: str, now: datetime) -> KeyFacts | None:
-    """What the edge needs to admit a key, or None when the hash is unknown or out of grace."""
-    row = (await conn.execute(_check_query, {"secret_hash": secret_hash})).first()
-    if row is None or (row.valid_until is not None and row.valid_until <= now):
-        return None
-    return KeyFacts(
-        key_id=row.key_id,
-        account_id=row.account_id,
-        kind=row.kind,
-        plan=row.plan,
-        revoked=row.status == "revoked",
-        expires_at=row.expires_at,
-        secret_valid_until=row.valid_until,
-        rate_limit=row.rate_limit,
-    )
+async def key_facts(
+    conn: AsyncConnection, secret_hashes: Sequence[str], now: datetime
+) -> dict[str, KeyFacts]:
+    """What the edge needs to admit each key; a hash unknown or out of grace is left out."""
+    found = {}
+    unique = sorted(set(secret_hashes))
+    for start in range(0, len(unique), _CHECK_CHUNK):
+        chunk = unique[start : start + _CHECK_CHUNK]
+        for row in await conn.execute(_check_query, {"hashes": chunk}):
+            if row.valid_until is not None and row.valid_until <= now:
+                continue
+            found[row.secret_hash] = KeyFacts(
+                key_id=row.key_id,
+                account_id=row.account_id,
+                kind=row.kind,
+                plan=row.plan,
+                revoked=row.status == "revoked",
+                expires_at=row.expires_at,
+                secret_valid_until=row.valid_until,
+                rate_limit=row.rate_limit,
+            )
+    return found

@@ -21,7 +21,7 @@ from nats.aio.subscription import Subscription
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
-from aitbc_keys.handlers import Handlers, guard
+from aitbc_keys.handlers import Handlers, StoredCheck, guard
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ class CheckResponder:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _look_up(self, msg: Msg, key_hash: str) -> None:
+    async def _look_up(self, msg: Msg, check: StoredCheck) -> None:
         try:
-            answer = await guard(self._handlers.check_stored, key_hash)
+            answer = await guard(self._handlers.check_stored, check)
         finally:
             self._lookups.release()
         await _respond(msg, answer)
