@@ -12,10 +12,9 @@ from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.usage_events import UsagePublisher
-from aitbc_contracts.subjects import MSG_ID_HEADER, usage_event_subject
-from aitbc_contracts.usage import UsageEvent
+from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_event_subject
+from aitbc_contracts.usage import UsageEvent, usage_event_decoder
 from aitbc_usage import store
-from aitbc_usage.aggregator import Aggregator
 from tests.integration.usage.conftest import System
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -90,8 +89,12 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
         for _ in range(31):
             messages.append(await sub.next_msg(timeout=5))
         await sub.unsubscribe()
-        name = f"usage-aggregator-{usage_event_subject(account).split('.')[3]}"
-        await Aggregator(system.nc, service.engine, (), 100).commit(name, messages)
+        name = f"usage-aggregator-{partition_of(account)}"
+        replay = [
+            (name, msg.metadata.sequence.stream, [usage_event_decoder.decode(msg.data)])
+            for msg in messages
+        ]
+        await store.commit_batch(service.engine, [name], replay)
         assert (await totals(service.engine, account))["requests"] == 31
 
     # Events published while no usage service runs are counted when it is back, once.
@@ -150,3 +153,34 @@ async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops
         )
         await publisher.stop()
         await nc.close()
+
+
+def account_on(partition: int) -> str:
+    while True:
+        account = "acc_" + uuid.uuid4().hex[:16]
+        if partition_of(account) == partition:
+            return account
+
+
+async def test_one_consumer_resumes_each_partition_from_its_own_cursor(system: System) -> None:
+    a, b = account_on(3), account_on(11)
+    # A process owning only partition 3 counts a; b's partition lags behind, at 0.
+    async with system.usage(partitions=(3,)) as service:
+        await publish(system.nc, [event(a) for _ in range(5)] + [event(b) for _ in range(4)])
+        assert (await wait_requests(service.engine, a, 5))["requests"] == 5
+        await asyncio.sleep(0.3)
+        assert (await totals(service.engine, b))["requests"] == 0
+    # Owning both, it reads again from the lowest cursor: b's events once, a's not again.
+    await publish(system.nc, [event(a) for _ in range(2)] + [event(b)])
+    async with system.usage(partitions=(3, 11)) as service:
+        assert (await wait_requests(service.engine, b, 5))["requests"] == 5
+        assert (await wait_requests(service.engine, a, 7))["requests"] == 7
+        await asyncio.sleep(0.5)  # would anything be counted twice, it would show by now
+        assert (await totals(service.engine, a))["requests"] == 7
+        assert (await totals(service.engine, b))["requests"] == 5
+        async with service.engine.connect() as conn:
+            names = [f"usage-aggregator-{p}" for p in (3, 11, 12)]
+            stored = await store.cursors(conn, names)
+        info = await system.nc.jetstream().stream_info("AITBC_USAGE")
+        # Both owned cursors are at the end of the stream; one not owned is not moved.
+        assert stored == {names[0]: info.state.last_seq, names[1]: info.state.last_seq, names[2]: 0}

@@ -1,10 +1,11 @@
 """Builds the per-minute aggregates from the usage stream, exactly once.
 
-The database, not the consumer, remembers how far each partition has been counted: each batch
-is committed together with its stream position (store.commit_batch). On start, and after any
-failure, an ordered consumer is opened just after that position, so messages arrive once and
-in order; a redelivery at or before the position is skipped. (A durable consumer with acks
-would redeliver an unacknowledged message *after* newer ones, and a position could pass it.)
+The database, not the consumer, remembers how far each partition has been counted: each flush
+is committed together with every owned partition's stream position (store.commit_batch). On
+start, and after any failure, one ordered consumer over all owned partitions is opened just
+after the lowest of those positions, so messages arrive once and in order; a message at or
+before its own partition's position is skipped. (A durable consumer with acks would redeliver
+an unacknowledged message *after* newer ones, and a position could pass it.)
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import logging
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
@@ -32,6 +31,7 @@ from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
     USAGE_EVENTS_PREFIX,
     USAGE_EVENTS_SUBJECTS,
+    USAGE_PARTITIONS,
     USAGE_STREAM,
 )
 from aitbc_contracts.usage import UsageEvent, usage_event_decoder
@@ -83,82 +83,123 @@ def _decode(msg: Msg) -> UsageEvent | None:
     return event
 
 
+class _Inbox:
+    """What the consumer delivered since the last commit, decoded. Its callback waits while
+    the inbox is full, so during a slow commit the consumer's flow control holds the server
+    back instead of messages piling up in memory."""
+
+    def __init__(self, owned: dict[str, str], limit: int) -> None:
+        self.owned = owned  # partition token of the subject -> its cursor's name
+        self.limit = limit
+        self.messages: list[store.Message] = []
+        self.events = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._full = asyncio.Event()
+        self.failure: Exception | None = None
+
+    async def put(self, msg: Msg) -> None:
+        if not self._room.is_set():
+            await self._room.wait()
+        try:
+            name = self.owned.get(msg.subject.split(".", 4)[3])
+            if name is None:  # not a partition's subject (the stream's subject space is wider)
+                return
+            event = _decode(msg)
+            events = [event] if event is not None else []
+            # An undecodable message still moves its cursor on: it is kept, with no events.
+            self.messages.append((name, msg.metadata.sequence.stream, events))
+            self.events += len(events)
+        except Exception as exc:  # nats-py would only log it, and the message be passed over
+            self.failure = exc
+        if self.failure or self.events >= self.limit or len(self.messages) >= self.limit:
+            self._full.set()
+            self._room.clear()
+
+    async def take(self, wait: float) -> list[store.Message]:
+        """Waits until the inbox is full, or `wait` seconds, and empties it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._full.wait()
+        if self.failure is not None:
+            raise self.failure
+        taken, self.messages, self.events = self.messages, [], 0
+        self._full.clear()
+        self._room.set()
+        return taken
+
+
 class Aggregator:
+    """One ordered consumer over every owned partition, committing once per flush: up to
+    `batch` events, or what came within `interval` seconds."""
+
     def __init__(
         self,
         nc: NATS,
         engine: AsyncEngine,
         partitions: tuple[int, ...],
         batch: int,
+        interval: float = 0.2,
     ) -> None:
         self.nc = nc
         self.engine = engine
         self.partitions = partitions
         self.batch = batch
-        self._tasks: list[asyncio.Task[None]] = []
+        self.interval = interval
+        self.names = {str(p): f"{USAGE_AGGREGATOR_DURABLE}-{p}" for p in partitions}
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(p), name=f"aggregate-{p}") for p in self.partitions
-        ]
+        if self.partitions:
+            self._task = asyncio.create_task(self._run(), name="aggregate")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._task
 
-    async def _run(self, partition: int) -> None:
-        name = f"{USAGE_AGGREGATOR_DURABLE}-{partition}"
-        subject = f"{USAGE_EVENTS_PREFIX}.{partition}.>"
+    async def _run(self) -> None:
         while True:
-            subscription = None
             try:
-                seen = reconnects(self.nc)
-                async with self.engine.connect() as conn:
-                    position = await store.cursor(conn, name)
-                subscription = await self.nc.jetstream().subscribe(
-                    subject,
-                    stream=USAGE_STREAM,
-                    ordered_consumer=True,
-                    config=ConsumerConfig(
-                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                        opt_start_seq=position + 1,
-                    ),
-                )
-                while True:
-                    await self.commit(name, await self._next_batch(subscription, seen))
+                await self._follow()
             except asyncio.CancelledError:
                 raise
             except ConnectionResetError:
-                log.info("aggregator %s: reconnected; resuming from its stored position", name)
+                log.info("aggregator reconnected; resuming from the stored positions")
             except Exception:
-                log.exception("aggregator %s failed; resuming from its stored position", name)
+                log.exception("aggregator failed; resuming from the stored positions")
                 await asyncio.sleep(1.0)
-            finally:
-                if subscription is not None:
-                    with contextlib.suppress(Exception):
-                        await subscription.unsubscribe()
 
-    async def _next_batch(
-        self, subscription: JetStreamContext.PushSubscription, seen: int
-    ) -> list[Msg]:
-        """Waits for one message, then takes what else has arrived, up to a batch."""
-        while True:
-            try:
-                batch = [await subscription.next_msg(timeout=0.25)]
-                break
-            except (NatsTimeoutError, TimeoutError):
-                if reconnects(self.nc) != seen:  # the server may have lost this consumer
-                    raise ConnectionResetError("reconnected") from None
-        while len(batch) < self.batch:
-            try:
-                batch.append(await subscription.next_msg(timeout=0.005))
-            except (NatsTimeoutError, TimeoutError):
-                break
-        return batch
+    def _consumer(self, start: int) -> ConsumerConfig:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        if len(self.partitions) < USAGE_PARTITIONS:  # else the stream's subject: one filter
+            config.filter_subjects = [f"{USAGE_EVENTS_PREFIX}.{p}.>" for p in self.partitions]
+        return config
 
-    async def commit(self, name: str, messages: list[Msg]) -> None:
-        events = [(msg.metadata.sequence.stream, _decode(msg)) for msg in messages]
-        await store.commit_batch(self.engine, name, events)
+    async def _follow(self) -> None:
+        """Reads from just after the lowest stored position (a message at or before its own
+        partition's position is skipped at commit) until a failure or a reconnect."""
+        seen = reconnects(self.nc)
+        async with self.engine.connect() as conn:
+            positions = await store.cursors(conn, self.names.values())
+        inbox = _Inbox(self.names, self.batch)  # one per subscription: none outlives its own
+        subscription = await self.nc.jetstream().subscribe(
+            USAGE_EVENTS_SUBJECTS,
+            stream=USAGE_STREAM,
+            cb=inbox.put,
+            ordered_consumer=True,
+            config=self._consumer(min(positions.values()) + 1),
+        )
+        try:
+            while True:
+                messages = await inbox.take(self.interval)
+                if reconnects(self.nc) != seen:  # the server may have lost the consumer
+                    raise ConnectionResetError("reconnected")
+                await self.commit(messages)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def commit(self, messages: list[store.Message]) -> None:
+        await store.commit_batch(self.engine, self.names.values(), messages)

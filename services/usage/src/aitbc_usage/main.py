@@ -103,7 +103,13 @@ async def running_service(settings: Settings | None = None) -> AsyncIterator[Ser
             restored = await restore(nc, deciding)
             snapshots = Snapshotter(nc, deciding, settings.snapshot_interval)
             snapshots.start()
-            aggregator = Aggregator(nc, engine, settings.partitions, settings.aggregate_batch)
+            aggregator = Aggregator(
+                nc,
+                engine,
+                settings.partitions,
+                settings.aggregate_batch,
+                settings.aggregate_interval,
+            )
             aggregator.start()
             broker = build_broker(settings, Querying(engine))
             await broker.start()

@@ -31,7 +31,8 @@ class Settings:
     partitions: tuple[int, ...] = tuple(range(USAGE_PARTITIONS))
     keys_timeout: float = 2.0
     snapshot_interval: float = 0.2  # counters are saved this often: bounds a crash's over-admission
-    aggregate_batch: int = 1000
+    aggregate_batch: int = 4000  # events a commit of the aggregates takes at most
+    aggregate_interval: float = 0.2  # ...and how long it gathers them
     log_level: str = "INFO"
 
     @classmethod

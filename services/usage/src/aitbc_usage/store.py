@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -70,75 +71,101 @@ class Tally:
             self.last_used[event.key_id] = (event.account_id, event.at)
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+@dataclass(frozen=True)
+class _Upserts:
+    """The three upserts of a commit, built once per dialect: each commit binds only its rows
+    (building them per batch made SQLAlchemy redo column proxies and cache keys every time)."""
+
+    counts: sa.Insert
+    last_used: sa.Insert
+    cursor: sa.Insert
 
 
-async def cursor(conn: AsyncConnection, name: str) -> int:
-    value = await conn.scalar(
-        sa.select(stream_cursors.c.last_sequence).where(stream_cursors.c.name == name)
+@cache
+def _upserts(dialect: str) -> _Upserts:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    newest = sa.func.greatest if dialect == "postgresql" else sa.func.max
+    counts = insert(usage_minutes)
+    last = insert(key_last_used)
+    cursor = insert(stream_cursors)
+    return _Upserts(
+        counts=counts.on_conflict_do_update(
+            index_elements=["account_id", "key_id", "minute"],
+            set_={c: getattr(usage_minutes.c, c) + counts.excluded[c] for c in COUNTS},
+        ),
+        last_used=last.on_conflict_do_update(
+            index_elements=["key_id"],
+            set_={"last_used_at": newest(last.excluded.last_used_at, key_last_used.c.last_used_at)},
+        ),
+        cursor=cursor.on_conflict_do_update(
+            index_elements=["name"], set_={"last_sequence": cursor.excluded.last_sequence}
+        ),
     )
-    return int(value or 0)
+
+
+_CURSORS = sa.select(stream_cursors.c.name, stream_cursors.c.last_sequence).where(
+    stream_cursors.c.name.in_(sa.bindparam("names", expanding=True))
+)
+
+
+async def cursors(conn: AsyncConnection, names: Iterable[str]) -> dict[str, int]:
+    """The stored position of each named cursor: 0 for one never stored."""
+    positions = dict.fromkeys(names, 0)
+    for name, position in await conn.execute(_CURSORS, {"names": list(positions)}):
+        positions[name] = int(position)
+    return positions
+
+
+# (cursor name, stream sequence, the events of that message)
+Message = tuple[str, int, Sequence[UsageEvent]]
 
 
 async def commit_batch(
-    engine: AsyncEngine, name: str, events: Iterable[tuple[int, UsageEvent | None]]
-) -> int:
-    """Adds the events after the stored position, and stores the new position; returns it.
+    engine: AsyncEngine, names: Iterable[str], messages: Sequence[Message]
+) -> dict[str, int]:
+    """Counts a stretch of the stream read by one consumer covering the cursors `names`, and
+    moves all those cursors to its last sequence, in one transaction; returns the positions.
 
-    Events at or before the stored position were counted before a crash or redelivery:
-    they are skipped, so nothing is counted twice.
+    `messages` must be all that the stream holds for those cursors, in order, up to the last
+    one's sequence: then every cursor, even one whose partition had no message, is counted
+    up to it (a restart starts from the lowest cursor, so an idle partition must not lag).
+    A message at or before its cursor's stored position was counted before a crash or a
+    redelivery, and is skipped: nothing is counted twice.
     """
+    if not messages:
+        return {}
+    last = max(sequence for _, sequence, _ in messages)
     async with write_transaction(engine) as conn:
-        position = start = await cursor(conn, name)
+        stored = await cursors(conn, {*names, *(name for name, _, _ in messages)})
+        if last <= min(stored.values()):
+            return stored
         tally = Tally()
-        for sequence, event in events:
-            if sequence <= start:
-                continue
-            position = max(position, sequence)
-            if event is not None:  # an undecodable message still moves the position on
-                tally.add(event)
-        if position == start:
-            return position
+        for name, sequence, events in messages:
+            if sequence > stored[name]:
+                for event in events:
+                    tally.add(event)
+        upserts = _upserts(conn.dialect.name)
         if tally.counts:
-            statement = _insert(conn, usage_minutes)
             await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["account_id", "key_id", "minute"],
-                    set_={c: getattr(usage_minutes.c, c) + statement.excluded[c] for c in COUNTS},
-                ),
+                upserts.counts,
                 [
                     {"account_id": a, "key_id": k, "minute": minute, **row}
                     for (a, k, minute), row in tally.counts.items()
                 ],
             )
         if tally.last_used:
-            statement = _insert(conn, key_last_used)
-            newest = sa.func.greatest if conn.dialect.name == "postgresql" else sa.func.max
             await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["key_id"],
-                    set_={
-                        "last_used_at": newest(
-                            statement.excluded.last_used_at, key_last_used.c.last_used_at
-                        )
-                    },
-                ),
+                upserts.last_used,
                 [
                     {"key_id": key, "account_id": account, "last_used_at": at}
                     for key, (account, at) in tally.last_used.items()
                 ],
             )
-        statement = _insert(conn, stream_cursors)
+        moved = {name: last for name, position in stored.items() if position < last}
         await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["name"], set_={"last_sequence": statement.excluded.last_sequence}
-            ),
-            {"name": name, "last_sequence": position},
+            upserts.cursor, [{"name": n, "last_sequence": p} for n, p in moved.items()]
         )
-        return position
+        return stored | moved
 
 
 def _utc(value: datetime) -> datetime:
