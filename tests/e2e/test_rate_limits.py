@@ -114,11 +114,8 @@ def test_a_key_with_its_own_lower_limit(api: httpx.Client) -> None:
     assert listed.status_code == 200 and headers_of(listed)[1] == 60 - 2 - 5
 
 
-def test_set_plan_to_pro_applies_to_the_next_request(stack: Stack, api: httpx.Client) -> None:
-    account, key = sign_up(api)
-    early_in_a_minute(margin=40)
-    statuses = [api.get("/v1/jobs", headers={"X-API-Key": key}).status_code for _ in range(61)]
-    assert statuses.count(200) == 60 and statuses[-1] == 429
+def set_plan_to_pro(stack: Stack, api: httpx.Client, account: str, key: str) -> httpx.Response:
+    """Sets the plan with the CLI, then waits for the first request it admits."""
     subprocess.run(
         [str(BIN / "aitbc"), "accounts", "set-plan", account, "pro"],
         env={**stack.env(), "PATH": str(BIN)},
@@ -129,9 +126,17 @@ def test_set_plan_to_pro_applies_to_the_next_request(stack: Stack, api: httpx.Cl
     while True:  # the plan change travels through the key event stream to every service
         response = api.get("/v1/jobs", headers={"X-API-Key": key})
         if response.status_code == 200:
-            break
+            return response
         assert time.monotonic() < deadline, "the plan change never took effect"
         time.sleep(0.02)
+
+
+def test_set_plan_to_pro_applies_to_the_next_request(stack: Stack, api: httpx.Client) -> None:
+    account, key = sign_up(api)
+    early_in_a_minute(margin=40)
+    statuses = [api.get("/v1/jobs", headers={"X-API-Key": key}).status_code for _ in range(61)]
+    assert statuses.count(200) == 60 and statuses[-1] == 429
+    response = set_plan_to_pro(stack, api, account, key)
     limit, remaining, _ = headers_of(response)
     assert (limit, remaining) == (600, 600 - 61)
     assert response.headers["ratelimit-policy"] == '"pro";q=600;w=60'
@@ -147,3 +152,20 @@ def test_management_responses_carry_the_headers_too(api: httpx.Client) -> None:
     assert listed.status_code == 200
     limit, remaining, reset = headers_of(listed)
     assert limit == 60 and 0 <= remaining < 60 and reset % 60 == 0
+
+
+def test_a_refused_request_changes_nothing_upstream(stack: Stack, api: httpx.Client) -> None:
+    """GETs may go upstream while their decision is taken (speculative forwarding); a request
+    that could change something never does, so a refused POST creates no job."""
+    account, key = sign_up(api)
+    early_in_a_minute(margin=40)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        gets = list(pool.map(lambda _: api.get("/v1/jobs", headers={"X-API-Key": key}), range(60)))
+    assert all(r.status_code == 200 for r in gets)
+    job = {"model": "m", "input": "p"}
+    refused = api.post("/v1/jobs", headers={"X-API-Key": key}, json=job)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert set_plan_to_pro(stack, api, account, key).json()["total"] == 0
+    assert api.post("/v1/jobs", headers={"X-API-Key": key}, json=job).status_code == 201
+    assert api.get("/v1/jobs", headers={"X-API-Key": key}).json()["total"] == 1

@@ -32,11 +32,16 @@ def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]
     ]
 
 
-async def admit(connection: Conn) -> Principal:
-    """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
+async def authenticate(connection: Conn) -> Principal:
+    """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
     authenticator: Authenticator = connection.app.state.authenticator
     client = connection.client.host if connection.client else ""
-    principal = await authenticator.authenticate(presented_key(connection), client)
+    return await authenticator.authenticate(presented_key(connection), client)
+
+
+async def admit(connection: Conn) -> Principal:
+    """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
+    principal = await authenticate(connection)
     await limit(connection, principal)
     return principal
 

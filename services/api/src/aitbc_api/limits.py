@@ -62,7 +62,13 @@ class Verdict:
 
 
 class RateLimiter:
-    """Exact decisions from the usage service; when it is unreachable, the configured policy."""
+    """Exact decisions from the usage service; when it is unreachable, the configured policy.
+
+    It also remembers what each account's last exact decision left of its minute, so that the
+    forwarder can tell when a request is all but sure to be admitted (`has_headroom`).
+    """
+
+    ROOMY_KEPT = 100_000  # accounts remembered; beyond, start over (a miss only costs speed)
 
     def __init__(
         self, batcher: DecisionBatcher, plan_limits: dict[str, int], fail_open: bool
@@ -71,6 +77,24 @@ class RateLimiter:
         self.plan_limits = plan_limits
         self.fail_open = fail_open
         self.local = MinuteWindow()  # the per-edge fallback: exact for this edge alone
+        self._roomy: dict[str, int] = {}  # account with headroom -> the end of that window
+        self._window_ends: dict[int, int] = {}
+
+    def has_headroom(self, account_id: str, now: float) -> bool:
+        """The account's last decision in this window left more than a tenth of its limit (and
+        more than 10 requests): more than other edges and concurrent requests can use up."""
+        return self._roomy.get(account_id, 0) > now
+
+    def _note(self, account_id: str, decision: Decision) -> None:
+        if decision.remaining <= max(10, decision.limit // 10):
+            self._roomy.pop(account_id, None)
+            return
+        if len(self._roomy) >= self.ROOMY_KEPT:
+            self._roomy.clear()
+        if len(self._window_ends) > 4:
+            self._window_ends.clear()
+        # one int object per window, not one per account: this map has an entry per account
+        self._roomy[account_id] = self._window_ends.setdefault(decision.reset, decision.reset)
 
     async def check(
         self, account_id: str, key_id: str, plan: str, key_limit: int | None
@@ -82,6 +106,8 @@ class RateLimiter:
             decision = await self.batcher.decide(Decide(account_id, key_id, key_limit, plan))
             if not decision.code:
                 metrics.inc("aitbc_ratelimit_decisions_total", f'outcome="{_outcome(decision)}"')
+                if key_limit is None:  # a key's own limit says nothing of the account's
+                    self._note(account_id, decision)
                 return Verdict(decision, "exact", policy)
             log.warning("usage service refused a decision: %s", decision.code)
         except UsageUnavailable as exc:

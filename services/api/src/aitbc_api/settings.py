@@ -9,6 +9,16 @@ from functools import lru_cache
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
 
 
+def _flag(value: str | None, default: bool = False) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off; unset or anything else: `default`."""
+    word = (value or "").strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off"}:
+        return False
+    return default
+
+
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -20,6 +30,9 @@ class Settings:
     port: int = 8000
     upstream_url: str = "http://127.0.0.1:8011"
     public_routes: tuple[str, ...] = ("/v1/health",)
+    # GET/HEAD/OPTIONS go upstream while their decision is taken, for an account whose last
+    # decision left headroom; a refused one's answer is thrown away. Off: always decide first.
+    speculative_forwarding: bool = True
     upstream_connect_timeout: float = 2.0
     upstream_timeout: float = 30.0  # read/write: a slow upstream answers 504 after this
     keys_timeout: float = 2.0  # a keys-service request that takes longer answers 503
@@ -55,6 +68,7 @@ class Settings:
             port=int(env.get("API_PORT", cls.port)),
             upstream_url=env.get("UPSTREAM_URL", cls.upstream_url).rstrip("/"),
             public_routes=_list(env.get("PUBLIC_ROUTES", ",".join(cls.public_routes))),
+            speculative_forwarding=_flag(env.get("SPECULATIVE_FORWARDING"), default=True),
             upstream_connect_timeout=float(
                 env.get("UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout)
             ),
@@ -74,7 +88,7 @@ class Settings:
             plan_limits=tuple(plan_limits_from_env().items()),
             tls_cert_file=env.get("TLS_CERT_FILE", ""),
             tls_key_file=env.get("TLS_KEY_FILE", ""),
-            require_https=env.get("REQUIRE_HTTPS", "").lower() in ("1", "true", "yes"),
+            require_https=_flag(env.get("REQUIRE_HTTPS")),
             log_level=env.get("LOG_LEVEL", cls.log_level),
             dashboard_session_idle=float(
                 env.get("DASHBOARD_SESSION_IDLE", cls.dashboard_session_idle)
@@ -85,8 +99,7 @@ class Settings:
             dashboard_max_sessions=int(
                 env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
             ),
-            dashboard_secure_cookies=env.get("DASHBOARD_SECURE_COOKIES", "").strip().lower()
-            in {"1", "true", "yes"},
+            dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
         )
 
 

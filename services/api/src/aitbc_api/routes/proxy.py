@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
@@ -11,9 +14,10 @@ from litestar.enums import HttpMethod
 from litestar.response import Stream
 from litestar.types import Method
 
-from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY
+from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
 from aitbc_api.errors import ApiError
-from aitbc_api.gate import admit
+from aitbc_api.gate import authenticate, limit
+from aitbc_api.limits import RateLimiter
 from aitbc_api.middleware import request_id_of
 from aitbc_api.settings import Settings
 from aitbc_api.types import Req
@@ -33,6 +37,7 @@ _DROP_RESPONSE = frozenset(
 )  # fmt: skip
 _METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 safe methods: no change upstream
 
 
 def _query_without_key(raw: bytes) -> str:
@@ -73,17 +78,57 @@ async def forward(request: Req, path: str) -> Stream:
     settings: Settings = request.app.state.settings
     full_path = "/v1" + path
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
-    request_id = request_id_of(request.scope)
-    headers.append(("x-request-id", request_id))
-    if full_path not in settings.public_routes:
-        caller = await admit(request)
+    headers.append(("x-request-id", request_id_of(request.scope)))
+    if full_path in settings.public_routes:
+        upstream = await _send(request, full_path, headers)
+    else:
+        caller = await authenticate(request)
         headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
+        limiter: RateLimiter = request.app.state.limiter
+        if (
+            settings.speculative_forwarding
+            and request.method in _SAFE
+            and limiter.has_headroom(caller.account_id, time.time())
+        ):
+            upstream = await _send_while_deciding(request, caller, full_path, headers)
+        else:
+            await limit(request, caller)
+            upstream = await _send(request, full_path, headers)
+    return Stream(
+        _content(upstream),
+        status_code=upstream.status,
+        headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
+    )
 
+
+async def _send_while_deciding(
+    request: Req, caller: Principal, full_path: str, headers: list[tuple[str, str]]
+) -> aiohttp.ClientResponse:
+    """A safe request of an authenticated caller whose account has headroom goes upstream
+    while its rate-limit decision is taken, so the client waits for the longer of the two, not
+    both. The decision still comes first: refused (429, or 503 failing closed), the upstream's
+    answer is thrown away unread. Never for a method that may change anything upstream."""
+    sending = asyncio.ensure_future(_send(request, full_path, headers))
+    try:
+        await limit(request, caller)
+    except BaseException:
+        sending.cancel()
+        with contextlib.suppress(BaseException):
+            (await sending).close()  # it had answered already: drop the connection, unread
+        raise
+    return await sending
+
+
+async def _send(
+    request: Req, full_path: str, headers: list[tuple[str, str]]
+) -> aiohttp.ClientResponse:
+    """The request, sent upstream; its response head read. 502/504 when the upstream fails."""
+    settings: Settings = request.app.state.settings
     session: aiohttp.ClientSession = request.app.state.upstream
     query = _query_without_key(request.scope["query_string"])
     body_failed: list[Exception] = []
     try:
-        upstream = await session.request(
+        return await session.request(
             request.method,
             settings.upstream_url + full_path + ("?" + query if query else ""),
             headers=headers,
@@ -98,12 +143,6 @@ async def forward(request: Req, path: str) -> Stream:
                 504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
             ) from exc
         raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
-
-    return Stream(
-        _content(upstream),
-        status_code=upstream.status,
-        headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
-    )
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
