@@ -346,3 +346,28 @@ async def test_invalid_commands_say_what_is_wrong(caller: Caller) -> None:
         reply = await caller.do(command)
         assert isinstance(reply, m.Rejected) and reply.code == m.Code.VALIDATION_ERROR
         assert field in reply.message
+
+
+async def test_the_edge_client_sends_a_burst_of_checks_as_few_messages(
+    caller: Caller, service: Service
+) -> None:
+    from aitbc_api.clients import KeysClient  # the edge's client, against the real service
+
+    accounts = [await new_account(caller) for _ in range(30)]
+    seen: list[int] = []
+
+    async def spy(msg: Msg) -> None:  # not in the queue group: sees every check
+        seen.append(len(m.check_decoder.decode(msg.data).key_hashes))
+
+    sub = await caller.nc.subscribe(KEYS_CHECK, cb=spy)
+    await caller.nc.flush()
+    client = KeysClient(caller.nc, timeout=5)
+    hashes = [keyformat.hash_key(master) for _, master in accounts]
+    unknown = keyformat.hash_key(keyformat.generate_key())
+    replies = await asyncio.gather(*(client.check(h) for h in [*hashes, unknown]))
+    for (account, _), reply in zip(accounts, replies, strict=False):
+        assert isinstance(reply, m.KeyFacts) and reply.account_id == account.account_id
+    assert isinstance(replies[-1], m.Rejected) and replies[-1].code == m.Code.INVALID_API_KEY
+    await asyncio.sleep(0.1)
+    assert seen == [len(hashes) + 1]  # asked in one turn of the loop: one message
+    await sub.unsubscribe()

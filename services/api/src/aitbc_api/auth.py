@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +15,8 @@ from aitbc_api.throttle import FailureThrottle
 from aitbc_api.types import Conn
 from aitbc_contracts.keyformat import hash_key, is_well_formed
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
+
+KeyAnswer = KeyFacts | Rejected  # what the keys service says about one hash
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"
@@ -150,6 +153,7 @@ class Authenticator:
         self.cache = cache
         self.keys = keys
         self.throttle = throttle
+        self._lookups: dict[str, asyncio.Task[tuple[int, KeyAnswer]]] = {}
 
     async def facts(self, key: str | None, client: str) -> KeyFacts:
         if not key:
@@ -183,10 +187,8 @@ class Authenticator:
     async def _ask(self, key_hash: str, on_unknown: Callable[[], None] = lambda: None) -> KeyFacts:
         """A cache miss: ask the keys service. While it cannot answer (503), an entry kept
         unchecked since a reconnect still serves; key events evict such entries as usual."""
-        generation = self.cache.generation
-        metrics.inc("aitbc_auth_lookups_total")
         try:
-            reply = await self.keys.check(key_hash)
+            generation, reply = await self._lookup(key_hash)
             if isinstance(reply, Rejected):
                 if reply.code == Code.INVALID_API_KEY:
                     on_unknown()
@@ -200,6 +202,23 @@ class Authenticator:
         self.cache.put(key_hash, reply, generation)
         return reply
 
+    def _lookup(self, key_hash: str) -> Awaitable[tuple[int, KeyAnswer]]:
+        """One question per hash in flight: concurrent misses of a key share it, each judging
+        the reply for itself (its own throttle, negative cache and stale fallback). Each gets
+        the generation the question was asked at, so an eviction while it was out still
+        refuses the answer. A task, shielded: a caller that gives up leaves it to the others."""
+        lookup = self._lookups.get(key_hash)
+        if lookup is None:
+            lookup = asyncio.create_task(self._check(key_hash, self.cache.generation))
+            self._lookups[key_hash] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(key_hash, None))
+            lookup.add_done_callback(_retrieve)
+        return asyncio.shield(lookup)
+
+    async def _check(self, key_hash: str, generation: int) -> tuple[int, KeyAnswer]:
+        metrics.inc("aitbc_auth_lookups_total")
+        return generation, await self.keys.check(key_hash)
+
     async def authenticate(self, key: str | None, client: str = "") -> Principal:
         return principal_of(await self.facts(key, client))
 
@@ -207,6 +226,12 @@ class Authenticator:
         """The same check for a key known only by its hash (a dashboard session's master key):
         the same cache, kept true by the key event stream, and the same answers."""
         return principal_of(self.cache.get(key_hash) or await self._ask(key_hash))
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Mark a failed lookup's exception seen: every caller may have given up on it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def principal_of(facts: KeyFacts) -> Principal:

@@ -8,6 +8,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
+from aitbc_api.batching import Batcher
 from aitbc_api.errors import ApiError, from_rejection
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS, USAGE_QUERY
@@ -23,9 +24,17 @@ def unavailable(service: str) -> ApiError:
 class KeysClient:
     """Auth checks and management commands, answered by any keys service in the queue group."""
 
-    def __init__(self, nc: NATS, timeout: float) -> None:
+    def __init__(self, nc: NATS, timeout: float, max_in_flight: int = 4) -> None:
         self._nc = nc
         self._timeout = timeout
+        self._checks: Batcher[str, m.KeyFacts | m.Rejected] = Batcher(
+            lambda _, key_hashes: self.check_many(key_hashes),
+            1,  # one lane: any keys service answers any hash
+            lambda _: unavailable("keys"),
+            name="key_checks",
+            max_batch=m.MAX_CHECK_BATCH,
+            max_in_flight=max_in_flight,
+        )
 
     async def _request(self, subject: str, payload: bytes) -> bytes:
         try:
@@ -35,8 +44,9 @@ class KeysClient:
         return reply.data
 
     async def check(self, key_hash: str) -> m.KeyFacts | m.Rejected:
-        (reply,) = await self.check_many([key_hash])
-        return reply
+        """The cache misses of a burst leave together as one CheckKeys (aitbc_api.batching):
+        a lone miss at once, more while earlier batches are out."""
+        return await self._checks.submit(0, key_hash)
 
     async def check_many(self, key_hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
         """One reply per hash, in order. A message the keys service refused as a whole, or a
