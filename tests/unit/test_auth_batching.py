@@ -13,7 +13,7 @@ from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError
 from aitbc_api.throttle import FailureThrottle
 from aitbc_contracts import messages as m
-from aitbc_contracts.keyformat import generate_key, hash_key
+from aitbc_contracts.keyformat import generate_key, hash_key, key_digest
 from aitbc_contracts.subjects import KEYS_CHECK
 
 
@@ -66,7 +66,7 @@ async def test_the_misses_of_a_burst_share_one_message_and_one_question_per_hash
     results = await asyncio.gather(*(outcome(auth, key) for key in burst))
     assert results == ["key_0", "key_1", "key_2", "key_3", "401 INVALID_API_KEY", "key_0", "key_0"]
     assert bus.sent == [[hash_key(key) for key in keys]]  # one message, each hash once
-    assert auth.cache.is_unknown(hash_key(keys[4]))  # the unknown one is negatively cached
+    assert auth.cache.is_unknown(key_digest(keys[4]))  # the unknown one is negatively cached
     assert await outcome(auth, keys[1]) == "key_1" and len(bus.sent) == 1  # and now cached
 
 
@@ -98,7 +98,7 @@ async def test_a_refused_message_is_no_answer_for_any_of_its_hashes() -> None:
     results = await asyncio.gather(outcome(auth, cached), outcome(auth, fresh))
     assert results == ["key_1", "503 SERVICE_UNAVAILABLE"]
     assert bus.sent[-1] == [hash_key(cached), hash_key(fresh)]
-    assert not auth.cache.is_unknown(hash_key(fresh))  # not taken for an unknown key
+    assert not auth.cache.is_unknown(key_digest(fresh))  # not taken for an unknown key
     bus.whole = b'{"type": "checked_keys", "replies": []}'  # an answer short of items
     assert await outcome(auth, fresh) == "503 SERVICE_UNAVAILABLE"
 
@@ -122,7 +122,7 @@ async def test_an_eviction_during_a_shared_question_refuses_its_answer() -> None
     bus.release.set()
     assert await asyncio.gather(before, after) == ["key_1", "key_1"]
     assert len(bus.sent) == 1
-    assert auth.cache.get(hash_key(key)) is None  # neither caller cached the older answer
+    assert auth.cache.get(key_digest(key)) is None  # neither caller cached the older answer
 
 
 async def test_a_caller_that_gives_up_leaves_the_question_to_the_others() -> None:

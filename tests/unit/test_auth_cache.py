@@ -6,7 +6,7 @@ import time
 
 import msgspec
 
-from aitbc_api.auth import AuthCache
+from aitbc_api.auth_cache import AuthCache
 from aitbc_api.key_events import apply
 from aitbc_api.routes.proxy import _query_without_key
 from aitbc_contracts.messages import KeyFacts
@@ -20,52 +20,52 @@ def facts(key_id: str = "key_1", account_id: str = "acc_1") -> KeyFacts:
 
 def test_put_get_and_evict_by_key_and_account() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
-    cache.put("h1", facts("key_1", "acc_1"), cache.generation)
-    cache.put("h2", facts("key_2", "acc_1"), cache.generation)
-    cache.put("h3", facts("key_3", "acc_2"), cache.generation)
+    cache.put(b"h1", facts("key_1", "acc_1"), cache.generation)
+    cache.put(b"h2", facts("key_2", "acc_1"), cache.generation)
+    cache.put(b"h3", facts("key_3", "acc_2"), cache.generation)
     cache.evict_key("key_1")
-    assert cache.get("h1") is None and cache.get("h2") is not None
+    assert cache.get(b"h1") is None and cache.get(b"h2") is not None
     cache.evict_account("acc_1")
-    assert cache.get("h2") is None and cache.get("h3") is not None
+    assert cache.get(b"h2") is None and cache.get(b"h3") is not None
 
 
 def test_an_answer_fetched_before_an_eviction_is_not_cached() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     asked_at = cache.generation
     cache.evict_key("key_1")  # a revocation arrives while the check is in flight
-    cache.put("h1", facts(), asked_at)
-    assert cache.get("h1") is None
+    cache.put(b"h1", facts(), asked_at)
+    assert cache.get(b"h1") is None
 
 
 def test_size_is_bounded_oldest_first() -> None:
     cache = AuthCache(size=3, ttl=60, negative_size=2, negative_ttl=5)
     for i in range(5):
-        cache.put(f"h{i}", facts(f"key_{i}"), cache.generation)
-        cache.put_unknown(f"u{i}")
-    assert len(cache) == 3 and cache.get("h0") is None and cache.get("h4") is not None
-    assert not cache.is_unknown("u0") and cache.is_unknown("u4")
+        cache.put(f"h{i}".encode(), facts(f"key_{i}"), cache.generation)
+        cache.put_unknown(f"u{i}".encode())
+    assert len(cache) == 3 and cache.get(b"h0") is None and cache.get(b"h4") is not None
+    assert not cache.is_unknown(b"u0") and cache.is_unknown(b"u4")
     cache.evict_key("key_0")  # indexes stayed consistent after the bound dropped it
 
 
 def test_entries_expire() -> None:
     cache = AuthCache(size=3, ttl=0.01, negative_size=2, negative_ttl=0.01)
-    cache.put("h", facts(), cache.generation)
-    cache.put_unknown("u")
+    cache.put(b"h", facts(), cache.generation)
+    cache.put_unknown(b"u")
     time.sleep(0.02)
-    assert cache.get("h") is None and not cache.is_unknown("u")
+    assert cache.get(b"h") is None and not cache.is_unknown(b"u")
 
 
 def test_key_events_evict_what_they_change() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
-    cache.put("h1", facts("key_1", "acc_1"), cache.generation)
-    cache.put("h2", facts("key_2", "acc_2"), cache.generation)
+    cache.put(b"h1", facts("key_1", "acc_1"), cache.generation)
+    cache.put(b"h2", facts("key_2", "acc_2"), cache.generation)
     apply(
         cache,
         msgspec.json.encode({"type": "key.revoked.v1", "account_id": "acc_1", "key_id": "key_1"}),
     )
-    assert cache.get("h1") is None
+    assert cache.get(b"h1") is None
     apply(cache, b'{"type": "account.plan_changed.v1", "account_id": "acc_2", "plan": "pro"}')
-    assert cache.get("h2") is None
+    assert cache.get(b"h2") is None
     apply(cache, b"garbage")  # ignored, not raised
 
 
@@ -82,23 +82,23 @@ def test_an_eviction_of_another_key_does_not_stop_caching() -> None:
     asked_at = cache.generation
     cache.evict_key("key_other")
     cache.evict_account("acc_other")
-    cache.put("h1", facts("key_1", "acc_1"), asked_at)
-    assert cache.get("h1") is not None
+    cache.put(b"h1", facts("key_1", "acc_1"), asked_at)
+    assert cache.get(b"h1") is not None
 
 
 def test_a_clear_or_forgotten_evictions_refuse_older_answers() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     asked_at = cache.generation
     cache.clear()
-    cache.put("h1", facts(), asked_at)
-    assert cache.get("h1") is None
+    cache.put(b"h1", facts(), asked_at)
+    assert cache.get(b"h1") is None
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     asked_at = cache.generation
     cache.evict_key("key_1")
     for i in range(AuthCache.EVICTIONS_KEPT):
         cache.evict_key(f"key_x{i}")  # key_1's eviction is forgotten one by one
-    cache.put("h1", facts("key_1"), asked_at)
-    assert cache.get("h1") is None
+    cache.put(b"h1", facts("key_1"), asked_at)
+    assert cache.get(b"h1") is None
 
 
 def test_failure_throttle_counts_per_address_per_minute() -> None:
@@ -116,3 +116,18 @@ def test_failure_throttle_counts_per_address_per_minute() -> None:
     throttle.failed("c", t0 + 60)
     throttle.failed("d", t0 + 60)  # beyond max_addresses: not tracked, memory stays bounded
     assert set(throttle.failures) == {"b", "c"}
+
+
+def test_a_key_with_two_secrets_is_evicted_whole_and_its_index_shrinks_back() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    cache.put(b"old", facts("key_1"), cache.generation)  # a regenerated key in its grace
+    cache.put(b"new", facts("key_1"), cache.generation)
+    cache.put(b"other", facts("key_2"), cache.generation)  # the same account
+    assert cache._by_key == {"key_1": {b"old", b"new"}, "key_2": b"other"}
+    cache._drop(b"old")  # e.g. pushed out by the bound
+    assert cache._by_key["key_1"] == b"new" and cache._by_account["acc_1"] == {b"new", b"other"}
+    cache.evict_key("key_1")
+    assert cache.get(b"new") is None and cache.get(b"other") is not None
+    assert cache._by_key == {"key_2": b"other"} and cache._by_account == {"acc_1": b"other"}
+    cache.evict_account("acc_1")
+    assert len(cache) == 0 and not cache._by_key and not cache._by_account

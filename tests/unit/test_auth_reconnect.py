@@ -12,7 +12,7 @@ from aitbc_api.auth import AuthCache, Authenticator
 from aitbc_api.clients import unavailable
 from aitbc_api.errors import ApiError
 from aitbc_api.throttle import FailureThrottle
-from aitbc_contracts.keyformat import generate_key, hash_key
+from aitbc_contracts.keyformat import generate_key, key_digest
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
 
 KEY = generate_key()
@@ -50,8 +50,8 @@ def test_an_unchecked_entry_serves_while_the_keys_service_is_away() -> None:
     auth = authenticator(keys)
     assert authenticate(auth) == "key_1" and keys.asked == 1
     auth.cache.clear()  # NATS reconnected: events may have been missed
-    assert auth.cache.get(hash_key(KEY)) is None
-    assert auth.cache.get(hash_key(KEY), stale=True) == FACTS
+    assert auth.cache.get(key_digest(KEY)) is None
+    assert auth.cache.get(key_digest(KEY), stale=True) == FACTS
     keys.state = "down"
     assert authenticate(auth) == "key_1" and keys.asked == 2  # asked first, then served
     keys.state = "up"

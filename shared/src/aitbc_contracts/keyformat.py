@@ -50,8 +50,14 @@ def is_well_formed(key: str) -> bool:
     return _checksum(body) == key[-CHECKSUM_LENGTH:]
 
 
+def key_digest(key: str) -> bytes:
+    """A key's SHA-256: 32 bytes, what the edge's cache is keyed by (half its hex's memory)."""
+    return hashlib.sha256(key.encode("ascii")).digest()
+
+
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("ascii")).hexdigest()
+    """A key's SHA-256 in hex: how the keys service stores it and the bus carries it."""
+    return key_digest(key).hex()
 
 
 def hint(key: str) -> str:

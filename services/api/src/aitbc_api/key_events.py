@@ -6,7 +6,7 @@ import logging
 
 import msgspec
 
-from aitbc_api.auth import AuthCache
+from aitbc_api.auth_cache import AuthCache
 
 log = logging.getLogger("aitbc.api.key_events")
 

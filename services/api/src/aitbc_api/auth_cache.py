@@ -1,0 +1,141 @@
+"""The edge's auth cache: what the keys service said about each key in use, kept true by events."""
+
+from __future__ import annotations
+
+import time
+
+from aitbc_contracts.messages import KeyFacts
+
+Digests = bytes | set[bytes]  # an id's digests: one, bare, or a set of several
+
+
+class AuthCache:
+    """key digest -> KeyFacts, bounded, with a short negative cache for unknown digests.
+
+    Entries stay true because the key event stream evicts them (`evict_key`, `evict_account`);
+    the TTL only bounds the damage of an event this edge never saw. `generation` moves on every
+    eviction and each evicted id remembers it for a while, so an answer about that key or
+    account fetched before its eviction is never cached after it.
+
+    `clear` (after a reconnect: events may have passed unseen) does not drop the entries: it
+    marks them unchecked. An unchecked entry is asked about again before it is trusted, and
+    serves only when the keys service cannot answer (`get(stale=True)`), as any cached key does
+    while the keys service is down; so a NATS restart does not turn cached keys away.
+
+    Memory per key, as an edge holds one entry per key in use: the 32-byte digest rather than
+    its 64-character hex, and an id's index holds its one digest bare, not in a set (a set
+    costs ~200 B); it becomes a set only for an id with several (an account's keys, a
+    regenerated key in grace). msgspec gives every decoded KeyFacts the Literal's own str
+    for `kind` and `plan`, so those are shared already.
+    """
+
+    EVICTIONS_KEPT = 10_000  # ids remembered; far more than can be in flight in one check
+
+    def __init__(self, size: int, ttl: float, negative_size: int, negative_ttl: float) -> None:
+        self.size, self.ttl = size, ttl
+        self.negative_size, self.negative_ttl = negative_size, negative_ttl
+        self.generation = 0
+        self._facts: dict[bytes, tuple[KeyFacts, float, int]] = {}  # facts, until, generation
+        self._unknown: dict[bytes, float] = {}
+        self._by_key: dict[str, Digests] = {}
+        self._by_account: dict[str, Digests] = {}
+        self._evicted: dict[str, int] = {}  # key or account id -> generation of its eviction
+        self._floor = 0
+        self._checked_from = 0  # entries put at an older generation are unchecked
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def get(self, digest: bytes, stale: bool = False) -> KeyFacts | None:
+        entry = self._facts.get(digest)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            self._drop(digest)
+            return None
+        if entry[2] < self._checked_from and not stale:
+            return None
+        return entry[0]
+
+    def is_unknown(self, digest: bytes) -> bool:
+        until = self._unknown.get(digest)
+        return until is not None and until >= time.monotonic()
+
+    def put(self, digest: bytes, facts: KeyFacts, generation: int) -> None:
+        if generation < self._floor:
+            return  # asked before evictions this cache no longer remembers one by one
+        evicted = self._evicted
+        if max(evicted.get(facts.key_id, -1), evicted.get(facts.account_id, -1)) > generation:
+            return  # evicted while this answer was in flight: it may be stale
+        if digest not in self._facts and len(self._facts) >= self.size:
+            self._drop(next(iter(self._facts)))  # oldest first
+        self._facts[digest] = (facts, time.monotonic() + self.ttl, generation)
+        _add(self._by_key, facts.key_id, digest)
+        _add(self._by_account, facts.account_id, digest)
+
+    def put_unknown(self, digest: bytes) -> None:
+        if len(self._unknown) >= self.negative_size:
+            self._unknown.pop(next(iter(self._unknown)))
+        self._unknown[digest] = time.monotonic() + self.negative_ttl
+
+    def _mark(self, name: str) -> None:
+        self.generation += 1
+        if len(self._evicted) >= self.EVICTIONS_KEPT:
+            # Forget the oldest half; answers asked before the newest forgotten one are refused.
+            items = list(self._evicted.items())
+            half = self.EVICTIONS_KEPT // 2
+            self._floor = max(self._floor, items[half - 1][1])
+            self._evicted = dict(items[half:])
+        self._evicted.pop(name, None)
+        self._evicted[name] = self.generation
+
+    def evict_key(self, key_id: str) -> None:
+        self._mark(key_id)
+        for digest in _each(self._by_key.pop(key_id, None)):
+            self._drop(digest)
+
+    def evict_account(self, account_id: str) -> None:
+        self._mark(account_id)
+        for digest in _each(self._by_account.pop(account_id, None)):
+            self._drop(digest)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._floor = self._checked_from = self.generation
+        self._unknown.clear()
+
+    def _drop(self, digest: bytes) -> None:
+        entry = self._facts.pop(digest, None)
+        if entry is None:
+            return
+        facts = entry[0]
+        _remove(self._by_key, facts.key_id, digest)
+        _remove(self._by_account, facts.account_id, digest)
+
+
+def _add(index: dict[str, Digests], name: str, digest: bytes) -> None:
+    held = index.get(name)
+    if held is None or held == digest:
+        index[name] = digest
+    elif isinstance(held, bytes):
+        index[name] = {held, digest}
+    else:
+        held.add(digest)
+
+
+def _remove(index: dict[str, Digests], name: str, digest: bytes) -> None:
+    held = index.get(name)
+    if held is None or held == digest:
+        index.pop(name, None)
+    elif isinstance(held, set):
+        held.discard(digest)
+        if len(held) == 1:
+            index[name] = held.pop()  # bare again
+        elif not held:
+            del index[name]
+
+
+def _each(held: Digests | None) -> list[bytes]:
+    if held is None:
+        return []
+    return [held] if isinstance(held, bytes) else list(held)
