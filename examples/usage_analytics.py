@@ -1,8 +1,9 @@
 """An example analytics consumer of the usage stream: requests per route and status, live.
 
 It is what an analytics team would start from: a durable JetStream consumer of its own (so
-it resumes where it stopped and never disturbs the usage service's aggregates), decoding
-each message with the documented schema `aitbc_contracts.usage.UsageEvent`.
+it resumes where it stopped and never disturbs the usage service's aggregates), reading the
+events of each message (a batch, or a single event in older streams) with
+`aitbc_contracts.usage.usage_events_of`, in the documented schema `UsageEvent`.
 
     .venv/bin/python examples/usage_analytics.py [--nats-url URL] [--durable NAME]
 """
@@ -14,12 +15,11 @@ import asyncio
 import os
 from collections import Counter
 
-import msgspec
 import nats
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, USAGE_STREAM
-from aitbc_contracts.usage import usage_event_decoder
+from aitbc_contracts.usage import usage_events_of
 
 
 async def main(url: str, durable: str, every: float) -> None:
@@ -37,11 +37,8 @@ async def main(url: str, durable: str, every: float) -> None:
             except (NatsTimeoutError, TimeoutError):
                 messages = []
             for msg in messages:
-                try:
-                    event = usage_event_decoder.decode(msg.data)
-                except msgspec.MsgspecError:
-                    continue  # not ours to judge: skip what we cannot read
-                by_route[(event.method, event.route, event.status)] += 1
+                for event in usage_events_of(msg.data):  # not ours to judge: skips the unreadable
+                    by_route[(event.method, event.route, event.status)] += 1
             for msg in messages:
                 await msg.ack()  # after counting: a crash re-reads rather than loses
             if loop.time() >= next_report:

@@ -19,8 +19,13 @@ import nats
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from aitbc_contracts.messages import encoder
-from aitbc_contracts.subjects import USAGE_EVENTS_PREFIX, USAGE_QUERY, USAGE_STREAM, partition_of
-from aitbc_contracts.usage import UsageEvent, UsageQuery, UsageSeries, usage_event_decoder
+from aitbc_contracts.subjects import (
+    USAGE_QUERY,
+    USAGE_STREAM,
+    partition_of,
+    usage_partition_subjects,
+)
+from aitbc_contracts.usage import UsageEvent, UsageQuery, UsageSeries, usage_events_of
 
 Call = Callable[[httpx.Client], httpx.Response]
 
@@ -184,7 +189,7 @@ async def _usage_events(url: str, account_ids: list[str]) -> list[UsageEvent]:
     try:
         js = nc.jetstream()
         for account_id in account_ids:
-            subject = f"{USAGE_EVENTS_PREFIX}.{partition_of(account_id)}.{account_id}"
+            subject = usage_partition_subjects(partition_of(account_id))
             subscription = await js.pull_subscribe(subject, stream=USAGE_STREAM)
             try:
                 while True:
@@ -193,7 +198,9 @@ async def _usage_events(url: str, account_ids: list[str]) -> list[UsageEvent]:
                     except (NatsTimeoutError, TimeoutError):
                         break
                     for message in batch:
-                        events.append(usage_event_decoder.decode(message.data))
+                        events.extend(
+                            e for e in usage_events_of(message.data) if e.account_id == account_id
+                        )
                         await message.ack()
             finally:
                 await subscription.unsubscribe()

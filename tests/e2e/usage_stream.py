@@ -10,7 +10,7 @@ import httpx
 import nats
 
 from aitbc_contracts.subjects import USAGE_STREAM
-from aitbc_contracts.usage import UsageEvent, usage_event_decoder
+from aitbc_contracts.usage import UsageEvent, usage_events_of
 
 
 async def _read(url: str) -> list[UsageEvent]:
@@ -22,7 +22,7 @@ async def _read(url: str) -> list[UsageEvent]:
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             message = await js.get_msg(USAGE_STREAM, seq)
             if message.data:
-                events.append(usage_event_decoder.decode(message.data))
+                events.extend(usage_events_of(message.data))
         return events
     finally:
         await nc.close()

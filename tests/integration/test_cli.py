@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,10 +11,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+import nats
 import pytest
 
 from aitbc_contracts.keyformat import hint, is_well_formed
+from aitbc_contracts.subjects import partition_of, usage_batch_subject, usage_event_subject
+from aitbc_contracts.usage import UsageBatch
 from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_usage.aggregator import ensure_usage_stream
+from tests.integration.usage.test_aggregates import account_on, event
 
 BIN = Path(sys.executable).parent
 
@@ -146,3 +153,31 @@ def test_no_nats_is_one_clear_line() -> None:
     assert done.stderr.startswith(f"aitbc: error: cannot reach NATS at {url}")
     assert len(done.stderr.splitlines()) == 1
     assert done.stdout == ""  # no master key was shown for an account that does not exist
+
+
+def test_usage_tail_reads_batches_and_single_events_of_one_account(keys: Keys) -> None:
+    mine = account_on(4)
+    neighbour = account_on(4)  # in the same batches
+    events = [event(mine, status=201), event(neighbour), event(mine, status=404)]
+
+    async def publish() -> None:
+        nc = await nats.connect(keys.nats_url)
+        await ensure_usage_stream(nc)
+        js = nc.jetstream()
+        await js.publish(usage_event_subject(mine), msgspec.json.encode(event(mine)))
+        batch = UsageBatch(events=events)
+        await js.publish(usage_batch_subject(partition_of(mine)), msgspec.json.encode(batch))
+        await nc.close()
+
+    asyncio.run(publish())
+    tail = aitbc(
+        keys.nats_url, "usage", "tail", "--account", mine, "--from-start", "--count", "3", "--json"
+    )
+    assert tail.returncode == 0, tail.stderr
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [(x["account_id"], x["status"]) for x in lines] == [
+        (mine, 200),
+        (mine, 201),
+        (mine, 404),
+    ]
+    assert {x["type"] for x in lines} == {"usage.request.v1"}

@@ -32,6 +32,7 @@ from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
     USAGE_QUERY,
     partition_of,
+    usage_batch_subject,
     usage_decide_subject,
     usage_event_subject,
 )
@@ -41,6 +42,7 @@ from aitbc_contracts.usage import (
     DecisionBatch,
     LastUsed,
     LastUsedQuery,
+    UsageBatch,
     UsageEvent,
     UsageQuery,
     UsageSeries,
@@ -274,12 +276,18 @@ def test_usage_query(services: tuple[Stack, Bus]) -> None:
 
 def test_usage_stream(services: tuple[Stack, Bus]) -> None:
     stack, bus = services
-    shapes = shaped("type", [UsageEvent])
+    shapes = shaped("type", [UsageEvent, UsageBatch])
+    valid = [_event("acc_fuzz"), _batch("acc_fuzz")]
 
     @fuzz
-    @given(payloads([_event("acc_fuzz")], shapes), st.integers(0, USAGE_PARTITIONS - 1))
-    def publish(payload: bytes, partition: int) -> None:
-        bus.publish(f"{USAGE_EVENTS_PREFIX}.{partition}.acc_fuzz", payload)
+    @given(payloads(valid, shapes), st.integers(0, USAGE_PARTITIONS - 1), st.booleans())
+    def publish(payload: bytes, partition: int, batched: bool) -> None:
+        subject = (
+            usage_batch_subject(partition)
+            if batched
+            else f"{USAGE_EVENTS_PREFIX}.{partition}.acc_fuzz"
+        )
+        bus.publish(subject, payload)
 
     # Events that decode but that the aggregates cannot take, each of which once stopped a
     # partition's counting for good (its batch failed on every retry).
@@ -292,6 +300,9 @@ def test_usage_stream(services: tuple[Stack, Bus]) -> None:
             {**event, "event_id": uuid.uuid4().hex, "key_id": "k" * 65},
         ]:
             bus.publish(f"{USAGE_EVENTS_PREFIX}.{partition}.acc_fuzz", json.dumps(poison).encode())
+            # The same, inside a batch: it costs only itself.
+            batch = {"type": "usage.batch.v1", "events": [event, poison]}
+            bus.publish(usage_batch_subject(partition), json.dumps(batch).encode())
     publish()
     # Afterwards, on every partition, a valid event is still counted: nothing got stuck.
     accounts = {}
@@ -333,6 +344,11 @@ def _event(account: str) -> bytes:
             at=datetime.now(UTC),
         )
     )
+
+
+def _batch(account: str) -> bytes:
+    events = [msgspec.json.decode(_event(account), type=UsageEvent) for _ in range(3)]
+    return msgspec.json.encode(UsageBatch(events=events))
 
 
 def _requests(bus: Bus, account: str) -> int:

@@ -51,6 +51,14 @@ USAGE_EVENT_HEADERS = {
     "type": "object",
     "properties": {s.MSG_ID_HEADER: _header("the usage event id: a retried publish counts once")},
 }
+USAGE_BATCH_HEADERS = {
+    "type": "object",
+    "properties": {
+        s.MSG_ID_HEADER: _header(
+            "the batch id: a retry re-publishes the same bytes under it, and counts once"
+        )
+    },
+}
 
 # message name -> (payload type, summary, headers schema or None)
 MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
@@ -72,6 +80,11 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "DecisionBatch": (u.DecisionBatch, "One decision per item, in the same order", None),
     "UsageQuestion": (u.UsageQuery | u.LastUsedQuery, "A usage query, tagged by `type`", None),
     "UsageAnswer": (u.UsageSeries | u.LastUsed | m.Rejected, "The answer, or why not", None),
+    "UsageBatch": (
+        u.UsageBatch,
+        "A partition's requests through one edge in one flush, in order",
+        USAGE_BATCH_HEADERS,
+    ),
     "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
 }
@@ -81,6 +94,8 @@ PARTITION = {
     "enum": [str(p) for p in range(s.USAGE_PARTITIONS)],
 }
 ACCOUNT = {"description": "account id, acc_ + 16 hex digits"}
+USAGE_BATCHES = s.usage_batch_subject(0).replace(".0.", ".{partition}.")
+USAGE_PARTITION = s.usage_partition_subjects(0).replace(".0.", ".{partition}.")
 
 # channel -> (address, description, parameters, message names, JetStream details or None)
 CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, Any] | None]] = {
@@ -129,18 +144,30 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
     "usageQuery": (s.USAGE_QUERY, "Usage queries (request/reply).", {}, ["UsageQuestion"], None),
     "usageQueryReply": (None, "The reply inbox of a usage query.", {}, ["UsageAnswer"], None),
     "usageEvents": (
-        f"{s.USAGE_EVENTS_PREFIX}.{{partition}}.{{account_id}}",
-        "One event per request through the edge, for analytics; never a key, only its id.",
-        {"partition": PARTITION, "account_id": ACCOUNT},
-        ["UsageEvent"],
+        USAGE_BATCHES,
+        "Every request through the edge, for analytics, never a key (only its id): one "
+        "UsageBatch per partition per flush of an edge. A consumer reads this and the older "
+        "single events with aitbc_contracts.usage.usage_events_of; an account's events are "
+        f"in its partition's subjects ({USAGE_PARTITION}).",
+        {"partition": PARTITION},
+        ["UsageBatch"],
         {
             "stream": s.USAGE_STREAM,
             "subjects": [s.USAGE_EVENTS_SUBJECTS],
             "storage": "file",
             "retention": "limits, 7 days",
-            "consumers": f"the usage service aggregates each partition as "
-            f"{s.USAGE_AGGREGATOR_DURABLE}-<partition>; analytics consumers add their own",
+            "consumers": "the usage service aggregates all its partitions with one ordered "
+            "consumer, resuming from each partition's position stored with the aggregates (as "
+            f"{s.USAGE_AGGREGATOR_DURABLE}-<partition>); analytics consumers add their own",
         },
+    ),
+    "usageSingleEvents": (
+        f"{s.USAGE_EVENTS_PREFIX}.{{partition}}.{{account_id}}",
+        "One event per request, as edges published them before batches; a stream may still "
+        "hold them, in the same stream and partitions as the batches.",
+        {"partition": PARTITION, "account_id": ACCOUNT},
+        ["UsageEvent"],
+        {"stream": s.USAGE_STREAM, "subjects": [s.USAGE_EVENTS_SUBJECTS]},
     ),
     "usageCounters": (
         f"$KV.{s.USAGE_COUNTERS_BUCKET}.p{{partition}}",
@@ -159,7 +186,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),
-    "publishUsageEvent": ("send", "usageEvents", None, None, "edge"),
+    "publishUsageBatch": ("send", "usageEvents", None, None, "edge"),
     "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),
 }
 

@@ -32,11 +32,11 @@ USAGE_DECIDE_PREFIX = "aitbc.usage.decide"  # .<partition>: DecideBatch -> Decis
 USAGE_QUERY = "aitbc.usage.query"  # UsageQuery | LastUsedQuery -> UsageSeries | LastUsed | Rejected
 USAGE_QUEUE = "aitbc-usage"
 
-# --- usage stream (JetStream): one event per request, for analytics ------------------------
+# --- usage stream (JetStream): every request, in batches, for analytics ---------------------
 USAGE_STREAM = "AITBC_USAGE"
-USAGE_EVENTS_PREFIX = "aitbc.usage.events"
+USAGE_EVENTS_PREFIX = "aitbc.usage.events"  # .<partition>.batch, and .<partition>.<account> (old)
 USAGE_EVENTS_SUBJECTS = f"{USAGE_EVENTS_PREFIX}.>"
-USAGE_AGGREGATOR_DURABLE = "usage-aggregator"
+USAGE_AGGREGATOR_DURABLE = "usage-aggregator"  # -<partition>: the aggregates' cursor names
 
 
 def partition_of(account_id: str, partitions: int = USAGE_PARTITIONS) -> int:
@@ -48,7 +48,20 @@ def usage_decide_subject(partition: int) -> str:
     return f"{USAGE_DECIDE_PREFIX}.{partition}"
 
 
+def usage_batch_subject(partition: int) -> str:
+    """Where the edge publishes a partition's UsageBatch messages ("batch" is never an account
+    id: those are acc_ + 16 hex digits)."""
+    return f"{USAGE_EVENTS_PREFIX}.{partition}.batch"
+
+
+def usage_partition_subjects(partition: int) -> str:
+    """Everything the usage stream holds for one partition: its batches and older single
+    events. An account's events are found here, filtered by account id."""
+    return f"{USAGE_EVENTS_PREFIX}.{partition}.>"
+
+
 def usage_event_subject(account_id: str) -> str:
+    """Where single events (usage.request.v1, one message per request) were published."""
     return f"{USAGE_EVENTS_PREFIX}.{partition_of(account_id)}.{account_id}"
 
 

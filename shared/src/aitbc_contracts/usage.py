@@ -1,16 +1,19 @@
 """Rate-limit decisions and the usage stream's schema.
 
-`UsageEvent` is the documented schema analytics consumers read from the `AITBC_USAGE` stream:
-one JSON message per request on `aitbc.usage.events.<partition>.<account_id>`, with
-`Nats-Msg-Id` set to the request id (so a retried publish is never counted twice).
-It never carries a key, only the public key id.
+`UsageEvent` is the documented schema of one request through the edge, which analytics
+consumers read from the `AITBC_USAGE` stream. The edge publishes them in batches: one
+`UsageBatch` message per partition per flush on `aitbc.usage.events.<partition>.batch`, with
+`Nats-Msg-Id` set to a batch id (a retried publish sends the same bytes under the same id, so
+the stream stores it once). Older streams may also hold single events, one message per
+request on `aitbc.usage.events.<partition>.<account_id>`. `usage_events_of` reads both.
+An event never carries a key, only the public key id.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -94,24 +97,72 @@ class LastUsed(msgspec.Struct, frozen=True, tag="last_used"):
 # --- the usage stream ----------------------------------------------------------------------
 
 
+# What the aggregates can store: a stored id is at most 64 characters, and an event's minute
+# needs a UTC offset. An event outside these bounds is refused at decode, alone.
+UsageId = Annotated[str, msgspec.Meta(max_length=64)]
+AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
 class UsageEvent(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="usage.request.v1"
 ):
-    event_id: str  # unique per event: the stream's de-duplication id
+    event_id: str  # unique per event
     request_id: str
-    account_id: str
-    key_id: str
+    account_id: UsageId
+    key_id: UsageId
     method: str
     route: str  # the route template, ids replaced: /v1/jobs/{id}
     status: int
     latency_ms: float
     decision: Outcome
-    at: datetime
+    at: AwareDateTime
+
+
+class UsageBatch(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="usage.batch.v1"):
+    """One partition's events from one flush of an edge, in the order they happened."""
+
+    events: list[UsageEvent]
+
+
+class _LooseBatch(msgspec.Struct, tag_field="type", tag="usage.batch.v1"):
+    """A batch whose events are read one by one: one bad event costs only itself."""
+
+    events: list[msgspec.Raw]
 
 
 decide_batch_decoder = msgspec.json.Decoder(DecideBatch)
 decision_batch_decoder = msgspec.json.Decoder(DecisionBatch)
-usage_event_decoder = msgspec.json.Decoder(UsageEvent)
 usage_query_decoder: msgspec.json.Decoder[UsageQuery | LastUsedQuery] = msgspec.json.Decoder(
     UsageQuery | LastUsedQuery
 )
+_usage_message_decoder: msgspec.json.Decoder[UsageEvent | UsageBatch] = msgspec.json.Decoder(
+    UsageEvent | UsageBatch
+)
+_loose_batch_decoder = msgspec.json.Decoder(_LooseBatch)
+_usage_event_decoder = msgspec.json.Decoder(UsageEvent)
+
+
+def usage_events_of(data: bytes, problems: list[str] | None = None) -> list[UsageEvent]:
+    """The events in one message of the usage stream, of either tag: a single event
+    (`usage.request.v1`) or a batch (`usage.batch.v1`). What cannot be read is left out, and
+    said in `problems`: a bad event in a batch never costs the good ones beside it."""
+    try:
+        message = _usage_message_decoder.decode(data)
+    except msgspec.MsgspecError as exc:
+        return _salvage(data, exc, problems if problems is not None else [])
+    return message.events if isinstance(message, UsageBatch) else [message]
+
+
+def _salvage(data: bytes, error: msgspec.MsgspecError, problems: list[str]) -> list[UsageEvent]:
+    try:
+        batch = _loose_batch_decoder.decode(data)
+    except msgspec.MsgspecError:
+        problems.append(str(error))  # not a batch at all: the first error says why
+        return []
+    events = []
+    for number, raw in enumerate(batch.events):
+        try:
+            events.append(_usage_event_decoder.decode(raw))
+        except msgspec.MsgspecError as exc:
+            problems.append(f"event {number} of a batch: {exc}")
+    return events

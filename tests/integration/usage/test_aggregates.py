@@ -12,9 +12,15 @@ from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.usage_events import UsagePublisher
-from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_event_subject
-from aitbc_contracts.usage import UsageEvent, usage_event_decoder
+from aitbc_contracts.subjects import (
+    MSG_ID_HEADER,
+    partition_of,
+    usage_batch_subject,
+    usage_event_subject,
+)
+from aitbc_contracts.usage import UsageBatch, UsageEvent, usage_events_of
 from aitbc_usage import store
+from aitbc_usage.aggregator import ensure_usage_stream
 from tests.integration.usage.conftest import System
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -91,8 +97,7 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
         await sub.unsubscribe()
         name = f"usage-aggregator-{partition_of(account)}"
         replay = [
-            (name, msg.metadata.sequence.stream, [usage_event_decoder.decode(msg.data)])
-            for msg in messages
+            (name, msg.metadata.sequence.stream, usage_events_of(msg.data)) for msg in messages
         ]
         await store.commit_batch(service.engine, [name], replay)
         assert (await totals(service.engine, account))["requests"] == 31
@@ -184,3 +189,79 @@ async def test_one_consumer_resumes_each_partition_from_its_own_cursor(system: S
         info = await system.nc.jetstream().stream_info("AITBC_USAGE")
         # Both owned cursors are at the end of the stream; one not owned is not moved.
         assert stored == {names[0]: info.state.last_seq, names[1]: info.state.last_seq, names[2]: 0}
+
+
+class AckLost(UsagePublisher):
+    """Each batch is stored, but its first ack is lost: the publisher must retry it."""
+
+    def __init__(self, nc: NATS) -> None:
+        super().__init__(nc, capacity=1000, batch=50, linger=0.01)
+        self.attempts: list[tuple[str, bytes]] = []
+
+    async def _publish(self, batches):  # type: ignore[no-untyped-def]
+        self.attempts += [(b.msg_id, b.payload) for b in batches]
+        stored = await super()._publish(batches)
+        first = [b for b in batches if self.attempts.count((b.msg_id, b.payload)) == 1]
+        return stored + [b for b in first if b not in stored]
+
+
+async def test_a_retried_batch_is_stored_and_counted_once(system: System) -> None:
+    account, other = account_on(5), account_on(9)
+    async with system.usage() as service:
+        publisher = AckLost(system.nc)
+        publisher.start()
+        for _ in range(30):
+            publisher.emit(event(account))
+            publisher.emit(event(other, status=404))
+        while publisher.buffer or publisher.unsent:  # its own loop retries
+            await asyncio.sleep(0.05)
+        await publisher.stop()
+        # Every batch went out twice, the same bytes under the same id...
+        sent = set(publisher.attempts)
+        assert len(publisher.attempts) == 2 * len(sent)
+        assert {len({p for i, p in sent if i == msg_id}) for msg_id, _ in sent} == {1}
+        # ...and the stream kept one copy of each: counted once.
+        assert (await wait_requests(service.engine, account, 30))["requests"] == 30
+        assert (await wait_requests(service.engine, other, 30))["4xx"] == 30
+        info = await system.nc.jetstream().stream_info("AITBC_USAGE")
+        assert info.state.messages == len(sent)
+        await asyncio.sleep(0.3)
+        assert (await totals(service.engine, account))["requests"] == 30
+
+
+async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
+    system: System,
+) -> None:
+    account = account_on(7)
+    good = [msgspec.to_builtins(event(account)) for _ in range(3)]
+    bad = [
+        {**good[0], "event_id": "naive", "at": "2026-11-29T12:00:00"},
+        {**good[0], "event_id": "wide", "key_id": "k" * 65},
+        {"type": "usage.request.v1", "event_id": "bare"},
+    ]
+    js = system.nc.jetstream()
+    async with system.usage() as service:
+        mixed = {"type": "usage.batch.v1", "events": [good[0], *bad, good[1]]}
+        await js.publish(usage_batch_subject(7), msgspec.json.encode(mixed))
+        assert (await wait_requests(service.engine, account, 2))["requests"] == 2
+        # The partition is not jammed: the next batch, and a single event, are counted too.
+        later = UsageBatch(events=[event(account), event(account)])
+        await js.publish(usage_batch_subject(7), msgspec.json.encode(later))
+        await js.publish(usage_event_subject(account), msgspec.json.encode(good[2]))
+        assert (await wait_requests(service.engine, account, 5))["requests"] == 5
+        await asyncio.sleep(0.3)
+        assert (await totals(service.engine, account))["requests"] == 5
+
+
+async def test_single_events_and_batches_in_one_stream_are_both_counted(system: System) -> None:
+    account = account_on(2)
+    await ensure_usage_stream(system.nc)
+    await publish(system.nc, [event(account) for _ in range(4)])  # as older edges did
+    publisher = UsagePublisher(system.nc, capacity=100, linger=0.01)
+    publisher.start()
+    for _ in range(6):
+        publisher.emit(event(account, status=404))
+    await publisher.stop()
+    async with system.usage() as service:
+        counted = await wait_requests(service.engine, account, 10)
+        assert counted == {"requests": 10, "admitted": 10, "limited": 0, "4xx": 6}

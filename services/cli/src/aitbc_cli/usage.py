@@ -13,8 +13,10 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from aitbc_cli.bus import BusError, Send
-from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, usage_event_subject
-from aitbc_contracts.usage import UsageEvent, usage_event_decoder
+from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, partition_of, usage_partition_subjects
+from aitbc_contracts.usage import UsageEvent, usage_events_of
+
+_encode = msgspec.json.Encoder().encode
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -38,7 +40,12 @@ def line(event: UsageEvent) -> str:
 
 
 async def tail_usage(args: argparse.Namespace, _send: Send, out: TextIO) -> int:
-    subject = usage_event_subject(args.account) if args.account else USAGE_EVENTS_SUBJECTS
+    # An account's events share its partition's batches with other accounts': filter them.
+    subject = (
+        usage_partition_subjects(partition_of(args.account))
+        if args.account
+        else USAGE_EVENTS_SUBJECTS
+    )
     try:
         nc = await nats.connect(
             args.nats_url, max_reconnect_attempts=1, connect_timeout=args.timeout
@@ -50,18 +57,17 @@ async def tail_usage(args: argparse.Namespace, _send: Send, out: TextIO) -> int:
 
     async def show(msg: Msg) -> None:
         nonlocal seen
-        try:
-            event = usage_event_decoder.decode(msg.data)
-        except msgspec.MsgspecError:
-            return
-        if args.json:
-            out.write(msg.data.decode() + "\n")  # one event a line, exactly as in the stream
-        else:
-            out.write(line(event) + "\n")
+        for event in usage_events_of(msg.data):  # a single event or a batch; unreadable: none
+            if done.is_set():
+                return
+            if args.account and event.account_id != args.account:
+                continue
+            # --json: one event a line, in the stream's schema (a usage.request.v1 object)
+            out.write((_encode(event).decode() if args.json else line(event)) + "\n")
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                done.set()
         out.flush()
-        seen += 1
-        if args.count is not None and seen >= args.count:
-            done.set()
 
     try:
         policy = DeliverPolicy.ALL if args.from_start else DeliverPolicy.NEW

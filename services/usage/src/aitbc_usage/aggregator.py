@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 
-import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import (
@@ -29,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aitbc_contracts.bus import reconnects
 from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
-    USAGE_EVENTS_PREFIX,
     USAGE_EVENTS_SUBJECTS,
     USAGE_PARTITIONS,
     USAGE_STREAM,
+    usage_partition_subjects,
 )
-from aitbc_contracts.usage import UsageEvent, usage_event_decoder
+from aitbc_contracts.usage import usage_events_of
 from aitbc_usage import store
 
 log = logging.getLogger("aitbc.usage.aggregator")
@@ -45,7 +44,7 @@ USAGE_STREAM_CONFIG = StreamConfig(
     retention=RetentionPolicy.LIMITS,  # analytics consumers read it too: keep, don't work-queue
     storage=StorageType.FILE,
     max_age=7 * 24 * 3600,
-    duplicate_window=120,  # a retried publish with the same request id is stored once
+    duplicate_window=120,  # a retried publish with the same batch id is stored once
 )
 
 
@@ -55,32 +54,6 @@ async def ensure_usage_stream(nc: NATS) -> None:
         await js.add_stream(USAGE_STREAM_CONFIG)
     except Exception:
         await js.update_stream(USAGE_STREAM_CONFIG)
-
-
-MAX_ID = 64  # the width of the aggregates' id columns
-
-
-def _implausible(event: UsageEvent) -> str:
-    """What makes a decodable event one the aggregates cannot take (it would fail its batch
-    on every retry, and stop the partition's counting for good), or ""."""
-    if event.at.utcoffset() is None:
-        return "`at` has no UTC offset"
-    if len(event.account_id) > MAX_ID or len(event.key_id) > MAX_ID:
-        return f"an id longer than {MAX_ID} characters"
-    return ""
-
-
-def _decode(msg: Msg) -> UsageEvent | None:
-    try:
-        event = usage_event_decoder.decode(msg.data)
-    except msgspec.MsgspecError as exc:
-        log.warning("skipped a malformed usage event: %s", exc)
-        return None
-    problem = _implausible(event)
-    if problem:
-        log.warning("skipped a malformed usage event: %s", problem)
-        return None
-    return event
 
 
 class _Inbox:
@@ -105,9 +78,11 @@ class _Inbox:
             name = self.owned.get(msg.subject.split(".", 4)[3])
             if name is None:  # not a partition's subject (the stream's subject space is wider)
                 return
-            event = _decode(msg)
-            events = [event] if event is not None else []
-            # An undecodable message still moves its cursor on: it is kept, with no events.
+            problems: list[str] = []
+            events = usage_events_of(msg.data, problems)
+            for problem in problems:  # the rest of its batch is counted all the same
+                log.warning("skipped a malformed usage event: %s", problem)
+            # A message with no readable event still moves its cursor on: kept, empty.
             self.messages.append((name, msg.metadata.sequence.stream, events))
             self.events += len(events)
         except Exception as exc:  # nats-py would only log it, and the message be passed over
@@ -174,7 +149,7 @@ class Aggregator:
     def _consumer(self, start: int) -> ConsumerConfig:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
         if len(self.partitions) < USAGE_PARTITIONS:  # else the stream's subject: one filter
-            config.filter_subjects = [f"{USAGE_EVENTS_PREFIX}.{p}.>" for p in self.partitions]
+            config.filter_subjects = [usage_partition_subjects(p) for p in self.partitions]
         return config
 
     async def _follow(self) -> None:
