@@ -47,6 +47,15 @@ def test_the_usage_counters_schema_is_the_one_the_usage_service_writes() -> None
     )
 
 
+def test_the_dashboard_session_schema_is_the_one_the_edges_share() -> None:
+    from aitbc_api.dashboard.sessions import Session
+
+    assert (
+        msgspec.json.schema(Session)["$defs"]["Session"]["properties"]
+        == msgspec.json.schema(asyncapi.DashboardSession)["$defs"]["DashboardSession"]["properties"]
+    )
+
+
 def test_every_event_and_command_has_a_schema() -> None:
     from aitbc_contracts import messages as m
     from aitbc_contracts.events import AnyEvent

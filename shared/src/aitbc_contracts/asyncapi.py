@@ -32,6 +32,19 @@ class UsageCounters(msgspec.Struct):
     keys: dict[str, int]  # key id -> admitted requests this minute (keys with their own limit)
 
 
+class DashboardSession(msgspec.Struct, kw_only=True):
+    """A signed-in dashboard session, shared by every edge. Never the key: its SHA-256."""
+
+    account_id: str
+    key_id: str  # the master key's id
+    key_hash: str  # SHA-256 of the master key, re-checked on every request
+    started: float  # Unix seconds
+    seen: float  # Unix seconds of the last request (written at most every few seconds)
+    digest: str  # SHA-256 of the cookie's token: the entry's key
+    csrf_token: str
+    notice: str = ""  # a message for the next page
+
+
 def _header(description: str) -> dict[str, str]:
     return {"type": "string", "description": description}
 
@@ -87,6 +100,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     ),
     "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
+    "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
 }
 
 PARTITION = {
@@ -177,6 +191,18 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         ["UsageCounters"],
         {"bucket": s.USAGE_COUNTERS_BUCKET, "history": 1, "ttl_seconds": 2 * u.WINDOW_SECONDS},
     ),
+    "dashboardSessions": (
+        f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.{{digest}}",
+        "Key/value bucket: dashboard sessions, so any edge serves any signed-in browser. The "
+        "key is the SHA-256 of the session cookie's token; sign-out deletes the entry.",
+        {"digest": {"description": "sha256 of the session token, hex"}},
+        ["DashboardSession"],
+        {
+            "bucket": s.DASHBOARD_SESSIONS_BUCKET,
+            "history": 1,
+            "ttl_seconds": "DASHBOARD_SESSION_LIFETIME (43200)",
+        },
+    ),
 }
 
 # operation -> (action, channel, reply channel or None, queue group or None, summary)
@@ -188,6 +214,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),
     "publishUsageBatch": ("send", "usageEvents", None, None, "edge"),
     "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),
+    "keepSession": ("send", "dashboardSessions", None, None, "edge (dashboard)"),
 }
 
 
