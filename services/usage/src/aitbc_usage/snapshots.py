@@ -16,6 +16,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from aitbc_contracts.bus import key_value
 from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
 from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_usage.handlers import Deciding
@@ -34,18 +35,15 @@ _decode = msgspec.json.Decoder(Snapshot).decode
 
 
 async def _bucket(nc: NATS) -> KeyValue:
-    js = nc.jetstream()
-    try:
-        return await js.key_value(USAGE_COUNTERS_BUCKET)
-    except Exception:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=USAGE_COUNTERS_BUCKET,
-                history=1,
-                storage=StorageType.FILE,
-                ttl=2 * WINDOW_SECONDS,
-            )
-        )
+    return await key_value(
+        nc,
+        KeyValueConfig(
+            bucket=USAGE_COUNTERS_BUCKET,
+            history=1,
+            storage=StorageType.FILE,
+            ttl=2 * WINDOW_SECONDS,
+        ),
+    )
 
 
 async def restore(nc: NATS, deciding: Deciding) -> int:
