@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
+from aitbc_contracts.broker import service_broker
 from aitbc_contracts.bus import Follower, until_answered
 from aitbc_contracts.process import run_service
 from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_CHECK
@@ -34,24 +35,8 @@ class Service:
     checks: CheckResponder
 
 
-async def undecoded(message: NatsMessage) -> bytes:
-    """Bodies as they came: the handlers decode them (msgspec, into the contract's types).
-    FastStream's default JSON-decodes every body first: wasted work on the hot path, and a deeply
-    nested body made it raise before any handler could reply, so the caller only timed out."""
-    return message.body
-
-
 def build_broker(settings: Settings, handlers: Handlers) -> NatsBroker:
-    broker = NatsBroker(
-        settings.nats_url,
-        name="aitbc-keys",
-        decoder=undecoded,
-        max_reconnect_attempts=-1,  # keep serving cached state; reconnect for ever
-        reconnect_time_wait=1,
-        # FastStream logs every message it handles at this level: DEBUG keeps them out of
-        # INFO logs, where they would cost more than the key check itself.
-        log_level=logging.DEBUG,
-    )
+    broker = service_broker(settings.nats_url, "aitbc-keys")
     subscribe(broker, handlers)
     return broker
 

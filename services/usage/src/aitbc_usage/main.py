@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
+from aitbc_contracts.broker import service_broker
 from aitbc_contracts.bus import Follower, connect, until_answered
 from aitbc_contracts.process import run_service
 from aitbc_contracts.sql import create_engine
@@ -60,23 +61,9 @@ def plan_lookup(nc: NATS, timeout: float):  # type: ignore[no-untyped-def]
     return lookup
 
 
-async def undecoded(message: NatsMessage) -> bytes:
-    """Bodies as they came: the handlers decode them (msgspec, into the contract's types).
-    FastStream's default JSON-decodes every body first: wasted work on the hot path, and a deeply
-    nested body made it raise before any handler could reply, so the caller only timed out."""
-    return message.body
-
-
 def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
     """FastStream for the queries; decisions, the hot path, are bare nats-py (answer_decisions)."""
-    broker = NatsBroker(
-        settings.nats_url,
-        name="aitbc-usage",
-        decoder=undecoded,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        log_level=logging.DEBUG,  # FastStream logs every message at this level: keep it quiet
-    )
+    broker = service_broker(settings.nats_url, "aitbc-usage")
 
     @broker.subscriber(USAGE_QUERY, queue=USAGE_QUEUE)
     async def query(body: bytes) -> bytes:

@@ -1,0 +1,27 @@
+"""The FastStream broker of a service (keys, usage: the services that depend on FastStream)."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsBroker, NatsMessage
+
+
+async def undecoded(message: NatsMessage) -> bytes:
+    """Bodies as they came: the handlers decode them (msgspec, into the contract's types).
+    FastStream's default JSON-decodes every body first: wasted work on the hot path, and a deeply
+    nested body made it raise before any handler could reply, so the caller only timed out."""
+    return message.body
+
+
+def service_broker(nats_url: str, name: str) -> NatsBroker:
+    return NatsBroker(
+        nats_url,
+        name=name,
+        decoder=undecoded,
+        max_reconnect_attempts=-1,  # keep serving what is cached; reconnect for ever
+        reconnect_time_wait=1,
+        # FastStream logs every message it handles at this level: DEBUG keeps them out of INFO
+        # logs, where they would cost more than the handling itself.
+        log_level=logging.DEBUG,
+    )
