@@ -3,7 +3,8 @@
 Phases, in order (each figure's method is described in bench/README.md):
   seed      accounts and keys into the keys database (bench/seed.py); the relay publishes them
   memory-u  usage process RSS before/after learning and deciding for every seeded account
-  auth      CheckKey rate of one keys process, alternating with a bare responder (the ceiling)
+  auth      CheckKeys rate of one keys process (batches of 1, 10, 100), alternating with a bare
+            responder (the ceiling)
   decide    DecideBatch rate of one usage process, alternating with the bare responder
   http      A B C D A B C D ... with wrk, 32 connections; then B and C at half C's peak, paced
   profile   py-spy on the edge under B and C, on usage and keys under their loads
@@ -51,6 +52,8 @@ from bench.stack import ROOT, Proc, Stack, answered
 
 RESULTS = ROOT / "bench" / "results"
 PLAN_LIMITS = "free=60,pro=600,enterprise=100000000"  # the load can never reach a limit
+CHECK_BATCH_SIZES = (1, 10, 100)  # hashes per CheckKeys in the auth phase, quick or not
+CHECK_HEADLINE_BATCH = 100  # the size the target row judges
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,22 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
     return ordered[index]
+
+
+def against_ceiling(metered: dict[str, list[dict]], process: str) -> dict[str, Any]:
+    """Median rates of `process` and of the bare responder run alternately with it."""
+    rate = median([r["per_second"] for r in metered[process]])
+    ceiling = median([r["per_second"] for r in metered["ceiling"]])
+    return {
+        "per_second": rate,
+        "ceiling_per_second": ceiling,
+        "ratio_to_ceiling": rate / ceiling,
+        "runs": metered,
+    }
+
+
+def _rates(b: dict[str, Any]) -> str:
+    return f"{b['per_second']:,.0f}/s (bare responder {b['ceiling_per_second']:,.0f}/s)"
 
 
 def say(message: str) -> None:
@@ -330,24 +349,21 @@ class Bench:
         return out
 
     async def auth_checks(self, nc: nats.NATS) -> None:
+        """CheckKeys of 1, 10 and 100 hashes: the edge sends its cache misses in batches as
+        large as the burst that missed (aitbc_api.batching), so each size is a load it makes."""
         assert self.seeded is not None
         c = self.config
         hashes = [hash_key(a.master_key) for a in self.seeded.bulk]
-        keys_work = bus_load.check_work(KEYS_CHECK, hashes)
-        null_work = bus_load.check_work(CHECK_SUBJECT, hashes)
         concurrency = 128
-        await answered(self.stack.nats.url, CHECK_SUBJECT, null_work[0][1])
-        for work in (keys_work, null_work):
-            await bus_load.auth_checks(nc, work, 1.0, concurrency, len(work) // 2)  # warm-up
-        say(f"auth checks: {c.bus_rounds} rounds x {c.bus_seconds}s, {len(hashes):,} keys")
         cpu_pids = {"keys": self.stack.procs["keys"].pid, "nats-server": self._nats_pid()}
-        cursor = {"keys": 0, "ceiling": 0}  # every run asks keys the runs before did not
+        say(f"auth checks: {c.bus_rounds} rounds x {c.bus_seconds}s, {len(hashes):,} keys")
+        cursor: dict[str, int] = {}  # every run asks keys the runs before did not
 
         def run(name: str, work: list) -> Any:
             async def go() -> dict:
                 with CpuMeter(cpu_pids) as meter:
                     result = await bus_load.auth_checks(
-                        nc, work, c.bus_seconds, concurrency, cursor[name]
+                        nc, work, c.bus_seconds, concurrency, cursor.get(name, 0)
                     )
                 cursor[name] = int(result["next"])
                 result["cpu_seconds"] = meter.seconds
@@ -356,20 +372,34 @@ class Bench:
 
             return go
 
-        metered = await self._alternate(
-            {"ceiling": run("ceiling", null_work), "keys": run("keys", keys_work)}, c.bus_rounds
-        )
-        keys_rate = median([r["per_second"] for r in metered["keys"]])
-        ceiling = median([r["per_second"] for r in metered["ceiling"]])
+        by_batch = {}
+        for batch in CHECK_BATCH_SIZES:
+            keys_work = bus_load.check_work(KEYS_CHECK, hashes, batch)
+            null_work = bus_load.check_work(CHECK_SUBJECT, hashes, batch)
+            await answered(self.stack.nats.url, CHECK_SUBJECT, null_work[0][1])
+            for work in (keys_work, null_work):
+                warm = await bus_load.auth_checks(nc, work, 1.0, concurrency, len(work) // 2)
+                if warm["bad"] or warm["errors"]:
+                    raise RuntimeError(f"auth checks refused or failed: {warm}")
+            metered = await self._alternate(
+                {
+                    "ceiling": run(f"ceiling-{batch}", null_work),
+                    "keys": run(f"keys-{batch}", keys_work),
+                },
+                c.bus_rounds,
+            )
+            by_batch[batch] = against_ceiling(metered, "keys")
+            say(f"auth checks, batches of {batch}: {_rates(by_batch[batch])}")
+        headline = by_batch[CHECK_HEADLINE_BATCH]
         self.results["auth_checks"] = {
             "distinct_keys": len(hashes),
             "concurrency": concurrency,
-            "per_second": keys_rate,
-            "ceiling_per_second": ceiling,
-            "ratio_to_ceiling": keys_rate / ceiling,
-            "runs": metered,
+            "headline_batch": CHECK_HEADLINE_BATCH,
+            "per_second": headline["per_second"],
+            "ceiling_per_second": headline["ceiling_per_second"],
+            "ratio_to_ceiling": headline["ratio_to_ceiling"],
+            "by_batch": by_batch,
         }
-        say(f"auth checks: {keys_rate:,.0f}/s (bare responder {ceiling:,.0f}/s)")
 
     async def decisions(self, nc: nats.NATS) -> None:
         assert self.seeded is not None
@@ -399,15 +429,8 @@ class Bench:
             metered = await self._alternate(
                 {"ceiling": run(null_work), "usage": run(usage_work)}, c.bus_rounds
             )
-            rate = median([r["per_second"] for r in metered["usage"]])
-            ceiling = median([r["per_second"] for r in metered["ceiling"]])
-            by_batch[batch] = {
-                "per_second": rate,
-                "ceiling_per_second": ceiling,
-                "ratio_to_ceiling": rate / ceiling,
-                "runs": metered,
-            }
-            say(f"decisions, batches of {batch}: {rate:,.0f}/s (bare responder {ceiling:,.0f}/s)")
+            by_batch[batch] = against_ceiling(metered, "usage")
+            say(f"decisions, batches of {batch}: {_rates(by_batch[batch])}")
         headline = 100 if 100 in by_batch else max(by_batch)
         self.results["decisions"] = {
             "accounts": len(accounts),

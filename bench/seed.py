@@ -6,7 +6,7 @@ Creating 100,000 accounts one command at a time takes about 20 minutes here (the
 about 90 commands/s; see the results), so the read models are filled in bulk instead of one
 `projections.apply` per event: three executemany inserts with the rows `projections.apply`
 would write for AccountCreated and KeyCreated. The harness then checks a sample through the
-running keys service (CheckKey, GetAccount), so a drift between the two fails loudly.
+running keys service (CheckKeys, GetAccount), so a drift between the two fails loudly.
 """
 
 from __future__ import annotations
