@@ -1,105 +1,24 @@
 """The system under test as child processes on free ports: nats-server, keys, usage, the sample
 Coordinator, edges, and the peer stack (redis-server + bench/peer_app.py).
 
-The same pattern as tests/e2e/stack.py (which the benchmark does not import: tests change on
-their own schedule), with what a benchmark needs on top: RSS readings from /proc, and every
-child in this process tree, stopped on the way out whatever happened.
+Children are aitbc_infra's ChildProcess, as in tests/e2e/stack.py; what a benchmark adds is the
+peer stack and RSS readings, and every child in this process tree is stopped on the way out
+whatever happened.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nats
-
-from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
+from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_infra.processes import ChildProcess as Proc
+from aitbc_infra.processes import answered as answered
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, from /proc/<pid>/status (VmRSS, in KiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_file: Path
-    port: int | None = None
-    popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss_kib(self) -> int:
-        return rss_kib(self.pid)
-
-    def start(self, timeout: float = 30.0, wait: bool = True) -> Proc:
-        log = open(self.log_file, "ab")  # noqa: SIM115 - the child owns it
-        self.popen = subprocess.Popen(
-            self.argv, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
-        )
-        if wait:
-            self.wait(timeout)
-        return self
-
-    def wait(self, timeout: float = 30.0) -> Proc:
-        """Until its port accepts connections (at once for a process without a port)."""
-        assert self.popen is not None
-        if self.port is not None:
-            deadline = time.monotonic() + timeout
-            while not port_is_open(self.port):
-                if self.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: see {self.log_file}")
-                time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.popen = None
-
-
-async def answered(nats_url: str, subject: str, payload: bytes, timeout: float = 30.0) -> None:
-    """Until something answers a request on `subject`: the service is listening."""
-    nc = await nats.connect(nats_url)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                await nc.request(subject, payload, timeout=1.0)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
 
 
 @dataclass

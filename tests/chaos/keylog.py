@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-import nats
 import sqlalchemy as sa
-from nats.js.errors import NotFoundError
 
 from aitbc_contracts.sql import create_engine
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, MSG_ID_HEADER, POSITION_HEADER
+from aitbc_contracts.subjects import MSG_ID_HEADER, POSITION_HEADER
+from tests.key_stream import key_stream
 
 
 @dataclass(frozen=True)
@@ -43,31 +42,16 @@ async def _store(database_url: str) -> list[Logged]:
 
 
 async def _stream(nats_url: str) -> list[Logged]:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(KEY_EVENTS_STREAM)
-        except NotFoundError:
-            return []
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            if info.state.messages == 0:
-                break
-            msg = await js.get_msg(KEY_EVENTS_STREAM, seq=seq)
-            headers = msg.headers or {}
-            out.append(
-                Logged(
-                    int(headers.get(POSITION_HEADER, -1)),
-                    headers.get(MSG_ID_HEADER, ""),
-                    "",
-                    "",
-                    msg.data or b"",
-                )
-            )
-        return out
-    finally:
-        await nc.close()
+    return [
+        Logged(
+            int(m.headers.get(POSITION_HEADER, -1)),
+            m.headers.get(MSG_ID_HEADER, ""),
+            "",
+            "",
+            m.data,
+        )
+        for m in await key_stream(nats_url)
+    ]
 
 
 def stored_events(database_url: str) -> list[Logged]:

@@ -3,59 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import nats
 
-from aitbc_contracts.bus import until_answered
 from aitbc_contracts.messages import CheckKeys, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
-from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
+from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_infra.processes import ChildProcess as Process
+from aitbc_infra.processes import answered
 
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Process:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_file: Path
-    port: int | None = None
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> Process:
-        log = open(self.log_file, "ab")  # noqa: SIM115 - the child owns it
-        self.popen = subprocess.Popen(
-            self.argv, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
-        )
-        if self.port is not None:
-            deadline = time.monotonic() + timeout
-            while not port_is_open(self.port):
-                if self.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: see {self.log_file}")
-                time.sleep(0.05)
-        return self
-
-    def stop(self, kill: bool = False) -> None:
-        if self.popen and self.popen.poll() is None:
-            if kill:
-                self.popen.kill()
-            else:
-                self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.popen = None
 
 
 @dataclass
@@ -119,12 +81,8 @@ class Stack:
         """Until the keys and usage services answer on the bus."""
 
         async def ask() -> None:
-            nc = await nats.connect(self.nats.url)
-            try:
-                await until_answered(nc, KEYS_CHECK, encoder.encode(CheckKeys([])), 90)
-                await until_answered(nc, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 90)
-            finally:
-                await nc.close()
+            await answered(self.nats.url, KEYS_CHECK, encoder.encode(CheckKeys([])), 90)
+            await answered(self.nats.url, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 90)
 
         asyncio.run(ask())
 

@@ -7,14 +7,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import nats
 import pytest
-from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, POSITION_HEADER
+from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_keys.db import create_engine, migrate
+from tests.key_stream import key_stream
 
 _counter = itertools.count(1)
 
@@ -63,23 +62,10 @@ def key_history(n: int, stream: str | None = None, account: str = "acc_1") -> li
 
 async def read_stream(url: str) -> list[tuple[int, str, int]]:
     """Every message of the key event stream: (stream sequence, event id, position header)."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(KEY_EVENTS_STREAM)
-        except NotFoundError:
-            return []
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            if info.state.messages == 0:
-                break
-            msg = await js.get_msg(KEY_EVENTS_STREAM, seq=seq)
-            headers = msg.headers or {}
-            out.append((seq, headers["Nats-Msg-Id"], int(headers[POSITION_HEADER])))
-        return out
-    finally:
-        await nc.close()
+    return [
+        (m.sequence, m.headers["Nats-Msg-Id"], int(m.headers[POSITION_HEADER]))
+        for m in await key_stream(url)
+    ]
 
 
 @pytest.fixture
