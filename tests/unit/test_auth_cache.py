@@ -55,6 +55,16 @@ def test_entries_expire() -> None:
     assert cache.get(b"h") is None and not cache.is_unknown(b"u")
 
 
+def test_entries_cached_together_do_not_expire_together() -> None:
+    cache = AuthCache(size=1000, ttl=100, negative_size=2, negative_ttl=5)
+    now = time.monotonic()
+    for i in range(200):
+        cache.put(b"h%d" % i, facts(key_id=f"key_{i:016x}"), cache.generation)
+    expiries = [until - now for _, until, _ in cache._facts.values()]
+    assert all(89.9 <= e <= 110.1 for e in expiries)
+    assert max(expiries) - min(expiries) > 10  # spread over the +-10% window
+
+
 def test_key_events_evict_what_they_change() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     cache.put(b"h1", facts("key_1", "acc_1"), cache.generation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from aitbc_contracts.messages import KeyFacts
@@ -69,7 +70,10 @@ class AuthCache:
             return  # evicted while this answer was in flight: it may be stale
         if digest not in self._facts and len(self._facts) >= self.size:
             self._drop(next(iter(self._facts)))  # oldest first
-        self._facts[digest] = (facts, time.monotonic() + self.ttl, generation)
+        # The TTL spread over +-10%: keys cached together (a warm-up, a restart) do not all
+        # expire in the same second and come back to the keys service as one burst.
+        until = time.monotonic() + self.ttl * (0.9 + 0.2 * random.random())
+        self._facts[digest] = (facts, until, generation)
         _add(self._by_key, facts.key_id, digest)
         _add(self._by_account, facts.account_id, digest)
 
