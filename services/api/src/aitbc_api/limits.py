@@ -105,7 +105,7 @@ class RateLimiter:
         try:
             decision = await self.batcher.decide(Decide(account_id, key_id, key_limit, plan))
             if not decision.code:
-                metrics.inc("aitbc_ratelimit_decisions_total", f'outcome="{_outcome(decision)}"')
+                metrics.add(_DECIDED[decision.admitted])
                 if key_limit is None:  # a key's own limit says nothing of the account's
                     self._note(account_id, decision)
                 return Verdict(decision, "exact", policy)
@@ -121,5 +121,7 @@ class RateLimiter:
         return Verdict(decision, "fail-open", policy)
 
 
-def _outcome(decision: Decision) -> str:
-    return "admitted" if decision.admitted else "limited"
+_DECIDED = {
+    admitted: metrics.series("aitbc_ratelimit_decisions_total", f'outcome="{outcome}"')
+    for admitted, outcome in ((True, "admitted"), (False, "limited"))
+}

@@ -18,8 +18,17 @@ HELP = {
 }
 
 
+def series(name: str, labels: str = "") -> str:
+    """A counter's key: its name and labels (build it once for a hot path, then `add`)."""
+    return f"{name}{{{labels}}}" if labels else name
+
+
 def inc(name: str, labels: str = "", by: int = 1) -> None:
-    counters[f"{name}{{{labels}}}" if labels else name] += by
+    counters[series(name, labels)] += by
+
+
+def add(series_key: str, by: int = 1) -> None:
+    counters[series_key] += by
 
 
 def render(gauges: dict[str, float]) -> str:
