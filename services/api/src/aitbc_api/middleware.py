@@ -38,6 +38,7 @@ _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _ID_SEGMENT = re.compile(r"[0-9]+|[0-9a-fA-F-]{16,}|[A-Za-z]+_[0-9A-Za-z]{8,}|[0-9A-Za-z_-]{24,}")
 
 access_log = logging.getLogger("aitbc.api.access")
+in_flight = 0  # HTTP requests this process is serving now: how busy it is
 
 
 @dataclass(slots=True)
@@ -127,6 +128,8 @@ class EdgeMiddleware:
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        global in_flight
+        in_flight += 1
         context = RequestContext(_incoming_request_id(scope), time.perf_counter())
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
@@ -145,6 +148,7 @@ class EdgeMiddleware:
         try:
             await self.app(scope, _body_deadline(receive, self.body_timeout), send_with_headers)
         finally:
+            in_flight -= 1
             latency_ms = (time.perf_counter() - context.started) * 1000
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(

@@ -14,6 +14,7 @@ from litestar.enums import HttpMethod
 from litestar.response import Stream
 from litestar.types import Method
 
+from aitbc_api import middleware
 from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
 from aitbc_api.errors import ApiError
 from aitbc_api.gate import authenticate, limit
@@ -38,6 +39,9 @@ _DROP_RESPONSE = frozenset(
 _METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 safe methods: no change upstream
+# Speculate only while the edge has capacity to spare: with more requests in flight than this,
+# latency is queueing, and a second concurrent task per request would only cost throughput.
+SPECULATE_UP_TO = 8
 
 
 def _query_without_key(raw: bytes) -> str:
@@ -88,6 +92,7 @@ async def forward(request: Req, path: str) -> Stream:
         if (
             settings.speculative_forwarding
             and request.method in _SAFE
+            and middleware.in_flight <= SPECULATE_UP_TO
             and limiter.has_headroom(caller.account_id, time.time())
         ):
             upstream = await _send_while_deciding(request, caller, full_path, headers)
