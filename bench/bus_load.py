@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of
@@ -172,3 +173,23 @@ async def probe(nc: NATS, subject: str, payload: bytes, stop: asyncio.Event) -> 
             rtts.append((clock() - sent) * 1000)
         await asyncio.sleep(0.01)
     return rtts
+
+
+async def paced_round_trips(
+    nc: NATS, subject: str, payload: bytes, rate: float, seconds: float
+) -> int:
+    """Single requests at a fixed rate, each sent on schedule without waiting for the one
+    before: what a bare round trip costs the bus and its responder at that rate."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    total = int(rate * seconds)
+    pending: set[asyncio.Future[Msg]] = set()
+    for i in range(total):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        future = asyncio.ensure_future(nc.request(subject, payload, timeout=5))
+        pending.add(future)
+        future.add_done_callback(pending.discard)
+    await asyncio.gather(*pending, return_exceptions=True)
+    return total

@@ -268,6 +268,30 @@ def _http_section(r: dict[str, Any]) -> list[str]:
             f"({', '.join(f'{x:.1f}' for x in p['per_round_p99_differences_ms'])} ms by round), "
             f"{p['wire_p99_difference_ms']:.2f} ms on the wire.",
         ]
+        shown = ("edge", "coordinator", "usage", "nats-server", "load generator")
+        out += [
+            "",
+            "CPU at this rate (medians over the rounds; microseconds of CPU per request, and the "
+            "whole machine's busy cores):",
+            "",
+            _md_table(
+                ["scenario", *shown, "machine busy (cores of 2)"],
+                [
+                    [name, *(f"{v['cpu_us_per_request'].get(w, 0):.0f}" for w in shown),
+                     f"{v['busy_cores']:.2f}"]
+                    for name, v in (("B edge, public", b), ("C edge, full", cc))
+                ],
+            ),
+        ]  # fmt: skip
+        floor = p.get("bus_floor")
+        if floor:
+            out += [
+                "",
+                f"One bare request/reply (bench/null_responder.py) at {floor['rate']:,.0f}/s costs "
+                f"nats-server **{floor['nats-server']:.0f} us** and the responder "
+                f"**{floor['responder']:.0f} us** of CPU: the least a decision's round trip adds "
+                "to C at this rate, beyond the edge's own share.",
+            ]
     return out
 
 

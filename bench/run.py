@@ -560,6 +560,11 @@ class Bench:
                     stop.set()
                     rtts = await probe
                     result["others_cores"] = meter.others / meter.wall
+                    result["busy_cores"] = (sum(meter.seconds.values()) + meter.others) / meter.wall
+                    result["cpu_us_per_request"] = {
+                        who: seconds / result["requests"] * 1e6
+                        for who, seconds in meter.seconds.items()
+                    }
                     result["decision_probe_p50_ms"] = percentile(rtts, 50)
                     result["decision_probe_p99_ms"] = percentile(rtts, 99)
                     result["decision_probe_max_ms"] = max(rtts)
@@ -576,7 +581,14 @@ class Bench:
                     "decision_probe_p50_ms",
                     "decision_probe_p99_ms",
                     "others_cores",
+                    "busy_cores",
                 )
+            }
+            | {
+                "cpu_us_per_request": {
+                    who: median([r["cpu_us_per_request"][who] for r in results])
+                    for who in results[0]["cpu_us_per_request"]
+                }
             }
             for name, results in runs.items()
         }
@@ -593,8 +605,20 @@ class Bench:
             "wire_p99_difference_ms": median(wire),
             "per_round_p99_differences_ms": differences,
             "runs": runs,
+            "bus_floor": await self.bus_floor(rate, c.paced_seconds / 2),
         }
         say(f"paced: p99 B {summary['B']['p99_ms']:.2f} ms, C {summary['C']['p99_ms']:.2f} ms")
+
+    async def bus_floor(self, rate: float, seconds: float) -> dict[str, float]:
+        """CPU one bare request/reply costs nats-server and a bare nats-py responder at the
+        paced rate: the least a decision's round trip adds to C, beyond the edge's own share."""
+        pids = {"nats-server": self._nats_pid(), "responder": self.null.pid}
+        async with self.bus() as nc:
+            with CpuMeter(pids) as meter:
+                sent = await bus_load.paced_round_trips(
+                    nc, f"{DECIDE_PREFIX}.0", b'{"items": []}', rate, seconds
+                )
+        return {name: meter.seconds[name] / sent * 1e6 for name in pids} | {"rate": rate}
 
     # --- profiles ----------------------------------------------------------------------------
 
