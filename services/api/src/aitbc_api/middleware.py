@@ -101,11 +101,19 @@ new_id = _RandomIds()
 os.register_at_fork(after_in_child=new_id.reset)  # a forked worker must not repeat ids
 
 
-def _incoming_request_id(scope: Scope) -> str:
+def _read_head(scope: Scope) -> tuple[str, bool]:
+    """The request's id (the client's X-Request-Id when it is a sane one, else a new one), and
+    whether a body follows the head (HTTP/1.1: only with Content-Length or Transfer-Encoding)."""
+    request_id, has_body = "", False
     for name, value in scope["headers"]:
-        if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
-            return value.decode("ascii")
-    return new_id()
+        if name == b"x-request-id":
+            if not request_id and _VALID_REQUEST_ID.fullmatch(value):
+                request_id = value.decode("ascii")
+        elif name == b"content-length":
+            has_body = has_body or value.strip() != b"0"
+        elif name == b"transfer-encoding":
+            has_body = True
+    return request_id or new_id(), has_body
 
 
 class EdgeMiddleware:
@@ -130,7 +138,8 @@ class EdgeMiddleware:
     async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         global in_flight
         in_flight += 1
-        context = RequestContext(_incoming_request_id(scope), time.perf_counter())
+        request_id, has_body = _read_head(scope)
+        context = RequestContext(request_id, time.perf_counter())
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
 
@@ -146,7 +155,9 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, _body_deadline(receive, self.body_timeout), send_with_headers)
+            if has_body:  # a deadline for the body; without one, nothing is there to trickle
+                receive = _body_deadline(receive, self.body_timeout)
+            await self.app(scope, receive, send_with_headers)
         finally:
             in_flight -= 1
             latency_ms = (time.perf_counter() - context.started) * 1000
