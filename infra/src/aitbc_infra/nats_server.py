@@ -35,6 +35,21 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float, kill: bool = False) -> None:
+    """SIGTERM (or SIGKILL: a crash), then SIGKILL if it is still there after `timeout` s."""
+    if process.poll() is not None:
+        return
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class NatsServer:
     """A nats-server child process with JetStream; `url` is what clients connect to."""
@@ -69,13 +84,8 @@ class NatsServer:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process, timeout=10)
         self.process = None
 
     def restart(self) -> None:

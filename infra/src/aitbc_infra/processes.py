@@ -12,7 +12,7 @@ from pathlib import Path
 import nats
 
 from aitbc_contracts.bus import until_answered
-from aitbc_infra.nats_server import port_is_open
+from aitbc_infra.nats_server import port_is_open, terminate
 
 
 def rss_kib(pid: int) -> int:
@@ -65,17 +65,8 @@ class ChildProcess:
         return self
 
     def stop(self, kill: bool = False) -> None:
-        """SIGTERM (or SIGKILL: a crash), then SIGKILL if it is still there after 15 s."""
-        if self.popen and self.popen.poll() is None:
-            if kill:
-                self.popen.kill()
-            else:
-                self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        if self.popen is not None:
+            terminate(self.popen, timeout=15, kill=kill)
         self.popen = None
 
 
