@@ -1,6 +1,8 @@
 """`just bench [--quick]`: every benchmark of issue 5 in one process tree, then the report.
 
-Phases, in order (each figure's method is described in bench/README.md):
+The run's state (stack, seeded accounts, targets, results) lives here; the phases are in
+bench/bus_phases.py, bench/http_phases.py and bench/edge_phases.py. Phases, in order (each
+figure's method is described in bench/README.md):
   seed      accounts and keys into the keys database (bench/seed.py); the relay publishes them
   memory-u  usage process RSS before/after learning and deciding for every seeded account
   auth      CheckKeys rate of one keys process (batches of 1, 10, 100), alternating with a bare
@@ -20,7 +22,6 @@ import gc
 import json
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -38,22 +39,24 @@ from aitbc_contracts.subjects import (
     KEYS_CHECK,
     KEYS_COMMANDS,
     USAGE_QUERY,
-    usage_decide_subject,
 )
 from aitbc_contracts.usage import LastUsedQuery
 from aitbc_keys.relay import ensure_stream
-from bench import bus_load, http_load, machine, profiles, report, revocation
-from bench.cpu import CpuMeter, load_average
-from bench.httpclient import Connection, build_request, fan_out
-from bench.null_responder import CHECK_SUBJECT, DECIDE_PREFIX
+from bench import (
+    bus_phases,
+    edge_phases,
+    http_load,
+    http_phases,
+    machine,
+    report,
+)
+from bench.common import RESULTS, say
+from bench.cpu import load_average
 from bench.peer_app import create_database
 from bench.seed import Seeded, seed
-from bench.stack import ROOT, Proc, Stack, answered
+from bench.stack import Stack, answered
 
-RESULTS = ROOT / "bench" / "results"
 PLAN_LIMITS = "free=60,pro=600,enterprise=100000000"  # the load can never reach a limit
-CHECK_BATCH_SIZES = (1, 10, 100)  # hashes per CheckKeys in the auth phase, quick or not
-CHECK_HEADLINE_BATCH = 100  # the size the target row judges
 
 
 @dataclass(frozen=True)
@@ -116,36 +119,6 @@ class Config:
         )
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-def against_ceiling(metered: dict[str, list[dict]], process: str) -> dict[str, Any]:
-    """Median rates of `process` and of the bare responder run alternately with it."""
-    rate = median([r["per_second"] for r in metered[process]])
-    ceiling = median([r["per_second"] for r in metered["ceiling"]])
-    return {
-        "per_second": rate,
-        "ceiling_per_second": ceiling,
-        "ratio_to_ceiling": rate / ceiling,
-        "runs": metered,
-    }
-
-
-def _rates(b: dict[str, Any]) -> str:
-    return f"{b['per_second']:,.0f}/s (bare responder {b['ceiling_per_second']:,.0f}/s)"
-
-
-def say(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 class Bench:
     def __init__(self, config: Config, root: Path) -> None:
         self.config = config
@@ -170,20 +143,20 @@ class Bench:
             phases[name] = round(time.perf_counter() - t, 1)
 
         await phase("seed and start", self.start_and_seed())
-        await phase("usage memory", self.usage_memory())
+        await phase("usage memory", bus_phases.usage_memory(self))
         t = time.perf_counter()
         self.start_http_side()
         phases["start HTTP side"] = round(time.perf_counter() - t, 1)
         gc.freeze()  # the seeded keys stay: no collection walks them while we measure
         async with self.bus() as nc:
-            await phase("auth checks", self.auth_checks(nc))
-            await phase("decisions", self.decisions(nc))
-        await phase("HTTP rounds", self.http())
-        await phase("paced", self.paced())
+            await phase("auth checks", bus_phases.auth_checks(self, nc))
+            await phase("decisions", bus_phases.decisions(self, nc))
+        await phase("HTTP rounds", http_phases.http(self))
+        await phase("paced", http_phases.paced(self))
         if self.config.profile_seconds:
-            await phase("profiles", self.profile())
-        await phase("revocations", self.revocations())
-        await phase("edge memory", self.edge_memory())
+            await phase("profiles", http_phases.profile(self))
+        await phase("revocations", edge_phases.revocations(self))
+        await phase("edge memory", edge_phases.edge_memory(self))
         self.results["commands"] = self.commands
         self.results["load_average"]["end"] = load_average()
         self.results["wall_seconds"] = time.perf_counter() - started
@@ -278,31 +251,6 @@ class Bench:
             if not isinstance(view, m.AccountView) or view.plan != "enterprise":
                 raise RuntimeError(f"seeded account not known to the keys service: {view!r}")
 
-    async def usage_memory(self) -> None:
-        assert self.seeded is not None
-        usage = self.stack.procs["usage"]
-        await asyncio.sleep(1.0)
-        self.usage_rss.append(usage.rss_kib())  # plans of every account learned from events
-        accounts = [a.account_id for a in self.seeded.bulk]
-        work = bus_load.decide_work(usage_decide_subject, accounts, 500)
-        async with self.bus() as nc:
-            outcome = await bus_load.decide_all(nc, work, 16)
-        await asyncio.sleep(1.5)  # a snapshot or two
-        self.usage_rss.append(usage.rss_kib())
-        if outcome.get("admitted", 0) < len(accounts):
-            raise RuntimeError(f"decisions for the seeded accounts: {outcome}")
-        r0, r1, r2 = self.usage_rss
-        n = len(accounts)
-        self.results["usage_memory"] = {
-            "accounts": n,
-            "rss_kib": [r0, r1, r2],
-            "bytes_per_account": (r2 - r0) * 1024 / n,
-            "plan_book_bytes_per_account": (r1 - r0) * 1024 / n,
-            "counters_bytes_per_account": (r2 - r1) * 1024 / n,
-            "decisions": outcome,
-        }
-        say(f"usage memory: {(r2 - r0) * 1024 / n:.0f} B/account over {n:,} accounts")
-
     def spawn_http_side(self) -> None:
         """The HTTP side, started side by side without waiting: upstream, three edges (the
         second for revocation, the third for memory: both serve nothing until then), redis, the
@@ -340,106 +288,6 @@ class Bench:
 
     # --- bus benchmarks ----------------------------------------------------------------------
 
-    async def _alternate(self, runs: dict[str, Any], rounds: int) -> dict[str, list[dict]]:
-        """Each named run once per round, in order, round after round."""
-        out: dict[str, list[dict]] = {name: [] for name in runs}
-        for _ in range(rounds):
-            for name, run in runs.items():
-                out[name].append(await run())
-        return out
-
-    async def auth_checks(self, nc: nats.NATS) -> None:
-        """CheckKeys of 1, 10 and 100 hashes: the edge sends its cache misses in batches as
-        large as the burst that missed (aitbc_api.batching), so each size is a load it makes."""
-        assert self.seeded is not None
-        c = self.config
-        hashes = [hash_key(a.master_key) for a in self.seeded.bulk]
-        concurrency = 128
-        cpu_pids = {"keys": self.stack.procs["keys"].pid, "nats-server": self._nats_pid()}
-        say(f"auth checks: {c.bus_rounds} rounds x {c.bus_seconds}s, {len(hashes):,} keys")
-        cursor: dict[str, int] = {}  # every run asks keys the runs before did not
-
-        def run(name: str, work: list) -> Any:
-            async def go() -> dict:
-                with CpuMeter(cpu_pids) as meter:
-                    result = await bus_load.auth_checks(
-                        nc, work, c.bus_seconds, concurrency, cursor.get(name, 0)
-                    )
-                cursor[name] = int(result["next"])
-                result["cpu_seconds"] = meter.seconds
-                result["others_cores"] = meter.others / meter.wall
-                return result
-
-            return go
-
-        by_batch = {}
-        for batch in CHECK_BATCH_SIZES:
-            keys_work = bus_load.check_work(KEYS_CHECK, hashes, batch)
-            null_work = bus_load.check_work(CHECK_SUBJECT, hashes, batch)
-            await answered(self.stack.nats.url, CHECK_SUBJECT, null_work[0][1])
-            for work in (keys_work, null_work):
-                warm = await bus_load.auth_checks(nc, work, 1.0, concurrency, len(work) // 2)
-                if warm["bad"] or warm["errors"]:
-                    raise RuntimeError(f"auth checks refused or failed: {warm}")
-            metered = await self._alternate(
-                {
-                    "ceiling": run(f"ceiling-{batch}", null_work),
-                    "keys": run(f"keys-{batch}", keys_work),
-                },
-                c.bus_rounds,
-            )
-            by_batch[batch] = against_ceiling(metered, "keys")
-            say(f"auth checks, batches of {batch}: {_rates(by_batch[batch])}")
-        headline = by_batch[CHECK_HEADLINE_BATCH]
-        self.results["auth_checks"] = {
-            "distinct_keys": len(hashes),
-            "concurrency": concurrency,
-            "headline_batch": CHECK_HEADLINE_BATCH,
-            "per_second": headline["per_second"],
-            "ceiling_per_second": headline["ceiling_per_second"],
-            "ratio_to_ceiling": headline["ratio_to_ceiling"],
-            "by_batch": by_batch,
-        }
-
-    async def decisions(self, nc: nats.NATS) -> None:
-        assert self.seeded is not None
-        c = self.config
-        accounts = [a.account_id for a in self.seeded.bulk[: c.decision_accounts]]
-        concurrency = 32
-        cpu_pids = {"usage": self.stack.procs["usage"].pid, "nats-server": self._nats_pid()}
-        by_batch = {}
-        for batch in c.batch_sizes:
-            usage_work = bus_load.decide_work(usage_decide_subject, accounts, batch)
-            null_work = bus_load.decide_work(lambda p: f"{DECIDE_PREFIX}.{p}", accounts, batch)
-            check = await bus_load.decisions(nc, usage_work, 1.0, concurrency, verify=True)
-            if check["bad"] or check["errors"]:
-                raise RuntimeError(f"usage refused decisions: {check}")
-            await bus_load.decisions(nc, null_work, 0.5, concurrency)
-
-            def run(work: list) -> Any:
-                async def go() -> dict:
-                    with CpuMeter(cpu_pids) as meter:
-                        result = await bus_load.decisions(nc, work, c.bus_seconds, concurrency)
-                    result["cpu_seconds"] = meter.seconds
-                    result["others_cores"] = meter.others / meter.wall
-                    return result
-
-                return go
-
-            metered = await self._alternate(
-                {"ceiling": run(null_work), "usage": run(usage_work)}, c.bus_rounds
-            )
-            by_batch[batch] = against_ceiling(metered, "usage")
-            say(f"decisions, batches of {batch}: {_rates(by_batch[batch])}")
-        headline = 100 if 100 in by_batch else max(by_batch)
-        self.results["decisions"] = {
-            "accounts": len(accounts),
-            "concurrency": concurrency,
-            "headline_batch": headline,
-            "per_second": by_batch[headline]["per_second"],
-            "by_batch": by_batch,
-        }
-
     def _nats_pid(self) -> int:
         assert self.stack.nats.process is not None
         return self.stack.nats.process.pid
@@ -452,310 +300,9 @@ class Bench:
         pids["nats-server"] = self._nats_pid()
         return pids
 
-    async def http(self) -> None:
-        c = self.config
-        assert self.seeded is not None
-        for name in ("C", "D"):  # every key once: the edge's cache and the peer's pages warm
-            url = self.targets[name].url
-            requests = [build_request(url, {"X-API-Key": k}) for _, k in self.seeded.load_keys()]
-            statuses = await fan_out(url, requests, c.connections)
-            if statuses.get(200, 0) != len(requests):
-                raise RuntimeError(f"warming {self.targets[name].name}: {statuses}")
-        for target in self.targets.values():
-            self.commands.append(" ".join(target.wrk_argv(c.seconds, c.connections, 1)))
-            say(f"warm-up {target.name} ({c.warmup}s)")
-            warm = await http_load.wrk(target, c.warmup, c.connections)
-            if warm["non_2xx"] or warm["socket_errors"]:
-                raise RuntimeError(f"{target.name} is not answering 2xx: {warm}")
-        runs: dict[str, list[dict]] = {name: [] for name in self.targets}
-        for round_ in range(c.rounds):
-            for name, target in self.targets.items():
-                with CpuMeter(self._http_pids()) as meter:
-                    result = await http_load.wrk(target, c.seconds, c.connections)
-                result["cpu_seconds"] = meter.seconds
-                result["wall_seconds"] = meter.wall
-                result["others_cores"] = meter.others / meter.wall
-                runs[name].append(result)
-            line = "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n in self.targets)
-            say(f"round {round_ + 1}/{c.rounds}: {line}")
-        scenarios = {}
-        for name, results in runs.items():
-            rps = median([r["rps"] for r in results])
-            cpu_us = {
-                proc: median([r["cpu_seconds"][proc] / r["requests"] * 1e6 for r in results])
-                for proc in results[0]["cpu_seconds"]
-            }
-            scenarios[name] = {
-                "name": self.targets[name].name,
-                "url": self.targets[name].url,
-                "rps": rps,
-                "p50_ms": median([r["p50_ms"] for r in results]),
-                "p99_ms": median([r["p99_ms"] for r in results]),
-                "non_2xx": sum(r["non_2xx"] for r in results),
-                "socket_errors": sum(r["socket_errors"] for r in results),
-                "cpu_us_per_request": cpu_us,
-                "runs": results,
-            }
-        s = scenarios
-
-        def paired(top: str, bottom: str) -> list[float]:
-            """Per-round ratios: each pair ran back to back, so the machine's noise mostly
-            cancels; their median is the headline."""
-            return [t["rps"] / b["rps"] for t, b in zip(runs[top], runs[bottom], strict=True)]
-
-        per_round = {"C/B": paired("C", "B"), "C/D": paired("C", "D"), "C/A": paired("C", "A")}
-        self.results["http"] = {
-            "scenarios": s,
-            "ratios": {name: median(values) for name, values in per_round.items()},
-            "ratios_of_medians": {
-                "C/B": s["C"]["rps"] / s["B"]["rps"],
-                "C/D": s["C"]["rps"] / s["D"]["rps"],
-                "C/A": s["C"]["rps"] / s["A"]["rps"],
-                "B/A": s["B"]["rps"] / s["A"]["rps"],
-            },
-            "per_round_ratios": per_round,
-            "edge_metrics": await self._metrics(self.edge),
-        }
-
-    async def _metrics(self, edge: Proc) -> dict[str, float]:
-        """The edge's own counters (/metrics), for the mean size of its decision batches."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
-        writer.write(build_request(edge.url + "/metrics", {"Connection": "close"}))
-        data = (await reader.read()).decode(errors="replace")
-        writer.close()
-        values: dict[str, float] = {}
-        for line in data.split("\r\n\r\n", 1)[-1].splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    values[name] = float(value)
-                except ValueError:
-                    continue
-        return values
-
-    async def paced(self) -> None:
-        c = self.config
-        rate = self.results["http"]["scenarios"]["C"]["rps"] / 2
-        say(f"paced: B and C at {rate:,.0f}/s (half C's peak), {c.paced_rounds} rounds")
-        runs: dict[str, list[dict]] = {"B": [], "C": []}
-        for name in runs:
-            self.commands.append(
-                " ".join(self.targets[name].paced_argv(rate, c.paced_seconds, c.connections))
-            )
-        assert self.seeded is not None
-        probe_work = bus_load.decide_work(
-            usage_decide_subject, [self.seeded.bulk[-1].account_id], 1
-        )[0]
-        async with self.bus() as nc:
-            for _ in range(c.paced_rounds):
-                for name in runs:
-                    stop = asyncio.Event()
-                    probe = asyncio.create_task(
-                        bus_load.probe(nc, probe_work[0], probe_work[1], stop)
-                    )
-                    with CpuMeter(self._http_pids()) as meter:
-                        result = await http_load.paced(
-                            self.targets[name], rate, c.paced_seconds, c.connections
-                        )
-                    stop.set()
-                    rtts = await probe
-                    result["others_cores"] = meter.others / meter.wall
-                    result["busy_cores"] = (sum(meter.seconds.values()) + meter.others) / meter.wall
-                    result["cpu_us_per_request"] = {
-                        who: seconds / result["requests"] * 1e6
-                        for who, seconds in meter.seconds.items()
-                    }
-                    result["decision_probe_p50_ms"] = percentile(rtts, 50)
-                    result["decision_probe_p99_ms"] = percentile(rtts, 99)
-                    result["decision_probe_max_ms"] = max(rtts)
-                    runs[name].append(result)
-        summary = {
-            name: {
-                key: median([r[key] for r in results])
-                for key in (
-                    "achieved_rate",
-                    "p50_ms",
-                    "p99_ms",
-                    "wire_p50_ms",
-                    "wire_p99_ms",
-                    "decision_probe_p50_ms",
-                    "decision_probe_p99_ms",
-                    "others_cores",
-                    "busy_cores",
-                )
-            }
-            | {
-                "cpu_us_per_request": {
-                    who: median([r["cpu_us_per_request"][who] for r in results])
-                    for who in results[0]["cpu_us_per_request"]
-                }
-            }
-            for name, results in runs.items()
-        }
-        differences = [
-            c_["p99_ms"] - b["p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)
-        ]
-        wire = [
-            c_["wire_p99_ms"] - b["wire_p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)
-        ]
-        self.results["paced"] = {
-            "rate": rate,
-            "summary": summary,
-            "p99_difference_ms": median(differences),  # paired, round by round
-            "wire_p99_difference_ms": median(wire),
-            "per_round_p99_differences_ms": differences,
-            "runs": runs,
-            "bus_floor": await self.bus_floor(rate, c.paced_seconds / 2),
-        }
-        say(f"paced: p99 B {summary['B']['p99_ms']:.2f} ms, C {summary['C']['p99_ms']:.2f} ms")
-
-    async def bus_floor(self, rate: float, seconds: float) -> dict[str, float]:
-        """CPU one bare request/reply costs nats-server and a bare nats-py responder at the
-        paced rate: the least a decision's round trip adds to C, beyond the edge's own share."""
-        pids = {"nats-server": self._nats_pid(), "responder": self.null.pid}
-        async with self.bus() as nc:
-            with CpuMeter(pids) as meter:
-                sent = await bus_load.paced_round_trips(
-                    nc, f"{DECIDE_PREFIX}.0", b'{"items": []}', rate, seconds
-                )
-        return {name: meter.seconds[name] / sent * 1e6 for name in pids} | {"rate": rate}
-
     # --- profiles ----------------------------------------------------------------------------
 
-    async def profile(self) -> None:
-        c = self.config
-        seconds = c.profile_seconds
-        out_dir = RESULTS / ("profiles-quick" if c.quick else "profiles")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        found: dict[str, Any] = {}
-        for name in ("B", "C"):
-            say(f"profiling the edge (and usage) under {self.targets[name].name} ({seconds:.0f}s)")
-            load = asyncio.create_task(
-                http_load.wrk(self.targets[name], seconds + 2, c.connections)
-            )
-            await asyncio.sleep(1.0)
-            recordings = [profiles.record(self.edge.pid, seconds, out_dir / f"edge-{name}.txt")]
-            if name == "C":  # the usage process's share of the full path
-                usage_pid = self.stack.procs["usage"].pid
-                recordings.append(profiles.record(usage_pid, seconds, out_dir / "usage-C.txt"))
-            folded = await asyncio.gather(*recordings)
-            result = await load
-            summary = profiles.summarize(folded[0])
-            summary["rps_while_profiled"] = result["rps"]
-            found[f"edge-{name}"] = summary
-            if name == "C":
-                found["usage-C"] = profiles.summarize(folded[1])
-        async with self.bus() as nc:
-            assert self.seeded is not None
-            accounts = [a.account_id for a in self.seeded.bulk[: c.decision_accounts]]
-            work = bus_load.decide_work(usage_decide_subject, accounts, 100)
-            say("profiling usage under decisions (batches of 100)")
-            load = asyncio.create_task(bus_load.decisions(nc, work, seconds + 2, 32))
-            await asyncio.sleep(1.0)
-            folded = await profiles.record(
-                self.stack.procs["usage"].pid, seconds, out_dir / "usage-decide.txt"
-            )
-            await load
-            found["usage-decide"] = profiles.summarize(folded)
-            hashes = [hash_key(a.master_key) for a in self.seeded.bulk]
-            say("profiling keys under auth checks")
-            load = asyncio.create_task(
-                bus_load.auth_checks(nc, bus_load.check_work(KEYS_CHECK, hashes), seconds + 2, 128)
-            )
-            await asyncio.sleep(1.0)
-            folded = await profiles.record(
-                self.stack.procs["keys"].pid, seconds, out_dir / "keys-check.txt"
-            )
-            await load
-            found["keys-check"] = profiles.summarize(folded)
-        self.results["profiles"] = found
-
     # --- revocation and memory ---------------------------------------------------------------
-
-    async def revocations(self) -> None:
-        assert self.seeded is not None
-        second = self.stack.procs["edge2"]
-        await self._until_healthy(second)
-        account = self.seeded.revoke
-        keys = account.keys[: self.config.revocations]
-        say(f"revocations: {len(keys)} keys, each in use on two edges")
-        per_edge = await revocation.revocations(
-            [self.edge.url, second.url], keys, account.master_key
-        )
-        self.results["revocation"] = {
-            "revocations": len(keys),
-            "edges": [
-                {
-                    "edge": name,
-                    "p50_ms": percentile(ms, 50),
-                    "p99_ms": percentile(ms, 99),
-                    "max_ms": max(ms),
-                    "min_ms": min(ms),
-                    "all_ms": ms,
-                }
-                for name, ms in zip(("revoking edge", "other edge"), per_edge, strict=True)
-            ],
-        }
-        self.stack.stop("edge2")
-        e = self.results["revocation"]["edges"]
-        say(f"revocation p99: revoking edge {e[0]['p99_ms']:.1f} ms, other {e[1]['p99_ms']:.1f} ms")
-
-    async def _until_healthy(self, edge: Proc) -> None:
-        connection = Connection.to(edge.url)
-        try:
-            for _ in range(200):
-                if await connection.send(build_request(edge.url + "/v1/health")) == 200:
-                    return
-                await asyncio.sleep(0.05)
-        finally:
-            connection.close()
-        raise RuntimeError(f"{edge.name} never became healthy")
-
-    async def _buffered(self, edge: Proc) -> int:
-        """The edge's own gauge of usage events not yet published."""
-        metrics = await self._metrics(edge)
-        if "aitbc_usage_events_buffered" not in metrics:
-            raise RuntimeError("no usage buffer gauge in the edge's /metrics")
-        return int(metrics["aitbc_usage_events_buffered"])
-
-    async def _settle(self, edge: Proc) -> None:
-        for _ in range(600):
-            if await self._buffered(edge) == 0:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)
-
-    async def edge_memory(self) -> None:
-        """A fresh edge caches every bulk key: one authenticated request each, on a route that
-        answers after the gate without going upstream (GET /v1/api-keys/<not an id>: the master
-        key is authenticated, given a rate-limit decision and a usage event, then 404)."""
-        assert self.seeded is not None
-        edge = self.stack.procs["edge-memory"]
-        await self._until_healthy(edge)
-        url = edge.url + "/v1/api-keys/none"
-        one = self.seeded.revoke.master_key
-        warm = [build_request(url, {"X-API-Key": one})] * (300 if self.config.quick else 2_000)
-        await fan_out(edge.url, warm, 32)  # steady state: pools, buffers, arenas
-        await self._settle(edge)
-        before = edge.rss_kib()
-        keys = [a.master_key for a in self.seeded.bulk]
-        say(f"edge memory: caching {len(keys):,} keys through a fresh edge")
-        t = time.perf_counter()
-        statuses = await fan_out(edge.url, [build_request(url, {"X-API-Key": k}) for k in keys], 32)
-        fill_seconds = time.perf_counter() - t
-        await self._settle(edge)
-        after = edge.rss_kib()
-        if statuses.get(404, 0) != len(keys):
-            raise RuntimeError(f"filling the edge's cache: {statuses}")
-        self.results["edge_memory"] = {
-            "keys": len(keys),
-            "rss_kib": [before, after],
-            "bytes_per_key": (after - before) * 1024 / len(keys),
-            "fill_seconds": fill_seconds,
-            "fill_rps_cache_misses": len(keys) / fill_seconds,
-        }
-        self.stack.stop("edge-memory")
-        say(f"edge memory: {(after - before) * 1024 / len(keys):.0f} B/key")
 
 
 def main() -> None:

@@ -1,0 +1,213 @@
+"""HTTP phases: A B C D with wrk, B and C paced at half C's peak (and the bus floor), profiles."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aitbc_contracts.keyformat import hash_key
+from aitbc_contracts.subjects import KEYS_CHECK, usage_decide_subject
+from bench import bus_load, http_load, profiles
+from bench.common import RESULTS, edge_metrics, median, percentile, say
+from bench.cpu import CpuMeter
+from bench.httpclient import build_request, fan_out
+from bench.null_responder import DECIDE_PREFIX
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+
+async def http(b: Bench) -> None:
+    c = b.config
+    assert b.seeded is not None
+    for name in ("C", "D"):  # every key once: the edge's cache and the peer's pages warm
+        url = b.targets[name].url
+        requests = [build_request(url, {"X-API-Key": k}) for _, k in b.seeded.load_keys()]
+        statuses = await fan_out(url, requests, c.connections)
+        if statuses.get(200, 0) != len(requests):
+            raise RuntimeError(f"warming {b.targets[name].name}: {statuses}")
+    for target in b.targets.values():
+        b.commands.append(" ".join(target.wrk_argv(c.seconds, c.connections, 1)))
+        say(f"warm-up {target.name} ({c.warmup}s)")
+        warm = await http_load.wrk(target, c.warmup, c.connections)
+        if warm["non_2xx"] or warm["socket_errors"]:
+            raise RuntimeError(f"{target.name} is not answering 2xx: {warm}")
+    runs: dict[str, list[dict]] = {name: [] for name in b.targets}
+    for round_ in range(c.rounds):
+        for name, target in b.targets.items():
+            with CpuMeter(b._http_pids()) as meter:
+                result = await http_load.wrk(target, c.seconds, c.connections)
+            result["cpu_seconds"] = meter.seconds
+            result["wall_seconds"] = meter.wall
+            result["others_cores"] = meter.others / meter.wall
+            runs[name].append(result)
+        line = "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n in b.targets)
+        say(f"round {round_ + 1}/{c.rounds}: {line}")
+    scenarios = {}
+    for name, results in runs.items():
+        rps = median([r["rps"] for r in results])
+        cpu_us = {
+            proc: median([r["cpu_seconds"][proc] / r["requests"] * 1e6 for r in results])
+            for proc in results[0]["cpu_seconds"]
+        }
+        scenarios[name] = {
+            "name": b.targets[name].name,
+            "url": b.targets[name].url,
+            "rps": rps,
+            "p50_ms": median([r["p50_ms"] for r in results]),
+            "p99_ms": median([r["p99_ms"] for r in results]),
+            "non_2xx": sum(r["non_2xx"] for r in results),
+            "socket_errors": sum(r["socket_errors"] for r in results),
+            "cpu_us_per_request": cpu_us,
+            "runs": results,
+        }
+    s = scenarios
+
+    def paired(top: str, bottom: str) -> list[float]:
+        """Per-round ratios: each pair ran back to back, so the machine's noise mostly
+        cancels; their median is the headline."""
+        return [t["rps"] / b["rps"] for t, b in zip(runs[top], runs[bottom], strict=True)]
+
+    per_round = {"C/B": paired("C", "B"), "C/D": paired("C", "D"), "C/A": paired("C", "A")}
+    b.results["http"] = {
+        "scenarios": s,
+        "ratios": {name: median(values) for name, values in per_round.items()},
+        "ratios_of_medians": {
+            "C/B": s["C"]["rps"] / s["B"]["rps"],
+            "C/D": s["C"]["rps"] / s["D"]["rps"],
+            "C/A": s["C"]["rps"] / s["A"]["rps"],
+            "B/A": s["B"]["rps"] / s["A"]["rps"],
+        },
+        "per_round_ratios": per_round,
+        "edge_metrics": await edge_metrics(b.edge),
+    }
+
+
+async def paced(b: Bench) -> None:
+    c = b.config
+    rate = b.results["http"]["scenarios"]["C"]["rps"] / 2
+    say(f"paced: B and C at {rate:,.0f}/s (half C's peak), {c.paced_rounds} rounds")
+    runs: dict[str, list[dict]] = {"B": [], "C": []}
+    for name in runs:
+        b.commands.append(
+            " ".join(b.targets[name].paced_argv(rate, c.paced_seconds, c.connections))
+        )
+    assert b.seeded is not None
+    probe_work = bus_load.decide_work(usage_decide_subject, [b.seeded.bulk[-1].account_id], 1)[0]
+    async with b.bus() as nc:
+        for _ in range(c.paced_rounds):
+            for name in runs:
+                stop = asyncio.Event()
+                probe = asyncio.create_task(bus_load.probe(nc, probe_work[0], probe_work[1], stop))
+                with CpuMeter(b._http_pids()) as meter:
+                    result = await http_load.paced(
+                        b.targets[name], rate, c.paced_seconds, c.connections
+                    )
+                stop.set()
+                rtts = await probe
+                result["others_cores"] = meter.others / meter.wall
+                result["busy_cores"] = (sum(meter.seconds.values()) + meter.others) / meter.wall
+                result["cpu_us_per_request"] = {
+                    who: seconds / result["requests"] * 1e6
+                    for who, seconds in meter.seconds.items()
+                }
+                result["decision_probe_p50_ms"] = percentile(rtts, 50)
+                result["decision_probe_p99_ms"] = percentile(rtts, 99)
+                result["decision_probe_max_ms"] = max(rtts)
+                runs[name].append(result)
+    summary = {
+        name: {
+            key: median([r[key] for r in results])
+            for key in (
+                "achieved_rate",
+                "p50_ms",
+                "p99_ms",
+                "wire_p50_ms",
+                "wire_p99_ms",
+                "decision_probe_p50_ms",
+                "decision_probe_p99_ms",
+                "others_cores",
+                "busy_cores",
+            )
+        }
+        | {
+            "cpu_us_per_request": {
+                who: median([r["cpu_us_per_request"][who] for r in results])
+                for who in results[0]["cpu_us_per_request"]
+            }
+        }
+        for name, results in runs.items()
+    }
+    differences = [c_["p99_ms"] - b["p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)]
+    wire = [
+        c_["wire_p99_ms"] - b["wire_p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)
+    ]
+    b.results["paced"] = {
+        "rate": rate,
+        "summary": summary,
+        "p99_difference_ms": median(differences),  # paired, round by round
+        "wire_p99_difference_ms": median(wire),
+        "per_round_p99_differences_ms": differences,
+        "runs": runs,
+        "bus_floor": await bus_floor(b, rate, c.paced_seconds / 2),
+    }
+    say(f"paced: p99 B {summary['B']['p99_ms']:.2f} ms, C {summary['C']['p99_ms']:.2f} ms")
+
+
+async def bus_floor(b: Bench, rate: float, seconds: float) -> dict[str, float]:
+    """CPU one bare request/reply costs nats-server and a bare nats-py responder at the
+    paced rate: the least a decision's round trip adds to C, beyond the edge's own share."""
+    pids = {"nats-server": b._nats_pid(), "responder": b.null.pid}
+    async with b.bus() as nc:
+        with CpuMeter(pids) as meter:
+            sent = await bus_load.paced_round_trips(
+                nc, f"{DECIDE_PREFIX}.0", b'{"items": []}', rate, seconds
+            )
+    return {name: meter.seconds[name] / sent * 1e6 for name in pids} | {"rate": rate}
+
+
+async def profile(b: Bench) -> None:
+    c = b.config
+    seconds = c.profile_seconds
+    out_dir = RESULTS / ("profiles-quick" if c.quick else "profiles")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found: dict[str, Any] = {}
+    for name in ("B", "C"):
+        say(f"profiling the edge (and usage) under {b.targets[name].name} ({seconds:.0f}s)")
+        load = asyncio.create_task(http_load.wrk(b.targets[name], seconds + 2, c.connections))
+        await asyncio.sleep(1.0)
+        recordings = [profiles.record(b.edge.pid, seconds, out_dir / f"edge-{name}.txt")]
+        if name == "C":  # the usage process's share of the full path
+            usage_pid = b.stack.procs["usage"].pid
+            recordings.append(profiles.record(usage_pid, seconds, out_dir / "usage-C.txt"))
+        folded = await asyncio.gather(*recordings)
+        result = await load
+        summary = profiles.summarize(folded[0])
+        summary["rps_while_profiled"] = result["rps"]
+        found[f"edge-{name}"] = summary
+        if name == "C":
+            found["usage-C"] = profiles.summarize(folded[1])
+    async with b.bus() as nc:
+        assert b.seeded is not None
+        accounts = [a.account_id for a in b.seeded.bulk[: c.decision_accounts]]
+        work = bus_load.decide_work(usage_decide_subject, accounts, 100)
+        say("profiling usage under decisions (batches of 100)")
+        load = asyncio.create_task(bus_load.decisions(nc, work, seconds + 2, 32))
+        await asyncio.sleep(1.0)
+        folded = await profiles.record(
+            b.stack.procs["usage"].pid, seconds, out_dir / "usage-decide.txt"
+        )
+        await load
+        found["usage-decide"] = profiles.summarize(folded)
+        hashes = [hash_key(a.master_key) for a in b.seeded.bulk]
+        say("profiling keys under auth checks")
+        load = asyncio.create_task(
+            bus_load.auth_checks(nc, bus_load.check_work(KEYS_CHECK, hashes), seconds + 2, 128)
+        )
+        await asyncio.sleep(1.0)
+        folded = await profiles.record(
+            b.stack.procs["keys"].pid, seconds, out_dir / "keys-check.txt"
+        )
+        await load
+        found["keys-check"] = profiles.summarize(folded)
+    b.results["profiles"] = found
