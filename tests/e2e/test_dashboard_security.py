@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from aitbc_contracts.messages import OPERATOR, RevokeKey, encoder
 from aitbc_contracts.subjects import KEYS_COMMANDS
 from aitbc_infra.nats_server import free_port
 from tests.e2e.stack import BIN, Stack
+from tests.e2e.tls import self_signed
 from tests.e2e.usage_stream import wait_for
 
 KEY_PATTERN = re.compile(r"aitbc_[0-9A-Za-z]{49}")
@@ -279,17 +279,6 @@ def test_a_master_key_that_stops_working_ends_its_sessions(stack: Stack) -> None
         gone = wait_for(lambda d=dashboard: d.get("/dashboard/keys").headers.get("location"), 5)
         assert gone == "/dashboard/sign-in?reason=API_KEY_REVOKED"
     assert "has been revoked" in here.get("/dashboard/sign-in?reason=API_KEY_REVOKED").text
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def set_cookie(response: httpx.Response, name: str) -> str:

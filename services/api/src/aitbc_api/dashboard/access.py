@@ -64,7 +64,7 @@ async def signed_in(request: Req) -> Owner:
     if notice:
         session.notice = ""
         await store.save(session)
-    return Owner(request, session, principal, notice)
+    return Owner(request, principal, session, notice)
 
 
 def page(owner: Owner, template: str, status: int = 200, **context: object) -> Response[str]:

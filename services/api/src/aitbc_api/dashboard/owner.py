@@ -1,179 +1,41 @@
-"""What a signed-in owner does: the commands the REST routes send, with the same rules.
+"""A signed-in owner: the account's key manager (the same commands and rules as the REST
+routes), plus the session it acts through.
 
-The keys service decides every command; the edge maps its answers to the API's error codes
-(`ApiError`). The dashboard acts without the master key: it names the account and, as the
-actor, the master key's id, exactly what the API sends after checking the key.
+The dashboard acts without the master key: it names the account and, as the actor, the master
+key's id, exactly what the API sends after checking the key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from aitbc_api.auth import Authenticator, Principal
-from aitbc_api.clients import KeysClient, UsageClient
 from aitbc_api.dashboard.sessions import Session, SessionStore
-from aitbc_api.errors import ApiError
-from aitbc_api.limits import RateLimiter
-from aitbc_api.middleware import request_id_of
-from aitbc_api.routes.schemas import (
-    ApiKey,
-    ApiKeyWithSecret,
-    KeyEvent,
-    api_key,
-    key_event,
-    with_secret,
-)
-from aitbc_api.types import Req
-from aitbc_contracts import messages as m
-from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
-from aitbc_contracts.usage import MinuteUsage, UsageQuery
-
-
-def checked_key_id(key_id: str) -> str:
-    if not is_key_id(key_id):  # as the API: a malformed id is any unknown key
-        raise ApiError(404, m.Code.NOT_FOUND, "No such API key")
-    return key_id
-
-
-async def create_account(request: Req, name: str) -> tuple[m.AccountView, str]:
-    """Sign-up, as `POST /v1/accounts`: a free account and its master key (plaintext once)."""
-    keys: KeysClient = request.app.state.keys_client
-    master_key = generate_key()
-    view = await keys.command(
-        m.CreateAccount(
-            name=name,
-            plan="free",
-            master_key_hash=hash_key(master_key),
-            master_key_hint=hint(master_key),
-            actor="signup",
-            request_id=request_id_of(request.scope),
-        )
-    )
-    assert isinstance(view, m.AccountView)
-    return view, master_key
+from aitbc_api.key_manager import KeyManager
+from aitbc_api.routes.schemas import ApiKeyWithSecret
+from aitbc_contracts.keyformat import hash_key
 
 
 @dataclass(frozen=True, slots=True)
-class Owner:
+class Owner(KeyManager):
     """The account behind a live session, re-checked and counted for this request."""
 
-    request: Req
     session: Session
-    principal: Principal
     notice: str = ""  # left by the previous request for this page ("Key revoked")
 
     @property
-    def account_id(self) -> str:
-        return self.principal.account_id
-
-    @property
-    def plan(self) -> str:
-        return self.principal.plan
-
-    @property
-    def plan_limit(self) -> int | None:
-        limiter: RateLimiter = self.request.app.state.limiter
-        return limiter.plan_limits.get(self.principal.plan)
-
-    @property
-    def _keys(self) -> KeysClient:
-        return self.request.app.state.keys_client  # type: ignore[no-any-return]
+    def _sessions(self) -> SessionStore:
+        return self.request.app.state.dashboard_sessions  # type: ignore[no-any-return]
 
     async def tell(self, notice: str) -> None:
         """A message for the next page this session shows (after a redirect)."""
         self.session.notice = notice
         await self._sessions.save(self.session)
 
-    @property
-    def _sessions(self) -> SessionStore:
-        return self.request.app.state.dashboard_sessions  # type: ignore[no-any-return]
-
-    def _context(self) -> dict[str, str]:
-        return {"actor": self.principal.key_id, "request_id": request_id_of(self.request.scope)}
-
-    async def _key(self, command: m.AnyCommand) -> m.KeyView:
-        view = await self._keys.command(command)
-        assert isinstance(view, m.KeyView)
-        return view
-
-    def _evict(self, key_id: str) -> None:
-        """This edge forgets the key at once; the others hear it from the key event stream."""
-        authenticator: Authenticator = self.request.app.state.authenticator
-        authenticator.cache.evict_key(key_id)
-
-    async def list_keys(self) -> list[ApiKey]:
-        reply = await self._keys.command(m.ListKeys(account_id=self.account_id, **self._context()))
-        assert isinstance(reply, m.KeyList)
-        usage: UsageClient = self.request.app.state.usage_client
-        last_used = await usage.last_used(self.account_id)
-        return [api_key(view, last_used.get(view.key_id)) for view in reply.keys]
-
-    async def get_key(self, key_id: str) -> ApiKey:
-        command = m.GetKey(
-            account_id=self.account_id, key_id=checked_key_id(key_id), **self._context()
-        )
-        return api_key(await self._key(command))
-
-    async def create_key(
-        self, name: str, expires_at: datetime | None, rate_limit: int | None
-    ) -> ApiKeyWithSecret:
-        secret = generate_key()
-        view = await self._key(
-            m.CreateKey(
-                account_id=self.account_id,
-                name=name,
-                secret_hash=hash_key(secret),
-                hint=hint(secret),
-                expires_at=expires_at,
-                rate_limit=rate_limit,
-                **self._context(),
-            )
-        )
-        return with_secret(view, secret)
-
-    async def revoke_key(self, key_id: str, reason: str) -> ApiKey:
-        command = m.RevokeKey(
-            account_id=self.account_id,
-            key_id=checked_key_id(key_id),
-            reason=reason,
-            **self._context(),
-        )
-        view = await self._key(command)
-        self._evict(view.key_id)
-        return api_key(view)
-
     async def regenerate_key(self, key_id: str, grace_seconds: int) -> ApiKeyWithSecret:
-        secret = generate_key()
-        command = m.RegenerateKey(
-            account_id=self.account_id,
-            key_id=checked_key_id(key_id),
-            secret_hash=hash_key(secret),
-            hint=hint(secret),
-            grace_seconds=grace_seconds,
-            **self._context(),
-        )
-        view = await self._key(command)
-        self._evict(view.key_id)
-        if view.key_id == self.session.key_id:
+        regenerated = await KeyManager.regenerate_key(self, key_id, grace_seconds)
+        if regenerated.key_id == self.session.key_id:
             # A new master key: this session follows it; sessions signed in with the old one
             # end when it stops working (at once, or when the grace period ends).
-            self.session.key_hash = hash_key(secret)
+            self.session.key_hash = hash_key(regenerated.key)
             await self._sessions.save(self.session)
-        return with_secret(view, secret)
-
-    async def key_events(self, key_id: str) -> list[KeyEvent]:
-        """As `GET /v1/api-keys/{key_id}/events`: the key's audit trail, oldest first."""
-        reply = await self._keys.command(
-            m.ListKeyEvents(
-                account_id=self.account_id, key_id=checked_key_id(key_id), **self._context()
-            )
-        )
-        assert isinstance(reply, m.KeyHistory)
-        return [key_event(event) for event in reply.events]
-
-    async def usage(self, start: datetime, end: datetime, key_id: str | None) -> list[MinuteUsage]:
-        """As `GET /v1/usage`: the account's (or one of its keys') per-minute counts."""
-        client: UsageClient = self.request.app.state.usage_client
-        series = await client.series(UsageQuery(self.account_id, start, end, key_id))
-        return series.minutes
+        return regenerated

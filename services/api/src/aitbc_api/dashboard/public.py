@@ -7,7 +7,6 @@ from litestar.response import Redirect
 
 from aitbc_api.auth import Authenticator
 from aitbc_api.dashboard.messages import ENDED, SIGN_IN, explain
-from aitbc_api.dashboard.owner import create_account
 from aitbc_api.dashboard.sessions import SessionStore
 from aitbc_api.dashboard.web import (
     BASE,
@@ -24,6 +23,7 @@ from aitbc_api.dashboard.web import (
     render,
 )
 from aitbc_api.errors import ApiError
+from aitbc_api.key_manager import create_account
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.messages import Code

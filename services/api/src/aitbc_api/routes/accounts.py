@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from litestar import post
 
-from aitbc_api.clients import KeysClient
 from aitbc_api.errors import documented
-from aitbc_api.middleware import request_id_of
+from aitbc_api.key_manager import create_account
 from aitbc_api.routes.schemas import Account, MasterKey, SignUp
 from aitbc_api.types import Req
-from aitbc_contracts.keyformat import generate_key, hash_key, hint
-from aitbc_contracts.messages import AccountView, CreateAccount
 
 
 @post(
@@ -23,19 +20,7 @@ from aitbc_contracts.messages import AccountView, CreateAccount
 )
 async def sign_up(request: Req, data: SignUp | None = None) -> Account:
     """Creates an account on the free plan. The master key is in this response only."""
-    keys: KeysClient = request.app.state.keys_client
-    master_key = generate_key()  # the plaintext never leaves this process but in the response
-    view = await keys.command(
-        CreateAccount(
-            name=(data.name if data else "").strip(),
-            plan="free",
-            master_key_hash=hash_key(master_key),
-            master_key_hint=hint(master_key),
-            actor="signup",
-            request_id=request_id_of(request.scope),
-        )
-    )
-    assert isinstance(view, AccountView)
+    view, master_key = await create_account(request, (data.name if data else "").strip())
     return Account(
         account_id=view.account_id,
         name=view.name,

@@ -11,13 +11,12 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from aitbc_api.auth import Principal
-from aitbc_api.clients import UsageClient
 from aitbc_api.errors import AUTHENTICATED, ApiError, documented
 from aitbc_api.gate import caller
+from aitbc_api.key_manager import KeyManager
 from aitbc_api.types import Req
 from aitbc_contracts import messages as m
-from aitbc_contracts.keyformat import is_key_id
-from aitbc_contracts.usage import MinuteUsage, UsageQuery
+from aitbc_contracts.usage import MinuteUsage
 
 MAX_RANGE = timedelta(days=31)
 
@@ -62,13 +61,8 @@ async def usage(
         raise _invalid("'from' must be before 'to'")
     if end - start > MAX_RANGE:
         raise _invalid("at most 31 days at a time")
+    account = KeyManager(request, principal)
     if key_id is not None:
-        if not is_key_id(key_id):
-            raise ApiError(404, m.Code.NOT_FOUND, "No such API key")
-        keys = request.app.state.keys_client
-        await keys.command(
-            m.GetKey(account_id=principal.account_id, key_id=key_id)
-        )  # 404 if not ours
-    client: UsageClient = request.app.state.usage_client
-    series = await client.series(UsageQuery(principal.account_id, start, end, key_id))
-    return Usage(principal.account_id, key_id, start, end, series.minutes)
+        await account.get_key(key_id)  # 404 unless it is one of this account's keys
+    minutes = await account.usage(start, end, key_id)
+    return Usage(principal.account_id, key_id, start, end, minutes)
