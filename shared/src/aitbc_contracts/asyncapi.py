@@ -91,6 +91,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "KeyEvent": (AnyEvent, "A change to an account or key, tagged by `type`", KEY_EVENT_HEADERS),
     "DecideBatch": (u.DecideBatch, "Rate-limit decisions to take, in order", None),
     "DecisionBatch": (u.DecisionBatch, "One decision per item, in the same order", None),
+    "Settlements": (u.Settlements, "Leases an edge has done with: what each did not use", None),
     "UsageQuestion": (u.UsageQuery | u.LastUsedQuery, "A usage query, tagged by `type`", None),
     "UsageAnswer": (u.UsageSeries | u.LastUsed | m.Rejected, "The answer, or why not", None),
     "UsageBatch": (
@@ -155,6 +156,16 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         None,
     ),
     "usageDecideReply": (None, "The reply inbox of a decision batch.", {}, ["DecisionBatch"], None),
+    "usageSettle": (
+        f"{s.USAGE_SETTLE_PREFIX}.{{partition}}",
+        "Leases an edge settles on their own, when no decision of the account carries the "
+        "settlement: far from its limit, a decision may lend the edge units (Decision.lease) "
+        f"that it admits from for at most {u.LEASE_SECONDS} s; the unused go back here. A "
+        f"lease not settled {u.LEASE_DUE_SECONDS} s after it was lent counts as wholly used.",
+        {"partition": PARTITION},
+        ["Settlements"],
+        None,
+    ),
     "usageQuery": (s.USAGE_QUERY, "Usage queries (request/reply).", {}, ["UsageQuestion"], None),
     "usageQueryReply": (None, "The reply inbox of a usage query.", {}, ["UsageAnswer"], None),
     "usageEvents": (
@@ -211,6 +222,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     "runCommand": ("receive", "keyCommands", "keyCommandReply", s.KEYS_QUEUE, "keys service"),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
+    "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),
     "publishUsageBatch": ("send", "usageEvents", None, None, "edge"),
     "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),

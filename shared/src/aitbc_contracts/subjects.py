@@ -29,6 +29,7 @@ HASH_HEADER = "Aitbc-Hash"  # the event's chain hash (aitbc_contracts.chain)
 # --- usage: rate-limit decisions, partitioned by account -----------------------------------
 USAGE_PARTITIONS = 16  # fixed for the system: a partition is the unit a usage process owns
 USAGE_DECIDE_PREFIX = "aitbc.usage.decide"  # .<partition>: DecideBatch -> DecisionBatch
+USAGE_SETTLE_PREFIX = "aitbc.usage.settle"  # .<partition>: Settlements, published, no reply
 USAGE_QUERY = "aitbc.usage.query"  # UsageQuery | LastUsedQuery -> UsageSeries | LastUsed | Rejected
 USAGE_QUEUE = "aitbc-usage"
 
@@ -46,6 +47,10 @@ def partition_of(account_id: str, partitions: int = USAGE_PARTITIONS) -> int:
 
 def usage_decide_subject(partition: int) -> str:
     return f"{USAGE_DECIDE_PREFIX}.{partition}"
+
+
+def usage_settle_subject(partition: int) -> str:
+    return f"{USAGE_SETTLE_PREFIX}.{partition}"
 
 
 def usage_batch_subject(partition: int) -> str:

@@ -35,12 +35,47 @@ def plan_limits_from_env() -> dict[str, int]:
 
 # --- decisions (request/reply, batched) ----------------------------------------------------
 
+# Leases: far from its limit, an account's decision may lend the asking edge a few units, which
+# it admits from without asking (aitbc_contracts.ratelimit.lease_size says how many). The edge
+# admits from a lease for at most LEASE_SECONDS, then settles it: it says how many units it did
+# not use, and those go back. A lease not settled LEASE_DUE_SECONDS after it was lent counts as
+# wholly used (its edge is gone). Until then a refusal of the account waits for it to be
+# settled, so a request is refused only when the units are really used.
+#
+# Limits below LEASE_MIN_LIMIT are never lent: their requests are few, so asking costs little,
+# and every request's X-RateLimit-Remaining is then exact across edges. Under a lease, an edge
+# counts its own requests down from what the decision left; other edges' requests meanwhile
+# show in its next decision: X-RateLimit-Remaining is then that edge's view. What is admitted
+# stays exact either way.
+LEASE_MIN_LIMIT = 1000
+LEASE_SECONDS = 0.2
+LEASE_DUE_SECONDS = 0.35  # below the edge's decision timeout: a waiting refusal still arrives
+
+
+class Settle(msgspec.Struct, frozen=True, array_like=True):
+    """An edge's account of a lease it held: of the `granted` units lent for the window ending
+    at `reset`, `unused` were not admitted."""
+
+    account_id: str
+    granted: int
+    unused: int
+    reset: int
+
+
+class Settlements(msgspec.Struct, frozen=True):
+    """Leases an edge gives back on their own (published, no reply), when no decision of the
+    same account would carry them."""
+
+    items: list[Settle]
+
 
 class Decide(msgspec.Struct, frozen=True, array_like=True):
     account_id: str
     key_id: str
     key_limit: int | None = None  # the key's own lower limit, from its KeyFacts
     plan: str = ""  # the edge's view, used only while the keys service cannot be asked
+    lease: int = 0  # units the edge asks to be lent beyond this request (none: 0)
+    settles: Settle | None = None  # the edge's previous lease of this account, settled
 
 
 class DecideBatch(msgspec.Struct, frozen=True):
@@ -53,6 +88,7 @@ class Decision(msgspec.Struct, frozen=True, array_like=True):
     remaining: int
     reset: int  # Unix seconds when the current window ends
     code: str = ""  # set when the item itself was refused (unknown account, bad input)
+    lease: int = 0  # units lent to the edge beyond this request; `remaining` leaves them in
 
 
 class DecisionBatch(msgspec.Struct, frozen=True):
@@ -131,6 +167,7 @@ class _LooseBatch(msgspec.Struct, tag_field="type", tag="usage.batch.v1"):
 
 
 decide_batch_decoder = msgspec.json.Decoder(DecideBatch)
+settlements_decoder = msgspec.json.Decoder(Settlements)
 decision_batch_decoder = msgspec.json.Decoder(DecisionBatch)
 usage_query_decoder: msgspec.json.Decoder[UsageQuery | LastUsedQuery] = msgspec.json.Decoder(
     UsageQuery | LastUsedQuery

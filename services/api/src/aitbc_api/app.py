@@ -81,7 +81,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DecisionBatcher(nc, settings.usage_timeout),
             dict(settings.plan_limits),
             settings.fail_open,
+            settings.rate_limit_lease,
         )
+        limiter.start()
         async with upstream_session(settings) as upstream:
             app.state.update(
                 settings=settings,
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             try:
                 yield
             finally:
+                await limiter.stop()
                 await publisher.stop()
                 await follower.stop()
                 await nc.drain()

@@ -6,7 +6,10 @@ the bus cost per request shrinks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -16,9 +19,22 @@ from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.batching import Batcher
+from aitbc_api.leases import LeaseBook
 from aitbc_contracts.ratelimit import MinuteWindow
-from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_decide_subject
-from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
+from aitbc_contracts.subjects import (
+    USAGE_PARTITIONS,
+    partition_of,
+    usage_decide_subject,
+    usage_settle_subject,
+)
+from aitbc_contracts.usage import (
+    LEASE_SECONDS,
+    Decide,
+    DecideBatch,
+    Decision,
+    Settlements,
+    decision_batch_decoder,
+)
 
 log = logging.getLogger("aitbc.api.limits")
 _encode = msgspec.json.Encoder().encode
@@ -64,21 +80,59 @@ class Verdict:
 class RateLimiter:
     """Exact decisions from the usage service; when it is unreachable, the configured policy.
 
-    It also remembers what each account's last exact decision left of its minute, so that the
-    forwarder can tell when a request is all but sure to be admitted (`has_headroom`).
+    Far from an account's limit, a decision lends this edge a lease (aitbc_api.leases): the
+    account's next requests are admitted from it without asking. It also remembers what each
+    account's last exact decision left of its minute, so that the forwarder can tell when a
+    request is all but sure to be admitted (`has_headroom`).
     """
 
     ROOMY_KEPT = 100_000  # accounts remembered; beyond, start over (a miss only costs speed)
 
     def __init__(
-        self, batcher: DecisionBatcher, plan_limits: dict[str, int], fail_open: bool
+        self,
+        batcher: DecisionBatcher,
+        plan_limits: dict[str, int],
+        fail_open: bool,
+        lease_units: int = 0,
     ) -> None:
         self.batcher = batcher
         self.plan_limits = plan_limits
         self.fail_open = fail_open
         self.local = MinuteWindow()  # the per-edge fallback: exact for this edge alone
+        self.leases = LeaseBook(lease_units) if lease_units > 0 else None
         self._roomy: dict[str, int] = {}  # account with headroom -> the end of that window
         self._window_ends: dict[int, int] = {}
+        self._settling: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.leases is not None:
+            self._settling = asyncio.get_running_loop().create_task(self._settle_leases())
+
+    async def stop(self) -> None:
+        """Stops lending, and gives back what the leases did not use."""
+        if self._settling is not None:
+            self._settling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settling
+            self._settling = None
+            await self._publish_settlements(math.inf)
+
+    async def _settle_leases(self) -> None:
+        """Settles leases as they end, so their unused units go back within LEASE_SECONDS
+        and a refusal of the account elsewhere does not wait long for them."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 4)
+            try:
+                await self._publish_settlements(time.time())
+            except Exception as exc:  # NATS away: the lease falls due, and counts as used
+                log.warning("could not settle leases: %s", exc)
+
+    async def _publish_settlements(self, now: float) -> None:
+        assert self.leases is not None
+        for partition, items in self.leases.due(now).items():
+            await self.batcher.nc.publish(
+                usage_settle_subject(partition), _encode(Settlements(items))
+            )
 
     def has_headroom(self, account_id: str, now: float) -> bool:
         """The account's last decision in this window left more than a tenth of its limit (and
@@ -102,8 +156,19 @@ class RateLimiter:
         policy = (
             "key" if key_limit is not None and key_limit < self.plan_limits.get(plan, 0) else plan
         )
+        leases, lease, settles = self.leases, 0, None
+        if leases is not None and key_limit is None:  # a key's own limit is never lent
+            now = time.time()
+            leased = leases.take(account_id, now)
+            if leased is not None:
+                metrics.add(_LEASED)
+                return Verdict(leased, "exact", policy)
+            lease, settles = leases.ask(account_id, now)
+        decision: Decision | None = None
         try:
-            decision = await self.batcher.decide(Decide(account_id, key_id, key_limit, plan))
+            decision = await self.batcher.decide(
+                Decide(account_id, key_id, key_limit, plan, lease, settles)
+            )
             if not decision.code:
                 metrics.add(_DECIDED[decision.admitted])
                 if key_limit is None:  # a key's own limit says nothing of the account's
@@ -112,6 +177,10 @@ class RateLimiter:
             log.warning("usage service refused a decision: %s", decision.code)
         except UsageUnavailable as exc:
             log.warning("usage service unavailable: %s", exc)
+        finally:
+            if lease:
+                assert leases is not None
+                leases.answered(account_id, decision, time.time())
         if not self.fail_open:
             metrics.inc("aitbc_ratelimit_fallback_total", 'policy="fail-closed"')
             return Verdict(None, "fail-closed", policy)
@@ -121,6 +190,7 @@ class RateLimiter:
         return Verdict(decision, "fail-open", policy)
 
 
+_LEASED = metrics.series("aitbc_ratelimit_decisions_total", 'outcome="leased"')
 _DECIDED = {
     admitted: metrics.series("aitbc_ratelimit_decisions_total", f'outcome="{outcome}"')
     for admitted, outcome in ((True, "admitted"), (False, "limited"))

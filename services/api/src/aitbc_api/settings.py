@@ -47,6 +47,9 @@ class Settings:
     body_timeout: float = 60.0  # seconds for a whole request body to arrive; beyond: 408
     max_connections: int = 4096  # open client connections per edge process; beyond: 503
     usage_timeout: float = 0.5  # a decision that takes longer falls back to the fail policy
+    # Far from an account's limit, its decision lends this edge up to this many more requests,
+    # admitted without asking (aitbc_api.leases). 0: every request is decided on its own.
+    rate_limit_lease: int = 32
     fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
     usage_buffer: int = 100_000  # usage events held while NATS is away; beyond: counted drops
     plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
@@ -83,6 +86,7 @@ class Settings:
             body_timeout=float(env.get("BODY_TIMEOUT", cls.body_timeout)),
             max_connections=int(env.get("MAX_CONNECTIONS", cls.max_connections)),
             usage_timeout=float(env.get("USAGE_TIMEOUT", cls.usage_timeout)),
+            rate_limit_lease=int(env.get("RATE_LIMIT_LEASE", cls.rate_limit_lease)),
             fail_open=env.get("USAGE_FAIL_MODE", "open").strip().lower() != "closed",
             usage_buffer=int(env.get("USAGE_BUFFER", cls.usage_buffer)),
             plan_limits=tuple(plan_limits_from_env().items()),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.ratelimit import MinuteWindow
-from aitbc_contracts.subjects import partition_of, usage_decide_subject
+from aitbc_contracts.subjects import partition_of, usage_decide_subject, usage_settle_subject
 from aitbc_contracts.usage import (
     WINDOW_SECONDS,
     Decide,
@@ -22,8 +24,10 @@ from aitbc_contracts.usage import (
     DecisionBatch,
     LastUsed,
     LastUsedQuery,
+    Settle,
     UsageSeries,
     decide_batch_decoder,
+    settlements_decoder,
     usage_query_decoder,
 )
 from aitbc_usage import store
@@ -52,14 +56,19 @@ class Deciding:
         self.windows = {partition: MinuteWindow() for partition in partitions}
         self.dirty: set[int] = set()  # partitions counted since the last snapshot
         self.clock = clock
+        self._settled = asyncio.Event()  # set, and replaced, whenever a lease is settled
 
     def _refuse(self, code: str, now: float) -> Decision:
         reset = (int(now) // WINDOW_SECONDS + 1) * WINDOW_SECONDS
         return Decision(admitted=False, limit=0, remaining=0, reset=reset, code=code)
 
-    async def decide(self, data: bytes, partition: int | None = None) -> bytes:
+    async def decide(
+        self, data: bytes, partition: int | None = None
+    ) -> bytes | Coroutine[None, None, bytes]:
         """Decides a DecideBatch. `partition` is the subject's: an item whose account hashes
-        elsewhere was misrouted and is refused (counting it here would split its counts)."""
+        elsewhere was misrouted and is refused (counting it here would split its counts).
+        The answer, or when a refusal must first wait for leases to be settled, a coroutine
+        that gives it then (the caller runs it apart, so other batches are not held up)."""
         try:
             batch = decide_batch_decoder.decode(data)
         except msgspec.MsgspecError as exc:
@@ -76,8 +85,75 @@ class Deciding:
                 owner = self._owner(item.account_id, partition)
                 plan = await self._plan(item) if owner is not None else None
                 owners[item.account_id] = (owner, plan)
+        for item in batch.items:
+            if item.settles is not None and item.settles.account_id == item.account_id:
+                self._settle(owners[item.account_id][0], item.settles)
         now = self.clock()
         decisions = [self._one(item, *owners[item.account_id], now) for item in batch.items]
+        waiting = self._waiting(batch.items, owners, decisions, range(len(decisions)), now)
+        if waiting:
+            return self._after_settling(batch.items, owners, decisions, waiting)
+        return encode(DecisionBatch(decisions))
+
+    def settle(self, data: bytes, partition: int) -> None:
+        """Settlements an edge published on its own (leases it no longer needs)."""
+        try:
+            settlements = settlements_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            log.warning("refused malformed settlements: %s", exc)
+            return
+        for settle in settlements.items:
+            self._settle(self._owner(settle.account_id, partition), settle)
+
+    def _settle(self, partition: int | None, settle: Settle) -> None:
+        if partition is not None and self.windows[partition].settle(
+            settle.account_id, settle.granted, settle.unused, settle.reset
+        ):
+            self.dirty.add(partition)
+            self._settled.set()  # wake the refusals waiting for units to come back
+            self._settled = asyncio.Event()
+
+    def _waiting(
+        self,
+        items: list[Decide],
+        owners: dict[str, tuple[int | None, str | None]],
+        decisions: list[Decision],
+        indices: Iterable[int],
+        now: float,
+    ) -> list[int]:
+        """The items refused while units of their account are lent out: they may yet come back."""
+        return [
+            index
+            for index in indices
+            if not decisions[index].admitted
+            and not decisions[index].code
+            and (partition := owners[items[index].account_id][0]) is not None
+            and self.windows[partition].unsettled(items[index].account_id, now) > 0
+        ]
+
+    async def _after_settling(
+        self,
+        items: list[Decide],
+        owners: dict[str, tuple[int | None, str | None]],
+        decisions: list[Decision],
+        waiting: list[int],
+    ) -> bytes:
+        """Decides the waiting items again each time a lease is settled, until they are
+        admitted or no lease of their accounts is out (settled, or past due: used)."""
+        while waiting:
+            settled = self._settled
+            wait = max(
+                self.windows[owner].unsettled(items[index].account_id, self.clock())
+                for index in waiting
+                if (owner := owners[items[index].account_id][0]) is not None
+            )
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settled.wait(), wait)
+            now = self.clock()
+            for index in waiting:
+                decisions[index] = self._one(items[index], *owners[items[index].account_id], now)
+            waiting = self._waiting(items, owners, decisions, waiting, now)
         return encode(DecisionBatch(decisions))
 
     def _owner(self, account_id: str, partition: int | None) -> int | None:
@@ -109,7 +185,9 @@ class Deciding:
             return self._refuse(Code.VALIDATION_ERROR, now)
         if item.key_limit is not None and item.key_limit <= 0:
             return self._refuse(Code.VALIDATION_ERROR, now)
-        decision = window.decide(item.account_id, item.key_id, limit, item.key_limit, now)
+        decision = window.decide(
+            item.account_id, item.key_id, limit, item.key_limit, now, item.lease
+        )
         if decision.admitted:
             self.dirty.add(partition)
         return decision
@@ -121,11 +199,25 @@ _UNAVAILABLE = encode(Rejected(Code.SERVICE_UNAVAILABLE, "deciding failed; try a
 async def answer_decisions(
     nc: NATS, deciding: Deciding, partitions: tuple[int, ...]
 ) -> list[Subscription]:
-    """Subscribes each owned partition's decide subject, with no queue group: a partition has
-    exactly one owner, or its counts would split. Bare nats-py, not FastStream: FastStream's
-    per-message consume path cost about as much as deciding a whole batch. One callback task
-    per subscription: a partition's batches are decided in arrival order. Every request gets
+    """Subscribes each owned partition's decide and settle subjects, with no queue group: a
+    partition has exactly one owner, or its counts would split. Bare nats-py, not FastStream:
+    FastStream's per-message consume path cost about as much as deciding a whole batch. One
+    callback task per subscription: a partition's batches are decided in arrival order (a
+    batch whose refusals wait for leases answers from a task of its own). Every request gets
     an answer, a Rejected at worst, so the edge never waits for a timeout."""
+    later: set[asyncio.Task[None]] = set()  # answers waiting for leases to be settled
+
+    async def answer(msg: Msg, reply: bytes | Coroutine[None, None, bytes]) -> None:
+        try:
+            if not isinstance(reply, bytes):
+                reply = await reply
+        except Exception:
+            log.exception("deciding a batch failed")
+            reply = _UNAVAILABLE
+        try:
+            await msg.respond(reply)
+        except Exception as exc:  # no reply subject, or the connection is closing
+            log.warning("could not answer a decision batch: %s", exc)
 
     def responder(partition: int) -> Callable[[Msg], Awaitable[None]]:
         async def respond(msg: Msg) -> None:
@@ -134,17 +226,30 @@ async def answer_decisions(
             except Exception:
                 log.exception("deciding a batch failed")
                 reply = _UNAVAILABLE
-            try:
-                await msg.respond(reply)
-            except Exception as exc:  # no reply subject, or the connection is closing
-                log.warning("could not answer a decision batch: %s", exc)
+            if isinstance(reply, bytes):
+                await answer(msg, reply)
+                return
+            task = asyncio.get_running_loop().create_task(answer(msg, reply))
+            later.add(task)
+            task.add_done_callback(later.discard)
 
         return respond
 
-    return [
-        await nc.subscribe(usage_decide_subject(partition), cb=responder(partition))
-        for partition in partitions
-    ]
+    def settler(partition: int) -> Callable[[Msg], Awaitable[None]]:
+        async def settle(msg: Msg) -> None:
+            deciding.settle(msg.data, partition)
+
+        return settle
+
+    subscriptions = []
+    for partition in partitions:
+        subscriptions.append(
+            await nc.subscribe(usage_settle_subject(partition), cb=settler(partition))
+        )
+        subscriptions.append(
+            await nc.subscribe(usage_decide_subject(partition), cb=responder(partition))
+        )
+    return subscriptions
 
 
 class Querying:

@@ -1,0 +1,85 @@
+"""Leases: units of an account's minute that its usage partition lent this edge.
+
+Far from an account's limit, a decision may lend the edge a few units beyond the request it
+answers (aitbc_contracts.usage). The edge admits the account's next requests from them without
+asking, for at most LEASE_SECONDS, then settles the lease: it says how many it did not use, and
+those go back. One message then serves a lease's worth of requests instead of one each, and the
+limit stays exact: lent units count as used until they come back, and a refusal waits for them.
+"""
+
+from __future__ import annotations
+
+from aitbc_contracts.subjects import partition_of
+from aitbc_contracts.usage import LEASE_SECONDS, Decision, Settle
+
+
+class Lease:
+    __slots__ = ("expires", "granted", "left", "limit", "remaining", "reset")
+
+    def __init__(self, decision: Decision, now: float) -> None:
+        self.granted = self.left = decision.lease
+        # The decision's `remaining` counts the lent units as not yet used; beyond them:
+        self.remaining = decision.remaining - decision.lease
+        self.limit = decision.limit
+        self.reset = decision.reset
+        self.expires = min(now + LEASE_SECONDS, decision.reset)
+
+    def settle(self, account_id: str, now: float) -> Settle | None:
+        """What the usage service is told at the end, or None once its window is over (its
+        counts are gone: nothing to give back)."""
+        if now >= self.reset:
+            return None
+        return Settle(account_id, self.granted, self.left, self.reset)
+
+
+class LeaseBook:
+    """This edge's leases, one per account at most, in the order they were lent."""
+
+    def __init__(self, units: int) -> None:
+        self.units = units  # what a decision asks to be lent
+        self._leases: dict[str, Lease] = {}
+        self._asking: set[str] = set()  # accounts with a decision out that asked for a lease
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def take(self, account_id: str, now: float) -> Decision | None:
+        """Admits a request from the account's lease, or None: no lease, or it is used up or
+        over (the next decision settles it)."""
+        lease = self._leases.get(account_id)
+        if lease is None or lease.left <= 0 or now >= lease.expires:
+            return None
+        lease.left -= 1
+        return Decision(True, lease.limit, lease.remaining + lease.left, lease.reset)
+
+    def ask(self, account_id: str, now: float) -> tuple[int, Settle | None]:
+        """For a decision of the account: the units to ask for (0 while another decision of
+        it asks), and the settlement of the lease it replaces, if any."""
+        lease = self._leases.pop(account_id, None)
+        settles = lease.settle(account_id, now) if lease is not None else None
+        if account_id in self._asking:
+            return 0, settles
+        self._asking.add(account_id)
+        return self.units, settles
+
+    def answered(self, account_id: str, decision: Decision | None, now: float) -> None:
+        """The decision that asked has come back (None: it failed); keeps what it lent."""
+        self._asking.discard(account_id)
+        if decision is not None and decision.lease > 0 and decision.admitted:
+            self._leases.pop(account_id, None)  # (none is kept while asking) the order is kept
+            self._leases[account_id] = Lease(decision, now)
+
+    def due(self, now: float) -> dict[int, list[Settle]]:
+        """Takes out the leases that are over, and their settlements by usage partition. Leases
+        are kept in the order they were lent, all for the same time: the first that is not over
+        ends the search."""
+        settlements: dict[int, list[Settle]] = {}
+        while self._leases:
+            account_id, lease = next(iter(self._leases.items()))
+            if now < lease.expires:
+                break
+            del self._leases[account_id]
+            settle = lease.settle(account_id, now)
+            if settle is not None:
+                settlements.setdefault(partition_of(account_id), []).append(settle)
+        return settlements

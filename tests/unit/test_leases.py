@@ -1,0 +1,142 @@
+"""Leases, as pure logic: what the counting authority lends and takes back (MinuteWindow), and
+what an edge admits from them (LeaseBook). Over real NATS: tests/integration/usage/test_leases.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from aitbc_api.leases import LeaseBook
+from aitbc_contracts.ratelimit import MinuteWindow, lease_size
+from aitbc_contracts.subjects import partition_of
+from aitbc_contracts.usage import (
+    LEASE_DUE_SECONDS,
+    LEASE_MIN_LIMIT,
+    LEASE_SECONDS,
+    Decision,
+    Settle,
+)
+
+T0 = 1_800_000_000.0  # a minute boundary
+RESET = int(T0) + 60
+LIMIT = 1000
+
+
+def test_small_limits_are_never_lent() -> None:
+    assert lease_size(LEASE_MIN_LIMIT - 1, LEASE_MIN_LIMIT - 2, 32) == 0
+    assert lease_size(LEASE_MIN_LIMIT, LEASE_MIN_LIMIT - 1, 32) == 32
+
+
+def test_leases_shrink_near_the_limit_and_stop_above_a_tenth_of_it() -> None:
+    assert lease_size(1000, 999, 32) == 32
+    assert lease_size(1000, 140, 32) == 20  # half of what stays free above 100
+    assert lease_size(1000, 104, 32) == 2
+    assert lease_size(1000, 103, 32) == 0  # a lease of one would save nothing
+    assert lease_size(1000, 50, 32) == 0
+
+
+def test_lent_units_count_as_used_and_remaining_leaves_them_in() -> None:
+    window = MinuteWindow()
+    decision = window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)
+    assert decision == Decision(True, LIMIT, 999, RESET, lease=32)
+    assert window.accounts["a1"] == 33 and window.leased["a1"] == 32
+    assert window.decide("a1", "k1", LIMIT, None, T0 + 1).remaining == 966
+
+
+def test_a_key_with_its_own_limit_is_never_lent() -> None:
+    window = MinuteWindow()
+    assert window.decide("a1", "k1", LIMIT, 5000, T0 + 1, lease=32).lease == 0
+    assert window.decide("a1", "k1", LIMIT, 50, T0 + 1, lease=32).lease == 0
+
+
+def test_settling_gives_back_only_the_unused_units_and_only_once() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)
+    assert window.settle("a1", granted=32, unused=12, reset=RESET)
+    assert window.accounts["a1"] == 21 and "a1" not in window.leased
+    assert not window.settle("a1", granted=32, unused=12, reset=RESET)  # nothing lent now
+    assert window.accounts["a1"] == 21
+
+
+def test_a_settlement_is_bounded_by_what_is_lent() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=10)
+    assert window.settle("a1", granted=500, unused=500, reset=RESET)  # a confused edge
+    assert window.accounts["a1"] == 1  # only the 10 lent came back; the request stays counted
+
+
+def test_a_settlement_of_another_window_changes_nothing() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)
+    assert not window.settle("a1", granted=32, unused=32, reset=RESET - 60)
+    assert window.accounts["a1"] == 33
+
+
+def test_unsettled_leases_fall_due_and_then_count_as_used() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)
+    assert window.unsettled("a1", T0 + 1) == pytest.approx(LEASE_DUE_SECONDS)
+    assert window.unsettled("a2", T0 + 1) == 0
+    assert window.unsettled("a1", T0 + 1 + LEASE_DUE_SECONDS) == 0
+    assert "a1" not in window.leased and window.accounts["a1"] == 33
+    assert not window.settle("a1", granted=32, unused=32, reset=RESET)  # too late: used
+
+
+def test_restored_counts_keep_lent_units_as_used() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)
+    fresh = MinuteWindow()
+    fresh.restore(window.minute, window.accounts, window.keys)
+    assert not fresh.settle("a1", granted=32, unused=32, reset=RESET)
+    assert fresh.accounts["a1"] == 33
+
+
+def grant(book: LeaseBook, account: str, remaining: int, lease: int, now: float) -> None:
+    units, settles = book.ask(account, now)
+    assert units == book.units and settles is None
+    book.answered(account, Decision(True, LIMIT, remaining, RESET, lease=lease), now)
+
+
+def test_an_edge_counts_its_lease_down_from_what_the_decision_left() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=3, now=T0 + 1)
+    taken = [book.take("a1", T0 + 1.01) for _ in range(4)]
+    assert [d.remaining if d else None for d in taken] == [998, 997, 996, None]
+    assert all(d.admitted and d.reset == RESET and d.limit == LIMIT for d in taken[:3] if d)
+
+
+def test_the_next_decision_settles_the_lease_it_replaces() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=3, now=T0 + 1)
+    book.take("a1", T0 + 1.01)
+    assert book.ask("a1", T0 + 1.02) == (32, Settle("a1", 3, 2, RESET))
+    assert book.take("a1", T0 + 1.02) is None  # settled: no more units here
+
+
+def test_one_decision_at_a_time_asks_for_a_lease() -> None:
+    book = LeaseBook(units=32)
+    assert book.ask("a1", T0 + 1) == (32, None)
+    assert book.ask("a1", T0 + 1) == (0, None)
+    book.answered("a1", None, T0 + 1)  # the first failed
+    assert book.ask("a1", T0 + 1) == (32, None)
+
+
+def test_a_lease_is_not_used_after_its_time_or_its_window() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=30, now=T0 + 1)
+    assert book.take("a1", T0 + 1 + LEASE_SECONDS) is None
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=30, now=RESET - 0.05)
+    assert book.take("a1", RESET) is None
+
+
+def test_leases_that_are_over_are_settled_by_partition_in_lending_order() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=10, now=T0 + 1)
+    grant(book, "a2", remaining=999, lease=10, now=T0 + 1.1)
+    book.take("a1", T0 + 1.1)
+    assert book.due(T0 + 1 + LEASE_SECONDS - 0.01) == {}
+    assert book.due(T0 + 1 + LEASE_SECONDS) == {partition_of("a1"): [Settle("a1", 10, 9, RESET)]}
+    assert len(book) == 1
+    assert book.due(RESET) == {}  # a2's window is over: nothing to give back
+    assert len(book) == 0
