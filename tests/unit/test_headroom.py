@@ -3,6 +3,8 @@ an account whose last exact decision, in the current window, left a clear margin
 
 from __future__ import annotations
 
+import time
+
 from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.usage import Decide, Decision
 
@@ -53,3 +55,16 @@ async def test_a_refusal_or_a_keys_own_limit_gives_no_headroom() -> None:
     own = limiter(Decision(True, 5, 4, 160))
     await own.check("acc_1", "key_1", "pro", key_limit=5)  # says nothing of the account
     assert not own.has_headroom("acc_1", now=100.0)
+
+
+async def test_no_speculation_while_a_lease_admits_at_once() -> None:
+    reset = int(time.time()) + 60  # leases are taken at the real time
+    granting = Answers(Decision(True, 6000, 5999, reset, lease=2))
+    batcher: DecisionBatcher = granting  # type: ignore[assignment]
+    rl = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    await rl.check("acc_1", "key_1", "enterprise", None)
+    assert rl.has_headroom("acc_1", now=time.time())
+    assert not rl.worth_speculating("acc_1", now=time.time())  # the lease decides at once
+    for _ in range(2):
+        await rl.check("acc_1", "key_1", "enterprise", None)
+    assert rl.worth_speculating("acc_1", now=time.time())  # used up: the next is a round trip

@@ -43,12 +43,17 @@ class LeaseBook:
     def __len__(self) -> int:
         return len(self._leases)
 
+    def ready(self, account_id: str, now: float) -> bool:
+        """A lease would admit the account's next request at once."""
+        lease = self._leases.get(account_id)
+        return lease is not None and lease.left > 0 and now < lease.expires
+
     def take(self, account_id: str, now: float) -> Decision | None:
         """Admits a request from the account's lease, or None: no lease, or it is used up or
         over (the next decision settles it)."""
-        lease = self._leases.get(account_id)
-        if lease is None or lease.left <= 0 or now >= lease.expires:
+        if not self.ready(account_id, now):
             return None
+        lease = self._leases[account_id]
         lease.left -= 1
         return Decision(True, lease.limit, lease.remaining + lease.left, lease.reset)
 

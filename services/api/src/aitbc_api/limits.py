@@ -139,6 +139,13 @@ class RateLimiter:
         more than 10 requests): more than other edges and concurrent requests can use up."""
         return self._roomy.get(account_id, 0) > now
 
+    def worth_speculating(self, account_id: str, now: float) -> bool:
+        """A request of the account is all but sure to be admitted, and its decision takes a
+        round trip (no lease admits it at once): worth sending upstream meanwhile."""
+        return self.has_headroom(account_id, now) and not (
+            self.leases is not None and self.leases.ready(account_id, now)
+        )
+
     def _note(self, account_id: str, decision: Decision) -> None:
         if decision.remaining <= max(10, decision.limit // 10):
             self._roomy.pop(account_id, None)

@@ -93,7 +93,7 @@ async def forward(request: Req, path: str) -> Stream:
             settings.speculative_forwarding
             and request.method in _SAFE
             and middleware.in_flight <= SPECULATE_UP_TO
-            and limiter.has_headroom(caller.account_id, time.time())
+            and limiter.worth_speculating(caller.account_id, time.time())
         ):
             upstream = await _send_while_deciding(request, caller, full_path, headers)
         else:
