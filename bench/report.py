@@ -189,11 +189,14 @@ def _http_section(r: dict[str, Any]) -> list[str]:
     metrics = http.get("edge_metrics", {})
     batches = metrics.get('aitbc_bus_batches_total{batch="decisions"}', 0)
     decided = sum(v for k, v in metrics.items() if k.startswith("aitbc_ratelimit_decisions_total"))
+    leased = metrics.get('aitbc_ratelimit_decisions_total{outcome="leased"}', 0)
     if batches:
         out += [
             "",
-            f"The edge sent its {decided:,.0f} decisions in {batches:,.0f} DecideBatch requests: "
-            f"**{decided / batches:.2f} decisions per batch** on average at this load (the "
+            f"The edge took {decided:,.0f} decisions: {leased:,.0f} from leases, admitted without "
+            f"asking, and the other {decided - leased:,.0f} in {batches:,.0f} DecideBatch "
+            f"requests: **{decided / batches:.2f} requests per decision message** on average at "
+            "this load (a decision far from the limit lends the edge up to 32 more units; the "
             "adaptive batcher sends what arrives in one event-loop turn at once while fewer than "
             "four batches are in flight for the partition).",
         ]
