@@ -4,15 +4,20 @@ what an edge admits from them (LeaseBook). Over real NATS: tests/integration/usa
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from aitbc_api.leases import LeaseBook
+from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow, lease_size
 from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import (
     LEASE_DUE_SECONDS,
     LEASE_MIN_LIMIT,
     LEASE_SECONDS,
+    Decide,
     Decision,
     Settle,
 )
@@ -140,3 +145,23 @@ def test_leases_that_are_over_are_settled_by_partition_in_lending_order() -> Non
     assert len(book) == 1
     assert book.due(RESET) == {}  # a2's window is over: nothing to give back
     assert len(book) == 0
+
+
+async def test_requests_arriving_while_a_lease_is_asked_for_take_from_it() -> None:
+    reset = int(time.time()) + 60  # the limiter takes leases at the real time
+    asked: list[Decide] = []
+
+    class SlowUsage:
+        async def decide(self, item: Decide) -> Decision:
+            asked.append(item)
+            await asyncio.sleep(0.01)
+            return Decision(True, 6000, 5999, reset, lease=item.lease)
+
+    batcher: DecisionBatcher = SlowUsage()  # type: ignore[assignment]
+    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    verdicts = await asyncio.gather(
+        *(limiter.check("acc_1", "key_1", "enterprise", None) for _ in range(10))
+    )
+    assert [item.lease for item in asked] == [32]  # one asked; nine waited for its lease
+    remaining = sorted(v.decision.remaining for v in verdicts if v.decision and v.decision.admitted)
+    assert remaining == list(range(5990, 6000))

@@ -9,6 +9,8 @@ limit stays exact: lent units count as used until they come back, and a refusal 
 
 from __future__ import annotations
 
+import asyncio
+
 from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import LEASE_SECONDS, Decision, Settle
 
@@ -38,7 +40,8 @@ class LeaseBook:
     def __init__(self, units: int) -> None:
         self.units = units  # what a decision asks to be lent
         self._leases: dict[str, Lease] = {}
-        self._asking: set[str] = set()  # accounts with a decision out that asked for a lease
+        # accounts with a decision out that asked for a lease -> the requests waiting for it
+        self._asking: dict[str, list[asyncio.Future[None]]] = {}
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -64,15 +67,27 @@ class LeaseBook:
         settles = lease.settle(account_id, now) if lease is not None else None
         if account_id in self._asking:
             return 0, settles
-        self._asking.add(account_id)
+        self._asking[account_id] = []
         return self.units, settles
+
+    def lease_coming(self, account_id: str) -> asyncio.Future[None] | None:
+        """While a decision of the account asks for a lease: a future done when it is back, so
+        that a request arriving meanwhile can take from it rather than ask on its own."""
+        waiting = self._asking.get(account_id)
+        if waiting is None:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        waiting.append(future)  # one each: a request cancelled while waiting cancels only its own
+        return future
 
     def answered(self, account_id: str, decision: Decision | None, now: float) -> None:
         """The decision that asked has come back (None: it failed); keeps what it lent."""
-        self._asking.discard(account_id)
         if decision is not None and decision.lease > 0 and decision.admitted:
             self._leases.pop(account_id, None)  # (none is kept while asking) the order is kept
             self._leases[account_id] = Lease(decision, now)
+        for future in self._asking.pop(account_id, ()):
+            if not future.done():
+                future.set_result(None)
 
     def due(self, now: float) -> dict[int, list[Settle]]:
         """Takes out the leases that are over, and their settlements by usage partition. Leases

@@ -167,6 +167,10 @@ class RateLimiter:
         if leases is not None and key_limit is None:  # a key's own limit is never lent
             now = time.time()
             leased = leases.take(account_id, now)
+            if leased is None and (coming := leases.lease_coming(account_id)) is not None:
+                await coming  # about as soon as a decision of its own would be back
+                now = time.time()
+                leased = leases.take(account_id, now)
             if leased is not None:
                 metrics.add(_LEASED)
                 return Verdict(leased, "exact", policy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
@@ -118,10 +117,15 @@ async def _send_while_deciding(
         await limit(request, caller)
     except BaseException:
         sending.cancel()
-        with contextlib.suppress(BaseException):
-            (await sending).close()  # it had answered already: drop the connection, unread
+        sending.add_done_callback(_drop_unread)  # not awaited: nothing here can be swallowed
         raise
     return await sending
+
+
+def _drop_unread(sending: asyncio.Future[aiohttp.ClientResponse]) -> None:
+    """A refused request's upstream answer, if it came: its connection is closed unread."""
+    if not sending.cancelled() and sending.exception() is None:
+        sending.result().close()
 
 
 async def _send(
