@@ -76,7 +76,10 @@ async def paced(
             else:
                 backlog.append((due, request))
             issued += 1
-        await asyncio.sleep(max(0.0, start + issued / rate - clock()))
+        # At least a millisecond: the loop's timers have that granularity, and a shorter sleep
+        # is a busy wait that took the load generator most of a core (the requests due
+        # meanwhile go out together at the next wake, each timed from its own schedule).
+        await asyncio.sleep(max(0.001, start + issued / rate - clock()))
     while tasks or backlog:
         await asyncio.sleep(0.01)
     elapsed = clock() - start
