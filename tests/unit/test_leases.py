@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import pytest
 
 from aitbc_api.leases import LeaseBook
 from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow, lease_size
-from aitbc_contracts.subjects import partition_of
+from aitbc_contracts.subjects import partition_of, usage_settle_subject
 from aitbc_contracts.usage import (
     LEASE_DUE_SECONDS,
     LEASE_MIN_LIMIT,
@@ -20,6 +21,7 @@ from aitbc_contracts.usage import (
     Decide,
     Decision,
     Settle,
+    Settlements,
 )
 
 T0 = 1_800_000_000.0  # a minute boundary
@@ -165,3 +167,31 @@ async def test_requests_arriving_while_a_lease_is_asked_for_take_from_it() -> No
     assert [item.lease for item in asked] == [32]  # one asked; nine waited for its lease
     remaining = sorted(v.decision.remaining for v in verdicts if v.decision and v.decision.admitted)
     assert remaining == list(range(5990, 6000))
+
+
+async def test_an_edge_that_stops_settles_every_lease_it_holds() -> None:
+    reset = int(time.time()) + 60
+    published: list[tuple[str, bytes]] = []
+
+    class Bus:
+        async def publish(self, subject: str, payload: bytes) -> None:
+            published.append((subject, payload))
+
+    class Usage:
+        nc = Bus()
+
+        async def decide(self, item: Decide) -> Decision:
+            return Decision(True, 6000, 5999, reset, lease=item.lease)
+
+    batcher: DecisionBatcher = Usage()  # type: ignore[assignment]
+    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    limiter.start()
+    await limiter.check("acc_1", "key_1", "enterprise", None)
+    await limiter.check("acc_1", "key_1", "enterprise", None)  # one of the 32 used
+    await limiter.stop()
+    assert published == [
+        (
+            usage_settle_subject(partition_of("acc_1")),
+            msgspec.json.encode(Settlements([Settle("acc_1", 32, 31, reset)])),
+        )
+    ]

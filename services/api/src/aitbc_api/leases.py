@@ -89,14 +89,14 @@ class LeaseBook:
             if not future.done():
                 future.set_result(None)
 
-    def due(self, now: float) -> dict[int, list[Settle]]:
-        """Takes out the leases that are over, and their settlements by usage partition. Leases
-        are kept in the order they were lent, all for the same time: the first that is not over
-        ends the search."""
+    def due(self, now: float, every: bool = False) -> dict[int, list[Settle]]:
+        """Takes out the leases that are over (`every`: all of them, when the edge stops), and
+        their settlements by usage partition. Leases are kept in the order they were lent, all
+        for the same time: the first that is not over ends the search."""
         settlements: dict[int, list[Settle]] = {}
         while self._leases:
             account_id, lease = next(iter(self._leases.items()))
-            if now < lease.expires:
+            if now < lease.expires and not every:
                 break
             del self._leases[account_id]
             settle = lease.settle(account_id, now)

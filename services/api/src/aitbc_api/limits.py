@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -115,7 +114,7 @@ class RateLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._settling
             self._settling = None
-            await self._publish_settlements(math.inf)
+            await self._publish_settlements(time.time(), every=True)
 
     async def _settle_leases(self) -> None:
         """Settles leases as they end, so their unused units go back within LEASE_SECONDS
@@ -127,9 +126,9 @@ class RateLimiter:
             except Exception as exc:  # NATS away: the lease falls due, and counts as used
                 log.warning("could not settle leases: %s", exc)
 
-    async def _publish_settlements(self, now: float) -> None:
+    async def _publish_settlements(self, now: float, every: bool = False) -> None:
         assert self.leases is not None
-        for partition, items in self.leases.due(now).items():
+        for partition, items in self.leases.due(now, every).items():
             await self.batcher.nc.publish(
                 usage_settle_subject(partition), _encode(Settlements(items))
             )
