@@ -105,7 +105,7 @@ class Config:
             seconds=8.0,
             warmup=2.0,
             connections=32,
-            paced_rounds=3,
+            paced_rounds=5,
             paced_seconds=8.0,
             bulk=100_000,
             decision_accounts=10_000,

@@ -52,7 +52,9 @@ LEASE_SECONDS = 0.2
 LEASE_DUE_SECONDS = 0.35  # below the edge's decision timeout: a waiting refusal still arrives
 
 
-class Settle(msgspec.Struct, frozen=True, array_like=True):
+# gc=False on the hot path's messages: they hold scalars only (and a Settle), so no cycle can
+# form; untracked, the many made per second cost the garbage collector nothing.
+class Settle(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """An edge's account of a lease it held: of the `granted` units lent for the window ending
     at `reset`, `unused` were not admitted."""
 
@@ -69,7 +71,7 @@ class Settlements(msgspec.Struct, frozen=True):
     items: list[Settle]
 
 
-class Decide(msgspec.Struct, frozen=True, array_like=True):
+class Decide(msgspec.Struct, frozen=True, array_like=True, gc=False):
     account_id: str
     key_id: str
     key_limit: int | None = None  # the key's own lower limit, from its KeyFacts
@@ -82,7 +84,7 @@ class DecideBatch(msgspec.Struct, frozen=True):
     items: list[Decide]
 
 
-class Decision(msgspec.Struct, frozen=True, array_like=True):
+class Decision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     admitted: bool
     limit: int
     remaining: int
@@ -140,7 +142,7 @@ AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class UsageEvent(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="usage.request.v1"
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="usage.request.v1", gc=False
 ):
     event_id: str  # unique per event
     request_id: str

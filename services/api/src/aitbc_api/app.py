@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,9 @@ from aitbc_api.types import Req
 from aitbc_api.usage_events import UsagePublisher
 from aitbc_contracts.bus import Follower, connect
 from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+from aitbc_contracts.usage import LEASE_DUE_SECONDS
+
+log = logging.getLogger("aitbc.api")
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
@@ -84,6 +88,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.rate_limit_lease,
         )
         limiter.start()
+        if settings.usage_timeout <= LEASE_DUE_SECONDS:
+            log.warning(
+                "USAGE_TIMEOUT=%gs: a refusal that waits for other edges' leases (up to %gs) "
+                "may time out and fall back to USAGE_FAIL_MODE; keep it above that",
+                settings.usage_timeout,
+                LEASE_DUE_SECONDS,
+            )
         async with upstream_session(settings) as upstream:
             app.state.update(
                 settings=settings,
