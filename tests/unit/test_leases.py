@@ -13,16 +13,20 @@ import pytest
 from aitbc_api.leases import LeaseBook
 from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow, lease_size
-from aitbc_contracts.subjects import partition_of, usage_settle_subject
+from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_settle_subject
 from aitbc_contracts.usage import (
     LEASE_DUE_SECONDS,
     LEASE_MIN_LIMIT,
     LEASE_SECONDS,
     Decide,
+    DecideBatch,
     Decision,
     Settle,
     Settlements,
+    decision_batch_decoder,
 )
+from aitbc_usage.handlers import Deciding
+from aitbc_usage.plans import PlanBook
 
 T0 = 1_800_000_000.0  # a minute boundary
 RESET = int(T0) + 60
@@ -195,3 +199,103 @@ async def test_an_edge_that_stops_settles_every_lease_it_holds() -> None:
             msgspec.json.encode(Settlements([Settle("acc_1", 32, 31, reset)])),
         )
     ]
+
+
+def test_a_renewal_lends_without_admitting_a_request() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)  # 1 admitted, 32 lent
+    renewal = window.decide("a1", "k1", LIMIT, None, T0 + 1.1, lease=32, renew=True)
+    assert renewal == Decision(True, LIMIT, 967, RESET, lease=32)
+    assert window.accounts["a1"] == 65 and window.leased["a1"] == 64
+    window.accounts["a1"] = 950  # near the limit: nothing is lent, and nothing admitted
+    assert window.decide("a1", "k1", LIMIT, None, T0 + 2, lease=32, renew=True) == Decision(
+        False, LIMIT, 50, RESET
+    )
+    assert window.accounts["a1"] == 950
+
+
+def test_a_renewal_is_due_at_three_quarters_of_the_units_or_of_the_time() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=8, now=T0 + 1)
+    for _ in range(5):
+        book.take("a1", T0 + 1)
+        assert not book.renewal_due("a1", T0 + 1)
+    book.take("a1", T0 + 1)  # 2 of 8 left
+    assert book.renewal_due("a1", T0 + 1)
+    assert not book.renewal_due("a1", T0 + 1)  # one renewal at a time
+    grant(book, "a2", remaining=999, lease=8, now=T0 + 1)
+    assert book.renewal_due("a2", T0 + 1 + LEASE_SECONDS * 0.75)
+
+
+def test_a_renewal_adds_to_the_lease_and_the_count_goes_on() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=4, now=T0 + 1)  # 999 for the asking request
+    seen = [book.take("a1", T0 + 1) for _ in range(3)]  # 998, 997, 996
+    assert book.renewal_due("a1", T0 + 1)
+    # Meanwhile (one edge alone) the usage service counts 1 + 4 used: 995 remain before the
+    # renewal's 4, which are lent on top of the 1 unit still left here.
+    book.answered("a1", Decision(True, LIMIT, 995, RESET, lease=4), T0 + 1.1)
+    seen += [book.take("a1", T0 + 1.1) for _ in range(6)]
+    assert [d.remaining if d else None for d in seen] == [
+        998,
+        997,
+        996,
+        995,
+        994,
+        993,
+        992,
+        991,
+        None,
+    ]
+    assert book.due(T0 + 1.1 + LEASE_SECONDS) == {partition_of("a1"): [Settle("a1", 8, 0, RESET)]}
+
+
+async def test_a_steady_flow_is_admitted_from_renewed_leases_counting_down_exactly() -> None:
+    if time.time() % 60 > 59:  # one minute throughout
+        await asyncio.sleep(60 - time.time() % 60 + 0.01)
+    reset = int(time.time()) // 60 * 60 + 60
+    window = MinuteWindow()  # the usage service's own rule, in process
+    items: list[Decide] = []
+
+    class Usage:
+        async def decide(self, item: Decide) -> Decision:
+            items.append(item)
+            return window.decide(
+                item.account_id, item.key_id, 6000, None, time.time(), item.lease, item.renew
+            )
+
+    batcher: DecisionBatcher = Usage()  # type: ignore[assignment]
+    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    remaining = []
+    for _ in range(500):
+        verdict = await limiter.check("acc_1", "key_1", "enterprise", None)
+        assert verdict.decision is not None and verdict.decision.reset == reset
+        remaining.append(verdict.decision.remaining)
+        await asyncio.sleep(0)  # a turn of the loop, as between requests
+    assert remaining == list(range(5999, 5499, -1))
+    assert [item.renew for item in items].count(False) == 1  # asked once, then renewed
+    assert len(items) < 25
+
+
+async def test_the_usage_service_holds_refusals_for_leases_but_never_renewals() -> None:
+    async def lookup(account_id: str) -> str | None:
+        return "enterprise"
+
+    service = Deciding(
+        PlanBook(lookup), {"enterprise": LIMIT}, tuple(range(USAGE_PARTITIONS)), lambda: T0 + 1
+    )
+    window = service.windows[partition_of("a1")]
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)  # 32 lent, not yet settled
+    window.accounts["a1"] = LIMIT
+    renewal = DecideBatch([Decide("a1", "k1", None, "enterprise", 32, renew=True)])
+    answer = await service.decide(msgspec.json.encode(renewal))
+    assert isinstance(answer, bytes)  # answered at once: refused, nothing lent
+    assert decision_batch_decoder.decode(answer).decisions == [Decision(False, LIMIT, 0, RESET)]
+    request = DecideBatch([Decide("a1", "k1", None, "enterprise")])
+    held = await service.decide(msgspec.json.encode(request))
+    assert not isinstance(held, bytes)  # waits for the 32 to be settled
+    service.settle(
+        msgspec.json.encode(Settlements([Settle("a1", 32, 5, RESET)])), partition_of("a1")
+    )
+    answer = await held
+    assert decision_batch_decoder.decode(answer).decisions == [Decision(True, LIMIT, 4, RESET)]

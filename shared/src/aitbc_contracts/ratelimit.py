@@ -53,9 +53,11 @@ class MinuteWindow:
         key_limit: int | None,
         now: float,
         lease: int = 0,
+        renew: bool = False,
     ) -> Decision:
         """Admits one request or refuses it; when admitted and `lease` units are asked (never
-        under a key's own limit), lends what lease_size allows beyond it."""
+        under a key's own limit), lends what lease_size allows beyond it. A renewal admits no
+        request: it only lends, and is `admitted` when it did."""
         minute = self._roll(now)
         reset = (minute + 1) * WINDOW_SECONDS
         used = self.accounts.get(account_id, 0)
@@ -67,15 +69,20 @@ class MinuteWindow:
             limit = key_limit
         if remaining <= 0:
             return Decision(admitted=False, limit=limit, remaining=0, reset=reset)
-        lent = lease_size(limit, remaining - 1, lease) if lease and key_limit is None else 0
-        self.accounts[account_id] = used + 1 + lent
-        if key_limit is not None:
+        admit = 0 if renew else 1
+        lent = lease_size(limit, remaining - admit, lease) if lease and key_limit is None else 0
+        self.accounts[account_id] = used + admit + lent
+        if key_limit is not None and admit:
             self.keys[key_id] = self.keys.get(key_id, 0) + 1
         if lent:
             self.leased[account_id] = self.leased.get(account_id, 0) + lent
             self.lease_due[account_id] = now + LEASE_DUE_SECONDS
         return Decision(
-            admitted=True, limit=limit, remaining=remaining - 1, reset=reset, lease=lent
+            admitted=bool(admit or lent),
+            limit=limit,
+            remaining=remaining - admit,
+            reset=reset,
+            lease=lent,
         )
 
     def settle(self, account_id: str, granted: int, unused: int, reset: int) -> bool:

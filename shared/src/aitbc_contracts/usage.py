@@ -36,11 +36,13 @@ def plan_limits_from_env() -> dict[str, int]:
 # --- decisions (request/reply, batched) ----------------------------------------------------
 
 # Leases: far from its limit, an account's decision may lend the asking edge a few units, which
-# it admits from without asking (aitbc_contracts.ratelimit.lease_size says how many). The edge
-# admits from a lease for at most LEASE_SECONDS, then settles it: it says how many units it did
-# not use, and those go back. A lease not settled LEASE_DUE_SECONDS after it was lent counts as
-# wholly used (its edge is gone). Until then a refusal of the account waits for it to be
-# settled, so a request is refused only when the units are really used.
+# it admits from without asking (aitbc_contracts.ratelimit.lease_size says how many). While a
+# lease is in use, the edge renews it ahead of need (a Decide with `renew`: units lent, no
+# request admitted), so a steady flow never waits for a decision. The edge admits from a lease
+# until LEASE_SECONDS after it was last lent to, then settles it: it says how many units it
+# did not use, and those go back. A lease not settled LEASE_DUE_SECONDS after it was last lent
+# to counts as wholly used (its edge is gone). Until then a refusal of the account waits for
+# it to be settled, so a request is refused only when the units are really used.
 #
 # Limits below LEASE_MIN_LIMIT are never lent: their requests are few, so asking costs little,
 # and every request's X-RateLimit-Remaining is then exact across edges. Under a lease, an edge
@@ -78,6 +80,7 @@ class Decide(msgspec.Struct, frozen=True, array_like=True, gc=False):
     plan: str = ""  # the edge's view, used only while the keys service cannot be asked
     lease: int = 0  # units the edge asks to be lent beyond this request (none: 0)
     settles: Settle | None = None  # the edge's previous lease of this account, settled
+    renew: bool = False  # no request to admit: more units for a lease the edge is using
 
 
 class DecideBatch(msgspec.Struct, frozen=True):
@@ -91,6 +94,7 @@ class Decision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     reset: int  # Unix seconds when the current window ends
     code: str = ""  # set when the item itself was refused (unknown account, bad input)
     lease: int = 0  # units lent to the edge beyond this request; `remaining` leaves them in
+    # (for a renewal, `admitted` says whether any were lent, and `remaining` is before them)
 
 
 class DecisionBatch(msgspec.Struct, frozen=True):

@@ -16,14 +16,21 @@ from aitbc_contracts.usage import LEASE_SECONDS, Decision, Settle
 
 
 class Lease:
-    __slots__ = ("expires", "granted", "left", "limit", "remaining", "reset")
+    __slots__ = ("expires", "granted", "last", "left", "limit", "remaining", "reset")
 
     def __init__(self, decision: Decision, now: float) -> None:
-        self.granted = self.left = decision.lease
-        # The decision's `remaining` counts the lent units as not yet used; beyond them:
-        self.remaining = decision.remaining - decision.lease
+        self.granted = self.left = 0
         self.limit = decision.limit
         self.reset = decision.reset
+        self.extend(decision, now)
+
+    def extend(self, decision: Decision, now: float) -> None:
+        """Adds what a decision lent (a first lease, or a renewal of this one)."""
+        self.granted += decision.lease
+        self.left += decision.lease
+        self.last = decision.lease
+        # The decision's `remaining` counts the lent units as not yet used; beyond them:
+        self.remaining = decision.remaining - decision.lease
         self.expires = min(now + LEASE_SECONDS, decision.reset)
 
     def settle(self, account_id: str, now: float) -> Settle | None:
@@ -70,6 +77,18 @@ class LeaseBook:
         self._asking[account_id] = []
         return self.units, settles
 
+    def renewal_due(self, account_id: str, now: float) -> bool:
+        """After a request was admitted from the lease: whether to renew it now, ahead of need
+        (three quarters of what was last lent are used, or of its time), so that a steady
+        flow never waits for a lease. True starts the renewal; `answered` ends it."""
+        lease = self._leases.get(account_id)
+        if lease is None or account_id in self._asking:
+            return False
+        if lease.left > lease.last // 4 and now < lease.expires - LEASE_SECONDS / 4:
+            return False
+        self._asking[account_id] = []
+        return True
+
     def lease_coming(self, account_id: str) -> asyncio.Future[None] | None:
         """While a decision of the account asks for a lease: a future done when it is back, so
         that a request arriving meanwhile can take from it rather than ask on its own."""
@@ -81,10 +100,15 @@ class LeaseBook:
         return future
 
     def answered(self, account_id: str, decision: Decision | None, now: float) -> None:
-        """The decision that asked has come back (None: it failed); keeps what it lent."""
+        """The decision that asked, or renewed, has come back (None: it failed); keeps what it
+        lent: a renewal adds to the lease in use, which is settled as one when it ends."""
         if decision is not None and decision.lease > 0 and decision.admitted:
-            self._leases.pop(account_id, None)  # (none is kept while asking) the order is kept
-            self._leases[account_id] = Lease(decision, now)
+            lease = self._leases.pop(account_id, None)  # re-inserted: the order is lending's
+            if lease is not None and lease.reset == decision.reset:
+                lease.extend(decision, now)
+            else:  # a first lease (or one of a window that is over: nothing to give back)
+                lease = Lease(decision, now)
+            self._leases[account_id] = lease
         for future in self._asking.pop(account_id, ()):
             if not future.done():
                 future.set_result(None)

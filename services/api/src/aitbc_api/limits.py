@@ -102,6 +102,7 @@ class RateLimiter:
         self._roomy: dict[str, int] = {}  # account with headroom -> the end of that window
         self._window_ends: dict[int, int] = {}
         self._settling: asyncio.Task[None] | None = None
+        self._renewals: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         if self.leases is not None:
@@ -109,12 +110,32 @@ class RateLimiter:
 
     async def stop(self) -> None:
         """Stops lending, and gives back what the leases did not use."""
+        for renewal in list(self._renewals):
+            renewal.cancel()
         if self._settling is not None:
             self._settling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._settling
             self._settling = None
             await self._publish_settlements(time.time(), every=True)
+
+    def _renew(self, account_id: str, key_id: str, plan: str) -> None:
+        """Asks for more units for the account's lease in use, off any request's path."""
+        task = asyncio.get_running_loop().create_task(self._renewal(account_id, key_id, plan))
+        self._renewals.add(task)
+        task.add_done_callback(self._renewals.discard)
+
+    async def _renewal(self, account_id: str, key_id: str, plan: str) -> None:
+        assert self.leases is not None
+        decision: Decision | None = None
+        try:
+            decision = await self.batcher.decide(
+                Decide(account_id, key_id, None, plan, self.leases.units, renew=True)
+            )
+        except UsageUnavailable as exc:
+            log.warning("usage service unavailable: %s", exc)
+        finally:
+            self.leases.answered(account_id, decision, time.time())
 
     async def _settle_leases(self) -> None:
         """Settles leases as they end, so their unused units go back within LEASE_SECONDS
@@ -172,6 +193,8 @@ class RateLimiter:
                 leased = leases.take(account_id, now)
             if leased is not None:
                 metrics.add(_LEASED)
+                if leases.renewal_due(account_id, now):
+                    self._renew(account_id, key_id, plan)
                 return Verdict(leased, "exact", policy)
             lease, settles = leases.ask(account_id, now)
         decision: Decision | None = None

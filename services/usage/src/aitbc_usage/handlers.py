@@ -121,11 +121,13 @@ class Deciding:
         indices: Iterable[int],
         now: float,
     ) -> list[int]:
-        """The items refused while units of their account are lent out: they may yet come back."""
+        """The items refused while units of their account are lent out: they may yet come back.
+        (A renewal never waits: its edge asks again when it needs to.)"""
         return [
             index
             for index in indices
             if not decisions[index].admitted
+            and not items[index].renew
             and not decisions[index].code
             and (partition := owners[items[index].account_id][0]) is not None
             and self.windows[partition].unsettled(items[index].account_id, now) > 0
@@ -186,7 +188,7 @@ class Deciding:
         if item.key_limit is not None and item.key_limit <= 0:
             return self._refuse(Code.VALIDATION_ERROR, now)
         decision = window.decide(
-            item.account_id, item.key_id, limit, item.key_limit, now, item.lease
+            item.account_id, item.key_id, limit, item.key_limit, now, item.lease, item.renew
         )
         if decision.admitted:
             self.dirty.add(partition)
