@@ -299,3 +299,14 @@ async def test_the_usage_service_holds_refusals_for_leases_but_never_renewals() 
     )
     answer = await held
     assert decision_batch_decoder.decode(answer).decisions == [Decision(True, LIMIT, 4, RESET)]
+
+
+def test_a_renewal_tops_the_lease_up_so_a_lease_in_little_use_does_not_grow() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=32, now=T0 + 1)
+    book.take("a1", T0 + 1)
+    late = T0 + 1 + LEASE_SECONDS * 0.8  # three quarters of its time, 31 units still left
+    assert book.renewal_due("a1", late) == 0  # one more would not be lent
+    for _ in range(10):
+        book.take("a1", late)
+    assert book.renewal_due("a1", late) == 11  # back up to 32

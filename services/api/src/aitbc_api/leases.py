@@ -77,17 +77,21 @@ class LeaseBook:
         self._asking[account_id] = []
         return self.units, settles
 
-    def renewal_due(self, account_id: str, now: float) -> bool:
-        """After a request was admitted from the lease: whether to renew it now, ahead of need
-        (three quarters of what was last lent are used, or of its time), so that a steady
-        flow never waits for a lease. True starts the renewal; `answered` ends it."""
+    def renewal_due(self, account_id: str, now: float) -> int:
+        """After a request was admitted from the lease: the units to renew it with now, ahead of
+        need (when three quarters of what was last lent are used, or of its time), or 0. A
+        renewal tops the lease up to `units`, so a lease in little use does not grow. Nonzero
+        starts the renewal; `answered` ends it."""
         lease = self._leases.get(account_id)
         if lease is None or account_id in self._asking:
-            return False
+            return 0
         if lease.left > lease.last // 4 and now < lease.expires - LEASE_SECONDS / 4:
-            return False
+            return 0
+        wanted = self.units - lease.left
+        if wanted < 2:  # none would be lent (aitbc_contracts.ratelimit.lease_size)
+            return 0
         self._asking[account_id] = []
-        return True
+        return wanted
 
     def lease_coming(self, account_id: str) -> asyncio.Future[None] | None:
         """While a decision of the account asks for a lease: a future done when it is back, so

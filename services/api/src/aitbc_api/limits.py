@@ -119,18 +119,19 @@ class RateLimiter:
             self._settling = None
             await self._publish_settlements(time.time(), every=True)
 
-    def _renew(self, account_id: str, key_id: str, plan: str) -> None:
+    def _renew(self, account_id: str, key_id: str, plan: str, units: int) -> None:
         """Asks for more units for the account's lease in use, off any request's path."""
-        task = asyncio.get_running_loop().create_task(self._renewal(account_id, key_id, plan))
+        renewal = self._renewal(account_id, key_id, plan, units)
+        task = asyncio.get_running_loop().create_task(renewal)
         self._renewals.add(task)
         task.add_done_callback(self._renewals.discard)
 
-    async def _renewal(self, account_id: str, key_id: str, plan: str) -> None:
+    async def _renewal(self, account_id: str, key_id: str, plan: str, units: int) -> None:
         assert self.leases is not None
         decision: Decision | None = None
         try:
             decision = await self.batcher.decide(
-                Decide(account_id, key_id, None, plan, self.leases.units, renew=True)
+                Decide(account_id, key_id, None, plan, units, renew=True)
             )
         except UsageUnavailable as exc:
             log.warning("usage service unavailable: %s", exc)
@@ -193,8 +194,8 @@ class RateLimiter:
                 leased = leases.take(account_id, now)
             if leased is not None:
                 metrics.add(_LEASED)
-                if leases.renewal_due(account_id, now):
-                    self._renew(account_id, key_id, plan)
+                if renewal := leases.renewal_due(account_id, now):
+                    self._renew(account_id, key_id, plan, renewal)
                 return Verdict(leased, "exact", policy)
             lease, settles = leases.ask(account_id, now)
         decision: Decision | None = None
