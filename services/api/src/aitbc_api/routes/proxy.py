@@ -1,4 +1,5 @@
-"""Every other `/v1/...` route: authenticate, then stream to the Coordinator and back."""
+"""Every other `/v1/...` route: authenticate, then stream to the Coordinator and back (an
+answer of a small known length comes back in one piece)."""
 
 from __future__ import annotations
 
