@@ -1,5 +1,4 @@
-"""Every other `/v1/...` route: authenticate, then stream to the Coordinator and back (an
-answer of a small known length comes back in one piece)."""
+"""Every other `/v1/...` route: authenticate, then stream to the Coordinator and back."""
 
 from __future__ import annotations
 
