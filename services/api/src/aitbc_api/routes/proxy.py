@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from litestar import route
 from litestar.enums import HttpMethod
-from litestar.response import Response, Stream
+from litestar.response import Stream
 from litestar.types import Method
 
 from aitbc_api import middleware
@@ -42,7 +41,6 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 safe methods: no chang
 # Speculate only while the edge has capacity to spare: with more requests in flight than this,
 # latency is queueing, and a second concurrent task per request would only cost throughput.
 SPECULATE_UP_TO = 8
-WHOLE_UP_TO = 64 * 1024  # an upstream answer of a known length up to this is not streamed
 
 
 def _query_without_key(raw: bytes) -> str:
@@ -79,7 +77,7 @@ async def _content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     tags=["coordinator"],
     include_in_schema=False,
 )
-async def forward(request: Req, path: str) -> Response[Any]:
+async def forward(request: Req, path: str) -> Stream:
     settings: Settings = request.app.state.settings
     full_path = "/v1" + path
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
@@ -100,24 +98,11 @@ async def forward(request: Req, path: str) -> Response[Any]:
         else:
             await limit(request, caller)
             upstream = await _send(request, full_path, headers)
-    answer_headers = {
-        k.lower(): v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE
-    }
-    length = upstream.content_length
-    if length is not None and length <= WHOLE_UP_TO and request.method != "HEAD":
-        # Known to be small: read whole, and sent in one piece. A streamed response costs a
-        # task group and a disconnect listener per request, more than the copy of a few KiB.
-        return Response(await _whole(upstream), status_code=upstream.status, headers=answer_headers)
-    return Stream(_content(upstream), status_code=upstream.status, headers=answer_headers)
-
-
-async def _whole(upstream: aiohttp.ClientResponse) -> bytes:
-    try:
-        return await upstream.read()
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise _upstream_failed(exc) from exc
-    finally:
-        upstream.release()
+    return Stream(
+        _content(upstream),
+        status_code=upstream.status,
+        headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
+    )
 
 
 async def _send_while_deciding(
@@ -162,13 +147,11 @@ async def _send(
     except (TimeoutError, aiohttp.ClientError) as exc:
         if body_failed:
             raise body_failed[0] from None  # the client's fault, answered as such
-        raise _upstream_failed(exc) from exc
-
-
-def _upstream_failed(exc: Exception) -> ApiError:
-    if isinstance(exc, TimeoutError):
-        return ApiError(504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time")
-    return ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable")
+        if isinstance(exc, TimeoutError):
+            raise ApiError(
+                504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
+            ) from exc
+        raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
