@@ -2,9 +2,10 @@
 
 Far from an account's limit, a decision may lend the edge a few units beyond the request it
 answers (aitbc_contracts.usage). The edge admits the account's next requests from them without
-asking, for at most LEASE_SECONDS, then settles the lease: it says how many it did not use, and
-those go back. One message then serves a lease's worth of requests instead of one each, and the
-limit stays exact: lent units count as used until they come back, and a refusal waits for them.
+asking, renews the lease ahead of need while it is in use, and LEASE_SECONDS after it was last
+lent to settles it: it says how many it did not use, and those go back. One message then
+serves a lease's worth of requests instead of one each, and the limit stays exact: lent units
+count as used until they come back, and a refusal waits for them.
 """
 
 from __future__ import annotations
@@ -53,17 +54,20 @@ class LeaseBook:
     def __len__(self) -> int:
         return len(self._leases)
 
+    def _usable(self, account_id: str, now: float) -> Lease | None:
+        lease = self._leases.get(account_id)
+        return lease if lease is not None and lease.left > 0 and now < lease.expires else None
+
     def ready(self, account_id: str, now: float) -> bool:
         """A lease would admit the account's next request at once."""
-        lease = self._leases.get(account_id)
-        return lease is not None and lease.left > 0 and now < lease.expires
+        return self._usable(account_id, now) is not None
 
     def take(self, account_id: str, now: float) -> Decision | None:
         """Admits a request from the account's lease, or None: no lease, or it is used up or
         over (the next decision settles it)."""
-        if not self.ready(account_id, now):
+        lease = self._usable(account_id, now)
+        if lease is None:
             return None
-        lease = self._leases[account_id]
         lease.left -= 1
         return Decision(True, lease.limit, lease.remaining + lease.left, lease.reset)
 

@@ -184,7 +184,7 @@ class RateLimiter:
         policy = (
             "key" if key_limit is not None and key_limit < self.plan_limits.get(plan, 0) else plan
         )
-        leases, lease, settles = self.leases, 0, None
+        leases, asked, settles = self.leases, 0, None  # asked: units this decision asks to lend
         if leases is not None and key_limit is None:  # a key's own limit is never lent
             now = time.time()
             leased = leases.take(account_id, now)
@@ -197,11 +197,11 @@ class RateLimiter:
                 if renewal := leases.renewal_due(account_id, now):
                     self._renew(account_id, key_id, plan, renewal)
                 return Verdict(leased, "exact", policy)
-            lease, settles = leases.ask(account_id, now)
+            asked, settles = leases.ask(account_id, now)
         decision: Decision | None = None
         try:
             decision = await self.batcher.decide(
-                Decide(account_id, key_id, key_limit, plan, lease, settles)
+                Decide(account_id, key_id, key_limit, plan, asked, settles)
             )
             if not decision.code:
                 metrics.add(_DECIDED[decision.admitted])
@@ -212,7 +212,7 @@ class RateLimiter:
         except UsageUnavailable as exc:
             log.warning("usage service unavailable: %s", exc)
         finally:
-            if lease:
+            if asked:
                 assert leases is not None
                 leases.answered(account_id, decision, time.time())
         if not self.fail_open:
