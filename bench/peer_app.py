@@ -3,9 +3,9 @@
 A Litestar app with Litestar's own `RateLimitMiddleware` on a Redis store (`RedisStore`, on a
 redis-server the harness starts), an API-key guard that looks the key's SHA-256 hash up in a
 SQLite database (SQLAlchemy async, aiosqlite) on every request, and the same forwarding as the
-edge (aitbc_api.routes.proxy): a pooled aiohttp session, streaming, the key removed and
-`X-Account-Id` added. Served like every other server in the benchmark: uvicorn, one worker,
-uvloop and httptools, no access log.
+edge (aitbc_api.routes.proxy): a pooled aiohttp session, the answer passed on by the edge's
+own `Relay`, the key removed and `X-Account-Id` added. Served like every other server in the
+benchmark: uvicorn, one worker, uvloop and httptools, no access log.
 
 Its limits are per key (the middleware runs before the guard, so it cannot know the account),
 and they are not exact across processes: the middleware's lock is per process, and its read
@@ -28,10 +28,11 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig
-from litestar.response import Stream
 from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from aitbc_api.routes.proxy import Relay
 
 metadata = sa.MetaData()
 api_keys = sa.Table(
@@ -47,9 +48,6 @@ _DROP = frozenset(
     {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host",
      "x-api-key", "x-account-id"}
 )  # fmt: skip
-_DROP_RESPONSE = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "date", "server"}
-)
 
 
 def key_hash(request: Request[Any, Any, Any]) -> str:
@@ -91,15 +89,8 @@ def create_app(database_url: str, redis_url: str, upstream_url: str, limit: int)
             raise NotAuthorizedException("invalid API key")
         connection.scope["state"]["account_id"] = row.account_id
 
-    async def content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in upstream.content.iter_any():
-                yield chunk
-        finally:
-            upstream.release()
-
     @route("/v1/{path:path}", http_method=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    async def forward(request: Request[Any, Any, Any], path: str) -> Stream:
+    async def forward(request: Request[Any, Any, Any], path: str) -> Relay:
         session: aiohttp.ClientSession = request.app.state.upstream
         headers = [(k, v) for k, v in request.headers.items() if k not in _DROP]
         headers.append(("x-account-id", request.scope["state"]["account_id"]))
@@ -111,11 +102,7 @@ def create_app(database_url: str, redis_url: str, upstream_url: str, limit: int)
             data=None if request.method in ("GET", "DELETE") else request.stream(),
             allow_redirects=False,
         )
-        return Stream(
-            content(upstream),
-            status_code=upstream.status,
-            headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
-        )
+        return Relay(upstream)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -20,9 +21,14 @@ class RecordingUpstream:
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self.go_on = threading.Event()  # /v1/drip: the rest of the answer may come
+        self.client_gone = threading.Event()  # /v1/endless: the edge hung up on it
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            return
+        if scope["path"] in ("/v1/drip", "/v1/endless"):
+            await self.trickle(scope["path"], receive, send)
             return
         body = b""
         while True:
@@ -52,6 +58,23 @@ class RecordingUpstream:
                 {"type": "http.response.body", "body": f"chunk{i};".encode(), "more_body": True}
             )
         await send({"type": "http.response.body", "body": b"len=%d" % len(body)})
+
+    async def trickle(self, path: str, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+        if path == "/v1/drip":
+            await asyncio.to_thread(self.go_on.wait, 10)
+            await send({"type": "http.response.body", "body": b"rest"})
+            return
+        watching = asyncio.ensure_future(receive())  # http.disconnect when the edge hangs up
+        for _ in range(500):
+            done, _ = await asyncio.wait({watching}, timeout=0.02)
+            if done:
+                self.client_gone.set()
+                return
+            await send({"type": "http.response.body", "body": b"more;", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +136,39 @@ def test_the_key_never_reaches_the_upstream_and_identity_does(
         assert seen["headers"]["x-account-id"] == account["account_id"]
         assert seen["headers"]["x-key-id"] == account["master_key_id"]
         assert seen["headers"]["x-request-id"]
+
+
+def test_an_answer_streams_through_as_it_comes(
+    recorded_edge: str, upstream: tuple[RecordingUpstream, int], account: dict[str, str]
+) -> None:
+    recorder, _ = upstream
+    recorder.go_on.clear()
+    with _streamed(recorded_edge, "/v1/drip", account) as response:
+        chunks = response.iter_raw()
+        assert next(chunks) == b"first;"  # while the upstream holds the rest back
+        recorder.go_on.set()
+        assert b"".join(chunks) == b"rest"
+    assert response.headers["x-ratelimit-limit"]
+
+
+def test_a_client_that_hangs_up_mid_answer_ends_the_upstream_request(
+    recorded_edge: str, upstream: tuple[RecordingUpstream, int], account: dict[str, str]
+) -> None:
+    recorder, _ = upstream
+    recorder.client_gone.clear()
+    with _streamed(recorded_edge, "/v1/endless", account) as response:
+        assert next(response.iter_raw()).startswith(b"first;")
+    assert recorder.client_gone.wait(5)  # not after its 500 chunks: the edge hung up
+
+
+@contextmanager
+def _streamed(edge: str, path: str, account: dict[str, str]) -> Iterator[httpx.Response]:
+    """A GET whose answer is read as it arrives; the connection closes on leaving."""
+    with (
+        httpx.Client(base_url=edge, timeout=10) as client,
+        client.stream("GET", path, headers={"X-API-Key": account["master"]}) as response,
+    ):
+        yield response
 
 
 def test_a_slow_upstream_answers_504(recorded_edge: str, account: dict[str, str]) -> None:

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
+import anyio
 from litestar import route
 from litestar.enums import HttpMethod
-from litestar.response import Stream
-from litestar.types import Method
+from litestar.types import Method, Receive, Scope, Send
 
 from aitbc_api import middleware
 from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
@@ -32,8 +32,8 @@ _DROP_REQUEST = frozenset(
     }
 )  # fmt: skip
 _DROP_RESPONSE = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "x-request-id",
-     "date", "server"}  # the edge's server writes its own
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"x-request-id",
+     b"date", b"server"}  # the edge's server writes its own
 )  # fmt: skip
 _METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -62,12 +62,51 @@ async def _body(request: Req, failed: list[Exception]) -> AsyncIterator[bytes]:
         raise
 
 
-async def _content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in upstream.content.iter_any():
-            yield chunk
-    finally:
-        upstream.release()  # the connection goes back to the pool
+class Relay:
+    """The upstream's answer, passed on as it comes: an ASGI app, which Litestar runs as is.
+    An answer that was whole when its head arrived (most are) goes out in one message, with
+    nothing to wait for; any other streams on chunk by chunk until it ends or the client goes."""
+
+    __slots__ = ("upstream",)
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream, content = self.upstream, self.upstream.content
+        try:
+            headers = [(name.lower(), value) for name, value in upstream.raw_headers]
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": upstream.status,
+                    "headers": [h for h in headers if h[0] not in _DROP_RESPONSE],
+                }
+            )
+            if content.is_eof():
+                body = content.read_nowait()
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            else:
+                await _stream(content, receive, send)
+        finally:
+            upstream.release()  # the connection goes back to the pool, or closes if unread
+
+
+async def _stream(content: aiohttp.StreamReader, receive: Receive, send: Send) -> None:
+    """Each chunk as it arrives. A send to a client that went away does not fail, so the
+    client's disconnect is watched for: it ends the stream (and the upstream's connection)."""
+    async with anyio.create_task_group() as relaying:
+        relaying.start_soon(_end_on_disconnect, receive, relaying.cancel_scope)
+        async for chunk in content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        relaying.cancel_scope.cancel()  # the watcher's work is done
+
+
+async def _end_on_disconnect(receive: Receive, relaying: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the rest of a body the upstream answered without reading
+    relaying.cancel()
 
 
 @route(
@@ -77,7 +116,7 @@ async def _content(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     tags=["coordinator"],
     include_in_schema=False,
 )
-async def forward(request: Req, path: str) -> Stream:
+async def forward(request: Req, path: str) -> Relay:
     settings: Settings = request.app.state.settings
     full_path = "/v1" + path
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
@@ -98,11 +137,7 @@ async def forward(request: Req, path: str) -> Stream:
         else:
             await limit(request, caller)
             upstream = await _send(request, full_path, headers)
-    return Stream(
-        _content(upstream),
-        status_code=upstream.status,
-        headers={k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE},
-    )
+    return Relay(upstream)
 
 
 async def _send_while_deciding(
