@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import random
 import shutil
 import signal
 import sys
@@ -273,8 +274,13 @@ class Bench:
         for proc in self.spawned:
             proc.wait()
         self.edge, self.peer = stack.procs["edge"], stack.procs["peer"]
+        # Shuffled, so the accounts' requests interleave as independent clients' do: the load
+        # generators walk the file in order, and grouped by account, each account would get
+        # all its keys' requests in a row, then none for the rest of the pass.
+        keys = [key for _, key in self.seeded.load_keys()]
+        random.Random(5).shuffle(keys)
         keys_file = self.root / "keys.txt"
-        keys_file.write_text("\n".join(key for _, key in self.seeded.load_keys()) + "\n")
+        keys_file.write_text("\n".join(keys) + "\n")
         accounts_file = self.root / "accounts.txt"
         accounts_file.write_text("\n".join(a.account_id for a in self.seeded.load) + "\n")
         upstream = stack.upstream_url

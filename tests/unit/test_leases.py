@@ -10,7 +10,7 @@ import time
 import msgspec
 import pytest
 
-from aitbc_api.leases import LeaseBook
+from aitbc_api.leases import GROWTH, LeaseBook
 from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow, lease_size
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_settle_subject
@@ -214,17 +214,19 @@ def test_a_renewal_lends_without_admitting_a_request() -> None:
     assert window.accounts["a1"] == 950
 
 
-def test_a_renewal_is_due_at_three_quarters_of_the_units_or_of_the_time() -> None:
+def test_a_renewal_is_due_at_half_of_the_units_or_of_the_time() -> None:
     book = LeaseBook(units=32)
     grant(book, "a1", remaining=999, lease=8, now=T0 + 1)
-    for _ in range(5):
+    for _ in range(3):
         book.take("a1", T0 + 1)
         assert not book.renewal_due("a1", T0 + 1)
-    book.take("a1", T0 + 1)  # 2 of 8 left
+    book.take("a1", T0 + 1)  # 4 of 8 left
     assert book.renewal_due("a1", T0 + 1)
     assert not book.renewal_due("a1", T0 + 1)  # one renewal at a time
     grant(book, "a2", remaining=999, lease=8, now=T0 + 1)
-    assert book.renewal_due("a2", T0 + 1 + LEASE_SECONDS * 0.75)
+    book.take("a2", T0 + 1)
+    assert not book.renewal_due("a2", T0 + 1 + LEASE_SECONDS * 0.45)
+    assert book.renewal_due("a2", T0 + 1 + LEASE_SECONDS * 0.55)
 
 
 def test_a_renewal_adds_to_the_lease_and_the_count_goes_on() -> None:
@@ -305,8 +307,20 @@ def test_a_renewal_tops_the_lease_up_so_a_lease_in_little_use_does_not_grow() ->
     book = LeaseBook(units=32)
     grant(book, "a1", remaining=999, lease=32, now=T0 + 1)
     book.take("a1", T0 + 1)
-    late = T0 + 1 + LEASE_SECONDS * 0.8  # three quarters of its time, 31 units still left
+    late = T0 + 1 + LEASE_SECONDS * 0.8  # most of its time gone, 31 units still left
     assert book.renewal_due("a1", late) == 0  # one more would not be lent
     for _ in range(10):
         book.take("a1", late)
     assert book.renewal_due("a1", late) == 11  # back up to 32
+
+
+def test_a_renewal_sizes_a_busy_lease_to_its_pace_up_to_a_limit() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=9999, lease=32, now=T0 + 1)
+    for _ in range(16):  # half of it in 20 ms: 160 in a lease's time (0.2 s)
+        book.take("a1", T0 + 1.02)
+    assert book.renewal_due("a1", T0 + 1.02) == 160 - 16
+    book.answered("a1", Decision(True, LIMIT, 9999 - 33 - 144, RESET, lease=144), T0 + 1.03)
+    for _ in range(80):  # a burst: half of the 160 at once
+        book.take("a1", T0 + 1.03)
+    assert book.renewal_due("a1", T0 + 1.03) == book.most - 80 == 32 * GROWTH - 80

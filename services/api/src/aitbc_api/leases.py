@@ -6,6 +6,10 @@ asking, renews the lease ahead of need while it is in use, and LEASE_SECONDS aft
 lent to settles it: it says how many it did not use, and those go back. One message then
 serves a lease's worth of requests instead of one each, and the limit stays exact: lent units
 count as used until they come back, and a refusal waits for them.
+
+A renewal is asked for at half (of the units or of the time), so it has as long again to come
+back, and it sizes the lease to the account's pace on this edge: a busy edge's round trips are
+long, and a lease that runs dry makes every request of the account wait for one.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import asyncio
 from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import LEASE_SECONDS, Decision, Settle
 
+GROWTH = 8  # a lease grows to at most this many times the units a first decision asks for
+
 
 class Lease:
-    __slots__ = ("expires", "granted", "last", "left", "limit", "remaining", "reset")
+    __slots__ = (
+        "expires", "full", "granted", "left", "limit", "remaining", "reset", "since", "taken"
+    )  # fmt: skip
 
     def __init__(self, decision: Decision, now: float) -> None:
         self.granted = self.left = 0
@@ -29,7 +37,7 @@ class Lease:
         """Adds what a decision lent (a first lease, or a renewal of this one)."""
         self.granted += decision.lease
         self.left += decision.lease
-        self.last = decision.lease
+        self.full, self.taken, self.since = self.left, 0, now  # held, and admitted since, now
         # The decision's `remaining` counts the lent units as not yet used; beyond them:
         self.remaining = decision.remaining - decision.lease
         self.expires = min(now + LEASE_SECONDS, decision.reset)
@@ -46,7 +54,8 @@ class LeaseBook:
     """This edge's leases, one per account at most, in the order they were lent."""
 
     def __init__(self, units: int) -> None:
-        self.units = units  # what a decision asks to be lent
+        self.units = units  # what a decision asks to be lent; a renewal, what the pace needs
+        self.most = units * GROWTH
         self._leases: dict[str, Lease] = {}
         # accounts with a decision out that asked for a lease -> the requests waiting for it
         self._asking: dict[str, list[asyncio.Future[None]]] = {}
@@ -69,6 +78,7 @@ class LeaseBook:
         if lease is None:
             return None
         lease.left -= 1
+        lease.taken += 1
         return Decision(True, lease.limit, lease.remaining + lease.left, lease.reset)
 
     def ask(self, account_id: str, now: float) -> tuple[int, Settle | None]:
@@ -83,15 +93,17 @@ class LeaseBook:
 
     def renewal_due(self, account_id: str, now: float) -> int:
         """After a request was admitted from the lease: the units to renew it with now, ahead of
-        need (when three quarters of what was last lent are used, or of its time), or 0. A
-        renewal tops the lease up to `units`, so a lease in little use does not grow. Nonzero
-        starts the renewal; `answered` ends it."""
+        need (when half of what it held at its last renewal is used, or half of its time), or
+        0. A renewal tops the lease up to what the account's pace since then would use in
+        LEASE_SECONDS, at least `units` and at most `most`: a lease in little use does not
+        grow. Nonzero starts the renewal; `answered` ends it."""
         lease = self._leases.get(account_id)
         if lease is None or account_id in self._asking:
             return 0
-        if lease.left > lease.last // 4 and now < lease.expires - LEASE_SECONDS / 4:
+        if lease.left > lease.full // 2 and now < lease.expires - LEASE_SECONDS / 2:
             return 0
-        wanted = self.units - lease.left
+        pace = lease.taken * LEASE_SECONDS / max(now - lease.since, 0.001)
+        wanted = min(max(self.units, round(pace)), self.most) - lease.left
         if wanted < 2:  # none would be lent (aitbc_contracts.ratelimit.lease_size)
             return 0
         self._asking[account_id] = []
