@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import msgspec
 
 from aitbc_api import metrics
 from aitbc_api.auth_cache import AuthCache as AuthCache  # its users import it from here
@@ -23,8 +24,9 @@ API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(msgspec.Struct, frozen=True, gc=False):
+    """Made per request: a Struct is built ~10x faster than a frozen dataclass."""
+
     key_id: str
     account_id: str
     kind: str

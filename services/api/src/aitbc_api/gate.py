@@ -16,27 +16,47 @@ from aitbc_contracts.usage import WINDOW_SECONDS
 
 def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]]:
     """X-RateLimit-* as the seed documents, and the IETF draft's RateLimit-Policy/RateLimit."""
-    headers = [(b"x-ratelimit-mode", verdict.mode.encode())]
     decision = verdict.decision
     if decision is None:
-        return headers
+        return [(b"x-ratelimit-mode", verdict.mode.encode())]
+    fixed = _fixed_headers(verdict.mode, verdict.policy, decision.limit, decision.reset)
     seconds_left = max(0, math.ceil(decision.reset - now))
-    policy = verdict.policy.encode()
     return [
-        *headers,
-        (b"x-ratelimit-limit", b"%d" % decision.limit),
+        *fixed[0],
         (b"x-ratelimit-remaining", b"%d" % decision.remaining),
-        (b"x-ratelimit-reset", b"%d" % decision.reset),
-        (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (policy, decision.limit, WINDOW_SECONDS)),
-        (b"ratelimit", b'"%s";r=%d;t=%d' % (policy, decision.remaining, seconds_left)),
+        (b"ratelimit", fixed[1] % (decision.remaining, seconds_left)),
     ]
+
+
+_Fixed = tuple[tuple[tuple[bytes, bytes], ...], bytes]
+_fixed: dict[tuple[str, str, int, int], _Fixed] = {}  # every request of a window shares these
+
+
+def _fixed_headers(mode: str, policy: str, limit: int, reset: int) -> _Fixed:
+    """The headers that stay the same for a policy's window, and the RateLimit field's format."""
+    key = (mode, policy, limit, reset)
+    fixed = _fixed.get(key)
+    if fixed is None:
+        if len(_fixed) >= 256:
+            _fixed.clear()  # each window's reset is in its keys: past windows go
+        name = policy.encode()
+        fixed = _fixed[key] = (
+            (
+                (b"x-ratelimit-mode", mode.encode()),
+                (b"x-ratelimit-limit", b"%d" % limit),
+                (b"x-ratelimit-reset", b"%d" % reset),
+                (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (name, limit, WINDOW_SECONDS)),
+            ),
+            b'"' + name.replace(b"%", b"%%") + b'";r=%d;t=%d',
+        )
+    return fixed
 
 
 async def authenticate(connection: Conn) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
     authenticator: Authenticator = connection.app.state.authenticator
-    client = connection.client.host if connection.client else ""
-    return await authenticator.authenticate(presented_key(connection), client)
+    client = connection.scope.get("client")  # (host, port) or None, as Litestar's .client reads
+    return await authenticator.authenticate(presented_key(connection), client[0] if client else "")
 
 
 async def admit(connection: Conn) -> Principal:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
@@ -69,8 +68,7 @@ class DecisionBatcher:
         return decision_batch_decoder.decode(reply.data).decisions
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, gc=False):  # one per request: a cheap Struct
     decision: Decision | None  # None: fail-closed, no decision at all
     mode: Mode
     policy: str  # the name in RateLimit-Policy: the plan, or "key" for a key's own limit
