@@ -196,9 +196,10 @@ def _http_section(r: dict[str, Any]) -> list[str]:
             f"The edge took {decided:,.0f} decisions: {leased:,.0f} from leases, admitted without "
             f"asking, and the other {decided - leased:,.0f} in {batches:,.0f} DecideBatch "
             f"requests: **{decided / batches:.2f} requests per decision message** on average at "
-            "this load (a decision far from the limit lends the edge up to 32 more units; the "
-            "adaptive batcher sends what arrives in one event-loop turn at once while fewer than "
-            "four batches are in flight for the partition).",
+            "this load (a decision far from the limit lends the edge more units, 32 at first and "
+            "then what the account's pace needs, renewed at half; the adaptive batcher sends "
+            "what arrives in one event-loop turn at once while fewer than four batches are in "
+            "flight for the partition).",
         ]
     out += [
         "",

@@ -156,6 +156,25 @@ async def test_a_cancelled_relay_resumes_from_the_stream(
         await restarted.stop()
 
 
+async def test_a_stopped_relay_ends_after_its_batch_with_its_connection_given_back(
+    engine: AsyncEngine, own_nats: NatsServer, history_of: Any, stream_contents: Any
+) -> None:
+    await append_keys(engine, history_of, keys=40, events=1)
+
+    async def slow(position: int, event: AnyEvent) -> None:
+        await asyncio.sleep(0.01)
+
+    relay = Relay(engine, own_nats.url, batch_size=5, after_publish=slow)
+    task = relay.start()
+    while relay.published < 7:  # in its second batch
+        await asyncio.sleep(0.005)
+    await relay.stop()
+    assert task.done() and not task.cancelled()  # it ended on its own, not cancelled
+    assert relay.published == 10  # the batch it was in, and no more
+    assert engine.pool.checkedout() == 0  # cancelled in a read, one would be lost
+    assert len(await stream_contents(own_nats.url)) == 10
+
+
 async def test_two_relays_at_once_still_publish_each_event_once_in_order(
     engine: AsyncEngine,
     own_nats: NatsServer,

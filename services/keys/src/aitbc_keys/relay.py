@@ -103,17 +103,25 @@ class Relay:
         self._js: JetStreamContext | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False  # our own close is not a disconnect worth a warning
+        self._stopping = False
 
     def wake(self) -> None:
         """Called after each append: publish now rather than at the next poll."""
         self._wake.set()
 
     def start(self) -> asyncio.Task[None]:
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="aitbc-keys-relay")
         return self._task
 
     async def stop(self) -> None:
+        """Ends the relay between batches, cancelling it only if that takes longer than a
+        publish may: cancelled inside a read of the store, its database connection could not
+        be given back to the pool (aiosqlite's cannot be terminated), only dropped later."""
         if self._task is not None:
+            self._stopping = True
+            self._wake.set()
+            await asyncio.wait({self._task}, timeout=self.publish_timeout)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -121,10 +129,10 @@ class Relay:
         await self._close()
 
     async def run(self) -> None:
-        """Relay until cancelled; NATS and database failures are logged and retried."""
+        """Relay until stopped; NATS and database failures are logged and retried."""
         backoff = 0.05
         try:
-            while True:
+            while not self._stopping:
                 try:
                     js = await self._connect()
                     if self.position is None:
@@ -205,7 +213,7 @@ class Relay:
     async def _drain(self, js: JetStreamContext) -> int:
         """Publish everything committed after our position; returns how many were sent."""
         sent = 0
-        while True:
+        while not self._stopping:
             assert self.position is not None
             batch = await store.records_after(self.engine, self.position, self.batch_size)
             if not batch:
@@ -219,6 +227,7 @@ class Relay:
                     except BaseException as exc:
                         raise _HookFault from exc
                 self.position = record.position
+        return sent
 
     async def _publish(self, js: JetStreamContext, record: store.Record) -> None:
         headers = {
