@@ -117,7 +117,8 @@ class Follower:
                 if subscription is not None:
                     with contextlib.suppress(Exception):
                         await subscription.unsubscribe()
-                    self._on_reset()
+            if subscription is not None:  # lost, not stopped: what was missed must be forgotten
+                self._on_reset()
 
     async def stop(self) -> None:
         if self._task is not None:

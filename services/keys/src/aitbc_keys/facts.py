@@ -165,3 +165,9 @@ class LiveIndex:
         task = asyncio.get_running_loop().create_task(self.load())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Waits for loads under way rather than cancel them: cancelled inside a read, the
+        database connection could not be given back to the pool (aiosqlite's)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks)

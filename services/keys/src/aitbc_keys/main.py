@@ -84,6 +84,7 @@ async def running_service(
                 yield Service(settings, engine, relay, handlers, broker, checks)
             finally:
                 await follower.stop()
+                await live.stop()
                 await checks.stop()  # drains: checks already taken get their replies
                 await broker.stop()  # the same for commands
         finally:
