@@ -166,8 +166,11 @@ class LiveIndex:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def stop(self) -> None:
-        """Waits for loads under way rather than cancel them: cancelled inside a read, the
-        database connection could not be given back to the pool (aiosqlite's)."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Waits for loads under way (for up to `grace` seconds) rather than cancel them:
+        cancelled inside a read, the database connection could not be given back to the pool
+        (aiosqlite's), only dropped later."""
         if self._tasks:
-            await asyncio.wait(self._tasks)
+            _, late = await asyncio.wait(self._tasks, timeout=grace)
+            for task in late:
+                task.cancel()
