@@ -75,13 +75,12 @@ class Relay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream, content = self.upstream, self.upstream.content
         try:
-            headers = [(name.lower(), value) for name, value in upstream.raw_headers]
+            headers = []
+            for name, value in upstream.raw_headers:  # one pass: lowered (as ASGI asks), kept
+                if (name := name.lower()) not in _DROP_RESPONSE:
+                    headers.append((name, value))
             await send(
-                {
-                    "type": "http.response.start",
-                    "status": upstream.status,
-                    "headers": [h for h in headers if h[0] not in _DROP_RESPONSE],
-                }
+                {"type": "http.response.start", "status": upstream.status, "headers": headers}
             )
             if content.is_eof():
                 body = content.read_nowait()
