@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from aitbc_api.auth import AuthCache, Authenticator
@@ -85,3 +86,20 @@ def test_an_event_after_the_reconnect_evicts_an_unchecked_entry() -> None:
     with pytest.raises(ApiError) as refused:
         authenticate(auth)
     assert refused.value.status == 503  # not served from what the event said was wrong
+
+
+def test_a_cached_key_is_known_without_an_await_and_any_other_is_not() -> None:
+    keys = Keys()
+    auth = authenticator(keys)
+    assert auth.known(KEY) is None and auth.known(None) is None and auth.known("x") is None
+    authenticate(auth)  # asked once: cached from now on
+    known = auth.known(KEY)
+    assert known is not None and known.key_id == "key_1" and keys.asked == 1
+    auth.cache.clear()  # unchecked entries are asked about again, not known
+    assert auth.known(KEY) is None
+    keys.facts = msgspec.structs.replace(FACTS, revoked=True)
+    with pytest.raises(ApiError) as refused:
+        authenticate(auth)
+    assert refused.value.code == Code.API_KEY_REVOKED
+    with pytest.raises(ApiError):  # cached revoked: known refuses as authenticate does
+        auth.known(KEY)

@@ -173,6 +173,24 @@ async def test_requests_arriving_while_a_lease_is_asked_for_take_from_it() -> No
     assert remaining == list(range(5990, 6000))
 
 
+async def test_a_ready_lease_admits_without_an_await_and_none_sends_to_a_decision() -> None:
+    reset = int(time.time()) + 60
+
+    class Usage:
+        async def decide(self, item: Decide) -> Decision:
+            return Decision(True, 6000, 5999, reset, lease=item.lease)
+
+    batcher: DecisionBatcher = Usage()  # type: ignore[assignment]
+    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    assert limiter.leased("acc_1", "key_1", "enterprise", None) is None  # no lease yet
+    first = await limiter.decide("acc_1", "key_1", "enterprise", None)
+    assert first.decision is not None and first.decision.lease == 32
+    leased = limiter.leased("acc_1", "key_1", "enterprise", None)
+    assert leased is not None and leased.mode == "exact" and leased.policy == "enterprise"
+    assert leased.decision is not None and leased.decision.remaining == 5998
+    assert limiter.leased("acc_1", "key_1", "enterprise", 100) is None  # a key's own limit
+
+
 async def test_an_edge_that_stops_settles_every_lease_it_holds() -> None:
     reset = int(time.time()) + 60
     published: list[tuple[str, bytes]] = []

@@ -56,15 +56,25 @@ class Authenticator:
         self.throttle = throttle
         self._lookups: dict[bytes, asyncio.Task[tuple[int, KeyAnswer]]] = {}
 
+    def _cached(self, key: str) -> tuple[bytes, KeyFacts | None]:
+        """The key's digest (b"" when it cannot be a key) and its facts, if cached. The cache
+        comes first: a digest found there is an issued key's, so well-formed by construction,
+        and the common case skips the checksum's arithmetic."""
+        digest = key_digest(key) if len(key) == KEY_LENGTH and key.isascii() else b""
+        return digest, self.cache.get(digest) if digest else None
+
+    def known(self, key: str | None) -> Principal | None:
+        """The caller, when the key's facts are cached (the common case): no await, no task.
+        None: ask `authenticate`, which knows every other answer."""
+        facts = self._cached(key)[1] if key else None
+        return None if facts is None else principal_of(facts)
+
     async def facts(self, key: str | None, client: str) -> KeyFacts:
         if not key:
             raise ApiError(
                 401, Code.MISSING_API_KEY, "An API key is required: send it in the X-API-Key header"
             )
-        # The cache first: a digest found there is an issued key's, so well-formed by
-        # construction, and the common case skips the checksum's arithmetic.
-        digest = key_digest(key) if len(key) == KEY_LENGTH and key.isascii() else b""
-        facts = self.cache.get(digest) if digest else None
+        digest, facts = self._cached(key)
         if facts is not None:
             return facts
         well_formed = bool(digest) and is_well_formed(key)  # prefix, alphabet, checksum

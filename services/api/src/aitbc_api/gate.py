@@ -55,8 +55,11 @@ def _fixed_headers(mode: str, policy: str, limit: int, reset: int) -> _Fixed:
 async def authenticate(connection: Conn) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
     authenticator: Authenticator = connection.app.state.authenticator
+    key = presented_key(connection)
+    if (known := authenticator.known(key)) is not None:
+        return known
     client = connection.scope.get("client")  # (host, port) or None, as Litestar's .client reads
-    return await authenticator.authenticate(presented_key(connection), client[0] if client else "")
+    return await authenticator.authenticate(key, client[0] if client else "")
 
 
 async def admit(connection: Conn) -> Principal:
@@ -72,9 +75,8 @@ async def limit(connection: Conn, principal: Principal) -> None:
     limiter: RateLimiter = connection.app.state.limiter
     context = context_of(connection.scope)
     context.principal = principal
-    verdict = await limiter.check(
-        principal.account_id, principal.key_id, principal.plan, principal.rate_limit
-    )
+    who = (principal.account_id, principal.key_id, principal.plan, principal.rate_limit)
+    verdict = limiter.leased(*who) or await limiter.decide(*who)  # check(), without a coroutine
     context.verdict = verdict
     now = time.time()
     context.headers = rate_limit_headers(verdict, now)

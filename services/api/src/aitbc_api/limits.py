@@ -176,26 +176,49 @@ class RateLimiter:
         # one int object per window, not one per account: this map has an entry per account
         self._roomy[account_id] = self._window_ends.setdefault(decision.reset, decision.reset)
 
+    def _policy(self, plan: str, key_limit: int | None) -> str:
+        """The name in RateLimit-Policy: the plan, or "key" where the key's own limit is lower."""
+        if key_limit is not None and key_limit < self.plan_limits.get(plan, 0):
+            return "key"
+        return plan
+
     async def check(
         self, account_id: str, key_id: str, plan: str, key_limit: int | None
     ) -> Verdict:
-        policy = (
-            "key" if key_limit is not None and key_limit < self.plan_limits.get(plan, 0) else plan
-        )
+        """The verdict on one request: from a lease at once, else from a decision."""
+        args = (account_id, key_id, plan, key_limit)
+        return self.leased(*args) or await self.decide(*args)
+
+    def leased(
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None
+    ) -> Verdict | None:
+        """The request admitted from the account's lease on this edge, if one is ready: no
+        await, which is most requests of a busy account. None: `decide`."""
+        leases = self.leases
+        if leases is None or key_limit is not None:  # a key's own limit is never lent
+            return None
+        now = time.time()
+        leased = leases.take(account_id, now)
+        if leased is None:
+            return None
+        metrics.add(_LEASED)
+        if renewal := leases.renewal_due(account_id, now):
+            self._renew(account_id, key_id, plan, renewal)
+        return Verdict(leased, "exact", plan)
+
+    async def decide(
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None
+    ) -> Verdict:
+        """The verdict of a decision: the usage service's, or the configured fallback's. While
+        a decision of the account asks for a lease, the request waits for that instead."""
+        policy = self._policy(plan, key_limit)
         leases, asked, settles = self.leases, 0, None  # asked: units this decision asks to lend
-        if leases is not None and key_limit is None:  # a key's own limit is never lent
-            now = time.time()
-            leased = leases.take(account_id, now)
-            if leased is None and (coming := leases.lease_coming(account_id)) is not None:
+        if leases is not None and key_limit is None:
+            if (coming := leases.lease_coming(account_id)) is not None:
                 await coming  # about as soon as a decision of its own would be back
-                now = time.time()
-                leased = leases.take(account_id, now)
-            if leased is not None:
-                metrics.add(_LEASED)
-                if renewal := leases.renewal_due(account_id, now):
-                    self._renew(account_id, key_id, plan, renewal)
-                return Verdict(leased, "exact", policy)
-            asked, settles = leases.ask(account_id, now)
+                if (verdict := self.leased(account_id, key_id, plan, key_limit)) is not None:
+                    return verdict
+            asked, settles = leases.ask(account_id, time.time())
         decision: Decision | None = None
         try:
             decision = await self.batcher.decide(

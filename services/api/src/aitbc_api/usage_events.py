@@ -56,8 +56,9 @@ class UsagePublisher:
             metrics.inc("aitbc_usage_events_dropped_total")
             log.error("usage buffer full (%d): event dropped", self.capacity)
             return
+        if not self.buffer:  # the publisher waits for an event only with none buffered
+            self._wake.set()
         self.buffer.append(event)
-        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-publisher")

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 import anyio
 from litestar import route
+from litestar.datastructures import State
 from litestar.enums import HttpMethod
 from litestar.types import Method, Receive, Scope, Send
 
@@ -116,37 +117,38 @@ async def _end_on_disconnect(receive: Receive, relaying: anyio.CancelScope) -> N
     include_in_schema=False,
 )
 async def forward(request: Req, path: str) -> Relay:
-    settings: Settings = request.app.state.settings
+    state = request.app.state
+    settings: Settings = state.settings
     full_path = "/v1" + path
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
     headers.append(("x-request-id", request_id_of(request.scope)))
     if full_path in settings.public_routes:
-        upstream = await _send(request, full_path, headers)
+        upstream = await _send(request, state, full_path, headers)
     else:
         caller = await authenticate(request)
         headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
-        limiter: RateLimiter = request.app.state.limiter
+        limiter: RateLimiter = state.limiter
         if (
             settings.speculative_forwarding
             and request.method in _SAFE
             and middleware.in_flight <= SPECULATE_UP_TO
             and limiter.worth_speculating(caller.account_id, time.time())
         ):
-            upstream = await _send_while_deciding(request, caller, full_path, headers)
+            upstream = await _send_while_deciding(request, state, caller, full_path, headers)
         else:
             await limit(request, caller)
-            upstream = await _send(request, full_path, headers)
+            upstream = await _send(request, state, full_path, headers)
     return Relay(upstream)
 
 
 async def _send_while_deciding(
-    request: Req, caller: Principal, full_path: str, headers: list[tuple[str, str]]
+    request: Req, state: State, caller: Principal, full_path: str, headers: list[tuple[str, str]]
 ) -> aiohttp.ClientResponse:
     """A safe request of an authenticated caller whose account has headroom goes upstream
     while its rate-limit decision is taken, so the client waits for the longer of the two, not
     both. The decision still comes first: refused (429, or 503 failing closed), the upstream's
     answer is thrown away unread. Never for a method that may change anything upstream."""
-    sending = asyncio.ensure_future(_send(request, full_path, headers))
+    sending = asyncio.ensure_future(_send(request, state, full_path, headers))
     try:
         await limit(request, caller)
     except BaseException:
@@ -163,11 +165,11 @@ def _drop_unread(sending: asyncio.Future[aiohttp.ClientResponse]) -> None:
 
 
 async def _send(
-    request: Req, full_path: str, headers: list[tuple[str, str]]
+    request: Req, state: State, full_path: str, headers: list[tuple[str, str]]
 ) -> aiohttp.ClientResponse:
     """The request, sent upstream; its response head read. 502/504 when the upstream fails."""
-    settings: Settings = request.app.state.settings
-    session: aiohttp.ClientSession = request.app.state.upstream
+    settings: Settings = state.settings
+    session: aiohttp.ClientSession = state.upstream
     query = _query_without_key(request.scope["query_string"])
     body_failed: list[Exception] = []
     try:
