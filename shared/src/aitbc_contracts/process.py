@@ -7,13 +7,29 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import uvloop
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+async def finish(tasks: Iterable[asyncio.Task[Any]], grace: float) -> None:
+    """Lets `tasks` end on their own for up to `grace` seconds, then cancels the rest and
+    waits for them. Stopping work this way, rather than cancelling it at once, lets a task
+    that is inside a database read give its connection back (an aiosqlite connection
+    cancelled mid-read cannot be, only dropped later)."""
+    tasks = set(tasks)
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace)
+    for task in late:
+        task.cancel()
+    for task in tasks:  # each one's end is seen, a failure too: a stop is no place to raise it
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 async def until_stopped(service: AbstractAsyncContextManager[Any], name: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import zlib
 
 # --- key event log (JetStream) -------------------------------------------------------------
@@ -41,7 +40,6 @@ USAGE_EVENTS_SUBJECTS = f"{USAGE_EVENTS_PREFIX}.>"
 USAGE_AGGREGATOR_DURABLE = "usage-aggregator"  # -<partition>: the aggregates' cursor names
 
 
-@functools.lru_cache(maxsize=1 << 16)  # asked per request and per usage event
 def partition_of(account_id: str, partitions: int = USAGE_PARTITIONS) -> int:
     """A stable hash (CRC32, not Python's salted hash) so every process agrees."""
     return zlib.crc32(account_id.encode()) % partitions

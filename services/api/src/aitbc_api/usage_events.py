@@ -71,9 +71,13 @@ class UsagePublisher:
         """Up to `batch` buffered events as one batch per partition, in order. A batch that
         would be too large to publish keeps its first half; the rest goes back to the front."""
         groups: dict[int, list[UsageEvent]] = {}
+        partitions: dict[str, int] = {}  # a hash per account in the flush, not per event
         for _ in range(min(self.batch, len(self.buffer))):
             event = self.buffer.popleft()
-            groups.setdefault(partition_of(event.account_id), []).append(event)
+            partition = partitions.get(event.account_id)
+            if partition is None:
+                partition = partitions[event.account_id] = partition_of(event.account_id)
+            groups.setdefault(partition, []).append(event)
         batches: list[_Batch] = []
         later: list[UsageEvent] = []
         for partition, events in groups.items():

@@ -29,6 +29,7 @@ from aitbc_contracts.events import (
     decode_event,
 )
 from aitbc_contracts.messages import KeyFacts
+from aitbc_contracts.process import finish
 from aitbc_keys.schema import accounts, api_keys, events, key_secrets
 
 log = logging.getLogger("aitbc_keys.facts")
@@ -167,10 +168,5 @@ class LiveIndex:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Waits for loads under way (for up to `grace` seconds) rather than cancel them:
-        cancelled inside a read, the database connection could not be given back to the pool
-        (aiosqlite's), only dropped later."""
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=grace)
-            for task in late:
-                task.cancel()
+        """Lets loads under way end (for up to `grace` seconds) rather than cancel them."""
+        await finish(self._tasks, grace)

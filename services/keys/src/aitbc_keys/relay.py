@@ -24,6 +24,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, decode_event
+from aitbc_contracts.process import finish
 from aitbc_contracts.subjects import (
     EXPECTED_LAST_SEQUENCE_HEADER,
     HASH_HEADER,
@@ -116,15 +117,11 @@ class Relay:
 
     async def stop(self) -> None:
         """Ends the relay between batches, cancelling it only if that takes longer than a
-        publish may: cancelled inside a read of the store, its database connection could not
-        be given back to the pool (aiosqlite's cannot be terminated), only dropped later."""
+        publish may (see `finish`)."""
         if self._task is not None:
             self._stopping = True
             self._wake.set()
-            await asyncio.wait({self._task}, timeout=self.publish_timeout)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await finish([self._task], self.publish_timeout)
             self._task = None
         await self._close()
 
