@@ -17,6 +17,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 
+def runqueue_seconds(pid: int) -> float:
+    """Seconds a process's threads spent ready to run but waiting for a core (schedstat's
+    second field): how much the other processes on the machine held it back."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            waited += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended; no schedstat
+            continue
+    return waited / 1e9
+
+
 def system_busy() -> tuple[float, float]:
     """CPU seconds the whole machine spent busy, and stolen by the hypervisor (/proc/stat)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -34,9 +46,9 @@ def _children() -> float:
 
 
 class CpuMeter:
-    """CPU seconds of each named process, plus the load generator (children that exited), and
-    of everything else on the machine ("others": the machine is shared; a run with others busy
-    is noise, and the report says so)."""
+    """CPU seconds of each named process (and seconds it waited for a core), plus the load
+    generator (children that exited), and of everything else on the machine ("others": the
+    machine is shared; a run with others busy is noise, and the report says so)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
@@ -44,6 +56,7 @@ class CpuMeter:
         self._wall = 0.0
 
     def __enter__(self) -> CpuMeter:
+        self._waited = {name: runqueue_seconds(pid) for name, pid in self.pids.items()}
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self._start["load generator"] = _children()
         self._system = system_busy()
@@ -53,6 +66,9 @@ class CpuMeter:
     def __exit__(self, *_: object) -> None:
         self.wall = time.perf_counter() - self._wall
         end = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.waited = {
+            name: runqueue_seconds(pid) - self._waited[name] for name, pid in self.pids.items()
+        }
         end["load generator"] = _children()
         busy, steal = system_busy()
         self.seconds = {name: end[name] - self._start[name] for name in end}

@@ -39,6 +39,7 @@ async def http(b: Bench) -> None:
                 result = await http_load.wrk(target, c.seconds, c.connections)
             result["cpu_seconds"] = meter.seconds
             result["wall_seconds"] = meter.wall
+            result["edge_waited_ms_per_s"] = meter.waited["edge"] / meter.wall * 1000
             result["others_cores"] = meter.others / meter.wall
             runs[name].append(result)
         line = "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n in b.targets)
@@ -106,6 +107,7 @@ async def paced(b: Bench) -> None:
                 stop.set()
                 rtts = await probe
                 result["others_cores"] = meter.others / meter.wall
+                result["edge_waited_ms_per_s"] = meter.waited["edge"] / meter.wall * 1000
                 result["busy_cores"] = (sum(meter.seconds.values()) + meter.others) / meter.wall
                 result["cpu_us_per_request"] = {
                     who: seconds / result["requests"] * 1e6
@@ -127,6 +129,7 @@ async def paced(b: Bench) -> None:
                 "decision_probe_p50_ms",
                 "decision_probe_p99_ms",
                 "others_cores",
+                "edge_waited_ms_per_s",
                 "busy_cores",
             )
         }

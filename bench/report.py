@@ -211,12 +211,19 @@ def _http_section(r: dict[str, Any]) -> list[str]:
     for sc in s.values():
         cores = [_cores(run) for run in sc["runs"]]
         busy = sum(sum(c_.values()) for c_ in cores) / len(cores)
+        waited = _median([run.get("edge_waited_ms_per_s", 0.0) for run in sc["runs"]])
         rows.append(
             [sc["name"]]
             + [f"{sc['cpu_us_per_request'][p]:.0f}" for p in procs]
-            + [f"{sum(sc['cpu_us_per_request'].values()):.0f}", f"{busy:.2f}"]
+            + [f"{sum(sc['cpu_us_per_request'].values()):.0f}", f"{busy:.2f}", f"{waited:.0f}"]
         )
-    out.append(_md_table(["scenario", *procs, "total", "cores busy"], rows))
+    out.append(_md_table(["scenario", *procs, "total", "cores busy", "edge waited, ms/s"], rows))
+    out += [
+        "",
+        "'edge waited': milliseconds per second the edge was ready to run but waiting for a "
+        "core (/proc/<pid>/task/*/schedstat), held back by the other processes on the two "
+        "cores.",
+    ]
     if r.get("paced"):
         p = r["paced"]
         b, cc = p["summary"]["B"], p["summary"]["C"]
@@ -259,10 +266,11 @@ def _http_section(r: dict[str, Any]) -> list[str]:
             "",
             "Medians over the rounds. The decision probe sends one single-item DecideBatch to the "
             "usage process every 10 ms during each run: its round trip is what a decision waits "
-            "for at that load. p99 by round, B / C ms (others' load, cores): "
+            "for at that load. p99 by round, B / C ms (the edge's wait for a core, B / C ms "
+            "per second): "
             + "; ".join(
-                f"{rb['p99_ms']:.1f} / {rc['p99_ms']:.1f} ({rb['others_cores']:.2f} / "
-                f"{rc['others_cores']:.2f})"
+                f"{rb['p99_ms']:.1f} / {rc['p99_ms']:.1f} ({rb.get('edge_waited_ms_per_s', 0):.0f}"
+                f" / {rc.get('edge_waited_ms_per_s', 0):.0f})"
                 for rb, rc in zip(p["runs"]["B"], p["runs"]["C"], strict=True)
             )
             + ".",
