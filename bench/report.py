@@ -499,7 +499,8 @@ def markdown(r: dict[str, Any], quick: bool) -> str:
         "# Benchmark results" + (" (--quick: a smoke run, not the record)" if quick else ""),
         "",
         f"Written by `just bench{' --quick' if quick else ''}` on "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {r['wall_seconds']:.0f} s, "
+        f"{r.get('finished') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"in {r['wall_seconds']:.0f} s, "
         f"at commit {m['commit']}. Method: bench/README.md.",
         "",
         "## Machine",

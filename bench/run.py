@@ -163,6 +163,7 @@ class Bench:
         self.results["commands"] = self.commands
         self.results["load_average"]["end"] = load_average()
         self.results["wall_seconds"] = time.perf_counter() - started
+        self.results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         return self.results
 
     def bus(self) -> Any:
