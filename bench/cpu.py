@@ -29,6 +29,15 @@ def runqueue_seconds(pid: int) -> float:
     return waited / 1e9
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Runs every thread of `pid` on `cpus` only (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except OSError:  # a thread that ended meanwhile
+            continue
+
+
 def system_busy() -> tuple[float, float]:
     """CPU seconds the whole machine spent busy, and stolen by the hypervisor (/proc/stat)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from bench.run import Bench
 
 
+# The server under test in each scenario: it gets a CPU of its own (Bench.place).
+SERVER = {"A": "coordinator", "B": "edge", "C": "edge", "D": "peer"}
+
+
 async def http(b: Bench) -> None:
     c = b.config
     assert b.seeded is not None
@@ -26,7 +30,8 @@ async def http(b: Bench) -> None:
         statuses = await fan_out(url, requests, c.connections)
         if statuses.get(200, 0) != len(requests):
             raise RuntimeError(f"warming {b.targets[name].name}: {statuses}")
-    for target in b.targets.values():
+    for name, target in b.targets.items():
+        b.place(SERVER[name])
         b.commands.append(" ".join(target.wrk_argv(c.seconds, c.connections, 1)))
         say(f"warm-up {target.name} ({c.warmup}s)")
         warm = await http_load.wrk(target, c.warmup, c.connections)
@@ -35,6 +40,7 @@ async def http(b: Bench) -> None:
     runs: dict[str, list[dict]] = {name: [] for name in b.targets}
     for round_ in range(c.rounds):
         for name, target in b.targets.items():
+            b.place(SERVER[name])
             with CpuMeter(b._http_pids()) as meter:
                 result = await http_load.wrk(target, c.seconds, c.connections)
             result["cpu_seconds"] = meter.seconds
@@ -94,6 +100,7 @@ async def paced(b: Bench) -> None:
             " ".join(b.targets[name].paced_argv(rate, c.paced_seconds, c.connections))
         )
     assert b.seeded is not None
+    b.place("edge")
     probe_work = bus_load.decide_work(usage_decide_subject, [b.seeded.bulk[-1].account_id], 1)[0]
     async with b.bus() as nc:
         for _ in range(c.paced_rounds):
@@ -175,6 +182,7 @@ async def profile(b: Bench) -> None:
     out_dir = RESULTS / ("profiles-quick" if c.quick else "profiles")
     out_dir.mkdir(parents=True, exist_ok=True)
     found: dict[str, Any] = {}
+    b.place("edge")
     for name in ("B", "C"):
         say(f"profiling the edge (and usage) under {b.targets[name].name} ({seconds:.0f}s)")
         load = asyncio.create_task(http_load.wrk(b.targets[name], seconds + 2, c.connections))
@@ -190,6 +198,7 @@ async def profile(b: Bench) -> None:
         found[f"edge-{name}"] = summary
         if name == "C":
             found["usage-C"] = profiles.summarize(folded[1])
+    b.place(None)
     async with b.bus() as nc:
         assert b.seeded is not None
         accounts = [a.account_id for a in b.seeded.bulk[: c.decision_accounts]]

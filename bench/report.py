@@ -146,6 +146,17 @@ def _http_section(r: dict[str, Any]) -> list[str]:
         "worker, uvloop + httptools, no access log in uvicorn.",
         "",
     ]
+    placed = r.get("placement")
+    if placed:
+        out[-1:] = [
+            "",
+            f"The server under test (the Coordinator in A, the edge in B and C, the peer in D) "
+            f"runs alone on CPU {placed['server'][0]}; the rest of the stack (NATS, the usage "
+            f"and keys services, the Coordinator behind the edge, Redis) and the load generator "
+            f"on CPU {', '.join(str(c_) for c_ in placed['rest'])}, as the paced rounds and the "
+            "profiles do with the edge.",
+            "",
+        ]
     procs = list(next(iter(s.values()))["cpu_us_per_request"])
     rows = []
     for sc in s.values():

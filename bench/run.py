@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import shutil
 import signal
@@ -52,7 +53,7 @@ from bench import (
     report,
 )
 from bench.common import RESULTS, say
-from bench.cpu import load_average
+from bench.cpu import load_average, pin
 from bench.peer_app import create_database
 from bench.seed import Seeded, seed
 from bench.stack import Stack, answered
@@ -130,12 +131,16 @@ class Bench:
         self.results: dict[str, Any] = {"config": asdict(config)}
         self.commands: list[str] = []
         self.seeded: Seeded | None = None
+        self.cpus = sorted(os.sched_getaffinity(0))
 
     # --- phases ------------------------------------------------------------------------------
 
     async def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         self.results["machine"] = machine.describe()
+        self.results["placement"] = (
+            {"server": self.cpus[:1], "rest": self.cpus[1:]} if len(self.cpus) > 1 else None
+        )
         self.results["load_average"] = {"start": load_average()}
         phases: dict[str, float] = {}
         self.results["phase_seconds"] = phases
@@ -158,6 +163,7 @@ class Bench:
         await phase("paced", http_phases.paced(self))
         if self.config.profile_seconds:
             await phase("profiles", http_phases.profile(self))
+        self.place(None)
         await phase("revocations", edge_phases.revocations(self))
         await phase("edge memory", edge_phases.edge_memory(self))
         self.results["commands"] = self.commands
@@ -302,6 +308,23 @@ class Bench:
         return self.stack.nats.process.pid
 
     # --- HTTP --------------------------------------------------------------------------------
+
+    def place(self, server: str | None) -> None:
+        """The server under test alone on the first CPU, and everything else on the others: the
+        rest of the stack, and the load generators and profilers this process starts. The
+        deployment DESIGN.md intends gives the edge machines of their own; on shared cores, the
+        usage service's and nats-server's bursts would queue the edge behind them. None: every
+        process on every CPU again. On one CPU, nothing to place."""
+        if len(self.cpus) < 2:
+            return
+        first, rest = {self.cpus[0]}, set(self.cpus[1:])
+        if server is None:
+            first = rest = set(self.cpus)
+        pids = {name: proc.pid for name, proc in self.stack.procs.items() if proc.popen}
+        pids["nats-server"] = self._nats_pid()
+        for name, pid in pids.items():
+            pin(pid, first if name == server else rest)
+        os.sched_setaffinity(0, rest)  # the children this process starts inherit it
 
     def _http_pids(self) -> dict[str, int]:
         names = ("edge", "coordinator", "usage", "keys", "peer", "redis")
