@@ -31,7 +31,11 @@ def runqueue_seconds(pid: int) -> float:
 
 def pin(pid: int, cpus: set[int]) -> None:
     """Runs every thread of `pid` on `cpus` only (threads it starts later inherit it)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process is gone: nothing to place
+        return
+    for task in tasks:
         try:
             os.sched_setaffinity(int(task.name), cpus)
         except OSError:  # a thread that ended meanwhile
