@@ -324,12 +324,55 @@ async def test_the_usage_service_holds_refusals_for_leases_but_never_renewals() 
 def test_a_renewal_tops_the_lease_up_so_a_lease_in_little_use_does_not_grow() -> None:
     book = LeaseBook(units=32)
     grant(book, "a1", remaining=999, lease=32, now=T0 + 1)
-    book.take("a1", T0 + 1)
-    late = T0 + 1 + LEASE_SECONDS * 0.8  # most of its time gone, 31 units still left
-    assert book.renewal_due("a1", late) == 0  # one more would not be lent
-    for _ in range(10):
+    late = T0 + 1 + LEASE_SECONDS * 0.8  # most of its time gone
+    for _ in range(11):
         book.take("a1", late)
     assert book.renewal_due("a1", late) == 11  # back up to 32
+
+
+def test_a_lease_whose_time_runs_out_with_units_to_spare_is_extended_with_the_least_lent() -> None:
+    book = LeaseBook(units=32)
+    grant(book, "a1", remaining=999, lease=32, now=T0 + 1)
+    book.take("a1", T0 + 1)
+    assert book.renewal_due("a1", T0 + 1 + LEASE_SECONDS * 0.4) == 0  # 31 left, time too
+    late = T0 + 1 + LEASE_SECONDS * 0.8
+    assert book.renewal_due("a1", late) == 2  # no more units needed: only more time
+    # the usage service counts 1 + 32 used: 967 remain before the renewal's 2
+    book.answered("a1", Decision(True, LIMIT, 1000 - 33, RESET, lease=2), late)
+    after = book.take("a1", T0 + 1 + LEASE_SECONDS * 1.5)  # the first lease would be over
+    assert after is not None and after.remaining == 999 - 2
+
+
+def test_renewals_go_out_earlier_when_decisions_take_long_to_come_back() -> None:
+    quick, slow = LeaseBook(units=32), LeaseBook(units=32)
+    now = T0 + 1
+    for _ in range(40):  # decisions that lend come back after 80 ms
+        for account in ("a1", "a2"):
+            slow.ask(account, now - 0.08)
+            slow.answered(account, Decision(True, LIMIT, 999, RESET, lease=32), now)
+        now += 0.1
+    slow.answered("a1", None, now + 5)  # a failed one: its time says nothing
+    assert slow.round_trip == pytest.approx(0.08, rel=0.01)  # so 2 round trips are 0.16 s
+    now -= 0.1
+    for account in ("a1", "a2"):
+        grant(quick, account, remaining=999, lease=32, now=now)
+        for book in (quick, slow):
+            book.take(account, now)
+    # By time: half of the lease's 0.2 s is enough ahead for one, not the other.
+    for book in (quick, slow):
+        assert book.renewal_due("a1", now + 0.03) == 0
+    assert quick.renewal_due("a1", now + 0.05) == 0
+    assert slow.renewal_due("a1", now + 0.05) == 2  # only time is short: the least lent
+    # By units: at 25 of 32 left for one, at half for the other; sized to the pace while the
+    # lease lasts and while the renewal is out.
+    for book in (quick, slow):
+        for _ in range(6):
+            book.take("a2", now + 0.02)
+    assert quick.renewal_due("a2", now + 0.02) == 0
+    assert slow.renewal_due("a2", now + 0.02) == round(7 * 0.28 / 0.02) - 25
+    for _ in range(9):
+        quick.take("a2", now + 0.02)
+    assert quick.renewal_due("a2", now + 0.02) == round(16 * 0.2 / 0.02) - 16
 
 
 def test_a_renewal_sizes_a_busy_lease_to_its_pace_up_to_a_limit() -> None:

@@ -8,8 +8,10 @@ serves a lease's worth of requests instead of one each, and the limit stays exac
 count as used until they come back, and a refusal waits for them.
 
 A renewal is asked for at half (of the units or of the time), so it has as long again to come
-back, and it sizes the lease to the account's pace on this edge: a busy edge's round trips are
-long, and a lease that runs dry makes every request of the account wait for one.
+back; earlier when decisions take longer than that to come back (a saturated edge's event loop
+is slow to answer: tens of ms), so that it still comes back before the lease runs out. It sizes
+the lease to the account's pace on this edge: a lease that runs dry makes every request of the
+account wait for one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import LEASE_SECONDS, Decision, Settle
 
 GROWTH = 8  # a lease grows to at most this many times the units a first decision asks for
+RENEW_AHEAD = 2  # round trips: a renewal goes out while the lease still lasts this many
 
 
 class Lease:
@@ -59,6 +62,9 @@ class LeaseBook:
         self._leases: dict[str, Lease] = {}
         # accounts with a decision out that asked for a lease -> the requests waiting for it
         self._asking: dict[str, list[asyncio.Future[None]]] = {}
+        self._asked_at: dict[str, float] = {}
+        self.round_trip = 0.0  # how long a decision that lends takes to come back, smoothed
+        self.ahead = LEASE_SECONDS / 2  # a renewal goes out with this much of a lease left
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -88,25 +94,34 @@ class LeaseBook:
         settles = lease.settle(account_id, now) if lease is not None else None
         if account_id in self._asking:
             return 0, settles
-        self._asking[account_id] = []
+        self._asking[account_id], self._asked_at[account_id] = [], now
         return self.units, settles
 
     def renewal_due(self, account_id: str, now: float) -> int:
         """After a request was admitted from the lease: the units to renew it with now, ahead of
-        need (when half of what it held at its last renewal is used, or half of its time), or
-        0. A renewal tops the lease up to what the account's pace since then would use in
-        LEASE_SECONDS, at least `units` and at most `most`: a lease in little use does not
-        grow. Nonzero starts the renewal; `answered` ends it."""
+        need, or 0. Ahead means when half of what it held at its last renewal is used, or half
+        of its time; or earlier, when RENEW_AHEAD round trips take longer than that half.
+
+        A renewal tops the lease up to what the account's pace since then would use in
+        LEASE_SECONDS and while the renewal is out, at least `units` and at most `most`: a
+        lease in little use does not grow. When its time runs out with units to spare, the
+        renewal asks for the least that is lent, which extends its time: otherwise every
+        request of the account would wait for a decision when it ends. Nonzero starts the
+        renewal; `answered` ends it."""
         lease = self._leases.get(account_id)
         if lease is None or account_id in self._asking:
             return 0
-        if lease.left > lease.full // 2 and now < lease.expires - LEASE_SECONDS / 2:
+        ahead = self.ahead
+        running_out = now >= lease.expires - ahead
+        if not running_out and lease.left > lease.full * ahead / LEASE_SECONDS:
             return 0
-        pace = lease.taken * LEASE_SECONDS / max(now - lease.since, 0.001)
+        pace = lease.taken * (LEASE_SECONDS + self.round_trip) / max(now - lease.since, 0.001)
         wanted = min(max(self.units, round(pace)), self.most) - lease.left
         if wanted < 2:  # none would be lent (aitbc_contracts.ratelimit.lease_size)
-            return 0
-        self._asking[account_id] = []
+            if not running_out:
+                return 0
+            wanted = 2
+        self._asking[account_id], self._asked_at[account_id] = [], now
         return wanted
 
     def lease_coming(self, account_id: str) -> asyncio.Future[None] | None:
@@ -122,6 +137,10 @@ class LeaseBook:
     def answered(self, account_id: str, decision: Decision | None, now: float) -> None:
         """The decision that asked, or renewed, has come back (None: it failed); keeps what it
         lent: a renewal adds to the lease in use, which is settled as one when it ends."""
+        asked_at = self._asked_at.pop(account_id, None)
+        if asked_at is not None and decision is not None:  # a failure's time says nothing
+            self.round_trip += (max(now - asked_at, 0.0) - self.round_trip) / 8
+            self.ahead = min(max(LEASE_SECONDS / 2, RENEW_AHEAD * self.round_trip), LEASE_SECONDS)
         if decision is not None and decision.lease > 0 and decision.admitted:
             lease = self._leases.pop(account_id, None)  # re-inserted: the order is lending's
             if lease is not None and lease.reset == decision.reset:
