@@ -4,12 +4,13 @@ edge's batches: one per partition per flush, in order, never too large to publis
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from aitbc_api import metrics
-from aitbc_api.usage_events import MAX_BATCH_BYTES, UsagePublisher
+from aitbc_api.usage_events import MAX_BATCH_BYTES, Served, UsagePublisher, route_template
 from aitbc_contracts.subjects import (
     USAGE_EVENTS_SUBJECTS,
     partition_of,
@@ -99,11 +100,29 @@ def test_an_event_is_still_built_as_before() -> None:
     assert json.loads(msgspec.json.encode(event)) == SINGLE
 
 
-def _event(account: str, number: int, route: str = "/v1/jobs") -> UsageEvent:
-    return msgspec.json.decode(
-        json.dumps(with_(account_id=account, event_id=f"e{number}", route=route)).encode(),
-        type=UsageEvent,
+def _served(account: str, number: int, route: str = "/v1/jobs") -> Served:
+    return Served(f"r{number}", account, "key_1", "GET", route, route, 200, 1.0, "admitted", 1e9)
+
+
+def test_an_event_is_made_from_the_request_as_it_was_served() -> None:
+    served = Served(
+        "r1", "acc_1", "key_1", "POST", "", "/v1/jobs/123/logs", 201, 12.34567, "admitted", 1e9
     )
+    event, again = served.event(), served.event()
+    assert event.at == datetime.fromtimestamp(1e9, UTC) and event.latency_ms == 12.346
+    assert (event.request_id, event.account_id, event.key_id, event.method) == (
+        "r1", "acc_1", "key_1", "POST"
+    )  # fmt: skip
+    assert (event.route, event.status, event.decision) == ("/v1/jobs/{id}/logs", 201, "admitted")
+    assert len(event.event_id) == 32 and event.event_id != again.event_id
+
+
+def test_a_route_template_is_the_matched_one_or_the_path_without_its_ids() -> None:
+    assert route_template("/v1/keys/{key_id:str}", "/v1/keys/key_1") == "/v1/keys/{key_id:str}"
+    forwarded = "/v1/{path:path}"  # the catch-all says nothing
+    assert route_template(forwarded, "/v1/jobs") == "/v1/jobs"
+    assert route_template(forwarded, "/v1/jobs/job_0a1b2c3d4e") == "/v1/jobs/{id}"
+    assert route_template("", "/v1/miners/42/jobs") == "/v1/miners/{id}/jobs"
 
 
 def _accounts() -> tuple[str, str]:
@@ -115,9 +134,9 @@ def _accounts() -> tuple[str, str]:
 def test_a_flush_is_one_batch_per_partition_with_each_partitions_order_kept() -> None:
     a, b = _accounts()
     publisher = UsagePublisher(None, capacity=1000, batch=500)  # type: ignore[arg-type]
-    events = [_event(a if n % 3 else b, n) for n in range(30)]
-    for e in events:
-        publisher.emit(e)
+    served = [_served(a if n % 3 else b, n) for n in range(30)]
+    for s in served:
+        publisher.emit(s)
     batches = publisher._form()
     assert sorted(x.subject for x in batches) == sorted(
         usage_batch_subject(partition_of(x)) for x in (a, b)
@@ -125,8 +144,10 @@ def test_a_flush_is_one_batch_per_partition_with_each_partitions_order_kept() ->
     assert len({x.msg_id for x in batches}) == 2
     for x in batches:
         got = usage_events_of(x.payload)
-        assert got == [
-            e for e in events if usage_batch_subject(partition_of(e.account_id)) == x.subject
+        assert [e.request_id for e in got] == [
+            s.request_id
+            for s in served
+            if usage_batch_subject(partition_of(s.account_id)) == x.subject
         ]
         assert x.size == len(got)
 
@@ -135,19 +156,18 @@ def test_a_batch_too_large_to_publish_is_split_and_the_rest_waits_in_order() -> 
     a, b = _accounts()
     publisher = UsagePublisher(None, capacity=1000, batch=500)  # type: ignore[arg-type]
     big = "/" + "x" * (MAX_BATCH_BYTES // 3)
-    events = [_event(a, n, big) for n in range(5)] + [_event(b, 5)]
-    for e in events:
-        publisher.emit(e)
+    for s in [_served(a, n, big) for n in range(5)] + [_served(b, 5)]:
+        publisher.emit(s)
     flushes = []
     while publisher.buffer:
         flushes.append(publisher._form())
         assert all(len(x.payload) <= MAX_BATCH_BYTES for x in flushes[-1])
     assert len(flushes) > 1
-    sent = [e.event_id for f in flushes for x in f for e in usage_events_of(x.payload)]
-    assert [n for n in sent if n != "e5"] == ["e0", "e1", "e2", "e3", "e4"]  # in order
+    sent = [e.request_id for f in flushes for x in f for e in usage_events_of(x.payload)]
+    assert [n for n in sent if n != "r5"] == ["r0", "r1", "r2", "r3", "r4"]  # in order
     # One event too large on its own can never be stored: dropped, and counted.
     dropped = metrics.counters["aitbc_usage_events_dropped_total"]
     publisher.buffer.clear()
-    publisher.emit(_event(a, 9, "/" + "x" * MAX_BATCH_BYTES))
+    publisher.emit(_served(a, 9, "/" + "x" * MAX_BATCH_BYTES))
     assert publisher._form() == []
     assert metrics.counters["aitbc_usage_events_dropped_total"] == dropped + 1

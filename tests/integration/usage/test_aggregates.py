@@ -11,7 +11,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
-from aitbc_api.usage_events import UsagePublisher
+from aitbc_api.usage_events import Served, UsagePublisher
 from aitbc_contracts.subjects import (
     MSG_ID_HEADER,
     partition_of,
@@ -45,6 +45,14 @@ def event(
         decision=decision,  # type: ignore[arg-type]
         at=at,
     )
+
+
+def served(account: str, status: int = 200) -> Served:
+    """A request as the edge records it for its publisher, which makes its event."""
+    return Served(
+        uuid.uuid4().hex, account, "key_1", "GET", "", "/v1/jobs", status, 1.5, "admitted",
+        T0.timestamp(),
+    )  # fmt: skip
 
 
 async def publish(nc: NATS, events: list[UsageEvent]) -> None:
@@ -146,7 +154,7 @@ async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops
         dropped_before = metrics.counters["aitbc_usage_events_dropped_total"]
         system.nats.stop()
         for _ in range(60):
-            publisher.emit(event(account))
+            publisher.emit(served(account))
         assert len(publisher.buffer) == 50
         assert metrics.counters["aitbc_usage_events_dropped_total"] - dropped_before == 10
         system.nats.start()
@@ -211,8 +219,8 @@ async def test_a_retried_batch_is_stored_and_counted_once(system: System) -> Non
         publisher = AckLost(system.nc)
         publisher.start()
         for _ in range(30):
-            publisher.emit(event(account))
-            publisher.emit(event(other, status=404))
+            publisher.emit(served(account))
+            publisher.emit(served(other, status=404))
         while publisher.buffer or publisher.unsent:  # its own loop retries
             await asyncio.sleep(0.05)
         await publisher.stop()
@@ -260,7 +268,7 @@ async def test_single_events_and_batches_in_one_stream_are_both_counted(system: 
     publisher = UsagePublisher(system.nc, capacity=100, linger=0.01)
     publisher.start()
     for _ in range(6):
-        publisher.emit(event(account, status=404))
+        publisher.emit(served(account, status=404))
     await publisher.stop()
     async with system.usage() as service:
         counted = await wait_requests(service.engine, account, 10)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
@@ -25,8 +23,10 @@ from litestar.types import (
 )
 
 from aitbc_api.errors import ApiError
+from aitbc_api.ids import new_id
+from aitbc_api.usage_events import Served
 from aitbc_contracts.messages import Code
-from aitbc_contracts.usage import Outcome, UsageEvent
+from aitbc_contracts.usage import Outcome
 
 if TYPE_CHECKING:
     from aitbc_api.auth import Principal
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 CONTEXT_KEY = "aitbc"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-# Path segments that are ids, not routes: replaced by {id} in the usage route template.
-_ID_SEGMENT = re.compile(r"[0-9]+|[0-9a-fA-F-]{16,}|[A-Za-z]+_[0-9A-Za-z]{8,}|[0-9A-Za-z_-]{24,}")
 
 access_log = logging.getLogger("aitbc.api.access")
 in_flight = 0  # HTTP requests this process is serving now: how busy it is
@@ -56,49 +54,6 @@ def context_of(scope: Scope) -> RequestContext:
 
 def request_id_of(scope: Scope) -> str:
     return context_of(scope).request_id
-
-
-_templates: dict[str, str] = {}  # forwarded path -> its template; most traffic repeats paths
-_TEMPLATES_KEPT = 4096
-
-
-def route_template(scope: Scope) -> str:
-    template: str = scope.get("path_template", "")  # type: ignore[assignment]
-    if template and "{path" not in template:  # the forwarder's catch-all says nothing
-        return template
-    path = scope["path"]
-    template = _templates.get(path, "")
-    if not template:
-        template = "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))
-        if len(_templates) >= _TEMPLATES_KEPT:
-            _templates.clear()  # ids make paths unbounded; start over rather than grow
-        _templates[path] = template
-    return template
-
-
-class _RandomIds:
-    """128-bit random ids in hex, as uuid4().hex but without a getrandom() call per id:
-    the kernel's randomness is read 256 ids at a time."""
-
-    __slots__ = ("_at", "_pool")
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._pool = ""
-        self._at = 0
-
-    def __call__(self) -> str:
-        if self._at >= len(self._pool):
-            self._pool, self._at = os.urandom(16 * 256).hex(), 0
-        start = self._at
-        self._at += 32
-        return self._pool[start : self._at]
-
-
-new_id = _RandomIds()
-os.register_at_fork(after_in_child=new_id.reset)  # a forked worker must not repeat ids
 
 
 def _read_head(scope: Scope) -> tuple[str, bool]:
@@ -220,17 +175,18 @@ def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: 
         outcome = "admitted" if verdict.decision and verdict.decision.admitted else "limited"
     else:
         outcome = "fail_open" if verdict.mode == "fail-open" else "fail_closed"
+    principal = context.principal
     scope["app"].state.usage_publisher.emit(
-        UsageEvent(
-            event_id=new_id(),
-            request_id=context.request_id,
-            account_id=context.principal.account_id,
-            key_id=context.principal.key_id,
-            method=scope["method"],
-            route=route_template(scope),
-            status=status,
-            latency_ms=round(latency_ms, 3),
-            decision=outcome,
-            at=datetime.now(UTC),
+        Served(
+            context.request_id,
+            principal.account_id,
+            principal.key_id,
+            scope["method"],
+            scope.get("path_template", ""),  # type: ignore[arg-type]
+            scope["path"],
+            status,
+            latency_ms,
+            outcome,
+            time.time(),
         )
     )

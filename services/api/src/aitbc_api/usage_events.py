@@ -6,6 +6,9 @@ nats-server and the aggregator pay per message. A batch, once formed, is retried
 often the ack was lost; and no newer batch goes out before it, so a partition keeps its order.
 The buffer is bounded; what does not fit is counted as dropped, never silently lost. While
 NATS or the usage stream is away, events wait and go out when it is back.
+
+A request is buffered as it was served (`Served`), and its event is made at the flush: in one
+loop over a batch, that work costs a fraction of what it costs on each response's way out.
 """
 
 from __future__ import annotations
@@ -13,20 +16,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
+from aitbc_api.ids import new_id
 from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_batch_subject
-from aitbc_contracts.usage import UsageBatch, UsageEvent
+from aitbc_contracts.usage import Outcome, UsageBatch, UsageEvent
 
 log = logging.getLogger("aitbc.api.usage_events")
 _encode = msgspec.json.Encoder().encode
 MAX_BATCH_BYTES = 512 * 1024  # well inside NATS's default max_payload (1 MB), with headers
+# Path segments that are ids, not routes: replaced by {id} in the usage route template.
+_ID_SEGMENT = re.compile(r"[0-9]+|[0-9a-fA-F-]{16,}|[A-Za-z]+_[0-9A-Za-z]{8,}|[0-9A-Za-z_-]{24,}")
+_templates: dict[str, str] = {}  # forwarded path -> its template; most traffic repeats paths
+_TEMPLATES_KEPT = 4096
+
+
+def route_template(template: str, path: str) -> str:
+    """The matched route's template; for the forwarder's catch-all, which says nothing, the
+    path with its ids replaced: /v1/jobs/{id}."""
+    if template and "{path" not in template:
+        return template
+    template = _templates.get(path, "")
+    if not template:
+        template = "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))
+        if len(_templates) >= _TEMPLATES_KEPT:
+            _templates.clear()  # ids make paths unbounded; start over rather than grow
+        _templates[path] = template
+    return template
+
+
+class Served(msgspec.Struct, gc=False):
+    """A request as it was served, recorded on its way out; `event()` makes its usage event."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    method: str
+    template: str  # the matched route's, as the ASGI scope has it ("" for none)
+    path: str
+    status: int
+    latency_ms: float
+    decision: Outcome
+    at: float  # time.time()
+
+    def event(self) -> UsageEvent:
+        return UsageEvent(
+            event_id=new_id(),
+            request_id=self.request_id,
+            account_id=self.account_id,
+            key_id=self.key_id,
+            method=self.method,
+            route=route_template(self.template, self.path),
+            status=self.status,
+            latency_ms=round(self.latency_ms, 3),
+            decision=self.decision,
+            at=datetime.fromtimestamp(self.at, UTC),
+        )
 
 
 @dataclass(frozen=True)
@@ -45,20 +98,20 @@ class UsagePublisher:
         self.capacity = capacity
         self.batch = batch
         self.linger = linger
-        self.buffer: deque[UsageEvent] = deque()
+        self.buffer: deque[Served] = deque()
         self.unsent: list[_Batch] = []  # formed but not yet stored: retried exactly as they are
         self._unsent_events = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def emit(self, event: UsageEvent) -> None:
+    def emit(self, served: Served) -> None:
         if len(self.buffer) + self._unsent_events >= self.capacity:
             metrics.inc("aitbc_usage_events_dropped_total")
             log.error("usage buffer full (%d): event dropped", self.capacity)
             return
         if not self.buffer:  # the publisher waits for an event only with none buffered
             self._wake.set()
-        self.buffer.append(event)
+        self.buffer.append(served)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-publisher")
@@ -70,24 +123,23 @@ class UsagePublisher:
     def _form(self) -> list[_Batch]:
         """Up to `batch` buffered events as one batch per partition, in order. A batch that
         would be too large to publish keeps its first half; the rest goes back to the front."""
-        groups: dict[int, list[UsageEvent]] = {}
+        groups: dict[int, list[Served]] = {}
         partitions: dict[str, int] = {}  # a hash per account in the flush, not per event
         for _ in range(min(self.batch, len(self.buffer))):
-            event = self.buffer.popleft()
-            partition = partitions.get(event.account_id)
+            served = self.buffer.popleft()
+            partition = partitions.get(served.account_id)
             if partition is None:
-                partition = partitions[event.account_id] = partition_of(event.account_id)
-            groups.setdefault(partition, []).append(event)
+                partition = partitions[served.account_id] = partition_of(served.account_id)
+            groups.setdefault(partition, []).append(served)
         batches: list[_Batch] = []
-        later: list[UsageEvent] = []
-        for partition, events in groups.items():
+        later: list[Served] = []
+        for partition, group in groups.items():
+            events = [served.event() for served in group]
             payload = _encode(UsageBatch(events=events))
-            tail: list[UsageEvent] = []
             while len(payload) > MAX_BATCH_BYTES and len(events) > 1:
-                half = len(events) // 2
-                events, tail = events[:half], events[half:] + tail
+                events = events[: len(events) // 2]
                 payload = _encode(UsageBatch(events=events))
-            later.extend(tail)
+            later.extend(group[len(events) :])  # made again at a later flush
             if len(payload) > MAX_BATCH_BYTES:  # one event alone: it could never be stored
                 metrics.inc("aitbc_usage_events_dropped_total")
                 log.error("usage event of %d bytes dropped: too large to publish", len(payload))
