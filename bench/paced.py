@@ -16,6 +16,7 @@ import json
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -31,7 +32,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def paced(
     url: str, requests: list[bytes], rate: float, duration: float, connections: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     clock = time.perf_counter
     idle: deque[Connection] = deque(Connection.to(url) for _ in range(connections))
     backlog: deque[tuple[float, bytes]] = deque()
@@ -100,6 +101,8 @@ async def paced(
         "max_ms": scheduled_ms[-1] if scheduled_ms else float("nan"),
         "wire_p50_ms": percentile(wire_ms, 50),
         "wire_p99_ms": percentile(wire_ms, 99),
+        # every latency, to the microsecond: the caller pools its rounds (and drops these)
+        "from_schedule_ms": [round(x, 3) for x in scheduled_ms],
     }
 
 

@@ -208,7 +208,8 @@ def _http_section(r: dict[str, Any]) -> list[str]:
             f"asking, and the other {decided - leased:,.0f} in {batches:,.0f} DecideBatch "
             f"requests: **{decided / batches:.2f} requests per decision message** on average at "
             "this load (a decision far from the limit lends the edge more units, 32 at first and "
-            "then what the account's pace needs, renewed at half; the adaptive batcher sends "
+            "then what the account's pace needs, renewed at half or two round trips ahead, "
+            "whichever is earlier; the adaptive batcher sends "
             "what arrives in one event-loop turn at once while fewer than four batches are in "
             "flight for the partition).",
         ]
@@ -291,6 +292,16 @@ def _http_section(r: dict[str, Any]) -> list[str]:
             f"({', '.join(f'{x:.1f}' for x in p['per_round_p99_differences_ms'])} ms by round), "
             f"{p['wire_p99_difference_ms']:.2f} ms on the wire.",
         ]
+        if "pooled_p99_ms" in p:
+            pb, pc = p["pooled_p99_ms"]["B"], p["pooled_p99_ms"]["C"]
+            out += [
+                "",
+                f"The p99 of all rounds' requests together ({p['pooled_requests']['B']:,} of B, "
+                f"{p['pooled_requests']['C']:,} of C): B {pb:.2f} ms, C {pc:.2f} ms, difference "
+                f"**{p['pooled_p99_difference_ms']:.2f} ms**. A round's p99 rests on its few "
+                "dozen slowest requests, so a single pause of the machine sets it; pooled, it "
+                "rests on hundreds.",
+            ]
         shown = ("edge", "coordinator", "usage", "nats-server", "load generator")
         out += [
             "",

@@ -330,17 +330,43 @@ def test_a_renewal_tops_the_lease_up_so_a_lease_in_little_use_does_not_grow() ->
     assert book.renewal_due("a1", late) == 11  # back up to 32
 
 
-def test_a_lease_whose_time_runs_out_with_units_to_spare_is_extended_with_the_least_lent() -> None:
+def slow(book: LeaseBook, round_trip: float) -> float:
+    """Decisions that lend come back after `round_trip`, until the book's estimate is that;
+    returns the time of the last answer."""
+    now = T0 + 1
+    for _ in range(60):
+        book.ask("other", now)
+        now += round_trip
+        book.answered("other", Decision(True, LIMIT, 999, RESET, lease=32), now)
+    assert book.round_trip == pytest.approx(round_trip, rel=0.01)
+    return now
+
+
+def test_a_busy_lease_whose_time_runs_out_with_units_to_spare_is_extended() -> None:
     book = LeaseBook(units=32)
-    grant(book, "a1", remaining=999, lease=32, now=T0 + 1)
-    book.take("a1", T0 + 1)
-    assert book.renewal_due("a1", T0 + 1 + LEASE_SECONDS * 0.4) == 0  # 31 left, time too
-    late = T0 + 1 + LEASE_SECONDS * 0.8
+    now = slow(book, 0.03)
+    book.ask("a1", now)
+    book.answered("a1", Decision(True, LIMIT, 999, RESET, lease=64), now)
+    for _ in range(8):  # 8 requests in 0.16 s: more than one per round trip
+        book.take("a1", now + LEASE_SECONDS * 0.8)
+    assert book.renewal_due("a1", now + LEASE_SECONDS * 0.4) == 0  # 56 left, time too
+    late = now + LEASE_SECONDS * 0.8
     assert book.renewal_due("a1", late) == 2  # no more units needed: only more time
-    # the usage service counts 1 + 32 used: 967 remain before the renewal's 2
-    book.answered("a1", Decision(True, LIMIT, 1000 - 33, RESET, lease=2), late)
-    after = book.take("a1", T0 + 1 + LEASE_SECONDS * 1.5)  # the first lease would be over
-    assert after is not None and after.remaining == 999 - 2
+    # the usage service counts 1 + 64 used: 935 remain before the renewal's 2
+    book.answered("a1", Decision(True, LIMIT, 1000 - 65, RESET, lease=2), late)
+    after = book.take("a1", now + LEASE_SECONDS * 1.5)  # the first lease would be over
+    assert after is not None and after.remaining == 999 - 9
+
+
+def test_a_slow_accounts_lease_ends_and_is_settled_rather_than_extended() -> None:
+    book = LeaseBook(units=32)
+    now = slow(book, 0.03)
+    book.ask("a1", now)
+    book.answered("a1", Decision(True, LIMIT, 999, RESET, lease=32), now)
+    book.take("a1", now + LEASE_SECONDS * 0.8)  # 1 request in 0.16 s: less than one per trip
+    assert book.renewal_due("a1", now + LEASE_SECONDS * 0.8) == 0
+    over = book.due(now + LEASE_SECONDS)[partition_of("a1")]
+    assert over == [Settle("a1", 32, 31, RESET)]  # its 31 unused units go back
 
 
 def test_renewals_go_out_earlier_when_decisions_take_long_to_come_back() -> None:

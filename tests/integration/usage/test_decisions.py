@@ -63,6 +63,9 @@ async def test_requests_go_to_the_partition_that_owns_the_account(system: System
         batcher = DecisionBatcher(system.nc, timeout=5)
         for account in accounts:
             await batcher.decide(Decide(account, "k"))
+        async with asyncio.timeout(5):  # the monitor's copies may be dispatched after the replies
+            while len(subjects) < len(accounts):
+                await asyncio.sleep(0.01)
     await monitor.unsubscribe()
     assert subjects == [usage_decide_subject(partition_of(a)) for a in accounts]
 

@@ -15,9 +15,10 @@ from aitbc_api import key_events, metrics
 from aitbc_api.auth import API_KEY_QUERY, AuthCache, Authenticator
 from aitbc_api.clients import KeysClient, UsageClient
 from aitbc_api.dashboard import dashboard_router, session_store, with_dashboard_pages
+from aitbc_api.edge import Edge
 from aitbc_api.errors import exception_handlers
 from aitbc_api.limits import DecisionBatcher, RateLimiter
-from aitbc_api.middleware import EdgeMiddleware
+from aitbc_api.middleware import EdgeMiddleware, edge_of
 from aitbc_api.routes.accounts import sign_up
 from aitbc_api.routes.api_keys import ApiKeysController
 from aitbc_api.routes.proxy import forward, upstream_session
@@ -35,8 +36,8 @@ log = logging.getLogger("aitbc.api")
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
 def metrics_endpoint(request: Req) -> str:
-    state = request.app.state
-    return metrics.render({"aitbc_usage_events_buffered": len(state.usage_publisher.buffer)})
+    buffered = len(edge_of(request).usage_publisher.buffer)
+    return metrics.render({"aitbc_usage_events_buffered": buffered})
 
 
 def _openapi() -> OpenAPIConfig:
@@ -96,17 +97,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 LEASE_DUE_SECONDS,
             )
         async with upstream_session(settings) as upstream:
-            app.state.update(
+            app.state.edge = Edge(
                 settings=settings,
-                keys_client=keys,
-                usage_client=UsageClient(nc, settings.keys_timeout),
-                dashboard_sessions=await session_store(settings, nc),
                 authenticator=Authenticator(
                     cache, keys, FailureThrottle(settings.auth_failure_budget)
                 ),
                 limiter=limiter,
                 usage_publisher=publisher,
                 upstream=upstream,
+                keys_client=keys,
+                usage_client=UsageClient(nc, settings.keys_timeout),
+                dashboard_sessions=await session_store(settings, nc),
             )
             try:
                 yield

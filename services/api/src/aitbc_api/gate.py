@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import time
 
-from aitbc_api.auth import Authenticator, Principal, presented_key
+from aitbc_api.auth import Principal, presented_key
 from aitbc_api.errors import ApiError
-from aitbc_api.limits import RateLimiter, Verdict
-from aitbc_api.middleware import context_of
+from aitbc_api.limits import Verdict
+from aitbc_api.middleware import context_of, edge_of
 from aitbc_api.types import Conn, Req
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import WINDOW_SECONDS
@@ -54,7 +54,7 @@ def _fixed_headers(mode: str, policy: str, limit: int, reset: int) -> _Fixed:
 
 async def authenticate(connection: Conn) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
-    authenticator: Authenticator = connection.app.state.authenticator
+    authenticator = edge_of(connection).authenticator
     key = presented_key(connection)
     if (known := authenticator.known(key)) is not None:
         return known
@@ -72,8 +72,8 @@ async def admit(connection: Conn) -> Principal:
 async def limit(connection: Conn, principal: Principal) -> None:
     """Counts one request against the principal's limits (and records it as usage), or raises
     429, or 503 when failing closed. The dashboard counts its requests through here too."""
-    limiter: RateLimiter = connection.app.state.limiter
     context = context_of(connection.scope)
+    limiter = context.edge.limiter
     context.principal = principal
     who = (principal.account_id, principal.key_id, principal.plan, principal.rate_limit)
     verdict = limiter.leased(*who) or await limiter.decide(*who)  # check(), without a coroutine

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from aitbc_api.auth import Authenticator, Principal
-from aitbc_api.clients import KeysClient, UsageClient
+from aitbc_api.auth import Principal
+from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError
-from aitbc_api.limits import RateLimiter
-from aitbc_api.middleware import request_id_of
+from aitbc_api.middleware import edge_of, request_id_of
 from aitbc_api.routes.schemas import (
     ApiKey,
     ApiKeyWithSecret,
@@ -38,7 +37,7 @@ def checked_key_id(key_id: str) -> str:
 
 async def create_account(request: Req, name: str) -> tuple[m.AccountView, str]:
     """Sign-up: a free account and its master key (the plaintext, to be shown once)."""
-    keys: KeysClient = request.app.state.keys_client
+    keys = edge_of(request).keys_client
     master_key = generate_key()
     view = await keys.command(
         m.CreateAccount(
@@ -71,12 +70,11 @@ class KeyManager:
 
     @property
     def plan_limit(self) -> int | None:
-        limiter: RateLimiter = self.request.app.state.limiter
-        return limiter.plan_limits.get(self.principal.plan)
+        return edge_of(self.request).limiter.plan_limits.get(self.principal.plan)
 
     @property
     def _keys(self) -> KeysClient:
-        return self.request.app.state.keys_client  # type: ignore[no-any-return]
+        return edge_of(self.request).keys_client
 
     def _context(self) -> dict[str, str]:
         return {"actor": self.principal.key_id, "request_id": request_id_of(self.request.scope)}
@@ -88,14 +86,12 @@ class KeyManager:
 
     def _evict(self, key_id: str) -> None:
         """This edge forgets the key at once; the others hear it from the key event stream."""
-        authenticator: Authenticator = self.request.app.state.authenticator
-        authenticator.cache.evict_key(key_id)
+        edge_of(self.request).authenticator.cache.evict_key(key_id)
 
     async def list_keys(self) -> list[ApiKey]:
         reply = await self._keys.command(m.ListKeys(account_id=self.account_id, **self._context()))
         assert isinstance(reply, m.KeyList)
-        usage: UsageClient = self.request.app.state.usage_client
-        last_used = await usage.last_used(self.account_id)
+        last_used = await edge_of(self.request).usage_client.last_used(self.account_id)
         return [api_key(view, last_used.get(view.key_id)) for view in reply.keys]
 
     async def get_key(self, key_id: str) -> ApiKey:
@@ -158,6 +154,7 @@ class KeyManager:
 
     async def usage(self, start: datetime, end: datetime, key_id: str | None) -> list[MinuteUsage]:
         """The account's (or one of its keys') per-minute counts."""
-        client: UsageClient = self.request.app.state.usage_client
-        series = await client.series(UsageQuery(self.account_id, start, end, key_id))
+        series = await edge_of(self.request).usage_client.series(
+            UsageQuery(self.account_id, start, end, key_id)
+        )
         return series.minutes

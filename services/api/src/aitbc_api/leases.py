@@ -104,10 +104,11 @@ class LeaseBook:
 
         A renewal tops the lease up to what the account's pace since then would use in
         LEASE_SECONDS and while the renewal is out, at least `units` and at most `most`: a
-        lease in little use does not grow. When its time runs out with units to spare, the
-        renewal asks for the least that is lent, which extends its time: otherwise every
-        request of the account would wait for a decision when it ends. Nonzero starts the
-        renewal; `answered` ends it."""
+        lease in little use does not grow. When its time runs out with units to spare and the
+        account's requests come faster than a round trip, the renewal asks for the least that
+        is lent, which extends its time: otherwise each of them would wait for a decision when
+        it ends. A slower account's lease ends and is settled, so what it does not use goes
+        back. Nonzero starts the renewal; `answered` ends it."""
         lease = self._leases.get(account_id)
         if lease is None or account_id in self._asking:
             return 0
@@ -118,7 +119,8 @@ class LeaseBook:
         pace = lease.taken * (LEASE_SECONDS + self.round_trip) / max(now - lease.since, 0.001)
         wanted = min(max(self.units, round(pace)), self.most) - lease.left
         if wanted < 2:  # none would be lent (aitbc_contracts.ratelimit.lease_size)
-            if not running_out:
+            queued = lease.taken * self.round_trip >= now - lease.since  # a request per trip
+            if not (running_out and queued and lease.left < self.most):
                 return 0
             wanted = 2
         self._asking[account_id], self._asked_at[account_id] = [], now

@@ -24,12 +24,14 @@ from litestar.types import (
 
 from aitbc_api.errors import ApiError
 from aitbc_api.ids import new_id
+from aitbc_api.types import Conn
 from aitbc_api.usage_events import Served
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
 
 if TYPE_CHECKING:
     from aitbc_api.auth import Principal
+    from aitbc_api.edge import Edge
     from aitbc_api.limits import Verdict
 
 CONTEXT_KEY = "aitbc"
@@ -43,6 +45,7 @@ in_flight = 0  # HTTP requests this process is serving now: how busy it is
 class RequestContext:
     request_id: str
     started: float
+    edge: Edge  # the app's running parts
     principal: Principal | None = None
     verdict: Verdict | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -54,6 +57,10 @@ def context_of(scope: Scope) -> RequestContext:
 
 def request_id_of(scope: Scope) -> str:
     return context_of(scope).request_id
+
+
+def edge_of(connection: Conn) -> Edge:
+    return connection.scope[CONTEXT_KEY].edge  # type: ignore[literal-required, no-any-return]
 
 
 def _read_head(scope: Scope) -> tuple[str, bool]:
@@ -94,7 +101,7 @@ class EdgeMiddleware:
         global in_flight
         in_flight += 1
         request_id, has_body = _read_head(scope)
-        context = RequestContext(request_id, time.perf_counter())
+        context = RequestContext(request_id, time.perf_counter(), scope["app"].state.edge)
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
 
@@ -176,7 +183,7 @@ def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: 
     else:
         outcome = "fail_open" if verdict.mode == "fail-open" else "fail_closed"
     principal = context.principal
-    scope["app"].state.usage_publisher.emit(
+    context.edge.usage_publisher.emit(
         Served(
             context.request_id,
             principal.account_id,

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from litestar import Response
 
-from aitbc_api.auth import Authenticator
 from aitbc_api.dashboard.owner import Owner
-from aitbc_api.dashboard.sessions import SessionStore
 from aitbc_api.dashboard.web import (
     CSRF_FIELD,
     FORGED,
@@ -27,6 +25,7 @@ from aitbc_api.dashboard.web import (
 )
 from aitbc_api.errors import ApiError
 from aitbc_api.gate import limit
+from aitbc_api.middleware import edge_of
 from aitbc_api.types import Req
 
 NOT_SIGNED_IN = (
@@ -37,7 +36,7 @@ NOT_SIGNED_IN = (
 
 async def signed_in(request: Req) -> Owner:
     """Litestar dependency of every page behind sign-in."""
-    store: SessionStore = request.app.state.dashboard_sessions
+    store = edge_of(request).dashboard_sessions
     session = await store.get(request.cookies.get(SESSION_COOKIE))
     if request.method != "GET":
         refuse_cross_site(request)
@@ -48,7 +47,7 @@ async def signed_in(request: Req) -> Owner:
         check_token(session.csrf_token, (await form_of(request)).get(CSRF_FIELD, ""))
     elif session is None:
         raise SignedOut("expired" if SESSION_COOKIE in request.cookies else "")
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator = edge_of(request).authenticator
     try:
         principal = await authenticator.authenticate_hash(session.key_hash)
     except ApiError as error:

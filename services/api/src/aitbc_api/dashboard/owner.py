@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aitbc_api.dashboard.sessions import Session, SessionStore
 from aitbc_api.key_manager import KeyManager
+from aitbc_api.middleware import edge_of
 from aitbc_api.routes.schemas import ApiKeyWithSecret
 from aitbc_contracts.keyformat import hash_key
 
@@ -24,7 +25,7 @@ class Owner(KeyManager):
 
     @property
     def _sessions(self) -> SessionStore:
-        return self.request.app.state.dashboard_sessions  # type: ignore[no-any-return]
+        return edge_of(self.request).dashboard_sessions
 
     async def tell(self, notice: str) -> None:
         """A message for the next page this session shows (after a redirect)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from litestar import Controller, Response, get, post
 from litestar.response import Redirect
 
-from aitbc_api.auth import Authenticator
 from aitbc_api.dashboard.messages import ENDED, SIGN_IN, explain
 from aitbc_api.dashboard.sessions import SessionStore
 from aitbc_api.dashboard.web import (
@@ -24,6 +23,7 @@ from aitbc_api.dashboard.web import (
 )
 from aitbc_api.errors import ApiError
 from aitbc_api.key_manager import create_account
+from aitbc_api.middleware import edge_of
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.messages import Code
@@ -32,7 +32,7 @@ NAME_MAX = 100
 
 
 def _store(request: Req) -> SessionStore:
-    return request.app.state.dashboard_sessions  # type: ignore[no-any-return]
+    return edge_of(request).dashboard_sessions
 
 
 async def _checked_form(request: Req) -> dict[str, str]:
@@ -122,7 +122,7 @@ class PublicPages(Controller):
     @post("/sign-in")
     async def sign_in(self, request: Req) -> Response[str] | Redirect:
         fields = await _checked_form(request)
-        authenticator: Authenticator = request.app.state.authenticator
+        authenticator = edge_of(request).authenticator
         client = request.client.host if request.client else ""
         try:
             principal = await authenticator.authenticate(fields.get("master_key", ""), client)

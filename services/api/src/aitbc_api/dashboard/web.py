@@ -13,7 +13,7 @@ from litestar import MediaType, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect
 
-from aitbc_api.settings import Settings
+from aitbc_api.middleware import edge_of
 from aitbc_api.types import Req
 
 BASE = "/dashboard"
@@ -119,7 +119,7 @@ def redirect(path: str, cookies: Iterable[Cookie] = ()) -> Redirect:
 
 
 def _secure(request: Req) -> bool:
-    settings: Settings = request.app.state.settings
+    settings = edge_of(request).settings
     return settings.dashboard_secure_cookies or request.url.scheme == "https"
 
 

@@ -10,16 +10,15 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 import anyio
 from litestar import route
-from litestar.datastructures import State
 from litestar.enums import HttpMethod
 from litestar.types import Method, Receive, Scope, Send
 
 from aitbc_api import middleware
 from aitbc_api.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
+from aitbc_api.edge import Edge
 from aitbc_api.errors import ApiError
 from aitbc_api.gate import authenticate, limit
-from aitbc_api.limits import RateLimiter
-from aitbc_api.middleware import request_id_of
+from aitbc_api.middleware import context_of
 from aitbc_api.settings import Settings
 from aitbc_api.types import Req
 from aitbc_contracts.messages import Code
@@ -117,38 +116,37 @@ async def _end_on_disconnect(receive: Receive, relaying: anyio.CancelScope) -> N
     include_in_schema=False,
 )
 async def forward(request: Req, path: str) -> Relay:
-    state = request.app.state
-    settings: Settings = state.settings
+    context = context_of(request.scope)
+    edge, settings = context.edge, context.edge.settings
     full_path = "/v1" + path
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
-    headers.append(("x-request-id", request_id_of(request.scope)))
+    headers.append(("x-request-id", context.request_id))
     if full_path in settings.public_routes:
-        upstream = await _send(request, state, full_path, headers)
+        upstream = await _send(request, edge, full_path, headers)
     else:
         caller = await authenticate(request)
         headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
-        limiter: RateLimiter = state.limiter
         if (
             settings.speculative_forwarding
             and request.method in _SAFE
             and middleware.in_flight <= SPECULATE_UP_TO
-            and limiter.worth_speculating(caller.account_id, time.time())
+            and edge.limiter.worth_speculating(caller.account_id, time.time())
         ):
-            upstream = await _send_while_deciding(request, state, caller, full_path, headers)
+            upstream = await _send_while_deciding(request, edge, caller, full_path, headers)
         else:
             await limit(request, caller)
-            upstream = await _send(request, state, full_path, headers)
+            upstream = await _send(request, edge, full_path, headers)
     return Relay(upstream)
 
 
 async def _send_while_deciding(
-    request: Req, state: State, caller: Principal, full_path: str, headers: list[tuple[str, str]]
+    request: Req, edge: Edge, caller: Principal, full_path: str, headers: list[tuple[str, str]]
 ) -> aiohttp.ClientResponse:
     """A safe request of an authenticated caller whose account has headroom goes upstream
     while its rate-limit decision is taken, so the client waits for the longer of the two, not
     both. The decision still comes first: refused (429, or 503 failing closed), the upstream's
     answer is thrown away unread. Never for a method that may change anything upstream."""
-    sending = asyncio.ensure_future(_send(request, state, full_path, headers))
+    sending = asyncio.ensure_future(_send(request, edge, full_path, headers))
     try:
         await limit(request, caller)
     except BaseException:
@@ -165,15 +163,14 @@ def _drop_unread(sending: asyncio.Future[aiohttp.ClientResponse]) -> None:
 
 
 async def _send(
-    request: Req, state: State, full_path: str, headers: list[tuple[str, str]]
+    request: Req, edge: Edge, full_path: str, headers: list[tuple[str, str]]
 ) -> aiohttp.ClientResponse:
     """The request, sent upstream; its response head read. 502/504 when the upstream fails."""
-    settings: Settings = state.settings
-    session: aiohttp.ClientSession = state.upstream
+    settings = edge.settings
     query = _query_without_key(request.scope["query_string"])
     body_failed: list[Exception] = []
     try:
-        return await session.request(
+        return await edge.upstream.request(
             request.method,
             settings.upstream_url + full_path + ("?" + query if query else ""),
             headers=headers,
