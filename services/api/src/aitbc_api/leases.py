@@ -60,9 +60,9 @@ class LeaseBook:
         self.units = units  # what a decision asks to be lent; a renewal, what the pace needs
         self.most = units * GROWTH
         self._leases: dict[str, Lease] = {}
-        # accounts with a decision out that asked for a lease -> the requests waiting for it
-        self._asking: dict[str, list[asyncio.Future[None]]] = {}
-        self._asked_at: dict[str, float] = {}
+        # accounts with a decision out that asked for a lease -> when it was asked, and the
+        # requests waiting for it
+        self._asking: dict[str, tuple[float, list[asyncio.Future[None]]]] = {}
         self.round_trip = 0.0  # how long a decision that lends takes to come back, smoothed
         self.ahead = LEASE_SECONDS / 2  # a renewal goes out with this much of a lease left
 
@@ -94,7 +94,7 @@ class LeaseBook:
         settles = lease.settle(account_id, now) if lease is not None else None
         if account_id in self._asking:
             return 0, settles
-        self._asking[account_id], self._asked_at[account_id] = [], now
+        self._asking[account_id] = (now, [])
         return self.units, settles
 
     def renewal_due(self, account_id: str, now: float) -> int:
@@ -123,23 +123,23 @@ class LeaseBook:
             if not (running_out and queued and lease.left < self.most):
                 return 0
             wanted = 2
-        self._asking[account_id], self._asked_at[account_id] = [], now
+        self._asking[account_id] = (now, [])
         return wanted
 
     def lease_coming(self, account_id: str) -> asyncio.Future[None] | None:
         """While a decision of the account asks for a lease: a future done when it is back, so
         that a request arriving meanwhile can take from it rather than ask on its own."""
-        waiting = self._asking.get(account_id)
-        if waiting is None:
+        asking = self._asking.get(account_id)
+        if asking is None:
             return None
         future = asyncio.get_running_loop().create_future()
-        waiting.append(future)  # one each: a request cancelled while waiting cancels only its own
+        asking[1].append(future)  # one each: a request cancelled while waiting cancels only its own
         return future
 
     def answered(self, account_id: str, decision: Decision | None, now: float) -> None:
         """The decision that asked, or renewed, has come back (None: it failed); keeps what it
         lent: a renewal adds to the lease in use, which is settled as one when it ends."""
-        asked_at = self._asked_at.pop(account_id, None)
+        asked_at, waiting = self._asking.pop(account_id, (None, []))
         if asked_at is not None and decision is not None:  # a failure's time says nothing
             self.round_trip += (max(now - asked_at, 0.0) - self.round_trip) / 8
             self.ahead = min(max(LEASE_SECONDS / 2, RENEW_AHEAD * self.round_trip), LEASE_SECONDS)
@@ -150,7 +150,7 @@ class LeaseBook:
             else:  # a first lease (or one of a window that is over: nothing to give back)
                 lease = Lease(decision, now)
             self._leases[account_id] = lease
-        for future in self._asking.pop(account_id, ()):
+        for future in waiting:
             if not future.done():
                 future.set_result(None)
 
