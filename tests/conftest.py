@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import socket
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +19,35 @@ from aitbc_infra.nats_server import NatsServer, free_port
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+
+
+def _print_pending_tasks() -> None:
+    """Every pending asyncio task's stack, on stderr (the failed test's captured output)."""
+    tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+    print(f"+++ {len(tasks)} pending asyncio tasks, a moment before the timeout", file=sys.stderr)
+    for task in tasks:
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+
+
+_task_dumps: dict[str, threading.Timer] = {}
+
+
+def pytest_timeout_set_timer(item: pytest.Item, settings: object) -> None:
+    """pytest-timeout prints the threads' stacks only, and a hung test is an event loop's
+    tasks waiting on each other: print those a few seconds before it fails the test."""
+    timeout = float(getattr(settings, "timeout", 0) or 0)
+    if timeout > 5:
+        timer = threading.Timer(timeout - 3, _print_pending_tasks)
+        timer.daemon = True
+        timer.start()
+        _task_dumps[item.nodeid] = timer
+
+
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    timer = _task_dumps.pop(item.nodeid, None)
+    if timer is not None:
+        timer.cancel()
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from nats.js.api import DeliverPolicy, KeyValueConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
+from aitbc_contracts.process import cancel_and_wait
+
 log = logging.getLogger("aitbc.bus")
 
 
@@ -122,9 +124,7 @@ class Follower:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
 
 async def until_answered(nc: NATS, subject: str, payload: bytes, within: float = 10.0) -> None:

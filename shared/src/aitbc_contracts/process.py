@@ -13,7 +13,30 @@ from typing import Any
 
 import uvloop
 
+log = logging.getLogger("aitbc.process")
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOST_CANCEL_RETRY = 1.0  # seconds a cancelled task may take to end before it is cancelled again
+
+
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Task[Any]], retry: float = LOST_CANCEL_RETRY
+) -> None:
+    """Cancels `tasks` and waits until every one has ended. One that has not ended `retry`
+    seconds after its cancellation is cancelled again: on Python 3.11, asyncio.wait_for (under
+    every nats-py request) returns a result that arrived in the same turn as the cancellation
+    and drops the cancellation, so a task looping around a request would go on, and a stop
+    that awaits it would wait for ever. The caller's own cancellation is not swallowed, and
+    the tasks' failures are logged, not raised: a stop is no place for them."""
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=retry)
+    for task in tasks:
+        if not task.cancelled() and (failure := task.exception()) is not None:
+            log.warning("%s had failed: %r", task.get_name(), failure)
 
 
 async def finish(tasks: Iterable[asyncio.Task[Any]], grace: float) -> None:
@@ -21,15 +44,10 @@ async def finish(tasks: Iterable[asyncio.Task[Any]], grace: float) -> None:
     waits for them. Stopping work this way, rather than cancelling it at once, lets a task
     that is inside a database read give its connection back (an aiosqlite connection
     cancelled mid-read cannot be, only dropped later)."""
-    tasks = set(tasks)
-    if not tasks:
-        return
-    _, late = await asyncio.wait(tasks, timeout=grace)
-    for task in late:
-        task.cancel()
-    for task in tasks:  # each one's end is seen, a failure too: a stop is no place to raise it
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    tasks = list(tasks)
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace)
+    await cancel_and_wait(tasks)
 
 
 async def until_stopped(service: AbstractAsyncContextManager[Any], name: str) -> None:

@@ -40,6 +40,7 @@ class Batcher(Generic[Item, Result]):
         self._waiting: list[list[tuple[Item, asyncio.Future[Result]]]] = [[] for _ in range(lanes)]
         self._in_flight = [0] * lanes
         self._scheduled = [False] * lanes
+        self._trips: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly: we hold them
 
     async def submit(self, lane: int, item: Item) -> Result:
         loop = asyncio.get_running_loop()
@@ -57,7 +58,9 @@ class Batcher(Generic[Item, Result]):
             return
         batch, self._waiting[lane] = waiting[: self.max_batch], waiting[self.max_batch :]
         self._in_flight[lane] += 1
-        asyncio.get_running_loop().create_task(self._round_trip(lane, batch))
+        trip = asyncio.get_running_loop().create_task(self._round_trip(lane, batch))
+        self._trips.add(trip)
+        trip.add_done_callback(self._trips.discard)
 
     async def _round_trip(
         self, lane: int, batch: list[tuple[Item, asyncio.Future[Result]]]

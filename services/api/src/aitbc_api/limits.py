@@ -7,7 +7,6 @@ the bus cost per request shrinks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Literal
@@ -18,6 +17,7 @@ from nats.aio.client import Client as NATS
 from aitbc_api import metrics
 from aitbc_api.batching import Batcher
 from aitbc_api.leases import LeaseBook
+from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
@@ -108,12 +108,9 @@ class RateLimiter:
 
     async def stop(self) -> None:
         """Stops lending, and gives back what the leases did not use."""
-        for renewal in list(self._renewals):
-            renewal.cancel()
+        await cancel_and_wait(self._renewals)
         if self._settling is not None:
-            self._settling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._settling
+            await cancel_and_wait([self._settling])
             self._settling = None
             await self._publish_settlements(time.time(), every=True)
 

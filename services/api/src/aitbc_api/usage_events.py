@@ -27,6 +27,7 @@ from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.ids import new_id
+from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_batch_subject
 from aitbc_contracts.usage import Outcome, UsageBatch, UsageEvent
 
@@ -193,9 +194,7 @@ class UsagePublisher:
     async def stop(self, flush_seconds: float = 5.0) -> None:
         """Stop, publishing what is still buffered (for up to `flush_seconds`)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(flush_seconds):
                 while self.buffer or self.unsent:

@@ -26,6 +26,7 @@ from nats.js.api import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.bus import reconnects
+from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
     USAGE_EVENTS_SUBJECTS,
@@ -130,9 +131,7 @@ class Aggregator:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         while True:

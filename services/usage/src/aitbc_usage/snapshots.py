@@ -17,6 +17,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from aitbc_contracts.bus import key_value
+from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
 from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_usage.handlers import Deciding
@@ -105,8 +106,6 @@ class Snapshotter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             with contextlib.suppress(Exception):
                 await self.save(await _bucket(self.nc))  # a clean stop loses nothing
