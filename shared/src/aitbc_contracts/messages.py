@@ -86,6 +86,10 @@ CheckReply = CheckedKeys | Rejected
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command"):
     actor: str = OPERATOR
     request_id: str = ""
+    # How long the sender waits for the answer (None: as long as it takes). A change the keys
+    # service could not commit well within it is not applied: by then the sender has given up
+    # and told its client the change failed (503), so it must not happen after all.
+    answer_within_ms: int | None = None
 
 
 class CreateAccount(Command, frozen=True, tag="create_account"):

@@ -63,6 +63,8 @@ class KeysClient:
     async def command(
         self, command: m.AnyCommand
     ) -> m.AccountView | m.KeyView | m.KeyList | m.KeyHistory | m.Rebuilt:
+        # Past our timeout we answer 503: the keys service must then not apply the change.
+        command = msgspec.structs.replace(command, answer_within_ms=round(self._timeout * 1000))
         data = await self._request(KEYS_COMMANDS, m.encoder.encode(command))
         try:
             reply = m.reply_decoder.decode(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from aitbc_api.auth import Principal
 from aitbc_api.clients import KeysClient
@@ -53,6 +54,13 @@ async def create_account(request: Req, name: str) -> tuple[m.AccountView, str]:
     return view, master_key
 
 
+class _Context(TypedDict):
+    """Who asks, and in which request: the fields every command of a KeyManager carries."""
+
+    actor: str
+    request_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class KeyManager:
     """The account of `principal` (its master key, or a dashboard session's), for one request."""
@@ -76,7 +84,7 @@ class KeyManager:
     def _keys(self) -> KeysClient:
         return edge_of(self.request).keys_client
 
-    def _context(self) -> dict[str, str]:
+    def _context(self) -> _Context:
         return {"actor": self.principal.key_id, "request_id": request_id_of(self.request.scope)}
 
     async def _key(self, command: m.AnyCommand) -> m.KeyView:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 COMMAND_RETRIES = 3  # a command that loses an optimistic-concurrency race is decided again
+# A change commits within this share of the time its sender waits, or not at all: the rest is
+# for the commit itself and the answer's way back (see Command.answer_within_ms).
+COMMIT_WITHIN_SHARE = 0.75
 
 
 def utcnow() -> datetime:
@@ -154,13 +158,17 @@ class Handlers:
     # --- management commands -----------------------------------------------------------------
 
     async def command(self, data: bytes) -> bytes:
+        received = time.monotonic()
         try:
             command = m.command_decoder.decode(data)
         except msgspec.MsgspecError as exc:
             log.warning("malformed command: %s", exc)
             return _rejected(m.Code.VALIDATION_ERROR, f"malformed command: {exc}")
+        deadline = None
+        if command.answer_within_ms is not None:
+            deadline = received + command.answer_within_ms / 1000 * COMMIT_WITHIN_SHARE
         try:
-            reply = await self.execute(command)
+            reply = await self.execute(command, deadline)
         except KeysError as exc:
             log.info(
                 "%s refused: %s (request %s)", type(command).__name__, exc.code, command.request_id
@@ -177,17 +185,21 @@ class Handlers:
             return _rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again")
         return m.encoder.encode(reply)
 
-    async def execute(self, command: m.AnyCommand) -> m.Reply:
+    async def execute(self, command: m.AnyCommand, deadline: float | None = None) -> m.Reply:
+        """Carries out the command; a change not ready to commit by `deadline`
+        (time.monotonic()) is not applied (store.TooLate)."""
         now = self.clock()
         match command:
             case m.CreateAccount():
                 account_id, key_id = new_account_id(), new_key_id()
                 new = domain.create_account(command, now, account_id, key_id, new_event_id)
-                await self._append([(account_id, 0, new[:1]), (key_id, 0, new[1:])])
+                await self._append([(account_id, 0, new[:1]), (key_id, 0, new[1:])], deadline)
                 return await self._account(account_id)
             case m.SetPlan():
                 await self._update(
-                    command.account_id, lambda s: domain.set_plan(s, command, now, new_event_id)
+                    command.account_id,
+                    lambda s: domain.set_plan(s, command, now, new_event_id),
+                    deadline,
                 )
                 return await self._account(command.account_id)
             case m.GetAccount():
@@ -196,7 +208,7 @@ class Handlers:
                 account = domain.fold(await store.load(self.engine, command.account_id))
                 key_id = new_key_id()
                 new = domain.create_key(account, command, now, key_id, new_event_id)
-                await self._append([(key_id, 0, new)])
+                await self._append([(key_id, 0, new)], deadline)
                 return await self._key(key_id, now)
             case m.ListKeys():
                 async with self.engine.connect() as conn:
@@ -211,12 +223,16 @@ class Handlers:
                 return await self._key(command.key_id, now)
             case m.RevokeKey():
                 await self._update(
-                    command.key_id, lambda s: domain.revoke_key(s, command, now, new_event_id)
+                    command.key_id,
+                    lambda s: domain.revoke_key(s, command, now, new_event_id),
+                    deadline,
                 )
                 return await self._key(command.key_id, now)
             case m.RegenerateKey():
                 await self._update(
-                    command.key_id, lambda s: domain.regenerate_key(s, command, now, new_event_id)
+                    command.key_id,
+                    lambda s: domain.regenerate_key(s, command, now, new_event_id),
+                    deadline,
                 )
                 return await self._key(command.key_id, now)
             case m.ListKeyEvents():
@@ -230,15 +246,18 @@ class Handlers:
                 return m.Rebuilt(events=await projections.rebuild(self.engine))
         raise domain.ValidationError(f"unsupported command {type(command).__name__}")
 
-    async def _append(self, batches: Sequence[store.Batch]) -> None:
-        await store.append(self.engine, batches)
+    async def _append(self, batches: Sequence[store.Batch], deadline: float | None) -> None:
+        await store.append(self.engine, batches, deadline)
         for _, _, new in batches:
             for event in new:
                 self.index.apply(event)  # before the reply: this process's next check knows
         self.on_append()
 
     async def _update(
-        self, stream_id: str, decide: Callable[[State | None], list[AnyEvent]]
+        self,
+        stream_id: str,
+        decide: Callable[[State | None], list[AnyEvent]],
+        deadline: float | None,
     ) -> None:
         """Load, decide, append; decide again on a fresh load when a concurrent write won."""
         for attempt in range(COMMAND_RETRIES):
@@ -247,7 +266,7 @@ class Handlers:
             if not new:
                 return
             try:
-                await self._append([(stream_id, len(history), new)])
+                await self._append([(stream_id, len(history), new)], deadline)
                 return
             except store.ConcurrencyError:
                 if attempt == COMMAND_RETRIES - 1:

@@ -3,6 +3,7 @@ one hash chain along it (aitbc_contracts.chain)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -27,6 +28,12 @@ class ConcurrencyError(KeysError):
     """Someone else appended to the stream first: load again and decide again."""
 
     code = Code.CONFLICT
+
+
+class TooLate(KeysError):
+    """The change was ready only after its deadline (time.monotonic()): not applied."""
+
+    code = Code.SERVICE_UNAVAILABLE
 
 
 class Record(NamedTuple):
@@ -101,11 +108,17 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
     return positions
 
 
-async def append(engine: AsyncEngine, batches: Sequence[Batch]) -> list[int]:
-    """Append events to one or more streams atomically, read models included."""
+async def append(
+    engine: AsyncEngine, batches: Sequence[Batch], deadline: float | None = None
+) -> list[int]:
+    """Append events to one or more streams atomically, read models included. Past the
+    `deadline` (time.monotonic()), checked last before the commit, nothing is appended."""
     try:
         async with write_transaction(engine) as conn:
-            return await append_in(conn, batches)
+            positions = await append_in(conn, batches)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TooLate("the change was not applied in time; try again")  # rolls back
+            return positions
     except IntegrityError as exc:
         # The version check runs under the write lock, so this is a duplicate event id or a
         # reused secret hash: either way the command collided with existing state.
