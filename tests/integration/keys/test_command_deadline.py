@@ -95,7 +95,7 @@ async def test_a_change_within_its_senders_wait_is_applied(
 ) -> None:
     handlers = Handlers(engine)
     async with write_lock_held(database_url):  # released well within the wait
-        answering = asyncio.create_task(handlers.command(sign_up()))
+        answering = asyncio.create_task(handlers.command(sign_up(answer_within_ms=10_000)))
         await asyncio.sleep(0.05)
     assert isinstance(m.reply_decoder.decode(await answering), m.AccountView)
 
