@@ -44,7 +44,7 @@ def _targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool, str]]:
 
     http = r.get("http")
     if http:
-        # three decimals: at two, a ratio just under its target reads as met and missed at once
+        # three decimals: C/B runs within a few hundredths of its target
         at_least("C/B: edge full / edge public route (req/s)", http["ratios"]["C/B"], 0.85, ".3f")
         at_least("C/D: edge full / peer stack (req/s)", http["ratios"]["C/D"], 1.5, ".3f")
     if r.get("paced"):

@@ -88,4 +88,7 @@ async def test_the_callers_own_cancellation_is_not_swallowed() -> None:
     stopping.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopping
+    assert not task.done()  # still in its clean-up: the caller left, the task was not waited for
     task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
