@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -17,6 +17,14 @@ log = logging.getLogger("aitbc.process")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOST_CANCEL_RETRY = 1.0  # seconds a cancelled task may take to end before it is cancelled again
+
+
+def start_held(tasks: set[asyncio.Task[Any]], work: Coroutine[Any, Any, Any]) -> None:
+    """Runs `work` as a task kept in `tasks` until it ends: the event loop holds tasks only
+    weakly, and a stop finds in `tasks` what is still running."""
+    task = asyncio.get_running_loop().create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def cancel_and_wait(

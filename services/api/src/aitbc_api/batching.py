@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from aitbc_api import metrics
+from aitbc_contracts.process import start_held
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -40,7 +41,7 @@ class Batcher(Generic[Item, Result]):
         self._waiting: list[list[tuple[Item, asyncio.Future[Result]]]] = [[] for _ in range(lanes)]
         self._in_flight = [0] * lanes
         self._scheduled = [False] * lanes
-        self._trips: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly: we hold them
+        self._trips: set[asyncio.Task[None]] = set()  # round trips under way
 
     async def submit(self, lane: int, item: Item) -> Result:
         loop = asyncio.get_running_loop()
@@ -58,9 +59,7 @@ class Batcher(Generic[Item, Result]):
             return
         batch, self._waiting[lane] = waiting[: self.max_batch], waiting[self.max_batch :]
         self._in_flight[lane] += 1
-        trip = asyncio.get_running_loop().create_task(self._round_trip(lane, batch))
-        self._trips.add(trip)
-        trip.add_done_callback(self._trips.discard)
+        start_held(self._trips, self._round_trip(lane, batch))
 
     async def _round_trip(
         self, lane: int, batch: list[tuple[Item, asyncio.Future[Result]]]

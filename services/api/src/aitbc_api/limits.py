@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from aitbc_api import metrics
 from aitbc_api.batching import Batcher
 from aitbc_api.leases import LeaseBook
-from aitbc_contracts.process import cancel_and_wait
+from aitbc_contracts.process import cancel_and_wait, start_held
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
@@ -116,10 +116,7 @@ class RateLimiter:
 
     def _renew(self, account_id: str, key_id: str, plan: str, units: int) -> None:
         """Asks for more units for the account's lease in use, off any request's path."""
-        renewal = self._renewal(account_id, key_id, plan, units)
-        task = asyncio.get_running_loop().create_task(renewal)
-        self._renewals.add(task)
-        task.add_done_callback(self._renewals.discard)
+        start_held(self._renewals, self._renewal(account_id, key_id, plan, units))
 
     async def _renewal(self, account_id: str, key_id: str, plan: str, units: int) -> None:
         assert self.leases is not None

@@ -29,7 +29,7 @@ from aitbc_contracts.events import (
     decode_event,
 )
 from aitbc_contracts.messages import KeyFacts
-from aitbc_contracts.process import finish
+from aitbc_contracts.process import finish, start_held
 from aitbc_keys.schema import accounts, api_keys, events, key_secrets
 
 log = logging.getLogger("aitbc_keys.facts")
@@ -163,9 +163,7 @@ class LiveIndex:
 
     def reload_soon(self) -> None:
         """After a reconnect events may have passed unseen: load afresh."""
-        task = asyncio.get_running_loop().create_task(self.load())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        start_held(self._tasks, self.load())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Lets loads under way end (for up to `grace` seconds) rather than cancel them."""

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from aitbc_contracts import messages as m
+from aitbc_contracts.process import start_held
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
 from aitbc_keys.handlers import Handlers, StoredCheck, guard
 
@@ -49,9 +50,7 @@ class CheckResponder:
             await _respond(msg, answer)
             return
         await self._lookups.acquire()
-        task = asyncio.create_task(self._look_up(msg, answer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        start_held(self._tasks, self._look_up(msg, answer))
 
     async def _look_up(self, msg: Msg, check: StoredCheck) -> None:
         try:

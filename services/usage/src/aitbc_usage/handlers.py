@@ -15,6 +15,7 @@ from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.messages import Code, Rejected
+from aitbc_contracts.process import start_held
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_decide_subject, usage_settle_subject
 from aitbc_contracts.usage import (
@@ -231,9 +232,7 @@ async def answer_decisions(
             if isinstance(reply, bytes):
                 await answer(msg, reply)
                 return
-            task = asyncio.get_running_loop().create_task(answer(msg, reply))
-            later.add(task)
-            task.add_done_callback(later.discard)
+            start_held(later, answer(msg, reply))
 
         return respond
 
