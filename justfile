@@ -8,7 +8,7 @@ export PATH := justfile_directory() + "/.venv/bin:" + env_var('PATH')
 uv := env_var_or_default("UV", "uv")
 
 # the packages mypy checks (strict, from pyproject.toml)
-typed := "shared/src infra/src services/*/src"
+typed := "shared/*/src infra/src services/*/src"
 
 # Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops)
 up: sync

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import httpx
 import sqlalchemy as sa
 
-from aitbc_contracts.sql import create_engine
 from aitbc_contracts.subjects import MSG_ID_HEADER, POSITION_HEADER
+from aitbc_runtime.sql import create_engine
 from tests.key_stream import key_stream
 
 

@@ -1,4 +1,4 @@
-"""The key event follower (aitbc_contracts.bus.Follower) against a real nats-server."""
+"""The key event follower (aitbc_runtime.bus.Follower) against a real nats-server."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 
 import nats
 
-from aitbc_contracts.bus import Follower
 from aitbc_infra.nats_server import NatsServer
+from aitbc_runtime.bus import Follower
 
 SUBJECTS = "follow.>"
 

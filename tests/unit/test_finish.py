@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from aitbc_contracts.process import cancel_and_wait, finish
+from aitbc_runtime.process import cancel_and_wait, finish
 
 
 async def test_work_that_ends_within_the_grace_is_not_cancelled() -> None:

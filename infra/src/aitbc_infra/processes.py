@@ -11,8 +11,8 @@ from pathlib import Path
 
 import nats
 
-from aitbc_contracts.bus import until_answered
 from aitbc_infra.nats_server import port_is_open, terminate
+from aitbc_runtime.bus import until_answered
 
 
 def rss_kib(pid: int) -> int:

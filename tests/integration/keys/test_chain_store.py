@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aitbc_cli.verify import check_store
 from aitbc_contracts.chain import GENESIS, link
 from aitbc_contracts.events import decode_event, encode_event
-from aitbc_contracts.sql import alembic_config, create_engine, write_transaction
 from aitbc_keys import store
 from aitbc_keys.db import MIGRATIONS, migrate
+from aitbc_runtime.sql import alembic_config, create_engine, write_transaction
 
 
 async def test_concurrent_appends_make_one_unbroken_chain(

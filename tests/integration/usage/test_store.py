@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.sql import create_engine
+from aitbc_runtime.sql import create_engine
 from aitbc_usage import store
 from tests.integration.usage.test_aggregates import T0, event, totals
 

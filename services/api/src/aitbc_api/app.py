@@ -27,9 +27,9 @@ from aitbc_api.settings import Settings, get_settings
 from aitbc_api.throttle import FailureThrottle
 from aitbc_api.types import Req
 from aitbc_api.usage_events import UsagePublisher
-from aitbc_contracts.bus import Follower, connect
 from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
 from aitbc_contracts.usage import LEASE_DUE_SECONDS
+from aitbc_runtime.bus import Follower, connect
 
 log = logging.getLogger("aitbc.api")
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from aitbc_api import metrics
-from aitbc_contracts.process import start_held
+from aitbc_runtime.process import start_held
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

@@ -17,7 +17,6 @@ from nats.aio.client import Client as NATS
 from aitbc_api import metrics
 from aitbc_api.batching import Batcher
 from aitbc_api.leases import LeaseBook
-from aitbc_contracts.process import cancel_and_wait, start_held
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
@@ -33,6 +32,7 @@ from aitbc_contracts.usage import (
     Settlements,
     decision_batch_decoder,
 )
+from aitbc_runtime.process import cancel_and_wait, start_held
 
 log = logging.getLogger("aitbc.api.limits")
 _encode = msgspec.json.Encoder().encode

@@ -27,9 +27,9 @@ from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.ids import new_id
-from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_batch_subject
 from aitbc_contracts.usage import Outcome, UsageBatch, UsageEvent
+from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.api.usage_events")
 _encode = msgspec.json.Encoder().encode

@@ -31,7 +31,7 @@ async def check_store(database_url: str) -> Verifier:
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from aitbc_contracts.sql import normalise_database_url, sqlite_path
+    from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
     # The keys service's event table, read only: position order is the chain's order.
     events = sa.table("events", sa.column("position"), sa.column("data"), sa.column("chain_hash"))

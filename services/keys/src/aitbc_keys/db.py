@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts import sql
-from aitbc_contracts.sql import create_engine, write_transaction
+from aitbc_runtime import sql
+from aitbc_runtime.sql import create_engine, write_transaction
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -29,8 +29,8 @@ from aitbc_contracts.events import (
     decode_event,
 )
 from aitbc_contracts.messages import KeyFacts
-from aitbc_contracts.process import finish, start_held
 from aitbc_keys.schema import accounts, api_keys, events, key_secrets
+from aitbc_runtime.process import finish, start_held
 
 log = logging.getLogger("aitbc_keys.facts")
 

@@ -11,9 +11,6 @@ from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.broker import service_broker
-from aitbc_contracts.bus import Follower, until_answered
-from aitbc_contracts.process import run_service
 from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_CHECK
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.facts import FactsIndex, LiveIndex
@@ -21,6 +18,9 @@ from aitbc_keys.handlers import Handlers, subscribe
 from aitbc_keys.relay import AfterPublish, Relay
 from aitbc_keys.responder import CheckResponder
 from aitbc_keys.settings import Settings, get_settings
+from aitbc_runtime.broker import service_broker
+from aitbc_runtime.bus import Follower, until_answered
+from aitbc_runtime.process import run_service
 
 log = logging.getLogger("aitbc_keys")
 

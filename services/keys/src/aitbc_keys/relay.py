@@ -24,7 +24,6 @@ from nats.js.errors import BadRequestError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, decode_event
-from aitbc_contracts.process import finish
 from aitbc_contracts.subjects import (
     EXPECTED_LAST_SEQUENCE_HEADER,
     HASH_HEADER,
@@ -35,6 +34,7 @@ from aitbc_contracts.subjects import (
     key_event_subject,
 )
 from aitbc_keys import store
+from aitbc_runtime.process import finish
 
 log = logging.getLogger(__name__)
 

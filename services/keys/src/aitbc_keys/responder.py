@@ -20,9 +20,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.process import start_held
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
 from aitbc_keys.handlers import Handlers, StoredCheck, guard
+from aitbc_runtime.process import start_held
 
 log = logging.getLogger(__name__)
 

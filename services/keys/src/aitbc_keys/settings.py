@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from aitbc_contracts.sql import normalise_database_url, sqlite_path
+from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4322"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"

@@ -25,8 +25,6 @@ from nats.js.api import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.bus import reconnects
-from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.subjects import (
     USAGE_AGGREGATOR_DURABLE,
     USAGE_EVENTS_SUBJECTS,
@@ -35,6 +33,8 @@ from aitbc_contracts.subjects import (
     usage_partition_subjects,
 )
 from aitbc_contracts.usage import usage_events_of
+from aitbc_runtime.bus import reconnects
+from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage import store
 
 log = logging.getLogger("aitbc.usage.aggregator")

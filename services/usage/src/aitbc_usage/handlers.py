@@ -15,7 +15,6 @@ from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.messages import Code, Rejected
-from aitbc_contracts.process import start_held
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_decide_subject, usage_settle_subject
 from aitbc_contracts.usage import (
@@ -31,6 +30,7 @@ from aitbc_contracts.usage import (
     settlements_decoder,
     usage_query_decoder,
 )
+from aitbc_runtime.process import start_held
 from aitbc_usage import store
 from aitbc_usage.plans import PlanBook
 

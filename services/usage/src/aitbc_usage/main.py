@@ -13,10 +13,6 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.broker import service_broker
-from aitbc_contracts.bus import Follower, connect, until_answered
-from aitbc_contracts.process import run_service
-from aitbc_contracts.sql import create_engine
 from aitbc_contracts.subjects import (
     KEY_EVENTS_SUBJECTS,
     KEYS_COMMANDS,
@@ -25,6 +21,10 @@ from aitbc_contracts.subjects import (
     usage_decide_subject,
 )
 from aitbc_contracts.usage import LastUsedQuery
+from aitbc_runtime.broker import service_broker
+from aitbc_runtime.bus import Follower, connect, until_answered
+from aitbc_runtime.process import run_service
+from aitbc_runtime.sql import create_engine
 from aitbc_usage import store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
 from aitbc_usage.handlers import Deciding, Querying, answer_decisions

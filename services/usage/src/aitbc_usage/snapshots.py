@@ -16,10 +16,10 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from aitbc_contracts.bus import key_value
-from aitbc_contracts.process import cancel_and_wait
 from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
 from aitbc_contracts.usage import WINDOW_SECONDS
+from aitbc_runtime.bus import key_value
+from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage.handlers import Deciding
 
 log = logging.getLogger("aitbc.usage.snapshots")

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aitbc_contracts.sql import migrate, write_transaction
 from aitbc_contracts.usage import MinuteUsage, UsageEvent
+from aitbc_runtime.sql import migrate, write_transaction
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 COUNTS = ("requests", "admitted", "limited", "status_2xx", "status_3xx", "status_4xx", "status_5xx")

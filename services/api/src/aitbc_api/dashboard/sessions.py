@@ -21,9 +21,9 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from aitbc_api.errors import ApiError
-from aitbc_contracts.bus import key_value
 from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import DASHBOARD_SESSIONS_BUCKET
+from aitbc_runtime.bus import key_value
 
 MAX_TOKEN = 128
 TOUCH_EVERY = 15.0  # seconds: how stale a session's last-seen time may be stored (one write)

@@ -1,5 +1,5 @@
 """Alembic environment for the usage database."""
 
-from aitbc_contracts.sql import alembic_env
+from aitbc_runtime.sql import alembic_env
 
 alembic_env()

@@ -114,7 +114,7 @@ def alembic_env() -> None:
 
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through aitbc_contracts.sql.migrate(engine, folder)")
+        raise RuntimeError("run migrations through aitbc_runtime.sql.migrate(engine, folder)")
     context.configure(connection=connection, target_metadata=None)
     with context.begin_transaction():
         context.run_migrations()

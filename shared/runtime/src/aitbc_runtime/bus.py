@@ -15,7 +15,7 @@ from nats.js.api import DeliverPolicy, KeyValueConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
-from aitbc_contracts.process import cancel_and_wait
+from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.bus")
 
