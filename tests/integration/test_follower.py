@@ -19,7 +19,9 @@ async def test_a_follower_resets_after_a_reconnect_but_not_when_stopped(
     await nc.jetstream().add_stream(name="FOLLOW", subjects=[SUBJECTS])
     seen: list[bytes] = []
     resets: list[int] = []
-    follower = Follower(nc, SUBJECTS, seen.append, "follow", on_reset=lambda: resets.append(1))
+    follower = Follower(
+        nc, SUBJECTS, lambda msg: seen.append(msg.data), "follow", on_reset=lambda: resets.append(1)
+    )
     follower.start()
     try:
         await asyncio.wait_for(follower.ready.wait(), 10)

@@ -65,7 +65,7 @@ def reconnects(nc: NATS) -> int:
 
 
 class Follower:
-    """An ordered JetStream consumer of `subjects` from now on, calling `on_data` per message.
+    """An ordered JetStream consumer of `subjects` from now on, calling `on_message` per message.
 
     It keeps trying until the stream exists (its owner may start later). After a reconnect the
     server may have lost the consumer, and events may have passed unseen: it subscribes again
@@ -76,13 +76,13 @@ class Follower:
         self,
         nc: NATS,
         subjects: str,
-        on_data: Callable[[bytes], None],
+        on_message: Callable[[Msg], None],
         name: str,
         on_reset: Callable[[], None] = lambda: None,
     ) -> None:
         self._nc = nc
         self._subjects = subjects
-        self._on_data = on_data
+        self._on_message = on_message
         self._on_reset = on_reset
         self._name = name
         self._task: asyncio.Task[None] | None = None
@@ -91,8 +91,8 @@ class Follower:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)
 
-    async def _on_message(self, msg: Msg) -> None:
-        self._on_data(msg.data)
+    async def _deliver(self, msg: Msg) -> None:
+        self._on_message(msg)
 
     async def _run(self) -> None:
         js = self._nc.jetstream()
@@ -102,7 +102,7 @@ class Follower:
                 seen = reconnects(self._nc)
                 subscription = await js.subscribe(
                     self._subjects,
-                    cb=self._on_message,
+                    cb=self._deliver,
                     ordered_consumer=True,
                     deliver_policy=DeliverPolicy.NEW,
                 )
