@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         follower = Follower(
             nc,
             KEY_EVENTS_SUBJECTS,
-            lambda data: key_events.apply(cache, data),
+            lambda msg: key_events.apply(cache, msg.data),
             "key-events",
             on_reset=cache.clear,  # events may have passed while we were away
         )

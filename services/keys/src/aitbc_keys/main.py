@@ -72,7 +72,7 @@ async def running_service(
             follower = Follower(
                 broker.connection,
                 KEY_EVENTS_SUBJECTS,
-                live.on_data,
+                lambda msg: live.on_data(msg.data),
                 "keys-facts-index",
                 on_reset=live.reload_soon,
             )

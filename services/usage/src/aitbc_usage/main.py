@@ -83,7 +83,11 @@ async def running_service(settings: Settings | None = None) -> AsyncIterator[Ser
             await ensure_usage_stream(nc)
             plans = PlanBook(plan_lookup(nc, settings.keys_timeout))
             follower = Follower(
-                nc, KEY_EVENTS_SUBJECTS, plans.learn, "usage-plan-events", on_reset=plans.forget
+                nc,
+                KEY_EVENTS_SUBJECTS,
+                lambda msg: plans.learn(msg.data),
+                "usage-plan-events",
+                on_reset=plans.forget,
             )
             follower.start()
             deciding = Deciding(plans, settings.plan_limits, settings.partitions)
