@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import socket
 import sys
 import threading
 import uuid
@@ -15,10 +13,7 @@ from pathlib import Path
 import pytest
 
 from aitbc_infra.nats_server import NatsServer, free_port
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+from tests import postgres
 
 
 def _print_pending_tasks() -> None:
@@ -72,14 +67,6 @@ def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
 
 
-def _postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _docker_reachable() -> bool:
     try:
         import docker  # type: ignore[import-untyped]
@@ -92,17 +79,20 @@ def _docker_reachable() -> bool:
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
-    """PostgreSQL from TEST_POSTGRES_URL or 127.0.0.1:5432, else a testcontainer, else skip."""
-    if "TEST_POSTGRES_URL" in os.environ or _postgres_reachable():
-        yield POSTGRES_ADMIN_URL
+    """PostgreSQL at TEST_POSTGRES_URL (default 127.0.0.1:5432); where none answers and no URL
+    was given, a testcontainer if Docker runs; else the test is skipped, or failed where
+    AITBC_REQUIRE_POSTGRES=1 (tests/postgres.py)."""
+    url = postgres.server_url()
+    if postgres.reachable(url):
+        yield url
         return
-    if _docker_reachable():
+    if not postgres.url_given() and _docker_reachable():
         from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
 
         with PostgresContainer("postgres:16-alpine", driver=None) as pg:
             yield pg.get_connection_url()
         return
-    pytest.skip("no PostgreSQL reachable (127.0.0.1:5432, TEST_POSTGRES_URL or Docker)")
+    postgres.absent(f"no PostgreSQL reachable at {postgres.where(url)} (TEST_POSTGRES_URL)")
 
 
 async def _create_postgres_database(server_url: str) -> tuple[str, str]:

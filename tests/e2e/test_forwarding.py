@@ -23,6 +23,7 @@ class RecordingUpstream:
         self.seen: list[dict[str, Any]] = []
         self.go_on = threading.Event()  # /v1/drip: the rest of the answer may come
         self.client_gone = threading.Event()  # /v1/endless: the edge hung up on it
+        self.slow_may_answer = threading.Event()  # /v1/slow: not before the edge gave up
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -45,7 +46,7 @@ class RecordingUpstream:
             }
         )
         if scope["path"] == "/v1/slow":
-            await asyncio.sleep(5)
+            await asyncio.to_thread(self.slow_may_answer.wait, 60)
         await send(
             {
                 "type": "http.response.start",
@@ -68,7 +69,7 @@ class RecordingUpstream:
             await send({"type": "http.response.body", "body": b"rest"})
             return
         watching = asyncio.ensure_future(receive())  # http.disconnect when the edge hangs up
-        for _ in range(500):
+        for _ in range(3000):  # a minute of chunks: the edge hangs up long before
             done, _ = await asyncio.wait({watching}, timeout=0.02)
             if done:
                 self.client_gone.set()
@@ -91,6 +92,11 @@ def upstream() -> Iterator[tuple[RecordingUpstream, int]]:
     thread.join(5)
 
 
+# Seconds the edge waits for the upstream: what /v1/slow takes to answer 504, and all that a
+# loaded machine has for every other answer of these tests to come back whole.
+UPSTREAM_TIMEOUT = 3
+
+
 def _edge(stack: Stack, name: str, upstream_port: int) -> Process:
     port = free_port()
     return stack.add(
@@ -99,7 +105,7 @@ def _edge(stack: Stack, name: str, upstream_port: int) -> Process:
         port,
         API_PORT=str(port),
         UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}",
-        UPSTREAM_TIMEOUT="1",
+        UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT),
     ).start()
 
 
@@ -158,7 +164,7 @@ def test_a_client_that_hangs_up_mid_answer_ends_the_upstream_request(
     recorder.client_gone.clear()
     with _streamed(recorded_edge, "/v1/endless", account) as response:
         assert next(response.iter_raw()).startswith(b"first;")
-    assert recorder.client_gone.wait(5)  # not after its 500 chunks: the edge hung up
+    assert recorder.client_gone.wait(30)  # not after its minute of chunks: the edge hung up
 
 
 @contextmanager
@@ -171,9 +177,16 @@ def _streamed(edge: str, path: str, account: dict[str, str]) -> Iterator[httpx.R
         yield response
 
 
-def test_a_slow_upstream_answers_504(recorded_edge: str, account: dict[str, str]) -> None:
-    with httpx.Client(base_url=recorded_edge, timeout=10) as client:
-        response = client.get("/v1/slow", headers={"X-API-Key": account["master"]})
+def test_a_slow_upstream_answers_504(
+    recorded_edge: str, upstream: tuple[RecordingUpstream, int], account: dict[str, str]
+) -> None:
+    recorder, _ = upstream
+    recorder.slow_may_answer.clear()
+    try:
+        with httpx.Client(base_url=recorded_edge, timeout=30) as client:
+            response = client.get("/v1/slow", headers={"X-API-Key": account["master"]})
+    finally:
+        recorder.slow_may_answer.set()
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "UPSTREAM_TIMEOUT"
 

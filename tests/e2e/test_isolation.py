@@ -60,12 +60,12 @@ def error_code(response: httpx.Response) -> str:
 @pytest.fixture
 def victim(api: httpx.Client, stack: Stack) -> dict[str, Any]:
     """Account A: a master key, a standard key with a recognisable name, and a key that
-    expires a second after it is made."""
+    expires a few seconds after it is made (time for a loaded machine to use it first)."""
     body = api.post("/v1/accounts", json={"name": "victim"}).json()
     master = body["master_key"]["key"]
     marker = f"a-only-{secrets.token_hex(4)}"
     standard = api.post("/v1/api-keys", json={"name": marker}, headers={"X-API-Key": master}).json()
-    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
     expiring = api.post(
         "/v1/api-keys", json={"name": "brief", "expires_at": soon}, headers={"X-API-Key": master}
     ).json()

@@ -37,7 +37,7 @@ def test_keys_service_outage(own_stack: Stack) -> None:
         assert api.post("/v1/accounts").status_code == 503
 
         own_stack.processes["keys"].start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # a restart on a loaded machine: only a hang is slower
         while api.get("/v1/jobs", headers={"X-API-Key": made["key"]}).status_code != 200:
             assert time.monotonic() < deadline, "no recovery after the keys service came back"
             time.sleep(0.1)

@@ -122,7 +122,7 @@ def set_plan_to_pro(stack: Stack, api: httpx.Client, account: str, key: str) -> 
         check=True,
         capture_output=True,
     )
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # only a lost change takes this long
     while True:  # the plan change travels through the key event stream to every service
         response = api.get("/v1/jobs", headers={"X-API-Key": key})
         if response.status_code == 200:

@@ -26,7 +26,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         API_PORT=str(port),
         UPSTREAM_URL=system.processes["api"].env["UPSTREAM_URL"],
         USAGE_FAIL_MODE="closed",
-        USAGE_TIMEOUT="0.3",
+        USAGE_TIMEOUT="2",  # a slow decision is no fault here: only a missing usage service
     ).start()
     yield system
     system.stop()
@@ -76,7 +76,7 @@ def test_fail_open_and_closed_while_the_usage_service_is_away(own_stack: Stack) 
         # Units the usage service lent an edge before it died are its own exact decisions: each
         # edge admits from them until its lease ends (at most LEASE_SECONDS after it was last
         # renewed), and only then does its fail policy apply.
-        fallen_back = wait_for(lambda: fallback_starts(answered, down_from), timeout=10)
+        fallen_back = wait_for(lambda: fallback_starts(answered, down_from), timeout=30)
         assert fallen_back, "an edge kept answering 'exact' with its usage service gone"
         assert wait_for(lambda: len(answered) > fallen_back + 40)
         while_down = answered[fallen_back + 10 : fallen_back + 40]  # in-flight ones settled

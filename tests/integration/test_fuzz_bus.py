@@ -388,11 +388,55 @@ def assert_still_serving(services: tuple[Stack, Bus]) -> None:
     assert isinstance(last, LastUsed)
 
 
+# What each service logs when it turns a malformed message away: the log scan below must see
+# these for the messages it sent itself, its proof that it reads logs the traffic went to.
+TURNED_AWAY = {
+    "keys": ["malformed key check", "malformed command"],
+    "usage": [
+        "refused a malformed decision batch",
+        "refused a malformed usage query",
+        "skipped a malformed usage event",
+    ],
+}
+# What a handler logs when it gives up with an unexpected error (log.exception: a traceback).
+UNEXPECTED = {
+    "keys": ["Traceback", "unhandled error", "failed (request", "key check failed"],
+    "usage": ["Traceback", "usage query failed", "aggregator failed", "deciding a batch failed"],
+}
+
+
 def test_nothing_crashed_or_failed_unexpectedly(services: tuple[Stack, Bus]) -> None:
-    """Runs last in this module: no handler gave up with an unexpected error along the way."""
-    stack, _ = services
-    logs = {name: (stack.root / f"{name}.log").read_text() for name in ("keys", "usage")}
-    assert "unhandled error" not in logs["keys"]
-    assert "failed (request" not in logs["keys"] and "key check failed" not in logs["keys"]
-    assert "usage query failed" not in logs["usage"]
-    assert "aggregator" not in logs["usage"] or "failed; resuming" not in logs["usage"]
+    """Runs last in this module, so it reads what every fuzz test above left in the logs; run
+    alone or first it still sends malformed messages of its own on every subject, and fails
+    unless the logs show them turned away before it looks for unexpected errors."""
+    stack, bus = services
+    malformed = b'{"type": "not a message", "\x00'
+    for subject in (KEYS_CHECK, KEYS_COMMANDS, usage_decide_subject(0), USAGE_QUERY):
+        reply = msgspec.json.decode(bus.request(subject, malformed), type=m.Rejected)
+        assert reply.code == m.Code.VALIDATION_ERROR, (subject, reply)
+    bus.publish(f"{USAGE_EVENTS_PREFIX}.0.acc_fuzz", malformed)  # read by the aggregator
+
+    logs = _logs_showing(stack, TURNED_AWAY, timeout=30)
+    for name, words in UNEXPECTED.items():
+        for word in words:
+            assert word not in logs[name], _around(logs[name], word)
+
+
+def _logs_showing(stack: Stack, wanted: dict[str, list[str]], timeout: float) -> dict[str, str]:
+    """Each service's log, once it holds every one of its `wanted` lines (a generous deadline:
+    the usage stream is read a moment after it is published to)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = {name: (stack.root / f"{name}.log").read_text() for name in wanted}
+        missing = {
+            name: [w for w in words if w not in logs[name]] for name, words in wanted.items()
+        }
+        if not any(missing.values()):
+            return logs
+        assert time.monotonic() < deadline, f"the logs never showed {missing}"
+        time.sleep(0.1)
+
+
+def _around(log: str, word: str) -> str:
+    at = log.index(word)
+    return log[max(0, at - 500) : at + 1500]

@@ -39,12 +39,20 @@ class Up:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a terminal of its own: Ctrl-C goes to its group only
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def exited(self, timeout: float = 60) -> int:
+        """Its exit code, once its output is read to the end (however long a loaded machine
+        takes the reader thread to get there)."""
+        code = self.process.wait(timeout=timeout)
+        self.reader.join(timeout)
+        return code
 
     @property
     def output(self) -> str:
@@ -65,9 +73,7 @@ class Up:
             os.killpg(self.process.pid, sig)
         else:
             self.process.send_signal(sig)
-        code = self.process.wait(timeout=60)
-        time.sleep(0.2)  # let the reader thread take the last lines
-        return code
+        return self.exited()
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -128,8 +134,7 @@ def test_a_service_that_dies_takes_everything_down_with_a_failure(
     line = next(line for line in up.lines if "Started server process [" in line)
     coordinator_pid = int(line.split("[")[1].split("]")[0])
     os.kill(coordinator_pid, signal.SIGKILL)
-    assert up.process.wait(timeout=30) != 0
-    time.sleep(0.2)
+    assert up.exited() != 0
     assert "coordinator exited unexpectedly" in up.output
     assert "stopping nats" in up.output
     assert all_ports_closed(up)
@@ -141,8 +146,7 @@ def test_a_busy_port_is_refused_before_anything_starts(
     blocker = NatsServer(free_port(), tmp_path / "other").start()
     try:
         up = start(up_factory, tmp_path, NATS_PORT=str(blocker.port))
-        assert up.process.wait(timeout=30) == 1
-        time.sleep(0.2)
+        assert up.exited() == 1
         assert f"port {blocker.port}" in up.output and "NATS_URL" in up.output
         assert "starting" not in up.output
     finally:

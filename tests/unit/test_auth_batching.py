@@ -15,6 +15,7 @@ from aitbc_api.throttle import FailureThrottle
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, key_digest
 from aitbc_contracts.subjects import KEYS_CHECK
+from tests.unit.waiting import until
 
 
 def facts(n: int) -> m.KeyFacts:
@@ -81,7 +82,8 @@ async def test_misses_during_a_round_trip_gather_for_the_next_message() -> None:
     for key in keys[:4]:  # each its own turn of the loop: four messages out, the limit
         first.append(asyncio.ensure_future(outcome(auth, key)))
     later = [asyncio.ensure_future(outcome(auth, key)) for key in keys[4:]]
-    await asyncio.sleep(0.01)
+    await until(lambda: len(bus.sent) == 1)
+    await asyncio.sleep(0.01)  # the later ones gather meanwhile (were any sent, it would show)
     bus.release.set()
     await asyncio.gather(*first, *later)
     assert [len(hashes) for hashes in bus.sent] == [4, 16]
@@ -115,7 +117,7 @@ def held_key() -> tuple[Bus, Authenticator, str]:
 async def test_an_eviction_during_a_shared_question_refuses_its_answer() -> None:
     bus, auth, key = held_key()
     before = asyncio.ensure_future(outcome(auth, key))
-    await asyncio.sleep(0.01)  # the question is out
+    await until(lambda: bus.sent)  # the question is out
     auth.cache.evict_key("key_1")  # e.g. a revocation, while the question is out
     after = asyncio.ensure_future(outcome(auth, key))  # joins the question asked before it
     await asyncio.sleep(0)
@@ -129,7 +131,7 @@ async def test_a_caller_that_gives_up_leaves_the_question_to_the_others() -> Non
     bus, auth, key = held_key()
     quitter = asyncio.ensure_future(outcome(auth, key))
     stayer = asyncio.ensure_future(outcome(auth, key))
-    await asyncio.sleep(0.01)
+    await until(lambda: bus.sent)  # one question, for both
     quitter.cancel()
     bus.release.set()
     assert await stayer == "key_1"

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from aitbc_api.batching import Batcher
+from tests.unit.waiting import until
 
 
 class Lanes:
@@ -60,7 +61,7 @@ async def test_beyond_the_in_flight_limit_arrivals_gather_for_the_next_batch() -
     first = asyncio.ensure_future(b.submit(0, 1))
     await asyncio.sleep(0)
     second = asyncio.ensure_future(b.submit(0, 2))  # a second batch may go out at once
-    await asyncio.sleep(0.01)
+    await until(lambda: len(lanes.sent) == 2)
     assert [items for _, items in lanes.sent] == [[1], [2]]
     later = [asyncio.ensure_future(b.submit(0, i)) for i in (3, 4, 5)]
     await asyncio.sleep(0.01)

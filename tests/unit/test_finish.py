@@ -46,8 +46,28 @@ async def test_work_that_outlives_the_grace_is_cancelled_and_waited_for(
     assert "failing had failed: RuntimeError" in caplog.text
 
 
+async def turns_to_finish(tasks: list[asyncio.Task[None]], grace: float) -> int:
+    """How many turns of the event loop `finish` takes: a count, not a time, so a loaded
+    machine cannot change it (waiting out the grace would be thousands of turns)."""
+    finishing = asyncio.create_task(finish(tasks, grace=grace))
+    turns = 0
+    while not finishing.done() and turns < 1000:
+        await asyncio.sleep(0)
+        turns += 1
+    assert finishing.done(), "finish waited although there was nothing to wait for"
+    await finishing
+    return turns
+
+
 async def test_nothing_to_finish_returns_at_once() -> None:
-    await finish([], grace=10.0)
+    assert await turns_to_finish([], grace=3600) == 1  # its own first step, no waiting
+
+
+async def test_work_that_has_ended_already_is_not_waited_for() -> None:
+    ended = asyncio.create_task(asyncio.sleep(0))
+    await ended
+    assert await turns_to_finish([ended], grace=3600) <= 5  # its wait sees them done
+    assert not ended.cancelled()
 
 
 async def test_a_cancellation_lost_in_a_loop_is_repeated_until_the_task_ends() -> None:

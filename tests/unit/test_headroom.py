@@ -3,8 +3,6 @@ an account whose last exact decision, in the current window, left a clear margin
 
 from __future__ import annotations
 
-import time
-
 from aitbc_api.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.usage import Decide, Decision
 
@@ -58,13 +56,15 @@ async def test_a_refusal_or_a_keys_own_limit_gives_no_headroom() -> None:
 
 
 async def test_no_speculation_while_a_lease_admits_at_once() -> None:
-    reset = int(time.time()) + 60  # leases are taken at the real time
-    granting = Answers(Decision(True, 6000, 5999, reset, lease=2))
+    now = 1_800_000_001.0  # one clock for the limiter and the test: the lease cannot run out
+    granting = Answers(Decision(True, 6000, 5999, int(now) + 59, lease=2))
     batcher: DecisionBatcher = granting  # type: ignore[assignment]
-    rl = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    rl = RateLimiter(
+        batcher, {"enterprise": 6000}, fail_open=True, lease_units=32, clock=lambda: now
+    )
     await rl.check("acc_1", "key_1", "enterprise", None)
-    assert rl.has_headroom("acc_1", now=time.time())
-    assert not rl.worth_speculating("acc_1", now=time.time())  # the lease decides at once
+    assert rl.has_headroom("acc_1", now=now)
+    assert not rl.worth_speculating("acc_1", now=now)  # the lease decides at once
     for _ in range(2):
         await rl.check("acc_1", "key_1", "enterprise", None)
-    assert rl.worth_speculating("acc_1", now=time.time())  # used up: the next is a round trip
+    assert rl.worth_speculating("acc_1", now=now)  # used up: the next is a round trip

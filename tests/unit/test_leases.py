@@ -5,7 +5,7 @@ what an edge admits from them (LeaseBook). Over real NATS: tests/integration/usa
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -153,18 +153,24 @@ def test_leases_that_are_over_are_settled_by_partition_in_lending_order() -> Non
     assert len(book) == 0
 
 
+def at(now: float) -> Callable[[], float]:
+    """A clock that stays at `now`: a loaded machine cannot make a lease run out mid-test."""
+    return lambda: now
+
+
 async def test_requests_arriving_while_a_lease_is_asked_for_take_from_it() -> None:
-    reset = int(time.time()) + 60  # the limiter takes leases at the real time
     asked: list[Decide] = []
 
     class SlowUsage:
         async def decide(self, item: Decide) -> Decision:
             asked.append(item)
             await asyncio.sleep(0.01)
-            return Decision(True, 6000, 5999, reset, lease=item.lease)
+            return Decision(True, 6000, 5999, RESET, lease=item.lease)
 
     batcher: DecisionBatcher = SlowUsage()  # type: ignore[assignment]
-    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    limiter = RateLimiter(
+        batcher, {"enterprise": 6000}, fail_open=True, lease_units=32, clock=at(T0 + 1)
+    )
     verdicts = await asyncio.gather(
         *(limiter.check("acc_1", "key_1", "enterprise", None) for _ in range(10))
     )
@@ -174,14 +180,14 @@ async def test_requests_arriving_while_a_lease_is_asked_for_take_from_it() -> No
 
 
 async def test_a_ready_lease_admits_without_an_await_and_none_sends_to_a_decision() -> None:
-    reset = int(time.time()) + 60
-
     class Usage:
         async def decide(self, item: Decide) -> Decision:
-            return Decision(True, 6000, 5999, reset, lease=item.lease)
+            return Decision(True, 6000, 5999, RESET, lease=item.lease)
 
     batcher: DecisionBatcher = Usage()  # type: ignore[assignment]
-    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    limiter = RateLimiter(
+        batcher, {"enterprise": 6000}, fail_open=True, lease_units=32, clock=at(T0 + 1)
+    )
     assert limiter.leased("acc_1", "key_1", "enterprise", None) is None  # no lease yet
     first = await limiter.decide("acc_1", "key_1", "enterprise", None)
     assert first.decision is not None and first.decision.lease == 32
@@ -192,7 +198,6 @@ async def test_a_ready_lease_admits_without_an_await_and_none_sends_to_a_decisio
 
 
 async def test_an_edge_that_stops_settles_every_lease_it_holds() -> None:
-    reset = int(time.time()) + 60
     published: list[tuple[str, bytes]] = []
 
     class Bus:
@@ -203,10 +208,12 @@ async def test_an_edge_that_stops_settles_every_lease_it_holds() -> None:
         nc = Bus()
 
         async def decide(self, item: Decide) -> Decision:
-            return Decision(True, 6000, 5999, reset, lease=item.lease)
+            return Decision(True, 6000, 5999, RESET, lease=item.lease)
 
     batcher: DecisionBatcher = Usage()  # type: ignore[assignment]
-    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    limiter = RateLimiter(
+        batcher, {"enterprise": 6000}, fail_open=True, lease_units=32, clock=at(T0 + 1)
+    )
     limiter.start()
     await limiter.check("acc_1", "key_1", "enterprise", None)
     await limiter.check("acc_1", "key_1", "enterprise", None)  # one of the 32 used
@@ -214,7 +221,7 @@ async def test_an_edge_that_stops_settles_every_lease_it_holds() -> None:
     assert published == [
         (
             usage_settle_subject(partition_of("acc_1")),
-            msgspec.json.encode(Settlements([Settle("acc_1", 32, 31, reset)])),
+            msgspec.json.encode(Settlements([Settle("acc_1", 32, 31, RESET)])),
         )
     ]
 
@@ -271,9 +278,7 @@ def test_a_renewal_adds_to_the_lease_and_the_count_goes_on() -> None:
 
 
 async def test_a_steady_flow_is_admitted_from_renewed_leases_counting_down_exactly() -> None:
-    if time.time() % 60 > 59:  # one minute throughout
-        await asyncio.sleep(60 - time.time() % 60 + 0.01)
-    reset = int(time.time()) // 60 * 60 + 60
+    now = T0 + 1
     window = MinuteWindow()  # the usage service's own rule, in process
     items: list[Decide] = []
 
@@ -281,17 +286,20 @@ async def test_a_steady_flow_is_admitted_from_renewed_leases_counting_down_exact
         async def decide(self, item: Decide) -> Decision:
             items.append(item)
             return window.decide(
-                item.account_id, item.key_id, 6000, None, time.time(), item.lease, item.renew
+                item.account_id, item.key_id, 6000, None, now, item.lease, item.renew
             )
 
     batcher: DecisionBatcher = Usage()  # type: ignore[assignment]
-    limiter = RateLimiter(batcher, {"enterprise": 6000}, fail_open=True, lease_units=32)
+    limiter = RateLimiter(
+        batcher, {"enterprise": 6000}, fail_open=True, lease_units=32, clock=lambda: now
+    )
     remaining = []
-    for _ in range(500):
+    for _ in range(500):  # one every half millisecond: leases run out in time as in units
         verdict = await limiter.check("acc_1", "key_1", "enterprise", None)
-        assert verdict.decision is not None and verdict.decision.reset == reset
+        assert verdict.decision is not None and verdict.decision.reset == RESET
         remaining.append(verdict.decision.remaining)
         await asyncio.sleep(0)  # a turn of the loop, as between requests
+        now += 0.0005
     assert remaining == list(range(5999, 5499, -1))
     assert [item.renew for item in items].count(False) == 1  # asked once, then renewed
     assert len(items) < 25

@@ -12,6 +12,7 @@ import pytest
 
 from aitbc_infra.runner import Config, ConfigError, preflight, services
 from aitbc_infra.supervisor import Service, Supervisor
+from tests.unit.waiting import until
 
 PY = sys.executable
 
@@ -111,9 +112,8 @@ async def test_output_is_prefixed_and_stop_ends_everything_with_0() -> None:
     )
     stop = asyncio.Event()
     task = asyncio.create_task(sup.run(stop))
-    while "everything is up" not in out.getvalue():
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)  # the children's first lines
+    lines = ("everything is up", "one    | hello", "second | hi")  # and the children's first
+    await until(lambda: all(line in out.getvalue() for line in lines), timeout=30, every=0.05)
     processes = [r.process for r in sup.running]
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -91,8 +92,10 @@ class RateLimiter:
         plan_limits: dict[str, int],
         fail_open: bool,
         lease_units: int = 0,
+        clock: Callable[[], float] = time.time,  # leases and minutes are of this time
     ) -> None:
         self.batcher = batcher
+        self.clock = clock
         self.plan_limits = plan_limits
         self.fail_open = fail_open
         self.local = MinuteWindow()  # the per-edge fallback: exact for this edge alone
@@ -112,7 +115,7 @@ class RateLimiter:
         if self._settling is not None:
             await cancel_and_wait([self._settling])
             self._settling = None
-            await self._publish_settlements(time.time(), every=True)
+            await self._publish_settlements(self.clock(), every=True)
 
     def _renew(self, account_id: str, key_id: str, plan: str, units: int) -> None:
         """Asks for more units for the account's lease in use, off any request's path."""
@@ -128,7 +131,7 @@ class RateLimiter:
         except UsageUnavailable as exc:
             log.warning("usage service unavailable: %s", exc)
         finally:
-            self.leases.answered(account_id, decision, time.time())
+            self.leases.answered(account_id, decision, self.clock())
 
     async def _settle_leases(self) -> None:
         """Settles leases as they end, so their unused units go back within LEASE_SECONDS
@@ -136,7 +139,7 @@ class RateLimiter:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 4)
             try:
-                await self._publish_settlements(time.time())
+                await self._publish_settlements(self.clock())
             except Exception as exc:  # NATS away: the lease falls due, and counts as used
                 log.warning("could not settle leases: %s", exc)
 
@@ -191,7 +194,7 @@ class RateLimiter:
         leases = self.leases
         if leases is None or key_limit is not None:  # a key's own limit is never lent
             return None
-        now = time.time()
+        now = self.clock()
         leased = leases.take(account_id, now)
         if leased is None:
             return None
@@ -212,7 +215,7 @@ class RateLimiter:
                 await coming  # about as soon as a decision of its own would be back
                 if (verdict := self.leased(account_id, key_id, plan, key_limit)) is not None:
                     return verdict
-            asked, settles = leases.ask(account_id, time.time())
+            asked, settles = leases.ask(account_id, self.clock())
         decision: Decision | None = None
         try:
             decision = await self.batcher.decide(
@@ -229,13 +232,13 @@ class RateLimiter:
         finally:
             if asked:
                 assert leases is not None
-                leases.answered(account_id, decision, time.time())
+                leases.answered(account_id, decision, self.clock())
         if not self.fail_open:
             metrics.inc("aitbc_ratelimit_fallback_total", 'policy="fail-closed"')
             return Verdict(None, "fail-closed", policy)
         metrics.inc("aitbc_ratelimit_fallback_total", 'policy="fail-open"')
         limit = self.plan_limits.get(plan, min(self.plan_limits.values()))
-        decision = self.local.decide(account_id, key_id, limit, key_limit, time.time())
+        decision = self.local.decide(account_id, key_id, limit, key_limit, self.clock())
         return Verdict(decision, "fail-open", policy)
 
 
