@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from aitbc_api.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.usage import Decide, Decision
 
 

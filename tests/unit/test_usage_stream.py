@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from aitbc_api import metrics
-from aitbc_api.usage_events import MAX_BATCH_BYTES, Served, UsagePublisher, route_template
+from aitbc_api.pipeline.usage_events import MAX_BATCH_BYTES, Served, UsagePublisher, route_template
 from aitbc_contracts.subjects import (
     USAGE_EVENTS_SUBJECTS,
     partition_of,

@@ -1,7 +1,9 @@
-"""The edge's running parts, made by the app's lifespan and kept in the app's state as one.
+"""The edge's core: the running parts every request's path reaches, made once by the lifespan
+(aitbc_api.lifespan) and kept in the app's state.
 
-A request's context holds them (aitbc_api.middleware), so it reaches each part with an
-attribute read: every `app.state.x` is a Python call, and a request used to make several.
+The middleware puts them in each request's context (aitbc_api.pipeline.middleware), so the
+gate and the forwarder reach each part with an attribute read and no lookup per request. The
+management routes and the dashboard are given what they need by dependency injection instead.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import aiohttp
 
-    from aitbc_api.auth import Authenticator
-    from aitbc_api.clients import KeysClient, UsageClient
-    from aitbc_api.dashboard.sessions import SessionStore
-    from aitbc_api.limits import RateLimiter
+    from aitbc_api.pipeline.auth import Authenticator
+    from aitbc_api.pipeline.limits import RateLimiter
+    from aitbc_api.pipeline.usage_events import UsagePublisher
     from aitbc_api.settings import Settings
-    from aitbc_api.usage_events import UsagePublisher
+
+
+class Load:
+    """How busy this process is: the HTTP requests it is serving now (the middleware counts)."""
+
+    __slots__ = ("in_flight",)
+
+    def __init__(self) -> None:
+        self.in_flight = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,4 @@ class Edge:
     limiter: RateLimiter
     usage_publisher: UsagePublisher
     upstream: aiohttp.ClientSession  # the pooled session every forwarded request goes through
-    keys_client: KeysClient
-    usage_client: UsageClient
-    dashboard_sessions: SessionStore
+    load: Load

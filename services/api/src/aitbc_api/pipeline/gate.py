@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import time
 
-from aitbc_api.auth import Principal, presented_key
 from aitbc_api.errors import ApiError
-from aitbc_api.limits import Verdict
-from aitbc_api.middleware import context_of, edge_of
+from aitbc_api.pipeline.auth import Principal, presented_key
+from aitbc_api.pipeline.limits import Verdict
+from aitbc_api.pipeline.middleware import context_of
 from aitbc_api.types import Conn, Req
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import WINDOW_SECONDS
@@ -54,7 +54,7 @@ def _fixed_headers(mode: str, policy: str, limit: int, reset: int) -> _Fixed:
 
 async def authenticate(connection: Conn) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
-    authenticator = edge_of(connection).authenticator
+    authenticator = context_of(connection.scope).edge.authenticator
     key = presented_key(connection)
     if (known := authenticator.known(key)) is not None:
         return known

@@ -1,32 +1,15 @@
-"""HTTP bodies of the management routes (msgspec), and their mapping from the wire replies."""
+"""What an owner is shown of a key and of its history (msgspec), mapped from the keys service's
+replies: the REST routes and the dashboard show the same."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.messages import KeyView
-
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
-RateLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-
-
-class SignUp(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
-
-
-class NewKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    name: Name
-    expires_at: datetime | None = None
-    rate_limit: RateLimit | None = None
-
-
-class Regenerate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    grace_period_seconds: GraceSeconds = 0
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -47,10 +30,6 @@ class ApiKeyWithSecret(ApiKey, frozen=True):
     key: str = ""  # the plaintext key: in this response only, never again
 
 
-class ApiKeys(msgspec.Struct, frozen=True):
-    keys: list[ApiKey]
-
-
 class KeyEvent(msgspec.Struct, frozen=True):
     """One change to a key: what happened, when, by which key, in which request."""
 
@@ -61,23 +40,6 @@ class KeyEvent(msgspec.Struct, frozen=True):
     actor: str  # the key id that acted, "operator" (the aitbc command line) or "signup"
     request_id: str
     details: dict[str, Any]  # what changed: name, kind, hint, expires_at, rate_limit, reason...
-
-
-class KeyEvents(msgspec.Struct, frozen=True):
-    events: list[KeyEvent]
-
-
-class MasterKey(msgspec.Struct, frozen=True):
-    key_id: str
-    key: str  # shown once
-
-
-class Account(msgspec.Struct, frozen=True):
-    account_id: str
-    name: str
-    plan: str
-    created_at: datetime
-    master_key: MasterKey
 
 
 def api_key(view: KeyView, last_used_at: datetime | None = None) -> ApiKey:
