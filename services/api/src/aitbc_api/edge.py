@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from aitbc_api.pipeline.auth import Authenticator
     from aitbc_api.pipeline.limits import RateLimiter
+    from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
     from aitbc_api.pipeline.usage_events import UsagePublisher
     from aitbc_api.settings import Settings
 
@@ -34,6 +35,7 @@ class Edge:
     settings: Settings
     authenticator: Authenticator
     limiter: RateLimiter
+    rate_limit_headers: RateLimitHeaders
     usage_publisher: UsagePublisher
     upstream: aiohttp.ClientSession  # the pooled session every forwarded request goes through
     load: Load

@@ -25,6 +25,7 @@ from aitbc_api.pipeline.auth import AuthCache, Authenticator
 from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
 from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
 from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
 from aitbc_api.proxy.forward import upstream_session
@@ -99,6 +100,7 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
             FailureThrottle(settings.auth_failure_budget),
         ),
         limiter=limiter,
+        rate_limit_headers=RateLimitHeaders(),
         usage_publisher=publisher,
         upstream=await parts.enter_async_context(upstream_session(settings)),
         load=Load(),

@@ -43,19 +43,11 @@ class KeyEvent(msgspec.Struct, frozen=True):
 
 
 def api_key(view: KeyView, last_used_at: datetime | None = None) -> ApiKey:
-    return ApiKey(
-        key_id=view.key_id,
-        name=view.name,
-        kind=view.kind,
-        hint=view.hint,
-        status=view.status,
-        created_at=view.created_at,
-        expires_at=view.expires_at,
-        revoked_at=view.revoked_at,
-        regenerated_at=view.regenerated_at,
-        rate_limit=view.rate_limit,
-        last_used_at=last_used_at or view.last_used_at,
-    )
+    """The key as the API shows it: the view's fields but its account (the caller's own), with
+    its last use as the usage service knows it, when it does."""
+    shown = {name: getattr(view, name) for name in ApiKey.__struct_fields__}
+    shown["last_used_at"] = last_used_at or view.last_used_at
+    return ApiKey(**shown)
 
 
 # An allow list, not a deny list: a field added to an event later stays private until it is
