@@ -83,7 +83,7 @@ def test_the_docs_page_needs_no_network_and_its_assets_are_served() -> None:
     from litestar.testing import TestClient
 
     from aitbc_api.app import create_app
-    from aitbc_api.edge import Load
+    from aitbc_api.pipeline.edge import Load
     from aitbc_api.settings import Settings
 
     app = create_app(Settings())

@@ -13,13 +13,13 @@ from aitbc_api import metrics
 from aitbc_api.apidocs.config import openapi_config
 from aitbc_api.apidocs.headers import declare_rate_limit_headers
 from aitbc_api.dashboard import Dashboard
-from aitbc_api.edge import Edge
 from aitbc_api.errors import exception_handlers
 from aitbc_api.lifespan import edge_lifespan
 from aitbc_api.owners.accounts import sign_up
 from aitbc_api.owners.api_keys import ApiKeysController
 from aitbc_api.owners.dependencies import owner_dependencies
 from aitbc_api.owners.usage import usage
+from aitbc_api.pipeline.edge import Edge
 from aitbc_api.pipeline.middleware import EdgeMiddleware
 from aitbc_api.proxy.forward import forward
 from aitbc_api.settings import Settings, get_settings

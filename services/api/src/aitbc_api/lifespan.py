@@ -2,9 +2,9 @@
 at the end stop them in the reverse order (the limiter settles its leases and the publisher
 flushes its events while NATS is still there), then drain the connection.
 
-The app's state holds `edge` (the core, for the request path: aitbc_api.edge), `owner_services`
-(for the owners' routes and the dashboard: aitbc_api.owners.dependencies) and `nats` (the one
-connection, for parts that wire themselves, such as the dashboard's session store).
+The app's state holds `edge` (the core, for the request path: aitbc_api.pipeline.edge),
+`owner_services` (for the owners' routes and the dashboard: aitbc_api.owners.dependencies) and
+`nats` (the one connection, for parts that wire themselves, such as the dashboard's sessions).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Protocol, TypeVar
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
-from aitbc_api.edge import Edge, Load
 from aitbc_api.owners.dependencies import OWNER_SERVICES
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.owners.usage_queries import UsageQueries
 from aitbc_api.pipeline.auth import AuthCache, Authenticator
 from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
+from aitbc_api.pipeline.edge import Edge, Load
 from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders

@@ -29,8 +29,8 @@ from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
 
 if TYPE_CHECKING:
-    from aitbc_api.edge import Edge
     from aitbc_api.pipeline.auth import Principal
+    from aitbc_api.pipeline.edge import Edge
     from aitbc_api.pipeline.limits import Verdict
 
 CONTEXT_KEY = "aitbc"

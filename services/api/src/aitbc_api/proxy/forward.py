@@ -1,7 +1,7 @@
 """Every other `/v1/...` route: authenticate, then stream to the Coordinator and back.
 
 The forwarded path is the one the benchmarks measure: it takes what it needs from the request's
-context (the core's running parts, aitbc_api.edge), with no dependency to resolve per request."""
+context (the core's running parts, aitbc_api.pipeline.edge), and resolves no dependency."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from litestar import route
 from litestar.enums import HttpMethod
 from litestar.types import Method
 
-from aitbc_api.edge import Edge
 from aitbc_api.errors import ApiError
 from aitbc_api.pipeline.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
+from aitbc_api.pipeline.edge import Edge
 from aitbc_api.pipeline.gate import authenticate, limit
 from aitbc_api.pipeline.middleware import context_of
 from aitbc_api.proxy.relay import Relay
