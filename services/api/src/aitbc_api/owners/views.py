@@ -13,6 +13,9 @@ from aitbc_contracts.messages import KeyView
 
 
 class ApiKey(msgspec.Struct, frozen=True):
+    """A key as the API shows it. Its own list of fields, not the keys service's KeyView: a
+    field that view gains stays off the public API until it is chosen here."""
+
     key_id: str
     name: str
     kind: str
