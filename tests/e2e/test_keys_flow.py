@@ -214,3 +214,10 @@ def test_openapi_declares_both_security_schemes(api: httpx.Client) -> None:
     assert schemes["ApiKeyHeader"] == {"type": "apiKey", "name": "X-API-Key", "in": "header"}
     assert schemes["ApiKeyQuery"] == {"type": "apiKey", "name": "api_key", "in": "query"}
     assert "/v1/api-keys/{key_id}/regenerate" in schema["paths"]
+
+
+def test_the_docs_page_loads_nothing_from_another_host(api: httpx.Client) -> None:
+    page = api.get("/schema")
+    assert page.status_code == 200 and "https://" not in page.text and "http://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+        assert api.get(f"/schema/assets/{asset}").status_code == 200

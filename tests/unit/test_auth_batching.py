@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from aitbc_api.auth import AuthCache, Authenticator
-from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError
-from aitbc_api.throttle import FailureThrottle
+from aitbc_api.pipeline.auth import AuthCache, Authenticator
+from aitbc_api.pipeline.key_checks import KeyChecks
+from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, key_digest
 from aitbc_contracts.subjects import KEYS_CHECK
@@ -46,7 +46,7 @@ class Bus:
 
 def authenticator(bus: Bus) -> Authenticator:
     cache = AuthCache(size=100, ttl=60, negative_size=100, negative_ttl=60)
-    keys = KeysClient(bus, timeout=5)  # type: ignore[arg-type]
+    keys = KeyChecks(bus, timeout=5)  # type: ignore[arg-type]
     return Authenticator(cache, keys, FailureThrottle(1000))
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
-import msgspec
-
-from aitbc_api.auth_cache import AuthCache
-from aitbc_api.key_events import apply
-from aitbc_api.routes.proxy import _query_without_key
+from aitbc_api.pipeline.auth_cache import AuthCache
+from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
+from aitbc_api.proxy.forward import _query_without_key
+from aitbc_contracts.events import KeyRevoked, PlanChanged, encode_event
 from aitbc_contracts.messages import KeyFacts
+from aitbc_contracts.subjects import POSITION_HEADER
+from aitbc_runtime.key_events import KeyEventReader
 
 
 def facts(key_id: str = "key_1", account_id: str = "acc_1") -> KeyFacts:
@@ -70,14 +72,23 @@ def test_key_events_evict_what_they_change() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     cache.put(b"h1", facts("key_1", "acc_1"), cache.generation)
     cache.put(b"h2", facts("key_2", "acc_2"), cache.generation)
-    apply(
-        cache,
-        msgspec.json.encode({"type": "key.revoked.v1", "account_id": "acc_1", "key_id": "key_1"}),
+    cache.put(b"h3", facts("key_3", "acc_3"), cache.generation)
+    reader = KeyEventReader(None, [CacheInvalidation(cache)], "test")  # type: ignore[arg-type]
+    at = datetime.now(UTC)
+    common = {"event_id": "evt_1", "version": 2, "occurred_at": at}
+    revoked = KeyRevoked(stream_id="key_1", account_id="acc_1", key_id="key_1", **common)
+    reader.receive(encode_event(revoked), {POSITION_HEADER: "7"})
+    assert cache.get(b"h1") is None and cache.get(b"h2") is not None
+    plan = PlanChanged(
+        stream_id="acc_2", account_id="acc_2", plan="pro", previous_plan="free", **common
     )
-    assert cache.get(b"h1") is None
-    apply(cache, b'{"type": "account.plan_changed.v1", "account_id": "acc_2", "plan": "pro"}')
-    assert cache.get(b"h2") is None
-    apply(cache, b"garbage")  # ignored, not raised
+    reader.receive(encode_event(plan), {POSITION_HEADER: "8"})
+    assert cache.get(b"h2") is None and cache.get(b"h3") is not None
+    reader.receive(b"garbage", {POSITION_HEADER: "9"})  # refused by the reader, not raised
+    reader.receive(encode_event(revoked), None)  # no position: not an event of the log
+    assert reader.refused == 2 and cache.get(b"h3") is not None
+    reader.reset()  # a reconnect: every entry is asked about again before it is trusted
+    assert cache.get(b"h3") is None and cache.get(b"h3", stale=True) is not None
 
 
 def test_the_key_is_removed_from_the_query_string() -> None:
@@ -113,7 +124,7 @@ def test_a_clear_or_forgotten_evictions_refuse_older_answers() -> None:
 
 
 def test_failure_throttle_counts_per_address_per_minute() -> None:
-    from aitbc_api.throttle import FailureThrottle
+    from aitbc_api.pipeline.throttle import FailureThrottle
 
     throttle = FailureThrottle(budget=3, max_addresses=2)
     t0 = 1_800_000_000.0

@@ -9,10 +9,9 @@ import asyncio
 import msgspec
 import pytest
 
-from aitbc_api.auth import AuthCache, Authenticator
-from aitbc_api.clients import unavailable
-from aitbc_api.errors import ApiError
-from aitbc_api.throttle import FailureThrottle
+from aitbc_api.errors import ApiError, unavailable
+from aitbc_api.pipeline.auth import AuthCache, Authenticator
+from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_contracts.keyformat import generate_key, key_digest
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
 

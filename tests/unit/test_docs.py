@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -74,3 +76,27 @@ def test_schemas_speak_asyncapis_dialect() -> None:
     last_used = document["components"]["schemas"]["LastUsed"]["properties"]["keys"]
     assert last_used["additionalProperties"]["format"] == "date-time"
     assert document["components"]["messages"]["KeyEvent"]["payload"]["discriminator"] == "type"
+
+
+def test_the_docs_page_needs_no_network_and_its_assets_are_served() -> None:
+    """/schema names no other host: its script, style and icon come from the edge itself."""
+    from litestar.testing import TestClient
+
+    from aitbc_api.app import create_app
+    from aitbc_api.pipeline.edge import Load
+    from aitbc_api.settings import Settings
+
+    app = create_app(Settings())
+    app.state.edge = SimpleNamespace(load=Load())  # what the middleware counts
+    client = TestClient(app)  # not entered: no lifespan, so no NATS
+    page = client.get("/schema")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+    assert len(assets) == 4, assets  # the script, its preset, the style and the icon
+    for asset in assets:
+        assert asset.startswith("/schema/assets/")
+        served = client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 1000, asset
+    assert client.get("/schema/assets/swagger-editor.js").status_code == 404
+    assert client.get("/schema/openapi.json").json() == openapi.document()

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MultiDict
 
-from aitbc_api.auth import AuthCache, Authenticator, presented_key
 from aitbc_api.errors import ApiError
-from aitbc_api.routes.proxy import _query_without_key
-from aitbc_api.throttle import FailureThrottle
+from aitbc_api.pipeline.auth import AuthCache, Authenticator, presented_key
+from aitbc_api.pipeline.throttle import FailureThrottle
+from aitbc_api.proxy.forward import _query_without_key
 from aitbc_contracts.keyformat import ALPHABET, KEY_LENGTH, PREFIX, generate_key, is_well_formed
 from aitbc_contracts.messages import Code, Rejected
 

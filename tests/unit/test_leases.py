@@ -10,8 +10,8 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from aitbc_api.leases import GROWTH, LeaseBook
-from aitbc_api.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.leases import GROWTH, LeaseBook
+from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow, lease_size
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_settle_subject
 from aitbc_contracts.usage import (

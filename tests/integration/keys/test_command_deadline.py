@@ -11,8 +11,9 @@ import nats
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError
+from aitbc_api.owners.key_manager import send
+from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_infra.nats_server import NatsServer
@@ -21,6 +22,7 @@ from aitbc_keys.db import create_engine, write_transaction
 from aitbc_keys.handlers import Handlers
 from aitbc_keys.main import running_service
 from aitbc_keys.settings import Settings
+from aitbc_runtime.commands import KeysCommands
 
 WAIT_MS = 400  # the sender's wait: the change must be ready to commit within 0.3 s
 
@@ -123,13 +125,13 @@ async def test_the_edge_answers_503_and_the_change_does_not_happen_later(
     async with running_service(settings):
         nc = await nats.connect(own_nats.url)
         try:
-            client = KeysClient(nc, timeout=WAIT_MS / 1000)
+            commands = KeysCommands(nc, timeout=WAIT_MS / 1000)
             async with write_lock_held(database_url):
                 with pytest.raises(ApiError) as refused:
-                    await client.command(command)
+                    await send(commands, command)
                 assert refused.value.status == 503
             await asyncio.sleep(0.3)  # the waiting change has met the free database by now
-            (reply,) = await client.check_many([hash_key(key)])
+            (reply,) = await KeyChecks(nc, timeout=WAIT_MS / 1000).check_many([hash_key(key)])
             assert isinstance(reply, m.Rejected) and reply.code == m.Code.INVALID_API_KEY
         finally:
             await nc.close()

@@ -351,7 +351,7 @@ async def test_invalid_commands_say_what_is_wrong(caller: Caller) -> None:
 async def test_the_edge_client_sends_a_burst_of_checks_as_few_messages(
     caller: Caller, service: Service
 ) -> None:
-    from aitbc_api.clients import KeysClient  # the edge's client, against the real service
+    from aitbc_api.pipeline.key_checks import KeyChecks  # the edge's, against the real service
 
     accounts = [await new_account(caller) for _ in range(30)]
     seen: list[int] = []
@@ -361,7 +361,7 @@ async def test_the_edge_client_sends_a_burst_of_checks_as_few_messages(
 
     sub = await caller.nc.subscribe(KEYS_CHECK, cb=spy)
     await caller.nc.flush()
-    client = KeysClient(caller.nc, timeout=5)
+    client = KeyChecks(caller.nc, timeout=5)
     hashes = [keyformat.hash_key(master) for _, master in accounts]
     unknown = keyformat.hash_key(keyformat.generate_key())
     replies = await asyncio.gather(*(client.check(h) for h in [*hashes, unknown]))

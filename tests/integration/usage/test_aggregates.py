@@ -11,7 +11,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
-from aitbc_api.usage_events import Served, UsagePublisher
+from aitbc_api.pipeline.usage_events import Served, UsagePublisher
 from aitbc_contracts.subjects import (
     MSG_ID_HEADER,
     partition_of,

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from nats.aio.msg import Msg
 
-from aitbc_api.limits import DecisionBatcher, UsageUnavailable
+from aitbc_api.pipeline.limits import DecisionBatcher, UsageUnavailable
 from aitbc_contracts.subjects import (
     USAGE_DECIDE_PREFIX,
     USAGE_QUERY,

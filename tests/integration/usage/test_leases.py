@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from nats.aio.msg import Msg
 
-from aitbc_api.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS
 from tests.integration.usage.conftest import System

@@ -67,6 +67,13 @@ _STATUS_CODE = {
 }
 
 
+def unavailable(service: str) -> ApiError:
+    """A service the answer needs did not answer (or not readably): 503."""
+    return ApiError(
+        503, Code.SERVICE_UNAVAILABLE, f"The {service} service is unavailable; try again shortly"
+    )
+
+
 def from_rejection(rejected: Rejected) -> ApiError:
     return ApiError(_REJECTION_STATUS.get(rejected.code, 500), rejected.code, rejected.message)
 

@@ -8,7 +8,7 @@ import logging
 import uvicorn
 
 from aitbc_api.app import create_app
-from aitbc_api.server import guarded_protocol
+from aitbc_api.pipeline.connections import guarded_protocol
 from aitbc_api.settings import get_settings
 
 

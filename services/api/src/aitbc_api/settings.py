@@ -35,7 +35,9 @@ class Settings:
     speculative_forwarding: bool = True
     upstream_connect_timeout: float = 2.0
     upstream_timeout: float = 30.0  # read/write: a slow upstream answers 504 after this
-    keys_timeout: float = 2.0  # a keys-service request that takes longer answers 503
+    keys_timeout: float = 2.0  # a key check or key command that takes longer answers 503
+    usage_query_timeout: float = 2.0  # a usage query (GET /v1/usage, the dashboard's charts and
+    # the keys' last use) that takes longer answers 503 (the last use: shown as unknown)
     auth_cache_size: int = 200_000
     auth_cache_ttl: float = 300.0  # seconds; events keep entries true, the TTL bounds a missed one
     negative_cache_size: int = 10_000
@@ -48,7 +50,7 @@ class Settings:
     max_connections: int = 4096  # open client connections per edge process; beyond: 503
     usage_timeout: float = 0.5  # a decision that takes longer falls back to the fail policy
     # Far from an account's limit, its decision lends this edge up to this many more requests,
-    # admitted without asking (aitbc_api.leases). 0: every request is decided on its own.
+    # admitted without asking (aitbc_api.pipeline.leases). 0: every request is decided on its own.
     rate_limit_lease: int = 32
     fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
     usage_buffer: int = 100_000  # usage events held while NATS is away; beyond: counted drops
@@ -77,6 +79,7 @@ class Settings:
             ),
             upstream_timeout=float(env.get("UPSTREAM_TIMEOUT", cls.upstream_timeout)),
             keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
+            usage_query_timeout=float(env.get("USAGE_QUERY_TIMEOUT", cls.usage_query_timeout)),
             auth_cache_size=int(env.get("AUTH_CACHE_SIZE", cls.auth_cache_size)),
             auth_cache_ttl=float(env.get("AUTH_CACHE_TTL", cls.auth_cache_ttl)),
             auth_failure_budget=int(env.get("AUTH_FAILURE_BUDGET", cls.auth_failure_budget)),

@@ -1,151 +1,91 @@
 """The dashboard at /dashboard: server-rendered pages for account owners, on the same commands,
-rules and error codes as the REST API (see `owner` and `access`)."""
+rules and error codes as the REST API (see `owner` and `access`).
+
+It wires itself (`Dashboard`, a Litestar plugin): its routes and error pages, its session store
+(made by its own lifespan, on the edge's NATS connection) and the dependencies its pages name.
+The core knows nothing of it.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from litestar import Response, Router
-from litestar.exceptions import HTTPException, NotFoundException
-from litestar.response import Redirect
+from litestar import Litestar, Router
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
-from litestar.types import ExceptionHandlersMap
-from nats.aio.client import Client as NATS
 
 from aitbc_api.dashboard.account import AccountPages
-from aitbc_api.dashboard.messages import explain
+from aitbc_api.dashboard.error_pages import error_pages, with_dashboard_pages
 from aitbc_api.dashboard.public import PublicPages
 from aitbc_api.dashboard.sessions import SessionStore, session_bucket
-from aitbc_api.dashboard.web import (
-    BASE,
-    SESSION_COOKIE,
-    DashboardError,
-    SignedOut,
-    cleared,
-    redirect,
-    render,
-)
-from aitbc_api.errors import ApiError
+from aitbc_api.dashboard.web import BASE, Cookies
+from aitbc_api.lifespan import nats_of
+from aitbc_api.pipeline.auth import Authenticator
 from aitbc_api.settings import Settings
-from aitbc_api.types import Req
-from aitbc_contracts.messages import Code
 
-__all__ = ["dashboard_router", "session_store", "with_dashboard_pages"]
+__all__ = ["Dashboard"]
 
-log = logging.getLogger("aitbc.api.dashboard")
-
-_HEADINGS = {
-    400: "Please check what you entered",
-    401: "Please sign in",
-    403: "That was not allowed",
-    404: "Not found",
-    405: "That page cannot be used this way",
-    409: "That cannot be done now",
-    429: "Too many requests",
-    503: "Temporarily unavailable",
-}
+SESSIONS = "dashboard_sessions"  # the app state's key
 
 
-def _error_page(
-    status: int,
-    message: str,
-    detail: str = "",
-    code: str = "",
-    headers: dict[str, str] | None = None,
-) -> Response[str]:
-    return render(
-        "error.html",
-        status,
-        extra_headers=headers,
-        title=_HEADINGS.get(status, "Something went wrong"),
-        heading=_HEADINGS.get(status, "Something went wrong"),
-        error=message,
-        detail=detail,
-        code=code,
-    )
+def provide_sessions(state: State) -> SessionStore:
+    sessions: SessionStore = state[SESSIONS]
+    return sessions
 
 
-def _api_error(_: Req, error: ApiError) -> Response[str]:
-    sentence, detail = explain(error)
-    return _error_page(error.status, sentence, detail, error.code, error.headers)
+def provide_authenticator(state: State) -> Authenticator:
+    """The edge's own: a session is re-checked like an API call with its master key."""
+    authenticator: Authenticator = state.edge.authenticator
+    return authenticator
 
 
-def _dashboard_error(_: Req, error: DashboardError) -> Response[str]:
-    return _error_page(error.status, error.message, headers=error.headers)
+class Dashboard(InitPluginProtocol):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cookies = Cookies(always_secure=settings.dashboard_secure_cookies)
 
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.route_handlers.append(self.router())
+        app_config.exception_handlers = with_dashboard_pages(app_config.exception_handlers)
+        app_config.lifespan.append(self.sessions)  # after the edge's: its connection is up
+        return app_config
 
-def _signed_out(request: Req, error: SignedOut) -> Redirect:
-    query = f"?reason={error.reason}" if error.reason else ""
-    return redirect(f"{BASE}/sign-in{query}", [cleared(request, SESSION_COOKIE)])
+    @asynccontextmanager
+    async def sessions(self, app: Litestar) -> AsyncIterator[None]:
+        """Sessions in a NATS KV bucket, shared by every edge."""
+        settings = self.settings
+        bucket = await session_bucket(
+            nats_of(app), settings.dashboard_session_lifetime, settings.dashboard_max_sessions
+        )
+        app.state[SESSIONS] = SessionStore(
+            bucket, settings.dashboard_session_idle, settings.dashboard_session_lifetime
+        )
+        yield
 
+    def router(self) -> Router:
+        pages = error_pages(self.cookies)
+        static = create_static_files_router(
+            path="/static",  # under /dashboard
+            directories=[Path(__file__).parent / "static"],
+            include_in_schema=False,
+            exception_handlers=pages,
+        )
+        return Router(
+            path=BASE,
+            route_handlers=[PublicPages, AccountPages, static],
+            dependencies={
+                "sessions": Provide(provide_sessions, sync_to_thread=False),
+                "authenticator": Provide(provide_authenticator, sync_to_thread=False),
+                "jar": Provide(self._cookies, sync_to_thread=False),
+            },
+            exception_handlers=pages,
+            include_in_schema=False,
+        )
 
-def _not_found(_: Req, __: NotFoundException) -> Response[str]:
-    return _error_page(404, "There is no such page in the dashboard.", code=Code.NOT_FOUND)
-
-
-def _http_error(_: Req, error: HTTPException) -> Response[str]:
-    message = (
-        "That page cannot be used this way." if error.status_code == 405 else str(error.detail)
-    )
-    return _error_page(error.status_code, message)
-
-
-def _unexpected(request: Req, _: Exception) -> Response[str]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error_page(500, "Something went wrong on our side. Please try again.")
-
-
-exception_handlers: ExceptionHandlersMap = {
-    ApiError: _api_error,
-    DashboardError: _dashboard_error,
-    SignedOut: _signed_out,
-    NotFoundException: _not_found,
-    HTTPException: _http_error,
-    Exception: _unexpected,
-}
-
-
-def with_dashboard_pages(handlers: ExceptionHandlersMap) -> ExceptionHandlersMap:
-    """The app's handlers, but a page instead of JSON for a dashboard path that matches no
-    route (404) or no method (405): those are answered before any router's handlers apply."""
-
-    def for_path(api: Any, page: Any) -> Any:
-        def handle(request: Req, error: Any) -> Response[Any]:
-            path = request.url.path
-            on_dashboard = path == BASE or path.startswith(BASE + "/")
-            return page(request, error) if on_dashboard else api(request, error)  # type: ignore[no-any-return]
-
-        return handle
-
-    return {
-        **handlers,
-        NotFoundException: for_path(handlers[NotFoundException], _not_found),
-        HTTPException: for_path(handlers[HTTPException], _http_error),
-    }
-
-
-async def session_store(settings: Settings, nc: NATS) -> SessionStore:
-    """Sessions in a NATS KV bucket, shared by every edge."""
-    bucket = await session_bucket(
-        nc, settings.dashboard_session_lifetime, settings.dashboard_max_sessions
-    )
-    return SessionStore(
-        bucket, settings.dashboard_session_idle, settings.dashboard_session_lifetime
-    )
-
-
-def dashboard_router() -> Router:
-    static = create_static_files_router(
-        path="/static",  # under /dashboard
-        directories=[Path(__file__).parent / "static"],
-        include_in_schema=False,
-        exception_handlers=exception_handlers,
-    )
-    return Router(
-        path=BASE,
-        route_handlers=[PublicPages, AccountPages, static],
-        exception_handlers=exception_handlers,
-        include_in_schema=False,
-    )
+    def _cookies(self) -> Cookies:
+        return self.cookies

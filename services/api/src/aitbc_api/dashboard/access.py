@@ -12,6 +12,7 @@ from __future__ import annotations
 from litestar import Response
 
 from aitbc_api.dashboard.owner import Owner
+from aitbc_api.dashboard.sessions import SessionStore
 from aitbc_api.dashboard.web import (
     CSRF_FIELD,
     FORGED,
@@ -24,8 +25,9 @@ from aitbc_api.dashboard.web import (
     render_with,
 )
 from aitbc_api.errors import ApiError
-from aitbc_api.gate import limit
-from aitbc_api.middleware import edge_of
+from aitbc_api.owners.key_manager import OwnerServices
+from aitbc_api.pipeline.auth import Authenticator
+from aitbc_api.pipeline.gate import limit
 from aitbc_api.types import Req
 
 NOT_SIGNED_IN = (
@@ -34,10 +36,15 @@ NOT_SIGNED_IN = (
 )
 
 
-async def signed_in(request: Req) -> Owner:
+async def signed_in(
+    request: Req,
+    request_id: str,
+    sessions: SessionStore,
+    authenticator: Authenticator,
+    owner_services: OwnerServices,
+) -> Owner:
     """Litestar dependency of every page behind sign-in."""
-    store = edge_of(request).dashboard_sessions
-    session = await store.get(request.cookies.get(SESSION_COOKIE))
+    session = await sessions.get(request.cookies.get(SESSION_COOKIE))
     if request.method != "GET":
         refuse_cross_site(request)
         if session is None:
@@ -47,23 +54,22 @@ async def signed_in(request: Req) -> Owner:
         check_token(session.csrf_token, (await form_of(request)).get(CSRF_FIELD, ""))
     elif session is None:
         raise SignedOut("expired" if SESSION_COOKIE in request.cookies else "")
-    authenticator = edge_of(request).authenticator
     try:
         principal = await authenticator.authenticate_hash(session.key_hash)
     except ApiError as error:
         if error.status == 401:  # revoked, expired or regenerated: the session ends with it
-            await store.end(session)
+            await sessions.end(session)
             raise SignedOut(error.code) from None
         raise
     if (principal.account_id, principal.key_id) != (session.account_id, session.key_id):
-        await store.end(session)  # cannot happen unless the keys service is confused: be safe
+        await sessions.end(session)  # cannot happen unless the keys service is confused: be safe
         raise SignedOut("expired")
     await limit(request, principal)
     notice = session.notice  # shown once: on the page this request renders
     if notice:
         session.notice = ""
-        await store.save(session)
-    return Owner(request, principal, session, notice)
+        await sessions.save(session)
+    return Owner(owner_services, principal, request_id, session, sessions, notice)
 
 
 def page(owner: Owner, template: str, status: int = 200, **context: object) -> Response[str]:

@@ -15,7 +15,7 @@ from aitbc_api.dashboard.messages import explain
 from aitbc_api.dashboard.owner import Owner
 from aitbc_api.dashboard.web import BASE, form_of, redirect
 from aitbc_api.errors import ApiError
-from aitbc_api.routes.schemas import ApiKey, ApiKeyWithSecret, KeyEvent
+from aitbc_api.owners.views import ApiKey, ApiKeyWithSecret, KeyEvent
 from aitbc_api.types import Req
 from aitbc_contracts.messages import Code
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aitbc_api.dashboard.sessions import Session, SessionStore
-from aitbc_api.key_manager import KeyManager
-from aitbc_api.middleware import edge_of
-from aitbc_api.routes.schemas import ApiKeyWithSecret
+from aitbc_api.owners.key_manager import KeyManager
+from aitbc_api.owners.views import ApiKeyWithSecret
 from aitbc_contracts.keyformat import hash_key
 
 
@@ -21,16 +20,13 @@ class Owner(KeyManager):
     """The account behind a live session, re-checked and counted for this request."""
 
     session: Session
+    sessions: SessionStore
     notice: str = ""  # left by the previous request for this page ("Key revoked")
-
-    @property
-    def _sessions(self) -> SessionStore:
-        return edge_of(self.request).dashboard_sessions
 
     async def tell(self, notice: str) -> None:
         """A message for the next page this session shows (after a redirect)."""
         self.session.notice = notice
-        await self._sessions.save(self.session)
+        await self.sessions.save(self.session)
 
     async def regenerate_key(self, key_id: str, grace_seconds: int) -> ApiKeyWithSecret:
         regenerated = await KeyManager.regenerate_key(self, key_id, grace_seconds)
@@ -38,5 +34,5 @@ class Owner(KeyManager):
             # A new master key: this session follows it; sessions signed in with the old one
             # end when it stops working (at once, or when the grace period ends).
             self.session.key_hash = hash_key(regenerated.key)
-            await self._sessions.save(self.session)
+            await self.sessions.save(self.session)
         return regenerated

@@ -12,27 +12,21 @@ from aitbc_api.dashboard.web import (
     CSRF_FIELD,
     FORM_COOKIE,
     SESSION_COOKIE,
+    Cookies,
     check_token,
-    cleared,
-    cookie,
     form_of,
-    form_token,
     redirect,
     refuse_cross_site,
     render,
 )
 from aitbc_api.errors import ApiError
-from aitbc_api.key_manager import create_account
-from aitbc_api.middleware import edge_of
+from aitbc_api.owners.key_manager import OwnerServices
+from aitbc_api.pipeline.auth import Authenticator
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.messages import Code
 
 NAME_MAX = 100
-
-
-def _store(request: Req) -> SessionStore:
-    return edge_of(request).dashboard_sessions
 
 
 async def _checked_form(request: Req) -> dict[str, str]:
@@ -43,12 +37,11 @@ async def _checked_form(request: Req) -> dict[str, str]:
     return fields
 
 
-async def _end_current(request: Req) -> None:
+async def _end_current(request: Req, sessions: SessionStore) -> None:
     """A new sign-in replaces this browser's session: its old id is never reused."""
-    store = _store(request)
-    current = await store.get(request.cookies.get(SESSION_COOKIE))
+    current = await sessions.get(request.cookies.get(SESSION_COOKIE))
     if current is not None:
-        await store.end(current)
+        await sessions.end(current)
 
 
 class PublicPages(Controller):
@@ -56,23 +49,30 @@ class PublicPages(Controller):
     include_in_schema = False
 
     @get("/", name="dashboard")
-    async def index(self, request: Req) -> Redirect:
-        signed_in = await _store(request).get(request.cookies.get(SESSION_COOKIE)) is not None
+    async def index(self, request: Req, sessions: SessionStore) -> Redirect:
+        signed_in = await sessions.get(request.cookies.get(SESSION_COOKIE)) is not None
         return redirect(f"{BASE}/keys" if signed_in else f"{BASE}/sign-in")
 
     @get("/sign-up")
-    async def sign_up_form(self, request: Req) -> Response[str]:
-        token, cookies = form_token(request)
+    async def sign_up_form(self, request: Req, jar: Cookies) -> Response[str]:
+        token, cookies = jar.form_token(request)
         return render(
             "sign_up.html", cookies=cookies, title="Sign up", nav="sign-up", csrf=token, name=""
         )
 
     @post("/sign-up", status_code=201)
-    async def sign_up(self, request: Req) -> Response[str]:
+    async def sign_up(
+        self,
+        request: Req,
+        request_id: str,
+        owner_services: OwnerServices,
+        sessions: SessionStore,
+        jar: Cookies,
+    ) -> Response[str]:
         fields = await _checked_form(request)
         name = fields.get("name", "")
         if len(name) > NAME_MAX:
-            token, cookies = form_token(request)
+            token, cookies = jar.form_token(request)
             return render(
                 "sign_up.html",
                 400,
@@ -83,15 +83,15 @@ class PublicPages(Controller):
                 name=name[:NAME_MAX],
                 error=f"The account name can have at most {NAME_MAX} characters.",
             )
-        account, master_key = await create_account(request, name)
-        await _end_current(request)
-        token, _session = await _store(request).start(
+        account, master_key = await owner_services.create_account(name, request_id)
+        await _end_current(request, sessions)
+        token, _session = await sessions.start(
             account.account_id, account.master_key_id, hash_key(master_key)
         )
         return render(
             "secret.html",
             201,
-            [cookie(request, SESSION_COOKIE, token)],
+            [jar.make(request, SESSION_COOKIE, token)],
             title="Your master key",
             heading="Your account is ready: here is its master key",
             label="Master key",
@@ -108,8 +108,8 @@ class PublicPages(Controller):
         )
 
     @get("/sign-in")
-    async def sign_in_form(self, request: Req, reason: str = "") -> Response[str]:
-        token, cookies = form_token(request)
+    async def sign_in_form(self, request: Req, jar: Cookies, reason: str = "") -> Response[str]:
+        token, cookies = jar.form_token(request)
         return render(
             "sign_in.html",
             cookies=cookies,
@@ -120,9 +120,14 @@ class PublicPages(Controller):
         )
 
     @post("/sign-in")
-    async def sign_in(self, request: Req) -> Response[str] | Redirect:
+    async def sign_in(
+        self,
+        request: Req,
+        authenticator: Authenticator,
+        sessions: SessionStore,
+        jar: Cookies,
+    ) -> Response[str] | Redirect:
         fields = await _checked_form(request)
-        authenticator = edge_of(request).authenticator
         client = request.client.host if request.client else ""
         try:
             principal = await authenticator.authenticate(fields.get("master_key", ""), client)
@@ -131,7 +136,7 @@ class PublicPages(Controller):
         except ApiError as error:
             # The form comes back empty: the key typed is never written into a page.
             sentence, _ = explain(error, SIGN_IN)
-            token, cookies = form_token(request)
+            token, cookies = jar.form_token(request)
             return render(
                 "sign_in.html",
                 error.status,
@@ -143,26 +148,26 @@ class PublicPages(Controller):
                 error=sentence,
                 code=error.code,
             )
-        await _end_current(request)
-        token, _session = await _store(request).start(
+        await _end_current(request, sessions)
+        token, _session = await sessions.start(
             principal.account_id, principal.key_id, hash_key(fields["master_key"])
         )
-        return redirect(f"{BASE}/keys", [cookie(request, SESSION_COOKIE, token)])
+        return redirect(f"{BASE}/keys", [jar.make(request, SESSION_COOKIE, token)])
 
     @get("/sign-out")
-    async def sign_out_form(self, request: Req) -> Response[str] | Redirect:
+    async def sign_out_form(self, request: Req, sessions: SessionStore) -> Response[str] | Redirect:
         """A link to sign out lands here: signing out itself is a form post (CSRF-safe)."""
-        session = await _store(request).get(request.cookies.get(SESSION_COOKIE))
+        session = await sessions.get(request.cookies.get(SESSION_COOKIE))
         if session is None:
             return redirect(f"{BASE}/sign-in")
         return render("sign_out.html", title="Sign out", csrf=session.csrf_token, bare=True)
 
     @post("/sign-out")
-    async def sign_out(self, request: Req) -> Redirect:
+    async def sign_out(self, request: Req, sessions: SessionStore, jar: Cookies) -> Redirect:
         refuse_cross_site(request)
-        store = _store(request)
-        session = await store.get(request.cookies.get(SESSION_COOKIE))
+        session = await sessions.get(request.cookies.get(SESSION_COOKIE))
         if session is not None:  # no one else may sign this browser out: the token is needed
             check_token(session.csrf_token, (await form_of(request)).get(CSRF_FIELD, ""))
-            await store.end(session)
-        return redirect(f"{BASE}/sign-in?reason=signed-out", [cleared(request, SESSION_COOKIE)])
+            await sessions.end(session)
+        signed_out = jar.cleared(request, SESSION_COOKIE)
+        return redirect(f"{BASE}/sign-in?reason=signed-out", [signed_out])

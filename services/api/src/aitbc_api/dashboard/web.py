@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -13,7 +14,6 @@ from litestar import MediaType, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect
 
-from aitbc_api.middleware import edge_of
 from aitbc_api.types import Req
 
 BASE = "/dashboard"
@@ -118,37 +118,36 @@ def redirect(path: str, cookies: Iterable[Cookie] = ()) -> Redirect:
 # --- cookies -------------------------------------------------------------------------------
 
 
-def _secure(request: Req) -> bool:
-    settings = edge_of(request).settings
-    return settings.dashboard_secure_cookies or request.url.scheme == "https"
+@dataclass(frozen=True, slots=True)
+class Cookies:
+    """The dashboard's cookies: HttpOnly (no script reads them), SameSite=Strict (no other
+    site's request carries them), sent to the dashboard's paths only, never to the API's, and
+    Secure over HTTPS, or always (DASHBOARD_SECURE_COOKIES: behind a proxy that ends TLS)."""
 
+    always_secure: bool
 
-def cookie(request: Req, name: str, value: str) -> Cookie:
-    """HttpOnly (no script reads it), SameSite=Strict (no other site's request carries it),
-    Secure over HTTPS, and sent to the dashboard's paths only, never to the API's."""
-    return Cookie(
-        key=name,
-        value=value,
-        path=BASE,
-        httponly=True,
-        secure=_secure(request),
-        samesite="strict",
-    )
+    def make(self, request: Req, name: str, value: str) -> Cookie:
+        return Cookie(
+            key=name,
+            value=value,
+            path=BASE,
+            httponly=True,
+            secure=self.always_secure or request.url.scheme == "https",
+            samesite="strict",
+        )
 
+    def cleared(self, request: Req, name: str) -> Cookie:
+        expired = self.make(request, name, "")
+        expired.max_age = 0
+        return expired
 
-def cleared(request: Req, name: str) -> Cookie:
-    expired = cookie(request, name, "")
-    expired.max_age = 0
-    return expired
-
-
-def form_token(request: Req) -> tuple[str, list[Cookie]]:
-    """The CSRF token of the anonymous forms (double submit: cookie and hidden field)."""
-    token = request.cookies.get(FORM_COOKIE, "")
-    if 20 <= len(token) <= 64:
-        return token, []
-    token = secrets.token_urlsafe(32)
-    return token, [cookie(request, FORM_COOKIE, token)]
+    def form_token(self, request: Req) -> tuple[str, list[Cookie]]:
+        """The CSRF token of the anonymous forms (double submit: cookie and hidden field)."""
+        token = request.cookies.get(FORM_COOKIE, "")
+        if 20 <= len(token) <= 64:
+            return token, []
+        token = secrets.token_urlsafe(32)
+        return token, [self.make(request, FORM_COOKIE, token)]
 
 
 # --- forms and CSRF ------------------------------------------------------------------------

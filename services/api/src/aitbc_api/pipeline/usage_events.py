@@ -36,22 +36,28 @@ _encode = msgspec.json.Encoder().encode
 MAX_BATCH_BYTES = 512 * 1024  # well inside NATS's default max_payload (1 MB), with headers
 # Path segments that are ids, not routes: replaced by {id} in the usage route template.
 _ID_SEGMENT = re.compile(r"[0-9]+|[0-9a-fA-F-]{16,}|[A-Za-z]+_[0-9A-Za-z]{8,}|[0-9A-Za-z_-]{24,}")
-_templates: dict[str, str] = {}  # forwarded path -> its template; most traffic repeats paths
-_TEMPLATES_KEPT = 4096
 
 
-def route_template(template: str, path: str) -> str:
-    """The matched route's template; for the forwarder's catch-all, which says nothing, the
-    path with its ids replaced: /v1/jobs/{id}."""
-    if template and "{path" not in template:
-        return template
-    template = _templates.get(path, "")
-    if not template:
-        template = "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))
-        if len(_templates) >= _TEMPLATES_KEPT:
-            _templates.clear()  # ids make paths unbounded; start over rather than grow
-        _templates[path] = template
-    return template
+class RouteTemplates:
+    """Each forwarded path's template, remembered: most traffic repeats its paths."""
+
+    KEPT = 4096
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def of(self, template: str, path: str) -> str:
+        """The matched route's template; for the forwarder's catch-all, which says nothing, the
+        path with its ids replaced: /v1/jobs/{id}."""
+        if template and "{path" not in template:
+            return template
+        known = self._known.get(path, "")
+        if not known:
+            known = "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))
+            if len(self._known) >= self.KEPT:
+                self._known.clear()  # ids make paths unbounded; start over rather than grow
+            self._known[path] = known
+        return known
 
 
 class Served(msgspec.Struct, gc=False):
@@ -68,14 +74,14 @@ class Served(msgspec.Struct, gc=False):
     decision: Outcome
     at: float  # time.time()
 
-    def event(self) -> UsageEvent:
+    def event(self, templates: RouteTemplates) -> UsageEvent:
         return UsageEvent(
             event_id=new_id(),
             request_id=self.request_id,
             account_id=self.account_id,
             key_id=self.key_id,
             method=self.method,
-            route=route_template(self.template, self.path),
+            route=templates.of(self.template, self.path),
             status=self.status,
             latency_ms=round(self.latency_ms, 3),
             decision=self.decision,
@@ -100,6 +106,7 @@ class UsagePublisher:
         self.batch = batch
         self.linger = linger
         self.buffer: deque[Served] = deque()
+        self.templates = RouteTemplates()
         self.unsent: list[_Batch] = []  # formed but not yet stored: retried exactly as they are
         self._unsent_events = 0
         self._wake = asyncio.Event()
@@ -135,7 +142,7 @@ class UsagePublisher:
         batches: list[_Batch] = []
         later: list[Served] = []
         for partition, group in groups.items():
-            events = [served.event() for served in group]
+            events = [served.event(self.templates) for served in group]
             payload = _encode(UsageBatch(events=events))
             while len(payload) > MAX_BATCH_BYTES and len(events) > 1:
                 events = events[: len(events) // 2]

@@ -10,11 +10,10 @@ from litestar import get
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from aitbc_api.auth import Principal
 from aitbc_api.errors import AUTHENTICATED, ApiError, documented
-from aitbc_api.gate import caller
-from aitbc_api.key_manager import KeyManager
-from aitbc_api.types import Req
+from aitbc_api.owners.dependencies import provide_key_manager
+from aitbc_api.owners.key_manager import KeyManager
+from aitbc_api.pipeline.gate import caller
 from aitbc_contracts import messages as m
 from aitbc_contracts.usage import MinuteUsage
 
@@ -40,13 +39,16 @@ def _invalid(message: str) -> ApiError:
 @get(
     "/v1/usage",
     responses=documented(*AUTHENTICATED),
-    dependencies={"principal": Provide(caller)},
+    dependencies={
+        "caller": Provide(caller),
+        "account": Provide(provide_key_manager, sync_to_thread=False),
+    },
     tags=["usage"],
     summary="Usage per minute",
+    operation_id="getUsage",
 )
 async def usage(
-    request: Req,
-    principal: Principal,
+    account: KeyManager,
     start: Annotated[datetime | None, Parameter(query="from")] = None,
     end: Annotated[datetime | None, Parameter(query="to")] = None,
     key_id: str | None = None,
@@ -61,8 +63,7 @@ async def usage(
         raise _invalid("'from' must be before 'to'")
     if end - start > MAX_RANGE:
         raise _invalid("at most 31 days at a time")
-    account = KeyManager(request, principal)
     if key_id is not None:
         await account.get_key(key_id)  # 404 unless it is one of this account's keys
     minutes = await account.usage(start, end, key_id)
-    return Usage(principal.account_id, key_id, start, end, minutes)
+    return Usage(account.account_id, key_id, start, end, minutes)

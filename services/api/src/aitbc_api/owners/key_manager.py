@@ -4,19 +4,22 @@ routes (`/v1/accounts`, `/v1/api-keys`, `/v1/usage`) and the dashboard, with the
 The keys service decides every command; the edge maps its answers to the API's error codes
 (`ApiError`). New secrets are made here and only their SHA-256 and hint go on the bus: the
 plaintext exists only in the response that shows it.
+
+A KeyManager is made per request by dependency injection (aitbc_api.owners.dependencies) from
+the app's `OwnerServices` and the request's caller: it knows neither the request nor the
+middleware.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from aitbc_api.auth import Principal
-from aitbc_api.clients import KeysClient
-from aitbc_api.errors import ApiError
-from aitbc_api.middleware import edge_of, request_id_of
-from aitbc_api.routes.schemas import (
+from aitbc_api.errors import ApiError, from_rejection, unavailable
+from aitbc_api.owners.usage_queries import UsageQueries
+from aitbc_api.owners.views import (
     ApiKey,
     ApiKeyWithSecret,
     KeyEvent,
@@ -24,10 +27,13 @@ from aitbc_api.routes.schemas import (
     key_event,
     with_secret,
 )
-from aitbc_api.types import Req
+from aitbc_api.pipeline.auth import Principal
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
 from aitbc_contracts.usage import MinuteUsage, UsageQuery
+from aitbc_runtime.commands import CommandFailed, KeysCommands
+
+Answer = m.AccountView | m.KeyView | m.KeyList | m.KeyHistory | m.Rebuilt
 
 
 def checked_key_id(key_id: str) -> str:
@@ -36,22 +42,45 @@ def checked_key_id(key_id: str) -> str:
     return key_id
 
 
-async def create_account(request: Req, name: str) -> tuple[m.AccountView, str]:
-    """Sign-up: a free account and its master key (the plaintext, to be shown once)."""
-    keys = edge_of(request).keys_client
-    master_key = generate_key()
-    view = await keys.command(
-        m.CreateAccount(
-            name=name,
-            plan="free",
-            master_key_hash=hash_key(master_key),
-            master_key_hint=hint(master_key),
-            actor="signup",
-            request_id=request_id_of(request.scope),
+async def send(commands: KeysCommands, command: m.AnyCommand) -> Answer:
+    """The keys service's answer; its refusal as the matching ApiError, and no answer at all
+    (CommandFailed: none listening, too slow, unreadable) as 503."""
+    try:
+        reply = await commands.send(command)
+    except CommandFailed as exc:
+        raise unavailable("keys") from exc
+    if isinstance(reply, m.Rejected):
+        raise from_rejection(reply)
+    return reply
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerServices:
+    """What every key manager shares, made once by the lifespan."""
+
+    commands: KeysCommands
+    usage: UsageQueries
+    forget_key: Callable[[str], None]  # this edge's auth cache forgets a changed key at once
+    plan_limits: Mapping[str, int]
+
+    async def send(self, command: m.AnyCommand) -> Answer:
+        return await send(self.commands, command)
+
+    async def create_account(self, name: str, request_id: str) -> tuple[m.AccountView, str]:
+        """Sign-up: a free account and its master key (the plaintext, to be shown once)."""
+        master_key = generate_key()
+        view = await self.send(
+            m.CreateAccount(
+                name=name,
+                plan="free",
+                master_key_hash=hash_key(master_key),
+                master_key_hint=hint(master_key),
+                actor="signup",
+                request_id=request_id,
+            )
         )
-    )
-    assert isinstance(view, m.AccountView)
-    return view, master_key
+        assert isinstance(view, m.AccountView)
+        return view, master_key
 
 
 class _Context(TypedDict):
@@ -65,8 +94,9 @@ class _Context(TypedDict):
 class KeyManager:
     """The account of `principal` (its master key, or a dashboard session's), for one request."""
 
-    request: Req
+    services: OwnerServices
     principal: Principal
+    request_id: str
 
     @property
     def account_id(self) -> str:
@@ -78,28 +108,20 @@ class KeyManager:
 
     @property
     def plan_limit(self) -> int | None:
-        return edge_of(self.request).limiter.plan_limits.get(self.principal.plan)
-
-    @property
-    def _keys(self) -> KeysClient:
-        return edge_of(self.request).keys_client
+        return self.services.plan_limits.get(self.principal.plan)
 
     def _context(self) -> _Context:
-        return {"actor": self.principal.key_id, "request_id": request_id_of(self.request.scope)}
+        return {"actor": self.principal.key_id, "request_id": self.request_id}
 
     async def _key(self, command: m.AnyCommand) -> m.KeyView:
-        view = await self._keys.command(command)
+        view = await self.services.send(command)
         assert isinstance(view, m.KeyView)
         return view
 
-    def _evict(self, key_id: str) -> None:
-        """This edge forgets the key at once; the others hear it from the key event stream."""
-        edge_of(self.request).authenticator.cache.evict_key(key_id)
-
     async def list_keys(self) -> list[ApiKey]:
-        reply = await self._keys.command(m.ListKeys(account_id=self.account_id, **self._context()))
+        reply = await self.services.send(m.ListKeys(account_id=self.account_id, **self._context()))
         assert isinstance(reply, m.KeyList)
-        last_used = await edge_of(self.request).usage_client.last_used(self.account_id)
+        last_used = await self.services.usage.last_used(self.account_id)
         return [api_key(view, last_used.get(view.key_id)) for view in reply.keys]
 
     async def get_key(self, key_id: str) -> ApiKey:
@@ -133,7 +155,7 @@ class KeyManager:
             **self._context(),
         )
         view = await self._key(command)
-        self._evict(view.key_id)
+        self.services.forget_key(view.key_id)  # the other edges hear it from the key events
         return api_key(view)
 
     async def regenerate_key(self, key_id: str, grace_seconds: int) -> ApiKeyWithSecret:
@@ -147,12 +169,12 @@ class KeyManager:
             **self._context(),
         )
         view = await self._key(command)
-        self._evict(view.key_id)
+        self.services.forget_key(view.key_id)
         return with_secret(view, secret)
 
     async def key_events(self, key_id: str) -> list[KeyEvent]:
         """The key's audit trail, oldest first (no secrets)."""
-        reply = await self._keys.command(
+        reply = await self.services.send(
             m.ListKeyEvents(
                 account_id=self.account_id, key_id=checked_key_id(key_id), **self._context()
             )
@@ -162,7 +184,5 @@ class KeyManager:
 
     async def usage(self, start: datetime, end: datetime, key_id: str | None) -> list[MinuteUsage]:
         """The account's (or one of its keys') per-minute counts."""
-        series = await edge_of(self.request).usage_client.series(
-            UsageQuery(self.account_id, start, end, key_id)
-        )
+        series = await self.services.usage.series(UsageQuery(self.account_id, start, end, key_id))
         return series.minutes

@@ -24,21 +24,19 @@ from litestar.types import (
 
 from aitbc_api.errors import ApiError
 from aitbc_api.ids import new_id
-from aitbc_api.types import Conn
-from aitbc_api.usage_events import Served
+from aitbc_api.pipeline.usage_events import Served
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
 
 if TYPE_CHECKING:
-    from aitbc_api.auth import Principal
-    from aitbc_api.edge import Edge
-    from aitbc_api.limits import Verdict
+    from aitbc_api.pipeline.auth import Principal
+    from aitbc_api.pipeline.edge import Edge
+    from aitbc_api.pipeline.limits import Verdict
 
 CONTEXT_KEY = "aitbc"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 access_log = logging.getLogger("aitbc.api.access")
-in_flight = 0  # HTTP requests this process is serving now: how busy it is
 
 
 @dataclass(slots=True)
@@ -57,10 +55,6 @@ def context_of(scope: Scope) -> RequestContext:
 
 def request_id_of(scope: Scope) -> str:
     return context_of(scope).request_id
-
-
-def edge_of(connection: Conn) -> Edge:
-    return connection.scope[CONTEXT_KEY].edge  # type: ignore[literal-required, no-any-return]
 
 
 def _read_head(scope: Scope) -> tuple[str, bool]:
@@ -98,10 +92,11 @@ class EdgeMiddleware:
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        global in_flight
-        in_flight += 1
+        edge: Edge = scope["app"].state.edge
+        load = edge.load
+        load.in_flight += 1
         request_id, has_body = _read_head(scope)
-        context = RequestContext(request_id, time.perf_counter(), scope["app"].state.edge)
+        context = RequestContext(request_id, time.perf_counter(), edge)
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
 
@@ -121,7 +116,7 @@ class EdgeMiddleware:
                 receive = _body_deadline(receive, self.body_timeout)
             await self.app(scope, receive, send_with_headers)
         finally:
-            in_flight -= 1
+            load.in_flight -= 1
             latency_ms = (time.perf_counter() - context.started) * 1000
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(

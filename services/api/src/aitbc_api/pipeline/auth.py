@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import msgspec
 
 from aitbc_api import metrics
-from aitbc_api.auth_cache import AuthCache as AuthCache  # its users import it from here
-from aitbc_api.clients import KeysClient
 from aitbc_api.errors import ApiError, from_rejection
-from aitbc_api.throttle import FailureThrottle
+from aitbc_api.pipeline.auth_cache import AuthCache as AuthCache  # its users import it from here
+from aitbc_api.pipeline.key_checks import KeyChecks
+from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.types import Conn
 from aitbc_contracts.keyformat import KEY_LENGTH, is_well_formed, key_digest
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
@@ -50,7 +50,7 @@ def _invalid(message: str = "The provided API key is invalid") -> ApiError:
 class Authenticator:
     """Turns a presented key into a Principal, or an ApiError with a stable code."""
 
-    def __init__(self, cache: AuthCache, keys: KeysClient, throttle: FailureThrottle) -> None:
+    def __init__(self, cache: AuthCache, keys: KeyChecks, throttle: FailureThrottle) -> None:
         self.cache = cache
         self.keys = keys
         self.throttle = throttle

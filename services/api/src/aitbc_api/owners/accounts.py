@@ -5,9 +5,8 @@ from __future__ import annotations
 from litestar import post
 
 from aitbc_api.errors import documented
-from aitbc_api.key_manager import create_account
-from aitbc_api.routes.schemas import Account, MasterKey, SignUp
-from aitbc_api.types import Req
+from aitbc_api.owners.bodies import Account, MasterKey, SignUp
+from aitbc_api.owners.key_manager import OwnerServices
 
 
 @post(
@@ -16,11 +15,15 @@ from aitbc_api.types import Req
     security=[{}],
     tags=["accounts"],
     summary="Sign up",
+    operation_id="signUp",
     responses=documented(400, 503),
 )
-async def sign_up(request: Req, data: SignUp | None = None) -> Account:
+async def sign_up(
+    owner_services: OwnerServices, request_id: str, data: SignUp | None = None
+) -> Account:
     """Creates an account on the free plan. The master key is in this response only."""
-    view, master_key = await create_account(request, (data.name if data else "").strip())
+    name = (data.name if data else "").strip()
+    view, master_key = await owner_services.create_account(name, request_id)
     return Account(
         account_id=view.account_id,
         name=view.name,

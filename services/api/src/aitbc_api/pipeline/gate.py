@@ -5,56 +5,16 @@ from __future__ import annotations
 import math
 import time
 
-from aitbc_api.auth import Principal, presented_key
 from aitbc_api.errors import ApiError
-from aitbc_api.limits import Verdict
-from aitbc_api.middleware import context_of, edge_of
+from aitbc_api.pipeline.auth import Principal, presented_key
+from aitbc_api.pipeline.middleware import context_of
 from aitbc_api.types import Conn, Req
 from aitbc_contracts.messages import Code
-from aitbc_contracts.usage import WINDOW_SECONDS
-
-
-def rate_limit_headers(verdict: Verdict, now: float) -> list[tuple[bytes, bytes]]:
-    """X-RateLimit-* as the seed documents, and the IETF draft's RateLimit-Policy/RateLimit."""
-    decision = verdict.decision
-    if decision is None:
-        return [(b"x-ratelimit-mode", verdict.mode.encode())]
-    fixed = _fixed_headers(verdict.mode, verdict.policy, decision.limit, decision.reset)
-    seconds_left = max(0, math.ceil(decision.reset - now))
-    return [
-        *fixed[0],
-        (b"x-ratelimit-remaining", b"%d" % decision.remaining),
-        (b"ratelimit", fixed[1] % (decision.remaining, seconds_left)),
-    ]
-
-
-_Fixed = tuple[tuple[tuple[bytes, bytes], ...], bytes]
-_fixed: dict[tuple[str, str, int, int], _Fixed] = {}  # every request of a window shares these
-
-
-def _fixed_headers(mode: str, policy: str, limit: int, reset: int) -> _Fixed:
-    """The headers that stay the same for a policy's window, and the RateLimit field's format."""
-    key = (mode, policy, limit, reset)
-    fixed = _fixed.get(key)
-    if fixed is None:
-        if len(_fixed) >= 256:
-            _fixed.clear()  # each window's reset is in its keys: past windows go
-        name = policy.encode()
-        fixed = _fixed[key] = (
-            (
-                (b"x-ratelimit-mode", mode.encode()),
-                (b"x-ratelimit-limit", b"%d" % limit),
-                (b"x-ratelimit-reset", b"%d" % reset),
-                (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (name, limit, WINDOW_SECONDS)),
-            ),
-            b'"' + name.replace(b"%", b"%%") + b'";r=%d;t=%d',
-        )
-    return fixed
 
 
 async def authenticate(connection: Conn) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
-    authenticator = edge_of(connection).authenticator
+    authenticator = context_of(connection.scope).edge.authenticator
     key = presented_key(connection)
     if (known := authenticator.known(key)) is not None:
         return known
@@ -73,13 +33,14 @@ async def limit(connection: Conn, principal: Principal) -> None:
     """Counts one request against the principal's limits (and records it as usage), or raises
     429, or 503 when failing closed. The dashboard counts its requests through here too."""
     context = context_of(connection.scope)
-    limiter = context.edge.limiter
+    edge = context.edge
+    limiter = edge.limiter
     context.principal = principal
     who = (principal.account_id, principal.key_id, principal.plan, principal.rate_limit)
     verdict = limiter.leased(*who) or await limiter.decide(*who)  # check(), without a coroutine
     context.verdict = verdict
     now = time.time()
-    context.headers = rate_limit_headers(verdict, now)
+    context.headers = edge.rate_limit_headers.of(verdict, now)
     if verdict.decision is None:
         raise ApiError(
             503,

@@ -1,6 +1,6 @@
 """Rate-limit decisions: batched to the usage partition that owns the account, with a fallback.
 
-Batching is adaptive (aitbc_api.batching): a lone request is never delayed, and under load
+Batching is adaptive (aitbc_api.pipeline.batching): a lone request is never delayed, and under load
 the bus cost per request shrinks.
 """
 
@@ -16,8 +16,8 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
-from aitbc_api.batching import Batcher
-from aitbc_api.leases import LeaseBook
+from aitbc_api.pipeline.batching import Batcher
+from aitbc_api.pipeline.leases import LeaseBook
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
@@ -46,7 +46,7 @@ class UsageUnavailable(Exception):
 
 
 class DecisionBatcher:
-    """Decisions, batched per usage partition (see aitbc_api.batching)."""
+    """Decisions, batched per usage partition (see aitbc_api.pipeline.batching)."""
 
     def __init__(self, nc: NATS, timeout: float, max_in_flight: int = 4) -> None:
         self.nc = nc
@@ -78,7 +78,7 @@ class Verdict(msgspec.Struct, frozen=True, gc=False):  # one per request: a chea
 class RateLimiter:
     """Exact decisions from the usage service; when it is unreachable, the configured policy.
 
-    Far from an account's limit, a decision lends this edge a lease (aitbc_api.leases): the
+    Far from an account's limit, a decision lends this edge a lease (aitbc_api.pipeline.leases): the
     account's next requests are admitted from it without asking. It also remembers what each
     account's last exact decision left of its minute, so that the forwarder can tell when a
     request is all but sure to be admitted (`has_headroom`).

@@ -1,35 +1,21 @@
-"""HTTP bodies of the management routes (msgspec), and their mapping from the wire replies."""
+"""What an owner is shown of a key and of its history (msgspec), mapped from the keys service's
+replies: the REST routes and the dashboard show the same."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.messages import KeyView
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
-RateLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-
-
-class SignUp(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
-
-
-class NewKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    name: Name
-    expires_at: datetime | None = None
-    rate_limit: RateLimit | None = None
-
-
-class Regenerate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    grace_period_seconds: GraceSeconds = 0
-
 
 class ApiKey(msgspec.Struct, frozen=True):
+    """A key as the API shows it. Its own list of fields, not the keys service's KeyView: a
+    field that view gains stays off the public API until it is chosen here."""
+
     key_id: str
     name: str
     kind: str
@@ -47,10 +33,6 @@ class ApiKeyWithSecret(ApiKey, frozen=True):
     key: str = ""  # the plaintext key: in this response only, never again
 
 
-class ApiKeys(msgspec.Struct, frozen=True):
-    keys: list[ApiKey]
-
-
 class KeyEvent(msgspec.Struct, frozen=True):
     """One change to a key: what happened, when, by which key, in which request."""
 
@@ -63,37 +45,12 @@ class KeyEvent(msgspec.Struct, frozen=True):
     details: dict[str, Any]  # what changed: name, kind, hint, expires_at, rate_limit, reason...
 
 
-class KeyEvents(msgspec.Struct, frozen=True):
-    events: list[KeyEvent]
-
-
-class MasterKey(msgspec.Struct, frozen=True):
-    key_id: str
-    key: str  # shown once
-
-
-class Account(msgspec.Struct, frozen=True):
-    account_id: str
-    name: str
-    plan: str
-    created_at: datetime
-    master_key: MasterKey
-
-
 def api_key(view: KeyView, last_used_at: datetime | None = None) -> ApiKey:
-    return ApiKey(
-        key_id=view.key_id,
-        name=view.name,
-        kind=view.kind,
-        hint=view.hint,
-        status=view.status,
-        created_at=view.created_at,
-        expires_at=view.expires_at,
-        revoked_at=view.revoked_at,
-        regenerated_at=view.regenerated_at,
-        rate_limit=view.rate_limit,
-        last_used_at=last_used_at or view.last_used_at,
-    )
+    """The key as the API shows it: the view's fields but its account (the caller's own), with
+    its last use as the usage service knows it, when it does."""
+    shown = {name: getattr(view, name) for name in ApiKey.__struct_fields__}
+    shown["last_used_at"] = last_used_at or view.last_used_at
+    return ApiKey(**shown)
 
 
 # An allow list, not a deny list: a field added to an event later stays private until it is

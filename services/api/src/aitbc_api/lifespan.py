@@ -1,0 +1,132 @@
+"""The edge's lifespan: connect NATS, start the running parts, and put them in the app's state;
+at the end stop them in the reverse order (the limiter settles its leases and the publisher
+flushes its events while NATS is still there), then drain the connection.
+
+The app's state holds `edge` (the core, for the request path: aitbc_api.pipeline.edge),
+`owner_services` (for the owners' routes and the dashboard: aitbc_api.owners.dependencies) and
+`nats` (the one connection, for parts that wire themselves, such as the dashboard's sessions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Protocol, TypeVar
+
+from litestar import Litestar
+from nats.aio.client import Client as NATS
+
+from aitbc_api.owners.dependencies import OWNER_SERVICES
+from aitbc_api.owners.key_manager import OwnerServices
+from aitbc_api.owners.usage_queries import UsageQueries
+from aitbc_api.pipeline.auth import AuthCache, Authenticator
+from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
+from aitbc_api.pipeline.edge import Edge, Load
+from aitbc_api.pipeline.key_checks import KeyChecks
+from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
+from aitbc_api.pipeline.throttle import FailureThrottle
+from aitbc_api.pipeline.usage_events import UsagePublisher
+from aitbc_api.proxy.forward import upstream_session
+from aitbc_api.settings import Settings
+from aitbc_contracts.usage import LEASE_DUE_SECONDS
+from aitbc_runtime.bus import connect
+from aitbc_runtime.commands import KeysCommands
+from aitbc_runtime.key_events import KeyEventReader
+
+log = logging.getLogger("aitbc.api")
+
+NATS_CONNECTION = "nats"  # the app state's key
+
+
+class _Part(Protocol):
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Part)
+
+
+@asynccontextmanager
+async def _running(part: P) -> AsyncIterator[P]:
+    part.start()
+    try:
+        yield part
+    finally:
+        await part.stop()
+
+
+def _auth_cache(settings: Settings) -> AuthCache:
+    return AuthCache(
+        settings.auth_cache_size,
+        settings.auth_cache_ttl,
+        settings.negative_cache_size,
+        settings.negative_cache_ttl,
+    )
+
+
+def _rate_limiter(nc: NATS, settings: Settings) -> RateLimiter:
+    if settings.usage_timeout <= LEASE_DUE_SECONDS:
+        log.warning(
+            "USAGE_TIMEOUT=%gs: a refusal that waits for other edges' leases (up to %gs) "
+            "may time out and fall back to USAGE_FAIL_MODE; keep it above that",
+            settings.usage_timeout,
+            LEASE_DUE_SECONDS,
+        )
+    return RateLimiter(
+        DecisionBatcher(nc, settings.usage_timeout),
+        dict(settings.plan_limits),
+        settings.fail_open,
+        settings.rate_limit_lease,
+    )
+
+
+async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitStack) -> None:
+    """Starts each part, in the order they must stop in reverse, and publishes them."""
+    cache = _auth_cache(settings)
+    await parts.enter_async_context(
+        _running(KeyEventReader(nc, [CacheInvalidation(cache)], "key-events"))
+    )
+    publisher = await parts.enter_async_context(_running(UsagePublisher(nc, settings.usage_buffer)))
+    limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings)))
+    app.state[NATS_CONNECTION] = nc
+    app.state.edge = Edge(
+        settings=settings,
+        authenticator=Authenticator(
+            cache,
+            KeyChecks(nc, settings.keys_timeout),
+            FailureThrottle(settings.auth_failure_budget),
+        ),
+        limiter=limiter,
+        rate_limit_headers=RateLimitHeaders(),
+        usage_publisher=publisher,
+        upstream=await parts.enter_async_context(upstream_session(settings)),
+        load=Load(),
+    )
+    app.state[OWNER_SERVICES] = OwnerServices(
+        commands=KeysCommands(nc, settings.keys_timeout),
+        usage=UsageQueries(nc, settings.usage_query_timeout),
+        forget_key=cache.evict_key,
+        plan_limits=limiter.plan_limits,
+    )
+
+
+def edge_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        nc = await connect(settings.nats_url, "aitbc-api")
+        try:
+            async with AsyncExitStack() as parts:
+                await _start(app, settings, nc, parts)
+                yield
+        finally:
+            await nc.drain()
+
+    return lifespan
+
+
+def nats_of(app: Litestar) -> NATS:
+    connection: NATS = app.state[NATS_CONNECTION]
+    return connection

@@ -1,0 +1,49 @@
+"""HTTP bodies of the owners' routes (msgspec): what they take, and what wraps what they give."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from aitbc_api.owners.views import ApiKey, KeyEvent
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
+RateLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+
+
+class SignUp(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+
+
+class NewKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Name
+    expires_at: datetime | None = None
+    rate_limit: RateLimit | None = None
+
+
+class Regenerate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    grace_period_seconds: GraceSeconds = 0
+
+
+class ApiKeys(msgspec.Struct, frozen=True):
+    keys: list[ApiKey]
+
+
+class KeyEvents(msgspec.Struct, frozen=True):
+    events: list[KeyEvent]
+
+
+class MasterKey(msgspec.Struct, frozen=True):
+    key_id: str
+    key: str  # shown once
+
+
+class Account(msgspec.Struct, frozen=True):
+    account_id: str
+    name: str
+    plan: str
+    created_at: datetime
+    master_key: MasterKey

@@ -1,0 +1,40 @@
+"""The owners' dependencies, as Litestar injects them (`Provide`): each handler names what it
+needs (a `KeyManager`, the `OwnerServices`) and is given it; none reaches into the request for
+a service. The lifespan puts the app-lifetime services in the app's state (aitbc_api.lifespan).
+"""
+
+from __future__ import annotations
+
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from aitbc_api.owners.key_manager import KeyManager, OwnerServices
+from aitbc_api.pipeline.auth import Principal
+from aitbc_api.pipeline.middleware import request_id_of
+from aitbc_api.types import Req
+
+OWNER_SERVICES = "owner_services"  # the app state's key
+
+
+def provide_owner_services(state: State) -> OwnerServices:
+    services: OwnerServices = state[OWNER_SERVICES]
+    return services
+
+
+def provide_request_id(request: Req) -> str:
+    return request_id_of(request.scope)
+
+
+def provide_key_manager(
+    owner_services: OwnerServices, caller: Principal, request_id: str
+) -> KeyManager:
+    """The caller's account, for this request (`caller` is the gate's: a master key, or any)."""
+    return KeyManager(owner_services, caller, request_id)
+
+
+def owner_dependencies() -> dict[str, Provide]:
+    """For the app: what any owner's handler (the REST routes', the dashboard's) may name."""
+    return {
+        OWNER_SERVICES: Provide(provide_owner_services, sync_to_thread=False),
+        "request_id": Provide(provide_request_id, sync_to_thread=False),
+    }

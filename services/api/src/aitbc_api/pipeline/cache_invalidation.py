@@ -1,0 +1,28 @@
+"""Keeps the auth cache true: the auth cache's view of the key event log.
+
+Each event evicts what it changes, on this edge as soon as it is read: a key's events the key,
+a plan change every key of the account. The events come from the one key event reader
+(aitbc_runtime.key_events), which decodes and checks them first.
+"""
+
+from __future__ import annotations
+
+from aitbc_api.pipeline.auth_cache import AuthCache
+from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated, KeyRevoked, PlanChanged
+
+
+class CacheInvalidation:
+    """A KeyEventView (aitbc_contracts.keys) over the auth cache."""
+
+    def __init__(self, cache: AuthCache) -> None:
+        self.cache = cache
+
+    def process(self, event: AnyEvent, position: int) -> None:
+        if isinstance(event, KeyCreated | KeyRevoked | KeyRegenerated):
+            self.cache.evict_key(event.key_id)
+        elif isinstance(event, PlanChanged):
+            self.cache.evict_account(event.account_id)
+
+    def reset(self) -> None:
+        """Events may have passed unseen (a reconnect): every entry is checked again."""
+        self.cache.clear()

@@ -1,0 +1,53 @@
+"""The headers that report a rate-limit verdict: X-RateLimit-* as the seed documents, and the
+IETF draft's RateLimit-Policy and RateLimit (declared in the OpenAPI document by
+aitbc_api.apidocs.headers)."""
+
+from __future__ import annotations
+
+import math
+
+from aitbc_api.pipeline.limits import Verdict
+from aitbc_contracts.usage import WINDOW_SECONDS
+
+Header = tuple[bytes, bytes]
+_Fixed = tuple[tuple[Header, ...], bytes]  # a window's fixed headers, the RateLimit format
+
+
+class RateLimitHeaders:
+    """Made per request, on the hot path: what stays the same for a policy's window is made
+    once, and every request of the window shares it."""
+
+    KEPT = 256  # windows; each one's reset is in its key, so past windows go at a clear
+
+    def __init__(self) -> None:
+        self._fixed: dict[tuple[str, str, int, int], _Fixed] = {}
+
+    def of(self, verdict: Verdict, now: float) -> list[Header]:
+        decision = verdict.decision
+        if decision is None:
+            return [(b"x-ratelimit-mode", verdict.mode.encode())]
+        fixed = self._fixed_headers(verdict.mode, verdict.policy, decision.limit, decision.reset)
+        seconds_left = max(0, math.ceil(decision.reset - now))
+        return [
+            *fixed[0],
+            (b"x-ratelimit-remaining", b"%d" % decision.remaining),
+            (b"ratelimit", fixed[1] % (decision.remaining, seconds_left)),
+        ]
+
+    def _fixed_headers(self, mode: str, policy: str, limit: int, reset: int) -> _Fixed:
+        key = (mode, policy, limit, reset)
+        fixed = self._fixed.get(key)
+        if fixed is None:
+            if len(self._fixed) >= self.KEPT:
+                self._fixed.clear()
+            name = policy.encode()
+            fixed = self._fixed[key] = (
+                (
+                    (b"x-ratelimit-mode", mode.encode()),
+                    (b"x-ratelimit-limit", b"%d" % limit),
+                    (b"x-ratelimit-reset", b"%d" % reset),
+                    (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (name, limit, WINDOW_SECONDS)),
+                ),
+                b'"' + name.replace(b"%", b"%%") + b'";r=%d;t=%d',
+            )
+        return fixed

@@ -1,0 +1,58 @@
+"""The upstream's answer, passed back to the client as it comes."""
+
+from __future__ import annotations
+
+import aiohttp
+import anyio
+from litestar.types import Receive, Scope, Send
+
+_DROP_RESPONSE = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"x-request-id",
+     b"date", b"server"}  # the edge's server writes its own
+)  # fmt: skip
+
+
+class Relay:
+    """The upstream's answer, passed on as it comes: an ASGI app, which Litestar runs as is.
+    An answer that was whole when its head arrived (most are) goes out in one message, with
+    nothing to wait for; any other streams on chunk by chunk until it ends or the client goes."""
+
+    __slots__ = ("upstream",)
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream, content = self.upstream, self.upstream.content
+        try:
+            headers = []
+            for name, value in upstream.raw_headers:  # one pass: lowered (as ASGI asks), kept
+                if (name := name.lower()) not in _DROP_RESPONSE:
+                    headers.append((name, value))
+            await send(
+                {"type": "http.response.start", "status": upstream.status, "headers": headers}
+            )
+            if content.is_eof():
+                body = content.read_nowait()
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            else:
+                await _stream(content, receive, send)
+        finally:
+            upstream.release()  # the connection goes back to the pool, or closes if unread
+
+
+async def _stream(content: aiohttp.StreamReader, receive: Receive, send: Send) -> None:
+    """Each chunk as it arrives. A send to a client that went away does not fail, so the
+    client's disconnect is watched for: it ends the stream (and the upstream's connection)."""
+    async with anyio.create_task_group() as relaying:
+        relaying.start_soon(_end_on_disconnect, receive, relaying.cancel_scope)
+        async for chunk in content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        relaying.cancel_scope.cancel()  # the watcher's work is done
+
+
+async def _end_on_disconnect(receive: Receive, relaying: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the rest of a body the upstream answered without reading
+    relaying.cancel()
