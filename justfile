@@ -11,6 +11,7 @@ uv := env_var_or_default("UV", "uv")
 typed := "shared/*/src infra/src services/*/src"
 
 # Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops)
+[continue]  # Ctrl-C reaches `just` too: a runner that stopped cleanly on it is a success, not an error
 up: sync
     aitbc-up
 
