@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from bench import revocation
 from bench.common import edge_metrics, percentile, say
 from bench.httpclient import Connection, build_request, fan_out
 from bench.stack import Proc
-
-if TYPE_CHECKING:
-    from bench.run import Bench
+from bench.state import Bench
 
 
 async def revocations(b: Bench) -> None:

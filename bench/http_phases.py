@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEYS_CHECK, usage_decide_subject
@@ -12,10 +12,7 @@ from bench.common import RESULTS, edge_metrics, median, percentile, say
 from bench.cpu import CpuMeter
 from bench.httpclient import build_request, fan_out
 from bench.null_responder import DECIDE_PREFIX
-
-if TYPE_CHECKING:
-    from bench.run import Bench
-
+from bench.state import Bench
 
 # The server under test in each scenario: it gets a CPU of its own (Bench.place).
 SERVER = {"A": "coordinator", "B": "edge", "C": "edge", "D": "peer"}
