@@ -72,7 +72,7 @@ async def run(b: Bench) -> dict[str, Any]:
     return b.results
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="just bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -84,8 +84,12 @@ def main() -> None:
         help="py-spy profiles (default: on for the full run, off for --quick)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, data)")
-    args = parser.parse_args()
-    config = Config.of(args.quick, args.profile)
+    return parser.parse_args()
+
+
+def measure(config: Config, keep: bool) -> dict[str, Any]:
+    """Every phase on a stack of its own in a work folder, which is deleted unless `keep` or
+    the run failed (its logs are there)."""
     root = Path(tempfile.mkdtemp(prefix="aitbc-bench-"))
     bench = Bench(config, root)
 
@@ -99,18 +103,35 @@ def main() -> None:
         ok = True
     finally:
         bench.stack.stop_all()
-        if ok and not args.keep:
+        if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"work folder (logs): {root}", file=sys.stderr)
-    name = "quick" if config.quick else "latest"
+    return results
+
+
+def write_report(results: dict[str, Any], quick: bool) -> None:
+    name = "quick" if quick else "latest"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    text = report.markdown(results, quick=config.quick)
-    (RESULTS / f"{name}.md").write_text(text)
+    (RESULTS / f"{name}.md").write_text(report.markdown(results, quick=quick))
     print(report.table(results))
     print(f"\nwritten: {RESULTS / (name + '.md')} and {name}.json")
 
 
+def main() -> int:
+    """0 when every target is met; 1 when one is missed (the report is written all the same)."""
+    args = parse_args()
+    config = Config.of(args.quick, args.profile)
+    results = measure(config, args.keep)
+    write_report(results, config.quick)
+    missed = report.missed(results)
+    if missed:
+        names = "; ".join(row.what for row in missed)
+        print(f"{len(missed)} target(s) missed: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
