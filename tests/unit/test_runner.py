@@ -12,8 +12,7 @@ import pytest
 
 from aitbc_infra import stack as definition
 from aitbc_infra.readiness import http_ok, port_open, run_to_end, until_ready
-from aitbc_infra.runner import Config, preflight, services
-from aitbc_infra.stack import ConfigError, Layout
+from aitbc_infra.runner import Config, ConfigError, preflight, services
 from aitbc_infra.supervisor import Service, Supervisor
 
 PY = sys.executable
@@ -216,7 +215,7 @@ async def test_a_probe_can_be_waited_for_from_inside_a_running_loop() -> None:
 
 
 def test_the_definition_runs_on_free_ports_in_a_folder_of_its_own(tmp_path: Path) -> None:
-    layout = Layout.on_free_ports(tmp_path, env={"LOG_LEVEL": "DEBUG"})
+    layout = definition.Layout.on_free_ports(tmp_path, env={"LOG_LEVEL": "DEBUG"})
     table = {s.name: s for s in definition.services(layout)}
     assert list(table) == ["nats", "keys", "usage", "coordinator", "api"]
     assert len({layout.nats_port, layout.api_port, layout.coordinator_port}) == 3
@@ -230,6 +229,6 @@ def test_the_definition_runs_on_free_ports_in_a_folder_of_its_own(tmp_path: Path
 
 def test_a_database_url_is_taken_as_given(tmp_path: Path) -> None:
     url = "postgresql+asyncpg://postgres@127.0.0.1:5432/some_db"
-    layout = Layout.on_free_ports(tmp_path, database_url=url)
+    layout = definition.Layout.on_free_ports(tmp_path, database_url=url)
     assert definition.service(layout, "keys").env["DATABASE_URL"] == url
     assert layout.usage_database_url == f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}"
