@@ -232,3 +232,22 @@ def test_a_database_url_is_taken_as_given(tmp_path: Path) -> None:
     layout = definition.Layout.on_free_ports(tmp_path, database_url=url)
     assert definition.service(layout, "keys").env["DATABASE_URL"] == url
     assert layout.usage_database_url == f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}"
+
+
+async def test_an_edge_without_plain_health_is_ready_once_its_port_is_open(
+    tmp_path: Path,
+) -> None:
+    """On a port that answers 503: the plain edge in front of its Coordinator is not ready;
+    one in front of another upstream, or on HTTPS only, is (its port is open)."""
+    layout = definition.Layout.on_free_ports(tmp_path)
+    async with await _http_server(b"503 Unavailable") as server:
+        port = server.sockets[0].getsockname()[1]
+        plain = definition.edge(layout, "plain", port).ready
+        assert plain is not None and not await plain()
+        for settings in (
+            {"UPSTREAM_URL": "http://127.0.0.1:1"},
+            {"TLS_CERT_FILE": "/tmp/cert.pem"},
+            {"REQUIRE_HTTPS": "1"},
+        ):
+            other = definition.edge(layout, "other", port, **settings).ready
+            assert other is not None and await other(), settings

@@ -8,6 +8,7 @@ of their own (`Layout.on_free_ports`). Adding a service is adding a function to 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -150,14 +151,24 @@ def api(layout: Layout) -> Service:
 
 def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
     """An edge on `port`; `api` is the system's own, tests and benchmarks add more (`env`:
-    settings over the layout's). It is ready when /v1/health answers 200 through to the
-    Coordinator; one in front of another upstream (which a test may keep down on purpose) as
-    soon as its port accepts connections."""
+    settings over the layout's)."""
     url = f"http://{layout.api_host}:{port}"
     settings = {**layout.child_env(), "API_PORT": str(port), **env}
-    own_upstream = settings["UPSTREAM_URL"] == layout.upstream_url
-    ready = http_ok(url + HEALTH_PATH) if own_upstream else port_open(layout.api_host, port)
+    if _health_answers_plainly(layout, {**os.environ, **settings}):
+        ready = http_ok(url + HEALTH_PATH)
+    else:
+        ready = port_open(layout.api_host, port)
     return Service(name, [program("aitbc-api")], settings, ready, url, port)
+
+
+def _health_answers_plainly(layout: Layout, seen: Mapping[str, str]) -> bool:
+    """Whether an edge told `seen` answers a plain-HTTP /v1/health with 200 once it serves: it
+    does in front of the layout's Coordinator, without TLS or REQUIRE_HTTPS. An edge in front
+    of another upstream (which a test may keep down on purpose), or on HTTPS only, is ready
+    as soon as its port accepts connections."""
+    https_only = seen.get("REQUIRE_HTTPS", "").strip().lower() in {"1", "true", "yes", "on"}
+    tls = bool(seen.get("TLS_CERT_FILE"))
+    return seen.get("UPSTREAM_URL") == layout.upstream_url and not tls and not https_only
 
 
 # Every service, in the order it starts (it stops in reverse): each needs the ones before it.
