@@ -10,8 +10,10 @@ uv := env_var_or_default("UV", "uv")
 # the packages mypy checks (strict, from pyproject.toml)
 typed := "shared/*/src infra/src services/*/src"
 
+# [continue]: Ctrl-C reaches `just` too, and a runner that stopped cleanly on it is a success,
+# not an error. (`just` continues on SIGINT, SIGHUP or SIGQUIT only: send SIGTERM to aitbc-up.)
 # Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops)
-[continue]  # Ctrl-C reaches `just` too: a runner that stopped cleanly on it is a success, not an error
+[continue]
 up: sync
     aitbc-up
 
