@@ -10,7 +10,10 @@ uv := env_var_or_default("UV", "uv")
 # the packages mypy checks (strict, from pyproject.toml)
 typed := "shared/*/src infra/src services/*/src"
 
+# [continue]: Ctrl-C reaches `just` too, and a runner that stopped cleanly on it is a success,
+# not an error. (`just` continues on SIGINT, SIGHUP or SIGQUIT only: send SIGTERM to aitbc-up.)
 # Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops)
+[continue]
 up: sync
     aitbc-up
 
@@ -57,7 +60,7 @@ fmt: sync
     ruff format .
     ruff check --fix .
 
-# Run the benchmarks (~12 min; `just bench --quick`: ~1 min); writes bench/results/latest.md
+# Run the benchmarks (~12 min; `just bench --quick`: ~1 min); writes bench/results/latest.md, fails when a target is missed
 bench *ARGS: sync
     bash bench/setup.sh
     python -m bench {{ ARGS }}

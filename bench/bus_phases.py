@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats
 
@@ -13,10 +13,8 @@ from bench import bus_load
 from bench.common import against_ceiling, rates, say
 from bench.cpu import CpuMeter
 from bench.null_responder import CHECK_SUBJECT, DECIDE_PREFIX
-from bench.stack import answered
-
-if TYPE_CHECKING:
-    from bench.run import Bench
+from bench.stack import until_serving
+from bench.state import Bench
 
 CHECK_BATCH_SIZES = (1, 10, 100)  # hashes per CheckKeys in the auth phase, quick or not
 CHECK_HEADLINE_BATCH = 100  # the size the target row judges
@@ -85,7 +83,7 @@ async def auth_checks(b: Bench, nc: nats.NATS) -> None:
     for batch in CHECK_BATCH_SIZES:
         keys_work = bus_load.check_work(KEYS_CHECK, hashes, batch)
         null_work = bus_load.check_work(CHECK_SUBJECT, hashes, batch)
-        await answered(b.stack.nats.url, CHECK_SUBJECT, null_work[0][1])
+        await until_serving(b.null)
         for work in (keys_work, null_work):
             warm = await bus_load.auth_checks(nc, work, 1.0, concurrency, len(work) // 2)
             if warm["bad"] or warm["errors"]:

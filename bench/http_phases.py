@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEYS_CHECK, usage_decide_subject
@@ -12,63 +12,16 @@ from bench.common import RESULTS, edge_metrics, median, percentile, say
 from bench.cpu import CpuMeter
 from bench.httpclient import build_request, fan_out
 from bench.null_responder import DECIDE_PREFIX
-
-if TYPE_CHECKING:
-    from bench.run import Bench
-
+from bench.state import Bench
 
 # The server under test in each scenario: it gets a CPU of its own (Bench.place).
 SERVER = {"A": "coordinator", "B": "edge", "C": "edge", "D": "peer"}
 
 
 async def http(b: Bench) -> None:
-    c = b.config
-    assert b.seeded is not None
-    for name in ("C", "D"):  # every key once: the edge's cache and the peer's pages warm
-        url = b.targets[name].url
-        requests = [build_request(url, {"X-API-Key": k}) for _, k in b.seeded.load_keys()]
-        statuses = await fan_out(url, requests, c.connections)
-        if statuses.get(200, 0) != len(requests):
-            raise RuntimeError(f"warming {b.targets[name].name}: {statuses}")
-    for name, target in b.targets.items():
-        b.place(SERVER[name])
-        b.commands.append(" ".join(target.wrk_argv(c.seconds, c.connections, 1)))
-        say(f"warm-up {target.name} ({c.warmup}s)")
-        warm = await http_load.wrk(target, c.warmup, c.connections)
-        if warm["non_2xx"] or warm["socket_errors"]:
-            raise RuntimeError(f"{target.name} is not answering 2xx: {warm}")
-    runs: dict[str, list[dict]] = {name: [] for name in b.targets}
-    for round_ in range(c.rounds):
-        for name, target in b.targets.items():
-            b.place(SERVER[name])
-            with CpuMeter(b._http_pids()) as meter:
-                result = await http_load.wrk(target, c.seconds, c.connections)
-            result["cpu_seconds"] = meter.seconds
-            result["wall_seconds"] = meter.wall
-            result["edge_waited_ms_per_s"] = meter.waited["edge"] / meter.wall * 1000
-            result["others_cores"] = meter.others / meter.wall
-            runs[name].append(result)
-        line = "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n in b.targets)
-        say(f"round {round_ + 1}/{c.rounds}: {line}")
-    scenarios = {}
-    for name, results in runs.items():
-        rps = median([r["rps"] for r in results])
-        cpu_us = {
-            proc: median([r["cpu_seconds"][proc] / r["requests"] * 1e6 for r in results])
-            for proc in results[0]["cpu_seconds"]
-        }
-        scenarios[name] = {
-            "name": b.targets[name].name,
-            "url": b.targets[name].url,
-            "rps": rps,
-            "p50_ms": median([r["p50_ms"] for r in results]),
-            "p99_ms": median([r["p99_ms"] for r in results]),
-            "non_2xx": sum(r["non_2xx"] for r in results),
-            "socket_errors": sum(r["socket_errors"] for r in results),
-            "cpu_us_per_request": cpu_us,
-            "runs": results,
-        }
-    s = scenarios
+    await _warm(b)
+    runs = await _rounds(b)
+    s = {name: _scenario(b, name, results) for name, results in runs.items()}
 
     def paired(top: str, bottom: str) -> list[float]:
         """Per-round ratios: each pair ran back to back, so the machine's noise mostly
@@ -90,6 +43,78 @@ async def http(b: Bench) -> None:
     }
 
 
+async def _warm(b: Bench) -> None:
+    """Every load key once through C and D (the edge's cache and the peer's pages warm), then
+    each scenario under wrk for the warm-up time."""
+    c = b.config
+    assert b.seeded is not None
+    for name in ("C", "D"):
+        url = b.targets[name].url
+        requests = [build_request(url, {"X-API-Key": k}) for _, k in b.seeded.load_keys()]
+        statuses = await fan_out(url, requests, c.connections)
+        if statuses.get(200, 0) != len(requests):
+            raise RuntimeError(f"warming {b.targets[name].name}: {statuses}")
+    for name, target in b.targets.items():
+        b.place(SERVER[name])
+        b.commands.append(" ".join(target.wrk_argv(c.seconds, c.connections, 1)))
+        say(f"warm-up {target.name} ({c.warmup}s)")
+        warm = await http_load.wrk(target, c.warmup, c.connections)
+        if warm["non_2xx"] or warm["socket_errors"]:
+            raise RuntimeError(f"{target.name} is not answering 2xx: {warm}")
+
+
+async def _rounds(b: Bench) -> dict[str, list[dict]]:
+    """A B C D, round after round, each with the CPU every process of the stack spent."""
+    c = b.config
+    runs: dict[str, list[dict]] = {name: [] for name in b.targets}
+    for round_ in range(c.rounds):
+        for name, target in b.targets.items():
+            b.place(SERVER[name])
+            with CpuMeter(b._http_pids()) as meter:
+                result = await http_load.wrk(target, c.seconds, c.connections)
+            result["cpu_seconds"] = meter.seconds
+            result["wall_seconds"] = meter.wall
+            result["edge_waited_ms_per_s"] = meter.waited["edge"] / meter.wall * 1000
+            result["others_cores"] = meter.others / meter.wall
+            runs[name].append(result)
+        line = "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n in b.targets)
+        say(f"round {round_ + 1}/{c.rounds}: {line}")
+    return runs
+
+
+def _scenario(b: Bench, name: str, results: list[dict]) -> dict[str, Any]:
+    """One scenario's medians over its rounds."""
+    cpu_us = {
+        proc: median([r["cpu_seconds"][proc] / r["requests"] * 1e6 for r in results])
+        for proc in results[0]["cpu_seconds"]
+    }
+    return {
+        "name": b.targets[name].name,
+        "url": b.targets[name].url,
+        "rps": median([r["rps"] for r in results]),
+        "p50_ms": median([r["p50_ms"] for r in results]),
+        "p99_ms": median([r["p99_ms"] for r in results]),
+        "non_2xx": sum(r["non_2xx"] for r in results),
+        "socket_errors": sum(r["socket_errors"] for r in results),
+        "cpu_us_per_request": cpu_us,
+        "runs": results,
+    }
+
+
+PACED_SUMMARY = (
+    "achieved_rate",
+    "p50_ms",
+    "p99_ms",
+    "wire_p50_ms",
+    "wire_p99_ms",
+    "decision_probe_p50_ms",
+    "decision_probe_p99_ms",
+    "others_cores",
+    "edge_waited_ms_per_s",
+    "busy_cores",
+)
+
+
 async def paced(b: Bench) -> None:
     c = b.config
     rate = b.results["http"]["scenarios"]["C"]["rps"] / 2
@@ -102,54 +127,14 @@ async def paced(b: Bench) -> None:
         )
     assert b.seeded is not None
     b.place("edge")
-    probe_work = bus_load.decide_work(usage_decide_subject, [b.seeded.bulk[-1].account_id], 1)[0]
+    probe = bus_load.decide_work(usage_decide_subject, [b.seeded.bulk[-1].account_id], 1)[0]
     async with b.bus() as nc:
         for _ in range(c.paced_rounds):
             for name in runs:
-                stop = asyncio.Event()
-                probe = asyncio.create_task(bus_load.probe(nc, probe_work[0], probe_work[1], stop))
-                with CpuMeter(b._http_pids()) as meter:
-                    result = await http_load.paced(
-                        b.targets[name], rate, c.paced_seconds, c.connections
-                    )
-                stop.set()
-                rtts = await probe
+                result = await _paced_run(b, nc, name, rate, probe)
                 pooled[name] += result.pop("from_schedule_ms")
-                result["others_cores"] = meter.others / meter.wall
-                result["edge_waited_ms_per_s"] = meter.waited["edge"] / meter.wall * 1000
-                result["busy_cores"] = (sum(meter.seconds.values()) + meter.others) / meter.wall
-                result["cpu_us_per_request"] = {
-                    who: seconds / result["requests"] * 1e6
-                    for who, seconds in meter.seconds.items()
-                }
-                result["decision_probe_p50_ms"] = percentile(rtts, 50)
-                result["decision_probe_p99_ms"] = percentile(rtts, 99)
-                result["decision_probe_max_ms"] = max(rtts)
                 runs[name].append(result)
-    summary = {
-        name: {
-            key: median([r[key] for r in results])
-            for key in (
-                "achieved_rate",
-                "p50_ms",
-                "p99_ms",
-                "wire_p50_ms",
-                "wire_p99_ms",
-                "decision_probe_p50_ms",
-                "decision_probe_p99_ms",
-                "others_cores",
-                "edge_waited_ms_per_s",
-                "busy_cores",
-            )
-        }
-        | {
-            "cpu_us_per_request": {
-                who: median([r["cpu_us_per_request"][who] for r in results])
-                for who in results[0]["cpu_us_per_request"]
-            }
-        }
-        for name, results in runs.items()
-    }
+    summary = {name: _paced_summary(results) for name, results in runs.items()}
     differences = [c_["p99_ms"] - b["p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)]
     wire = [
         c_["wire_p99_ms"] - b["wire_p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)
@@ -170,6 +155,40 @@ async def paced(b: Bench) -> None:
         "bus_floor": await bus_floor(b, rate, c.paced_seconds / 2),
     }
     say(f"paced: p99 B {summary['B']['p99_ms']:.2f} ms, C {summary['C']['p99_ms']:.2f} ms")
+
+
+async def _paced_run(
+    b: Bench, nc: Any, name: str, rate: float, probe_work: tuple[str, bytes, int]
+) -> dict[str, Any]:
+    """One paced run of scenario `name`, with a decision probe (`probe_work`) on the bus."""
+    c = b.config
+    stop = asyncio.Event()
+    probe = asyncio.create_task(bus_load.probe(nc, probe_work[0], probe_work[1], stop))
+    with CpuMeter(b._http_pids()) as meter:
+        result = await http_load.paced(b.targets[name], rate, c.paced_seconds, c.connections)
+    stop.set()
+    rtts = await probe
+    result["others_cores"] = meter.others / meter.wall
+    result["edge_waited_ms_per_s"] = meter.waited["edge"] / meter.wall * 1000
+    result["busy_cores"] = (sum(meter.seconds.values()) + meter.others) / meter.wall
+    result["cpu_us_per_request"] = {
+        who: seconds / result["requests"] * 1e6 for who, seconds in meter.seconds.items()
+    }
+    result["decision_probe_p50_ms"] = percentile(rtts, 50)
+    result["decision_probe_p99_ms"] = percentile(rtts, 99)
+    result["decision_probe_max_ms"] = max(rtts)
+    return result
+
+
+def _paced_summary(results: list[dict]) -> dict[str, Any]:
+    """One scenario's medians over its paced rounds."""
+    cpu = {
+        who: median([r["cpu_us_per_request"][who] for r in results])
+        for who in results[0]["cpu_us_per_request"]
+    }
+    return {key: median([r[key] for r in results]) for key in PACED_SUMMARY} | {
+        "cpu_us_per_request": cpu
+    }
 
 
 async def bus_floor(b: Bench, rate: float, seconds: float) -> dict[str, float]:

@@ -95,6 +95,10 @@ class Connection:
             self._protocol = protocol
         return self._protocol
 
+    async def open(self) -> None:
+        """Connects now, so that the first `send` times the request alone."""
+        await self._connect()
+
     async def send(self, request: bytes) -> int:
         """Sends one request and returns the response's status (0: the connection failed)."""
         protocol = await self._connect()

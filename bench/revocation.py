@@ -1,11 +1,13 @@
 """Revocation propagation: a key in use on two edges; the owner revokes it through the first;
-how long after the revoke response does each edge answer 401?
+how long after the revoke request is sent does each edge answer 401?
 
 Each edge has a poller sending the key back to back on one keep-alive connection (the key is
-"in use"), so an edge's time is when the first 401 reached the poller, after the revoke
-response: it includes up to one request's latency. The first edge evicts the key itself before
-it answers the revoke; the second learns it from the key event stream (keys service -> outbox
-relay -> JetStream -> the edge's ordered consumer), which is what the 50 ms target is about.
+"in use"), so an edge's time is when the first 401 reached the poller, counted from the moment
+the revoke request was sent: it includes up to one request's latency. Counted from the revoke's
+response instead, an edge that learns of it before the response arrives would read <= 0 ms.
+The first edge evicts the key itself before it answers the revoke; the second learns it from
+the key event stream (keys service -> outbox relay -> JetStream -> the edge's ordered
+consumer), which is what the 50 ms target is about.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Poller:
 async def one_revocation(
     edges: list[str], revoke_via: str, key: str, key_id: str, master: str
 ) -> list[float]:
-    """Milliseconds from the revoke response to each edge's first 401."""
+    """Milliseconds from sending the revoke request to each edge's first 401."""
     pollers = [Poller(url, build_request(url + "/v1/jobs", {"X-API-Key": key})) for url in edges]
     revoke = build_request(
         revoke_via + f"/v1/api-keys/{key_id}", {"X-API-Key": master}, method="DELETE"
@@ -56,12 +58,12 @@ async def one_revocation(
     revoker = Connection.to(revoke_via)
     try:
         # in use on both edges: each has it cached and admits it
-        await asyncio.gather(*(p.until_status(200) for p in pollers))
+        await asyncio.gather(*(p.until_status(200) for p in pollers), revoker.open())
         stop = asyncio.Event()
         polls = [asyncio.create_task(p.poll(stop)) for p in pollers]
         await asyncio.sleep(0.005)
+        sent = time.perf_counter()
         status = await revoker.send(revoke)
-        answered = time.perf_counter()
         if status != 200:
             raise RuntimeError(f"revoking {key_id} answered {status}")
         await asyncio.gather(*polls)
@@ -69,7 +71,7 @@ async def one_revocation(
         for poller in pollers:
             if poller.first_401 is None:
                 raise RuntimeError(f"{poller.url} still admits a revoked key after 5 s")
-            times.append((poller.first_401 - answered) * 1000)
+            times.append((poller.first_401 - sent) * 1000)
         return times
     finally:
         revoker.close()

@@ -1,5 +1,6 @@
-"""The system under test as child processes on free ports: nats-server, keys, usage, the sample
-Coordinator, edges, and the peer stack (redis-server + bench/peer_app.py).
+"""The system under test as child processes on free ports: the services of aitbc_infra.stack
+(nats-server, keys, usage, the sample Coordinator, edges), and the peer stack (redis-server +
+bench/peer_app.py) and the bare responder.
 
 Children are aitbc_infra's ChildProcess, as in tests/e2e/stack.py; what a benchmark adds is the
 peer stack and RSS readings, and every child in this process tree is stopped on the way out
@@ -13,9 +14,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aitbc_infra import stack as definition
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Proc
-from aitbc_infra.processes import answered as answered
+from aitbc_infra.readiness import answers, until_ready
+from aitbc_infra.stack import Layout
+from bench.null_responder import CHECK_SUBJECT
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,53 +30,36 @@ class Stack:
     root: Path
     plan_limits: str
     log_level: str = "INFO"
+    layout: Layout = field(init=False)
     nats: NatsServer = field(init=False)
     procs: dict[str, Proc] = field(default_factory=dict)
-    upstream_port: int = 0
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.nats = NatsServer(free_port(), self.root / "nats", log_file=self.root / "nats.log")
+        settings = {"PLAN_LIMITS": self.plan_limits, "LOG_LEVEL": self.log_level}
+        self.layout = Layout.on_free_ports(self.root, env=settings)
+        self.nats = NatsServer(self.layout.nats_port, self.root / "nats", self.root / "nats.log")
 
     @property
     def upstream_url(self) -> str:
-        return f"http://127.0.0.1:{self.upstream_port}"
-
-    def env(self) -> dict[str, str]:
-        return {
-            "NATS_URL": self.nats.url,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{self.root / 'keys.db'}",
-            "USAGE_DATABASE_URL": f"sqlite+aiosqlite:///{self.root / 'usage.db'}",
-            "PLAN_LIMITS": self.plan_limits,
-            "LOG_LEVEL": self.log_level,
-            "PYTHONUNBUFFERED": "1",
-        }
+        return self.layout.upstream_url
 
     def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Proc:
-        proc = Proc(name, argv, {**self.env(), **env}, self.root / f"{name}.log", port)
+        proc = Proc(name, argv, {**self.layout.child_env(), **env}, self.root / f"{name}.log", port)
         self.procs[name] = proc
         return proc
 
     # --- the system -----------------------------------------------------------------------
 
-    def start_coordinator(self, wait: bool = True) -> Proc:
-        self.upstream_port = free_port()
-        return self.add(
-            "coordinator",
-            [str(BIN / "aitbc-sample-coordinator")],
-            self.upstream_port,
-            COORDINATOR_PORT=str(self.upstream_port),
-        ).start(wait=wait)
+    def start_service(self, name: str, wait: bool = True) -> Proc:
+        """keys, usage or the Coordinator, as aitbc_infra.stack defines it."""
+        proc = self.procs[name] = Proc.of(definition.service(self.layout, name), self.root)
+        return proc.start(wait=wait)
 
     def start_edge(self, name: str, wait: bool = True) -> Proc:
-        port = free_port()
-        return self.add(
-            name,
-            [str(BIN / "aitbc-api")],
-            port,
-            API_PORT=str(port),
-            UPSTREAM_URL=self.upstream_url,
-        ).start(wait=wait)
+        proc = Proc.of(definition.edge(self.layout, name, free_port()), self.root)
+        self.procs[name] = proc
+        return proc.start(wait=wait)
 
     def start_redis(self, wait: bool = True) -> Proc:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -95,10 +82,11 @@ class Stack:
         ).start(wait=wait)
 
     def start_null_responder(self, name: str) -> Proc:
-        """A bare nats-py responder: the ceiling a Python service on this bus can reach."""
-        return self.add(
-            name, [sys.executable, "-m", "bench.null_responder"], PYTHONPATH=str(ROOT)
-        ).start()
+        """A bare nats-py responder: the ceiling a Python service on this bus can reach. It
+        serves once it answers a check (`until_serving`)."""
+        proc = self.add(name, [sys.executable, "-m", "bench.null_responder"], PYTHONPATH=str(ROOT))
+        proc.ready = answers(self.layout.bus_url, CHECK_SUBJECT, definition.PING_KEYS)
+        return proc.start(wait=False)
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
@@ -110,3 +98,10 @@ class Stack:
             proc.stop()
         self.procs.clear()
         self.nats.stop()
+
+
+async def until_serving(proc: Proc, within: float = 60.0) -> None:
+    """Until `proc`'s readiness probe says it serves, from the benchmark's own event loop."""
+    assert proc.ready is not None
+    if not await until_ready(proc.ready, within, proc.exited):
+        raise RuntimeError(f"{proc.name} did not start: see {proc.log_file}")

@@ -36,11 +36,7 @@ def running_stack(root: Path, database_url: str = "", **env: str) -> Iterator[St
 
 def edge(stack: Stack, name: str, **env: str) -> Process:
     """One more edge process in front of the stack's Coordinator (or another upstream)."""
-    from aitbc_infra.nats_server import free_port
-
-    port = free_port()
-    env.setdefault("UPSTREAM_URL", stack.processes["api"].env["UPSTREAM_URL"])
-    return stack.add(name, [str(BIN / "aitbc-api")], port, API_PORT=str(port), **env).start()
+    return stack.add_edge(name, **env).start()
 
 
 def url_of(process: Process) -> str:

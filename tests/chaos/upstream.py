@@ -15,10 +15,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.chaos.load import Answer, Load, check_usage, recovered_after, wait_for
+from tests.chaos.checks import record_usage
+from tests.chaos.load import Answer, Load, recovered_after, wait_for
 from tests.chaos.report import Result
 from tests.chaos.setup import edge, jobs, running_stack, scan_logs, sign_up, url_of, warm
-from tests.e2e.stack import Process
+from tests.e2e.stack import Process, Stack
 
 UPSTREAM_TIMEOUT = 1.0
 HEADER_TIMEOUT = 2.0
@@ -235,6 +236,41 @@ def connection_cap(result: Result, port: int) -> None:
     result.notes.append(f"connection {MAX_CONNECTIONS + 1}: {got}")
 
 
+def _dead_upstream(
+    result: Result, stack: Stack, key: str, key_id: str, answers: list[Answer]
+) -> Load:
+    """The Coordinator killed under load and restarted: 502 UPSTREAM_UNAVAILABLE while it is
+    down (a burst's answers go to `answers`), served again soon after the restart."""
+    coordinator = stack.processes["coordinator"]
+    api_process = stack.processes["api"]
+    load = Load(stack.api_url).add("load", jobs(key), key_id, pause=0.02)
+    with load.running():
+        time.sleep(0.5)
+        coordinator.stop(kill=True)
+        down = time.monotonic()
+        time.sleep(1.0)
+        answers += burst(
+            result,
+            "dead upstream",
+            stack.api_url,
+            key,
+            pid_of(api_process),
+            "UPSTREAM_UNAVAILABLE",
+        )  # type: ignore[union-attr]
+        up = time.monotonic()  # from the restart command to the first request served
+        coordinator.start()
+        result.recovery_seconds = recovered_after(
+            up, lambda: any(a.started >= up and a.status == 200 for a in load.answers)
+        )
+        time.sleep(0.5)
+    dead = load.of("load", down + 0.2, up)
+    result.expect(
+        bool(dead) and all(a.code == "UPSTREAM_UNAVAILABLE" for a in dead),
+        f"dead upstream: {Counter(a.outcome for a in dead)}",
+    )
+    return load
+
+
 def upstream_faults(root: Path) -> Result:
     result = Result("upstream")
     limits = {
@@ -259,34 +295,7 @@ def upstream_faults(root: Path) -> Result:
         answers += burst(
             result, "slow upstream", url_of(slow), key, pid_of(slow), "UPSTREAM_TIMEOUT"
         )  # type: ignore[union-attr]
-
-        coordinator = stack.processes["coordinator"]
-        api_process = stack.processes["api"]
-        load = Load(stack.api_url).add("load", jobs(key), key_id, pause=0.02)
-        with load.running():
-            time.sleep(0.5)
-            coordinator.stop(kill=True)
-            down = time.monotonic()
-            time.sleep(1.0)
-            answers += burst(
-                result,
-                "dead upstream",
-                stack.api_url,
-                key,
-                pid_of(api_process),
-                "UPSTREAM_UNAVAILABLE",
-            )  # type: ignore[union-attr]
-            up = time.monotonic()  # from the restart command to the first request served
-            coordinator.start()
-            result.recovery_seconds = recovered_after(
-                up, lambda: any(a.started >= up and a.status == 200 for a in load.answers)
-            )
-            time.sleep(0.5)
-        dead = load.of("load", down + 0.2, up)
-        result.expect(
-            bool(dead) and all(a.code == "UPSTREAM_UNAVAILABLE" for a in dead),
-            f"dead upstream: {Counter(a.outcome for a in dead)}",
-        )
+        load = _dead_upstream(result, stack, key, key_id, answers)
         answers += load.answers
         answers += slow_clients(result, slow.port or 0, key)
         connection_cap(result, slow.port or 0)
@@ -294,7 +303,6 @@ def upstream_faults(root: Path) -> Result:
         allowed = {"UPSTREAM_TIMEOUT", "UPSTREAM_UNAVAILABLE"}
         wrong = [a for a in answers if a.status >= 500 and a.code not in allowed]
         result.expect(not wrong, f"unexpected server errors: {wrong[:2]}")
-        usage = check_usage(stack.nats.url, {account.account_id: [key_id]}, load.answers)
-        result.usage_lost, result.usage_duplicated = usage.lost, usage.duplicated
+        record_usage(result, stack, {account.account_id: [key_id]}, load.answers)
         scan_logs(result, stack, [account])
     return result

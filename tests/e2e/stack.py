@@ -1,103 +1,89 @@
-"""The whole system as real processes on free ports: nats-server, keys, coordinator, edge."""
+"""The whole system of aitbc_infra.stack as real processes on free ports, with a data folder of
+its own: nats-server, keys, usage, the sample Coordinator, the edge (and any edges a test adds).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from aitbc_contracts.messages import CheckKeys, encoder
-from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
-from aitbc_contracts.usage import LastUsedQuery
+from aitbc_infra import stack as definition
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Process
-from aitbc_infra.processes import answered
+from aitbc_infra.readiness import run_to_end, until_ready
+from aitbc_infra.stack import Layout
 
 BIN = Path(sys.executable).parent
+
+TEST_SETTINGS = {
+    "LOG_LEVEL": "INFO",
+    # Tests make many bad keys on purpose from one address; the brute-force test runs an edge
+    # of its own with a small budget.
+    "AUTH_FAILURE_BUDGET": "1000000",
+    "UPSTREAM_TIMEOUT": "3",
+}
 
 
 @dataclass
 class Stack:
     root: Path
+    database_url: str = ""  # the keys service's; "" is a SQLite file in `root`
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every process, over the rest
+    layout: Layout = field(init=False)
     nats: NatsServer = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict)
-    database_url: str = ""
-    extra_env: dict[str, str] = field(default_factory=dict)  # for every process, over the rest
 
     def __post_init__(self) -> None:
-        self.nats = NatsServer(free_port(), self.root / "nats", log_file=self.root / "nats.log")
-        self.database_url = self.database_url or f"sqlite+aiosqlite:///{self.root / 'keys.db'}"
+        settings = {**TEST_SETTINGS, **self.extra_env}
+        self.layout = Layout.on_free_ports(self.root, database_url=self.database_url, env=settings)
+        self.database_url = self.layout.database_url
+        self.nats = NatsServer(self.layout.nats_port, self.root / "nats", self.root / "nats.log")
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.processes['api'].port}"
+        return self.layout.api_url
 
     def env(self) -> dict[str, str]:
-        return {
-            "NATS_URL": self.nats.url,
-            "DATABASE_URL": self.database_url,
-            "USAGE_DATABASE_URL": f"sqlite+aiosqlite:///{self.root / 'usage.db'}",
-            "LOG_LEVEL": "INFO",
-            # Tests make many bad keys on purpose from one address; the brute-force test
-            # runs an edge of its own with a small budget.
-            "AUTH_FAILURE_BUDGET": "1000000",
-            **self.extra_env,
-        }
+        """What every service is told (and what a CLI run against this system needs)."""
+        return self.layout.child_env()
 
     def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Process:
+        """Any process in this system, ready once its port (if any) accepts connections."""
         process = Process(name, argv, {**self.env(), **env}, self.root / f"{name}.log", port)
+        self.processes[name] = process
+        return process
+
+    def add_service(self, name: str) -> Process:
+        """A service of the definition, by name."""
+        process = Process.of(definition.service(self.layout, name), self.root)
+        self.processes[name] = process
+        return process
+
+    def add_edge(self, name: str, **env: str) -> Process:
+        """One more edge on a free port, in front of this system's Coordinator unless `env`
+        names another UPSTREAM_URL."""
+        process = Process.of(definition.edge(self.layout, name, free_port(), **env), self.root)
         self.processes[name] = process
         return process
 
     def start(self) -> Stack:
         self.nats.start()
-        upstream = free_port()
-        self.add("keys", [str(BIN / "aitbc-keys")]).start()
-        self.add("usage", [str(BIN / "aitbc-usage")]).start()
+        for name in ("keys", "usage"):  # side by side: each takes a while to import
+            self.add_service(name).start(wait=False)
         self.wait_for_services()
-        self.add(
-            "coordinator",
-            [str(BIN / "aitbc-sample-coordinator")],
-            upstream,
-            COORDINATOR_PORT=str(upstream),
-        ).start()
-        api = free_port()
-        self.add(
-            "api",
-            [str(BIN / "aitbc-api")],
-            api,
-            API_PORT=str(api),
-            UPSTREAM_URL=f"http://127.0.0.1:{upstream}",
-            UPSTREAM_TIMEOUT="3",
-        ).start()
-        self.wait_ready()
+        self.add_service("coordinator").start()
+        self.add_service("api").start()
         return self
 
-    def wait_for_services(self) -> None:
+    def wait_for_services(self, within: float = 90) -> None:
         """Until the keys and usage services answer on the bus."""
-
-        async def ask() -> None:
-            await answered(self.nats.url, KEYS_CHECK, encoder.encode(CheckKeys([])), 90)
-            await answered(self.nats.url, USAGE_QUERY, encoder.encode(LastUsedQuery("acc_x")), 90)
-
-        asyncio.run(ask())
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until the edge reaches the keys service (sign-up works) and the upstream."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                health = httpx.get(self.api_url + "/v1/health", timeout=2)
-                if health.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("stack not ready")
+        for name in ("keys", "usage"):
+            probe = definition.service(self.layout, name).ready
+            process = self.processes[name]
+            assert probe is not None
+            if not run_to_end(until_ready(probe, within, process.exited)):
+                raise RuntimeError(f"{name} did not answer: see {self.root / name}.log")
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from tests.e2e.stack import Stack
 from tests.e2e.test_keys_flow import error_code, new_key
+
+
+@pytest.fixture
+def system(keys_databases: Stack) -> Stack:
+    """Every test here on the keys service's SQLite store, and on PostgreSQL where it runs."""
+    return keys_databases
 
 
 def test_a_keys_events_name_the_acting_key_and_request_and_never_a_secret(

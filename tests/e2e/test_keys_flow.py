@@ -6,8 +6,16 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from aitbc_contracts.keyformat import generate_key, is_well_formed
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture
+def system(keys_databases: Stack) -> Stack:
+    """Every test here on the keys service's SQLite store, and on PostgreSQL where it runs."""
+    return keys_databases
 
 
 def new_key(api: httpx.Client, master: str, **body: object) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,12 +18,15 @@ import pytest
 from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
 
 UP = str(Path(sys.executable).parent / "aitbc-up")
+JUST = str(Path(sys.executable).parent / "just")
+JUSTFILE = Path(__file__).resolve().parents[2] / "justfile"
+ERROR = re.compile(r"\berror\b|Traceback|callback for Task", re.IGNORECASE)
 
 
 class Up:
     """An `aitbc-up` process and everything it printed."""
 
-    def __init__(self, cwd: Path, **env: str) -> None:
+    def __init__(self, cwd: Path, argv: list[str] | None = None, **env: str) -> None:
         self.ports = {
             name: int(env.get(name) or free_port())
             for name in ("NATS_PORT", "COORDINATOR_PORT", "API_PORT")
@@ -32,7 +36,7 @@ class Up:
         child_env.update(env)
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [UP],
+            argv or [UP],
             cwd=cwd,
             env=child_env,
             stdout=subprocess.PIPE,
@@ -65,6 +69,10 @@ class Up:
                 raise AssertionError(f"never saw {text!r}:\n{self.output}")
             time.sleep(0.05)
 
+    def errors(self) -> list[str]:
+        """Lines that read as a failure: an error, a traceback, a stray note of FastStream's."""
+        return [line for line in self.lines if ERROR.search(line)]
+
     def api(self) -> str:
         return f"http://127.0.0.1:{self.ports['API_PORT']}"
 
@@ -89,8 +97,8 @@ def up_factory(tmp_path: Path) -> Iterator[list[Up]]:
         up.kill()
 
 
-def start(started: list[Up], cwd: Path, **env: str) -> Up:
-    up = Up(cwd, **env)
+def start(started: list[Up], cwd: Path, argv: list[str] | None = None, **env: str) -> Up:
+    up = Up(cwd, argv, **env)
     started.append(up)
     return up
 
@@ -112,6 +120,7 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     assert httpx.get(first.api() + "/v1/health", timeout=10).json() == {"status": "ok"}
     assert first.stop(signal.SIGTERM) == 0
     assert "all stopped" in first.output
+    assert first.errors() == []  # a clean stop reads as one
     assert all_ports_closed(first)
     assert (tmp_path / ".data" / "keys.db").exists()
     assert (tmp_path / ".data" / "nats" / "jetstream").is_dir()
@@ -124,6 +133,18 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     # Ctrl-C in a terminal signals the whole foreground group, runner first among equals
     assert second.stop(signal.SIGINT, group=True) == 0
     assert all_ports_closed(second)
+    assert second.errors() == []
+
+
+def test_ctrl_c_stops_just_up_cleanly(up_factory: list[Up], tmp_path: Path) -> None:
+    """Ctrl-C reaches `just` as well as the runner: `just up` exits 0 without an error line."""
+    argv = [JUST, "--justfile", str(JUSTFILE), "--no-deps", "up"]
+    up = start(up_factory, tmp_path, argv, DATA_DIR=str(tmp_path / "data"))
+    up.wait_for("everything is up")
+    assert up.stop(signal.SIGINT, group=True) == 0
+    assert "all stopped" in up.output
+    assert up.errors() == []
+    assert all_ports_closed(up)
 
 
 def test_a_service_that_dies_takes_everything_down_with_a_failure(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from aitbc_infra import stack as definition
+from aitbc_infra.readiness import http_ok, port_open, run_to_end, until_ready
 from aitbc_infra.runner import Config, ConfigError, preflight, services
 from aitbc_infra.supervisor import Service, Supervisor
 from tests.unit.waiting import until
@@ -22,12 +24,13 @@ def config(tmp_path: Path, **env: str) -> Config:
 
 
 def test_defaults_are_the_embedded_system(tmp_path: Path) -> None:
-    c = config(tmp_path)
+    c = config(tmp_path).layout
     assert c.nats_url is None
     assert c.bus_url == "nats://127.0.0.1:4322"
     assert (c.api_host, c.api_port) == ("127.0.0.1", 8000)
     assert c.upstream_url == "http://127.0.0.1:8011"
     assert c.database_url == f"sqlite+aiosqlite:///{tmp_path}/.data/keys.db"
+    assert c.usage_database_url == f"sqlite+aiosqlite:///{tmp_path}/.data/usage.db"
 
 
 def test_everything_starts_in_dependency_order(tmp_path: Path) -> None:
@@ -45,7 +48,8 @@ def test_children_are_told_where_everything_is(tmp_path: Path) -> None:
     assert env["NATS_URL"] == "nats://127.0.0.1:5000"
     assert env["API_PORT"] == "9000"
     assert env["UPSTREAM_URL"] == "http://127.0.0.1:9011"
-    assert env["DATABASE_URL"] == c.database_url
+    assert env["DATABASE_URL"] == c.layout.database_url
+    assert env["DATA_DIR"] == str(tmp_path / ".data")
 
 
 def test_an_existing_nats_is_used_instead_of_starting_one(tmp_path: Path) -> None:
@@ -173,3 +177,77 @@ async def test_a_child_that_ignores_sigterm_is_killed() -> None:
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
     assert "stubborn did not stop in 0.5 s: killing it" in out.getvalue()
+
+
+# --- the one readiness probe, and the one stack definition -----------------------------------
+
+
+async def _http_server(status: bytes) -> asyncio.Server:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+async def test_http_health_is_ready_on_200_only() -> None:
+    ok, unavailable = await _http_server(b"200 OK"), await _http_server(b"503 Unavailable")
+    async with ok, unavailable:
+        ok_port = ok.sockets[0].getsockname()[1]
+        down_port = unavailable.sockets[0].getsockname()[1]
+        assert await http_ok(f"http://127.0.0.1:{ok_port}/v1/health")()
+        assert not await http_ok(f"http://127.0.0.1:{down_port}/v1/health")()
+        assert await port_open("127.0.0.1", down_port)()
+    assert not await http_ok(f"http://127.0.0.1:{ok_port}/v1/health")()  # closed now
+    assert not await port_open("127.0.0.1", ok_port)()
+
+
+async def test_waiting_ends_when_the_caller_gives_up_or_time_is_out() -> None:
+    assert await until_ready(ready_now, within=1.0)
+    assert not await until_ready(never_ready, within=0.2)
+    assert not await until_ready(ready_now, within=10.0, given_up=lambda: True)
+
+
+async def test_a_probe_can_be_waited_for_from_inside_a_running_loop() -> None:
+    assert run_to_end(until_ready(ready_now, within=1.0))
+
+
+def test_the_definition_runs_on_free_ports_in_a_folder_of_its_own(tmp_path: Path) -> None:
+    layout = definition.Layout.on_free_ports(tmp_path, env={"LOG_LEVEL": "DEBUG"})
+    table = {s.name: s for s in definition.services(layout)}
+    assert list(table) == ["nats", "keys", "usage", "coordinator", "api"]
+    assert len({layout.nats_port, layout.api_port, layout.coordinator_port}) == 3
+    assert table["api"].port == layout.api_port
+    assert table["keys"].env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    assert all(s.env.get("LOG_LEVEL") == "DEBUG" for s in table.values() if s.name != "nats")
+    extra = definition.edge(layout, "second", 9999, AUTH_FAILURE_BUDGET="3")
+    assert extra.env["API_PORT"] == "9999" and extra.env["AUTH_FAILURE_BUDGET"] == "3"
+    assert extra.env["UPSTREAM_URL"] == layout.upstream_url
+
+
+def test_a_database_url_is_taken_as_given(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://postgres@127.0.0.1:5432/some_db"
+    layout = definition.Layout.on_free_ports(tmp_path, database_url=url)
+    assert definition.service(layout, "keys").env["DATABASE_URL"] == url
+    assert layout.usage_database_url == f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}"
+
+
+async def test_an_edge_without_plain_health_is_ready_once_its_port_is_open(
+    tmp_path: Path,
+) -> None:
+    """On a port that answers 503: the plain edge in front of its Coordinator is not ready;
+    one in front of another upstream, or on HTTPS only, is (its port is open)."""
+    layout = definition.Layout.on_free_ports(tmp_path)
+    async with await _http_server(b"503 Unavailable") as server:
+        port = server.sockets[0].getsockname()[1]
+        plain = definition.edge(layout, "plain", port).ready
+        assert plain is not None and not await plain()
+        for settings in (
+            {"UPSTREAM_URL": "http://127.0.0.1:1"},
+            {"TLS_CERT_FILE": "/tmp/cert.pem"},
+            {"REQUIRE_HTTPS": "1"},
+        ):
+            other = definition.edge(layout, "other", port, **settings).ready
+            assert other is not None and await other(), settings

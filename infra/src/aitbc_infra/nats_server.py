@@ -7,9 +7,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aitbc_infra.readiness import port_open, run_to_end, until_ready
 
 
 def nats_server_binary() -> str:
@@ -72,16 +73,14 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not port_is_open(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("nats-server did not start in time")
-            time.sleep(0.02)
-        return self
+        process = self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        ready = port_open("127.0.0.1", self.port)
+        if run_to_end(until_ready(ready, timeout, lambda: process.poll() is not None)):
+            return self
+        if process.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {process.returncode}")
+        self.stop()
+        raise RuntimeError("nats-server did not start in time")
 
     def stop(self) -> None:
         if self.process is not None:

@@ -1,18 +1,17 @@
-"""Child processes of a test or benchmark stack: a service on a free port, its output in a log
-file, started until its port accepts connections, stopped with SIGTERM (then SIGKILL)."""
+"""Child processes of a test or benchmark stack: a service of aitbc_infra.stack (or a helper of
+the benchmarks), its output in a log file, started until its readiness probe says it serves,
+stopped with SIGTERM (then SIGKILL)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
-
-from aitbc_infra.nats_server import port_is_open, terminate
-from aitbc_runtime.bus import until_answered
+from aitbc_infra.nats_server import terminate
+from aitbc_infra.readiness import Probe, port_open, run_to_end, until_ready
+from aitbc_infra.supervisor import Service
 
 
 def rss_kib(pid: int) -> int:
@@ -30,7 +29,15 @@ class ChildProcess:
     env: dict[str, str]  # over this process's own environment
     log_file: Path
     port: int | None = None
+    ready: Probe | None = None  # None: its port accepts connections (if it has one)
     popen: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def of(cls, service: Service, log_dir: Path) -> ChildProcess:
+        """`service` as a child of this process, its output in `log_dir`/<name>.log."""
+        argv, env = list(service.argv), dict(service.env)
+        log_file = log_dir / f"{service.name}.log"
+        return cls(service.name, argv, env, log_file, service.port, service.ready)
 
     @property
     def pid(self) -> int:
@@ -40,6 +47,9 @@ class ChildProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def exited(self) -> bool:
+        return self.popen is not None and self.popen.poll() is not None
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
@@ -54,26 +64,16 @@ class ChildProcess:
         return self
 
     def wait(self, timeout: float = 60.0) -> ChildProcess:
-        """Until its port accepts connections (at once for a process without a port)."""
+        """Until it serves (at once for a process with neither a probe nor a port)."""
         assert self.popen is not None
-        if self.port is not None:
-            deadline = time.monotonic() + timeout
-            while not port_is_open(self.port):
-                if self.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: see {self.log_file}")
-                time.sleep(0.05)
+        probe = self.ready
+        if probe is None and self.port is not None:
+            probe = port_open("127.0.0.1", self.port)
+        if probe is not None and not run_to_end(until_ready(probe, timeout, self.exited)):
+            raise RuntimeError(f"{self.name} did not start: see {self.log_file}")
         return self
 
     def stop(self, kill: bool = False) -> None:
         if self.popen is not None:
             terminate(self.popen, timeout=15, kill=kill)
         self.popen = None
-
-
-async def answered(nats_url: str, subject: str, payload: bytes, within: float = 60.0) -> None:
-    """Until a service answers a request on `subject` at `nats_url`: it is listening."""
-    nc = await nats.connect(nats_url)
-    try:
-        await until_answered(nc, subject, payload, within)
-    finally:
-        await nc.close()

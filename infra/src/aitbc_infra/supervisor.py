@@ -9,25 +9,26 @@ import ctypes
 import os
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-Ready = Callable[[], Awaitable[bool]]
+from aitbc_infra.readiness import Probe, until_ready
+
 COLORS = ("36", "33", "32", "35", "34", "31")  # cyan, yellow, green, magenta, blue, red
 LINE_LIMIT = 1 << 20  # a child's log line may be long; beyond this it is cut, not fatal
 
 
 @dataclass(frozen=True)
 class Service:
-    """One child process. `ready` says when it serves (a port answers, a subject responds)."""
+    """One child process. `ready` says when it serves (aitbc_infra.readiness)."""
 
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
-    ready: Ready | None = None  # None: ready as soon as it has started
+    ready: Probe | None = None  # None: ready as soon as it has started
     address: str = ""  # for people: where it serves, shown once everything is ready
+    port: int | None = None  # the TCP port it listens on, if any
 
 
 @dataclass
@@ -53,6 +54,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between
     """Linux: SIGTERM the child if the runner itself is killed (SIGKILL), so nothing is orphaned."""
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def _at_once() -> bool:
+    """The readiness of a service without a probe: as soon as it has started."""
+    return True
 
 
 class Supervisor:
@@ -123,22 +129,14 @@ class Supervisor:
 
     async def _wait_ready(self, running: Running, stop: asyncio.Event) -> bool:
         service, process = running.service, running.process
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            if process.returncode is not None:
-                self.say(f"{service.name} exited (code {process.returncode}) before it was ready")
-                return False
-            if stop.is_set():
-                return False
-            if service.ready is None:
-                return True
-            with contextlib.suppress(Exception):
-                if await asyncio.wait_for(service.ready(), timeout=2.0):
-                    return True
-            if time.monotonic() > deadline:
-                self.say(f"{service.name} was not ready within {self.ready_timeout:g} s: giving up")
-                return False
-            await asyncio.sleep(0.1)
+        ended = lambda: process.returncode is not None or stop.is_set()  # noqa: E731
+        if await until_ready(service.ready or _at_once, self.ready_timeout, ended):
+            return True
+        if process.returncode is not None:
+            self.say(f"{service.name} exited (code {process.returncode}) before it was ready")
+        elif not stop.is_set():
+            self.say(f"{service.name} was not ready within {self.ready_timeout:g} s: giving up")
+        return False
 
     async def run(self, stop: asyncio.Event) -> int:
         """Start every service in order, then wait for `stop` (exit 0) or a death (exit 1)."""

@@ -14,6 +14,13 @@ async def undecoded(message: NatsMessage) -> bytes:
     return message.body
 
 
+# FastStream's own lines go through this process's logging (its format, no colour codes of
+# FastStream's own handler), and only from WARNING: below that it notes its internals, a line
+# "callback for Task-N is being executed" each time a subscriber's task ends, at every stop.
+faststream_log = logging.getLogger("aitbc.faststream")
+faststream_log.setLevel(logging.WARNING)
+
+
 def service_broker(nats_url: str, name: str) -> NatsBroker:
     return NatsBroker(
         nats_url,
@@ -24,4 +31,5 @@ def service_broker(nats_url: str, name: str) -> NatsBroker:
         # FastStream logs every message it handles at this level: DEBUG keeps them out of INFO
         # logs, where they would cost more than the handling itself.
         log_level=logging.DEBUG,
+        logger=faststream_log,
     )

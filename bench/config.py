@@ -1,0 +1,69 @@
+"""What a run measures and for how long: the full run, or `--quick`'s smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PLAN_LIMITS = "free=60,pro=600,enterprise=100000000"  # the load can never reach a limit
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    rounds: int  # A B C D rounds
+    seconds: float  # wrk seconds per scenario per round
+    warmup: float  # wrk seconds per scenario before the rounds
+    connections: int
+    paced_rounds: int
+    paced_seconds: float
+    bulk: int  # accounts with a master key each: auth checks, memory
+    decision_accounts: int
+    batch_sizes: tuple[int, ...]
+    bus_rounds: int
+    bus_seconds: float
+    revocations: int
+    load_accounts: int
+    keys_per_account: int
+    profile_seconds: float  # 0: no profiles
+
+    @classmethod
+    def of(cls, quick: bool, profile: bool | None) -> Config:
+        if quick:  # about a minute: a smoke test that every phase works, not a result
+            return cls(
+                quick=True,
+                rounds=2,
+                seconds=2.0,
+                warmup=1.0,
+                connections=32,
+                paced_rounds=1,
+                paced_seconds=2.0,
+                bulk=1_000,
+                decision_accounts=1_000,
+                batch_sizes=(100,),
+                bus_rounds=1,
+                bus_seconds=1.5,
+                revocations=20,
+                load_accounts=8,
+                keys_per_account=64,
+                profile_seconds=3.0 if profile else 0.0,
+            )
+        # Many short rounds rather than a few long ones: this machine's speed drifts by tens of
+        # percent within seconds, and the ratios pair scenarios measured one after the other.
+        return cls(
+            quick=False,
+            rounds=8,
+            seconds=5.0,
+            warmup=2.0,
+            connections=32,
+            paced_rounds=8,
+            paced_seconds=5.0,
+            bulk=100_000,
+            decision_accounts=10_000,
+            batch_sizes=(1, 10, 100, 1000),
+            bus_rounds=3,
+            bus_seconds=2.0,
+            revocations=200,
+            load_accounts=8,
+            keys_per_account=64,
+            profile_seconds=0.0 if profile is False else 8.0,
+        )

@@ -1,0 +1,123 @@
+"""Section 1 of the report: throughput, latency and CPU of A B C D with wrk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report.format import cores, md_table, median, others_cores
+from bench.report.paced import paced_section
+
+
+def http_section(r: dict[str, Any]) -> list[str]:
+    http = r["http"]
+    out = [*_throughput(r), *_ratios(http), *_batching(http), *_cpu_per_request(http)]
+    if r.get("paced"):
+        out += paced_section(r)
+    return out
+
+
+def _method(r: dict[str, Any]) -> list[str]:
+    c = r["config"]
+    out = [
+        "## 1. Throughput and latency (wrk, alternating A B C D)",
+        "",
+        f"{c['rounds']} rounds of A B C D, {c['seconds']:g} s each, {c['connections']} "
+        f"connections, one wrk thread; medians over the rounds. Every server: uvicorn, one "
+        "worker, uvloop + httptools, no access log in uvicorn.",
+        "",
+    ]
+    placed = r.get("placement")
+    if placed:
+        rest = ", ".join(str(cpu) for cpu in placed["rest"])
+        out[-1:] = [
+            "",
+            f"The server under test (the Coordinator in A, the edge in B and C, the peer in D) "
+            f"runs alone on CPU {placed['server'][0]}; the rest of the stack (NATS, the usage "
+            f"and keys services, the Coordinator behind the edge, Redis) and the load generator "
+            f"on CPU {rest}, as the paced rounds and the profiles do with the edge.",
+            "",
+        ]
+    return out
+
+
+def _throughput(r: dict[str, Any]) -> list[str]:
+    rows = []
+    for sc in r["http"]["scenarios"].values():
+        rounds = ", ".join(f"{run['rps']:,.0f}" for run in sc["runs"])
+        rows.append(
+            [
+                f"**{sc['name']}**",
+                f"{sc['rps']:,.0f}",
+                f"{sc['p50_ms']:.2f}",
+                f"{sc['p99_ms']:.2f}",
+                str(sc["non_2xx"] + sc["socket_errors"]),
+                rounds,
+                f"{others_cores(sc['runs']):.2f}",
+            ]
+        )
+    header = ["scenario", "req/s", "p50 ms", "p99 ms", "errors", "req/s per round"]
+    return [*_method(r), md_table([*header, "others' load (cores)"], rows)]
+
+
+def _ratios(http: dict[str, Any]) -> list[str]:
+    ratios = http["ratios"]
+    of_medians = http["ratios_of_medians"]
+    per_round = http["per_round_ratios"]
+    return [
+        "",
+        f"Ratios, the median of each round's ratio (each pair ran back to back, so most of the "
+        f"machine's noise cancels): **C/B = {ratios['C/B']:.3f}**, **C/D = {ratios['C/D']:.3f}**, "
+        f"C/A = {ratios['C/A']:.3f}. Per round: C/B "
+        f"{', '.join(f'{x:.3f}' for x in per_round['C/B'])}; C/D "
+        f"{', '.join(f'{x:.3f}' for x in per_round['C/D'])}. Ratios of the medians: C/B "
+        f"{of_medians['C/B']:.3f}, C/D {of_medians['C/D']:.3f}, C/A {of_medians['C/A']:.3f}, "
+        f"B/A {of_medians['B/A']:.3f} (B/A: what the proxy hop alone leaves of the upstream's "
+        "rate).",
+    ]
+
+
+def _batching(http: dict[str, Any]) -> list[str]:
+    metrics = http.get("edge_metrics", {})
+    batches = metrics.get('aitbc_bus_batches_total{batch="decisions"}', 0)
+    decided = sum(v for k, v in metrics.items() if k.startswith("aitbc_ratelimit_decisions_total"))
+    leased = metrics.get('aitbc_ratelimit_decisions_total{outcome="leased"}', 0)
+    if not batches:
+        return []
+    return [
+        "",
+        f"The edge took {decided:,.0f} decisions: {leased:,.0f} from leases, admitted without "
+        f"asking, and the other {decided - leased:,.0f} in {batches:,.0f} DecideBatch "
+        f"requests: **{decided / batches:.2f} requests per decision message** on average at "
+        "this load (a decision far from the limit lends the edge more units, 32 at first and "
+        "then what the account's pace needs, renewed at half or two round trips ahead, "
+        "whichever is earlier; the adaptive batcher sends "
+        "what arrives in one event-loop turn at once while fewer than four batches are in "
+        "flight for the partition).",
+    ]
+
+
+def _cpu_per_request(http: dict[str, Any]) -> list[str]:
+    scenarios = http["scenarios"]
+    procs = list(next(iter(scenarios.values()))["cpu_us_per_request"])
+    rows = []
+    for sc in scenarios.values():
+        per_run = [cores(run) for run in sc["runs"]]
+        busy = sum(sum(c_.values()) for c_ in per_run) / len(per_run)
+        waited = median([run.get("edge_waited_ms_per_s", 0.0) for run in sc["runs"]])
+        cpu = sc["cpu_us_per_request"]
+        rows.append(
+            [sc["name"]]
+            + [f"{cpu[p]:.0f}" for p in procs]
+            + [f"{sum(cpu.values()):.0f}", f"{busy:.2f}", f"{waited:.0f}"]
+        )
+    return [
+        "",
+        "CPU per request, by process (median over rounds; microseconds of CPU per request, "
+        "from /proc/<pid>/stat; 'load generator' is wrk):",
+        "",
+        md_table(["scenario", *procs, "total", "cores busy", "edge waited, ms/s"], rows),
+        "",
+        "'edge waited': milliseconds per second the edge was ready to run but waiting for a "
+        "core (/proc/<pid>/task/*/schedstat), held back by the other processes on the two "
+        "cores.",
+    ]

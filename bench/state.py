@@ -1,0 +1,195 @@
+"""The state of one benchmark run, which every phase reads and writes: the configuration, the
+stack under test, the seeded accounts, the HTTP targets and the results. The phases are in
+bench/bus_phases.py, bench/http_phases.py and bench/edge_phases.py; bench/run.py runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.keyformat import hash_key
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_COMMANDS
+from aitbc_keys.relay import ensure_stream
+from bench import http_load
+from bench.common import say
+from bench.config import PLAN_LIMITS, Config
+from bench.cpu import pin
+from bench.peer_app import create_database
+from bench.seed import Seeded, seed
+from bench.stack import Stack, until_serving
+
+
+class Bench:
+    def __init__(self, config: Config, root: Path) -> None:
+        self.config = config
+        self.root = root
+        self.stack = Stack(root, PLAN_LIMITS)
+        self.results: dict[str, Any] = {"config": asdict(config)}
+        self.commands: list[str] = []
+        self.seeded: Seeded | None = None
+        self.cpus = sorted(os.sched_getaffinity(0))
+
+    def bus(self) -> Any:
+        url = self.stack.nats.url
+
+        class _Bus:
+            async def __aenter__(self) -> nats.NATS:
+                self.nc = await nats.connect(url, name="bench")
+                return self.nc
+
+            async def __aexit__(self, *_: object) -> None:
+                await self.nc.close()
+
+        return _Bus()
+
+    async def start_and_seed(self) -> None:
+        c = self.config
+        say(f"seeding {c.bulk:,} accounts + {c.load_accounts}x{c.keys_per_account} keys ...")
+        t = time.perf_counter()
+        self.seeded = await seed(
+            self.root / "keys.db", c.bulk, c.load_accounts, c.keys_per_account, c.revocations
+        )
+        seeding = time.perf_counter() - t
+        stack = self.stack
+        stack.nats.start()
+        async with self.bus() as nc:
+            # the stream exists before usage starts, so usage follows it from the first event
+            await ensure_stream(nc.jetstream())
+        usage = stack.start_service("usage", wait=False)
+        self.spawn_http_side()  # they import while the relay works
+        await until_serving(usage)
+        await asyncio.sleep(1.0)
+        self.usage_rss = [usage.rss_kib()]  # knows no account yet
+        keys = stack.start_service("keys", wait=False)
+        t = time.perf_counter()
+        await until_serving(keys)
+        async with self.bus() as nc:
+            await self._until_relayed(nc, self.seeded.events)
+            relayed = time.perf_counter() - t
+            await self._check_seed(nc)
+        say(f"seeded {self.seeded.events:,} events in {seeding:.1f}s, relayed in {relayed:.1f}s")
+        self.results["seed"] = {
+            "accounts": c.bulk + c.load_accounts + 1,
+            "keys": c.bulk + c.load_accounts * (c.keys_per_account + 1) + c.revocations + 1,
+            "events": self.seeded.events,
+            "seed_seconds": seeding,
+            "relay_seconds": relayed,
+            "relay_events_per_second": self.seeded.events / relayed,
+        }
+
+    async def _until_relayed(self, nc: nats.NATS, events: int, timeout: float = 600) -> None:
+        """Until the stream holds every event and every follower (usage) has read them all."""
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = await js.stream_info(KEY_EVENTS_STREAM)
+            if info.state.messages >= events:
+                consumers = await js.consumers_info(KEY_EVENTS_STREAM)
+                if all(ci.delivered.stream_seq >= info.state.last_seq for ci in consumers):
+                    return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the relay did not publish the seeded events in time")
+
+    async def _check_seed(self, nc: nats.NATS) -> None:
+        """The keys service knows the seeded keys and accounts as its own commands made them."""
+        assert self.seeded is not None
+        samples = [
+            (a.account_id, a.master_key)
+            for a in self.seeded.bulk[:: max(1, len(self.seeded.bulk) // 20)]
+        ]
+        samples += self.seeded.load_keys()[::50]
+        checks = m.CheckKeys([hash_key(key) for _, key in samples])
+        checked = m.check_reply_decoder.decode(
+            (await nc.request(KEYS_CHECK, m.encoder.encode(checks))).data
+        )
+        if not isinstance(checked, m.CheckedKeys):
+            raise RuntimeError(f"the keys service refused the seed check: {checked!r}")
+        for (account_id, _), reply in zip(samples, checked.replies, strict=True):
+            if not isinstance(reply, m.KeyFacts) or reply.account_id != account_id:
+                raise RuntimeError(f"seeded key not known to the keys service: {reply!r}")
+        for account_id, _ in samples:
+            view = m.reply_decoder.decode(
+                (
+                    await nc.request(
+                        KEYS_COMMANDS, m.encoder.encode(m.GetAccount(account_id=account_id))
+                    )
+                ).data
+            )
+            if not isinstance(view, m.AccountView) or view.plan != "enterprise":
+                raise RuntimeError(f"seeded account not known to the keys service: {view!r}")
+
+    def spawn_http_side(self) -> None:
+        """The HTTP side, started side by side without waiting: upstream, three edges (the
+        second for revocation, the third for memory: both serve nothing until then), redis, the
+        peer and the bare responder."""
+        assert self.seeded is not None
+        stack = self.stack
+        self.spawned = [stack.start_service("coordinator", wait=False)]
+        self.spawned += [stack.start_edge(n, wait=False) for n in ("edge", "edge2", "edge-memory")]
+        redis = stack.start_redis(wait=False)
+        peer_db = self.root / "peer.db"
+        create_database(
+            str(peer_db),
+            ((hash_key(key), account, "enterprise") for account, key in self.seeded.load_keys()),
+        )
+        self.spawned += [redis, stack.start_peer(redis, peer_db, wait=False)]
+        self.null = stack.start_null_responder("null")
+
+    def start_http_side(self) -> None:
+        stack = self.stack
+        for proc in self.spawned:
+            proc.wait()
+        self.edge, self.peer = stack.procs["edge"], stack.procs["peer"]
+        # Shuffled, so the accounts' requests interleave as independent clients' do: the load
+        # generators walk the file in order, and grouped by account, each account would get
+        # all its keys' requests in a row, then none for the rest of the pass.
+        keys = [key for _, key in self.seeded.load_keys()]
+        random.Random(5).shuffle(keys)
+        keys_file = self.root / "keys.txt"
+        keys_file.write_text("\n".join(keys) + "\n")
+        accounts_file = self.root / "accounts.txt"
+        accounts_file.write_text("\n".join(a.account_id for a in self.seeded.load) + "\n")
+        upstream = stack.upstream_url
+        self.targets = {
+            "A": http_load.Target("A direct", upstream + "/v1/jobs", "X-Account-Id", accounts_file),
+            "B": http_load.Target("B edge, public", self.edge.url + "/v1/health"),
+            "C": http_load.Target("C edge, full", self.edge.url + "/v1/jobs", "X-API-Key",
+                              keys_file),
+            "D": http_load.Target("D peer", self.peer.url + "/v1/jobs", "X-API-Key", keys_file),
+        }  # fmt: skip
+
+    def _nats_pid(self) -> int:
+        assert self.stack.nats.process is not None
+        return self.stack.nats.process.pid
+
+    def place(self, server: str | None) -> None:
+        """The server under test alone on the first CPU, and everything else on the others: the
+        rest of the stack, and the load generators and profilers this process starts. The
+        deployment DESIGN.md intends gives the edge machines of their own; on shared cores, the
+        usage service's and nats-server's bursts would queue the edge behind them. None: every
+        process on every CPU again. On one CPU, nothing to place."""
+        if len(self.cpus) < 2:
+            return
+        first, rest = {self.cpus[0]}, set(self.cpus[1:])
+        if server is None:
+            first = rest = set(self.cpus)
+        pids = {name: proc.pid for name, proc in self.stack.procs.items() if proc.popen}
+        pids["nats-server"] = self._nats_pid()
+        for name, pid in pids.items():
+            pin(pid, first if name == server else rest)
+        os.sched_setaffinity(0, rest)  # the children this process starts inherit it
+
+    def _http_pids(self) -> dict[str, int]:
+        names = ("edge", "coordinator", "usage", "keys", "peer", "redis")
+        pids = {name: self.stack.procs[name].pid for name in names}
+        pids["nats-server"] = self._nats_pid()
+        return pids

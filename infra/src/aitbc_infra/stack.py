@@ -1,0 +1,191 @@
+"""The whole system, defined once: which services there are, in which order they start, their
+commands, environments, ports, data paths and readiness.
+
+`just up` (aitbc_infra.runner) runs this definition in the foreground; the end-to-end tests,
+the chaos suite and the benchmarks run it as child processes on free ports with a data folder
+of their own (`Layout.on_free_ports`). Adding a service is adding a function to `DEFINITIONS`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aitbc_contracts.messages import CheckKeys, encoder
+from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
+from aitbc_contracts.usage import LastUsedQuery
+from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_infra.readiness import answers, http_ok, port_open
+from aitbc_infra.supervisor import Service
+
+DEFAULT_NATS_PORT = 4322  # not 4222: a developer's own NATS may well be there
+DEFAULT_API_PORT = 8000
+DEFAULT_COORDINATOR_PORT = 8011
+HEALTH_PATH = "/v1/health"  # the edge forwards it to the Coordinator: both serve once it is 200
+
+# Requests that any running keys or usage service answers: they say "it is listening".
+PING_KEYS = encoder.encode(CheckKeys([]))
+PING_USAGE = encoder.encode(LastUsedQuery(account_id="acc_ready"))
+
+
+class ConfigError(Exception):
+    """Something to fix before anything starts: a busy port, a missing program, a bad number."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one whole system lives: its data folder, its databases, its ports, and settings
+    every service is given on top (`env`). Empty database URLs are SQLite files in `data_dir`."""
+
+    data_dir: Path
+    nats_url: str | None = None  # an existing server to use; None: start one on nats_port
+    nats_port: int = DEFAULT_NATS_PORT
+    database_url: str = ""
+    usage_database_url: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    coordinator_host: str = "127.0.0.1"
+    coordinator_port: int = DEFAULT_COORDINATOR_PORT
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for attribute, file in (("database_url", "keys.db"), ("usage_database_url", "usage.db")):
+            if not getattr(self, attribute):
+                object.__setattr__(self, attribute, f"sqlite+aiosqlite:///{self.data_dir / file}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Layout:
+        """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, DATABASE_URL,
+        USAGE_DATABASE_URL, API_HOST, API_PORT, COORDINATOR_HOST, COORDINATOR_PORT."""
+        try:
+            return cls(
+                data_dir=Path(env.get("DATA_DIR", ".data")).resolve(),
+                nats_url=env.get("NATS_URL") or None,
+                nats_port=int(env.get("NATS_PORT", DEFAULT_NATS_PORT)),
+                database_url=env.get("DATABASE_URL", ""),
+                usage_database_url=env.get("USAGE_DATABASE_URL", ""),
+                api_host=env.get("API_HOST", "127.0.0.1"),
+                api_port=int(env.get("API_PORT", DEFAULT_API_PORT)),
+                coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),
+                coordinator_port=int(env.get("COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad setting: {exc}") from exc
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **settings: object) -> Layout:
+        """A system of a test's or a benchmark's own: free ports, everything in `data_dir`."""
+        ports = {"nats_port": free_port(), "api_port": free_port(), "coordinator_port": free_port()}
+        return cls(data_dir=data_dir, **{**ports, **settings})  # type: ignore[arg-type]
+
+    @property
+    def bus_url(self) -> str:
+        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def upstream_url(self) -> str:
+        return f"http://{self.coordinator_host}:{self.coordinator_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    def child_env(self) -> dict[str, str]:
+        """What every service is told: where the bus, the databases and its neighbours are."""
+        return {
+            "DATA_DIR": str(self.data_dir),
+            "NATS_URL": self.bus_url,
+            "DATABASE_URL": self.database_url,
+            "USAGE_DATABASE_URL": self.usage_database_url,
+            "API_HOST": self.api_host,
+            "API_PORT": str(self.api_port),
+            "UPSTREAM_URL": self.upstream_url,
+            "COORDINATOR_HOST": self.coordinator_host,
+            "COORDINATOR_PORT": str(self.coordinator_port),
+            "PYTHONUNBUFFERED": "1",  # lines as they happen, not when a buffer fills
+            **self.env,
+        }
+
+
+def program(name: str) -> str:
+    """A console script of this environment (beside the interpreter), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigError(f"{name} is not installed: run `uv sync` first")
+    return found
+
+
+def nats(layout: Layout) -> Service:
+    server = NatsServer(layout.nats_port, layout.data_dir / "nats")
+    ready = port_open("127.0.0.1", layout.nats_port)
+    return Service("nats", server.command(), {}, ready, layout.bus_url, layout.nats_port)
+
+
+def keys(layout: Layout) -> Service:
+    ready = answers(layout.bus_url, KEYS_CHECK, PING_KEYS)
+    return Service("keys", [program("aitbc-keys")], layout.child_env(), ready)
+
+
+def usage(layout: Layout) -> Service:
+    ready = answers(layout.bus_url, USAGE_QUERY, PING_USAGE)
+    return Service("usage", [program("aitbc-usage")], layout.child_env(), ready)
+
+
+def coordinator(layout: Layout) -> Service:
+    ready = http_ok(layout.upstream_url + HEALTH_PATH)
+    address = f"{layout.upstream_url} (sample)"
+    argv = [program("aitbc-sample-coordinator")]
+    return Service("coordinator", argv, layout.child_env(), ready, address, layout.coordinator_port)
+
+
+def api(layout: Layout) -> Service:
+    return edge(layout, "api", layout.api_port)
+
+
+def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
+    """An edge on `port`; `api` is the system's own, tests and benchmarks add more (`env`:
+    settings over the layout's)."""
+    url = f"http://{layout.api_host}:{port}"
+    settings = {**layout.child_env(), "API_PORT": str(port), **env}
+    if _health_answers_plainly(layout, {**os.environ, **settings}):
+        ready = http_ok(url + HEALTH_PATH)
+    else:
+        ready = port_open(layout.api_host, port)
+    return Service(name, [program("aitbc-api")], settings, ready, url, port)
+
+
+def _health_answers_plainly(layout: Layout, seen: Mapping[str, str]) -> bool:
+    """Whether an edge told `seen` answers a plain-HTTP /v1/health with 200 once it serves: it
+    does in front of the layout's Coordinator, without TLS or REQUIRE_HTTPS. An edge in front
+    of another upstream (which a test may keep down on purpose), or on HTTPS only, is ready
+    as soon as its port accepts connections."""
+    https_only = seen.get("REQUIRE_HTTPS", "").strip().lower() in {"1", "true", "yes", "on"}
+    tls = bool(seen.get("TLS_CERT_FILE"))
+    return seen.get("UPSTREAM_URL") == layout.upstream_url and not tls and not https_only
+
+
+# Every service, in the order it starts (it stops in reverse): each needs the ones before it.
+DEFINITIONS: dict[str, Callable[[Layout], Service]] = {
+    "nats": nats,
+    "keys": keys,
+    "usage": usage,
+    "coordinator": coordinator,
+    "api": api,
+}
+
+
+def service(layout: Layout, name: str) -> Service:
+    return DEFINITIONS[name](layout)
+
+
+def services(layout: Layout) -> list[Service]:
+    """The whole system; without nats-server when the layout names an existing one."""
+    names = [name for name in DEFINITIONS if name != "nats" or layout.nats_url is None]
+    return [service(layout, name) for name in names]
