@@ -3,7 +3,7 @@
 A Litestar app with Litestar's own `RateLimitMiddleware` on a Redis store (`RedisStore`, on a
 redis-server the harness starts), an API-key guard that looks the key's SHA-256 hash up in a
 SQLite database (SQLAlchemy async, aiosqlite) on every request, and the same forwarding as the
-edge (aitbc_api.routes.proxy): a pooled aiohttp session, the answer passed on by the edge's
+edge (aitbc_api.proxy): a pooled aiohttp session, the answer passed on by the edge's
 own `Relay`, the key removed and `X-Account-Id` added. Served like every other server in the
 benchmark: uvicorn, one worker, uvloop and httptools, no access log.
 
@@ -32,7 +32,7 @@ from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from aitbc_api.routes.proxy import Relay
+from aitbc_api.proxy.relay import Relay
 
 metadata = sa.MetaData()
 api_keys = sa.Table(
@@ -106,7 +106,7 @@ def create_app(database_url: str, redis_url: str, upstream_url: str, limit: int)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(  # as aitbc_api.routes.proxy.upstream_session
+        session = aiohttp.ClientSession(  # as aitbc_api.proxy.forward.upstream_session
             connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=30.0),
             auto_decompress=False,

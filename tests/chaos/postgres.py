@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.postgres import reachable, server_url
 
-
-def reachable(url: str = ADMIN_URL) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 0.5):
-            return True
-    except OSError:
-        return False
+ADMIN_URL = server_url()
 
 
 @dataclass(frozen=True)
