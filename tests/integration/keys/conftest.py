@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
 from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_keys.db import create_engine, migrate
+from aitbc_keys.facts import FactsIndex
+from aitbc_keys.service_layer.unit_of_work import UnitOfWork
+from aitbc_keys.store import Batch
 from tests.key_stream import key_stream
 
 _counter = itertools.count(1)
@@ -58,6 +61,11 @@ def key_history(n: int, stream: str | None = None, account: str = "acc_1") -> li
             )
         )
     return out
+
+
+async def commit(engine: AsyncEngine, batches: Sequence[Batch]) -> None:
+    """Append as the service does: the log and the SQL read model in one transaction."""
+    await UnitOfWork(engine, FactsIndex(), lambda: None, datetime.now(UTC)).commit(batches)
 
 
 async def read_stream(url: str) -> list[tuple[int, str, int]]:

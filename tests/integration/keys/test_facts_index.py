@@ -23,14 +23,14 @@ async def check(service: Service, key: str) -> m.KeyFacts | m.Rejected:
 
 async def check_hashes(service: Service, hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
     reply = m.check_reply_decoder.decode(
-        await service.handlers.check(m.encoder.encode(m.CheckKeys(hashes)))
+        await service.checks.check(m.encoder.encode(m.CheckKeys(hashes)))
     )
     assert isinstance(reply, m.CheckedKeys), reply
     return reply.replies
 
 
 async def command(service: Service, cmd: m.AnyCommand) -> m.Reply:
-    return m.reply_decoder.decode(await service.handlers.command(m.encoder.encode(cmd)))
+    return m.reply_decoder.decode(await service.commands.answer(m.encoder.encode(cmd)))
 
 
 async def test_two_processes_answer_from_memory_and_agree(
@@ -47,7 +47,7 @@ async def test_two_processes_answer_from_memory_and_agree(
         # B has not heard of it from the stream yet, or has: either way it knows the key.
         assert isinstance(await check(b, key), m.KeyFacts)
         for _ in range(100):  # and soon from memory, through the key event stream
-            if b.handlers.index.facts(keyformat.hash_key(key), datetime.now(UTC)) is not None:
+            if b.index.facts(keyformat.hash_key(key), datetime.now(UTC)) is not None:
                 break
             await asyncio.sleep(0.02)
 
@@ -85,7 +85,7 @@ async def test_a_batch_asks_the_database_only_for_what_the_index_lacks(
                 m.CreateAccount(master_key_hash=keyformat.hash_key(key), master_key_hint="x"),
             )
             assert isinstance(created, m.AccountView)
-        service.handlers.index.secrets.pop(keyformat.hash_key(stored))  # as if made elsewhere
+        service.index.secrets.pop(keyformat.hash_key(stored))  # as if made elsewhere
         unknown = keyformat.hash_key(keyformat.generate_key())
         hashes = [keyformat.hash_key(known), unknown, "not a hash", keyformat.hash_key(stored)]
         asked: list[list[str]] = []

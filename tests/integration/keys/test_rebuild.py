@@ -19,6 +19,7 @@ from aitbc_cli.main import run
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import decode_event
+from aitbc_contracts.keys import State, fold
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_COMMANDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import domain, projections, store
@@ -170,8 +171,9 @@ async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
         try:
             await migrate(empty)
             async with write_transaction(empty) as conn:
-                for event in replayed:
-                    await projections.apply(conn, event)
+                states: dict[str, State] = {}
+                domain.fold_streams(states, replayed)
+                await projections.write_states(conn, states.values())
             async with empty.connect() as conn:
                 assert await projections.snapshot(conn) == live
         finally:
@@ -182,9 +184,7 @@ async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
         for event in replayed:
             streams.setdefault(event.stream_id, []).append(event)
         for stream_id, its_events in streams.items():
-            assert domain.fold(its_events) == domain.fold(
-                await store.load(service.engine, stream_id)
-            )
+            assert fold(its_events) == fold(await store.load(service.engine, stream_id))
 
         code, out, err = await aitbc(
             url, "events", "verify", "--json", "--database-url", service.settings.database_url
