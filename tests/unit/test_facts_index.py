@@ -40,7 +40,8 @@ def test_a_created_key_is_known_with_its_plan_and_limit() -> None:
 
 def test_revocation_and_plan_changes_apply() -> None:
     index = index_of(created(), KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE))  # type: ignore[arg-type]
-    index.process(PlanChanged(stream_id="acc_1", version=2, plan="pro", previous_plan="free", **BASE))  # type: ignore[arg-type]
+    changed = PlanChanged(stream_id="acc_1", version=2, plan="pro", previous_plan="free", **BASE)  # type: ignore[arg-type]
+    index.process(changed)
     facts = index.facts("h1", T0)
     assert facts is not None and facts.revoked and facts.plan == "pro"
 

@@ -15,6 +15,7 @@ from aitbc_contracts.events import (
     KeyRevoked,
     PlanChanged,
 )
+from aitbc_contracts.keys import AccountState, KeyState, fold
 from aitbc_contracts.messages import (
     OPERATOR,
     Code,
@@ -24,7 +25,6 @@ from aitbc_contracts.messages import (
     RevokeKey,
     SetPlan,
 )
-from aitbc_contracts.keys import AccountState, KeyState, fold
 from aitbc_keys.domain import (
     Forbidden,
     KeyRevokedError,

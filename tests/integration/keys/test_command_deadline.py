@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
@@ -124,7 +125,7 @@ async def test_the_edge_answers_503_and_the_change_does_not_happen_later(
         nc = await nats.connect(own_nats.url, inbox_prefix=INBOX)
         late_replies: asyncio.Queue[bytes] = asyncio.Queue()
 
-        async def on_reply(msg: nats.aio.msg.Msg) -> None:
+        async def on_reply(msg: Msg) -> None:
             await late_replies.put(msg.data)
 
         # Every reply on this connection's inboxes, the one its sender stopped waiting for too.

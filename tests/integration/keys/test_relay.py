@@ -11,8 +11,8 @@ from typing import Any
 
 import nats
 import pytest
-from nats.aio.client import Client
 from msgspec.structs import replace
+from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, decode_event
