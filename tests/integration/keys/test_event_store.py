@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated
 from aitbc_keys import projections, store
 from aitbc_keys.schema import api_keys, events
-from tests.integration.keys.conftest import commit
+from tests.integration.keys.helpers import commit
 
 
 def unchained(history: list[AnyEvent]) -> list[AnyEvent]:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import nats
 import pytest
 from msgspec.structs import replace
-from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, decode_event
@@ -20,78 +17,17 @@ from aitbc_contracts.subjects import HASH_HEADER, KEY_EVENTS_STREAM, key_event_s
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.outbox import OutboxRelay
-
-Connect = Callable[[], Awaitable[Client]]
-
-
-@pytest.fixture
-async def connect(own_nats: NatsServer) -> AsyncIterator[Connect]:
-    """New NATS connections as a service's (reconnecting for ever), closed after the test."""
-    opened: list[Client] = []
-
-    async def new() -> Client:
-        nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
-        opened.append(nc)
-        return nc
-
-    yield new
-    for nc in opened:
-        await nc.close()
+from tests.integration.keys.helpers import (
+    Connect,
+    append_keys,
+    assert_exactly_once_in_order,
+    settled,
+    wait_for_stream,
+)
 
 
 class Crash(Exception):
     """The relay's process dies here."""
-
-
-async def append_keys(
-    engine: AsyncEngine,
-    history_of: Any,
-    keys: int,
-    events: int = 2,
-) -> list[AnyEvent]:
-    appended: list[AnyEvent] = []
-    for _ in range(keys):
-        history = history_of(events)
-        await store.append(engine, [(history[0].stream_id, 0, history)])
-        appended.extend(history)
-    return appended
-
-
-async def wait_for_stream(
-    url: str, stream_contents: Any, count: int, timeout: float = 10.0
-) -> list[tuple[int, str, int]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            contents = await stream_contents(url)
-        except Exception:  # the server may be restarting
-            contents = []
-        if len(contents) >= count or time.monotonic() > deadline:
-            return contents  # type: ignore[no-any-return]
-        await asyncio.sleep(0.05)
-
-
-async def settled(
-    engine: AsyncEngine, history_of: Any, stream_contents: Any, url: str, *relays: OutboxRelay
-) -> list[AnyEvent]:
-    """Appends a marker event and waits until the stream has it and every relay has seen
-    through it; returns the marker."""
-    marker = await append_keys(engine, history_of, keys=1, events=1)
-    last = await store.last_position(engine)
-    for relay in relays:
-        relay.wake()
-    async with asyncio.timeout(20):
-        while not all(relay.position == last for relay in relays):
-            await asyncio.sleep(0.02)
-    await wait_for_stream(url, stream_contents, last)
-    return marker
-
-
-def assert_exactly_once_in_order(
-    contents: list[tuple[int, str, int]], expected: list[AnyEvent]
-) -> None:
-    assert [eid for _, eid, _ in contents] == [e.event_id for e in expected]
-    assert [pos for _, _, pos in contents] == list(range(1, len(expected) + 1))
 
 
 async def test_committed_events_reach_the_stream_in_order_exactly_once(

@@ -15,7 +15,7 @@ from aitbc_contracts import messages as m
 from aitbc_keys import projections
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.schema import READ_MODELS, api_keys, events
-from tests.integration.keys.conftest import commit
+from tests.integration.keys.helpers import commit
 from tests.key_views import (
     NOT_KEPT,
     Delivery,
