@@ -16,7 +16,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_keys import store
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.outbox import OutboxRelay
-from aitbc_keys.service_layer.unit_of_work import UnitOfWork
+from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
 from aitbc_keys.store import Batch
 
 Connect = Callable[[], Awaitable[Client]]  # a new NATS connection, as a service makes it
@@ -24,7 +24,7 @@ Connect = Callable[[], Awaitable[Client]]  # a new NATS connection, as a service
 
 async def commit(engine: AsyncEngine, batches: Sequence[Batch]) -> None:
     """Append as the service does: the log and the SQL read model in one transaction."""
-    await UnitOfWork(engine, FactsIndex(), lambda: None, datetime.now(UTC)).commit(batches)
+    await SqlUnitOfWork(engine, FactsIndex(), lambda: None, datetime.now(UTC)).commit(batches)
 
 
 async def append_keys(

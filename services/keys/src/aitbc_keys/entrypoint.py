@@ -19,7 +19,7 @@ from aitbc_keys.domain import KeysError, utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
 from aitbc_keys.service_layer.handlers import handle
-from aitbc_keys.service_layer.unit_of_work import UnitOfWork
+from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
 
 log = logging.getLogger("aitbc_keys.entrypoint")
 
@@ -74,7 +74,7 @@ class CommandEndpoint:
     async def execute(self, command: m.AnyCommand, deadline: float | None = None) -> m.Reply:
         """Carries out the command; a change not ready to commit by `deadline`
         (time.monotonic()) is not applied (store.TooLate)."""
-        uow = UnitOfWork(self.engine, self.index, self.on_commit, self.clock(), deadline)
+        uow = SqlUnitOfWork(self.engine, self.index, self.on_commit, self.clock(), deadline)
         return await handle(command, uow)
 
 

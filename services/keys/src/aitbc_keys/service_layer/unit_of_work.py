@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +24,28 @@ from aitbc_keys.projections import SqlReadModel
 log = logging.getLogger("aitbc_keys.unit_of_work")
 
 
-class UnitOfWork:
+class UnitOfWork(Protocol):
+    """What the service layer needs of a command's work (a fake in the unit tests)."""
+
+    now: datetime  # the one instant the command is decided at
+
+    async def load(self, stream_id: str) -> list[AnyEvent]: ...
+
+    async def load_account(self, account_id: str) -> list[AnyEvent]:
+        """Every event of an account and of its keys, in log order."""
+        ...
+
+    async def account_view(self, account_id: str) -> AccountView | None: ...
+
+    async def rebuild_read_model(self) -> int: ...
+
+    async def commit(self, batches: Sequence[store.Batch]) -> None:
+        """Append the batches atomically; raises store.ConcurrencyError when another writer
+        won, store.TooLate when the command's time is up."""
+        ...
+
+
+class SqlUnitOfWork:
     def __init__(
         self,
         engine: AsyncEngine,
