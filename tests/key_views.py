@@ -87,7 +87,7 @@ def expected_facts(states: dict[str, State | None], secret_hash: str, now: datet
             plan=account.plan,
             revoked=key.revoked,
             expires_at=key.expires_at,
-            secret_valid_until=until or None,
+            secret_valid_until=until if isinstance(until, datetime) else None,
             rate_limit=key.rate_limit,
         )
     return None
