@@ -16,6 +16,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
 from aitbc_keys.checks import KeyChecks
 from aitbc_keys.db import create_engine, migrate
+from aitbc_keys.domain import Clock, utcnow
 from aitbc_keys.entrypoint import CommandEndpoint, subscribe
 from aitbc_keys.facts import FactsIndex, LiveFacts
 from aitbc_keys.outbox import AfterPublish, OutboxRelay
@@ -47,8 +48,10 @@ async def running_service(
     *,
     relay_poll_interval: float = 1.0,
     after_publish: AfterPublish | None = None,
+    clock: Clock = utcnow,
 ) -> AsyncIterator[Service]:
-    """The whole keys service in this process: migrated, relaying and answering on NATS."""
+    """The whole keys service in this process: migrated, relaying and answering on NATS;
+    commands are decided and checks answered at `clock()`."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
     engine = create_engine(settings.database_url)
@@ -61,9 +64,9 @@ async def running_service(
         )
         index = FactsIndex()
         live = LiveFacts(engine, index)
-        commands = CommandEndpoint(engine, index=live, on_commit=relay.wake)
+        commands = CommandEndpoint(engine, index=live, on_commit=relay.wake, clock=clock)
         subscribe(broker, commands)
-        checks = KeyChecks(engine, index)
+        checks = KeyChecks(engine, index, clock)
         responder = CheckResponder(checks)
         reader = KeyEventReader(nc, [live], "keys-facts-index")
         relay.start()
