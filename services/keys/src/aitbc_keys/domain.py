@@ -132,21 +132,13 @@ def secrets_of(key: KeyState) -> dict[str, datetime | None]:
     return secrets
 
 
+# What an owner sees of a key: the fields KeyView shares with KeyState, and its status.
+_SHOWN = tuple(f for f in KeyView.__struct_fields__ if f not in ("status", "last_used_at"))
+
+
 def key_view(key: KeyState, now: datetime) -> KeyView:
     """A key as its owner sees it; its status is the fold's (KeyState.status)."""
-    return KeyView(
-        key_id=key.key_id,
-        account_id=key.account_id,
-        name=key.name,
-        kind=key.kind,
-        hint=key.hint,
-        status=key.status(now),
-        created_at=key.created_at,
-        expires_at=key.expires_at,
-        revoked_at=key.revoked_at,
-        regenerated_at=key.regenerated_at,
-        rate_limit=key.rate_limit,
-    )
+    return KeyView(status=key.status(now), **{field: getattr(key, field) for field in _SHOWN})
 
 
 # --- decide: command + state -> new events ------------------------------------------------------
