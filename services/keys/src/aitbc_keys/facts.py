@@ -21,7 +21,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import AccountState, KeyState, State, evolve, expired
 from aitbc_contracts.messages import KeyFacts
 from aitbc_keys import store
-from aitbc_keys.domain import secrets_of
+from aitbc_keys.domain import fold_streams, secrets_of
 from aitbc_runtime.process import finish, start_held
 
 log = logging.getLogger("aitbc_keys.facts")
@@ -89,11 +89,15 @@ class FactsIndex:
         self.states, self.secrets, self._keys_of = other.states, other.secrets, other._keys_of
 
     async def load(self, engine: AsyncEngine) -> None:
-        """Fold the whole log into this (empty) index."""
+        """Fold the whole log into this (empty) index; the secrets of the final states only."""
         position = 0
         while batch := await store.events_after(engine, position, LOAD_BATCH):
-            for position, event in batch:
-                self.process(event, position)
+            fold_streams(self.states, (event for _, event in batch))
+            position = batch[-1][0]
+        for state in self.states.values():
+            if isinstance(state, KeyState):
+                self._keys_of.setdefault(state.account_id, []).append(state.key_id)
+                self._index_key(None, state)
 
 
 class LiveFacts:
