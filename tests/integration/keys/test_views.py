@@ -1,6 +1,7 @@
 """Every view of the key events in the keys service, against the one fold: the same histories
 (tests/key_views.py) fed to the SQL read model (appended, and rebuilt) on SQLite and
-PostgreSQL, and to the in-memory facts index; each must say what the fold says."""
+PostgreSQL, and to the in-memory facts index (following the stream, and loaded from the log);
+each must say what the fold says."""
 
 from __future__ import annotations
 
@@ -99,7 +100,26 @@ class RebuiltSqlView(SqlView):
         await projections.rebuild(self.engine, batch=3)
 
 
-VIEWS: list[Callable[[AsyncEngine], ViewAdapter]] = [IndexView, SqlView, RebuiltSqlView]
+class LoadedIndexView(IndexView):
+    """The facts index as a keys process starts it: loaded from the log."""
+
+    name = "facts index, loaded"
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self.engine = engine
+
+    async def feed(self, delivery: Delivery) -> None:
+        await SqlView(self.engine).feed(delivery)
+        await self.index.load(self.engine)
+
+
+VIEWS: list[Callable[[AsyncEngine], ViewAdapter]] = [
+    IndexView,
+    LoadedIndexView,
+    SqlView,
+    RebuiltSqlView,
+]
 
 
 @pytest.mark.parametrize("history", [d for _, d in HISTORIES], ids=[n for n, _ in HISTORIES])
