@@ -26,37 +26,29 @@ from aitbc_keys.schema import READ_MODELS, accounts, api_keys, events, key_secre
 # --- rows: how this view writes a state down ----------------------------------------------
 
 
+# The columns a state fills as they are: each has the name of the state's attribute.
+_ACCOUNT_COLUMNS = tuple(c.name for c in accounts.columns if c.name != "master_key_id")
+_KEY_COLUMNS = tuple(c.name for c in api_keys.columns if c.name != "status")
+
+
 def account_row(account: AccountState, master_key_id: str = "") -> dict[str, Any]:
-    return {
-        "account_id": account.account_id,
-        "name": account.name,
-        "plan": account.plan,
-        "master_key_id": master_key_id,  # the master key's creation fills it in
-        "created_at": account.created_at,
-    }
+    """`master_key_id` is the master key's to say (its creation fills it in)."""
+    row = {column: getattr(account, column) for column in _ACCOUNT_COLUMNS}
+    return row | {"master_key_id": master_key_id}
 
 
 def key_row(key: KeyState) -> dict[str, Any]:
     """Expiry is left to the reader: it depends on when the row is read."""
-    return {
-        "key_id": key.key_id,
-        "account_id": key.account_id,
-        "name": key.name,
-        "kind": key.kind,
-        "hint": key.hint,
-        "status": "revoked" if key.revoked else "active",
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-        "regenerated_at": key.regenerated_at,
-        "rate_limit": key.rate_limit,
-    }
+    row = {column: getattr(key, column) for column in _KEY_COLUMNS}
+    return row | {"status": "revoked" if key.revoked else "active"}
 
 
-def secret_rows(key: KeyState) -> list[dict[str, Any]]:
+def secret_rows(key: KeyState, secrets: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of a key's secrets (secrets_of), or of those of them named."""
+    valid = secrets_of(key)
     return [
-        {"secret_hash": secret_hash, "key_id": key.key_id, "valid_until": valid_until}
-        for secret_hash, valid_until in secrets_of(key).items()
+        {"secret_hash": secret_hash, "key_id": key.key_id, "valid_until": valid[secret_hash]}
+        for secret_hash in (valid if secrets is None else secrets)
     ]
 
 
@@ -88,9 +80,8 @@ class SqlReadModel:
     async def _write_account(self, before: State | None, after: AccountState) -> None:
         if not isinstance(before, AccountState):
             await self.conn.execute(accounts.insert().values(account_row(after)))
-        elif after is not before:
-            row = account_row(after)
-            del row["master_key_id"]  # not the account stream's to say
+        elif after is not before:  # the master key id is not the account stream's to say
+            row = {column: getattr(after, column) for column in _ACCOUNT_COLUMNS}
             where = accounts.c.account_id == after.account_id
             await self.conn.execute(accounts.update().where(where).values(row))
 
@@ -105,28 +96,23 @@ class SqlReadModel:
         else:
             where = api_keys.c.key_id == after.key_id
             await self.conn.execute(api_keys.update().where(where).values(key_row(after)))
-        await self._write_secrets(
-            after.key_id, secrets_of(before) if before else {}, secrets_of(after)
-        )
+        await self._write_secrets(before, after)
 
-    async def _write_secrets(
-        self, key_id: str, old: dict[str, datetime | None], new: dict[str, datetime | None]
-    ) -> None:
+    async def _write_secrets(self, before: KeyState | None, after: KeyState) -> None:
         """Only what changed: a secret another key holds must collide (the store's
         ConcurrencyError), and a revocation must leave the secrets as they are."""
+        old, new = secrets_of(before) if before else {}, secrets_of(after)
         for secret_hash in old.keys() - new.keys():
-            await self.conn.execute(
-                key_secrets.delete().where(key_secrets.c.secret_hash == secret_hash)
-            )
-        for secret_hash, valid_until in new.items():
-            if secret_hash not in old:
-                row = {"secret_hash": secret_hash, "key_id": key_id, "valid_until": valid_until}
-                await self.conn.execute(key_secrets.insert().values(row))
-            elif old[secret_hash] != valid_until:
+            where = key_secrets.c.secret_hash == secret_hash
+            await self.conn.execute(key_secrets.delete().where(where))
+        added = [secret_hash for secret_hash in new if secret_hash not in old]
+        if added:
+            await self.conn.execute(key_secrets.insert(), secret_rows(after, added))
+        for secret_hash in new.keys() & old.keys():
+            if old[secret_hash] != new[secret_hash]:
                 where = key_secrets.c.secret_hash == secret_hash
-                await self.conn.execute(
-                    key_secrets.update().where(where).values(valid_until=valid_until)
-                )
+                changed = key_secrets.update().where(where).values(valid_until=new[secret_hash])
+                await self.conn.execute(changed)
 
 
 # --- the view, from the whole log ---------------------------------------------------------
