@@ -46,6 +46,8 @@ class UnitOfWork(Protocol):
 
 
 class SqlUnitOfWork:
+    """The keys database's unit of work, for one command."""
+
     def __init__(
         self,
         engine: AsyncEngine,
