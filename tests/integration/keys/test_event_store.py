@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,10 +11,11 @@ import sqlalchemy as sa
 from msgspec.structs import replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated
+from aitbc_contracts.events import AnyEvent, KeyCreated
 from aitbc_keys import projections, store
 from aitbc_keys.schema import api_keys, events
 from tests.integration.keys.helpers import commit
+from tests.key_views import Log
 
 
 def unchained(history: list[AnyEvent]) -> list[AnyEvent]:
@@ -119,53 +119,14 @@ async def test_read_models_equal_a_rebuild_from_the_events(
     engine: AsyncEngine,
     history_of: Any,
 ) -> None:
-    from aitbc_contracts.events import AccountCreated, PlanChanged
-
     now = datetime.now(UTC)
-    acc = AccountCreated(
-        event_id=uuid.uuid4().hex,
-        stream_id="acc_1",
-        version=1,
-        account_id="acc_1",
-        occurred_at=now,
-        name="Ada",
-        plan="free",
-    )
-    master = KeyCreated(
-        event_id=uuid.uuid4().hex,
-        stream_id="key_m",
-        version=1,
-        account_id="acc_1",
-        occurred_at=now,
-        key_id="key_m",
-        name="master",
-        kind="master",
-        secret_hash="a" * 64,
-        hint="aitbc_aaaa",
-    )
-    plan = PlanChanged(
-        event_id=uuid.uuid4().hex,
-        stream_id="acc_1",
-        version=2,
-        account_id="acc_1",
-        occurred_at=now,
-        plan="pro",
-        previous_plan="free",
-    )
-    regen = KeyRegenerated(
-        event_id=uuid.uuid4().hex,
-        stream_id="key_m",
-        version=2,
-        account_id="acc_1",
-        occurred_at=now,
-        key_id="key_m",
-        secret_hash="b" * 64,
-        hint="aitbc_bbbb",
-        previous_hash="a" * 64,
-        previous_valid_until=now + timedelta(minutes=5),
-    )
-    await commit(engine, [("acc_1", 0, [acc]), ("key_m", 0, [master])])
-    await commit(engine, [("acc_1", 1, [plan]), ("key_m", 1, [regen])])
+    log = Log()  # an account, then its plan changed and its master key regenerated at once
+    log.account("acc_1", master="a" * 64, at=now)
+    log.plan("acc_1", "pro", at=now)
+    log.regenerate("acc_1_master", "b" * 64, grace=300, at=now)
+    acc, master, plan, regen = (event for event, _ in log.delivery)
+    await commit(engine, [("acc_1", 0, [acc]), ("acc_1_master", 0, [master])])
+    await commit(engine, [("acc_1", 1, [plan]), ("acc_1_master", 1, [regen])])
     revoked = history_of(3, account="acc_1")
     await commit(engine, [(revoked[0].stream_id, 0, revoked)])
 
@@ -178,7 +139,7 @@ async def test_read_models_equal_a_rebuild_from_the_events(
         view = await projections.account_view(conn, "acc_1")
         facts_old = await projections.key_facts(conn, ["a" * 64, "f" * 64], now)
         facts_late = await projections.key_facts(conn, ["a" * 64], now + timedelta(minutes=6))
-    assert view is not None and (view.plan, view.master_key_id) == ("pro", "key_m")
+    assert view is not None and (view.plan, view.master_key_id) == ("pro", "acc_1_master")
     assert list(facts_old) == ["a" * 64]  # the unknown hash is left out
     assert facts_old["a" * 64].secret_valid_until == now + timedelta(minutes=5)
     assert facts_late == {}
