@@ -50,7 +50,7 @@ AREAS = [
     ("usage: aggregator (usage stream -> SQL)", "Aggregator."),
     ("usage: snapshots", "Snapshotter."),
     ("keys: Handlers.check", "Handlers.check"),
-    ("keys: relay", "(aitbc_keys/relay.py"),
+    ("keys: outbox relay", "(aitbc_keys/outbox.py"),
     ("FastStream consume path", "faststream/"),
     ("SQLAlchemy", "sqlalchemy/"),
 ]

@@ -37,7 +37,7 @@ from aitbc_contracts.subjects import (
     key_event_subject,
 )
 from aitbc_infra.nats_server import NatsServer, free_port
-from aitbc_keys.relay import stream_config
+from aitbc_keys.outbox import stream_config
 
 BIN = Path(sys.executable).parent
 TARGET = 20_000  # events per second

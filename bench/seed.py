@@ -4,27 +4,24 @@ hash chain, the same positions); the relay then publishes them like any other ev
 
 Creating 100,000 accounts one command at a time takes about 20 minutes here (the write path does
 about 90 commands/s; see the results), so the read models are filled in bulk instead of one
-`projections.apply` per event: three executemany inserts with the rows `projections.apply`
-would write for AccountCreated and KeyCreated. The harness then checks a sample through the
-running keys service (CheckKeys, GetAccount), so a drift between the two fails loudly.
+view update per event: the events are folded with the keys service's own fold
+(`domain.fold_streams`) and the resulting states written in bulk (`projections.write_states`,
+which a rebuild uses too). The harness then checks a sample through the running keys service
+(CheckKeys, GetAccount), so a drift between the two fails loudly.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, new_account_id, new_key_id
+from aitbc_contracts.keys import AccountState, State
 from aitbc_keys import domain, projections, store
 from aitbc_keys.db import create_engine, migrate, write_transaction
-from aitbc_keys.schema import accounts, api_keys, key_secrets
+from aitbc_keys.service_layer.handlers import new_event_id
 
 CHUNK = 5_000  # accounts per append_in: one transaction each
 
@@ -49,78 +46,19 @@ class Seeded:
         return [(a.account_id, key) for a in self.load for _, key in a.keys]
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-@contextmanager
-def _collecting(into: list[AnyEvent]) -> Iterator[None]:
-    """append_in with the per-event projection replaced by a list: filled in bulk after."""
-    original = projections.apply
-
-    async def collect(_conn: Any, event: AnyEvent) -> None:
-        into.append(event)
-
-    projections.apply = collect  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        projections.apply = original  # type: ignore[assignment]
-
-
-def _read_model_rows(
-    new: list[AnyEvent],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows projections.apply writes for these events (accounts, api_keys, key_secrets)."""
-    account_rows: dict[str, dict[str, Any]] = {}
-    key_rows, secret_rows = [], []
-    for event in new:
-        match event:
-            case AccountCreated():
-                account_rows[event.account_id] = {
-                    "account_id": event.account_id,
-                    "name": event.name,
-                    "plan": event.plan,
-                    "master_key_id": "",
-                    "created_at": event.occurred_at,
-                }
-            case KeyCreated():
-                key_rows.append(
-                    {
-                        "key_id": event.key_id,
-                        "account_id": event.account_id,
-                        "name": event.name,
-                        "kind": event.kind,
-                        "hint": event.hint,
-                        "status": "active",
-                        "created_at": event.occurred_at,
-                        "expires_at": event.expires_at,
-                        "rate_limit": event.rate_limit,
-                    }
-                )
-                secret_rows.append(
-                    {"secret_hash": event.secret_hash, "key_id": event.key_id, "valid_until": None}
-                )
-                if event.kind == "master":
-                    account_rows[event.account_id]["master_key_id"] = event.key_id
-            case _:
-                raise ValueError(f"the seeder writes no {type(event).__name__}")
-    return list(account_rows.values()), key_rows, secret_rows
-
-
 def _account_events(plan: str, now: datetime) -> tuple[Account, list[store.Batch]]:
     master = generate_key()
     command = m.CreateAccount(
         master_key_hash=hash_key(master), master_key_hint=hint(master), plan=plan, name="bench"
     )
     account_id, master_id = new_account_id(), new_key_id()
-    new = domain.create_account(command, now, account_id, master_id, _new_id)
+    new = domain.create_account(command, now, account_id, master_id, new_event_id)
     batches: list[store.Batch] = [(account_id, 0, new[:1]), (master_id, 0, new[1:])]
     return Account(account_id, master, master_id), batches
 
 
 def _key_events(account: Account, count: int, now: datetime) -> list[store.Batch]:
-    state = domain.Account(account.account_id, "bench", "enterprise", now, 1)
+    state = AccountState(account.account_id, "bench", "enterprise", now, 1)
     batches: list[store.Batch] = []
     for i in range(count):
         key, key_id = generate_key(), new_key_id()
@@ -130,7 +68,7 @@ def _key_events(account: Account, count: int, now: datetime) -> list[store.Batch
             secret_hash=hash_key(key),
             hint=hint(key),
         )
-        batches.append((key_id, 0, domain.create_key(state, command, now, key_id, _new_id)))
+        batches.append((key_id, 0, domain.create_key(state, command, now, key_id, new_event_id)))
         account.keys.append((key_id, key))
     return batches
 
@@ -146,16 +84,11 @@ async def seed(
 
         async def append(batches: list[store.Batch]) -> None:
             nonlocal count
-            new: list[AnyEvent] = []
+            states: dict[str, State] = {}
             async with write_transaction(engine) as conn:
-                with _collecting(new):
-                    await store.append_in(conn, batches)
-                for table, rows in zip(
-                    (accounts, api_keys, key_secrets), _read_model_rows(new), strict=True
-                ):
-                    if rows:
-                        await conn.execute(table.insert(), rows)
-            count += len(new)
+                await store.append_in(conn, batches)
+                count += domain.fold_streams(states, (e for _, _, new in batches for e in new))
+                await projections.write_states(conn, states.values())
 
         load = []
         for _ in range(load_accounts):

@@ -18,7 +18,7 @@ import nats
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_COMMANDS
-from aitbc_keys.relay import ensure_stream
+from aitbc_keys.outbox import ensure_stream
 from bench import http_load
 from bench.common import say
 from bench.config import PLAN_LIMITS, Config

@@ -10,7 +10,6 @@ from aitbc_contracts.events import (
     KeyRegenerated,
     KeyRevoked,
     PlanChanged,
-    encode_event,
 )
 from aitbc_keys.facts import FactsIndex
 
@@ -27,9 +26,9 @@ def created(version: int = 1, secret: str = "h1", **extra: object) -> KeyCreated
 
 def index_of(*events: object) -> FactsIndex:
     index = FactsIndex()
-    index.apply(AccountCreated(stream_id="acc_1", version=1, name="", plan="free", **BASE))  # type: ignore[arg-type]
+    index.process(AccountCreated(stream_id="acc_1", version=1, name="", plan="free", **BASE))  # type: ignore[arg-type]
     for event in events:
-        index.apply(event)  # type: ignore[arg-type]
+        index.process(event)  # type: ignore[arg-type]
     return index
 
 
@@ -41,7 +40,8 @@ def test_a_created_key_is_known_with_its_plan_and_limit() -> None:
 
 def test_revocation_and_plan_changes_apply() -> None:
     index = index_of(created(), KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE))  # type: ignore[arg-type]
-    index.apply(PlanChanged(stream_id="acc_1", version=2, plan="pro", previous_plan="free", **BASE))  # type: ignore[arg-type]
+    changed = PlanChanged(stream_id="acc_1", version=2, plan="pro", previous_plan="free", **BASE)  # type: ignore[arg-type]
+    index.process(changed)
     facts = index.facts("h1", T0)
     assert facts is not None and facts.revoked and facts.plan == "pro"
 
@@ -63,8 +63,6 @@ def test_regeneration_with_and_without_grace() -> None:
 def test_an_event_applied_twice_or_late_changes_nothing() -> None:
     revoked = KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE)  # type: ignore[arg-type]
     index = index_of(created(), revoked)
-    index.apply(created())  # the stream delivers what this process already applied
-    index.apply_data(encode_event(created()))
-    index.apply_data(b"not an event")
+    index.process(created())  # the stream delivers what this process already applied
     facts = index.facts("h1", T0)
     assert facts is not None and facts.revoked

@@ -15,6 +15,7 @@ from aitbc_contracts.events import (
     KeyRevoked,
     PlanChanged,
 )
+from aitbc_contracts.keys import AccountState, KeyState, fold
 from aitbc_contracts.messages import (
     OPERATOR,
     Code,
@@ -25,15 +26,13 @@ from aitbc_contracts.messages import (
     SetPlan,
 )
 from aitbc_keys.domain import (
-    Account,
     Forbidden,
-    Key,
     KeyRevokedError,
     NotFound,
     ValidationError,
     create_account,
     create_key,
-    fold,
+    key_view,
     regenerate_key,
     revoke_key,
     set_plan,
@@ -137,7 +136,7 @@ def test_creating_an_account_creates_it_and_its_master_key() -> None:
     assert {(e.actor, e.request_id) for e in new} == {(OPERATOR, "req-9")}
     assert account.event_id != master.event_id
     state = fold([master])
-    assert isinstance(state, Key) and state.status(T0) == "active"
+    assert isinstance(state, KeyState) and state.status(T0) == "active"
 
 
 def test_an_account_needs_a_known_plan() -> None:
@@ -153,7 +152,7 @@ def test_changing_the_plan_records_the_previous_one() -> None:
     assert isinstance(changed, PlanChanged)
     assert (changed.plan, changed.previous_plan, changed.version) == ("enterprise", "free", 2)
     state = fold([*history, changed])
-    assert isinstance(state, Account) and state.plan == "enterprise"
+    assert isinstance(state, AccountState) and state.plan == "enterprise"
 
 
 def test_setting_the_same_plan_changes_nothing() -> None:
@@ -243,7 +242,7 @@ def test_revoking_a_key() -> None:
     assert isinstance(event, KeyRevoked)
     assert (event.key_id, event.version, event.actor, event.request_id) == ("k1", 2, OWNER, "req-1")
     state = fold([key_created(), event])
-    assert isinstance(state, Key) and state.status(T0) == "revoked"
+    assert isinstance(state, KeyState) and state.status(T0) == "revoked"
 
 
 def test_revoking_twice_is_idempotent() -> None:
@@ -307,7 +306,7 @@ def test_regenerating_with_grace_keeps_the_old_secret_until_the_grace_ends() -> 
     assert isinstance(event, KeyRegenerated)
     assert event.previous_valid_until == T0 + timedelta(hours=1)
     state = fold([key_created(), event])
-    assert isinstance(state, Key)
+    assert isinstance(state, KeyState)
     assert (state.secret_hash, state.version, state.regenerated_at) == (H2, 2, T0)
 
 
@@ -335,6 +334,7 @@ def test_an_expired_key_reports_expired() -> None:
         fold([account_created()]), _create(expires_at=T0 + timedelta(minutes=5)), T0, "k2", new_id
     )
     state = fold(created)
-    assert isinstance(state, Key)
+    assert isinstance(state, KeyState)
     assert state.status(T0) == "active"
     assert state.status(T0 + timedelta(minutes=5)) == "expired"
+    assert key_view(state, T0 + timedelta(minutes=5)).status == "expired"  # the fold's rule

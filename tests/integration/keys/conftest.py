@@ -7,12 +7,16 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import nats
 import pytest
+from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
 from aitbc_contracts.subjects import POSITION_HEADER
+from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.db import create_engine, migrate
+from tests.integration.keys.helpers import Connect
 from tests.key_stream import key_stream
 
 _counter = itertools.count(1)
@@ -78,3 +82,18 @@ def history_of():  # type: ignore[no-untyped-def]
 def stream_contents():  # type: ignore[no-untyped-def]
     """read_stream, for tests: (nats url) -> [(sequence, event id, position)]."""
     return read_stream
+
+
+@pytest.fixture
+async def connect(own_nats: NatsServer) -> AsyncIterator[Connect]:
+    """New NATS connections as a service's (reconnecting for ever), closed after the test."""
+    opened: list[Client] = []
+
+    async def new() -> Client:
+        nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        opened.append(nc)
+        return nc
+
+    yield new
+    for nc in opened:
+        await nc.close()

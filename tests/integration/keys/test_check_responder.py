@@ -19,7 +19,7 @@ from aitbc_keys.responder import CheckResponder
 INDEXED, STORED, BROKEN = b"indexed", b"stored", b"broken"
 
 
-class Handlers:
+class SlowChecks:
     """Answers b"indexed" inline; b"stored" after `release`; raises on b"broken"."""
 
     def __init__(self) -> None:
@@ -46,10 +46,10 @@ async def nc(own_nats: NatsServer) -> AsyncIterator[Client]:
     await client.close()
 
 
-async def responder(nc: Client, handlers: Handlers, max_lookups: int = 64) -> CheckResponder:
-    checks = CheckResponder(handlers, max_lookups)  # type: ignore[arg-type]
-    await checks.start(nc)
-    return checks
+async def responder(nc: Client, checks: SlowChecks, max_lookups: int = 64) -> CheckResponder:
+    subscription = CheckResponder(checks, max_lookups)  # type: ignore[arg-type]
+    await subscription.start(nc)
+    return subscription
 
 
 async def until(condition: object, timeout: float = 5.0) -> None:
@@ -59,9 +59,9 @@ async def until(condition: object, timeout: float = 5.0) -> None:
 
 
 async def test_every_check_gets_a_reply_even_when_a_handler_raises(nc: Client) -> None:
-    handlers = Handlers()
-    handlers.release.set()
-    checks = await responder(nc, handlers)
+    fake = SlowChecks()
+    fake.release.set()
+    checks = await responder(nc, fake)
     replies = [
         (await nc.request(KEYS_CHECK, payload, timeout=5)).data
         for payload in (INDEXED, STORED, BROKEN, b"stored-broken")
@@ -74,28 +74,28 @@ async def test_every_check_gets_a_reply_even_when_a_handler_raises(nc: Client) -
 
 
 async def test_database_lookups_are_bounded_and_indexed_checks_keep_flowing(nc: Client) -> None:
-    handlers = Handlers()
-    checks = await responder(nc, handlers, max_lookups=2)
+    fake = SlowChecks()
+    checks = await responder(nc, fake, max_lookups=2)
     slow = [asyncio.ensure_future(nc.request(KEYS_CHECK, STORED, timeout=5)) for _ in range(2)]
-    await until(lambda: handlers.looking_up == 2)
+    await until(lambda: fake.looking_up == 2)
     assert (await nc.request(KEYS_CHECK, INDEXED, timeout=5)).data == b"facts"
     third = asyncio.ensure_future(nc.request(KEYS_CHECK, STORED, timeout=5))
     await asyncio.sleep(0.2)
-    assert handlers.looking_up == 2  # the third waits for a free lookup
-    handlers.release.set()
+    assert fake.looking_up == 2  # the third waits for a free lookup
+    fake.release.set()
     assert {(await r).data for r in [*slow, third]} == {b"from the database"}
     await checks.stop()
 
 
 async def test_checks_taken_before_shutdown_are_answered(nc: Client) -> None:
-    handlers = Handlers()
-    checks = await responder(nc, handlers)
+    fake = SlowChecks()
+    checks = await responder(nc, fake)
     pending = [asyncio.ensure_future(nc.request(KEYS_CHECK, STORED, timeout=5)) for _ in range(3)]
-    await until(lambda: handlers.looking_up == 3)
+    await until(lambda: fake.looking_up == 3)
     stopping = asyncio.ensure_future(checks.stop())
     await asyncio.sleep(0.1)
     assert not stopping.done()  # waits for the lookups it took
-    handlers.release.set()
+    fake.release.set()
     await stopping
     assert [(await r).data for r in pending] == [b"from the database"] * 3
     with pytest.raises(nats.errors.NoRespondersError):  # and takes no more
@@ -103,7 +103,7 @@ async def test_checks_taken_before_shutdown_are_answered(nc: Client) -> None:
 
 
 async def test_the_subscription_survives_a_server_restart(nc: Client, own_nats: NatsServer) -> None:
-    checks = await responder(nc, Handlers())
+    checks = await responder(nc, SlowChecks())
     own_nats.restart()
     async with asyncio.timeout(20):
         while True:

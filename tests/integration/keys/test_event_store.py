@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,9 +11,11 @@ import sqlalchemy as sa
 from msgspec.structs import replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated
+from aitbc_contracts.events import AnyEvent, KeyCreated
 from aitbc_keys import projections, store
-from aitbc_keys.schema import events
+from aitbc_keys.schema import api_keys, events
+from tests.integration.keys.helpers import commit
+from tests.key_views import Log
 
 
 def unchained(history: list[AnyEvent]) -> list[AnyEvent]:
@@ -53,14 +54,14 @@ async def test_a_failed_multi_stream_append_writes_nothing(
     history_of: Any,
 ) -> None:
     first, second = history_of(1), history_of(1)
-    await store.append(engine, [(second[0].stream_id, 0, second)])
+    await commit(engine, [(second[0].stream_id, 0, second)])
+    async with engine.connect() as conn:
+        before = await projections.snapshot(conn)
     with pytest.raises(store.ConcurrencyError):
-        await store.append(
-            engine, [(first[0].stream_id, 0, first), (second[0].stream_id, 0, second)]
-        )
+        await commit(engine, [(first[0].stream_id, 0, first), (second[0].stream_id, 0, second)])
     assert await store.load(engine, first[0].stream_id) == []
     async with engine.connect() as conn:
-        assert (await projections.key_view(conn, first[0].stream_id, datetime.now(UTC))) is None
+        assert await projections.snapshot(conn) == before  # the read model rolled back too
 
 
 async def test_concurrent_appends_at_the_same_version_exactly_one_wins(
@@ -118,55 +119,16 @@ async def test_read_models_equal_a_rebuild_from_the_events(
     engine: AsyncEngine,
     history_of: Any,
 ) -> None:
-    from aitbc_contracts.events import AccountCreated, PlanChanged
-
     now = datetime.now(UTC)
-    acc = AccountCreated(
-        event_id=uuid.uuid4().hex,
-        stream_id="acc_1",
-        version=1,
-        account_id="acc_1",
-        occurred_at=now,
-        name="Ada",
-        plan="free",
-    )
-    master = KeyCreated(
-        event_id=uuid.uuid4().hex,
-        stream_id="key_m",
-        version=1,
-        account_id="acc_1",
-        occurred_at=now,
-        key_id="key_m",
-        name="master",
-        kind="master",
-        secret_hash="a" * 64,
-        hint="aitbc_aaaa",
-    )
-    plan = PlanChanged(
-        event_id=uuid.uuid4().hex,
-        stream_id="acc_1",
-        version=2,
-        account_id="acc_1",
-        occurred_at=now,
-        plan="pro",
-        previous_plan="free",
-    )
-    regen = KeyRegenerated(
-        event_id=uuid.uuid4().hex,
-        stream_id="key_m",
-        version=2,
-        account_id="acc_1",
-        occurred_at=now,
-        key_id="key_m",
-        secret_hash="b" * 64,
-        hint="aitbc_bbbb",
-        previous_hash="a" * 64,
-        previous_valid_until=now + timedelta(minutes=5),
-    )
-    await store.append(engine, [("acc_1", 0, [acc]), ("key_m", 0, [master])])
-    await store.append(engine, [("acc_1", 1, [plan]), ("key_m", 1, [regen])])
+    log = Log()  # an account, then its plan changed and its master key regenerated at once
+    log.account("acc_1", master="a" * 64, at=now)
+    log.plan("acc_1", "pro", at=now)
+    log.regenerate("acc_1_master", "b" * 64, grace=300, at=now)
+    acc, master, plan, regen = (event for event, _ in log.delivery)
+    await commit(engine, [("acc_1", 0, [acc]), ("acc_1_master", 0, [master])])
+    await commit(engine, [("acc_1", 1, [plan]), ("acc_1_master", 1, [regen])])
     revoked = history_of(3, account="acc_1")
-    await store.append(engine, [(revoked[0].stream_id, 0, revoked)])
+    await commit(engine, [(revoked[0].stream_id, 0, revoked)])
 
     async with engine.connect() as conn:
         live = await projections.snapshot(conn)
@@ -177,7 +139,7 @@ async def test_read_models_equal_a_rebuild_from_the_events(
         view = await projections.account_view(conn, "acc_1")
         facts_old = await projections.key_facts(conn, ["a" * 64, "f" * 64], now)
         facts_late = await projections.key_facts(conn, ["a" * 64], now + timedelta(minutes=6))
-    assert view is not None and (view.plan, view.master_key_id) == ("pro", "key_m")
+    assert view is not None and (view.plan, view.master_key_id) == ("pro", "acc_1_master")
     assert list(facts_old) == ["a" * 64]  # the unknown hash is left out
     assert facts_old["a" * 64].secret_valid_until == now + timedelta(minutes=5)
     assert facts_late == {}
@@ -192,13 +154,12 @@ async def test_datetimes_round_trip_as_aware_utc(engine: AsyncEngine, history_of
     occurred = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=tz)
     expires = datetime(2031, 6, 1, 0, 0, 0, 1, tzinfo=UTC)
     event = replace(created, occurred_at=occurred, expires_at=expires)
-    await store.append(engine, [(event.stream_id, 0, [event])])
+    await commit(engine, [(event.stream_id, 0, [event])])
     [loaded] = await store.load(engine, event.stream_id)
     assert loaded.occurred_at == occurred
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(events.c.occurred_at))).scalar_one()
-        view = await projections.key_view(conn, event.key_id, datetime.now(UTC))
+        key = (await conn.execute(sa.select(api_keys))).one()
     assert row == occurred and row.tzinfo == UTC
-    assert view is not None
-    assert view.created_at == occurred and view.created_at.utcoffset() == timedelta(0)
-    assert view.expires_at == expires and view.status == "active"
+    assert key.created_at == occurred and key.created_at.utcoffset() == timedelta(0)
+    assert key.expires_at == expires and key.status == "active"

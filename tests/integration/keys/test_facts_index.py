@@ -7,13 +7,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import projections
+from aitbc_keys.facts import FactsIndex, LiveFacts
 from aitbc_keys.main import Service, running_service
 from aitbc_keys.settings import Settings
+from tests.integration.keys.helpers import commit
+from tests.key_views import T0, H, Log
 
 
 async def check(service: Service, key: str) -> m.KeyFacts | m.Rejected:
@@ -23,14 +27,14 @@ async def check(service: Service, key: str) -> m.KeyFacts | m.Rejected:
 
 async def check_hashes(service: Service, hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
     reply = m.check_reply_decoder.decode(
-        await service.handlers.check(m.encoder.encode(m.CheckKeys(hashes)))
+        await service.checks.check(m.encoder.encode(m.CheckKeys(hashes)))
     )
     assert isinstance(reply, m.CheckedKeys), reply
     return reply.replies
 
 
 async def command(service: Service, cmd: m.AnyCommand) -> m.Reply:
-    return m.reply_decoder.decode(await service.handlers.command(m.encoder.encode(cmd)))
+    return m.reply_decoder.decode(await service.commands.answer(m.encoder.encode(cmd)))
 
 
 async def test_two_processes_answer_from_memory_and_agree(
@@ -47,7 +51,7 @@ async def test_two_processes_answer_from_memory_and_agree(
         # B has not heard of it from the stream yet, or has: either way it knows the key.
         assert isinstance(await check(b, key), m.KeyFacts)
         for _ in range(100):  # and soon from memory, through the key event stream
-            if b.handlers.index.facts(keyformat.hash_key(key), datetime.now(UTC)) is not None:
+            if b.index.facts(keyformat.hash_key(key), datetime.now(UTC)) is not None:
                 break
             await asyncio.sleep(0.02)
 
@@ -85,7 +89,7 @@ async def test_a_batch_asks_the_database_only_for_what_the_index_lacks(
                 m.CreateAccount(master_key_hash=keyformat.hash_key(key), master_key_hint="x"),
             )
             assert isinstance(created, m.AccountView)
-        service.handlers.index.secrets.pop(keyformat.hash_key(stored))  # as if made elsewhere
+        service.index.secrets.pop(keyformat.hash_key(stored))  # as if made elsewhere
         unknown = keyformat.hash_key(keyformat.generate_key())
         hashes = [keyformat.hash_key(known), unknown, "not a hash", keyformat.hash_key(stored)]
         asked: list[list[str]] = []
@@ -115,3 +119,27 @@ async def test_a_batch_asks_the_database_only_for_what_the_index_lacks(
             m.Code.VALIDATION_ERROR,
             m.Code.SERVICE_UNAVAILABLE,
         ]
+
+
+async def test_a_reset_reloads_the_index_from_the_log_keeping_what_arrives_meanwhile(
+    engine: AsyncEngine,
+) -> None:
+    log = Log()
+    log.account("acc_a")
+    log.key("acc_a", "key_1", H[1])
+    for event, _ in log.delivery:
+        await commit(engine, [(event.stream_id, event.version - 1, [event])])
+    log.revoke("key_1")  # committed elsewhere after the reload has read the log
+    revoked, position = log.delivery[-1]
+    index = FactsIndex()
+    live = LiveFacts(engine, index)
+    await live.load()
+    index.secrets.clear()  # as if events had passed unseen
+    assert index.facts(H[1], T0) is None
+
+    live.reset()
+    await asyncio.sleep(0)  # the reload has begun reading the log
+    live.process(revoked, position)
+    await live.stop()  # lets the reload end
+    facts = index.facts(H[1], T0)
+    assert isinstance(facts, m.KeyFacts) and facts.revoked

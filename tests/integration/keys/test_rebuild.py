@@ -18,7 +18,8 @@ from nats.aio.client import Client
 from aitbc_cli.main import run
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import decode_event
+from aitbc_contracts.events import AnyEvent, decode_event
+from aitbc_contracts.keys import State, fold
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_COMMANDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import domain, projections, store
@@ -121,6 +122,48 @@ async def live_rows(service: Service) -> dict[str, list[tuple[Any, ...]]]:
         return await projections.snapshot(conn)
 
 
+async def rebuild_while_checking(
+    service: Service, nc: Client, history: History, live: dict[str, Any]
+) -> int:
+    """Rebuild while key checks run: a revoked key must stay revoked, a good key good. Other
+    rows are damaged first: only a real refold from the events puts them back."""
+    revoked_id = next(r[0] for r in live["api_keys"] if r[5] == "revoked")
+    good_id = next(r[0] for r in live["api_keys"] if r[5] == "active" and r[0] in history.keys)
+    revoked_key, good_key = history.keys[revoked_id][1], history.keys[good_id][1]
+    damaged = next(r[0] for r in live["api_keys"] if r[0] not in (revoked_id, good_id))
+    async with write_transaction(service.engine) as conn:
+        await conn.execute(api_keys.update().where(api_keys.c.key_id == damaged).values(name="x"))
+        await conn.execute(key_secrets.delete().where(key_secrets.c.key_id == damaged))
+    assert await live_rows(service) != live
+    url = service.settings.nats_url
+    rebuilding = asyncio.create_task(aitbc(url, "--timeout", "60", "projections", "rebuild"))
+    checks = 0
+    while not rebuilding.done() or checks == 0:
+        bad, good = await asyncio.gather(check(nc, revoked_key), check(nc, good_key))
+        assert isinstance(bad, m.KeyFacts) and bad.revoked, bad
+        assert isinstance(good, m.KeyFacts) and not good.revoked, good
+        checks += 1
+    code, out, err = await rebuilding
+    count = await store.last_position(service.engine)
+    assert (code, out) == (0, f"rebuilt the keys read models from {count} events\n"), err
+    return count
+
+
+async def replayed_rows(events: list[AnyEvent], database: Path) -> dict[str, Any]:
+    """The read models of these events, folded into an empty database."""
+    empty = create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        await migrate(empty)
+        async with write_transaction(empty) as conn:
+            states: dict[str, State] = {}
+            domain.fold_streams(states, events)
+            await projections.write_states(conn, states.values())
+        async with empty.connect() as conn:
+            return await projections.snapshot(conn)
+    finally:
+        await empty.dispose()
+
+
 async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
     service: Service, tmp_path: Path
 ) -> None:
@@ -132,29 +175,7 @@ async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
             await asyncio.gather(*(history.one() for _ in range(AT_ONCE)))
         live = await live_rows(service)
         assert len(live["api_keys"]) > 50 and any(r[5] == "revoked" for r in live["api_keys"])
-
-        # Rebuild while key checks run: a revoked key must stay revoked, a good key good.
-        revoked_id = next(r[0] for r in live["api_keys"] if r[5] == "revoked")
-        good_id = next(r[0] for r in live["api_keys"] if r[5] == "active" and r[0] in history.keys)
-        revoked_key, good_key = history.keys[revoked_id][1], history.keys[good_id][1]
-        # Damage other rows first: only a real refold from the events puts them back.
-        damaged = next(r[0] for r in live["api_keys"] if r[0] not in (revoked_id, good_id))
-        async with write_transaction(service.engine) as conn:
-            await conn.execute(
-                api_keys.update().where(api_keys.c.key_id == damaged).values(name="x")
-            )
-            await conn.execute(key_secrets.delete().where(key_secrets.c.key_id == damaged))
-        assert await live_rows(service) != live
-        rebuilding = asyncio.create_task(aitbc(url, "--timeout", "60", "projections", "rebuild"))
-        checks = 0
-        while not rebuilding.done() or checks == 0:
-            bad, good = await asyncio.gather(check(nc, revoked_key), check(nc, good_key))
-            assert isinstance(bad, m.KeyFacts) and bad.revoked, bad
-            assert isinstance(good, m.KeyFacts) and not good.revoked, good
-            checks += 1
-        code, out, err = await rebuilding
-        count = await store.last_position(service.engine)
-        assert (code, out) == (0, f"rebuilt the keys read models from {count} events\n"), err
+        count = await rebuild_while_checking(service, nc, history, live)
         assert await live_rows(service) == live
 
         # The stream, replayed and folded into an empty database, gives the same rows.
@@ -166,25 +187,14 @@ async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
         replayed = [decode_event(line) for line in out.splitlines()]
         stored = await store.records_after(service.engine, 0, limit=count + 1)
         assert [line.encode() for line in out.splitlines()] == [r.data for r in stored]
-        empty = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'replayed.db'}")
-        try:
-            await migrate(empty)
-            async with write_transaction(empty) as conn:
-                for event in replayed:
-                    await projections.apply(conn, event)
-            async with empty.connect() as conn:
-                assert await projections.snapshot(conn) == live
-        finally:
-            await empty.dispose()
+        assert await replayed_rows(replayed, tmp_path / "replayed.db") == live
 
         # And each aggregate folds from the stream to the state the service decides on.
         streams: dict[str, list[Any]] = {}
         for event in replayed:
             streams.setdefault(event.stream_id, []).append(event)
         for stream_id, its_events in streams.items():
-            assert domain.fold(its_events) == domain.fold(
-                await store.load(service.engine, stream_id)
-            )
+            assert fold(its_events) == fold(await store.load(service.engine, stream_id))
 
         code, out, err = await aitbc(
             url, "events", "verify", "--json", "--database-url", service.settings.database_url

@@ -1,10 +1,11 @@
-"""Accounts and keys as pure functions of their events: evolve, fold and decide; no I/O."""
+"""What the keys service decides: a command and the state of its stream -> new events; no I/O.
+
+The state is the one fold of the key events (aitbc_contracts.keys): every view of the events,
+and these decisions, take their meaning from it."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
@@ -12,18 +13,19 @@ from aitbc_contracts.events import (
     AccountCreated,
     AnyEvent,
     KeyCreated,
-    KeyKind,
     KeyRegenerated,
     KeyRevoked,
     Plan,
     PlanChanged,
 )
+from aitbc_contracts.keys import AccountState, KeyState, State, evolve
 from aitbc_contracts.messages import (
     OPERATOR,
     Code,
     Command,
     CreateAccount,
     CreateKey,
+    KeyView,
     RegenerateKey,
     RevokeKey,
     SetPlan,
@@ -37,6 +39,12 @@ HASH_LENGTH = 64  # hex SHA-256
 HINT_MAX = 32
 
 IdFactory = Callable[[], str]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The clock the service decides by (tests give it another)."""
+    return datetime.now(UTC)
 
 
 # --- errors: one family, each mapped to a wire code in one place (its `code`) ---------------
@@ -66,92 +74,6 @@ class Forbidden(KeysError):
     code = Code.FORBIDDEN
 
 
-# --- state -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    account_id: str
-    name: str
-    plan: Plan
-    created_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Key:
-    key_id: str
-    account_id: str
-    name: str
-    kind: KeyKind
-    secret_hash: str
-    hint: str
-    created_at: datetime
-    version: int
-    expires_at: datetime | None = None
-    rate_limit: int | None = None
-    revoked_at: datetime | None = None
-    regenerated_at: datetime | None = None
-    previous_hash: str | None = None
-    previous_valid_until: datetime | None = None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
-
-    def status(self, now: datetime) -> str:
-        if self.revoked:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "active"
-
-
-State = Account | Key
-
-
-def evolve(state: State | None, event: AnyEvent) -> State:
-    """The state after one event; events are facts, so this never refuses one."""
-    match event:
-        case AccountCreated():
-            return Account(event.account_id, event.name, event.plan, event.occurred_at, 1)
-        case PlanChanged() if isinstance(state, Account):
-            return dataclasses.replace(state, plan=event.plan, version=event.version)
-        case KeyCreated():
-            return Key(
-                key_id=event.key_id,
-                account_id=event.account_id,
-                name=event.name,
-                kind=event.kind,
-                secret_hash=event.secret_hash,
-                hint=event.hint,
-                created_at=event.occurred_at,
-                version=event.version,
-                expires_at=event.expires_at,
-                rate_limit=event.rate_limit,
-            )
-        case KeyRevoked() if isinstance(state, Key):
-            return dataclasses.replace(state, revoked_at=event.occurred_at, version=event.version)
-        case KeyRegenerated() if isinstance(state, Key):
-            return dataclasses.replace(
-                state,
-                secret_hash=event.secret_hash,
-                hint=event.hint,
-                regenerated_at=event.occurred_at,
-                previous_hash=event.previous_hash,
-                previous_valid_until=event.previous_valid_until,
-                version=event.version,
-            )
-    raise ValueError(f"event {type(event).__name__} does not apply to {state!r}")
-
-
-def fold(events: Iterable[AnyEvent]) -> State | None:
-    state: State | None = None
-    for event in events:
-        state = evolve(state, event)
-    return state
-
-
 # --- validation helpers ------------------------------------------------------------------------
 
 
@@ -174,17 +96,49 @@ def _key_name(name: str) -> str:
     return name
 
 
-def visible_key(state: State | None, key_id: str, account_id: str | None) -> Key:
+def visible_key(state: State | None, key_id: str, account_id: str | None) -> KeyState:
     """The key, if the asker may see it: another account's key is as good as absent."""
-    if not isinstance(state, Key) or (account_id is not None and state.account_id != account_id):
+    if not isinstance(state, KeyState) or (
+        account_id is not None and state.account_id != account_id
+    ):
         raise NotFound(f"key {key_id} not found")
     return state
 
 
-def existing_account(state: State | None, account_id: str) -> Account:
-    if not isinstance(state, Account):
+def existing_account(state: State | None, account_id: str) -> AccountState:
+    if not isinstance(state, AccountState):
         raise NotFound(f"account {account_id} not found")
     return state
+
+
+def fold_streams(states: dict[str, State], history: Iterable[AnyEvent]) -> int:
+    """Fold events of many streams (oldest first) into each stream's state; returns how many."""
+    count = 0
+    for event in history:
+        state = evolve(states.get(event.stream_id), event)
+        if state is not None:
+            states[event.stream_id] = state
+        count += 1
+    return count
+
+
+def secrets_of(key: KeyState) -> dict[str, datetime | None]:
+    """The secrets a view keeps for a key, each with its end (None: until replaced): the current
+    one and the one replaced last while it has a grace period. A view that looks one up still
+    asks whether its grace has ended (aitbc_contracts.keys.expired)."""
+    secrets: dict[str, datetime | None] = {key.secret_hash: None}
+    if key.previous_hash is not None and key.previous_valid_until is not None:
+        secrets[key.previous_hash] = key.previous_valid_until
+    return secrets
+
+
+# What an owner sees of a key: the fields KeyView shares with KeyState, and its status.
+_SHOWN = tuple(f for f in KeyView.__struct_fields__ if f not in ("status", "last_used_at"))
+
+
+def key_view(key: KeyState, now: datetime) -> KeyView:
+    """A key as its owner sees it; its status is the fold's (KeyState.status)."""
+    return KeyView(status=key.status(now), **{field: getattr(key, field) for field in _SHOWN})
 
 
 # --- decide: command + state -> new events ------------------------------------------------------

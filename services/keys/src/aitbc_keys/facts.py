@@ -1,169 +1,140 @@
 """Every key's facts in memory, so an auth check is a dictionary lookup, not a query.
 
-Loaded once from the read models, then kept true by the events: this process's own appends
-are applied as soon as they commit (so a revocation it made holds for its very next check),
-and the key event stream brings those of every other keys process. Each stream's version
-makes applying an event twice harmless. A hash the index does not know is asked of the
-database, so a key another process has only just created is never refused.
+The index is a view of the one fold of the key events (aitbc_contracts.keys): it keeps each
+stream's state and, derived from it, the facts each secret of a key answers a check with.
+Loaded by folding the log, it is then kept true by the events: this process's own appends as
+soon as they commit (so a revocation it made holds for its very next check), and those of every
+other keys process through the key event stream (aitbc_runtime.key_events.KeyEventReader).
+Each stream's version makes an event given twice harmless. A hash the index does not know is
+asked of the database, so a key another process has only just created is never refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
-import msgspec
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.events import (
-    AccountCreated,
-    AnyEvent,
-    KeyCreated,
-    KeyRegenerated,
-    KeyRevoked,
-    PlanChanged,
-    decode_event,
-)
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.keys import AccountState, KeyState, State, evolve, expired
 from aitbc_contracts.messages import KeyFacts
-from aitbc_keys.schema import accounts, api_keys, events, key_secrets
+from aitbc_keys import store
+from aitbc_keys.domain import fold_streams, secrets_of
 from aitbc_runtime.process import finish, start_held
 
 log = logging.getLogger("aitbc_keys.facts")
 
-
-@dataclass(slots=True)
-class _Key:
-    account_id: str
-    kind: str
-    revoked: bool
-    expires_at: datetime | None
-    rate_limit: int | None
+LOAD_BATCH = 5000  # events per query while loading
 
 
 class FactsIndex:
+    """The facts of every known secret, derived from the streams' states (a KeyEventView)."""
+
     def __init__(self) -> None:
-        self.keys: dict[str, _Key] = {}
-        self.secrets: dict[str, tuple[str, datetime | None]] = {}  # hash -> key id, valid until
-        self.plans: dict[str, str] = {}
-        self.versions: dict[str, int] = {}
-
-    async def load(self, conn: AsyncConnection) -> None:
-        for account_id, plan in await conn.execute(
-            sa.select(accounts.c.account_id, accounts.c.plan)
-        ):
-            self.plans[account_id] = plan
-        query = sa.select(
-            api_keys.c.key_id,
-            api_keys.c.account_id,
-            api_keys.c.kind,
-            api_keys.c.status,
-            api_keys.c.expires_at,
-            api_keys.c.rate_limit,
-        )
-        for row in await conn.execute(query):
-            self.keys[row.key_id] = _Key(
-                row.account_id, row.kind, row.status == "revoked", row.expires_at, row.rate_limit
-            )
-        for row in await conn.execute(sa.select(key_secrets)):
-            self.secrets[row.secret_hash] = (row.key_id, row.valid_until)
-        versions = sa.select(events.c.stream_id, sa.func.max(events.c.version)).group_by(
-            events.c.stream_id
-        )
-        for stream_id, version in await conn.execute(versions):
-            self.versions[stream_id] = max(self.versions.get(stream_id, 0), int(version))
-
-    def apply_data(self, data: bytes) -> None:
-        """One message of the key event stream."""
-        with contextlib.suppress(msgspec.MsgspecError):  # only the relay publishes there
-            self.apply(decode_event(data))
-
-    def apply(self, event: AnyEvent) -> None:
-        if self.versions.get(event.stream_id, 0) >= event.version:
-            return
-        self.versions[event.stream_id] = event.version
-        match event:
-            case AccountCreated() | PlanChanged():
-                self.plans[event.account_id] = event.plan
-            case KeyCreated():
-                self.keys[event.key_id] = _Key(
-                    event.account_id, event.kind, False, event.expires_at, event.rate_limit
-                )
-                self.secrets[event.secret_hash] = (event.key_id, None)
-            case KeyRevoked():
-                key = self.keys.get(event.key_id)
-                if key is not None:
-                    key.revoked = True
-            case KeyRegenerated():
-                self.secrets[event.secret_hash] = (event.key_id, None)
-                if event.previous_valid_until is None:
-                    self.secrets.pop(event.previous_hash, None)
-                else:
-                    self.secrets[event.previous_hash] = (event.key_id, event.previous_valid_until)
+        self.states: dict[str, State] = {}  # stream id (account or key id) -> its state
+        self.secrets: dict[str, KeyFacts] = {}  # secret hash -> what a check of it answers
+        self._keys_of: dict[str, list[str]] = {}  # account id -> its keys: a plan changes them
 
     def facts(self, secret_hash: str, now: datetime) -> KeyFacts | None:
         """The facts for a hash, or None when this index cannot say (ask the database)."""
-        secret = self.secrets.get(secret_hash)
-        if secret is None:
-            return None
-        key_id, valid_until = secret
-        key = self.keys.get(key_id)
-        plan = self.plans.get(key.account_id) if key is not None else None
-        if key is None or plan is None or (valid_until is not None and valid_until <= now):
-            return None
-        return KeyFacts(
-            key_id=key_id,
-            account_id=key.account_id,
-            kind=key.kind,  # type: ignore[arg-type]
-            plan=plan,  # type: ignore[arg-type]
-            revoked=key.revoked,
-            expires_at=key.expires_at,
-            secret_valid_until=valid_until,
-            rate_limit=key.rate_limit,
-        )
+        facts = self.secrets.get(secret_hash)
+        if facts is not None and expired(facts.secret_valid_until, now):
+            return None  # a replaced secret whose grace has ended
+        return facts
+
+    def process(self, event: AnyEvent, position: int = 0) -> None:
+        before = self.states.get(event.stream_id)
+        if before is not None and before.version >= event.version:
+            return  # seen already: this process's own append, as the stream brings it back
+        after = evolve(before, event)
+        if after is None or after is before:
+            return
+        self.states[event.stream_id] = after
+        if isinstance(after, KeyState):
+            if not isinstance(before, KeyState):
+                self._keys_of.setdefault(after.account_id, []).append(after.key_id)
+            self._index_key(before if isinstance(before, KeyState) else None, after)
+        else:
+            for key_id in self._keys_of.get(after.account_id, ()):
+                key = self.states[key_id]
+                assert isinstance(key, KeyState)
+                self._index_key(key, key)
+
+    def _index_key(self, before: KeyState | None, after: KeyState) -> None:
+        secrets = secrets_of(after)
+        if before is not None:
+            for secret_hash in secrets_of(before).keys() - secrets.keys():
+                self.secrets.pop(secret_hash, None)
+        account = self.states.get(after.account_id)
+        if not isinstance(account, AccountState):
+            return  # no plan to answer with: the database answers
+        for secret_hash, valid_until in secrets.items():
+            self.secrets[secret_hash] = KeyFacts(
+                key_id=after.key_id,
+                account_id=after.account_id,
+                kind=after.kind,
+                plan=account.plan,
+                revoked=after.revoked,
+                expires_at=after.expires_at,
+                secret_valid_until=valid_until,
+                rate_limit=after.rate_limit,
+            )
+
+    def reset(self) -> None:
+        self.replace_with(FactsIndex())
 
     def replace_with(self, other: FactsIndex) -> None:
-        self.keys, self.secrets = other.keys, other.secrets
-        self.plans, self.versions = other.plans, other.versions
+        self.states, self.secrets, self._keys_of = other.states, other.secrets, other._keys_of
+
+    async def load(self, engine: AsyncEngine) -> None:
+        """Fold the whole log into this (empty) index; the secrets of the final states only."""
+        position = 0
+        while batch := await store.events_after(engine, position, LOAD_BATCH):
+            fold_streams(self.states, (event for _, event in batch))
+            position = batch[-1][0]
+        for state in self.states.values():
+            if isinstance(state, KeyState):
+                self._keys_of.setdefault(state.account_id, []).append(state.key_id)
+                self._index_key(None, state)
 
 
-class LiveIndex:
-    """Loads the index, then follows the stream; events that arrive during a load wait for it."""
+class LiveFacts:
+    """The index as the keys service keeps it: loaded from the log, then following the key
+    event stream and this process's commits (a KeyEventView); loaded afresh after a reset
+    (events may have passed unseen), the events of the meantime applied after the load."""
 
     def __init__(self, engine: AsyncEngine, index: FactsIndex) -> None:
         self.engine = engine
         self.index = index
-        self._waiting: list[bytes] | None = None
+        self._waiting: list[tuple[AnyEvent, int]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def on_data(self, data: bytes) -> None:
-        if self._waiting is not None:
-            self._waiting.append(data)
-        else:
-            self.index.apply_data(data)
+    def process(self, event: AnyEvent, position: int) -> None:
+        self.index.process(event, position)
+        if self._waiting is not None:  # and again into the index being loaded
+            self._waiting.append((event, position))
+
+    def reset(self) -> None:
+        start_held(self._tasks, self.load())
 
     async def load(self) -> None:
         self._waiting = []
         try:
             fresh = FactsIndex()
-            async with self.engine.connect() as conn:
-                await fresh.load(conn)
-            for data in self._waiting:
-                fresh.apply_data(data)
+            await fresh.load(self.engine)
+            for event, position in self._waiting:
+                fresh.process(event, position)
             self.index.replace_with(fresh)
-            log.info("key facts index: %d keys, %d secrets", len(fresh.keys), len(fresh.secrets))
+            log.info(
+                "key facts index: %d streams, %d secrets", len(fresh.states), len(fresh.secrets)
+            )
         except Exception:
             log.exception("could not load the key facts index; checks ask the database")
-            self.index.replace_with(FactsIndex())
+            self.index.reset()
         finally:
             self._waiting = None
-
-    def reload_soon(self) -> None:
-        """After a reconnect events may have passed unseen: load afresh."""
-        start_held(self._tasks, self.load())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Lets loads under way end (for up to `grace` seconds) rather than cancel them."""

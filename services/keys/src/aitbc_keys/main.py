@@ -1,4 +1,6 @@
-"""Composition root: settings -> engine (migrated) -> relay and broker; `aitbc-keys` runs it."""
+"""Composition root: settings -> engine (migrated) -> one NATS connection (the broker's) for the
+command endpoint, the key checks, the outbox relay and the facts index's stream reader;
+`aitbc-keys` runs it."""
 
 from __future__ import annotations
 
@@ -11,15 +13,18 @@ from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_CHECK
+from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_keys.checks import KeyChecks
 from aitbc_keys.db import create_engine, migrate
-from aitbc_keys.facts import FactsIndex, LiveIndex
-from aitbc_keys.handlers import Handlers, subscribe
-from aitbc_keys.relay import AfterPublish, Relay
+from aitbc_keys.domain import Clock, utcnow
+from aitbc_keys.entrypoint import CommandEndpoint, subscribe
+from aitbc_keys.facts import FactsIndex, LiveFacts
+from aitbc_keys.outbox import AfterPublish, OutboxRelay
 from aitbc_keys.responder import CheckResponder
 from aitbc_keys.settings import Settings, get_settings
 from aitbc_runtime.broker import service_broker
-from aitbc_runtime.bus import Follower, until_answered
+from aitbc_runtime.bus import until_answered
+from aitbc_runtime.key_events import KeyEventReader
 from aitbc_runtime.process import run_service
 
 log = logging.getLogger("aitbc_keys")
@@ -29,16 +34,12 @@ log = logging.getLogger("aitbc_keys")
 class Service:
     settings: Settings
     engine: AsyncEngine
-    relay: Relay
-    handlers: Handlers
+    relay: OutboxRelay
+    commands: CommandEndpoint
+    checks: KeyChecks
+    index: FactsIndex
     broker: NatsBroker
-    checks: CheckResponder
-
-
-def build_broker(settings: Settings, handlers: Handlers) -> NatsBroker:
-    broker = service_broker(settings.nats_url, "aitbc-keys")
-    subscribe(broker, handlers)
-    return broker
+    responder: CheckResponder
 
 
 @asynccontextmanager
@@ -47,48 +48,46 @@ async def running_service(
     *,
     relay_poll_interval: float = 1.0,
     after_publish: AfterPublish | None = None,
+    clock: Clock = utcnow,
 ) -> AsyncIterator[Service]:
-    """The whole keys service in this process: migrated, relaying and answering on NATS."""
+    """The whole keys service in this process: migrated, relaying and answering on NATS;
+    commands are decided and checks answered at `clock()`."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        relay = Relay(
-            engine,
-            settings.nats_url,
-            poll_interval=relay_poll_interval,
-            after_publish=after_publish,
+        broker = service_broker(settings.nats_url, "aitbc-keys")
+        nc = await broker.connect()
+        relay = OutboxRelay(
+            engine, nc, poll_interval=relay_poll_interval, after_publish=after_publish
         )
         index = FactsIndex()
-        handlers = Handlers(engine, on_append=relay.wake, index=index)
-        broker = build_broker(settings, handlers)
-        checks = CheckResponder(handlers)
+        live = LiveFacts(engine, index)
+        commands = CommandEndpoint(engine, index=live, on_commit=relay.wake, clock=clock)
+        subscribe(broker, commands)
+        checks = KeyChecks(engine, index, clock)
+        responder = CheckResponder(checks)
+        reader = KeyEventReader(nc, [live], "keys-facts-index")
         relay.start()
         try:
             await broker.start()
-            await checks.start(broker.connection)
-            live = LiveIndex(engine, index)
-            follower = Follower(
-                broker.connection,
-                KEY_EVENTS_SUBJECTS,
-                lambda msg: live.on_data(msg.data),
-                "keys-facts-index",
-                on_reset=live.reload_soon,
-            )
-            follower.start()
+            await responder.start(nc)
+            reader.start()
             await live.load()
-            await until_answered(broker.connection, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
+            await until_answered(nc, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
             try:
                 log.info("keys service ready (NATS %s)", settings.nats_url)
-                yield Service(settings, engine, relay, handlers, broker, checks)
+                yield Service(settings, engine, relay, commands, checks, index, broker, responder)
             finally:
-                await follower.stop()
+                await reader.stop()
                 await live.stop()
-                await checks.stop()  # drains: checks already taken get their replies
-                await broker.stop()  # the same for commands
+                await responder.stop()  # drains: checks already taken get their replies
+                for subscriber in broker.subscribers:
+                    await subscriber.stop()  # the same for commands
         finally:
-            await relay.stop()
+            await relay.stop()  # before the connection it publishes on is closed
+            await broker.stop()
     finally:
         await engine.dispose()
 

@@ -19,19 +19,17 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
-from aitbc_keys.handlers import Handlers, StoredCheck, guard
+from aitbc_keys.checks import KeyChecks, StoredCheck
+from aitbc_keys.failures import FAILED, guard
 from aitbc_runtime.process import start_held
 
 log = logging.getLogger(__name__)
 
-_FAILED = m.encoder.encode(m.Rejected(m.Code.INTERNAL_ERROR, "the keys service failed; try again"))
-
 
 class CheckResponder:
-    def __init__(self, handlers: Handlers, max_lookups: int = 64) -> None:
-        self._handlers = handlers
+    def __init__(self, checks: KeyChecks, max_lookups: int = 64) -> None:
+        self._checks = checks
         self._lookups = asyncio.Semaphore(max_lookups)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: Subscription | None = None
@@ -42,10 +40,10 @@ class CheckResponder:
 
     async def _on_check(self, msg: Msg) -> None:
         try:
-            answer = self._handlers.check_indexed(msg.data)
+            answer = self._checks.check_indexed(msg.data)
         except Exception:
             log.exception("unhandled error in a key check")
-            answer = _FAILED
+            answer = FAILED
         if isinstance(answer, bytes):
             await _respond(msg, answer)
             return
@@ -54,7 +52,7 @@ class CheckResponder:
 
     async def _look_up(self, msg: Msg, check: StoredCheck) -> None:
         try:
-            answer = await guard(self._handlers.check_stored, check)
+            answer = await guard(self._checks.check_stored, check)
         finally:
             self._lookups.release()
         await _respond(msg, answer)

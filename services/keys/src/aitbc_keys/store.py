@@ -4,7 +4,8 @@ one hash chain along it (aitbc_contracts.chain)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import NamedTuple
 
 import msgspec
@@ -15,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aitbc_contracts.chain import GENESIS, link
 from aitbc_contracts.events import AnyEvent, decode_event, encode_event
 from aitbc_contracts.messages import Code
-from aitbc_keys import projections
 from aitbc_keys.db import write_transaction
 from aitbc_keys.domain import KeysError
 from aitbc_keys.schema import events
@@ -102,35 +102,58 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
                 }
             )
     await conn.execute(events.insert(), rows)
-    for _, _, new in batches:
-        for event in new:
-            await projections.apply(conn, event)
     return positions
 
 
-async def append(
-    engine: AsyncEngine, batches: Sequence[Batch], deadline: float | None = None
-) -> list[int]:
-    """Append events to one or more streams atomically, read models included. Past the
-    `deadline` (time.monotonic()), checked last before the commit, nothing is appended."""
+@asynccontextmanager
+async def appending(
+    engine: AsyncEngine, deadline: float | None = None
+) -> AsyncIterator[AsyncConnection]:
+    """The write transaction of an append (append_in), committed when the block ends. Past the
+    `deadline` (time.monotonic()), checked last before the commit, nothing is committed."""
     try:
         async with write_transaction(engine) as conn:
-            positions = await append_in(conn, batches)
+            yield conn
             if deadline is not None and time.monotonic() > deadline:
                 raise TooLate("the change was not applied in time; try again")  # rolls back
-            return positions
     except IntegrityError as exc:
         # The version check runs under the write lock, so this is a duplicate event id or a
         # reused secret hash: either way the command collided with existing state.
         raise ConcurrencyError("the change collides with an existing event or key") from exc
 
 
+async def append(
+    engine: AsyncEngine, batches: Sequence[Batch], deadline: float | None = None
+) -> list[int]:
+    """Append events to one or more streams atomically (the log alone: the views are the
+    unit of work's, aitbc_keys.service_layer.unit_of_work)."""
+    async with appending(engine, deadline) as conn:
+        return await append_in(conn, batches)
+
+
 async def load(engine: AsyncEngine, stream_id: str) -> list[AnyEvent]:
+    async with engine.connect() as conn:
+        return await load_in(conn, stream_id)
+
+
+async def load_in(
+    conn: AsyncConnection, stream_id: str, before_version: int | None = None
+) -> list[AnyEvent]:
+    """One stream's events, oldest first; with `before_version`, those before it only."""
+    query = sa.select(events.c.data).where(events.c.stream_id == stream_id)
+    if before_version is not None:
+        query = query.where(events.c.version < before_version)
+    rows = await conn.execute(query.order_by(events.c.version))
+    return [decode_event(data) for data in rows.scalars()]
+
+
+async def load_account(engine: AsyncEngine, account_id: str) -> list[AnyEvent]:
+    """Every event of an account and of its keys, in log order."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(events.c.data)
-            .where(events.c.stream_id == stream_id)
-            .order_by(events.c.version)
+            .where(events.c.account_id == account_id)
+            .order_by(events.c.position)
         )
         return [decode_event(data) for data in rows.scalars()]
 

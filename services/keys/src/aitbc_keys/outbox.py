@@ -6,7 +6,8 @@ relay expects to follow, so a second relay, a restarted one, or a publish retrie
 reconnect can never interleave or duplicate events: the server refuses it and the relay
 re-reads the stream. `Nats-Msg-Id` de-duplication covers a publish whose ack was lost.
 Each message is the event's stored bytes, verbatim (they are what the hash chain covers), with
-its chain hash in a header.
+its chain hash in a header. It publishes on the process's one NATS connection (the broker's),
+which reconnects by itself; the relay only re-reads the stream after a failure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
@@ -73,13 +73,13 @@ class _HookFault(Exception):
     """The test fault hook raised: stop as if the process had died at that point."""
 
 
-class Relay:
+class OutboxRelay:
     """Publishes events from the store to JetStream, exactly once and in order."""
 
     def __init__(
         self,
         engine: AsyncEngine,
-        nats_url: str,
+        nc: NatsClient,
         *,
         poll_interval: float = 1.0,
         batch_size: int = 500,
@@ -88,7 +88,7 @@ class Relay:
         duplicate_window: float = DUPLICATE_WINDOW,
     ) -> None:
         self.engine = engine
-        self.nats_url = nats_url
+        self.nc = nc
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
@@ -100,10 +100,8 @@ class Relay:
         self.position: int | None = None  # last position known to be in the stream
         self._last_seq = 0
         self._wake = asyncio.Event()
-        self._nc: NatsClient | None = None
-        self._js: JetStreamContext | None = None
+        self._js = nc.jetstream(timeout=publish_timeout)
         self._task: asyncio.Task[None] | None = None
-        self._closing = False  # our own close is not a disconnect worth a warning
         self._stopping = False
 
     def wake(self) -> None:
@@ -123,69 +121,30 @@ class Relay:
             self._wake.set()
             await finish([self._task], self.publish_timeout)
             self._task = None
-        await self._close()
 
     async def run(self) -> None:
         """Relay until stopped; NATS and database failures are logged and retried."""
         backoff = 0.05
-        try:
-            while not self._stopping:
-                try:
-                    js = await self._connect()
-                    if self.position is None:
-                        await self._sync(js)
-                    self._wake.clear()
-                    published = await self._drain(js)
-                    backoff = 0.05
-                    if not published:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except _Resync:
-                    log.info("key event stream moved on; re-reading its last message")
-                    self.position = None
-                except _HookFault as fault:
-                    raise fault.__cause__ or fault from None
-                except Exception as exc:
-                    log.warning("relay error, retrying in %.2fs: %r", backoff, exc)
-                    self.position = None
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-        finally:
-            await self._close()
-
-    async def _connect(self) -> JetStreamContext:
-        if self._js is not None and self._nc is not None and not self._nc.is_closed:
-            return self._js
-
-        async def on_error(exc: Exception) -> None:
-            log.warning("relay NATS connection: %r", exc)
-
-        async def on_disconnect() -> None:
-            if not self._closing:
-                log.warning("relay disconnected from NATS; reconnecting")
-
-        self._nc = await nats.connect(
-            self.nats_url,
-            name="aitbc-keys-relay",
-            connect_timeout=2,
-            reconnect_time_wait=0.25,
-            max_reconnect_attempts=-1,
-            error_cb=on_error,
-            disconnected_cb=on_disconnect,
-        )
-        self._js = self._nc.jetstream(timeout=self.publish_timeout)
-        await ensure_stream(self._js, self.duplicate_window)
-        return self._js
-
-    async def _close(self) -> None:
-        nc, self._nc, self._js = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            self._closing = True
+        while not self._stopping:
             try:
-                with contextlib.suppress(Exception):
-                    await nc.close()
-            finally:
-                self._closing = False
+                if self.position is None:
+                    await self._sync(self._js)
+                self._wake.clear()
+                published = await self._drain(self._js)
+                backoff = 0.05
+                if not published:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except _Resync:
+                log.info("key event stream moved on; re-reading its last message")
+                self.position = None
+            except _HookFault as fault:
+                raise fault.__cause__ or fault from None
+            except Exception as exc:
+                log.warning("relay error, retrying in %.2fs: %r", backoff, exc)
+                self.position = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def _sync(self, js: JetStreamContext) -> None:
         """Resume after the position of the stream's last message (0 for an empty stream)."""

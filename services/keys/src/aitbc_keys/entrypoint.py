@@ -1,0 +1,87 @@
+"""The bus entry point of the keys commands: decode, call the service layer, encode. No
+exception ever crosses the wire. Key checks have a bare subscription (aitbc_keys.responder)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import msgspec
+from faststream.nats import NatsBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.keys import KeyEventView
+from aitbc_contracts.subjects import KEYS_COMMANDS, KEYS_QUEUE
+from aitbc_keys.domain import KeysError, utcnow
+from aitbc_keys.facts import FactsIndex
+from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
+from aitbc_keys.service_layer.handlers import handle
+from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
+
+log = logging.getLogger("aitbc_keys.entrypoint")
+
+# A change commits within this share of the time its sender waits, or not at all: the rest is
+# for the commit itself and the answer's way back (see Command.answer_within_ms).
+COMMIT_WITHIN_SHARE = 0.75
+
+
+class CommandEndpoint:
+    """Answers command messages with reply messages, independent of the transport."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        index: KeyEventView | None = None,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.index = index if index is not None else FactsIndex()
+        self.on_commit = on_commit  # wakes the outbox relay
+        self.clock = clock
+
+    async def answer(self, data: bytes) -> bytes:
+        received = time.monotonic()
+        try:
+            command = m.command_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            log.warning("malformed command: %s", exc)
+            return rejected(m.Code.VALIDATION_ERROR, f"malformed command: {exc}")
+        deadline = None
+        if command.answer_within_ms is not None:
+            deadline = received + command.answer_within_ms / 1000 * COMMIT_WITHIN_SHARE
+        try:
+            reply = await self.execute(command, deadline)
+        except KeysError as exc:
+            log.info(
+                "%s refused: %s (request %s)", type(command).__name__, exc.code, command.request_id
+            )
+            return rejected(exc.code, exc.message)
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning(
+                    "%s: the database is unavailable: %s (request %s)",
+                    type(command).__name__, type(exc).__name__, command.request_id,
+                )  # fmt: skip
+                return rejected(m.Code.SERVICE_UNAVAILABLE, UNAVAILABLE)
+            log.exception("%s failed (request %s)", type(command).__name__, command.request_id)
+            return FAILED
+        return m.encoder.encode(reply)
+
+    async def execute(self, command: m.AnyCommand, deadline: float | None = None) -> m.Reply:
+        """Carries out the command; a change not ready to commit by `deadline`
+        (time.monotonic()) is not applied (store.TooLate)."""
+        uow = SqlUnitOfWork(self.engine, self.index, self.on_commit, self.clock(), deadline)
+        return await handle(command, uow)
+
+
+def subscribe(broker: NatsBroker, endpoint: CommandEndpoint) -> None:
+    """Register the command endpoint on the broker, in the queue group shared by every keys
+    service."""
+
+    @broker.subscriber(KEYS_COMMANDS, queue=KEYS_QUEUE, max_workers=16)
+    async def on_command(body: bytes) -> bytes:
+        return await guard(endpoint.answer, body)

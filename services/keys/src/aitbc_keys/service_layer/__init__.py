@@ -1,0 +1,1 @@
+"""The keys service layer: one function per command (handlers) over a unit of work."""

@@ -1,0 +1,148 @@
+"""The keys service layer: one function per command, each given its unit of work. They load,
+decide (aitbc_keys.domain), commit and answer; the bus entry point (aitbc_keys.entrypoint)
+only decodes, calls `handle` and encodes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.keyformat import new_account_id, new_key_id
+from aitbc_contracts.keys import AccountState, KeyState, State, fold
+from aitbc_keys import domain, store
+from aitbc_keys.domain import NotFound
+from aitbc_keys.service_layer.unit_of_work import UnitOfWork
+
+COMMAND_RETRIES = 3  # a command that loses an optimistic-concurrency race is decided again
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def create_account(command: m.CreateAccount, uow: UnitOfWork) -> m.AccountView:
+    account_id, key_id = new_account_id(), new_key_id()
+    new = domain.create_account(command, uow.now, account_id, key_id, new_event_id)
+    await uow.commit([(account_id, 0, new[:1]), (key_id, 0, new[1:])])
+    return await _account(uow, account_id)
+
+
+async def set_plan(command: m.SetPlan, uow: UnitOfWork) -> m.AccountView:
+    await _update(
+        uow, command.account_id, lambda s: domain.set_plan(s, command, uow.now, new_event_id)
+    )
+    return await _account(uow, command.account_id)
+
+
+async def get_account(command: m.GetAccount, uow: UnitOfWork) -> m.AccountView:
+    return await _account(uow, command.account_id)
+
+
+async def create_key(command: m.CreateKey, uow: UnitOfWork) -> m.KeyView:
+    account = fold(await uow.load(command.account_id))
+    key_id = new_key_id()
+    new = domain.create_key(account, command, uow.now, key_id, new_event_id)
+    await uow.commit([(key_id, 0, new)])
+    return _key_view(fold(new), key_id, uow)
+
+
+async def list_keys(command: m.ListKeys, uow: UnitOfWork) -> m.KeyList:
+    """From the account's events: a key's status is the fold's (it depends on the time)."""
+    states: dict[str, State] = {}
+    domain.fold_streams(states, await uow.load_account(command.account_id))
+    if not isinstance(states.get(command.account_id), AccountState):
+        raise NotFound(f"account {command.account_id} not found")
+    keys = sorted(
+        (s for s in states.values() if isinstance(s, KeyState)),
+        key=lambda key: (key.created_at, key.key_id),
+    )
+    return m.KeyList(keys=[domain.key_view(key, uow.now) for key in keys])
+
+
+async def get_key(command: m.GetKey, uow: UnitOfWork) -> m.KeyView:
+    key = domain.visible_key(
+        fold(await uow.load(command.key_id)), command.key_id, command.account_id
+    )
+    return domain.key_view(key, uow.now)
+
+
+async def revoke_key(command: m.RevokeKey, uow: UnitOfWork) -> m.KeyView:
+    state = await _update(
+        uow, command.key_id, lambda s: domain.revoke_key(s, command, uow.now, new_event_id)
+    )
+    return _key_view(state, command.key_id, uow)
+
+
+async def regenerate_key(command: m.RegenerateKey, uow: UnitOfWork) -> m.KeyView:
+    state = await _update(
+        uow, command.key_id, lambda s: domain.regenerate_key(s, command, uow.now, new_event_id)
+    )
+    return _key_view(state, command.key_id, uow)
+
+
+async def list_key_events(command: m.ListKeyEvents, uow: UnitOfWork) -> m.KeyHistory:
+    history = await uow.load(command.key_id)
+    domain.visible_key(fold(history), command.key_id, command.account_id)
+    return m.KeyHistory(events=history)
+
+
+async def rebuild_projections(command: m.RebuildProjections, uow: UnitOfWork) -> m.Rebuilt:
+    if command.actor != m.OPERATOR:
+        raise domain.Forbidden("only an operator may rebuild the read models")
+    return m.Rebuilt(events=await uow.rebuild_read_model())
+
+
+Handler = Callable[[Any, UnitOfWork], Awaitable[m.Reply]]
+HANDLERS: dict[type[m.Command], Handler] = {
+    m.CreateAccount: create_account,
+    m.SetPlan: set_plan,
+    m.GetAccount: get_account,
+    m.CreateKey: create_key,
+    m.ListKeys: list_keys,
+    m.GetKey: get_key,
+    m.RevokeKey: revoke_key,
+    m.RegenerateKey: regenerate_key,
+    m.ListKeyEvents: list_key_events,
+    m.RebuildProjections: rebuild_projections,
+}
+
+
+async def handle(command: m.AnyCommand, uow: UnitOfWork) -> m.Reply:
+    """Carry out one command; a refusal is a domain.KeysError."""
+    handler = HANDLERS.get(type(command))
+    if handler is None:
+        raise domain.ValidationError(f"unsupported command {type(command).__name__}")
+    return await handler(command, uow)
+
+
+async def _update(
+    uow: UnitOfWork, stream_id: str, decide: Callable[[State | None], list[AnyEvent]]
+) -> State | None:
+    """Load, decide, commit; decide again on a fresh load when a concurrent write won.
+    Returns the stream's state after."""
+    attempt = 1
+    while True:
+        history = await uow.load(stream_id)
+        new = decide(fold(history))
+        try:
+            if new:
+                await uow.commit([(stream_id, len(history), new)])
+            return fold([*history, *new])
+        except store.ConcurrencyError:
+            if attempt == COMMAND_RETRIES:
+                raise
+            attempt += 1
+
+
+async def _account(uow: UnitOfWork, account_id: str) -> m.AccountView:
+    view = await uow.account_view(account_id)
+    if view is None:
+        raise NotFound(f"account {account_id} not found")
+    return view
+
+
+def _key_view(state: State | None, key_id: str, uow: UnitOfWork) -> m.KeyView:
+    return domain.key_view(domain.visible_key(state, key_id, None), uow.now)

@@ -1,0 +1,92 @@
+"""One command's work on the keys database: its reads, and at most one atomic change.
+
+A change is appended to the event log and the SQL read model follows it inside the append's
+write transaction, so the two commit together or not at all. After the commit, the events go
+to this process's facts index (its next check knows them before the stream brings them back)
+and the outbox relay is woken (a revocation should reach the edges at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.keys import KeyEventView
+from aitbc_contracts.messages import AccountView
+from aitbc_keys import projections, store
+from aitbc_keys.projections import SqlReadModel
+
+log = logging.getLogger("aitbc_keys.unit_of_work")
+
+
+class UnitOfWork(Protocol):
+    """What the service layer needs of a command's work (a fake in the unit tests)."""
+
+    now: datetime  # the one instant the command is decided at
+
+    async def load(self, stream_id: str) -> list[AnyEvent]: ...
+
+    async def load_account(self, account_id: str) -> list[AnyEvent]:
+        """Every event of an account and of its keys, in log order."""
+        ...
+
+    async def account_view(self, account_id: str) -> AccountView | None: ...
+
+    async def rebuild_read_model(self) -> int: ...
+
+    async def commit(self, batches: Sequence[store.Batch]) -> None:
+        """Append the batches atomically; raises store.ConcurrencyError when another writer
+        won, store.TooLate when the command's time is up."""
+        ...
+
+
+class SqlUnitOfWork:
+    """The keys database's unit of work, for one command."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        index: KeyEventView,
+        on_commit: Callable[[], None],
+        now: datetime,
+        deadline: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.index = index
+        self.on_commit = on_commit
+        self.now = now  # the one instant the command is decided at
+        self.deadline = deadline  # time.monotonic() past which nothing commits (store.TooLate)
+
+    async def load(self, stream_id: str) -> list[AnyEvent]:
+        return await store.load(self.engine, stream_id)
+
+    async def load_account(self, account_id: str) -> list[AnyEvent]:
+        return await store.load_account(self.engine, account_id)
+
+    async def account_view(self, account_id: str) -> AccountView | None:
+        async with self.engine.connect() as conn:
+            return await projections.account_view(conn, account_id)
+
+    async def rebuild_read_model(self) -> int:
+        return await projections.rebuild(self.engine)
+
+    async def commit(self, batches: Sequence[store.Batch]) -> None:
+        """Append the batches (store.append_in) with the read model in the same transaction;
+        raises store.ConcurrencyError when another writer won, store.TooLate past the deadline."""
+        new = [event for _, _, events in batches for event in events]
+        async with store.appending(self.engine, self.deadline) as conn:
+            positions = await store.append_in(conn, batches)
+            read_model = SqlReadModel(conn)
+            for event, position in zip(new, positions, strict=True):
+                await read_model.process(event, position)
+        for event, position in zip(new, positions, strict=True):
+            try:
+                self.index.process(event, position)
+            except Exception:  # committed: the stream brings it again, the database answers
+                log.exception("the facts index failed on event %s", event.event_id)
+        self.on_commit()

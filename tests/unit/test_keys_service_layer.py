@@ -1,0 +1,113 @@
+"""The keys service layer over a fake unit of work (events in a list): one function per
+command, decided on the fold, retried when another writer won, answered from the fold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aitbc_contracts import messages as m
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.keys import AccountState, fold
+from aitbc_keys import store
+from aitbc_keys.domain import Forbidden, NotFound, ValidationError
+from aitbc_keys.service_layer.handlers import COMMAND_RETRIES, handle
+
+T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+H1, H2 = "1" * 64, "2" * 64
+
+
+class FakeUnitOfWork:
+    """The log as a list; `conflicts` commits lose to another writer before one succeeds."""
+
+    def __init__(self, now: datetime = T0, conflicts: int = 0) -> None:
+        self.now = now
+        self.log: list[AnyEvent] = []
+        self.commits = 0
+        self.conflicts = conflicts
+
+    async def load(self, stream_id: str) -> list[AnyEvent]:
+        return [e for e in self.log if e.stream_id == stream_id]
+
+    async def load_account(self, account_id: str) -> list[AnyEvent]:
+        return [e for e in self.log if e.account_id == account_id]
+
+    async def account_view(self, account_id: str) -> m.AccountView | None:
+        account = fold(await self.load(account_id))
+        if not isinstance(account, AccountState):
+            return None
+        master = next(e.stream_id for e in self.log if getattr(e, "kind", "") == "master")
+        return m.AccountView(account_id, account.name, account.plan, master, account.created_at)
+
+    async def rebuild_read_model(self) -> int:
+        return len(self.log)
+
+    async def commit(self, batches: Sequence[store.Batch]) -> None:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise store.ConcurrencyError("another writer won")
+        for stream_id, expected, new in batches:
+            assert len(await self.load(stream_id)) == expected
+            self.log.extend(new)
+        self.commits += 1
+
+
+async def sign_up(uow: FakeUnitOfWork) -> m.AccountView:
+    reply = await handle(m.CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1"), uow)
+    assert isinstance(reply, m.AccountView)
+    return reply
+
+
+async def test_a_key_is_created_listed_and_revoked_from_the_fold() -> None:
+    uow = FakeUnitOfWork()
+    account = await sign_up(uow)
+    create = m.CreateKey(
+        account_id=account.account_id, name="ci", secret_hash=H2, hint="aitbc_2",
+        expires_at=T0 + timedelta(hours=1),
+    )  # fmt: skip
+    key = await handle(create, uow)
+    assert isinstance(key, m.KeyView) and key.status == "active"
+    revoked = await handle(m.RevokeKey(account_id=None, key_id=key.key_id), uow)
+    assert isinstance(revoked, m.KeyView) and revoked.status == "revoked"
+    uow.now = T0 + timedelta(hours=2)
+    listed = await handle(m.ListKeys(account_id=account.account_id), uow)
+    assert isinstance(listed, m.KeyList)
+    seen = sorted((k.kind, k.status) for k in listed.keys)  # both made at T0: ids decide
+    assert seen == [("master", "active"), ("standard", "revoked")]
+
+
+async def test_a_change_that_loses_a_race_is_decided_again() -> None:
+    uow = FakeUnitOfWork()
+    account = await sign_up(uow)
+    uow.conflicts = COMMAND_RETRIES - 1
+    reply = await handle(m.SetPlan(account_id=account.account_id, plan="pro"), uow)
+    assert isinstance(reply, m.AccountView) and reply.plan == "pro"
+    uow.conflicts = COMMAND_RETRIES
+    with pytest.raises(store.ConcurrencyError):
+        await handle(m.SetPlan(account_id=account.account_id, plan="enterprise"), uow)
+
+
+async def test_nothing_to_change_commits_nothing() -> None:
+    uow = FakeUnitOfWork()
+    account = await sign_up(uow)
+    await handle(m.SetPlan(account_id=account.account_id, plan="free"), uow)  # already free
+    revoke = m.RevokeKey(account_id=None, key_id=account.master_key_id)
+    await handle(revoke, uow)
+    await handle(revoke, uow)  # revoking twice
+    assert uow.commits == 2  # the sign-up and the first revocation
+
+
+async def test_refusals_are_the_domains() -> None:
+    uow = FakeUnitOfWork()
+    account = await sign_up(uow)
+    with pytest.raises(NotFound):
+        await handle(m.ListKeys(account_id="acc_nobody"), uow)
+    with pytest.raises(Forbidden):
+        await handle(m.RebuildProjections(actor=account.master_key_id), uow)
+    with pytest.raises(ValidationError):
+        await handle(
+            m.CreateKey(account_id=account.account_id, name=" ", secret_hash=H2, hint="h"), uow
+        )
+    assert uow.commits == 1
