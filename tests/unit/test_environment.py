@@ -8,6 +8,7 @@ import pytest
 
 from aitbc_infra.runner import Config
 from aitbc_runtime import environment
+from aitbc_usage.settings import Settings as UsageSettings
 
 
 def test_defaults_are_the_local_nats_and_the_data_folder(tmp_path: Path) -> None:
@@ -59,3 +60,15 @@ def test_the_runner_tells_the_services_what_the_others_derive(
     assert told["NATS_URL"] == environment.nats_url(env)
     assert told["DATABASE_URL"] == environment.keys_database_url(env)
     assert told["USAGE_DATABASE_URL"] == environment.usage_database_url(env)
+
+
+def test_the_usage_service_follows_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("NATS_URL", "USAGE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NATS_PORT", "4999")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    settings = UsageSettings.from_env()
+    assert settings.nats_url == "nats://127.0.0.1:4999"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/usage.db"
