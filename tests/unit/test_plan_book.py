@@ -8,11 +8,12 @@ from typing import Any
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AccountCreated, KeyCreated, Plan, PlanChanged, encode_event
-from aitbc_contracts.keys import KeyEventView
+from aitbc_contracts.keys import AccountState, KeyEventView, fold
 from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_usage.plans import PlanBook, keys_lookup
+from tests.unit.test_cli_audit import a_history
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 BASE: dict[str, Any] = {"account_id": "acc_1", "stream_id": "acc_1", "occurred_at": T0}
@@ -141,3 +142,14 @@ async def test_the_lookup_asks_the_keys_service_with_the_one_command_client() ->
     )
     missing = FakeConnection(m.Rejected(m.Code.NOT_FOUND, "no such account"))
     assert await keys_lookup(KeysCommands(missing, 2.0))("acc_1") is None  # type: ignore[arg-type]
+
+
+def test_its_plans_are_the_one_folds_at_every_point_of_a_history() -> None:
+    events = a_history()  # an account on free, then pro, with a key's events between
+    account_events = [event for event in events if event.stream_id == "acc_1"]
+    book = PlanBook(nobody)
+    for position, event in enumerate(sorted(events, key=lambda e: e.occurred_at), 1):
+        book.process(event, position)
+        state = fold(e for e in account_events if e.occurred_at <= event.occurred_at)
+        assert isinstance(state, AccountState)
+        assert book.known("acc_1") == state.plan
