@@ -18,7 +18,9 @@ async def _read(url: str) -> list[UsageEvent]:
     try:
         js = nc.jetstream()
         info = await js.stream_info(USAGE_STREAM)
-        events = []
+        events: list[UsageEvent] = []
+        if info.state.messages == 0:  # an empty stream's first_seq is 0: no message to get
+            return events
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             message = await js.get_msg(USAGE_STREAM, seq)
             if message.data:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,8 +34,9 @@ def aitbc(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Keys:
-    def __init__(self, nats_url: str, db: Path) -> None:
-        self.nats_url = nats_url
+    def __init__(self, nats: NatsServer, db: Path) -> None:
+        self.nats = nats
+        self.nats_url = nats.url
         self.db = db
 
 
@@ -58,7 +60,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
             assert time.monotonic() < deadline, "the keys service never answered"
             time.sleep(0.1)
         assert probe.returncode in (0, 1), probe.stderr
-        yield Keys(nats.url, db)
+        yield Keys(nats, db)
     finally:
         service.terminate()
         service.wait(timeout=15)
@@ -135,6 +137,24 @@ def test_rejections_print_their_code_and_exit_1(keys: Keys) -> None:
     unknown_account = aitbc(keys.nats_url, "accounts", "set-plan", "acc_0000000000000000", "pro")
     assert unknown_account.returncode == 1
     assert unknown_account.stderr.startswith("aitbc: NOT_FOUND: ")
+
+
+def test_events_verify_finds_nats_and_the_keys_database_as_just_up_places_them(
+    keys: Keys,
+) -> None:
+    """NATS_PORT and DATA_DIR, as `just up` is given them: no NATS_URL, no DATABASE_URL."""
+    create_account(keys, "--plan", "free")
+    env = {name: value for name, value in os.environ.items() if name not in UNSET}
+    env |= {"NATS_PORT": str(keys.nats.port), "DATA_DIR": str(keys.db.parent)}
+    done = subprocess.run(
+        [str(BIN / "aitbc"), "events", "verify"], env=env, capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().endswith("the key event log is intact\n")
+    assert re.search(rb"^store: +[1-9][0-9]* events, intact", done.stdout, re.MULTILINE)
+
+
+UNSET = ("NATS_URL", "DATABASE_URL")
 
 
 def test_no_keys_service_is_one_clear_line(nats_server: NatsServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,7 @@ def test_nats_url_comes_from_the_environment_or_the_option(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("NATS_URL", raising=False)
+    monkeypatch.delenv("NATS_PORT", raising=False)
     assert build_parser().parse_args(["keys", "list", "--account", "a"]).nats_url == (
         "nats://127.0.0.1:4322"
     )
@@ -90,6 +92,38 @@ def test_nats_url_comes_from_the_environment_or_the_option(
     )
     assert before.nats_url == "nats://x:1"
     assert after.nats_url == "nats://y:2"
+
+
+def test_without_nats_url_the_cli_reaches_nats_on_the_port_just_up_starts_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NATS_URL", raising=False)
+    monkeypatch.setenv("NATS_PORT", "4999")
+    args = build_parser().parse_args(["keys", "list", "--account", "a"])
+    assert args.nats_url == "nats://127.0.0.1:4999"
+    monkeypatch.setenv("NATS_URL", "nats://elsewhere:4222")  # a server of one's own wins
+    assert build_parser().parse_args(["events", "replay"]).nats_url == "nats://elsewhere:4222"
+
+
+def test_a_nats_port_that_is_no_number_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NATS_URL", raising=False)
+    monkeypatch.setenv("NATS_PORT", "fourthousand")
+    out, err = io.StringIO(), io.StringIO()
+    listing = FakeKeys(KeyList([]))
+    assert run(["keys", "list", "--account", "a"], send=listing, out=out, err=err) == 1
+    assert err.getvalue() == "aitbc: error: NATS_PORT is not a port number: 'fourthousand'\n"
+    assert out.getvalue() == ""
+
+
+def test_events_verify_reads_the_keys_database_where_just_up_keeps_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    args = build_parser().parse_args(["events", "verify"])
+    assert args.database_url == f"sqlite+aiosqlite:///{tmp_path}/data/keys.db"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/keys")  # the keys service's own wins
+    assert build_parser().parse_args(["events", "verify"]).database_url == "postgresql://db/keys"
 
 
 @pytest.mark.parametrize(

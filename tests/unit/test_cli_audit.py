@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,7 @@ from aitbc_contracts.events import (
     KeyRevoked,
     PlanChanged,
 )
+from aitbc_contracts.keys import fold
 from aitbc_contracts.messages import OPERATOR, AnyCommand, RebuildProjections, Rebuilt, Reply
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -87,32 +91,72 @@ def a_history() -> list[AnyEvent]:
 
 def test_a_key_is_folded_up_to_the_time_asked() -> None:
     events = a_history()
-    assert history.fold(events, T0) is None  # not created yet
-    created = history.fold(events, T0 + MINUTE)
+    assert history.key_at(events, T0) is None  # not created yet
+    created = history.key_at(events, T0 + MINUTE)
     assert created is not None
-    assert (created.status(T0 + MINUTE), created.plan, created.created_by) == (
+    assert (created.key.status(T0 + MINUTE), created.plan, created.key.created_by) == (
         "active",
         "free",
         "key_m",
     )
-    later = history.fold(events, T0 + 4 * MINUTE + timedelta(seconds=30))
+    later = history.key_at(events, T0 + 4 * MINUTE + timedelta(seconds=30))
     assert later is not None
-    assert (later.plan, later.regenerations, later.hint, later.events) == (
+    assert (later.plan, later.key.regenerations, later.key.hint, later.events) == (
         "pro",
         2,
         "aitbc_3333",
         3,
     )
-    assert later.previous_valid_until == T0 + 5 * MINUTE and later.revoked_at is None
-    gone = history.fold(events, T0 + 5 * MINUTE)
+    assert later.key.previous_valid_until == T0 + 5 * MINUTE and later.key.revoked_at is None
+    gone = history.key_at(events, T0 + 5 * MINUTE)
     assert gone is not None
-    assert (gone.status(T0 + 5 * MINUTE), gone.revoked_by, gone.reason) == (
+    assert (gone.key.status(T0 + 5 * MINUTE), gone.key.revoked_by, gone.key.reason) == (
         "revoked",
         OPERATOR,
         "leak",
     )
-    unrevoked = history.fold(events[:-1], T0 + 11 * MINUTE)
-    assert unrevoked is not None and unrevoked.status(T0 + 11 * MINUTE) == "expired"
+    unrevoked = history.key_at(events[:-1], T0 + 11 * MINUTE)
+    assert unrevoked is not None and unrevoked.key.status(T0 + 11 * MINUTE) == "expired"
+
+
+def test_the_audit_view_is_the_one_fold_of_the_events_up_to_the_time_asked() -> None:
+    events = a_history()
+    key_events = [event for event in events if event.stream_id == "key_1"]
+    for at in (event.occurred_at for event in key_events):
+        shown = history.key_at(events, at)
+        assert shown is not None
+        assert shown.key == fold(event for event in key_events if event.occurred_at <= at)
+
+
+# What `keys show` printed before it took its fold from aitbc_contracts.keys: pinned byte for
+# byte, text and --json, at times that cover every field (grace, plan change, revoked, expired).
+SHOWN = json.loads((Path(__file__).parent / "golden" / "keys_show.json").read_text())
+SHOW_AT = {
+    "created": (T0 + MINUTE, True),
+    "in grace": (T0 + 2 * MINUTE + timedelta(seconds=30), True),
+    "plan changed": (T0 + 4 * MINUTE + timedelta(seconds=30), True),
+    "revoked": (T0 + 5 * MINUTE, True),
+    "expired": (T0 + 20 * MINUTE, False),
+}
+
+
+@pytest.mark.parametrize("case", SHOWN)
+async def test_keys_show_prints_what_it_always_printed(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at, revoked = SHOW_AT[case.removesuffix(" --json")]
+    events = a_history() if revoked else a_history()[:-1]
+
+    async def read_history(nats_url: str, wait: float, key_id: str) -> list[AnyEvent]:
+        return events
+
+    monkeypatch.setattr(history, "read_history", read_history)
+    args = argparse.Namespace(
+        key_id="key_1", at=at, json=case.endswith("--json"), nats_url="-", timeout=1.0
+    )
+    out = io.StringIO()
+    assert await history.show_key(args, send=None, out=out) == 0  # type: ignore[arg-type]
+    assert out.getvalue() == SHOWN[case]
 
 
 def test_filters_put_ids_into_subject_tokens() -> None:

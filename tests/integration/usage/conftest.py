@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 import pytest
@@ -14,12 +16,15 @@ from nats.aio.client import Client as NATS
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.subjects import KEYS_COMMANDS
+from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.main import running_service as running_keys
 from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_usage.main import Service
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,12 +48,21 @@ class System:
 
 
 @pytest.fixture
-async def system(own_nats: NatsServer, tmp_path: Path) -> AsyncIterator[System]:
-    keys = KeysSettings(nats_url=own_nats.url, database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+def usage_database_url(tmp_path: Path) -> str:
+    """The usage service's database: SQLite here; the tests of the aggregates, which live in
+    it, take `database_url` instead, PostgreSQL too."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}"
+
+
+@pytest.fixture
+async def system(
+    own_nats: NatsServer, tmp_path: Path, usage_database_url: str
+) -> AsyncIterator[System]:
+    # A folder of its own: `database_url`'s SQLite file is tmp_path/keys.db
+    keys_db = tmp_path / "keys-service" / "keys.db"
+    keys = KeysSettings(nats_url=own_nats.url, database_url=f"sqlite:///{keys_db}")
     usage = UsageSettings(
-        nats_url=own_nats.url,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'usage.db'}",
-        snapshot_interval=0.05,
+        nats_url=own_nats.url, database_url=usage_database_url, snapshot_interval=0.05
     )
     nc = await nats.connect(own_nats.url)
     async with running_keys(keys):
@@ -57,3 +71,18 @@ async def system(own_nats: NatsServer, tmp_path: Path) -> AsyncIterator[System]:
 
 
 Factory = Callable[..., AbstractAsyncContextManager[Service]]
+
+
+def this_minute() -> int:
+    return int(time.time() // WINDOW_SECONDS)
+
+
+async def within_one_minute(scenario: Callable[[], Awaitable[T]]) -> T:
+    """What `scenario` observed in a run that began and ended in one counting minute: counts
+    start afresh each minute, so a run across two would see neither minute's exact counts.
+    A run takes seconds: of two in a row, one is within a minute."""
+    minute = this_minute()
+    observed = await scenario()
+    if this_minute() != minute:
+        observed = await scenario()
+    return observed

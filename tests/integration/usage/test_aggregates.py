@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import nats
+import pytest
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
@@ -24,6 +25,12 @@ from aitbc_usage.aggregator import ensure_usage_stream
 from tests.integration.usage.conftest import System
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def usage_database_url(database_url: str) -> str:
+    """The aggregates on SQLite and on PostgreSQL alike."""
+    return database_url
 
 
 def event(
@@ -86,6 +93,15 @@ async def wait_requests(engine, account: str, n: int) -> dict[str, int]:  # type
     return await totals(engine, account)
 
 
+async def counted_through(nc: NATS, engine, partition: int) -> None:  # type: ignore[no-untyped-def]
+    """Publishes a marker event on `partition` and waits until it is counted. The aggregator
+    reads the stream in order and commits in order, so by then every message published before
+    the marker is counted too: a check for double counting after this cannot pass vacuously."""
+    marker = account_on(partition)
+    await publish(nc, [event(marker)])
+    assert (await wait_requests(engine, marker, 1))["requests"] == 1, "the marker never came"
+
+
 async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: System) -> None:
     account = "acc_" + uuid.uuid4().hex[:16]
     batch_one = [event(account) for _ in range(30)] + [
@@ -114,7 +130,7 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
     await publish(system.nc, [event(account, status=404) for _ in range(9)])
     async with system.usage() as service:
         counted = await wait_requests(service.engine, account, 40)
-        await asyncio.sleep(0.3)  # would anything be counted twice, it would show by now
+        await counted_through(system.nc, service.engine, partition_of(account))
         assert (
             await totals(service.engine, account)
             == counted
@@ -181,14 +197,14 @@ async def test_one_consumer_resumes_each_partition_from_its_own_cursor(system: S
     async with system.usage(partitions=(3,)) as service:
         await publish(system.nc, [event(a) for _ in range(5)] + [event(b) for _ in range(4)])
         assert (await wait_requests(service.engine, a, 5))["requests"] == 5
-        await asyncio.sleep(0.3)
+        await counted_through(system.nc, service.engine, 3)  # read past b's events
         assert (await totals(service.engine, b))["requests"] == 0
     # Owning both, it reads again from the lowest cursor: b's events once, a's not again.
     await publish(system.nc, [event(a) for _ in range(2)] + [event(b)])
     async with system.usage(partitions=(3, 11)) as service:
         assert (await wait_requests(service.engine, b, 5))["requests"] == 5
         assert (await wait_requests(service.engine, a, 7))["requests"] == 7
-        await asyncio.sleep(0.5)  # would anything be counted twice, it would show by now
+        await counted_through(system.nc, service.engine, 11)
         assert (await totals(service.engine, a))["requests"] == 7
         assert (await totals(service.engine, b))["requests"] == 5
         async with service.engine.connect() as conn:
@@ -233,7 +249,7 @@ async def test_a_retried_batch_is_stored_and_counted_once(system: System) -> Non
         assert (await wait_requests(service.engine, other, 30))["4xx"] == 30
         info = await system.nc.jetstream().stream_info("AITBC_USAGE")
         assert info.state.messages == len(sent)
-        await asyncio.sleep(0.3)
+        await counted_through(system.nc, service.engine, 5)
         assert (await totals(service.engine, account))["requests"] == 30
 
 
@@ -257,7 +273,7 @@ async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
         await js.publish(usage_batch_subject(7), msgspec.json.encode(later))
         await js.publish(usage_event_subject(account), msgspec.json.encode(good[2]))
         assert (await wait_requests(service.engine, account, 5))["requests"] == 5
-        await asyncio.sleep(0.3)
+        await counted_through(system.nc, service.engine, 7)
         assert (await totals(service.engine, account))["requests"] == 5
 
 

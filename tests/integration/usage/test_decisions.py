@@ -9,30 +9,36 @@ import pytest
 from nats.aio.msg import Msg
 
 from aitbc_api.pipeline.limits import DecisionBatcher, UsageUnavailable
+from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import (
+    KEYS_COMMANDS,
     USAGE_DECIDE_PREFIX,
     USAGE_QUERY,
     partition_of,
     usage_decide_subject,
 )
-from aitbc_contracts.usage import Decide, DecideBatch
-from tests.integration.usage.conftest import System
+from aitbc_contracts.usage import Decide, DecideBatch, Decision
+from tests.integration.usage.conftest import System, within_one_minute
 
 
 async def test_concurrent_decisions_share_round_trips_and_are_exact(system: System) -> None:
-    account = await system.create_account()
-    seen: list[int] = []
+    async def burst() -> tuple[list[Decision], list[int]]:
+        account = await system.create_account()
+        seen: list[int] = []
 
-    async def count(msg: Msg) -> None:
-        seen.append(len(msgspec.json.decode(msg.data)["items"]))
+        async def count(msg: Msg) -> None:
+            seen.append(len(msgspec.json.decode(msg.data)["items"]))
 
-    async with system.usage():
-        monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=count)
-        batcher = DecisionBatcher(system.nc, timeout=5)
-        decisions = await asyncio.gather(
-            *(batcher.decide(Decide(account, "k1")) for _ in range(500))
-        )
-    await monitor.unsubscribe()
+        async with system.usage():
+            monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=count)
+            batcher = DecisionBatcher(system.nc, timeout=5)
+            decisions = await asyncio.gather(
+                *(batcher.decide(Decide(account, "k1")) for _ in range(500))
+            )
+        await monitor.unsubscribe()
+        return decisions, seen
+
+    decisions, seen = await within_one_minute(burst)
     assert sum(d.admitted for d in decisions) == 60
     assert sorted(d.remaining for d in decisions if d.admitted) == list(range(60))
     assert sum(seen) == 500
@@ -41,14 +47,25 @@ async def test_concurrent_decisions_share_round_trips_and_are_exact(system: Syst
 
 async def test_a_lone_decision_goes_out_at_once(system: System) -> None:
     account = await system.create_account()
+    sizes: list[int] = []
+
+    async def count(msg: Msg) -> None:
+        sizes.append(len(msgspec.json.decode(msg.data)["items"]))
+
     async with system.usage():
         batcher = DecisionBatcher(system.nc, timeout=5)
         await batcher.decide(Decide(account, "k1"))  # warm: the plan is looked up once
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        decision = await batcher.decide(Decide(account, "k1"))
+        monitor = await system.nc.subscribe(usage_decide_subject(partition_of(account)), cb=count)
+        await system.nc.flush()
+        # Alone, it is not held back for company: a batcher that waited for a batch to fill
+        # would run into this bound (wide: speed is the benchmarks' to measure).
+        async with asyncio.timeout(2):
+            decision = await batcher.decide(Decide(account, "k1"))
+            while not sizes:  # the monitor's copy may be dispatched after the reply
+                await asyncio.sleep(0.01)
         assert decision.admitted and decision.remaining == 58
-        assert loop.time() - started < 0.5  # a bound for a loaded CI machine, not a benchmark
+        assert sizes == [1]
+    await monitor.unsubscribe()
 
 
 async def test_requests_go_to_the_partition_that_owns_the_account(system: System) -> None:
@@ -84,38 +101,45 @@ async def test_a_process_owning_some_partitions_answers_only_for_them(system: Sy
 
 
 async def test_a_plan_change_takes_effect_on_the_next_decision(system: System) -> None:
-    from aitbc_contracts import messages as m
-    from aitbc_contracts.subjects import KEYS_COMMANDS
+    async def upgrade() -> tuple[list[Decision], Decision]:
+        account = await system.create_account()
+        async with system.usage():
+            batcher = DecisionBatcher(system.nc, timeout=5)
+            first = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(70)))
+            await system.nc.request(
+                KEYS_COMMANDS,
+                m.encoder.encode(m.SetPlan(account_id=account, plan="pro")),
+                timeout=5,
+            )
+            for _ in range(100):  # the plan reaches the usage service by the key event stream
+                decision = await batcher.decide(Decide(account, "k"))
+                if decision.limit == 600:
+                    break
+                await asyncio.sleep(0.02)
+        return first, decision
 
-    account = await system.create_account()
-    async with system.usage():
-        batcher = DecisionBatcher(system.nc, timeout=5)
-        first = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(70)))
-        assert sum(d.admitted for d in first) == 60
-        await system.nc.request(
-            KEYS_COMMANDS, m.encoder.encode(m.SetPlan(account_id=account, plan="pro")), timeout=5
-        )
-        for _ in range(100):  # the plan reaches the usage service through the key event stream
-            decision = await batcher.decide(Decide(account, "k"))
-            if decision.limit == 600:
-                break
-            await asyncio.sleep(0.02)
-        assert decision.limit == 600 and decision.admitted and decision.remaining == 600 - 61
+    first, decision = await within_one_minute(upgrade)
+    assert sum(d.admitted for d in first) == 60
+    assert decision.limit == 600 and decision.admitted and decision.remaining == 600 - 61
 
 
 async def test_counts_survive_a_restart_within_the_minute(system: System) -> None:
-    account = await system.create_account()
     batcher = DecisionBatcher(system.nc, timeout=5)
-    async with system.usage():
-        await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
-        await asyncio.sleep(0.2)  # a snapshot interval or more
-    async with system.usage() as service:
-        again = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
-    admitted = sum(d.admitted for d in again)
-    # Unless the minute turned over in between, the budget carried over: 20, not 40.
-    assert admitted == 20 or (
-        service.deciding.windows[partition_of(account)].minute > 0 and admitted == 40
-    )
+
+    async def restart() -> tuple[list[Decision], list[Decision]]:
+        account = await system.create_account()  # free: 60 a minute
+        async with system.usage():
+            first = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
+            await asyncio.sleep(0.2)  # a snapshot interval or more
+        async with system.usage():
+            again = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
+        return first, again
+
+    first, again = await within_one_minute(restart)
+    assert sum(d.admitted for d in first) == 40
+    # The restarted process knew the 40 already admitted this minute: 20 were left, not 60.
+    assert sum(d.admitted for d in again) == 20
+    assert sorted(d.remaining for d in again if d.admitted) == list(range(20))
 
 
 async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: System) -> None:

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS
-from tests.integration.usage.conftest import System
+from tests.integration.usage.conftest import System, within_one_minute
 
 LIMIT = 1000  # the smallest limit that is lent
 LIMITS = {**DEFAULT_PLAN_LIMITS, "enterprise": LIMIT}
@@ -43,19 +43,25 @@ async def admitted(limiter: RateLimiter, account: str, n: int, together: bool = 
 
 
 async def test_two_edges_admit_exactly_the_limit_with_a_message_per_lease(system: System) -> None:
-    account = await system.create_account("enterprise")
-    messages: list[str] = []
+    async def two_edges() -> tuple[list[int], list[str]]:
+        account = await system.create_account("enterprise")
+        messages: list[str] = []
 
-    async def note(msg: Msg) -> None:
-        messages.append(msg.subject)
+        async def note(msg: Msg) -> None:
+            messages.append(msg.subject)
 
-    async with system.usage(plan_limits=LIMITS):
-        monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
-        settles = await system.nc.subscribe(f"{USAGE_SETTLE_PREFIX}.*", cb=note)
-        async with edge(system) as one, edge(system) as two:
-            counts = await asyncio.gather(admitted(one, account, 600), admitted(two, account, 600))
-        await monitor.unsubscribe()
-        await settles.unsubscribe()
+        async with system.usage(plan_limits=LIMITS):
+            monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
+            settles = await system.nc.subscribe(f"{USAGE_SETTLE_PREFIX}.*", cb=note)
+            async with edge(system) as one, edge(system) as two:
+                counts = await asyncio.gather(
+                    admitted(one, account, 600), admitted(two, account, 600)
+                )
+            await monitor.unsubscribe()
+            await settles.unsubscribe()
+        return counts, messages
+
+    counts, messages = await within_one_minute(two_edges)
     assert sum(counts) == LIMIT
     # Leases of 32 for the first 900 or so; near the limit, a decision per request.
     assert len(messages) < 400, f"{len(messages)} messages for 1200 requests"
@@ -64,28 +70,33 @@ async def test_two_edges_admit_exactly_the_limit_with_a_message_per_lease(system
 async def test_a_refusal_waits_for_another_edges_lease_and_gets_its_unused_units(
     system: System,
 ) -> None:
-    account = await system.create_account("enterprise")
-    async with (
-        system.usage(plan_limits=LIMITS) as usage,
-        edge(system) as holder,
-        edge(system, lease=0) as other,
-    ):
-        assert await admitted(holder, account, 1) == 1  # and 32 lent to it
-        windows = usage.deciding.windows
-        assert sum(w.leased.get(account, 0) for w in windows.values()) == 32
-        # The other edge's burst reaches the limit while the 32 are still lent: the
-        # refusals wait until the holder settles, then the 32 are admitted too.
-        assert await admitted(other, account, 1100, together=True) == LIMIT - 1
-        assert await admitted(holder, account, 5) == 0
+    async def lent_then_settled() -> tuple[int, int, int, int]:
+        account = await system.create_account("enterprise")
+        async with (
+            system.usage(plan_limits=LIMITS) as usage,
+            edge(system) as holder,
+            edge(system, lease=0) as other,
+        ):
+            first = await admitted(holder, account, 1)  # and 32 lent to it
+            windows = usage.deciding.windows
+            lent = sum(w.leased.get(account, 0) for w in windows.values())
+            # The other edge's burst reaches the limit while the 32 are still lent: the
+            # refusals wait until the holder settles, then the 32 are admitted too.
+            burst = await admitted(other, account, 1100, together=True)
+            return first, lent, burst, await admitted(holder, account, 5)
+
+    assert await within_one_minute(lent_then_settled) == (1, 32, LIMIT - 1, 0)
 
 
 async def test_a_lease_of_an_edge_that_vanished_counts_as_used_once_due(system: System) -> None:
-    account = await system.create_account("enterprise")
-    async with (
-        system.usage(plan_limits=LIMITS),
-        edge(system, settles=False) as gone,
-        edge(system, lease=0) as other,
-    ):
-        assert await admitted(gone, account, 1) == 1
-        # Its 32 lent units are never settled: once due, they count as used.
-        assert await admitted(other, account, 1100, together=True) == LIMIT - 33
+    async def vanished() -> tuple[int, int]:
+        account = await system.create_account("enterprise")
+        async with (
+            system.usage(plan_limits=LIMITS),
+            edge(system, settles=False) as gone,
+            edge(system, lease=0) as other,
+        ):
+            # Its 32 lent units are never settled: once due, they count as used.
+            return await admitted(gone, account, 1), await admitted(other, account, 1100, True)
+
+    assert await within_one_minute(vanished) == (1, LIMIT - 33)

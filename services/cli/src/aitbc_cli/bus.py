@@ -1,22 +1,21 @@
-"""The one way the CLI talks to the services: a command over NATS request/reply."""
+"""The one way the CLI talks to the services: a command over NATS request/reply, sent with the
+one keys command client (aitbc_runtime.commands), its failures told in one line for people."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, NoServersError
+from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from aitbc_contracts import messages
 from aitbc_contracts.messages import AnyCommand, Reply
 from aitbc_contracts.subjects import KEYS_COMMANDS
+from aitbc_runtime import environment
+from aitbc_runtime.commands import CommandFailed, KeysCommands
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4322"
 DEFAULT_TIMEOUT = 5.0
 
 # What a command group is given to reach the keys service; tests pass a fake.
@@ -28,7 +27,11 @@ class BusError(Exception):
 
 
 def default_nats_url() -> str:
-    return os.environ.get("NATS_URL", DEFAULT_NATS_URL)
+    """The NATS server `just up` uses: NATS_URL, else 127.0.0.1 on NATS_PORT."""
+    try:
+        return environment.nats_url()
+    except ValueError as exc:  # a NATS_PORT that is no number: say so in one line
+        raise BusError(str(exc)) from exc
 
 
 async def _quiet(_: Exception) -> None:
@@ -58,26 +61,26 @@ async def connect(nats_url: str, wait: float = DEFAULT_TIMEOUT, client: NATS | N
         raise BusError(f"cannot reach NATS at {nats_url}: {exc}") from exc
 
 
-async def request(
-    nats_url: str,
-    command: AnyCommand,
-    subject: str = KEYS_COMMANDS,
-    wait: float = DEFAULT_TIMEOUT,
-) -> Reply:
+def for_people(failed: CommandFailed, nats_url: str, wait: float) -> str:
+    """What went wrong on the way to the keys service, in one line an operator can act on."""
+    match failed.why:
+        case "no_responders":
+            return f"no keys service is answering on {KEYS_COMMANDS} (is it running?)"
+        case "timeout":
+            return f"the keys service did not answer within {wait:g} s"
+        case "unreadable":
+            return f"the keys service sent a reply the CLI cannot read: {failed.__cause__}"
+    return f"cannot reach NATS at {nats_url}: {failed.__cause__}"
+
+
+async def request(nats_url: str, command: AnyCommand, wait: float = DEFAULT_TIMEOUT) -> Reply:
     nc = await connect(nats_url, wait)
     try:
-        msg = await nc.request(subject, messages.encoder.encode(command), timeout=wait)
-    except NoRespondersError as exc:
-        raise BusError(f"no keys service is answering on {subject} (is it running?)") from exc
-    except (TimeoutError, NatsTimeoutError) as exc:
-        raise BusError(f"the keys service did not answer within {wait:g} s") from exc
+        return await KeysCommands(nc, wait).send(command)
+    except CommandFailed as failed:
+        raise BusError(for_people(failed, nats_url, wait)) from failed
     finally:
         await nc.close()
-    try:
-        reply: Reply = messages.reply_decoder.decode(msg.data)
-    except msgspec.DecodeError as exc:
-        raise BusError(f"the keys service sent a reply the CLI cannot read: {exc}") from exc
-    return reply
 
 
 def sender(nats_url: str, wait: float = DEFAULT_TIMEOUT) -> Send:

@@ -84,7 +84,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--database-url",
         default=verify.default_database_url(),
-        help="the keys service's database (env DATABASE_URL; default %(default)s)",
+        help="the keys service's database (env DATABASE_URL, else keys.db in DATA_DIR; "
+        "default %(default)s)",
     )
     check.set_defaults(handler=verify.verify_log)
 

@@ -1,110 +1,100 @@
 """`aitbc keys show KEY_ID [--at T]`: a key as it was at a point in time, and who made it so.
 
-It folds the key's events, and its account's for the plan, read from the JetStream stream (the
-same log `events replay` reads), up to T. The fold is an audit view, not the keys service's
-domain state: it keeps who acted and when, which the service has no need for.
+It reads the key's events, and its account's for the plan, from the JetStream stream (the same
+log `events replay` reads), and folds those that occurred up to T with the one fold of the key
+events (aitbc_contracts.keys), which keeps who acted and when. The audit view adds only what the
+fold has no need for: the account's plan at T beside the key, and how many events made it so.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from aitbc_cli import stream
-from aitbc_cli.bus import Send
+from aitbc_cli.bus import BusError, Send
 from aitbc_cli.output import fields, print_json, when
 from aitbc_cli.replies import CommandRejected
-from aitbc_contracts.events import (
-    AccountCreated,
-    AnyEvent,
-    KeyCreated,
-    KeyRegenerated,
-    KeyRevoked,
-    PlanChanged,
-    decode_event,
-)
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.keys import AccountState, InvalidKeyEvent, KeyState, fold, read_envelope
 from aitbc_contracts.messages import Code
+
+# What --json shows of the key's state, in this order, the plan between the two groups; never
+# its secrets' hashes, nor its version.
+_SHOWN_BEFORE_PLAN = (
+    "key_id",
+    "account_id",
+    "name",
+    "kind",
+    "hint",
+    "created_at",
+    "created_by",
+    "expires_at",
+    "rate_limit",
+)
+_SHOWN_AFTER_PLAN = (
+    "revoked_at",
+    "revoked_by",
+    "reason",
+    "regenerated_at",
+    "regenerated_by",
+    "regenerations",
+    "previous_valid_until",
+)
 
 
 @dataclass(frozen=True)
 class KeyAt:
-    key_id: str
-    account_id: str
-    name: str
-    kind: str
-    hint: str
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None = None
-    rate_limit: int | None = None
-    plan: str = "-"
-    revoked_at: datetime | None = None
-    revoked_by: str = ""
-    reason: str = ""
-    regenerated_at: datetime | None = None
-    regenerated_by: str = ""
-    regenerations: int = 0
-    previous_valid_until: datetime | None = None
-    events: int = 0
+    """A key at a time: its state by the one fold, its account's plan then ("-" if its account
+    was not seen), and how many of the key's own events had occurred."""
 
-    def status(self, at: datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= at:
-            return "expired"
-        return "active"
+    key: KeyState
+    plan: str
+    events: int
+
+    def as_data(self, at: datetime) -> dict[str, Any]:
+        key = self.key
+        return {
+            "at": at,
+            "status": key.status(at),
+            **{name: getattr(key, name) for name in _SHOWN_BEFORE_PLAN},
+            "plan": self.plan,
+            **{name: getattr(key, name) for name in _SHOWN_AFTER_PLAN},
+            "events": self.events,
+        }
 
 
-def fold(history: list[AnyEvent], at: datetime) -> KeyAt | None:
-    """The key after its events (and its account's) that occurred at or before `at`."""
-    key: KeyAt | None = None
-    plan = "-"
+def key_at(history: Iterable[AnyEvent], at: datetime) -> KeyAt | None:
+    """The key of `history` (a key's events and its account's) after those that occurred at or
+    before `at`; None if it did not exist yet."""
+    streams: dict[str, list[AnyEvent]] = {}
     for event in history:
-        if event.occurred_at > at:
-            continue
-        match event:
-            case AccountCreated():
-                plan = event.plan
-            case PlanChanged():
-                plan = event.plan
-            case KeyCreated():
-                key = KeyAt(
-                    key_id=event.key_id,
-                    account_id=event.account_id,
-                    name=event.name,
-                    kind=event.kind,
-                    hint=event.hint,
-                    created_at=event.occurred_at,
-                    created_by=event.actor,
-                    expires_at=event.expires_at,
-                    rate_limit=event.rate_limit,
-                )
-            case KeyRevoked() if key is not None:
-                key = replace(
-                    key, revoked_at=event.occurred_at, revoked_by=event.actor, reason=event.reason
-                )
-            case KeyRegenerated() if key is not None:
-                key = replace(
-                    key,
-                    hint=event.hint,
-                    regenerated_at=event.occurred_at,
-                    regenerated_by=event.actor,
-                    regenerations=key.regenerations + 1,
-                    previous_valid_until=event.previous_valid_until,
-                )
-        if key is not None and event.stream_id == key.key_id:
-            key = replace(key, events=key.events + 1)
-    return None if key is None else replace(key, plan=plan)
+        if event.occurred_at <= at:
+            streams.setdefault(event.stream_id, []).append(event)
+    key: KeyState | None = None
+    plan = "-"
+    events = 0
+    for stream_events in streams.values():
+        match fold(stream_events):
+            case KeyState() as state:
+                key, events = state, len(stream_events)
+            case AccountState() as account:
+                plan = account.plan
+    return None if key is None else KeyAt(key, plan, events)
 
 
 async def read_history(nats_url: str, wait: float, key_id: str) -> list[AnyEvent]:
     """The key's events, then its account's: each stream in its own order."""
     found: list[AnyEvent] = []
 
-    def sink(_seq: int, _subject: str, data: bytes, _headers: dict[str, str] | None) -> None:
-        found.append(decode_event(data))
+    def sink(_seq: int, _subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        try:
+            found.append(read_envelope(data, headers)[0])
+        except InvalidKeyEvent as exc:
+            raise BusError(f"the key event stream holds {exc}") from exc
 
     nc = await stream.connect(nats_url, wait)
     try:
@@ -125,22 +115,16 @@ def _by(at: datetime | None, actor: str) -> str:
     return "-" if at is None else f"{when(at)} by {actor or '-'}"
 
 
-async def show_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
-    at: datetime = args.at or datetime.now(UTC)
-    key = fold(await read_history(args.nats_url, args.timeout, args.key_id), at)
-    if key is None:
-        raise CommandRejected(Code.NOT_FOUND, f"key {args.key_id} did not exist at {when(at)}")
-    if args.json:
-        print_json({"at": at, "status": key.status(at), **asdict(key)}, out)
-        return 0
-    in_grace = key.previous_valid_until is not None and key.previous_valid_until > at
+def lines(found: KeyAt, at: datetime) -> list[tuple[str, str]]:
+    """The key at `at` for people: one field a line."""
+    key = found.key
     regenerated = _by(key.regenerated_at, key.regenerated_by)
-    pairs = [
+    return [
         ("key id", key.key_id),
         ("account id", key.account_id),
         ("as of", when(at)),
         ("status", key.status(at)),
-        ("plan", key.plan),
+        ("plan", found.plan),
         ("name", key.name),
         ("kind", key.kind),
         ("hint", key.hint + "..."),
@@ -150,8 +134,18 @@ async def show_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         ("revoked", _by(key.revoked_at, key.revoked_by)),
         ("reason", key.reason or "-"),
         ("regenerated", f"{regenerated} ({key.regenerations}x)" if key.regenerations else "-"),
-        ("old secret valid until", when(key.previous_valid_until) if in_grace else "-"),
-        ("events", str(key.events)),
+        ("old secret valid until", when(key.previous_valid_until) if key.in_grace(at) else "-"),
+        ("events", str(found.events)),
     ]
-    out.write(fields(pairs) + "\n")
+
+
+async def show_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    at: datetime = args.at or datetime.now(UTC)
+    found = key_at(await read_history(args.nats_url, args.timeout, args.key_id), at)
+    if found is None:
+        raise CommandRejected(Code.NOT_FOUND, f"key {args.key_id} did not exist at {when(at)}")
+    if args.json:
+        print_json(found.as_data(at), out)
+    else:
+        out.write(fields(lines(found, at)) + "\n")
     return 0

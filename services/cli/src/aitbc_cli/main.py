@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--nats-url",
         default=default_nats_url(),
-        help="NATS server to reach the services through (env NATS_URL; default %(default)s)",
+        help="NATS server to reach the services through (env NATS_URL, else NATS_PORT on "
+        "127.0.0.1, as `just up` starts it; default %(default)s)",
     )
     parser.add_argument(
         "--timeout",
@@ -64,9 +65,9 @@ def run(
     """Parse `argv`, run the command and return its exit code (tests pass a fake `send`)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = build_parser().parse_args(argv)
-    send = send or sender(args.nats_url, wait=args.timeout)
     try:
+        args = build_parser().parse_args(argv)
+        send = send or sender(args.nats_url, wait=args.timeout)
         return asyncio.run(dispatch(args, send, out))
     except CommandRejected as exc:
         err.write(f"aitbc: {exc.code}: {exc.message}\n")

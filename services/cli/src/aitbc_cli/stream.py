@@ -72,6 +72,79 @@ def _ack_fields(reply: str) -> tuple[int, int, int]:
     return int(tokens[7]), int(tokens[8]), int(tokens[10])
 
 
+class _Replay:
+    """One read's progress: each message to the sink in order, and `done` once the last one came,
+    or with the error that ended the read (a message lost on the way, a failing sink)."""
+
+    def __init__(self, nc: NATS, sink: Sink, result: Read) -> None:
+        self._nc = nc
+        self._sink = sink
+        self._result = result
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        self._next_cseq = 1  # the consumer sequence the next message must have
+        self.last_seen = self._loop.time()
+
+    def fail(self, message: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(BusError(message))
+
+    async def on_message(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers is not None and headers.get(STATUS) == CONTROL:
+            await self._control(msg.reply or headers.get(STALLED), headers)
+        elif not self.done.done():
+            self._deliver(msg)
+
+    async def _control(self, answer: str | None, headers: dict[str, str]) -> None:
+        if answer:  # flow control: the server sends more once we answer
+            await self._nc.publish(answer, b"")
+        # A heartbeat names the last message sent: one we never saw was lost on the way.
+        sent = headers.get(LAST_CONSUMER_SEQ, "")
+        if sent.isdigit() and int(sent) >= self._next_cseq:
+            self.fail(f"the replay lost messages ({self._next_cseq}..{sent}); run it again")
+
+    def _deliver(self, msg: Msg) -> None:
+        self.last_seen = self._loop.time()
+        sseq, cseq, pending = _ack_fields(msg.reply)
+        if cseq != self._next_cseq:
+            self.fail(f"the replay lost messages ({self._next_cseq}..{cseq - 1}); run it again")
+            return
+        self._next_cseq += 1
+        self._result.messages += 1
+        try:
+            self._sink(sseq, msg.subject, msg.data, msg.headers)
+        except Exception as exc:  # nats-py would swallow it: end the read with it instead
+            self.done.set_exception(exc)
+            return
+        if pending == 0:
+            self.done.set_result(None)
+
+    async def finish(self, stall: float) -> None:
+        """Until the last message came; fails if the stream sends nothing for `stall` seconds."""
+        while not self.done.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.done), stall)
+            if not self.done.done() and self._loop.time() - self.last_seen > stall:
+                self.fail(f"the stream sent no event for {stall:g} s; run it again")
+        self.done.result()
+
+
+def _consumer(inbox: str, subjects: str, stall: float) -> ConsumerConfig:
+    """An ephemeral push consumer of every matching message, unacknowledged, flow-controlled."""
+    return ConsumerConfig(
+        deliver_subject=inbox,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        filter_subject=subjects,
+        flow_control=True,
+        idle_heartbeat=HEARTBEAT,
+        mem_storage=True,
+        num_replicas=1,
+        inactive_threshold=stall,  # the server removes it if we vanish
+    )
+
+
 async def read(nc: NATS, subjects: str, sink: Sink, stall: float = 10.0) -> Read:
     """Hand every message of the key event stream matching `subjects` to `sink`, in order."""
     js = nc.jetstream(timeout=stall)
@@ -84,69 +157,15 @@ async def read(nc: NATS, subjects: str, sink: Sink, stall: float = 10.0) -> Read
     result = Read(last_sequence=info.state.last_seq)
     if info.state.messages == 0:
         return result
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    next_cseq = 1
-    last_seen = loop.time()
-
-    def fail(message: str) -> None:
-        if not done.done():
-            done.set_exception(BusError(message))
-
-    async def on_message(msg: Msg) -> None:
-        nonlocal next_cseq, last_seen
-        headers = msg.headers
-        if headers is not None and headers.get(STATUS) == CONTROL:
-            answer = msg.reply or headers.get(STALLED)
-            if answer:
-                await nc.publish(answer, b"")
-            # A heartbeat names the last message sent: one we never saw was lost on the way.
-            sent = headers.get(LAST_CONSUMER_SEQ, "")
-            if sent.isdigit() and int(sent) >= next_cseq:
-                fail(f"the replay lost messages ({next_cseq}..{sent}); run it again")
-            return
-        if done.done():
-            return
-        last_seen = loop.time()
-        sseq, cseq, pending = _ack_fields(msg.reply)
-        if cseq != next_cseq:
-            fail(f"the replay lost messages ({next_cseq}..{cseq - 1}); run it again")
-            return
-        next_cseq += 1
-        result.messages += 1
-        try:
-            sink(sseq, msg.subject, msg.data, headers)
-        except Exception as exc:  # nats-py would swallow it: end the read with it instead
-            done.set_exception(exc)
-            return
-        if pending == 0:
-            done.set_result(None)
-
+    replay = _Replay(nc, sink, result)
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=on_message)
-    config = ConsumerConfig(
-        deliver_subject=inbox,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.NONE,
-        filter_subject=subjects,
-        flow_control=True,
-        idle_heartbeat=HEARTBEAT,
-        mem_storage=True,
-        num_replicas=1,
-        inactive_threshold=stall,  # the server removes it if we vanish
-    )
+    sub = await nc.subscribe(inbox, cb=replay.on_message)
     consumer = None
     try:
-        consumer = await js.add_consumer(KEY_EVENTS_STREAM, config)
+        consumer = await js.add_consumer(KEY_EVENTS_STREAM, _consumer(inbox, subjects, stall))
         delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
-        if not consumer.num_pending and not delivered:
-            return result  # nothing matches
-        while not done.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(done), stall)
-            if not done.done() and loop.time() - last_seen > stall:
-                fail(f"the stream sent no event for {stall:g} s; run it again")
-        done.result()
+        if consumer.num_pending or delivered:  # else nothing matches
+            await replay.finish(stall)
         return result
     finally:
         await sub.unsubscribe()

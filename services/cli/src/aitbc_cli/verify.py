@@ -9,7 +9,6 @@ service, so that a service that lies cannot vouch for its own log.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, TextIO
 
 from aitbc_cli import stream
@@ -17,12 +16,12 @@ from aitbc_cli.bus import BusError, Send
 from aitbc_cli.output import print_json
 from aitbc_contracts.chain import Break, Entry, Verifier, compare
 from aitbc_contracts.subjects import HASH_HEADER, KEY_EVENTS_SUBJECTS, POSITION_HEADER
-
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"  # the keys service's default
+from aitbc_runtime import environment
 
 
 def default_database_url() -> str:
-    return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    """The keys service's database as `just up` runs it: DATABASE_URL, else DATA_DIR/keys.db."""
+    return environment.keys_database_url()
 
 
 async def check_store(database_url: str) -> Verifier:
@@ -38,7 +37,9 @@ async def check_store(database_url: str) -> Verifier:
     url = normalise_database_url(database_url)
     path = sqlite_path(url)
     if path is not None and not path.exists():  # connecting would create an empty one
-        raise BusError(f"there is no event store at {path} (set DATABASE_URL or --database-url)")
+        raise BusError(
+            f"there is no event store at {path} (set DATA_DIR, DATABASE_URL or --database-url)"
+        )
     verifier = Verifier()
     engine = create_async_engine(url)
     try:

@@ -1,49 +1,58 @@
-"""Which plan each account is on: from the key event stream; misses asked of the keys service."""
+"""Which plan each account is on: a view of the key event log; misses asked of the keys service.
+
+The book follows the log from now (aitbc_runtime.key_events.KeyEventReader), so it sees the
+creation of few of the accounts it decides for: an account is learned from the keys service on
+its first decision, and kept up to date by the events after that. This is why it takes the plan
+from the events themselves rather than folding account states (aitbc_contracts.keys.evolve): a
+plan change of an account whose creation it never saw must still take effect.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import msgspec
-
-log = logging.getLogger("aitbc.usage.plans")
+from aitbc_contracts import messages as m
+from aitbc_contracts.events import AccountCreated, AnyEvent, PlanChanged
+from aitbc_runtime.commands import KeysCommands
 
 UNKNOWN_TTL = 5.0  # an unknown account is asked about again after this many seconds
 
-
-class _PlanEvent(msgspec.Struct):
-    type: str
-    account_id: str
-    plan: str | None = None
+# An account's plan as the keys service has it; None when there is no such account.
+Lookup = Callable[[str], Awaitable[str | None]]
 
 
-_decode_event = msgspec.json.Decoder(_PlanEvent).decode
+def keys_lookup(commands: KeysCommands) -> Lookup:
+    """Asks the keys service for an account's plan (raises CommandFailed when it cannot)."""
+
+    async def lookup(account_id: str) -> str | None:
+        answer = await commands.send(m.GetAccount(account_id=account_id))
+        if isinstance(answer, m.AccountView):
+            return answer.plan
+        if isinstance(answer, m.Rejected) and answer.code == m.Code.NOT_FOUND:
+            return None
+        raise RuntimeError(f"keys service answered {answer!r}")
+
+    return lookup
 
 
 class PlanBook:
     """account id -> plan. Events always win over a lookup answer that raced with them."""
 
-    def __init__(self, lookup: Callable[[str], Awaitable[str | None]]) -> None:
+    def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
         self.plans: dict[str, str] = {}
         self._pending: dict[str, asyncio.Future[str | None]] = {}
         self._unknown_until: dict[str, float] = {}
 
-    def learn(self, data: bytes) -> None:
-        """Apply one key event: account created or plan changed."""
-        try:
-            event = _decode_event(data)
-        except msgspec.DecodeError:
-            log.warning("ignored an undecodable key event")
-            return
-        if event.plan is not None and event.type.startswith("account."):
-            self.plans[event.account_id] = event.plan  # takes effect on the next decision
+    def process(self, event: AnyEvent, position: int) -> None:
+        """An account created or its plan changed: takes effect on the next decision."""
+        if isinstance(event, AccountCreated | PlanChanged):
+            self.plans[event.account_id] = event.plan
             self._unknown_until.pop(event.account_id, None)
 
-    def forget(self) -> None:
+    def reset(self) -> None:
         """Plan changes may have passed unseen (a reconnect): ask the keys service again."""
         self.plans.clear()
         self._unknown_until.clear()

@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from aitbc_contracts.subjects import USAGE_PARTITIONS
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
+from aitbc_runtime import environment
 
 
 def parse_partitions(value: str) -> tuple[int, ...]:
@@ -41,8 +42,8 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            nats_url=env.get("NATS_URL", cls.nats_url),
-            database_url=env.get("USAGE_DATABASE_URL", cls.database_url),
+            nats_url=environment.nats_url(env),  # as `just up` places it
+            database_url=environment.usage_database_url(env),
             plan_limits=plan_limits_from_env(),
             partitions=parse_partitions(env.get("USAGE_PARTITIONS", "all")),
             keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),

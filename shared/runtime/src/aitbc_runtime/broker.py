@@ -6,6 +6,8 @@ import logging
 
 from faststream.nats import NatsBroker, NatsMessage
 
+from aitbc_runtime.bus import logged_callbacks
+
 
 async def undecoded(message: NatsMessage) -> bytes:
     """Bodies as they came: the handlers decode them (msgspec, into the contract's types).
@@ -22,12 +24,15 @@ faststream_log.setLevel(logging.WARNING)
 
 
 def service_broker(nats_url: str, name: str) -> NatsBroker:
+    """The service's one connection (its bare hot-path subscriptions use `broker.connection`):
+    it tells the log when it is lost and back, as `aitbc_runtime.bus.connect`'s do."""
     return NatsBroker(
         nats_url,
         name=name,
         decoder=undecoded,
         max_reconnect_attempts=-1,  # keep serving what is cached; reconnect for ever
         reconnect_time_wait=1,
+        **logged_callbacks(name),
         # FastStream logs every message it handles at this level: DEBUG keeps them out of INFO
         # logs, where they would cost more than the handling itself.
         log_level=logging.DEBUG,

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -20,13 +21,11 @@ from aitbc_runtime.process import cancel_and_wait
 log = logging.getLogger("aitbc.bus")
 
 
-async def connect(
-    url: str,
-    name: str,
-    on_reconnect: Callable[[], Awaitable[None]] | None = None,
-    wait: float = 60.0,
-) -> NATS:
-    """Connect, waiting up to `wait` seconds for the server; then reconnect forever."""
+def logged_callbacks(
+    name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
+) -> dict[str, Any]:
+    """A connection's callbacks, as nats.connect takes them: the log says when it is lost and
+    when it is back; its errors are for debugging (each reconnect attempt raises one)."""
 
     async def reconnected() -> None:
         log.warning("%s reconnected to NATS", name)
@@ -39,6 +38,16 @@ async def connect(
     async def error(exc: Exception) -> None:
         log.debug("%s NATS error: %s", name, exc)
 
+    return {"reconnected_cb": reconnected, "disconnected_cb": disconnected, "error_cb": error}
+
+
+async def connect(
+    url: str,
+    name: str,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    wait: float = 60.0,
+) -> NATS:
+    """Connect, waiting up to `wait` seconds for the server; then reconnect forever."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
@@ -48,9 +57,7 @@ async def connect(
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
-                reconnected_cb=reconnected,
-                disconnected_cb=disconnected,
-                error_cb=error,
+                **logged_callbacks(name, on_reconnect),
             )
         except Exception:
             if loop.time() > deadline:
