@@ -56,7 +56,7 @@ def test_the_runner_tells_the_services_what_the_others_derive(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {"DATA_DIR": str(tmp_path), **env}
-    told = Config.from_env(env).child_env()
+    told = Config.from_env(env).layout.child_env()
     assert told["NATS_URL"] == environment.nats_url(env)
     assert told["DATABASE_URL"] == environment.keys_database_url(env)
     assert told["USAGE_DATABASE_URL"] == environment.usage_database_url(env)

@@ -21,8 +21,9 @@ from aitbc_contracts.usage import LastUsedQuery
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.readiness import answers, http_ok, port_open
 from aitbc_infra.supervisor import Service
+from aitbc_runtime import environment
 
-DEFAULT_NATS_PORT = 4322  # not 4222: a developer's own NATS may well be there
+DEFAULT_NATS_PORT = environment.DEFAULT_NATS_PORT
 DEFAULT_API_PORT = 8000
 DEFAULT_COORDINATOR_PORT = 8011
 HEALTH_PATH = "/v1/health"  # the edge forwards it to the Coordinator: both serve once it is 200
@@ -63,11 +64,11 @@ class Layout:
         USAGE_DATABASE_URL, API_HOST, API_PORT, COORDINATOR_HOST, COORDINATOR_PORT."""
         try:
             return cls(
-                data_dir=Path(env.get("DATA_DIR", ".data")).resolve(),
-                nats_url=env.get("NATS_URL") or None,
-                nats_port=int(env.get("NATS_PORT", DEFAULT_NATS_PORT)),
-                database_url=env.get("DATABASE_URL", ""),
-                usage_database_url=env.get("USAGE_DATABASE_URL", ""),
+                data_dir=environment.data_dir(env),
+                nats_url=env.get("NATS_URL") or None,  # set: use it, start no nats-server
+                nats_port=environment.nats_port(env),
+                database_url=environment.keys_database_url(env),
+                usage_database_url=environment.usage_database_url(env),
                 api_host=env.get("API_HOST", "127.0.0.1"),
                 api_port=int(env.get("API_PORT", DEFAULT_API_PORT)),
                 coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
+from aitbc_runtime import environment
 
 
 def _flag(value: str | None, default: bool = False) -> bool:
@@ -68,7 +69,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            nats_url=env.get("NATS_URL", cls.nats_url),
+            nats_url=environment.nats_url(env),  # as `just up` places it
             host=env.get("API_HOST", cls.host),
             port=int(env.get("API_PORT", cls.port)),
             upstream_url=env.get("UPSTREAM_URL", cls.upstream_url).rstrip("/"),

@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from aitbc_runtime import environment
 from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4322"
+DEFAULT_NATS_URL = environment.nats_url({})
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
 
 
@@ -30,10 +31,11 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        env = os.environ
         return cls(
-            nats_url=os.environ.get("NATS_URL", DEFAULT_NATS_URL),
-            database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            nats_url=environment.nats_url(env),  # as `just up` places it
+            database_url=environment.keys_database_url(env),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 
 
