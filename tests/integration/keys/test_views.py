@@ -1,7 +1,8 @@
-"""Every view of the key events in the keys service, against the one fold: the same histories
-(tests/key_views.py) fed to the SQL read model (appended, and rebuilt) on SQLite and
-PostgreSQL, and to the in-memory facts index (following the stream, and loaded from the log);
-each must say what the fold says."""
+"""Every view of the key events, against the one fold: the same histories (tests/key_views.py)
+fed to the keys service's SQL read model (appended, and rebuilt) on SQLite and PostgreSQL and
+its in-memory facts index (following the stream, and loaded from the log), and to the views
+outside it (tests/outside_key_views.py): the edge's auth cache, the usage plan book and the
+CLI's key history. Each must say what the fold says."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.key_views import (
     hand_written,
     times_for,
 )
+from tests.outside_key_views import CliHistoryView, EdgeCacheView, PlanBookView
 
 HISTORIES = [*hand_written(), *generated(12)]
 
@@ -119,6 +121,9 @@ VIEWS: list[Callable[[AsyncEngine], ViewAdapter]] = [
     LoadedIndexView,
     SqlView,
     RebuiltSqlView,
+    EdgeCacheView,
+    PlanBookView,
+    CliHistoryView,
 ]
 
 

@@ -43,18 +43,24 @@ class PlanBook:
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
         self.plans: dict[str, str] = {}
+        self._versions: dict[str, int] = {}  # each account's last event applied
         self._pending: dict[str, asyncio.Future[str | None]] = {}
         self._unknown_until: dict[str, float] = {}
 
     def process(self, event: AnyEvent, position: int) -> None:
         """An account created or its plan changed: takes effect on the next decision."""
-        if isinstance(event, AccountCreated | PlanChanged):
-            self.plans[event.account_id] = event.plan
-            self._unknown_until.pop(event.account_id, None)
+        if not isinstance(event, AccountCreated | PlanChanged):
+            return
+        if self._versions.get(event.account_id, 0) >= event.version:
+            return  # a redelivered or older event: the plan it names is not the latest
+        self._versions[event.account_id] = event.version
+        self.plans[event.account_id] = event.plan
+        self._unknown_until.pop(event.account_id, None)
 
     def reset(self) -> None:
         """Plan changes may have passed unseen (a reconnect): ask the keys service again."""
         self.plans.clear()
+        self._versions.clear()
         self._unknown_until.clear()
 
     def known(self, account_id: str) -> str | None:
