@@ -15,8 +15,7 @@ import nats
 from aitbc_contracts.keyformat import is_well_formed
 from aitbc_contracts.messages import OPERATOR, RevokeKey, encoder
 from aitbc_contracts.subjects import KEYS_COMMANDS
-from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Stack
+from tests.e2e.stack import Stack
 from tests.e2e.tls import self_signed
 from tests.e2e.usage_stream import wait_for
 
@@ -294,14 +293,10 @@ def test_cookies_are_http_only_strict_and_secure_over_https(stack: Stack, tmp_pa
     assert "HttpOnly" in raw and "SameSite=strict" in raw and "Secure" not in raw
 
     cert, key = self_signed(tmp_path)
-    port = free_port()
-    upstream = stack.processes["api"].env["UPSTREAM_URL"]
-    tls = stack.add(
-        "api-dashboard-tls", [str(BIN / "aitbc-api")], port, API_PORT=str(port),
-        UPSTREAM_URL=upstream, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key),
-    ).start()  # fmt: skip
+    tls_files = {"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)}
+    tls = stack.add_edge("api-dashboard-tls", **tls_files).start()
     try:
-        secure = Dashboard(f"https://127.0.0.1:{port}", verify=str(cert))
+        secure = Dashboard(f"https://127.0.0.1:{tls.port}", verify=str(cert))
         secure.sign_up()
         raw = set_cookie(secure.seen[-1], "aitbc_session")
         assert "Secure" in raw and "HttpOnly" in raw and "SameSite=strict" in raw

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from aitbc_infra.nats_server import free_port
 from tests.e2e.stack import BIN, Stack
 from tests.e2e.usage_stream import request_counts, usage_totals, wait_for
 
@@ -18,13 +17,8 @@ from tests.e2e.usage_stream import request_counts, usage_totals, wait_for
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     system = Stack(tmp_path_factory.mktemp("usage-down")).start()
-    port = free_port()
-    system.add(
+    system.add_edge(
         "api-closed",
-        [str(BIN / "aitbc-api")],
-        port,
-        API_PORT=str(port),
-        UPSTREAM_URL=system.processes["api"].env["UPSTREAM_URL"],
         USAGE_FAIL_MODE="closed",
         USAGE_TIMEOUT="2",  # a slow decision is no fault here: only a missing usage service
     ).start()

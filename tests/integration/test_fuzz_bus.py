@@ -47,7 +47,7 @@ from aitbc_contracts.usage import (
     UsageQuery,
     UsageSeries,
 )
-from tests.e2e.stack import BIN, Stack
+from tests.e2e.stack import Stack
 
 T = TypeVar("T")
 # Hypothesis warns that the reprs of our 100 kB payloads are large: they are meant to be.
@@ -91,11 +91,8 @@ class Bus:
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Bus]]:
     """NATS, the keys service and the usage service, as processes of their own."""
     stack = Stack(tmp_path_factory.mktemp("fuzz-bus"))
-    stack.nats.start()
     try:
-        stack.add("keys", [str(BIN / "aitbc-keys")]).start()
-        stack.add("usage", [str(BIN / "aitbc-usage")]).start()
-        stack.wait_for_services()
+        stack.start_bus()
         bus = Bus(stack.nats.url)
         try:
             yield stack, bus
