@@ -14,7 +14,6 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.browser.flows import (
     create_key,
     one_time_key,
-    plaintext_keys,
     row,
     shot,
     sign_in,
@@ -22,6 +21,7 @@ from tests.browser.flows import (
     wait_for_chart,
 )
 from tests.e2e.stack import Stack
+from tests.key_scan import plaintext_keys
 
 # The first test may install Chromium with apt-get (fixture setup counts toward the timeout).
 pytestmark = pytest.mark.timeout(900)

@@ -8,10 +8,11 @@ from html import unescape
 
 import httpx
 
+from tests.e2e.dashboard import KEY_ID, Dashboard
 from tests.e2e.stack import Stack
-from tests.e2e.test_dashboard_security import KEY_ID, Dashboard, plaintext_keys
 from tests.e2e.test_rate_limits import early_in_a_minute
 from tests.e2e.usage_stream import usage_events, wait_for
+from tests.key_scan import plaintext_keys
 
 
 def remaining(response: httpx.Response) -> int:
