@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aitbc_contracts import messages as m
+from aitbc_contracts import usage as u
 from aitbc_contracts.subjects import (
     KEYS_CHECK,
     KEYS_COMMANDS,
@@ -25,15 +26,6 @@ from aitbc_contracts.subjects import (
     usage_batch_subject,
     usage_decide_subject,
     usage_event_subject,
-)
-from aitbc_contracts.usage import (
-    DecisionBatch,
-    LastUsed,
-    LastUsedQuery,
-    UsageBatch,
-    UsageEvent,
-    UsageQuery,
-    UsageSeries,
 )
 from tests.e2e.stack import Stack
 from tests.integration.bus_fuzzing import (
@@ -125,7 +117,7 @@ def test_usage_decide(services: tuple[Stack, Bus]) -> None:
             reply = msgspec.json.decode(data, type=m.Rejected)
             assert reply.code == m.Code.VALIDATION_ERROR, reply
         else:
-            msgspec.json.decode(data, type=DecisionBatch)
+            msgspec.json.decode(data, type=u.DecisionBatch)
 
     send()
     assert_still_serving(services)
@@ -135,10 +127,10 @@ def test_usage_query(services: tuple[Stack, Bus]) -> None:
     _, bus = services
 
     @fuzz
-    @given(payloads(QUERY_VALID, shaped("type", [UsageQuery, LastUsedQuery])))
+    @given(payloads(QUERY_VALID, shaped("type", [u.UsageQuery, u.LastUsedQuery])))
     def send(payload: bytes) -> None:
         data = bus.request(USAGE_QUERY, payload)
-        reply = msgspec.json.decode(data, type=UsageSeries | LastUsed | m.Rejected)
+        reply = msgspec.json.decode(data, type=u.UsageSeries | u.LastUsed | m.Rejected)
         if isinstance(reply, m.Rejected):
             assert reply.code == m.Code.VALIDATION_ERROR, (payload[:300], reply)
 
@@ -151,7 +143,7 @@ def test_usage_query(services: tuple[Stack, Bus]) -> None:
 
 def test_usage_stream(services: tuple[Stack, Bus]) -> None:
     stack, bus = services
-    shapes = shaped("type", [UsageEvent, UsageBatch])
+    shapes = shaped("type", [u.UsageEvent, u.UsageBatch])
     valid = [usage_event("acc_fuzz"), usage_batch("acc_fuzz")]
 
     @fuzz

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aitbc_contracts.events import AccountCreated, KeyCreated, KeyRevoked
 from aitbc_contracts.messages import CreateKey, RegenerateKey, RevokeKey
@@ -19,44 +20,36 @@ def new_id() -> str:
     return f"evt_{next(_ids)}"
 
 
+def envelope(stream: str, version: int, account: str, at: datetime = T0) -> dict[str, Any]:
+    """What every event carries: a new id, its stream and version, its account, its time."""
+    return {
+        "event_id": new_id(),
+        "stream_id": stream,
+        "version": version,
+        "account_id": account,
+        "occurred_at": at,
+    }
+
+
 def account_created(account: str = "acc_1", plan: str = "free") -> AccountCreated:
-    return AccountCreated(
-        event_id=new_id(),
-        stream_id=account,
-        version=1,
-        account_id=account,
-        occurred_at=T0,
-        name="Ada",
-        plan=plan,
-    )  # type: ignore[arg-type]
+    return AccountCreated(**envelope(account, 1, account), name="Ada", plan=plan)
 
 
 def key_created(
     key: str = "k1", account: str = "acc_1", kind: str = "standard", secret: str = H1
 ) -> KeyCreated:
     return KeyCreated(
-        event_id=new_id(),
-        stream_id=key,
-        version=1,
-        account_id=account,
-        occurred_at=T0,
+        **envelope(key, 1, account),
         key_id=key,
         name=key,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         secret_hash=secret,
         hint="aitbc_1111",
     )
 
 
 def revoked(key: str = "k1", version: int = 2, account: str = "acc_1") -> KeyRevoked:
-    return KeyRevoked(
-        event_id=new_id(),
-        stream_id=key,
-        version=version,
-        account_id=account,
-        occurred_at=T0 + timedelta(minutes=1),
-        key_id=key,
-    )
+    return KeyRevoked(**envelope(key, version, account, T0 + timedelta(minutes=1)), key_id=key)
 
 
 def revoke(key: str = "k1", account: str | None = "acc_1", actor: str = OWNER) -> RevokeKey:
