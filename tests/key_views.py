@@ -1,5 +1,6 @@
-"""Histories of key events, and what the one fold (aitbc_contracts.keys) says of them: the table
-every view of the key events is checked against (tests/integration/keys/test_views.py).
+"""What the one fold (aitbc_contracts.keys) says of histories of key events (those of
+tests/key_histories.py): the table every view of the key events is checked against
+(tests/integration/keys/test_views.py).
 
 A view joins the table through an adapter (`ViewAdapter`): given what the stream delivered,
 it says what it thinks of a secret, an account or a key at a time, or `NOT_KEPT` where that
@@ -10,19 +11,14 @@ the CLI's history) can be added with an adapter of their own.
 from __future__ import annotations
 
 import itertools
-import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked, PlanChanged
+from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import AccountState, KeyState, State, fold
-from aitbc_keys import domain
 
-T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
-H = [f"{i:x}" * 64 for i in range(1, 10)]  # secret hashes
 NOT_KEPT: Final = "not kept"  # what a view answers about what it keeps nothing of
 
 # What the stream delivered, in order: (event, its position); a redelivery repeats a position.
@@ -139,166 +135,3 @@ def _hashes(event: AnyEvent) -> list[str]:
     return [
         h for h in (getattr(event, "secret_hash", None), getattr(event, "previous_hash", None)) if h
     ]
-
-
-# --- the histories -----------------------------------------------------------------------------
-
-
-class Log:
-    """Builds a history the way the keys service would append it (domain decisions), plus
-    the odd things a log can hold all the same (streams of unknown keys, redeliveries)."""
-
-    def __init__(self) -> None:
-        self.delivery: Delivery = []
-        self._ids = itertools.count(1)
-
-    def new_id(self) -> str:
-        return f"evt_{next(self._ids)}"
-
-    def state(self, stream_id: str) -> State | None:
-        return states_of(self.delivery).get(stream_id)
-
-    def add(self, *events: AnyEvent) -> None:
-        for event in events:
-            self.delivery.append((event, len({p for _, p in self.delivery}) + 1))
-
-    def redeliver(self, index: int) -> None:
-        self.delivery.append(self.delivery[index])
-
-    def account(
-        self, account_id: str, plan: str = "free", master: str = H[0], at: datetime = T0
-    ) -> None:
-        command = m.CreateAccount(master_key_hash=master, master_key_hint="aitbc_mast", plan=plan)  # type: ignore[arg-type]
-        self.add(
-            *domain.create_account(command, at, account_id, f"{account_id}_master", self.new_id)
-        )
-
-    def key(
-        self, account_id: str, key_id: str, secret: str, at: datetime = T0, **fields: Any
-    ) -> None:
-        command = m.CreateKey(
-            account_id=account_id, name=key_id, secret_hash=secret, hint="aitbc_k", **fields
-        )
-        self.add(*domain.create_key(self.state(account_id), command, at, key_id, self.new_id))
-
-    def plan(self, account_id: str, plan: str, at: datetime = T0) -> None:
-        command = m.SetPlan(account_id=account_id, plan=plan)  # type: ignore[arg-type]
-        self.add(*domain.set_plan(self.state(account_id), command, at, self.new_id))
-
-    def revoke(self, key_id: str, at: datetime = T0) -> None:
-        command = m.RevokeKey(account_id=None, key_id=key_id, reason="test")
-        self.add(*domain.revoke_key(self.state(key_id), command, at, self.new_id))
-
-    def regenerate(self, key_id: str, secret: str, grace: int, at: datetime = T0) -> None:
-        command = m.RegenerateKey(
-            account_id=None, key_id=key_id, secret_hash=secret, hint="aitbc_r", grace_seconds=grace
-        )
-        self.add(*domain.regenerate_key(self.state(key_id), command, at, self.new_id))
-
-
-def _minutes(n: float) -> datetime:
-    return T0 + timedelta(minutes=n)
-
-
-def hand_written() -> Iterator[tuple[str, Delivery]]:
-    log = Log()  # grace, then regenerated again: the grace of the first secret ends with it
-    log.account("acc_a")
-    log.key("acc_a", "key_1", H[1])
-    log.regenerate("key_1", H[2], grace=3600, at=_minutes(1))
-    log.regenerate("key_1", H[3], grace=0, at=_minutes(2))
-    yield "grace then regenerate", log.delivery
-
-    log = Log()  # grace, then regenerated with grace again; then back to the first secret
-    log.account("acc_a")
-    log.key("acc_a", "key_1", H[1])
-    log.regenerate("key_1", H[2], grace=3600, at=_minutes(1))
-    log.regenerate("key_1", H[3], grace=600, at=_minutes(2))
-    log.regenerate("key_1", H[1], grace=300, at=_minutes(3))
-    yield "grace twice, then an old secret again", log.delivery
-
-    log = Log()  # a key revoked after it expired
-    log.account("acc_a", plan="pro")
-    log.key("acc_a", "key_1", H[1], expires_at=_minutes(5), rate_limit=7)
-    log.revoke("key_1", at=_minutes(10))
-    yield "revoke after expiry", log.delivery
-
-    log = Log()  # plan changes reach every key of the account, the master key too
-    log.account("acc_a")
-    log.key("acc_a", "key_1", H[1])
-    log.key("acc_a", "key_2", H[2], rate_limit=100)
-    log.plan("acc_a", "pro")
-    log.plan("acc_a", "enterprise")
-    log.account("acc_b", master=H[3])
-    yield "plan changes", log.delivery
-
-    log = Log()  # streams the log holds with no creation: the store does not judge
-    log.account("acc_a")
-    base = {"occurred_at": T0, "version": 1}
-    log.add(
-        KeyRevoked(event_id="g1", stream_id="key_ghost", account_id="acc_a", key_id="key_ghost",
-                   **base),  # type: ignore[arg-type]
-        PlanChanged(event_id="g2", stream_id="acc_ghost", account_id="acc_ghost", plan="pro",
-                    previous_plan="free", **base),  # type: ignore[arg-type]
-        KeyCreated(event_id="g3", stream_id="key_orphan", account_id="acc_nobody",
-                   key_id="key_orphan", name="o", kind="standard", secret_hash=H[4],
-                   hint="aitbc_o", **base),  # type: ignore[arg-type]
-    )  # fmt: skip
-    yield "events of unknown streams", log.delivery
-
-    log = Log()  # the stream brings events again, some after later ones
-    log.account("acc_a")
-    log.key("acc_a", "key_1", H[1])
-    log.revoke("key_1", at=_minutes(1))
-    log.plan("acc_a", "pro")
-    log.redeliver(2)  # key_1's creation, after its revocation
-    log.redeliver(0)  # the account's creation, after its plan change
-    log.redeliver(3)
-    yield "duplicate delivery", log.delivery
-
-
-def generated(count: int, seed: int = 15) -> Iterator[tuple[str, Delivery]]:
-    """Random histories of mostly valid commands (refusals are skipped), some redelivered."""
-    rng = random.Random(seed)
-    for n in range(count):
-        log = Log()
-        secrets = iter(f"{n:02x}{i:062x}" for i in range(1, 10**6))
-        accounts: list[str] = []
-        keys: list[str] = []
-        for step in range(rng.randrange(3, 25)):
-            at = _minutes(step * rng.choice([0.5, 2, 20]))
-            roll = rng.random()
-            try:
-                if not accounts or roll < 0.15:
-                    accounts.append(f"acc_{len(accounts)}")
-                    log.account(accounts[-1], rng.choice(["free", "pro"]), next(secrets), at)
-                    keys.append(f"{accounts[-1]}_master")
-                elif roll < 0.25:
-                    log.plan(rng.choice(accounts), rng.choice(["free", "pro", "enterprise"]), at)
-                elif roll < 0.55:
-                    keys.append(f"key_{len(keys)}")
-                    expires = rng.choice([None, at + timedelta(minutes=rng.choice([1, 30, 600]))])
-                    log.key(rng.choice(accounts), keys[-1], next(secrets), at, expires_at=expires)
-                elif roll < 0.7:
-                    log.revoke(rng.choice(keys), at)
-                elif roll < 0.95:
-                    log.regenerate(rng.choice(keys), next(secrets), rng.choice([0, 60, 3600]), at)
-                else:
-                    log.redeliver(rng.randrange(len(log.delivery)))
-            except domain.KeysError:
-                pass  # refused: a history has those, and they append nothing
-        yield f"generated {n}", log.delivery
-
-
-def times_for(delivery: Delivery) -> list[datetime]:
-    """The instants to ask at: each event's, a moment before and after each end of a grace or
-    of a key's life, and long after."""
-    ends = {T0, _minutes(60 * 24 * 30)}
-    for event, _ in delivery:
-        ends.add(event.occurred_at)
-        for end in (
-            getattr(event, "expires_at", None),
-            getattr(event, "previous_valid_until", None),
-        ):
-            if end is not None:
-                ends |= {end - timedelta(seconds=1), end, end + timedelta(seconds=1)}
-    return sorted(ends)

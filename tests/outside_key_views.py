@@ -14,7 +14,8 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.events import AccountCreated, AnyEvent
 from aitbc_contracts.keys import secret_valid
 from aitbc_usage.plans import PlanBook
-from tests.key_views import NOT_KEPT, T0, Delivery, KeyRecord, expected_facts, states_of
+from tests.key_histories import T0
+from tests.key_views import NOT_KEPT, Delivery, KeyRecord, expected_facts, states_of
 
 EARLY = T0 - timedelta(days=1)  # before every grace ends: the facts as the keys service gives them
 

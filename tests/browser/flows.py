@@ -12,14 +12,6 @@ from playwright.sync_api import Locator, Page, expect
 
 from aitbc_contracts.keyformat import is_well_formed
 
-# Any well-formed key, whoever made it: prefix, 49 base62 characters, a valid checksum.
-KEY_PATTERN = re.compile(r"aitbc_[0-9A-Za-z]{49}")
-
-
-def plaintext_keys(text: str) -> set[str]:
-    return {match for match in KEY_PATTERN.findall(text) if is_well_formed(match)}
-
-
 # `just screenshots` sets this: the README's pictures are saved there too.
 DOCS = os.environ.get("DOCS_SCREENSHOTS_DIR", "")
 

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.flows import create_key, plaintext_keys, row, sign_up
+from tests.browser.flows import create_key, row, sign_up
 from tests.e2e.stack import Stack
+from tests.key_scan import plaintext_keys
 
 # The first test may install Chromium with apt-get (fixture setup counts toward the timeout).
 pytestmark = pytest.mark.timeout(900)

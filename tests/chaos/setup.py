@@ -16,7 +16,7 @@ from aitbc_contracts.keyformat import generate_key
 from tests.chaos.load import Call, answer_of
 from tests.chaos.report import Result
 from tests.e2e.stack import BIN, Process, Stack
-from tests.e2e.test_secrets_scan import plaintext_keys
+from tests.key_scan import plaintext_keys
 
 # Limits no load here reaches, for scenarios about faults rather than rate limits.
 UNLIMITED = {"PLAN_LIMITS": "free=1000000,pro=1000000,enterprise=1000000"}

@@ -1,5 +1,6 @@
 """Slow and dead upstreams, and slow or oversized clients: the edge answers 504/502/408/413/431
-with the error body, within bounded time, and its memory and connections stay bounded."""
+with the error body, within bounded time, and its memory and connections stay bounded (the
+clients that test its own limits: tests/chaos/edge_limits.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,15 @@ from pathlib import Path
 
 import httpx
 
+from aitbc_infra.processes import rss_kib
 from tests.chaos.checks import record_usage
+from tests.chaos.edge_limits import EDGE_LIMITS, connection_cap, slow_clients
 from tests.chaos.load import Answer, Load, recovered_after, wait_for
 from tests.chaos.report import Result
 from tests.chaos.setup import edge, jobs, running_stack, scan_logs, sign_up, url_of, warm
-from tests.e2e.stack import Process, Stack
+from tests.e2e.stack import Stack
 
 UPSTREAM_TIMEOUT = 1.0
-HEADER_TIMEOUT = 2.0
-BODY_TIMEOUT = 2.0
-MAX_BODY = 64 * 1024
-MAX_HEADER = 16 * 1024
-MAX_CONNECTIONS = 300
 BURST = 200
 
 
@@ -60,19 +58,6 @@ def silent_upstream() -> Iterator[int]:
         for conn in held:
             conn.close()
         listener.close()
-
-
-def pid_of(process: Process) -> int:
-    assert process.popen is not None
-    return process.popen.pid
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def sockets(pid: int) -> int:
@@ -136,127 +121,22 @@ def burst(result: Result, name: str, url: str, key: str, pid: int, expect: str) 
     return answers
 
 
-def _raw(
-    port: int, data: bytes, trickle: bytes = b"", every: float = 0.25, limit: float = 15
-) -> tuple[bytes, float]:
-    """Send `data`, then `trickle` one byte at a time; returns what the edge answered and when
-    it closed the connection (or `limit` if it never did)."""
-    started = time.monotonic()
-    got = b""
-    with socket.create_connection(("127.0.0.1", port)) as conn:
-        conn.settimeout(every)
-        try:
-            if data:
-                conn.sendall(data)
-            sent = 0
-            while time.monotonic() - started < limit:
-                if trickle:
-                    conn.sendall(trickle[sent % len(trickle) : sent % len(trickle) + 1])
-                    sent += 1
-                try:
-                    chunk = conn.recv(4096)
-                except TimeoutError:
-                    continue
-                if not chunk:
-                    break
-                got += chunk
-        except OSError:
-            pass
-    return got, time.monotonic() - started
-
-
-def _error_code(raw: bytes) -> str:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/1.1 ") else "?"
-    code = ""
-    if b'"code":"' in body:
-        code = body.split(b'"code":"', 1)[1].split(b'"', 1)[0].decode()
-    return f"{status} {code}".strip()
-
-
-def slow_clients(result: Result, port: int, key: str) -> list[Answer]:
-    """Oversized and trickling clients: each answered with the error body in bounded time."""
-    answers = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        auth = {"X-API-Key": key}
-        big = client.post("/v1/jobs", content=b"x" * (MAX_BODY + 1), headers=auth)
-
-        def chunks() -> Iterator[bytes]:
-            for _ in range(MAX_BODY // 4096 + 2):
-                yield b"x" * 4096
-
-        chunked = client.post("/v1/jobs", content=chunks(), headers=auth)
-        for name, response in (("body", big), ("chunked body", chunked)):
-            code = response.json()["error"]["code"] if response.status_code >= 400 else ""
-            result.expect(
-                response.status_code == 413 and code == "REQUEST_TOO_LARGE",
-                f"{name} over the limit: {response.status_code} {code}",
-            )
-            answers.append(Answer(name, None, 0, 0, response.status_code, code, "", "", 0))
-    bound = HEADER_TIMEOUT + 1.5
-    request = b"GET /v1/jobs HTTP/1.1\r\nhost: edge\r\n"
-    cases = {
-        "huge header": (request + b"x-big: " + b"a" * MAX_HEADER * 4, b"", "431 REQUEST_TOO_LARGE"),
-        "idle connection": (b"", b"", "408 REQUEST_TIMEOUT"),
-        "trickled headers": (request, b"x-slow: " + b"a" * 100, "408 REQUEST_TIMEOUT"),
-        "trickled body": (
-            b"POST /v1/jobs HTTP/1.1\r\nhost: edge\r\ncontent-length: 1000\r\nx-api-key: "
-            + key.encode() + b"\r\n\r\n",
-            b"x",
-            "408 REQUEST_TIMEOUT",
-        ),
-    }  # fmt: skip
-    for name, (data, trickle, expect) in cases.items():
-        raw, took = _raw(port, data, trickle)
-        got = _error_code(raw) if raw else "nothing"
-        result.expect(got == expect, f"{name}: answered {got}, not {expect}")
-        limit = bound if name != "trickled body" else BODY_TIMEOUT + 1.5
-        result.expect(took <= limit, f"{name}: connection held {took:.1f}s")
-        result.notes.append(f"{name}: {got}, closed after {took:.1f}s")
-        status, _, code = got.partition(" ")
-        answers.append(
-            Answer(name, None, 0, 0, int(status) if status.isdigit() else 0, code, "", "", 0)
-        )
-    return answers
-
-
-def connection_cap(result: Result, port: int) -> None:
-    """Connections beyond MAX_CONNECTIONS are answered 503 with the error body and closed."""
-    held = []
-    try:
-        for _ in range(MAX_CONNECTIONS):
-            held.append(socket.create_connection(("127.0.0.1", port)))
-        time.sleep(0.2)
-        raw, _ = _raw(port, b"GET /v1/health HTTP/1.1\r\nhost: edge\r\n\r\n", limit=5)
-    finally:
-        for conn in held:
-            conn.close()
-    got = _error_code(raw) if raw else "nothing"
-    result.expect(got == "503 SERVICE_UNAVAILABLE", f"connection over the cap: {got}")
-    result.notes.append(f"connection {MAX_CONNECTIONS + 1}: {got}")
-
-
 def _dead_upstream(
     result: Result, stack: Stack, key: str, key_id: str, answers: list[Answer]
 ) -> Load:
     """The Coordinator killed under load and restarted: 502 UPSTREAM_UNAVAILABLE while it is
     down (a burst's answers go to `answers`), served again soon after the restart."""
     coordinator = stack.processes["coordinator"]
-    api_process = stack.processes["api"]
     load = Load(stack.api_url).add("load", jobs(key), key_id, pause=0.02)
     with load.running():
         time.sleep(0.5)
         coordinator.stop(kill=True)
         down = time.monotonic()
         time.sleep(1.0)
+        edge_pid = stack.processes["api"].pid
         answers += burst(
-            result,
-            "dead upstream",
-            stack.api_url,
-            key,
-            pid_of(api_process),
-            "UPSTREAM_UNAVAILABLE",
-        )  # type: ignore[union-attr]
+            result, "dead upstream", stack.api_url, key, edge_pid, "UPSTREAM_UNAVAILABLE"
+        )
         up = time.monotonic()  # from the restart command to the first request served
         coordinator.start()
         result.recovery_seconds = recovered_after(
@@ -276,11 +156,7 @@ def upstream_faults(root: Path) -> Result:
     limits = {
         "PLAN_LIMITS": "free=1000000",
         "UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT),
-        "MAX_BODY_BYTES": str(MAX_BODY),
-        "MAX_HEADER_BYTES": str(MAX_HEADER),
-        "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
-        "BODY_TIMEOUT": str(BODY_TIMEOUT),
-        "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        **EDGE_LIMITS,
     }
     with (
         silent_upstream() as silent_port,
@@ -292,9 +168,7 @@ def upstream_faults(root: Path) -> Result:
         key, key_id = account.new_key(api, "load")
         warm(api, key)
         answers: list[Answer] = []
-        answers += burst(
-            result, "slow upstream", url_of(slow), key, pid_of(slow), "UPSTREAM_TIMEOUT"
-        )  # type: ignore[union-attr]
+        answers += burst(result, "slow upstream", url_of(slow), key, slow.pid, "UPSTREAM_TIMEOUT")
         load = _dead_upstream(result, stack, key, key_id, answers)
         answers += load.answers
         answers += slow_clients(result, slow.port or 0, key)

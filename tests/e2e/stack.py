@@ -48,12 +48,6 @@ class Stack:
         """What every service is told (and what a CLI run against this system needs)."""
         return self.layout.child_env()
 
-    def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Process:
-        """Any process in this system, ready once its port (if any) accepts connections."""
-        process = Process(name, argv, {**self.env(), **env}, self.root / f"{name}.log", port)
-        self.processes[name] = process
-        return process
-
     def add_service(self, name: str) -> Process:
         """A service of the definition, by name."""
         process = Process.of(definition.service(self.layout, name), self.root)
@@ -68,12 +62,17 @@ class Stack:
         return process
 
     def start(self) -> Stack:
+        self.start_bus()
+        self.add_service("coordinator").start()
+        self.add_service("api").start()
+        return self
+
+    def start_bus(self) -> Stack:
+        """nats-server with the keys and usage services: all that a test of the bus needs."""
         self.nats.start()
         for name in ("keys", "usage"):  # side by side: each takes a while to import
             self.add_service(name).start(wait=False)
         self.wait_for_services()
-        self.add_service("coordinator").start()
-        self.add_service("api").start()
         return self
 
     def wait_for_services(self, within: float = 90) -> None:

@@ -5,22 +5,13 @@ from __future__ import annotations
 import httpx
 
 from aitbc_contracts.keyformat import generate_key
-from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Stack
+from tests.e2e.stack import Stack
 
 
 def test_an_address_guessing_keys_is_throttled_and_others_are_not(stack: Stack) -> None:
-    port = free_port()
-    edge = stack.add(
-        "api-throttled",
-        [str(BIN / "aitbc-api")],
-        port,
-        API_PORT=str(port),
-        UPSTREAM_URL=stack.processes["api"].env["UPSTREAM_URL"],
-        AUTH_FAILURE_BUDGET="5",
-    ).start()
+    edge = stack.add_edge("api-throttled", AUTH_FAILURE_BUDGET="5").start()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with httpx.Client(base_url=edge.url, timeout=10) as client:
             master = client.post("/v1/accounts").json()["master_key"]["key"]
             guesser = {"X-Forwarded-For": "203.0.113.7"}  # the edge trusts its local proxy
             other = {"X-Forwarded-For": "198.51.100.1"}

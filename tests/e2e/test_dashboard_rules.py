@@ -8,11 +8,11 @@ from html import unescape
 
 import httpx
 
-from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Stack
-from tests.e2e.test_dashboard_security import KEY_ID, Dashboard, plaintext_keys
+from tests.e2e.dashboard import KEY_ID, Dashboard
+from tests.e2e.stack import Stack
 from tests.e2e.test_rate_limits import early_in_a_minute
 from tests.e2e.usage_stream import usage_events, wait_for
+from tests.key_scan import plaintext_keys
 
 
 def remaining(response: httpx.Response) -> int:
@@ -118,18 +118,9 @@ IDLE = 4  # seconds: time enough, on a loaded machine, to sign up and use the se
 
 
 def test_an_idle_session_ends(stack: Stack) -> None:
-    port = free_port()
-    upstream = stack.processes["api"].env["UPSTREAM_URL"]
-    edge = stack.add(
-        "api-short-sessions",
-        [str(BIN / "aitbc-api")],
-        port,
-        API_PORT=str(port),
-        UPSTREAM_URL=upstream,
-        DASHBOARD_SESSION_IDLE=str(IDLE),
-    ).start()
+    edge = stack.add_edge("api-short-sessions", DASHBOARD_SESSION_IDLE=str(IDLE)).start()
     try:
-        owner = Dashboard(f"http://127.0.0.1:{port}")
+        owner = Dashboard(edge.url)
         owner.sign_up()
         assert owner.get("/dashboard/keys").status_code == 200
         time.sleep(IDLE + 0.5)  # longer is no harm: the session is over either way

@@ -5,88 +5,18 @@ holds a plaintext key except the one-time display, and sessions end when they sh
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
-from typing import Any
 
 import httpx
 import nats
 
-from aitbc_contracts.keyformat import is_well_formed
 from aitbc_contracts.messages import OPERATOR, RevokeKey, encoder
 from aitbc_contracts.subjects import KEYS_COMMANDS
-from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Stack
+from tests.e2e.dashboard import KEY_ID, Dashboard, one_time_key
+from tests.e2e.stack import Stack
 from tests.e2e.tls import self_signed
 from tests.e2e.usage_stream import wait_for
-
-KEY_PATTERN = re.compile(r"aitbc_[0-9A-Za-z]{49}")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-ONE_TIME = re.compile(r'id="secret"[^>]*value="([^"]+)"')
-KEY_ID = re.compile(r"<code>(key_[0-9a-f]{16})</code>")
-ACCOUNT_ID = re.compile(r"acc_[0-9a-f]{16}")
-
-
-def plaintext_keys(text: str) -> set[str]:
-    return {match for match in KEY_PATTERN.findall(text) if is_well_formed(match)}
-
-
-class Dashboard:
-    """A person's browser, without the browser: a cookie jar, the last page, its forms."""
-
-    def __init__(self, url: str, **client: Any) -> None:
-        self.client = httpx.Client(base_url=url, timeout=10, **client)
-        self.seen: list[httpx.Response] = []  # every response, for the secret scans
-        self.page: httpx.Response | None = None
-        self.account_id = ""
-
-    def _keep(self, response: httpx.Response) -> httpx.Response:
-        self.seen.append(response)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            self.page = response
-        return response
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self._keep(self.client.get(path, **kwargs))
-
-    def post(
-        self, path: str, data: dict[str, str], token: str | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        """A form post carrying the last page's CSRF token, unless another one is given."""
-        form = {"csrf_token": self.csrf() if token is None else token, **data}
-        return self._keep(self.client.post(path, data=form, **kwargs))
-
-    def csrf(self) -> str:
-        assert self.page is not None
-        match = CSRF.search(self.page.text)
-        return match.group(1) if match else ""
-
-    @property
-    def session(self) -> str:
-        return self.client.cookies.get("aitbc_session") or ""
-
-    def sign_up(self, name: str = "e2e") -> str:
-        self.get("/dashboard/sign-up")
-        response = self.post("/dashboard/sign-up", {"name": name})
-        assert response.status_code == 201, response.text
-        self.account_id = ACCOUNT_ID.findall(response.text)[0]
-        return one_time_key(response)
-
-    def sign_in(self, master: str) -> httpx.Response:
-        self.get("/dashboard/sign-in")
-        return self.post("/dashboard/sign-in", {"master_key": master})
-
-    def create_key(self, name: str, **fields: str) -> tuple[str, str]:
-        self.get("/dashboard/keys")
-        response = self.post("/dashboard/keys", {"name": name, **fields})
-        assert response.status_code == 201, response.text
-        return KEY_ID.findall(response.text)[0], one_time_key(response)
-
-
-def one_time_key(response: httpx.Response) -> str:
-    match = ONE_TIME.search(response.text)
-    assert match and is_well_formed(match.group(1)), response.text
-    return match.group(1)
+from tests.key_scan import plaintext_keys
 
 
 def works(stack: Stack, key: str) -> bool:
@@ -294,14 +224,10 @@ def test_cookies_are_http_only_strict_and_secure_over_https(stack: Stack, tmp_pa
     assert "HttpOnly" in raw and "SameSite=strict" in raw and "Secure" not in raw
 
     cert, key = self_signed(tmp_path)
-    port = free_port()
-    upstream = stack.processes["api"].env["UPSTREAM_URL"]
-    tls = stack.add(
-        "api-dashboard-tls", [str(BIN / "aitbc-api")], port, API_PORT=str(port),
-        UPSTREAM_URL=upstream, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key),
-    ).start()  # fmt: skip
+    tls_files = {"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)}
+    tls = stack.add_edge("api-dashboard-tls", **tls_files).start()
     try:
-        secure = Dashboard(f"https://127.0.0.1:{port}", verify=str(cert))
+        secure = Dashboard(f"https://127.0.0.1:{tls.port}", verify=str(cert))
         secure.sign_up()
         raw = set_cookie(secure.seen[-1], "aitbc_session")
         assert "Secure" in raw and "HttpOnly" in raw and "SameSite=strict" in raw

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Process, Stack
+from tests.e2e.stack import Process, Stack
 
 
 class RecordingUpstream:
@@ -98,21 +98,16 @@ UPSTREAM_TIMEOUT = 3
 
 
 def _edge(stack: Stack, name: str, upstream_port: int) -> Process:
-    port = free_port()
-    return stack.add(
-        name,
-        [str(BIN / "aitbc-api")],
-        port,
-        API_PORT=str(port),
-        UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}",
-        UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT),
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    return stack.add_edge(
+        name, UPSTREAM_URL=upstream, UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT)
     ).start()
 
 
 @pytest.fixture(scope="module")
 def recorded_edge(stack: Stack, upstream: tuple[RecordingUpstream, int]) -> Iterator[str]:
     process = _edge(stack, "api-recorded", upstream[1])
-    yield f"http://127.0.0.1:{process.port}"
+    yield process.url
     process.stop()
 
 
@@ -194,7 +189,7 @@ def test_a_slow_upstream_answers_504(
 def test_a_dead_upstream_answers_502(stack: Stack, account: dict[str, str]) -> None:
     process = _edge(stack, "api-dead-upstream", free_port())
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{process.port}") as client:
+        with httpx.Client(base_url=process.url) as client:
             response = client.get("/v1/jobs", headers={"X-API-Key": account["master"]})
             public = client.get("/v1/health")
         assert response.status_code == 502

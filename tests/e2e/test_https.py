@@ -6,23 +6,15 @@ from pathlib import Path
 
 import httpx
 
-from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Stack
+from tests.e2e.stack import Stack
 from tests.e2e.tls import self_signed
 
 
 def test_https_from_settings_and_plain_http_refused(stack: Stack, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    upstream = stack.processes["api"].env["UPSTREAM_URL"]
-    tls_port, strict_port = free_port(), free_port()
-    tls = stack.add(
-        "api-tls", [str(BIN / "aitbc-api")], tls_port, API_PORT=str(tls_port),
-        UPSTREAM_URL=upstream, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key),
-    ).start()  # fmt: skip
-    strict = stack.add(
-        "api-strict", [str(BIN / "aitbc-api")], strict_port, API_PORT=str(strict_port),
-        UPSTREAM_URL=upstream, REQUIRE_HTTPS="1",
-    ).start()  # fmt: skip
+    tls = stack.add_edge("api-tls", TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key)).start()
+    strict = stack.add_edge("api-strict", REQUIRE_HTTPS="1").start()
+    tls_port, strict_port = tls.port, strict.port
     try:
         with httpx.Client(verify=str(cert), timeout=10) as client:
             signed_up = client.post(f"https://127.0.0.1:{tls_port}/v1/accounts")

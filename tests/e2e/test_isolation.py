@@ -90,7 +90,27 @@ def test_no_key_reaches_across_accounts(
         time.sleep(0.1)
     before = keys_of(stack, victim["account_id"])
 
-    # B's master key: A's keys are as good as absent; B's own list and creations stay in B.
+    another_accounts_master_finds_nothing(api, b_master, victim, a_targets)
+    a_standard_key_manages_nothing(api, victim, a_targets)
+    an_expired_key_is_refused(api, victim, a_targets[0])
+    assert keys_of(stack, victim["account_id"]) == before
+
+    revoked = a_revoked_master_is_refused(
+        api, stack, victim, [*a_targets, intruder["master_key"]["key_id"]]
+    )
+    assert [k for k in revoked if k["key_id"] != victim["master_key_id"]] == [
+        k for k in before if k["key_id"] != victim["master_key_id"]
+    ]
+    # and B's account holds only its own: its master and what it made itself
+    listed = api.get("/v1/api-keys", headers={"X-API-Key": b_master}).json()["keys"]
+    assert not {k["key_id"] for k in listed} & {k["key_id"] for k in before}
+    assert all(k["kind"] == "master" or k["name"] == "intruder" for k in listed)
+
+
+def another_accounts_master_finds_nothing(
+    api: httpx.Client, b_master: str, victim: dict[str, Any], a_targets: list[str]
+) -> None:
+    """B's master key: A's keys are as good as absent; B's own list and creations stay in B."""
     for target in a_targets:
         for method, path, body in routes(target):
             response = call(api, b_master, method, path, body)
@@ -104,7 +124,11 @@ def test_no_key_reaches_across_accounts(
             assert victim["marker"] not in response.text
             assert victim["standard"]["hint"] not in response.text
 
-    # A's standard key: no management at all; its own account's usage only.
+
+def a_standard_key_manages_nothing(
+    api: httpx.Client, victim: dict[str, Any], a_targets: list[str]
+) -> None:
+    """A's standard key: no management at all; its own account's usage only."""
     for target in a_targets:
         for method, path, body in routes(target):
             response = call(api, victim["standard"]["key"], method, path, body)
@@ -115,34 +139,33 @@ def test_no_key_reaches_across_accounts(
             assert response.status_code == 403, (method, path, response.text)
             assert error_code(response) == "FORBIDDEN"
 
-    # A's expired key: refused before anything is looked at.
-    for method, path, body in routes(a_targets[0]):
+
+def an_expired_key_is_refused(api: httpx.Client, victim: dict[str, Any], target: str) -> None:
+    """A's expired key: refused before anything is looked at."""
+    for method, path, body in routes(target):
         response = call(api, victim["expiring"]["key"], method, path, body)
         assert response.status_code == 401, (method, path, response.text)
         assert error_code(response) == "API_KEY_EXPIRED"
 
-    assert keys_of(stack, victim["account_id"]) == before
 
-    # A's master key, revoked by an operator: refused everywhere, once the edge has heard of it.
+def a_revoked_master_is_refused(
+    api: httpx.Client, stack: Stack, victim: dict[str, Any], targets: list[str]
+) -> list[dict[str, Any]]:
+    """A's master key, revoked by an operator: refused everywhere, once the edge has heard of
+    it, and A's keys unchanged by the attempts; returns them."""
     cli(stack, "keys", "revoke", victim["master_key_id"], "--reason", "isolation test")
     deadline = time.monotonic() + 15
     while api.get("/v1/api-keys", headers={"X-API-Key": victim["master"]}).status_code == 200:
         assert time.monotonic() < deadline, "the edge still admits a revoked master key"
         time.sleep(0.1)
     revoked = keys_of(stack, victim["account_id"])
-    for target in [*a_targets, intruder["master_key"]["key_id"]]:
+    for target in targets:
         for method, path, body in routes(target):
             response = call(api, victim["master"], method, path, body)
             assert response.status_code == 401, (method, path, response.text)
             assert error_code(response) == "API_KEY_REVOKED"
     assert keys_of(stack, victim["account_id"]) == revoked
-    assert [k for k in revoked if k["key_id"] != victim["master_key_id"]] == [
-        k for k in before if k["key_id"] != victim["master_key_id"]
-    ]
-    # and B's account holds only its own: its master and what it made itself
-    listed = api.get("/v1/api-keys", headers={"X-API-Key": b_master}).json()["keys"]
-    assert not {k["key_id"] for k in listed} & {k["key_id"] for k in before}
-    assert all(k["kind"] == "master" or k["name"] == "intruder" for k in listed)
+    return revoked
 
 
 def _expiry(victim: dict[str, Any]) -> float:

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from aitbc_contracts.usage import LEASE_MIN_LIMIT
-from aitbc_infra.nats_server import free_port
-from tests.e2e.stack import BIN, Stack
+from tests.e2e.stack import Stack
 from tests.e2e.test_rate_limits import early_in_a_minute, headers_of, sign_up
 
 
@@ -21,13 +20,9 @@ def lent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """Two edges of a stack whose free plan is lent."""
     root: Path = tmp_path_factory.mktemp("leases")
     stack = Stack(root, extra_env={"PLAN_LIMITS": f"free={LEASE_MIN_LIMIT}"}).start()
-    port = free_port()
-    upstream = stack.processes["api"].env["UPSTREAM_URL"]
-    stack.add(
-        "api-second", [str(BIN / "aitbc-api")], port, API_PORT=str(port), UPSTREAM_URL=upstream
-    ).start()
+    second = stack.add_edge("api-second").start()
     try:
-        yield [stack.api_url, f"http://127.0.0.1:{port}"]
+        yield [stack.api_url, second.url]
     finally:
         stack.stop()
 

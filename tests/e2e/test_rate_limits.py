@@ -11,19 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from aitbc_infra.nats_server import free_port
 from tests.e2e.stack import BIN, Stack
 
 
 @pytest.fixture(scope="module")
 def second_edge(stack: Stack) -> Iterator[str]:
     """Another edge on the same bus: limits must hold across both."""
-    port = free_port()
-    upstream = stack.processes["api"].env["UPSTREAM_URL"]
-    process = stack.add(
-        "api-second", [str(BIN / "aitbc-api")], port, API_PORT=str(port), UPSTREAM_URL=upstream
-    ).start()
-    yield f"http://127.0.0.1:{port}"
+    process = stack.add_edge("api-second").start()
+    yield process.url
     process.stop()
 
 

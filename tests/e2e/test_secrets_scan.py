@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 
 import httpx
 import nats
 
-from aitbc_contracts.keyformat import is_well_formed
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM
 from tests.e2e.stack import Stack
-
-# Any well-formed key, whoever made it: prefix, 49 base62 characters, a valid checksum.
-KEY_PATTERN = re.compile(r"aitbc_[0-9A-Za-z]{49}")
-
-
-def plaintext_keys(text: str) -> set[str]:
-    return {match for match in KEY_PATTERN.findall(text) if is_well_formed(match)}
+from tests.key_scan import plaintext_keys
 
 
 async def stream_contents(url: str) -> str:

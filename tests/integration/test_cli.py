@@ -7,8 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +19,8 @@ from aitbc_contracts.subjects import partition_of, usage_batch_subject, usage_ev
 from aitbc_contracts.usage import UsageBatch
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_usage.aggregator import ensure_usage_stream
+from tests.e2e.stack import BIN, Stack
 from tests.integration.usage.test_aggregates import account_on, event
-
-BIN = Path(sys.executable).parent
 
 
 def aitbc(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,28 +40,13 @@ class Keys:
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
     """A nats-server and a keys service process of this module's own."""
-    root = tmp_path_factory.mktemp("cli")
-    nats = NatsServer(free_port(), root / "nats", log_file=root / "nats.log").start()
-    db = root / "keys.db"
-    env = {**os.environ, "NATS_URL": nats.url, "DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
-    with open(root / "keys.log", "ab") as log:
-        service = subprocess.Popen(
-            [str(BIN / "aitbc-keys")], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    stack = Stack(tmp_path_factory.mktemp("cli"))
     try:
-        deadline = time.monotonic() + 30
-        while (
-            "no keys service" in (probe := aitbc(nats.url, "keys", "list", "--account", "x")).stderr
-        ):
-            assert service.poll() is None, (root / "keys.log").read_text()
-            assert time.monotonic() < deadline, "the keys service never answered"
-            time.sleep(0.1)
-        assert probe.returncode in (0, 1), probe.stderr
-        yield Keys(nats, db)
+        stack.nats.start()
+        stack.add_service("keys").start()  # until it answers on the bus
+        yield Keys(stack.nats, stack.layout.data_dir / "keys.db")
     finally:
-        service.terminate()
-        service.wait(timeout=15)
-        nats.stop()
+        stack.stop()
 
 
 def create_account(keys: Keys, *args: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import pytest
 
 from aitbc_api import openapi
 from aitbc_contracts import asyncapi
+from aitbc_contracts import asyncapi_catalog as catalog
 from aitbc_contracts import subjects as s
 
 DOCS = Path(__file__).parents[2] / "docs"
@@ -40,22 +41,22 @@ def test_every_subject_stream_queue_bucket_and_header_is_documented() -> None:
     assert s.usage_decide_subject(0).rsplit(".", 1)[0] + ".{partition}" in addresses
 
 
+def properties(struct: type) -> dict[str, object]:
+    """The JSON Schema properties of a msgspec Struct."""
+    schema: dict[str, object] = msgspec.json.schema(struct)["$defs"][struct.__name__]["properties"]
+    return schema
+
+
 def test_the_usage_counters_schema_is_the_one_the_usage_service_writes() -> None:
     from aitbc_usage.snapshots import Snapshot
 
-    assert (
-        msgspec.json.schema(Snapshot)["$defs"]["Snapshot"]["properties"]
-        == (msgspec.json.schema(asyncapi.UsageCounters)["$defs"]["UsageCounters"]["properties"])
-    )
+    assert properties(Snapshot) == properties(catalog.UsageCounters)
 
 
 def test_the_dashboard_session_schema_is_the_one_the_edges_share() -> None:
     from aitbc_api.dashboard.sessions import Session
 
-    assert (
-        msgspec.json.schema(Session)["$defs"]["Session"]["properties"]
-        == msgspec.json.schema(asyncapi.DashboardSession)["$defs"]["DashboardSession"]["properties"]
-    )
+    assert properties(Session) == properties(catalog.DashboardSession)
 
 
 def test_every_event_and_command_has_a_schema() -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the keys service tests: a migrated database, a private nats-server, helpers."""
+"""Fixtures for the keys service tests: a migrated database, a private nats-server, the service
+in-process with a caller, helpers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked
 from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.db import create_engine, migrate
+from aitbc_keys.main import Service, running_service
+from aitbc_keys.settings import Settings
+from tests.integration.keys.caller import Caller, Clock
 from tests.integration.keys.helpers import Connect
 from tests.key_stream import key_stream
 
@@ -97,3 +101,26 @@ async def connect(own_nats: NatsServer) -> AsyncIterator[Connect]:
     yield new
     for nc in opened:
         await nc.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def keys_service(
+    database_url: str, own_nats: NatsServer, clock: Clock
+) -> AsyncIterator[Service]:
+    """The keys service in-process, on the test's clock."""
+    settings = Settings(nats_url=own_nats.url, database_url=database_url)
+    # A 30 s poll: events must reach the stream because appends wake the relay.
+    async with running_service(settings, relay_poll_interval=30, clock=clock) as svc:
+        yield svc
+
+
+@pytest.fixture
+async def caller(keys_service: Service) -> AsyncIterator[Caller]:
+    nc = await nats.connect(keys_service.settings.nats_url)
+    yield Caller(nc)
+    await nc.close()

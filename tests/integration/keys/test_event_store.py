@@ -15,7 +15,7 @@ from aitbc_contracts.events import AnyEvent, KeyCreated
 from aitbc_keys import projections, store
 from aitbc_keys.schema import api_keys, events
 from tests.integration.keys.helpers import commit
-from tests.key_views import Log
+from tests.key_histories import Log
 
 
 def unchained(history: list[AnyEvent]) -> list[AnyEvent]:

@@ -17,7 +17,7 @@ from aitbc_keys.facts import FactsIndex, LiveFacts
 from aitbc_keys.main import Service, running_service
 from aitbc_keys.settings import Settings
 from tests.integration.keys.helpers import commit
-from tests.key_views import T0, H, Log
+from tests.key_histories import T0, H, Log
 
 
 async def check(service: Service, key: str) -> m.KeyFacts | m.Rejected:

@@ -1,110 +1,19 @@
-"""The keys service in-process, over real NATS and a real database, as its callers see it."""
+"""The keys service in-process, over real NATS and a real database, as its callers see it: the
+commands of an account's owner and the operator, and the events they publish."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-import nats
-import pytest
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import KeyRevoked, decode_event
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_CHECK, KEYS_COMMANDS
-from aitbc_infra.nats_server import NatsServer
-from aitbc_keys.main import Service, running_service
-from aitbc_keys.settings import Settings
-
-
-class Caller:
-    """What the edge and the CLI do: encode, request, decode the reply union."""
-
-    def __init__(self, nc: Client) -> None:
-        self.nc = nc
-
-    async def raw(self, subject: str, payload: bytes) -> m.Reply | m.CheckReply:
-        reply = await self.nc.request(subject, payload, timeout=5)
-        decoder = m.check_reply_decoder if subject == KEYS_CHECK else m.reply_decoder
-        return decoder.decode(reply.data)  # type: ignore[no-any-return]
-
-    async def do(self, command: m.AnyCommand) -> m.Reply:
-        return await self.raw(KEYS_COMMANDS, m.encoder.encode(command))  # type: ignore[return-value]
-
-    async def check(self, key: str) -> m.KeyFacts | m.Rejected:
-        (reply,) = await self.check_hashes([keyformat.hash_key(key)])
-        return reply
-
-    async def check_hashes(self, hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
-        reply = await self.raw(KEYS_CHECK, m.encoder.encode(m.CheckKeys(hashes)))
-        assert isinstance(reply, m.CheckedKeys), reply
-        return reply.replies
-
-
-class Clock:
-    """The service's clock: the real time, moved on by the test instead of waiting."""
-
-    def __init__(self) -> None:
-        self.ahead = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def service(database_url: str, own_nats: NatsServer, clock: Clock) -> AsyncIterator[Service]:
-    settings = Settings(nats_url=own_nats.url, database_url=database_url)
-    # A 30 s poll: events must reach the stream because appends wake the relay.
-    async with running_service(settings, relay_poll_interval=30, clock=clock) as svc:
-        yield svc
-
-
-@pytest.fixture
-async def caller(service: Service) -> AsyncIterator[Caller]:
-    nc = await nats.connect(service.settings.nats_url)
-    yield Caller(nc)
-    await nc.close()
-
-
-async def new_account(caller: Caller, plan: str = "free") -> tuple[m.AccountView, str]:
-    master = keyformat.generate_key()
-    account = await caller.do(
-        m.CreateAccount(
-            master_key_hash=keyformat.hash_key(master),
-            master_key_hint=keyformat.hint(master),
-            name="Ada Ltd",
-            plan=plan,
-        )
-    )  # type: ignore[arg-type]
-    assert isinstance(account, m.AccountView), account
-    return account, master
-
-
-async def new_key(
-    caller: Caller, account: m.AccountView, name: str = "ci", **extra: object
-) -> tuple[m.KeyView, str]:
-    key = keyformat.generate_key()
-    view = await caller.do(
-        m.CreateKey(
-            account_id=account.account_id,
-            name=name,
-            secret_hash=keyformat.hash_key(key),
-            hint=keyformat.hint(key),
-            actor=account.master_key_id,
-            **extra,
-        )
-    )  # type: ignore[arg-type]
-    assert isinstance(view, m.KeyView), view
-    return view, key
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+from tests.integration.keys.caller import Caller, Clock, new_account, new_key
 
 
 async def test_an_account_owner_manages_keys(caller: Caller) -> None:
@@ -266,68 +175,6 @@ async def test_a_revocation_reaches_the_key_event_stream_at_once(caller: Caller)
     await sub.unsubscribe()
 
 
-async def test_a_batch_gets_one_reply_per_hash_in_order(caller: Caller) -> None:
-    account, master = await new_account(caller)
-    _, revoked = await new_key(caller, account)
-    views = await caller.do(m.ListKeys(account_id=account.account_id))
-    assert isinstance(views, m.KeyList)
-    revoked_id = next(v.key_id for v in views.keys if v.kind != "master")
-    await caller.do(m.RevokeKey(account_id=None, key_id=revoked_id))
-    hashes = [
-        keyformat.hash_key(master),
-        "A" * 64,  # not lowercase hex
-        keyformat.hash_key(keyformat.generate_key()),  # well formed, unknown
-        keyformat.hash_key(revoked),
-        keyformat.hash_key(master),  # twice in a batch: answered twice
-    ]
-    replies = await caller.check_hashes(hashes)
-    assert [type(r).__name__ for r in replies] == [
-        "KeyFacts", "Rejected", "Rejected", "KeyFacts", "KeyFacts"
-    ]  # fmt: skip
-    assert replies[0] == replies[4] and replies[0].account_id == account.account_id  # type: ignore[union-attr]
-    assert replies[1].code == m.Code.VALIDATION_ERROR  # type: ignore[union-attr]
-    assert replies[2].code == m.Code.INVALID_API_KEY  # type: ignore[union-attr]
-    assert replies[3].revoked and replies[3].key_id == revoked_id  # type: ignore[union-attr]
-    full = await caller.check_hashes([keyformat.hash_key(master)] * m.MAX_CHECK_BATCH)
-    assert len(full) == m.MAX_CHECK_BATCH and all(r == replies[0] for r in full)
-    assert await caller.check_hashes([]) == []
-
-
-@pytest.mark.parametrize(
-    ("subject", "payload"),
-    [
-        (KEYS_COMMANDS, b"not json"),
-        (KEYS_COMMANDS, b'{"command": "format_disk"}'),
-        (KEYS_COMMANDS, b'{"command": "create_key", "account_id": 7}'),
-        (
-            KEYS_COMMANDS,
-            b'{"command": "regenerate_key", "account_id": null, "key_id": "k",'
-            b' "secret_hash": "x", "hint": "y", "grace_seconds": "soon"}',
-        ),
-        (KEYS_COMMANDS, b""),
-        (KEYS_CHECK, b"\xff\xfe"),
-        (KEYS_CHECK, b'{"key_hash": 5}'),
-        (KEYS_CHECK, b"[]"),
-        (KEYS_CHECK, b'{"key_hashes": "0"}'),
-        (KEYS_CHECK, b'{"key_hashes": [5]}'),  # one wrong type spoils the message
-        (KEYS_CHECK, m.encoder.encode({"key_hashes": ["0" * 64] * (m.MAX_CHECK_BATCH + 1)})),
-    ],
-)
-async def test_malformed_payloads_are_rejected_and_the_service_keeps_working(
-    caller: Caller,
-    subject: str,
-    payload: bytes,
-) -> None:
-    reply = await caller.raw(subject, payload)
-    assert isinstance(reply, m.Rejected), reply
-    assert reply.code == m.Code.VALIDATION_ERROR and reply.message
-    unknown = await caller.check("aitbc_" + "0" * 49)
-    assert isinstance(unknown, m.Rejected) and unknown.code == m.Code.INVALID_API_KEY
-    account, master = await new_account(caller)
-    facts = await caller.check(master)
-    assert isinstance(facts, m.KeyFacts) and facts.account_id == account.account_id
-
-
 async def test_invalid_commands_say_what_is_wrong(caller: Caller) -> None:
     account, _ = await new_account(caller)
     for command, field in (
@@ -361,32 +208,3 @@ async def test_invalid_commands_say_what_is_wrong(caller: Caller) -> None:
         reply = await caller.do(command)
         assert isinstance(reply, m.Rejected) and reply.code == m.Code.VALIDATION_ERROR
         assert field in reply.message
-
-
-async def test_the_edge_client_sends_a_burst_of_checks_as_few_messages(
-    caller: Caller, service: Service
-) -> None:
-    from aitbc_api.pipeline.key_checks import KeyChecks  # the edge's, against the real service
-
-    accounts = [await new_account(caller) for _ in range(30)]
-    seen: list[int] = []
-
-    async def spy(msg: Msg) -> None:  # not in the queue group: sees every check
-        seen.append(len(m.check_decoder.decode(msg.data).key_hashes))
-
-    sub = await caller.nc.subscribe(KEYS_CHECK, cb=spy)
-    await caller.nc.flush()
-    client = KeyChecks(caller.nc, timeout=5)
-    hashes = [keyformat.hash_key(master) for _, master in accounts]
-    unknown = keyformat.hash_key(keyformat.generate_key())
-    replies = await asyncio.gather(*(client.check(h) for h in [*hashes, unknown]))
-    for (account, _), reply in zip(accounts, replies, strict=False):
-        assert isinstance(reply, m.KeyFacts) and reply.account_id == account.account_id
-    assert isinstance(replies[-1], m.Rejected) and replies[-1].code == m.Code.INVALID_API_KEY
-    # A marker after them: once the spy has it, it has every check message sent before it.
-    await caller.nc.publish(KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
-    async with asyncio.timeout(5):
-        while len(seen) < 2 or seen[-1] != 0:
-            await asyncio.sleep(0.01)
-    assert seen == [len(hashes) + 1, 0]  # asked in one turn of the loop: one message
-    await sub.unsubscribe()

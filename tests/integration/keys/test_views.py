@@ -18,16 +18,8 @@ from aitbc_keys import projections
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.schema import READ_MODELS, api_keys, events
 from tests.integration.keys.helpers import commit
-from tests.key_views import (
-    NOT_KEPT,
-    Delivery,
-    KeyRecord,
-    ViewAdapter,
-    disagreements,
-    generated,
-    hand_written,
-    times_for,
-)
+from tests.key_histories import generated, hand_written, times_for
+from tests.key_views import NOT_KEPT, Delivery, KeyRecord, ViewAdapter, disagreements
 from tests.outside_key_views import CliHistoryView, EdgeCacheView, PlanBookView
 
 HISTORIES = [*hand_written(), *generated(12)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,3 +63,11 @@ async def test_last_use_keeps_the_newest_time_across_commits(engine: AsyncEngine
     await store.commit_batch(engine, [A], [(A, 2, [event("acc_a", at=T0), event("acc_a")])])
     assert await store.last_used(engine, "acc_a") == {"key_1": later}
     assert (await totals(engine, "acc_a"))["requests"] == 3
+
+
+async def test_a_series_reads_times_without_an_offset_as_utc(engine: AsyncEngine) -> None:
+    await store.commit_batch(engine, [A], [(A, 1, [event("acc_a")])])
+    start, end = T0.replace(tzinfo=None), (T0 + timedelta(minutes=1)).replace(tzinfo=None)
+    assert sum(m.requests for m in await store.series(engine, "acc_a", start, end, None)) == 1
+    first = datetime(1, 1, 1)  # once out of range as local time: the query failed
+    assert await store.series(engine, "acc_a", first, first, None) == []

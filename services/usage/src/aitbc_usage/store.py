@@ -181,8 +181,10 @@ async def series(
         sa.select(usage_minutes.c.minute, *columns)
         .where(
             usage_minutes.c.account_id == account_id,
-            usage_minutes.c.minute >= int(start.timestamp()) // 60 * 60,
-            usage_minutes.c.minute < int(end.timestamp()),
+            # A time without an offset is UTC, as the aggregates are, wherever this runs;
+            # read as local time, the first day of year 1 is out of range and raises.
+            usage_minutes.c.minute >= int(_utc(start).timestamp()) // 60 * 60,
+            usage_minutes.c.minute < int(_utc(end).timestamp()),
         )
         .group_by(usage_minutes.c.minute)
         .order_by(usage_minutes.c.minute)

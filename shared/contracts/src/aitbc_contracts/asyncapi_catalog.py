@@ -1,0 +1,220 @@
+"""What the AsyncAPI document says, as tables: every message (its payload type, summary and
+headers), every channel (subject, stream or bucket) and every operation, seen from the service
+that owns the subject. aitbc_contracts.asyncapi builds the document from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from aitbc_contracts import messages as m
+from aitbc_contracts import subjects as s
+from aitbc_contracts import usage as u
+from aitbc_contracts.events import AnyEvent
+
+
+class UsageCounters(msgspec.Struct):
+    """A usage partition's counts for the current minute, so a restart keeps them."""
+
+    minute: int  # Unix minutes (seconds // 60)
+    accounts: dict[str, int]  # account id -> admitted requests this minute
+    keys: dict[str, int]  # key id -> admitted requests this minute (keys with their own limit)
+
+
+class DashboardSession(msgspec.Struct, kw_only=True):
+    """A signed-in dashboard session, shared by every edge. Never the key: its SHA-256."""
+
+    account_id: str
+    key_id: str  # the master key's id
+    key_hash: str  # SHA-256 of the master key, re-checked on every request
+    started: float  # Unix seconds
+    seen: float  # Unix seconds of the last request (written at most every few seconds)
+    digest: str  # SHA-256 of the cookie's token: the entry's key
+    csrf_token: str
+    notice: str = ""  # a message for the next page
+
+
+def _header(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+KEY_EVENT_HEADERS = {
+    "type": "object",
+    "properties": {
+        s.MSG_ID_HEADER: _header("the event id: JetStream drops a re-published duplicate"),
+        s.POSITION_HEADER: _header("the event's global position in the event store (1, 2, ...)"),
+        s.HASH_HEADER: _header("the event's chain hash: sha256(previous hash + these bytes)"),
+        s.EXPECTED_LAST_SEQUENCE_HEADER: _header(
+            "set by the relay: the server refuses the message unless it follows this sequence"
+        ),
+    },
+}
+USAGE_EVENT_HEADERS = {
+    "type": "object",
+    "properties": {s.MSG_ID_HEADER: _header("the usage event id: a retried publish counts once")},
+}
+USAGE_BATCH_HEADERS = {
+    "type": "object",
+    "properties": {
+        s.MSG_ID_HEADER: _header(
+            "the batch id: a retry re-publishes the same bytes under it, and counts once"
+        )
+    },
+}
+
+# message name -> (payload type, summary, headers schema or None)
+MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
+    "CheckKeys": (
+        m.CheckKeys,
+        f"Are these key hashes known, and what may each do? (at most {m.MAX_CHECK_BATCH})",
+        None,
+    ),
+    "CheckReply": (
+        m.CheckReply,
+        "Per hash, in order, its key's facts or why not; a Rejected alone: the whole message "
+        "was refused (malformed, too large) or the service failed",
+        None,
+    ),
+    "Command": (m.AnyCommand, "A management command, tagged by `command`", None),
+    "Reply": (m.Reply, "The command's result, or why it was refused", None),
+    "KeyEvent": (AnyEvent, "A change to an account or key, tagged by `type`", KEY_EVENT_HEADERS),
+    "DecideBatch": (u.DecideBatch, "Rate-limit decisions to take, in order", None),
+    "DecisionBatch": (u.DecisionBatch, "One decision per item, in the same order", None),
+    "Settlements": (u.Settlements, "Leases an edge has done with: what each did not use", None),
+    "UsageQuestion": (u.UsageQuery | u.LastUsedQuery, "A usage query, tagged by `type`", None),
+    "UsageAnswer": (u.UsageSeries | u.LastUsed | m.Rejected, "The answer, or why not", None),
+    "UsageBatch": (
+        u.UsageBatch,
+        "A partition's requests through one edge in one flush, in order",
+        USAGE_BATCH_HEADERS,
+    ),
+    "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
+    "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
+    "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
+}
+
+PARTITION = {
+    "description": f"usage partition: crc32(account id) % {s.USAGE_PARTITIONS}",
+    "enum": [str(p) for p in range(s.USAGE_PARTITIONS)],
+}
+ACCOUNT = {"description": "account id, acc_ + 16 hex digits"}
+USAGE_BATCHES = s.usage_batch_subject(0).replace(".0.", ".{partition}.")
+USAGE_PARTITION = s.usage_partition_subjects(0).replace(".0.", ".{partition}.")
+
+# channel -> (address, description, parameters, message names, JetStream details or None)
+CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, Any] | None]] = {
+    "keyCheck": (
+        s.KEYS_CHECK,
+        "Auth checks from the edge, the cache misses of a burst in one message (request/reply).",
+        {},
+        ["CheckKeys"],
+        None,
+    ),
+    "keyCheckReply": (None, "The reply inbox of a key check.", {}, ["CheckReply"], None),
+    "keyCommands": (
+        s.KEYS_COMMANDS,
+        "Management commands from the edge and the `aitbc` command line (request/reply).",
+        {},
+        ["Command"],
+        None,
+    ),
+    "keyCommandReply": (None, "The reply inbox of a command.", {}, ["Reply"], None),
+    "keyEvents": (
+        s.key_event_subject("{account_id}", "{stream_id}"),
+        "The key event log: every committed event, in global position order, published "
+        "verbatim from the event store by its outbox relay. stream_id is the aggregate: the "
+        "account id for account events, the key id for key events. Replay it with "
+        "`aitbc events replay`; check it with `aitbc events verify`.",
+        {"account_id": ACCOUNT, "stream_id": {"description": "account id or key id"}},
+        ["KeyEvent"],
+        {
+            "stream": s.KEY_EVENTS_STREAM,
+            "subjects": [s.KEY_EVENTS_SUBJECTS],
+            "storage": "file",
+            "retention": "limits (kept for ever)",
+            "order": "stream sequence = global position; each event's prev_hash is the hash "
+            "of the one before it (aitbc_contracts.chain)",
+        },
+    ),
+    "usageDecide": (
+        f"{s.USAGE_DECIDE_PREFIX}.{{partition}}",
+        "Rate-limit decisions, batched by the edge, answered by the one usage process that "
+        "owns the partition (request/reply).",
+        {"partition": PARTITION},
+        ["DecideBatch"],
+        None,
+    ),
+    "usageDecideReply": (None, "The reply inbox of a decision batch.", {}, ["DecisionBatch"], None),
+    "usageSettle": (
+        f"{s.USAGE_SETTLE_PREFIX}.{{partition}}",
+        "Leases an edge settles on their own, when no decision of the account carries the "
+        "settlement: far from its limit, a decision may lend the edge units (Decision.lease) "
+        f"that it admits from for at most {u.LEASE_SECONDS} s; the unused go back here. A "
+        f"lease not settled {u.LEASE_DUE_SECONDS} s after it was lent counts as wholly used.",
+        {"partition": PARTITION},
+        ["Settlements"],
+        None,
+    ),
+    "usageQuery": (s.USAGE_QUERY, "Usage queries (request/reply).", {}, ["UsageQuestion"], None),
+    "usageQueryReply": (None, "The reply inbox of a usage query.", {}, ["UsageAnswer"], None),
+    "usageEvents": (
+        USAGE_BATCHES,
+        "Every request through the edge, for analytics, never a key (only its id): one "
+        "UsageBatch per partition per flush of an edge. A consumer reads this and the older "
+        "single events with aitbc_contracts.usage.usage_events_of; an account's events are "
+        f"in its partition's subjects ({USAGE_PARTITION}).",
+        {"partition": PARTITION},
+        ["UsageBatch"],
+        {
+            "stream": s.USAGE_STREAM,
+            "subjects": [s.USAGE_EVENTS_SUBJECTS],
+            "storage": "file",
+            "retention": "limits, 7 days",
+            "consumers": "the usage service aggregates all its partitions with one ordered "
+            "consumer, resuming from each partition's position stored with the aggregates (as "
+            f"{s.USAGE_AGGREGATOR_DURABLE}-<partition>); analytics consumers add their own",
+        },
+    ),
+    "usageSingleEvents": (
+        f"{s.USAGE_EVENTS_PREFIX}.{{partition}}.{{account_id}}",
+        "One event per request, as edges published them before batches; a stream may still "
+        "hold them, in the same stream and partitions as the batches.",
+        {"partition": PARTITION, "account_id": ACCOUNT},
+        ["UsageEvent"],
+        {"stream": s.USAGE_STREAM, "subjects": [s.USAGE_EVENTS_SUBJECTS]},
+    ),
+    "usageCounters": (
+        f"$KV.{s.USAGE_COUNTERS_BUCKET}.p{{partition}}",
+        "Key/value bucket: each usage partition's counts for the current minute, so a "
+        "restarted usage process neither forgets nor double-counts admissions.",
+        {"partition": PARTITION},
+        ["UsageCounters"],
+        {"bucket": s.USAGE_COUNTERS_BUCKET, "history": 1, "ttl_seconds": 2 * u.WINDOW_SECONDS},
+    ),
+    "dashboardSessions": (
+        f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.{{digest}}",
+        "Key/value bucket: dashboard sessions, so any edge serves any signed-in browser. The "
+        "key is the SHA-256 of the session cookie's token; sign-out deletes the entry.",
+        {"digest": {"description": "sha256 of the session token, hex"}},
+        ["DashboardSession"],
+        {
+            "bucket": s.DASHBOARD_SESSIONS_BUCKET,
+            "history": 1,
+            "ttl_seconds": "DASHBOARD_SESSION_LIFETIME (43200)",
+        },
+    ),
+}
+
+# operation -> (action, channel, reply channel or None, queue group or None, summary)
+OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
+    "checkKeys": ("receive", "keyCheck", "keyCheckReply", s.KEYS_QUEUE, "keys service"),
+    "runCommand": ("receive", "keyCommands", "keyCommandReply", s.KEYS_QUEUE, "keys service"),
+    "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
+    "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
+    "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),
+    "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),
+    "publishUsageBatch": ("send", "usageEvents", None, None, "edge"),
+    "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),
+    "keepSession": ("send", "dashboardSessions", None, None, "edge (dashboard)"),
+}
