@@ -25,15 +25,19 @@ def logged_callbacks(
     name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
 ) -> dict[str, Any]:
     """A connection's callbacks, as nats.connect takes them: the log says when it is lost and
-    when it is back; its errors are for debugging (each reconnect attempt raises one)."""
+    when it is back; its errors are for debugging (each reconnect attempt raises one).
+
+    A disconnection is INFO: every clean stop closes the connection too, and nats-py says so
+    through the same callback. A loss shows as the WARNING of the reconnection that ends it
+    (and, while it lasts, in what the process could not do)."""
 
     async def reconnected() -> None:
-        log.warning("%s reconnected to NATS", name)
+        log.warning("%s reconnected to NATS after losing it", name)
         if on_reconnect is not None:
             await on_reconnect()
 
     async def disconnected() -> None:
-        log.warning("%s disconnected from NATS", name)
+        log.info("%s disconnected from NATS", name)
 
     async def error(exc: Exception) -> None:
         log.debug("%s NATS error: %s", name, exc)
