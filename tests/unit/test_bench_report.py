@@ -41,7 +41,8 @@ def test_every_met_target_is_left_out_of_the_missed(results: dict[str, Any]) -> 
 
 
 def test_revocations_say_where_their_time_starts(results: dict[str, Any]) -> None:
-    assert "time from the revoke response" in markdown(results, quick=True)  # older results
+    results["revocation"].pop("timed_from", None)  # results written before it was recorded
+    assert "time from the revoke response" in markdown(results, quick=True)
     results["revocation"]["timed_from"] = "request"
     text = markdown(results, quick=True)
     assert "time from the moment the revoke request is sent" in text
