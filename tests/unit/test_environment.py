@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aitbc_infra.runner import Config
+from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_runtime import environment
 from aitbc_usage.settings import Settings as UsageSettings
 
@@ -62,13 +64,25 @@ def test_the_runner_tells_the_services_what_the_others_derive(
     assert told["USAGE_DATABASE_URL"] == environment.usage_database_url(env)
 
 
-def test_the_usage_service_follows_the_same_settings(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("settings_of", "database", "file"),
+    [
+        (KeysSettings.from_env, "DATABASE_URL", "keys.db"),
+        (UsageSettings.from_env, "USAGE_DATABASE_URL", "usage.db"),
+    ],
+    ids=["keys", "usage"],
+)
+def test_each_service_follows_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings_of: Callable[[], KeysSettings | UsageSettings],
+    database: str,
+    file: str,
 ) -> None:
-    for name in ("NATS_URL", "USAGE_DATABASE_URL"):
+    for name in ("NATS_URL", database):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NATS_PORT", "4999")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    settings = UsageSettings.from_env()
+    settings = settings_of()
     assert settings.nats_url == "nats://127.0.0.1:4999"
-    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/usage.db"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/{file}"

@@ -52,15 +52,3 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         f"sqlite+aiosqlite:///{Path('.data').resolve()}/keys.db",
         "INFO",
     )
-
-
-def test_the_keys_service_follows_nats_port_and_data_dir_like_just_up(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    for name in ("NATS_URL", "DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NATS_PORT", "4999")
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    settings = Settings.from_env()
-    assert settings.nats_url == "nats://127.0.0.1:4999"
-    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/keys.db"
