@@ -109,7 +109,7 @@ async def disagreements(view: ViewAdapter, delivery: Delivery, times: list[datet
     states = states_of(delivery)
     accounts = {e.account_id for e, _ in delivery} | {e.stream_id for e, _ in delivery}
     keys = {e.stream_id for e, _ in delivery}
-    hashes = sorted({h for e, _ in delivery for h in _hashes(e)})
+    hashes = sorted({h for e, _ in delivery for h in secret_hashes(e)})
     found = []
     for account_id in sorted(accounts):
         said, want = await view.plan(account_id), expected_plan(states, account_id)
@@ -131,7 +131,8 @@ async def disagreements(view: ViewAdapter, delivery: Delivery, times: list[datet
     return found
 
 
-def _hashes(event: AnyEvent) -> list[str]:
+def secret_hashes(event: AnyEvent) -> list[str]:
+    """The secrets an event names: the one it gives a key, and the one it replaces."""
     return [
         h for h in (getattr(event, "secret_hash", None), getattr(event, "previous_hash", None)) if h
     ]

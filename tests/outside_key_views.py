@@ -15,7 +15,14 @@ from aitbc_contracts.events import AccountCreated, AnyEvent
 from aitbc_contracts.keys import secret_valid
 from aitbc_usage.plans import PlanBook
 from tests.key_histories import T0
-from tests.key_views import NOT_KEPT, Delivery, KeyRecord, expected_facts, states_of
+from tests.key_views import (
+    NOT_KEPT,
+    Delivery,
+    KeyRecord,
+    expected_facts,
+    secret_hashes,
+    states_of,
+)
 
 EARLY = T0 - timedelta(days=1)  # before every grace ends: the facts as the keys service gives them
 
@@ -39,7 +46,7 @@ class EdgeCacheView:
             self.view.process(event, position)
             seen.append((event, position))
             states = states_of(seen)
-            for secret_hash in sorted({h for e, _ in seen for h in _hashes(e)}):
+            for secret_hash in sorted({h for e, _ in seen for h in secret_hashes(e)}):
                 digest = bytes.fromhex(secret_hash)
                 if self.cache.get(digest) is None:
                     facts = expected_facts(states, secret_hash, EARLY)
@@ -128,9 +135,3 @@ class CliHistoryView:
 
 async def _no_lookup(account_id: str) -> str | None:
     raise AssertionError("the table asks only what the book was given")
-
-
-def _hashes(event: AnyEvent) -> list[str]:
-    return [
-        h for h in (getattr(event, "secret_hash", None), getattr(event, "previous_hash", None)) if h
-    ]
