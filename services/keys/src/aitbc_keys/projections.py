@@ -58,17 +58,19 @@ def secret_rows(key: KeyState, secrets: Iterable[str] | None = None) -> list[dic
 class SqlReadModel:
     """The read model as a view of the events appended in one write transaction (`conn`).
 
-    An event's stream state before it comes from the stream's earlier events, read in the
-    same transaction (a key stream holds a handful), or from this transaction's own work."""
+    An event's stream state before it comes from this transaction's own work, or from the
+    stream's earlier events, read in the same transaction (a key stream holds a handful); a
+    stream's first event has none, so creating an account or a key reads nothing."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self._states: dict[str, State | None] = {}
 
     async def process(self, event: AnyEvent, position: int) -> None:
+        before: State | None = None
         if event.stream_id in self._states:
             before = self._states[event.stream_id]
-        else:
+        elif event.version > 1:
             before = fold(await store.load_in(self.conn, event.stream_id, event.version))
         after = evolve(before, event)
         self._states[event.stream_id] = after
