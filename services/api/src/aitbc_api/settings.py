@@ -26,7 +26,7 @@ def _list(value: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    nats_url: str = "nats://127.0.0.1:4322"
+    nats_url: str = environment.nats_url({})  # the local one `just up` starts
     host: str = "127.0.0.1"
     port: int = 8000
     upstream_url: str = "http://127.0.0.1:8011"

@@ -26,7 +26,7 @@ def parse_partitions(value: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    nats_url: str = "nats://127.0.0.1:4322"
+    nats_url: str = environment.nats_url({})  # the local one `just up` starts
     database_url: str = "sqlite+aiosqlite:///.data/usage.db"
     plan_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PLAN_LIMITS))
     partitions: tuple[int, ...] = tuple(range(USAGE_PARTITIONS))
