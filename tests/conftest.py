@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.nats_server import NatsServer, free_port
 from tests import postgres
 
@@ -45,11 +46,18 @@ def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
         timer.cancel()
 
 
+def secured_nats(root: Path) -> NatsServer:
+    """A nats-server in `root` with the real configuration: the roles' users and permissions."""
+    credentials = BusCredentials(root / "creds")
+    return NatsServer(free_port(), root / "js", log_file=root / "nats.log", credentials=credentials)
+
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """A nats-server process with JetStream on a free port, for the whole session."""
+    """A nats-server process with JetStream on a free port, for the whole session, requiring
+    the roles' credentials as `just up`'s does (`server.access(role)`, `server.options(role)`)."""
     root = tmp_path_factory.mktemp("nats")
-    server = NatsServer(free_port(), root / "js", log_file=root / "nats.log").start()
+    server = secured_nats(root).start()
     yield server
     server.stop()
 
@@ -57,7 +65,7 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
 @pytest.fixture
 def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A nats-server of this test's own, for tests of streams whose names the contract fixes."""
-    server = NatsServer(free_port(), tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    server = secured_nats(tmp_path).start()
     yield server
     server.stop()
 

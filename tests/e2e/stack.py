@@ -38,15 +38,21 @@ class Stack:
         settings = {**TEST_SETTINGS, **self.extra_env}
         self.layout = Layout.on_free_ports(self.root, database_url=self.database_url, env=settings)
         self.database_url = self.layout.database_url
-        self.nats = NatsServer(self.layout.nats_port, self.root / "nats", self.root / "nats.log")
+        self.nats = NatsServer(
+            self.layout.nats_port,
+            self.root / "nats",
+            self.root / "nats.log",
+            credentials=self.layout.credentials,
+        )
 
     @property
     def api_url(self) -> str:
         return self.layout.api_url
 
-    def env(self) -> dict[str, str]:
-        """What every service is told (and what a CLI run against this system needs)."""
-        return self.layout.child_env()
+    def env(self, role: str = "admin") -> dict[str, str]:
+        """What every service is told, with the credentials of `role` (an operator's CLI run
+        against this system: admin)."""
+        return self.layout.child_env(role)
 
     def add_service(self, name: str) -> Process:
         """A service of the definition, by name."""

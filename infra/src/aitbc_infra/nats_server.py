@@ -9,8 +9,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from aitbc_infra.bus_config import BusCredentials, server_config, write_private
 from aitbc_infra.readiness import port_open, run_to_end, until_ready
+from aitbc_runtime.bus_access import BusAccess
 
 
 def nats_server_binary() -> str:
@@ -53,21 +56,41 @@ def terminate(process: subprocess.Popen[bytes], timeout: float, kill: bool = Fal
 
 @dataclass
 class NatsServer:
-    """A nats-server child process with JetStream; `url` is what clients connect to."""
+    """A nats-server child process with JetStream, requiring the roles' credentials in
+    `credentials` (None: open to anyone); `url` is what clients connect to, and
+    `access(role)` how a client of that role does."""
 
     port: int
     store_dir: Path
     log_file: Path | None = None
+    credentials: BusCredentials | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def config_file(self) -> Path:
+        return self.store_dir.parent / f"nats-{self.port}.conf"
+
+    def access(self, role: str = "admin") -> BusAccess:
+        if self.credentials is None:
+            return BusAccess(self.url)
+        return self.credentials.access(role, self.url)
+
+    def options(self, role: str = "admin") -> dict[str, Any]:
+        """`nats.connect` keyword arguments for a client of `role` (tests: admin by default)."""
+        return self.access(role).options()
+
     def command(self) -> list[str]:
-        """The nats-server command line: JetStream on, listening on 127.0.0.1 only."""
-        where = ["-a", "127.0.0.1", "-p", str(self.port)]
-        return [nats_server_binary(), *where, "-js", "-sd", str(self.store_dir)]
+        """The nats-server command line: its configuration file, written now (JetStream on,
+        listening on 127.0.0.1 only, the roles' users and permissions)."""
+        if self.credentials is not None:
+            self.credentials.provision()
+        config = server_config(self.port, self.store_dir, self.credentials)
+        write_private(self.config_file, config)
+        return [nats_server_binary(), "-c", str(self.config_file)]
 
     def start(self, timeout: float = 10.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import nats
 
 from aitbc_runtime.bus import until_answered
+from aitbc_runtime.bus_access import BusAccess
 
 Probe = Callable[[], Awaitable[bool]]
 T = TypeVar("T")
@@ -72,13 +73,13 @@ def http_ok(url: str) -> Probe:
     return ready
 
 
-def answers(nats_url: str, subject: str, payload: bytes) -> Probe:
+def answers(access: BusAccess, subject: str, payload: bytes) -> Probe:
     """Ready once something answers a request on `subject` (any answer: it is listening)."""
 
     async def ready() -> bool:
         try:
             nc = await nats.connect(
-                [url.strip() for url in nats_url.split(",")],
+                **access.options(),
                 connect_timeout=1,
                 allow_reconnect=False,
                 max_reconnect_attempts=1,

@@ -18,10 +18,12 @@ from pathlib import Path
 from aitbc_contracts.messages import CheckKeys, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
+from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.readiness import answers, http_ok, port_open
 from aitbc_infra.supervisor import Service
 from aitbc_runtime import environment
+from aitbc_runtime.bus_access import BusAccess
 
 DEFAULT_NATS_PORT = environment.DEFAULT_NATS_PORT
 DEFAULT_API_PORT = 8000
@@ -51,12 +53,15 @@ class Layout:
     api_port: int = DEFAULT_API_PORT
     coordinator_host: str = "127.0.0.1"
     coordinator_port: int = DEFAULT_COORDINATOR_PORT
+    creds_dir: Path | None = None  # the roles' NATS credentials; None: DATA_DIR/creds
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for attribute, file in (("database_url", "keys.db"), ("usage_database_url", "usage.db")):
             if not getattr(self, attribute):
                 object.__setattr__(self, attribute, f"sqlite+aiosqlite:///{self.data_dir / file}")
+        if self.creds_dir is None:
+            object.__setattr__(self, "creds_dir", self.data_dir / "creds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Layout:
@@ -73,6 +78,9 @@ class Layout:
                 api_port=int(env.get("API_PORT", DEFAULT_API_PORT)),
                 coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),
                 coordinator_port=int(env.get("COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)),
+                creds_dir=Path(env["NATS_CREDS_DIR"]).resolve()
+                if env.get("NATS_CREDS_DIR")
+                else None,
             )
         except ValueError as exc:
             raise ConfigError(f"bad setting: {exc}") from exc
@@ -95,9 +103,37 @@ class Layout:
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
 
-    def child_env(self) -> dict[str, str]:
-        """What every service is told: where the bus, the databases and its neighbours are."""
+    @property
+    def credentials(self) -> BusCredentials | None:
+        """The roles' credentials: `just up`'s own server requires them (they are made on its
+        first start); an existing server (NATS_URL) gets them where NATS_CREDS_DIR has them."""
+        assert self.creds_dir is not None
+        if self.nats_url is None or self.creds_dir.is_dir():
+            return BusCredentials(self.creds_dir)
+        return None
+
+    def access(self, role: str) -> BusAccess:
+        """How a process of `role` reaches this system's bus."""
+        credentials = self.credentials
+        if credentials is None:
+            return BusAccess(self.bus_url)
+        return credentials.access(role, self.bus_url)
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """The credentials settings of a process of `role` (the keys service has two)."""
+        credentials = self.credentials
+        if credentials is None:
+            return {}
+        env = {"NATS_CREDS": str(credentials.file(role))}
+        if role == "keys":
+            env["NATS_WRITER_CREDS"] = str(credentials.file("keys-writer"))
+        return env
+
+    def child_env(self, role: str = "admin") -> dict[str, str]:
+        """What every service is told: where the bus, the databases and its neighbours are,
+        and the credentials of its bus role."""
         return {
+            **self.role_env(role),
             "DATA_DIR": str(self.data_dir),
             "NATS_URL": self.bus_url,
             "DATABASE_URL": self.database_url,
@@ -124,26 +160,27 @@ def program(name: str) -> str:
 
 
 def nats(layout: Layout) -> Service:
-    server = NatsServer(layout.nats_port, layout.data_dir / "nats")
+    server = NatsServer(layout.nats_port, layout.data_dir / "nats", credentials=layout.credentials)
     ready = port_open("127.0.0.1", layout.nats_port)
     return Service("nats", server.command(), {}, ready, layout.bus_url, layout.nats_port)
 
 
 def keys(layout: Layout) -> Service:
-    ready = answers(layout.bus_url, KEYS_CHECK, PING_KEYS)
-    return Service("keys", [program("aitbc-keys")], layout.child_env(), ready)
+    ready = answers(layout.access("admin"), KEYS_CHECK, PING_KEYS)
+    return Service("keys", [program("aitbc-keys")], layout.child_env("keys"), ready)
 
 
 def usage(layout: Layout) -> Service:
-    ready = answers(layout.bus_url, USAGE_QUERY, PING_USAGE)
-    return Service("usage", [program("aitbc-usage")], layout.child_env(), ready)
+    ready = answers(layout.access("admin"), USAGE_QUERY, PING_USAGE)
+    return Service("usage", [program("aitbc-usage")], layout.child_env("usage"), ready)
 
 
 def coordinator(layout: Layout) -> Service:
     ready = http_ok(layout.upstream_url + HEALTH_PATH)
     address = f"{layout.upstream_url} (sample)"
     argv = [program("aitbc-sample-coordinator")]
-    return Service("coordinator", argv, layout.child_env(), ready, address, layout.coordinator_port)
+    env = {k: v for k, v in layout.child_env().items() if not k.startswith("NATS_")}  # no bus
+    return Service("coordinator", argv, env, ready, address, layout.coordinator_port)
 
 
 def api(layout: Layout) -> Service:
@@ -154,7 +191,7 @@ def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
     """An edge on `port`; `api` is the system's own, tests and benchmarks add more (`env`:
     settings over the layout's)."""
     url = f"http://{layout.api_host}:{port}"
-    settings = {**layout.child_env(), "API_PORT": str(port), **env}
+    settings = {**layout.child_env("edge"), "API_PORT": str(port), **env}
     if _health_answers_plainly(layout, {**os.environ, **settings}):
         ready = http_ok(url + HEALTH_PATH)
     else:

@@ -30,6 +30,7 @@ from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
 from aitbc_api.proxy.forward import upstream_session
 from aitbc_api.settings import Settings
+from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
 from aitbc_contracts.usage import LEASE_DUE_SECONDS
 from aitbc_runtime.bus import connect
 from aitbc_runtime.commands import KeysCommands
@@ -106,7 +107,7 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         load=Load(),
     )
     app.state[OWNER_SERVICES] = OwnerServices(
-        commands=KeysCommands(nc, settings.keys_timeout),
+        commands=KeysCommands(nc, settings.keys_timeout, KEYS_OWNER_COMMANDS),
         usage=UsageQueries(nc, settings.usage_query_timeout),
         forget_key=cache.evict_key,
         plan_limits=limiter.plan_limits,
@@ -116,7 +117,7 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
 def edge_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        nc = await connect(settings.nats_url, "aitbc-api")
+        nc = await connect(settings.nats, "aitbc-api")
         try:
             async with AsyncExitStack() as parts:
                 await _start(app, settings, nc, parts)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
-from aitbc_runtime import environment
+from aitbc_runtime.bus_access import BusAccess
 
 
 def _flag(value: str | None, default: bool = False) -> bool:
@@ -26,7 +26,7 @@ def _list(value: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    nats_url: str = environment.nats_url({})  # the local one `just up` starts
+    nats: BusAccess = field(default_factory=BusAccess)  # by default `just up`'s, unauthenticated
     host: str = "127.0.0.1"
     port: int = 8000
     upstream_url: str = "http://127.0.0.1:8011"
@@ -69,7 +69,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            nats_url=environment.nats_url(env),  # as `just up` places it
+            nats=BusAccess.from_env(env),  # as `just up` places it, with this role's credentials
             host=env.get("API_HOST", cls.host),
             port=int(env.get("API_PORT", cls.port)),
             upstream_url=env.get("UPSTREAM_URL", cls.upstream_url).rstrip("/"),

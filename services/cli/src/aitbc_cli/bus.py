@@ -3,8 +3,11 @@ one keys command client (aitbc_runtime.commands), its failures told in one line 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -14,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from aitbc_contracts.messages import AnyCommand, Reply
 from aitbc_contracts.subjects import KEYS_COMMANDS
 from aitbc_runtime import environment
+from aitbc_runtime.bus_access import BusAccess, BusAccessError
 from aitbc_runtime.commands import CommandFailed, KeysCommands
 
 DEFAULT_TIMEOUT = 5.0
@@ -34,15 +38,35 @@ def default_nats_url() -> str:
         raise BusError(str(exc)) from exc
 
 
+def default_creds() -> str:
+    """NATS_CREDS, else the admin credentials `just up` made in DATA_DIR (an operator on the
+    machine that runs it), else none."""
+    if os.environ.get("NATS_CREDS"):
+        return os.environ["NATS_CREDS"]
+    local = environment.data_dir() / "creds" / "admin.nk"
+    return str(local) if local.exists() else ""
+
+
+def access_of(args: argparse.Namespace) -> BusAccess:
+    """Where and as whom this command reaches the bus: --nats-url, --creds, NATS_TLS_*."""
+    tls = BusAccess.from_env()
+    return replace(tls, url=args.nats_url, creds=args.creds)
+
+
 async def _quiet(_: Exception) -> None:
     """nats-py logs every connection error with a traceback; the CLI reports one line instead."""
 
 
-async def connect(nats_url: str, wait: float = DEFAULT_TIMEOUT, client: NATS | None = None) -> NATS:
+async def connect(
+    access: BusAccess, wait: float = DEFAULT_TIMEOUT, client: NATS | None = None
+) -> NATS:
     """One connection for one command: fail fast, with a one-line reason, when NATS is away."""
     nc = client or NATS()
-    options: dict[str, Any] = {  # as nats.connect() takes them (Client.connect types them int)
-        "servers": [url.strip() for url in nats_url.split(",")],  # a cluster: any of them
+    try:
+        options: dict[str, Any] = access.options()  # as nats.connect() takes them
+    except BusAccessError as exc:
+        raise BusError(str(exc)) from exc
+    options |= {
         "connect_timeout": min(wait, 2.0),
         "allow_reconnect": False,
         # max_reconnect_attempts=0 would mean "forever" to nats-py: 1 gives up after a retry.
@@ -55,10 +79,10 @@ async def connect(nats_url: str, wait: float = DEFAULT_TIMEOUT, client: NATS | N
         return nc
     except (TimeoutError, NoServersError, OSError, NatsTimeoutError) as exc:
         raise BusError(
-            f"cannot reach NATS at {nats_url} (is it running? set NATS_URL or --nats-url)"
+            f"cannot reach NATS at {access.url} (is it running? set NATS_URL or --nats-url)"
         ) from exc
-    except Exception as exc:  # a malformed URL, a refused handshake, ...
-        raise BusError(f"cannot reach NATS at {nats_url}: {exc}") from exc
+    except Exception as exc:  # a malformed URL, refused credentials, ...
+        raise BusError(f"cannot reach NATS at {access.where()}: {exc}") from exc
 
 
 def for_people(failed: CommandFailed, nats_url: str, wait: float) -> str:
@@ -73,18 +97,18 @@ def for_people(failed: CommandFailed, nats_url: str, wait: float) -> str:
     return f"cannot reach NATS at {nats_url}: {failed.__cause__}"
 
 
-async def request(nats_url: str, command: AnyCommand, wait: float = DEFAULT_TIMEOUT) -> Reply:
-    nc = await connect(nats_url, wait)
+async def request(access: BusAccess, command: AnyCommand, wait: float = DEFAULT_TIMEOUT) -> Reply:
+    nc = await connect(access, wait)
     try:
         return await KeysCommands(nc, wait).send(command)
     except CommandFailed as failed:
-        raise BusError(for_people(failed, nats_url, wait)) from failed
+        raise BusError(for_people(failed, access.url, wait)) from failed
     finally:
         await nc.close()
 
 
-def sender(nats_url: str, wait: float = DEFAULT_TIMEOUT) -> Send:
+def sender(access: BusAccess, wait: float = DEFAULT_TIMEOUT) -> Send:
     async def send(command: AnyCommand) -> Reply:
-        return await request(nats_url, command, wait=wait)
+        return await request(access, command, wait=wait)
 
     return send

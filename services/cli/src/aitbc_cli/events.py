@@ -114,7 +114,7 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
             cells = [when(row.occurred_at), row.type, row.stream_id, row.account_id]
             rows.append([*cells, row.actor or "-", row.request_id or "-"])
 
-    nc = await stream.connect(args.nats_url, args.timeout)
+    nc = await stream.connect(args.bus, args.timeout)
     try:
         await stream.read(nc, stream.event_filter(args.account, args.key), sink)
     except BrokenPipeError:

@@ -21,6 +21,7 @@ from aitbc_cli.replies import CommandRejected
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import AccountState, InvalidKeyEvent, KeyState, fold, read_envelope
 from aitbc_contracts.messages import Code
+from aitbc_runtime.bus_access import BusAccess
 
 # What --json shows of the key's state, in this order, the plan between the two groups; never
 # its secrets' hashes, nor its version.
@@ -86,7 +87,7 @@ def key_at(history: Iterable[AnyEvent], at: datetime) -> KeyAt | None:
     return None if key is None else KeyAt(key, plan, events)
 
 
-async def read_history(nats_url: str, wait: float, key_id: str) -> list[AnyEvent]:
+async def read_history(access: BusAccess, wait: float, key_id: str) -> list[AnyEvent]:
     """The key's events, then its account's: each stream in its own order."""
     found: list[AnyEvent] = []
 
@@ -96,7 +97,7 @@ async def read_history(nats_url: str, wait: float, key_id: str) -> list[AnyEvent
         except InvalidKeyEvent as exc:
             raise BusError(f"the key event stream holds {exc}") from exc
 
-    nc = await stream.connect(nats_url, wait)
+    nc = await stream.connect(access, wait)
     try:
         await stream.read(nc, stream.event_filter(key_id=key_id), sink)
         if not found:
@@ -141,7 +142,7 @@ def lines(found: KeyAt, at: datetime) -> list[tuple[str, str]]:
 
 async def show_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     at: datetime = args.at or datetime.now(UTC)
-    found = key_at(await read_history(args.nats_url, args.timeout, args.key_id), at)
+    found = key_at(await read_history(args.bus, args.timeout, args.key_id), at)
     if found is None:
         raise CommandRejected(Code.NOT_FOUND, f"key {args.key_id} did not exist at {when(at)}")
     if args.json:

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from aitbc_cli import accounts, events, keys, projections, usage
-from aitbc_cli.bus import DEFAULT_TIMEOUT, BusError, Send, default_nats_url, sender
+from aitbc_cli.bus import (
+    DEFAULT_TIMEOUT,
+    BusError,
+    Send,
+    access_of,
+    default_creds,
+    default_nats_url,
+    sender,
+)
 from aitbc_cli.replies import CommandRejected
 
 GROUPS = (accounts, keys, events, projections, usage)
@@ -24,6 +32,7 @@ def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for programs")
     common.add_argument("--nats-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--creds", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return common
 
 
@@ -37,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_nats_url(),
         help="NATS server to reach the services through (env NATS_URL, else NATS_PORT on "
         "127.0.0.1, as `just up` starts it; default %(default)s)",
+    )
+    parser.add_argument(
+        "--creds",
+        default=default_creds(),
+        metavar="FILE",
+        help="NATS credentials (an nkey seed file) of an operator role: admin, or auditor to "
+        "only read (env NATS_CREDS, else DATA_DIR/creds/admin.nk where `just up` made it); "
+        "TLS from NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY",
     )
     parser.add_argument(
         "--timeout",
@@ -67,7 +84,8 @@ def run(
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(argv)
-        send = send or sender(args.nats_url, wait=args.timeout)
+        args.bus = access_of(args)
+        send = send or sender(args.bus, wait=args.timeout)
         return asyncio.run(dispatch(args, send, out))
     except CommandRejected as exc:
         err.write(f"aitbc: {exc.code}: {exc.message}\n")

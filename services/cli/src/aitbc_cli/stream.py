@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 from aitbc_cli import bus
 from aitbc_cli.bus import BusError
 from aitbc_contracts.subjects import KEY_EVENTS_PREFIX, KEY_EVENTS_STREAM
+from aitbc_runtime.bus_access import BusAccess
 
 STATUS = "Status"
 CONTROL = "100"  # flow control requests and idle heartbeats
@@ -48,8 +49,8 @@ class ReplayClient(NATS):
         return out
 
 
-async def connect(nats_url: str, wait: float) -> NATS:
-    return await bus.connect(nats_url, wait, client=ReplayClient())
+async def connect(access: BusAccess, wait: float) -> NATS:
+    return await bus.connect(access, wait, client=ReplayClient())
 
 
 def event_filter(account_id: str | None = None, key_id: str | None = None) -> str:

@@ -8,11 +8,11 @@ import contextlib
 from typing import Any, TextIO
 
 import msgspec
-import nats
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from aitbc_cli.bus import BusError, Send
+from aitbc_cli import bus
+from aitbc_cli.bus import Send
 from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, partition_of, usage_partition_subjects
 from aitbc_contracts.usage import UsageEvent, usage_events_of
 
@@ -46,12 +46,7 @@ async def tail_usage(args: argparse.Namespace, _send: Send, out: TextIO) -> int:
         if args.account
         else USAGE_EVENTS_SUBJECTS
     )
-    try:
-        nc = await nats.connect(
-            args.nats_url, max_reconnect_attempts=1, connect_timeout=args.timeout
-        )
-    except Exception as exc:
-        raise BusError(f"cannot reach NATS at {args.nats_url}: {exc}") from exc
+    nc = await bus.connect(args.bus, args.timeout)
     done = asyncio.Event()
     seen = 0
 

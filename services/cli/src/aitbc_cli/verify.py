@@ -17,6 +17,7 @@ from aitbc_cli.output import print_json
 from aitbc_contracts.chain import Break, Entry, Verifier, compare
 from aitbc_contracts.subjects import HASH_HEADER, KEY_EVENTS_SUBJECTS, POSITION_HEADER
 from aitbc_runtime import environment
+from aitbc_runtime.bus_access import BusAccess
 
 
 def default_database_url() -> str:
@@ -59,7 +60,7 @@ async def check_store(database_url: str) -> Verifier:
     return verifier
 
 
-async def check_stream(nats_url: str, wait: float) -> Verifier:
+async def check_stream(access: BusAccess, wait: float) -> Verifier:
     verifier = Verifier()
 
     def sink(sequence: int, _subject: str, data: bytes, headers: dict[str, str] | None) -> None:
@@ -74,7 +75,7 @@ async def check_stream(nats_url: str, wait: float) -> Verifier:
             )
         )
 
-    nc = await stream.connect(nats_url, wait)
+    nc = await stream.connect(access, wait)
     try:
         read = await stream.read(nc, KEY_EVENTS_SUBJECTS, sink)
     finally:
@@ -105,7 +106,7 @@ def _witness(name: str, verifier: Verifier) -> dict[str, Any]:
 
 async def verify_log(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     store = await check_store(args.database_url)
-    events = await check_stream(args.nats_url, args.timeout)
+    events = await check_stream(args.bus, args.timeout)
     differ = compare(store, events)
     witnesses = [_witness("store", store), _witness("stream", events)]
     intact = all(w["intact"] for w in witnesses) and differ is None

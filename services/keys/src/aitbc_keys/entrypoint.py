@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.keys import KeyEventView
-from aitbc_contracts.subjects import KEYS_COMMANDS, KEYS_QUEUE
+from aitbc_contracts.subjects import (
+    KEYS_OPERATOR_COMMANDS,
+    KEYS_OWNER_COMMANDS,
+    KEYS_QUEUE,
+    KEYS_READ_COMMANDS,
+)
 from aitbc_keys.domain import KeysError, utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
@@ -82,6 +87,8 @@ def subscribe(broker: NatsBroker, endpoint: CommandEndpoint) -> None:
     """Register the command endpoint on the broker, in the queue group shared by every keys
     service."""
 
-    @broker.subscriber(KEYS_COMMANDS, queue=KEYS_QUEUE, max_workers=16)
-    async def on_command(body: bytes) -> bytes:
-        return await guard(endpoint.answer, body)
+    for subject in (KEYS_READ_COMMANDS, KEYS_OWNER_COMMANDS, KEYS_OPERATOR_COMMANDS):
+
+        @broker.subscriber(subject, queue=KEYS_QUEUE, max_workers=16)
+        async def on_command(body: bytes) -> bytes:
+            return await guard(endpoint.answer, body)

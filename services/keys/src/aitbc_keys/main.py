@@ -23,7 +23,7 @@ from aitbc_keys.outbox import AfterPublish, OutboxRelay
 from aitbc_keys.responder import CheckResponder
 from aitbc_keys.settings import Settings, get_settings
 from aitbc_runtime.broker import service_broker
-from aitbc_runtime.bus import until_answered
+from aitbc_runtime.bus import connect, until_answered
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_runtime.process import run_service
 
@@ -57,10 +57,11 @@ async def running_service(
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        broker = service_broker(settings.nats_url, "aitbc-keys")
+        writer = await connect(settings.writer, "aitbc-keys-writer")
+        broker = service_broker(settings.nats, "aitbc-keys")
         nc = await broker.connect()
         relay = OutboxRelay(
-            engine, nc, poll_interval=relay_poll_interval, after_publish=after_publish
+            engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish
         )
         index = FactsIndex()
         live = LiveFacts(engine, index)
@@ -77,7 +78,7 @@ async def running_service(
             await live.load()
             await until_answered(nc, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
             try:
-                log.info("keys service ready (NATS %s)", settings.nats_url)
+                log.info("keys service ready (NATS %s)", settings.nats.where())
                 yield Service(settings, engine, relay, commands, checks, index, broker, responder)
             finally:
                 await reader.stop()
@@ -87,6 +88,7 @@ async def running_service(
                     await subscriber.stop()  # the same for commands
         finally:
             await relay.stop()  # before the connection it publishes on is closed
+            await writer.drain()
             await broker.stop()
     finally:
         await engine.dispose()

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from aitbc_runtime import environment
+from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
-DEFAULT_NATS_URL = environment.nats_url({})
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
 
 
 @dataclass(frozen=True)
 class Settings:
-    nats_url: str = DEFAULT_NATS_URL
+    nats: BusAccess = field(default_factory=BusAccess)  # answers checks and commands
+    # Publishes the key event stream and the checkpoints: a user of its own, so that no
+    # answer the service sends (to a reply subject a requester names) can land on the stream.
+    nats_writer: BusAccess | None = None  # None: the same as `nats`
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
         object.__setattr__(self, "database_url", normalise_database_url(self.database_url))
+
+    @property
+    def writer(self) -> BusAccess:
+        return self.nats_writer or self.nats
 
     def ensure_data_dir(self) -> None:
         """Create the folder of a SQLite file: SQLite creates the file, not its parents."""
@@ -33,7 +40,10 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            nats_url=environment.nats_url(env),  # as `just up` places it
+            nats=BusAccess.from_env(env),  # as `just up` places it
+            nats_writer=BusAccess.from_env(env, creds="NATS_WRITER_CREDS")
+            if env.get("NATS_WRITER_CREDS")
+            else None,
             database_url=environment.keys_database_url(env),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )

@@ -21,7 +21,12 @@ from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import USAGE_QUERY, USAGE_QUEUE, usage_decide_subject
+from aitbc_contracts.subjects import (
+    KEYS_READ_COMMANDS,
+    USAGE_QUERY,
+    USAGE_QUEUE,
+    usage_decide_subject,
+)
 from aitbc_contracts.usage import LastUsedQuery
 from aitbc_runtime.broker import service_broker
 from aitbc_runtime.bus import until_answered
@@ -50,7 +55,7 @@ class Service:
 
 def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
     """FastStream for the queries; decisions, the hot path, are bare nats-py (answer_decisions)."""
-    broker = service_broker(settings.nats_url, "aitbc-usage")
+    broker = service_broker(settings.nats, "aitbc-usage")
 
     @broker.subscriber(USAGE_QUERY, queue=USAGE_QUEUE)
     async def query(body: bytes) -> bytes:
@@ -65,7 +70,7 @@ async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIt
     What it starts stops in reverse order, the decisions first; all before the connection
     drains, so the last counts are saved."""
     await ensure_usage_stream(nc)
-    plans = PlanBook(keys_lookup(KeysCommands(nc, settings.keys_timeout)))
+    plans = PlanBook(keys_lookup(KeysCommands(nc, settings.keys_timeout, KEYS_READ_COMMANDS)))
     deciding = Deciding(plans, settings.plan_limits, settings.partitions)
     async with contextlib.AsyncExitStack() as running:
         reader = KeyEventReader(nc, [plans], "usage-plan-events")

@@ -9,6 +9,7 @@ from functools import lru_cache
 from aitbc_contracts.subjects import USAGE_PARTITIONS
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
 from aitbc_runtime import environment
+from aitbc_runtime.bus_access import BusAccess
 
 
 def parse_partitions(value: str) -> tuple[int, ...]:
@@ -26,7 +27,7 @@ def parse_partitions(value: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    nats_url: str = environment.nats_url({})  # the local one `just up` starts
+    nats: BusAccess = field(default_factory=BusAccess)  # by default `just up`'s, unauthenticated
     database_url: str = "sqlite+aiosqlite:///.data/usage.db"
     plan_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PLAN_LIMITS))
     partitions: tuple[int, ...] = tuple(range(USAGE_PARTITIONS))
@@ -42,7 +43,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            nats_url=environment.nats_url(env),  # as `just up` places it
+            nats=BusAccess.from_env(env),  # as `just up` places it, with this role's credentials
             database_url=environment.usage_database_url(env),
             plan_limits=plan_limits_from_env(),
             partitions=parse_partitions(env.get("USAGE_PARTITIONS", "all")),

@@ -15,9 +15,20 @@ def key_event_subject(account_id: str, stream_id: str) -> str:
     return f"{KEY_EVENTS_PREFIX}.{account_id}.{stream_id}"
 
 
+# --- signed checkpoints of the key event log's chain head (JetStream) ------------------------
+KEY_CHECKPOINTS_STREAM = "AITBC_KEY_CHECKPOINTS"
+KEY_CHECKPOINTS_PREFIX = "aitbc.keys.checkpoints"
+KEY_CHECKPOINTS_SUBJECTS = f"{KEY_CHECKPOINTS_PREFIX}.>"
+
 # --- keys service request/reply ------------------------------------------------------------
 KEYS_CHECK = "aitbc.keys.check"  # CheckKeys -> CheckedKeys | Rejected
-KEYS_COMMANDS = "aitbc.keys.commands"  # Command -> Reply
+# Commands -> Reply. The subject a command arrives on is its sender's power, granted by the
+# server's permissions (infra bus roles), never a field the sender fills in:
+KEYS_READ_COMMANDS = "aitbc.keys.commands.read"  # look-ups only (usage service, auditors)
+KEYS_OWNER_COMMANDS = "aitbc.keys.commands.owner"  # an account's owner, through the edge
+KEYS_OPERATOR_COMMANDS = "aitbc.keys.commands.operator"  # operators (the admin CLI)
+KEYS_COMMANDS_SUBJECTS = "aitbc.keys.commands.*"
+KEYS_COMMANDS = KEYS_OPERATOR_COMMANDS  # until every sender picks its subject
 KEYS_QUEUE = "aitbc-keys"  # queue group: any number of keys services share the work
 
 # --- headers -------------------------------------------------------------------------------

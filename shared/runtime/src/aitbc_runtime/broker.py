@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats.security import NatsNKey, NatsSecurity
 
 from aitbc_runtime.bus import logged_callbacks
+from aitbc_runtime.bus_access import BusAccess
 
 
 async def undecoded(message: NatsMessage) -> bytes:
@@ -23,11 +25,21 @@ faststream_log = logging.getLogger("aitbc.faststream")
 faststream_log.setLevel(logging.WARNING)
 
 
-def service_broker(nats_url: str, name: str) -> NatsBroker:
+def _security(access: BusAccess) -> NatsSecurity | None:
+    """The same credentials and TLS as `access.options()`, in FastStream's terms."""
+    context = access.tls_context()
+    if access.public_key is not None:
+        return NatsNKey(access.creds, ssl_context=context)
+    return None if context is None else NatsSecurity(ssl_context=context)
+
+
+def service_broker(access: BusAccess, name: str) -> NatsBroker:
     """The service's one connection (its bare hot-path subscriptions use `broker.connection`):
     it tells the log when it is lost and back, as `aitbc_runtime.bus.connect`'s do."""
     return NatsBroker(
-        nats_url,
+        access.servers,
+        security=_security(access),
+        inbox_prefix=access.inbox_prefix,
         name=name,
         decoder=undecoded,
         max_reconnect_attempts=-1,  # keep serving what is cached; reconnect for ever

@@ -16,6 +16,7 @@ from nats.js.api import DeliverPolicy, KeyValueConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
+from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.bus")
@@ -46,27 +47,28 @@ def logged_callbacks(
 
 
 async def connect(
-    url: str,
+    access: BusAccess,
     name: str,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     wait: float = 60.0,
 ) -> NATS:
-    """Connect, waiting up to `wait` seconds for the server; then reconnect forever."""
+    """Connect as `access` says, waiting up to `wait` seconds for the server; then reconnect
+    forever. Refused credentials are not waited for: they will not get better."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
         try:
             return await nats.connect(
-                url,
+                **access.options(),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 **logged_callbacks(name, on_reconnect),
             )
-        except Exception:
-            if loop.time() > deadline:
+        except Exception as exc:
+            if loop.time() > deadline or "Authorization Violation" in str(exc):
                 raise
-            log.warning("%s waiting for NATS at %s", name, url)
+            log.warning("%s waiting for NATS at %s", name, access.where())
             await asyncio.sleep(0.5)
 
 

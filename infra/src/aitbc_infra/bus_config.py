@@ -1,0 +1,94 @@
+"""A bus that trusts no one: the roles' credentials and the nats-server configuration that
+requires them (aitbc_infra.bus_roles says who may do what).
+
+`just up` keeps them in its data folder: `creds/<role>.nk` (an nkey seed, mode 0600, made once
+and kept), and `nats.conf`, written at every start from the seeds' public keys and the roles'
+permissions. The tests and benchmarks run the same configuration on their own servers. An
+anonymous connection is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nkeys
+
+from aitbc_infra.bus_roles import DESTRUCTIVE, ROLES, Role
+from aitbc_runtime.bus_access import BusAccess, inbox_prefix, public_key_of_seed
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create `path` with mode 0600 from the start (never readable by others, not even for a
+    moment), replacing whatever was there."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    temporary.replace(path)
+
+
+def new_user_seed() -> str:
+    return str(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode())
+
+
+def _strings(values: Iterable[str]) -> str:
+    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+
+
+def user_entry(role: Role, public_key: str) -> str:
+    """The role's user in nats-server's configuration language."""
+    if role.admin:
+        return f"{{ nkey: {public_key} }}"
+    inbox = f"{inbox_prefix(public_key)}.>"
+    publish = f"publish: {{ allow: {_strings(role.publish)}, deny: {_strings(DESTRUCTIVE)} }}"
+    subscribe = f"subscribe: {{ allow: {_strings((*role.subscribe, inbox))} }}"
+    responses = ", allow_responses: true" if role.responds else ""
+    return f"{{ nkey: {public_key}, permissions: {{ {publish}, {subscribe}{responses} }} }}"
+
+
+@dataclass(frozen=True)
+class BusCredentials:
+    """Every role's nkey seed, in `folder` (made once, kept across restarts)."""
+
+    folder: Path
+
+    def file(self, role: str) -> Path:
+        if role not in ROLES:
+            raise KeyError(f"no such bus role: {role!r} (one of {', '.join(ROLES)})")
+        return self.folder / f"{role}.nk"
+
+    def provision(self) -> BusCredentials:
+        """Make the seeds that are missing; existing ones are kept (running clients use them)."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.folder, 0o700)
+        for role in ROLES:
+            if not self.file(role).exists():
+                write_private(self.file(role), new_user_seed() + "\n")
+        return self
+
+    def public_key(self, role: str) -> str:
+        return public_key_of_seed(self.file(role).read_text())
+
+    def access(self, role: str, url: str, **tls: str) -> BusAccess:
+        """How a process of `role` reaches the bus at `url` (`tls`: BusAccess's TLS fields)."""
+        return BusAccess(url=url, creds=str(self.file(role)), **tls)
+
+    def authorization(self) -> str:
+        """The `authorization` block of the server configuration."""
+        users = "\n".join(f"    {user_entry(r, self.public_key(r.name))}" for r in ROLES.values())
+        return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
+
+
+def server_config(port: int, store_dir: Path, credentials: BusCredentials | None) -> str:
+    """A single nats-server with JetStream on 127.0.0.1:`port`, requiring the roles'
+    credentials (None: open to anyone, for a developer's own experiments only)."""
+    text = f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n"
+    if credentials is not None:
+        text += credentials.authorization()
+    return text
