@@ -94,6 +94,11 @@ async def supervise(table: list[Service], config: Config) -> int:
     if config.layout.nats_url is not None:
         supervisor.say(f"using the NATS server at {config.layout.nats_url}")
     supervisor.say(f"data in {config.layout.data_dir}")
+    if config.layout.credentials is not None:
+        supervisor.say(
+            f"the bus requires credentials: one per role in {config.layout.creds_dir} "
+            "(the `aitbc` CLI uses admin.nk there; auditor.nk can only read)"
+        )
     return await supervisor.run(stop)
 
 
