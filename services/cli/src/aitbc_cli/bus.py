@@ -82,6 +82,12 @@ async def connect(
             f"cannot reach NATS at {access.url} (is it running? set NATS_URL or --nats-url)"
         ) from exc
     except Exception as exc:  # a malformed URL, refused credentials, ...
+        if "Authorization Violation" in str(exc):
+            given = f"the credentials in {access.creds}" if access.creds else "no credentials"
+            raise BusError(
+                f"NATS at {access.url} refused {given}: give an operator role's credentials "
+                "with --creds or NATS_CREDS (`just up` makes them in DATA_DIR/creds)"
+            ) from exc
         raise BusError(f"cannot reach NATS at {access.where()}: {exc}") from exc
 
 
