@@ -17,7 +17,7 @@ import nats
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import hash_key
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_COMMANDS
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_READ_COMMANDS
 from aitbc_keys.outbox import ensure_stream
 from bench import http_load
 from bench.common import say
@@ -120,7 +120,7 @@ class Bench:
             view = m.reply_decoder.decode(
                 (
                     await nc.request(
-                        KEYS_COMMANDS, m.encoder.encode(m.GetAccount(account_id=account_id))
+                        KEYS_READ_COMMANDS, m.encoder.encode(m.GetAccount(account_id=account_id))
                     )
                 ).data
             )

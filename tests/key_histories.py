@@ -13,6 +13,7 @@ from typing import Any
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked, PlanChanged
 from aitbc_contracts.keys import State
+from aitbc_contracts.powers import Power
 from aitbc_keys import domain
 from tests.key_views import Delivery, states_of
 
@@ -63,7 +64,7 @@ class Log:
 
     def revoke(self, key_id: str, at: datetime = T0) -> None:
         command = m.RevokeKey(account_id=None, key_id=key_id, reason="test")
-        self.add(*domain.revoke_key(self.state(key_id), command, at, self.new_id))
+        self.add(*domain.revoke_key(self.state(key_id), command, at, self.new_id, Power.OPERATOR))
 
     def regenerate(self, key_id: str, secret: str, grace: int, at: datetime = T0) -> None:
         command = m.RegenerateKey(

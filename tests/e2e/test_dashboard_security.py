@@ -11,7 +11,7 @@ import httpx
 import nats
 
 from aitbc_contracts.messages import OPERATOR, RevokeKey, encoder
-from aitbc_contracts.subjects import KEYS_COMMANDS
+from aitbc_contracts.subjects import KEYS_OPERATOR_COMMANDS
 from tests.e2e.dashboard import KEY_ID, Dashboard, one_time_key
 from tests.e2e.stack import Stack
 from tests.e2e.tls import self_signed
@@ -176,7 +176,7 @@ def revoke_as_operator(stack: Stack, key_id: str) -> None:
         nc = await nats.connect(stack.nats.url)
         try:
             command = RevokeKey(account_id=None, key_id=key_id, actor=OPERATOR, reason="test")
-            await nc.request(KEYS_COMMANDS, encoder.encode(command), timeout=5)
+            await nc.request(KEYS_OPERATOR_COMMANDS, encoder.encode(command), timeout=5)
         finally:
             await nc.close()
 

@@ -24,7 +24,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.subjects import (
     KEYS_CHECK,
-    KEYS_COMMANDS,
+    KEYS_OPERATOR_COMMANDS,
     MSG_ID_HEADER,
     USAGE_QUERY,
     partition_of,
@@ -219,7 +219,7 @@ def assert_still_serving(services: tuple[Stack, Bus]) -> None:
     key = generate_key()
     create = m.CreateAccount(master_key_hash=hash_key(key), master_key_hint=hint(key))
     account = msgspec.json.decode(
-        bus.request(KEYS_COMMANDS, m.encoder.encode(create)), type=m.Reply
+        bus.request(KEYS_OPERATOR_COMMANDS, m.encoder.encode(create)), type=m.Reply
     )
     assert isinstance(account, m.AccountView)
     checked = msgspec.json.decode(

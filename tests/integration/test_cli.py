@@ -143,7 +143,7 @@ def test_no_keys_service_is_one_clear_line(nats_server: NatsServer) -> None:
     done = aitbc(nats_server.url, "keys", "list", "--account", "acc_1")
     assert done.returncode == 1
     assert (
-        done.stderr == "aitbc: error: no keys service is answering on aitbc.keys.commands "
+        done.stderr == "aitbc: error: no keys service is answering on aitbc.keys.commands.read "
         "(is it running?)\n"
     )
 

@@ -19,7 +19,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts import usage as u
 from aitbc_contracts.subjects import (
     KEYS_CHECK,
-    KEYS_COMMANDS,
+    KEYS_OPERATOR_COMMANDS,
     USAGE_EVENTS_PREFIX,
     USAGE_PARTITIONS,
     USAGE_QUERY,
@@ -94,7 +94,7 @@ def test_keys_commands(services: tuple[Stack, Bus]) -> None:
     @fuzz
     @given(payloads(COMMAND_VALID, shaped("command", COMMANDS)))
     def send(payload: bytes) -> None:
-        reply = msgspec.json.decode(bus.request(KEYS_COMMANDS, payload), type=m.Reply)
+        reply = msgspec.json.decode(bus.request(KEYS_OPERATOR_COMMANDS, payload), type=m.Reply)
         if isinstance(reply, m.Rejected):
             assert reply.code != m.Code.INTERNAL_ERROR, (payload[:300], reply)
 
@@ -212,7 +212,7 @@ def test_nothing_crashed_or_failed_unexpectedly(services: tuple[Stack, Bus]) -> 
     unless the logs show them turned away before it looks for unexpected errors."""
     stack, bus = services
     malformed = b'{"type": "not a message", "\x00'
-    for subject in (KEYS_CHECK, KEYS_COMMANDS, usage_decide_subject(0), USAGE_QUERY):
+    for subject in (KEYS_CHECK, KEYS_OPERATOR_COMMANDS, usage_decide_subject(0), USAGE_QUERY):
         reply = msgspec.json.decode(bus.request(subject, malformed), type=m.Rejected)
         assert reply.code == m.Code.VALIDATION_ERROR, (subject, reply)
     bus.publish(f"{USAGE_EVENTS_PREFIX}.0.acc_fuzz", malformed)  # read by the aggregator

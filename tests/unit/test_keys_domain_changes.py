@@ -10,6 +10,7 @@ import pytest
 from aitbc_contracts.events import AnyEvent, KeyRegenerated, KeyRevoked
 from aitbc_contracts.keys import KeyState, fold
 from aitbc_contracts.messages import OPERATOR, Code
+from aitbc_contracts.powers import Power
 from aitbc_keys.domain import (
     Forbidden,
     KeyRevokedError,
@@ -35,7 +36,7 @@ from tests.unit.keys_domain_events import (
 
 
 def test_revoking_a_key() -> None:
-    [event] = revoke_key(fold([key_created()]), revoke(), T0, new_id)
+    [event] = revoke_key(fold([key_created()]), revoke(), T0, new_id, Power.OWNER)
     assert isinstance(event, KeyRevoked)
     assert (event.key_id, event.version, event.actor, event.request_id) == ("k1", 2, OWNER, "req-1")
     state = fold([key_created(), event])
@@ -43,12 +44,14 @@ def test_revoking_a_key() -> None:
 
 
 def test_revoking_twice_is_idempotent() -> None:
-    assert revoke_key(fold([key_created(), revoked()]), revoke(), T0, new_id) == []
+    assert revoke_key(fold([key_created(), revoked()]), revoke(), T0, new_id, Power.OWNER) == []
 
 
 def test_another_accounts_key_is_not_found() -> None:
     with pytest.raises(NotFound) as err:
-        revoke_key(fold([key_created(account="acc_2")]), revoke(account="acc_1"), T0, new_id)
+        revoke_key(
+            fold([key_created(account="acc_2")]), revoke(account="acc_1"), T0, new_id, Power.OWNER
+        )
     assert err.value.code == Code.NOT_FOUND
     with pytest.raises(NotFound):
         regenerate_key(
@@ -58,26 +61,32 @@ def test_another_accounts_key_is_not_found() -> None:
 
 def test_an_operator_may_revoke_any_accounts_key() -> None:
     [event] = revoke_key(
-        fold([key_created(account="acc_2")]), revoke(account=None, actor=OPERATOR), T0, new_id
+        fold([key_created(account="acc_2")]),
+        revoke(account=None, actor=OPERATOR),
+        T0,
+        new_id,
+        Power.OPERATOR,
     )
     assert isinstance(event, KeyRevoked) and event.account_id == "acc_2"
 
 
 def test_a_missing_key_is_not_found() -> None:
     with pytest.raises(NotFound):
-        revoke_key(None, revoke(), T0, new_id)
+        revoke_key(None, revoke(), T0, new_id, Power.OWNER)
 
 
 def test_owners_cannot_revoke_their_master_key() -> None:
     history = [key_created(key="km", kind="master")]
     with pytest.raises(Forbidden) as err:
-        revoke_key(fold(history), revoke(key="km"), T0, new_id)
+        revoke_key(fold(history), revoke(key="km"), T0, new_id, Power.OWNER)
     assert err.value.code == Code.FORBIDDEN
 
 
 def test_an_operator_can_revoke_a_master_key() -> None:
     history = [key_created(key="km", kind="master")]
-    [event] = revoke_key(fold(history), revoke(key="km", actor=OPERATOR), T0, new_id)
+    [event] = revoke_key(
+        fold(history), revoke(key="km", actor=OPERATOR), T0, new_id, Power.OPERATOR
+    )
     assert isinstance(event, KeyRevoked)
 
 

@@ -11,6 +11,7 @@ import pytest
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import AccountState, fold
+from aitbc_contracts.powers import Power
 from aitbc_keys import store
 from aitbc_keys.domain import Forbidden, NotFound, ValidationError
 from aitbc_keys.service_layer.handlers import COMMAND_RETRIES, handle
@@ -55,7 +56,9 @@ class FakeUnitOfWork:
 
 
 async def sign_up(uow: FakeUnitOfWork) -> m.AccountView:
-    reply = await handle(m.CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1"), uow)
+    reply = await handle(
+        m.CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1"), uow, Power.OPERATOR
+    )
     assert isinstance(reply, m.AccountView)
     return reply
 
@@ -67,12 +70,12 @@ async def test_a_key_is_created_listed_and_revoked_from_the_fold() -> None:
         account_id=account.account_id, name="ci", secret_hash=H2, hint="aitbc_2",
         expires_at=T0 + timedelta(hours=1),
     )  # fmt: skip
-    key = await handle(create, uow)
+    key = await handle(create, uow, Power.OPERATOR)
     assert isinstance(key, m.KeyView) and key.status == "active"
-    revoked = await handle(m.RevokeKey(account_id=None, key_id=key.key_id), uow)
+    revoked = await handle(m.RevokeKey(account_id=None, key_id=key.key_id), uow, Power.OPERATOR)
     assert isinstance(revoked, m.KeyView) and revoked.status == "revoked"
     uow.now = T0 + timedelta(hours=2)
-    listed = await handle(m.ListKeys(account_id=account.account_id), uow)
+    listed = await handle(m.ListKeys(account_id=account.account_id), uow, Power.OPERATOR)
     assert isinstance(listed, m.KeyList)
     seen = sorted((k.kind, k.status) for k in listed.keys)  # both made at T0: ids decide
     assert seen == [("master", "active"), ("standard", "revoked")]
@@ -82,20 +85,24 @@ async def test_a_change_that_loses_a_race_is_decided_again() -> None:
     uow = FakeUnitOfWork()
     account = await sign_up(uow)
     uow.conflicts = COMMAND_RETRIES - 1
-    reply = await handle(m.SetPlan(account_id=account.account_id, plan="pro"), uow)
+    reply = await handle(m.SetPlan(account_id=account.account_id, plan="pro"), uow, Power.OPERATOR)
     assert isinstance(reply, m.AccountView) and reply.plan == "pro"
     uow.conflicts = COMMAND_RETRIES
     with pytest.raises(store.ConcurrencyError):
-        await handle(m.SetPlan(account_id=account.account_id, plan="enterprise"), uow)
+        await handle(
+            m.SetPlan(account_id=account.account_id, plan="enterprise"), uow, Power.OPERATOR
+        )
 
 
 async def test_nothing_to_change_commits_nothing() -> None:
     uow = FakeUnitOfWork()
     account = await sign_up(uow)
-    await handle(m.SetPlan(account_id=account.account_id, plan="free"), uow)  # already free
+    await handle(
+        m.SetPlan(account_id=account.account_id, plan="free"), uow, Power.OPERATOR
+    )  # already free
     revoke = m.RevokeKey(account_id=None, key_id=account.master_key_id)
-    await handle(revoke, uow)
-    await handle(revoke, uow)  # revoking twice
+    await handle(revoke, uow, Power.OPERATOR)
+    await handle(revoke, uow, Power.OPERATOR)  # revoking twice
     assert uow.commits == 2  # the sign-up and the first revocation
 
 
@@ -103,11 +110,13 @@ async def test_refusals_are_the_domains() -> None:
     uow = FakeUnitOfWork()
     account = await sign_up(uow)
     with pytest.raises(NotFound):
-        await handle(m.ListKeys(account_id="acc_nobody"), uow)
+        await handle(m.ListKeys(account_id="acc_nobody"), uow, Power.OPERATOR)
     with pytest.raises(Forbidden):
-        await handle(m.RebuildProjections(actor=account.master_key_id), uow)
+        await handle(m.RebuildProjections(actor=account.master_key_id), uow, Power.OWNER)
     with pytest.raises(ValidationError):
         await handle(
-            m.CreateKey(account_id=account.account_id, name=" ", secret_hash=H2, hint="h"), uow
+            m.CreateKey(account_id=account.account_id, name=" ", secret_hash=H2, hint="h"),
+            uow,
+            Power.OPERATOR,
         )
     assert uow.commits == 1

@@ -9,7 +9,7 @@ from typing import Any
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AccountCreated, KeyCreated, Plan, PlanChanged, encode_event
 from aitbc_contracts.keys import AccountState, KeyEventView, fold
-from aitbc_contracts.subjects import POSITION_HEADER
+from aitbc_contracts.subjects import KEYS_READ_COMMANDS, POSITION_HEADER
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_usage.plans import PlanBook, keys_lookup
@@ -136,12 +136,12 @@ async def test_the_lookup_asks_the_keys_service_with_the_one_command_client() ->
         account_id="acc_1", name="", plan="pro", created_at=T0, master_key_id="key_1"
     )
     found = FakeConnection(view)
-    assert await keys_lookup(KeysCommands(found, 2.0))("acc_1") == "pro"  # type: ignore[arg-type]
+    assert await keys_lookup(KeysCommands(found, 2.0, KEYS_READ_COMMANDS))("acc_1") == "pro"  # type: ignore[arg-type]
     assert m.command_decoder.decode(found.sent[0]) == m.GetAccount(
         account_id="acc_1", answer_within_ms=2000
     )
     missing = FakeConnection(m.Rejected(m.Code.NOT_FOUND, "no such account"))
-    assert await keys_lookup(KeysCommands(missing, 2.0))("acc_1") is None  # type: ignore[arg-type]
+    assert await keys_lookup(KeysCommands(missing, 2.0, KEYS_READ_COMMANDS))("acc_1") is None  # type: ignore[arg-type]
 
 
 def test_its_plans_are_the_one_folds_at_every_point_of_a_history() -> None:

@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS
+from aitbc_contracts.subjects import KEYS_CHECK, KEYS_OPERATOR_COMMANDS
 
 
 class Caller:
@@ -23,8 +23,8 @@ class Caller:
         decoder = m.check_reply_decoder if subject == KEYS_CHECK else m.reply_decoder
         return decoder.decode(reply.data)  # type: ignore[no-any-return]
 
-    async def do(self, command: m.AnyCommand) -> m.Reply:
-        return await self.raw(KEYS_COMMANDS, m.encoder.encode(command))  # type: ignore[return-value]
+    async def do(self, command: m.AnyCommand, subject: str = KEYS_OPERATOR_COMMANDS) -> m.Reply:
+        return await self.raw(subject, m.encoder.encode(command))  # type: ignore[return-value]
 
     async def check(self, key: str) -> m.KeyFacts | m.Rejected:
         (reply,) = await self.check_hashes([keyformat.hash_key(key)])

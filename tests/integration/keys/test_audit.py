@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from aitbc_cli.main import run
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_COMMANDS
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_OPERATOR_COMMANDS, KEYS_OWNER_COMMANDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.main import Service, running_service
@@ -37,8 +37,8 @@ async def nc(service: Service) -> AsyncIterator[Client]:
     await client.close()
 
 
-async def ask(nc: Client, command: m.AnyCommand) -> m.Reply:
-    reply = await nc.request(KEYS_COMMANDS, m.encoder.encode(command), timeout=10)
+async def ask(nc: Client, command: m.AnyCommand, subject: str = KEYS_OPERATOR_COMMANDS) -> m.Reply:
+    reply = await nc.request(subject, m.encoder.encode(command), timeout=10)
     return m.reply_decoder.decode(reply.data)
 
 
@@ -263,7 +263,7 @@ async def test_a_keys_events_are_listed_for_its_account_only_and_rebuilds_for_op
     ]
     theirs = await ask(nc, m.ListKeyEvents(account_id="acc_0000000000000000", key_id=key_id))
     assert isinstance(theirs, m.Rejected) and theirs.code == m.Code.NOT_FOUND
-    owner = await ask(nc, m.RebuildProjections(actor=account.master_key_id))
+    owner = await ask(nc, m.RebuildProjections(actor=account.master_key_id), KEYS_OWNER_COMMANDS)
     assert isinstance(owner, m.Rejected) and owner.code == m.Code.FORBIDDEN
     operator = await ask(nc, m.RebuildProjections())
     assert operator == m.Rebuilt(events=await store.last_position(service.engine))

@@ -16,6 +16,8 @@ from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import send
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
+from aitbc_contracts.powers import Power
+from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.db import create_engine, write_transaction
@@ -58,7 +60,7 @@ def sign_up(answer_within_ms: int | None = WAIT_MS) -> bytes:
 
 
 async def answer(endpoint: CommandEndpoint, data: bytes) -> m.Reply:
-    return m.reply_decoder.decode(await endpoint.answer(data))  # type: ignore[no-any-return]
+    return m.reply_decoder.decode(await endpoint.answer(data, Power.OPERATOR))  # type: ignore[no-any-return]
 
 
 async def test_a_change_that_waited_past_its_senders_wait_is_not_applied(
@@ -66,7 +68,7 @@ async def test_a_change_that_waited_past_its_senders_wait_is_not_applied(
 ) -> None:
     endpoint = CommandEndpoint(engine)
     async with write_lock_held(database_url):
-        answering = asyncio.create_task(endpoint.answer(sign_up()))
+        answering = asyncio.create_task(endpoint.answer(sign_up(), Power.OPERATOR))
         await asyncio.sleep(WAIT_MS / 1000 + 0.2)  # the edge has answered 503 by now
         assert not answering.done()  # still waiting for the lock
     reply = m.reply_decoder.decode(await answering)
@@ -86,7 +88,7 @@ async def test_a_key_change_that_waited_past_its_senders_wait_is_not_applied(
     key_id = account.master_key_id
     revoke = m.RevokeKey(account_id=account.account_id, key_id=key_id, answer_within_ms=WAIT_MS)
     async with write_lock_held(database_url):
-        answering = asyncio.create_task(endpoint.answer(m.encoder.encode(revoke)))
+        answering = asyncio.create_task(endpoint.answer(m.encoder.encode(revoke), Power.OPERATOR))
         await asyncio.sleep(WAIT_MS / 1000 + 0.2)
     reply = m.reply_decoder.decode(await answering)
     assert isinstance(reply, m.Rejected) and reply.code == m.Code.SERVICE_UNAVAILABLE
@@ -98,7 +100,9 @@ async def test_a_change_within_its_senders_wait_is_applied(
 ) -> None:
     endpoint = CommandEndpoint(engine)
     async with write_lock_held(database_url):  # released well within the wait
-        answering = asyncio.create_task(endpoint.answer(sign_up(answer_within_ms=10_000)))
+        answering = asyncio.create_task(
+            endpoint.answer(sign_up(answer_within_ms=10_000), Power.OPERATOR)
+        )
         await asyncio.sleep(0.05)
     assert isinstance(m.reply_decoder.decode(await answering), m.AccountView)
 
@@ -109,7 +113,9 @@ async def test_a_command_without_a_wait_is_applied_however_late(
     """The CLI's and operators' commands: applied whenever the lock comes free."""
     endpoint = CommandEndpoint(engine)
     async with write_lock_held(database_url):
-        answering = asyncio.create_task(endpoint.answer(sign_up(answer_within_ms=None)))
+        answering = asyncio.create_task(
+            endpoint.answer(sign_up(answer_within_ms=None), Power.OPERATOR)
+        )
         await asyncio.sleep(WAIT_MS / 1000 + 0.2)
     assert isinstance(m.reply_decoder.decode(await answering), m.AccountView)
     assert len(await store.all_events(engine)) == 2
@@ -121,7 +127,9 @@ async def test_the_edge_answers_503_and_the_change_does_not_happen_later(
     """The one command client, over NATS, against the running service: the sign-up its sender
     gave up on (the edge answered 503) does not make an account once the database is free."""
     key = generate_key()
-    command = m.CreateAccount(master_key_hash=hash_key(key), master_key_hint=hint(key))
+    command = m.CreateAccount(
+        master_key_hash=hash_key(key), master_key_hint=hint(key), actor="signup"
+    )
     settings = Settings(nats_url=own_nats.url, database_url=database_url)
     async with running_service(settings) as service:
         nc = await nats.connect(own_nats.url, inbox_prefix=INBOX)
@@ -133,7 +141,7 @@ async def test_the_edge_answers_503_and_the_change_does_not_happen_later(
         # Every reply on this connection's inboxes, the one its sender stopped waiting for too.
         await nc.subscribe(f"{INBOX}.>", cb=on_reply)
         try:
-            client = KeysCommands(nc, timeout=WAIT_MS / 1000)
+            client = KeysCommands(nc, WAIT_MS / 1000, KEYS_OWNER_COMMANDS)
             async with write_lock_held(database_url):
                 with pytest.raises(ApiError) as refused:
                     await send(client, command)  # as the edge sends it

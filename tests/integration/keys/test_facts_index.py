@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
+from aitbc_contracts.powers import Power
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import projections
 from aitbc_keys.facts import FactsIndex, LiveFacts
@@ -34,7 +35,9 @@ async def check_hashes(service: Service, hashes: list[str]) -> list[m.KeyFacts |
 
 
 async def command(service: Service, cmd: m.AnyCommand) -> m.Reply:
-    return m.reply_decoder.decode(await service.commands.answer(m.encoder.encode(cmd)))
+    return m.reply_decoder.decode(
+        await service.commands.answer(m.encoder.encode(cmd), Power.OPERATOR)
+    )
 
 
 async def test_two_processes_answer_from_memory_and_agree(

@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import KEYS_CHECK, KEYS_COMMANDS
+from aitbc_contracts.subjects import KEYS_CHECK, KEYS_OPERATOR_COMMANDS
 from tests.integration.keys.caller import Caller, new_account, new_key
 
 
@@ -44,15 +44,15 @@ async def test_a_batch_gets_one_reply_per_hash_in_order(caller: Caller) -> None:
 @pytest.mark.parametrize(
     ("subject", "payload"),
     [
-        (KEYS_COMMANDS, b"not json"),
-        (KEYS_COMMANDS, b'{"command": "format_disk"}'),
-        (KEYS_COMMANDS, b'{"command": "create_key", "account_id": 7}'),
+        (KEYS_OPERATOR_COMMANDS, b"not json"),
+        (KEYS_OPERATOR_COMMANDS, b'{"command": "format_disk"}'),
+        (KEYS_OPERATOR_COMMANDS, b'{"command": "create_key", "account_id": 7}'),
         (
-            KEYS_COMMANDS,
+            KEYS_OPERATOR_COMMANDS,
             b'{"command": "regenerate_key", "account_id": null, "key_id": "k",'
             b' "secret_hash": "x", "hint": "y", "grace_seconds": "soon"}',
         ),
-        (KEYS_COMMANDS, b""),
+        (KEYS_OPERATOR_COMMANDS, b""),
         (KEYS_CHECK, b"\xff\xfe"),
         (KEYS_CHECK, b'{"key_hash": 5}'),
         (KEYS_CHECK, b"[]"),

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import KeyRevoked, decode_event
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_OWNER_COMMANDS
 from tests.integration.keys.caller import Caller, Clock, new_account, new_key
 
 
@@ -95,7 +95,10 @@ async def test_owners_cannot_touch_other_accounts_or_their_master_key(caller: Ca
     assert isinstance(still, m.KeyView) and still.status == "active"
 
     refused = await caller.do(
-        m.RevokeKey(account_id=mine.account_id, key_id=mine.master_key_id, actor=mine.master_key_id)
+        m.RevokeKey(
+            account_id=mine.account_id, key_id=mine.master_key_id, actor=mine.master_key_id
+        ),
+        KEYS_OWNER_COMMANDS,
     )
     assert isinstance(refused, m.Rejected) and refused.code == m.Code.FORBIDDEN
     missing = await caller.do(m.ListKeys(account_id="acc_0000000000000000"))

@@ -20,7 +20,7 @@ from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent, decode_event
 from aitbc_contracts.keys import State, fold
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_COMMANDS
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_OPERATOR_COMMANDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import domain, projections, store
 from aitbc_keys.db import create_engine, migrate, write_transaction
@@ -40,7 +40,7 @@ async def service(database_url: str, own_nats: NatsServer) -> AsyncIterator[Serv
 
 
 async def ask(nc: Client, command: m.AnyCommand) -> m.Reply:
-    reply = await nc.request(KEYS_COMMANDS, m.encoder.encode(command), timeout=10)
+    reply = await nc.request(KEYS_OPERATOR_COMMANDS, m.encoder.encode(command), timeout=10)
     return m.reply_decoder.decode(reply.data)
 
 

@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
-from aitbc_contracts.subjects import KEYS_COMMANDS
+from aitbc_contracts.subjects import KEYS_OPERATOR_COMMANDS
 from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.main import running_service as running_keys
@@ -41,7 +41,7 @@ class System:
         command = m.CreateAccount(
             master_key_hash=hash_key(key), master_key_hint=hint(key), plan=plan
         )  # type: ignore[arg-type]
-        reply = await self.nc.request(KEYS_COMMANDS, m.encoder.encode(command), timeout=5)
+        reply = await self.nc.request(KEYS_OPERATOR_COMMANDS, m.encoder.encode(command), timeout=5)
         view = m.reply_decoder.decode(reply.data)
         assert isinstance(view, m.AccountView)
         return view.account_id

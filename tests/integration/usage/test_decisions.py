@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from aitbc_api.pipeline.limits import DecisionBatcher, UsageUnavailable
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import (
-    KEYS_COMMANDS,
+    KEYS_OPERATOR_COMMANDS,
     USAGE_DECIDE_PREFIX,
     USAGE_QUERY,
     partition_of,
@@ -107,7 +107,7 @@ async def test_a_plan_change_takes_effect_on_the_next_decision(system: System) -
             batcher = DecisionBatcher(system.nc, timeout=5)
             first = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(70)))
             await system.nc.request(
-                KEYS_COMMANDS,
+                KEYS_OPERATOR_COMMANDS,
                 m.encoder.encode(m.SetPlan(account_id=account, plan="pro")),
                 timeout=5,
             )

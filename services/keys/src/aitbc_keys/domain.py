@@ -20,7 +20,6 @@ from aitbc_contracts.events import (
 )
 from aitbc_contracts.keys import AccountState, KeyState, State, evolve
 from aitbc_contracts.messages import (
-    OPERATOR,
     Code,
     Command,
     CreateAccount,
@@ -30,6 +29,7 @@ from aitbc_contracts.messages import (
     RevokeKey,
     SetPlan,
 )
+from aitbc_contracts.powers import Power, may_revoke_master
 
 PLANS: tuple[str, ...] = get_args(Plan)
 NAME_MAX = 100
@@ -232,13 +232,13 @@ def create_key(
 
 
 def revoke_key(
-    state: State | None, command: RevokeKey, now: datetime, new_id: IdFactory
+    state: State | None, command: RevokeKey, now: datetime, new_id: IdFactory, power: Power
 ) -> list[AnyEvent]:
+    """`power`: the sender's, from the subject the command came on (aitbc_contracts.powers)."""
     key = visible_key(state, command.key_id, command.account_id)
     if key.revoked:
         return []  # idempotent: revoking twice is what the caller wanted anyway
-    if key.kind == "master" and command.actor != OPERATOR:
-        # An owner revoking their master key would lock themselves out of their account.
+    if key.kind == "master" and not may_revoke_master(power):
         raise Forbidden("a master key can only be revoked by an operator")
     if len(command.reason) > NAME_MAX * 5:
         raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")

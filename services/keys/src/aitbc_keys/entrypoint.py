@@ -1,11 +1,15 @@
-"""The bus entry point of the keys commands: decode, call the service layer, encode. No
-exception ever crosses the wire. Key checks have a bare subscription (aitbc_keys.responder)."""
+"""The bus entry point of the keys commands: decode, call the service layer with the power of
+the subject the command came on, encode. No exception ever crosses the wire. Key checks have a
+bare subscription (aitbc_keys.responder).
+
+The subject is the sender's power because the NATS server lets only the right roles publish
+there (aitbc_infra.bus_roles); nothing in the message itself grants any power."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import msgspec
@@ -14,12 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.keys import KeyEventView
-from aitbc_contracts.subjects import (
-    KEYS_OPERATOR_COMMANDS,
-    KEYS_OWNER_COMMANDS,
-    KEYS_QUEUE,
-    KEYS_READ_COMMANDS,
-)
+from aitbc_contracts.powers import SUBJECTS, Power
+from aitbc_contracts.subjects import KEYS_QUEUE
 from aitbc_keys.domain import KeysError, utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
@@ -48,7 +48,8 @@ class CommandEndpoint:
         self.on_commit = on_commit  # wakes the outbox relay
         self.clock = clock
 
-    async def answer(self, data: bytes) -> bytes:
+    async def answer(self, data: bytes, power: Power) -> bytes:
+        """The encoded reply to a command from a sender with `power`."""
         received = time.monotonic()
         try:
             command = m.command_decoder.decode(data)
@@ -59,11 +60,12 @@ class CommandEndpoint:
         if command.answer_within_ms is not None:
             deadline = received + command.answer_within_ms / 1000 * COMMIT_WITHIN_SHARE
         try:
-            reply = await self.execute(command, deadline)
+            reply = await self.execute(command, power, deadline)
         except KeysError as exc:
             log.info(
-                "%s refused: %s (request %s)", type(command).__name__, exc.code, command.request_id
-            )
+                "%s refused: %s (request %s, %s subject)",
+                type(command).__name__, exc.code, command.request_id, power.value,
+            )  # fmt: skip
             return rejected(exc.code, exc.message)
         except Exception as exc:
             if database_unavailable(exc):
@@ -76,19 +78,27 @@ class CommandEndpoint:
             return FAILED
         return m.encoder.encode(reply)
 
-    async def execute(self, command: m.AnyCommand, deadline: float | None = None) -> m.Reply:
-        """Carries out the command; a change not ready to commit by `deadline`
-        (time.monotonic()) is not applied (store.TooLate)."""
+    async def execute(
+        self, command: m.AnyCommand, power: Power, deadline: float | None = None
+    ) -> m.Reply:
+        """Carries out the command for a sender with `power`; a change not ready to commit by
+        `deadline` (time.monotonic()) is not applied (store.TooLate)."""
         uow = SqlUnitOfWork(self.engine, self.index, self.on_commit, self.clock(), deadline)
-        return await handle(command, uow)
+        return await handle(command, uow, power)
 
 
 def subscribe(broker: NatsBroker, endpoint: CommandEndpoint) -> None:
-    """Register the command endpoint on the broker, in the queue group shared by every keys
-    service."""
+    """Register the command endpoint on the broker, one subscriber per power's subject, in the
+    queue group shared by every keys service."""
+    for power, subject in SUBJECTS.items():
+        broker.subscriber(subject, queue=KEYS_QUEUE, max_workers=16)(_answering(endpoint, power))
 
-    for subject in (KEYS_READ_COMMANDS, KEYS_OWNER_COMMANDS, KEYS_OPERATOR_COMMANDS):
 
-        @broker.subscriber(subject, queue=KEYS_QUEUE, max_workers=16)
-        async def on_command(body: bytes) -> bytes:
-            return await guard(endpoint.answer, body)
+def _answering(endpoint: CommandEndpoint, power: Power) -> Callable[[bytes], Awaitable[bytes]]:
+    """The handler of one subject: each knows its own power (a closure per subject, not a
+    loop variable that every handler would share)."""
+
+    async def on_command(body: bytes) -> bytes:
+        return await guard(lambda data: endpoint.answer(data, power), body)
+
+    return on_command

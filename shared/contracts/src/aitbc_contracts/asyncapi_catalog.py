@@ -112,9 +112,33 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         None,
     ),
     "keyCheckReply": (None, "The reply inbox of a key check.", {}, ["CheckReply"], None),
-    "keyCommands": (
-        s.KEYS_COMMANDS,
-        "Management commands from the edge and the `aitbc` command line (request/reply).",
+    # The subject a command comes on is its sender's power (aitbc_contracts.powers): the NATS
+    # server lets only the roles named here publish on it (aitbc_infra.bus_roles).
+    "keyReadCommands": (
+        s.KEYS_READ_COMMANDS,
+        "Look-ups of any account (get_account, list_keys, get_key, list_key_events), "
+        "request/reply; any other command is refused (FORBIDDEN). Published by the usage "
+        "service (plans) and the `aitbc` command line with the auditor's or the admin's "
+        f"credentials. One of the three command subjects ({s.KEYS_COMMANDS_SUBJECTS}).",
+        {},
+        ["Command"],
+        None,
+    ),
+    "keyOwnerCommands": (
+        s.KEYS_OWNER_COMMANDS,
+        "An account owner's commands, sent by the edge for a caller it authenticated "
+        "(request/reply): sign-up on the free plan, look-ups, and creating, revoking (not the "
+        "master key) and regenerating keys, each naming the caller's account. Operator "
+        "commands (set_plan, rebuild_projections), a missing account_id, and the actor "
+        "'operator' are refused (FORBIDDEN). Published by the edge only.",
+        {},
+        ["Command"],
+        None,
+    ),
+    "keyOperatorCommands": (
+        s.KEYS_OPERATOR_COMMANDS,
+        "Every command, on any account (request/reply). Published by the `aitbc` command line "
+        "with the admin's credentials only.",
         {},
         ["Command"],
         None,
@@ -209,7 +233,27 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
 # operation -> (action, channel, reply channel or None, queue group or None, summary)
 OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     "checkKeys": ("receive", "keyCheck", "keyCheckReply", s.KEYS_QUEUE, "keys service"),
-    "runCommand": ("receive", "keyCommands", "keyCommandReply", s.KEYS_QUEUE, "keys service"),
+    "runReadCommand": (
+        "receive",
+        "keyReadCommands",
+        "keyCommandReply",
+        s.KEYS_QUEUE,
+        "keys service",
+    ),
+    "runOwnerCommand": (
+        "receive",
+        "keyOwnerCommands",
+        "keyCommandReply",
+        s.KEYS_QUEUE,
+        "keys service",
+    ),
+    "runOperatorCommand": (
+        "receive",
+        "keyOperatorCommands",
+        "keyCommandReply",
+        s.KEYS_QUEUE,
+        "keys service",
+    ),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
     "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),

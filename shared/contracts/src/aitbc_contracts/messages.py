@@ -14,7 +14,9 @@ import msgspec
 
 from aitbc_contracts.events import AnyEvent, KeyKind, Plan
 
-OPERATOR = "operator"  # the actor of commands from the `aitbc` command line
+# The actor recorded for commands from the `aitbc` command line. An actor is who acted, kept in
+# the events for the audit trail, never a power: that is the subject's (aitbc_contracts.powers).
+OPERATOR = "operator"
 
 
 class Code:
@@ -122,7 +124,7 @@ class ListKeys(Command, frozen=True, tag="list_keys"):
 
 
 class GetKey(Command, frozen=True, tag="get_key"):
-    account_id: str | None  # None: an operator asking about any account's key
+    account_id: str | None  # None: any account's (read and operator subjects only)
     key_id: str
 
 
@@ -143,7 +145,7 @@ class RegenerateKey(Command, frozen=True, tag="regenerate_key"):
 class ListKeyEvents(Command, frozen=True, tag="list_key_events"):
     """A key's own events, oldest first: its audit trail."""
 
-    account_id: str | None  # None: an operator asking about any account's key
+    account_id: str | None  # None: any account's (read and operator subjects only)
     key_id: str
 
 

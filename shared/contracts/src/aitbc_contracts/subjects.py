@@ -28,7 +28,6 @@ KEYS_READ_COMMANDS = "aitbc.keys.commands.read"  # look-ups only (usage service,
 KEYS_OWNER_COMMANDS = "aitbc.keys.commands.owner"  # an account's owner, through the edge
 KEYS_OPERATOR_COMMANDS = "aitbc.keys.commands.operator"  # operators (the admin CLI)
 KEYS_COMMANDS_SUBJECTS = "aitbc.keys.commands.*"
-KEYS_COMMANDS = KEYS_OPERATOR_COMMANDS  # until every sender picks its subject
 KEYS_QUEUE = "aitbc-keys"  # queue group: any number of keys services share the work
 
 # --- headers -------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The one typed client for commands to the keys service (edge, usage service, CLI).
 
-A command goes out as msgspec JSON on `aitbc.keys.commands` and its reply comes back decoded
-into the contract's `Reply` union. What can go wrong on the way is one exception,
-`CommandFailed`, with a reason each caller turns into its own answer (the edge a 503, the CLI
-a one-line message): the keys service's own refusals are `Rejected` replies, not exceptions.
+A command goes out as msgspec JSON on the command subject of the sender's power
+(aitbc_contracts.powers: the edge sends on the owner subject, the usage service on the read
+subject, the CLI per command) and its reply comes back decoded into the contract's `Reply`
+union. What can go wrong on the way is one exception, `CommandFailed`, with a reason each
+caller turns into its own answer (the edge a 503, the CLI a one-line message): the keys
+service's own refusals are `Rejected` replies, not exceptions.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.subjects import KEYS_COMMANDS
 
 Why = Literal["no_responders", "timeout", "unreachable", "unreadable"]
 
@@ -31,14 +32,16 @@ class CommandFailed(Exception):
 
 
 class KeysCommands:
-    """Sends commands on `nc`; each waits `timeout` seconds at most, and says so in the
-    command (`answer_within_ms`), so the keys service never applies a change after its sender
-    gave up on it."""
+    """Sends commands on `nc` to `subject`, one of aitbc_contracts.powers.SUBJECTS: the server
+    lets a role publish only on those of its powers, and the keys service grants what the
+    subject's power covers. Each waits `timeout` seconds at most, and says so in the command
+    (`answer_within_ms`), so the keys service never applies a change after its sender gave up
+    on it."""
 
-    def __init__(self, nc: NATS, timeout: float, subject: str = KEYS_COMMANDS) -> None:
+    def __init__(self, nc: NATS, timeout: float, subject: str) -> None:
         self._nc = nc
         self._timeout = timeout
-        self._subject = subject
+        self.subject = subject
 
     async def send(self, command: m.AnyCommand) -> m.Reply:
         wait_ms = round(self._timeout * 1000)
@@ -46,10 +49,12 @@ class KeysCommands:
         started = time.monotonic()
         try:
             msg = await self._nc.request(
-                self._subject, m.encoder.encode(command), timeout=self._timeout
+                self.subject, m.encoder.encode(command), timeout=self._timeout
             )
         except NoRespondersError as exc:
-            raise CommandFailed("no_responders", "no keys service is answering") from exc
+            raise CommandFailed(
+                "no_responders", f"no keys service is answering on {self.subject}"
+            ) from exc
         except TimeoutError as exc:  # nats-py's TimeoutError is one too
             waited = time.monotonic() - started
             raise CommandFailed(

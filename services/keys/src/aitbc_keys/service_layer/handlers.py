@@ -1,6 +1,8 @@
-"""The keys service layer: one function per command, each given its unit of work. They load,
-decide (aitbc_keys.domain), commit and answer; the bus entry point (aitbc_keys.entrypoint)
-only decodes, calls `handle` and encodes."""
+"""The keys service layer: one function per command, each given its unit of work and the
+sender's power. They load, decide (aitbc_keys.domain), commit and answer; the bus entry point
+(aitbc_keys.entrypoint) only decodes, calls `handle` with the power of the subject the command
+came on, and encodes. Which command needs which power is aitbc_contracts.powers' rule, applied
+here once, before any handler runs."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keyformat import new_account_id, new_key_id
 from aitbc_contracts.keys import AccountState, KeyState, State, fold
+from aitbc_contracts.powers import Power, refusal
 from aitbc_keys import domain, store
 from aitbc_keys.domain import NotFound
 from aitbc_keys.service_layer.unit_of_work import UnitOfWork
@@ -23,25 +26,25 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-async def create_account(command: m.CreateAccount, uow: UnitOfWork) -> m.AccountView:
+async def create_account(command: m.CreateAccount, uow: UnitOfWork, _: Power) -> m.AccountView:
     account_id, key_id = new_account_id(), new_key_id()
     new = domain.create_account(command, uow.now, account_id, key_id, new_event_id)
     await uow.commit([(account_id, 0, new[:1]), (key_id, 0, new[1:])])
     return await _account(uow, account_id)
 
 
-async def set_plan(command: m.SetPlan, uow: UnitOfWork) -> m.AccountView:
+async def set_plan(command: m.SetPlan, uow: UnitOfWork, _: Power) -> m.AccountView:
     await _update(
         uow, command.account_id, lambda s: domain.set_plan(s, command, uow.now, new_event_id)
     )
     return await _account(uow, command.account_id)
 
 
-async def get_account(command: m.GetAccount, uow: UnitOfWork) -> m.AccountView:
+async def get_account(command: m.GetAccount, uow: UnitOfWork, _: Power) -> m.AccountView:
     return await _account(uow, command.account_id)
 
 
-async def create_key(command: m.CreateKey, uow: UnitOfWork) -> m.KeyView:
+async def create_key(command: m.CreateKey, uow: UnitOfWork, _: Power) -> m.KeyView:
     account = fold(await uow.load(command.account_id))
     key_id = new_key_id()
     new = domain.create_key(account, command, uow.now, key_id, new_event_id)
@@ -49,7 +52,7 @@ async def create_key(command: m.CreateKey, uow: UnitOfWork) -> m.KeyView:
     return _key_view(fold(new), key_id, uow)
 
 
-async def list_keys(command: m.ListKeys, uow: UnitOfWork) -> m.KeyList:
+async def list_keys(command: m.ListKeys, uow: UnitOfWork, _: Power) -> m.KeyList:
     """From the account's events: a key's status is the fold's (it depends on the time)."""
     states: dict[str, State] = {}
     domain.fold_streams(states, await uow.load_account(command.account_id))
@@ -62,40 +65,40 @@ async def list_keys(command: m.ListKeys, uow: UnitOfWork) -> m.KeyList:
     return m.KeyList(keys=[domain.key_view(key, uow.now) for key in keys])
 
 
-async def get_key(command: m.GetKey, uow: UnitOfWork) -> m.KeyView:
+async def get_key(command: m.GetKey, uow: UnitOfWork, _: Power) -> m.KeyView:
     key = domain.visible_key(
         fold(await uow.load(command.key_id)), command.key_id, command.account_id
     )
     return domain.key_view(key, uow.now)
 
 
-async def revoke_key(command: m.RevokeKey, uow: UnitOfWork) -> m.KeyView:
+async def revoke_key(command: m.RevokeKey, uow: UnitOfWork, power: Power) -> m.KeyView:
     state = await _update(
-        uow, command.key_id, lambda s: domain.revoke_key(s, command, uow.now, new_event_id)
+        uow, command.key_id, lambda s: domain.revoke_key(s, command, uow.now, new_event_id, power)
     )
     return _key_view(state, command.key_id, uow)
 
 
-async def regenerate_key(command: m.RegenerateKey, uow: UnitOfWork) -> m.KeyView:
+async def regenerate_key(command: m.RegenerateKey, uow: UnitOfWork, _: Power) -> m.KeyView:
     state = await _update(
         uow, command.key_id, lambda s: domain.regenerate_key(s, command, uow.now, new_event_id)
     )
     return _key_view(state, command.key_id, uow)
 
 
-async def list_key_events(command: m.ListKeyEvents, uow: UnitOfWork) -> m.KeyHistory:
+async def list_key_events(command: m.ListKeyEvents, uow: UnitOfWork, _: Power) -> m.KeyHistory:
     history = await uow.load(command.key_id)
     domain.visible_key(fold(history), command.key_id, command.account_id)
     return m.KeyHistory(events=history)
 
 
-async def rebuild_projections(command: m.RebuildProjections, uow: UnitOfWork) -> m.Rebuilt:
-    if command.actor != m.OPERATOR:
-        raise domain.Forbidden("only an operator may rebuild the read models")
+async def rebuild_projections(
+    command: m.RebuildProjections, uow: UnitOfWork, _: Power
+) -> m.Rebuilt:
     return m.Rebuilt(events=await uow.rebuild_read_model())
 
 
-Handler = Callable[[Any, UnitOfWork], Awaitable[m.Reply]]
+Handler = Callable[[Any, UnitOfWork, Power], Awaitable[m.Reply]]
 HANDLERS: dict[type[m.Command], Handler] = {
     m.CreateAccount: create_account,
     m.SetPlan: set_plan,
@@ -110,12 +113,15 @@ HANDLERS: dict[type[m.Command], Handler] = {
 }
 
 
-async def handle(command: m.AnyCommand, uow: UnitOfWork) -> m.Reply:
-    """Carry out one command; a refusal is a domain.KeysError."""
+async def handle(command: m.AnyCommand, uow: UnitOfWork, power: Power) -> m.Reply:
+    """Carry out one command for a sender with `power`; a refusal is a domain.KeysError."""
     handler = HANDLERS.get(type(command))
     if handler is None:
         raise domain.ValidationError(f"unsupported command {type(command).__name__}")
-    return await handler(command, uow)
+    why = refusal(command, power)
+    if why is not None:
+        raise domain.Forbidden(why)
+    return await handler(command, uow, power)
 
 
 async def _update(
