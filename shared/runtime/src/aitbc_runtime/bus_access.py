@@ -6,7 +6,10 @@ Every NATS connection of the system (services, CLI, tests, benchmarks) is made f
 - `NATS_URL`: one server or a comma-separated list (a cluster: any of them);
 - `NATS_CREDS`: the role's NATS nkey seed file (`just up` writes one per role, mode 0600, into
   `DATA_DIR/nats/creds`); the server knows the public key and the role's permissions;
-- `NATS_TLS_CA`, and for mutual TLS `NATS_TLS_CERT` and `NATS_TLS_KEY`: TLS to the server.
+- `NATS_TLS_CA`, and for mutual TLS `NATS_TLS_CERT` and `NATS_TLS_KEY`: TLS to the server,
+  from the first byte (the server's `tls` block has `handshake_first: true`): a client that
+  waited for the server's cleartext INFO to learn whether to start TLS could be talked out of
+  it by anyone in between (aitbc_infra.bus_tls).
 
 A connection's inboxes are under `_INBOX.<the first 16 characters of its public key>`: the
 server config lets each user subscribe to its own prefix only, so no other role can read the
@@ -120,6 +123,7 @@ class BusAccess:
         context = self.tls_context()
         if context is not None:
             options["tls"] = context
+            options["tls_handshake_first"] = True
         return options
 
     def where(self) -> str:
