@@ -6,7 +6,10 @@ a certificate of the CA."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -187,3 +190,22 @@ async def test_the_server_log_names_the_refused_handshakes(mutual: NatsServer) -
     await asyncio.sleep(0.2)
     assert mutual.log_file is not None
     assert "client didn't provide a certificate" in mutual.log_file.read_text()
+
+
+def operator_cli(server: NatsServer, tls: bool) -> subprocess.CompletedProcess[str]:
+    """`aitbc keys list` as an operator runs it against `server` (no keys service there)."""
+    access = server.access("admin")
+    env = {**os.environ, "NATS_URL": server.url, "NATS_CREDS": access.creds}
+    if tls:
+        env |= {"NATS_TLS_CA": access.tls_ca, "NATS_TLS_CERT": access.tls_cert}
+        env["NATS_TLS_KEY"] = access.tls_key
+    command = [str(Path(sys.executable).parent / "aitbc"), "keys", "list", "--account", "acc_1"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_the_cli_names_the_tls_setting_it_lacks(mutual: NatsServer) -> None:
+    without = operator_cli(mutual, tls=False)
+    assert without.returncode == 1 and "needs NATS_TLS_CA" in without.stderr, without.stderr
+    assert len(without.stderr.splitlines()) == 1
+    given = operator_cli(mutual, tls=True)
+    assert "no keys service is answering" in given.stderr  # connected: nobody to answer

@@ -18,6 +18,7 @@ replies meant for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import stat
@@ -36,6 +37,18 @@ INBOX_ROOT = "_INBOX"
 
 class BusAccessError(ValueError):
     """Credentials or TLS files that cannot be used: say which and why, before connecting."""
+
+
+class _TlsCloseNote(logging.Filter):
+    """nats-py's TLS transport makes asyncio log "returning true from eof_received() has no
+    effect when using ssl" (WARNING) each time a TLS connection ends (nats-io/nats.py#574):
+    nothing is wrong, and a line at every reconnect would hide the ones that matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("returning true from eof_received()")
+
+
+_TLS_CLOSE_NOTE = _TlsCloseNote()
 
 
 def public_key_of_seed(seed: str) -> str:
@@ -105,6 +118,7 @@ class BusAccess:
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
             return None
+        logging.getLogger("asyncio").addFilter(_TLS_CLOSE_NOTE)  # once: it is the same filter
         context = ssl.create_default_context(cafile=self.tls_ca or None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.tls_cert:
