@@ -12,10 +12,10 @@ typed := "shared/*/src infra/src services/*/src"
 
 # [continue]: Ctrl-C reaches `just` too, and a runner that stopped cleanly on it is a success,
 # not an error. (`just` continues on SIGINT, SIGHUP or SIGQUIT only: send SIGTERM to aitbc-up.)
-# Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops)
+# Start everything in the foreground: nats-server, keys, usage, sample Coordinator, edge + dashboard (Ctrl-C stops); `--tls`: TLS only on the bus, `--mtls`: mutual TLS
 [continue]
-up: sync
-    aitbc-up
+up *FLAGS: sync
+    aitbc-up {{ FLAGS }}
 
 # Run the whole test suite (unit, integration, e2e); each test starts its own nats-server
 test: sync

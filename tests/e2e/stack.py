@@ -4,6 +4,7 @@ its own: nats-server, keys, usage, the sample Coordinator, the edge (and any edg
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from aitbc_infra import stack as definition
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Process
 from aitbc_infra.readiness import run_to_end, until_ready
-from aitbc_infra.stack import Layout
+from aitbc_infra.stack import Layout, TlsSwitches, tls_switches
 
 BIN = Path(sys.executable).parent
 
@@ -30,19 +31,24 @@ class Stack:
     root: Path
     database_url: str = ""  # the keys service's; "" is a SQLite file in `root`
     extra_env: dict[str, str] = field(default_factory=dict)  # for every process, over the rest
+    # TLS on the bus: by default as NATS_TLS / NATS_TLS_VERIFY say (`NATS_TLS=1 just chaos`)
+    bus_tls: TlsSwitches = field(default_factory=lambda: tls_switches(os.environ))
     layout: Layout = field(init=False)
     nats: NatsServer = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         settings = {**TEST_SETTINGS, **self.extra_env}
-        self.layout = Layout.on_free_ports(self.root, database_url=self.database_url, env=settings)
+        self.layout = Layout.on_free_ports(
+            self.root, database_url=self.database_url, env=settings, **self.bus_tls
+        )
         self.database_url = self.layout.database_url
         self.nats = NatsServer(
             self.layout.nats_port,
             self.root / "nats",
             self.root / "nats.log",
             credentials=self.layout.credentials,
+            tls=self.layout.bus_tls,
         )
 
     @property

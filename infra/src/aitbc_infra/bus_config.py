@@ -14,11 +14,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nkeys
 
 from aitbc_infra.bus_roles import DESTRUCTIVE, ROLES, Role
 from aitbc_runtime.bus_access import BusAccess, inbox_prefix, public_key_of_seed
+
+if TYPE_CHECKING:  # bus_tls builds on this module (write_private)
+    from aitbc_infra.bus_tls import BusTls
 
 
 def write_private(path: Path, text: str) -> None:
@@ -85,10 +89,15 @@ class BusCredentials:
         return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
 
 
-def server_config(port: int, store_dir: Path, credentials: BusCredentials | None) -> str:
+def server_config(
+    port: int, store_dir: Path, credentials: BusCredentials | None, tls: BusTls | None = None
+) -> str:
     """A single nats-server with JetStream on 127.0.0.1:`port`, requiring the roles'
-    credentials (None: open to anyone, for a developer's own experiments only)."""
+    credentials (None: open to anyone, for a developer's own experiments only), and with
+    `tls` speaking TLS only."""
     text = f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n"
+    if tls is not None:
+        text += tls.server_block()
     if credentials is not None:
         text += credentials.authorization()
     return text

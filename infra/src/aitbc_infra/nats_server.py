@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from aitbc_infra.bus_config import BusCredentials, server_config, write_private
-from aitbc_infra.readiness import port_open, run_to_end, until_ready
+from aitbc_infra.bus_tls import BusTls
+from aitbc_infra.readiness import connects, run_to_end, until_ready
 from aitbc_runtime.bus_access import BusAccess
 
 
@@ -57,27 +58,29 @@ def terminate(process: subprocess.Popen[bytes], timeout: float, kill: bool = Fal
 @dataclass
 class NatsServer:
     """A nats-server child process with JetStream, requiring the roles' credentials in
-    `credentials` (None: open to anyone); `url` is what clients connect to, and
-    `access(role)` how a client of that role does."""
+    `credentials` (None: open to anyone), speaking TLS only with `tls`; `url` is what clients
+    connect to, and `access(role)` how a client of that role does."""
 
     port: int
     store_dir: Path
     log_file: Path | None = None
     credentials: BusCredentials | None = None
+    tls: BusTls | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'nats' if self.tls is None else 'tls'}://127.0.0.1:{self.port}"
 
     @property
     def config_file(self) -> Path:
         return self.store_dir.parent / f"nats-{self.port}.conf"
 
     def access(self, role: str = "admin") -> BusAccess:
+        tls = {} if self.tls is None else self.tls.client(role)
         if self.credentials is None:
-            return BusAccess(self.url)
-        return self.credentials.access(role, self.url)
+            return BusAccess(self.url, **tls)
+        return self.credentials.access(role, self.url, **tls)
 
     def options(self, role: str = "admin") -> dict[str, Any]:
         """`nats.connect` keyword arguments for a client of `role` (tests: admin by default)."""
@@ -85,10 +88,12 @@ class NatsServer:
 
     def command(self) -> list[str]:
         """The nats-server command line: its configuration file, written now (JetStream on,
-        listening on 127.0.0.1 only, the roles' users and permissions)."""
+        listening on 127.0.0.1 only, the roles' users and permissions, TLS)."""
         if self.credentials is not None:
             self.credentials.provision()
-        config = server_config(self.port, self.store_dir, self.credentials)
+        if self.tls is not None:
+            self.tls.provision()
+        config = server_config(self.port, self.store_dir, self.credentials, self.tls)
         write_private(self.config_file, config)
         return [nats_server_binary(), "-c", str(self.config_file)]
 
@@ -97,7 +102,7 @@ class NatsServer:
         cmd = self.command()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         process = self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        ready = port_open("127.0.0.1", self.port)
+        ready = connects(self.access())
         if run_to_end(until_ready(ready, timeout, lambda: process.poll() is not None)):
             return self
         if process.poll() is not None:

@@ -2,10 +2,11 @@
 benchmarks.
 
 A probe is asked again and again until it says yes. Which probe a service has is part of its
-definition (aitbc_infra.stack): nats-server is ready when its port accepts connections, the keys
-and usage services when they answer a request on the bus, the Coordinator and the edge when
-`/v1/health` answers 200. (The services also wait for their own answer before they say they
-are ready, with `aitbc_runtime.bus.until_answered`; these probes look from outside.)
+definition (aitbc_infra.stack): nats-server is ready when a client of the admin role connects
+(TLS and credentials included), the keys and usage services when they answer a request on
+the bus, the Coordinator and the edge when `/v1/health` answers 200. (The services also wait
+for their own answer before they say they are ready, with `aitbc_runtime.bus.until_answered`;
+these probes look from outside.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import nats
+from nats.aio.client import Client as NATS
 
 from aitbc_runtime.bus import until_answered
 from aitbc_runtime.bus_access import BusAccess
@@ -73,19 +75,40 @@ def http_ok(url: str) -> Probe:
     return ready
 
 
+async def _client(access: BusAccess) -> NATS | None:
+    """A connection of `access` that tries once, quietly; None when it cannot connect."""
+    try:
+        return await nats.connect(
+            **access.options(),
+            connect_timeout=1,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            error_cb=_quiet,
+        )
+    except Exception:
+        return None
+
+
+def connects(access: BusAccess) -> Probe:
+    """Ready once a client of `access` is let in: nats-server listens, and with TLS has
+    finished its handshake (a bare TCP probe of a TLS port makes the server log an error)."""
+
+    async def ready() -> bool:
+        nc = await _client(access)
+        if nc is None:
+            return False
+        await nc.close()
+        return True
+
+    return ready
+
+
 def answers(access: BusAccess, subject: str, payload: bytes) -> Probe:
     """Ready once something answers a request on `subject` (any answer: it is listening)."""
 
     async def ready() -> bool:
-        try:
-            nc = await nats.connect(
-                **access.options(),
-                connect_timeout=1,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                error_cb=_quiet,
-            )
-        except Exception:
+        nc = await _client(access)
+        if nc is None:
             return False
         try:
             await until_answered(nc, subject, payload, within=1.0)

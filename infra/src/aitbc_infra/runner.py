@@ -7,6 +7,7 @@ that aitbc_infra.stack defines. Ctrl-C or SIGTERM stops them in reverse order an
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aitbc_infra import stack
+from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.nats_server import port_is_open
 from aitbc_infra.stack import ConfigError, Layout
 from aitbc_infra.supervisor import Service, Supervisor
@@ -73,6 +75,9 @@ def preflight(config: Config, table: list[Service]) -> None:
         parts = urlsplit(layout.nats_url.split(",")[0])
         if not port_is_open(parts.port or 4222, parts.hostname or "127.0.0.1"):
             raise ConfigError(f"NATS_URL={layout.nats_url} does not answer: is that server up?")
+        tls = layout.bus_tls
+        if tls is not None and not tls.ca.ca_file.exists():
+            raise ConfigError(f"NATS_TLS is on but there is no CA at {tls.ca.ca_file}")
     layout.data_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -99,12 +104,35 @@ async def supervise(table: list[Service], config: Config) -> int:
             f"the bus requires credentials: one per role in {config.layout.creds_dir} "
             "(the `aitbc` CLI uses admin.nk there; auditor.nk can only read)"
         )
+    tls = config.layout.bus_tls
+    if tls is not None:
+        say_tls(supervisor, tls)
     return await supervisor.run(stop)
 
 
-def main() -> int:
+def say_tls(supervisor: Supervisor, tls: BusTls) -> None:
+    """Where a client of the bus (the `aitbc` CLI) finds what TLS asks of it."""
+    admin = tls.env("admin")
+    mutual = " (mutual TLS)" if tls.verify else ""
+    settings = " ".join(f"{name}={value}" for name, value in admin.items())
+    supervisor.say(f"the bus speaks TLS only{mutual}: the CLI needs {settings}")
+
+
+def settings(argv: list[str], env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the command line's switches over it: `--tls` is NATS_TLS=1,
+    `--mtls` NATS_TLS_VERIFY=1 (mutual TLS: every client presents its role's certificate)."""
+    parser = argparse.ArgumentParser(prog="aitbc-up", description=__doc__.split("\n")[0])
+    parser.add_argument("--tls", action="store_true", help="TLS only on the bus (NATS_TLS=1)")
+    parser.add_argument("--mtls", action="store_true", help="mutual TLS (NATS_TLS_VERIFY=1)")
+    switches = parser.parse_args(argv)
+    chosen = {"NATS_TLS": switches.tls or switches.mtls, "NATS_TLS_VERIFY": switches.mtls}
+    return {**env, **{name: "1" for name, on in chosen.items() if on}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = settings(sys.argv[1:] if argv is None else argv, os.environ)
     try:
-        config = Config.from_env(os.environ)
+        config = Config.from_env(env)
         table = services(config)
         preflight(config, table)
     except ConfigError as exc:

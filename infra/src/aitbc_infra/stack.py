@@ -14,13 +14,16 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from aitbc_contracts.messages import CheckKeys, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
 from aitbc_infra.bus_config import BusCredentials
+from aitbc_infra.bus_tls import BusTls
+from aitbc_infra.dev_ca import DevCA
 from aitbc_infra.nats_server import NatsServer, free_port
-from aitbc_infra.readiness import answers, http_ok, port_open
+from aitbc_infra.readiness import answers, connects, http_ok, port_open
 from aitbc_infra.supervisor import Service
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
@@ -54,6 +57,10 @@ class Layout:
     coordinator_host: str = "127.0.0.1"
     coordinator_port: int = DEFAULT_COORDINATOR_PORT
     creds_dir: Path | None = None  # the roles' NATS credentials; None: DATA_DIR/creds
+    nats_tls: bool = False  # TLS only on the bus, with the development CA in tls_dir
+    nats_tls_verify: bool = False  # mutual TLS: every client presents its role's certificate
+    tls_dir: Path | None = None  # the development CA and its certificates; None: DATA_DIR/tls
+    tls_hosts: tuple[str, ...] = ()  # the server certificate's names besides the local ones
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -62,11 +69,14 @@ class Layout:
                 object.__setattr__(self, attribute, f"sqlite+aiosqlite:///{self.data_dir / file}")
         if self.creds_dir is None:
             object.__setattr__(self, "creds_dir", self.data_dir / "creds")
+        if self.tls_dir is None:
+            object.__setattr__(self, "tls_dir", self.data_dir / "tls")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Layout:
         """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, DATABASE_URL,
-        USAGE_DATABASE_URL, API_HOST, API_PORT, COORDINATOR_HOST, COORDINATOR_PORT."""
+        USAGE_DATABASE_URL, API_HOST, API_PORT, COORDINATOR_HOST, COORDINATOR_PORT,
+        NATS_CREDS_DIR, NATS_TLS, NATS_TLS_VERIFY, NATS_TLS_DIR, NATS_TLS_HOSTS."""
         try:
             return cls(
                 data_dir=environment.data_dir(env),
@@ -78,9 +88,12 @@ class Layout:
                 api_port=int(env.get("API_PORT", DEFAULT_API_PORT)),
                 coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),
                 coordinator_port=int(env.get("COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)),
-                creds_dir=Path(env["NATS_CREDS_DIR"]).resolve()
-                if env.get("NATS_CREDS_DIR")
-                else None,
+                creds_dir=_folder(env, "NATS_CREDS_DIR"),
+                **tls_switches(env),
+                tls_dir=_folder(env, "NATS_TLS_DIR"),
+                tls_hosts=tuple(
+                    h.strip() for h in env.get("NATS_TLS_HOSTS", "").split(",") if h.strip()
+                ),
             )
         except ValueError as exc:
             raise ConfigError(f"bad setting: {exc}") from exc
@@ -93,7 +106,8 @@ class Layout:
 
     @property
     def bus_url(self) -> str:
-        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+        scheme = "tls" if self.nats_tls else "nats"
+        return self.nats_url or f"{scheme}://127.0.0.1:{self.nats_port}"
 
     @property
     def upstream_url(self) -> str:
@@ -112,19 +126,31 @@ class Layout:
             return BusCredentials(self.creds_dir)
         return None
 
+    @property
+    def bus_tls(self) -> BusTls | None:
+        """TLS on the bus (NATS_TLS), with the development CA in `tls_dir` (`just up`'s own
+        server makes it on its first start; an existing server must use its certificates)."""
+        if not self.nats_tls:
+            return None
+        assert self.tls_dir is not None
+        return BusTls(DevCA(self.tls_dir, self.tls_hosts), verify=self.nats_tls_verify)
+
     def access(self, role: str) -> BusAccess:
         """How a process of `role` reaches this system's bus."""
-        credentials = self.credentials
+        credentials, tls = self.credentials, self.bus_tls
+        fields = {} if tls is None else tls.client(role)
         if credentials is None:
-            return BusAccess(self.bus_url)
-        return credentials.access(role, self.bus_url)
+            return BusAccess(self.bus_url, **fields)
+        return credentials.access(role, self.bus_url, **fields)
 
     def role_env(self, role: str) -> dict[str, str]:
-        """The credentials settings of a process of `role` (the keys service has two)."""
-        credentials = self.credentials
+        """The credentials and TLS settings of a process of `role` (the keys service has two
+        credentials: its event publisher is a role of its own, with the same certificate)."""
+        credentials, tls = self.credentials, self.bus_tls
+        env = {} if tls is None else tls.env(role)
         if credentials is None:
-            return {}
-        env = {"NATS_CREDS": str(credentials.file(role))}
+            return env
+        env["NATS_CREDS"] = str(credentials.file(role))
         if role == "keys":
             env["NATS_WRITER_CREDS"] = str(credentials.file("keys-writer"))
         return env
@@ -148,6 +174,21 @@ class Layout:
         }
 
 
+class TlsSwitches(TypedDict):
+    nats_tls: bool
+    nats_tls_verify: bool
+
+
+def tls_switches(env: Mapping[str, str]) -> TlsSwitches:
+    """NATS_TLS and NATS_TLS_VERIFY (which implies TLS) as Layout's fields."""
+    verify = environment.flag(env, "NATS_TLS_VERIFY")
+    return {"nats_tls": verify or environment.flag(env, "NATS_TLS"), "nats_tls_verify": verify}
+
+
+def _folder(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]).resolve() if env.get(name) else None
+
+
 def program(name: str) -> str:
     """A console script of this environment (beside the interpreter), else from PATH."""
     beside = Path(sys.executable).parent / name
@@ -160,8 +201,13 @@ def program(name: str) -> str:
 
 
 def nats(layout: Layout) -> Service:
-    server = NatsServer(layout.nats_port, layout.data_dir / "nats", credentials=layout.credentials)
-    ready = port_open("127.0.0.1", layout.nats_port)
+    server = NatsServer(
+        layout.nats_port,
+        layout.data_dir / "nats",
+        credentials=layout.credentials,
+        tls=layout.bus_tls,
+    )
+    ready = connects(layout.access("admin"))
     return Service("nats", server.command(), {}, ready, layout.bus_url, layout.nats_port)
 
 
@@ -204,7 +250,7 @@ def _health_answers_plainly(layout: Layout, seen: Mapping[str, str]) -> bool:
     does in front of the layout's Coordinator, without TLS or REQUIRE_HTTPS. An edge in front
     of another upstream (which a test may keep down on purpose), or on HTTPS only, is ready
     as soon as its port accepts connections."""
-    https_only = seen.get("REQUIRE_HTTPS", "").strip().lower() in {"1", "true", "yes", "on"}
+    https_only = environment.flag(seen, "REQUIRE_HTTPS")
     tls = bool(seen.get("TLS_CERT_FILE"))
     return seen.get("UPSTREAM_URL") == layout.upstream_url and not tls and not https_only
 

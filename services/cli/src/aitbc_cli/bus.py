@@ -144,7 +144,8 @@ async def connect(
         return nc
     except (TimeoutError, NoServersError, OSError, NatsTimeoutError) as exc:
         raise BusError(
-            f"cannot reach NATS at {access.url} (is it running? set NATS_URL or --nats-url)"
+            f"cannot reach NATS at {access.url} (is it running? set NATS_URL or --nats-url"
+            f"{_tls_hint(access)})"
         ) from exc
     except Exception as exc:  # a malformed URL, refused credentials, ...
         if "Authorization Violation" in str(exc):
@@ -153,7 +154,14 @@ async def connect(
                 f"NATS at {access.url} refused {given}: give an operator role's credentials "
                 "with --creds or NATS_CREDS (`just up` makes them in DATA_DIR/creds)"
             ) from exc
-        raise BusError(f"cannot reach NATS at {access.where()}: {exc}") from exc
+        raise BusError(f"cannot reach NATS at {access.where()}: {exc}{_tls_hint(access)}") from exc
+
+
+def _tls_hint(access: BusAccess) -> str:
+    """A server that speaks TLS only says nothing to a plain client: name the setting."""
+    if access.tls_ca or access.tls_cert:
+        return ""
+    return "; a bus on TLS (`just up --tls`) needs NATS_TLS_CA"
 
 
 def for_people(failed: CommandFailed, nats_url: str, wait: float) -> str:

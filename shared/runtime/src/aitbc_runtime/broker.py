@@ -28,9 +28,10 @@ faststream_log.setLevel(logging.WARNING)
 def _security(access: BusAccess) -> NatsSecurity | None:
     """The same credentials and TLS as `access.options()`, in FastStream's terms."""
     context = access.tls_context()
+    first = context is not None  # TLS from the first byte, as BusAccess.options says
     if access.public_key is not None:
-        return NatsNKey(access.creds, ssl_context=context)
-    return None if context is None else NatsSecurity(ssl_context=context)
+        return NatsNKey(access.creds, ssl_context=context, tls_handshake_first=first)
+    return None if context is None else NatsSecurity(ssl_context=context, tls_handshake_first=first)
 
 
 def service_broker(access: BusAccess, name: str) -> NatsBroker:

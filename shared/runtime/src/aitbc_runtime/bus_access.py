@@ -6,7 +6,10 @@ Every NATS connection of the system (services, CLI, tests, benchmarks) is made f
 - `NATS_URL`: one server or a comma-separated list (a cluster: any of them);
 - `NATS_CREDS`: the role's NATS nkey seed file (`just up` writes one per role, mode 0600, into
   `DATA_DIR/nats/creds`); the server knows the public key and the role's permissions;
-- `NATS_TLS_CA`, and for mutual TLS `NATS_TLS_CERT` and `NATS_TLS_KEY`: TLS to the server.
+- `NATS_TLS_CA`, and for mutual TLS `NATS_TLS_CERT` and `NATS_TLS_KEY`: TLS to the server,
+  from the first byte (the server's `tls` block has `handshake_first: true`): a client that
+  waited for the server's cleartext INFO to learn whether to start TLS could be talked out of
+  it by anyone in between (aitbc_infra.bus_tls).
 
 A connection's inboxes are under `_INBOX.<the first 16 characters of its public key>`: the
 server config lets each user subscribe to its own prefix only, so no other role can read the
@@ -15,6 +18,7 @@ replies meant for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import stat
@@ -33,6 +37,18 @@ INBOX_ROOT = "_INBOX"
 
 class BusAccessError(ValueError):
     """Credentials or TLS files that cannot be used: say which and why, before connecting."""
+
+
+class _TlsCloseNote(logging.Filter):
+    """nats-py's TLS transport makes asyncio log "returning true from eof_received() has no
+    effect when using ssl" (WARNING) each time a TLS connection ends (nats-io/nats.py#574):
+    nothing is wrong, and a line at every reconnect would hide the ones that matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("returning true from eof_received()")
+
+
+_TLS_CLOSE_NOTE = _TlsCloseNote()
 
 
 def public_key_of_seed(seed: str) -> str:
@@ -102,6 +118,7 @@ class BusAccess:
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
             return None
+        logging.getLogger("asyncio").addFilter(_TLS_CLOSE_NOTE)  # once: it is the same filter
         context = ssl.create_default_context(cafile=self.tls_ca or None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.tls_cert:
@@ -120,6 +137,7 @@ class BusAccess:
         context = self.tls_context()
         if context is not None:
             options["tls"] = context
+            options["tls_handshake_first"] = True
         return options
 
     def where(self) -> str:

@@ -42,3 +42,8 @@ def keys_database_url(env: Mapping[str, str] = os.environ) -> str:
 def usage_database_url(env: Mapping[str, str] = os.environ) -> str:
     """The usage service's database: USAGE_DATABASE_URL, else usage.db in DATA_DIR."""
     return env.get("USAGE_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir(env)}/usage.db"
+
+
+def flag(env: Mapping[str, str], name: str) -> bool:
+    """An on/off setting: on when 1, true, yes or on (any case); off when unset or else."""
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
