@@ -21,6 +21,7 @@ from aitbc_cli.checked import CheckedRead
 from aitbc_cli.output import table, when
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keyformat import is_account_id, is_key_id
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
 
 COLUMNS = ("TIME", "TYPE", "STREAM", "ACCOUNT", "ACTOR", "REQUEST ID")
 
@@ -83,7 +84,10 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
     since: datetime | None = args.since
     until: datetime | None = args.until
     rows: list[list[str]] = []
-    checked = CheckedRead(args.err, subset=bool(args.account or args.key))
+    subset = bool(args.account or args.key)
+    checked = CheckedRead(args.err, subset=subset)
+    # The whole stream, whatever the subject: a foreign message anywhere is named too.
+    subjects = stream.event_filter(args.account, args.key) if subset else KEY_EVENTS_SUBJECTS
 
     def sink(sequence: int, _subject: str, data: bytes, headers: dict[str, str] | None) -> None:
         event = checked.take(sequence, data, headers)
@@ -99,7 +103,7 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
 
     nc = await stream.connect(args.bus, args.timeout)
     try:
-        await stream.read(nc, stream.event_filter(args.account, args.key), sink)
+        await stream.read(nc, subjects, sink)
     except BrokenPipeError:
         # `aitbc events replay | head`: the reader has all it wants. Point stdout at nothing,
         # or Python's own flush at exit would complain about the closed pipe.

@@ -160,7 +160,8 @@ class OutboxRelay:
         self._last_seq = info.state.last_seq
         self.position = 0
         foreign = 0
-        for sequence in range(info.state.last_seq, info.state.first_seq - 1, -1):
+        held = range(info.state.last_seq, info.state.first_seq - 1, -1)
+        for sequence in held if info.state.messages else ():
             position = await self._ours(js, sequence)
             if position is not None:
                 self.position = position

@@ -128,9 +128,12 @@ class LiveChain:
             problem, detail = "removed", f"position {missing} is missing"
         elif position == last + 1:
             problem, detail = "inserted", "it follows no event this reader has taken"
+        elif position in self._hashes:
+            problem = "reordered"
+            detail = f"position {position} was taken already, by another event: a fork"
         else:
             problem = "reordered"
-            detail = f"position {position} appears again, after {last}, with another hash"
+            detail = f"position {position} comes after {last}, with a hash not taken there"
         self._hashes.clear()
         self._remember(position, recorded)
         return Verdict("resync", position, event, problem, detail)
