@@ -141,7 +141,8 @@ class LiveFacts:
                 )
         except Exception:
             log.exception("could not load the key facts index; checks ask the database")
-            self.index.reset()
+            if load == self._loads:  # else a newer load's index stands
+                self.index.reset()
         finally:
             del self._waiting[load]
 

@@ -79,12 +79,12 @@ class PlanBook:
             return None
         pending = self._pending.get(account_id)
         if pending is None:
-            pending = asyncio.ensure_future(self._ask(account_id))
+            pending = asyncio.ensure_future(self._ask(account_id, self._resets))
             self._pending[account_id] = pending
         return await asyncio.shield(pending)
 
-    async def _ask(self, account_id: str) -> str | None:
-        resets = self._resets
+    async def _ask(self, account_id: str, resets: int) -> str | None:
+        """The keys service's answer; kept unless the book was reset since it was asked for."""
         try:
             plan = await self._lookup(account_id)
         finally:

@@ -87,7 +87,7 @@ class LiveChain:
         try:
             event, position = read_envelope(data, headers)
         except InvalidKeyEvent as exc:
-            return _refuse("inserted", f"a message that is not an event of the log ({exc})")
+            return _refuse("inserted", f"a message that is not an event of the log: {exc}")
         recorded = (headers or {}).get(HASH_HEADER, "")
         if not recorded:
             return _refuse("inserted", f"a message without the {HASH_HEADER} header", position)
