@@ -110,7 +110,8 @@ class LiveChain:
         if last is None or (self.subset and position > last):
             return self._take(position, recorded, event)
         if self.subset:
-            return _refuse("reordered", f"position {position} appears again after {last}", position)
+            detail = f"position {position} is not after {last}, the last one taken"
+            return _refuse("reordered", detail, position)
         return self._resync(position, recorded, event, last)
 
     def _continues(self, position: int, recorded: str, event: AnyEvent, data: bytes) -> bool:
