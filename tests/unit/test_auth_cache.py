@@ -12,6 +12,7 @@ from aitbc_contracts.events import KeyRevoked, PlanChanged, encode_event
 from aitbc_contracts.messages import KeyFacts
 from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_runtime.key_events import KeyEventReader
+from tests.key_messages import Chained
 
 
 def facts(key_id: str = "key_1", account_id: str = "acc_1") -> KeyFacts:
@@ -77,16 +78,17 @@ def test_key_events_evict_what_they_change() -> None:
     at = datetime.now(UTC)
     common = {"event_id": "evt_1", "version": 2, "occurred_at": at}
     revoked = KeyRevoked(stream_id="key_1", account_id="acc_1", key_id="key_1", **common)
-    reader.receive(encode_event(revoked), {POSITION_HEADER: "7"})
+    log = Chained(6, "0" * 64)  # the stream as the relay publishes it
+    reader.receive(*log.message(revoked))
     assert cache.get(b"h1") is None and cache.get(b"h2") is not None
     plan = PlanChanged(
         stream_id="acc_2", account_id="acc_2", plan="pro", previous_plan="free", **common
     )
-    reader.receive(encode_event(plan), {POSITION_HEADER: "8"})
+    reader.receive(*log.message(plan))
     assert cache.get(b"h2") is None and cache.get(b"h3") is not None
     reader.receive(b"garbage", {POSITION_HEADER: "9"})  # refused by the reader, not raised
     reader.receive(encode_event(revoked), None)  # no position: not an event of the log
-    assert reader.refused == 2 and cache.get(b"h3") is not None
+    assert reader.refused.total() == 2 and cache.get(b"h3") is not None
     reader.reset()  # a reconnect: every entry is asked about again before it is trusted
     assert cache.get(b"h3") is None and cache.get(b"h3", stale=True) is not None
 

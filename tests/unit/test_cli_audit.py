@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,12 +148,12 @@ async def test_keys_show_prints_what_it_always_printed(
     at, revoked = SHOW_AT[case.removesuffix(" --json")]
     events = a_history() if revoked else a_history()[:-1]
 
-    async def read_history(nats_url: str, wait: float, key_id: str) -> list[AnyEvent]:
+    async def read_history(nats_url: str, wait: float, key_id: str, err: Any) -> list[AnyEvent]:
         return events
 
     monkeypatch.setattr(history, "read_history", read_history)
     args = argparse.Namespace(
-        key_id="key_1", at=at, json=case.endswith("--json"), nats_url="-", timeout=1.0
+        key_id="key_1", at=at, json=case.endswith("--json"), bus="-", timeout=1.0, err=None
     )
     out = io.StringIO()
     assert await history.show_key(args, send=None, out=out) == 0  # type: ignore[arg-type]

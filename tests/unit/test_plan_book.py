@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import AccountCreated, KeyCreated, Plan, PlanChanged, encode_event
+from aitbc_contracts.events import AccountCreated, KeyCreated, Plan, PlanChanged
 from aitbc_contracts.keys import AccountState, KeyEventView, fold
-from aitbc_contracts.subjects import KEYS_READ_COMMANDS, POSITION_HEADER
+from aitbc_contracts.subjects import KEYS_READ_COMMANDS
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_usage.plans import PlanBook, keys_lookup
+from tests.key_messages import Chained
 from tests.unit.test_cli_audit import a_history
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
@@ -70,10 +71,10 @@ async def test_a_plan_change_of_an_account_it_never_saw_created_takes_effect() -
 def test_the_reader_gives_it_the_events_of_the_stream_as_published() -> None:
     book = PlanBook(nobody)
     reader = KeyEventReader(None, [book], "test")  # type: ignore[arg-type]  # not started
-    reader.receive(encode_event(changed("pro")), {POSITION_HEADER: "5"})
+    reader.receive(*Chained(4, "0" * 64).message(changed("pro")))
     reader.receive(b'{"type": "account.plan_changed.v1", "account_id": "acc_2", "plan": "pro"}', {})
     assert book.plans == {"acc_1": "pro"}  # the partial message is refused, not half-read
-    assert reader.refused == 1
+    assert reader.refused.total() == 1
 
 
 async def test_plan_events_win_over_a_racing_lookup() -> None:

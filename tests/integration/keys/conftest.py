@@ -124,3 +124,13 @@ async def caller(keys_service: Service) -> AsyncIterator[Caller]:
     nc = await nats.connect(keys_service.settings.nats_url)
     yield Caller(nc)
     await nc.close()
+
+
+@pytest.fixture
+async def admin(own_nats: NatsServer) -> AsyncIterator[Client]:
+    """An admin's connection. Only `admin` (besides the keys service's writer) may publish on
+    the key event stream: the foreign messages of the tests that use it are what an admin's
+    mistake, or a stolen admin credential, could put there."""
+    nc = await nats.connect(**own_nats.options("admin"))
+    yield nc
+    await nc.close()

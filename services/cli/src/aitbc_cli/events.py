@@ -2,7 +2,9 @@
 
 Replay reads the stream, not the keys service's database: it is what every edge and analytics
 consumer saw. jsonl prints each event exactly as published (the documented event schema, see
-docs/asyncapi.json), one per line, so it can be piped into other tools.
+docs/asyncapi.json), one per line, so it can be piped into other tools. What it reads is checked
+as the live readers check it (aitbc_cli.checked): a message that is not an event of the log is
+skipped and named on stderr, and a break in the chain makes it exit 1.
 """
 
 from __future__ import annotations
@@ -13,28 +15,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import msgspec
-
 from aitbc_cli import stream, verify
-from aitbc_cli.bus import BusError, Send
+from aitbc_cli.bus import Send
+from aitbc_cli.checked import CheckedRead
 from aitbc_cli.output import table, when
+from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keyformat import is_account_id, is_key_id
+from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
 
 COLUMNS = ("TIME", "TYPE", "STREAM", "ACCOUNT", "ACTOR", "REQUEST ID")
-
-
-class _Row(msgspec.Struct):
-    """The fields of any event a replay filters on or shows (msgspec skips the rest)."""
-
-    type: str
-    stream_id: str
-    account_id: str
-    occurred_at: datetime
-    actor: str = ""
-    request_id: str = ""
-
-
-_row = msgspec.json.Decoder(_Row).decode
 
 
 def instant(value: str) -> datetime:
@@ -95,28 +84,26 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
     since: datetime | None = args.since
     until: datetime | None = args.until
     rows: list[list[str]] = []
+    subset = bool(args.account or args.key)
+    checked = CheckedRead(args.err, subset=subset)
+    # The whole stream, whatever the subject: a foreign message anywhere is named too.
+    subjects = stream.event_filter(args.account, args.key) if subset else KEY_EVENTS_SUBJECTS
 
-    def sink(_seq: int, _subject: str, data: bytes, _headers: dict[str, str] | None) -> None:
-        if fmt == "jsonl" and since is None and until is None:
-            out.write(data.decode() + "\n")  # the fast path: nothing to decode
+    def sink(sequence: int, _subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        event = checked.take(sequence, data, headers)
+        if event is None or (since is not None and event.occurred_at < since):
             return
-        try:
-            row = _row(data)
-        except msgspec.DecodeError as exc:
-            raise BusError(f"the stream holds a message that is not an event: {exc}") from exc
-        if (since is not None and row.occurred_at < since) or (
-            until is not None and row.occurred_at > until
-        ):
+        if until is not None and event.occurred_at > until:
             return
         if fmt == "jsonl":
-            out.write(data.decode() + "\n")
+            out.write(data.decode() + "\n")  # exactly as published
         else:
-            cells = [when(row.occurred_at), row.type, row.stream_id, row.account_id]
-            rows.append([*cells, row.actor or "-", row.request_id or "-"])
+            cells = [when(event.occurred_at), _type(event), event.stream_id, event.account_id]
+            rows.append([*cells, event.actor or "-", event.request_id or "-"])
 
     nc = await stream.connect(args.bus, args.timeout)
     try:
-        await stream.read(nc, stream.event_filter(args.account, args.key), sink)
+        await stream.read(nc, subjects, sink)
     except BrokenPipeError:
         # `aitbc events replay | head`: the reader has all it wants. Point stdout at nothing,
         # or Python's own flush at exit would complain about the closed pipe.
@@ -127,4 +114,9 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
         await nc.close()
     if fmt == "table":
         out.write((table(COLUMNS, rows) if rows else "no events") + "\n")
-    return 0
+    return checked.finish()
+
+
+def _type(event: AnyEvent) -> str:
+    """The event's type as published (its tag)."""
+    return str(type(event).__struct_config__.tag)

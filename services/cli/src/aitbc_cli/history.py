@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from aitbc_cli import stream
-from aitbc_cli.bus import BusError, Send
+from aitbc_cli.bus import Send
+from aitbc_cli.checked import CheckedRead
 from aitbc_cli.output import fields, print_json, when
 from aitbc_cli.replies import CommandRejected
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.keys import AccountState, InvalidKeyEvent, KeyState, fold, read_envelope
+from aitbc_contracts.keys import AccountState, KeyState, fold
 from aitbc_contracts.messages import Code
 from aitbc_runtime.bus_access import BusAccess
 
@@ -87,27 +88,31 @@ def key_at(history: Iterable[AnyEvent], at: datetime) -> KeyAt | None:
     return None if key is None else KeyAt(key, plan, events)
 
 
-async def read_history(access: BusAccess, wait: float, key_id: str) -> list[AnyEvent]:
-    """The key's events, then its account's: each stream in its own order."""
+async def read_history(access: BusAccess, wait: float, key_id: str, err: TextIO) -> list[AnyEvent]:
+    """The key's events, then its account's: each stream in its own order, each event checked
+    alone (aitbc_cli.checked); what is skipped is said on `err`."""
     found: list[AnyEvent] = []
+    checked = CheckedRead(err, subset=True)
 
-    def sink(_seq: int, _subject: str, data: bytes, headers: dict[str, str] | None) -> None:
-        try:
-            found.append(read_envelope(data, headers)[0])
-        except InvalidKeyEvent as exc:
-            raise BusError(f"the key event stream holds {exc}") from exc
+    def sink(sequence: int, _subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        event = checked.take(sequence, data, headers)
+        if event is not None:
+            found.append(event)
 
     nc = await stream.connect(access, wait)
     try:
         await stream.read(nc, stream.event_filter(key_id=key_id), sink)
         if not found:
+            checked.finish()
             return []
         account_id = found[0].account_id
         key_events = list(found)
         found.clear()
+        checked.read_again()  # another subject: its positions start from the first again
         await stream.read(nc, stream.event_filter(account_id, account_id), sink)
     finally:
         await nc.close()
+    checked.finish()
     # Account events first: the plan at T is the same whichever way they interleave.
     return found + key_events
 
@@ -142,7 +147,7 @@ def lines(found: KeyAt, at: datetime) -> list[tuple[str, str]]:
 
 async def show_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     at: datetime = args.at or datetime.now(UTC)
-    found = key_at(await read_history(args.bus, args.timeout, args.key_id), at)
+    found = key_at(await read_history(args.bus, args.timeout, args.key_id, args.err), at)
     if found is None:
         raise CommandRejected(Code.NOT_FOUND, f"key {args.key_id} did not exist at {when(at)}")
     if args.json:

@@ -85,6 +85,7 @@ def run(
     try:
         args = build_parser().parse_args(argv)
         args.bus = access_of(args)
+        args.err = err  # where a command says what it skipped on the way
         send = send or sender(args.bus, wait=args.timeout)
         return asyncio.run(dispatch(args, send, out))
     except CommandRejected as exc:

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from aitbc_cli import stream
 from aitbc_cli.bus import BusError, Send
 from aitbc_cli.output import print_json
-from aitbc_contracts.chain import Break, Entry, Verifier, compare
+from aitbc_contracts.chain import Entry, Verifier, compare, describe
 from aitbc_contracts.subjects import HASH_HEADER, KEY_EVENTS_SUBJECTS, POSITION_HEADER
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
@@ -82,15 +82,6 @@ async def check_stream(access: BusAccess, wait: float) -> Verifier:
         await nc.close()
     verifier.finish(read.last_sequence)
     return verifier
-
-
-def describe(found: Break) -> str:
-    where = [f"position {found.position}"] if found.position is not None else []
-    if found.sequence is not None:
-        where.append(f"stream sequence {found.sequence}")
-    if found.event_id:
-        where.append(f"event {found.event_id}")
-    return f"{found.problem.upper()} at {', '.join(where)}: {found.detail}"
 
 
 def _witness(name: str, verifier: Verifier) -> dict[str, Any]:

@@ -102,39 +102,49 @@ class FactsIndex:
 
 class LiveFacts:
     """The index as the keys service keeps it: loaded from the log, then following the key
-    event stream and this process's commits (a KeyEventView); loaded afresh after a reset
-    (events may have passed unseen), the events of the meantime applied after the load."""
+    event stream and this process's commits (a KeyEventView). After a reset (events may have
+    passed unseen, or the stream contradicted what was read) the index is emptied at once, so
+    checks ask the database rather than trust what it held, and loaded afresh; the events of
+    the meantime are applied after the load. Of loads that overlap, the last one started wins."""
 
     def __init__(self, engine: AsyncEngine, index: FactsIndex) -> None:
         self.engine = engine
         self.index = index
-        self._waiting: list[tuple[AnyEvent, int]] | None = None
+        self._loads = 0  # loads started: only the newest may replace the index
+        self._waiting: dict[int, list[tuple[AnyEvent, int]]] = {}  # per load under way
         self._tasks: set[asyncio.Task[None]] = set()
 
     def process(self, event: AnyEvent, position: int) -> None:
         self.index.process(event, position)
-        if self._waiting is not None:  # and again into the index being loaded
-            self._waiting.append((event, position))
+        for waiting in self._waiting.values():  # and again into each index being loaded
+            waiting.append((event, position))
 
     def reset(self) -> None:
+        self.index.reset()
         start_held(self._tasks, self.load())
 
     async def load(self) -> None:
-        self._waiting = []
+        self._loads += 1
+        load = self._loads
+        waiting = self._waiting[load] = []
         try:
             fresh = FactsIndex()
             await fresh.load(self.engine)
-            for event, position in self._waiting:
+            for event, position in waiting:
                 fresh.process(event, position)
-            self.index.replace_with(fresh)
-            log.info(
-                "key facts index: %d streams, %d secrets", len(fresh.states), len(fresh.secrets)
-            )
+            if load == self._loads:
+                self.index.replace_with(fresh)
+                log.info(
+                    "key facts index: %d streams, %d secrets",
+                    len(fresh.states),
+                    len(fresh.secrets),
+                )
         except Exception:
             log.exception("could not load the key facts index; checks ask the database")
-            self.index.reset()
+            if load == self._loads:  # else a newer load's index stands
+                self.index.reset()
         finally:
-            self._waiting = None
+            del self._waiting[load]
 
     async def stop(self, grace: float = 5.0) -> None:
         """Lets loads under way end (for up to `grace` seconds) rather than cancel them."""

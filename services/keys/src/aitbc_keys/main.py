@@ -40,6 +40,7 @@ class Service:
     index: FactsIndex
     broker: NatsBroker
     responder: CheckResponder
+    reader: KeyEventReader  # the facts index's, on the key event stream
 
 
 @asynccontextmanager
@@ -79,7 +80,9 @@ async def running_service(
             await until_answered(nc, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
             try:
                 log.info("keys service ready (NATS %s)", settings.nats.where())
-                yield Service(settings, engine, relay, commands, checks, index, broker, responder)
+                yield Service(
+                    settings, engine, relay, commands, checks, index, broker, responder, reader
+                )
             finally:
                 await reader.stop()
                 await live.stop()

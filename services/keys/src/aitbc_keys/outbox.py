@@ -1,13 +1,18 @@
 """The transactional outbox relay: committed events, in position order, onto the JetStream log.
 
 The events table is the outbox and the JetStream stream is the relay's only cursor: the last
-message's position header says where to resume. Every publish carries the stream sequence the
-relay expects to follow, so a second relay, a restarted one, or a publish retried after a
-reconnect can never interleave or duplicate events: the server refuses it and the relay
-re-reads the stream. `Nats-Msg-Id` de-duplication covers a publish whose ack was lost.
-Each message is the event's stored bytes, verbatim (they are what the hash chain covers), with
-its chain hash in a header. It publishes on the process's one NATS connection (the broker's),
-which reconnects by itself; the relay only re-reads the stream after a failure.
+event of ours in it says where to resume. "Ours" is checked, not assumed: a message is ours when
+its position header names a stored event whose bytes and chain hash it carries. Anything else
+(a `{}`, a garbled or forged event) is foreign: the relay walks back past it to the last event
+of ours and resumes after it; the foreign messages stay (only an admin may delete them) and
+every reader refuses them. Every publish carries the stream sequence the relay expects to
+follow (the stream's real last one, foreign or not), so a second relay, a restarted one, or a
+publish retried after a reconnect can never interleave or duplicate events: the server refuses
+it and the relay re-reads the stream. `Nats-Msg-Id` de-duplication covers a publish whose ack
+was lost. Each message is the event's stored bytes, verbatim (they are what the hash chain
+covers), with its chain hash in a header. It publishes on the connection it is given (the
+keys service's writer's), which reconnects by itself; the relay only re-reads the stream after
+a failure.
 """
 
 from __future__ import annotations
@@ -147,24 +152,50 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
 
     async def _sync(self, js: JetStreamContext) -> None:
-        """Resume after the position of the stream's last message (0 for an empty stream)."""
+        """Resume after the last event of ours in the stream (0 for an empty stream), and
+        expect the stream's real last sequence, whoever's message holds it."""
         # The stream may have been deleted while we were away: recreate it and refill it.
         await ensure_stream(js, self.duplicate_window)
         info = await js.stream_info(KEY_EVENTS_STREAM)
         self._last_seq = info.state.last_seq
-        if info.state.messages == 0:
-            self.position = 0
-        else:
-            try:
-                last = await js.get_last_msg(KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS)
-            except NotFoundError:
-                self.position = 0
-            else:
-                self._last_seq = last.seq or self._last_seq
-                self.position = int((last.headers or {})[POSITION_HEADER])
+        self.position = 0
+        foreign = 0
+        held = range(info.state.last_seq, info.state.first_seq - 1, -1)
+        for sequence in held if info.state.messages else ():
+            position = await self._ours(js, sequence)
+            if position is not None:
+                self.position = position
+                break
+            foreign += 1
+        if foreign:
+            log.warning(
+                "key event stream: %d message(s) after position %d are not events of ours "
+                "(readers refuse them; only an admin may remove them)",
+                foreign,
+                self.position,
+            )
         log.info(
             "relay resumes after position %d (stream sequence %d)", self.position, self._last_seq
         )
+
+    async def _ours(self, js: JetStreamContext, sequence: int) -> int | None:
+        """The position of the message at `sequence` if it is an event as we published it
+        (the stored bytes and chain hash of its position); None for anything else."""
+        try:
+            msg = await js.get_msg(KEY_EVENTS_STREAM, seq=sequence)
+        except NotFoundError:
+            return None  # removed
+        try:
+            position = int((msg.headers or {}).get(POSITION_HEADER, ""))
+        except ValueError:
+            return None
+        records = await store.records_after(self.engine, position - 1, 1)
+        if not records or records[0].position != position:
+            return None
+        record = records[0]
+        if msg.data != record.data or (msg.headers or {}).get(HASH_HEADER) != record.chain_hash:
+            return None
+        return position
 
     async def _drain(self, js: JetStreamContext) -> int:
         """Publish everything committed after our position; returns how many were sent."""

@@ -46,6 +46,7 @@ class PlanBook:
         self._versions: dict[str, int] = {}  # each account's last event applied
         self._pending: dict[str, asyncio.Future[str | None]] = {}
         self._unknown_until: dict[str, float] = {}
+        self._resets = 0  # an answer asked for before a reset may predate what it forgot
 
     def process(self, event: AnyEvent, position: int) -> None:
         """An account created or its plan changed: takes effect on the next decision."""
@@ -58,10 +59,13 @@ class PlanBook:
         self._unknown_until.pop(event.account_id, None)
 
     def reset(self) -> None:
-        """Plan changes may have passed unseen (a reconnect): ask the keys service again."""
+        """Plan changes may have passed unseen (a reconnect, a stream that contradicts what
+        was read): ask the keys service again, and keep no answer asked for before."""
         self.plans.clear()
         self._versions.clear()
         self._unknown_until.clear()
+        self._pending.clear()
+        self._resets += 1
 
     def known(self, account_id: str) -> str | None:
         return self.plans.get(account_id)
@@ -75,15 +79,19 @@ class PlanBook:
             return None
         pending = self._pending.get(account_id)
         if pending is None:
-            pending = asyncio.ensure_future(self._ask(account_id))
+            pending = asyncio.ensure_future(self._ask(account_id, self._resets))
             self._pending[account_id] = pending
         return await asyncio.shield(pending)
 
-    async def _ask(self, account_id: str) -> str | None:
+    async def _ask(self, account_id: str, resets: int) -> str | None:
+        """The keys service's answer; kept unless the book was reset since it was asked for."""
         try:
             plan = await self._lookup(account_id)
         finally:
-            self._pending.pop(account_id, None)
+            if resets == self._resets:  # else the pending lookup is already a newer one's
+                self._pending.pop(account_id, None)
+        if resets != self._resets:
+            return plan  # this decision takes it; the book asks again for the next
         if plan is None:
             self._unknown_until[account_id] = time.monotonic() + UNKNOWN_TTL
             return None

@@ -59,6 +59,19 @@ class Break:
     detail: str
 
 
+def describe(found: Break) -> str:
+    """A break for people, as `aitbc events verify` and the key event readers name it; on one
+    line, escaped, as a forged message chooses its event id (and a decoder quotes its bytes)."""
+    where = [f"position {found.position}"] if found.position is not None else []
+    if found.sequence is not None:
+        where.append(f"stream sequence {found.sequence}")
+    if found.event_id:
+        where.append(f"event {found.event_id}")
+    place = f" at {', '.join(where)}" if where else ""
+    text = f"{found.problem.upper()}{place}: {found.detail}"
+    return text.encode("unicode_escape").decode("ascii")
+
+
 @dataclass
 class Verifier:
     """Checks a log fed to it in order; remembers each position's hash to compare witnesses."""

@@ -10,6 +10,7 @@ state it is given (a revocation of a key never created) leaves that state as it 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,12 +174,25 @@ class InvalidKeyEvent(ValueError):
 
 def read_envelope(data: bytes, headers: Mapping[str, str] | None) -> tuple[AnyEvent, int]:
     """The event of one key event stream message and its position in the store's order: the
-    one decoder every view's reader uses. Raises InvalidKeyEvent for anything else."""
+    one decoder every reader of the stream uses (through aitbc_contracts.live_chain). Raises
+    InvalidKeyEvent for anything else, saying what is wrong but quoting nothing of the message
+    (it is anyone's, and may carry a secret)."""
+    claimed = (headers or {}).get(POSITION_HEADER)
+    if claimed is None:
+        raise InvalidKeyEvent(f"no {POSITION_HEADER} header")
     try:
-        position = int((headers or {})[POSITION_HEADER])
-        event = decode_event(data)
-    except (KeyError, ValueError) as exc:  # msgspec's DecodeError is a ValueError
-        raise InvalidKeyEvent(f"not a key event of the log: {exc}") from exc
+        position = int(claimed)
+    except ValueError:
+        raise InvalidKeyEvent(f"its {POSITION_HEADER} header is not a number") from None
     if position < 1:
-        raise InvalidKeyEvent(f"not a key event of the log: position {position}")
+        raise InvalidKeyEvent(f"its {POSITION_HEADER} header is {position}, not a position")
+    try:
+        event = decode_event(data)
+    except ValueError as exc:  # msgspec's DecodeError is a ValueError
+        raise InvalidKeyEvent(f"not a key event: {_unquoted(str(exc))}") from None
     return event, position
+
+
+def _unquoted(reason: str) -> str:
+    """A decoder's reason without the values it quotes (`Invalid value 'x' - at $.type`)."""
+    return re.sub(r"'[^']*'", "'...'", reason)

@@ -83,6 +83,8 @@ class Follower:
     It keeps trying until the stream exists (its owner may start later). After a reconnect the
     server may have lost the consumer, and events may have passed unseen: it subscribes again
     from now and calls `on_reset`, so the caller can forget what those events could change.
+    `deliver_policy` LAST starts each subscription with the stream's last message (a reader
+    that needs an anchor); `stream` names the stream rather than having it looked up by subject.
     """
 
     def __init__(
@@ -92,12 +94,17 @@ class Follower:
         on_message: Callable[[Msg], None],
         name: str,
         on_reset: Callable[[], None] = lambda: None,
+        *,
+        stream: str | None = None,
+        deliver_policy: DeliverPolicy = DeliverPolicy.NEW,
     ) -> None:
         self._nc = nc
         self._subjects = subjects
         self._on_message = on_message
         self._on_reset = on_reset
         self._name = name
+        self._stream = stream
+        self._deliver_policy = deliver_policy
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -116,8 +123,9 @@ class Follower:
                 subscription = await js.subscribe(
                     self._subjects,
                     cb=self._deliver,
+                    stream=self._stream,
                     ordered_consumer=True,
-                    deliver_policy=DeliverPolicy.NEW,
+                    deliver_policy=self._deliver_policy,
                 )
                 self.ready.set()
                 while reconnects(self._nc) == seen:  # noqa: ASYNC110 - nats-py has one callback slot
