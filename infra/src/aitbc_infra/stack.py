@@ -120,13 +120,18 @@ class Layout:
         return credentials.access(role, self.bus_url)
 
     def role_env(self, role: str) -> dict[str, str]:
-        """The credentials settings of a process of `role` (the keys service has two)."""
+        """The credentials settings of a process of `role`: the keys service has two, and its
+        checkpoint signing key; the operators' CLI the checkpoints' public key."""
         credentials = self.credentials
         if credentials is None:
             return {}
         env = {"NATS_CREDS": str(credentials.file(role))}
         if role == "keys":
             env["NATS_WRITER_CREDS"] = str(credentials.file("keys-writer"))
+            if credentials.checkpoint_key.exists():
+                env["KEYS_CHECKPOINT_KEY_FILE"] = str(credentials.checkpoint_key)
+        if role in ("admin", "auditor") and credentials.checkpoint_public_key.exists():
+            env["KEYS_CHECKPOINT_PUBLIC_KEY"] = str(credentials.checkpoint_public_key)
         return env
 
     def child_env(self, role: str = "admin") -> dict[str, str]:

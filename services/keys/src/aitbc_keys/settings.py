@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -21,6 +22,11 @@ class Settings:
     nats_writer: BusAccess | None = None  # None: the same as `nats`
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
+    # Signed checkpoints of the key event log (aitbc_keys.checkpoints): the Ed25519 signing
+    # key's file (an operator nkey seed, mode 0600; "": no checkpoints), and their cadence.
+    checkpoint_key_file: str = ""
+    checkpoint_every_events: int = 100
+    checkpoint_every_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
@@ -46,7 +52,21 @@ class Settings:
             else None,
             database_url=environment.keys_database_url(env),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            checkpoint_key_file=env.get("KEYS_CHECKPOINT_KEY_FILE", ""),
+            checkpoint_every_events=int(_positive(env, "KEYS_CHECKPOINT_EVERY_EVENTS", 100)),
+            checkpoint_every_seconds=_positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", 10.0),
         )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name) or str(default)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} is not a number: {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"{name} must be more than 0: {value!r}")
+    return number
 
 
 @lru_cache(maxsize=1)
