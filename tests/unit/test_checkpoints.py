@@ -138,6 +138,11 @@ def test_just_up_makes_the_signing_key_and_hands_it_to_the_keys_service_only(
     assert CheckpointSigner.from_file(str(credentials.checkpoint_key)).key_id == public
     credentials.provision()
     assert credentials.checkpoint_key.read_text() == made  # kept across starts
+    credentials.checkpoint_key.unlink()  # rotated: a new key, and its public key beside it
+    credentials.provision()
+    rotated = CheckpointSigner.from_file(str(credentials.checkpoint_key)).key_id
+    assert rotated != public
+    assert credentials.checkpoint_public_key.read_text().strip() == rotated
     keys = layout.role_env("keys")
     assert keys["KEYS_CHECKPOINT_KEY_FILE"] == str(credentials.checkpoint_key)
     assert layout.role_env("admin")["KEYS_CHECKPOINT_PUBLIC_KEY"].endswith(".pub")

@@ -84,9 +84,11 @@ class BusCredentials:
                 write_private(self.file(role), new_user_seed() + "\n")
         if not self.checkpoint_key.exists():  # kept: checkpoints already signed name its key
             write_private(self.checkpoint_key, new_signing_seed() + "\n")
-        if not self.checkpoint_public_key.exists():
-            public = public_key_of(self.checkpoint_key.read_text().strip())
-            self.checkpoint_public_key.write_text(public + "\n")
+        public = public_key_of(self.checkpoint_key.read_text().strip()) + "\n"
+        if not self.checkpoint_public_key.exists() or (
+            self.checkpoint_public_key.read_text() != public  # the key was replaced: rotated
+        ):
+            self.checkpoint_public_key.write_text(public)
         return self
 
     def public_key(self, role: str) -> str:

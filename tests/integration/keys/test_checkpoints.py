@@ -5,6 +5,7 @@ log intact, and names the checkpoints a consistent rewrite of store and stream c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import nats
 import pytest
 import sqlalchemy as sa
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_cli.main import run
@@ -36,7 +38,7 @@ from aitbc_keys.main import Service, running_service
 from aitbc_keys.outbox import stream_config
 from aitbc_keys.schema import checkpoints, events
 from aitbc_keys.settings import Settings
-from aitbc_runtime.checkpoint_keys import TrustedKey
+from aitbc_runtime.checkpoint_keys import CheckpointSigner, TrustedKey, new_signing_seed
 from tests.integration.keys.caller import Caller, new_account
 
 EVERY_EVENTS = 4
@@ -95,6 +97,8 @@ async def stored_checkpoints(engine: AsyncEngine) -> list[bytes]:
 async def streamed_checkpoints(nc: Client) -> list[bytes]:
     js = nc.jetstream()
     info = await js.stream_info(KEY_CHECKPOINTS_STREAM)
+    if info.state.messages == 0:
+        return []
     return [
         (await js.get_msg(KEY_CHECKPOINTS_STREAM, seq)).data or b""
         for seq in range(info.state.first_seq, info.state.last_seq + 1)
@@ -220,3 +224,62 @@ async def test_events_verify_names_the_checkpoints_a_consistent_rewrite_contradi
         assert "inserted" in svc.checkpointer.refused or "altered" in svc.checkpointer.refused
         assert await stored_checkpoints(svc.engine) == signed
     await engine.dispose()
+
+
+async def test_events_verify_names_a_checkpoint_forged_without_the_key(
+    own_nats: NatsServer, database_url: str, admin: Client
+) -> None:
+    async with keys_service(own_nats, database_url) as svc:
+        await new_account(Caller(admin))
+        last = await published(admin, 2)
+        [record] = await store.records_after(svc.engine, 1, 1)
+    # Someone with the bus's admin role signs the same head with a key of their own...
+    theirs = CheckpointSigner(new_signing_seed()).sign(
+        number=last.number + 1, position=2, chain_hash=record.chain_hash, signed_at=last.signed_at
+    )
+    forged = wire.checkpoint_subject(theirs.number)
+    await admin.jetstream().publish(forged, wire.encode(theirs), stream=KEY_CHECKPOINTS_STREAM)
+    # ... or re-signs nothing and only edits a checkpoint's hash.
+    bent = msgspec.structs.replace(last, number=last.number + 2, chain_hash="0" * 64)
+    subject = wire.checkpoint_subject(bent.number)
+    await admin.jetstream().publish(subject, wire.encode(bent), stream=KEY_CHECKPOINTS_STREAM)
+
+    code, report, text = await verify(own_nats, database_url)
+    assert code == 1, text
+    problems = report["checkpoints"]["problems"]  # type: ignore[index]
+    assert [(p["problem"], p["number"], p["witness"]) for p in problems] == [
+        ("forged", last.number + 1, "stream"),
+        ("forged", last.number + 2, "stream"),
+    ], text
+    assert "not trusted" in problems[0]["detail"]
+    assert "does not verify" in problems[1]["detail"]
+    assert f"FORGED at checkpoint {last.number + 1}, position 2 (stream)" in text
+    assert f"the store lacks checkpoint(s) {last.number + 1}..{last.number + 2}" in text
+
+
+async def streams_every_stored_checkpoint(engine: AsyncEngine, nc: Client, least: int) -> None:
+    """Until at least `least` checkpoints are stored and the stream holds every one of them."""
+    async with asyncio.timeout(10):
+        while True:
+            stored = await stored_checkpoints(engine)
+            with contextlib.suppress(NotFoundError):  # the stream is not there yet
+                if len(stored) >= least and set(stored) <= set(await streamed_checkpoints(nc)):
+                    return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_lost_checkpoint_stream_is_refilled_and_a_foreign_message_skips_nothing(
+    own_nats: NatsServer, database_url: str, admin: Client
+) -> None:
+    async with keys_service(own_nats, database_url) as svc:
+        await new_account(Caller(admin))
+        await published(admin, 2)
+    js = admin.jetstream()
+    await js.delete_stream(KEY_CHECKPOINTS_STREAM)
+    async with keys_service(own_nats, database_url) as svc:
+        await streams_every_stored_checkpoint(svc.engine, admin, 1)
+    # A message claiming a far number, not signed by the key: the service publishes on.
+    await js.publish(wire.checkpoint_subject(1000), b"{}", stream=KEY_CHECKPOINTS_STREAM)
+    async with keys_service(own_nats, database_url) as svc:
+        await new_account(Caller(admin))
+        await streams_every_stored_checkpoint(svc.engine, admin, 2)

@@ -34,7 +34,7 @@ from aitbc_keys import checkpoint_store, store
 from aitbc_keys.background import WokenLoop
 from aitbc_keys.domain import utcnow
 from aitbc_keys.outbox import WRONG_LAST_SEQUENCE, ensure
-from aitbc_runtime.checkpoint_keys import CheckpointSigner
+from aitbc_runtime.checkpoint_keys import CheckpointSigner, TrustedKey, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Checkpointer(WokenLoop):
         super().__init__("aitbc-keys-checkpoints", grace=publish_timeout)
         self.engine = engine
         self.signer = signer
+        self._own = TrustedKey(signer.key_id)
         self.every_events = every_events
         self.every_seconds = every_seconds
         self.clock = clock
@@ -91,9 +92,10 @@ class Checkpointer(WokenLoop):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def step(self) -> float:
-        """Publish what the stream lacks, and sign the head if a checkpoint is due; returns the
+        """Sign the head if a checkpoint is due, and publish what the stream lacks; returns the
         seconds until the next look (an append wakes it sooner)."""
-        await self.publish_pending()
+        if self._published is None:  # starting, or after a failure: catch the stream up
+            await self.publish_pending()
         last = await checkpoint_store.last(self.engine)
         new = await store.last_position(self.engine) - last.position
         since = time.monotonic() - self._last_attempt
@@ -148,11 +150,23 @@ class Checkpointer(WokenLoop):
                 self._published = number
 
     async def _last_in_stream(self) -> int:
+        """The number of the stream's last checkpoint, if this key signed it: anything else
+        there (an admin's message, an older key's checkpoint) could name any number, so then
+        every stored checkpoint is offered again (those already there are refused)."""
         try:
             last = await self._js.get_last_msg(KEY_CHECKPOINTS_STREAM, KEY_CHECKPOINTS_SUBJECTS)
         except NotFoundError:
             return 0
-        return number_of_subject(last.subject or "") or 0
+        checkpoint = read_checkpoint(last.data or b"")
+        number = number_of_subject(last.subject or "")
+        if (
+            isinstance(checkpoint, str)
+            or checkpoint.number != number
+            or self._own.check(checkpoint)
+        ):
+            log.warning("the checkpoints' last message is not one of ours: offering them all")
+            return 0
+        return checkpoint.number
 
     async def _publish(self, number: int, data: bytes) -> None:
         try:
