@@ -248,6 +248,13 @@ def test_forged_unreadable_and_differing_checkpoints_are_named() -> None:
         Held("stream", 2, theirs),
         Held("stream", 3, bent),
         Held("stream", 4, b"{}"),
+        Held(
+            "stream",
+            5,
+            wire.encode(
+                SIGNER.sign(number=5, position=1, chain_hash=honest.hashes[1], signed_at=WHEN)
+            ).replace(b"AITBC_KEY_EVENTS", b"OTHER_LOG"),
+        ),
     ]
     result = audit(held, [TRUSTED], {"store": honest, "stream": honest})
     found = [(p.problem, p.number, p.witness) for p in result.problems]
@@ -257,6 +264,7 @@ def test_forged_unreadable_and_differing_checkpoints_are_named() -> None:
         ("forged", 2, "both"),  # signed, but not by the trusted key
         ("forged", 3, "stream"),  # a copy of 1 under another number: its signature fails
         ("unreadable", 4, "stream"),
+        ("forged", 5, "stream"),  # a checkpoint of another log
     ]
     assert "not trusted" in result.problems[2].detail
 
@@ -293,3 +301,18 @@ def test_a_store_that_lost_checkpointed_events_is_named() -> None:
         ("removed", "store"),
         ("removed", "stream"),
     ]
+
+
+async def test_the_keys_service_does_not_start_with_a_key_others_may_read(tmp_path: Path) -> None:
+    from aitbc_keys.main import running_service
+
+    key = tmp_path / "checkpoint-key.nk"
+    key.write_text(SEED + "\n")
+    key.chmod(0o640)
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}", checkpoint_key_file=str(key)
+    )
+    with pytest.raises(CheckpointKeyError, match="readable by others: chmod 600 it"):
+        async with running_service(settings):
+            pass
+    assert not (tmp_path / "keys.db").exists()  # refused before anything was touched

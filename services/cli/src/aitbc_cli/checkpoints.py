@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aitbc_contracts.chain import Verifier
 from aitbc_contracts.checkpoints import Checkpoint
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM
 from aitbc_runtime.checkpoint_keys import TrustedKey, read_checkpoint
 
 WITNESSES = ("store", "stream")
@@ -81,8 +82,8 @@ def _check(
     if isinstance(checkpoint, str):
         result.problems.append(Problem("unreadable", number, None, where, checkpoint))
         return
-    if checkpoint.number != number:
-        detail = f"it says it is number {checkpoint.number}, but is held as {number}"
+    if checkpoint.number != number or checkpoint.log != KEY_EVENTS_STREAM:
+        detail = f"it is checkpoint {checkpoint.number} of {checkpoint.log}, held as {number}"
         result.problems.append(Problem("forged", number, checkpoint.position, where, detail))
         return
     if not keys:

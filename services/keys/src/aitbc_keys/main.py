@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
@@ -57,11 +58,7 @@ async def running_service(
     commands are decided and checks answered at `clock()`."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
-    signer = (  # read first: a key that cannot be used stops the start, with the reason
-        CheckpointSigner.from_file(settings.checkpoint_key_file)
-        if settings.checkpoint_key_file
-        else None
-    )
+    signer = checkpoint_signer(settings)  # first: a key that cannot be used stops the start
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
@@ -71,16 +68,7 @@ async def running_service(
         relay = OutboxRelay(
             engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish
         )
-        checkpointer = None
-        if signer is not None:
-            checkpointer = Checkpointer(
-                engine,
-                writer,
-                signer,
-                every_events=settings.checkpoint_every_events,
-                every_seconds=settings.checkpoint_every_seconds,
-                clock=clock,
-            )
+        checkpointer = checkpoints(settings, engine, writer, signer, clock) if signer else None
 
         def committed() -> None:
             relay.wake()
@@ -123,6 +111,33 @@ async def running_service(
             await broker.stop()
     finally:
         await engine.dispose()
+
+
+def checkpoint_signer(settings: Settings) -> CheckpointSigner | None:
+    """The key in the settings' key file (None: no file set, no checkpoints)."""
+    if not settings.checkpoint_key_file:
+        log.warning("no KEYS_CHECKPOINT_KEY_FILE: the key event log is not checkpointed")
+        return None
+    signer = CheckpointSigner.from_file(settings.checkpoint_key_file)
+    log.info("checkpoints signed by key %s", signer.key_id)
+    return signer
+
+
+def checkpoints(
+    settings: Settings,
+    engine: AsyncEngine,
+    writer: NatsClient,
+    signer: CheckpointSigner,
+    clock: Clock,
+) -> Checkpointer:
+    return Checkpointer(
+        engine,
+        writer,
+        signer,
+        every_events=settings.checkpoint_every_events,
+        every_seconds=settings.checkpoint_every_seconds,
+        clock=clock,
+    )
 
 
 def run() -> None:
