@@ -137,6 +137,12 @@ def test_missing_checkpoints_and_an_unverified_audit_are_warnings() -> None:
     assert audit([], [TRUSTED], {"store": honest, "stream": honest}).warnings == [
         "no checkpoint covers the log's 300 events"
     ]
+    longer = chain(events(520))
+    stalled = audit(held, [TRUSTED], {"store": longer, "stream": longer}, every_events=100)
+    assert stalled.warnings[-1] == (
+        "220 events after the last checkpoint (position 300), more than twice the cadence "
+        "(every 100): is the keys service signing?"
+    )
 
 
 def test_a_store_that_lost_checkpointed_events_is_named() -> None:

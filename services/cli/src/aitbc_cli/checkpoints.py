@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aitbc_contracts.chain import Verifier
-from aitbc_contracts.checkpoints import Checkpoint
+from aitbc_contracts.checkpoints import EVERY_EVENTS, Checkpoint
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM
 from aitbc_runtime.checkpoint_keys import TrustedKey, read_checkpoint
 
@@ -45,14 +45,21 @@ class Audit:
     checkpoints: int = 0  # distinct checkpoint numbers found
     held: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WITNESSES, 0))
     verified: int = 0  # signed by a trusted key (0 when no key was given)
+    covered: int = 0  # the last position a checkpoint covers (a verified one, given keys)
     # Per witness, the last position a verified checkpoint confirms there.
     confirmed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WITNESSES, 0))
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
-def audit(held: Iterable[Held], keys: Sequence[TrustedKey], logs: Mapping[str, Verifier]) -> Audit:
-    """Check every checkpoint held against `keys` and the chains `logs` ("store", "stream")."""
+def audit(
+    held: Iterable[Held],
+    keys: Sequence[TrustedKey],
+    logs: Mapping[str, Verifier],
+    every_events: int = EVERY_EVENTS,
+) -> Audit:
+    """Check every checkpoint held against `keys` and the chains `logs` ("store", "stream");
+    more than twice `every_events` events after the last checkpoint is a warning."""
     result = Audit()
     versions: dict[int | None, dict[bytes, list[str]]] = {}
     for one in held:
@@ -68,6 +75,13 @@ def audit(held: Iterable[Held], keys: Sequence[TrustedKey], logs: Mapping[str, V
             where = "both" if len(witnesses) > 1 else witnesses[0]
             _check(result, number, read_checkpoint(data), where, keys, logs)
     _warn(result, versions, keys, logs)
+    events = max((log.position for log in logs.values()), default=0)
+    if result.covered and events - result.covered > 2 * every_events:
+        result.warnings.append(
+            f"{events - result.covered} events after the last checkpoint (position "
+            f"{result.covered}), more than twice the cadence (every {every_events}): is the "
+            "keys service signing?"
+        )
     return result
 
 
@@ -87,6 +101,7 @@ def _check(
         result.problems.append(Problem("forged", number, checkpoint.position, where, detail))
         return
     if not keys:
+        result.covered = max(result.covered, checkpoint.position)
         return
     key = next((k for k in keys if k.key_id == checkpoint.key_id), None)
     reason = (
@@ -98,6 +113,7 @@ def _check(
         result.problems.append(Problem("forged", number, checkpoint.position, where, reason))
         return
     result.verified += 1
+    result.covered = max(result.covered, checkpoint.position)
     for name, log in logs.items():
         problem = _against(checkpoint, name, log, result.confirmed[name])
         if problem is not None:

@@ -32,7 +32,7 @@ from aitbc_contracts.subjects import (
 )
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
-from aitbc_runtime.checkpoint_keys import CheckpointKeyError, TrustedKey
+from aitbc_runtime.checkpoint_keys import CheckpointKeyError, TrustedKey, every_events
 
 
 def default_database_url() -> str:
@@ -53,6 +53,14 @@ def trusted_keys(given: list[str] | None) -> list[TrustedKey]:
     try:
         return [TrustedKey.parse(value) for value in given or default_checkpoint_keys()]
     except CheckpointKeyError as exc:
+        raise BusError(str(exc)) from exc
+
+
+def cadence() -> int:
+    """How often the keys service signs: KEYS_CHECKPOINT_EVERY_EVENTS, as it is told."""
+    try:
+        return every_events(os.environ)
+    except ValueError as exc:
         raise BusError(str(exc)) from exc
 
 
@@ -167,7 +175,8 @@ async def verify_log(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     store, store_checkpoints = await read_store(args.database_url)
     events, held = await read_stream(args.bus, args.timeout)
     differ = compare(store, events)
-    checked = audit([*store_checkpoints, *held], keys, {"store": store, "stream": events})
+    logs = {"store": store, "stream": events}
+    checked = audit([*store_checkpoints, *held], keys, logs, cadence())
     witnesses = [_witness("store", store), _witness("stream", events)]
     intact = all(w["intact"] for w in witnesses) and differ is None and not checked.problems
     if args.json:

@@ -24,7 +24,13 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.checkpoints import Checkpoint, checkpoint_subject, number_of_subject
+from aitbc_contracts.checkpoints import (
+    EVERY_EVENTS,
+    EVERY_SECONDS,
+    Checkpoint,
+    checkpoint_subject,
+    number_of_subject,
+)
 from aitbc_contracts.subjects import (
     EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER,
     KEY_CHECKPOINTS_STREAM,
@@ -37,9 +43,6 @@ from aitbc_keys.outbox import WRONG_LAST_SEQUENCE, ensure
 from aitbc_runtime.checkpoint_keys import CheckpointSigner, TrustedKey, read_checkpoint
 
 log = logging.getLogger(__name__)
-
-EVERY_EVENTS = 100
-EVERY_SECONDS = 10.0
 
 
 def stream_config() -> StreamConfig:

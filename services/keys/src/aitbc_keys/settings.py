@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from aitbc_contracts.checkpoints import EVERY_EVENTS, EVERY_SECONDS
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.checkpoint_keys import every_events, positive
 from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
@@ -25,8 +26,8 @@ class Settings:
     # Signed checkpoints of the key event log (aitbc_keys.checkpoints): the Ed25519 signing
     # key's file (an operator nkey seed, mode 0600; "": no checkpoints), and their cadence.
     checkpoint_key_file: str = ""
-    checkpoint_every_events: int = 100
-    checkpoint_every_seconds: float = 10.0
+    checkpoint_every_events: int = EVERY_EVENTS
+    checkpoint_every_seconds: float = EVERY_SECONDS
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
@@ -53,20 +54,9 @@ class Settings:
             database_url=environment.keys_database_url(env),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             checkpoint_key_file=env.get("KEYS_CHECKPOINT_KEY_FILE", ""),
-            checkpoint_every_events=int(_positive(env, "KEYS_CHECKPOINT_EVERY_EVENTS", 100)),
-            checkpoint_every_seconds=_positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", 10.0),
+            checkpoint_every_events=int(every_events(env)),
+            checkpoint_every_seconds=positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", EVERY_SECONDS),
         )
-
-
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name) or str(default)
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} is not a number: {value!r}") from None
-    if not number > 0:
-        raise ValueError(f"{name} must be more than 0: {value!r}")
-    return number
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,10 @@ import msgspec
 from aitbc_contracts.subjects import KEY_CHECKPOINTS_PREFIX, KEY_EVENTS_STREAM
 
 FORMAT = "aitbc-key-checkpoint/1"
+# The default cadence: a checkpoint every this many new events, or this many seconds after
+# the last one when anything is new (the keys service's KEYS_CHECKPOINT_EVERY_* settings).
+EVERY_EVENTS = 100
+EVERY_SECONDS = 10.0
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 # No field may hold a line break or a space: each is one line of the signed bytes.

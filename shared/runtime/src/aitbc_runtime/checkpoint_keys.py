@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ import nkeys
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from aitbc_contracts.checkpoints import Checkpoint, decode, signed_bytes
+from aitbc_contracts.checkpoints import EVERY_EVENTS, Checkpoint, decode, signed_bytes
 from aitbc_runtime.bus_access import read_secret_file
 
 SEED_PREFIX = "SO"  # an operator seed: never a role's user seed (SU...) by mistake
@@ -29,6 +30,24 @@ PUBLIC_PREFIX = "O"
 
 class CheckpointKeyError(ValueError):
     """A key that cannot be used: which and why, in one line, the key itself never shown."""
+
+
+def positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """A setting that must be a number above 0."""
+    value = env.get(name) or str(default)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} is not a number: {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"{name} must be more than 0: {value!r}")
+    return number
+
+
+def every_events(env: Mapping[str, str] = os.environ) -> int:
+    """KEYS_CHECKPOINT_EVERY_EVENTS: the keys service signs at this cadence, and verifiers
+    expect it."""
+    return int(positive(env, "KEYS_CHECKPOINT_EVERY_EVENTS", EVERY_EVENTS))
 
 
 def new_signing_seed() -> str:
