@@ -2,9 +2,10 @@
 requires them (aitbc_infra.bus_roles says who may do what).
 
 `just up` keeps them in its data folder: `creds/<role>.nk` (an nkey seed, mode 0600, made once
-and kept), and `nats.conf`, written at every start from the seeds' public keys and the roles'
-permissions. The tests and benchmarks run the same configuration on their own servers. An
-anonymous connection is refused.
+and kept), the key event log's checkpoint signing key `creds/checkpoint-key.nk` (0600) with its
+public key beside it (`checkpoint-key.pub`: what verifiers trust), and `nats.conf`, written at
+every start from the seeds' public keys and the roles' permissions. The tests and benchmarks
+run the same configuration on their own servers. An anonymous connection is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import nkeys
 
 from aitbc_infra.bus_roles import DESTRUCTIVE, ROLES, Role
 from aitbc_runtime.bus_access import BusAccess, inbox_prefix, public_key_of_seed
+from aitbc_runtime.checkpoint_keys import new_signing_seed, public_key_of
 
 if TYPE_CHECKING:  # bus_tls builds on this module (write_private)
     from aitbc_infra.bus_tls import BusTls
@@ -67,6 +69,16 @@ class BusCredentials:
             raise KeyError(f"no such bus role: {role!r} (one of {', '.join(ROLES)})")
         return self.folder / f"{role}.nk"
 
+    @property
+    def checkpoint_key(self) -> Path:
+        """The keys service's checkpoint signing key (an operator nkey seed, 0600)."""
+        return self.folder / "checkpoint-key.nk"
+
+    @property
+    def checkpoint_public_key(self) -> Path:
+        """Its public key: what `aitbc events verify` trusts checkpoints with."""
+        return self.folder / "checkpoint-key.pub"
+
     def provision(self) -> BusCredentials:
         """Make the seeds that are missing; existing ones are kept (running clients use them)."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -74,6 +86,13 @@ class BusCredentials:
         for role in ROLES:
             if not self.file(role).exists():
                 write_private(self.file(role), new_user_seed() + "\n")
+        if not self.checkpoint_key.exists():  # kept: checkpoints already signed name its key
+            write_private(self.checkpoint_key, new_signing_seed() + "\n")
+        public = public_key_of(self.checkpoint_key.read_text().strip()) + "\n"
+        if not self.checkpoint_public_key.exists() or (
+            self.checkpoint_public_key.read_text() != public  # the key was replaced: rotated
+        ):
+            self.checkpoint_public_key.write_text(public)
         return self
 
     def public_key(self, role: str) -> str:

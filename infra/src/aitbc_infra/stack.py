@@ -144,8 +144,9 @@ class Layout:
         return credentials.access(role, self.bus_url, **fields)
 
     def role_env(self, role: str) -> dict[str, str]:
-        """The credentials and TLS settings of a process of `role` (the keys service has two
-        credentials: its event publisher is a role of its own, with the same certificate)."""
+        """The credentials and TLS settings of a process of `role`: the keys service has two
+        credentials (its event publisher is a role of its own, with the same certificate) and
+        its checkpoint signing key; the operators' CLI the checkpoints' public key."""
         credentials, tls = self.credentials, self.bus_tls
         env = {} if tls is None else tls.env(role)
         if credentials is None:
@@ -153,6 +154,10 @@ class Layout:
         env["NATS_CREDS"] = str(credentials.file(role))
         if role == "keys":
             env["NATS_WRITER_CREDS"] = str(credentials.file("keys-writer"))
+            if credentials.checkpoint_key.exists():
+                env["KEYS_CHECKPOINT_KEY_FILE"] = str(credentials.checkpoint_key)
+        if role in ("admin", "auditor") and credentials.checkpoint_public_key.exists():
+            env["KEYS_CHECKPOINT_PUBLIC_KEY"] = str(credentials.checkpoint_public_key)
         return env
 
     def child_env(self, role: str = "admin") -> dict[str, str]:

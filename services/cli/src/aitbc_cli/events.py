@@ -68,13 +68,22 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     check = sub.add_parser(
         "verify",
         parents=[common],
-        help="check the hash chain in the event store and the stream; exit 1 if broken",
+        help="check the hash chain in the event store and the stream, and the signed "
+        "checkpoints; exit 1 if broken",
     )
     check.add_argument(
         "--database-url",
         default=verify.default_database_url(),
         help="the keys service's database (env DATABASE_URL, else keys.db in DATA_DIR; "
         "default %(default)s)",
+    )
+    check.add_argument(
+        "--checkpoint-key",
+        action="append",
+        metavar="KEY_OR_FILE",
+        help="the public key the checkpoints must be signed with (O..., or a file holding it); "
+        "again for each older key after a rotation (env KEYS_CHECKPOINT_PUBLIC_KEY, else "
+        "checkpoint-key.pub in DATA_DIR/creds where `just up` made it)",
     )
     check.set_defaults(handler=verify.verify_log)
 

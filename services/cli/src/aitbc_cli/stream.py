@@ -1,4 +1,5 @@
-"""Reading the key event stream fast: one ephemeral push consumer, no acks, flow-controlled.
+"""Reading the key event stream (or the checkpoints' stream) fast: one ephemeral push consumer,
+no acks, flow-controlled.
 
 nats-py's ordered consumer does the same with more bookkeeping per message; a replay reads
 every message once and stops, so a plain subscription on the consumer's inbox is enough.
@@ -146,15 +147,16 @@ def _consumer(inbox: str, subjects: str, stall: float) -> ConsumerConfig:
     )
 
 
-async def read(nc: NATS, subjects: str, sink: Sink, stall: float = 10.0) -> Read:
-    """Hand every message of the key event stream matching `subjects` to `sink`, in order."""
+async def read(
+    nc: NATS, subjects: str, sink: Sink, stall: float = 10.0, name: str = KEY_EVENTS_STREAM
+) -> Read:
+    """Hand every message of the stream `name` (the key event stream unless said otherwise)
+    matching `subjects` to `sink`, in order."""
     js = nc.jetstream(timeout=stall)
     try:
-        info = await js.stream_info(KEY_EVENTS_STREAM)
+        info = await js.stream_info(name)
     except NotFoundError as exc:
-        raise BusError(
-            f"there is no {KEY_EVENTS_STREAM} stream (has the keys service run?)"
-        ) from exc
+        raise BusError(f"there is no {name} stream (has the keys service run?)") from exc
     result = Read(last_sequence=info.state.last_seq)
     if info.state.messages == 0:
         return result
@@ -163,7 +165,7 @@ async def read(nc: NATS, subjects: str, sink: Sink, stall: float = 10.0) -> Read
     sub = await nc.subscribe(inbox, cb=replay.on_message)
     consumer = None
     try:
-        consumer = await js.add_consumer(KEY_EVENTS_STREAM, _consumer(inbox, subjects, stall))
+        consumer = await js.add_consumer(name, _consumer(inbox, subjects, stall))
         delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
         if consumer.num_pending or delivered:  # else nothing matches
             await replay.finish(stall)
@@ -172,4 +174,4 @@ async def read(nc: NATS, subjects: str, sink: Sink, stall: float = 10.0) -> Read
         await sub.unsubscribe()
         if consumer is not None:
             with contextlib.suppress(Exception):  # it expires by itself anyway
-                await js.delete_consumer(KEY_EVENTS_STREAM, consumer.name)
+                await js.delete_consumer(name, consumer.name)

@@ -1,6 +1,6 @@
 """Composition root: settings -> engine (migrated) -> one NATS connection (the broker's) for the
-command endpoint, the key checks, the outbox relay and the facts index's stream reader;
-`aitbc-keys` runs it."""
+command endpoint, the key checks and the facts index's stream reader, and the writer's for the
+outbox relay and the checkpoints; `aitbc-keys` runs it."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_keys.checkpoints import Checkpointer
 from aitbc_keys.checks import KeyChecks
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.domain import Clock, utcnow
@@ -24,6 +26,7 @@ from aitbc_keys.responder import CheckResponder
 from aitbc_keys.settings import Settings, get_settings
 from aitbc_runtime.broker import service_broker
 from aitbc_runtime.bus import connect, until_answered
+from aitbc_runtime.checkpoint_keys import CheckpointSigner
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_runtime.process import run_service
 
@@ -41,6 +44,7 @@ class Service:
     broker: NatsBroker
     responder: CheckResponder
     reader: KeyEventReader  # the facts index's, on the key event stream
+    checkpointer: Checkpointer | None = None  # None: no checkpoint key file set
 
 
 @asynccontextmanager
@@ -55,6 +59,7 @@ async def running_service(
     commands are decided and checks answered at `clock()`."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
+    signer = checkpoint_signer(settings)  # first: a key that cannot be used stops the start
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
@@ -64,14 +69,23 @@ async def running_service(
         relay = OutboxRelay(
             engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish
         )
+        checkpointer = checkpoints(settings, engine, writer, signer, clock) if signer else None
+
+        def committed() -> None:
+            relay.wake()
+            if checkpointer is not None:
+                checkpointer.wake()
+
         index = FactsIndex()
         live = LiveFacts(engine, index)
-        commands = CommandEndpoint(engine, index=live, on_commit=relay.wake, clock=clock)
+        commands = CommandEndpoint(engine, index=live, on_commit=committed, clock=clock)
         subscribe(broker, commands)
         checks = KeyChecks(engine, index, clock)
         responder = CheckResponder(checks)
         reader = KeyEventReader(nc, [live], "keys-facts-index")
         relay.start()
+        if checkpointer is not None:
+            checkpointer.start()
         try:
             await broker.start()
             await responder.start(nc)
@@ -81,8 +95,9 @@ async def running_service(
             try:
                 log.info("keys service ready (NATS %s)", settings.nats.where())
                 yield Service(
-                    settings, engine, relay, commands, checks, index, broker, responder, reader
-                )
+                    settings, engine, relay, commands, checks, index, broker, responder, reader,
+                    checkpointer,
+                )  # fmt: skip
             finally:
                 await reader.stop()
                 await live.stop()
@@ -91,10 +106,39 @@ async def running_service(
                     await subscriber.stop()  # the same for commands
         finally:
             await relay.stop()  # before the connection it publishes on is closed
+            if checkpointer is not None:
+                await checkpointer.stop()
             await writer.drain()
             await broker.stop()
     finally:
         await engine.dispose()
+
+
+def checkpoint_signer(settings: Settings) -> CheckpointSigner | None:
+    """The key in the settings' key file (None: no file set, no checkpoints)."""
+    if not settings.checkpoint_key_file:
+        log.warning("no KEYS_CHECKPOINT_KEY_FILE: the key event log is not checkpointed")
+        return None
+    signer = CheckpointSigner.from_file(settings.checkpoint_key_file)
+    log.info("checkpoints signed by key %s", signer.key_id)
+    return signer
+
+
+def checkpoints(
+    settings: Settings,
+    engine: AsyncEngine,
+    writer: NatsClient,
+    signer: CheckpointSigner,
+    clock: Clock,
+) -> Checkpointer:
+    return Checkpointer(
+        engine,
+        writer,
+        signer,
+        every_events=settings.checkpoint_every_events,
+        every_seconds=settings.checkpoint_every_seconds,
+        clock=clock,
+    )
 
 
 def run() -> None:

@@ -39,7 +39,7 @@ from aitbc_contracts.subjects import (
     key_event_subject,
 )
 from aitbc_keys import store
-from aitbc_runtime.process import finish
+from aitbc_keys.background import WokenLoop
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,11 @@ def stream_config(duplicate_window: float = DUPLICATE_WINDOW) -> StreamConfig:
 
 async def ensure_stream(js: JetStreamContext, duplicate_window: float = DUPLICATE_WINDOW) -> None:
     """Create the key event stream, or bring an existing one to this configuration."""
-    config = stream_config(duplicate_window)
+    await ensure(js, stream_config(duplicate_window))
+
+
+async def ensure(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create a stream the keys service writes, or bring an existing one to `config`."""
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
@@ -78,7 +82,7 @@ class _HookFault(Exception):
     """The test fault hook raised: stop as if the process had died at that point."""
 
 
-class OutboxRelay:
+class OutboxRelay(WokenLoop):
     """Publishes events from the store to JetStream, exactly once and in order."""
 
     def __init__(
@@ -92,6 +96,7 @@ class OutboxRelay:
         after_publish: AfterPublish | None = None,
         duplicate_window: float = DUPLICATE_WINDOW,
     ) -> None:
+        super().__init__("aitbc-keys-relay", grace=publish_timeout)
         self.engine = engine
         self.nc = nc
         self.poll_interval = poll_interval
@@ -104,28 +109,7 @@ class OutboxRelay:
         self.published = 0  # messages the stream accepted from this relay
         self.position: int | None = None  # last position known to be in the stream
         self._last_seq = 0
-        self._wake = asyncio.Event()
         self._js = nc.jetstream(timeout=publish_timeout)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-
-    def wake(self) -> None:
-        """Called after each append: publish now rather than at the next poll."""
-        self._wake.set()
-
-    def start(self) -> asyncio.Task[None]:
-        self._stopping = False
-        self._task = asyncio.create_task(self.run(), name="aitbc-keys-relay")
-        return self._task
-
-    async def stop(self) -> None:
-        """Ends the relay between batches, cancelling it only if that takes longer than a
-        publish may (see `finish`)."""
-        if self._task is not None:
-            self._stopping = True
-            self._wake.set()
-            await finish([self._task], self.publish_timeout)
-            self._task = None
 
     async def run(self) -> None:
         """Relay until stopped; NATS and database failures are logged and retried."""

@@ -91,4 +91,15 @@ key_secrets = sa.Table(
     sa.Column("valid_until", UTCDateTime, nullable=True),
 )
 
+# Signed checkpoints of the log (aitbc_keys.checkpoints): not a read model, never rebuilt.
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    # Numbered by the signer, max + 1: two keys services racing for the same number leave one.
+    sa.Column("number", Position, primary_key=True, autoincrement=False),
+    sa.Column("position", Position, nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),  # the checkpoint as published, signature included
+)
+
 READ_MODELS = (key_secrets, api_keys, accounts)

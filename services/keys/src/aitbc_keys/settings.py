@@ -6,8 +6,10 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from aitbc_contracts.checkpoints import EVERY_EVENTS, EVERY_SECONDS
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.checkpoint_keys import every_events, positive
 from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
@@ -21,6 +23,11 @@ class Settings:
     nats_writer: BusAccess | None = None  # None: the same as `nats`
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
+    # Signed checkpoints of the key event log (aitbc_keys.checkpoints): the Ed25519 signing
+    # key's file (an operator nkey seed, mode 0600; "": no checkpoints), and their cadence.
+    checkpoint_key_file: str = ""
+    checkpoint_every_events: int = EVERY_EVENTS
+    checkpoint_every_seconds: float = EVERY_SECONDS
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
@@ -46,6 +53,9 @@ class Settings:
             else None,
             database_url=environment.keys_database_url(env),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            checkpoint_key_file=env.get("KEYS_CHECKPOINT_KEY_FILE", ""),
+            checkpoint_every_events=int(every_events(env)),
+            checkpoint_every_seconds=positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", EVERY_SECONDS),
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from aitbc_contracts import checkpoints as c
 from aitbc_contracts import messages as m
 from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
@@ -50,6 +51,14 @@ KEY_EVENT_HEADERS = {
         ),
     },
 }
+CHECKPOINT_HEADERS = {
+    "type": "object",
+    "properties": {
+        s.EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER: _header(
+            "0: the server refuses a second message with the same checkpoint number"
+        ),
+    },
+}
 USAGE_EVENT_HEADERS = {
     "type": "object",
     "properties": {s.MSG_ID_HEADER: _header("the usage event id: a retried publish counts once")},
@@ -79,6 +88,12 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "Command": (m.AnyCommand, "A management command, tagged by `command`", None),
     "Reply": (m.Reply, "The command's result, or why it was refused", None),
     "KeyEvent": (AnyEvent, "A change to an account or key, tagged by `type`", KEY_EVENT_HEADERS),
+    "KeyCheckpoint": (
+        c.Checkpoint,
+        "The key event log's chain head at a position, signed with Ed25519 "
+        "(aitbc_contracts.checkpoints defines the signed bytes)",
+        CHECKPOINT_HEADERS,
+    ),
     "DecideBatch": (u.DecideBatch, "Rate-limit decisions to take, in order", None),
     "DecisionBatch": (u.DecisionBatch, "One decision per item, in the same order", None),
     "Settlements": (u.Settlements, "Leases an edge has done with: what each did not use", None),
@@ -159,6 +174,22 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
             "retention": "limits (kept for ever)",
             "order": "stream sequence = global position; each event's prev_hash is the hash "
             "of the one before it (aitbc_contracts.chain)",
+        },
+    ),
+    "keyCheckpoints": (
+        f"{s.KEY_CHECKPOINTS_PREFIX}.{{number}}",
+        "Signed checkpoints of the key event log: every N events or T seconds when anything "
+        "is new, the keys service signs the chain head (position and chain hash) with its "
+        "checkpoint key, stores it and publishes it here. `aitbc events verify` checks each "
+        "signature under the trusted public key and each hash against the chain recomputed "
+        "from the store and from the stream.",
+        {"number": {"description": "the checkpoint's number: 1, 2, 3 ..."}},
+        ["KeyCheckpoint"],
+        {
+            "stream": s.KEY_CHECKPOINTS_STREAM,
+            "subjects": [s.KEY_CHECKPOINTS_SUBJECTS],
+            "storage": "file",
+            "retention": "limits (kept for ever)",
         },
     ),
     "usageDecide": (
@@ -255,6 +286,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
         "keys service",
     ),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
+    "publishCheckpoint": ("send", "keyCheckpoints", None, None, "keys service checkpoints"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
     "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),

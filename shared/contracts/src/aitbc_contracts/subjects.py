@@ -33,6 +33,7 @@ KEYS_QUEUE = "aitbc-keys"  # queue group: any number of keys services share the 
 # --- headers -------------------------------------------------------------------------------
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream de-duplication
 EXPECTED_LAST_SEQUENCE_HEADER = "Nats-Expected-Last-Sequence"
+EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER = "Nats-Expected-Last-Subject-Sequence"
 POSITION_HEADER = "Aitbc-Position"  # the event's global position in the event store
 HASH_HEADER = "Aitbc-Hash"  # the event's chain hash (aitbc_contracts.chain)
 
