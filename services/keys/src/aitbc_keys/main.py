@@ -70,22 +70,15 @@ async def running_service(
             engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish
         )
         checkpointer = checkpoints(settings, engine, writer, signer, clock) if signer else None
-
-        def committed() -> None:
-            relay.wake()
-            if checkpointer is not None:
-                checkpointer.wake()
-
+        writing = Writing(relay, checkpointer)
         index = FactsIndex()
         live = LiveFacts(engine, index)
-        commands = CommandEndpoint(engine, index=live, on_commit=committed, clock=clock)
+        commands = CommandEndpoint(engine, index=live, on_commit=writing.wake, clock=clock)
         subscribe(broker, commands)
         checks = KeyChecks(engine, index, clock)
         responder = CheckResponder(checks)
         reader = KeyEventReader(nc, [live], "keys-facts-index")
-        relay.start()
-        if checkpointer is not None:
-            checkpointer.start()
+        writing.start()
         try:
             await broker.start()
             await responder.start(nc)
@@ -105,13 +98,35 @@ async def running_service(
                 for subscriber in broker.subscribers:
                     await subscriber.stop()  # the same for commands
         finally:
-            await relay.stop()  # before the connection it publishes on is closed
-            if checkpointer is not None:
-                await checkpointer.stop()
+            await writing.stop()  # before the connection it publishes on is closed
             await writer.drain()
             await broker.stop()
     finally:
         await engine.dispose()
+
+
+@dataclass
+class Writing:
+    """What the writer connection publishes after each commit: the events, and the signed
+    checkpoints of the chain head (when a key is set)."""
+
+    relay: OutboxRelay
+    checkpointer: Checkpointer | None
+
+    def wake(self) -> None:
+        self.relay.wake()
+        if self.checkpointer is not None:
+            self.checkpointer.wake()
+
+    def start(self) -> None:
+        self.relay.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
 
 
 def checkpoint_signer(settings: Settings) -> CheckpointSigner | None:
