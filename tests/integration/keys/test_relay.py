@@ -34,7 +34,6 @@ class Crash(Exception):
 
 async def test_committed_events_reach_the_stream_in_order_exactly_once(
     engine: AsyncEngine,
-    own_nats: NatsServer,
     auditor: BusAccess,
     connect: Connect,
     history_of: Any,
@@ -70,7 +69,6 @@ async def test_committed_events_reach_the_stream_in_order_exactly_once(
 
 async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_nothing(
     engine: AsyncEngine,
-    own_nats: NatsServer,
     auditor: BusAccess,
     connect: Connect,
     history_of: Any,
@@ -103,7 +101,6 @@ async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_not
 
 async def test_a_cancelled_relay_resumes_from_the_stream(
     engine: AsyncEngine,
-    own_nats: NatsServer,
     auditor: BusAccess,
     connect: Connect,
     history_of: Any,
@@ -133,7 +130,6 @@ async def test_a_cancelled_relay_resumes_from_the_stream(
 
 async def test_a_stopped_relay_ends_after_its_batch_and_gives_its_database_connection_back(
     engine: AsyncEngine,
-    own_nats: NatsServer,
     auditor: BusAccess,
     connect: Connect,
     history_of: Any,
@@ -159,7 +155,6 @@ async def test_a_stopped_relay_ends_after_its_batch_and_gives_its_database_conne
 
 async def test_two_relays_at_once_still_publish_each_event_once_in_order(
     engine: AsyncEngine,
-    own_nats: NatsServer,
     auditor: BusAccess,
     connect: Connect,
     history_of: Any,
@@ -246,7 +241,6 @@ async def test_a_deleted_stream_is_republished_whole(
 
 async def test_a_stale_relay_cannot_republish_after_the_dedup_window(
     engine: AsyncEngine,
-    own_nats: NatsServer,
     auditor: BusAccess,
     connect: Connect,
     history_of: Any,
