@@ -10,7 +10,6 @@ decoding and replying.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 import msgspec
@@ -19,6 +18,7 @@ import uvloop
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.usage import Decision, DecisionBatch, decide_batch_decoder
+from aitbc_runtime.bus_access import BusAccess
 
 CHECK_SUBJECT = "bench.null.check"
 DECIDE_PREFIX = "bench.null.decide"  # .<partition>, like usage_decide_subject
@@ -26,8 +26,8 @@ DECIDE_PREFIX = "bench.null.decide"  # .<partition>, like usage_decide_subject
 _encode = msgspec.json.Encoder().encode
 
 
-async def serve(nats_url: str) -> None:
-    nc = await nats.connect(nats_url, name="bench-null-responder")
+async def serve(access: BusAccess) -> None:
+    nc = await nats.connect(**access.options(), name="bench-null-responder")
     facts = m.KeyFacts(
         key_id="key_0000000000000000",
         account_id="acc_0000000000000000",
@@ -57,4 +57,4 @@ async def serve(nats_url: str) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(serve(os.environ["NATS_URL"]))
+    uvloop.run(serve(BusAccess.from_env()))  # NATS_URL, and NATS_CREDS

@@ -36,8 +36,10 @@ from aitbc_contracts.subjects import (
     POSITION_HEADER,
     key_event_subject,
 )
+from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_keys.outbox import stream_config
+from aitbc_runtime.bus_access import BusAccess
 
 BIN = Path(sys.executable).parent
 TARGET = 20_000  # events per second
@@ -68,9 +70,10 @@ def event(n: int) -> AnyEvent:
     return KeyRevoked(version=2, key_id=common["stream_id"], reason="bench", **common)  # type: ignore[arg-type]
 
 
-async def publish(url: str, count: int) -> None:
-    """Publish as the relay would, without waiting for each ack: the stream must fill fast."""
-    nc = await nats.connect(url)
+async def publish(writer: BusAccess, count: int) -> None:
+    """Publish as the relay would (as its role, keys-writer), without waiting for each ack: the
+    stream must fill fast."""
+    nc = await nats.connect(**writer.options())
     js = nc.jetstream()
     await js.add_stream(stream_config())
     head = GENESIS
@@ -88,8 +91,8 @@ async def publish(url: str, count: int) -> None:
     await nc.close()
 
 
-async def read_in_process(url: str) -> tuple[int, float]:
-    nc = await nats.connect(url)
+async def read_in_process(auditor: BusAccess) -> tuple[int, float]:
+    nc = await nats.connect(**auditor.options())
     started = time.perf_counter()
     read = await stream.read(nc, stream.event_filter(), lambda *_: None)
     elapsed = time.perf_counter() - started
@@ -102,9 +105,9 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def replay(url: str, fmt: str, out: Path) -> tuple[int, float, float]:
+def replay(operator: BusAccess, fmt: str, out: Path) -> tuple[int, float, float]:
     """The command as an operator runs it; returns (lines printed, seconds, CPU seconds)."""
-    env = {**os.environ, "NATS_URL": url}
+    env = {**os.environ, "NATS_URL": operator.url, "NATS_CREDS": operator.creds}
     cpu, started = _children_cpu(), time.perf_counter()
     with out.open("wb") as sink:
         subprocess.run(
@@ -125,16 +128,17 @@ def main() -> int:
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="aitbc-bench-replay-") as root:
-        server = NatsServer(free_port(), Path(root) / "js").start()
+        credentials = BusCredentials(Path(root) / "creds")
+        server = NatsServer(free_port(), Path(root) / "js", credentials=credentials).start()
         try:
             started = time.perf_counter()
-            asyncio.run(publish(server.url, args.events))
+            asyncio.run(publish(server.access("keys-writer"), args.events))
             print(f"published {args.events} events in {time.perf_counter() - started:.1f} s")
-            count, seconds = asyncio.run(read_in_process(server.url))
+            count, seconds = asyncio.run(read_in_process(server.access("auditor")))
             print(f"stream read (in process):      {count / seconds:>9,.0f} events/s")
             results = {}
             for fmt in ("jsonl", "table"):
-                lines, seconds, cpu = replay(server.url, fmt, Path(root) / f"replay.{fmt}")
+                lines, seconds, cpu = replay(server.access(), fmt, Path(root) / f"replay.{fmt}")
                 expected = args.events + (1 if fmt == "table" else 0)  # the table's header
                 assert lines == expected, f"{fmt}: printed {lines} lines, expected {expected}"
                 results[fmt] = args.events / seconds

@@ -38,14 +38,24 @@ class Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         settings = {"PLAN_LIMITS": self.plan_limits, "LOG_LEVEL": self.log_level}
         self.layout = Layout.on_free_ports(self.root, env=settings)
-        self.nats = NatsServer(self.layout.nats_port, self.root / "nats", self.root / "nats.log")
+        self.nats = NatsServer(
+            self.layout.nats_port,
+            self.root / "nats",
+            self.root / "nats.log",
+            credentials=self.layout.credentials,  # the roles' users, as `just up` runs it
+        )
 
     @property
     def upstream_url(self) -> str:
         return self.layout.upstream_url
 
-    def add(self, name: str, argv: list[str], port: int | None = None, **env: str) -> Proc:
-        proc = Proc(name, argv, {**self.layout.child_env(), **env}, self.root / f"{name}.log", port)
+    def add(
+        self, name: str, argv: list[str], port: int | None = None, role: str = "admin", **env: str
+    ) -> Proc:
+        """A child of the benchmark's own, told the layout's settings and the credentials of
+        bus role `role`."""
+        told = {**self.layout.child_env(role), **env}
+        proc = Proc(name, argv, told, self.root / f"{name}.log", port)
         self.procs[name] = proc
         return proc
 
@@ -83,9 +93,11 @@ class Stack:
 
     def start_null_responder(self, name: str) -> Proc:
         """A bare nats-py responder: the ceiling a Python service on this bus can reach. It
-        serves once it answers a check (`until_serving`)."""
-        proc = self.add(name, [sys.executable, "-m", "bench.null_responder"], PYTHONPATH=str(ROOT))
-        proc.ready = answers(self.layout.bus_url, CHECK_SUBJECT, definition.PING_KEYS)
+        serves once it answers a check (`until_serving`). Its subjects are the benchmark's own,
+        which no role of the system has: it connects as admin."""
+        argv = [sys.executable, "-m", "bench.null_responder"]
+        proc = self.add(name, argv, role="admin", PYTHONPATH=str(ROOT))
+        proc.ready = answers(self.layout.access("admin"), CHECK_SUBJECT, definition.PING_KEYS)
         return proc.start(wait=False)
 
     def stop(self, name: str) -> None:

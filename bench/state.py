@@ -39,11 +39,14 @@ class Bench:
         self.cpus = sorted(os.sched_getaffinity(0))
 
     def bus(self) -> Any:
-        url = self.stack.nats.url
+        """The benchmark's own connection, as admin: it sends on the bare responder's subjects
+        (which no role has) as well as the services', so that both are measured alike, and it
+        makes the key event stream and asks for accounts as an operator would."""
+        options = self.stack.nats.options("admin")
 
         class _Bus:
             async def __aenter__(self) -> nats.NATS:
-                self.nc = await nats.connect(url, name="bench")
+                self.nc = await nats.connect(**options, name="bench")
                 return self.nc
 
             async def __aexit__(self, *_: object) -> None:

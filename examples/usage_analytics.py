@@ -5,25 +5,31 @@ it resumes where it stopped and never disturbs the usage service's aggregates), 
 events of each message (a batch, or a single event in older streams) with
 `aitbc_contracts.usage.usage_events_of`, in the documented schema `UsageEvent`.
 
-    .venv/bin/python examples/usage_analytics.py [--nats-url URL] [--durable NAME]
+    NATS_CREDS=.data/creds/analytics.nk .venv/bin/python examples/usage_analytics.py \
+        [--nats-url URL] [--durable NAME]
+
+It reaches the bus as the services do (aitbc_runtime.bus_access): NATS_URL, and the credentials
+in NATS_CREDS, those of the `analytics` role, which may read the usage stream and nothing else
+(`just up` makes them in DATA_DIR/creds); NATS_TLS_CA and the like where the bus has TLS.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from collections import Counter
+from dataclasses import replace
 
 import nats
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, USAGE_STREAM
 from aitbc_contracts.usage import usage_events_of
+from aitbc_runtime.bus_access import BusAccess
 
 
-async def main(url: str, durable: str, every: float) -> None:
-    nc = await nats.connect(url)
+async def main(access: BusAccess, durable: str, every: float) -> None:
+    nc = await nats.connect(**access.options())
     subscription = await nc.jetstream().pull_subscribe(
         USAGE_EVENTS_SUBJECTS, durable=durable, stream=USAGE_STREAM
     )
@@ -51,9 +57,10 @@ async def main(url: str, durable: str, every: float) -> None:
 
 
 if __name__ == "__main__":
+    bus = BusAccess.from_env()  # NATS_URL (else `just up`'s), NATS_CREDS, NATS_TLS_*
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4322"))
+    parser.add_argument("--nats-url", default=bus.url)
     parser.add_argument("--durable", default="analytics-example")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between reports")
     args = parser.parse_args()
-    asyncio.run(main(args.nats_url, args.durable, args.every))
+    asyncio.run(main(replace(bus, url=args.nats_url), args.durable, args.every))

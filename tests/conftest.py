@@ -70,11 +70,6 @@ def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
     server.stop()
 
 
-@pytest.fixture
-def nats_url(nats_server: NatsServer) -> str:
-    return nats_server.url
-
-
 def _docker_reachable() -> bool:
     try:
         import docker  # type: ignore[import-untyped]

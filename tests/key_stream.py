@@ -8,6 +8,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM
+from aitbc_runtime.bus_access import BusAccess
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,9 @@ class Stored:
     data: bytes
 
 
-async def key_stream(url: str) -> list[Stored]:
+async def key_stream(access: BusAccess) -> list[Stored]:
     """Every message of the key event stream, in order; empty when there is no stream yet."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(**access.options())
     try:
         js = nc.jetstream()
         try:

@@ -32,7 +32,7 @@ def first_after(
 def record_usage(
     result: Result, stack: Stack, accounts: dict[str, list[str]], answers: list[Answer]
 ) -> None:
-    usage = check_usage(stack.nats.url, accounts, answers)
+    usage = check_usage(stack.nats.access("auditor"), accounts, answers)
     result.usage_lost, result.usage_duplicated = usage.lost, usage.duplicated
     if usage.detail:
         result.notes.append(usage.detail)

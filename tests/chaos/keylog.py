@@ -14,6 +14,7 @@ import httpx
 import sqlalchemy as sa
 
 from aitbc_contracts.subjects import MSG_ID_HEADER, POSITION_HEADER
+from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.sql import create_engine
 from tests.key_stream import key_stream
 
@@ -41,7 +42,7 @@ async def _store(database_url: str) -> list[Logged]:
         await engine.dispose()
 
 
-async def _stream(nats_url: str) -> list[Logged]:
+async def _stream(access: BusAccess) -> list[Logged]:
     return [
         Logged(
             int(m.headers.get(POSITION_HEADER, -1)),
@@ -50,7 +51,7 @@ async def _stream(nats_url: str) -> list[Logged]:
             "",
             m.data,
         )
-        for m in await key_stream(nats_url)
+        for m in await key_stream(access)
     ]
 
 
@@ -67,12 +68,13 @@ class LogCheck:
     stored: list[Logged]
 
 
-def check_key_log(database_url: str, nats_url: str, timeout: float = 20.0) -> LogCheck:
-    """Waits (up to `timeout`) for the relay to publish all that is stored, then compares."""
+def check_key_log(database_url: str, access: BusAccess, timeout: float = 20.0) -> LogCheck:
+    """Waits (up to `timeout`) for the relay to publish all that is stored, then compares (the
+    stream read as `access`: an auditor's)."""
     deadline = time.monotonic() + timeout
     while True:
         stored = stored_events(database_url)
-        logged = asyncio.run(_stream(nats_url))
+        logged = asyncio.run(_stream(access))
         if {e.event_id for e in stored} <= {e.event_id for e in logged}:
             break
         if time.monotonic() > deadline:

@@ -26,6 +26,7 @@ from aitbc_contracts.subjects import (
     usage_partition_subjects,
 )
 from aitbc_contracts.usage import UsageEvent, UsageQuery, UsageSeries, usage_events_of
+from aitbc_runtime.bus_access import BusAccess
 
 Call = Callable[[httpx.Client], httpx.Response]
 
@@ -183,8 +184,8 @@ def recovered_after(
 # --- what the usage stream and aggregates recorded ---------------------------------------------
 
 
-async def _usage_events(url: str, account_ids: list[str]) -> list[UsageEvent]:
-    nc = await nats.connect(url)
+async def _usage_events(access: BusAccess, account_ids: list[str]) -> list[UsageEvent]:
+    nc = await nats.connect(**access.options())
     events: list[UsageEvent] = []
     try:
         js = nc.jetstream()
@@ -209,12 +210,12 @@ async def _usage_events(url: str, account_ids: list[str]) -> list[UsageEvent]:
     return events
 
 
-def usage_events(nats_url: str, account_ids: list[str]) -> list[UsageEvent]:
-    return asyncio.run(_usage_events(nats_url, account_ids))
+def usage_events(access: BusAccess, account_ids: list[str]) -> list[UsageEvent]:
+    return asyncio.run(_usage_events(access, account_ids))
 
 
-async def _aggregated(url: str, account_id: str, key_id: str) -> int:
-    nc = await nats.connect(url)
+async def _aggregated(access: BusAccess, account_id: str, key_id: str) -> int:
+    nc = await nats.connect(**access.options())
     try:
         end = datetime.now(UTC) + timedelta(minutes=1)
         query = UsageQuery(account_id, end - timedelta(hours=1), end, key_id)
@@ -225,10 +226,10 @@ async def _aggregated(url: str, account_id: str, key_id: str) -> int:
     return sum(minute.requests for minute in series.minutes)
 
 
-def aggregated_requests(nats_url: str, account_id: str, key_id: str) -> int:
+def aggregated_requests(access: BusAccess, account_id: str, key_id: str) -> int:
     """What the usage aggregates (the ones GET /v1/usage serves) count for this key, the last
     hour; asked of the usage service directly, so the asking counts against no rate limit."""
-    return asyncio.run(_aggregated(nats_url, account_id, key_id))
+    return asyncio.run(_aggregated(access, account_id, key_id))
 
 
 @dataclass(frozen=True)
@@ -238,12 +239,12 @@ class UsageCheck:
     detail: str
 
 
-def _at_least(nats_url: str, account_id: str, key_id: str, n: int) -> bool:
-    return aggregated_requests(nats_url, account_id, key_id) >= n
+def _at_least(access: BusAccess, account_id: str, key_id: str, n: int) -> bool:
+    return aggregated_requests(access, account_id, key_id) >= n
 
 
 def check_usage(
-    nats_url: str,
+    access: BusAccess,  # read-only: an auditor's
     accounts: dict[str, list[str]],  # account id -> the load's key ids
     answers: list[Answer],
     timeout: float = 30.0,
@@ -259,7 +260,7 @@ def check_usage(
 
     def stream_counts() -> dict[str, Counter[str]]:
         counts: dict[str, Counter[str]] = {}
-        for event in usage_events(nats_url, list(accounts)):
+        for event in usage_events(access, list(accounts)):
             counts.setdefault(event.key_id, Counter())[event.request_id] += 1
         return counts
 
@@ -286,8 +287,8 @@ def check_usage(
         for key_id in key_ids:
             in_stream = sum(counts.get(key_id, Counter()).values())
 
-            wait_for(partial(_at_least, nats_url, account_id, key_id, in_stream), timeout, 0.5)
-            counted = aggregated_requests(nats_url, account_id, key_id)
+            wait_for(partial(_at_least, access, account_id, key_id, in_stream), timeout, 0.5)
+            counted = aggregated_requests(access, account_id, key_id)
             if counted != in_stream:
                 notes.append(f"{key_id}: aggregates count {counted}, the stream holds {in_stream}")
                 lost = max(lost, in_stream - counted)

@@ -54,7 +54,7 @@ def _management_scenario(
         refused = [a for a in answers if a.caller == "cached" and a.status != 200]
         result.expect(not refused, f"cached keys refused: {outcomes(refused)}")
         no_server_errors(result, answers, allowed)
-        log = check_key_log(stack.database_url, stack.nats.url)
+        log = check_key_log(stack.database_url, stack.nats.access("auditor"))
         result.events_lost, result.events_duplicated = log.lost, log.duplicated
         result.expect(log.in_order, "the key event log is not in store order")
         result.expect(log.same_bytes, "a logged event differs from the stored one")

@@ -46,7 +46,7 @@ def test_dashboard_requests_count_against_the_plan_like_api_calls(stack: Stack) 
 
     # The dashboard's requests are in the usage stream like any other, under its own routes.
     def dashboard_routes() -> set[str]:
-        events = usage_events(stack.nats.url, owner.account_id)
+        events = usage_events(stack.nats.access("auditor"), owner.account_id)
         return {e.route for e in events if e.route.startswith("/dashboard")}
 
     assert wait_for(lambda: {"/dashboard/keys"} <= dashboard_routes())

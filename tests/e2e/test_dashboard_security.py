@@ -173,7 +173,7 @@ def test_sign_out_ends_the_session_on_the_server(stack: Stack) -> None:
 
 def revoke_as_operator(stack: Stack, key_id: str) -> None:
     async def send() -> None:
-        nc = await nats.connect(stack.nats.url)
+        nc = await nats.connect(**stack.nats.options())
         try:
             command = RevokeKey(account_id=None, key_id=key_id, actor=OPERATOR, reason="test")
             await nc.request(KEYS_OPERATOR_COMMANDS, encoder.encode(command), timeout=5)

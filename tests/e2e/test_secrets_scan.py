@@ -6,25 +6,16 @@ import asyncio
 import sqlite3
 
 import httpx
-import nats
 
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM
+from aitbc_runtime.bus_access import BusAccess
 from tests.e2e.stack import Stack
 from tests.key_scan import plaintext_keys
+from tests.key_stream import key_stream
 
 
-async def stream_contents(url: str) -> str:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(KEY_EVENTS_STREAM)
-        messages = [
-            await js.get_msg(KEY_EVENTS_STREAM, seq)
-            for seq in range(info.state.first_seq, info.state.last_seq + 1)
-        ]
-        return "\n".join(repr(m.headers) + m.data.decode() for m in messages if m.data)
-    finally:
-        await nc.close()
+async def stream_contents(access: BusAccess) -> str:
+    messages = await key_stream(access)
+    return "\n".join(repr(m.headers) + m.data.decode() for m in messages if m.data)
 
 
 def database_contents(stack: Stack) -> str:
@@ -50,7 +41,7 @@ def test_no_plaintext_key_is_stored_published_or_logged(stack: Stack, api: httpx
         == 200
     )
 
-    stream = asyncio.run(stream_contents(stack.nats.url))
+    stream = asyncio.run(stream_contents(stack.nats.access("auditor")))
     assert made["key_id"] in stream  # the scan looks at the right place
     for place, text in [
         ("database", database_contents(stack)),

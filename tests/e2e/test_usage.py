@@ -29,13 +29,13 @@ def test_each_request_is_recorded_once_and_aggregated_exactly(
     assert statuses.count(404) == 5
 
     # every authenticated request: the key's creation and the 25 calls
-    assert wait_for(lambda: len(request_counts(stack.nats.url, account)) >= 26)
-    counts = request_counts(stack.nats.url, account)
+    assert wait_for(lambda: len(request_counts(stack.nats.access("auditor"), account)) >= 26)
+    counts = request_counts(stack.nats.access("auditor"), account)
     assert len(counts) == 26
     assert all(counts[rid] == 1 for rid in request_ids), "a request is missing or duplicated"
     assert set(counts.values()) == {1}
 
-    events = {e.request_id: e for e in usage_events(stack.nats.url, account)}
+    events = {e.request_id: e for e in usage_events(stack.nats.access("auditor"), account)}
     sample = events[next(iter(request_ids))]
     assert sample.key_id == made["key_id"] and sample.method == "GET"
     assert {events[rid].route for rid in request_ids} == {"/v1/jobs", "/v1/jobs/{id}"}

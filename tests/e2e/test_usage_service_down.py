@@ -136,8 +136,10 @@ def each_counted_once(
     `key_of` is (account, master key, key id)."""
     account, master, key_id = key_of
     made = {r.headers["x-request-id"] for r in answered}
-    assert wait_for(lambda: made <= set(request_counts(stack.nats.url, account)), timeout=20)
-    counts = request_counts(stack.nats.url, account)
+    assert wait_for(
+        lambda: made <= set(request_counts(stack.nats.access("auditor"), account)), timeout=20
+    )
+    counts = request_counts(stack.nats.access("auditor"), account)
     assert all(counts[rid] == 1 for rid in made)
 
     def load_key_requests() -> int:

@@ -11,10 +11,11 @@ import nats
 
 from aitbc_contracts.subjects import USAGE_STREAM
 from aitbc_contracts.usage import UsageEvent, usage_events_of
+from aitbc_runtime.bus_access import BusAccess
 
 
-async def _read(url: str) -> list[UsageEvent]:
-    nc = await nats.connect(url)
+async def _read(access: BusAccess) -> list[UsageEvent]:
+    nc = await nats.connect(**access.options())
     try:
         js = nc.jetstream()
         info = await js.stream_info(USAGE_STREAM)
@@ -30,13 +31,14 @@ async def _read(url: str) -> list[UsageEvent]:
         await nc.close()
 
 
-def usage_events(url: str, account_id: str) -> list[UsageEvent]:
-    return [e for e in asyncio.run(_read(url)) if e.account_id == account_id]
+def usage_events(access: BusAccess, account_id: str) -> list[UsageEvent]:
+    """The account's events in the usage stream, read as `access` (tests: an auditor)."""
+    return [e for e in asyncio.run(_read(access)) if e.account_id == account_id]
 
 
-def request_counts(url: str, account_id: str) -> Counter[str]:
+def request_counts(access: BusAccess, account_id: str) -> Counter[str]:
     """How many times each request id is in the stream for this account."""
-    return Counter(event.request_id for event in usage_events(url, account_id))
+    return Counter(event.request_id for event in usage_events(access, account_id))
 
 
 def usage_totals(client: httpx.Client, master: str, **params: str) -> dict[str, int]:

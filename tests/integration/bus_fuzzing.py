@@ -41,6 +41,7 @@ from aitbc_contracts.usage import (
     UsageQuery,
     UsageSeries,
 )
+from aitbc_runtime.bus_access import BusAccess
 from tests.e2e.stack import Stack
 
 T = TypeVar("T")
@@ -57,11 +58,11 @@ fuzz = settings(
 class Bus:
     """A NATS connection on an event loop of its own thread, for synchronous Hypothesis tests."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, access: BusAccess) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.nc: NATS = self.run(nats.connect(url))
+        self.nc: NATS = self.run(nats.connect(**access.options()))
 
     def run(self, coroutine: Awaitable[T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]

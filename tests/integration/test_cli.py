@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -15,16 +16,22 @@ import nats
 import pytest
 
 from aitbc_contracts.keyformat import hint, is_well_formed
-from aitbc_contracts.subjects import partition_of, usage_batch_subject, usage_event_subject
+from aitbc_contracts.subjects import (
+    partition_of,
+    usage_batch_subject,
+    usage_event_subject,
+)
 from aitbc_contracts.usage import UsageBatch
 from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_runtime.bus_access import BusAccess
 from aitbc_usage.aggregator import ensure_usage_stream
 from tests.e2e.stack import BIN, Stack
 from tests.integration.usage.test_aggregates import account_on, event
 
 
-def aitbc(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NATS_URL": nats_url}
+def aitbc(operator: BusAccess, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command as an operator runs it: the bus and the credentials from the environment."""
+    env = {**os.environ, "NATS_URL": operator.url, "NATS_CREDS": operator.creds}
     return subprocess.run(
         [str(BIN / "aitbc"), *args], env=env, capture_output=True, text=True, timeout=30
     )
@@ -33,7 +40,7 @@ def aitbc(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 class Keys:
     def __init__(self, nats: NatsServer, db: Path) -> None:
         self.nats = nats
-        self.nats_url = nats.url
+        self.operator = nats.access()  # admin: the operator's CLI
         self.db = db
 
 
@@ -50,14 +57,14 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
 
 
 def create_account(keys: Keys, *args: str) -> dict[str, str]:
-    done = aitbc(keys.nats_url, "accounts", "create", "--json", *args)
+    done = aitbc(keys.operator, "accounts", "create", "--json", *args)
     assert done.returncode == 0, done.stderr
     account: dict[str, str] = json.loads(done.stdout)
     return account
 
 
 def list_keys(keys: Keys, account_id: str) -> list[dict[str, str]]:
-    done = aitbc(keys.nats_url, "keys", "list", "--account", account_id, "--json")
+    done = aitbc(keys.operator, "keys", "list", "--account", account_id, "--json")
     assert done.returncode == 0, done.stderr
     listed: list[dict[str, str]] = json.loads(done.stdout)["keys"]
     return listed
@@ -76,14 +83,14 @@ def test_create_an_account_and_see_its_master_key_listed(keys: Keys) -> None:
 
 
 def test_human_output(keys: Keys) -> None:
-    created = aitbc(keys.nats_url, "accounts", "create", "--plan", "free")
+    created = aitbc(keys.operator, "accounts", "create", "--plan", "free")
     assert created.returncode == 0, created.stderr
     fields = dict(
         line.split(":", 1) for line in created.stdout.splitlines() if ":" in line and "  " in line
     )
     account_id, master_key = fields["account id"].strip(), fields["master key"].strip()
     assert is_well_formed(master_key)
-    table = aitbc(keys.nats_url, "keys", "list", "--account", account_id)
+    table = aitbc(keys.operator, "keys", "list", "--account", account_id)
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
     assert header.startswith("KEY ID") and "EXPIRES" in header
@@ -93,17 +100,17 @@ def test_human_output(keys: Keys) -> None:
 
 def test_change_a_plan(keys: Keys) -> None:
     account = create_account(keys, "--plan", "free")
-    done = aitbc(keys.nats_url, "accounts", "set-plan", account["account_id"], "enterprise")
+    done = aitbc(keys.operator, "accounts", "set-plan", account["account_id"], "enterprise")
     assert done.returncode == 0, done.stderr
     assert "enterprise" in done.stdout
-    again = aitbc(keys.nats_url, "accounts", "set-plan", account["account_id"], "pro", "--json")
+    again = aitbc(keys.operator, "accounts", "set-plan", account["account_id"], "pro", "--json")
     assert json.loads(again.stdout)["plan"] == "pro"
 
 
 def test_revoke_any_key_as_the_operator(keys: Keys) -> None:
     account = create_account(keys, "--plan", "free")
     done = aitbc(
-        keys.nats_url, "keys", "revoke", account["master_key_id"], "--reason", "leaked", "--json"
+        keys.operator, "keys", "revoke", account["master_key_id"], "--reason", "leaked", "--json"
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "revoked"
@@ -112,11 +119,11 @@ def test_revoke_any_key_as_the_operator(keys: Keys) -> None:
 
 
 def test_rejections_print_their_code_and_exit_1(keys: Keys) -> None:
-    unknown_key = aitbc(keys.nats_url, "keys", "revoke", "key_0000000000000000")
+    unknown_key = aitbc(keys.operator, "keys", "revoke", "key_0000000000000000")
     assert unknown_key.returncode == 1
     assert unknown_key.stderr.startswith("aitbc: NOT_FOUND: ")
     assert unknown_key.stdout == ""
-    unknown_account = aitbc(keys.nats_url, "accounts", "set-plan", "acc_0000000000000000", "pro")
+    unknown_account = aitbc(keys.operator, "accounts", "set-plan", "acc_0000000000000000", "pro")
     assert unknown_account.returncode == 1
     assert unknown_account.stderr.startswith("aitbc: NOT_FOUND: ")
 
@@ -124,7 +131,8 @@ def test_rejections_print_their_code_and_exit_1(keys: Keys) -> None:
 def test_events_verify_finds_nats_and_the_keys_database_as_just_up_places_them(
     keys: Keys,
 ) -> None:
-    """NATS_PORT and DATA_DIR, as `just up` is given them: no NATS_URL, no DATABASE_URL."""
+    """NATS_PORT and DATA_DIR, as `just up` is given them: no NATS_URL, no DATABASE_URL, and
+    no NATS_CREDS: the admin credentials `just up` made in DATA_DIR."""
     create_account(keys, "--plan", "free")
     env = {name: value for name, value in os.environ.items() if name not in UNSET}
     env |= {"NATS_PORT": str(keys.nats.port), "DATA_DIR": str(keys.db.parent)}
@@ -136,11 +144,11 @@ def test_events_verify_finds_nats_and_the_keys_database_as_just_up_places_them(
     assert re.search(rb"^store: +[1-9][0-9]* events, intact", done.stdout, re.MULTILINE)
 
 
-UNSET = ("NATS_URL", "DATABASE_URL")
+UNSET = ("NATS_URL", "DATABASE_URL", "NATS_CREDS")
 
 
 def test_no_keys_service_is_one_clear_line(nats_server: NatsServer) -> None:
-    done = aitbc(nats_server.url, "keys", "list", "--account", "acc_1")
+    done = aitbc(nats_server.access(), "keys", "list", "--account", "acc_1")
     assert done.returncode == 1
     assert (
         done.stderr == "aitbc: error: no keys service is answering on aitbc.keys.commands.read "
@@ -148,9 +156,9 @@ def test_no_keys_service_is_one_clear_line(nats_server: NatsServer) -> None:
     )
 
 
-def test_no_nats_is_one_clear_line() -> None:
+def test_no_nats_is_one_clear_line(nats_server: NatsServer) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
-    done = aitbc(url, "accounts", "create", "--plan", "free")
+    done = aitbc(replace(nats_server.access(), url=url), "accounts", "create", "--plan", "free")
     assert done.returncode == 1
     assert done.stderr.startswith(f"aitbc: error: cannot reach NATS at {url}")
     assert len(done.stderr.splitlines()) == 1
@@ -163,7 +171,8 @@ def test_usage_tail_reads_batches_and_single_events_of_one_account(keys: Keys) -
     events = [event(mine, status=201), event(neighbour), event(mine, status=404)]
 
     async def publish() -> None:
-        nc = await nats.connect(keys.nats_url)
+        # The usage service's stream and an older edge's single event: beyond any one role.
+        nc = await nats.connect(**keys.operator.options())
         await ensure_usage_stream(nc)
         js = nc.jetstream()
         await js.publish(usage_event_subject(mine), msgspec.json.encode(event(mine)))
@@ -173,7 +182,7 @@ def test_usage_tail_reads_batches_and_single_events_of_one_account(keys: Keys) -
 
     asyncio.run(publish())
     tail = aitbc(
-        keys.nats_url, "usage", "tail", "--account", mine, "--from-start", "--count", "3", "--json"
+        keys.operator, "usage", "tail", "--account", mine, "--from-start", "--count", "3", "--json"
     )
     assert tail.returncode == 0, tail.stderr
     lines = [json.loads(line) for line in tail.stdout.splitlines()]

@@ -24,7 +24,7 @@ class Clock:
 
 @pytest.fixture
 async def nc(own_nats: NatsServer) -> AsyncIterator[NATS]:
-    client = await nats.connect(own_nats.url)
+    client = await nats.connect(**own_nats.options("edge"))
     yield client
     await client.close()
 
@@ -108,7 +108,7 @@ async def test_a_notice_saved_on_one_edge_is_read_on_another(nc: NATS) -> None:
 async def test_sessions_are_unavailable_not_an_error_while_nats_is_away(
     own_nats: NatsServer,
 ) -> None:
-    client = await nats.connect(own_nats.url, allow_reconnect=False)
+    client = await nats.connect(**own_nats.options("edge"), allow_reconnect=False)
     (store,) = await edges(client, Clock(), 1)
     token, _ = await store.start("acc_1", "key_1", "h")
     await client.close()

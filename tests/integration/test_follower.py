@@ -15,7 +15,9 @@ SUBJECTS = "follow.>"
 async def test_a_follower_resets_after_a_reconnect_but_not_when_stopped(
     own_nats: NatsServer,
 ) -> None:
-    nc = await nats.connect(own_nats.url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
+    # A stream of the test's own, which no role of the system has: an operator makes it.
+    options = own_nats.options()
+    nc = await nats.connect(**options, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
     await nc.jetstream().add_stream(name="FOLLOW", subjects=[SUBJECTS])
     seen: list[bytes] = []
     resets: list[int] = []

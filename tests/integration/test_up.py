@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from aitbc_infra.nats_server import NatsServer, free_port, port_is_open
+from tests.conftest import secured_nats
 
 UP = str(Path(sys.executable).parent / "aitbc-up")
 JUST = str(Path(sys.executable).parent / "just")
@@ -164,7 +165,7 @@ def test_a_service_that_dies_takes_everything_down_with_a_failure(
 def test_a_busy_port_is_refused_before_anything_starts(
     up_factory: list[Up], tmp_path: Path
 ) -> None:
-    blocker = NatsServer(free_port(), tmp_path / "other").start()
+    blocker = secured_nats(tmp_path / "other").start()
     try:
         up = start(up_factory, tmp_path, NATS_PORT=str(blocker.port))
         assert up.exited() == 1

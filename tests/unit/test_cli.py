@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aitbc_cli.bus import access_of
 from aitbc_cli.main import build_parser, run
 from aitbc_cli.output import keys_table, table, when
 from aitbc_contracts.events import Plan
@@ -103,6 +104,23 @@ def test_without_nats_url_the_cli_reaches_nats_on_the_port_just_up_starts_it_on(
     assert args.nats_url == "nats://127.0.0.1:4999"
     monkeypatch.setenv("NATS_URL", "nats://elsewhere:4222")  # a server of one's own wins
     assert build_parser().parse_args(["events", "replay"]).nats_url == "nats://elsewhere:4222"
+
+
+def test_credentials_come_from_the_option_the_environment_or_just_ups_admin_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("NATS_CREDS", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    assert build_parser().parse_args(["events", "replay"]).creds == ""  # none made: anonymous
+    admin = tmp_path / "creds" / "admin.nk"
+    admin.parent.mkdir()
+    admin.write_text("seed")
+    assert build_parser().parse_args(["events", "replay"]).creds == str(admin)
+    monkeypatch.setenv("NATS_CREDS", "/elsewhere/auditor.nk")
+    args = build_parser().parse_args(["events", "replay", "--creds", "/mine/admin.nk"])
+    assert args.creds == "/mine/admin.nk"
+    assert access_of(args).creds == "/mine/admin.nk"
+    assert build_parser().parse_args(["events", "replay"]).creds == "/elsewhere/auditor.nk"
 
 
 def test_a_nats_port_that_is_no_number_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

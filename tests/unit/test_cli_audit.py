@@ -23,6 +23,7 @@ from aitbc_contracts.events import (
 )
 from aitbc_contracts.keys import fold
 from aitbc_contracts.messages import OPERATOR, AnyCommand, RebuildProjections, Rebuilt, Reply
+from aitbc_runtime.bus_access import BusAccess
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -148,12 +149,17 @@ async def test_keys_show_prints_what_it_always_printed(
     at, revoked = SHOW_AT[case.removesuffix(" --json")]
     events = a_history() if revoked else a_history()[:-1]
 
-    async def read_history(nats_url: str, wait: float, key_id: str, err: Any) -> list[AnyEvent]:
+    async def read_history(access: BusAccess, wait: float, key_id: str, err: Any) -> list[AnyEvent]:
         return events
 
     monkeypatch.setattr(history, "read_history", read_history)
     args = argparse.Namespace(
-        key_id="key_1", at=at, json=case.endswith("--json"), bus="-", timeout=1.0, err=None
+        key_id="key_1",
+        at=at,
+        json=case.endswith("--json"),
+        bus=BusAccess("-"),
+        timeout=1.0,
+        err=None,
     )
     out = io.StringIO()
     assert await history.show_key(args, send=None, out=out) == 0  # type: ignore[arg-type]

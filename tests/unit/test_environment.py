@@ -58,8 +58,10 @@ def test_the_runner_tells_the_services_what_the_others_derive(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {"DATA_DIR": str(tmp_path), **env}
-    told = Config.from_env(env).layout.child_env()
+    told = Config.from_env(env).layout.child_env("usage")
     assert told["NATS_URL"] == environment.nats_url(env)
+    if "NATS_URL" not in env:  # its own server: each service presents its role's credentials
+        assert told["NATS_CREDS"] == str(tmp_path / "creds" / "usage.nk")
     assert told["DATABASE_URL"] == environment.keys_database_url(env)
     assert told["USAGE_DATABASE_URL"] == environment.usage_database_url(env)
 
@@ -83,6 +85,8 @@ def test_each_service_follows_the_same_settings(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NATS_PORT", "4999")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NATS_CREDS", str(tmp_path / "creds" / "role.nk"))
     settings = settings_of()
-    assert settings.nats_url == "nats://127.0.0.1:4999"
+    assert settings.nats.url == "nats://127.0.0.1:4999"
+    assert settings.nats.creds == str(tmp_path / "creds" / "role.nk")
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/{file}"

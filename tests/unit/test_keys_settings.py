@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from aitbc_keys.settings import Settings, get_settings
+from aitbc_runtime.bus_access import BusAccess
 
 
 @pytest.mark.parametrize(
@@ -27,13 +28,16 @@ def test_settings_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("NATS_URL", "nats://10.0.0.1:4222")
+    monkeypatch.setenv("NATS_CREDS", "/run/creds/keys.nk")
+    monkeypatch.setenv("NATS_WRITER_CREDS", "/run/creds/keys-writer.nk")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/deep/er/keys.db")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     get_settings.cache_clear()
     try:
         settings = get_settings()
         assert settings == Settings(
-            nats_url="nats://10.0.0.1:4222",
+            nats=BusAccess("nats://10.0.0.1:4222", creds="/run/creds/keys.nk"),
+            nats_writer=BusAccess("nats://10.0.0.1:4222", creds="/run/creds/keys-writer.nk"),
             database_url=f"sqlite+aiosqlite:///{tmp_path}/deep/er/keys.db",
             log_level="DEBUG",
         )
@@ -44,11 +48,13 @@ def test_settings_come_from_the_environment(
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("NATS_URL", "NATS_PORT", "DATA_DIR", "DATABASE_URL", "LOG_LEVEL"):
+    for name in ("NATS_URL", "NATS_PORT", "DATA_DIR", "DATABASE_URL", "LOG_LEVEL", "NATS_CREDS"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("NATS_WRITER_CREDS", raising=False)
     settings = Settings.from_env()
-    assert (settings.nats_url, settings.database_url, settings.log_level) == (
-        "nats://127.0.0.1:4322",
+    assert settings.writer == settings.nats  # one user for both, where no second one is given
+    assert (settings.nats, settings.database_url, settings.log_level) == (
+        BusAccess("nats://127.0.0.1:4322"),
         f"sqlite+aiosqlite:///{Path('.data').resolve()}/keys.db",
         "INFO",
     )

@@ -37,9 +37,22 @@ def test_everything_starts_in_dependency_order(tmp_path: Path) -> None:
     table = services(config(tmp_path))
     assert [s.name for s in table] == ["nats", "keys", "usage", "coordinator", "api"]
     nats = table[0]
-    assert "-js" in nats.argv and str(tmp_path / ".data" / "nats") in nats.argv
-    assert nats.argv[nats.argv.index("-p") + 1] == "4322"
+    config_file = Path(nats.argv[nats.argv.index("-c") + 1])
+    written = config_file.read_text()
+    assert "listen: 127.0.0.1:4322" in written and "jetstream" in written
+    assert str(tmp_path / ".data" / "nats") in written
+    assert "authorization" in written  # its own server requires the roles' credentials
     assert all(s.ready is not None for s in table)
+
+
+def test_each_service_presents_its_own_role(tmp_path: Path) -> None:
+    creds = tmp_path / ".data" / "creds"
+    env = {s.name: s.env for s in services(config(tmp_path))}
+    assert env["keys"]["NATS_CREDS"] == str(creds / "keys.nk")
+    assert env["keys"]["NATS_WRITER_CREDS"] == str(creds / "keys-writer.nk")
+    assert env["usage"]["NATS_CREDS"] == str(creds / "usage.nk")
+    assert env["api"]["NATS_CREDS"] == str(creds / "edge.nk")
+    assert not any(name.startswith("NATS_") for name in env["coordinator"])  # not on the bus
 
 
 def test_children_are_told_where_everything_is(tmp_path: Path) -> None:
@@ -55,7 +68,8 @@ def test_children_are_told_where_everything_is(tmp_path: Path) -> None:
 def test_an_existing_nats_is_used_instead_of_starting_one(tmp_path: Path) -> None:
     table = services(config(tmp_path, NATS_URL="nats://10.1.2.3:4222"))
     assert "nats" not in [s.name for s in table]
-    assert all(s.env["NATS_URL"] == "nats://10.1.2.3:4222" for s in table)
+    on_the_bus = [s for s in table if s.name != "coordinator"]
+    assert all(s.env["NATS_URL"] == "nats://10.1.2.3:4222" for s in on_the_bus)
 
 
 def test_a_subset_can_be_started(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.main import Service, running_service
-from aitbc_keys.settings import Settings
+from aitbc_runtime.bus_access import BusAccess
+from tests.bus import keys_settings
 from tests.integration.keys.caller import Caller, Clock
 from tests.integration.keys.helpers import Connect
 from tests.key_stream import key_stream
@@ -68,11 +69,11 @@ def key_history(n: int, stream: str | None = None, account: str = "acc_1") -> li
     return out
 
 
-async def read_stream(url: str) -> list[tuple[int, str, int]]:
+async def read_stream(access: BusAccess) -> list[tuple[int, str, int]]:
     """Every message of the key event stream: (stream sequence, event id, position header)."""
     return [
         (m.sequence, m.headers["Nats-Msg-Id"], int(m.headers[POSITION_HEADER]))
-        for m in await key_stream(url)
+        for m in await key_stream(access)
     ]
 
 
@@ -84,17 +85,25 @@ def history_of():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def stream_contents():  # type: ignore[no-untyped-def]
-    """read_stream, for tests: (nats url) -> [(sequence, event id, position)]."""
+    """read_stream, for tests: (bus access) -> [(sequence, event id, position)]."""
     return read_stream
 
 
 @pytest.fixture
+def auditor(own_nats: NatsServer) -> BusAccess:
+    """How a test reads what the key event stream holds: as an auditor, who may only read."""
+    return own_nats.access("auditor")
+
+
+@pytest.fixture
 async def connect(own_nats: NatsServer) -> AsyncIterator[Connect]:
-    """New NATS connections as a service's (reconnecting for ever), closed after the test."""
+    """New NATS connections as the keys service's event publisher's (role keys-writer,
+    reconnecting for ever), closed after the test."""
     opened: list[Client] = []
+    writer = own_nats.options("keys-writer")
 
     async def new() -> Client:
-        nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        nc = await nats.connect(**writer, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
         opened.append(nc)
         return nc
 
@@ -113,15 +122,15 @@ async def keys_service(
     database_url: str, own_nats: NatsServer, clock: Clock
 ) -> AsyncIterator[Service]:
     """The keys service in-process, on the test's clock."""
-    settings = Settings(nats_url=own_nats.url, database_url=database_url)
+    settings = keys_settings(own_nats, database_url=database_url)
     # A 30 s poll: events must reach the stream because appends wake the relay.
     async with running_service(settings, relay_poll_interval=30, clock=clock) as svc:
         yield svc
 
 
 @pytest.fixture
-async def caller(keys_service: Service) -> AsyncIterator[Caller]:
-    nc = await nats.connect(keys_service.settings.nats_url)
+async def caller(keys_service: Service, own_nats: NatsServer) -> AsyncIterator[Caller]:
+    nc = await nats.connect(**own_nats.options())  # an operator: it sends operator commands
     yield Caller(nc)
     await nc.close()
 

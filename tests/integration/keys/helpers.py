@@ -18,6 +18,7 @@ from aitbc_keys.facts import FactsIndex
 from aitbc_keys.outbox import OutboxRelay
 from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
 from aitbc_keys.store import Batch
+from aitbc_runtime.bus_access import BusAccess
 
 Connect = Callable[[], Awaitable[Client]]  # a new NATS connection, as a service makes it
 
@@ -42,12 +43,12 @@ async def append_keys(
 
 
 async def wait_for_stream(
-    url: str, stream_contents: Any, count: int, timeout: float = 10.0
+    access: BusAccess, stream_contents: Any, count: int, timeout: float = 10.0
 ) -> list[tuple[int, str, int]]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            contents = await stream_contents(url)
+            contents = await stream_contents(access)
         except Exception:  # the server may be restarting
             contents = []
         if len(contents) >= count or time.monotonic() > deadline:
@@ -56,7 +57,11 @@ async def wait_for_stream(
 
 
 async def settled(
-    engine: AsyncEngine, history_of: Any, stream_contents: Any, url: str, *relays: OutboxRelay
+    engine: AsyncEngine,
+    history_of: Any,
+    stream_contents: Any,
+    access: BusAccess,
+    *relays: OutboxRelay,
 ) -> list[AnyEvent]:
     """Appends a marker event and waits until the stream has it and every relay has seen
     through it; returns the marker."""
@@ -67,7 +72,7 @@ async def settled(
     async with asyncio.timeout(20):
         while not all(relay.position == last for relay in relays):
             await asyncio.sleep(0.02)
-    await wait_for_stream(url, stream_contents, last)
+    await wait_for_stream(access, stream_contents, last)
     return marker
 
 

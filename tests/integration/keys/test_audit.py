@@ -20,19 +20,27 @@ from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.main import Service, running_service
 from aitbc_keys.schema import events
-from aitbc_keys.settings import Settings
+from aitbc_runtime.bus_access import BusAccess
+from tests.bus import cli_options, keys_settings
 
 
 @pytest.fixture
 async def service(database_url: str, own_nats: NatsServer) -> AsyncIterator[Service]:
-    settings = Settings(nats_url=own_nats.url, database_url=database_url)
+    settings = keys_settings(own_nats, database_url=database_url)
     async with running_service(settings, relay_poll_interval=30) as svc:
         yield svc
 
 
 @pytest.fixture
-async def nc(service: Service) -> AsyncIterator[Client]:
-    client = await nats.connect(service.settings.nats_url)
+def auditor(own_nats: NatsServer) -> BusAccess:
+    """The audit tools' role: read-only."""
+    return own_nats.access("auditor")
+
+
+@pytest.fixture
+async def nc(service: Service, own_nats: NatsServer) -> AsyncIterator[Client]:
+    # An operator: it sends operator commands and deletes messages from the stream.
+    client = await nats.connect(**own_nats.options())
     yield client
     await client.close()
 
@@ -59,10 +67,10 @@ async def relayed(service: Service, nc: Client) -> int:
     raise AssertionError(f"the relay never published {want} events")
 
 
-async def aitbc(service: Service, *argv: str) -> tuple[int, str, str]:
+async def aitbc(auditor: BusAccess, *argv: str) -> tuple[int, str, str]:
     """The `aitbc` command, in a thread of this process (it runs its own event loop)."""
     out, err = io.StringIO(), io.StringIO()
-    full = ["--nats-url", service.settings.nats_url, *argv]
+    full = [*cli_options(auditor), *argv]
     code = await asyncio.to_thread(run, full, None, out, err)
     return code, out.getvalue(), err.getvalue()
 
@@ -95,12 +103,12 @@ async def a_key_with_a_history(nc: Client) -> tuple[m.AccountView, str, list[dat
 
 
 async def test_replay_of_a_key_prints_its_four_events_in_order_with_their_actors(
-    service: Service, nc: Client
+    service: Service, nc: Client, auditor: BusAccess
 ) -> None:
     account, key_id, _ = await a_key_with_a_history(nc)
     await relayed(service, nc)
 
-    code, out, err = await aitbc(service, "events", "replay", "--key", key_id, "--format", "jsonl")
+    code, out, err = await aitbc(auditor, "events", "replay", "--key", key_id, "--format", "jsonl")
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(e["type"], e["actor"], e["request_id"]) for e in lines] == [
@@ -114,7 +122,7 @@ async def test_replay_of_a_key_prints_its_four_events_in_order_with_their_actors
     stored = {r.event_id: r.data for r in await store.records_after(service.engine, 0, 100)}
     assert [stored[e["event_id"]] for e in lines] == [line.encode() for line in out.splitlines()]
 
-    code, out, err = await aitbc(service, "events", "replay", "--key", key_id)
+    code, out, err = await aitbc(auditor, "events", "replay", "--key", key_id)
     assert code == 0, err
     header, *rows = out.splitlines()
     assert header.split() == ["TIME", "TYPE", "STREAM", "ACCOUNT", "ACTOR", "REQUEST", "ID"]
@@ -129,7 +137,7 @@ async def test_replay_of_a_key_prints_its_four_events_in_order_with_their_actors
     ]
 
     code, out, _ = await aitbc(
-        service, "events", "replay", "--account", account.account_id, "--json"
+        auditor, "events", "replay", "--account", account.account_id, "--json"
     )
     assert [json.loads(line)["type"] for line in out.splitlines()] == [
         "account.created.v1",
@@ -140,18 +148,20 @@ async def test_replay_of_a_key_prints_its_four_events_in_order_with_their_actors
         "key.revoked.v1",
     ]
     late = (
-        await aitbc(service, "events", "replay", "--key", key_id, "--json", "--since", "2999-01-01")
+        await aitbc(auditor, "events", "replay", "--key", key_id, "--json", "--since", "2999-01-01")
     )[1]
     assert late == ""
 
 
-async def test_keys_show_folds_a_key_up_to_a_point_in_time(service: Service, nc: Client) -> None:
+async def test_keys_show_folds_a_key_up_to_a_point_in_time(
+    service: Service, nc: Client, auditor: BusAccess
+) -> None:
     account, key_id, times = await a_key_with_a_history(nc)
     await relayed(service, nc)
 
     async def show(at: datetime) -> dict[str, object]:
         code, out, err = await aitbc(
-            service, "keys", "show", key_id, "--at", at.isoformat(), "--json"
+            auditor, "keys", "show", key_id, "--at", at.isoformat(), "--json"
         )
         assert code == 0, err
         shown: dict[str, object] = json.loads(out)
@@ -166,24 +176,26 @@ async def test_keys_show_folds_a_key_up_to_a_point_in_time(service: Service, nc:
     last = await show(datetime.now(UTC))
     assert (last["status"], last["revoked_by"], last["reason"]) == ("revoked", "operator", "leaked")
 
-    code, _, err = await aitbc(service, "keys", "show", key_id, "--at", "2000-01-01")
+    code, _, err = await aitbc(auditor, "keys", "show", key_id, "--at", "2000-01-01")
     assert code == 1 and "did not exist" in err
 
 
-async def test_verify_passes_on_an_untouched_log(service: Service, nc: Client) -> None:
+async def test_verify_passes_on_an_untouched_log(
+    service: Service, nc: Client, auditor: BusAccess
+) -> None:
     await a_key_with_a_history(nc)
     count = await relayed(service, nc)
     code, out, err = await aitbc(
-        service, "events", "verify", "--database-url", service.settings.database_url
+        auditor, "events", "verify", "--database-url", service.settings.database_url
     )
     assert code == 0, out + err
     assert f"store:  {count} events, intact" in out and f"stream: {count} events, intact" in out
     assert out.endswith("the key event log is intact\n")
 
 
-async def verify(service: Service) -> tuple[int, dict[str, object]]:
+async def verify(service: Service, auditor: BusAccess) -> tuple[int, dict[str, object]]:
     code, out, err = await aitbc(
-        service, "events", "verify", "--json", "--database-url", service.settings.database_url
+        auditor, "events", "verify", "--json", "--database-url", service.settings.database_url
     )
     assert not err, err
     report: dict[str, object] = json.loads(out)
@@ -200,7 +212,9 @@ def breaks(report: dict[str, object]) -> dict[str, tuple[object, ...] | None]:
     return found
 
 
-async def test_verify_names_an_event_edited_in_the_store(service: Service, nc: Client) -> None:
+async def test_verify_names_an_event_edited_in_the_store(
+    service: Service, nc: Client, auditor: BusAccess
+) -> None:
     await a_key_with_a_history(nc)
     await relayed(service, nc)
     target = (await store.records_after(service.engine, 3, 1))[0]
@@ -210,7 +224,7 @@ async def test_verify_names_an_event_edited_in_the_store(service: Service, nc: C
         await conn.execute(
             events.update().where(events.c.position == target.position).values(data=forged)
         )
-    code, report = await verify(service)
+    code, report = await verify(service, auditor)
     assert code == 1 and report["intact"] is False
     assert breaks(report) == {
         "store": ("altered", target.position, target.event_id),
@@ -219,12 +233,14 @@ async def test_verify_names_an_event_edited_in_the_store(service: Service, nc: C
     }
 
 
-async def test_verify_names_a_message_deleted_from_the_stream(service: Service, nc: Client) -> None:
+async def test_verify_names_a_message_deleted_from_the_stream(
+    service: Service, nc: Client, auditor: BusAccess
+) -> None:
     await a_key_with_a_history(nc)
     await relayed(service, nc)
     target = (await store.records_after(service.engine, 2, 1))[0]
     assert await nc.jetstream().delete_msg(KEY_EVENTS_STREAM, target.position)
-    code, report = await verify(service)
+    code, report = await verify(service, auditor)
     assert code == 1
     assert breaks(report) == {
         "store": None,
@@ -234,13 +250,13 @@ async def test_verify_names_a_message_deleted_from_the_stream(service: Service, 
 
 
 async def test_verify_tells_a_stream_that_lost_its_tail_from_one_that_lags(
-    service: Service, nc: Client
+    service: Service, nc: Client, auditor: BusAccess
 ) -> None:
     await a_key_with_a_history(nc)
     last = await relayed(service, nc)
     [record] = await store.records_after(service.engine, last - 1, 1)
     assert await nc.jetstream().delete_msg(KEY_EVENTS_STREAM, last)
-    code, report = await verify(service)
+    code, report = await verify(service, auditor)
     assert code == 1
     assert breaks(report) == {
         "store": None,

@@ -41,7 +41,9 @@ class SlowChecks:
 
 @pytest.fixture
 async def nc(own_nats: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(own_nats.url, reconnect_time_wait=0.1)
+    # The keys service's role: it answers checks, and may send one (it asks itself when it
+    # starts), so one connection plays both sides.
+    client = await nats.connect(**own_nats.options("keys"), reconnect_time_wait=0.1)
     yield client
     await client.close()
 

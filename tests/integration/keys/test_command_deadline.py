@@ -23,10 +23,9 @@ from aitbc_keys import store
 from aitbc_keys.db import create_engine, write_transaction
 from aitbc_keys.entrypoint import CommandEndpoint
 from aitbc_keys.main import running_service
-from aitbc_keys.settings import Settings
 from aitbc_runtime.commands import KeysCommands
+from tests.bus import keys_settings
 
-INBOX = "_INBOX.deadline"
 WAIT_MS = 400  # the sender's wait: the change must be ready to commit within 0.3 s
 
 
@@ -130,16 +129,18 @@ async def test_the_edge_answers_503_and_the_change_does_not_happen_later(
     command = m.CreateAccount(
         master_key_hash=hash_key(key), master_key_hint=hint(key), actor="signup"
     )
-    settings = Settings(nats_url=own_nats.url, database_url=database_url)
+    settings = keys_settings(own_nats, database_url=database_url)
+    edge = own_nats.access("edge")
+    inbox = edge.inbox_prefix  # the only inboxes the edge's user may subscribe to
     async with running_service(settings) as service:
-        nc = await nats.connect(own_nats.url, inbox_prefix=INBOX)
+        nc = await nats.connect(**edge.options())
         late_replies: asyncio.Queue[bytes] = asyncio.Queue()
 
         async def on_reply(msg: Msg) -> None:
             await late_replies.put(msg.data)
 
         # Every reply on this connection's inboxes, the one its sender stopped waiting for too.
-        await nc.subscribe(f"{INBOX}.>", cb=on_reply)
+        await nc.subscribe(f"{inbox}.>", cb=on_reply)
         try:
             client = KeysCommands(nc, WAIT_MS / 1000, KEYS_OWNER_COMMANDS)
             async with write_lock_held(database_url):

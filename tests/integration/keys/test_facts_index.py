@@ -16,7 +16,7 @@ from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import projections
 from aitbc_keys.facts import FactsIndex, LiveFacts
 from aitbc_keys.main import Service, running_service
-from aitbc_keys.settings import Settings
+from tests.bus import keys_settings
 from tests.integration.keys.helpers import commit
 from tests.key_histories import T0, H, Log
 
@@ -43,7 +43,7 @@ async def command(service: Service, cmd: m.AnyCommand) -> m.Reply:
 async def test_two_processes_answer_from_memory_and_agree(
     own_nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(nats_url=own_nats.url, database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+    settings = keys_settings(own_nats, database_url=f"sqlite:///{tmp_path / 'keys.db'}")
     async with running_service(settings) as a, running_service(settings) as b:
         key = keyformat.generate_key()
         account = await command(
@@ -83,7 +83,7 @@ async def test_two_processes_answer_from_memory_and_agree(
 async def test_a_batch_asks_the_database_only_for_what_the_index_lacks(
     own_nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(nats_url=own_nats.url, database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+    settings = keys_settings(own_nats, database_url=f"sqlite:///{tmp_path / 'keys.db'}")
     async with running_service(settings) as service:
         known, stored = keyformat.generate_key(), keyformat.generate_key()
         for key in (known, stored):

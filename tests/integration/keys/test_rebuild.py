@@ -26,7 +26,8 @@ from aitbc_keys import domain, projections, store
 from aitbc_keys.db import create_engine, migrate, write_transaction
 from aitbc_keys.main import Service, running_service
 from aitbc_keys.schema import api_keys, key_secrets
-from aitbc_keys.settings import Settings
+from aitbc_runtime.bus_access import BusAccess
+from tests.bus import cli_options, keys_settings
 
 COMMANDS = 300
 AT_ONCE = 8  # commands in flight together: appends race for the write lock and the chain head
@@ -34,7 +35,7 @@ AT_ONCE = 8  # commands in flight together: appends race for the write lock and 
 
 @pytest.fixture
 async def service(database_url: str, own_nats: NatsServer) -> AsyncIterator[Service]:
-    settings = Settings(nats_url=own_nats.url, database_url=database_url)
+    settings = keys_settings(own_nats, database_url=database_url)
     async with running_service(settings, relay_poll_interval=30) as svc:
         yield svc
 
@@ -111,9 +112,9 @@ class History:
             assert isinstance(reply, m.AccountView | m.KeyView | m.Rejected), reply
 
 
-async def aitbc(url: str, *argv: str) -> tuple[int, str, str]:
+async def aitbc(operator: BusAccess, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = await asyncio.to_thread(run, ["--nats-url", url, *argv], None, out, err)
+    code = await asyncio.to_thread(run, [*cli_options(operator), *argv], None, out, err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -123,7 +124,7 @@ async def live_rows(service: Service) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def rebuild_while_checking(
-    service: Service, nc: Client, history: History, live: dict[str, Any]
+    service: Service, operator: BusAccess, nc: Client, history: History, live: dict[str, Any]
 ) -> int:
     """Rebuild while key checks run: a revoked key must stay revoked, a good key good. Other
     rows are damaged first: only a real refold from the events puts them back."""
@@ -135,8 +136,7 @@ async def rebuild_while_checking(
         await conn.execute(api_keys.update().where(api_keys.c.key_id == damaged).values(name="x"))
         await conn.execute(key_secrets.delete().where(key_secrets.c.key_id == damaged))
     assert await live_rows(service) != live
-    url = service.settings.nats_url
-    rebuilding = asyncio.create_task(aitbc(url, "--timeout", "60", "projections", "rebuild"))
+    rebuilding = asyncio.create_task(aitbc(operator, "--timeout", "60", "projections", "rebuild"))
     checks = 0
     while not rebuilding.done() or checks == 0:
         bad, good = await asyncio.gather(check(nc, revoked_key), check(nc, good_key))
@@ -165,24 +165,24 @@ async def replayed_rows(events: list[AnyEvent], database: Path) -> dict[str, Any
 
 
 async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
-    service: Service, tmp_path: Path
+    service: Service, own_nats: NatsServer, tmp_path: Path
 ) -> None:
-    url = service.settings.nats_url
-    nc = await nats.connect(url)
+    operator = own_nats.access()  # operator commands, a rebuild among them: admin
+    nc = await nats.connect(**operator.options())
     try:
         history = History(nc, seed=4)
         for _ in range(COMMANDS // AT_ONCE):
             await asyncio.gather(*(history.one() for _ in range(AT_ONCE)))
         live = await live_rows(service)
         assert len(live["api_keys"]) > 50 and any(r[5] == "revoked" for r in live["api_keys"])
-        count = await rebuild_while_checking(service, nc, history, live)
+        count = await rebuild_while_checking(service, operator, nc, history, live)
         assert await live_rows(service) == live
 
         # The stream, replayed and folded into an empty database, gives the same rows.
         js = nc.jetstream()
         while (await js.stream_info(KEY_EVENTS_STREAM)).state.messages < count:
             await asyncio.sleep(0.01)
-        code, out, err = await aitbc(url, "events", "replay", "--json")
+        code, out, err = await aitbc(operator, "events", "replay", "--json")
         assert code == 0, err
         replayed = [decode_event(line) for line in out.splitlines()]
         stored = await store.records_after(service.engine, 0, limit=count + 1)
@@ -197,7 +197,7 @@ async def test_rebuilt_and_replayed_read_models_equal_the_live_ones(
             assert fold(its_events) == fold(await store.load(service.engine, stream_id))
 
         code, out, err = await aitbc(
-            url, "events", "verify", "--json", "--database-url", service.settings.database_url
+            operator, "events", "verify", "--json", "--database-url", service.settings.database_url
         )
         assert (code, json.loads(out)["intact"]) == (0, True), out + err
     finally:

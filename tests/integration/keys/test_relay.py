@@ -8,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+import nats
 import pytest
 from msgspec.structs import replace
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +18,7 @@ from aitbc_contracts.subjects import HASH_HEADER, KEY_EVENTS_STREAM, key_event_s
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.outbox import OutboxRelay
+from aitbc_runtime.bus_access import BusAccess
 from tests.integration.keys.helpers import (
     Connect,
     append_keys,
@@ -32,7 +34,7 @@ class Crash(Exception):
 
 async def test_committed_events_reach_the_stream_in_order_exactly_once(
     engine: AsyncEngine,
-    own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -41,7 +43,7 @@ async def test_committed_events_reach_the_stream_in_order_exactly_once(
     relay = OutboxRelay(engine, await connect(), poll_interval=30)
     relay.start()
     try:
-        contents = await wait_for_stream(own_nats.url, stream_contents, 60)
+        contents = await wait_for_stream(auditor, stream_contents, 60)
         assert_exactly_once_in_order(contents, expected)
 
         # The payload is the event itself, on the event's account/stream subject.
@@ -57,7 +59,7 @@ async def test_committed_events_reach_the_stream_in_order_exactly_once(
         more = await append_keys(engine, history_of, keys=1, events=1)
         started = time.monotonic()
         relay.wake()
-        contents = await wait_for_stream(own_nats.url, stream_contents, 61, timeout=2)
+        contents = await wait_for_stream(auditor, stream_contents, 61, timeout=2)
         assert time.monotonic() - started < 1.0
         assert_exactly_once_in_order(contents, expected + more)
         assert relay.published == 61
@@ -67,7 +69,7 @@ async def test_committed_events_reach_the_stream_in_order_exactly_once(
 
 async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_nothing(
     engine: AsyncEngine,
-    own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -89,9 +91,9 @@ async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_not
     restarted = OutboxRelay(engine, await connect(), poll_interval=0.1)
     restarted.start()
     try:
-        await wait_for_stream(own_nats.url, stream_contents, 20)
-        marker = await settled(engine, history_of, stream_contents, own_nats.url, restarted)
-        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected + marker)
+        await wait_for_stream(auditor, stream_contents, 20)
+        marker = await settled(engine, history_of, stream_contents, auditor, restarted)
+        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
         assert restarted.published == 13 + 1  # resumed after the 7th, did not resend it
     finally:
         await restarted.stop()
@@ -99,7 +101,7 @@ async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_not
 
 async def test_a_cancelled_relay_resumes_from_the_stream(
     engine: AsyncEngine,
-    own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -111,24 +113,24 @@ async def test_a_cancelled_relay_resumes_from_the_stream(
 
     relay = OutboxRelay(engine, await connect(), after_publish=slow)
     task = relay.start()
-    await wait_for_stream(own_nats.url, stream_contents, 5)
+    await wait_for_stream(auditor, stream_contents, 5)
     task.cancel()  # mid-publish or mid-hook, whichever it is in
     await relay.stop()
-    assert len(await stream_contents(own_nats.url)) < 30
+    assert len(await stream_contents(auditor)) < 30
 
     restarted = OutboxRelay(engine, await connect())
     restarted.start()
     try:
-        await wait_for_stream(own_nats.url, stream_contents, 30)
-        marker = await settled(engine, history_of, stream_contents, own_nats.url, restarted)
-        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected + marker)
+        await wait_for_stream(auditor, stream_contents, 30)
+        marker = await settled(engine, history_of, stream_contents, auditor, restarted)
+        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
     finally:
         await restarted.stop()
 
 
 async def test_a_stopped_relay_ends_after_its_batch_and_gives_its_database_connection_back(
     engine: AsyncEngine,
-    own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -147,13 +149,13 @@ async def test_a_stopped_relay_ends_after_its_batch_and_gives_its_database_conne
     assert task.done() and not task.cancelled()  # it ended on its own, not cancelled
     assert relay.published == 10  # the batch it was in, and no more
     assert engine.pool.checkedout() == 0  # cancelled in a read, one would be lost
-    assert len(await stream_contents(own_nats.url)) == 10
+    assert len(await stream_contents(auditor)) == 10
     assert nc.is_connected  # the connection is the process's: the relay leaves it open
 
 
 async def test_two_relays_at_once_still_publish_each_event_once_in_order(
     engine: AsyncEngine,
-    own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -168,9 +170,9 @@ async def test_two_relays_at_once_still_publish_each_event_once_in_order(
             for relay in relays:
                 relay.wake()
             await asyncio.sleep(0.002)
-        await wait_for_stream(own_nats.url, stream_contents, 80)
-        marker = await settled(engine, history_of, stream_contents, own_nats.url, *relays)
-        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected + marker)
+        await wait_for_stream(auditor, stream_contents, 80)
+        marker = await settled(engine, history_of, stream_contents, auditor, *relays)
+        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
         # Each message the stream took was one relay's: who won which race is not our call.
         assert sum(r.published for r in relays) == 81
     finally:
@@ -181,6 +183,7 @@ async def test_two_relays_at_once_still_publish_each_event_once_in_order(
 async def test_the_relay_survives_a_nats_server_restart(
     engine: AsyncEngine,
     own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -190,7 +193,7 @@ async def test_the_relay_survives_a_nats_server_restart(
     try:
         expected = await append_keys(engine, history_of, keys=5)
         relay.wake()
-        assert len(await wait_for_stream(own_nats.url, stream_contents, 10)) == 10
+        assert len(await wait_for_stream(auditor, stream_contents, 10)) == 10
         own_nats.stop()
         expected += await append_keys(engine, history_of, keys=5)  # committed while NATS is down
         relay.wake()
@@ -198,9 +201,9 @@ async def test_the_relay_survives_a_nats_server_restart(
         own_nats.start()
         expected += await append_keys(engine, history_of, keys=5)
         relay.wake()
-        await wait_for_stream(own_nats.url, stream_contents, 30, timeout=20)
-        marker = await settled(engine, history_of, stream_contents, own_nats.url, relay)
-        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected + marker)
+        await wait_for_stream(auditor, stream_contents, 30, timeout=20)
+        marker = await settled(engine, history_of, stream_contents, auditor, relay)
+        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
         assert not relay._task.done()  # type: ignore[union-attr]
     finally:
         await relay.stop()
@@ -209,6 +212,7 @@ async def test_the_relay_survives_a_nats_server_restart(
 async def test_a_deleted_stream_is_republished_whole(
     engine: AsyncEngine,
     own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -216,25 +220,28 @@ async def test_a_deleted_stream_is_republished_whole(
     expected = await append_keys(engine, history_of, keys=5)
     relay = OutboxRelay(engine, await connect())
     relay.start()
-    await wait_for_stream(own_nats.url, stream_contents, 10)
+    await wait_for_stream(auditor, stream_contents, 10)
     await relay.stop()
 
-    nc = await connect()
-    await nc.jetstream().delete_stream(KEY_EVENTS_STREAM)
+    operator = await nats.connect(**own_nats.options())  # only admin may delete a stream
+    try:
+        await operator.jetstream().delete_stream(KEY_EVENTS_STREAM)
+    finally:
+        await operator.close()
 
-    relay = OutboxRelay(engine, nc)
+    relay = OutboxRelay(engine, await connect())
     relay.start()
     try:
-        await wait_for_stream(own_nats.url, stream_contents, 10)
-        marker = await settled(engine, history_of, stream_contents, own_nats.url, relay)
-        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected + marker)
+        await wait_for_stream(auditor, stream_contents, 10)
+        marker = await settled(engine, history_of, stream_contents, auditor, relay)
+        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
     finally:
         await relay.stop()
 
 
 async def test_a_stale_relay_cannot_republish_after_the_dedup_window(
     engine: AsyncEngine,
-    own_nats: NatsServer,
+    auditor: BusAccess,
     connect: Connect,
     history_of: Any,
     stream_contents: Any,
@@ -252,18 +259,18 @@ async def test_a_stale_relay_cannot_republish_after_the_dedup_window(
         engine, await connect(), after_publish=stall_after_the_second, duplicate_window=window
     )
     stale.start()
-    await wait_for_stream(own_nats.url, stream_contents, 2)
+    await wait_for_stream(auditor, stream_contents, 2)
     other = OutboxRelay(engine, await connect(), duplicate_window=window)
     other.start()
     try:
-        await wait_for_stream(own_nats.url, stream_contents, 10)
+        await wait_for_stream(auditor, stream_contents, 10)
         await asyncio.sleep(window * 3)  # the stream has forgotten the message ids
         resume.set()
         # The stale relay tries its 3rd, is refused, re-reads the stream: then it is at 10.
         async with asyncio.timeout(20):
             while stale.position != 10:
                 await asyncio.sleep(0.02)
-        assert_exactly_once_in_order(await stream_contents(own_nats.url), expected)
+        assert_exactly_once_in_order(await stream_contents(auditor), expected)
         assert stale.published == 2 and other.published == 8
     finally:
         await stale.stop()

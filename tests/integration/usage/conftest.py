@@ -19,18 +19,24 @@ from aitbc_contracts.subjects import KEYS_OPERATOR_COMMANDS
 from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.main import running_service as running_keys
-from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_usage.main import Service
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
+from tests.bus import keys_settings
 
 T = TypeVar("T")
 
 
 @dataclass
 class System:
+    """The keys service running, and the usage service's settings on the same bus. `edge`
+    connects as the edge does (decisions, usage batches, queries); `operator` as an admin, for
+    what the test does beyond any service's role: accounts and plans made by command, spying on
+    subjects, and events published in a format no role may publish any more."""
+
     nats: NatsServer
-    nc: NATS
+    operator: NATS
+    edge: NATS
     usage_settings: UsageSettings
 
     def usage(self, **changes: object) -> AbstractAsyncContextManager[Service]:
@@ -41,7 +47,9 @@ class System:
         command = m.CreateAccount(
             master_key_hash=hash_key(key), master_key_hint=hint(key), plan=plan
         )  # type: ignore[arg-type]
-        reply = await self.nc.request(KEYS_OPERATOR_COMMANDS, m.encoder.encode(command), timeout=5)
+        reply = await self.operator.request(
+            KEYS_OPERATOR_COMMANDS, m.encoder.encode(command), timeout=5
+        )
         view = m.reply_decoder.decode(reply.data)
         assert isinstance(view, m.AccountView)
         return view.account_id
@@ -60,14 +68,16 @@ async def system(
 ) -> AsyncIterator[System]:
     # A folder of its own: `database_url`'s SQLite file is tmp_path/keys.db
     keys_db = tmp_path / "keys-service" / "keys.db"
-    keys = KeysSettings(nats_url=own_nats.url, database_url=f"sqlite:///{keys_db}")
+    keys = keys_settings(own_nats, database_url=f"sqlite:///{keys_db}")
     usage = UsageSettings(
-        nats_url=own_nats.url, database_url=usage_database_url, snapshot_interval=0.05
+        nats=own_nats.access("usage"), database_url=usage_database_url, snapshot_interval=0.05
     )
-    nc = await nats.connect(own_nats.url)
+    operator = await nats.connect(**own_nats.options())
+    edge = await nats.connect(**own_nats.options("edge"))
     async with running_keys(keys):
-        yield System(own_nats, nc, usage)
-    await nc.close()
+        yield System(own_nats, operator, edge, usage)
+    await edge.close()
+    await operator.close()
 
 
 Factory = Callable[..., AbstractAsyncContextManager[Service]]

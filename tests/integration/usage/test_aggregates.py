@@ -63,6 +63,8 @@ def served(account: str, status: int = 200) -> Served:
 
 
 async def publish(nc: NATS, events: list[UsageEvent]) -> None:
+    """Single events on their account's subject, as older edges published them: the edge's
+    role may publish batches only now, so tests publish these as an operator."""
     js = nc.jetstream()
     for e in events:
         await js.publish(
@@ -108,12 +110,12 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
         event(account, status=429, decision="limited")
     ] * 1
     async with system.usage() as service:
-        await publish(system.nc, batch_one)
+        await publish(system.operator, batch_one)
         assert (await wait_requests(service.engine, account, 31))["requests"] == 31
 
         # A crash after the commit, before anything else: the same messages come again.
         messages = []
-        sub = await system.nc.jetstream().subscribe(
+        sub = await system.operator.jetstream().subscribe(
             usage_event_subject(account), ordered_consumer=True
         )
         for _ in range(31):
@@ -127,10 +129,10 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
         assert (await totals(service.engine, account))["requests"] == 31
 
     # Events published while no usage service runs are counted when it is back, once.
-    await publish(system.nc, [event(account, status=404) for _ in range(9)])
+    await publish(system.operator, [event(account, status=404) for _ in range(9)])
     async with system.usage() as service:
         counted = await wait_requests(service.engine, account, 40)
-        await counted_through(system.nc, service.engine, partition_of(account))
+        await counted_through(system.operator, service.engine, partition_of(account))
         assert (
             await totals(service.engine, account)
             == counted
@@ -145,7 +147,7 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
 
 async def test_malformed_messages_are_skipped_and_counting_goes_on(system: System) -> None:
     account = "acc_" + uuid.uuid4().hex[:16]
-    js = system.nc.jetstream()
+    js = system.operator.jetstream()
     async with system.usage() as service:
         for payload in [
             b"",
@@ -155,7 +157,7 @@ async def test_malformed_messages_are_skipped_and_counting_goes_on(system: Syste
             msgspec.json.encode({**msgspec.to_builtins(event(account)), "status": "x"}),
         ]:
             await js.publish(usage_event_subject(account), payload)
-        await publish(system.nc, [event(account) for _ in range(3)])
+        await publish(system.operator, [event(account) for _ in range(3)])
         assert (await wait_requests(service.engine, account, 3))["requests"] == 3
 
 
@@ -164,7 +166,9 @@ async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops
 ) -> None:
     account = "acc_" + uuid.uuid4().hex[:16]
     async with system.usage() as service:
-        nc = await nats.connect(system.nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        nc = await nats.connect(
+            **system.nats.options("edge"), max_reconnect_attempts=-1, reconnect_time_wait=0.2
+        )
         publisher = UsagePublisher(nc, capacity=50, batch=10)
         publisher.start()
         dropped_before = metrics.counters["aitbc_usage_events_dropped_total"]
@@ -175,7 +179,7 @@ async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops
         assert metrics.counters["aitbc_usage_events_dropped_total"] - dropped_before == 10
         system.nats.start()
         counted = await wait_requests(service.engine, account, 50)
-        info = await nc.jetstream().stream_info("AITBC_USAGE")
+        info = await system.operator.jetstream().stream_info("AITBC_USAGE")
         assert counted["requests"] == 50 and not publisher.buffer, (
             info.state,
             len(publisher.buffer),
@@ -195,22 +199,22 @@ async def test_one_consumer_resumes_each_partition_from_its_own_cursor(system: S
     a, b = account_on(3), account_on(11)
     # A process owning only partition 3 counts a; b's partition lags behind, at 0.
     async with system.usage(partitions=(3,)) as service:
-        await publish(system.nc, [event(a) for _ in range(5)] + [event(b) for _ in range(4)])
+        await publish(system.operator, [event(a) for _ in range(5)] + [event(b) for _ in range(4)])
         assert (await wait_requests(service.engine, a, 5))["requests"] == 5
-        await counted_through(system.nc, service.engine, 3)  # read past b's events
+        await counted_through(system.operator, service.engine, 3)  # read past b's events
         assert (await totals(service.engine, b))["requests"] == 0
     # Owning both, it reads again from the lowest cursor: b's events once, a's not again.
-    await publish(system.nc, [event(a) for _ in range(2)] + [event(b)])
+    await publish(system.operator, [event(a) for _ in range(2)] + [event(b)])
     async with system.usage(partitions=(3, 11)) as service:
         assert (await wait_requests(service.engine, b, 5))["requests"] == 5
         assert (await wait_requests(service.engine, a, 7))["requests"] == 7
-        await counted_through(system.nc, service.engine, 11)
+        await counted_through(system.operator, service.engine, 11)
         assert (await totals(service.engine, a))["requests"] == 7
         assert (await totals(service.engine, b))["requests"] == 5
         async with service.engine.connect() as conn:
             names = [f"usage-aggregator-{p}" for p in (3, 11, 12)]
             stored = await store.cursors(conn, names)
-        info = await system.nc.jetstream().stream_info("AITBC_USAGE")
+        info = await system.operator.jetstream().stream_info("AITBC_USAGE")
         # Both owned cursors are at the end of the stream; one not owned is not moved.
         assert stored == {names[0]: info.state.last_seq, names[1]: info.state.last_seq, names[2]: 0}
 
@@ -232,7 +236,7 @@ class AckLost(UsagePublisher):
 async def test_a_retried_batch_is_stored_and_counted_once(system: System) -> None:
     account, other = account_on(5), account_on(9)
     async with system.usage() as service:
-        publisher = AckLost(system.nc)
+        publisher = AckLost(system.edge)
         publisher.start()
         for _ in range(30):
             publisher.emit(served(account))
@@ -247,9 +251,9 @@ async def test_a_retried_batch_is_stored_and_counted_once(system: System) -> Non
         # ...and the stream kept one copy of each: counted once.
         assert (await wait_requests(service.engine, account, 30))["requests"] == 30
         assert (await wait_requests(service.engine, other, 30))["4xx"] == 30
-        info = await system.nc.jetstream().stream_info("AITBC_USAGE")
+        info = await system.operator.jetstream().stream_info("AITBC_USAGE")
         assert info.state.messages == len(sent)
-        await counted_through(system.nc, service.engine, 5)
+        await counted_through(system.operator, service.engine, 5)
         assert (await totals(service.engine, account))["requests"] == 30
 
 
@@ -263,7 +267,7 @@ async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
         {**good[0], "event_id": "wide", "key_id": "k" * 65},
         {"type": "usage.request.v1", "event_id": "bare"},
     ]
-    js = system.nc.jetstream()
+    js = system.edge.jetstream()  # a broken edge: its role may publish any batch
     async with system.usage() as service:
         mixed = {"type": "usage.batch.v1", "events": [good[0], *bad, good[1]]}
         await js.publish(usage_batch_subject(7), msgspec.json.encode(mixed))
@@ -271,17 +275,18 @@ async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
         # The partition is not jammed: the next batch, and a single event, are counted too.
         later = UsageBatch(events=[event(account), event(account)])
         await js.publish(usage_batch_subject(7), msgspec.json.encode(later))
-        await js.publish(usage_event_subject(account), msgspec.json.encode(good[2]))
+        old = system.operator.jetstream()  # a single event, as older edges published them
+        await old.publish(usage_event_subject(account), msgspec.json.encode(good[2]))
         assert (await wait_requests(service.engine, account, 5))["requests"] == 5
-        await counted_through(system.nc, service.engine, 7)
+        await counted_through(system.operator, service.engine, 7)
         assert (await totals(service.engine, account))["requests"] == 5
 
 
 async def test_single_events_and_batches_in_one_stream_are_both_counted(system: System) -> None:
     account = account_on(2)
-    await ensure_usage_stream(system.nc)
-    await publish(system.nc, [event(account) for _ in range(4)])  # as older edges did
-    publisher = UsagePublisher(system.nc, capacity=100, linger=0.01)
+    await ensure_usage_stream(system.operator)  # what the usage service does, before it runs
+    await publish(system.operator, [event(account) for _ in range(4)])  # as older edges did
+    publisher = UsagePublisher(system.edge, capacity=100, linger=0.01)
     publisher.start()
     for _ in range(6):
         publisher.emit(served(account, status=404))

@@ -30,8 +30,9 @@ async def test_concurrent_decisions_share_round_trips_and_are_exact(system: Syst
             seen.append(len(msgspec.json.decode(msg.data)["items"]))
 
         async with system.usage():
-            monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=count)
-            batcher = DecisionBatcher(system.nc, timeout=5)
+            # A spy on the usage service's subjects: only an operator may listen there.
+            monitor = await system.operator.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=count)
+            batcher = DecisionBatcher(system.edge, timeout=5)
             decisions = await asyncio.gather(
                 *(batcher.decide(Decide(account, "k1")) for _ in range(500))
             )
@@ -53,10 +54,12 @@ async def test_a_lone_decision_goes_out_at_once(system: System) -> None:
         sizes.append(len(msgspec.json.decode(msg.data)["items"]))
 
     async with system.usage():
-        batcher = DecisionBatcher(system.nc, timeout=5)
+        batcher = DecisionBatcher(system.edge, timeout=5)
         await batcher.decide(Decide(account, "k1"))  # warm: the plan is looked up once
-        monitor = await system.nc.subscribe(usage_decide_subject(partition_of(account)), cb=count)
-        await system.nc.flush()
+        monitor = await system.operator.subscribe(
+            usage_decide_subject(partition_of(account)), cb=count
+        )
+        await system.operator.flush()
         # Alone, it is not held back for company: a batcher that waited for a batch to fill
         # would run into this bound (wide: speed is the benchmarks' to measure).
         async with asyncio.timeout(2):
@@ -76,8 +79,8 @@ async def test_requests_go_to_the_partition_that_owns_the_account(system: System
         subjects.append(msg.subject)
 
     async with system.usage():
-        monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
-        batcher = DecisionBatcher(system.nc, timeout=5)
+        monitor = await system.operator.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
+        batcher = DecisionBatcher(system.edge, timeout=5)
         for account in accounts:
             await batcher.decide(Decide(account, "k"))
         async with asyncio.timeout(5):  # the monitor's copies may be dispatched after the replies
@@ -91,7 +94,7 @@ async def test_a_process_owning_some_partitions_answers_only_for_them(system: Sy
     account = await system.create_account()
     mine = partition_of(account)
     async with system.usage(partitions=(mine,)):
-        batcher = DecisionBatcher(system.nc, timeout=1)
+        batcher = DecisionBatcher(system.edge, timeout=1)
         assert (await batcher.decide(Decide(account, "k"))).admitted
         other = await system.create_account()
         while partition_of(other) == mine:
@@ -104,9 +107,9 @@ async def test_a_plan_change_takes_effect_on_the_next_decision(system: System) -
     async def upgrade() -> tuple[list[Decision], Decision]:
         account = await system.create_account()
         async with system.usage():
-            batcher = DecisionBatcher(system.nc, timeout=5)
+            batcher = DecisionBatcher(system.edge, timeout=5)
             first = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(70)))
-            await system.nc.request(
+            await system.operator.request(
                 KEYS_OPERATOR_COMMANDS,
                 m.encoder.encode(m.SetPlan(account_id=account, plan="pro")),
                 timeout=5,
@@ -124,7 +127,7 @@ async def test_a_plan_change_takes_effect_on_the_next_decision(system: System) -
 
 
 async def test_counts_survive_a_restart_within_the_minute(system: System) -> None:
-    batcher = DecisionBatcher(system.nc, timeout=5)
+    batcher = DecisionBatcher(system.edge, timeout=5)
 
     async def restart() -> tuple[list[Decision], list[Decision]]:
         account = await system.create_account()  # free: 60 a minute
@@ -156,7 +159,7 @@ async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: Sys
             msgspec.json.encode(DecideBatch([Decide("acc_x", "k")] * 10_001)),
             b"\x00" * 1000,
         ]:
-            reply = await system.nc.request(subject, payload, timeout=5)
+            reply = await system.edge.request(subject, payload, timeout=5)
             body = msgspec.json.decode(reply.data)
             assert body.get("type") == "rejected" or all(not d[0] for d in body["decisions"])
         for payload in [
@@ -166,7 +169,7 @@ async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: Sys
             b'{"type": "usage_query"}',
             b'{"type": "usage_query", "account_id": 1, "start": 2, "end": 3}',
         ]:
-            reply = await system.nc.request(USAGE_QUERY, payload, timeout=5)
+            reply = await system.edge.request(USAGE_QUERY, payload, timeout=5)
             assert msgspec.json.decode(reply.data)["code"] == "VALIDATION_ERROR"
-        batcher = DecisionBatcher(system.nc, timeout=5)
+        batcher = DecisionBatcher(system.edge, timeout=5)
         assert (await batcher.decide(Decide(account, "k"))).admitted

@@ -24,7 +24,7 @@ LIMITS = {**DEFAULT_PLAN_LIMITS, "enterprise": LIMIT}
 @asynccontextmanager
 async def edge(system: System, lease: int = 32, settles: bool = True) -> AsyncIterator[RateLimiter]:
     """An edge's rate limiter; one that does not settle is an edge that vanished."""
-    limiter = RateLimiter(DecisionBatcher(system.nc, timeout=5), LIMITS, False, lease)
+    limiter = RateLimiter(DecisionBatcher(system.edge, timeout=5), LIMITS, False, lease)
     if settles:
         limiter.start()
     try:
@@ -53,8 +53,8 @@ async def test_two_edges_admit_exactly_the_limit_with_a_message_per_lease(system
             messages.append(msg.subject)
 
         async with system.usage(plan_limits=LIMITS):
-            monitor = await system.nc.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
-            settles = await system.nc.subscribe(f"{USAGE_SETTLE_PREFIX}.*", cb=note)
+            monitor = await system.operator.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
+            settles = await system.operator.subscribe(f"{USAGE_SETTLE_PREFIX}.*", cb=note)
             async with edge(system) as one, edge(system) as two:
                 counts = await asyncio.gather(
                     admitted(one, account, 600), admitted(two, account, 600)
