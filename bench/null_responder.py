@@ -14,6 +14,7 @@ import signal
 
 import msgspec
 import nats
+from nats.aio.msg import Msg
 import uvloop
 
 from aitbc_contracts import messages as m
@@ -37,11 +38,11 @@ async def serve(access: BusAccess) -> None:
     )
     admitted = Decision(admitted=True, limit=100_000_000, remaining=99_999_999, reset=0)
 
-    async def on_check(msg: nats.aio.msg.Msg) -> None:
+    async def on_check(msg: Msg) -> None:
         checks = m.check_decoder.decode(msg.data)
         await msg.respond(m.encoder.encode(m.CheckedKeys([facts] * len(checks.key_hashes))))
 
-    async def on_decide(msg: nats.aio.msg.Msg) -> None:
+    async def on_decide(msg: Msg) -> None:
         batch = decide_batch_decoder.decode(msg.data)
         await msg.respond(_encode(DecisionBatch([admitted] * len(batch.items))))
 

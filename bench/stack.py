@@ -9,6 +9,7 @@ whatever happened.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from aitbc_infra import stack as definition
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Proc
 from aitbc_infra.readiness import answers, until_ready
-from aitbc_infra.stack import Layout
+from aitbc_infra.stack import Layout, tls_switches
 from bench.null_responder import CHECK_SUBJECT
 
 BIN = Path(sys.executable).parent
@@ -37,12 +38,14 @@ class Stack:
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         settings = {"PLAN_LIMITS": self.plan_limits, "LOG_LEVEL": self.log_level}
-        self.layout = Layout.on_free_ports(self.root, env=settings)
+        # NATS_TLS=1 / NATS_TLS_VERIFY=1: the bus on TLS (mutual), as `just up --tls` runs it
+        self.layout = Layout.on_free_ports(self.root, env=settings, **tls_switches(os.environ))
         self.nats = NatsServer(
             self.layout.nats_port,
             self.root / "nats",
             self.root / "nats.log",
             credentials=self.layout.credentials,  # the roles' users, as `just up` runs it
+            tls=self.layout.bus_tls,
         )
 
     @property
