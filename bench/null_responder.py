@@ -14,8 +14,8 @@ import signal
 
 import msgspec
 import nats
-from nats.aio.msg import Msg
 import uvloop
+from nats.aio.msg import Msg
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.usage import Decision, DecisionBatch, decide_batch_decoder
