@@ -8,7 +8,7 @@ a plan change every key of the account. The events come from the one key event r
 from __future__ import annotations
 
 from aitbc_api.pipeline.auth_cache import AuthCache
-from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated, KeyRevoked, PlanChanged
+from aitbc_contracts.events import AnyEvent, KeyRegenerated, KeyRevoked, PlanChanged
 
 
 class CacheInvalidation:
@@ -18,7 +18,11 @@ class CacheInvalidation:
         self.cache = cache
 
     def process(self, event: AnyEvent, position: int) -> None:
-        if isinstance(event, KeyCreated | KeyRevoked | KeyRegenerated):
+        # A key's creation changes nothing cached: no answer about a key id can predate it.
+        # (Evicting anyway cost availability: the event a reader anchors at after a reconnect
+        # is often the last key created, and an evicted entry cannot serve while the keys
+        # service is still away.)
+        if isinstance(event, KeyRevoked | KeyRegenerated):
             self.cache.evict_key(event.key_id)
         elif isinstance(event, PlanChanged):
             self.cache.evict_account(event.account_id)
