@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from aitbc_infra.bus_config import BusCredentials, server_config, write_private
-from aitbc_infra.readiness import port_open, run_to_end, until_ready
+from aitbc_infra.bus_streams import provision
+from aitbc_infra.readiness import Probe, port_open, run_to_end, until_ready
 from aitbc_runtime.bus_access import BusAccess
 
 
@@ -97,13 +98,28 @@ class NatsServer:
         cmd = self.command()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         process = self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        ready = port_open("127.0.0.1", self.port)
+        ready = self.ready()
         if run_to_end(until_ready(ready, timeout, lambda: process.poll() is not None)):
             return self
         if process.poll() is not None:
             raise RuntimeError(f"nats-server exited with {process.returncode}")
         self.stop()
         raise RuntimeError("nats-server did not start in time")
+
+    def ready(self) -> Probe:
+        """Ready once its port is open and, with credentials, the key log's streams and their
+        mirrors exist (aitbc_infra.bus_streams): before any service uses them."""
+        port = port_open("127.0.0.1", self.port)
+        if self.credentials is None:
+            return port
+
+        async def provisioned() -> bool:
+            if not await port():
+                return False
+            await provision(self.access("keylog-admin"), self.access("admin"))
+            return True
+
+        return provisioned
 
     def stop(self) -> None:
         if self.process is not None:

@@ -161,8 +161,7 @@ def program(name: str) -> str:
 
 def nats(layout: Layout) -> Service:
     server = NatsServer(layout.nats_port, layout.data_dir / "nats", credentials=layout.credentials)
-    ready = port_open("127.0.0.1", layout.nats_port)
-    return Service("nats", server.command(), {}, ready, layout.bus_url, layout.nats_port)
+    return Service("nats", server.command(), {}, server.ready(), layout.bus_url, layout.nats_port)
 
 
 def keys(layout: Layout) -> Service:

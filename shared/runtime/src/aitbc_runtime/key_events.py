@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from aitbc_contracts.keys import InvalidKeyEvent, KeyEventView, read_envelope
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS
 from aitbc_runtime.bus import Follower
 
 log = logging.getLogger("aitbc.key_events")
@@ -28,7 +28,9 @@ class KeyEventReader:
     def __init__(self, nc: NATS, views: Sequence[KeyEventView], name: str) -> None:
         self.views = list(views)
         self.refused = 0
-        self._follower = Follower(nc, KEY_EVENTS_SUBJECTS, self.on_message, name, self.reset)
+        self._follower = Follower(
+            nc, KEY_EVENTS_SUBJECTS, self.on_message, name, self.reset, KEY_EVENTS_STREAM
+        )
 
     @property
     def ready(self) -> bool:
