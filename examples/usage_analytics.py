@@ -5,7 +5,11 @@ it resumes where it stopped and never disturbs the usage service's aggregates), 
 events of each message (a batch, or a single event in older streams) with
 `aitbc_contracts.usage.usage_events_of`, in the documented schema `UsageEvent`.
 
-    .venv/bin/python examples/usage_analytics.py [--nats-url URL] [--durable NAME]
+    .venv/bin/python examples/usage_analytics.py [--nats-url URL] [--creds FILE] [--durable NAME]
+
+It connects as the `analytics` role (docs/security.md), which may read the usage stream and
+nothing else: `--creds` (or NATS_CREDS) names its seed, `.data/creds/analytics.nk` where
+`just up` made it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, USAGE_STREAM
 from aitbc_contracts.usage import usage_events_of
+from aitbc_runtime.bus_access import BusAccess
 
 
-async def main(url: str, durable: str, every: float) -> None:
-    nc = await nats.connect(url)
+async def main(access: BusAccess, durable: str, every: float) -> None:
+    nc = await nats.connect(**access.options())
     subscription = await nc.jetstream().pull_subscribe(
         USAGE_EVENTS_SUBJECTS, durable=durable, stream=USAGE_STREAM
     )
@@ -53,7 +58,8 @@ async def main(url: str, durable: str, every: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4322"))
+    parser.add_argument("--creds", default=os.environ.get("NATS_CREDS", ".data/creds/analytics.nk"))
     parser.add_argument("--durable", default="analytics-example")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between reports")
     args = parser.parse_args()
-    asyncio.run(main(args.nats_url, args.durable, args.every))
+    asyncio.run(main(BusAccess(args.nats_url, args.creds), args.durable, args.every))

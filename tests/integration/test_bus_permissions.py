@@ -33,6 +33,7 @@ from aitbc_infra.bus_roles import (
 from aitbc_infra.nats_server import NatsServer
 from aitbc_infra.readiness import run_to_end
 from aitbc_runtime.bus_access import inbox_prefix
+from tests.bus_clients import connected
 from tests.conftest import secured_nats
 
 FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
@@ -119,18 +120,18 @@ class Bus:
 
 async def _fill(server: NatsServer) -> None:
     """One message in every stream, each put there by the role whose it is."""
-    async with connected(server, "keys-writer") as writer:
+    async with as_role(server, "keys-writer") as writer:
         await writer.nc.jetstream().publish(FORGED_EVENT, b"{}")
         await writer.nc.jetstream().publish(FORGED_CHECKPOINT, b"{}")
-    async with connected(server, "usage") as usage:
+    async with as_role(server, "usage") as usage:
         js = usage.nc.jetstream()
         await js.add_stream(name=s.USAGE_STREAM, subjects=[s.USAGE_EVENTS_SUBJECTS])
         await (await js.create_key_value(bucket=s.USAGE_COUNTERS_BUCKET)).put("p1", b"1")
-    async with connected(server, "edge") as edge:
+    async with as_role(server, "edge") as edge:
         js = edge.nc.jetstream()
         await js.publish(s.usage_batch_subject(1), b"{}")
         await (await js.create_key_value(bucket=s.DASHBOARD_SESSIONS_BUCKET)).put("t", b"{}")
-    async with connected(server, "admin") as admin:
+    async with as_role(server, "admin") as admin:
         for stream in STREAMS:  # the mirrors have caught up
             while (await admin.nc.jetstream().stream_info(stream)).state.messages == 0:
                 await asyncio.sleep(0.01)
@@ -163,17 +164,10 @@ class Client:
 
 
 @asynccontextmanager
-async def connected(server: NatsServer, role: str) -> AsyncIterator[Client]:
+async def as_role(server: NatsServer, role: str) -> AsyncIterator[Client]:
     errors: list[str] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    nc = await nats.connect(**server.options(role), error_cb=on_error)
-    try:
+    async with connected(server, role, errors) as nc:
         yield Client(nc, errors)
-    finally:
-        await nc.close()
 
 
 def _subject(bus: Bus, case: Case) -> str:
@@ -188,7 +182,7 @@ async def _stream_sizes(server: NatsServer) -> dict[str, int]:
     """How many messages each stream holds: AITBC's, and the key log's in KEYLOG."""
     sizes = {}
     for admin, streams in (("admin", STREAMS), ("keylog-admin", KEYLOG)):
-        async with connected(server, admin) as client:
+        async with as_role(server, admin) as client:
             js = client.nc.jetstream()
             for stream in streams:
                 sizes[f"{admin}:{stream}"] = (await js.stream_info(stream)).state.messages
@@ -198,7 +192,7 @@ async def _stream_sizes(server: NatsServer) -> dict[str, int]:
 async def _published(bus: Bus, case: Case) -> tuple[bool, bool]:
     """(whether the witness saw the message, whether the server told the client it refused)."""
     subject = _subject(bus, case)
-    async with connected(bus.server, bus.witness_role(case.role)) as witness:
+    async with as_role(bus.server, bus.witness_role(case.role)) as witness:
         seen: list[str] = []
 
         async def saw(msg: Msg) -> None:
@@ -206,7 +200,7 @@ async def _published(bus: Bus, case: Case) -> tuple[bool, bool]:
 
         await witness.nc.subscribe(subject, cb=saw)
         await witness.nc.flush()
-        async with connected(bus.server, case.role) as client:
+        async with as_role(bus.server, case.role) as client:
             await client.nc.publish(subject, b"{}")
             refused = await client.refused(within=0.5)
         await witness.nc.flush()
@@ -235,7 +229,7 @@ async def test_what_the_row_allows_goes_through(bus: Bus, case: Case) -> None:
 async def test_a_subscription_outside_the_roles_row_gets_nothing(bus: Bus, case: Case) -> None:
     subject = _subject(bus, case)
     received: list[str] = []
-    async with connected(bus.server, case.role) as client:
+    async with as_role(bus.server, case.role) as client:
 
         async def got(msg: Msg) -> None:
             received.append(msg.subject)
@@ -243,7 +237,7 @@ async def test_a_subscription_outside_the_roles_row_gets_nothing(bus: Bus, case:
         await client.nc.subscribe(subject, cb=got)
         refused = await client.refused()
         concrete = subject.replace(">", "x").replace("*", "1")
-        async with connected(bus.server, bus.witness_role(case.role)) as admin:
+        async with as_role(bus.server, bus.witness_role(case.role)) as admin:
             await admin.nc.publish(concrete, b"{}")
             await admin.nc.flush()
         await asyncio.sleep(0.1)

@@ -76,6 +76,17 @@ def owns(stream: str) -> tuple[str, ...]:
     return (f"$JS.API.STREAM.CREATE.{stream}", *reads(stream))
 
 
+def writes(stream: str) -> tuple[str, ...]:
+    """Own a stream alone in its account: also bring its settings up to date."""
+    return (*owns(stream), f"$JS.API.STREAM.UPDATE.{stream}")
+
+
+STREAM_INFO = "$JS.API.STREAM.INFO."
+# How the documentation names a role's powers on a stream; the wider ones first ("owns"
+# includes "reads": a row says only the wider).
+BUNDLES = (("writes", writes), ("owns", owns), ("reads", reads), ("pulls", pulls))
+
+
 def bucket(name: str) -> tuple[str, ...]:
     """Own a KV bucket: make it, and put, get and delete its keys (a delete is a marker
     published on the key's subject; only an admin removes the bucket or purges its stream)."""
@@ -93,13 +104,31 @@ class Role:
     account: str = MAIN_ACCOUNT
 
     def summary(self) -> str:
-        """The role's row for the documentation (docs/security.md)."""
-        publish = "everything" if self.admin else ", ".join(f"`{x}`" for x in self.publish)
-        subscribe = "everything" if self.admin else ", ".join(f"`{x}`" for x in self.subscribe)
+        """The role's row for the documentation (docs/security.md): its subjects as they are,
+        and its JetStream subjects by stream, named after the bundles below that they make up
+        (`reads`, `owns`, `pulls`; whatever no bundle covers is listed as it is)."""
+        if self.admin:
+            return f"| `{self.name}` | {self.account} | {self.who} | everything | everything | no |"
+        plain = [f"`{x}`" for x in self.publish if not x.startswith("$JS.")]
+        subscribe = ", ".join(f"`{x}`" for x in self.subscribe) or "its inbox only"
         return (
-            f"| `{self.name}` | {self.account} | {self.who} | {publish} | "
-            f"{subscribe or 'its inbox only'} | {'yes' if self.responds else 'no'} |"
+            f"| `{self.name}` | {self.account} | {self.who} | "
+            f"{', '.join(plain + self._streams()) or 'nothing'} | "
+            f"{subscribe} | {'yes' if self.responds else 'no'} |"
         )
+
+    def _streams(self) -> list[str]:
+        granted = set(self.publish)
+        covered: set[str] = set()
+        described = []
+        streams = [x.removeprefix(STREAM_INFO) for x in self.publish if x.startswith(STREAM_INFO)]
+        for stream in streams:
+            held = {name: set(b(stream)) for name, b in BUNDLES if set(b(stream)) <= granted}
+            widest = [name for name, x in held.items() if not any(x < y for y in held.values())]
+            covered.update(*held.values())
+            described.append(f"`{stream}`: {' + '.join(widest)}")
+        rest = [f"`{x}`" for x in self.publish if x.startswith("$JS.") and x not in covered]
+        return described + rest
 
 
 ROLES: dict[str, Role] = {
@@ -137,11 +166,8 @@ ROLES: dict[str, Role] = {
             publish=(
                 f"{s.KEY_EVENTS_PREFIX}.>",
                 f"{s.KEY_CHECKPOINTS_PREFIX}.>",
-                # Alone in its account, it may also bring its streams' settings up to date.
-                *owns(KEY_EVENTS_STREAM),
-                f"$JS.API.STREAM.UPDATE.{KEY_EVENTS_STREAM}",
-                *owns(CHECKPOINTS_STREAM),
-                f"$JS.API.STREAM.UPDATE.{CHECKPOINTS_STREAM}",
+                *writes(KEY_EVENTS_STREAM),  # alone in its account, it may update them too
+                *writes(CHECKPOINTS_STREAM),
             ),
             account=KEYLOG_ACCOUNT,
         ),

@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from aitbc_contracts import subjects as s
 from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
+from aitbc_infra.readiness import quiet_errors
 from aitbc_runtime.bus_access import BusAccess
 
 KEYLOG_API = "$JS.KEYLOG.API"  # KEYLOG's consumer API, as AITBC sees it
@@ -98,7 +99,14 @@ def mirror_config(stream: str, replicas: int = 1) -> StreamConfig:
 
 @contextlib.asynccontextmanager
 async def _connected(access: BusAccess) -> AsyncIterator[NATS]:
-    nc = await nats.connect(**access.options(), name="aitbc-bus-setup", allow_reconnect=False)
+    nc = await nats.connect(
+        **access.options(),
+        name="aitbc-bus-setup",
+        allow_reconnect=False,
+        connect_timeout=2,
+        max_reconnect_attempts=1,
+        error_cb=quiet_errors,
+    )
     try:
         yield nc
     finally:
