@@ -10,6 +10,7 @@ messages. The tests of the reply-subject tricks are in test_reply_tricks.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from aitbc_api.dashboard.sessions import session_bucket
 from aitbc_contracts import subjects as s
 from aitbc_infra.bus_config import new_user_seed, write_private
 from aitbc_infra.bus_roles import (
@@ -257,3 +259,18 @@ async def test_a_stranger_with_a_key_of_its_own_is_refused(bus: Bus, tmp_path: P
         await nats.connect(
             bus.server.url, nkeys_seed=str(seed), allow_reconnect=False, max_reconnect_attempts=0
         )
+
+
+async def test_a_service_finding_its_bucket_with_other_settings_keeps_it_as_it_is(
+    own_nats: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only an admin changes a stream's settings: an edge started with a longer session
+    lifetime uses the bucket as it is, and says so."""
+    async with connected(own_nats, "edge") as edge:
+        await session_bucket(edge, 600, 1000)
+        with caplog.at_level(logging.WARNING, "aitbc.bus"):
+            bucket = await session_bucket(edge, 1200, 1000)
+        await bucket.put("k", b"v")
+        info = await edge.jetstream().stream_info(SESSIONS_STREAM)
+    assert info.config.max_age == 600
+    assert f"stream {SESSIONS_STREAM} has other settings" in caplog.text
