@@ -5,12 +5,12 @@ it resumes where it stopped and never disturbs the usage service's aggregates), 
 events of each message (a batch, or a single event in older streams) with
 `aitbc_contracts.usage.usage_events_of`, in the documented schema `UsageEvent`.
 
-    NATS_CREDS=.data/creds/analytics.nk .venv/bin/python examples/usage_analytics.py \
-        [--nats-url URL] [--durable NAME]
+    .venv/bin/python examples/usage_analytics.py [--nats-url URL] [--creds FILE] [--durable NAME]
 
-It reaches the bus as the services do (aitbc_runtime.bus_access): NATS_URL, and the credentials
-in NATS_CREDS, those of the `analytics` role, which may read the usage stream and nothing else
-(`just up` makes them in DATA_DIR/creds); NATS_TLS_CA and the like where the bus has TLS.
+It reaches the bus as the services do (aitbc_runtime.bus_access), as the `analytics` role
+(docs/security.md), which may read the usage stream and nothing else: `--creds` (or
+NATS_CREDS) names its seed, `.data/creds/analytics.nk` where `just up` made it; NATS_URL, and
+NATS_TLS_CA and the like where the bus has TLS.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ if __name__ == "__main__":
     bus = BusAccess.from_env()  # NATS_URL (else `just up`'s), NATS_CREDS, NATS_TLS_*
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nats-url", default=bus.url)
+    parser.add_argument("--creds", default=bus.creds or ".data/creds/analytics.nk")
     parser.add_argument("--durable", default="analytics-example")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between reports")
     args = parser.parse_args()
-    asyncio.run(main(replace(bus, url=args.nats_url), args.durable, args.every))
+    chosen = replace(bus, url=args.nats_url, creds=args.creds)
+    asyncio.run(main(chosen, args.durable, args.every))

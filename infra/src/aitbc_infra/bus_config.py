@@ -5,7 +5,8 @@ requires them (aitbc_infra.bus_roles says who may do what).
 and kept), the key event log's checkpoint signing key `creds/checkpoint-key.nk` (0600) with its
 public key beside it (`checkpoint-key.pub`: what verifiers trust), and `nats.conf`, written at
 every start from the seeds' public keys and the roles' permissions. The tests and benchmarks
-run the same configuration on their own servers. An anonymous connection is refused.
+run the same configuration on their own servers; a deployment includes the same `accounts`
+block (`aitbc-bus-config`, aitbc_infra.bus_setup). An anonymous connection is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import nkeys
 
-from aitbc_infra.bus_roles import DESTRUCTIVE, ROLES, Role
+from aitbc_infra.bus_roles import DESTRUCTIVE, KEYLOG_ACCOUNT, MAIN_ACCOUNT, ROLES, Role
+from aitbc_infra.bus_streams import account_links
 from aitbc_runtime.bus_access import BusAccess, inbox_prefix, public_key_of_seed
 from aitbc_runtime.checkpoint_keys import new_signing_seed, public_key_of
 
@@ -102,10 +104,19 @@ class BusCredentials:
         """How a process of `role` reaches the bus at `url` (`tls`: BusAccess's TLS fields)."""
         return BusAccess(url=url, creds=str(self.file(role)), **tls)
 
-    def authorization(self) -> str:
-        """The `authorization` block of the server configuration."""
-        users = "\n".join(f"    {user_entry(r, self.public_key(r.name))}" for r in ROLES.values())
-        return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
+    def accounts(self) -> str:
+        """The `accounts` block of the server configuration: each account's users (the roles),
+        and what KEYLOG shares with AITBC so that the mirrors there can follow the key log."""
+        blocks = []
+        for account in (KEYLOG_ACCOUNT, MAIN_ACCOUNT):
+            users = "\n".join(
+                f"      {user_entry(role, self.public_key(role.name))}"
+                for role in ROLES.values()
+                if role.account == account
+            )
+            head = f"  {account} {{\n    jetstream: enabled\n"
+            blocks.append(f"{head}    users = [\n{users}\n    ]\n{account_links(account)}  }}")
+        return "accounts {\n" + "\n".join(blocks) + "\n}\n"
 
 
 def server_config(
@@ -118,5 +129,5 @@ def server_config(
     if tls is not None:
         text += tls.server_block()
     if credentials is not None:
-        text += credentials.authorization()
+        text += credentials.accounts()
     return text

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from aitbc_infra.bus_config import BusCredentials, server_config, write_private
+from aitbc_infra.bus_streams import provision
 from aitbc_infra.bus_tls import BusTls
-from aitbc_infra.readiness import connects, run_to_end, until_ready
+from aitbc_infra.readiness import Probe, connects, run_to_end, until_ready
 from aitbc_runtime.bus_access import BusAccess
 
 
@@ -102,13 +103,29 @@ class NatsServer:
         cmd = self.command()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         process = self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        ready = connects(self.access())
+        ready = self.ready()
         if run_to_end(until_ready(ready, timeout, lambda: process.poll() is not None)):
             return self
         if process.poll() is not None:
             raise RuntimeError(f"nats-server exited with {process.returncode}")
         self.stop()
         raise RuntimeError("nats-server did not start in time")
+
+    def ready(self) -> Probe:
+        """Ready once a client is let in (with TLS: its handshake done) and, with credentials,
+        the key log's streams and their mirrors exist (aitbc_infra.bus_streams): before any
+        service uses them."""
+        let_in = connects(self.access())
+        if self.credentials is None:
+            return let_in
+
+        async def provisioned() -> bool:
+            if not await let_in():
+                return False
+            await provision(self.access("keylog-admin"), self.access("admin"))
+            return True
+
+        return provisioned
 
     def stop(self) -> None:
         if self.process is not None:

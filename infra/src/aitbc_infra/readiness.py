@@ -83,7 +83,7 @@ async def _client(access: BusAccess) -> NATS | None:
             connect_timeout=1,
             allow_reconnect=False,
             max_reconnect_attempts=1,
-            error_cb=_quiet,
+            error_cb=quiet_errors,
         )
     except Exception:
         return None
@@ -121,7 +121,7 @@ def answers(access: BusAccess, subject: str, payload: bytes) -> Probe:
     return ready
 
 
-async def _quiet(_: Exception) -> None:
+async def quiet_errors(_: Exception) -> None:
     """nats-py logs each failed attempt with a traceback; the caller reports a timeout instead."""
 
 

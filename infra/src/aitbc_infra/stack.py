@@ -23,7 +23,7 @@ from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.dev_ca import DevCA
 from aitbc_infra.nats_server import NatsServer, free_port
-from aitbc_infra.readiness import answers, connects, http_ok, port_open
+from aitbc_infra.readiness import answers, http_ok, port_open
 from aitbc_infra.supervisor import Service
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
@@ -212,8 +212,7 @@ def nats(layout: Layout) -> Service:
         credentials=layout.credentials,
         tls=layout.bus_tls,
     )
-    ready = connects(layout.access("admin"))
-    return Service("nats", server.command(), {}, ready, layout.bus_url, layout.nats_port)
+    return Service("nats", server.command(), {}, server.ready(), layout.bus_url, layout.nats_port)
 
 
 def keys(layout: Layout) -> Service:

@@ -22,6 +22,7 @@ from nats.aio.subscription import Subscription
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
 from aitbc_keys.checks import KeyChecks, StoredCheck
 from aitbc_keys.failures import FAILED, guard
+from aitbc_runtime.bus import answerable
 from aitbc_runtime.process import start_held
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class CheckResponder:
         await nc.flush()  # the server knows the subscription before we say we are ready
 
     async def _on_check(self, msg: Msg) -> None:
+        if not answerable(msg.reply, KEYS_CHECK):
+            return
         try:
             answer = self._checks.check_indexed(msg.data)
         except Exception:

@@ -33,7 +33,7 @@ from aitbc_contracts.subjects import (
     usage_partition_subjects,
 )
 from aitbc_contracts.usage import usage_events_of
-from aitbc_runtime.bus import reconnects
+from aitbc_runtime.bus import reconnects, update_or_keep
 from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage import store
 
@@ -53,8 +53,8 @@ async def ensure_usage_stream(nc: NATS) -> None:
     js = nc.jetstream()
     try:
         await js.add_stream(USAGE_STREAM_CONFIG)
-    except Exception:
-        await js.update_stream(USAGE_STREAM_CONFIG)
+    except Exception:  # it exists with other settings
+        await update_or_keep(nc, USAGE_STREAM_CONFIG)
 
 
 class _Inbox:

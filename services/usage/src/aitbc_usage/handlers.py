@@ -30,6 +30,7 @@ from aitbc_contracts.usage import (
     settlements_decoder,
     usage_query_decoder,
 )
+from aitbc_runtime.bus import answerable
 from aitbc_runtime.process import start_held
 from aitbc_usage import store
 from aitbc_usage.plans import PlanBook
@@ -224,6 +225,8 @@ async def answer_decisions(
 
     def responder(partition: int) -> Callable[[Msg], Awaitable[None]]:
         async def respond(msg: Msg) -> None:
+            if not answerable(msg.reply, msg.subject):
+                return
             try:
                 reply = await deciding.decide(msg.data, partition)
             except Exception:

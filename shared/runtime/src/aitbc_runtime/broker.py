@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from faststream import BaseMiddleware
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.nats.security import NatsNKey, NatsSecurity
 
-from aitbc_runtime.bus import logged_callbacks
+from aitbc_runtime.bus import answerable, logged_callbacks
 from aitbc_runtime.bus_access import BusAccess
 
 
@@ -23,6 +26,18 @@ async def undecoded(message: NatsMessage) -> bytes:
 # "callback for Task-N is being executed" each time a subscriber's task ends, at every stop.
 faststream_log = logging.getLogger("aitbc.faststream")
 faststream_log.setLevel(logging.WARNING)
+
+
+class AnswerableOnly(BaseMiddleware):
+    """Every FastStream subscriber's guard: a request whose reply subject is not an inbox is
+    dropped unhandled and unanswered (aitbc_runtime.bus.answerable says why). FastStream sends
+    a handler's result to the message's `reply_to`: emptied, nothing is sent."""
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        if answerable(msg.reply_to, msg.raw_message.subject):
+            return await call_next(msg)
+        msg.reply_to = ""
+        return None
 
 
 def _security(access: BusAccess) -> NatsSecurity | None:
@@ -43,6 +58,7 @@ def service_broker(access: BusAccess, name: str) -> NatsBroker:
         inbox_prefix=access.inbox_prefix,
         name=name,
         decoder=undecoded,
+        middlewares=[AnswerableOnly],
         max_reconnect_attempts=-1,  # keep serving what is cached; reconnect for ever
         reconnect_time_wait=1,
         **logged_callbacks(name),

@@ -12,14 +12,57 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy, KeyValueConfig
+from nats.js.api import DeliverPolicy, KeyValueConfig, StreamConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
-from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.bus_access import INBOX_ROOT, BusAccess
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.bus")
+
+INBOX = INBOX_ROOT + "."
+
+
+class RefusedReplies:
+    """Requests left unanswered because their reply subject was not an inbox: counted, and
+    logged once per request subject and reply subject's first two tokens (a flood of them
+    says so once, and a sender cannot grow this without bound)."""
+
+    MAX_KINDS = 1024
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._seen: set[tuple[str, str]] = set()
+
+    def add(self, subject: str, reply: str) -> None:
+        self.count += 1
+        kind = (subject, ".".join(reply.split(".", 2)[:2]))
+        if kind in self._seen or len(self._seen) >= self.MAX_KINDS:
+            return
+        self._seen.add(kind)
+        log.warning(
+            "left a request on %s unanswered: its reply subject %.80s is not an inbox (an "
+            "answer there could land anywhere, even in a stream); more like it are only counted",
+            subject, reply,
+        )  # fmt: skip
+
+
+refused_replies = RefusedReplies()
+
+
+def answerable(reply: str | None, subject: str = "") -> bool:
+    """Whether a responder may answer a request with this reply subject: only an inbox.
+
+    The server lets a responder (allow_responses) publish to whatever reply subject the
+    requester named, past every deny: a stream's subject, or the JetStream API. So every
+    responder asks this first, and drops a request it refuses (counted in `refused_replies`,
+    logged once per kind). A message with no reply subject was published, not requested:
+    it is not refused here, and nothing is sent back. A prefix check: free on the hot path."""
+    if not reply or reply.startswith(INBOX):
+        return True
+    refused_replies.add(subject, reply)
+    return False
 
 
 def logged_callbacks(
@@ -78,7 +121,8 @@ def reconnects(nc: NATS) -> int:
 
 
 class Follower:
-    """An ordered JetStream consumer of `subjects` from now on, calling `on_message` per message.
+    """An ordered JetStream consumer of `subjects` (in `stream`, if named) from now on, calling
+    `on_message` per message.
 
     It keeps trying until the stream exists (its owner may start later). After a reconnect the
     server may have lost the consumer, and events may have passed unseen: it subscribes again
@@ -100,10 +144,10 @@ class Follower:
     ) -> None:
         self._nc = nc
         self._subjects = subjects
+        self._stream = stream  # None: the stream holding `subjects` (a mirror holds none)
         self._on_message = on_message
         self._on_reset = on_reset
         self._name = name
-        self._stream = stream
         self._deliver_policy = deliver_policy
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -122,8 +166,8 @@ class Follower:
                 seen = reconnects(self._nc)
                 subscription = await js.subscribe(
                     self._subjects,
-                    cb=self._deliver,
                     stream=self._stream,
+                    cb=self._deliver,
                     ordered_consumer=True,
                     deliver_policy=self._deliver_policy,
                 )
@@ -166,15 +210,32 @@ async def until_answered(nc: NATS, subject: str, payload: bytes, within: float =
             await asyncio.sleep(0.02)
 
 
+SETTINGS_TIMEOUT = 2.0  # a refused update is never answered: how long to wait for one
+
+
+async def update_or_keep(nc: NATS, config: StreamConfig) -> None:
+    """Bring an existing stream's settings up to `config`. Only an admin may change a stream
+    (aitbc_infra.bus_roles), so a service whose settings changed says so and carries on with
+    the stream as it is, until an admin updates it."""
+    try:
+        await nc.jetstream(timeout=SETTINGS_TIMEOUT).update_stream(config)
+    except Exception as exc:  # refused (no answer: a timeout), or a change JetStream rejects
+        log.warning(
+            "stream %s has other settings than this version's and they could not be changed "
+            "(%s; an admin may change them): using it as it is",
+            config.name, type(exc).__name__,
+        )  # fmt: skip
+
+
 async def key_value(nc: NATS, config: KeyValueConfig) -> KeyValue:
-    """The KV bucket of `config`: made on first use, its settings brought up to date after."""
+    """The KV bucket of `config`: made on first use, its settings brought up to date after
+    where this role may (update_or_keep)."""
     js = nc.jetstream()
     try:
         return await js.create_key_value(config)
     except BadRequestError:  # it exists with other settings (a TTL changed, say)
         stream = f"KV_{config.bucket}"
         info = await js.stream_info(stream)
-        await js.update_stream(
-            replace(info.config, max_age=config.ttl or 0, max_bytes=config.max_bytes or -1)
-        )
+        wanted = replace(info.config, max_age=config.ttl or 0, max_bytes=config.max_bytes or -1)
+        await update_or_keep(nc, wanted)
         return await js.key_value(config.bucket)

@@ -1,0 +1,79 @@
+"""`aitbc-bus-config`: the bus's credentials and permissions for a nats-server that `just up`
+does not start (infra/nats/single.conf, infra/nats/cluster-3node/), as docs/security.md says.
+
+    aitbc-bus-config DIR [--conf FILE]        # each role's nkey seed in DIR (mode 0600, made
+                                              # once and kept), and the accounts block that the
+                                              # nats-server configuration includes (FILE,
+                                              # default DIR/auth.conf)
+    aitbc-bus-config DIR --provision URL      # once the servers run: the key log's streams and
+                     [--replicas 3]           # their mirrors (aitbc_infra.bus_streams), as the
+                                              # admins whose seeds DIR holds
+
+Give each process only its role's seed (NATS_CREDS). Running it again keeps the seeds and
+writes the same file; delete a seed and run it again to replace it (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from aitbc_infra.bus_config import BusCredentials, write_private
+from aitbc_infra.bus_streams import provision
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="aitbc-bus-config",
+        description="Make the NATS roles' credentials and the accounts block nats-server includes.",
+    )
+    parse.add_argument("dir", type=Path, help="where the roles' nkey seeds are kept (0700)")
+    parse.add_argument("--conf", type=Path, help="the file to write [DIR/auth.conf]")
+    parse.add_argument(
+        "--provision", metavar="URL", help="make the key log's streams and mirrors on this bus"
+    )
+    parse.add_argument(
+        "--replicas", type=int, default=1, help="the streams' replicas [1; 3 in a 3-node cluster]"
+    )
+    return parse
+
+
+def write_accounts(credentials: BusCredentials, conf: Path) -> None:
+    """The accounts block, with its users' public keys (no secret in it; 0600 all the same:
+    only the server needs to read it)."""
+    header = (
+        "# Written by aitbc-bus-config from the seeds in "
+        f"{credentials.folder}: the roles' public keys and permissions.\n"
+        "# Included by the nats-server configuration; write it again after a rotation.\n"
+    )
+    write_private(conf, header + credentials.accounts())
+
+
+def provision_bus(credentials: BusCredentials, url: str, replicas: int) -> int:
+    """The key log's streams and mirrors on the bus at `url`, as its admins (their seeds only
+    are read: this runs where the seeds' folder may be read-only)."""
+    admins = credentials.access("keylog-admin", url), credentials.access("admin", url)
+    try:
+        asyncio.run(provision(*admins, replicas))
+    except Exception as exc:  # unreadable seeds, unreachable, refused, a stream in the way
+        print(f"aitbc-bus-config: could not provision {url}: {exc or type(exc).__name__}")
+        return 1
+    print(f"the key log's streams and mirrors are ready on {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.provision:
+        return provision_bus(BusCredentials(args.dir.resolve()), args.provision, args.replicas)
+    credentials = BusCredentials(args.dir.resolve()).provision()
+    conf = args.conf or args.dir / "auth.conf"
+    write_accounts(credentials, conf)
+    print(f"seeds in {credentials.folder}; accounts block in {conf}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Each role can do only what its row of the permission table says, on a real nats-server with
+the real configuration (aitbc_infra.bus_roles): everything else is refused by the server.
+
+A refused publish never reaches anyone (a witness, the admin of the role's account subscribed
+to the subject, sees nothing) and the client is told (nats-py's error callback); a refused
+subscription gets nothing published on its subject. JetStream API calls are publishes too:
+refusing `$JS.API.STREAM.PURGE.<stream>` is refusing the purge, and the stream keeps its
+messages. The tests of the reply-subject tricks are in test_reply_tricks.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from aitbc_api.dashboard.sessions import session_bucket
+from aitbc_contracts import subjects as s
+from aitbc_infra.bus_config import new_user_seed, write_private
+from aitbc_infra.bus_roles import (
+    CHECKPOINTS_STREAM,
+    COUNTERS_STREAM,
+    KEY_EVENTS_STREAM,
+    KEYLOG_ACCOUNT,
+    ROLES,
+    SESSIONS_STREAM,
+)
+from aitbc_infra.nats_server import NatsServer
+from aitbc_infra.readiness import run_to_end
+from aitbc_runtime.bus_access import inbox_prefix
+from tests.bus_clients import connected
+from tests.conftest import secured_nats
+
+FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
+FORGED_CHECKPOINT = f"{s.KEY_CHECKPOINTS_PREFIX}.forged"
+KEYLOG = (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM)  # in KEYLOG, and mirrored in AITBC
+STREAMS = (*KEYLOG, s.USAGE_STREAM, SESSIONS_STREAM, COUNTERS_STREAM)
+CHANGES = ("DELETE", "PURGE", "MSG.DELETE", "UPDATE")
+USERS = [role for role in ROLES.values() if not role.admin]  # admins may do everything
+
+
+@dataclass(frozen=True)
+class Case:
+    role: str
+    subject: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.role}:{self.subject}"
+
+
+def refused_publishes() -> Iterator[Case]:
+    """Every (role, subject) the table must refuse a publish on."""
+    for role in USERS:
+        if role.name != "keys-writer":
+            yield Case(role.name, FORGED_EVENT)  # forge a key event
+            yield Case(role.name, FORGED_CHECKPOINT)
+        yield Case(role.name, s.KEYS_OPERATOR_COMMANDS)  # an operator's powers
+        if role.name != "edge":
+            yield Case(role.name, s.KEYS_OWNER_COMMANDS)  # an account owner's, via the edge
+        for stream in STREAMS:  # nobody but an admin removes or changes a stream's messages
+            for change in CHANGES:
+                if not (change == "UPDATE" and role.name == "keys-writer" and stream in KEYLOG):
+                    yield Case(role.name, f"$JS.API.STREAM.{change}.{stream}")
+        yield Case(role.name, "$JS.API.STREAM.CREATE.CAPTURE")  # a stream of one's choosing
+        yield Case(role.name, "aitbc.keylog.deliver.x")  # what feeds the mirrors
+        yield Case(role.name, f"$JS.KEYLOG.API.CONSUMER.CREATE.{KEY_EVENTS_STREAM}")
+    yield Case("edge", f"$KV.{s.USAGE_COUNTERS_BUCKET}.p1")  # another's bucket
+    yield Case("usage", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session")
+    for role in ("keys", "auditor", "analytics"):  # only the edge sends these
+        yield Case(role, s.usage_batch_subject(1))
+        yield Case(role, s.usage_decide_subject(1))
+        yield Case(role, s.usage_settle_subject(1))
+    for subject in (s.KEYS_CHECK, s.KEYS_READ_COMMANDS, s.USAGE_QUERY):
+        yield Case("analytics", subject)  # it reads the usage stream, nothing else
+    yield Case("auditor", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session")  # it changes nothing
+    yield Case("auditor", f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")
+
+
+def refused_subscriptions() -> Iterator[Case]:
+    """Every (role, subject) the table must refuse a subscription to."""
+    for role in ("edge", "usage", "auditor", "analytics"):
+        yield Case(role, s.KEYS_CHECK)  # answer another service's requests
+        yield Case(role, s.KEYS_OWNER_COMMANDS)
+    for role in ("edge", "keys", "auditor", "analytics"):
+        yield Case(role, s.usage_decide_subject(1))
+        yield Case(role, s.USAGE_QUERY)
+    for role in USERS:
+        yield Case(role.name, FORGED_EVENT)  # take events some other way than the stream
+        yield Case(role.name, "_INBOX.>")  # every reply
+        yield Case(role.name, "aitbc.keylog.deliver.>")
+        for other in USERS:  # read another's replies
+            if other.account == role.account and other.name != role.name:
+                yield Case(role.name, f"_INBOX.{other.name}.>")
+
+
+# Things each role does all the time: the same checks must see them through (not vacuous).
+ALLOWED = [
+    Case("edge", s.KEYS_CHECK),
+    Case("edge", s.KEYS_OWNER_COMMANDS),
+    Case("usage", s.KEYS_READ_COMMANDS),
+    Case("keys-writer", FORGED_EVENT),
+    Case("admin", s.KEYS_OPERATOR_COMMANDS),
+]
+
+
+@dataclass
+class Bus:
+    server: NatsServer
+    inboxes: dict[str, str]  # role -> its inbox prefix
+
+    def witness_role(self, role: str) -> str:
+        return "keylog-admin" if ROLES[role].account == KEYLOG_ACCOUNT else "admin"
+
+
+async def _fill(server: NatsServer) -> None:
+    """One message in every stream, each put there by the role whose it is."""
+    async with as_role(server, "keys-writer") as writer:
+        await writer.nc.jetstream().publish(FORGED_EVENT, b"{}")
+        await writer.nc.jetstream().publish(FORGED_CHECKPOINT, b"{}")
+    async with as_role(server, "usage") as usage:
+        js = usage.nc.jetstream()
+        await js.add_stream(name=s.USAGE_STREAM, subjects=[s.USAGE_EVENTS_SUBJECTS])
+        await (await js.create_key_value(bucket=s.USAGE_COUNTERS_BUCKET)).put("p1", b"1")
+    async with as_role(server, "edge") as edge:
+        js = edge.nc.jetstream()
+        await js.publish(s.usage_batch_subject(1), b"{}")
+        await (await js.create_key_value(bucket=s.DASHBOARD_SESSIONS_BUCKET)).put("t", b"{}")
+    async with as_role(server, "admin") as admin:
+        for stream in STREAMS:  # the mirrors have caught up
+            while (await admin.nc.jetstream().stream_info(stream)).state.messages == 0:
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    server = secured_nats(tmp_path_factory.mktemp("permissions")).start()
+    try:
+        run_to_end(_fill(server))
+        assert server.credentials is not None
+        prefixes = {r.name: inbox_prefix(server.credentials.public_key(r.name)) for r in USERS}
+        yield Bus(server, prefixes)
+    finally:
+        server.stop()
+
+
+@dataclass
+class Client:
+    nc: NATS
+    errors: list[str]
+
+    async def refused(self, within: float = 2.0) -> bool:
+        """Whether the server said it refused something (it answers a ping after that)."""
+        await self.nc.flush()
+        deadline = asyncio.get_running_loop().time() + within
+        while not self.errors and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return any("permissions violation" in error.lower() for error in self.errors)
+
+
+@asynccontextmanager
+async def as_role(server: NatsServer, role: str) -> AsyncIterator[Client]:
+    errors: list[str] = []
+    async with connected(server, role, errors) as nc:
+        yield Client(nc, errors)
+
+
+def _subject(bus: Bus, case: Case) -> str:
+    """Inbox cases name a role; the subject is that role's real inbox prefix."""
+    if case.subject.startswith("_INBOX.") and case.subject != "_INBOX.>":
+        other = case.subject.split(".")[1]
+        return f"{bus.inboxes[other]}.>"
+    return case.subject
+
+
+async def _stream_sizes(server: NatsServer) -> dict[str, int]:
+    """How many messages each stream holds: AITBC's, and the key log's in KEYLOG."""
+    sizes = {}
+    for admin, streams in (("admin", STREAMS), ("keylog-admin", KEYLOG)):
+        async with as_role(server, admin) as client:
+            js = client.nc.jetstream()
+            for stream in streams:
+                sizes[f"{admin}:{stream}"] = (await js.stream_info(stream)).state.messages
+    return sizes
+
+
+async def _published(bus: Bus, case: Case) -> tuple[bool, bool]:
+    """(whether the witness saw the message, whether the server told the client it refused)."""
+    subject = _subject(bus, case)
+    async with as_role(bus.server, bus.witness_role(case.role)) as witness:
+        seen: list[str] = []
+
+        async def saw(msg: Msg) -> None:
+            seen.append(msg.subject)
+
+        await witness.nc.subscribe(subject, cb=saw)
+        await witness.nc.flush()
+        async with as_role(bus.server, case.role) as client:
+            await client.nc.publish(subject, b"{}")
+            refused = await client.refused(within=0.5)
+        await witness.nc.flush()
+        await asyncio.sleep(0.05)
+        return bool(seen), refused
+
+
+@pytest.mark.parametrize("case", list(refused_publishes()), ids=lambda case: case.id)
+async def test_a_publish_outside_the_roles_row_is_refused(bus: Bus, case: Case) -> None:
+    changes_a_stream = case.subject.startswith("$JS.API.STREAM.")
+    before = await _stream_sizes(bus.server) if changes_a_stream else None
+    seen, refused = await _published(bus, case)
+    assert not seen, f"{case.role} published on {case.subject}"
+    assert refused, "the client was not told"
+    if changes_a_stream:
+        assert await _stream_sizes(bus.server) == before
+
+
+@pytest.mark.parametrize("case", ALLOWED, ids=lambda case: case.id)
+async def test_what_the_row_allows_goes_through(bus: Bus, case: Case) -> None:
+    seen, refused = await _published(bus, case)
+    assert seen and not refused
+
+
+@pytest.mark.parametrize("case", list(refused_subscriptions()), ids=lambda case: case.id)
+async def test_a_subscription_outside_the_roles_row_gets_nothing(bus: Bus, case: Case) -> None:
+    subject = _subject(bus, case)
+    received: list[str] = []
+    async with as_role(bus.server, case.role) as client:
+
+        async def got(msg: Msg) -> None:
+            received.append(msg.subject)
+
+        await client.nc.subscribe(subject, cb=got)
+        refused = await client.refused()
+        concrete = subject.replace(">", "x").replace("*", "1")
+        async with as_role(bus.server, bus.witness_role(case.role)) as admin:
+            await admin.nc.publish(concrete, b"{}")
+            await admin.nc.flush()
+        await asyncio.sleep(0.1)
+    assert refused, "the client was not told"
+    assert received == []
+
+
+async def test_an_anonymous_client_is_refused(bus: Bus) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(bus.server.url, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_a_stranger_with_a_key_of_its_own_is_refused(bus: Bus, tmp_path: Path) -> None:
+    seed = tmp_path / "stranger.nk"
+    write_private(seed, new_user_seed())
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(
+            bus.server.url, nkeys_seed=str(seed), allow_reconnect=False, max_reconnect_attempts=0
+        )
+
+
+async def test_a_service_finding_its_bucket_with_other_settings_keeps_it_as_it_is(
+    own_nats: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only an admin changes a stream's settings: an edge started with a longer session
+    lifetime uses the bucket as it is, and says so."""
+    async with connected(own_nats, "edge") as edge:
+        await session_bucket(edge, 600, 1000)
+        with caplog.at_level(logging.WARNING, "aitbc.bus"):
+            bucket = await session_bucket(edge, 1200, 1000)
+        await bucket.put("k", b"v")
+        info = await edge.jetstream().stream_info(SESSIONS_STREAM)
+    assert info.config.max_age == 600
+    assert f"stream {SESSIONS_STREAM} has other settings" in caplog.text
