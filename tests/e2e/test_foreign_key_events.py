@@ -3,8 +3,8 @@ with a wrong hash, a forged event that continues the chain, and a copy of an eve
 wrong position. A key revoked through one edge after them is refused by both edges within the
 usual time, and the forged plan change sticks nowhere.
 
-A system of its own: the forged messages stay in its stream (only an admin may delete them),
-and other tests replay and verify the session system's stream.
+A system of its own: the forged messages stay in its stream (only the key log's admin may
+delete them), and other tests replay and verify the session system's stream.
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, lis
 
 
 async def forge(stack: Stack, account_id: str) -> None:
-    """As an admin (no other role may publish on the key event stream): garbage, an event with a
-    wrong hash, a forged plan change continuing the chain (what anyone who reads the stream can
-    make), and a copy of the last genuine event under a wrong position."""
-    nc = await nats.connect(**stack.nats.options("admin"))
+    """Into the key log itself, as its own admin: garbage, an event with a wrong hash, a forged
+    plan change continuing the chain (what anyone who reads the stream can make), and a copy of
+    the last genuine event under a wrong position. The log is in the NATS account KEYLOG, where
+    no role but its writer and `keylog-admin` can store anything (what the main account's
+    `admin` publishes there is stored nowhere); the readers get it through their mirror."""
+    nc = await nats.connect(**stack.nats.options("keylog-admin"))
     try:
         js = nc.jetstream()
         info = await js.stream_info(KEY_EVENTS_STREAM)

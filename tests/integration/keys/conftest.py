@@ -137,9 +137,17 @@ async def caller(keys_service: Service, own_nats: NatsServer) -> AsyncIterator[C
 
 @pytest.fixture
 async def admin(own_nats: NatsServer) -> AsyncIterator[Client]:
-    """An admin's connection. Only `admin` (besides the keys service's writer) may publish on
-    the key event stream: the foreign messages of the tests that use it are what an admin's
-    mistake, or a stolen admin credential, could put there."""
+    """An operator's connection (role `admin`): operator commands, and the readers' mirror of
+    the key event log."""
     nc = await nats.connect(**own_nats.options("admin"))
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def keylog(own_nats: NatsServer) -> AsyncIterator[Client]:
+    """The key log's own admin (role `keylog-admin`): besides the keys service's writer, the
+    only role that can put a message in the key event log (tests/integration/keys/foreign.py)."""
+    nc = await nats.connect(**own_nats.options("keylog-admin"))
     yield nc
     await nc.close()

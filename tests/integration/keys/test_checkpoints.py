@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
-import nats
-import pytest
 import sqlalchemy as sa
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
@@ -32,6 +30,7 @@ from aitbc_contracts.subjects import (
     key_event_subject,
 )
 from aitbc_infra.bus_config import BusCredentials
+from aitbc_infra.bus_streams import provision
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.main import Service, running_service
@@ -39,7 +38,9 @@ from aitbc_keys.outbox import stream_config
 from aitbc_keys.schema import checkpoints, events
 from aitbc_keys.settings import Settings
 from aitbc_runtime.checkpoint_keys import CheckpointSigner, TrustedKey, new_signing_seed
+from tests.bus_clients import connected
 from tests.integration.keys.caller import Caller, new_account
+from tests.key_stream import until_mirrored
 
 EVERY_EVENTS = 4
 
@@ -62,13 +63,6 @@ async def keys_service(server: NatsServer, database_url: str) -> AsyncIterator[S
     )
     async with running_service(settings, relay_poll_interval=30) as svc:
         yield svc
-
-
-@pytest.fixture
-async def admin(own_nats: NatsServer) -> AsyncIterator[Client]:
-    nc = await nats.connect(**own_nats.options("admin"))
-    yield nc
-    await nc.close()
 
 
 async def published(nc: Client, position: int, timeout: float = 10.0) -> wire.Checkpoint:
@@ -150,10 +144,11 @@ async def test_the_keys_service_signs_stores_and_publishes_checkpoints(
         assert await stored_checkpoints(svc.engine) == stored
 
 
-async def rewrite(engine: AsyncEngine, admin: Client, position: int) -> None:
-    """What someone with the database and the bus's admin role but not the signing key can
+async def rewrite(engine: AsyncEngine, server: NatsServer, position: int) -> None:
+    """What someone with the database and the bus's admin roles but not the signing key can
     do: alter the event at `position`, recompute every chain hash after it, in the store and
-    the stream alike."""
+    the stream alike (the log in KEYLOG as its admin; then the readers' mirror, which would keep
+    the old history, made again as the main account's admin)."""
     records = await store.records_after(engine, 0, 10_000)
     head, rows = GENESIS, []
     for record in records:
@@ -170,13 +165,18 @@ async def rewrite(engine: AsyncEngine, admin: Client, position: int) -> None:
                 .where(events.c.position == record.position)
                 .values(data=data.decode(), chain_hash=chain_hash)
             )
-    js = admin.jetstream()
-    await js.delete_stream(KEY_EVENTS_STREAM)
-    await js.add_stream(stream_config())
-    for record, data, chain_hash in rows:
-        headers = {POSITION_HEADER: str(record.position), HASH_HEADER: chain_hash}
-        subject = key_event_subject(record.account_id, record.stream_id)
-        await js.publish(subject, data, stream=KEY_EVENTS_STREAM, headers=headers)
+    async with connected(server, "keylog-admin") as keylog:
+        js = keylog.jetstream()
+        await js.delete_stream(KEY_EVENTS_STREAM)
+        await js.add_stream(stream_config())
+        for record, data, chain_hash in rows:
+            headers = {POSITION_HEADER: str(record.position), HASH_HEADER: chain_hash}
+            subject = key_event_subject(record.account_id, record.stream_id)
+            await js.publish(subject, data, stream=KEY_EVENTS_STREAM, headers=headers)
+    async with connected(server, "admin") as admin:
+        await admin.jetstream().delete_stream(KEY_EVENTS_STREAM)
+    await provision(server.access("keylog-admin"), server.access("admin"))
+    await until_mirrored(server)
 
 
 async def test_events_verify_names_the_checkpoints_a_consistent_rewrite_contradicts(
@@ -197,7 +197,7 @@ async def test_events_verify_names_the_checkpoints_a_consistent_rewrite_contradi
         first = wire.decode(signed[0])
 
     altered = first.position + 1  # the first event after the first checkpoint
-    await rewrite(engine, admin, altered)  # the service is gone; its engine can reconnect
+    await rewrite(engine, own_nats, altered)  # the service is gone; its engine can reconnect
 
     code, report, text = await verify(own_nats, database_url)
     assert code == 1 and report["intact"] is False, text
@@ -227,22 +227,24 @@ async def test_events_verify_names_the_checkpoints_a_consistent_rewrite_contradi
 
 
 async def test_events_verify_names_a_checkpoint_forged_without_the_key(
-    own_nats: NatsServer, database_url: str, admin: Client
+    own_nats: NatsServer, database_url: str, admin: Client, keylog: Client
 ) -> None:
     async with keys_service(own_nats, database_url) as svc:
         await new_account(Caller(admin))
         last = await published(admin, 2)
         [record] = await store.records_after(svc.engine, 1, 1)
-    # Someone with the bus's admin role signs the same head with a key of their own...
+    # Someone with the key log's admin role (no other role may write the checkpoints' stream)
+    # signs the same head with a key of their own...
     theirs = CheckpointSigner(new_signing_seed()).sign(
         number=last.number + 1, position=2, chain_hash=record.chain_hash, signed_at=last.signed_at
     )
     forged = wire.checkpoint_subject(theirs.number)
-    await admin.jetstream().publish(forged, wire.encode(theirs), stream=KEY_CHECKPOINTS_STREAM)
+    await keylog.jetstream().publish(forged, wire.encode(theirs), stream=KEY_CHECKPOINTS_STREAM)
     # ... or re-signs nothing and only edits a checkpoint's hash.
     bent = msgspec.structs.replace(last, number=last.number + 2, chain_hash="0" * 64)
     subject = wire.checkpoint_subject(bent.number)
-    await admin.jetstream().publish(subject, wire.encode(bent), stream=KEY_CHECKPOINTS_STREAM)
+    await keylog.jetstream().publish(subject, wire.encode(bent), stream=KEY_CHECKPOINTS_STREAM)
+    await until_mirrored(own_nats, KEY_CHECKPOINTS_STREAM)  # what the auditor's verify reads
 
     code, report, text = await verify(own_nats, database_url)
     assert code == 1, text
@@ -269,17 +271,19 @@ async def streams_every_stored_checkpoint(engine: AsyncEngine, nc: Client, least
 
 
 async def test_a_lost_checkpoint_stream_is_refilled_and_a_foreign_message_skips_nothing(
-    own_nats: NatsServer, database_url: str, admin: Client
+    own_nats: NatsServer, database_url: str, admin: Client, keylog: Client
 ) -> None:
+    # The checkpoints' stream itself is in KEYLOG: only its admin may delete it or put a
+    # foreign message there, and what the service publishes is checked there.
     async with keys_service(own_nats, database_url) as svc:
         await new_account(Caller(admin))
         await published(admin, 2)
-    js = admin.jetstream()
+    js = keylog.jetstream()
     await js.delete_stream(KEY_CHECKPOINTS_STREAM)
     async with keys_service(own_nats, database_url) as svc:
-        await streams_every_stored_checkpoint(svc.engine, admin, 1)
+        await streams_every_stored_checkpoint(svc.engine, keylog, 1)
     # A message claiming a far number, not signed by the key: the service publishes on.
     await js.publish(wire.checkpoint_subject(1000), b"{}", stream=KEY_CHECKPOINTS_STREAM)
     async with keys_service(own_nats, database_url) as svc:
         await new_account(Caller(admin))
-        await streams_every_stored_checkpoint(svc.engine, admin, 2)
+        await streams_every_stored_checkpoint(svc.engine, keylog, 2)

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import KeyRevoked, decode_event
-from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS, KEYS_OWNER_COMMANDS
+from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS, KEYS_OWNER_COMMANDS
 from tests.integration.keys.caller import Caller, Clock, new_account, new_key
 
 
@@ -157,7 +157,9 @@ async def test_a_revocation_reaches_the_key_event_stream_at_once(caller: Caller)
     async def on_event(msg: Msg) -> None:
         seen.put_nowait(msg.data)
 
-    sub = await js.subscribe(KEY_EVENTS_SUBJECTS, cb=on_event, ordered_consumer=True)
+    sub = await js.subscribe(  # the readers' mirror: named, since it holds no subjects
+        KEY_EVENTS_SUBJECTS, stream=KEY_EVENTS_STREAM, cb=on_event, ordered_consumer=True
+    )
     for _ in range(3):  # account created, master key created, key created
         await asyncio.wait_for(seen.get(), 2)
     started = asyncio.get_running_loop().time()

@@ -1,7 +1,8 @@
 """`aitbc events replay` and `aitbc keys show`, run as the read-only `auditor`, on a key event
-stream that holds foreign messages (published by an admin) between the relay's events: they
-check the chain as they read, skip what is not an event of the log and say so on stderr in the
-words of `aitbc events verify`, and a break in the chain makes the replay exit 1."""
+stream that holds foreign messages (put in the key log by its own admin: foreign.py) between
+the relay's events: they check the chain as they read, skip what is not an event of the log and
+say so on stderr in the words of `aitbc events verify`, and a break in the chain makes the
+replay exit 1."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from aitbc_keys.outbox import OutboxRelay
 from tests.integration.keys.foreign import last_message, publish
 from tests.integration.keys.helpers import append_keys
 from tests.key_messages import Chained, with_headers
+from tests.key_stream import until_mirrored
 from tests.unit.waiting import until
 
 
@@ -54,22 +56,23 @@ def subject_of(event: AnyEvent) -> str:
 
 
 async def test_replay_and_show_skip_foreign_messages_and_name_a_fork(
-    engine: AsyncEngine, own_nats: NatsServer, admin: Client, history_of: Any
+    engine: AsyncEngine, own_nats: NatsServer, keylog: Client, history_of: Any
 ) -> None:
     first = await append_keys(engine, history_of, keys=2, events=2)  # positions 1..4
     await relay_all(engine, own_nats)
-    last = await last_message(admin)
+    last = await last_message(keylog)
     forger = Chained(int(last.headers[POSITION_HEADER]), last.headers[HASH_HEADER])
     key, other = first[0], first[2]  # the first key's creation, the second's
-    await publish(admin, "aitbc.keys.events.x", (b"{}", {}))  # stream sequence 5
+    await publish(keylog, "aitbc.keys.events.x", (b"{}", {}))  # stream sequence 5
     stray = msgspec.structs.replace(key, event_id="stray", version=3)
     await publish(
-        admin, subject_of(key), with_headers(forger.forged_next(stray), Aitbc_Hash="0" * 64)
+        keylog, subject_of(key), with_headers(forger.forged_next(stray), Aitbc_Hash="0" * 64)
     )
     forged = msgspec.structs.replace(other, event_id="forged", version=3)
-    await publish(admin, subject_of(other), forger.forged_next(forged))  # position 5, sequence 7
+    await publish(keylog, subject_of(other), forger.forged_next(forged))  # position 5, sequence 7
     more = await append_keys(engine, history_of, keys=1, events=2)  # positions 5, 6
     await relay_all(engine, own_nats)
+    await until_mirrored(own_nats)  # what the auditor's commands read
     genuine = [r.data.decode() for r in await store.records_after(engine, 0)]
     assert len(genuine) == 6 and len(first + more) == 6
 
