@@ -33,8 +33,8 @@ from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
 from aitbc_infra.readiness import quiet_errors
 from aitbc_runtime.bus_access import BusAccess
 
-KEYLOG_API = "$JS.KEYLOG.API"  # KEYLOG's consumer API, as AITBC sees it
-KEYLOG_DELIVER = "aitbc.keylog.deliver"  # where KEYLOG delivers the mirrors' messages
+KEYLOG_API = s.KEYLOG_API  # KEYLOG's consumer API, as AITBC sees it
+KEYLOG_DELIVER = s.KEYLOG_DELIVER_PREFIX  # where KEYLOG delivers the mirrors' messages
 
 # The streams of KEYLOG that AITBC reads, by name, with the subjects they hold there.
 MIRRORED = {

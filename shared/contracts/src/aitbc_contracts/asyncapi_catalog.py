@@ -6,34 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from aitbc_contracts import checkpoints as c
 from aitbc_contracts import messages as m
 from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
+from aitbc_contracts.asyncapi_buckets import DashboardSession, UsageCounters
 from aitbc_contracts.events import AnyEvent
-
-
-class UsageCounters(msgspec.Struct):
-    """A usage partition's counts for the current minute, so a restart keeps them."""
-
-    minute: int  # Unix minutes (seconds // 60)
-    accounts: dict[str, int]  # account id -> admitted requests this minute
-    keys: dict[str, int]  # key id -> admitted requests this minute (keys with their own limit)
-
-
-class DashboardSession(msgspec.Struct, kw_only=True):
-    """A signed-in dashboard session, shared by every edge. Never the key: its SHA-256."""
-
-    account_id: str
-    key_id: str  # the master key's id
-    key_hash: str  # SHA-256 of the master key, re-checked on every request
-    started: float  # Unix seconds
-    seen: float  # Unix seconds of the last request (written at most every few seconds)
-    digest: str  # SHA-256 of the cookie's token: the entry's key
-    csrf_token: str
-    notice: str = ""  # a message for the next page
 
 
 def _header(description: str) -> dict[str, str]:
@@ -71,6 +49,22 @@ USAGE_BATCH_HEADERS = {
         )
     },
 }
+
+
+def _key_log(stream: str, subjects: str, **more: str) -> dict[str, Any]:
+    """A stream of the key log: in an account of its own, read elsewhere through a mirror."""
+    return {
+        "stream": stream,
+        "subjects": [subjects],
+        "storage": "file",
+        "retention": "limits (kept for ever)",
+        "account": "KEYLOG: only the keys service's writer (keys-writer) publishes here",
+        "mirror": f"{stream} in the main account (AITBC), what every other role reads: no "
+        f"subjects, so it is read by name; it follows the log through {s.KEYLOG_API}, "
+        f"KEYLOG delivering its messages on {s.KEYLOG_DELIVER_PREFIX}.>",
+        **more,
+    }
+
 
 # message name -> (payload type, summary, headers schema or None)
 MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
@@ -167,14 +161,12 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         "`aitbc events replay`; check it with `aitbc events verify`.",
         {"account_id": ACCOUNT, "stream_id": {"description": "account id or key id"}},
         ["KeyEvent"],
-        {
-            "stream": s.KEY_EVENTS_STREAM,
-            "subjects": [s.KEY_EVENTS_SUBJECTS],
-            "storage": "file",
-            "retention": "limits (kept for ever)",
-            "order": "stream sequence = global position; each event's prev_hash is the hash "
-            "of the one before it (aitbc_contracts.chain)",
-        },
+        _key_log(
+            s.KEY_EVENTS_STREAM,
+            s.KEY_EVENTS_SUBJECTS,
+            order="stream sequence = global position; each event's prev_hash is the hash of "
+            "the one before it (aitbc_contracts.chain)",
+        ),
     ),
     "keyCheckpoints": (
         f"{s.KEY_CHECKPOINTS_PREFIX}.{{number}}",
@@ -185,12 +177,7 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         "from the store and from the stream.",
         {"number": {"description": "the checkpoint's number: 1, 2, 3 ..."}},
         ["KeyCheckpoint"],
-        {
-            "stream": s.KEY_CHECKPOINTS_STREAM,
-            "subjects": [s.KEY_CHECKPOINTS_SUBJECTS],
-            "storage": "file",
-            "retention": "limits (kept for ever)",
-        },
+        _key_log(s.KEY_CHECKPOINTS_STREAM, s.KEY_CHECKPOINTS_SUBJECTS),
     ),
     "usageDecide": (
         f"{s.USAGE_DECIDE_PREFIX}.{{partition}}",

@@ -20,6 +20,13 @@ KEY_CHECKPOINTS_STREAM = "AITBC_KEY_CHECKPOINTS"
 KEY_CHECKPOINTS_PREFIX = "aitbc.keys.checkpoints"
 KEY_CHECKPOINTS_SUBJECTS = f"{KEY_CHECKPOINTS_PREFIX}.>"
 
+# --- the key log's own NATS account (KEYLOG), and the mirrors of its streams -----------------
+# The two streams above live in KEYLOG; every other role reads mirrors of the same names, which
+# hold no subjects (read them by name). A mirror follows KEYLOG's consumer API as the main
+# account imports it, and KEYLOG delivers the mirrored messages under a prefix of their own.
+KEYLOG_API = "$JS.KEYLOG.API"
+KEYLOG_DELIVER_PREFIX = "aitbc.keylog.deliver"
+
 # --- keys service request/reply ------------------------------------------------------------
 KEYS_CHECK = "aitbc.keys.check"  # CheckKeys -> CheckedKeys | Rejected
 # Commands -> Reply. The subject a command arrives on is its sender's power, granted by the

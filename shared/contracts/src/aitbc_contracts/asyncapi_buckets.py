@@ -1,0 +1,28 @@
+"""What the KV buckets hold, as the AsyncAPI document describes it (aitbc_contracts.
+asyncapi_catalog). The services keep their own types; tests/unit/test_docs.py keeps the two
+the same."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class UsageCounters(msgspec.Struct):
+    """A usage partition's counts for the current minute, so a restart keeps them."""
+
+    minute: int  # Unix minutes (seconds // 60)
+    accounts: dict[str, int]  # account id -> admitted requests this minute
+    keys: dict[str, int]  # key id -> admitted requests this minute (keys with their own limit)
+
+
+class DashboardSession(msgspec.Struct, kw_only=True):
+    """A signed-in dashboard session, shared by every edge. Never the key: its SHA-256."""
+
+    account_id: str
+    key_id: str  # the master key's id
+    key_hash: str  # SHA-256 of the master key, re-checked on every request
+    started: float  # Unix seconds
+    seen: float  # Unix seconds of the last request (written at most every few seconds)
+    digest: str  # SHA-256 of the cookie's token: the entry's key
+    csrf_token: str
+    notice: str = ""  # a message for the next page
