@@ -38,7 +38,7 @@ from aitbc_contracts.subjects import (
 )
 from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.nats_server import NatsServer, free_port
-from aitbc_keys.outbox import stream_config
+from aitbc_keys.outbox import ensure_stream
 from aitbc_runtime.bus_access import BusAccess
 
 BIN = Path(sys.executable).parent
@@ -75,7 +75,7 @@ async def publish(writer: BusAccess, count: int) -> None:
     stream must fill fast."""
     nc = await nats.connect(**writer.options())
     js = nc.jetstream()
-    await js.add_stream(stream_config())
+    await ensure_stream(js)  # as the relay does (the server's start made it already)
     head = GENESIS
     for position in range(1, count + 1):
         ev = event(position - 1)
@@ -89,6 +89,17 @@ async def publish(writer: BusAccess, count: int) -> None:
     while (await js.stream_info(KEY_EVENTS_STREAM)).state.messages < count:
         await asyncio.sleep(0.05)
     await nc.close()
+
+
+async def until_mirrored(auditor: BusAccess, count: int) -> None:
+    """Until the mirror that every reader but the writer reads (aitbc_infra.bus_streams) holds
+    the `count` events the writer stored in the key log."""
+    nc = await nats.connect(**auditor.options())
+    try:
+        while (await nc.jetstream().stream_info(KEY_EVENTS_STREAM)).state.messages < count:
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
 
 
 async def read_in_process(auditor: BusAccess) -> tuple[int, float]:
@@ -133,6 +144,7 @@ def main() -> int:
         try:
             started = time.perf_counter()
             asyncio.run(publish(server.access("keys-writer"), args.events))
+            asyncio.run(until_mirrored(server.access("auditor"), args.events))
             print(f"published {args.events} events in {time.perf_counter() - started:.1f} s")
             count, seconds = asyncio.run(read_in_process(server.access("auditor")))
             print(f"stream read (in process):      {count / seconds:>9,.0f} events/s")

@@ -18,7 +18,6 @@ import nats
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_READ_COMMANDS
-from aitbc_keys.outbox import ensure_stream
 from bench import http_load
 from bench.common import say
 from bench.config import PLAN_LIMITS, Config
@@ -41,7 +40,7 @@ class Bench:
     def bus(self) -> Any:
         """The benchmark's own connection, as admin: it sends on the bare responder's subjects
         (which no role has) as well as the services', so that both are measured alike, and it
-        makes the key event stream and asks for accounts as an operator would."""
+        asks for accounts as an operator would."""
         options = self.stack.nats.options("admin")
 
         class _Bus:
@@ -63,10 +62,9 @@ class Bench:
         )
         seeding = time.perf_counter() - t
         stack = self.stack
+        # Its start makes the key log and the mirror usage follows (aitbc_infra.bus_streams):
+        # they exist before usage starts, so usage follows them from the first event.
         stack.nats.start()
-        async with self.bus() as nc:
-            # the stream exists before usage starts, so usage follows it from the first event
-            await ensure_stream(nc.jetstream())
         usage = stack.start_service("usage", wait=False)
         self.spawn_http_side()  # they import while the relay works
         await until_serving(usage)
