@@ -4,19 +4,15 @@ made on a running bus."""
 
 from __future__ import annotations
 
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from aitbc_infra.bus_roles import ROLES
 from aitbc_infra.bus_setup import main
-from aitbc_infra.nats_server import NatsServer, nats_server_binary
-
-ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((ROOT / "infra" / "nats").rglob("*.conf"))
+from aitbc_infra.nats_server import NatsServer
+from tests.integration.shipped_nats import CONFIGS, loads, shipped, with_accounts
 
 
 def test_it_makes_every_roles_seed_privately_and_keeps_them(tmp_path: Path) -> None:
@@ -34,12 +30,11 @@ def test_it_makes_every_roles_seed_privately_and_keeps_them(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
 def test_every_nats_config_takes_the_accounts_file(config: Path, tmp_path: Path) -> None:
-    copy = tmp_path / config.name
-    shutil.copy(config, copy)
-    test = [nats_server_binary(), "-t", "-c", str(copy)]
-    assert subprocess.run(test, capture_output=True).returncode != 0  # not without it
-    assert main([str(tmp_path / "creds"), "--conf", str(tmp_path / "auth.conf")]) == 0
-    checked = subprocess.run(test, capture_output=True, text=True)
+    copy = shipped(config, tmp_path)
+    without = loads(copy)
+    assert without.returncode != 0 and "auth.conf" in without.stderr  # not without it
+    with_accounts(tmp_path)
+    checked = loads(copy)
     assert checked.returncode == 0, checked.stderr
 
 

@@ -21,6 +21,7 @@ from aitbc_infra.dev_ca import DevCA
 from aitbc_infra.nats_server import free_port, nats_server_binary, terminate
 from aitbc_infra.readiness import connects, run_to_end, until_ready
 from aitbc_runtime.bus_access import BusAccess
+from tests.integration.shipped_nats import ROOT, loads, shipped, with_accounts
 
 
 @dataclass
@@ -59,7 +60,7 @@ def node_config(
         f"{tls.route_block() if route_tls else ''}}}\n"
     )
     head = f"server_name: {node.name}\nlisten: 127.0.0.1:{node.port}\n"
-    return head + tls.server_block() + credentials.authorization() + cluster
+    return head + tls.server_block() + credentials.accounts() + cluster
 
 
 @dataclass
@@ -140,19 +141,16 @@ async def test_a_node_without_route_tls_is_not_let_in(cluster: Cluster) -> None:
     assert "TLS route handshake error" in first.log_file.read_text()
 
 
-SHIPPED = Path(__file__).resolve().parents[2] / "infra" / "nats" / "cluster-3node"
+SHIPPED = ROOT / "infra" / "nats" / "cluster-3node"
 
 
 @pytest.mark.parametrize("name", ["node-1.conf", "node-2.conf", "node-3.conf"])
 def test_the_shipped_node_configs_load_with_tls_on_both_ports(name: str, tmp_path: Path) -> None:
     """infra/nats/cluster-3node as nats-server reads it, with a development CA where the
-    container mounts its certificates."""
-    ca = DevCA(tmp_path / "tls", hosts=("nats-1", "nats-2", "nats-3")).provision()
+    container mounts its certificates, beside the accounts file it includes."""
     text = (SHIPPED / name).read_text()
     assert text.count("tls {") == 2 and "handshake_first: true" in text
-    config = text.replace("/etc/nats/tls", str(ca.folder)).replace("/data", str(tmp_path / "js"))
-    (tmp_path / name).write_text(config)
-    checked = subprocess.run(
-        [nats_server_binary(), "-t", "-c", str(tmp_path / name)], capture_output=True, text=True
-    )
+    config = shipped(SHIPPED / name, tmp_path)
+    with_accounts(tmp_path)
+    checked = loads(config)
     assert checked.returncode == 0, checked.stdout + checked.stderr
