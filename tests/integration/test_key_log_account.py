@@ -1,6 +1,7 @@
 """The key event log in its own account (aitbc_infra.bus_streams), on a real nats-server with
 the real configuration: what its writer stores reaches the readers' mirror at once, readers
-follow the mirror by name, and the admins can still repair both."""
+follow the mirror by name, the main account's admin writes nothing into the log, and the
+admins can still repair both."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import pytest
 from nats.aio.msg import Msg
+from nats.js.errors import NoStreamResponseError
 
 from aitbc_contracts import subjects as s
 from aitbc_infra.bus_streams import ProvisionError, provision
@@ -17,11 +19,12 @@ from aitbc_runtime.bus import Follower
 from tests.bus_clients import connected
 
 EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
+CHECKPOINT = f"{s.KEY_CHECKPOINTS_PREFIX}.1"
 
 
-async def messages(server: NatsServer, role: str) -> int:
+async def messages(server: NatsServer, role: str, stream: str = s.KEY_EVENTS_STREAM) -> int:
     async with connected(server, role) as nc:
-        return (await nc.jetstream().stream_info(s.KEY_EVENTS_STREAM)).state.messages
+        return (await nc.jetstream().stream_info(stream)).state.messages
 
 
 async def write(server: NatsServer, count: int) -> None:
@@ -83,3 +86,25 @@ async def test_provisioning_refuses_a_stream_in_a_mirrors_place(own_nats: NatsSe
         await admin.jetstream().add_stream(name=s.KEY_EVENTS_STREAM, subjects=[EVENT])
     with pytest.raises(ProvisionError, match="not the mirror"):
         await provision(own_nats.access("keylog-admin"), own_nats.access("admin"))
+
+
+@pytest.mark.parametrize(
+    ("subject", "stream"), [(EVENT, s.KEY_EVENTS_STREAM), (CHECKPOINT, s.KEY_CHECKPOINTS_STREAM)]
+)
+async def test_the_main_accounts_admin_stores_nothing_in_the_key_log(
+    own_nats: NatsServer, subject: str, stream: str
+) -> None:
+    """`admin` may publish anything in its account, but the log is in KEYLOG and the mirror
+    has no subjects: so no role but the log's writer and its own admin can forge an event or
+    a checkpoint (the other roles' publishes are refused: test_bus_permissions.py)."""
+    async with connected(own_nats, "admin") as admin:
+        await admin.publish(subject, b"{}")
+        with pytest.raises(NoStreamResponseError):  # no stream of its account takes it
+            await admin.jetstream().publish(subject, b"{}", stream=stream, timeout=1)
+    async with connected(own_nats, "keylog-admin") as keylog:  # the test can see a message
+        await keylog.jetstream().publish(subject, b"{}", stream=stream)
+    async with asyncio.timeout(10):
+        while await messages(own_nats, "admin", stream) < 1:
+            await asyncio.sleep(0.02)
+    assert await messages(own_nats, "keylog-admin", stream) == 1
+    assert await messages(own_nats, "admin", stream) == 1
