@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -60,18 +61,30 @@ def stream_config(duplicate_window: float = DUPLICATE_WINDOW) -> StreamConfig:
 
 
 async def ensure_stream(js: JetStreamContext, duplicate_window: float = DUPLICATE_WINDOW) -> None:
-    """Create the key event stream, or bring an existing one to this configuration."""
+    """Create the key event stream while it is missing, or give it this duplicate window."""
     await ensure(js, stream_config(duplicate_window))
 
 
+# What the keys service itself sets on the streams it writes; the rest (replicas, storage,
+# limits) is the bus's: aitbc_infra.bus_streams makes them, `--replicas 3` in a cluster.
+OWN_SETTINGS = ("subjects", "duplicate_window")
+
+
 async def ensure(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create a stream the keys service writes, or bring an existing one to `config`."""
+    """Create a stream the keys service writes while it is missing (an admin deleted it); an
+    existing one keeps what the bus made it with, its replicas above all, and takes this
+    service's own settings where they differ."""
     try:
         await js.add_stream(config)
+        return
     except BadRequestError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:
+        if exc.err_code != STREAM_NAME_IN_USE:  # it exists with other settings
             raise
-        await js.update_stream(config)
+    assert config.name is not None  # each of its configurations names its stream
+    found = (await js.stream_info(config.name)).config
+    wanted = {n: getattr(config, n) for n in OWN_SETTINGS if getattr(config, n) is not None}
+    if any(getattr(found, name) != value for name, value in wanted.items()):
+        await js.update_stream(replace(found, **wanted))
 
 
 class _Resync(Exception):
