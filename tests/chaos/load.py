@@ -16,17 +16,12 @@ from functools import partial
 import httpx
 import msgspec
 import nats
-from nats.errors import TimeoutError as NatsTimeoutError
 
 from aitbc_contracts.messages import encoder
-from aitbc_contracts.subjects import (
-    USAGE_QUERY,
-    USAGE_STREAM,
-    partition_of,
-    usage_partition_subjects,
-)
-from aitbc_contracts.usage import UsageEvent, UsageQuery, UsageSeries, usage_events_of
+from aitbc_contracts.subjects import USAGE_QUERY
+from aitbc_contracts.usage import UsageQuery, UsageSeries
 from aitbc_runtime.bus_access import BusAccess
+from tests.e2e.usage_stream import usage_events
 
 Call = Callable[[httpx.Client], httpx.Response]
 
@@ -184,36 +179,6 @@ def recovered_after(
 # --- what the usage stream and aggregates recorded ---------------------------------------------
 
 
-async def _usage_events(access: BusAccess, account_ids: list[str]) -> list[UsageEvent]:
-    nc = await nats.connect(**access.options())
-    events: list[UsageEvent] = []
-    try:
-        js = nc.jetstream()
-        for account_id in account_ids:
-            subject = usage_partition_subjects(partition_of(account_id))
-            subscription = await js.pull_subscribe(subject, stream=USAGE_STREAM)
-            try:
-                while True:
-                    try:
-                        batch = await subscription.fetch(1000, timeout=0.5)
-                    except (NatsTimeoutError, TimeoutError):
-                        break
-                    for message in batch:
-                        events.extend(
-                            e for e in usage_events_of(message.data) if e.account_id == account_id
-                        )
-                        await message.ack()
-            finally:
-                await subscription.unsubscribe()
-    finally:
-        await nc.close()
-    return events
-
-
-def usage_events(access: BusAccess, account_ids: list[str]) -> list[UsageEvent]:
-    return asyncio.run(_usage_events(access, account_ids))
-
-
 async def _aggregated(access: BusAccess, account_id: str, key_id: str) -> int:
     nc = await nats.connect(**access.options())
     try:
@@ -260,7 +225,7 @@ def check_usage(
 
     def stream_counts() -> dict[str, Counter[str]]:
         counts: dict[str, Counter[str]] = {}
-        for event in usage_events(access, list(accounts)):
+        for event in usage_events(access, *accounts):
             counts.setdefault(event.key_id, Counter())[event.request_id] += 1
         return counts
 

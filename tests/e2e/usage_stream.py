@@ -31,9 +31,11 @@ async def _read(access: BusAccess) -> list[UsageEvent]:
         await nc.close()
 
 
-def usage_events(access: BusAccess, account_id: str) -> list[UsageEvent]:
-    """The account's events in the usage stream, read as `access` (tests: an auditor)."""
-    return [e for e in asyncio.run(_read(access)) if e.account_id == account_id]
+def usage_events(access: BusAccess, *account_ids: str) -> list[UsageEvent]:
+    """The accounts' events in the usage stream, read as `access` (tests: an auditor, who may
+    get its messages but not pull them)."""
+    wanted = set(account_ids)
+    return [e for e in asyncio.run(_read(access)) if e.account_id in wanted]
 
 
 def request_counts(access: BusAccess, account_id: str) -> Counter[str]:
