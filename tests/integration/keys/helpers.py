@@ -19,6 +19,7 @@ from aitbc_keys.outbox import OutboxRelay
 from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
 from aitbc_keys.store import Batch
 from aitbc_runtime.bus_access import BusAccess
+from tests.key_histories import H, Log
 
 Connect = Callable[[], Awaitable[Client]]  # a new NATS connection, as a service makes it
 
@@ -81,3 +82,13 @@ def assert_exactly_once_in_order(
 ) -> None:
     assert [eid for _, eid, _ in contents] == [e.event_id for e in expected]
     assert [pos for _, _, pos in contents] == list(range(1, len(expected) + 1))
+
+
+async def committed_key(engine: AsyncEngine) -> Log:
+    """A log of one account with one key (key_1, secret H[1]), committed to the store."""
+    log = Log()
+    log.account("acc_a")
+    log.key("acc_a", "key_1", H[1])
+    for event, _ in log.delivery:
+        await commit(engine, [(event.stream_id, event.version - 1, [event])])
+    return log

@@ -17,8 +17,8 @@ from aitbc_keys import projections
 from aitbc_keys.facts import FactsIndex, LiveFacts
 from aitbc_keys.main import Service, running_service
 from tests.bus import keys_settings
-from tests.integration.keys.helpers import commit
-from tests.key_histories import T0, H, Log
+from tests.integration.keys.helpers import committed_key
+from tests.key_histories import T0, H
 
 
 async def check(service: Service, key: str) -> m.KeyFacts | m.Rejected:
@@ -127,11 +127,7 @@ async def test_a_batch_asks_the_database_only_for_what_the_index_lacks(
 async def test_a_reset_reloads_the_index_from_the_log_keeping_what_arrives_meanwhile(
     engine: AsyncEngine,
 ) -> None:
-    log = Log()
-    log.account("acc_a")
-    log.key("acc_a", "key_1", H[1])
-    for event, _ in log.delivery:
-        await commit(engine, [(event.stream_id, event.version - 1, [event])])
+    log = await committed_key(engine)
     log.revoke("key_1")  # committed elsewhere after the reload has read the log
     revoked, position = log.delivery[-1]
     index = FactsIndex()

@@ -9,18 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_keys.facts import FactsIndex, LiveFacts
-from tests.integration.keys.helpers import commit
-from tests.key_histories import T0, H, Log
+from tests.integration.keys.helpers import commit, committed_key
+from tests.key_histories import T0, H
 
 
 async def test_a_reset_forgets_at_once_what_only_the_stream_said_and_reloads_the_log(
     engine: AsyncEngine,
 ) -> None:
-    log = Log()
-    log.account("acc_a")
-    log.key("acc_a", "key_1", H[1])
-    for event, _ in log.delivery:
-        await commit(engine, [(event.stream_id, event.version - 1, [event])])
+    log = await committed_key(engine)
     index = FactsIndex()
     live = LiveFacts(engine, index)
     await live.load()
