@@ -84,6 +84,21 @@ def assert_exactly_once_in_order(
     assert [pos for _, _, pos in contents] == list(range(1, len(expected) + 1))
 
 
+async def assert_settled_exactly_once(
+    engine: AsyncEngine,
+    history_of: Any,
+    stream_contents: Any,
+    access: BusAccess,
+    expected: list[AnyEvent],
+    *relays: OutboxRelay,
+) -> None:
+    """Once a marker appended last has been seen through by every relay (`settled`), the
+    stream holds `expected` and the marker, each once, in order: whatever a relay would have
+    sent again, it has sent by then."""
+    marker = await settled(engine, history_of, stream_contents, access, *relays)
+    assert_exactly_once_in_order(await stream_contents(access), expected + marker)
+
+
 async def committed_key(engine: AsyncEngine) -> Log:
     """A log of one account with one key (key_1, secret H[1]), committed to the store."""
     log = Log()

@@ -23,7 +23,7 @@ from tests.integration.keys.helpers import (
     Connect,
     append_keys,
     assert_exactly_once_in_order,
-    settled,
+    assert_settled_exactly_once,
     wait_for_stream,
 )
 
@@ -92,8 +92,9 @@ async def test_a_relay_killed_between_publish_and_progress_loses_and_repeats_not
     restarted.start()
     try:
         await wait_for_stream(auditor, stream_contents, 20)
-        marker = await settled(engine, history_of, stream_contents, auditor, restarted)
-        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
+        await assert_settled_exactly_once(
+            engine, history_of, stream_contents, auditor, expected, restarted
+        )
         assert restarted.published == 13 + 1  # resumed after the 7th, did not resend it
     finally:
         await restarted.stop()
@@ -122,8 +123,9 @@ async def test_a_cancelled_relay_resumes_from_the_stream(
     restarted.start()
     try:
         await wait_for_stream(auditor, stream_contents, 30)
-        marker = await settled(engine, history_of, stream_contents, auditor, restarted)
-        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
+        await assert_settled_exactly_once(
+            engine, history_of, stream_contents, auditor, expected, restarted
+        )
     finally:
         await restarted.stop()
 
@@ -171,8 +173,9 @@ async def test_two_relays_at_once_still_publish_each_event_once_in_order(
                 relay.wake()
             await asyncio.sleep(0.002)
         await wait_for_stream(auditor, stream_contents, 80)
-        marker = await settled(engine, history_of, stream_contents, auditor, *relays)
-        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
+        await assert_settled_exactly_once(
+            engine, history_of, stream_contents, auditor, expected, *relays
+        )
         # Each message the stream took was one relay's: who won which race is not our call.
         assert sum(r.published for r in relays) == 81
     finally:
@@ -202,8 +205,9 @@ async def test_the_relay_survives_a_nats_server_restart(
         expected += await append_keys(engine, history_of, keys=5)
         relay.wake()
         await wait_for_stream(auditor, stream_contents, 30, timeout=20)
-        marker = await settled(engine, history_of, stream_contents, auditor, relay)
-        assert_exactly_once_in_order(await stream_contents(auditor), expected + marker)
+        await assert_settled_exactly_once(
+            engine, history_of, stream_contents, auditor, expected, relay
+        )
         assert not relay._task.done()  # type: ignore[union-attr]
     finally:
         await relay.stop()
@@ -234,8 +238,7 @@ async def test_a_deleted_stream_is_republished_whole(
     relay.start()
     try:
         await wait_for_stream(log, stream_contents, 10)
-        marker = await settled(engine, history_of, stream_contents, log, relay)
-        assert_exactly_once_in_order(await stream_contents(log), expected + marker)
+        await assert_settled_exactly_once(engine, history_of, stream_contents, log, expected, relay)
     finally:
         await relay.stop()
 
