@@ -17,9 +17,13 @@ typed := "shared/*/src infra/src services/*/src"
 up *FLAGS: sync
     aitbc-up {{ FLAGS }}
 
-# Run the whole test suite (unit, integration, e2e); each test starts its own nats-server
+# Run the whole test suite (unit, integration, e2e, browser, chaos); each test starts its own nats-server
+# Two workers (TEST_WORKERS), a test file each at a time: most tests wait on processes and
+# sockets, so two share a 2-core machine well. The chaos scenarios come after, alone: their
+# recovery times are what they assert, and another test's load would be in them.
 test: sync
-    pytest -q
+    pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile -m "not chaos"
+    pytest -q -m chaos
 
 # Run the unit tests (no processes, no network)
 test-unit: sync

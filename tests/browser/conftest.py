@@ -3,9 +3,11 @@ Playwright, against the whole system running as real processes."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,9 +44,17 @@ def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def install_chromium() -> str:
-    """Debian's chromium package, as the project's own setup: '' once it is there, else why not."""
+    """Debian's chromium package, as the project's own setup: '' once it is there, else why not.
+    One installer at a time: the test workers may all ask at once, and apt-get holds a lock
+    that a second one would fail on."""
     if CHROMIUM.exists():
         return ""
+    with open(Path(tempfile.gettempdir()) / "aitbc-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return "" if CHROMIUM.exists() else _install()
+
+
+def _install() -> str:
     if shutil.which("apt-get") is None:
         return f"{CHROMIUM} is missing and there is no apt-get to install Debian's chromium"
     if os.geteuid() != 0:
