@@ -65,6 +65,7 @@ def _auth_cache(settings: Settings) -> AuthCache:
         settings.auth_cache_ttl,
         settings.negative_cache_size,
         settings.negative_cache_ttl,
+        settings.auth_stale_max,
     )
 
 
@@ -87,9 +88,10 @@ def _rate_limiter(nc: NATS, settings: Settings) -> RateLimiter:
 async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitStack) -> None:
     """Starts each part, in the order they must stop in reverse, and publishes them."""
     cache = _auth_cache(settings)
-    await parts.enter_async_context(
-        _running(KeyEventReader(nc, [CacheInvalidation(cache)], "key-events"))
+    reader = KeyEventReader(
+        nc, [CacheInvalidation(cache)], "key-events", on_lost=cache.lost, on_found=cache.found
     )
+    await parts.enter_async_context(_running(reader))
     publisher = await parts.enter_async_context(_running(UsagePublisher(nc, settings.usage_buffer)))
     limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings)))
     app.state[NATS_CONNECTION] = nc
