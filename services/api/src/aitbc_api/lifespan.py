@@ -25,6 +25,7 @@ from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
 from aitbc_api.pipeline.edge import Edge, Load
 from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.presence import Presence
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
 from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
@@ -69,7 +70,7 @@ def _auth_cache(settings: Settings) -> AuthCache:
     )
 
 
-def _rate_limiter(nc: NATS, settings: Settings) -> RateLimiter:
+def _rate_limiter(nc: NATS, settings: Settings, presence: Presence) -> RateLimiter:
     if settings.usage_timeout <= LEASE_DUE_SECONDS:
         log.warning(
             "USAGE_TIMEOUT=%gs: a refusal that waits for other edges' leases (up to %gs) "
@@ -82,6 +83,7 @@ def _rate_limiter(nc: NATS, settings: Settings) -> RateLimiter:
         dict(settings.plan_limits),
         settings.fail_open,
         settings.rate_limit_lease,
+        edges=lambda: presence.edges,
     )
 
 
@@ -93,7 +95,8 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
     )
     await parts.enter_async_context(_running(reader))
     publisher = await parts.enter_async_context(_running(UsagePublisher(nc, settings.usage_buffer)))
-    limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings)))
+    presence = await parts.enter_async_context(_running(Presence(nc)))
+    limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings, presence)))
     app.state[NATS_CONNECTION] = nc
     app.state.edge = Edge(
         settings=settings,
