@@ -4,7 +4,8 @@ network partition of that process alone), while every other process keeps its ow
 Threads, not the test's event loop: the link must keep relaying while an async test awaits,
 and e2e tests have no loop at all. Cutting closes every connection through it and refuses new
 ones (the client sees its connection reset, as on a lost network); restoring listens again on
-the same port, so the client's reconnection attempts find it."""
+the same port, so the client's reconnection attempts find it. Stalling is a silent partition:
+the connections stay open and every byte is dropped, which only the client's pings reveal."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class CuttableLink:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.stalled = False
 
     def url(self, scheme: str = "nats") -> str:
         return f"{scheme}://{self.host}:{self.port}"
@@ -38,6 +40,7 @@ class CuttableLink:
 
     def restore(self) -> CuttableLink:
         """Listen again: new connections reach the server."""
+        self.stalled = False
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
@@ -45,6 +48,10 @@ class CuttableLink:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
         return self
+
+    def stall(self) -> None:
+        """Every byte either way is dropped from now on, and nothing is closed."""
+        self.stalled = True
 
     def cut(self) -> None:
         """Every connection through the link is closed, and new ones are refused."""
@@ -77,18 +84,18 @@ class CuttableLink:
                     return
                 self._sockets |= {client, server}
             for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        _close(source)
-        _close(sink)
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.stalled:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(source)
+            _close(sink)
 
 
 def _close(sock: socket.socket) -> None:

@@ -90,6 +90,13 @@ def logged_callbacks(
     return {"reconnected_cb": reconnected, "disconnected_cb": disconnected, "error_cb": error}
 
 
+# A partition that drops packets without closing anything is seen only by unanswered pings:
+# nats-py's default (one every two minutes, two unanswered) would keep an edge trusting its
+# cached keys for minutes. One every 5 s, the third unanswered: noticed within 15-20 s.
+PING_EVERY = 5
+PINGS_UNANSWERED = 2
+
+
 async def connect(
     access: BusAccess,
     name: str,
@@ -107,6 +114,8 @@ async def connect(
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
+                ping_interval=PING_EVERY,
+                max_outstanding_pings=PINGS_UNANSWERED,
                 **logged_callbacks(name, on_reconnect),
             )
         except Exception as exc:
