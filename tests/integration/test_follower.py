@@ -1,4 +1,4 @@
-"""The key event follower (aitbc_runtime.bus.Follower) against a real nats-server."""
+"""The key event follower (aitbc_runtime.follower.Follower) against a real nats-server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 
 from aitbc_infra.nats_server import NatsServer
-from aitbc_runtime.bus import Follower
+from aitbc_runtime.follower import Follower
 from tests.cuttable_link import CuttableLink
 from tests.unit import waiting
 

@@ -16,7 +16,7 @@ should it be a forgery, the next genuine event contradicts it (another history, 
 position with another hash), and the reader resyncs.
 
 Outages. After a reconnect the reader goes on from the stream sequence after the last message
-it was given (aitbc_runtime.bus.Follower, `resume`): what was published while it was away is
+it was given (aitbc_runtime.follower.Follower, `resume`): what was published while it was away is
 applied, in order and verified as ever, so a key revoked meanwhile is revoked in every view as
 soon as the reader is back, whether or not the views' sources can be asked. It tells its owner
 when the stream goes out of reach (`on_lost`) and when it has caught up again (`on_found`):
@@ -48,7 +48,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.live_chain import LiveChain, Verdict
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS
-from aitbc_runtime.bus import Follower
+from aitbc_runtime.follower import Follower
 
 log = logging.getLogger("aitbc.key_events")
 
