@@ -125,9 +125,12 @@ class AuthCache:
         eviction. So a revocation read after an outage refuses the key with no one to ask."""
         self._mark(key_id)
         for digest in _each(self._by_key.get(key_id)):
-            facts, until, _ = self._facts[digest]
-            revoked = msgspec.structs.replace(facts, revoked=True)
-            self._facts[digest] = (revoked, until, self.generation)
+            facts, until, _ = self._facts[digest]  # the index holds only cached digests
+            self._facts[digest] = (
+                msgspec.structs.replace(facts, revoked=True),
+                until,
+                self.generation,
+            )
 
     def evict_account(self, account_id: str) -> None:
         self._mark(account_id)
