@@ -39,6 +39,7 @@ from tests.bus_clients import connected
 from tests.conftest import secured_nats
 
 FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
+PRESENCE = s.edge_presence_subject("edge_0000000000000000")
 FORGED_CHECKPOINT = f"{s.KEY_CHECKPOINTS_PREFIX}.forged"
 KEYLOG = (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM)  # in KEYLOG, and mirrored in AITBC
 STREAMS = (*KEYLOG, s.USAGE_STREAM, SESSIONS_STREAM, COUNTERS_STREAM)
@@ -80,6 +81,8 @@ def refused_publishes() -> Iterator[Case]:
         yield Case(role, s.usage_settle_subject(1))
     for subject in (s.KEYS_CHECK, s.KEYS_READ_COMMANDS, s.USAGE_QUERY):
         yield Case("analytics", subject)  # it reads the usage stream, nothing else
+    # Only an edge says it is alive: a false presence would shrink every edge's fail-open share.
+    yield from (Case(user.name, PRESENCE) for user in USERS if user.name != "edge")
     yield Case("auditor", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session")  # it changes nothing
     yield Case("auditor", f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")
 
@@ -94,6 +97,8 @@ def refused_subscriptions() -> Iterator[Case]:
         yield Case(role, s.USAGE_QUERY)
     for role in USERS:
         yield Case(role.name, FORGED_EVENT)  # take events some other way than the stream
+        if role.name != "edge":
+            yield Case(role.name, s.EDGE_PRESENCE_SUBJECTS)  # which edges run: edges' business
         yield Case(role.name, "_INBOX.>")  # every reply
         yield Case(role.name, "aitbc.keylog.deliver.>")
         for other in USERS:  # read another's replies
@@ -105,6 +110,7 @@ def refused_subscriptions() -> Iterator[Case]:
 ALLOWED = [
     Case("edge", s.KEYS_CHECK),
     Case("edge", s.KEYS_OWNER_COMMANDS),
+    Case("edge", PRESENCE),
     Case("usage", s.KEYS_READ_COMMANDS),
     Case("keys-writer", FORGED_EVENT),
     Case("admin", s.KEYS_OPERATOR_COMMANDS),
@@ -245,6 +251,22 @@ async def test_a_subscription_outside_the_roles_row_gets_nothing(bus: Bus, case:
         await asyncio.sleep(0.1)
     assert refused, "the client was not told"
     assert received == []
+
+
+async def test_an_edge_hears_the_others_presence(bus: Bus) -> None:
+    heard: list[bytes] = []
+    async with as_role(bus.server, "edge") as listener, as_role(bus.server, "edge") as other:
+
+        async def got(msg: Msg) -> None:
+            heard.append(msg.data)
+
+        await listener.nc.subscribe(s.EDGE_PRESENCE_SUBJECTS, cb=got)
+        await listener.nc.flush()
+        await other.nc.publish(PRESENCE, b"{}")
+        await other.nc.flush()
+        await asyncio.sleep(0.1)
+        assert not listener.errors and not other.errors
+    assert heard == [b"{}"]
 
 
 async def test_an_anonymous_client_is_refused(bus: Bus) -> None:

@@ -15,7 +15,7 @@ from nats.js.errors import NoStreamResponseError
 from aitbc_contracts import subjects as s
 from aitbc_infra.bus_streams import ProvisionError, provision
 from aitbc_infra.nats_server import NatsServer
-from aitbc_runtime.bus import Follower
+from aitbc_runtime.follower import Follower
 from tests.bus_clients import connected
 
 EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")

@@ -31,6 +31,7 @@ class Bus:
         self.release = asyncio.Event()
         self.release.set()
         self.whole: bytes | None = None  # a reply for the whole message instead
+        self.is_connected = True
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> SimpleNamespace:
         assert subject == KEYS_CHECK
@@ -137,3 +138,14 @@ async def test_a_caller_that_gives_up_leaves_the_question_to_the_others() -> Non
     assert await stayer == "key_1"
     with pytest.raises(asyncio.CancelledError):
         await quitter
+
+
+async def test_a_check_while_the_bus_is_away_is_unavailable_at_once() -> None:
+    """No answer can come while NATS is reconnecting: the key is answered from what is left
+    (a stale entry, or 503) now, not after KEYS_TIMEOUT."""
+    bus = Bus()
+    bus.is_connected = False
+    bus.release.clear()  # a request would hang until the test's timeout
+    auth = authenticator(bus)
+    assert await asyncio.wait_for(outcome(auth, generate_key()), 1) == "503 SERVICE_UNAVAILABLE"
+    assert bus.sent == []

@@ -69,7 +69,7 @@ def test_entries_cached_together_do_not_expire_together() -> None:
     assert max(untils) - min(untils) > 10 + (after - before)  # spread over the +-10% window
 
 
-def test_key_events_evict_what_they_change() -> None:
+def test_key_events_evict_or_revoke_what_they_change() -> None:
     cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
     cache.put(b"h1", facts("key_1", "acc_1"), cache.generation)
     cache.put(b"h2", facts("key_2", "acc_2"), cache.generation)
@@ -80,7 +80,8 @@ def test_key_events_evict_what_they_change() -> None:
     revoked = KeyRevoked(stream_id="key_1", account_id="acc_1", key_id="key_1", **common)
     log = Chained(6, "0" * 64)  # the stream as the relay publishes it
     reader.receive(*log.message(revoked))
-    assert cache.get(b"h1") is None and cache.get(b"h2") is not None
+    kept = cache.get(b"h1")  # a revocation is final: kept as such, the key refused from here
+    assert kept is not None and kept.revoked and cache.get(b"h2") is not None
     plan = PlanChanged(
         stream_id="acc_2", account_id="acc_2", plan="pro", previous_plan="free", **common
     )

@@ -144,9 +144,11 @@ ROLES: dict[str, Role] = {
                 f"{s.USAGE_SETTLE_PREFIX}.*",
                 f"{s.USAGE_EVENTS_PREFIX}.*.batch",
                 s.USAGE_QUERY,
+                s.EDGE_PRESENCE_SUBJECTS,  # it is alive (fail-open limits: one share each)
                 *reads(KEY_EVENTS_STREAM),
                 *bucket(s.DASHBOARD_SESSIONS_BUCKET),
             ),
+            subscribe=(s.EDGE_PRESENCE_SUBJECTS,),  # how many edges are
         ),
         Role(
             "keys",

@@ -25,6 +25,7 @@ from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
 from aitbc_api.pipeline.edge import Edge, Load
 from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.presence import Presence
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
 from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
@@ -65,10 +66,11 @@ def _auth_cache(settings: Settings) -> AuthCache:
         settings.auth_cache_ttl,
         settings.negative_cache_size,
         settings.negative_cache_ttl,
+        settings.auth_stale_max,
     )
 
 
-def _rate_limiter(nc: NATS, settings: Settings) -> RateLimiter:
+def _rate_limiter(nc: NATS, settings: Settings, presence: Presence) -> RateLimiter:
     if settings.usage_timeout <= LEASE_DUE_SECONDS:
         log.warning(
             "USAGE_TIMEOUT=%gs: a refusal that waits for other edges' leases (up to %gs) "
@@ -81,17 +83,20 @@ def _rate_limiter(nc: NATS, settings: Settings) -> RateLimiter:
         dict(settings.plan_limits),
         settings.fail_open,
         settings.rate_limit_lease,
+        edges=lambda: presence.edges,
     )
 
 
 async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitStack) -> None:
     """Starts each part, in the order they must stop in reverse, and publishes them."""
     cache = _auth_cache(settings)
-    await parts.enter_async_context(
-        _running(KeyEventReader(nc, [CacheInvalidation(cache)], "key-events"))
+    reader = KeyEventReader(
+        nc, [CacheInvalidation(cache)], "key-events", on_lost=cache.lost, on_found=cache.found
     )
+    await parts.enter_async_context(_running(reader))
     publisher = await parts.enter_async_context(_running(UsagePublisher(nc, settings.usage_buffer)))
-    limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings)))
+    presence = await parts.enter_async_context(_running(Presence(nc)))
+    limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings, presence)))
     app.state[NATS_CONNECTION] = nc
     app.state.edge = Edge(
         settings=settings,

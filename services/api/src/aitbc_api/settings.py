@@ -64,6 +64,10 @@ class Settings:
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
     dashboard_max_sessions: int = 100_000  # all edges share them; beyond, sign-in answers 503
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
+    # Outages. Seconds a cached key may be served unchecked once the key event stream is out of
+    # reach (and after a reconnect that could not resume it), while the keys service cannot
+    # answer either; beyond, 503 until it can.
+    auth_stale_max: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,6 +112,8 @@ class Settings:
                 env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
+            # Outages
+            auth_stale_max=float(env.get("AUTH_STALE_MAX", cls.auth_stale_max)),
         )
 
 

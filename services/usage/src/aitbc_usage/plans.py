@@ -59,8 +59,9 @@ class PlanBook:
         self._unknown_until.pop(event.account_id, None)
 
     def reset(self) -> None:
-        """Plan changes may have passed unseen (a reconnect, a stream that contradicts what
-        was read): ask the keys service again, and keep no answer asked for before."""
+        """Plan changes may have passed unseen (a reconnect the reader could not resume from,
+        a stream that contradicts what was read): ask the keys service again, and keep no
+        answer asked for before."""
         self.plans.clear()
         self._versions.clear()
         self._unknown_until.clear()

@@ -8,6 +8,7 @@ from typing import Any
 
 from aitbc_contracts import checkpoints as c
 from aitbc_contracts import messages as m
+from aitbc_contracts import presence
 from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
 from aitbc_contracts.asyncapi_buckets import DashboardSession, UsageCounters
@@ -101,6 +102,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
     "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
+    "EdgePresence": (presence.EdgePresence, "An edge is alive, for `alive_for` seconds", None),
 }
 
 PARTITION = {
@@ -246,6 +248,16 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
             "ttl_seconds": "DASHBOARD_SESSION_LIFETIME (43200)",
         },
     ),
+    "edgePresence": (
+        s.edge_presence_subject("{edge_id}"),
+        f"Each edge says it is alive every {presence.PRESENCE_EVERY:g} s, under an id of its own "
+        f"(alive_for {presence.ALIVE_FOR:g} s; 0 when it stops), and counts the edges it hears "
+        f"({s.EDGE_PRESENCE_SUBJECTS}): with the usage service away, each admits an account's "
+        "limit over that many. Published and read by edges only.",
+        {"edge_id": {"description": "edge_ + 16 hex digits, new at each start"}},
+        ["EdgePresence"],
+        None,
+    ),
 }
 
 # operation -> (action, channel, reply channel or None, queue group or None, summary)
@@ -280,4 +292,5 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     "publishUsageBatch": ("send", "usageEvents", None, None, "edge"),
     "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),
     "keepSession": ("send", "dashboardSessions", None, None, "edge (dashboard)"),
+    "announceEdge": ("send", "edgePresence", None, None, "edge"),
 }

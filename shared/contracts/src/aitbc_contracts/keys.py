@@ -161,7 +161,8 @@ def fold(events: Iterable[AnyEvent]) -> State | None:
 class KeyEventView(Protocol):
     """A reader of the key event log that keeps its own view of it (a cache, an index, a plan
     book, a read model). `process` is given each event once, in log order, with its position in
-    the store's global order; `reset` says events may have passed unseen (a reconnect)."""
+    the store's global order; `reset` says events may have passed unseen (a reconnect the
+    reader could not resume from)."""
 
     def process(self, event: AnyEvent, position: int) -> None: ...
 

@@ -90,3 +90,11 @@ def usage_event_subject(account_id: str) -> str:
 
 USAGE_COUNTERS_BUCKET = "aitbc_usage_counters"  # KV: the current minute's counts per partition
 DASHBOARD_SESSIONS_BUCKET = "aitbc_dashboard_sessions"  # KV: signed-in dashboard sessions
+
+# --- edges' presence: how many edges share an account's limit when they fail open -----------
+EDGE_PRESENCE_PREFIX = "aitbc.edges.presence"  # .<edge id>: EdgePresence, published, no reply
+EDGE_PRESENCE_SUBJECTS = f"{EDGE_PRESENCE_PREFIX}.*"
+
+
+def edge_presence_subject(edge_id: str) -> str:
+    return f"{EDGE_PRESENCE_PREFIX}.{edge_id}"

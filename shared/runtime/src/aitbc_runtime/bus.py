@@ -1,9 +1,8 @@
-"""NATS plumbing every process needs the same way: connecting, and following a stream from now."""
+"""NATS plumbing every process needs the same way: connecting, answering, KV buckets."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -11,13 +10,11 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy, KeyValueConfig, StreamConfig
+from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from aitbc_runtime.bus_access import INBOX_ROOT, BusAccess
-from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.bus")
 
@@ -89,6 +86,13 @@ def logged_callbacks(
     return {"reconnected_cb": reconnected, "disconnected_cb": disconnected, "error_cb": error}
 
 
+# A partition that drops packets without closing anything is seen only by unanswered pings:
+# nats-py's default (one every two minutes, two unanswered) would keep an edge trusting its
+# cached keys for minutes. One every 5 s, the third unanswered: noticed within 15-20 s.
+PING_EVERY = 5
+PINGS_UNANSWERED = 2
+
+
 async def connect(
     access: BusAccess,
     name: str,
@@ -106,6 +110,8 @@ async def connect(
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
+                ping_interval=PING_EVERY,
+                max_outstanding_pings=PINGS_UNANSWERED,
                 **logged_callbacks(name, on_reconnect),
             )
         except Exception as exc:
@@ -118,78 +124,6 @@ async def connect(
 def reconnects(nc: NATS) -> int:
     """How many times this connection has reconnected: a change means consumers may be gone."""
     return int(nc.stats["reconnects"])
-
-
-class Follower:
-    """An ordered JetStream consumer of `subjects` (in `stream`, if named) from now on, calling
-    `on_message` per message.
-
-    It keeps trying until the stream exists (its owner may start later). After a reconnect the
-    server may have lost the consumer, and events may have passed unseen: it subscribes again
-    from now and calls `on_reset`, so the caller can forget what those events could change.
-    `deliver_policy` LAST starts each subscription with the stream's last message (a reader
-    that needs an anchor); `stream` names the stream rather than having it looked up by subject.
-    """
-
-    def __init__(
-        self,
-        nc: NATS,
-        subjects: str,
-        on_message: Callable[[Msg], None],
-        name: str,
-        on_reset: Callable[[], None] = lambda: None,
-        *,
-        stream: str | None = None,
-        deliver_policy: DeliverPolicy = DeliverPolicy.NEW,
-    ) -> None:
-        self._nc = nc
-        self._subjects = subjects
-        self._stream = stream  # None: the stream holding `subjects` (a mirror holds none)
-        self._on_message = on_message
-        self._on_reset = on_reset
-        self._name = name
-        self._deliver_policy = deliver_policy
-        self._task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
-
-    async def _deliver(self, msg: Msg) -> None:
-        self._on_message(msg)
-
-    async def _run(self) -> None:
-        js = self._nc.jetstream()
-        while True:
-            subscription = None
-            try:
-                seen = reconnects(self._nc)
-                subscription = await js.subscribe(
-                    self._subjects,
-                    stream=self._stream,
-                    cb=self._deliver,
-                    ordered_consumer=True,
-                    deliver_policy=self._deliver_policy,
-                )
-                self.ready.set()
-                while reconnects(self._nc) == seen:  # noqa: ASYNC110 - nats-py has one callback slot
-                    await asyncio.sleep(0.1)
-                log.info("%s: reconnected; following %s again", self._name, self._subjects)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("%s waiting for %s: %s", self._name, self._subjects, exc)
-                await asyncio.sleep(0.5)
-            finally:
-                if subscription is not None:
-                    with contextlib.suppress(Exception):
-                        await subscription.unsubscribe()
-            if subscription is not None:  # lost, not stopped: what was missed must be forgotten
-                self._on_reset()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait([self._task])
 
 
 async def until_answered(nc: NATS, subject: str, payload: bytes, within: float = 10.0) -> None:

@@ -6,7 +6,7 @@ acts on it: its position must follow the last one taken and its hash continue th
 
 The anchor. Verifying a chain needs a trusted point to start from, and a reader that follows
 from now has none. Replaying the whole log would give one, but costs every process a read of
-every event at each start and reconnect. Instead the reader subscribes from the stream's LAST
+every event at each start. Instead the reader subscribes from the stream's LAST
 message (DeliverPolicy.LAST, the stream bound by name) and anchors at the first message that is
 sealed, that is whose `Aitbc-Hash` header is `link(its prev_hash, its bytes)`: normally that
 last message, or, when the last message is foreign (a `{}`), the next event the relay
@@ -14,6 +14,15 @@ publishes. The anchor is applied like any event: the views have just been built 
 trusted sources, and an event given twice changes nothing. It is no more trusted than that:
 should it be a forgery, the next genuine event contradicts it (another history, or the same
 position with another hash), and the reader resyncs.
+
+Outages. After a reconnect the reader goes on from the stream sequence after the last message
+it was given (aitbc_runtime.follower.Follower, `resume`): what was published while it was away is
+applied, in order and verified as ever, so a key revoked meanwhile is revoked in every view as
+soon as the reader is back, whether or not the views' sources can be asked. It tells its owner
+when the stream goes out of reach (`on_lost`) and when it has caught up again (`on_found`):
+the edge's auth cache trusts its entries only for a bounded time in between. When the stream
+no longer holds that message (purged past it, rebuilt), events may have passed unseen: every
+view is reset, and the reader anchors again.
 
 Resync. On positions missing, or a sealed event that contradicts what was taken (a fork), the
 reader cannot tell which history is the log's: every view is reset (it asks its trusted source
@@ -28,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -39,7 +48,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.live_chain import LiveChain, Verdict
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS
-from aitbc_runtime.bus import Follower
+from aitbc_runtime.follower import Follower
 
 log = logging.getLogger("aitbc.key_events")
 
@@ -47,10 +56,20 @@ log = logging.getLogger("aitbc.key_events")
 class KeyEventReader:
     """Follows the key event stream from its last message on and gives each verified event to
     every view, in order. `refused` and `resyncs` count, by problem, the messages refused and
-    the resyncs they caused; after a reconnect (events may have passed unseen) the views are
-    reset and the reader anchors again."""
+    the resyncs they caused. After a reconnect it resumes where it was; when it cannot (events
+    may have passed unseen) the views are reset and the reader anchors again. `on_lost` is
+    told when the stream goes out of reach, `on_found` when the reader has resumed and caught
+    up (after a reset, the views' reset says it instead)."""
 
-    def __init__(self, nc: NATS, views: Sequence[KeyEventView], name: str) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        views: Sequence[KeyEventView],
+        name: str,
+        *,
+        on_lost: Callable[[], None] = lambda: None,
+        on_found: Callable[[], None] = lambda: None,
+    ) -> None:
         self.views = list(views)
         self.name = name
         self.chain = LiveChain()
@@ -64,6 +83,9 @@ class KeyEventReader:
             self.reset,
             stream=KEY_EVENTS_STREAM,
             deliver_policy=DeliverPolicy.LAST,
+            resume=True,
+            on_lost=on_lost,
+            on_found=on_found,
         )
 
     @property
@@ -112,7 +134,8 @@ class KeyEventReader:
                 log.exception("%s failed on event %s", type(view).__name__, event.event_id)
 
     def reset(self) -> None:
-        """Events may have passed unseen (a reconnect): forget the anchor and every view."""
+        """Events may have passed unseen (a reconnect it could not resume from): forget the
+        anchor and every view."""
         self.chain = LiveChain()
         self._reset_views()
 

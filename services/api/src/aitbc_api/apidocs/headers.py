@@ -30,7 +30,11 @@ RATE_LIMIT_HEADERS: dict[str, tuple[Schema, str]] = {
         "How the decision was taken: `exact` by the usage service; `fail-open` by this edge "
         "alone while the usage service is unreachable (`fail-closed` answers 503 instead)",
     ),
-    "X-RateLimit-Limit": (_INTEGER, "Requests a minute the caller's limit allows"),
+    "X-RateLimit-Limit": (
+        _INTEGER,
+        "Requests a minute the caller's limit allows; `fail-open`: this edge's share of it "
+        "(the limit over the edges alive, rounded up)",
+    ),
     "X-RateLimit-Reset": (_INTEGER, "When the current minute's window ends, in Unix seconds"),
     "RateLimit-Policy": (
         _STRING,

@@ -99,7 +99,8 @@ class Authenticator:
 
     async def _ask(self, digest: bytes, on_unknown: Callable[[], None] = lambda: None) -> KeyFacts:
         """A cache miss: ask the keys service. While it cannot answer (503), an entry kept
-        unchecked since a reconnect still serves; key events evict such entries as usual."""
+        unchecked since the key event stream was lost still serves, within the cache's stale
+        bound (AUTH_STALE_MAX); key events evict such entries as usual."""
         try:
             generation, reply = await self._lookup(digest)
             if isinstance(reply, Rejected):

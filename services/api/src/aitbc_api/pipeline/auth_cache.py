@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+
+import msgspec
 
 from aitbc_contracts.messages import KeyFacts
 
@@ -18,10 +21,14 @@ class AuthCache:
     eviction and each evicted id remembers it for a while, so an answer about that key or
     account fetched before its eviction is never cached after it.
 
-    `clear` (after a reconnect: events may have passed unseen) does not drop the entries: it
-    marks them unchecked. An unchecked entry is asked about again before it is trusted, and
-    serves only when the keys service cannot answer (`get(stale=True)`), as any cached key does
-    while the keys service is down; so a NATS restart does not turn cached keys away.
+    Unchecked entries. While the key event stream is out of reach (`lost`: the bus connection
+    is gone), and after `clear` (back, but events may have passed unseen), the entries are not
+    dropped but marked unchecked. An unchecked entry is asked about again before it is trusted,
+    and serves only when the keys service cannot answer (`get(stale=True)`), for at most
+    `stale_max` seconds after the stream was lost (or cleared); after that the key answers 503
+    until the keys service can be asked. So a NATS restart does not turn cached keys away, and
+    a key revoked during an outage is not served for long. `found` (the reader resumed and
+    applied every event published meanwhile) makes the entries true again.
 
     Memory per key, as an edge holds one entry per key in use: the 32-byte digest rather than
     its 64-character hex, and an id's index holds its one digest bare, not in a set (a set
@@ -32,9 +39,19 @@ class AuthCache:
 
     EVICTIONS_KEPT = 10_000  # ids remembered; far more than can be in flight in one check
 
-    def __init__(self, size: int, ttl: float, negative_size: int, negative_ttl: float) -> None:
+    def __init__(
+        self,
+        size: int,
+        ttl: float,
+        negative_size: int,
+        negative_ttl: float,
+        stale_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.size, self.ttl = size, ttl
         self.negative_size, self.negative_ttl = negative_size, negative_ttl
+        self.stale_max = stale_max
+        self._clock = clock
         self.generation = 0
         self._facts: dict[bytes, tuple[KeyFacts, float, int]] = {}  # facts, until, generation
         self._unknown: dict[bytes, float] = {}
@@ -43,6 +60,9 @@ class AuthCache:
         self._evicted: dict[str, int] = {}  # key or account id -> generation of its eviction
         self._floor = 0
         self._checked_from = 0  # entries put at an older generation are unchecked
+        self._stale_until = 0.0  # unchecked entries serve as stale facts until then
+        self._lost_at: float | None = None  # when the key event stream went out of reach
+        self._trusted_from = 0  # what _checked_from was before that
 
     def __len__(self) -> int:
         return len(self._facts)
@@ -51,16 +71,17 @@ class AuthCache:
         entry = self._facts.get(digest)
         if entry is None:
             return None
-        if entry[1] < time.monotonic():
+        now = self._clock()
+        if entry[1] < now:
             self._drop(digest)
             return None
-        if entry[2] < self._checked_from and not stale:
+        if entry[2] < self._checked_from and not (stale and now < self._stale_until):
             return None
         return entry[0]
 
     def is_unknown(self, digest: bytes) -> bool:
         until = self._unknown.get(digest)
-        return until is not None and until >= time.monotonic()
+        return until is not None and until >= self._clock()
 
     def put(self, digest: bytes, facts: KeyFacts, generation: int) -> None:
         if generation < self._floor:
@@ -72,7 +93,7 @@ class AuthCache:
             self._drop(next(iter(self._facts)))  # oldest first
         # The TTL spread over +-10%: keys cached together (a warm-up, a restart) do not all
         # expire in the same second and come back to the keys service as one burst.
-        until = time.monotonic() + self.ttl * (0.9 + 0.2 * random.random())
+        until = self._clock() + self.ttl * (0.9 + 0.2 * random.random())
         self._facts[digest] = (facts, until, generation)
         _add(self._by_key, facts.key_id, digest)
         _add(self._by_account, facts.account_id, digest)
@@ -80,7 +101,7 @@ class AuthCache:
     def put_unknown(self, digest: bytes) -> None:
         if len(self._unknown) >= self.negative_size:
             self._unknown.pop(next(iter(self._unknown)))
-        self._unknown[digest] = time.monotonic() + self.negative_ttl
+        self._unknown[digest] = self._clock() + self.negative_ttl
 
     def _mark(self, name: str) -> None:
         self.generation += 1
@@ -98,12 +119,48 @@ class AuthCache:
         for digest in _each(self._by_key.pop(key_id, None)):
             self._drop(digest)
 
+    def revoke_key(self, key_id: str) -> None:
+        """The key was revoked (an event): its entries say so from now on, checked, since a
+        revoked key stays revoked; an answer about it asked before is refused, as on an
+        eviction. So a revocation read after an outage refuses the key with no one to ask."""
+        self._mark(key_id)
+        for digest in _each(self._by_key.get(key_id)):
+            facts, until, _ = self._facts[digest]  # the index holds only cached digests
+            self._facts[digest] = (
+                msgspec.structs.replace(facts, revoked=True),
+                until,
+                self.generation,
+            )
+
     def evict_account(self, account_id: str) -> None:
         self._mark(account_id)
         for digest in _each(self._by_account.pop(account_id, None)):
             self._drop(digest)
 
+    def lost(self) -> None:
+        """The key event stream is out of reach: what an entry says may change unseen. Every
+        entry is unchecked until the stream is `found` again (or the cache cleared)."""
+        if self._lost_at is not None:
+            return
+        self._lost_at = self._clock()
+        self._trusted_from = self._checked_from
+        self.generation += 1
+        self._checked_from = self.generation
+        self._stale_until = self._lost_at + self.stale_max
+
+    def found(self) -> None:
+        """The stream was followed on from where it was lost, and every event published
+        meanwhile has been applied: the entries it did not evict are as true as before."""
+        if self._lost_at is not None:
+            self._lost_at = None
+            self._checked_from = self._trusted_from
+
     def clear(self) -> None:
+        """Events may have passed unseen: every entry is unchecked, serving as stale facts for
+        `stale_max` seconds after the stream was lost (now, if it was not)."""
+        since = self._clock() if self._lost_at is None else self._lost_at
+        self._lost_at = None
+        self._stale_until = since + self.stale_max
         self.generation += 1
         self._floor = self._checked_from = self.generation
         self._unknown.clear()

@@ -38,6 +38,8 @@ class KeyChecks:
     async def check_many(self, key_hashes: list[str]) -> list[m.KeyFacts | m.Rejected]:
         """One reply per hash, in order. A message the keys service refused as a whole, or a
         reply that does not fit, is no answer for any of them: the service is unavailable."""
+        if not self._nc.is_connected:  # no answer can come: say so now, not after the timeout
+            raise unavailable("keys")
         payload = m.encoder.encode(m.CheckKeys(key_hashes))
         try:
             data = (await self._nc.request(KEYS_CHECK, payload, timeout=self._timeout)).data

@@ -82,6 +82,9 @@ class RateLimiter:
     account's next requests are admitted from it without asking. It also remembers what each
     account's last exact decision left of its minute, so that the forwarder can tell when a
     request is all but sure to be admitted (`has_headroom`).
+
+    Failing open, the local limiter admits this edge's share of each limit: the limit over the
+    edges alive (`edges`, aitbc_api.pipeline.presence), rounded up, at least 1.
     """
 
     ROOMY_KEPT = 100_000  # accounts remembered; beyond, start over (a miss only costs speed)
@@ -93,8 +96,10 @@ class RateLimiter:
         fail_open: bool,
         lease_units: int = 0,
         clock: Callable[[], float] = time.time,  # leases and minutes are of this time
+        edges: Callable[[], int] = lambda: 1,  # how many edges share a fail-open limit
     ) -> None:
         self.batcher = batcher
+        self.edges = edges
         self.clock = clock
         self.plan_limits = plan_limits
         self.fail_open = fail_open
@@ -238,8 +243,18 @@ class RateLimiter:
             return Verdict(None, "fail-closed", policy)
         metrics.inc("aitbc_ratelimit_fallback_total", 'policy="fail-open"')
         limit = self.plan_limits.get(plan, min(self.plan_limits.values()))
-        decision = self.local.decide(account_id, key_id, limit, key_limit, self.clock())
+        edges = self.edges()
+        key_share = None if key_limit is None else share(key_limit, edges)
+        decision = self.local.decide(
+            account_id, key_id, share(limit, edges), key_share, self.clock()
+        )
         return Verdict(decision, "fail-open", policy)
+
+
+def share(limit: int, edges: int) -> int:
+    """One edge's part of a limit that `edges` edges admit from on their own: rounded up, so
+    together they admit at most `edges - 1` more than the limit, and never 0."""
+    return max(1, -(-limit // max(1, edges)))
 
 
 _LEASED = metrics.series("aitbc_ratelimit_decisions_total", 'outcome="leased"')

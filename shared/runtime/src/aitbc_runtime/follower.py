@@ -1,0 +1,180 @@
+"""Following a JetStream stream with an ordered consumer, through reconnects: from now, or
+from a stream's last message, and (`resume`) on from where it was after an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+
+from aitbc_runtime.bus import reconnects
+from aitbc_runtime.process import cancel_and_wait
+
+log = logging.getLogger("aitbc.bus")
+
+
+class Follower:
+    """An ordered JetStream consumer of `subjects` (in `stream`, if named) from now on, calling
+    `on_message` per message.
+
+    It keeps trying until the stream exists (its owner may start later). After a reconnect the
+    server may have lost the consumer, and messages may have passed unseen: it subscribes again
+    from now and calls `on_reset`, so the caller can forget what those messages could change.
+    `deliver_policy` LAST starts each subscription with the stream's last message (a reader
+    that needs an anchor); `stream` names the stream rather than having it looked up by subject.
+
+    With `resume` (and `stream` named), a reconnect is no reset while the stream still holds
+    the message after the last one delivered: the follower goes on from there, so what passed
+    while it was away is delivered, in order. It tells `on_lost` when it finds its connection
+    gone (or back already: a reconnect between two looks), and `on_found` once it has resumed
+    and been delivered everything the stream held then; when it cannot resume (nothing
+    delivered yet, the stream purged past that message or rebuilt shorter), `on_reset` instead.
+    """
+
+    LOOK_EVERY = 0.1  # seconds between looks at the connection
+
+    def __init__(
+        self,
+        nc: NATS,
+        subjects: str,
+        on_message: Callable[[Msg], None],
+        name: str,
+        on_reset: Callable[[], None] = lambda: None,
+        *,
+        stream: str | None = None,
+        deliver_policy: DeliverPolicy = DeliverPolicy.NEW,
+        resume: bool = False,
+        on_lost: Callable[[], None] = lambda: None,
+        on_found: Callable[[], None] = lambda: None,
+    ) -> None:
+        if resume and stream is None:
+            raise ValueError("a follower resumes a stream it names")
+        self._nc = nc
+        self._subjects = subjects
+        self._stream = stream  # None: the stream holding `subjects` (a mirror holds none)
+        self._on_message = on_message
+        self._on_reset = on_reset
+        self._name = name
+        self._deliver_policy = deliver_policy
+        self._resume = resume
+        self._on_lost = on_lost
+        self._on_found = on_found
+        self._next: int | None = None  # the stream sequence after the last one delivered
+        self._seen = 0  # the connection's reconnections when the subscription was made
+        self._lost = False
+        self._catching_up = False  # resumed after a loss, not yet given all it missed
+        self._missed = False  # the stream held more than it had been given when it resumed
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def _deliver(self, msg: Msg) -> None:
+        if reconnects(self._nc) != self._seen:
+            # From a subscription made before a reconnect: what it delivers now may skip
+            # what the stream lost meanwhile. The next subscription takes it up, checked.
+            return
+        self._on_message(msg)
+        if not self._resume:
+            return
+        try:
+            metadata = msg.metadata
+        except Exception:  # not a JetStream delivery: nothing to resume from
+            return
+        self._next = metadata.sequence.stream + 1
+        if self._catching_up and metadata.num_pending == 0:
+            self._found()
+
+    async def _run(self) -> None:
+        js = self._nc.jetstream()
+        resume_at: int | None = None  # None: from `deliver_policy`
+        while True:
+            subscription = None
+            try:
+                self._seen = reconnects(self._nc)
+                subscription = await self._subscribe(js, resume_at)
+                self.ready.set()
+                await self._until_reconnected()
+                log.info("%s: reconnected; following %s again", self._name, self._subjects)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("%s waiting for %s: %s", self._name, self._subjects, exc)
+                await asyncio.sleep(0.5)
+            finally:
+                if subscription is not None:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
+            if subscription is not None:  # lost, not stopped
+                resume_at = await self._resume_point(js)
+                if resume_at is None:  # what was missed must be forgotten
+                    self._lost = self._catching_up = False
+                    self._on_reset()
+
+    async def _subscribe(
+        self, js: JetStreamContext, resume_at: int | None
+    ) -> JetStreamContext.PushSubscription:
+        if resume_at is None:
+            policy, config = self._deliver_policy, None
+        else:
+            policy = DeliverPolicy.BY_START_SEQUENCE
+            config = ConsumerConfig(opt_start_seq=resume_at)
+        subscription = await js.subscribe(
+            self._subjects,
+            stream=self._stream,
+            cb=self._deliver,
+            ordered_consumer=True,
+            deliver_policy=policy,
+            config=config,
+        )
+        if self._catching_up and not self._missed:
+            self._found()  # nothing passed while it was away
+        return subscription
+
+    async def _until_reconnected(self) -> None:
+        # Polled: nats-py has one slot per connection for each callback, the process's own.
+        while reconnects(self._nc) == self._seen:
+            if not self._nc.is_connected:
+                self._lose()
+            await asyncio.sleep(self.LOOK_EVERY)
+        self._lose()  # back already, but it was away
+
+    async def _resume_point(self, js: JetStreamContext) -> int | None:
+        """The stream sequence to go on from after a reconnect, or None to start over."""
+        if not self._resume or self._next is None:
+            return None
+        assert self._stream is not None
+        try:
+            state = (await js.stream_info(self._stream)).state
+        except Exception as exc:
+            log.warning("%s cannot tell where to resume (%s): starting over", self._name, exc)
+            return None
+        if not state.first_seq <= self._next <= state.last_seq + 1:
+            log.warning(
+                "%s: the stream no longer holds sequence %d (it holds %d..%d): messages may "
+                "have passed unseen; starting over",
+                self._name, self._next, state.first_seq, state.last_seq,
+            )  # fmt: skip
+            return None
+        self._catching_up, self._missed = True, state.last_seq >= self._next
+        return self._next
+
+    def _lose(self) -> None:
+        if self._resume and not self._lost:
+            self._lost = True
+            self._on_lost()
+
+    def _found(self) -> None:
+        self._lost = self._catching_up = False
+        self._on_found()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait([self._task])
