@@ -21,6 +21,7 @@ SESSION_COOKIE = "aitbc_session"
 FORM_COOKIE = "aitbc_form"  # CSRF token of the sign-up and sign-in forms: no session exists yet
 CSRF_FIELD = "csrf_token"
 MAX_FIELD = 1000  # characters: no field of ours is longer
+OWNER_OF_REQUEST = "aitbc.dashboard.owner"  # the scope's key: who this request is signed in as
 
 # Every dashboard response: never cached (one-time keys are shown), never framed, no inline
 # script or style (so injected markup could not run), no Referer sent to other sites.
