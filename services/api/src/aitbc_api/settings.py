@@ -64,6 +64,8 @@ class Settings:
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
     dashboard_max_sessions: int = 100_000  # all edges share them; beyond, sign-in answers 503
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
+    # --- hostile clients at the edge (issue 17) ---
+    max_cookie_bytes: int = 8 * 1024  # the Cookie header(s) the dashboard reads; beyond: 431
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,6 +110,7 @@ class Settings:
                 env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
+            max_cookie_bytes=int(env.get("MAX_COOKIE_BYTES", cls.max_cookie_bytes)),
         )
 
 

@@ -20,6 +20,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from aitbc_api.dashboard.account import AccountPages
+from aitbc_api.dashboard.cookies import dashboard_request
 from aitbc_api.dashboard.error_pages import error_pages, with_dashboard_pages
 from aitbc_api.dashboard.public import PublicPages
 from aitbc_api.dashboard.sessions import SessionStore, session_bucket
@@ -85,6 +86,7 @@ class Dashboard(InitPluginProtocol):
             },
             exception_handlers=pages,
             include_in_schema=False,
+            request_class=dashboard_request(self.settings.max_cookie_bytes),
         )
 
     def _cookies(self) -> Cookies:

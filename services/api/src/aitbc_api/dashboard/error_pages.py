@@ -38,6 +38,7 @@ _HEADINGS = {
     405: "That page cannot be used this way",
     409: "That cannot be done now",
     429: "Too many requests",
+    431: "Too much sent",
     503: "Temporarily unavailable",
 }
 

@@ -31,6 +31,10 @@ MESSAGES = {
         "Part of the service is unavailable right now. Please try again in a moment; if you "
         "were changing a key, check the list of keys first."
     ),
+    Code.REQUEST_TOO_LARGE: (
+        "Your browser sent more than this site accepts, most likely too many cookies. Clear "
+        "this site's cookies, then try again."
+    ),
     Code.INTERNAL_ERROR: "Something went wrong on our side. Please try again.",
 }
 
@@ -58,7 +62,13 @@ ENDED = {
 
 # Codes whose own message (from the keys service) says usefully what was wrong.
 _DETAILED = frozenset(
-    {Code.VALIDATION_ERROR, Code.CONFLICT, Code.FORBIDDEN, Code.RATE_LIMIT_EXCEEDED}
+    {
+        Code.VALIDATION_ERROR,
+        Code.CONFLICT,
+        Code.FORBIDDEN,
+        Code.RATE_LIMIT_EXCEEDED,
+        Code.REQUEST_TOO_LARGE,
+    }
 )
 
 
