@@ -1,6 +1,7 @@
-"""The edge's lifespan: connect NATS, start the running parts, and put them in the app's state;
-at the end stop them in the reverse order (the limiter settles its leases and the publisher
-flushes its events while NATS is still there), then drain the connection.
+"""The edge's lifespan: connect NATS, start the running parts (the operators' /metrics listener
+among them), and put them in the app's state; at the end stop them in the reverse order (the
+limiter settles its leases and the publisher flushes its events while NATS is still there),
+then drain the connection.
 
 The app's state holds `edge` (the core, for the request path: aitbc_api.pipeline.edge),
 `owner_services` (for the owners' routes and the dashboard: aitbc_api.owners.dependencies) and
@@ -17,6 +18,7 @@ from typing import Protocol, TypeVar
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
+from aitbc_api.metrics_listener import metrics_listener
 from aitbc_api.owners.dependencies import OWNER_SERVICES
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.owners.usage_queries import UsageQueries
@@ -105,6 +107,13 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         usage_publisher=publisher,
         upstream=await parts.enter_async_context(upstream_session(settings)),
         load=Load(),
+    )
+    await parts.enter_async_context(
+        metrics_listener(
+            settings.metrics_host,
+            settings.metrics_port,
+            lambda: {"aitbc_usage_events_buffered": len(publisher.buffer)},
+        )
     )
     app.state[OWNER_SERVICES] = OwnerServices(
         commands=KeysCommands(nc, settings.keys_timeout, KEYS_OWNER_COMMANDS),

@@ -1,4 +1,5 @@
-"""Process counters, served at /metrics in the Prometheus text format. No labels carry secrets."""
+"""Process counters, in the Prometheus text format at /metrics on the operators' listener
+(aitbc_api.metrics_listener). No labels carry secrets."""
 
 from __future__ import annotations
 

@@ -66,6 +66,8 @@ class Settings:
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
     # --- hostile clients at the edge (issue 17) ---
     max_cookie_bytes: int = 8 * 1024  # the Cookie header(s) the dashboard reads; beyond: 431
+    metrics_host: str = "127.0.0.1"  # the operators' listener: /metrics, never on the public port
+    metrics_port: int = 0  # 0: no metrics listener
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -111,6 +113,8 @@ class Settings:
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
             max_cookie_bytes=int(env.get("MAX_COOKIE_BYTES", cls.max_cookie_bytes)),
+            metrics_host=env.get("API_METRICS_HOST", cls.metrics_host),
+            metrics_port=int(env.get("API_METRICS_PORT", cls.metrics_port)),
         )
 
 
