@@ -9,11 +9,14 @@ from tests.e2e.stack import Stack
 
 
 def test_an_address_guessing_keys_is_throttled_and_others_are_not(stack: Stack) -> None:
-    edge = stack.add_edge("api-throttled", AUTH_FAILURE_BUDGET="5").start()
+    # behind a (trusted) local proxy, which names each client in X-Forwarded-For
+    edge = stack.add_edge(
+        "api-throttled", AUTH_FAILURE_BUDGET="5", TRUSTED_PROXIES="127.0.0.1/32"
+    ).start()
     try:
         with httpx.Client(base_url=edge.url, timeout=10) as client:
             master = client.post("/v1/accounts").json()["master_key"]["key"]
-            guesser = {"X-Forwarded-For": "203.0.113.7"}  # the edge trusts its local proxy
+            guesser = {"X-Forwarded-For": "203.0.113.7"}
             other = {"X-Forwarded-For": "198.51.100.1"}
             codes = [
                 client.get("/v1/jobs", headers={**guesser, "X-API-Key": key}).json()["error"][

@@ -19,6 +19,7 @@ from aitbc_api.owners.api_keys import ApiKeysController
 from aitbc_api.owners.dependencies import owner_dependencies
 from aitbc_api.owners.usage import usage
 from aitbc_api.pipeline.middleware import EdgeMiddleware
+from aitbc_api.pipeline.proxies import TrustedProxies
 from aitbc_api.proxy.forward import forward
 from aitbc_api.settings import Settings, get_settings
 
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 EdgeMiddleware,
                 require_https=settings.require_https,
                 body_timeout=settings.body_timeout,
+                proxies=TrustedProxies.of(settings.trusted_proxies, settings.trusted_proxy_headers),
+                hsts_max_age=settings.hsts_max_age,
             )
         ],
         openapi_config=openapi_config(),

@@ -58,7 +58,7 @@ class Settings:
     plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
     tls_cert_file: str = ""  # with tls_key_file: the edge serves HTTPS itself
     tls_key_file: str = ""
-    require_https: bool = False  # refuse plain HTTP (behind a proxy: X-Forwarded-Proto counts)
+    require_https: bool = False  # refuse plain HTTP (behind a trusted proxy: what it says counts)
     log_level: str = "INFO"
     dashboard_session_idle: float = 30 * 60.0  # seconds without a request before a session ends
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
@@ -68,6 +68,10 @@ class Settings:
     max_cookie_bytes: int = 8 * 1024  # the Cookie header(s) the dashboard reads; beyond: 431
     metrics_host: str = "127.0.0.1"  # the operators' listener: /metrics, never on the public port
     metrics_port: int = 0  # 0: no metrics listener
+    # Proxies whose X-Forwarded-For/-Proto (or Forwarded) are believed: CIDRs; none by default
+    trusted_proxies: str = ""
+    trusted_proxy_headers: str = "x-forwarded"  # or "forwarded" (RFC 7239): what they write
+    hsts_max_age: int = 365 * 24 * 3600  # Strict-Transport-Security on HTTPS answers; 0: none
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -115,6 +119,9 @@ class Settings:
             max_cookie_bytes=int(env.get("MAX_COOKIE_BYTES", cls.max_cookie_bytes)),
             metrics_host=env.get("API_METRICS_HOST", cls.metrics_host),
             metrics_port=int(env.get("API_METRICS_PORT", cls.metrics_port)),
+            trusted_proxies=env.get("TRUSTED_PROXIES", cls.trusted_proxies),
+            trusted_proxy_headers=env.get("TRUSTED_PROXY_HEADERS", cls.trusted_proxy_headers),
+            hsts_max_age=int(env.get("HSTS_MAX_AGE", cls.hsts_max_age)),
         )
 
 

@@ -123,7 +123,8 @@ def redirect(path: str, cookies: Iterable[Cookie] = ()) -> Redirect:
 class Cookies:
     """The dashboard's cookies: HttpOnly (no script reads them), SameSite=Strict (no other
     site's request carries them), sent to the dashboard's paths only, never to the API's, and
-    Secure over HTTPS, or always (DASHBOARD_SECURE_COOKIES: behind a proxy that ends TLS)."""
+    Secure over HTTPS (the edge's own, or a trusted proxy's: TRUSTED_PROXIES), or always
+    (DASHBOARD_SECURE_COOKIES)."""
 
     always_secure: bool
 
