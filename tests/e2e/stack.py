@@ -21,9 +21,13 @@ BIN = Path(sys.executable).parent
 
 TEST_SETTINGS = {
     "LOG_LEVEL": "INFO",
-    # Tests make many bad keys on purpose from one address; the brute-force test runs an edge
-    # of its own with a small budget.
+    # Tests make many bad keys, accounts and sign-ins from one address; the tests of those
+    # budgets run edges of their own with small ones.
     "AUTH_FAILURE_BUDGET": "1000000",
+    "SIGNUP_PER_ADDRESS_PER_HOUR": "1000000",
+    "SIGNUP_GLOBAL_PER_MINUTE": "1000000",
+    "SIGNIN_PER_ADDRESS_PER_MINUTE": "1000000",
+    "SIGNIN_GLOBAL_PER_MINUTE": "1000000",
     "UPSTREAM_TIMEOUT": "3",
 }
 

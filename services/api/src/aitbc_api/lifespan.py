@@ -28,10 +28,11 @@ from aitbc_api.pipeline.edge import Edge, Load
 from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
-from aitbc_api.pipeline.throttle import FailureThrottle
+from aitbc_api.pipeline.throttle import AttemptBudget, FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
 from aitbc_api.proxy.forward import upstream_session
 from aitbc_api.settings import Settings
+from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
 from aitbc_contracts.usage import LEASE_DUE_SECONDS
 from aitbc_runtime.bus import connect
@@ -120,6 +121,13 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         usage=UsageQueries(nc, settings.usage_query_timeout),
         forget_key=cache.evict_key,
         plan_limits=limiter.plan_limits,
+        signups=AttemptBudget(
+            "sign-up",
+            Code.TOO_MANY_SIGNUPS,
+            settings.signup_per_address_per_hour,
+            3600,
+            settings.signup_global_per_minute,
+        ),
     )
 
 

@@ -16,6 +16,7 @@ HELP = {
     "aitbc_bus_batches_total": "NATS requests carrying batches (decisions, key checks)",
     "aitbc_auth_lookups_total": "Keys asked of the keys service (auth cache misses)",
     "aitbc_auth_throttled_total": "Requests refused for too many invalid keys from an address",
+    "aitbc_attempts_throttled_total": "Sign-ups and dashboard sign-ins refused by their budgets",
 }
 
 

@@ -72,6 +72,14 @@ class Settings:
     trusted_proxies: str = ""
     trusted_proxy_headers: str = "x-forwarded"  # or "forwarded" (RFC 7239): what they write
     hsts_max_age: int = 365 * 24 * 3600  # Strict-Transport-Security on HTTPS answers; 0: none
+    # Budgets per edge process (N edges: N times each); beyond, 429 with Retry-After. Together
+    # the two overall ones bound the sessions one edge can make in a session lifetime:
+    # (20 + 100) a minute * 720 minutes = 86,400, under dashboard_max_sessions.
+    signup_per_address_per_hour: int = 10
+    signup_global_per_minute: int = 20
+    signin_per_address_per_minute: int = 10  # dashboard sign-in attempts, right or wrong
+    signin_global_per_minute: int = 100
+    dashboard_sessions_per_account: int = 10  # beyond, a new sign-in ends the oldest session
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -122,6 +130,21 @@ class Settings:
             trusted_proxies=env.get("TRUSTED_PROXIES", cls.trusted_proxies),
             trusted_proxy_headers=env.get("TRUSTED_PROXY_HEADERS", cls.trusted_proxy_headers),
             hsts_max_age=int(env.get("HSTS_MAX_AGE", cls.hsts_max_age)),
+            signup_per_address_per_hour=int(
+                env.get("SIGNUP_PER_ADDRESS_PER_HOUR", cls.signup_per_address_per_hour)
+            ),
+            signup_global_per_minute=int(
+                env.get("SIGNUP_GLOBAL_PER_MINUTE", cls.signup_global_per_minute)
+            ),
+            signin_per_address_per_minute=int(
+                env.get("SIGNIN_PER_ADDRESS_PER_MINUTE", cls.signin_per_address_per_minute)
+            ),
+            signin_global_per_minute=int(
+                env.get("SIGNIN_GLOBAL_PER_MINUTE", cls.signin_global_per_minute)
+            ),
+            dashboard_sessions_per_account=int(
+                env.get("DASHBOARD_SESSIONS_PER_ACCOUNT", cls.dashboard_sessions_per_account)
+            ),
         )
 
 

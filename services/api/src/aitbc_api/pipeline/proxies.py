@@ -79,6 +79,12 @@ def _x_forwarded_hops(values: list[str]) -> list[Hop]:
     return [(host, port, "") for host, port in hops if host]
 
 
+def client_address(scope: HTTPScope) -> str:
+    """The client's address, once `TrustedProxies.resolve` has run ("" when unknown)."""
+    client = scope.get("client")
+    return client[0] if client else ""
+
+
 class TrustedProxies:
     """The proxies whose forwarding headers are believed, and how to read them."""
 
