@@ -6,7 +6,9 @@ import asyncio
 import statistics
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+from aitbc_infra import stack as definition
 from bench.httpclient import build_request
 from bench.stack import ROOT, Proc
 
@@ -44,9 +46,11 @@ def say(message: str) -> None:
 
 
 async def edge_metrics(edge: Proc) -> dict[str, float]:
-    """The edge's own counters (/metrics), for the mean size of its decision batches."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
-    writer.write(build_request(edge.url + "/metrics", {"Connection": "close"}))
+    """The edge's own counters (/metrics, on its operators' port), for the mean size of its
+    decision batches."""
+    url = definition.metrics_url(edge.env)
+    reader, writer = await asyncio.open_connection(urlsplit(url).hostname, urlsplit(url).port)
+    writer.write(build_request(url, {"Connection": "close"}))
     data = (await reader.read()).decode(errors="replace")
     writer.close()
     values: dict[str, float] = {}

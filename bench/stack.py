@@ -70,7 +70,10 @@ class Stack:
         return proc.start(wait=wait)
 
     def start_edge(self, name: str, wait: bool = True) -> Proc:
-        proc = Proc.of(definition.edge(self.layout, name, free_port()), self.root)
+        metrics = str(free_port())  # its /metrics (bench.common.edge_metrics)
+        proc = Proc.of(
+            definition.edge(self.layout, name, free_port(), API_METRICS_PORT=metrics), self.root
+        )
         self.procs[name] = proc
         return proc.start(wait=wait)
 

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from aitbc_infra import stack as definition
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Process
@@ -19,9 +21,13 @@ BIN = Path(sys.executable).parent
 
 TEST_SETTINGS = {
     "LOG_LEVEL": "INFO",
-    # Tests make many bad keys on purpose from one address; the brute-force test runs an edge
-    # of its own with a small budget.
+    # Tests make many bad keys, accounts and sign-ins from one address; the tests of those
+    # budgets run edges of their own with small ones.
     "AUTH_FAILURE_BUDGET": "1000000",
+    "SIGNUP_PER_ADDRESS_PER_HOUR": "1000000",
+    "SIGNUP_GLOBAL_PER_MINUTE": "1000000",
+    "SIGNIN_PER_ADDRESS_PER_MINUTE": "1000000",
+    "SIGNIN_GLOBAL_PER_MINUTE": "1000000",
     "UPSTREAM_TIMEOUT": "3",
 }
 
@@ -67,8 +73,9 @@ class Stack:
         return process
 
     def add_edge(self, name: str, **env: str) -> Process:
-        """One more edge on a free port, in front of this system's Coordinator unless `env`
-        names another UPSTREAM_URL."""
+        """One more edge on a free port, with its /metrics on another (`metrics_url`), in
+        front of this system's Coordinator unless `env` names another UPSTREAM_URL."""
+        env = {"API_METRICS_PORT": str(free_port()), **env}
         process = Process.of(definition.edge(self.layout, name, free_port(), **env), self.root)
         self.processes[name] = process
         return process
@@ -100,6 +107,11 @@ class Stack:
         for process in reversed(list(self.processes.values())):
             process.stop()
         self.nats.stop()
+
+    def metrics(self, name: str = "api") -> str:
+        """The /metrics text of the edge `name`, from its operators' port."""
+        url = definition.metrics_url(self.processes[name].env)
+        return httpx.get(url, timeout=10).text
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.root.glob("*.log"))

@@ -9,11 +9,14 @@ from tests.e2e.stack import Stack
 
 
 def test_an_address_guessing_keys_is_throttled_and_others_are_not(stack: Stack) -> None:
-    edge = stack.add_edge("api-throttled", AUTH_FAILURE_BUDGET="5").start()
+    # behind a (trusted) local proxy, which names each client in X-Forwarded-For
+    edge = stack.add_edge(
+        "api-throttled", AUTH_FAILURE_BUDGET="5", TRUSTED_PROXIES="127.0.0.1/32"
+    ).start()
     try:
         with httpx.Client(base_url=edge.url, timeout=10) as client:
             master = client.post("/v1/accounts").json()["master_key"]["key"]
-            guesser = {"X-Forwarded-For": "203.0.113.7"}  # the edge trusts its local proxy
+            guesser = {"X-Forwarded-For": "203.0.113.7"}
             other = {"X-Forwarded-For": "198.51.100.1"}
             codes = [
                 client.get("/v1/jobs", headers={**guesser, "X-API-Key": key}).json()["error"][
@@ -22,10 +25,10 @@ def test_an_address_guessing_keys_is_throttled_and_others_are_not(stack: Stack) 
                 for key in [generate_key() for _ in range(4)] + ["junk", "aitbc_x", generate_key()]
             ]
             assert codes == ["INVALID_API_KEY"] * 5 + ["TOO_MANY_INVALID_KEYS"] * 2
-            lookups = metric(client, "aitbc_auth_lookups_total")
+            lookups = metric(stack, "aitbc_auth_lookups_total")
             for _ in range(20):  # throttled guesses never reach the keys service
                 client.get("/v1/jobs", headers={**guesser, "X-API-Key": generate_key()})
-            assert metric(client, "aitbc_auth_lookups_total") == lookups
+            assert metric(stack, "aitbc_auth_lookups_total") == lookups
             throttled = client.get("/v1/jobs", headers={**guesser, "X-API-Key": master})
             assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
             assert throttled.json()["error"]["code"] == "TOO_MANY_INVALID_KEYS"
@@ -39,8 +42,8 @@ def test_an_address_guessing_keys_is_throttled_and_others_are_not(stack: Stack) 
         edge.stop()
 
 
-def metric(client: httpx.Client, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
+def metric(stack: Stack, name: str, edge: str = "api-throttled") -> float:
+    for line in stack.metrics(edge).splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0

@@ -41,6 +41,8 @@ def test_dashboard_requests_count_against_the_plan_like_api_calls(stack: Stack) 
     assert "Rate limit of 60 requests per minute exceeded" in limited.text
     assert "RATE_LIMIT_EXCEEDED" in limited.text
     assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert "Sign out" in limited.text and owner.account_id in limited.text  # still signed in
+    assert 'href="/dashboard/sign-up"' not in limited.text
     assert api.get("/v1/api-keys", headers={"X-API-Key": master}).status_code == 429
     assert owner.get("/dashboard/sign-in").status_code == 200  # not an API call: not limited
 

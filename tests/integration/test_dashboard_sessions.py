@@ -1,10 +1,13 @@
 """Dashboard sessions in the shared NATS KV bucket, on a real nats-server: what one edge
-starts, another serves; sign-out and expiry hold on every edge; a NATS outage is a 503."""
+starts, another serves; sign-out and expiry hold on every edge; an account has at most its cap
+of sessions, whichever edges sign it in; a NATS outage is a 503."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -29,10 +32,16 @@ async def nc(own_nats: NatsServer) -> AsyncIterator[NATS]:
     await client.close()
 
 
-async def edges(nc: NATS, clock: Clock, n: int = 2) -> list[SessionStore]:
+async def edges(nc: NATS, clock: Clock, n: int = 2, per_account: int = 10) -> list[SessionStore]:
     """Stores as n edges would have them: each makes sure of the bucket, all share it."""
     return [
-        SessionStore(await session_bucket(nc, 600, 1000), idle=60, lifetime=600, clock=clock)
+        SessionStore(
+            await session_bucket(nc, 600, 1000),
+            idle=60,
+            lifetime=600,
+            per_account=per_account,
+            clock=clock,
+        )
         for _ in range(n)
     ]
 
@@ -53,9 +62,10 @@ async def test_the_bucket_holds_digests_of_tokens_never_tokens(nc: NATS) -> None
     token, session = await store.start("acc_1", "key_1", "h")
     assert session.digest != token
     keys = await store.bucket.keys()
-    assert keys == [session.digest]
-    entry = await store.bucket.get(session.digest)
-    assert token.encode() not in (entry.value or b"")
+    assert sorted(keys) == sorted([session.digest, "account.acc_1"])  # the account's list
+    for key in keys:
+        entry = await store.bucket.get(key)
+        assert token.encode() not in (entry.value or b"")
 
 
 async def test_sign_out_on_one_edge_ends_the_session_on_every_edge(nc: NATS) -> None:
@@ -115,3 +125,46 @@ async def test_sessions_are_unavailable_not_an_error_while_nats_is_away(
     with pytest.raises(ApiError) as raised:
         await store.get(token)
     assert raised.value.status == 503 and raised.value.code == "SERVICE_UNAVAILABLE"
+
+
+async def live(store: SessionStore, tokens: list[str]) -> list[bool]:
+    return [await store.get(token) is not None for token in tokens]
+
+
+async def test_an_account_has_at_most_its_cap_of_sessions_the_oldest_end(nc: NATS) -> None:
+    clock = Clock()
+    one, two = await edges(nc, clock, per_account=3)
+    other, _ = await one.start("acc_2", "key_2", "h")
+    tokens = []
+    for turn in range(5):  # signed in on either edge: one list per account
+        clock.now += 1
+        tokens.append((await (one, two)[turn % 2].start("acc_1", "key_1", "h"))[0])
+    assert await live(one, tokens) == [False, False, True, True, True]
+    assert await two.get(other) is not None  # another account's sessions are its own
+    listed = await one.bucket.get("account.acc_1")
+    assert len(msgspec.json.decode(listed.value or b"")["sessions"]) == 3
+
+
+async def test_a_session_that_ended_frees_its_place_before_a_live_one_is_ended(nc: NATS) -> None:
+    clock = Clock()
+    (store,) = await edges(nc, clock, 1, per_account=2)
+    first, first_session = await store.start("acc_1", "key_1", "h")
+    clock.now += 1
+    second, _ = await store.start("acc_1", "key_1", "h")
+    await store.end(first_session)  # signed out: still listed
+    clock.now += 1
+    third, _ = await store.start("acc_1", "key_1", "h")
+    assert await live(store, [first, second, third]) == [False, True, True]
+    clock.now += 61  # both idle past `idle`: ended, though still stored
+    fourth, _ = await store.start("acc_1", "key_1", "h")
+    clock.now += 1
+    fifth, _ = await store.start("acc_1", "key_1", "h")
+    assert await live(store, [fourth, fifth]) == [True, True]
+
+
+async def test_sign_ins_to_one_account_on_many_edges_at_once_keep_the_cap(nc: NATS) -> None:
+    clock = Clock()
+    stores = await edges(nc, clock, 3, per_account=3)
+    started = await asyncio.gather(*(stores[i % 3].start("acc_1", "key_1", "h") for i in range(6)))
+    tokens = [token for token, _ in started]
+    assert sum(await live(stores[0], tokens)) == 3  # no edge lost another's place in the list

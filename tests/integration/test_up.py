@@ -30,7 +30,7 @@ class Up:
     def __init__(self, cwd: Path, argv: list[str] | None = None, **env: str) -> None:
         self.ports = {
             name: int(env.get(name) or free_port())
-            for name in ("NATS_PORT", "COORDINATOR_PORT", "API_PORT")
+            for name in ("NATS_PORT", "COORDINATOR_PORT", "API_PORT", "API_METRICS_PORT")
         }
         child_env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
         child_env.update({k: str(v) for k, v in self.ports.items()})
@@ -119,6 +119,10 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     assert signup.status_code == 201, signup.text
     master = signup.json()["master_key"]["key"]
     assert httpx.get(first.api() + "/v1/health", timeout=10).json() == {"status": "ok"}
+    metrics = f"http://127.0.0.1:{first.ports['API_METRICS_PORT']}/metrics"
+    assert f"metrics, this machine only: {metrics}" in first.output  # it says where
+    assert "aitbc_auth_lookups_total" in httpx.get(metrics, timeout=10).text
+    assert httpx.get(first.api() + "/metrics", timeout=10).status_code == 404
     assert first.stop(signal.SIGTERM) == 0
     assert "all stopped" in first.output
     assert first.errors() == []  # a clean stop reads as one

@@ -140,7 +140,7 @@ def test_failure_throttle_counts_per_address_per_minute() -> None:
     throttle.failed("b", t0 + 60)
     throttle.failed("c", t0 + 60)
     throttle.failed("d", t0 + 60)  # beyond max_addresses: not tracked, memory stays bounded
-    assert set(throttle.failures) == {"b", "c"}
+    assert set(throttle.counts) == {"b", "c"}
 
 
 def test_a_key_with_two_secrets_is_evicted_whole_and_its_index_shrinks_back() -> None:

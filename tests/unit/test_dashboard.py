@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from litestar import Request
 
 from aitbc_api.dashboard.charts import HEIGHT, minute_chart, nice_ceiling
+from aitbc_api.dashboard.error_pages import error_pages
 from aitbc_api.dashboard.messages import SIGN_IN, explain
 from aitbc_api.dashboard.sessions import Session, expired
+from aitbc_api.dashboard.web import OWNER_OF_REQUEST, Cookies, render_with
 from aitbc_api.errors import ApiError
 from aitbc_contracts.usage import MinuteUsage
 
@@ -53,6 +58,17 @@ def test_an_empty_chart_draws_nothing_and_a_far_limit_no_line() -> None:
     assert one.admitted_path == "M718.0 0.0h2.0V100.0h-2.0z"  # visible, inside the frame
 
 
+def test_the_scale_reaches_a_limit_the_busiest_minute_came_near() -> None:
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    near = minute_chart([minute(end, 50)], end, 60, "Last hour", limit=60)
+    assert near.y_max == 100 and near.limit_y == HEIGHT - 60  # not 50, below the limit
+    tenth = minute_chart([minute(end, 600)], end, 60, "Last hour", limit=6000)
+    assert tenth.y_max == 10000 and tenth.limit_y == HEIGHT - 60
+    far = minute_chart([minute(end, 599)], end, 60, "Last hour", limit=6000)
+    assert far.y_max == 1000 and far.limit_y is None and far.limit_off_scale
+    assert not minute_chart([], end, 60, "Last hour", limit=None).limit_off_scale
+
+
 def test_nice_ceilings() -> None:
     assert [nice_ceiling(n) for n in (1, 2, 3, 6, 11, 60, 61, 6000)] == [
         1, 2, 5, 10, 20, 100, 100, 10000,
@@ -71,3 +87,53 @@ def test_errors_are_told_in_plain_words() -> None:
     assert "not a master key" in explain(forbidden, SIGN_IN)[0]
     unknown = ApiError(500, "SOMETHING_NEW", "internal detail")
     assert explain(unknown) == ("Something went wrong on our side. Please try again.", "")
+
+
+def usage_page(limit: int, busiest: int) -> str:
+    """The usage page's HTML, for an account whose busiest minute saw `busiest` requests."""
+    end = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    usage = [minute(end, busiest)]
+    owner = SimpleNamespace(account_id="acc_1", plan="free", plan_limit=limit)
+    response = render_with(
+        "usage.html",
+        {
+            "owner": owner,
+            "title": "Usage",
+            "key": None,
+            "keys": [],
+            "limit": limit,
+            "hour": minute_chart(usage, end, 60, "Last hour", limit),
+            "day": minute_chart(usage, end, 1440, "Last 24 hours", limit),
+        },
+    )
+    return response.content  # type: ignore[no-any-return]
+
+
+def test_the_legend_names_the_limit_line_only_where_a_chart_draws_it() -> None:
+    near = usage_page(limit=60, busiest=50)
+    assert near.count('<line class="limit"') == 2
+    assert 'class="swatch limit"' in near and "above this chart" not in near
+    far = usage_page(limit=6000, busiest=3)  # the scale stops at 5: no line is drawn
+    assert '<line class="limit"' not in far
+    assert 'class="swatch limit"' not in far  # so the legend does not promise one
+    assert far.count("The limit, 6000 a minute, is above this chart's scale.") == 2
+
+
+def test_an_error_after_sign_in_keeps_the_signed_in_header() -> None:
+    """A 429 on a signed-in page: the header shows the account and Sign out, not Sign in."""
+    limited = ApiError(429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded", {"Retry-After": "9"})
+    show = error_pages(Cookies(always_secure=False))[ApiError]
+    owner = SimpleNamespace(
+        account_id="acc_0123456789abcdef",
+        plan="free",
+        notice="",
+        session=SimpleNamespace(csrf_token="t" * 43),
+    )
+    scope = {"type": "http", "headers": [], OWNER_OF_REQUEST: owner}
+    signed_in = show(Request(scope), limited).content  # type: ignore[arg-type]
+    assert "acc_0123456789abcdef" in signed_in and "Sign out" in signed_in
+    assert 'value="' + "t" * 43 + '"' in signed_in  # the sign-out form's CSRF token
+    assert 'href="/dashboard/sign-in"' not in signed_in
+    assert 'href="/dashboard/sign-up"' not in signed_in
+    anonymous = show(Request({"type": "http", "headers": []}), limited).content  # type: ignore[arg-type]
+    assert 'href="/dashboard/sign-in"' in anonymous and "Sign out" not in anonymous

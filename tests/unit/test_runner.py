@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aitbc_infra import stack as definition
+from aitbc_infra.nats_server import free_port
 from aitbc_infra.readiness import http_ok, port_open, run_to_end, until_ready
 from aitbc_infra.runner import Config, ConfigError, preflight, services
 from aitbc_infra.supervisor import Service, Supervisor
@@ -91,6 +92,11 @@ def test_a_busy_port_stops_everything_before_it_starts(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         c = config(tmp_path, COORDINATOR_PORT=str(port), UP_SERVICES="coordinator")
         with pytest.raises(ConfigError, match=f"port {port}.*COORDINATOR_PORT"):
+            preflight(c, services(c))
+        c = config(
+            tmp_path, API_PORT=str(free_port()), API_METRICS_PORT=str(port), UP_SERVICES="api"
+        )
+        with pytest.raises(ConfigError, match=f"port {port}.*API_METRICS_PORT"):
             preflight(c, services(c))
 
 
@@ -232,13 +238,25 @@ def test_the_definition_runs_on_free_ports_in_a_folder_of_its_own(tmp_path: Path
     layout = definition.Layout.on_free_ports(tmp_path, env={"LOG_LEVEL": "DEBUG"})
     table = {s.name: s for s in definition.services(layout)}
     assert list(table) == ["nats", "keys", "usage", "coordinator", "api"]
-    assert len({layout.nats_port, layout.api_port, layout.coordinator_port}) == 3
+    ports = (layout.nats_port, layout.api_port, layout.api_metrics_port, layout.coordinator_port)
+    assert len(set(ports)) == 4
     assert table["api"].port == layout.api_port
     assert table["keys"].env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
     assert all(s.env.get("LOG_LEVEL") == "DEBUG" for s in table.values() if s.name != "nats")
     extra = definition.edge(layout, "second", 9999, AUTH_FAILURE_BUDGET="3")
     assert extra.env["API_PORT"] == "9999" and extra.env["AUTH_FAILURE_BUDGET"] == "3"
     assert extra.env["UPSTREAM_URL"] == layout.upstream_url
+    assert extra.env["API_METRICS_PORT"] == "0"  # an added edge has no metrics port unless told
+
+
+def test_up_gives_the_edge_a_metrics_port_and_says_where(tmp_path: Path) -> None:
+    api = {s.name: s for s in services(config(tmp_path))}["api"]
+    assert api.env["API_METRICS_PORT"] == "8001"
+    assert api.address.endswith("(metrics, this machine only: http://127.0.0.1:8001/metrics)")
+    moved = {s.name: s for s in services(config(tmp_path, API_METRICS_PORT="9100"))}["api"]
+    assert moved.env["API_METRICS_PORT"] == "9100"
+    off = {s.name: s for s in services(config(tmp_path, API_METRICS_PORT="0"))}["api"]
+    assert off.address == "http://127.0.0.1:8000"
 
 
 def test_a_database_url_is_taken_as_given(tmp_path: Path) -> None:

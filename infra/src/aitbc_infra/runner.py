@@ -64,9 +64,10 @@ def preflight(config: Config, table: list[Service]) -> None:
         ("nats", "127.0.0.1", layout.nats_port, "NATS_PORT (or NATS_URL to use that server)"),
         ("coordinator", layout.coordinator_host, layout.coordinator_port, "COORDINATOR_PORT"),
         ("api", layout.api_host, layout.api_port, "API_PORT"),
+        ("api", "127.0.0.1", layout.api_metrics_port, "API_METRICS_PORT (its /metrics)"),
     ]
     for name, host, port, setting in ports:
-        if name in names and port_is_open(port, host):
+        if name in names and port and port_is_open(port, host):
             raise ConfigError(
                 f"port {port} on {host} is already in use, so {name} cannot start "
                 f"(is `just up` already running?). Set {setting} to use another."

@@ -30,6 +30,7 @@ from aitbc_runtime.bus_access import BusAccess
 
 DEFAULT_NATS_PORT = environment.DEFAULT_NATS_PORT
 DEFAULT_API_PORT = 8000
+DEFAULT_API_METRICS_PORT = 8001  # the edge's /metrics, on 127.0.0.1 only
 DEFAULT_COORDINATOR_PORT = 8011
 HEALTH_PATH = "/v1/health"  # the edge forwards it to the Coordinator: both serve once it is 200
 
@@ -54,6 +55,7 @@ class Layout:
     usage_database_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
+    api_metrics_port: int = DEFAULT_API_METRICS_PORT
     coordinator_host: str = "127.0.0.1"
     coordinator_port: int = DEFAULT_COORDINATOR_PORT
     creds_dir: Path | None = None  # the roles' NATS credentials; None: DATA_DIR/creds
@@ -75,8 +77,9 @@ class Layout:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Layout:
         """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, DATABASE_URL,
-        USAGE_DATABASE_URL, API_HOST, API_PORT, COORDINATOR_HOST, COORDINATOR_PORT,
-        NATS_CREDS_DIR, NATS_TLS, NATS_TLS_VERIFY, NATS_TLS_DIR, NATS_TLS_HOSTS."""
+        USAGE_DATABASE_URL, API_HOST, API_PORT, API_METRICS_PORT, COORDINATOR_HOST,
+        COORDINATOR_PORT, NATS_CREDS_DIR, NATS_TLS, NATS_TLS_VERIFY, NATS_TLS_DIR,
+        NATS_TLS_HOSTS."""
         try:
             return cls(
                 data_dir=environment.data_dir(env),
@@ -86,6 +89,7 @@ class Layout:
                 usage_database_url=environment.usage_database_url(env),
                 api_host=env.get("API_HOST", "127.0.0.1"),
                 api_port=int(env.get("API_PORT", DEFAULT_API_PORT)),
+                api_metrics_port=int(env.get("API_METRICS_PORT", DEFAULT_API_METRICS_PORT)),
                 coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),
                 coordinator_port=int(env.get("COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)),
                 creds_dir=_folder(env, "NATS_CREDS_DIR"),
@@ -101,7 +105,12 @@ class Layout:
     @classmethod
     def on_free_ports(cls, data_dir: Path, **settings: object) -> Layout:
         """A system of a test's or a benchmark's own: free ports, everything in `data_dir`."""
-        ports = {"nats_port": free_port(), "api_port": free_port(), "coordinator_port": free_port()}
+        ports = {
+            "nats_port": free_port(),
+            "api_port": free_port(),
+            "api_metrics_port": free_port(),
+            "coordinator_port": free_port(),
+        }
         return cls(data_dir=data_dir, **{**ports, **settings})  # type: ignore[arg-type]
 
     @property
@@ -234,19 +243,29 @@ def coordinator(layout: Layout) -> Service:
 
 
 def api(layout: Layout) -> Service:
-    return edge(layout, "api", layout.api_port)
+    return edge(layout, "api", layout.api_port, API_METRICS_PORT=str(layout.api_metrics_port))
 
 
 def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
     """An edge on `port`; `api` is the system's own, tests and benchmarks add more (`env`:
-    settings over the layout's)."""
+    settings over the layout's). Its /metrics listener is off unless `env` names a port
+    (API_METRICS_PORT), on 127.0.0.1."""
     url = f"http://{layout.api_host}:{port}"
-    settings = {**layout.child_env("edge"), "API_PORT": str(port), **env}
+    settings = {**layout.child_env("edge"), "API_PORT": str(port), "API_METRICS_PORT": "0", **env}
     if _health_answers_plainly(layout, {**os.environ, **settings}):
         ready = http_ok(url + HEALTH_PATH)
     else:
         ready = port_open(layout.api_host, port)
-    return Service(name, [program("aitbc-api")], settings, ready, url, port)
+    metrics = metrics_url(settings)
+    address = f"{url} (metrics, this machine only: {metrics})" if metrics else url
+    return Service(name, [program("aitbc-api")], settings, ready, address, port)
+
+
+def metrics_url(edge_env: Mapping[str, str]) -> str:
+    """Where an edge told `edge_env` serves /metrics ("" when it does not)."""
+    port = int(edge_env.get("API_METRICS_PORT") or 0)
+    host = edge_env.get("API_METRICS_HOST", "127.0.0.1")
+    return f"http://{host}:{port}/metrics" if port else ""
 
 
 def _health_answers_plainly(layout: Layout, seen: Mapping[str, str]) -> bool:

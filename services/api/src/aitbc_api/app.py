@@ -1,15 +1,14 @@
 """create_app(): the Litestar edge, assembled from its contexts: the request pipeline
 (aitbc_api.pipeline), the owners' routes (aitbc_api.owners), forwarding (aitbc_api.proxy), the
 dashboard (aitbc_api.dashboard, a plugin) and the documentation (aitbc_api.apidocs). Its
-lifespan (aitbc_api.lifespan) connects NATS and starts the running parts."""
+lifespan (aitbc_api.lifespan) connects NATS and starts the running parts, and the operators'
+listener (/metrics) on a port of its own."""
 
 from __future__ import annotations
 
-from litestar import Litestar, MediaType, get
-from litestar.datastructures import State
+from litestar import Litestar
 from litestar.middleware import DefineMiddleware
 
-from aitbc_api import metrics
 from aitbc_api.apidocs.config import openapi_config
 from aitbc_api.apidocs.headers import declare_rate_limit_headers
 from aitbc_api.dashboard import Dashboard
@@ -19,22 +18,16 @@ from aitbc_api.owners.accounts import sign_up
 from aitbc_api.owners.api_keys import ApiKeysController
 from aitbc_api.owners.dependencies import owner_dependencies
 from aitbc_api.owners.usage import usage
-from aitbc_api.pipeline.edge import Edge
 from aitbc_api.pipeline.middleware import EdgeMiddleware
+from aitbc_api.pipeline.proxies import TrustedProxies
 from aitbc_api.proxy.forward import forward
 from aitbc_api.settings import Settings, get_settings
-
-
-@get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
-def metrics_endpoint(state: State) -> str:
-    edge: Edge = state.edge
-    return metrics.render({"aitbc_usage_events_buffered": len(edge.usage_publisher.buffer)})
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     app = Litestar(
-        route_handlers=[sign_up, ApiKeysController, usage, forward, metrics_endpoint],
+        route_handlers=[sign_up, ApiKeysController, usage, forward],
         dependencies=owner_dependencies(),
         lifespan=[edge_lifespan(settings)],
         plugins=[Dashboard(settings)],
@@ -44,6 +37,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 EdgeMiddleware,
                 require_https=settings.require_https,
                 body_timeout=settings.body_timeout,
+                proxies=TrustedProxies.of(settings.trusted_proxies, settings.trusted_proxy_headers),
+                hsts_max_age=settings.hsts_max_age,
             )
         ],
         openapi_config=openapi_config(),

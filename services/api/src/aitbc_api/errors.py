@@ -146,20 +146,23 @@ _EXAMPLES = {
 }
 
 
-def documented(*statuses: int) -> dict[int, ResponseSpec]:
+def documented(
+    *statuses: int, own: Mapping[int, tuple[str, str, str]] | None = None
+) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the error answers a route can give, all with the error body, each
-    with a real example (generated ones would be random strings, different in every process)."""
+    with a real example (generated ones would be random strings, different in every process):
+    the usual one for its status, or the route's `own` (description, code, message)."""
+    usual = {status: (_DESCRIPTIONS[status], *_EXAMPLES[status]) for status in _EXAMPLES}
+    entries = {**usual, **(own or {})}
     return {
         status: ResponseSpec(
             data_container=ErrorBody,
-            description=_DESCRIPTIONS[status],
+            description=entries[status][0],
             generate_examples=False,
             examples=[
                 Example(
-                    summary=_EXAMPLES[status][0],
-                    value={
-                        "error": {"code": _EXAMPLES[status][0], "message": _EXAMPLES[status][1]}
-                    },
+                    summary=entries[status][1],
+                    value={"error": {"code": entries[status][1], "message": entries[status][2]}},
                 )
             ],
         )

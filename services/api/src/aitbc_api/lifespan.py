@@ -1,6 +1,7 @@
-"""The edge's lifespan: connect NATS, start the running parts, and put them in the app's state;
-at the end stop them in the reverse order (the limiter settles its leases and the publisher
-flushes its events while NATS is still there), then drain the connection.
+"""The edge's lifespan: connect NATS, start the running parts (the operators' /metrics listener
+among them), and put them in the app's state; at the end stop them in the reverse order (the
+limiter settles its leases and the publisher flushes its events while NATS is still there),
+then drain the connection.
 
 The app's state holds `edge` (the core, for the request path: aitbc_api.pipeline.edge),
 `owner_services` (for the owners' routes and the dashboard: aitbc_api.owners.dependencies) and
@@ -17,6 +18,7 @@ from typing import Protocol, TypeVar
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
+from aitbc_api.metrics_listener import metrics_listener
 from aitbc_api.owners.dependencies import OWNER_SERVICES
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.owners.usage_queries import UsageQueries
@@ -27,10 +29,11 @@ from aitbc_api.pipeline.key_checks import KeyChecks
 from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_api.pipeline.presence import Presence
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
-from aitbc_api.pipeline.throttle import FailureThrottle
+from aitbc_api.pipeline.throttle import AttemptBudget, FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
 from aitbc_api.proxy.forward import upstream_session
 from aitbc_api.settings import Settings
+from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
 from aitbc_contracts.usage import LEASE_DUE_SECONDS
 from aitbc_runtime.bus import connect
@@ -111,11 +114,25 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         upstream=await parts.enter_async_context(upstream_session(settings)),
         load=Load(),
     )
+    await parts.enter_async_context(
+        metrics_listener(
+            settings.metrics_host,
+            settings.metrics_port,
+            lambda: {"aitbc_usage_events_buffered": len(publisher.buffer)},
+        )
+    )
     app.state[OWNER_SERVICES] = OwnerServices(
         commands=KeysCommands(nc, settings.keys_timeout, KEYS_OWNER_COMMANDS),
         usage=UsageQueries(nc, settings.usage_query_timeout),
         forget_key=cache.evict_key,
         plan_limits=limiter.plan_limits,
+        signups=AttemptBudget(
+            "sign-up",
+            Code.TOO_MANY_SIGNUPS,
+            settings.signup_per_address_per_hour,
+            3600,
+            settings.signup_global_per_minute,
+        ),
     )
 
 

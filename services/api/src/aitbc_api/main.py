@@ -31,6 +31,10 @@ def run() -> None:
             settings.header_timeout, settings.max_header_bytes, settings.max_connections
         ),
         access_log=False,  # uvicorn's would print query strings, which may carry a key
+        # Off: uvicorn would believe X-Forwarded-* from 127.0.0.1 (or FORWARDED_ALLOW_IPS),
+        # so any local process could name any client. TRUSTED_PROXIES decides, in the edge
+        # middleware (aitbc_api.pipeline.proxies).
+        proxy_headers=False,
         log_level=settings.log_level.lower(),
         lifespan="on",
         timeout_graceful_shutdown=10,

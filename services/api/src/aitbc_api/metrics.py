@@ -1,4 +1,5 @@
-"""Process counters, served at /metrics in the Prometheus text format. No labels carry secrets."""
+"""Process counters, in the Prometheus text format at /metrics on the operators' listener
+(aitbc_api.metrics_listener). No labels carry secrets."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ HELP = {
     "aitbc_bus_batches_total": "NATS requests carrying batches (decisions, key checks)",
     "aitbc_auth_lookups_total": "Keys asked of the keys service (auth cache misses)",
     "aitbc_auth_throttled_total": "Requests refused for too many invalid keys from an address",
+    "aitbc_attempts_throttled_total": "Sign-ups and dashboard sign-ins refused by their budgets",
 }
 
 

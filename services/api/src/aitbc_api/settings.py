@@ -58,7 +58,7 @@ class Settings:
     plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
     tls_cert_file: str = ""  # with tls_key_file: the edge serves HTTPS itself
     tls_key_file: str = ""
-    require_https: bool = False  # refuse plain HTTP (behind a proxy: X-Forwarded-Proto counts)
+    require_https: bool = False  # refuse plain HTTP (behind a trusted proxy: what it says counts)
     log_level: str = "INFO"
     dashboard_session_idle: float = 30 * 60.0  # seconds without a request before a session ends
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
@@ -68,6 +68,22 @@ class Settings:
     # reach (and after a reconnect that could not resume it), while the keys service cannot
     # answer either; beyond, 503 until it can.
     auth_stale_max: float = 30.0
+    # Hostile clients: cookies, the operators' listener, proxies, HSTS, budgets
+    max_cookie_bytes: int = 8 * 1024  # the Cookie header(s) the dashboard reads; beyond: 431
+    metrics_host: str = "127.0.0.1"  # the operators' listener: /metrics, never on the public port
+    metrics_port: int = 0  # 0: no metrics listener
+    # Proxies whose X-Forwarded-For/-Proto (or Forwarded) are believed: CIDRs; none by default
+    trusted_proxies: str = ""
+    trusted_proxy_headers: str = "x-forwarded"  # or "forwarded" (RFC 7239): what they write
+    hsts_max_age: int = 365 * 24 * 3600  # Strict-Transport-Security on HTTPS answers; 0: none
+    # Budgets per edge process (N edges: N times each); beyond, 429 with Retry-After. Together
+    # the two overall ones bound the sessions one edge can make in a session lifetime:
+    # (20 + 100) a minute * 720 minutes = 86,400, under dashboard_max_sessions.
+    signup_per_address_per_hour: int = 10
+    signup_global_per_minute: int = 20
+    signin_per_address_per_minute: int = 10  # dashboard sign-in attempts, right or wrong
+    signin_global_per_minute: int = 100
+    dashboard_sessions_per_account: int = 10  # beyond, a new sign-in ends the oldest session
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -114,6 +130,27 @@ class Settings:
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
             # Outages
             auth_stale_max=float(env.get("AUTH_STALE_MAX", cls.auth_stale_max)),
+            max_cookie_bytes=int(env.get("MAX_COOKIE_BYTES", cls.max_cookie_bytes)),
+            metrics_host=env.get("API_METRICS_HOST", cls.metrics_host),
+            metrics_port=int(env.get("API_METRICS_PORT", cls.metrics_port)),
+            trusted_proxies=env.get("TRUSTED_PROXIES", cls.trusted_proxies),
+            trusted_proxy_headers=env.get("TRUSTED_PROXY_HEADERS", cls.trusted_proxy_headers),
+            hsts_max_age=int(env.get("HSTS_MAX_AGE", cls.hsts_max_age)),
+            signup_per_address_per_hour=int(
+                env.get("SIGNUP_PER_ADDRESS_PER_HOUR", cls.signup_per_address_per_hour)
+            ),
+            signup_global_per_minute=int(
+                env.get("SIGNUP_GLOBAL_PER_MINUTE", cls.signup_global_per_minute)
+            ),
+            signin_per_address_per_minute=int(
+                env.get("SIGNIN_PER_ADDRESS_PER_MINUTE", cls.signin_per_address_per_minute)
+            ),
+            signin_global_per_minute=int(
+                env.get("SIGNIN_GLOBAL_PER_MINUTE", cls.signin_global_per_minute)
+            ),
+            dashboard_sessions_per_account=int(
+                env.get("DASHBOARD_SESSIONS_PER_ACCOUNT", cls.dashboard_sessions_per_account)
+            ),
         )
 
 

@@ -26,3 +26,17 @@ class DashboardSession(msgspec.Struct, kw_only=True):
     digest: str  # SHA-256 of the cookie's token: the entry's key
     csrf_token: str
     notice: str = ""  # a message for the next page
+
+
+class Listed(msgspec.Struct, array_like=True):
+    """A session in its account's list: [digest, started]."""
+
+    digest: str  # the session's entry key
+    started: float  # Unix seconds
+
+
+class AccountSessions(msgspec.Struct):
+    """An account's dashboard sessions, oldest first (some may have ended since): a sign-in
+    past DASHBOARD_SESSIONS_PER_ACCOUNT ends the oldest. Written with compare-and-set."""
+
+    sessions: list[Listed]

@@ -11,7 +11,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts import presence
 from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
-from aitbc_contracts.asyncapi_buckets import DashboardSession, UsageCounters
+from aitbc_contracts.asyncapi_buckets import AccountSessions, DashboardSession, UsageCounters
 from aitbc_contracts.events import AnyEvent
 
 
@@ -103,6 +103,11 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
     "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
     "EdgePresence": (presence.EdgePresence, "An edge is alive, for `alive_for` seconds", None),
+    "DashboardAccountSessions": (
+        AccountSessions,
+        "An account's dashboard sessions, oldest first: what its cap of sessions reads",
+        None,
+    ),
 }
 
 PARTITION = {
@@ -258,6 +263,18 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         ["EdgePresence"],
         None,
     ),
+    "dashboardAccountSessions": (
+        f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.account.{{account_id}}",
+        "Key/value bucket (the sessions' own): each account's sessions, so that a sign-in on "
+        "any edge past DASHBOARD_SESSIONS_PER_ACCOUNT ends the account's oldest session.",
+        {"account_id": ACCOUNT},
+        ["DashboardAccountSessions"],
+        {
+            "bucket": s.DASHBOARD_SESSIONS_BUCKET,
+            "history": 1,
+            "ttl_seconds": "DASHBOARD_SESSION_LIFETIME (43200)",
+        },
+    ),
 }
 
 # operation -> (action, channel, reply channel or None, queue group or None, summary)
@@ -293,4 +310,5 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     "snapshotCounters": ("send", "usageCounters", None, None, "usage partition owner"),
     "keepSession": ("send", "dashboardSessions", None, None, "edge (dashboard)"),
     "announceEdge": ("send", "edgePresence", None, None, "edge"),
+    "listAccountSessions": ("send", "dashboardAccountSessions", None, None, "edge (dashboard)"),
 }

@@ -39,6 +39,9 @@ class Code:
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the client sent its headers or body too slowly
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # body or headers over the edge's limits
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # --- hostile clients at the edge (issue 17) ---
+    TOO_MANY_SIGNUPS = "TOO_MANY_SIGNUPS"  # over an address's or the edge's sign-up budget
+    TOO_MANY_SIGN_INS = "TOO_MANY_SIGN_INS"  # over a budget of dashboard sign-in attempts
 
 
 class Rejected(msgspec.Struct, frozen=True, tag="rejected"):

@@ -3,8 +3,9 @@ counts (aitbc_api.pipeline.rate_limit_headers) and the 429's Retry-After.
 
 Litestar documents a route's own headers on its success response only, and none on the error
 responses it is given (`ResponseSpec`); so each is defined once in the document's components
-(`header_components`) and the answers of every operation that can answer 429 (every one that
-passes the rate limit) refer to them (`declare_rate_limit_headers`).
+(`header_components`) and the answers of every operation that can answer 429 refer to them
+(`declare_rate_limit_headers`): the rate-limit headers for one that takes a key (it passes the
+rate limit), Retry-After alone for one that takes none (sign-up's own budget).
 """
 
 from __future__ import annotations
@@ -70,14 +71,15 @@ def header_components() -> dict[str, OpenAPIHeader | Reference]:
 
 def declare_rate_limit_headers(document: OpenAPI) -> None:
     """Adds the headers to the answers of every operation that documents a 429: the rate-limit
-    headers to its successes and its 429, and Retry-After to its 429."""
-    counted = {name: _component(name) for name in RATE_LIMIT_HEADERS}
+    headers to its successes and its 429 if it takes a key, and Retry-After to its 429."""
     for path_item in (document.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch", "head", "options"):
             operation = getattr(path_item, method)
             responses = operation.responses if operation is not None else None
             if not responses or "429" not in responses:
                 continue
+            keyless = operation.security == [{}]  # type: ignore[union-attr]
+            counted = {} if keyless else {name: _component(name) for name in RATE_LIMIT_HEADERS}
             for status, response in responses.items():
                 if not isinstance(response, OpenAPIResponse):
                     continue

@@ -20,13 +20,16 @@ from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from aitbc_api.dashboard.account import AccountPages
+from aitbc_api.dashboard.cookies import dashboard_request
 from aitbc_api.dashboard.error_pages import error_pages, with_dashboard_pages
 from aitbc_api.dashboard.public import PublicPages
 from aitbc_api.dashboard.sessions import SessionStore, session_bucket
 from aitbc_api.dashboard.web import BASE, Cookies
 from aitbc_api.lifespan import nats_of
 from aitbc_api.pipeline.auth import Authenticator
+from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_api.settings import Settings
+from aitbc_contracts.messages import Code
 
 __all__ = ["Dashboard"]
 
@@ -48,6 +51,13 @@ class Dashboard(InitPluginProtocol):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cookies = Cookies(always_secure=settings.dashboard_secure_cookies)
+        self.sign_ins = AttemptBudget(  # in this process's memory: no lifespan needed
+            "sign-in",
+            Code.TOO_MANY_SIGN_INS,
+            settings.signin_per_address_per_minute,
+            60,
+            settings.signin_global_per_minute,
+        )
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.append(self.router())
@@ -63,7 +73,10 @@ class Dashboard(InitPluginProtocol):
             nats_of(app), settings.dashboard_session_lifetime, settings.dashboard_max_sessions
         )
         app.state[SESSIONS] = SessionStore(
-            bucket, settings.dashboard_session_idle, settings.dashboard_session_lifetime
+            bucket,
+            settings.dashboard_session_idle,
+            settings.dashboard_session_lifetime,
+            settings.dashboard_sessions_per_account,
         )
         yield
 
@@ -82,10 +95,15 @@ class Dashboard(InitPluginProtocol):
                 "sessions": Provide(provide_sessions, sync_to_thread=False),
                 "authenticator": Provide(provide_authenticator, sync_to_thread=False),
                 "jar": Provide(self._cookies, sync_to_thread=False),
+                "sign_ins": Provide(self._sign_ins, sync_to_thread=False),
             },
             exception_handlers=pages,
             include_in_schema=False,
+            request_class=dashboard_request(self.settings.max_cookie_bytes),
         )
 
     def _cookies(self) -> Cookies:
         return self.cookies
+
+    def _sign_ins(self) -> AttemptBudget:
+        return self.sign_ins

@@ -9,6 +9,8 @@ token, and must not come from another site.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from litestar import Response
 
 from aitbc_api.dashboard.owner import Owner
@@ -16,6 +18,7 @@ from aitbc_api.dashboard.sessions import SessionStore
 from aitbc_api.dashboard.web import (
     CSRF_FIELD,
     FORGED,
+    OWNER_OF_REQUEST,
     SESSION_COOKIE,
     DashboardError,
     SignedOut,
@@ -64,15 +67,21 @@ async def signed_in(
     if (principal.account_id, principal.key_id) != (session.account_id, session.key_id):
         await sessions.end(session)  # cannot happen unless the keys service is confused: be safe
         raise SignedOut("expired")
+    owner = Owner(owner_services, principal, request_id, session, sessions)
+    request.scope[OWNER_OF_REQUEST] = owner  # type: ignore[literal-required]  # for error pages
     await limit(request, principal)
     notice = session.notice  # shown once: on the page this request renders
     if notice:
         session.notice = ""
         await sessions.save(session)
-    return Owner(owner_services, principal, request_id, session, sessions, notice)
+    return replace(owner, notice=notice)
 
 
 def page(owner: Owner, template: str, status: int = 200, **context: object) -> Response[str]:
     """A page for a signed-in owner: the header's account and sign-out form, and any notice."""
-    context = {"owner": owner, "csrf": owner.session.csrf_token, "notice": owner.notice, **context}
-    return render_with(template, context, status)
+    return render_with(template, {**owner_context(owner), **context}, status)
+
+
+def owner_context(owner: Owner) -> dict[str, object]:
+    """What the header shows of a signed-in owner: the account, and the sign-out form."""
+    return {"owner": owner, "csrf": owner.session.csrf_token, "notice": owner.notice}

@@ -1,5 +1,7 @@
 """Requests per minute as an inline SVG bar chart, drawn on the server: no chart library, no
-script. Bars stack admitted (below) and limited (above) requests; a line marks the limit."""
+script. Bars stack admitted (below) and limited (above) requests; a line marks the limit when
+the busiest minute came within a tenth of it (the scale then reaches it); a limit far above
+every bar would flatten them all, so the page states it in words instead."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ WIDTH = 720  # viewBox units; the SVG stretches to the page's width
 HEIGHT = 100
 MIN_BAR = 1.5  # a single request still shows on a tall scale
 MIN_WIDTH = 2.0  # a minute of a day (0.5 units) would be a hairline: widen it to be seen
+LIMIT_IN_VIEW = 10  # the scale reaches the limit once the busiest minute used a tenth of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,11 @@ class Chart:
     first: datetime
     last: datetime
     rows: list[MinuteRow]  # the minutes with requests, newest first
+
+    @property
+    def limit_off_scale(self) -> bool:
+        """A limit too far above the bars to be drawn: the page says it in words."""
+        return self.limit is not None and self.limit_y is None
 
     @property
     def summary(self) -> str:
@@ -83,7 +91,8 @@ def minute_chart(
         if 0 <= index < span:
             counts[index] = (minute.requests, minute.admitted, minute.limited)
     peak = max((requests for requests, _, _ in counts), default=0)
-    y_max = nice_ceiling(max(peak, 1))
+    drawn_limit = limit if limit and peak * LIMIT_IN_VIEW >= limit else None
+    y_max = nice_ceiling(max(peak, drawn_limit or 1))
     per_request = HEIGHT / y_max
 
     def height(count: int) -> float:
@@ -107,7 +116,7 @@ def minute_chart(
         admitted_path=_bars(admitted, unit, gap),
         limited_path=_bars(limited, unit, gap),
         limit=limit,
-        limit_y=round(HEIGHT - limit * per_request, 3) if limit and limit <= y_max else None,
+        limit_y=round(HEIGHT - drawn_limit * per_request, 3) if drawn_limit else None,
         y_max=y_max,
         requests=sum(r for r, _, _ in counts),
         admitted=sum(a for _, a, _ in counts),

@@ -11,15 +11,18 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
+from aitbc_api.dashboard.access import owner_context
 from aitbc_api.dashboard.messages import explain
+from aitbc_api.dashboard.owner import Owner
 from aitbc_api.dashboard.web import (
     BASE,
+    OWNER_OF_REQUEST,
     SESSION_COOKIE,
     Cookies,
     DashboardError,
     SignedOut,
     redirect,
-    render,
+    render_with,
 )
 from aitbc_api.errors import ApiError
 from aitbc_api.types import Req
@@ -35,52 +38,55 @@ _HEADINGS = {
     405: "That page cannot be used this way",
     409: "That cannot be done now",
     429: "Too many requests",
+    431: "Too much sent",
     503: "Temporarily unavailable",
 }
 
 
 def _error_page(
+    request: Req,
     status: int,
     message: str,
     detail: str = "",
     code: str = "",
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
-    return render(
-        "error.html",
-        status,
-        extra_headers=headers,
-        title=_HEADINGS.get(status, "Something went wrong"),
-        heading=_HEADINGS.get(status, "Something went wrong"),
-        error=message,
-        detail=detail,
-        code=code,
-    )
+    """The error as a page. Once the request's session was checked, its header still shows
+    who is signed in (a 429 or a 503 does not sign anyone out)."""
+    owner: Owner | None = request.scope.get(OWNER_OF_REQUEST)  # type: ignore[assignment]
+    heading = _HEADINGS.get(status, "Something went wrong")
+    context: dict[str, object] = {
+        "title": heading, "heading": heading, "error": message, "detail": detail, "code": code
+    }  # fmt: skip
+    if owner is not None:
+        context.update(owner_context(owner))
+    return render_with("error.html", context, status, extra_headers=headers)
 
 
-def _api_error(_: Req, error: ApiError) -> Response[str]:
+def _api_error(request: Req, error: ApiError) -> Response[str]:
     sentence, detail = explain(error)
-    return _error_page(error.status, sentence, detail, error.code, error.headers)
+    return _error_page(request, error.status, sentence, detail, error.code, error.headers)
 
 
-def _dashboard_error(_: Req, error: DashboardError) -> Response[str]:
-    return _error_page(error.status, error.message, headers=error.headers)
+def _dashboard_error(request: Req, error: DashboardError) -> Response[str]:
+    return _error_page(request, error.status, error.message, headers=error.headers)
 
 
-def _not_found(_: Req, __: NotFoundException) -> Response[str]:
-    return _error_page(404, "There is no such page in the dashboard.", code=Code.NOT_FOUND)
+def _not_found(request: Req, __: NotFoundException) -> Response[str]:
+    message = "There is no such page in the dashboard."
+    return _error_page(request, 404, message, code=Code.NOT_FOUND)
 
 
-def _http_error(_: Req, error: HTTPException) -> Response[str]:
+def _http_error(request: Req, error: HTTPException) -> Response[str]:
     message = (
         "That page cannot be used this way." if error.status_code == 405 else str(error.detail)
     )
-    return _error_page(error.status_code, message)
+    return _error_page(request, error.status_code, message)
 
 
 def _unexpected(request: Req, _: Exception) -> Response[str]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error_page(500, "Something went wrong on our side. Please try again.")
+    return _error_page(request, 500, "Something went wrong on our side. Please try again.")
 
 
 def error_pages(cookies: Cookies) -> ExceptionHandlersMap:

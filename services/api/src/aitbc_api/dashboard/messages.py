@@ -31,6 +31,16 @@ MESSAGES = {
         "Part of the service is unavailable right now. Please try again in a moment; if you "
         "were changing a key, check the list of keys first."
     ),
+    Code.TOO_MANY_SIGNUPS: (
+        "Too many accounts were made from your network, or by everyone just now."
+    ),
+    Code.TOO_MANY_SIGN_INS: (
+        "Too many sign-ins were tried from your network, or by everyone just now."
+    ),
+    Code.REQUEST_TOO_LARGE: (
+        "Your browser sent more than this site accepts, most likely too many cookies. Clear "
+        "this site's cookies, then try again."
+    ),
     Code.INTERNAL_ERROR: "Something went wrong on our side. Please try again.",
 }
 
@@ -56,16 +66,25 @@ ENDED = {
     ),
 }
 
+# Codes whose wait (Retry-After) is told.
+_WAIT = frozenset({Code.RATE_LIMIT_EXCEEDED, Code.TOO_MANY_SIGNUPS, Code.TOO_MANY_SIGN_INS})
+
 # Codes whose own message (from the keys service) says usefully what was wrong.
 _DETAILED = frozenset(
-    {Code.VALIDATION_ERROR, Code.CONFLICT, Code.FORBIDDEN, Code.RATE_LIMIT_EXCEEDED}
+    {
+        Code.VALIDATION_ERROR,
+        Code.CONFLICT,
+        Code.FORBIDDEN,
+        Code.RATE_LIMIT_EXCEEDED,
+        Code.REQUEST_TOO_LARGE,
+    }
 )
 
 
 def explain(error: ApiError, messages: dict[str, str] = MESSAGES) -> tuple[str, str]:
     """(sentence, detail) for an error: the detail is the service's own words, where useful."""
     sentence = messages.get(error.code, MESSAGES[Code.INTERNAL_ERROR])
-    if error.code == Code.RATE_LIMIT_EXCEEDED and "Retry-After" in error.headers:
+    if error.code in _WAIT and "Retry-After" in error.headers:
         sentence += f" Try again in {error.headers['Retry-After']} seconds."
     detail = error.message if error.code in _DETAILED else ""
     return sentence, detail

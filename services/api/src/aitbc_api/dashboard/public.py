@@ -22,6 +22,8 @@ from aitbc_api.dashboard.web import (
 from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.pipeline.auth import Authenticator
+from aitbc_api.pipeline.proxies import client_address
+from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.messages import Code
@@ -83,7 +85,8 @@ class PublicPages(Controller):
                 name=name[:NAME_MAX],
                 error=f"The account name can have at most {NAME_MAX} characters.",
             )
-        account, master_key = await owner_services.create_account(name, request_id)
+        client = client_address(request.scope)
+        account, master_key = await owner_services.create_account(name, request_id, client)
         await _end_current(request, sessions)
         token, _session = await sessions.start(
             account.account_id, account.master_key_id, hash_key(master_key)
@@ -125,11 +128,13 @@ class PublicPages(Controller):
         request: Req,
         authenticator: Authenticator,
         sessions: SessionStore,
+        sign_ins: AttemptBudget,
         jar: Cookies,
     ) -> Response[str] | Redirect:
         fields = await _checked_form(request)
-        client = request.client.host if request.client else ""
+        client = client_address(request.scope)
         try:
+            sign_ins.take(client)  # every attempt counts, right or wrong
             principal = await authenticator.authenticate(fields.get("master_key", ""), client)
             if not principal.is_master:
                 raise ApiError(403, Code.FORBIDDEN, "sign in with the master key")

@@ -4,6 +4,11 @@ of a random token in a cookie. Behind a load balancer, any edge serves any signe
 A session holds who signed in (the account and its master key's id), the SHA-256 of that
 master key, which lets every request be re-checked exactly like an API call with it (revoked,
 expired or regenerated ends the session), and a CSRF token. Never the key itself.
+
+An account has at most `per_account` sessions (DASHBOARD_SESSIONS_PER_ACCOUNT): the bucket
+also lists each account's sessions (key `account.<account id>`, updated with compare-and-set,
+so edges signing the same account in at once do not lose each other's), and a sign-in past
+the cap ends the account's oldest session. Sign-ins never fill the bucket from one account.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from aitbc_api.errors import ApiError
@@ -27,6 +32,8 @@ from aitbc_runtime.bus import key_value
 
 MAX_TOKEN = 128
 TOUCH_EVERY = 15.0  # seconds: how stale a session's last-seen time may be stored (one write)
+ACCOUNT_LIST = "account."  # + account id: the key of an account's list of sessions
+LIST_ATTEMPTS = 8  # compare-and-set rounds against other edges' sign-ins to the same account
 
 
 def _digest(token: str) -> str:
@@ -46,8 +53,23 @@ class Session(msgspec.Struct, kw_only=True):
     notice: str = ""  # one message for the next page ("Key revoked"); never a secret
 
 
+class Listed(msgspec.Struct, array_like=True):
+    """A session in its account's list: [digest, started]."""
+
+    digest: str  # the session's entry key
+    started: float  # Unix seconds
+
+
+class AccountSessions(msgspec.Struct):
+    """An account's dashboard sessions, oldest first (some may have ended since): a sign-in
+    past DASHBOARD_SESSIONS_PER_ACCOUNT ends the oldest. Written with compare-and-set."""
+
+    sessions: list[Listed]
+
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Session).decode
+_decode_list = msgspec.json.Decoder(AccountSessions).decode
 
 
 def expired(session: Session, now: float, idle: float, lifetime: float) -> bool:
@@ -60,16 +82,30 @@ def _unavailable() -> ApiError:
     )
 
 
+def _listed(entry: KeyValue.Entry | None) -> list[Listed]:
+    try:
+        return _decode_list(entry.value).sessions if entry and entry.value else []
+    except msgspec.DecodeError:
+        return []  # unreadable: start the list again (the sessions still end on their own)
+
+
 class SessionStore:
-    """Sessions end after `idle` seconds without a request, `lifetime` after sign-in, or at
-    sign out. The bucket forgets every entry at `lifetime` and is capped at `max_bytes`: when
-    it is full, a new sign-in is refused (503) rather than ending someone else's session."""
+    """Sessions end after `idle` seconds without a request, `lifetime` after sign-in, at sign
+    out, or when their account's `per_account`-th newer one starts. The bucket forgets every
+    entry at `lifetime` and is capped at `max_bytes`: when it is full, a new sign-in is refused
+    (503) rather than ending someone else's session."""
 
     def __init__(
-        self, bucket: KeyValue, idle: float, lifetime: float, clock: Callable[[], float] = time.time
+        self,
+        bucket: KeyValue,
+        idle: float,
+        lifetime: float,
+        per_account: int = 10,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.bucket = bucket
         self.idle, self.lifetime = idle, lifetime
+        self.per_account = max(1, per_account)
         self.clock = clock
 
     async def start(self, account_id: str, key_id: str, key_hash: str) -> tuple[str, Session]:
@@ -84,8 +120,57 @@ class SessionStore:
             seen=now,
             digest=_digest(token),
         )
-        await self.save(session)
+        await self.save(session)  # first: a listed session exists, so no edge drops it as ended
+        try:
+            ended = await self._list(session)
+        except ApiError:
+            await self._delete(session.digest)  # unlisted, it would escape the cap
+            raise
+        for digest in ended:  # past the cap: the account's oldest end
+            await self._delete(digest)
         return token, session
+
+    async def _list(self, session: Session) -> list[str]:
+        """Adds `session` to its account's list; returns the digests of the sessions it ends."""
+        key = ACCOUNT_LIST + session.account_id
+        for _ in range(LIST_ATTEMPTS):
+            try:
+                entry = await self.bucket.get(key)
+            except KeyNotFoundError:
+                entry = None
+            except (NatsError, TimeoutError) as exc:
+                raise _unavailable() from exc
+            live = [s for s in _listed(entry) if session.started - s.started <= self.lifetime]
+            if len(live) >= self.per_account:
+                live = [s for s in live if await self._open(s.digest)]
+            excess = max(0, len(live) + 1 - self.per_account)
+            kept = [*live[excess:], Listed(session.digest, session.started)]
+            value = _encode(AccountSessions(kept))
+            try:
+                if entry is None:
+                    await self.bucket.create(key, value)
+                else:
+                    await self.bucket.update(key, value, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue  # another edge signed this account in meanwhile: read its list again
+            except (NatsError, TimeoutError) as exc:
+                raise _unavailable() from exc
+            return [s.digest for s in live[:excess]]
+        raise _unavailable()
+
+    async def _open(self, digest: str) -> bool:
+        """Whether the session of `digest` is still there and has not expired."""
+        try:
+            entry = await self.bucket.get(digest)
+        except KeyNotFoundError:
+            return False
+        except (NatsError, TimeoutError) as exc:
+            raise _unavailable() from exc
+        try:
+            session = _decode(entry.value or b"")
+        except msgspec.DecodeError:
+            return False
+        return not expired(session, self.clock(), self.idle, self.lifetime)
 
     async def get(self, token: str | None) -> Session | None:
         """The live session of this token, which counts as activity; None if there is none."""
@@ -119,8 +204,11 @@ class SessionStore:
             raise _unavailable() from exc
 
     async def end(self, session: Session) -> None:
+        await self._delete(session.digest)
+
+    async def _delete(self, digest: str) -> None:
         try:
-            await self.bucket.delete(session.digest)
+            await self.bucket.delete(digest)
         except (NatsError, TimeoutError) as exc:
             raise _unavailable() from exc
 

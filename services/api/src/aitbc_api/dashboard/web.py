@@ -21,6 +21,7 @@ SESSION_COOKIE = "aitbc_session"
 FORM_COOKIE = "aitbc_form"  # CSRF token of the sign-up and sign-in forms: no session exists yet
 CSRF_FIELD = "csrf_token"
 MAX_FIELD = 1000  # characters: no field of ours is longer
+OWNER_OF_REQUEST = "aitbc.dashboard.owner"  # the scope's key: who this request is signed in as
 
 # Every dashboard response: never cached (one-time keys are shown), never framed, no inline
 # script or style (so injected markup could not run), no Referer sent to other sites.
@@ -122,7 +123,8 @@ def redirect(path: str, cookies: Iterable[Cookie] = ()) -> Redirect:
 class Cookies:
     """The dashboard's cookies: HttpOnly (no script reads them), SameSite=Strict (no other
     site's request carries them), sent to the dashboard's paths only, never to the API's, and
-    Secure over HTTPS, or always (DASHBOARD_SECURE_COOKIES: behind a proxy that ends TLS)."""
+    Secure over HTTPS (the edge's own, or a trusted proxy's: TRUSTED_PROXIES), or always
+    (DASHBOARD_SECURE_COOKIES)."""
 
     always_secure: bool
 

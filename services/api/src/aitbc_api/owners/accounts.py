@@ -7,6 +7,16 @@ from litestar import post
 from aitbc_api.errors import documented
 from aitbc_api.owners.bodies import Account, MasterKey, SignUp
 from aitbc_api.owners.key_manager import OwnerServices
+from aitbc_api.pipeline.proxies import client_address
+from aitbc_api.types import Req
+from aitbc_contracts.messages import Code
+
+TOO_MANY_SIGNUPS = (
+    "Too many sign-ups from this address, or from everyone right now (TOO_MANY_SIGNUPS); "
+    "see Retry-After",
+    Code.TOO_MANY_SIGNUPS,
+    "Too many sign-up attempts from this address; try again in 1800 seconds",
+)
 
 
 @post(
@@ -16,14 +26,16 @@ from aitbc_api.owners.key_manager import OwnerServices
     tags=["accounts"],
     summary="Sign up",
     operation_id="signUp",
-    responses=documented(400, 503),
+    responses=documented(400, 429, 503, own={429: TOO_MANY_SIGNUPS}),
 )
 async def sign_up(
-    owner_services: OwnerServices, request_id: str, data: SignUp | None = None
+    request: Req, owner_services: OwnerServices, request_id: str, data: SignUp | None = None
 ) -> Account:
-    """Creates an account on the free plan. The master key is in this response only."""
+    """Creates an account on the free plan. The master key is in this response only. Sign-ups
+    are budgeted per client address and for the whole service (429 TOO_MANY_SIGNUPS)."""
     name = (data.name if data else "").strip()
-    view, master_key = await owner_services.create_account(name, request_id)
+    client = client_address(request.scope)
+    view, master_key = await owner_services.create_account(name, request_id, client)
     return Account(
         account_id=view.account_id,
         name=view.name,

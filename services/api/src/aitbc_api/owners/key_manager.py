@@ -28,6 +28,7 @@ from aitbc_api.owners.views import (
     with_secret,
 )
 from aitbc_api.pipeline.auth import Principal
+from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
 from aitbc_contracts.usage import MinuteUsage, UsageQuery
@@ -62,12 +63,18 @@ class OwnerServices:
     usage: UsageQueries
     forget_key: Callable[[str], None]  # this edge's auth cache forgets a changed key at once
     plan_limits: Mapping[str, int]
+    signups: AttemptBudget | None = None  # sign-ups per address and overall; None: unbounded
 
     async def send(self, command: m.AnyCommand) -> Answer:
         return await send(self.commands, command)
 
-    async def create_account(self, name: str, request_id: str) -> tuple[m.AccountView, str]:
-        """Sign-up: a free account and its master key (the plaintext, to be shown once)."""
+    async def create_account(
+        self, name: str, request_id: str, client: str = ""
+    ) -> tuple[m.AccountView, str]:
+        """Sign-up (the API's or the dashboard's, one budget): a free account and its master
+        key (the plaintext, to be shown once); 429 TOO_MANY_SIGNUPS over the budget."""
+        if self.signups is not None:
+            self.signups.take(client)
         master_key = generate_key()
         view = await self.send(
             m.CreateAccount(

@@ -1,5 +1,7 @@
-"""Outermost ASGI layer: per-request context, a request id and rate-limit headers on every
-response, the access log (without secrets), and the usage event once the response is sent."""
+"""Outermost ASGI layer: who the client is (the socket's peer, or what trusted proxies say:
+aitbc_api.pipeline.proxies), per-request context, a request id and rate-limit headers on every
+response (and HSTS on HTTPS ones), the access log (without secrets), and the usage event once
+the response is sent."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from aitbc_api.pipeline.auth import Principal
     from aitbc_api.pipeline.edge import Edge
     from aitbc_api.pipeline.limits import Verdict
+    from aitbc_api.pipeline.proxies import TrustedProxies
 
 CONTEXT_KEY = "aitbc"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -76,16 +79,26 @@ class EdgeMiddleware:
     """The path alone goes to the access log: the query string may hold an `api_key`."""
 
     def __init__(
-        self, app: ASGIApp, require_https: bool = False, body_timeout: float = 60.0
+        self,
+        app: ASGIApp,
+        require_https: bool = False,
+        body_timeout: float = 60.0,
+        proxies: TrustedProxies | None = None,
+        hsts_max_age: int = 0,
     ) -> None:
         self.app = app
         self.require_https = require_https
         self.body_timeout = body_timeout
+        self.proxies = proxies if proxies is not None and proxies.networks else None
+        hsts = (b"strict-transport-security", b"max-age=%d" % hsts_max_age)
+        self.on_https = (hsts,) if hsts_max_age > 0 else ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        if self.proxies is not None:
+            self.proxies.resolve(scope)
         if self.require_https and scope["scheme"] != "https":
             await _refuse_plain_http(send)
             return
@@ -99,6 +112,7 @@ class EdgeMiddleware:
         context = RequestContext(request_id, time.perf_counter(), edge)
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         status = 0
+        secure = self.on_https if scope["scheme"] == "https" else ()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -108,6 +122,7 @@ class EdgeMiddleware:
                     *message.get("headers", ()),
                     (b"x-request-id", context.request_id.encode("ascii")),
                     *context.headers,
+                    *secure,
                 ]
             await send(message)
 
@@ -119,9 +134,11 @@ class EdgeMiddleware:
             load.in_flight -= 1
             latency_ms = (time.perf_counter() - context.started) * 1000
             if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
                 access_log.info(
-                    "%s %s %s %.1fms request_id=%s",
+                    "%s %s %s %.1fms request_id=%s client=%s",
                     scope["method"], scope["path"][:256], status, latency_ms, context.request_id,
+                    client[0] if client else "-",
                 )  # fmt: skip
             if context.principal is not None and context.verdict is not None:
                 _record(scope, context, status or 500, latency_ms)

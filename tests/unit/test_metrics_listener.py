@@ -1,0 +1,44 @@
+"""The operators' /metrics listener: what it answers, and that it answers nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aitbc_api.metrics_listener import MAX_HEAD, metrics_listener
+from aitbc_infra.nats_server import free_port
+
+
+async def ask(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+async def test_it_serves_metrics_and_refuses_everything_else() -> None:
+    port = free_port()
+    async with metrics_listener("127.0.0.1", port, lambda: {"aitbc_usage_events_buffered": 7}):
+        ok = await ask(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"\naitbc_usage_events_buffered 7\n" in ok
+        head = await ask(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+        other = await ask(port, b"GET /v1/health HTTP/1.1\r\n\r\n")
+        assert other.startswith(b"HTTP/1.1 404") and b'"code":"NOT_FOUND"' in other
+        posted = await ask(port, b"POST /metrics HTTP/1.1\r\n\r\n")
+        assert posted.startswith(b"HTTP/1.1 405") and b"METHOD_NOT_ALLOWED" in posted
+        endless = await ask(port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * MAX_HEAD * 2)
+        assert endless == b""  # an oversized head is cut off unanswered
+    refused = False
+    try:
+        await ask(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    except OSError:
+        refused = True
+    assert refused, "the listener stops with its context"
+
+
+async def test_port_zero_means_no_listener() -> None:
+    async with metrics_listener("127.0.0.1", 0, dict):
+        pass
