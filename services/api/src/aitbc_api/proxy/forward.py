@@ -14,12 +14,14 @@ import aiohttp
 from litestar import route
 from litestar.enums import HttpMethod
 from litestar.types import Method
+from yarl import URL
 
 from aitbc_api.errors import ApiError
 from aitbc_api.pipeline.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
 from aitbc_api.pipeline.edge import Edge
 from aitbc_api.pipeline.gate import authenticate, limit
 from aitbc_api.pipeline.middleware import context_of
+from aitbc_api.proxy.paths import forwarded_path
 from aitbc_api.proxy.relay import Relay
 from aitbc_api.settings import Settings
 from aitbc_api.types import Req
@@ -67,13 +69,15 @@ async def _body(request: Req, failed: list[Exception]) -> AsyncIterator[bytes]:
     tags=["coordinator"],
     include_in_schema=False,
 )
-async def forward(request: Req, path: str) -> Relay:
-    context = context_of(request.scope)
+async def forward(request: Req) -> Relay:
+    scope = request.scope
+    context = context_of(scope)
     edge, settings = context.edge, context.edge.settings
-    full_path = "/v1" + path
+    # The raw path goes upstream, as sent: the decoded one, resolved, could leave /v1 (400).
+    full_path = forwarded_path(scope.get("raw_path") or scope["path"].encode())
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
     headers.append(("x-request-id", context.request_id))
-    if full_path in settings.public_routes:
+    if scope["path"] in settings.public_routes:
         upstream = await _send(request, edge, full_path, headers)
     else:
         caller = await authenticate(request)
@@ -121,10 +125,11 @@ async def _send(
     settings = edge.settings
     query = _query_without_key(request.scope["query_string"])
     body_failed: list[Exception] = []
+    url = settings.upstream_url + full_path + ("?" + query if query else "")
     try:
         return await edge.upstream.request(
             request.method,
-            settings.upstream_url + full_path + ("?" + query if query else ""),
+            URL(url, encoded=True),  # sent as it is: not re-quoted, no dot segment resolved
             headers=headers,
             data=None if request.method in _BODYLESS else _body(request, body_failed),
             allow_redirects=False,
