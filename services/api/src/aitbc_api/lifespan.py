@@ -90,7 +90,9 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
     await parts.enter_async_context(
         _running(KeyEventReader(nc, [CacheInvalidation(cache)], "key-events"))
     )
-    publisher = await parts.enter_async_context(_running(UsagePublisher(nc, settings.usage_buffer)))
+    publisher = await parts.enter_async_context(
+        _running(UsagePublisher(nc, settings.usage_buffer, route_words=settings.usage_route_words))
+    )
     limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings)))
     app.state[NATS_CONNECTION] = nc
     app.state.edge = Edge(

@@ -24,6 +24,11 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+# The words of the Coordinator's routes that usage events name routes with (the sample
+# Coordinator's); any other path segment is recorded as {id} (aitbc_api.pipeline.usage_events).
+DEFAULT_ROUTE_WORDS = ("health", "jobs", "results")
+
+
 @dataclass(frozen=True)
 class Settings:
     nats: BusAccess = field(default_factory=BusAccess)  # by default `just up`'s, unauthenticated
@@ -64,6 +69,8 @@ class Settings:
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
     dashboard_max_sessions: int = 100_000  # all edges share them; beyond, sign-in answers 503
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
+    # Forwarding, credentials and the upstream's identity, usage route names:
+    usage_route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,6 +115,7 @@ class Settings:
                 env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
+            usage_route_words=_list(env.get("USAGE_ROUTE_WORDS", ",".join(DEFAULT_ROUTE_WORDS))),
         )
 
 
