@@ -70,6 +70,7 @@ class Settings:
     dashboard_max_sessions: int = 100_000  # all edges share them; beyond, sign-in answers 503
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
     # Forwarding, credentials and the upstream's identity, usage route names:
+    api_key_in_query: bool = True  # off: a key in the `api_key` query parameter is refused
     usage_route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS
 
     @classmethod
@@ -115,6 +116,7 @@ class Settings:
                 env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
+            api_key_in_query=_flag(env.get("API_KEY_IN_QUERY"), default=True),
             usage_route_words=_list(env.get("USAGE_ROUTE_WORDS", ",".join(DEFAULT_ROUTE_WORDS))),
         )
 
