@@ -28,7 +28,7 @@ from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
 from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
-from aitbc_api.proxy.forward import upstream_session
+from aitbc_api.proxy.forward import upstream_identity, upstream_session
 from aitbc_api.settings import Settings
 from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
 from aitbc_contracts.usage import LEASE_DUE_SECONDS
@@ -107,6 +107,7 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         usage_publisher=publisher,
         upstream=await parts.enter_async_context(upstream_session(settings)),
         load=Load(),
+        identity=upstream_identity(settings),
     )
     app.state[OWNER_SERVICES] = OwnerServices(
         commands=KeysCommands(nc, settings.keys_timeout, KEYS_OWNER_COMMANDS),

@@ -71,6 +71,9 @@ class Settings:
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
     # Forwarding, credentials and the upstream's identity, usage route names:
     api_key_in_query: bool = True  # off: a key in the `api_key` query parameter is refused
+    # The secret the edge signs each forwarded caller's identity with (a file, mode 0600, read
+    # once at start); "": no X-AITBC-Identity header is sent (aitbc_contracts.identity)
+    upstream_identity_secret_file: str = ""
     usage_route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS
 
     @classmethod
@@ -117,6 +120,7 @@ class Settings:
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
             api_key_in_query=_flag(env.get("API_KEY_IN_QUERY"), default=True),
+            upstream_identity_secret_file=env.get("UPSTREAM_IDENTITY_SECRET_FILE", ""),
             usage_route_words=_list(env.get("USAGE_ROUTE_WORDS", ",".join(DEFAULT_ROUTE_WORDS))),
         )
 
