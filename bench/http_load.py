@@ -25,7 +25,8 @@ def wrk_binary() -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """What one scenario loads: a URL, and optionally a header rotated over a file of values."""
+    """What one scenario loads: a URL, and optionally headers rotated over a file of values
+    (`header`: their names, comma-separated; a line of the file: their values, tab-separated)."""
 
     name: str
     url: str

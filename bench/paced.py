@@ -1,6 +1,7 @@
 """Open-loop load at a fixed rate, the measurement wrk2 makes (plain wrk has no `-R`).
 
-`python -m bench.paced URL --rate R --duration S [--header NAME --values FILE]` sends request i
+`python -m bench.paced URL --rate R --duration S [--header NAME[,NAME...] --values FILE]` (a
+request per line of FILE, with the headers' values separated by tabs) sends request i
 at start + i/R whatever happened to the ones before, over a pool of keep-alive connections, and
 prints one JSON line. Latency is measured two ways: from the request's scheduled time (wrk2's
 coordinated-omission correction: a request that waited for a free connection, or for the
@@ -133,9 +134,14 @@ def main() -> None:
     parser.add_argument("--header")
     parser.add_argument("--values", type=Path)
     args = parser.parse_args()
-    if args.header:
-        values = args.values.read_text().split()
-        requests = [build_request(args.url, {args.header: value}) for value in values]
+    if args.header:  # names, comma-separated; each line their values, tab-separated
+        names = args.header.split(",")
+        lines = args.values.read_text().splitlines()
+        requests = [
+            build_request(args.url, dict(zip(names, line.split("\t"), strict=True)))
+            for line in lines
+            if line
+        ]
     else:
         requests = [build_request(args.url)]
     gc.disable()  # a collection in the load generator would show up as server latency

@@ -4,8 +4,9 @@ A Litestar app with Litestar's own `RateLimitMiddleware` on a Redis store (`Redi
 redis-server the harness starts), an API-key guard that looks the key's SHA-256 hash up in a
 SQLite database (SQLAlchemy async, aiosqlite) on every request, and the same forwarding as the
 edge (aitbc_api.proxy): a pooled aiohttp session, the answer passed on by the edge's
-own `Relay`, the key removed and `X-Account-Id` added. Served like every other server in the
-benchmark: uvicorn, one worker, uvloop and httptools, no access log.
+own `Relay`, the key removed and the caller's identity added, signed as the edge signs it
+(aitbc_contracts.identity, with the secret the Coordinator checks it with). Served like every
+other server in the benchmark: uvicorn, one worker, uvloop and httptools, no access log.
 
 Its limits are per key (the middleware runs before the guard, so it cannot know the account),
 and they are not exact across processes: the middleware's lock is per process, and its read
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +35,14 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aitbc_api.proxy.relay import Relay
+from aitbc_contracts.identity import (
+    ACCOUNT_HEADER,
+    IDENTITY_HEADER,
+    KEY_HEADER,
+    REQUEST_ID_HEADER,
+    UpstreamIdentity,
+)
+from aitbc_runtime.bus_access import read_secret_file
 
 metadata = sa.MetaData()
 api_keys = sa.Table(
@@ -46,7 +56,7 @@ api_keys = sa.Table(
 
 _DROP = frozenset(
     {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host",
-     "x-api-key", "x-account-id"}
+     "x-api-key", ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER}
 )  # fmt: skip
 
 
@@ -69,7 +79,9 @@ def create_database(path: str, rows: Iterable[tuple[str, str, str]]) -> None:
         )
 
 
-def create_app(database_url: str, redis_url: str, upstream_url: str, limit: int) -> Litestar:
+def create_app(
+    database_url: str, redis_url: str, upstream_url: str, limit: int, identity: UpstreamIdentity
+) -> Litestar:
     engine: AsyncEngine = create_async_engine(database_url)
     redis = Redis.from_url(redis_url)
     lookup = sa.select(api_keys.c.account_id, api_keys.c.revoked).where(
@@ -93,7 +105,10 @@ def create_app(database_url: str, redis_url: str, upstream_url: str, limit: int)
     async def forward(request: Request[Any, Any, Any], path: str) -> Relay:
         session: aiohttp.ClientSession = request.app.state.upstream
         headers = [(k, v) for k, v in request.headers.items() if k not in _DROP]
-        headers.append(("x-account-id", request.scope["state"]["account_id"]))
+        account, request_id = request.scope["state"]["account_id"], os.urandom(16).hex()
+        signed = identity.sign(account, "", request_id, time.time())
+        headers += [(ACCOUNT_HEADER, account), (REQUEST_ID_HEADER, request_id)]
+        headers.append((IDENTITY_HEADER, signed))
         query = request.scope["query_string"].decode("latin-1")
         upstream = await session.request(
             request.method,
@@ -139,6 +154,7 @@ def run() -> None:
         env["PEER_REDIS_URL"],
         env["UPSTREAM_URL"].rstrip("/"),
         int(env.get("PEER_LIMIT", "100000000")),
+        UpstreamIdentity(read_secret_file(env["UPSTREAM_IDENTITY_SECRET_FILE"], "secret")),
     )
     uvicorn.run(
         app,

@@ -24,6 +24,7 @@ from bench.null_responder import CHECK_SUBJECT
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
+IDENTITY_MAX_AGE = "86400"  # seconds the benchmark's Coordinator believes a signed identity
 
 
 @dataclass
@@ -37,7 +38,12 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        settings = {"PLAN_LIMITS": self.plan_limits, "LOG_LEVEL": self.log_level}
+        settings = {
+            "PLAN_LIMITS": self.plan_limits,
+            "LOG_LEVEL": self.log_level,
+            # The direct scenario's identities are signed once, before the run (bench/state.py)
+            "UPSTREAM_IDENTITY_MAX_AGE": IDENTITY_MAX_AGE,
+        }
         # NATS_TLS=1 / NATS_TLS_VERIFY=1: the bus on TLS (mutual), as `just up --tls` runs it
         self.layout = Layout.on_free_ports(self.root, env=settings, **tls_switches(os.environ))
         self.nats = NatsServer(
@@ -95,6 +101,7 @@ class Stack:
             PEER_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
             UPSTREAM_URL=self.upstream_url,
             PYTHONPATH=str(ROOT),
+            **self.layout.identity_env(),  # it signs identities as the edge does
         ).start(wait=wait)
 
     def start_null_responder(self, name: str) -> Proc:

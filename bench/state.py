@@ -16,6 +16,13 @@ from typing import Any
 import nats
 
 from aitbc_contracts import messages as m
+from aitbc_contracts.identity import (
+    ACCOUNT_HEADER,
+    IDENTITY_HEADER,
+    KEY_HEADER,
+    REQUEST_ID_HEADER,
+    UpstreamIdentity,
+)
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_READ_COMMANDS
 from bench import http_load
@@ -25,6 +32,18 @@ from bench.cpu import pin
 from bench.peer_app import create_database
 from bench.seed import Seeded, seed
 from bench.stack import Stack, until_serving
+
+# What the direct scenario sends the Coordinator: the identity headers the edge sends.
+DIRECT_HEADERS = f"{ACCOUNT_HEADER},{KEY_HEADER},{REQUEST_ID_HEADER},{IDENTITY_HEADER}"
+
+
+def signed_identity(stack: Stack, account_id: str, number: int) -> str:
+    """One line of the direct scenario's file: an identity signed as the edge signs one, now
+    (the benchmark's Coordinator believes it for the whole run: IDENTITY_MAX_AGE)."""
+    identity = UpstreamIdentity(stack.layout.identity_secret_file.read_text())
+    key_id, request_id = "key_bench", f"bench-{number}"
+    signed = identity.sign(account_id, key_id, request_id, time.time())
+    return "\t".join((account_id, key_id, request_id, signed)) + "\n"
 
 
 class Bench:
@@ -157,11 +176,13 @@ class Bench:
         random.Random(5).shuffle(keys)
         keys_file = self.root / "keys.txt"
         keys_file.write_text("\n".join(keys) + "\n")
-        accounts_file = self.root / "accounts.txt"
-        accounts_file.write_text("\n".join(a.account_id for a in self.seeded.load) + "\n")
+        identities = self.root / "identities.txt"
+        identities.write_text(
+            "".join(signed_identity(stack, a.account_id, i) for i, a in enumerate(self.seeded.load))
+        )
         upstream = stack.upstream_url
         self.targets = {
-            "A": http_load.Target("A direct", upstream + "/v1/jobs", "X-Account-Id", accounts_file),
+            "A": http_load.Target("A direct", upstream + "/v1/jobs", DIRECT_HEADERS, identities),
             "B": http_load.Target("B edge, public", self.edge.url + "/v1/health"),
             "C": http_load.Target("C edge, full", self.edge.url + "/v1/jobs", "X-API-Key",
                               keys_file),

@@ -1,7 +1,8 @@
--- wrk script for every HTTP scenario: optionally rotates one header over the values in a file
--- (one per line: API keys for the edge and the peer, account ids for the direct scenario),
--- and prints one JSON line with exact figures at the end.
--- usage: wrk ... -s rotate.lua URL -- [HEADER FILE]
+-- wrk script for every HTTP scenario: optionally rotates headers over the values in a file
+-- (one request per line: API keys for the edge and the peer; for the direct scenario, the
+-- signed identity the edge would send, its four headers' values separated by tabs), and
+-- prints one JSON line with exact figures at the end.
+-- usage: wrk ... -s rotate.lua URL -- [HEADER[,HEADER...] FILE]
 
 local requests = {}
 local index = 0
@@ -18,10 +19,16 @@ function init(args)
       requests[1] = wrk.format()
       return
    end
-   for value in io.lines(path) do
+   local names = {}
+   for name in string.gmatch(header, "[^,]+") do names[#names + 1] = name end
+   for line in io.lines(path) do
       local headers = {}
       for k, v in pairs(wrk.headers) do headers[k] = v end
-      headers[header] = value
+      local i = 1
+      for value in string.gmatch(line, "[^\t]+") do
+         headers[names[i]] = value
+         i = i + 1
+      end
       requests[#requests + 1] = wrk.format(nil, nil, headers)
    end
    -- every thread (and every run) starts at a different place in the list

@@ -82,7 +82,7 @@ def slow_clients(result: Result, port: int, key: str) -> list[Answer]:
         for name, response in (("body", big), ("chunked body", chunked)):
             code = response.json()["error"]["code"] if response.status_code >= 400 else ""
             result.expect(
-                response.status_code == 413 and code == "REQUEST_TOO_LARGE",
+                response.status_code == 413 and code == "PAYLOAD_TOO_LARGE",
                 f"{name} over the limit: {response.status_code} {code}",
             )
             answers.append(Answer(name, None, 0, 0, response.status_code, code, "", "", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
+from aitbc_contracts.identity import UpstreamIdentity
 from aitbc_infra.nats_server import free_port
 from tests.e2e.stack import Process, Stack
 
@@ -42,6 +44,7 @@ class RecordingUpstream:
                 "path": scope["path"],
                 "query": scope["query_string"].decode(),
                 "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                "header_names": [k.decode() for k, _ in scope["headers"]],
                 "body": body,
             }
         )
@@ -112,6 +115,7 @@ def recorded_edge(stack: Stack, upstream: tuple[RecordingUpstream, int]) -> Iter
 
 
 def test_the_key_never_reaches_the_upstream_and_identity_does(
+    stack: Stack,
     recorded_edge: str,
     upstream: tuple[RecordingUpstream, int],
     api: httpx.Client,
@@ -119,7 +123,11 @@ def test_the_key_never_reaches_the_upstream_and_identity_does(
 ) -> None:
     recorder, _ = upstream
     key = account["master"]
-    spoofed = {"X-Account-Id": "acc_0000000000000000", "X-Key-Id": "key_0000000000000000"}
+    spoofed = {
+        "X-Account-Id": "acc_0000000000000000",
+        "X-Key-Id": "key_0000000000000000",
+        "X-AITBC-Identity": "v1;t=1;sig=" + "0" * 64,
+    }
     with httpx.Client(base_url=recorded_edge) as client:
         by_query = client.get(
             "/v1/things", params={"api_key": key, "a": "1", "b": "x y"}, headers=spoofed
@@ -137,6 +145,21 @@ def test_the_key_never_reaches_the_upstream_and_identity_does(
         assert seen["headers"]["x-account-id"] == account["account_id"]
         assert seen["headers"]["x-key-id"] == account["master_key_id"]
         assert seen["headers"]["x-request-id"]
+        for name in ("x-account-id", "x-key-id", "x-request-id", "x-aitbc-identity"):
+            assert seen["header_names"].count(name) == 1, name  # the edge's, not the client's
+        # signed with the secret the edge shares with the Coordinator, for this request
+        shared = UpstreamIdentity(stack.layout.identity_secret_file.read_text())
+        headers = seen["headers"]
+        assert (
+            shared.refusal(
+                headers["x-account-id"],
+                headers["x-key-id"],
+                headers["x-request-id"],
+                headers["x-aitbc-identity"],
+                time.time(),
+            )
+            == ""
+        )
 
 
 def test_an_answer_streams_through_as_it_comes(

@@ -79,16 +79,15 @@ def test_a_key_reaches_the_coordinator_by_header_and_by_query(
     assert [j["id"] for j in by_header.json()["jobs"]] == [created.json()["id"]]
 
 
-def test_the_header_wins_over_the_query_parameter(
+def test_neither_the_header_nor_the_query_parameter_wins_over_the_other(
     api: httpx.Client, account: dict[str, str]
 ) -> None:
     key = new_key(api, account["master"])["key"]
-    assert (
-        api.get("/v1/jobs", headers={"X-API-Key": key}, params={"api_key": "junk"}).status_code
-        == 200
-    )
-    refused = api.get("/v1/jobs", headers={"X-API-Key": "junk"}, params={"api_key": key})
-    assert refused.status_code == 401 and error_code(refused) == "INVALID_API_KEY"
+    for header, query in ((key, "junk"), ("junk", key)):
+        both = api.get("/v1/jobs", headers={"X-API-Key": header}, params={"api_key": query})
+        assert both.status_code == 400 and error_code(both) == "CONFLICTING_API_KEYS"
+    same = api.get("/v1/jobs", headers={"X-API-Key": key}, params={"api_key": key})
+    assert same.status_code == 200
 
 
 def test_a_revoked_key_is_refused_on_the_very_next_request(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -123,6 +124,13 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     assert f"metrics, this machine only: {metrics}" in first.output  # it says where
     assert "aitbc_auth_lookups_total" in httpx.get(metrics, timeout=10).text
     assert httpx.get(first.api() + "/metrics", timeout=10).status_code == 404
+    # the edge signs each caller's identity with the secret it shares with the Coordinator
+    by_key = {"X-API-Key": master}
+    job = httpx.post(first.api() + "/v1/jobs", json={"model": "echo"}, headers=by_key, timeout=10)
+    assert job.status_code == 201, job.text
+    secret = tmp_path / ".data" / "upstream-identity.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    shared = secret.read_text()
     assert first.stop(signal.SIGTERM) == 0
     assert "all stopped" in first.output
     assert first.errors() == []  # a clean stop reads as one
@@ -135,6 +143,9 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     second.wait_for("everything is up")
     keys = httpx.get(second.api() + "/v1/api-keys", headers={"X-API-Key": master}, timeout=10)
     assert keys.status_code == 200, keys.text
+    assert secret.read_text() == shared  # kept: edges and Coordinator restart in any order
+    jobs = httpx.get(second.api() + "/v1/jobs", headers=by_key, timeout=10)
+    assert jobs.status_code == 200, jobs.text
     # Ctrl-C in a terminal signals the whole foreground group, runner first among equals
     assert second.stop(signal.SIGINT, group=True) == 0
     assert all_ports_closed(second)

@@ -86,12 +86,30 @@ queries = st.one_of(
 @given(st.lists(st.tuples(st.sampled_from([b"x-api-key", b"x-other"]), header_values)), queries)
 @fuzz
 def test_key_extraction_never_crashes(headers: list[tuple[bytes, bytes]], query: bytes) -> None:
+    """One key, or a 400: two different keys (header and query, or either twice) are refused,
+    neither silently wins; and with query keys turned off, any key in the query is refused."""
     conn = connection(headers, query)
-    key = presented_key(conn)
-    header = next((v for n, v in headers if n == b"x-api-key"), b"").decode("latin-1")
-    assert key is None or isinstance(key, str)
-    if header:
-        assert key == header  # the header wins over the query string
+    in_query = conn.query_params.getall("api_key", [])
+    presented = [v.decode("latin-1") for n, v in headers if n == b"x-api-key"] + in_query
+    distinct = {key for key in presented if key}
+    try:
+        key = presented_key(conn)
+    except ApiError as refused:
+        assert (refused.status, refused.code) == (400, Code.CONFLICTING_API_KEYS)
+        assert len(distinct) > 1
+    else:
+        assert len(distinct) <= 1
+        assert key is None or isinstance(key, str)
+        assert key == (distinct.pop() if distinct else key)
+    try:
+        presented_key(connection(headers, query), query_allowed=False)
+    except ApiError as refused:
+        assert refused.status == 400
+        assert refused.code == (
+            Code.API_KEY_IN_QUERY_DISABLED if in_query else Code.CONFLICTING_API_KEYS
+        )
+    else:
+        assert not in_query
 
 
 @given(queries)

@@ -8,15 +8,34 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
+from aitbc_contracts.identity import UpstreamIdentity, new_secret
 from aitbc_coordinator.app import create_app
 
-ALICE = {"X-Account-Id": "acc_alice"}
-BOB = {"X-Account-Id": "acc_bob"}
+IDENTITY = UpstreamIdentity(new_secret())
+NOW = 1_800_000_000.0  # the app's clock: the identities below are signed at it
+
+
+def signed(account: str, key: str = "key_1", request_id: str = "req_1", at: float = NOW) -> dict:
+    """The headers the edge sends for a caller: the identity and its signature."""
+    return {
+        "X-Account-Id": account,
+        "X-Key-Id": key,
+        "X-Request-Id": request_id,
+        "X-AITBC-Identity": IDENTITY.sign(account, key, request_id, at),
+    }
+
+
+ALICE = signed("acc_alice")
+BOB = signed("acc_bob")
+
+
+def app(identity: UpstreamIdentity = IDENTITY) -> Any:
+    return create_app(identity, clock=lambda: NOW)
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient[Any]]:
-    with TestClient(create_app()) as c:
+    with TestClient(app()) as c:
         yield c
 
 
@@ -165,6 +184,51 @@ def test_a_malformed_account_header_is_a_validation_error(client: TestClient[Any
     )
 
 
+def _forged() -> list[dict[str, str]]:
+    """Identities the Coordinator must not believe, each with Alice's job there to take."""
+    bare = {"X-Account-Id": "acc_alice"}
+    other_secret = UpstreamIdentity(new_secret())
+    return [
+        bare,  # unsigned: what any workload on the network could send
+        {**bare, "X-AITBC-Identity": ""},
+        {**ALICE, "X-Account-Id": "acc_mallory"},  # Alice's signature, another account
+        {**ALICE, "X-Key-Id": "key_2"},
+        {**ALICE, "X-Request-Id": "req_2"},
+        {**ALICE, "X-AITBC-Identity": other_secret.sign("acc_alice", "key_1", "req_1", NOW)},
+        signed("acc_alice", at=NOW - 61),  # stale
+        signed("acc_alice", at=NOW + 61),  # from the future
+        {**ALICE, "X-AITBC-Identity": ALICE["X-AITBC-Identity"].replace("v1;", "v2;")},
+        {**ALICE, "X-AITBC-Identity": ALICE["X-AITBC-Identity"].replace(";t=", ";t=+")},
+        {**ALICE, "X-AITBC-Identity": ALICE["X-AITBC-Identity"][:-1]},
+        {**ALICE, "X-AITBC-Identity": f"v1;t={NOW:.0f};sig=é".encode()},  # type: ignore[dict-item]
+        {**ALICE, "X-AITBC-Identity": "nonsense"},
+    ]
+
+
+@pytest.mark.parametrize("headers", _forged())
+def test_an_unsigned_forged_or_stale_identity_is_refused(
+    client: TestClient[Any], headers: dict[str, str]
+) -> None:
+    job = new_job(client)
+    for method, path in [("GET", "/v1/jobs"), ("GET", f"/v1/jobs/{job['id']}"),
+                         ("DELETE", f"/v1/jobs/{job['id']}"), ("POST", "/v1/jobs")]:  # fmt: skip
+        json = {"model": "echo"} if method == "POST" else None
+        response = client.request(method, path, json=json, headers=headers)
+        assert_error(response, 401, "INVALID_IDENTITY")
+    assert client.get(f"/v1/jobs/{job['id']}", headers=ALICE).json()["status"] == "completed"
+    assert client.get("/v1/jobs", headers=ALICE).json()["total"] == 1
+
+
+def test_an_identity_within_a_minute_either_way_is_believed(client: TestClient[Any]) -> None:
+    for at in (NOW - 60, NOW + 60, NOW - 0.5):
+        assert client.get("/v1/jobs", headers=signed("acc_alice", at=at)).status_code == 200
+
+
+def test_health_is_public() -> None:
+    with TestClient(app(UpstreamIdentity(new_secret()))) as client:
+        assert client.get("/v1/health").status_code == 200
+
+
 def test_unknown_job_is_not_found(client: TestClient[Any]) -> None:
     assert_error(client.get("/v1/jobs/job_nope", headers=ALICE), 404, "NOT_FOUND")
     assert_error(client.get("/v1/nothing-here", headers=ALICE), 404, "NOT_FOUND")
@@ -212,7 +276,7 @@ def test_a_wrong_method_is_answered_with_the_error_body(client: TestClient[Any])
 
 
 async def test_the_app_serves_async_clients_too() -> None:
-    async with AsyncTestClient(create_app()) as client:
+    async with AsyncTestClient(app()) as client:
         created = await client.post("/v1/jobs", json={"model": "echo"}, headers=ALICE)
         assert created.status_code == 201
         job = await client.get(f"/v1/jobs/{created.json()['id']}", headers=ALICE)

@@ -113,7 +113,7 @@ def test_an_event_is_made_from_the_request_as_it_was_served() -> None:
     served = Served(
         "r1", "acc_1", "key_1", "POST", "", "/v1/jobs/123/logs", 201, 12.34567, "admitted", 1e9
     )
-    templates = RouteTemplates()
+    templates = RouteTemplates(("jobs", "logs"))
     event, again = served.event(templates), served.event(templates)
     assert event.at == datetime.fromtimestamp(1e9, UTC) and event.latency_ms == 12.346
     assert (event.request_id, event.account_id, event.key_id, event.method) == (
@@ -124,7 +124,7 @@ def test_an_event_is_made_from_the_request_as_it_was_served() -> None:
 
 
 def test_a_route_template_is_the_matched_one_or_the_path_without_its_ids() -> None:
-    route_template = RouteTemplates().of
+    route_template = RouteTemplates(("jobs", "miners")).of
     assert route_template("/v1/keys/{key_id:str}", "/v1/keys/key_1") == "/v1/keys/{key_id:str}"
     forwarded = "/v1/{path:path}"  # the catch-all says nothing
     assert route_template(forwarded, "/v1/jobs") == "/v1/jobs"

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
+from aitbc_contracts.identity import new_secret
 from aitbc_contracts.messages import CheckKeys, encoder
 from aitbc_contracts.subjects import KEYS_CHECK, USAGE_QUERY
 from aitbc_contracts.usage import LastUsedQuery
-from aitbc_infra.bus_config import BusCredentials
+from aitbc_infra.bus_config import BusCredentials, write_private
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.dev_ca import DevCA
 from aitbc_infra.nats_server import NatsServer, free_port
@@ -152,6 +153,21 @@ class Layout:
             return BusAccess(self.bus_url, **fields)
         return credentials.access(role, self.bus_url, **fields)
 
+    @property
+    def identity_secret_file(self) -> Path:
+        """The secret the edges and the Coordinator share to sign and check each forwarded
+        request's identity (aitbc_contracts.identity)."""
+        return self.data_dir / "upstream-identity.secret"
+
+    def identity_env(self) -> dict[str, str]:
+        """UPSTREAM_IDENTITY_SECRET_FILE, for the edges and the Coordinator; the secret is made
+        (mode 0600) the first time, and kept: edges and a Coordinator restarted one at a time
+        keep agreeing. Delete the file to change it (and restart both sides)."""
+        file = self.identity_secret_file
+        if not file.exists():
+            write_private(file, new_secret() + "\n")
+        return {"UPSTREAM_IDENTITY_SECRET_FILE": str(file)}
+
     def role_env(self, role: str) -> dict[str, str]:
         """The credentials and TLS settings of a process of `role`: the keys service has two
         credentials (its event publisher is a role of its own, with the same certificate) and
@@ -239,6 +255,7 @@ def coordinator(layout: Layout) -> Service:
     address = f"{layout.upstream_url} (sample)"
     argv = [program("aitbc-sample-coordinator")]
     env = {k: v for k, v in layout.child_env().items() if not k.startswith("NATS_")}  # no bus
+    env = {**layout.identity_env(), **env}
     return Service("coordinator", argv, env, ready, address, layout.coordinator_port)
 
 
@@ -251,7 +268,13 @@ def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
     settings over the layout's). Its /metrics listener is off unless `env` names a port
     (API_METRICS_PORT), on 127.0.0.1."""
     url = f"http://{layout.api_host}:{port}"
-    settings = {**layout.child_env("edge"), "API_PORT": str(port), "API_METRICS_PORT": "0", **env}
+    settings = {
+        **layout.identity_env(),
+        **layout.child_env("edge"),
+        "API_PORT": str(port),
+        "API_METRICS_PORT": "0",
+        **env,
+    }
     if _health_answers_plainly(layout, {**os.environ, **settings}):
         ready = http_ok(url + HEALTH_PATH)
     else:

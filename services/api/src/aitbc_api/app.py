@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 hsts_max_age=settings.hsts_max_age,
             )
         ],
-        openapi_config=openapi_config(),
+        openapi_config=openapi_config(query_key=settings.api_key_in_query),
         request_max_body_size=settings.max_body_bytes,
         # main.py configures logging; Litestar's default would put a queue thread behind it.
         logging_config=None,

@@ -31,7 +31,7 @@ from aitbc_api.pipeline.presence import Presence
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
 from aitbc_api.pipeline.throttle import AttemptBudget, FailureThrottle
 from aitbc_api.pipeline.usage_events import UsagePublisher
-from aitbc_api.proxy.forward import upstream_session
+from aitbc_api.proxy.forward import upstream_identity, upstream_session
 from aitbc_api.settings import Settings
 from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
@@ -97,7 +97,9 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         nc, [CacheInvalidation(cache)], "key-events", on_lost=cache.lost, on_found=cache.found
     )
     await parts.enter_async_context(_running(reader))
-    publisher = await parts.enter_async_context(_running(UsagePublisher(nc, settings.usage_buffer)))
+    publisher = await parts.enter_async_context(
+        _running(UsagePublisher(nc, settings.usage_buffer, route_words=settings.usage_route_words))
+    )
     presence = await parts.enter_async_context(_running(Presence(nc)))
     limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings, presence)))
     app.state[NATS_CONNECTION] = nc
@@ -113,6 +115,7 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         usage_publisher=publisher,
         upstream=await parts.enter_async_context(upstream_session(settings)),
         load=Load(),
+        identity=upstream_identity(settings),
     )
     await parts.enter_async_context(
         metrics_listener(

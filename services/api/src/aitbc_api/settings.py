@@ -24,6 +24,11 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+# The words of the Coordinator's routes that usage events name routes with (the sample
+# Coordinator's); any other path segment is recorded as {id} (aitbc_api.pipeline.usage_events).
+DEFAULT_ROUTE_WORDS = ("health", "jobs", "results")
+
+
 @dataclass(frozen=True)
 class Settings:
     nats: BusAccess = field(default_factory=BusAccess)  # by default `just up`'s, unauthenticated
@@ -84,6 +89,12 @@ class Settings:
     signin_per_address_per_minute: int = 10  # dashboard sign-in attempts, right or wrong
     signin_global_per_minute: int = 100
     dashboard_sessions_per_account: int = 10  # beyond, a new sign-in ends the oldest session
+    # Forwarding, credentials and the upstream's identity, usage route names:
+    api_key_in_query: bool = True  # off: a key in the `api_key` query parameter is refused
+    # The secret the edge signs each forwarded caller's identity with (a file, mode 0600, read
+    # once at start); "": no X-AITBC-Identity header is sent (aitbc_contracts.identity)
+    upstream_identity_secret_file: str = ""
+    usage_route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -151,6 +162,9 @@ class Settings:
             dashboard_sessions_per_account=int(
                 env.get("DASHBOARD_SESSIONS_PER_ACCOUNT", cls.dashboard_sessions_per_account)
             ),
+            api_key_in_query=_flag(env.get("API_KEY_IN_QUERY"), default=True),
+            upstream_identity_secret_file=env.get("UPSTREAM_IDENTITY_SECRET_FILE", ""),
+            usage_route_words=_list(env.get("USAGE_ROUTE_WORDS", ",".join(DEFAULT_ROUTE_WORDS))),
         )
 
 

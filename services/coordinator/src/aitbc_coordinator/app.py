@@ -5,11 +5,18 @@ upstream to forward to. Jobs live in memory, are scoped by the `X-Account-Id` he
 adds, and complete (deterministically) the first time they are fetched by id (the job or its
 results), with a result that echoes their input. A queued job can be cancelled; a completed
 one cannot (409 CONFLICT).
+
+It believes `X-Account-Id` only with the edge's signature (aitbc_contracts.identity): a job
+route without one, with a forged one or a stale one answers 401 INVALID_IDENTITY. The secret it
+shares with the edge is the file UPSTREAM_IDENTITY_SECRET_FILE (mode 0600; `just up` makes it):
+without it the Coordinator does not start.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -19,6 +26,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from aitbc_contracts.identity import (
+    IDENTITY_HEADER,
+    KEY_HEADER,
+    MAX_AGE,
+    REQUEST_ID_HEADER,
+    UpstreamIdentity,
+)
+from aitbc_contracts.messages import Code
 from aitbc_coordinator.jobs import (
     Job,
     JobNotFoundError,
@@ -28,6 +43,7 @@ from aitbc_coordinator.jobs import (
     NewJob,
     Status,
 )
+from aitbc_runtime.bus_access import read_secret_file
 
 ACCOUNT_HEADER = "X-Account-Id"
 MAX_ACCOUNT_ID_LENGTH = 128
@@ -74,6 +90,18 @@ def account_of(request: Request[Any, Any, Any]) -> str:
         raise CoordinatorError(401, "MISSING_ACCOUNT", f"the {ACCOUNT_HEADER} header is required")
     if len(account) > MAX_ACCOUNT_ID_LENGTH or not account.isascii() or not account.isprintable():
         raise CoordinatorError(400, "VALIDATION_ERROR", f"the {ACCOUNT_HEADER} header is malformed")
+    state = request.app.state
+    headers = request.headers
+    refusal = state.identity.refusal(
+        account,
+        headers.get(KEY_HEADER, ""),
+        headers.get(REQUEST_ID_HEADER, ""),
+        headers.get(IDENTITY_HEADER),
+        state.clock(),
+        state.identity_max_age,
+    )
+    if refusal:
+        raise CoordinatorError(401, Code.INVALID_IDENTITY, refusal)
     return account
 
 
@@ -147,7 +175,7 @@ _HTTP_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "CONFLICT",
-    413: "VALIDATION_ERROR",
+    413: Code.PAYLOAD_TOO_LARGE,
 }
 
 
@@ -162,7 +190,14 @@ def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error")
 
 
-def create_app(store: JobStore | None = None) -> Litestar:
+def create_app(
+    identity: UpstreamIdentity,
+    store: JobStore | None = None,
+    clock: Callable[[], float] = time.time,
+    identity_max_age: float = MAX_AGE,
+) -> Litestar:
+    """The app, believing identities signed with `identity`'s secret, at most
+    `identity_max_age` seconds from `clock`."""
     app = Litestar(
         route_handlers=[health, create_job, list_jobs, get_job, cancel_job, job_results],
         exception_handlers={
@@ -182,15 +217,34 @@ def create_app(store: JobStore | None = None) -> Litestar:
         ),
     )
     app.state.store = store or JobStore()
+    app.state.identity = identity
+    app.state.clock = clock
+    app.state.identity_max_age = identity_max_age
     return app
+
+
+def identity_from_env(env: Mapping[str, str] = os.environ) -> UpstreamIdentity:
+    """The shared secret in UPSTREAM_IDENTITY_SECRET_FILE (refused unless only its owner may
+    read it), or SystemExit saying what is missing."""
+    path = env.get("UPSTREAM_IDENTITY_SECRET_FILE", "")
+    if not path:
+        raise SystemExit(
+            "aitbc-sample-coordinator: UPSTREAM_IDENTITY_SECRET_FILE is not set: the secret it "
+            "shares with the edge to sign identities (`just up` makes one in DATA_DIR)"
+        )
+    try:
+        return UpstreamIdentity(read_secret_file(path, "upstream identity secret"))
+    except ValueError as exc:
+        raise SystemExit(f"aitbc-sample-coordinator: {exc}") from None
 
 
 def run() -> None:
     """Serve the sample Coordinator on COORDINATOR_HOST:COORDINATOR_PORT (127.0.0.1:8011)."""
     import uvicorn
 
+    max_age = float(os.environ.get("UPSTREAM_IDENTITY_MAX_AGE", MAX_AGE))
     uvicorn.run(
-        create_app(),
+        create_app(identity_from_env(), identity_max_age=max_age),
         host=os.environ.get("COORDINATOR_HOST", "127.0.0.1"),
         port=int(os.environ.get("COORDINATOR_PORT", "8011")),
         loop="uvloop",

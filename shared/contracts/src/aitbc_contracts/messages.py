@@ -37,11 +37,17 @@ class Code:
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the client sent its headers or body too slowly
-    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # body or headers over the edge's limits
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # request line and headers over the limit (431)
     INTERNAL_ERROR = "INTERNAL_ERROR"
-    # --- hostile clients at the edge (issue 17) ---
+    # Hostile clients at the edge (sign-up and sign-in budgets):
     TOO_MANY_SIGNUPS = "TOO_MANY_SIGNUPS"  # over an address's or the edge's sign-up budget
     TOO_MANY_SIGN_INS = "TOO_MANY_SIGN_INS"  # over a budget of dashboard sign-in attempts
+    # Hostile clients at the edge (forwarding, credentials, the upstream's identity, sizes):
+    INVALID_PATH = "INVALID_PATH"  # a forwarded path that could leave /v1 (dots, encoded /)
+    CONFLICTING_API_KEYS = "CONFLICTING_API_KEYS"  # a header key and a different query key
+    API_KEY_IN_QUERY_DISABLED = "API_KEY_IN_QUERY_DISABLED"  # api_key in the query, turned off
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # a request body over the edge's limit (413)
+    INVALID_IDENTITY = "INVALID_IDENTITY"  # the upstream: an unsigned, forged or stale identity
 
 
 class Rejected(msgspec.Struct, frozen=True, tag="rejected"):

@@ -38,9 +38,33 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
         return self.kind == "master"
 
 
-def presented_key(connection: Conn) -> str | None:
-    """The key from `X-API-Key`, which wins, else from the `api_key` query parameter."""
-    return connection.headers.get(API_KEY_HEADER) or connection.query_params.get(API_KEY_QUERY)
+def presented_key(connection: Conn, query_allowed: bool = True) -> str | None:
+    """The key from `X-API-Key` or the `api_key` query parameter: one key, however many times
+    it is sent. Two different keys are refused (400 CONFLICTING_API_KEYS: neither silently
+    wins), and so is any key in the query when `query_allowed` is off (API_KEY_IN_QUERY=0).
+    The query is parsed only when there is one."""
+    keys: list[str] = connection.headers.getall(API_KEY_HEADER, [])
+    if connection.scope["query_string"]:
+        in_query: list[str] = connection.query_params.getall(API_KEY_QUERY, [])
+        if in_query and not query_allowed:
+            raise ApiError(
+                400,
+                Code.API_KEY_IN_QUERY_DISABLED,
+                "API keys in the query string are turned off on this service: "
+                "send the key in the X-API-Key header",
+            )
+        keys = keys + in_query
+    if len(keys) > 1:
+        distinct = {key for key in keys if key}
+        if len(distinct) > 1:
+            raise ApiError(
+                400,
+                Code.CONFLICTING_API_KEYS,
+                "Two different API keys were presented (X-API-Key and the api_key query "
+                "parameter, or one of them twice): send one",
+            )
+        return distinct.pop() if distinct else None
+    return keys[0] if keys else None
 
 
 def _invalid(message: str = "The provided API key is invalid") -> ApiError:

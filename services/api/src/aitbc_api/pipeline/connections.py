@@ -4,7 +4,10 @@ With httptools, uvicorn bounds neither the time a client may take to send a requ
 the head's size: a client that connects and sends nothing, or trickles its headers a byte at
 a time, holds a connection for ever, and an endless header grows the server's memory without
 end. This protocol gives each head a deadline and a size cap, caps the connections of the
-process, and answers each with the error body, then closes the connection.
+process, and answers each with the error body, then closes the connection. A head is counted
+twice over: chunk by chunk while it is incomplete (an endless header is cut off as it grows),
+and once whole, as parsed, before it goes to the application (so the chunk that completes it
+counts too, and so does a head pipelined behind another request in the same chunk).
 (A slow request body is bounded in the middleware, where the application reads it.)
 """
 
@@ -47,7 +50,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the head under way, in the chunks before the current one
+        self._chunk_bytes = 0  # the chunk being parsed
+        self._refused = False  # answered (or to be): nothing more is parsed into a request
+        self._last_answer = b""
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -63,25 +69,55 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # not even buffered by the parser: the answer is given, or about to be
+        self._chunk_bytes = len(data)
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)  # all of it is head: the head is not complete yet
             if self._head_bytes > self.max_head_bytes:
-                self._refuse(
-                    431,
-                    Code.REQUEST_TOO_LARGE,
-                    f"The request line and headers exceed {self.max_head_bytes} bytes",
-                )
+                self._head_too_large()
 
     def on_message_begin(self) -> None:
+        if self._refused:
+            return
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
         self._arm()
 
     def on_headers_complete(self) -> None:
+        """The head is whole: it goes to the application unless it is over the limit. Its
+        size is counted only when it could be: the chunks so far and this one exceed it."""
+        if self._refused:
+            return
         self._in_head = False
         self._disarm()
+        if self._head_bytes + self._chunk_bytes > self.max_head_bytes and (
+            self._parsed_head_bytes() > self.max_head_bytes
+        ):
+            self._head_too_large()
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _parsed_head_bytes(self) -> int:
+        """The head as the parser read it: the request line (method and version: about 14
+        bytes more than its target) and `name: value` CRLF per header."""
+        return 14 + len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) + 2
+
+    def _head_too_large(self) -> None:
+        self._refuse(
+            431,
+            Code.REQUEST_TOO_LARGE,
+            f"The request line and headers exceed {self.max_head_bytes} bytes",
+        )
 
     def _arm(self) -> None:
         if self._head_timer is None:
@@ -98,12 +134,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, Code.REQUEST_TIMEOUT, "The request headers did not arrive in time")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        self._in_head = False
+        """Answer `status` and close; after the responses already on their way, if any (a
+        request pipelined behind others). Nothing the client sends from now on is parsed."""
+        self._in_head, self._refused = False, True
         self._disarm()
+        self._last_answer = raw_error(status, code, message)
         if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(raw_error(status, code, message))
-        # else a response is on its way on this connection: cutting it off is all we can do
-        self.transport.close()
+            self._answer_and_close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refused and self.cycle is not None and self.cycle.response_complete:
+            self._answer_and_close()
+
+    def _answer_and_close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(self._last_answer)
+            self.transport.close()
 
 
 def guarded_protocol(

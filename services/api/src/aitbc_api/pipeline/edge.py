@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
     from aitbc_api.pipeline.usage_events import UsagePublisher
     from aitbc_api.settings import Settings
+    from aitbc_contracts.identity import UpstreamIdentity
 
 
 class Load:
@@ -39,3 +40,4 @@ class Edge:
     usage_publisher: UsagePublisher
     upstream: aiohttp.ClientSession  # the pooled session every forwarded request goes through
     load: Load
+    identity: UpstreamIdentity | None = None  # signs each caller's identity for the upstream

@@ -14,8 +14,9 @@ from aitbc_contracts.messages import Code
 
 async def authenticate(connection: Conn) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
-    authenticator = context_of(connection.scope).edge.authenticator
-    key = presented_key(connection)
+    edge = context_of(connection.scope).edge
+    authenticator = edge.authenticator
+    key = presented_key(connection, edge.settings.api_key_in_query)
     if (known := authenticator.known(key)) is not None:
         return known
     client = connection.scope.get("client")  # (host, port) or None, as Litestar's .client reads

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.ids import new_id
+from aitbc_api.settings import DEFAULT_ROUTE_WORDS
 from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_batch_subject
 from aitbc_contracts.usage import Outcome, UsageBatch, UsageEvent
 from aitbc_runtime.process import cancel_and_wait
@@ -34,30 +34,46 @@ from aitbc_runtime.process import cancel_and_wait
 log = logging.getLogger("aitbc.api.usage_events")
 _encode = msgspec.json.Encoder().encode
 MAX_BATCH_BYTES = 512 * 1024  # well inside NATS's default max_payload (1 MB), with headers
-# Path segments that are ids, not routes: replaced by {id} in the usage route template.
-_ID_SEGMENT = re.compile(r"[0-9]+|[0-9a-fA-F-]{16,}|[A-Za-z]+_[0-9A-Za-z]{8,}|[0-9A-Za-z_-]{24,}")
+ROUTE_DEPTH = 4  # segments under /v1 a route name keeps; a deeper path is OTHER_ROUTE
+OTHER_ROUTE = "/v1/{other}"
 
 
 class RouteTemplates:
-    """Each forwarded path's template, remembered: most traffic repeats its paths."""
+    """A forwarded request's route name, for usage events: bounded whatever clients send.
+
+    The forwarder's catch-all route says nothing of the Coordinator's routes, and the path is
+    the client's: named after it, every id (or made-up word) would be a route name of its own
+    in analytics. So a segment keeps its name only when it is one of the configured `words`
+    (exactly); any other is `{id}` (an empty one stays empty), and a path deeper than
+    ROUTE_DEPTH segments is OTHER_ROUTE. With W words there are at most
+    sum((W + 2) ** d for d in 1..ROUTE_DEPTH) + 1 names, whatever the paths. Each path's
+    name is remembered: most traffic repeats its paths."""
 
     KEPT = 4096
 
-    def __init__(self) -> None:
+    def __init__(self, words: tuple[str, ...] = DEFAULT_ROUTE_WORDS) -> None:
+        self.words = frozenset(words)
         self._known: dict[str, str] = {}
 
     def of(self, template: str, path: str) -> str:
-        """The matched route's template; for the forwarder's catch-all, which says nothing, the
-        path with its ids replaced: /v1/jobs/{id}."""
+        """The matched route's template; for the forwarder's catch-all, which says nothing,
+        the path's route name: /v1/jobs/{id}."""
         if template and "{path" not in template:
             return template
         known = self._known.get(path, "")
         if not known:
-            known = "/".join("{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/"))
+            known = self._name(path)
             if len(self._known) >= self.KEPT:
                 self._known.clear()  # ids make paths unbounded; start over rather than grow
             self._known[path] = known
         return known
+
+    def _name(self, path: str) -> str:
+        segments = path.removeprefix("/v1/").split("/")
+        if not path.startswith("/v1/") or len(segments) > ROUTE_DEPTH:
+            return OTHER_ROUTE
+        words = self.words
+        return "/v1/" + "/".join(s if s in words or not s else "{id}" for s in segments)
 
 
 class Served(msgspec.Struct, gc=False):
@@ -100,13 +116,20 @@ class _Batch:
 class UsagePublisher:
     """`batch`: events a flush takes at most; `linger`: how long a flush waits for more."""
 
-    def __init__(self, nc: NATS, capacity: int, batch: int = 500, linger: float = 0.1) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        capacity: int,
+        batch: int = 500,
+        linger: float = 0.1,
+        route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS,
+    ) -> None:
         self.nc = nc
         self.capacity = capacity
         self.batch = batch
         self.linger = linger
         self.buffer: deque[Served] = deque()
-        self.templates = RouteTemplates()
+        self.templates = RouteTemplates(route_words)
         self.unsent: list[_Batch] = []  # formed but not yet stored: retried exactly as they are
         self._unsent_events = 0
         self._wake = asyncio.Event()

@@ -6,6 +6,7 @@ context (the core's running parts, aitbc_api.pipeline.edge), and resolves no dep
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
@@ -14,23 +15,35 @@ import aiohttp
 from litestar import route
 from litestar.enums import HttpMethod
 from litestar.types import Method
+from yarl import URL
 
 from aitbc_api.errors import ApiError
 from aitbc_api.pipeline.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
 from aitbc_api.pipeline.edge import Edge
 from aitbc_api.pipeline.gate import authenticate, limit
 from aitbc_api.pipeline.middleware import context_of
+from aitbc_api.proxy.paths import forwarded_path
 from aitbc_api.proxy.relay import Relay
 from aitbc_api.settings import Settings
 from aitbc_api.types import Req
+from aitbc_contracts.identity import (
+    ACCOUNT_HEADER,
+    IDENTITY_HEADER,
+    KEY_HEADER,
+    REQUEST_ID_HEADER,
+    UpstreamIdentity,
+)
 from aitbc_contracts.messages import Code
+from aitbc_runtime.bus_access import read_secret_file
+
+log = logging.getLogger("aitbc.api")
 
 # Never forwarded: hop-by-hop headers, the key, and identity headers a client might forge.
 _DROP_REQUEST = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
         "trailer", "transfer-encoding", "upgrade", "host", API_KEY_HEADER,
-        "x-account-id", "x-key-id", "x-request-id",
+        ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER,
     }
 )  # fmt: skip
 _METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -67,22 +80,28 @@ async def _body(request: Req, failed: list[Exception]) -> AsyncIterator[bytes]:
     tags=["coordinator"],
     include_in_schema=False,
 )
-async def forward(request: Req, path: str) -> Relay:
-    context = context_of(request.scope)
+async def forward(request: Req) -> Relay:
+    scope = request.scope
+    context = context_of(scope)
     edge, settings = context.edge, context.edge.settings
-    full_path = "/v1" + path
+    # The raw path goes upstream, as sent: the decoded one, resolved, could leave /v1 (400).
+    full_path = forwarded_path(scope.get("raw_path") or scope["path"].encode())
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
-    headers.append(("x-request-id", context.request_id))
-    if full_path in settings.public_routes:
+    headers.append((REQUEST_ID_HEADER, context.request_id))
+    if scope["path"] in settings.public_routes:
         upstream = await _send(request, edge, full_path, headers)
     else:
         caller = await authenticate(request)
-        headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
+        now = time.time()
+        headers += [(ACCOUNT_HEADER, caller.account_id), (KEY_HEADER, caller.key_id)]
+        if edge.identity is not None:  # signed, so that no one else can claim the account
+            signed = edge.identity.sign(caller.account_id, caller.key_id, context.request_id, now)
+            headers.append((IDENTITY_HEADER, signed))
         if (
             settings.speculative_forwarding
             and request.method in _SAFE
             and edge.load.in_flight <= SPECULATE_UP_TO
-            and edge.limiter.worth_speculating(caller.account_id, time.time())
+            and edge.limiter.worth_speculating(caller.account_id, now)
         ):
             upstream = await _send_while_deciding(request, edge, caller, full_path, headers)
         else:
@@ -121,10 +140,11 @@ async def _send(
     settings = edge.settings
     query = _query_without_key(request.scope["query_string"])
     body_failed: list[Exception] = []
+    url = settings.upstream_url + full_path + ("?" + query if query else "")
     try:
         return await edge.upstream.request(
             request.method,
-            settings.upstream_url + full_path + ("?" + query if query else ""),
+            URL(url, encoded=True),  # sent as it is: not re-quoted, no dot segment resolved
             headers=headers,
             data=None if request.method in _BODYLESS else _body(request, body_failed),
             allow_redirects=False,
@@ -137,6 +157,21 @@ async def _send(
                 504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
             ) from exc
         raise ApiError(502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable") from exc
+
+
+def upstream_identity(settings: Settings) -> UpstreamIdentity | None:
+    """What signs each caller's identity for the upstream: the secret in
+    UPSTREAM_IDENTITY_SECRET_FILE (refused unless only its owner may read it), read once.
+    Unset: identities go unsigned, which the sample Coordinator refuses."""
+    if not settings.upstream_identity_secret_file:
+        log.warning(
+            "UPSTREAM_IDENTITY_SECRET_FILE is not set: the Coordinator is sent unsigned "
+            "identities (X-Account-Id alone), which only an upstream that trusts its network "
+            "may believe"
+        )
+        return None
+    path = settings.upstream_identity_secret_file
+    return UpstreamIdentity(read_secret_file(path, "upstream identity secret"))
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
