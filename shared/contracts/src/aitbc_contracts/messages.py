@@ -39,6 +39,11 @@ class Code:
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the client sent its headers or body too slowly
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # body or headers over the edge's limits
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Who may manage and call what: a replaced master secret, a master key kept off the data
+    # plane, an account at its cap of keys.
+    MASTER_KEY_IN_GRACE = "MASTER_KEY_IN_GRACE"  # a replaced master secret manages nothing
+    MASTER_KEY_MANAGEMENT_ONLY = "MASTER_KEY_MANAGEMENT_ONLY"  # not on forwarded /v1/... routes
+    TOO_MANY_KEYS = "TOO_MANY_KEYS"  # the account holds MAX_KEYS_PER_ACCOUNT live keys
 
 
 class Rejected(msgspec.Struct, frozen=True, tag="rejected"):

@@ -43,6 +43,10 @@ SIGN_IN = {
         "That is an API key, not a master key. Sign in with the master key you were shown "
         "when you signed up."
     ),
+    Code.MASTER_KEY_IN_GRACE: (
+        "That master key was replaced by a new one. It keeps calling the API until its grace "
+        "period ends, but cannot sign in or manage keys: sign in with the new master key."
+    ),
 }
 
 # Why a session ended, by the code its master key's re-check gave (for the sign-in page).
@@ -53,6 +57,10 @@ ENDED = {
     Code.API_KEY_EXPIRED: "Your master key has expired, so you have been signed out.",
     Code.INVALID_API_KEY: (
         "Your master key was regenerated, so you have been signed out. Sign in with the new one."
+    ),
+    Code.MASTER_KEY_IN_GRACE: (
+        "Your master key was regenerated, so you have been signed out: the old one only calls "
+        "the API until its grace period ends. Sign in with the new one."
     ),
 }
 

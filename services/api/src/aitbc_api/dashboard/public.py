@@ -22,9 +22,9 @@ from aitbc_api.dashboard.web import (
 from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.pipeline.auth import Authenticator
+from aitbc_api.pipeline.gate import managing
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
-from aitbc_contracts.messages import Code
 
 NAME_MAX = 100
 
@@ -130,9 +130,9 @@ class PublicPages(Controller):
         fields = await _checked_form(request)
         client = request.client.host if request.client else ""
         try:
-            principal = await authenticator.authenticate(fields.get("master_key", ""), client)
-            if not principal.is_master:
-                raise ApiError(403, Code.FORBIDDEN, "sign in with the master key")
+            principal = managing(
+                await authenticator.authenticate(fields.get("master_key", ""), client)
+            )
         except ApiError as error:
             # The form comes back empty: the key typed is never written into a page.
             sentence, _ = explain(error, SIGN_IN)

@@ -64,7 +64,20 @@ async def caller(request: Req) -> Principal:
 
 async def master(request: Req) -> Principal:
     """Litestar dependency: the caller, who must hold the account's master key."""
-    principal = await admit(request)
+    return managing(await admit(request))
+
+
+def managing(principal: Principal) -> Principal:
+    """The principal, if it may manage its account: a master key, by its current secret. A
+    replaced secret in its grace period keeps calling the API, so that clients can move to
+    the new one, but whoever holds it (it may have leaked) changes nothing."""
     if not principal.is_master:
         raise ApiError(403, Code.FORBIDDEN, "Managing keys requires the account's master key")
+    if principal.in_grace:
+        raise ApiError(
+            403,
+            Code.MASTER_KEY_IN_GRACE,
+            "This master key secret was replaced: it calls the API until its grace period "
+            "ends, but manages nothing. Use the new master key",
+        )
     return principal
