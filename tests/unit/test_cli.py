@@ -298,3 +298,33 @@ def test_timestamps_are_shown_to_the_second() -> None:
 
 def test_keys_table_never_shows_more_than_the_hint() -> None:
     assert "aitbc_AbCd..." in keys_table([key()])
+
+
+# --- names from the log, printed for people ----------------------------------------------------
+
+HOSTILE_NAME = "gpj.\u202eexe\x1b[2J\x9b31m"  # a bidi override, an escape sequence, a C1 CSI
+
+
+def test_hostile_names_from_the_log_are_printed_escaped() -> None:
+    listing = KeyList(keys=[key(name=HOSTILE_NAME)])
+    code, out, _, _ = call(["keys", "list", "--account", "acc_1"], listing)
+    assert code == 0
+    assert "gpj.\\u202eexe\\x1b[2J\\x9b31m" in out
+    assert not any(c in out for c in "\u202e\x1b\x9b")
+
+    code, out, _, _ = call(["keys", "list", "--account", "acc_1", "--json"], listing)
+    assert not any(c in out for c in "\u202e\x1b\x9b")
+    assert json.loads(out)["keys"][0]["name"] == HOSTILE_NAME  # the same value, spelled safely
+
+    named = AccountView(
+        account_id="acc_1", name=HOSTILE_NAME, plan="free", master_key_id="key_m", created_at=T0
+    )
+    code, out, _, _ = call(["accounts", "set-plan", "acc_1", "free"], named)
+    assert code == 0 and "\u202e" not in out and "\\u202e" in out
+
+
+def test_a_refusal_is_printed_escaped() -> None:
+    code, _, err, _ = call(
+        ["keys", "list", "--account", "acc_1"], Rejected("NOT_FOUND", "no \x1b]0;x\x07 here")
+    )
+    assert code == 1 and "\x1b" not in err and "\x07" not in err and "\\x1b]0;x\\x07" in err

@@ -12,6 +12,7 @@ from aitbc_contracts.keys import AccountState, KeyState, fold
 from aitbc_contracts.messages import OPERATOR, Code, CreateAccount, SetPlan
 from aitbc_keys.domain import (
     NotFound,
+    TooManyKeys,
     ValidationError,
     create_account,
     create_key,
@@ -154,3 +155,45 @@ def test_an_expired_key_reports_expired() -> None:
     assert state.status(T0) == "active"
     assert state.status(T0 + timedelta(minutes=5)) == "expired"
     assert key_view(state, T0 + timedelta(minutes=5)).status == "expired"  # the fold's rule
+
+
+# --- names people read, and how many keys an account holds -----------------------------------
+
+HOSTILE = ["evil\u202etxt.exe", "a\x1b[2Jb", "line\nbreak", "zero\u200bwidth", "nul\x00", "\u2066x"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_key_names_with_control_or_format_characters_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        create_key(fold([account_created()]), create_command(name=name), T0, "k2", new_id)
+    assert err.value.code == Code.VALIDATION_ERROR and "U+" in err.value.message
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_account_names_with_control_or_format_characters_are_refused(name: str) -> None:
+    command = CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1111", name=name)
+    with pytest.raises(ValidationError) as err:
+        create_account(command, T0, "acc_1", "key_m", new_id)
+    assert "control or format characters" in err.value.message
+
+
+def test_names_in_any_script_are_accepted() -> None:
+    for name in ["Zoë's CI", "ключ", "鍵 1", "مفتاح", "🔑 deploy"]:
+        [created] = create_key(
+            fold([account_created()]), create_command(name=name), T0, "k2", new_id
+        )
+        assert isinstance(created, KeyCreated) and created.name == name
+
+
+def test_a_hint_with_control_characters_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        create_key(fold([account_created()]), create_command(hint="aitbc\x1b"), T0, "k2", new_id)
+
+
+def test_an_account_at_its_cap_of_live_keys_makes_no_more() -> None:
+    account = fold([account_created()])
+    [created] = create_key(account, create_command(), T0, "k2", new_id, live_keys=2, max_keys=3)
+    assert isinstance(created, KeyCreated)
+    with pytest.raises(TooManyKeys) as err:
+        create_key(account, create_command(), T0, "k3", new_id, live_keys=3, max_keys=3)
+    assert err.value.code == Code.TOO_MANY_KEYS and "3" in err.value.message

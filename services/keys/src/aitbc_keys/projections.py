@@ -186,6 +186,16 @@ async def account_view(conn: AsyncConnection, account_id: str) -> AccountView | 
     )
 
 
+async def live_keys(conn: AsyncConnection, account_id: str, now: datetime) -> int:
+    """How many of the account's keys are neither revoked nor expired at `now`."""
+    query = sa.select(sa.func.count()).where(
+        api_keys.c.account_id == account_id,
+        api_keys.c.status == "active",
+        sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 _check_query = (
     sa.select(key_secrets.c.secret_hash, key_secrets.c.valid_until, api_keys, accounts.c.plan)
     .join(api_keys, api_keys.c.key_id == key_secrets.c.key_id)

@@ -32,6 +32,9 @@ MESSAGES = {
         "were changing a key, check the list of keys first."
     ),
     Code.INTERNAL_ERROR: "Something went wrong on our side. Please try again.",
+    Code.TOO_MANY_KEYS: (
+        "Your account holds as many keys as it may. Revoke one you no longer use, then try again."
+    ),
 }
 
 # Sign-in has its own wording: the person typed a key, and it is theirs that failed.
@@ -66,7 +69,13 @@ ENDED = {
 
 # Codes whose own message (from the keys service) says usefully what was wrong.
 _DETAILED = frozenset(
-    {Code.VALIDATION_ERROR, Code.CONFLICT, Code.FORBIDDEN, Code.RATE_LIMIT_EXCEEDED}
+    {
+        Code.VALIDATION_ERROR,
+        Code.CONFLICT,
+        Code.FORBIDDEN,
+        Code.RATE_LIMIT_EXCEEDED,
+        Code.TOO_MANY_KEYS,
+    }
 )
 
 

@@ -47,7 +47,8 @@ async def get_account(command: m.GetAccount, uow: UnitOfWork, _: Power) -> m.Acc
 async def create_key(command: m.CreateKey, uow: UnitOfWork, _: Power) -> m.KeyView:
     account = fold(await uow.load(command.account_id))
     key_id = new_key_id()
-    new = domain.create_key(account, command, uow.now, key_id, new_event_id)
+    live = await uow.live_keys(command.account_id)
+    new = domain.create_key(account, command, uow.now, key_id, new_event_id, live, uow.max_keys)
     await uow.commit([(key_id, 0, new)])
     return _key_view(fold(new), key_id, uow)
 
