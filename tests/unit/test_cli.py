@@ -23,6 +23,7 @@ from aitbc_contracts.messages import (
     KeyView,
     ListKeys,
     Rejected,
+    ReplaceMasterKey,
     Reply,
     RevokeKey,
     SetPlan,
@@ -185,6 +186,27 @@ def test_create_account_sends_only_the_hash_and_prints_the_key_once() -> None:
     assert master_key not in repr(command)  # the plaintext never leaves the CLI
     assert "acc_1" in out
     assert out.count(master_key) == 1
+
+
+def test_a_new_master_key_is_made_here_sent_as_its_hash_and_printed_once() -> None:
+    reply = key("key_new", kind="master", name="master")
+    code, out, _, fake = call(["accounts", "new-master-key", "acc_1", "--reason", "lost"], reply)
+    assert code == 0
+    [command] = fake.sent
+    assert isinstance(command, ReplaceMasterKey)
+    assert (command.account_id, command.reason, command.actor) == ("acc_1", "lost", OPERATOR)
+    master_key = next(
+        line.split()[-1] for line in out.splitlines() if line.startswith("master key:")
+    )
+    assert is_well_formed(master_key) and out.count(master_key) == 1
+    assert command.secret_hash == hash_key(master_key) and command.hint == hint(master_key)
+    assert master_key not in repr(command)
+    assert "key_new" in out and "revoked" in out
+
+    code, out, _, fake = call(["accounts", "new-master-key", "acc_1", "--json"], reply)
+    data = json.loads(out)
+    assert (data["key_id"], data["kind"]) == ("key_new", "master")
+    assert hash_key(data["master_key"]) == fake.sent[0].secret_hash  # type: ignore[union-attr]
 
 
 def test_create_account_as_json() -> None:

@@ -39,6 +39,7 @@ OWNER_CHANGES: list[m.Command] = [
 OPERATOR_ONLY: list[m.Command] = [
     m.SetPlan(account_id=ACC, plan="enterprise", actor=OWNER_ACTOR),
     m.RebuildProjections(actor=OWNER_ACTOR),
+    m.ReplaceMasterKey(account_id=ACC, secret_hash=H2, hint="aitbc_2", actor=OWNER_ACTOR),
 ]
 
 

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, PlanChanged
+from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, KeyRevoked, PlanChanged
 from aitbc_contracts.keys import AccountState, KeyState, fold
-from aitbc_contracts.messages import OPERATOR, Code, CreateAccount, SetPlan
+from aitbc_contracts.messages import OPERATOR, Code, CreateAccount, ReplaceMasterKey, SetPlan
 from aitbc_keys.domain import (
     NotFound,
     TooManyKeys,
@@ -17,9 +17,21 @@ from aitbc_keys.domain import (
     create_account,
     create_key,
     key_view,
+    replace_master_key,
     set_plan,
 )
-from tests.unit.keys_domain_events import H1, OWNER, T0, account_created, create_command, new_id
+from tests.unit.keys_domain_events import (
+    H1,
+    H2,
+    H3,
+    OWNER,
+    T0,
+    account_created,
+    create_command,
+    key_created,
+    new_id,
+    revoked,
+)
 
 # --- accounts ------------------------------------------------------------------------------
 
@@ -197,3 +209,37 @@ def test_an_account_at_its_cap_of_live_keys_makes_no_more() -> None:
     with pytest.raises(TooManyKeys) as err:
         create_key(account, create_command(), T0, "k3", new_id, live_keys=3, max_keys=3)
     assert err.value.code == Code.TOO_MANY_KEYS and "3" in err.value.message
+
+
+# --- account recovery: a new master key -------------------------------------------------------
+
+
+def test_a_new_master_key_revokes_the_live_master_keys_and_says_which_replaced_them() -> None:
+    history: list[AnyEvent] = [account_created(), key_created("m1", kind="master")]
+    history += [key_created("k1", secret=H2)]
+    keys = [fold([e]) for e in history[1:]]
+    command = ReplaceMasterKey(account_id="acc_1", secret_hash=H3, hint="aitbc_3333", reason="lost")
+    revoked, created = replace_master_key(fold(history[:1]), keys, command, T0, "m2", new_id)  # type: ignore[arg-type]
+    assert isinstance(revoked, KeyRevoked) and isinstance(created, KeyCreated)
+    assert (revoked.key_id, revoked.version, revoked.actor) == ("m1", 2, OPERATOR)
+    assert revoked.reason == "replaced by the new master key m2: lost"
+    assert (created.key_id, created.kind, created.secret_hash, created.version) == (
+        "m2",
+        "master",
+        H3,
+        1,
+    )
+    assert (created.account_id, created.actor) == ("acc_1", OPERATOR)
+
+
+def test_a_revoked_master_key_is_replaced_without_a_second_revocation() -> None:
+    master = fold([key_created("m1", kind="master"), revoked("m1")])
+    command = ReplaceMasterKey(account_id="acc_1", secret_hash=H3, hint="aitbc_3333")
+    [created] = replace_master_key(fold([account_created()]), [master], command, T0, "m2", new_id)  # type: ignore[list-item]
+    assert isinstance(created, KeyCreated) and created.kind == "master"
+
+
+def test_a_missing_account_gets_no_master_key() -> None:
+    command = ReplaceMasterKey(account_id="acc_x", secret_hash=H3, hint="aitbc_3333")
+    with pytest.raises(NotFound):
+        replace_master_key(None, [], command, T0, "m2", new_id)

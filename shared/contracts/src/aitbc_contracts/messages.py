@@ -158,6 +158,16 @@ class RebuildProjections(Command, frozen=True, tag="rebuild_projections"):
     """Drop every read model and refold it from the event log (operators only)."""
 
 
+class ReplaceMasterKey(Command, frozen=True, tag="replace_master_key"):
+    """Account recovery (operators only): a new master key for the account, whose master keys
+    until now are revoked. The reply is the new key."""
+
+    account_id: str
+    secret_hash: str
+    hint: str
+    reason: str = ""  # recorded in the old master key's revocation
+
+
 AnyCommand = (
     CreateAccount
     | SetPlan
@@ -169,6 +179,7 @@ AnyCommand = (
     | RegenerateKey
     | ListKeyEvents
     | RebuildProjections
+    | ReplaceMasterKey
 )
 
 # --- replies -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ NEEDS: dict[type[m.Command], Power] = {
     m.RegenerateKey: Power.OWNER,
     m.SetPlan: Power.OPERATOR,
     m.RebuildProjections: Power.OPERATOR,
+    m.ReplaceMasterKey: Power.OPERATOR,  # account recovery: a lost or revoked master key
 }
 
 # The powers each power includes: an owner may look up its own account, an operator anything.

@@ -5,6 +5,12 @@ from __future__ import annotations
 from aitbc_api.errors import ApiError
 from aitbc_contracts.messages import Code
 
+# A lost or revoked master key: what an operator runs to give the account a new one.
+RECOVERY = (
+    "Ask an operator for a new master key: they run `aitbc accounts new-master-key` with your "
+    "account id (acc_…), which revokes the old key and shows the new one once."
+)
+
 # What a person is told for each code the API answers with. The code itself is shown too,
 # in small print, so that a support request can name it.
 MESSAGES = {
@@ -40,8 +46,8 @@ MESSAGES = {
 # Sign-in has its own wording: the person typed a key, and it is theirs that failed.
 SIGN_IN = {
     **MESSAGES,
-    Code.API_KEY_REVOKED: "That master key has been revoked. Ask an operator for help.",
-    Code.API_KEY_EXPIRED: "That master key has expired. Ask an operator for help.",
+    Code.API_KEY_REVOKED: f"That master key has been revoked. {RECOVERY}",
+    Code.API_KEY_EXPIRED: f"That master key has expired. {RECOVERY}",
     Code.FORBIDDEN: (
         "That is an API key, not a master key. Sign in with the master key you were shown "
         "when you signed up."
@@ -56,8 +62,10 @@ SIGN_IN = {
 ENDED = {
     "signed-out": "You have signed out.",
     "expired": "Your session has ended. Please sign in again.",
-    Code.API_KEY_REVOKED: "Your master key has been revoked, so you have been signed out.",
-    Code.API_KEY_EXPIRED: "Your master key has expired, so you have been signed out.",
+    Code.API_KEY_REVOKED: (
+        f"Your master key has been revoked, so you have been signed out. {RECOVERY}"
+    ),
+    Code.API_KEY_EXPIRED: f"Your master key has expired, so you have been signed out. {RECOVERY}",
     Code.INVALID_API_KEY: (
         "Your master key was regenerated, so you have been signed out. Sign in with the new one."
     ),

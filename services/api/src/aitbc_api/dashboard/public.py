@@ -99,7 +99,7 @@ class PublicPages(Controller):
             key_id=account.master_key_id,
             advice=(
                 "You need it to sign in here and to manage your keys with the API. "
-                "If it is lost, it cannot be recovered."
+                "If it is lost, an operator can give your account a new one."
             ),
             facts=[("Account", account.account_id), ("Plan", account.plan.capitalize())],
             next_url=f"{BASE}/keys",

@@ -3,13 +3,17 @@ events. Pure: no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, PlanChanged
-from aitbc_contracts.keys import State
-from aitbc_contracts.messages import CreateAccount, SetPlan
+from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, KeyRevoked, PlanChanged
+from aitbc_contracts.keys import KeyState, State
+from aitbc_contracts.messages import CreateAccount, ReplaceMasterKey, SetPlan
 from aitbc_keys.domain.rules import (
+    NAME_MAX,
     IdFactory,
+    ValidationError,
     check_plan,
     check_secret,
     envelope,
@@ -30,15 +34,59 @@ def create_account(
             name=name,
             plan=command.plan,
         ),
-        KeyCreated(
-            **envelope(command, now, new_id(), key_id, 1, account_id),
-            key_id=key_id,
-            name="master",
-            kind="master",
-            secret_hash=command.master_key_hash,
-            hint=command.master_key_hint,
+        _master_key(
+            envelope(command, now, new_id(), key_id, 1, account_id),
+            command.master_key_hash,
+            command.master_key_hint,
         ),
     ]
+
+
+def _master_key(fields: dict[str, Any], secret_hash: str, hint: str) -> KeyCreated:
+    """A master key's creation, with the envelope's `fields` (its stream is the key)."""
+    return KeyCreated(
+        **fields,
+        key_id=fields["stream_id"],
+        name="master",
+        kind="master",
+        secret_hash=secret_hash,
+        hint=hint,
+    )
+
+
+def replace_master_key(
+    state: State | None,
+    keys: Iterable[KeyState],
+    command: ReplaceMasterKey,
+    now: datetime,
+    key_id: str,
+    new_id: IdFactory,
+) -> list[AnyEvent]:
+    """Account recovery: a new master key, `key_id`, and the revocation of every master key of
+    the account (`keys`: its keys) not revoked yet, saying which key replaced it. An operator's
+    decision, for an owner who lost the master key or whose master key was revoked."""
+    account = existing_account(state, command.account_id)
+    check_secret(command.secret_hash, command.hint)
+    if len(command.reason) > NAME_MAX * 5:
+        raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")
+    why = f"replaced by the new master key {key_id}" + (
+        f": {command.reason}" if command.reason else ""
+    )
+    revoked: list[AnyEvent] = [
+        KeyRevoked(
+            **envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
+            key_id=key.key_id,
+            reason=why,
+        )
+        for key in keys
+        if key.kind == "master" and not key.revoked and key.account_id == account.account_id
+    ]
+    made = _master_key(
+        envelope(command, now, new_id(), key_id, 1, account.account_id),
+        command.secret_hash,
+        command.hint,
+    )
+    return [*revoked, made]
 
 
 def set_plan(

@@ -99,6 +99,27 @@ async def rebuild_projections(
     return m.Rebuilt(events=await uow.rebuild_read_model())
 
 
+async def replace_master_key(command: m.ReplaceMasterKey, uow: UnitOfWork, _: Power) -> m.KeyView:
+    """Account recovery: decided on the account's keys as they are; decided again when one of
+    them changed meanwhile (an owner's regenerate of the master key, say)."""
+    key_id = new_key_id()
+    attempt = 1
+    while True:
+        states: dict[str, State] = {}
+        domain.fold_streams(states, await uow.load_account(command.account_id))
+        keys = [state for state in states.values() if isinstance(state, KeyState)]
+        new = domain.replace_master_key(
+            states.get(command.account_id), keys, command, uow.now, key_id, new_event_id
+        )
+        try:  # one event per stream: each follows the version it was decided on
+            await uow.commit([(event.stream_id, event.version - 1, [event]) for event in new])
+            return _key_view(fold(new[-1:]), key_id, uow)
+        except store.ConcurrencyError:
+            if attempt == COMMAND_RETRIES:
+                raise
+            attempt += 1
+
+
 Handler = Callable[[Any, UnitOfWork, Power], Awaitable[m.Reply]]
 HANDLERS: dict[type[m.Command], Handler] = {
     m.CreateAccount: create_account,
@@ -111,6 +132,7 @@ HANDLERS: dict[type[m.Command], Handler] = {
     m.RegenerateKey: regenerate_key,
     m.ListKeyEvents: list_key_events,
     m.RebuildProjections: rebuild_projections,
+    m.ReplaceMasterKey: replace_master_key,
 }
 
 
