@@ -7,9 +7,23 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, KeyRevoked, PlanChanged
+from aitbc_contracts.events import (
+    AccountCreated,
+    AnyEvent,
+    KeyCreated,
+    KeyRevoked,
+    MasterKeyDataPlaneChanged,
+    PlanChanged,
+)
 from aitbc_contracts.keys import AccountState, KeyState, fold
-from aitbc_contracts.messages import OPERATOR, Code, CreateAccount, ReplaceMasterKey, SetPlan
+from aitbc_contracts.messages import (
+    OPERATOR,
+    Code,
+    CreateAccount,
+    ReplaceMasterKey,
+    SetMasterKeyDataPlane,
+    SetPlan,
+)
 from aitbc_keys.domain import (
     NotFound,
     TooManyKeys,
@@ -18,6 +32,7 @@ from aitbc_keys.domain import (
     create_key,
     key_view,
     replace_master_key,
+    set_master_key_data_plane,
     set_plan,
 )
 from tests.unit.keys_domain_events import (
@@ -243,3 +258,26 @@ def test_a_missing_account_gets_no_master_key() -> None:
     command = ReplaceMasterKey(account_id="acc_x", secret_hash=H3, hint="aitbc_3333")
     with pytest.raises(NotFound):
         replace_master_key(None, [], command, T0, "m2", new_id)
+
+
+# --- the master key on the data plane ---------------------------------------------------------
+
+
+def test_an_owner_keeps_the_master_key_to_managing_keys_and_lets_it_out_again() -> None:
+    history: list[AnyEvent] = [account_created()]
+    off = SetMasterKeyDataPlane(account_id="acc_1", data_plane=False, actor=OWNER)
+    [changed] = set_master_key_data_plane(fold(history), off, T0, new_id)
+    assert isinstance(changed, MasterKeyDataPlaneChanged)
+    assert (changed.data_plane, changed.version, changed.actor) == (False, 2, OWNER)
+    history.append(changed)
+    account = fold(history)
+    assert isinstance(account, AccountState) and not account.master_key_data_plane
+    master, standard = fold([key_created("m", kind="master")]), fold([key_created("k")])
+    assert isinstance(master, KeyState) and isinstance(standard, KeyState)
+    assert (master.data_plane(account), standard.data_plane(account)) == (False, True)
+    assert set_master_key_data_plane(account, off, T0, new_id) == []  # as it is
+    on = SetMasterKeyDataPlane(account_id="acc_1", data_plane=True, actor=OWNER)
+    [back] = set_master_key_data_plane(account, on, T0, new_id)
+    assert isinstance(back, MasterKeyDataPlaneChanged) and back.version == 3
+    with pytest.raises(NotFound):
+        set_master_key_data_plane(None, on, T0, new_id)

@@ -111,6 +111,8 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         usage=UsageQueries(nc, settings.usage_query_timeout),
         forget_key=cache.evict_key,
         plan_limits=limiter.plan_limits,
+        forget_account=cache.evict_account,
+        standard_key_usage=settings.standard_key_usage,
     )
 
 

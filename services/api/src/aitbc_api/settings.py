@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -22,6 +23,16 @@ def _flag(value: str | None, default: bool = False) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+STANDARD_KEY_USAGE = ("account", "own", "none")
+
+
+def _one_of(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}: {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,11 @@ class Settings:
     dashboard_session_lifetime: float = 12 * 3600.0  # seconds after sign-in, whatever happens
     dashboard_max_sessions: int = 100_000  # all edges share them; beyond, sign-in answers 503
     dashboard_secure_cookies: bool = False  # always Secure; otherwise Secure on HTTPS requests
+    # What keys may call and read: master keys on the forwarded /v1/... routes (off: they only
+    # manage keys, whatever each account says), and what GET /v1/usage shows a standard key:
+    # "account" (the whole account's), "own" (its own requests only) or "none" (403).
+    master_key_data_plane: bool = True
+    standard_key_usage: str = "account"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,6 +124,10 @@ class Settings:
                 env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
             ),
             dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
+            master_key_data_plane=_flag(env.get("MASTER_KEY_DATA_PLANE"), default=True),
+            standard_key_usage=_one_of(
+                env, "STANDARD_KEY_USAGE", STANDARD_KEY_USAGE, cls.standard_key_usage
+            ),
         )
 
 

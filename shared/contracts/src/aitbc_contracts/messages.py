@@ -75,6 +75,7 @@ class KeyFacts(msgspec.Struct, frozen=True, tag="key_facts", gc=False):
     expires_at: datetime | None = None
     secret_valid_until: datetime | None = None  # set for a replaced secret in its grace period
     rate_limit: int | None = None
+    data_plane: bool = True  # False: a master key its account keeps to managing keys
 
 
 class CheckedKeys(msgspec.Struct, frozen=True, tag="checked_keys"):
@@ -158,6 +159,14 @@ class RebuildProjections(Command, frozen=True, tag="rebuild_projections"):
     """Drop every read model and refold it from the event log (operators only)."""
 
 
+class SetMasterKeyDataPlane(Command, frozen=True, tag="set_master_key_data_plane"):
+    """Whether the account's master key may call the forwarded /v1/... routes (an owner's
+    setting; False keeps it to managing keys)."""
+
+    account_id: str
+    data_plane: bool
+
+
 class ReplaceMasterKey(Command, frozen=True, tag="replace_master_key"):
     """Account recovery (operators only): a new master key for the account, whose master keys
     until now are revoked. The reply is the new key."""
@@ -180,6 +189,7 @@ AnyCommand = (
     | ListKeyEvents
     | RebuildProjections
     | ReplaceMasterKey
+    | SetMasterKeyDataPlane
 )
 
 # --- replies -------------------------------------------------------------------------------
@@ -191,6 +201,7 @@ class AccountView(msgspec.Struct, frozen=True, tag="account"):
     plan: Plan
     master_key_id: str
     created_at: datetime
+    master_key_data_plane: bool = True  # False: the master key manages keys and calls nothing
 
 
 class KeyView(msgspec.Struct, frozen=True, tag="key"):

@@ -35,6 +35,20 @@ class Regenerate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     grace_period_seconds: GraceSeconds = 0
 
 
+class AccountChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # False: the master key manages keys and calls no forwarded /v1/... route
+    master_key_data_plane: bool
+
+
+class AccountInfo(msgspec.Struct, frozen=True):
+    account_id: str
+    name: str
+    plan: str
+    master_key_id: str
+    created_at: datetime
+    master_key_data_plane: bool
+
+
 class ApiKeys(msgspec.Struct, frozen=True):
     keys: list[ApiKey]
 

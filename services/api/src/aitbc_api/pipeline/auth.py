@@ -33,6 +33,7 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
     plan: str
     rate_limit: int | None
     in_grace: bool = False  # a replaced secret in its grace period: it manages nothing
+    data_plane: bool = True  # False: a master key its account keeps off the forwarded routes
 
     @property
     def is_master(self) -> bool:
@@ -182,4 +183,5 @@ def principal_of(facts: KeyFacts) -> Principal:
         facts.plan,
         facts.rate_limit,
         facts.secret_valid_until is not None,
+        facts.data_plane,
     )

@@ -22,6 +22,21 @@ async def authenticate(connection: Conn) -> Principal:
     return await authenticator.authenticate(key, client[0] if client else "")
 
 
+async def forwarded_caller(connection: Conn) -> Principal:
+    """Who calls a forwarded /v1/... route: any key, but a master key only where neither the
+    edge (MASTER_KEY_DATA_PLANE=0) nor its account keeps it to managing keys."""
+    principal = await authenticate(connection)
+    if principal.kind == "master" and not (
+        principal.data_plane and context_of(connection.scope).edge.settings.master_key_data_plane
+    ):
+        raise ApiError(
+            403,
+            Code.MASTER_KEY_MANAGEMENT_ONLY,
+            "This master key only manages keys: call the API with a standard key",
+        )
+    return principal
+
+
 async def admit(connection: Conn) -> Principal:
     """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
     principal = await authenticate(connection)

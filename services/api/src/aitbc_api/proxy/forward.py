@@ -18,7 +18,7 @@ from litestar.types import Method
 from aitbc_api.errors import ApiError
 from aitbc_api.pipeline.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
 from aitbc_api.pipeline.edge import Edge
-from aitbc_api.pipeline.gate import authenticate, limit
+from aitbc_api.pipeline.gate import forwarded_caller, limit
 from aitbc_api.pipeline.middleware import context_of
 from aitbc_api.proxy.relay import Relay
 from aitbc_api.settings import Settings
@@ -76,7 +76,7 @@ async def forward(request: Req, path: str) -> Relay:
     if full_path in settings.public_routes:
         upstream = await _send(request, edge, full_path, headers)
     else:
-        caller = await authenticate(request)
+        caller = await forwarded_caller(request)
         headers += [("x-account-id", caller.account_id), ("x-key-id", caller.key_id)]
         if (
             settings.speculative_forwarding

@@ -4,7 +4,12 @@ The state is the one fold of the key events (aitbc_contracts.keys): every view o
 and these decisions, take their meaning from it. `rules` holds what the decisions share (errors,
 validation, the fold as they see it); `accounts` and `keys` the decisions themselves."""
 
-from aitbc_keys.domain.accounts import create_account, replace_master_key, set_plan
+from aitbc_keys.domain.accounts import (
+    create_account,
+    replace_master_key,
+    set_master_key_data_plane,
+    set_plan,
+)
 from aitbc_keys.domain.keys import create_key, regenerate_key, revoke_key
 from aitbc_keys.domain.rules import (
     GRACE_MAX,
@@ -49,6 +54,7 @@ __all__ = [
     "replace_master_key",
     "revoke_key",
     "secrets_of",
+    "set_master_key_data_plane",
     "set_plan",
     "utcnow",
     "visible_key",

@@ -7,9 +7,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, KeyRevoked, PlanChanged
+from aitbc_contracts.events import (
+    AccountCreated,
+    AnyEvent,
+    KeyCreated,
+    KeyRevoked,
+    MasterKeyDataPlaneChanged,
+    PlanChanged,
+)
 from aitbc_contracts.keys import KeyState, State
-from aitbc_contracts.messages import CreateAccount, ReplaceMasterKey, SetPlan
+from aitbc_contracts.messages import (
+    CreateAccount,
+    ReplaceMasterKey,
+    SetMasterKeyDataPlane,
+    SetPlan,
+)
 from aitbc_keys.domain.rules import (
     NAME_MAX,
     IdFactory,
@@ -103,5 +115,22 @@ def set_plan(
             ),
             plan=command.plan,
             previous_plan=account.plan,
+        )
+    ]
+
+
+def set_master_key_data_plane(
+    state: State | None, command: SetMasterKeyDataPlane, now: datetime, new_id: IdFactory
+) -> list[AnyEvent]:
+    """Let the account's master key call the forwarded routes, or keep it to managing keys."""
+    account = existing_account(state, command.account_id)
+    if command.data_plane == account.master_key_data_plane:
+        return []
+    return [
+        MasterKeyDataPlaneChanged(
+            **envelope(
+                command, now, new_id(), account.account_id, account.version + 1, account.account_id
+            ),
+            data_plane=command.data_plane,
         )
     ]

@@ -40,6 +40,17 @@ async def set_plan(command: m.SetPlan, uow: UnitOfWork, _: Power) -> m.AccountVi
     return await _account(uow, command.account_id)
 
 
+async def set_master_key_data_plane(
+    command: m.SetMasterKeyDataPlane, uow: UnitOfWork, _: Power
+) -> m.AccountView:
+    await _update(
+        uow,
+        command.account_id,
+        lambda s: domain.set_master_key_data_plane(s, command, uow.now, new_event_id),
+    )
+    return await _account(uow, command.account_id)
+
+
 async def get_account(command: m.GetAccount, uow: UnitOfWork, _: Power) -> m.AccountView:
     return await _account(uow, command.account_id)
 
@@ -133,6 +144,7 @@ HANDLERS: dict[type[m.Command], Handler] = {
     m.ListKeyEvents: list_key_events,
     m.RebuildProjections: rebuild_projections,
     m.ReplaceMasterKey: replace_master_key,
+    m.SetMasterKeyDataPlane: set_master_key_data_plane,
 }
 
 
