@@ -12,7 +12,7 @@ from typing import Any
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRevoked, PlanChanged
-from aitbc_contracts.keys import State
+from aitbc_contracts.keys import KeyState, State
 from aitbc_contracts.powers import Power
 from aitbc_keys import domain
 from tests.key_views import Delivery, states_of
@@ -72,6 +72,17 @@ class Log:
         )
         self.add(*domain.regenerate_key(self.state(key_id), command, at, self.new_id))
 
+    def data_plane(self, account_id: str, data_plane: bool, at: datetime = T0) -> None:
+        command = m.SetMasterKeyDataPlane(account_id=account_id, data_plane=data_plane)
+        state = self.state(account_id)
+        self.add(*domain.set_master_key_data_plane(state, command, at, self.new_id))
+
+    def new_master(self, account_id: str, key_id: str, secret: str, at: datetime = T0) -> None:
+        command = m.ReplaceMasterKey(account_id=account_id, secret_hash=secret, hint="aitbc_n")
+        keys = [s for s in states_of(self.delivery).values() if isinstance(s, KeyState)]
+        state = self.state(account_id)
+        self.add(*domain.replace_master_key(state, keys, command, at, key_id, self.new_id))
+
 
 def _minutes(n: float) -> datetime:
     return T0 + timedelta(minutes=n)
@@ -92,6 +103,27 @@ def hand_written() -> Iterator[tuple[str, Delivery]]:
     log.regenerate("key_1", H[3], grace=600, at=_minutes(2))
     log.regenerate("key_1", H[1], grace=300, at=_minutes(3))
     yield "grace twice, then an old secret again", log.delivery
+
+    log = Log()  # account recovery: a new master key, the old one revoked, then again
+    log.account("acc_a", plan="pro")
+    log.key("acc_a", "key_1", H[1])
+    log.new_master("acc_a", "acc_a_master_2", H[2], at=_minutes(1))
+    log.plan("acc_a", "enterprise", at=_minutes(2))
+    log.new_master("acc_a", "acc_a_master_3", H[3], at=_minutes(3))
+    yield "new master keys", log.delivery
+
+    log = Log()  # the master key kept to managing keys, across plan changes, then let out again
+    log.account("acc_a")
+    log.key("acc_a", "key_1", H[1])
+    log.data_plane("acc_a", False, at=_minutes(1))
+    log.plan("acc_a", "pro", at=_minutes(2))
+    log.key("acc_a", "key_2", H[2], at=_minutes(3))
+    log.new_master("acc_a", "acc_a_master_2", H[3], at=_minutes(4))
+    log.data_plane("acc_a", False, at=_minutes(5))  # as it is: no event
+    log.account("acc_b", master=H[4])
+    log.data_plane("acc_b", False, at=_minutes(6))
+    log.data_plane("acc_b", True, at=_minutes(7))
+    yield "master key data plane", log.delivery
 
     log = Log()  # a key revoked after it expired
     log.account("acc_a", plan="pro")

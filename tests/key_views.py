@@ -85,6 +85,7 @@ def expected_facts(states: dict[str, State | None], secret_hash: str, now: datet
             expires_at=key.expires_at,
             secret_valid_until=until if isinstance(until, datetime) else None,
             rate_limit=key.rate_limit,
+            data_plane=key.data_plane(account),
         )
     return None
 

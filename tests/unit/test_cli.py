@@ -23,6 +23,7 @@ from aitbc_contracts.messages import (
     KeyView,
     ListKeys,
     Rejected,
+    ReplaceMasterKey,
     Reply,
     RevokeKey,
     SetPlan,
@@ -187,6 +188,27 @@ def test_create_account_sends_only_the_hash_and_prints_the_key_once() -> None:
     assert out.count(master_key) == 1
 
 
+def test_a_new_master_key_is_made_here_sent_as_its_hash_and_printed_once() -> None:
+    reply = key("key_new", kind="master", name="master")
+    code, out, _, fake = call(["accounts", "new-master-key", "acc_1", "--reason", "lost"], reply)
+    assert code == 0
+    [command] = fake.sent
+    assert isinstance(command, ReplaceMasterKey)
+    assert (command.account_id, command.reason, command.actor) == ("acc_1", "lost", OPERATOR)
+    master_key = next(
+        line.split()[-1] for line in out.splitlines() if line.startswith("master key:")
+    )
+    assert is_well_formed(master_key) and out.count(master_key) == 1
+    assert command.secret_hash == hash_key(master_key) and command.hint == hint(master_key)
+    assert master_key not in repr(command)
+    assert "key_new" in out and "revoked" in out
+
+    code, out, _, fake = call(["accounts", "new-master-key", "acc_1", "--json"], reply)
+    data = json.loads(out)
+    assert (data["key_id"], data["kind"]) == ("key_new", "master")
+    assert hash_key(data["master_key"]) == fake.sent[0].secret_hash  # type: ignore[union-attr]
+
+
 def test_create_account_as_json() -> None:
     code, out, _, fake = call(["accounts", "create", "--plan", "free", "--json"], account())
     assert code == 0
@@ -298,3 +320,33 @@ def test_timestamps_are_shown_to_the_second() -> None:
 
 def test_keys_table_never_shows_more_than_the_hint() -> None:
     assert "aitbc_AbCd..." in keys_table([key()])
+
+
+# --- names from the log, printed for people ----------------------------------------------------
+
+HOSTILE_NAME = "gpj.\u202eexe\x1b[2J\x9b31m"  # a bidi override, an escape sequence, a C1 CSI
+
+
+def test_hostile_names_from_the_log_are_printed_escaped() -> None:
+    listing = KeyList(keys=[key(name=HOSTILE_NAME)])
+    code, out, _, _ = call(["keys", "list", "--account", "acc_1"], listing)
+    assert code == 0
+    assert "gpj.\\u202eexe\\x1b[2J\\x9b31m" in out
+    assert not any(c in out for c in "\u202e\x1b\x9b")
+
+    code, out, _, _ = call(["keys", "list", "--account", "acc_1", "--json"], listing)
+    assert not any(c in out for c in "\u202e\x1b\x9b")
+    assert json.loads(out)["keys"][0]["name"] == HOSTILE_NAME  # the same value, spelled safely
+
+    named = AccountView(
+        account_id="acc_1", name=HOSTILE_NAME, plan="free", master_key_id="key_m", created_at=T0
+    )
+    code, out, _, _ = call(["accounts", "set-plan", "acc_1", "free"], named)
+    assert code == 0 and "\u202e" not in out and "\\u202e" in out
+
+
+def test_a_refusal_is_printed_escaped() -> None:
+    code, _, err, _ = call(
+        ["keys", "list", "--account", "acc_1"], Rejected("NOT_FOUND", "no \x1b]0;x\x07 here")
+    )
+    assert code == 1 and "\x1b" not in err and "\x07" not in err and "\\x1b]0;x\\x07" in err

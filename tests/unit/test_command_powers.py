@@ -35,10 +35,12 @@ OWNER_CHANGES: list[m.Command] = [
     m.CreateKey(account_id=ACC, name="ci", secret_hash=H2, hint="aitbc_2", actor=OWNER_ACTOR),
     m.RevokeKey(account_id=ACC, key_id=KEY, actor=OWNER_ACTOR),
     m.RegenerateKey(account_id=ACC, key_id=KEY, secret_hash=H2, hint="a", actor=OWNER_ACTOR),
+    m.SetMasterKeyDataPlane(account_id=ACC, data_plane=False, actor=OWNER_ACTOR),
 ]
 OPERATOR_ONLY: list[m.Command] = [
     m.SetPlan(account_id=ACC, plan="enterprise", actor=OWNER_ACTOR),
     m.RebuildProjections(actor=OWNER_ACTOR),
+    m.ReplaceMasterKey(account_id=ACC, secret_hash=H2, hint="aitbc_2", actor=OWNER_ACTOR),
 ]
 
 

@@ -7,18 +7,46 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aitbc_contracts.events import AccountCreated, AnyEvent, KeyCreated, PlanChanged
+from aitbc_contracts.events import (
+    AccountCreated,
+    AnyEvent,
+    KeyCreated,
+    KeyRevoked,
+    MasterKeyDataPlaneChanged,
+    PlanChanged,
+)
 from aitbc_contracts.keys import AccountState, KeyState, fold
-from aitbc_contracts.messages import OPERATOR, Code, CreateAccount, SetPlan
+from aitbc_contracts.messages import (
+    OPERATOR,
+    Code,
+    CreateAccount,
+    ReplaceMasterKey,
+    SetMasterKeyDataPlane,
+    SetPlan,
+)
 from aitbc_keys.domain import (
     NotFound,
+    TooManyKeys,
     ValidationError,
     create_account,
     create_key,
     key_view,
+    replace_master_key,
+    set_master_key_data_plane,
     set_plan,
 )
-from tests.unit.keys_domain_events import H1, OWNER, T0, account_created, create_command, new_id
+from tests.unit.keys_domain_events import (
+    H1,
+    H2,
+    H3,
+    OWNER,
+    T0,
+    account_created,
+    create_command,
+    key_created,
+    new_id,
+    revoked,
+)
 
 # --- accounts ------------------------------------------------------------------------------
 
@@ -154,3 +182,102 @@ def test_an_expired_key_reports_expired() -> None:
     assert state.status(T0) == "active"
     assert state.status(T0 + timedelta(minutes=5)) == "expired"
     assert key_view(state, T0 + timedelta(minutes=5)).status == "expired"  # the fold's rule
+
+
+# --- names people read, and how many keys an account holds -----------------------------------
+
+HOSTILE = ["evil\u202etxt.exe", "a\x1b[2Jb", "line\nbreak", "zero\u200bwidth", "nul\x00", "\u2066x"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_key_names_with_control_or_format_characters_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        create_key(fold([account_created()]), create_command(name=name), T0, "k2", new_id)
+    assert err.value.code == Code.VALIDATION_ERROR and "U+" in err.value.message
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_account_names_with_control_or_format_characters_are_refused(name: str) -> None:
+    command = CreateAccount(master_key_hash=H1, master_key_hint="aitbc_1111", name=name)
+    with pytest.raises(ValidationError) as err:
+        create_account(command, T0, "acc_1", "key_m", new_id)
+    assert "control or format characters" in err.value.message
+
+
+def test_names_in_any_script_are_accepted() -> None:
+    for name in ["Zoë's CI", "ключ", "鍵 1", "مفتاح", "🔑 deploy"]:
+        [created] = create_key(
+            fold([account_created()]), create_command(name=name), T0, "k2", new_id
+        )
+        assert isinstance(created, KeyCreated) and created.name == name
+
+
+def test_a_hint_with_control_characters_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        create_key(fold([account_created()]), create_command(hint="aitbc\x1b"), T0, "k2", new_id)
+
+
+def test_an_account_at_its_cap_of_live_keys_makes_no_more() -> None:
+    account = fold([account_created()])
+    [created] = create_key(account, create_command(), T0, "k2", new_id, live_keys=2, max_keys=3)
+    assert isinstance(created, KeyCreated)
+    with pytest.raises(TooManyKeys) as err:
+        create_key(account, create_command(), T0, "k3", new_id, live_keys=3, max_keys=3)
+    assert err.value.code == Code.TOO_MANY_KEYS and "3" in err.value.message
+
+
+# --- account recovery: a new master key -------------------------------------------------------
+
+
+def test_a_new_master_key_revokes_the_live_master_keys_and_says_which_replaced_them() -> None:
+    history: list[AnyEvent] = [account_created(), key_created("m1", kind="master")]
+    history += [key_created("k1", secret=H2)]
+    keys = [fold([e]) for e in history[1:]]
+    command = ReplaceMasterKey(account_id="acc_1", secret_hash=H3, hint="aitbc_3333", reason="lost")
+    revoked, created = replace_master_key(fold(history[:1]), keys, command, T0, "m2", new_id)  # type: ignore[arg-type]
+    assert isinstance(revoked, KeyRevoked) and isinstance(created, KeyCreated)
+    assert (revoked.key_id, revoked.version, revoked.actor) == ("m1", 2, OPERATOR)
+    assert revoked.reason == "replaced by the new master key m2: lost"
+    assert (created.key_id, created.kind, created.secret_hash, created.version) == (
+        "m2",
+        "master",
+        H3,
+        1,
+    )
+    assert (created.account_id, created.actor) == ("acc_1", OPERATOR)
+
+
+def test_a_revoked_master_key_is_replaced_without_a_second_revocation() -> None:
+    master = fold([key_created("m1", kind="master"), revoked("m1")])
+    command = ReplaceMasterKey(account_id="acc_1", secret_hash=H3, hint="aitbc_3333")
+    [created] = replace_master_key(fold([account_created()]), [master], command, T0, "m2", new_id)  # type: ignore[list-item]
+    assert isinstance(created, KeyCreated) and created.kind == "master"
+
+
+def test_a_missing_account_gets_no_master_key() -> None:
+    command = ReplaceMasterKey(account_id="acc_x", secret_hash=H3, hint="aitbc_3333")
+    with pytest.raises(NotFound):
+        replace_master_key(None, [], command, T0, "m2", new_id)
+
+
+# --- the master key on the data plane ---------------------------------------------------------
+
+
+def test_an_owner_keeps_the_master_key_to_managing_keys_and_lets_it_out_again() -> None:
+    history: list[AnyEvent] = [account_created()]
+    off = SetMasterKeyDataPlane(account_id="acc_1", data_plane=False, actor=OWNER)
+    [changed] = set_master_key_data_plane(fold(history), off, T0, new_id)
+    assert isinstance(changed, MasterKeyDataPlaneChanged)
+    assert (changed.data_plane, changed.version, changed.actor) == (False, 2, OWNER)
+    history.append(changed)
+    account = fold(history)
+    assert isinstance(account, AccountState) and not account.master_key_data_plane
+    master, standard = fold([key_created("m", kind="master")]), fold([key_created("k")])
+    assert isinstance(master, KeyState) and isinstance(standard, KeyState)
+    assert (master.data_plane(account), standard.data_plane(account)) == (False, True)
+    assert set_master_key_data_plane(account, off, T0, new_id) == []  # as it is
+    on = SetMasterKeyDataPlane(account_id="acc_1", data_plane=True, actor=OWNER)
+    [back] = set_master_key_data_plane(account, on, T0, new_id)
+    assert isinstance(back, MasterKeyDataPlaneChanged) and back.version == 3
+    with pytest.raises(NotFound):
+        set_master_key_data_plane(None, on, T0, new_id)

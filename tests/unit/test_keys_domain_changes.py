@@ -18,6 +18,7 @@ from aitbc_keys.domain import (
     ValidationError,
     regenerate_key,
     revoke_key,
+    secrets_of,
 )
 from tests.unit.keys_domain_events import (
     H1,
@@ -121,6 +122,24 @@ def test_regenerating_twice_chains_the_secrets() -> None:
     [second] = regenerate_key(fold([key_created(), *first]), regenerate(secret=H3), T0, new_id)
     assert isinstance(second, KeyRegenerated)
     assert (second.previous_hash, second.version) == (H2, 3)
+
+
+@pytest.mark.parametrize(("second_grace", "open_after"), [(0, {H3}), (600, {H2, H3})])
+def test_a_regenerate_ends_every_older_secret_unless_it_grants_grace_to_the_one_it_replaces(
+    second_grace: int, open_after: set[str]
+) -> None:
+    """A leak after a graceful regenerate: the second one ends the first secret's grace too."""
+    history: list[AnyEvent] = [key_created()]
+    history += regenerate_key(fold(history), regenerate(secret=H2, grace=3600), T0, new_id)
+    later = T0 + timedelta(minutes=1)
+    history += regenerate_key(
+        fold(history), regenerate(secret=H3, grace=second_grace), later, new_id
+    )
+    key = fold(history)
+    assert isinstance(key, KeyState)
+    opens = {h for h in (H1, H2, H3) if key.secret_valid_until(h, later) is not False}
+    assert opens == open_after
+    assert set(secrets_of(key)) == open_after
 
 
 @pytest.mark.parametrize("grace", [-1, 7 * 24 * 3600 + 1])

@@ -10,10 +10,10 @@ import pytest
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.keys import AccountState, fold
+from aitbc_contracts.keys import AccountState, KeyState, State, fold
 from aitbc_contracts.powers import Power
 from aitbc_keys import store
-from aitbc_keys.domain import Forbidden, NotFound, ValidationError
+from aitbc_keys.domain import Forbidden, NotFound, TooManyKeys, ValidationError, fold_streams
 from aitbc_keys.service_layer.handlers import COMMAND_RETRIES, handle
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -23,14 +23,21 @@ H1, H2 = "1" * 64, "2" * 64
 class FakeUnitOfWork:
     """The log as a list; `conflicts` commits lose to another writer before one succeeds."""
 
-    def __init__(self, now: datetime = T0, conflicts: int = 0) -> None:
+    def __init__(self, now: datetime = T0, conflicts: int = 0, max_keys: int = 100) -> None:
         self.now = now
         self.log: list[AnyEvent] = []
         self.commits = 0
         self.conflicts = conflicts
+        self.max_keys = max_keys
 
     async def load(self, stream_id: str) -> list[AnyEvent]:
         return [e for e in self.log if e.stream_id == stream_id]
+
+    async def live_keys(self, account_id: str) -> int:
+        states: dict[str, State] = {}
+        fold_streams(states, await self.load_account(account_id))
+        keys = [s for s in states.values() if isinstance(s, KeyState)]
+        return sum(key.status(self.now) == "active" for key in keys)
 
     async def load_account(self, account_id: str) -> list[AnyEvent]:
         return [e for e in self.log if e.account_id == account_id]
@@ -120,3 +127,22 @@ async def test_refusals_are_the_domains() -> None:
             Power.OPERATOR,
         )
     assert uow.commits == 1
+
+
+async def test_an_account_makes_keys_up_to_its_cap_of_live_ones() -> None:
+    uow = FakeUnitOfWork(max_keys=3)  # the master key and two more
+    account = await sign_up(uow)
+    made = []
+    for n in range(2):
+        secret = f"{n + 3}" * 64
+        create = m.CreateKey(
+            account_id=account.account_id, name="k", secret_hash=secret, hint="aitbc_k"
+        )
+        made.append(await handle(create, uow, Power.OPERATOR))
+    create = m.CreateKey(account_id=account.account_id, name="k", secret_hash="9" * 64, hint="k")
+    with pytest.raises(TooManyKeys):
+        await handle(create, uow, Power.OPERATOR)
+    key = made[0]
+    assert isinstance(key, m.KeyView)
+    await handle(m.RevokeKey(account_id=None, key_id=key.key_id), uow, Power.OPERATOR)
+    assert isinstance(await handle(create, uow, Power.OPERATOR), m.KeyView)  # room again

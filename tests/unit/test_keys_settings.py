@@ -58,3 +58,15 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         f"sqlite+aiosqlite:///{Path('.data').resolve()}/keys.db",
         "INFO",
     )
+
+
+def test_the_cap_of_keys_per_account_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().max_keys_per_account == 100
+    monkeypatch.setenv("MAX_KEYS_PER_ACCOUNT", "7")
+    assert Settings.from_env().max_keys_per_account == 7
+    for wrong in ("0", "-1", "ten", "2.5"):
+        monkeypatch.setenv("MAX_KEYS_PER_ACCOUNT", wrong)
+        with pytest.raises(ValueError, match="MAX_KEYS_PER_ACCOUNT"):
+            Settings.from_env()

@@ -14,6 +14,7 @@ from aitbc_api.apidocs.headers import declare_rate_limit_headers
 from aitbc_api.dashboard import Dashboard
 from aitbc_api.errors import exception_handlers
 from aitbc_api.lifespan import edge_lifespan
+from aitbc_api.owners.account_settings import AccountController
 from aitbc_api.owners.accounts import sign_up
 from aitbc_api.owners.api_keys import ApiKeysController
 from aitbc_api.owners.dependencies import owner_dependencies
@@ -27,7 +28,7 @@ from aitbc_api.settings import Settings, get_settings
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     app = Litestar(
-        route_handlers=[sign_up, ApiKeysController, usage, forward],
+        route_handlers=[sign_up, AccountController, ApiKeysController, usage, forward],
         dependencies=owner_dependencies(),
         lifespan=[edge_lifespan(settings)],
         plugins=[Dashboard(settings)],

@@ -51,6 +51,7 @@ _REJECTION_STATUS = {
     Code.CONFLICT: 409,
     Code.VALIDATION_ERROR: 400,
     Code.SERVICE_UNAVAILABLE: 503,
+    Code.TOO_MANY_KEYS: 409,
 }
 
 # Default code for framework errors that carry only a status.
@@ -129,9 +130,9 @@ exception_handlers: ExceptionHandlersMap = {
 _DESCRIPTIONS = {
     400: "Invalid input (VALIDATION_ERROR)",
     401: "No key, or an invalid, revoked or expired one",
-    403: "The key may not do this (FORBIDDEN)",
+    403: "The key may not do this (FORBIDDEN; MASTER_KEY_IN_GRACE: a replaced master secret)",
     404: "No such resource (NOT_FOUND)",
-    409: "The resource's state forbids this (CONFLICT)",
+    409: "The resource's state forbids this (CONFLICT; TOO_MANY_KEYS: at the account's cap)",
     429: "Rate limit exceeded (RATE_LIMIT_EXCEEDED); see Retry-After",
     503: "A service this needs is unavailable (SERVICE_UNAVAILABLE)",
 }

@@ -136,6 +136,8 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
             3600,
             settings.signup_global_per_minute,
         ),
+        forget_account=cache.evict_account,
+        standard_key_usage=settings.standard_key_usage,
     )
 
 

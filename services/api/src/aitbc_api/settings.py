@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -27,6 +28,14 @@ def _list(value: str) -> tuple[str, ...]:
 # The words of the Coordinator's routes that usage events name routes with (the sample
 # Coordinator's); any other path segment is recorded as {id} (aitbc_api.pipeline.usage_events).
 DEFAULT_ROUTE_WORDS = ("health", "jobs", "results")
+STANDARD_KEY_USAGE = ("account", "own", "none")
+
+
+def _one_of(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}: {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,11 @@ class Settings:
     # once at start); "": no X-AITBC-Identity header is sent (aitbc_contracts.identity)
     upstream_identity_secret_file: str = ""
     usage_route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS
+    # What keys may call and read: master keys on the forwarded /v1/... routes (off: they only
+    # manage keys, whatever each account says), and what GET /v1/usage shows a standard key:
+    # "account" (the whole account's), "own" (its own requests only) or "none" (403).
+    master_key_data_plane: bool = True
+    standard_key_usage: str = "account"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -165,6 +179,10 @@ class Settings:
             api_key_in_query=_flag(env.get("API_KEY_IN_QUERY"), default=True),
             upstream_identity_secret_file=env.get("UPSTREAM_IDENTITY_SECRET_FILE", ""),
             usage_route_words=_list(env.get("USAGE_ROUTE_WORDS", ",".join(DEFAULT_ROUTE_WORDS))),
+            master_key_data_plane=_flag(env.get("MASTER_KEY_DATA_PLANE"), default=True),
+            standard_key_usage=_one_of(
+                env, "STANDARD_KEY_USAGE", STANDARD_KEY_USAGE, cls.standard_key_usage
+            ),
         )
 
 

@@ -1,4 +1,5 @@
-"""`aitbc accounts ...`: create accounts (with their master key) and change plans."""
+"""`aitbc accounts ...`: create accounts (with their master key), change plans, and give an
+account a new master key when its owner lost the old one or it was revoked."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ from aitbc_cli.output import as_data, fields, print_json, when
 from aitbc_cli.replies import expect
 from aitbc_contracts.events import Plan
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
-from aitbc_contracts.messages import AccountView, CreateAccount, SetPlan
+from aitbc_contracts.messages import (
+    AccountView,
+    CreateAccount,
+    KeyView,
+    ReplaceMasterKey,
+    SetPlan,
+)
 
 PLANS: tuple[str, ...] = get_args(Plan)
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
-    accounts = commands.add_parser("accounts", help="create accounts and change their plan")
+    accounts = commands.add_parser(
+        "accounts", help="create accounts, change their plan, give one a new master key"
+    )
     sub = accounts.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     create = sub.add_parser(
@@ -30,6 +39,15 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     set_plan.add_argument("account_id", metavar="ACCOUNT_ID")
     set_plan.add_argument("plan", metavar="PLAN", choices=PLANS, help=" | ".join(PLANS))
     set_plan.set_defaults(handler=set_account_plan)
+
+    recover = sub.add_parser(
+        "new-master-key",
+        parents=[common],
+        help="account recovery: a new master key (printed once); the old one is revoked",
+    )
+    recover.add_argument("account_id", metavar="ACCOUNT_ID")
+    recover.add_argument("--reason", default="", help="recorded in the old key's revocation")
+    recover.set_defaults(handler=new_master_key)
 
 
 def account_fields(account: AccountView) -> list[tuple[str, str]]:
@@ -69,4 +87,26 @@ async def set_account_plan(args: argparse.Namespace, send: Send, out: TextIO) ->
         print_json(as_data(account), out)
     else:
         out.write(fields(account_fields(account)) + "\n")
+    return 0
+
+
+async def new_master_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    # Made here like an account's first master key: only its hash leaves this process.
+    master_key = generate_key()
+    command = ReplaceMasterKey(
+        account_id=args.account_id,
+        secret_hash=hash_key(master_key),
+        hint=hint(master_key),
+        reason=args.reason,
+    )
+    key = expect(await send(command), KeyView)
+    if args.json:
+        print_json({**as_data(key), "master_key": master_key}, out)
+    else:
+        shown = [("account id", key.account_id), ("master key id", key.key_id)]
+        out.write(fields([*shown, ("master key", master_key)]) + "\n")
+        out.write(
+            "\nThe account's previous master key is revoked. Give this one to its owner now:"
+            " it is shown only this once.\n"
+        )
     return 0

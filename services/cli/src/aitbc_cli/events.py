@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from aitbc_cli import stream, verify
 from aitbc_cli.bus import Send
 from aitbc_cli.checked import CheckedRead
-from aitbc_cli.output import table, when
+from aitbc_cli.output import json_safe, table, when
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keyformat import is_account_id, is_key_id
 from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
@@ -94,6 +94,7 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
     until: datetime | None = args.until
     rows: list[list[str]] = []
     subset = bool(args.account or args.key)
+    terminal = out.isatty()  # a person reads it: an old event's name must not act on the screen
     checked = CheckedRead(args.err, subset=subset)
     # The whole stream, whatever the subject: a foreign message anywhere is named too.
     subjects = stream.event_filter(args.account, args.key) if subset else KEY_EVENTS_SUBJECTS
@@ -104,8 +105,8 @@ async def replay_events(args: argparse.Namespace, send: Send, out: TextIO) -> in
             return
         if until is not None and event.occurred_at > until:
             return
-        if fmt == "jsonl":
-            out.write(data.decode() + "\n")  # exactly as published
+        if fmt == "jsonl":  # exactly as published; to a terminal, with unsafe characters escaped
+            out.write((json_safe(data.decode()) if terminal else data.decode()) + "\n")
         else:
             cells = [when(event.occurred_at), _type(event), event.stream_id, event.account_id]
             rows.append([*cells, event.actor or "-", event.request_id or "-"])

@@ -23,6 +23,7 @@ from aitbc_cli.bus import (
     sender,
 )
 from aitbc_cli.replies import CommandRejected
+from aitbc_contracts.names import escaped
 
 GROUPS = (accounts, keys, events, projections, usage)
 
@@ -89,9 +90,9 @@ def run(
         send = send or sender(args.bus, wait=args.timeout)
         return asyncio.run(dispatch(args, send, out))
     except CommandRejected as exc:
-        err.write(f"aitbc: {exc.code}: {exc.message}\n")
+        err.write(escaped(f"aitbc: {exc.code}: {exc.message}") + "\n")
     except BusError as exc:
-        err.write(f"aitbc: error: {exc}\n")
+        err.write(escaped(f"aitbc: error: {exc}") + "\n")
     return 1
 
 

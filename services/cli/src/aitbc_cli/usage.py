@@ -13,6 +13,8 @@ from nats.js.api import DeliverPolicy
 
 from aitbc_cli import bus
 from aitbc_cli.bus import Send
+from aitbc_cli.output import json_safe
+from aitbc_contracts.names import escaped
 from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, partition_of, usage_partition_subjects
 from aitbc_contracts.usage import UsageEvent, usage_events_of
 
@@ -32,7 +34,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def line(event: UsageEvent) -> str:
-    return (
+    return escaped(
         f"{event.at.isoformat(timespec='milliseconds')}  {event.account_id}  {event.key_id}  "
         f"{event.method:<6} {event.route:<32} {event.status}  {event.latency_ms:>8.1f}ms  "
         f"{event.decision}  {event.request_id}"
@@ -58,7 +60,7 @@ async def tail_usage(args: argparse.Namespace, _send: Send, out: TextIO) -> int:
             if args.account and event.account_id != args.account:
                 continue
             # --json: one event a line, in the stream's schema (a usage.request.v1 object)
-            out.write((_encode(event).decode() if args.json else line(event)) + "\n")
+            out.write((json_safe(_encode(event).decode()) if args.json else line(event)) + "\n")
             seen += 1
             if args.count is not None and seen >= args.count:
                 done.set()

@@ -20,7 +20,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.powers import SUBJECTS, Power
 from aitbc_contracts.subjects import KEYS_QUEUE
-from aitbc_keys.domain import KeysError, utcnow
+from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT, KeysError, utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
 from aitbc_keys.service_layer.handlers import handle
@@ -42,11 +42,13 @@ class CommandEndpoint:
         index: KeyEventView | None = None,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
+        max_keys: int = MAX_KEYS_PER_ACCOUNT,
     ) -> None:
         self.engine = engine
         self.index = index if index is not None else FactsIndex()
         self.on_commit = on_commit  # wakes the outbox relay
         self.clock = clock
+        self.max_keys = max_keys  # live keys an account may hold
 
     async def answer(self, data: bytes, power: Power) -> bytes:
         """The encoded reply to a command from a sender with `power`."""
@@ -83,7 +85,9 @@ class CommandEndpoint:
     ) -> m.Reply:
         """Carries out the command for a sender with `power`; a change not ready to commit by
         `deadline` (time.monotonic()) is not applied (store.TooLate)."""
-        uow = SqlUnitOfWork(self.engine, self.index, self.on_commit, self.clock(), deadline)
+        uow = SqlUnitOfWork(
+            self.engine, self.index, self.on_commit, self.clock(), deadline, self.max_keys
+        )
         return await handle(command, uow, power)
 
 

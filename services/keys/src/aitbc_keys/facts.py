@@ -80,6 +80,7 @@ class FactsIndex:
                 expires_at=after.expires_at,
                 secret_valid_until=valid_until,
                 rate_limit=after.rate_limit,
+                data_plane=after.data_plane(account),
             )
 
     def reset(self) -> None:

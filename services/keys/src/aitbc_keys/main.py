@@ -73,7 +73,13 @@ async def running_service(
         writing = Writing(relay, checkpointer)
         index = FactsIndex()
         live = LiveFacts(engine, index)
-        commands = CommandEndpoint(engine, index=live, on_commit=writing.wake, clock=clock)
+        commands = CommandEndpoint(
+            engine,
+            index=live,
+            on_commit=writing.wake,
+            clock=clock,
+            max_keys=settings.max_keys_per_account,
+        )
         subscribe(broker, commands)
         checks = KeyChecks(engine, index, clock)
         responder = CheckResponder(checks)

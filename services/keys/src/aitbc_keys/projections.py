@@ -183,11 +183,28 @@ async def account_view(conn: AsyncConnection, account_id: str) -> AccountView | 
         plan=row.plan,
         master_key_id=row.master_key_id,
         created_at=row.created_at,
+        master_key_data_plane=row.master_key_data_plane,
     )
 
 
+async def live_keys(conn: AsyncConnection, account_id: str, now: datetime) -> int:
+    """How many of the account's keys are neither revoked nor expired at `now`."""
+    query = sa.select(sa.func.count()).where(
+        api_keys.c.account_id == account_id,
+        api_keys.c.status == "active",
+        sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 _check_query = (
-    sa.select(key_secrets.c.secret_hash, key_secrets.c.valid_until, api_keys, accounts.c.plan)
+    sa.select(
+        key_secrets.c.secret_hash,
+        key_secrets.c.valid_until,
+        api_keys,
+        accounts.c.plan,
+        accounts.c.master_key_data_plane,
+    )
     .join(api_keys, api_keys.c.key_id == key_secrets.c.key_id)
     .join(accounts, accounts.c.account_id == api_keys.c.account_id)
     .where(key_secrets.c.secret_hash.in_(sa.bindparam("hashes", expanding=True)))
@@ -215,5 +232,6 @@ async def key_facts(
                 expires_at=row.expires_at,
                 secret_valid_until=row.valid_until,
                 rate_limit=row.rate_limit,
+                data_plane=row.kind != "master" or row.master_key_data_plane,
             )
     return found

@@ -64,6 +64,8 @@ accounts = sa.Table(
     sa.Column("plan", sa.String(20), nullable=False),
     sa.Column("master_key_id", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # False: the master key manages keys and calls no forwarded route (AccountState's field).
+    sa.Column("master_key_data_plane", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 api_keys = sa.Table(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from aitbc_contracts.checkpoints import EVERY_EVENTS, EVERY_SECONDS
+from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.checkpoint_keys import every_events, positive
@@ -28,6 +30,9 @@ class Settings:
     checkpoint_key_file: str = ""
     checkpoint_every_events: int = EVERY_EVENTS
     checkpoint_every_seconds: float = EVERY_SECONDS
+    # Live keys (neither revoked nor expired) an account may hold, its master key included;
+    # one more is refused with TOO_MANY_KEYS.
+    max_keys_per_account: int = MAX_KEYS_PER_ACCOUNT
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
@@ -56,7 +61,15 @@ class Settings:
             checkpoint_key_file=env.get("KEYS_CHECKPOINT_KEY_FILE", ""),
             checkpoint_every_events=int(every_events(env)),
             checkpoint_every_seconds=positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", EVERY_SECONDS),
+            max_keys_per_account=_at_least_one(env, "MAX_KEYS_PER_ACCOUNT", MAX_KEYS_PER_ACCOUNT),
         )
+
+
+def _at_least_one(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of 1 or more: {value!r}")
+    return int(value)
 
 
 @lru_cache(maxsize=1)

@@ -65,7 +65,21 @@ class KeyRegenerated(Event, frozen=True, tag="key.regenerated.v1"):
     previous_valid_until: datetime | None = None  # grace period end; None: invalid at once
 
 
-AnyEvent = AccountCreated | PlanChanged | KeyCreated | KeyRevoked | KeyRegenerated
+class MasterKeyDataPlaneChanged(Event, frozen=True, tag="account.master_key_data_plane.v1"):
+    """The owner lets the account's master key call the forwarded /v1/... routes, or keeps it
+    to managing keys (the edge's MASTER_KEY_DATA_PLANE=0 keeps every master key to that)."""
+
+    data_plane: bool
+
+
+AnyEvent = (
+    AccountCreated
+    | PlanChanged
+    | KeyCreated
+    | KeyRevoked
+    | KeyRegenerated
+    | MasterKeyDataPlaneChanged
+)
 
 event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 event_encoder = msgspec.json.Encoder()

@@ -23,6 +23,7 @@ from aitbc_contracts.events import (
     KeyKind,
     KeyRegenerated,
     KeyRevoked,
+    MasterKeyDataPlaneChanged,
     Plan,
     PlanChanged,
     decode_event,
@@ -39,6 +40,7 @@ class AccountState:
     plan: Plan
     created_at: datetime
     version: int
+    master_key_data_plane: bool = True  # False: its master key manages keys, and calls nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,11 @@ class KeyState:
         """Whether the secret replaced last still opens the key."""
         return self.previous_hash is not None and secret_valid(self.previous_valid_until, now)
 
+    def data_plane(self, account: AccountState) -> bool:
+        """Whether this key may call the forwarded /v1/... routes, as far as its account says:
+        a standard key always, a master key unless the account keeps it to managing keys."""
+        return self.kind != "master" or account.master_key_data_plane
+
     def secret_valid_until(self, secret_hash: str, now: datetime) -> datetime | bool | None:
         """For a secret of this key: None if it is the current one (valid until replaced), its
         grace end if it is the one replaced last and still in grace, False otherwise."""
@@ -113,6 +120,10 @@ def evolve(state: State | None, event: AnyEvent) -> State | None:
             )
         case PlanChanged() if isinstance(state, AccountState):
             return dataclasses.replace(state, plan=event.plan, version=event.version)
+        case MasterKeyDataPlaneChanged() if isinstance(state, AccountState):
+            return dataclasses.replace(
+                state, master_key_data_plane=event.data_plane, version=event.version
+            )
         case KeyCreated():
             return KeyState(
                 key_id=event.key_id,

@@ -48,6 +48,11 @@ class Code:
     API_KEY_IN_QUERY_DISABLED = "API_KEY_IN_QUERY_DISABLED"  # api_key in the query, turned off
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # a request body over the edge's limit (413)
     INVALID_IDENTITY = "INVALID_IDENTITY"  # the upstream: an unsigned, forged or stale identity
+    # Who may manage and call what: a replaced master secret, a master key kept off the data
+    # plane, an account at its cap of keys.
+    MASTER_KEY_IN_GRACE = "MASTER_KEY_IN_GRACE"  # a replaced master secret manages nothing
+    MASTER_KEY_MANAGEMENT_ONLY = "MASTER_KEY_MANAGEMENT_ONLY"  # not on forwarded /v1/... routes
+    TOO_MANY_KEYS = "TOO_MANY_KEYS"  # the account holds MAX_KEYS_PER_ACCOUNT live keys
 
 
 class Rejected(msgspec.Struct, frozen=True, tag="rejected"):
@@ -79,6 +84,7 @@ class KeyFacts(msgspec.Struct, frozen=True, tag="key_facts", gc=False):
     expires_at: datetime | None = None
     secret_valid_until: datetime | None = None  # set for a replaced secret in its grace period
     rate_limit: int | None = None
+    data_plane: bool = True  # False: a master key its account keeps to managing keys
 
 
 class CheckedKeys(msgspec.Struct, frozen=True, tag="checked_keys"):
@@ -162,6 +168,24 @@ class RebuildProjections(Command, frozen=True, tag="rebuild_projections"):
     """Drop every read model and refold it from the event log (operators only)."""
 
 
+class SetMasterKeyDataPlane(Command, frozen=True, tag="set_master_key_data_plane"):
+    """Whether the account's master key may call the forwarded /v1/... routes (an owner's
+    setting; False keeps it to managing keys)."""
+
+    account_id: str
+    data_plane: bool
+
+
+class ReplaceMasterKey(Command, frozen=True, tag="replace_master_key"):
+    """Account recovery (operators only): a new master key for the account, whose master keys
+    until now are revoked. The reply is the new key."""
+
+    account_id: str
+    secret_hash: str
+    hint: str
+    reason: str = ""  # recorded in the old master key's revocation
+
+
 AnyCommand = (
     CreateAccount
     | SetPlan
@@ -173,6 +197,8 @@ AnyCommand = (
     | RegenerateKey
     | ListKeyEvents
     | RebuildProjections
+    | ReplaceMasterKey
+    | SetMasterKeyDataPlane
 )
 
 # --- replies -------------------------------------------------------------------------------
@@ -184,6 +210,7 @@ class AccountView(msgspec.Struct, frozen=True, tag="account"):
     plan: Plan
     master_key_id: str
     created_at: datetime
+    master_key_data_plane: bool = True  # False: the master key manages keys and calls nothing
 
 
 class KeyView(msgspec.Struct, frozen=True, tag="key"):

@@ -45,8 +45,10 @@ NEEDS: dict[type[m.Command], Power] = {
     m.CreateKey: Power.OWNER,
     m.RevokeKey: Power.OWNER,  # an owner's master key excepted (aitbc_keys.domain)
     m.RegenerateKey: Power.OWNER,
+    m.SetMasterKeyDataPlane: Power.OWNER,
     m.SetPlan: Power.OPERATOR,
     m.RebuildProjections: Power.OPERATOR,
+    m.ReplaceMasterKey: Power.OPERATOR,  # account recovery: a lost or revoked master key
 }
 
 # The powers each power includes: an owner may look up its own account, an operator anything.

@@ -30,7 +30,7 @@ from aitbc_api.dashboard.web import (
 from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.pipeline.auth import Authenticator
-from aitbc_api.pipeline.gate import limit
+from aitbc_api.pipeline.gate import limit, managing
 from aitbc_api.types import Req
 
 NOT_SIGNED_IN = (
@@ -58,9 +58,11 @@ async def signed_in(
     elif session is None:
         raise SignedOut("expired" if SESSION_COOKIE in request.cookies else "")
     try:
-        principal = await authenticator.authenticate_hash(session.key_hash)
+        principal = managing(await authenticator.authenticate_hash(session.key_hash))
     except ApiError as error:
-        if error.status == 401:  # revoked, expired or regenerated: the session ends with it
+        # Revoked, expired or regenerated (or replaced and in its grace period, which manages
+        # nothing): the session ends with it.
+        if error.status in (401, 403):
             await sessions.end(session)
             raise SignedOut(error.code) from None
         raise

@@ -5,6 +5,12 @@ from __future__ import annotations
 from aitbc_api.errors import ApiError
 from aitbc_contracts.messages import Code
 
+# A lost or revoked master key: what an operator runs to give the account a new one.
+RECOVERY = (
+    "Ask an operator for a new master key: they run `aitbc accounts new-master-key` with your "
+    "account id (acc_…), which revokes the old key and shows the new one once."
+)
+
 # What a person is told for each code the API answers with. The code itself is shown too,
 # in small print, so that a support request can name it.
 MESSAGES = {
@@ -41,17 +47,25 @@ MESSAGES = {
         "Your browser sent more than this site accepts, most likely too many cookies. Clear "
         "this site's cookies, then try again."
     ),
+    Code.PAYLOAD_TOO_LARGE: "What you sent is larger than this site accepts.",
     Code.INTERNAL_ERROR: "Something went wrong on our side. Please try again.",
+    Code.TOO_MANY_KEYS: (
+        "Your account holds as many keys as it may. Revoke one you no longer use, then try again."
+    ),
 }
 
 # Sign-in has its own wording: the person typed a key, and it is theirs that failed.
 SIGN_IN = {
     **MESSAGES,
-    Code.API_KEY_REVOKED: "That master key has been revoked. Ask an operator for help.",
-    Code.API_KEY_EXPIRED: "That master key has expired. Ask an operator for help.",
+    Code.API_KEY_REVOKED: f"That master key has been revoked. {RECOVERY}",
+    Code.API_KEY_EXPIRED: f"That master key has expired. {RECOVERY}",
     Code.FORBIDDEN: (
         "That is an API key, not a master key. Sign in with the master key you were shown "
         "when you signed up."
+    ),
+    Code.MASTER_KEY_IN_GRACE: (
+        "That master key was replaced by a new one. It keeps calling the API until its grace "
+        "period ends, but cannot sign in or manage keys: sign in with the new master key."
     ),
 }
 
@@ -59,10 +73,16 @@ SIGN_IN = {
 ENDED = {
     "signed-out": "You have signed out.",
     "expired": "Your session has ended. Please sign in again.",
-    Code.API_KEY_REVOKED: "Your master key has been revoked, so you have been signed out.",
-    Code.API_KEY_EXPIRED: "Your master key has expired, so you have been signed out.",
+    Code.API_KEY_REVOKED: (
+        f"Your master key has been revoked, so you have been signed out. {RECOVERY}"
+    ),
+    Code.API_KEY_EXPIRED: f"Your master key has expired, so you have been signed out. {RECOVERY}",
     Code.INVALID_API_KEY: (
         "Your master key was regenerated, so you have been signed out. Sign in with the new one."
+    ),
+    Code.MASTER_KEY_IN_GRACE: (
+        "Your master key was regenerated, so you have been signed out: the old one only calls "
+        "the API until its grace period ends. Sign in with the new one."
     ),
 }
 
@@ -77,6 +97,7 @@ _DETAILED = frozenset(
         Code.FORBIDDEN,
         Code.RATE_LIMIT_EXCEEDED,
         Code.REQUEST_TOO_LARGE,
+        Code.TOO_MANY_KEYS,
     }
 )
 

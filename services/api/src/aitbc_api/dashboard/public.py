@@ -22,11 +22,11 @@ from aitbc_api.dashboard.web import (
 from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.pipeline.auth import Authenticator
+from aitbc_api.pipeline.gate import managing
 from aitbc_api.pipeline.proxies import client_address
 from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
-from aitbc_contracts.messages import Code
 
 NAME_MAX = 100
 
@@ -102,7 +102,7 @@ class PublicPages(Controller):
             key_id=account.master_key_id,
             advice=(
                 "You need it to sign in here and to manage your keys with the API. "
-                "If it is lost, it cannot be recovered."
+                "If it is lost, an operator can give your account a new one."
             ),
             facts=[("Account", account.account_id), ("Plan", account.plan.capitalize())],
             next_url=f"{BASE}/keys",
@@ -135,9 +135,9 @@ class PublicPages(Controller):
         client = client_address(request.scope)
         try:
             sign_ins.take(client)  # every attempt counts, right or wrong
-            principal = await authenticator.authenticate(fields.get("master_key", ""), client)
-            if not principal.is_master:
-                raise ApiError(403, Code.FORBIDDEN, "sign in with the master key")
+            principal = managing(
+                await authenticator.authenticate(fields.get("master_key", ""), client)
+            )
         except ApiError as error:
             # The form comes back empty: the key typed is never written into a page.
             sentence, _ = explain(error, SIGN_IN)

@@ -36,7 +36,7 @@ class ApiKeysController(Controller):
         status_code=201,
         summary="Create a key (the plaintext is in this response only)",
         operation_id="createApiKey",
-        responses=documented(*AUTHENTICATED),
+        responses=documented(*AUTHENTICATED, 409),
     )
     async def create_key(self, keys: KeyManager, data: NewKey) -> ApiKeyWithSecret:
         return await keys.create_key(data.name.strip(), data.expires_at, data.rate_limit)

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from aitbc_api.owners.views import ApiKey, KeyEvent
+from aitbc_contracts.names import check_name
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
@@ -17,15 +18,35 @@ RateLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 class SignUp(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: Annotated[str, msgspec.Meta(max_length=100)] = ""
 
+    def __post_init__(self) -> None:
+        check_name(self.name)  # 400, as the keys service would refuse it anyway
+
 
 class NewKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: Name
     expires_at: datetime | None = None
     rate_limit: RateLimit | None = None
 
+    def __post_init__(self) -> None:
+        check_name(self.name)
+
 
 class Regenerate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     grace_period_seconds: GraceSeconds = 0
+
+
+class AccountChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # False: the master key manages keys and calls no forwarded /v1/... route
+    master_key_data_plane: bool
+
+
+class AccountInfo(msgspec.Struct, frozen=True):
+    account_id: str
+    name: str
+    plan: str
+    master_key_id: str
+    created_at: datetime
+    master_key_data_plane: bool
 
 
 class ApiKeys(msgspec.Struct, frozen=True):

@@ -64,6 +64,8 @@ class OwnerServices:
     forget_key: Callable[[str], None]  # this edge's auth cache forgets a changed key at once
     plan_limits: Mapping[str, int]
     signups: AttemptBudget | None = None  # sign-ups per address and overall; None: unbounded
+    forget_account: Callable[[str], None] = lambda _: None  # ... and every key of an account
+    standard_key_usage: str = "account"  # what GET /v1/usage shows a standard key (settings)
 
     async def send(self, command: m.AnyCommand) -> Answer:
         return await send(self.commands, command)
@@ -124,6 +126,24 @@ class KeyManager:
         view = await self.services.send(command)
         assert isinstance(view, m.KeyView)
         return view
+
+    async def account(self) -> m.AccountView:
+        reply = await self.services.send(
+            m.GetAccount(account_id=self.account_id, **self._context())
+        )
+        assert isinstance(reply, m.AccountView)
+        return reply
+
+    async def set_master_key_data_plane(self, data_plane: bool) -> m.AccountView:
+        """Let the master key call the forwarded routes, or keep it to managing keys."""
+        reply = await self.services.send(
+            m.SetMasterKeyDataPlane(
+                account_id=self.account_id, data_plane=data_plane, **self._context()
+            )
+        )
+        assert isinstance(reply, m.AccountView)
+        self.services.forget_account(self.account_id)  # other edges hear it from the events
+        return reply
 
     async def list_keys(self) -> list[ApiKey]:
         reply = await self.services.send(m.ListKeys(account_id=self.account_id, **self._context()))

@@ -55,7 +55,8 @@ async def usage(
 ) -> Usage:
     """Requests, admitted, limited and status classes per minute, for the account or one key.
 
-    Defaults to the last hour; at most 31 days at a time.
+    Defaults to the last hour; at most 31 days at a time. A standard key may be kept to its own
+    requests, or from usage altogether, by the edge's STANDARD_KEY_USAGE setting (403).
     """
     end = _utc(end) if end else datetime.now(UTC)
     start = _utc(start) if start else end - timedelta(hours=1)
@@ -63,7 +64,27 @@ async def usage(
         raise _invalid("'from' must be before 'to'")
     if end - start > MAX_RANGE:
         raise _invalid("at most 31 days at a time")
+    key_id = _readable(account, key_id)
     if key_id is not None:
         await account.get_key(key_id)  # 404 unless it is one of this account's keys
     minutes = await account.usage(start, end, key_id)
     return Usage(account.account_id, key_id, start, end, minutes)
+
+
+def _readable(account: KeyManager, key_id: str | None) -> str | None:
+    """The key whose usage the caller may read (None: the whole account's). A master key reads
+    any; a standard key as STANDARD_KEY_USAGE says: the account's ("account"), only its own
+    ("own": asked for nothing, it gets its own), or nothing ("none")."""
+    caller = account.principal
+    scope = account.services.standard_key_usage
+    if caller.is_master or scope == "account":
+        return key_id
+    if scope == "own" and key_id in (None, caller.key_id):
+        return caller.key_id
+    raise ApiError(
+        403,
+        m.Code.FORBIDDEN,
+        "A standard key reads its own usage only"
+        if scope == "own"
+        else "Usage is read with the account's master key",
+    )

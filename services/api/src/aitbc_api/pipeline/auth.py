@@ -32,6 +32,8 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
     kind: str
     plan: str
     rate_limit: int | None
+    in_grace: bool = False  # a replaced secret in its grace period: it manages nothing
+    data_plane: bool = True  # False: a master key its account keeps off the forwarded routes
 
     @property
     def is_master(self) -> bool:
@@ -67,8 +69,13 @@ def presented_key(connection: Conn, query_allowed: bool = True) -> str | None:
     return keys[0] if keys else None
 
 
-def _invalid(message: str = "The provided API key is invalid") -> ApiError:
-    return ApiError(401, Code.INVALID_API_KEY, message)
+# One answer for every key that opens nothing: never issued, mistyped, or replaced (its grace
+# over). Different words for a replaced secret would tell a guesser that it once was a key.
+INVALID_KEY_MESSAGE = "The provided API key is invalid"
+
+
+def _invalid() -> ApiError:
+    return ApiError(401, Code.INVALID_API_KEY, INVALID_KEY_MESSAGE)
 
 
 class Authenticator:
@@ -85,7 +92,10 @@ class Authenticator:
         comes first: a digest found there is an issued key's, so well-formed by construction,
         and the common case skips the checksum's arithmetic."""
         digest = key_digest(key) if len(key) == KEY_LENGTH and key.isascii() else b""
-        return digest, self.cache.get(digest) if digest else None
+        facts = self.cache.get(digest) if digest else None
+        if facts is not None and facts.secret_valid_until is not None and _ended(facts):
+            return digest, None  # a replaced secret past its grace: judged as any unknown key
+        return digest, facts
 
     def known(self, key: str | None) -> Principal | None:
         """The caller, when the key's facts are cached (the common case): no await, no task.
@@ -130,6 +140,7 @@ class Authenticator:
             if isinstance(reply, Rejected):
                 if reply.code == Code.INVALID_API_KEY:
                     on_unknown()
+                    raise _invalid()  # the keys service's own words would differ
                 raise from_rejection(reply)
         except ApiError as exc:
             stale = self.cache.get(digest, stale=True) if exc.status == 503 else None
@@ -176,14 +187,26 @@ def _retrieve(task: asyncio.Task[object]) -> None:
         task.exception()
 
 
+def _ended(facts: KeyFacts) -> bool:
+    """Whether these facts are of a replaced secret whose grace period is over."""
+    return facts.secret_valid_until is not None and facts.secret_valid_until <= datetime.now(UTC)
+
+
 def principal_of(facts: KeyFacts) -> Principal:
     """Who the facts say is calling, unless the key is revoked, expired or replaced."""
     if facts.revoked:
         raise ApiError(401, Code.API_KEY_REVOKED, "This API key has been revoked")
     if facts.expires_at is not None or facts.secret_valid_until is not None:
-        now = datetime.now(UTC)
-        if facts.expires_at is not None and facts.expires_at <= now:
+        if facts.expires_at is not None and facts.expires_at <= datetime.now(UTC):
             raise ApiError(401, Code.API_KEY_EXPIRED, "This API key has expired")
-        if facts.secret_valid_until is not None and facts.secret_valid_until <= now:
-            raise _invalid("This API key was regenerated; use the new secret")
-    return Principal(facts.key_id, facts.account_id, facts.kind, facts.plan, facts.rate_limit)
+        if _ended(facts):
+            raise _invalid()
+    return Principal(
+        facts.key_id,
+        facts.account_id,
+        facts.kind,
+        facts.plan,
+        facts.rate_limit,
+        facts.secret_valid_until is not None,
+        facts.data_plane,
+    )

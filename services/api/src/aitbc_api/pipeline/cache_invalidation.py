@@ -1,16 +1,23 @@
 """Keeps the auth cache true: the auth cache's view of the key event log.
 
 Each event evicts what it changes, on this edge as soon as it is read: a key's events the key,
-a plan change every key of the account. A revocation is final, so it is not evicted but kept as
-such: the key is refused from the cache, even while the keys service cannot be asked (an edge
-that reads a revocation published while it was away, say). The events come from the one key
-event reader (aitbc_runtime.key_events), which decodes and checks them first.
+a plan change or the master key's data plane setting every key of the account. A revocation is
+final, so it is not evicted but kept as such: the key is refused from the cache, even while the
+keys service cannot be asked (an edge that reads a revocation published while it was away,
+say). The events come from the one key event reader (aitbc_runtime.key_events), which decodes
+and checks them first.
 """
 
 from __future__ import annotations
 
 from aitbc_api.pipeline.auth_cache import AuthCache
-from aitbc_contracts.events import AnyEvent, KeyRegenerated, KeyRevoked, PlanChanged
+from aitbc_contracts.events import (
+    AnyEvent,
+    KeyRegenerated,
+    KeyRevoked,
+    MasterKeyDataPlaneChanged,
+    PlanChanged,
+)
 
 
 class CacheInvalidation:
@@ -28,7 +35,7 @@ class CacheInvalidation:
             self.cache.revoke_key(event.key_id)
         elif isinstance(event, KeyRegenerated):
             self.cache.evict_key(event.key_id)
-        elif isinstance(event, PlanChanged):
+        elif isinstance(event, PlanChanged | MasterKeyDataPlaneChanged):
             self.cache.evict_account(event.account_id)
 
     def reset(self) -> None:

@@ -23,6 +23,21 @@ async def authenticate(connection: Conn) -> Principal:
     return await authenticator.authenticate(key, client[0] if client else "")
 
 
+async def forwarded_caller(connection: Conn) -> Principal:
+    """Who calls a forwarded /v1/... route: any key, but a master key only where neither the
+    edge (MASTER_KEY_DATA_PLANE=0) nor its account keeps it to managing keys."""
+    principal = await authenticate(connection)
+    if principal.kind == "master" and not (
+        principal.data_plane and context_of(connection.scope).edge.settings.master_key_data_plane
+    ):
+        raise ApiError(
+            403,
+            Code.MASTER_KEY_MANAGEMENT_ONLY,
+            "This master key only manages keys: call the API with a standard key",
+        )
+    return principal
+
+
 async def admit(connection: Conn) -> Principal:
     """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
     principal = await authenticate(connection)
@@ -65,7 +80,20 @@ async def caller(request: Req) -> Principal:
 
 async def master(request: Req) -> Principal:
     """Litestar dependency: the caller, who must hold the account's master key."""
-    principal = await admit(request)
+    return managing(await admit(request))
+
+
+def managing(principal: Principal) -> Principal:
+    """The principal, if it may manage its account: a master key, by its current secret. A
+    replaced secret in its grace period keeps calling the API, so that clients can move to
+    the new one, but whoever holds it (it may have leaked) changes nothing."""
     if not principal.is_master:
         raise ApiError(403, Code.FORBIDDEN, "Managing keys requires the account's master key")
+    if principal.in_grace:
+        raise ApiError(
+            403,
+            Code.MASTER_KEY_IN_GRACE,
+            "This master key secret was replaced: it calls the API until its grace period "
+            "ends, but manages nothing. Use the new master key",
+        )
     return principal

@@ -20,7 +20,7 @@ from yarl import URL
 from aitbc_api.errors import ApiError
 from aitbc_api.pipeline.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
 from aitbc_api.pipeline.edge import Edge
-from aitbc_api.pipeline.gate import authenticate, limit
+from aitbc_api.pipeline.gate import forwarded_caller, limit
 from aitbc_api.pipeline.middleware import context_of
 from aitbc_api.proxy.paths import forwarded_path
 from aitbc_api.proxy.relay import Relay
@@ -91,7 +91,7 @@ async def forward(request: Req) -> Relay:
     if scope["path"] in settings.public_routes:
         upstream = await _send(request, edge, full_path, headers)
     else:
-        caller = await authenticate(request)
+        caller = await forwarded_caller(request)
         now = time.time()
         headers += [(ACCOUNT_HEADER, caller.account_id), (KEY_HEADER, caller.key_id)]
         if edge.identity is not None:  # signed, so that no one else can claim the account

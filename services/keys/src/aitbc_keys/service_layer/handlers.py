@@ -40,6 +40,17 @@ async def set_plan(command: m.SetPlan, uow: UnitOfWork, _: Power) -> m.AccountVi
     return await _account(uow, command.account_id)
 
 
+async def set_master_key_data_plane(
+    command: m.SetMasterKeyDataPlane, uow: UnitOfWork, _: Power
+) -> m.AccountView:
+    await _update(
+        uow,
+        command.account_id,
+        lambda s: domain.set_master_key_data_plane(s, command, uow.now, new_event_id),
+    )
+    return await _account(uow, command.account_id)
+
+
 async def get_account(command: m.GetAccount, uow: UnitOfWork, _: Power) -> m.AccountView:
     return await _account(uow, command.account_id)
 
@@ -47,7 +58,8 @@ async def get_account(command: m.GetAccount, uow: UnitOfWork, _: Power) -> m.Acc
 async def create_key(command: m.CreateKey, uow: UnitOfWork, _: Power) -> m.KeyView:
     account = fold(await uow.load(command.account_id))
     key_id = new_key_id()
-    new = domain.create_key(account, command, uow.now, key_id, new_event_id)
+    live = await uow.live_keys(command.account_id)
+    new = domain.create_key(account, command, uow.now, key_id, new_event_id, live, uow.max_keys)
     await uow.commit([(key_id, 0, new)])
     return _key_view(fold(new), key_id, uow)
 
@@ -98,6 +110,27 @@ async def rebuild_projections(
     return m.Rebuilt(events=await uow.rebuild_read_model())
 
 
+async def replace_master_key(command: m.ReplaceMasterKey, uow: UnitOfWork, _: Power) -> m.KeyView:
+    """Account recovery: decided on the account's keys as they are; decided again when one of
+    them changed meanwhile (an owner's regenerate of the master key, say)."""
+    key_id = new_key_id()
+    attempt = 1
+    while True:
+        states: dict[str, State] = {}
+        domain.fold_streams(states, await uow.load_account(command.account_id))
+        keys = [state for state in states.values() if isinstance(state, KeyState)]
+        new = domain.replace_master_key(
+            states.get(command.account_id), keys, command, uow.now, key_id, new_event_id
+        )
+        try:  # one event per stream: each follows the version it was decided on
+            await uow.commit([(event.stream_id, event.version - 1, [event]) for event in new])
+            return _key_view(fold(new[-1:]), key_id, uow)
+        except store.ConcurrencyError:
+            if attempt == COMMAND_RETRIES:
+                raise
+            attempt += 1
+
+
 Handler = Callable[[Any, UnitOfWork, Power], Awaitable[m.Reply]]
 HANDLERS: dict[type[m.Command], Handler] = {
     m.CreateAccount: create_account,
@@ -110,6 +143,8 @@ HANDLERS: dict[type[m.Command], Handler] = {
     m.RegenerateKey: regenerate_key,
     m.ListKeyEvents: list_key_events,
     m.RebuildProjections: rebuild_projections,
+    m.ReplaceMasterKey: replace_master_key,
+    m.SetMasterKeyDataPlane: set_master_key_data_plane,
 }
 
 

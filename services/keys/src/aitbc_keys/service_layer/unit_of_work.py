@@ -19,6 +19,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.messages import AccountView
 from aitbc_keys import projections, store
+from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT
 from aitbc_keys.projections import SqlReadModel
 
 log = logging.getLogger("aitbc_keys.unit_of_work")
@@ -28,8 +29,13 @@ class UnitOfWork(Protocol):
     """What the service layer needs of a command's work (a fake in the unit tests)."""
 
     now: datetime  # the one instant the command is decided at
+    max_keys: int  # live keys an account may hold (MAX_KEYS_PER_ACCOUNT)
 
     async def load(self, stream_id: str) -> list[AnyEvent]: ...
+
+    async def live_keys(self, account_id: str) -> int:
+        """How many of the account's keys are neither revoked nor expired, at `now`."""
+        ...
 
     async def load_account(self, account_id: str) -> list[AnyEvent]:
         """Every event of an account and of its keys, in log order."""
@@ -55,15 +61,21 @@ class SqlUnitOfWork:
         on_commit: Callable[[], None],
         now: datetime,
         deadline: float | None = None,
+        max_keys: int = MAX_KEYS_PER_ACCOUNT,
     ) -> None:
         self.engine = engine
         self.index = index
         self.on_commit = on_commit
         self.now = now  # the one instant the command is decided at
         self.deadline = deadline  # time.monotonic() past which nothing commits (store.TooLate)
+        self.max_keys = max_keys
 
     async def load(self, stream_id: str) -> list[AnyEvent]:
         return await store.load(self.engine, stream_id)
+
+    async def live_keys(self, account_id: str) -> int:
+        async with self.engine.connect() as conn:
+            return await projections.live_keys(conn, account_id, self.now)
 
     async def load_account(self, account_id: str) -> list[AnyEvent]:
         return await store.load_account(self.engine, account_id)

@@ -1,0 +1,112 @@
+"""The decisions about keys: a command and the state of its key's stream (or its account's)
+-> new events. Pure: no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated, KeyRevoked
+from aitbc_contracts.keys import State
+from aitbc_contracts.messages import CreateKey, RegenerateKey, RevokeKey
+from aitbc_contracts.powers import Power, may_revoke_master
+from aitbc_keys.domain.rules import (
+    GRACE_MAX,
+    MAX_KEYS_PER_ACCOUNT,
+    NAME_MAX,
+    RATE_LIMIT_MAX,
+    Forbidden,
+    IdFactory,
+    KeyRevokedError,
+    ValidationError,
+    check_room,
+    check_secret,
+    envelope,
+    existing_account,
+    shown_name,
+    visible_key,
+)
+
+
+def create_key(
+    state: State | None,
+    command: CreateKey,
+    now: datetime,
+    key_id: str,
+    new_id: IdFactory,
+    live_keys: int = 0,
+    max_keys: int = MAX_KEYS_PER_ACCOUNT,
+) -> list[AnyEvent]:
+    """`state`: the account's; `live_keys`: how many of its keys are neither revoked nor
+    expired, of which it may hold `max_keys`."""
+    account = existing_account(state, command.account_id)
+    name = shown_name(command.name, "name", required=True)
+    check_secret(command.secret_hash, command.hint)
+    expires_at = command.expires_at
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise ValidationError("expires_at needs a timezone offset, e.g. Z for UTC")
+        expires_at = expires_at.astimezone(UTC)
+        if expires_at <= now:
+            raise ValidationError("expires_at must be in the future")
+    if command.rate_limit is not None and not 1 <= command.rate_limit <= RATE_LIMIT_MAX:
+        raise ValidationError(f"rate_limit must be 1..{RATE_LIMIT_MAX}")
+    check_room(live_keys, max_keys)
+    return [
+        KeyCreated(
+            **envelope(command, now, new_id(), key_id, 1, account.account_id),
+            key_id=key_id,
+            name=name,
+            kind="standard",
+            secret_hash=command.secret_hash,
+            hint=command.hint,
+            expires_at=expires_at,
+            rate_limit=command.rate_limit,
+        )
+    ]
+
+
+def revoke_key(
+    state: State | None, command: RevokeKey, now: datetime, new_id: IdFactory, power: Power
+) -> list[AnyEvent]:
+    """`power`: the sender's, from the subject the command came on (aitbc_contracts.powers)."""
+    key = visible_key(state, command.key_id, command.account_id)
+    if key.revoked:
+        return []  # idempotent: revoking twice is what the caller wanted anyway
+    if key.kind == "master" and not may_revoke_master(power):
+        raise Forbidden("a master key can only be revoked by an operator")
+    if len(command.reason) > NAME_MAX * 5:
+        raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")
+    return [
+        KeyRevoked(
+            **envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
+            key_id=key.key_id,
+            reason=command.reason,
+        )
+    ]
+
+
+def regenerate_key(
+    state: State | None, command: RegenerateKey, now: datetime, new_id: IdFactory
+) -> list[AnyEvent]:
+    """A new secret for the key. The fold keeps one replaced secret, the one this replaces, and
+    only when it is given a grace period: every older secret ends here, whatever grace it had
+    (a second regenerate after a leak ends the first one's grace)."""
+    key = visible_key(state, command.key_id, command.account_id)
+    if key.revoked:
+        raise KeyRevokedError(f"key {key.key_id} is revoked and cannot be regenerated")
+    if not 0 <= command.grace_seconds <= GRACE_MAX.total_seconds():
+        raise ValidationError(f"grace_seconds must be 0..{int(GRACE_MAX.total_seconds())}")
+    check_secret(command.secret_hash, command.hint)
+    if command.secret_hash == key.secret_hash:
+        raise ValidationError("the new secret must differ from the current one")
+    grace_end = now + timedelta(seconds=command.grace_seconds) if command.grace_seconds else None
+    return [
+        KeyRegenerated(
+            **envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
+            key_id=key.key_id,
+            secret_hash=command.secret_hash,
+            hint=command.hint,
+            previous_hash=key.secret_hash,
+            previous_valid_until=grace_end,
+        )
+    ]
