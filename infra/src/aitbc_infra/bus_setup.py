@@ -7,7 +7,9 @@ does not start (infra/nats/single.conf, infra/nats/cluster-3node/), as docs/secu
                                               # default DIR/auth.conf)
     aitbc-bus-config DIR --provision URL      # once the servers run: the key log's streams and
                      [--replicas 3]           # their mirrors (aitbc_infra.bus_streams), as the
-                                              # admins whose seeds DIR holds
+                                              # admins whose seeds DIR holds; and every stream's
+                                              # and bucket's replicas, existing ones' in place
+                                              # (URL: one server, or a comma-separated list)
 
 Give each process only its role's seed (NATS_CREDS). Running it again keeps the seeds and
 writes the same file; delete a seed and run it again to replace it (docs/security.md).
@@ -35,7 +37,10 @@ def parser() -> argparse.ArgumentParser:
         "--provision", metavar="URL", help="make the key log's streams and mirrors on this bus"
     )
     parse.add_argument(
-        "--replicas", type=int, default=1, help="the streams' replicas [1; 3 in a 3-node cluster]"
+        "--replicas",
+        type=int,
+        default=1,
+        help="every stream's and bucket's replicas, existing ones' too [1; 3 in a 3-node cluster]",
     )
     return parse
 
@@ -56,11 +61,15 @@ def provision_bus(credentials: BusCredentials, url: str, replicas: int) -> int:
     are read: this runs where the seeds' folder may be read-only)."""
     admins = credentials.access("keylog-admin", url), credentials.access("admin", url)
     try:
-        asyncio.run(provision(*admins, replicas))
+        changes = asyncio.run(provision(*admins, replicas))
     except Exception as exc:  # unreadable seeds, unreachable, refused, a stream in the way
         print(f"aitbc-bus-config: could not provision {url}: {exc or type(exc).__name__}")
         return 1
-    print(f"the key log's streams and mirrors are ready on {url}")
+    for change in changes:
+        print(change)
+    print(
+        f"the key log's streams and mirrors are ready on {url}, every stream at {replicas} replicas"
+    )
     return 0
 
 
