@@ -6,6 +6,7 @@ again, its messages kept: all of them still there once the node leading the key 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -23,6 +24,7 @@ from aitbc_api.dashboard.sessions import session_bucket
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.subjects import (
+    DASHBOARD_SESSIONS_BUCKET,
     KEY_EVENTS_STREAM,
     KEYS_OPERATOR_COMMANDS,
     MSG_ID_HEADER,
@@ -44,6 +46,7 @@ from tests.nats_cluster import Cluster, cluster_of
 
 ADMINS = {KEYLOG_ACCOUNT: "keylog-admin", MAIN_ACCOUNT: "admin"}
 EVERY_STREAM = {KEYLOG_ACCOUNT: set(MIRRORED), MAIN_ACCOUNT: {*MIRRORED, *SERVICE_STREAMS}}
+SESSIONS = f"KV_{DASHBOARD_SESSIONS_BUCKET}"
 EXPECTED = {f"{account} {name}" for account, names in EVERY_STREAM.items() for name in names}
 
 
@@ -123,8 +126,9 @@ async def streams(cluster: Cluster, account: str) -> dict[str, StreamInfo]:
 
 
 async def settled(cluster: Cluster, replicas: int, within: float = 30.0) -> dict[str, StreamInfo]:
-    """Every stream of both accounts, once each has `replicas` copies that are all current
-    (account-qualified names)."""
+    """Every stream of both accounts (account-qualified names), once each is listed and has
+    `replicas` copies that are all current: a stream whose leader was lost is not listed
+    until it has a new one."""
     found: dict[str, StreamInfo] = {}
     for _ in range(int(within / 0.25)):
         try:
@@ -136,7 +140,7 @@ async def settled(cluster: Cluster, replicas: int, within: float = 30.0) -> dict
         except Exception:  # a node lost: the streams it led are choosing a new leader
             await asyncio.sleep(0.25)
             continue
-        if all(_copies(info) == replicas for info in found.values()):
+        if set(found) == EXPECTED and all(_copies(i) == replicas for i in found.values()):
             return found
         await asyncio.sleep(0.25)
     return found
@@ -169,7 +173,7 @@ async def test_a_new_bus_has_every_stream_and_bucket_at_three_replicas(
 
 
 async def test_an_r1_deployment_is_replicated_in_place_without_losing_a_message(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await cluster.provision(1)
     async with deployed(cluster, tmp_path, replicas=1) as system:
@@ -184,6 +188,10 @@ async def test_an_r1_deployment_is_replicated_in_place_without_losing_a_message(
             EXPECTED, 3
         )
         await system.create_account()  # the log goes on: one more event, and its checkpoint
+        with caplog.at_level(logging.WARNING, "aitbc.bus"):  # a service not told yet: it
+            await session_bucket(system.edge, 600, 1000, 1)  # keeps the bucket as it is
+        assert f"{SESSIONS} has 3 replicas, not the 1 of NATS_REPLICAS" in caplog.text
+        assert "could not be changed" not in caplog.text  # and asks no update it may not make
 
     leader = after[f"{KEYLOG_ACCOUNT} {KEY_EVENTS_STREAM}"].cluster
     assert leader is not None and leader.leader is not None
