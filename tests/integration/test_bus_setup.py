@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.bus_roles import ROLES
 from aitbc_infra.bus_setup import main
-from aitbc_infra.nats_server import NatsServer
+from aitbc_infra.bus_tls import BusTls
+from aitbc_infra.dev_ca import DevCA
+from aitbc_infra.nats_server import NatsServer, free_port
 from tests.integration.shipped_nats import CONFIGS, loads, shipped, with_accounts
 
 
@@ -47,3 +50,21 @@ def test_it_provisions_a_running_bus_and_says_when_it_cannot(
     assert main([seeds, "--provision", "nats://127.0.0.1:1"]) == 1
     said = capsys.readouterr().out
     assert "could not provision nats://127.0.0.1:1" in said and "Traceback" not in said
+
+
+def test_it_provisions_a_bus_that_speaks_tls_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the servers of infra/nats/cluster-3node run: the admins connect with TLS first,
+    trusting NATS_TLS_CA (and with mutual TLS presenting NATS_TLS_CERT, as every client)."""
+    tls = BusTls(DevCA(tmp_path / "tls"), verify=True)
+    server = NatsServer(
+        free_port(), tmp_path / "js", credentials=BusCredentials(tmp_path / "creds"), tls=tls
+    ).start()
+    try:
+        for name, value in tls.env("admin").items():
+            monkeypatch.setenv(name, value)
+        assert main([str(tmp_path / "creds"), "--provision", server.url, "--replicas", "1"]) == 0
+    finally:
+        server.stop()
+    assert "ready on tls://" in capsys.readouterr().out

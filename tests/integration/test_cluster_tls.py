@@ -5,99 +5,26 @@ never let in."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from aitbc_infra.bus_config import BusCredentials, write_private
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.dev_ca import DevCA
-from aitbc_infra.nats_server import free_port, nats_server_binary, terminate
-from aitbc_infra.readiness import connects, run_to_end, until_ready
 from aitbc_runtime.bus_access import BusAccess
 from tests.integration.shipped_nats import ROOT, loads, shipped, with_accounts
-
-
-@dataclass
-class Node:
-    name: str
-    port: int
-    route_port: int
-    log_file: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def route(self) -> str:
-        return f"nats-route://127.0.0.1:{self.route_port}"
-
-    def start(self, config: str, folder: Path) -> Node:
-        config_file = folder / f"{self.name}.conf"
-        write_private(config_file, config)
-        log = open(self.log_file, "ab")  # noqa: SIM115 - the child owns it
-        command = [nats_server_binary(), "-c", str(config_file)]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process, timeout=10)
-
-
-def node_config(
-    node: Node, peers: list[Node], credentials: BusCredentials, tls: BusTls, route_tls: bool
-) -> str:
-    """A node as infra/nats/cluster-3node/node-N.conf has it, on loopback ports."""
-    routes = ", ".join(peer.route for peer in peers)
-    cluster = (
-        f"cluster {{\n  name: aitbc\n  listen: 127.0.0.1:{node.route_port}\n"
-        f"  routes: [{routes}]\n  connect_retries: 30\n"
-        f"{tls.route_block() if route_tls else ''}}}\n"
-    )
-    head = f"server_name: {node.name}\nlisten: 127.0.0.1:{node.port}\n"
-    return head + tls.server_block() + credentials.accounts() + cluster
-
-
-@dataclass
-class Cluster:
-    root: Path
-    credentials: BusCredentials
-    tls: BusTls
-    nodes: list[Node]
-
-    def add(self, name: str, route_tls: bool = True) -> Node:
-        node = Node(name, free_port(), free_port(), self.root / f"{name}.log")
-        peers = self.nodes[:] or [node]
-        self.nodes.append(node)
-        config = node_config(node, peers, self.credentials, self.tls, route_tls)
-        node.start(config, self.root)
-        access = self.access(node)
-        if not run_to_end(until_ready(connects(access), 20, lambda: node.process is None)):
-            raise RuntimeError(f"{name} did not start: see {node.log_file}")
-        return node
-
-    def access(self, node: Node, role: str = "admin") -> BusAccess:
-        url = f"tls://127.0.0.1:{node.port}"
-        return self.credentials.access(role, url, **self.tls.client(role))
+from tests.nats_cluster import Cluster, Node, cluster_of
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    credentials = BusCredentials(tmp_path / "creds").provision()
     tls = BusTls(DevCA(tmp_path / "tls"), verify=True).provision()
-    made = Cluster(tmp_path, credentials, tls, [])
-    try:
-        for name in ("nats-1", "nats-2", "nats-3"):
-            made.add(name)
+    with cluster_of(tmp_path, tls, jetstream=False) as made:
         yield made
-    finally:
-        for node in made.nodes:
-            node.stop()
 
 
 async def client(access: BusAccess) -> NATS:

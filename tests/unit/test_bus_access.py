@@ -68,6 +68,13 @@ def test_from_env_reads_credentials_and_tls_and_the_keys_writer_has_its_own() ->
     assert BusAccess.from_env({**env, "NATS_TLS_CA": "/ca.pem"}).tls_ca == "/ca.pem"
 
 
+def test_a_list_of_servers_is_every_server_of_it_for_nats_py() -> None:
+    access = BusAccess.from_env({"NATS_URL": " nats://a:1, nats://b:2 ,,nats://c:3"})
+    assert access.servers == ["nats://a:1", "nats://b:2", "nats://c:3"]
+    assert access.options()["servers"] == access.servers
+    assert (access.replicas, BusAccess.from_env({"NATS_REPLICAS": "3"}).replicas) == (1, 3)
+
+
 def test_the_server_config_names_every_role_and_no_seed(credentials: BusCredentials) -> None:
     config = server_config(4999, Path("/js"), credentials)
     for role in ROLES:

@@ -40,6 +40,14 @@ def test_each_setting_moves_what_depends_on_it(tmp_path: Path) -> None:
     assert environment.keys_database_url(empty) == environment.keys_database_url({})
 
 
+def test_replicas_are_one_unless_a_cluster_asks_for_more() -> None:
+    assert environment.nats_replicas({}) == environment.nats_replicas({"NATS_REPLICAS": ""}) == 1
+    assert environment.nats_replicas({"NATS_REPLICAS": "3"}) == 3
+    for wrong in ("0", "6", "three", "-1"):
+        with pytest.raises(ValueError, match=f"NATS_REPLICAS must be .*{wrong!r}"):
+            environment.nats_replicas({"NATS_REPLICAS": wrong})
+
+
 def test_a_nats_port_that_is_no_number_says_which_setting_is_wrong() -> None:
     with pytest.raises(ValueError, match="NATS_PORT is not a port number: 'x'"):
         environment.nats_url({"NATS_PORT": "x"})
@@ -86,7 +94,9 @@ def test_each_service_follows_the_same_settings(
     monkeypatch.setenv("NATS_PORT", "4999")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.setenv("NATS_CREDS", str(tmp_path / "creds" / "role.nk"))
+    monkeypatch.setenv("NATS_REPLICAS", "3")
     settings = settings_of()
     assert settings.nats.url == "nats://127.0.0.1:4999"
+    assert settings.nats.replicas == 3
     assert settings.nats.creds == str(tmp_path / "creds" / "role.nk")
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/{file}"

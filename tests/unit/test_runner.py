@@ -109,6 +109,33 @@ def test_an_unreachable_nats_url_is_reported(tmp_path: Path) -> None:
             preflight(c, services(c))
 
 
+def test_a_nats_url_list_answers_when_any_of_its_servers_does(tmp_path: Path) -> None:
+    """A cluster's nodes, the first of them down: `just up` uses the others."""
+    with socket.socket() as down, socket.socket() as up:
+        down.bind(("127.0.0.1", 0))  # bound, not listening
+        up.bind(("127.0.0.1", 0))
+        up.listen()
+        servers = [f"nats://127.0.0.1:{s.getsockname()[1]}" for s in (down, up)]
+        c = config(tmp_path, NATS_URL=" , ".join(servers), UP_SERVICES="coordinator")
+        preflight(c, services(c))
+        c = config(tmp_path, NATS_URL=servers[0], UP_SERVICES="coordinator")
+        with pytest.raises(ConfigError, match="does not answer"):
+            preflight(c, services(c))
+
+
+def test_replicas_reach_every_service_and_need_a_cluster(tmp_path: Path) -> None:
+    cluster = config(tmp_path, NATS_URL="nats://10.1.2.3:4222,nats://10.1.2.4:4222")
+    clustered = config(tmp_path, NATS_URL=cluster.layout.nats_url or "", NATS_REPLICAS="3")
+    on_the_bus = [s for s in services(clustered) if s.name != "coordinator"]
+    assert {s.env["NATS_REPLICAS"] for s in on_the_bus} == {"3"}
+    assert {s.env["NATS_REPLICAS"] for s in services(cluster) if s.name == "keys"} == {"1"}
+    alone = config(tmp_path, NATS_REPLICAS="3")  # `just up`'s own nats-server: one node
+    with pytest.raises(ConfigError, match="NATS_REPLICAS=3 needs a cluster"):
+        preflight(alone, services(alone))
+    with pytest.raises(ConfigError, match="NATS_REPLICAS must be a number from 1 to 5"):
+        config(tmp_path, NATS_REPLICAS="7")
+
+
 # --- the supervisor, with small Python children ----------------------------------------------
 
 

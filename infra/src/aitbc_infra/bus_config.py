@@ -16,13 +16,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import nkeys
 
 from aitbc_infra.bus_roles import DESTRUCTIVE, KEYLOG_ACCOUNT, MAIN_ACCOUNT, ROLES, Role
 from aitbc_infra.bus_streams import account_links
-from aitbc_runtime.bus_access import BusAccess, inbox_prefix, public_key_of_seed
+from aitbc_runtime.bus_access import BusAccess, TlsFields, inbox_prefix, public_key_of_seed
 from aitbc_runtime.checkpoint_keys import new_signing_seed, public_key_of
 
 if TYPE_CHECKING:  # bus_tls builds on this module (write_private)
@@ -100,7 +100,7 @@ class BusCredentials:
     def public_key(self, role: str) -> str:
         return public_key_of_seed(self.file(role).read_text())
 
-    def access(self, role: str, url: str, **tls: str) -> BusAccess:
+    def access(self, role: str, url: str, **tls: Unpack[TlsFields]) -> BusAccess:
         """How a process of `role` reaches the bus at `url` (`tls`: BusAccess's TLS fields)."""
         return BusAccess(url=url, creds=str(self.file(role)), **tls)
 

@@ -7,21 +7,28 @@ does not start (infra/nats/single.conf, infra/nats/cluster-3node/), as docs/secu
                                               # default DIR/auth.conf)
     aitbc-bus-config DIR --provision URL      # once the servers run: the key log's streams and
                      [--replicas 3]           # their mirrors (aitbc_infra.bus_streams), as the
-                                              # admins whose seeds DIR holds
+                                              # admins whose seeds DIR holds; and every stream's
+                                              # and bucket's replicas, existing ones' in place
+                                              # (URL: one server, or a comma-separated list)
 
-Give each process only its role's seed (NATS_CREDS). Running it again keeps the seeds and
-writes the same file; delete a seed and run it again to replace it (docs/security.md).
+On a bus that speaks TLS, `--provision` takes the settings every client does: NATS_TLS_CA (and
+NATS_TLS_CERT, NATS_TLS_KEY for mutual TLS). Give each process only its role's seed
+(NATS_CREDS). Running it again keeps the seeds and writes the same file; delete a seed and run
+it again to replace it (docs/security.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from aitbc_infra.bus_config import BusCredentials, write_private
 from aitbc_infra.bus_streams import provision
+from aitbc_runtime.bus_access import BusAccess, TlsFields
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +42,10 @@ def parser() -> argparse.ArgumentParser:
         "--provision", metavar="URL", help="make the key log's streams and mirrors on this bus"
     )
     parse.add_argument(
-        "--replicas", type=int, default=1, help="the streams' replicas [1; 3 in a 3-node cluster]"
+        "--replicas",
+        type=int,
+        default=1,
+        help="every stream's and bucket's replicas, existing ones' too [1; 3 in a 3-node cluster]",
     )
     return parse
 
@@ -51,16 +61,33 @@ def write_accounts(credentials: BusCredentials, conf: Path) -> None:
     write_private(conf, header + credentials.accounts())
 
 
+def admins(
+    credentials: BusCredentials, url: str, env: Mapping[str, str] = os.environ
+) -> tuple[BusAccess, BusAccess]:
+    """The two admins on the bus at `url`, with TLS as every client takes it (NATS_TLS_CA; for
+    mutual TLS NATS_TLS_CERT and NATS_TLS_KEY); only their seeds are read, so this runs where
+    the seeds' folder holds nothing else."""
+    tls = BusAccess.from_env(env)
+    fields: TlsFields = {"tls_ca": tls.tls_ca, "tls_cert": tls.tls_cert, "tls_key": tls.tls_key}
+    return (
+        credentials.access("keylog-admin", url, **fields),
+        credentials.access("admin", url, **fields),
+    )
+
+
 def provision_bus(credentials: BusCredentials, url: str, replicas: int) -> int:
-    """The key log's streams and mirrors on the bus at `url`, as its admins (their seeds only
-    are read: this runs where the seeds' folder may be read-only)."""
-    admins = credentials.access("keylog-admin", url), credentials.access("admin", url)
+    """The key log's streams and mirrors on the bus at `url`, as its admins; every stream and
+    bucket at `replicas`."""
     try:
-        asyncio.run(provision(*admins, replicas))
+        changes = asyncio.run(provision(*admins(credentials, url), replicas))
     except Exception as exc:  # unreadable seeds, unreachable, refused, a stream in the way
         print(f"aitbc-bus-config: could not provision {url}: {exc or type(exc).__name__}")
         return 1
-    print(f"the key log's streams and mirrors are ready on {url}")
+    for change in changes:
+        print(change)
+    print(
+        f"the key log's streams and mirrors are ready on {url}, every stream at {replicas} replicas"
+    )
     return 0
 
 

@@ -16,12 +16,17 @@ AITBC's admin, which makes the mirrors.
 The bus is provisioned (`provision`) as soon as its server is up, before any service starts:
 each KEYLOG stream exists (its writer brings its settings up to date), then its mirror. In
 that order, because a mirror whose source is missing tries again only every ten seconds or so.
+Provisioning also gives every stream and KV bucket of the system the bus's number of replicas
+(`--replicas 3` on a 3-node cluster), in place where they exist: only the admins may change a
+stream's settings, so this is where an existing deployment's streams are replicated; the
+services make theirs with NATS_REPLICAS while they are missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import nats
 from nats.aio.client import Client as NATS
@@ -41,6 +46,15 @@ MIRRORED = {
     s.KEY_EVENTS_STREAM: s.KEY_EVENTS_SUBJECTS,
     s.KEY_CHECKPOINTS_STREAM: s.KEY_CHECKPOINTS_SUBJECTS,
 }
+
+
+# The streams and buckets of AITBC that their services make while they are missing, with their
+# own settings and NATS_REPLICAS; the provisioning brings an existing one's replicas to the bus's.
+SERVICE_STREAMS = (
+    s.USAGE_STREAM,
+    f"KV_{s.USAGE_COUNTERS_BUCKET}",
+    f"KV_{s.DASHBOARD_SESSIONS_BUCKET}",
+)
 
 
 class ProvisionError(Exception):
@@ -120,20 +134,44 @@ async def _exists(nc: NATS, stream: str) -> StreamConfig | None:
         return None
 
 
-async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1) -> None:
-    """Make what is missing: each KEYLOG stream, then its mirror in AITBC. What exists is
-    kept; a stream in AITBC of a mirrored name that is not the mirror is refused."""
+async def _replicated(nc: NATS, found: StreamConfig, replicas: int) -> list[str]:
+    """An existing stream given `replicas`, in place: its messages stay, and JetStream copies
+    them to the new replicas (or drops the extra ones)."""
+    if (found.num_replicas or 1) == replicas:
+        return []
+    await nc.jetstream().update_stream(replace(found, num_replicas=replicas))
+    return [f"{found.name}: {found.num_replicas or 1} -> {replicas} replicas"]
+
+
+async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1) -> list[str]:
+    """Make what is missing: each KEYLOG stream, then its mirror in AITBC; and give every
+    stream and bucket of the system `replicas`, an existing deployment's too. What else exists
+    is kept; a stream in AITBC of a mirrored name that is not the mirror is refused. Returns
+    what it changed, for the operator."""
+    changes = []
     async with _connected(keylog_admin) as nc:
         for stream in MIRRORED:
-            if await _exists(nc, stream) is None:
+            found = await _exists(nc, stream)
+            if found is None:
                 await nc.jetstream().add_stream(source_config(stream, replicas))
+                changes.append(f"{KEYLOG_ACCOUNT} {stream}: made")
+            else:
+                changes += await _replicated(nc, found, replicas)
     async with _connected(admin) as nc:
         for stream in MIRRORED:
             found = await _exists(nc, stream)
             if found is None:
                 await nc.jetstream().add_stream(mirror_config(stream, replicas))
-            elif found.mirror is None or found.mirror.name != stream:
+                changes.append(f"{MAIN_ACCOUNT} {stream} (mirror): made")
+                continue
+            if found.mirror is None or found.mirror.name != stream:
                 raise ProvisionError(
                     f"{stream} in {MAIN_ACCOUNT} is not the mirror of the key log; delete it as "
                     "`admin` (`nats stream rm`) and provision again: the key log is in KEYLOG"
                 )
+            changes += await _replicated(nc, found, replicas)
+        for stream in SERVICE_STREAMS:  # the services make them: only their replicas are ours
+            found = await _exists(nc, stream)
+            if found is not None:
+                changes += await _replicated(nc, found, replicas)
+    return changes

@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 
 from aitbc_infra.dev_ca import SERVER, DevCA
+from aitbc_runtime.bus_access import TlsFields
 
 HANDSHAKE_TIMEOUT = 2.0  # seconds; nats-server's default (0.5) is short on a busy machine
 
@@ -58,9 +59,9 @@ class BusTls:
             f"  tls {{\n{self._files()}\n    verify: true\n    timeout: {HANDSHAKE_TIMEOUT}\n  }}\n"
         )
 
-    def client(self, role: str) -> dict[str, str]:
+    def client(self, role: str) -> TlsFields:
         """A client of `role`: aitbc_runtime.bus_access.BusAccess's TLS fields."""
-        fields = {"tls_ca": str(self.ca.ca_file)}
+        fields: TlsFields = {"tls_ca": str(self.ca.ca_file)}
         if self.verify:
             fields["tls_cert"] = str(self.ca.cert_file(role))
             fields["tls_key"] = str(self.ca.key_file(role))
@@ -68,4 +69,5 @@ class BusTls:
 
     def env(self, role: str) -> dict[str, str]:
         """The same, as the settings a process of `role` reads (BusAccess.from_env)."""
-        return {f"NATS_{name.upper()}": value for name, value in self.client(role).items()}
+        fields = self.client(role)
+        return {f"NATS_{name.upper()}": str(value) for name, value in fields.items()}

@@ -15,7 +15,7 @@ from aitbc_infra.bus_config import BusCredentials, server_config, write_private
 from aitbc_infra.bus_streams import provision
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.readiness import Probe, connects, run_to_end, until_ready
-from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.bus_access import BusAccess, TlsFields
 
 
 def nats_server_binary() -> str:
@@ -78,7 +78,7 @@ class NatsServer:
         return self.store_dir.parent / f"nats-{self.port}.conf"
 
     def access(self, role: str = "admin") -> BusAccess:
-        tls = {} if self.tls is None else self.tls.client(role)
+        tls: TlsFields = {} if self.tls is None else self.tls.client(role)
         if self.credentials is None:
             return BusAccess(self.url, **tls)
         return self.credentials.access(role, self.url, **tls)

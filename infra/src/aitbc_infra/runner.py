@@ -21,6 +21,7 @@ from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.nats_server import port_is_open
 from aitbc_infra.stack import ConfigError, Layout
 from aitbc_infra.supervisor import Service, Supervisor
+from aitbc_runtime.bus_access import BusAccess
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,25 @@ def preflight(config: Config, table: list[Service]) -> None:
                 f"port {port} on {host} is already in use, so {name} cannot start "
                 f"(is `just up` already running?). Set {setting} to use another."
             )
+    if "nats" in names and layout.nats_replicas > 1:
+        raise ConfigError(
+            f"NATS_REPLICAS={layout.nats_replicas} needs a cluster, and `just up`'s own "
+            "nats-server is one node: set NATS_URL to the cluster's servers, or NATS_REPLICAS=1"
+        )
     if layout.nats_url is not None:
-        parts = urlsplit(layout.nats_url.split(",")[0])
-        if not port_is_open(parts.port or 4222, parts.hostname or "127.0.0.1"):
+        if not any(_answers(server) for server in BusAccess(layout.nats_url).servers):
             raise ConfigError(f"NATS_URL={layout.nats_url} does not answer: is that server up?")
         tls = layout.bus_tls
         if tls is not None and not tls.ca.ca_file.exists():
             raise ConfigError(f"NATS_TLS is on but there is no CA at {tls.ca.ca_file}")
     layout.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _answers(server: str) -> bool:
+    """Whether a server of NATS_URL (`nats://host:port`, or `host:port` as nats-py takes it
+    too) accepts connections."""
+    parts = urlsplit(server if "://" in server else f"nats://{server}")
+    return port_is_open(parts.port or 4222, parts.hostname or "127.0.0.1")
 
 
 async def supervise(table: list[Service], config: Config) -> int:

@@ -27,7 +27,7 @@ from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.readiness import answers, http_ok, port_open
 from aitbc_infra.supervisor import Service
 from aitbc_runtime import environment
-from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.bus_access import BusAccess, TlsFields
 
 DEFAULT_NATS_PORT = environment.DEFAULT_NATS_PORT
 DEFAULT_API_PORT = 8000
@@ -52,6 +52,7 @@ class Layout:
     data_dir: Path
     nats_url: str | None = None  # an existing server to use; None: start one on nats_port
     nats_port: int = DEFAULT_NATS_PORT
+    nats_replicas: int = 1  # of every stream and bucket: 3 on a 3-node cluster
     database_url: str = ""
     usage_database_url: str = ""
     api_host: str = "127.0.0.1"
@@ -77,7 +78,7 @@ class Layout:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Layout:
-        """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, DATABASE_URL,
+        """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, NATS_REPLICAS, DATABASE_URL,
         USAGE_DATABASE_URL, API_HOST, API_PORT, API_METRICS_PORT, COORDINATOR_HOST,
         COORDINATOR_PORT, NATS_CREDS_DIR, NATS_TLS, NATS_TLS_VERIFY, NATS_TLS_DIR,
         NATS_TLS_HOSTS."""
@@ -86,6 +87,7 @@ class Layout:
                 data_dir=environment.data_dir(env),
                 nats_url=env.get("NATS_URL") or None,  # set: use it, start no nats-server
                 nats_port=environment.nats_port(env),
+                nats_replicas=environment.nats_replicas(env),
                 database_url=environment.keys_database_url(env),
                 usage_database_url=environment.usage_database_url(env),
                 api_host=env.get("API_HOST", "127.0.0.1"),
@@ -148,7 +150,7 @@ class Layout:
     def access(self, role: str) -> BusAccess:
         """How a process of `role` reaches this system's bus."""
         credentials, tls = self.credentials, self.bus_tls
-        fields = {} if tls is None else tls.client(role)
+        fields: TlsFields = {} if tls is None else tls.client(role)
         if credentials is None:
             return BusAccess(self.bus_url, **fields)
         return credentials.access(role, self.bus_url, **fields)
@@ -192,6 +194,7 @@ class Layout:
             **self.role_env(role),
             "DATA_DIR": str(self.data_dir),
             "NATS_URL": self.bus_url,
+            "NATS_REPLICAS": str(self.nats_replicas),
             "DATABASE_URL": self.database_url,
             "USAGE_DATABASE_URL": self.usage_database_url,
             "API_HOST": self.api_host,

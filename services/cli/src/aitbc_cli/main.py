@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--nats-url",
         default=default_nats_url(),
-        help="NATS server to reach the services through (env NATS_URL, else NATS_PORT on "
-        "127.0.0.1, as `just up` starts it; default %(default)s)",
+        help="NATS server to reach the services through, or a cluster's servers separated by "
+        "commas, any of which will do (env NATS_URL, else NATS_PORT on 127.0.0.1, as `just up` "
+        "starts it; default %(default)s)",
     )
     parser.add_argument(
         "--creds",

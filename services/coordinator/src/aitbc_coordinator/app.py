@@ -223,10 +223,11 @@ def create_app(
     return app
 
 
-def identity_from_env(env: Mapping[str, str] = os.environ) -> UpstreamIdentity:
+def identity_from_env(env: Mapping[str, str] | None = None) -> UpstreamIdentity:
     """The shared secret in UPSTREAM_IDENTITY_SECRET_FILE (refused unless only its owner may
-    read it), or SystemExit saying what is missing."""
-    path = env.get("UPSTREAM_IDENTITY_SECRET_FILE", "")
+    read it), or SystemExit saying what is missing. `env`: the process's environment as it is
+    when called (a default of os.environ would be the one of import time)."""
+    path = (os.environ if env is None else env).get("UPSTREAM_IDENTITY_SECRET_FILE", "")
     if not path:
         raise SystemExit(
             "aitbc-sample-coordinator: UPSTREAM_IDENTITY_SECRET_FILE is not set: the secret it "

@@ -45,9 +45,12 @@ from aitbc_runtime.checkpoint_keys import CheckpointSigner, TrustedKey, read_che
 log = logging.getLogger(__name__)
 
 
-def stream_config() -> StreamConfig:
+def stream_config(replicas: int = 1) -> StreamConfig:
     return StreamConfig(
-        name=KEY_CHECKPOINTS_STREAM, subjects=[KEY_CHECKPOINTS_SUBJECTS], storage=StorageType.FILE
+        name=KEY_CHECKPOINTS_STREAM,
+        subjects=[KEY_CHECKPOINTS_SUBJECTS],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
     )
 
 
@@ -64,6 +67,7 @@ class Checkpointer(WokenLoop):
         every_seconds: float = EVERY_SECONDS,
         clock: Callable[[], datetime] = utcnow,
         publish_timeout: float = 5.0,
+        replicas: int = 1,  # of the stream, if it must make it
     ) -> None:
         super().__init__("aitbc-keys-checkpoints", grace=publish_timeout)
         self.engine = engine
@@ -73,6 +77,7 @@ class Checkpointer(WokenLoop):
         self.every_seconds = every_seconds
         self.clock = clock
         self.publish_timeout = publish_timeout
+        self.replicas = replicas
         self.signed = 0  # checkpoints this process signed and stored
         self.refused: str | None = None  # why the last attempt to sign was refused
         self._js = nc.jetstream(timeout=publish_timeout)
@@ -145,7 +150,7 @@ class Checkpointer(WokenLoop):
     async def publish_pending(self) -> None:
         """Publish the stored checkpoints the stream does not have yet, in order."""
         if self._published is None:
-            await ensure(self._js, stream_config())
+            await ensure(self._js, stream_config(self.replicas))
             self._published = await self._last_in_stream()
         while batch := await checkpoint_store.after(self.engine, self._published):
             for number, data in batch:

@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aitbc_runtime import sql
 from aitbc_runtime.sql import create_engine, write_transaction
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = sql.Migrations(
+    Path(__file__).parent / "migrations", version_table="alembic_version_keys", first_table="events"
+)
 
 __all__ = ["MIGRATIONS", "create_engine", "migrate", "write_transaction"]
 

@@ -67,7 +67,11 @@ async def running_service(
         broker = service_broker(settings.nats, "aitbc-keys")
         nc = await broker.connect()
         relay = OutboxRelay(
-            engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish
+            engine,
+            writer,
+            poll_interval=relay_poll_interval,
+            after_publish=after_publish,
+            replicas=settings.writer.replicas,
         )
         checkpointer = checkpoints(settings, engine, writer, signer, clock) if signer else None
         writing = Writing(relay, checkpointer)
@@ -159,6 +163,7 @@ def checkpoints(
         every_events=settings.checkpoint_every_events,
         every_seconds=settings.checkpoint_every_seconds,
         clock=clock,
+        replicas=settings.writer.replicas,
     )
 
 

@@ -51,22 +51,28 @@ DUPLICATE_WINDOW = 120.0  # seconds
 AfterPublish = Callable[[int, AnyEvent], Awaitable[None]]
 
 
-def stream_config(duplicate_window: float = DUPLICATE_WINDOW) -> StreamConfig:
+def stream_config(duplicate_window: float = DUPLICATE_WINDOW, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=KEY_EVENTS_STREAM,
         subjects=[KEY_EVENTS_SUBJECTS],
         storage=StorageType.FILE,
         duplicate_window=duplicate_window,
+        num_replicas=replicas,
     )
 
 
-async def ensure_stream(js: JetStreamContext, duplicate_window: float = DUPLICATE_WINDOW) -> None:
-    """Create the key event stream while it is missing, or give it this duplicate window."""
-    await ensure(js, stream_config(duplicate_window))
+async def ensure_stream(
+    js: JetStreamContext, duplicate_window: float = DUPLICATE_WINDOW, replicas: int = 1
+) -> None:
+    """Create the key event stream while it is missing (with `replicas`), or give it this
+    duplicate window."""
+    await ensure(js, stream_config(duplicate_window, replicas))
 
 
 # What the keys service itself sets on the streams it writes; the rest (replicas, storage,
-# limits) is the bus's: aitbc_infra.bus_streams makes them, `--replicas 3` in a cluster.
+# limits) is the bus's: aitbc_infra.bus_streams makes them, `--replicas 3` in a cluster, and
+# brings an existing stream's replicas to that number. The service gives a stream it makes
+# again (an admin deleted it) its NATS_REPLICAS.
 OWN_SETTINGS = ("subjects", "duplicate_window")
 
 
@@ -108,6 +114,7 @@ class OutboxRelay(WokenLoop):
         publish_timeout: float = 5.0,
         after_publish: AfterPublish | None = None,
         duplicate_window: float = DUPLICATE_WINDOW,
+        replicas: int = 1,  # of the stream, if it must make it
     ) -> None:
         super().__init__("aitbc-keys-relay", grace=publish_timeout)
         self.engine = engine
@@ -116,6 +123,7 @@ class OutboxRelay(WokenLoop):
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
         self.duplicate_window = duplicate_window
+        self.replicas = replicas
         # Fault hook for tests: runs after each publish, before the relay advances its cursor;
         # an exception raised by it ends run(), like a crash at the worst moment.
         self.after_publish = after_publish
@@ -152,7 +160,7 @@ class OutboxRelay(WokenLoop):
         """Resume after the last event of ours in the stream (0 for an empty stream), and
         expect the stream's real last sequence, whoever's message holds it."""
         # The stream may have been deleted while we were away: recreate it and refill it.
-        await ensure_stream(js, self.duplicate_window)
+        await ensure_stream(js, self.duplicate_window, self.replicas)
         info = await js.stream_info(KEY_EVENTS_STREAM)
         self._last_seq = info.state.last_seq
         self.position = 0

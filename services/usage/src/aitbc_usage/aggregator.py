@@ -39,22 +39,26 @@ from aitbc_usage import store
 
 log = logging.getLogger("aitbc.usage.aggregator")
 
-USAGE_STREAM_CONFIG = StreamConfig(
-    name=USAGE_STREAM,
-    subjects=[USAGE_EVENTS_SUBJECTS],
-    retention=RetentionPolicy.LIMITS,  # analytics consumers read it too: keep, don't work-queue
-    storage=StorageType.FILE,
-    max_age=7 * 24 * 3600,
-    duplicate_window=120,  # a retried publish with the same batch id is stored once
-)
+
+def usage_stream_config(replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=USAGE_STREAM,
+        subjects=[USAGE_EVENTS_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,  # analytics consumers read it too: keep, don't work-queue
+        storage=StorageType.FILE,
+        max_age=7 * 24 * 3600,
+        duplicate_window=120,  # a retried publish with the same batch id is stored once
+        num_replicas=replicas,
+    )
 
 
-async def ensure_usage_stream(nc: NATS) -> None:
-    js = nc.jetstream()
+async def ensure_usage_stream(nc: NATS, replicas: int = 1) -> None:
+    """The usage stream, made with `replicas` while it is missing."""
+    config = usage_stream_config(replicas)
     try:
-        await js.add_stream(USAGE_STREAM_CONFIG)
+        await nc.jetstream().add_stream(config)
     except Exception:  # it exists with other settings
-        await update_or_keep(nc, USAGE_STREAM_CONFIG)
+        await update_or_keep(nc, config)
 
 
 class _Inbox:

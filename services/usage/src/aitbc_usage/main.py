@@ -69,15 +69,16 @@ async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIt
     """Deciding for the owned partitions, their counts restored first, and the aggregates.
     What it starts stops in reverse order, the decisions first; all before the connection
     drains, so the last counts are saved."""
-    await ensure_usage_stream(nc)
+    replicas = settings.nats.replicas
+    await ensure_usage_stream(nc, replicas)
     plans = PlanBook(keys_lookup(KeysCommands(nc, settings.keys_timeout, KEYS_READ_COMMANDS)))
     deciding = Deciding(plans, settings.plan_limits, settings.partitions)
     async with contextlib.AsyncExitStack() as running:
         reader = KeyEventReader(nc, [plans], "usage-plan-events")
         reader.start()
         running.push_async_callback(reader.stop)
-        restored = await restore(nc, deciding)
-        snapshots = Snapshotter(nc, deciding, settings.snapshot_interval)
+        restored = await restore(nc, deciding, replicas)
+        snapshots = Snapshotter(nc, deciding, settings.snapshot_interval, replicas)
         snapshots.start()
         running.push_async_callback(snapshots.stop)
         aggregator = Aggregator(

@@ -35,7 +35,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Snapshot).decode
 
 
-async def _bucket(nc: NATS) -> KeyValue:
+async def _bucket(nc: NATS, replicas: int) -> KeyValue:
     return await key_value(
         nc,
         KeyValueConfig(
@@ -43,13 +43,15 @@ async def _bucket(nc: NATS) -> KeyValue:
             history=1,
             storage=StorageType.FILE,
             ttl=2 * WINDOW_SECONDS,
+            replicas=replicas,
         ),
     )
 
 
-async def restore(nc: NATS, deciding: Deciding) -> int:
-    """Loads this minute's counts for every owned partition; returns how many it restored."""
-    bucket = await _bucket(nc)
+async def restore(nc: NATS, deciding: Deciding, replicas: int = 1) -> int:
+    """Loads this minute's counts for every owned partition; returns how many it restored.
+    The bucket is made with `replicas` while it is missing."""
+    bucket = await _bucket(nc, replicas)
     minute = int(time.time() // WINDOW_SECONDS)
     restored = 0
     for partition, window in deciding.windows.items():
@@ -71,10 +73,11 @@ async def restore(nc: NATS, deciding: Deciding) -> int:
 
 
 class Snapshotter:
-    def __init__(self, nc: NATS, deciding: Deciding, interval: float) -> None:
+    def __init__(self, nc: NATS, deciding: Deciding, interval: float, replicas: int = 1) -> None:
         self.nc = nc
         self.deciding = deciding
         self.interval = interval
+        self.replicas = replicas
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -94,7 +97,7 @@ class Snapshotter:
     async def _run(self) -> None:
         while True:
             try:
-                bucket = await _bucket(self.nc)
+                bucket = await _bucket(self.nc, self.replicas)
                 while True:
                     await asyncio.sleep(self.interval)
                     await self.save(bucket)
@@ -108,4 +111,4 @@ class Snapshotter:
         if self._task is not None:
             await cancel_and_wait([self._task])
             with contextlib.suppress(Exception):
-                await self.save(await _bucket(self.nc))  # a clean stop loses nothing
+                await self.save(await _bucket(self.nc, self.replicas))  # a clean stop loses nothing

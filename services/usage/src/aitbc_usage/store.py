@@ -13,9 +13,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aitbc_contracts.usage import MinuteUsage, UsageEvent
-from aitbc_runtime.sql import migrate, write_transaction
+from aitbc_runtime.sql import Migrations, migrate, write_transaction
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Migrations(
+    Path(__file__).parent / "migrations",
+    version_table="alembic_version_usage",
+    first_table="usage_minutes",
+)
+# The usage service's writers queue behind each other only, not behind the keys service's on a
+# database they share.
+WRITE_LOCK = 0x41495455  # "AITU"
 COUNTS = ("requests", "admitted", "limited", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
 
 metadata = sa.MetaData()
@@ -135,7 +142,7 @@ async def commit_batch(
     if not messages:
         return {}
     last = max(sequence for _, sequence, _ in messages)
-    async with write_transaction(engine) as conn:
+    async with write_transaction(engine, WRITE_LOCK) as conn:
         stored = await cursors(conn, {*names, *(name for name, _, _ in messages)})
         if last <= min(stored.values()):
             return stored

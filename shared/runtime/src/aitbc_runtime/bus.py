@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import nats
@@ -147,12 +147,34 @@ async def until_answered(nc: NATS, subject: str, payload: bytes, within: float =
 SETTINGS_TIMEOUT = 2.0  # a refused update is never answered: how long to wait for one
 
 
+def _asked(config: StreamConfig) -> dict[str, Any]:
+    """What `config` sets (left at no default), its name and replicas excepted."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in fields(config)
+        if f.name not in ("name", "num_replicas") and getattr(config, f.name) != f.default
+    }
+
+
 async def update_or_keep(nc: NATS, config: StreamConfig) -> None:
-    """Bring an existing stream's settings up to `config`. Only an admin may change a stream
-    (aitbc_infra.bus_roles), so a service whose settings changed says so and carries on with
-    the stream as it is, until an admin updates it."""
+    """Bring an existing stream's settings up to what `config` sets, its replicas excepted.
+    Only an admin may change a stream (aitbc_infra.bus_roles), so a service whose settings
+    changed says so and carries on with the stream as it is, until an admin updates it; the
+    replicas of every stream are the bus provisioning's to change (aitbc_infra.bus_streams)."""
+    js = nc.jetstream(timeout=SETTINGS_TIMEOUT)
     try:
-        await nc.jetstream(timeout=SETTINGS_TIMEOUT).update_stream(config)
+        found = (await js.stream_info(config.name or "")).config
+        if (config.num_replicas or 1) != (found.num_replicas or 1):
+            log.warning(
+                "stream %s has %s replicas, not the %s of NATS_REPLICAS: provision the bus "
+                "again (`aitbc-bus-config SEEDS_DIR --provision URL --replicas %s`)",
+                config.name, found.num_replicas or 1, config.num_replicas, config.num_replicas,
+            )  # fmt: skip
+        changes = {
+            name: value for name, value in _asked(config).items() if getattr(found, name) != value
+        }
+        if changes:
+            await js.update_stream(replace(found, **changes))
     except Exception as exc:  # refused (no answer: a timeout), or a change JetStream rejects
         log.warning(
             "stream %s has other settings than this version's and they could not be changed "
@@ -162,14 +184,17 @@ async def update_or_keep(nc: NATS, config: StreamConfig) -> None:
 
 
 async def key_value(nc: NATS, config: KeyValueConfig) -> KeyValue:
-    """The KV bucket of `config`: made on first use, its settings brought up to date after
-    where this role may (update_or_keep)."""
+    """The KV bucket of `config`: made on first use (with its replicas), its TTL and size
+    brought up to date after where this role may (update_or_keep)."""
     js = nc.jetstream()
     try:
         return await js.create_key_value(config)
     except BadRequestError:  # it exists with other settings (a TTL changed, say)
-        stream = f"KV_{config.bucket}"
-        info = await js.stream_info(stream)
-        wanted = replace(info.config, max_age=config.ttl or 0, max_bytes=config.max_bytes or -1)
+        wanted = StreamConfig(
+            name=f"KV_{config.bucket}",
+            max_age=config.ttl or 0,
+            max_bytes=config.max_bytes or -1,
+            num_replicas=config.replicas,
+        )
         await update_or_keep(nc, wanted)
         return await js.key_value(config.bucket)

@@ -1,9 +1,13 @@
-"""How a process reaches the bus, and as whom: the servers, its role's credentials and TLS.
+"""How a process reaches the bus, and as whom: the servers, its role's credentials and TLS;
+and how many copies of the streams it makes the bus keeps.
 
 Every NATS connection of the system (services, CLI, tests, benchmarks) is made from a
 `BusAccess`, so that credentials and TLS are read, checked and applied in one place:
 
-- `NATS_URL`: one server or a comma-separated list (a cluster: any of them);
+- `NATS_URL`: one server or a comma-separated list (a cluster: any of them; a client connects
+  to one that is up and, when it goes, reconnects to another);
+- `NATS_REPLICAS`: how many nodes keep a copy of each stream and bucket the process makes
+  when it is missing [1; 3 in a 3-node cluster];
 - `NATS_CREDS`: the role's NATS nkey seed file (`just up` writes one per role, mode 0600, into
   `DATA_DIR/nats/creds`); the server knows the public key and the role's permissions;
 - `NATS_TLS_CA`, and for mutual TLS `NATS_TLS_CERT` and `NATS_TLS_KEY`: TLS to the server,
@@ -26,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import nkeys
 
@@ -78,6 +82,14 @@ def read_secret_file(path: str, what: str) -> str:
     return text
 
 
+class TlsFields(TypedDict, total=False):
+    """BusAccess's TLS fields, as keyword arguments."""
+
+    tls_ca: str
+    tls_cert: str
+    tls_key: str
+
+
 @dataclass(frozen=True)
 class BusAccess:
     """Where the bus is and the credentials to present there; empty strings: not used."""
@@ -87,6 +99,7 @@ class BusAccess:
     tls_ca: str = ""  # the CA that signed the servers' certificates
     tls_cert: str = ""  # this client's certificate, for mutual TLS
     tls_key: str = ""
+    replicas: int = 1  # of each stream and KV bucket this process makes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, creds: str = "NATS_CREDS") -> BusAccess:
@@ -98,6 +111,7 @@ class BusAccess:
             tls_ca=env.get("NATS_TLS_CA", ""),
             tls_cert=env.get("NATS_TLS_CERT", ""),
             tls_key=env.get("NATS_TLS_KEY", ""),
+            replicas=environment.nats_replicas(env),
         )
 
     @property

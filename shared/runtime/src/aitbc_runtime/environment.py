@@ -25,8 +25,25 @@ def nats_port(env: Mapping[str, str] = os.environ) -> int:
 
 
 def nats_url(env: Mapping[str, str] = os.environ) -> str:
-    """NATS_URL when set (an existing server, or a cluster), else the local one on NATS_PORT."""
+    """NATS_URL when set (an existing server, or a cluster's: a comma-separated list of
+    servers, any of which will do), else the local one on NATS_PORT."""
     return env.get("NATS_URL") or f"nats://127.0.0.1:{nats_port(env)}"
+
+
+MAX_REPLICAS = 5  # JetStream's most
+
+
+def nats_replicas(env: Mapping[str, str] = os.environ) -> int:
+    """NATS_REPLICAS: how many nodes keep a copy of each stream and KV bucket [1; 3 in a
+    3-node cluster, so that losing any one node loses nothing]."""
+    value = env.get("NATS_REPLICAS") or "1"
+    try:
+        replicas = int(value)
+    except ValueError:
+        replicas = 0
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise ValueError(f"NATS_REPLICAS must be a number from 1 to {MAX_REPLICAS}: {value!r}")
+    return replicas
 
 
 def data_dir(env: Mapping[str, str] = os.environ) -> Path:

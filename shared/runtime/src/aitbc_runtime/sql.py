@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-# Any constant will do: every writer of a database takes this one lock.
+# Any constant will do: the writers of one service's data take one lock (the keys service's
+# by default), and every service's migrations this one, since they may share a database.
 WRITE_LOCK_KEY = 0x41495442  # "AITB"
 _WRITE_OPTION = "aitbc_write"
 
@@ -74,38 +78,85 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 @asynccontextmanager
-async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One transaction holding the database-wide write lock, committed on exit.
+async def write_transaction(
+    engine: AsyncEngine, lock: int = WRITE_LOCK_KEY
+) -> AsyncIterator[AsyncConnection]:
+    """One transaction holding the write lock `lock`, committed on exit.
 
     Serialising writers makes positions become visible in commit order (the outbox relay
-    relies on it: it must never see position n+1 before n).
+    relies on it: it must never see position n+1 before n). Another service's writers on the
+    same PostgreSQL database take a lock of their own and do not wait for these (SQLite has
+    one writer at a time whatever the lock).
     """
     async with engine.connect() as conn:
         conn = await conn.execution_options(**{_WRITE_OPTION: True})
         async with conn.begin():
             if conn.dialect.name == "postgresql":
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
-                )
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
             yield conn
 
 
-def alembic_config(migrations: Path, connection: sa.Connection | None = None) -> Config:
+# Alembic's default version table: where every service kept its revision before each had its
+# own, which made two services on one database read each other's revisions.
+SHARED_VERSION_TABLE = "alembic_version"
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """A service's Alembic scripts, and the table that holds its revision: one of its own, so
+    that several services can share one database."""
+
+    folder: Path
+    version_table: str
+    first_table: str  # made by its first revision: a database that has it is this service's
+
+
+def alembic_config(migrations: Migrations, connection: sa.Connection | None = None) -> Config:
     """An Alembic config built in code: no alembic.ini, the scripts ship inside the package."""
     config = Config()
-    config.set_main_option("script_location", str(migrations))
+    config.set_main_option("script_location", str(migrations.folder))
     config.attributes["connection"] = connection
+    config.attributes["version_table"] = migrations.version_table
     return config
 
 
-async def migrate(engine: AsyncEngine, migrations: Path) -> None:
-    """Upgrade to the newest revision; safe when several processes start at once."""
+async def migrate(engine: AsyncEngine, migrations: Migrations) -> None:
+    """Upgrade to the newest revision; safe when several processes start at once, of one
+    service or of several sharing the database (one lock for them all)."""
 
     def upgrade(connection: sa.Connection) -> None:
+        _adopt_shared_revision(connection, migrations)
         command.upgrade(alembic_config(migrations, connection), "head")
 
     async with write_transaction(engine) as conn:
         await conn.run_sync(upgrade)
+
+
+def _adopt_shared_revision(connection: sa.Connection, migrations: Migrations) -> None:
+    """A database migrated before each service had its own version table holds its revision
+    in SHARED_VERSION_TABLE: move it into this service's table when it is this service's (its
+    first table is there; the services' revision names overlap), and drop the shared table,
+    which held nothing else."""
+    tables = set(sa.inspect(connection).get_table_names())
+    shared = SHARED_VERSION_TABLE
+    if migrations.version_table in tables or shared not in tables:
+        return
+    if migrations.first_table not in tables:  # another service's revision, or none
+        return
+    version = sa.table(shared, sa.column("version_num"))
+    revisions = [row[0] for row in connection.execute(sa.select(version.c.version_num))]
+    config = alembic_config(migrations, connection)
+    known = ScriptDirectory.from_config(config)
+    for revision in revisions:
+        try:
+            known.get_revision(revision)
+        except CommandError:
+            raise RuntimeError(
+                f"{shared} holds revision {revision!r}, which {migrations.folder} does not know: "
+                "is the database from a newer version?"
+            ) from None
+    command.stamp(config, revisions)
+    connection.execute(sa.text(f"DROP TABLE {shared}"))
 
 
 def alembic_env() -> None:
@@ -114,7 +165,8 @@ def alembic_env() -> None:
 
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through aitbc_runtime.sql.migrate(engine, folder)")
-    context.configure(connection=connection, target_metadata=None)
+        raise RuntimeError("run migrations through aitbc_runtime.sql.migrate(engine, migrations)")
+    version_table = context.config.attributes["version_table"]
+    context.configure(connection=connection, target_metadata=None, version_table=version_table)
     with context.begin_transaction():
         context.run_migrations()

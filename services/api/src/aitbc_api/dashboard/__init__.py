@@ -70,7 +70,10 @@ class Dashboard(InitPluginProtocol):
         """Sessions in a NATS KV bucket, shared by every edge."""
         settings = self.settings
         bucket = await session_bucket(
-            nats_of(app), settings.dashboard_session_lifetime, settings.dashboard_max_sessions
+            nats_of(app),
+            settings.dashboard_session_lifetime,
+            settings.dashboard_max_sessions,
+            settings.nats.replicas,
         )
         app.state[SESSIONS] = SessionStore(
             bucket,

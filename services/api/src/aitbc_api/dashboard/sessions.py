@@ -213,7 +213,10 @@ class SessionStore:
             raise _unavailable() from exc
 
 
-async def session_bucket(nc: NATS, lifetime: float, max_sessions: int) -> KeyValue:
+async def session_bucket(
+    nc: NATS, lifetime: float, max_sessions: int, replicas: int = 1
+) -> KeyValue:
+    """The sessions' bucket, made with `replicas` while it is missing."""
     return await key_value(
         nc,
         KeyValueConfig(
@@ -222,5 +225,6 @@ async def session_bucket(nc: NATS, lifetime: float, max_sessions: int) -> KeyVal
             ttl=lifetime,
             max_bytes=max_sessions * 1024,  # a session is ~400 bytes stored
             storage=StorageType.FILE,  # sessions outlive a NATS restart
+            replicas=replicas,
         ),
     )
