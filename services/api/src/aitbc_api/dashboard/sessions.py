@@ -26,6 +26,9 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from aitbc_api.errors import ApiError
+
+# An account's list of sessions has no more to it than the document says: one type for both.
+from aitbc_contracts.asyncapi_buckets import AccountSessions, Listed
 from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import DASHBOARD_SESSIONS_BUCKET
 from aitbc_runtime.bus import key_value
@@ -51,20 +54,6 @@ class Session(msgspec.Struct, kw_only=True):
     digest: str
     csrf_token: str = msgspec.field(default_factory=lambda: secrets.token_urlsafe(32))
     notice: str = ""  # one message for the next page ("Key revoked"); never a secret
-
-
-class Listed(msgspec.Struct, array_like=True):
-    """A session in its account's list: [digest, started]."""
-
-    digest: str  # the session's entry key
-    started: float  # Unix seconds
-
-
-class AccountSessions(msgspec.Struct):
-    """An account's dashboard sessions, oldest first (some may have ended since): a sign-in
-    past DASHBOARD_SESSIONS_PER_ACCOUNT ends the oldest. Written with compare-and-set."""
-
-    sessions: list[Listed]
 
 
 _encode = msgspec.json.Encoder().encode

@@ -4,13 +4,11 @@ changes what its owner may change (whether the master key calls the forwarded ro
 from __future__ import annotations
 
 from litestar import Controller, get, patch
-from litestar.di import Provide
 
 from aitbc_api.errors import AUTHENTICATED, documented
 from aitbc_api.owners.bodies import AccountChange, AccountInfo
-from aitbc_api.owners.dependencies import provide_key_manager
+from aitbc_api.owners.dependencies import master_dependencies
 from aitbc_api.owners.key_manager import KeyManager
-from aitbc_api.pipeline.gate import master
 from aitbc_contracts.messages import AccountView
 
 
@@ -28,10 +26,7 @@ def _info(view: AccountView) -> AccountInfo:
 class AccountController(Controller):
     path = "/v1/account"
     tags = ["accounts"]
-    dependencies = {
-        "caller": Provide(master),
-        "keys": Provide(provide_key_manager, sync_to_thread=False),
-    }
+    dependencies = master_dependencies()
 
     @get(
         "/",

@@ -4,23 +4,18 @@ each key's audit trail."""
 from __future__ import annotations
 
 from litestar import Controller, delete, get, post
-from litestar.di import Provide
 
 from aitbc_api.errors import AUTHENTICATED, documented
 from aitbc_api.owners.bodies import ApiKeys, KeyEvents, NewKey, Regenerate
-from aitbc_api.owners.dependencies import provide_key_manager
+from aitbc_api.owners.dependencies import master_dependencies
 from aitbc_api.owners.key_manager import KeyManager
 from aitbc_api.owners.views import ApiKey, ApiKeyWithSecret
-from aitbc_api.pipeline.gate import master
 
 
 class ApiKeysController(Controller):
     path = "/v1/api-keys"
     tags = ["api-keys"]
-    dependencies = {
-        "caller": Provide(master),
-        "keys": Provide(provide_key_manager, sync_to_thread=False),
-    }
+    dependencies = master_dependencies()
 
     @get(
         "/",

@@ -10,6 +10,7 @@ from litestar.di import Provide
 
 from aitbc_api.owners.key_manager import KeyManager, OwnerServices
 from aitbc_api.pipeline.auth import Principal
+from aitbc_api.pipeline.gate import master
 from aitbc_api.pipeline.middleware import request_id_of
 from aitbc_api.types import Req
 
@@ -37,4 +38,13 @@ def owner_dependencies() -> dict[str, Provide]:
     return {
         OWNER_SERVICES: Provide(provide_owner_services, sync_to_thread=False),
         "request_id": Provide(provide_request_id, sync_to_thread=False),
+    }
+
+
+def master_dependencies() -> dict[str, Provide]:
+    """For a controller of the account's master key: the caller (403 for any other key, or a
+    replaced master secret) and the key manager acting for it."""
+    return {
+        "caller": Provide(master),
+        "keys": Provide(provide_key_manager, sync_to_thread=False),
     }
