@@ -22,7 +22,7 @@ up *FLAGS: sync
 # sockets, so two share a 2-core machine well. The chaos scenarios come after, alone: their
 # recovery times are what they assert, and another test's load would be in them.
 test: sync
-    pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile -m "not chaos"
+    pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile -m "not chaos" --durations=15
     pytest -q -m chaos
 
 # Run the unit tests (no processes, no network)
