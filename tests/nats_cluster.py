@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
+from nats.js.api import StreamInfo
 
 from aitbc_infra.bus_config import BusCredentials, write_private
+from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
 from aitbc_infra.bus_streams import provision
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.nats_server import free_port, nats_server_binary, terminate
@@ -136,10 +138,45 @@ class Cluster:
         finally:
             await nc.close()
 
+    async def streams(self, account: str) -> dict[str, StreamInfo]:
+        """Every stream of `account`, as its admin sees it."""
+        nc = await nats.connect(**self.access(role=ADMINS[account]).options())
+        try:
+            return {info.config.name or "": info for info in await nc.jetstream().streams_info()}
+        finally:
+            await nc.close()
+
+    async def all_current(self, replicas: int, within: float = 60.0) -> bool:
+        """Until every stream of both accounts has `replicas` current copies: what a node that
+        came back missed is copied to it before another may go, as in a rolling restart."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            try:
+                found = [
+                    info for account in ADMINS for info in (await self.streams(account)).values()
+                ]
+                if found and all(current_copies(info) == replicas for info in found):
+                    return True
+            except Exception:  # a node lost: the streams it led are choosing a new leader
+                pass
+            await asyncio.sleep(0.25)
+        return False
+
     async def provision(self, replicas: int) -> list[str]:
         """The key log's streams and mirrors, every stream at `replicas` (aitbc-bus-config)."""
         await self.jetstream_ready()
         return await provision(self.access(role="keylog-admin"), self.access(), replicas)
+
+
+ADMINS = {KEYLOG_ACCOUNT: "keylog-admin", MAIN_ACCOUNT: "admin"}  # who sees each account's
+
+
+def current_copies(info: StreamInfo) -> int:
+    """How many current copies of the stream there are (the leader's and its replicas')."""
+    if info.cluster is None or info.cluster.leader is None:
+        return 0
+    return 1 + sum(1 for peer in info.cluster.replicas or [] if peer.current and not peer.offline)
 
 
 @contextmanager

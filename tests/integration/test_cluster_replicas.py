@@ -42,9 +42,8 @@ from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.commands import KeysCommands
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
-from tests.nats_cluster import Cluster, cluster_of
+from tests.nats_cluster import ADMINS, Cluster, cluster_of, current_copies
 
-ADMINS = {KEYLOG_ACCOUNT: "keylog-admin", MAIN_ACCOUNT: "admin"}
 EVERY_STREAM = {KEYLOG_ACCOUNT: set(MIRRORED), MAIN_ACCOUNT: {*MIRRORED, *SERVICE_STREAMS}}
 SESSIONS = f"KV_{DASHBOARD_SESSIONS_BUCKET}"
 EXPECTED = {f"{account} {name}" for account, names in EVERY_STREAM.items() for name in names}
@@ -116,15 +115,6 @@ async def deployed(cluster: Cluster, root: Path, replicas: int) -> AsyncIterator
         yield Deployment(operator, edge)
 
 
-async def streams(cluster: Cluster, account: str) -> dict[str, StreamInfo]:
-    """Every stream of `account`, as its admin sees it."""
-    nc = await nats.connect(**cluster.access(role=ADMINS[account]).options())
-    try:
-        return {info.config.name or "": info for info in await nc.jetstream().streams_info()}
-    finally:
-        await nc.close()
-
-
 async def settled(cluster: Cluster, replicas: int, within: float = 30.0) -> dict[str, StreamInfo]:
     """Every stream of both accounts (account-qualified names), once each is listed and has
     `replicas` copies that are all current: a stream whose leader was lost is not listed
@@ -135,22 +125,15 @@ async def settled(cluster: Cluster, replicas: int, within: float = 30.0) -> dict
             found = {
                 f"{account} {name}": info
                 for account in ADMINS
-                for name, info in (await streams(cluster, account)).items()
+                for name, info in (await cluster.streams(account)).items()
             }
         except Exception:  # a node lost: the streams it led are choosing a new leader
             await asyncio.sleep(0.25)
             continue
-        if set(found) == EXPECTED and all(_copies(i) == replicas for i in found.values()):
+        if set(found) == EXPECTED and all(current_copies(i) == replicas for i in found.values()):
             return found
         await asyncio.sleep(0.25)
     return found
-
-
-def _copies(info: StreamInfo) -> int:
-    """How many current copies of the stream there are (the leader's and its replicas')."""
-    if info.cluster is None or info.cluster.leader is None:
-        return 0
-    return 1 + sum(1 for peer in info.cluster.replicas or [] if peer.current and not peer.offline)
 
 
 def names(found: dict[str, StreamInfo]) -> set[str]:
