@@ -18,11 +18,11 @@ up *FLAGS: sync
     aitbc-up {{ FLAGS }}
 
 # Run the whole test suite (unit, integration, e2e, browser, chaos); each test starts its own nats-server
-# Two workers (TEST_WORKERS), a test file each at a time: most tests wait on processes and
-# sockets, so two share a 2-core machine well. The chaos scenarios come after, alone: their
+# Three workers (TEST_WORKERS), a test file each at a time: most tests wait on processes and
+# sockets (a 2-core machine was half idle with two). The chaos scenarios come after, alone: their
 # recovery times are what they assert, and another test's load would be in them.
 test: sync
-    pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile -m "not chaos" --durations=15
+    pytest -q -n "${TEST_WORKERS:-3}" --dist loadfile -m "not chaos" --durations=15
     pytest -q -m chaos
 
 # Run the unit tests (no processes, no network)
