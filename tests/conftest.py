@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import threading
 import uuid
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aitbc_infra.bus_config import BusCredentials
-from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_infra.nats_server import PORT_RANGE, NatsServer, free_port
 from tests import postgres
 
 
@@ -44,6 +45,15 @@ def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
     timer = _task_dumps.pop(item.nodeid, None)
     if timer is not None:
         timer.cancel()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test worker (pytest-xdist: gw0, gw1, ...) takes its ports from a range of its own,
+    20000-31999 in slices of 1500, under the kernel's ephemeral ports (32768 and up)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and int(worker[2:]) < 8:
+        low = 20_000 + 1_500 * int(worker[2:])
+        os.environ.setdefault(PORT_RANGE, f"{low}-{low + 1_499}")
 
 
 def secured_nats(root: Path) -> NatsServer:

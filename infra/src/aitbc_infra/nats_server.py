@@ -29,10 +29,32 @@ def nats_server_binary() -> str:
     return found
 
 
+PORT_RANGE = "AITBC_PORT_RANGE"  # "low-high": where free_port looks (tests: one per worker)
+_next_port: dict[str, int] = {}  # the range -> where free_port looks next in it
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on: one the kernel picks, or with AITBC_PORT_RANGE set, the next
+    one free in that range. Test workers running at once get ranges of their own, below the
+    ephemeral ports the kernel also hands to outgoing connections: a port one of them picked
+    cannot be taken by another, or by a client socket, before its server binds it."""
+    spec = os.environ.get(PORT_RANGE, "")
+    if not spec:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    low, high = (int(part) for part in spec.split("-"))
+    start = _next_port.get(spec, low)
+    for offset in range(high - low + 1):
+        port = low + (start - low + offset) % (high - low + 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _next_port[spec] = port + 1 if port < high else low
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}={spec}")
 
 
 def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
