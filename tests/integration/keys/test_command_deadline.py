@@ -81,7 +81,7 @@ async def test_a_key_change_that_waited_past_its_senders_wait_is_not_applied(
 ) -> None:
     """The load-decide-append path (revoke, regenerate, plan changes) checks it too."""
     endpoint = CommandEndpoint(engine)
-    account = await answer(endpoint, sign_up())
+    account = await answer(endpoint, sign_up(answer_within_ms=None))  # setup: no deadline
     assert isinstance(account, m.AccountView)
     before = await store.all_events(engine)
     key_id = account.master_key_id
