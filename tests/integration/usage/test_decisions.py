@@ -32,10 +32,14 @@ async def test_concurrent_decisions_share_round_trips_and_are_exact(system: Syst
         async with system.usage():
             # A spy on the usage service's subjects: only an operator may listen there.
             monitor = await system.operator.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=count)
+            await system.operator.flush()  # the spy is in place before the first request
             batcher = DecisionBatcher(system.edge, timeout=5)
             decisions = await asyncio.gather(
                 *(batcher.decide(Decide(account, "k1")) for _ in range(500))
             )
+            async with asyncio.timeout(5):  # the spy's copies may come after the replies
+                while sum(seen) < 500:
+                    await asyncio.sleep(0.01)
         await monitor.unsubscribe()
         return decisions, seen
 
@@ -80,6 +84,7 @@ async def test_requests_go_to_the_partition_that_owns_the_account(system: System
 
     async with system.usage():
         monitor = await system.operator.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
+        await system.operator.flush()  # the spy is in place before the first request
         batcher = DecisionBatcher(system.edge, timeout=5)
         for account in accounts:
             await batcher.decide(Decide(account, "k"))

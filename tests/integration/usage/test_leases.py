@@ -55,6 +55,7 @@ async def test_two_edges_admit_exactly_the_limit_with_a_message_per_lease(system
         async with system.usage(plan_limits=LIMITS):
             monitor = await system.operator.subscribe(f"{USAGE_DECIDE_PREFIX}.*", cb=note)
             settles = await system.operator.subscribe(f"{USAGE_SETTLE_PREFIX}.*", cb=note)
+            await system.operator.flush()  # the spies are in place before the first request
             async with edge(system) as one, edge(system) as two:
                 counts = await asyncio.gather(
                     admitted(one, account, 600), admitted(two, account, 600)
