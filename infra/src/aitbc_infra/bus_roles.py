@@ -153,7 +153,11 @@ ROLES: dict[str, Role] = {
         Role(
             "keys",
             "the keys service (aitbc-keys): answers checks and commands",
-            publish=(s.KEYS_CHECK, *reads(KEY_EVENTS_STREAM)),  # it asks itself: ready?
+            publish=(
+                s.KEYS_CHECK,  # it asks itself: ready?
+                *reads(KEY_EVENTS_STREAM),
+                *bucket(s.KEYS_LEASES_BUCKET),  # which process runs the relay
+            ),
             subscribe=(
                 s.KEYS_CHECK,
                 s.KEYS_READ_COMMANDS,
@@ -183,6 +187,7 @@ ROLES: dict[str, Role] = {
                 *owns(s.USAGE_STREAM),
                 *reads(KEY_EVENTS_STREAM),
                 *bucket(s.USAGE_COUNTERS_BUCKET),
+                *bucket(s.USAGE_LEASES_BUCKET),
             ),
             subscribe=(f"{s.USAGE_DECIDE_PREFIX}.*", f"{s.USAGE_SETTLE_PREFIX}.*", s.USAGE_QUERY),
             responds=True,

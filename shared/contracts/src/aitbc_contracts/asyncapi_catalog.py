@@ -13,6 +13,7 @@ from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
 from aitbc_contracts.asyncapi_buckets import AccountSessions, DashboardSession, UsageCounters
 from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.ownership import LeaseMember, LeaseShare
 
 
 def _header(description: str) -> dict[str, str]:
@@ -101,6 +102,8 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     ),
     "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
+    "LeaseMember": (LeaseMember, "A process that may hold shares, alive while rewritten", None),
+    "LeaseShare": (LeaseShare, "Which member holds a share; its revision is the epoch", None),
     "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
     "EdgePresence": (presence.EdgePresence, "An edge is alive, for `alive_for` seconds", None),
     "DashboardAccountSessions": (
@@ -240,6 +243,23 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         {"partition": PARTITION},
         ["UsageCounters"],
         {"bucket": s.USAGE_COUNTERS_BUCKET, "history": 1, "ttl_seconds": 2 * u.WINDOW_SECONDS},
+    ),
+    "usageLeases": (
+        f"$KV.{s.USAGE_LEASES_BUCKET}.{{entry}}",
+        "Key/value bucket: which usage process holds which partition (`share.p<n>`), and "
+        "the processes' heartbeats (`member.<id>`). A partition's holder is its only decider; "
+        "the revision that gave it the partition is its epoch, sent with every DecisionBatch.",
+        {"entry": {"description": "member.<id> or share.p<partition>"}},
+        ["LeaseMember", "LeaseShare"],
+        {"bucket": s.USAGE_LEASES_BUCKET, "history": 1},
+    ),
+    "keysLeases": (
+        f"$KV.{s.KEYS_LEASES_BUCKET}.{{entry}}",
+        "Key/value bucket: which keys process runs the outbox relay (`share.relay`), and the "
+        "processes' heartbeats (`member.<id>`).",
+        {"entry": {"description": "member.<id> or share.relay"}},
+        ["LeaseMember", "LeaseShare"],
+        {"bucket": s.KEYS_LEASES_BUCKET, "history": 1},
     ),
     "dashboardSessions": (
         f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.{{digest}}",

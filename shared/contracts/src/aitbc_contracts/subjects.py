@@ -89,6 +89,8 @@ def usage_event_subject(account_id: str) -> str:
 
 
 USAGE_COUNTERS_BUCKET = "aitbc_usage_counters"  # KV: the current minute's counts per partition
+USAGE_LEASES_BUCKET = "aitbc_usage_leases"  # KV: which usage process holds which partition
+KEYS_LEASES_BUCKET = "aitbc_keys_leases"  # KV: which keys process runs the outbox relay
 DASHBOARD_SESSIONS_BUCKET = "aitbc_dashboard_sessions"  # KV: signed-in dashboard sessions
 
 # --- edges' presence: how many edges share an account's limit when they fail open -----------

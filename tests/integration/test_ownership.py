@@ -1,0 +1,117 @@
+"""Shares held by leases on a real nats-server, with the usage role's credentials: exactly one
+holder at a time, epochs that only grow, handovers on join and leave, takeover after a death."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import nats
+from nats.aio.client import Client as NATS
+
+from aitbc_contracts.subjects import USAGE_LEASES_BUCKET
+from aitbc_infra.nats_server import NatsServer
+from aitbc_runtime.ownership import Ownership
+
+NAMES = [f"p{n}" for n in range(16)]
+TTL = 0.6
+
+
+class Holder:
+    """One member and what it serves, as its callbacks tell it."""
+
+    def __init__(self, nc: NATS, log: list[tuple[str, str, int]]) -> None:
+        self.serving: dict[str, int] = {}
+        self.log = log
+        self.ownership = Ownership(nc, USAGE_LEASES_BUCKET, NAMES, self.gained, self.lost, ttl=TTL)
+
+    async def gained(self, name: str, epoch: int) -> None:
+        self.serving[name] = epoch
+        self.log.append(("gained", name, epoch))
+
+    async def lost(self, name: str, handed_over: bool) -> None:
+        del self.serving[name]
+        self.log.append(("lost", name, 0))
+
+
+@asynccontextmanager
+async def member(server: NatsServer, log: list[tuple[str, str, int]]) -> AsyncIterator[Holder]:
+    nc = await nats.connect(**server.options("usage"))
+    holder = Holder(nc, log)
+    await holder.ownership.start()
+    try:
+        yield holder
+    finally:
+        await holder.ownership.stop()
+        await nc.close()
+
+
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def disjoint_and_whole(*holders: Holder) -> bool:
+    names = [name for holder in holders for name in holder.serving]
+    return sorted(names) == sorted(NAMES)
+
+
+async def test_one_member_takes_every_share_with_growing_epochs(own_nats: NatsServer) -> None:
+    log: list[tuple[str, str, int]] = []
+    async with member(own_nats, log) as one:
+        await until(lambda: disjoint_and_whole(one))
+        assert all(one.ownership.holds(name) for name in NAMES)
+        epochs = list(one.serving.values())
+        assert len(set(epochs)) == len(epochs)
+
+
+async def test_a_second_member_gets_its_shares_and_every_share_has_one_holder(
+    own_nats: NatsServer,
+) -> None:
+    log: list[tuple[str, str, int]] = []
+    async with member(own_nats, log) as one:
+        await until(lambda: disjoint_and_whole(one))
+        before = dict(one.serving)
+        async with member(own_nats, log) as two:
+            await until(lambda: bool(two.serving) and disjoint_and_whole(one, two))
+            assert 4 <= len(two.serving) <= 12, "rendezvous spreads 16 shares roughly evenly"
+            for name, epoch in two.serving.items():
+                assert epoch > before[name], "a new holder's epoch is above its predecessor's"
+            moved = set(two.serving)
+        # The second leaves: its shares come back, handed over at once.
+        await until(lambda: disjoint_and_whole(one))
+    # Never two holders at once: each share's gains and losses alternate across members.
+    for name in moved:
+        events = [event for event, share, _ in log if share == name]
+        assert events == ["gained", "lost"] * (len(events) // 2)
+
+
+async def test_a_dead_members_shares_are_taken_after_its_lease_and_it_stopped_first(
+    own_nats: NatsServer,
+) -> None:
+    log: list[tuple[str, str, int]] = []
+    async with member(own_nats, log) as one:
+        await until(lambda: disjoint_and_whole(one))
+        nc = await nats.connect(**own_nats.options("usage"))
+        two = Holder(nc, log)
+        await two.ownership.start()
+        await until(lambda: bool(two.serving) and disjoint_and_whole(one, two))
+        theirs = set(two.serving)
+        # Its connection dies without a goodbye: it can neither beat nor hand over.
+        await nc.close()
+        died = time.monotonic()
+        await until(lambda: disjoint_and_whole(one), within=5 * TTL + 5)
+        taken = time.monotonic() - died
+        # It stopped serving (its lease lapsed) before anyone took its shares over.
+        assert not any(two.ownership.holds(name) for name in theirs)
+        assert not two.serving
+        lapsed = [i for i, (event, name, _) in enumerate(log) if event == "lost" and name in theirs]
+        retaken = [
+            i for i, (event, name, _) in enumerate(log) if event == "gained" and name in theirs
+        ][-len(theirs) :]
+        assert max(lapsed) < min(retaken)
+        print(f"takeover {taken:.2f}s with a ttl of {TTL}s")
+        await two.ownership.stop()
