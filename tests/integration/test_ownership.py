@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from aitbc_contracts.subjects import USAGE_LEASES_BUCKET
 from aitbc_infra.nats_server import NatsServer
-from aitbc_runtime.ownership import Ownership
+from aitbc_runtime.ownership import Ownership, rendezvous
 
 NAMES = [f"p{n}" for n in range(16)]
 TTL = 0.6
@@ -22,22 +22,23 @@ TTL = 0.6
 class Holder:
     """One member and what it serves, as its callbacks tell it."""
 
-    def __init__(self, nc: NATS, log: list[tuple[str, str, int]]) -> None:
+    def __init__(self, nc: NATS, log: list[tuple[str, str, str]]) -> None:
         self.serving: dict[str, int] = {}
         self.log = log
         self.ownership = Ownership(nc, USAGE_LEASES_BUCKET, NAMES, self.gained, self.lost, ttl=TTL)
+        self.id = self.ownership.member
 
     async def gained(self, name: str, epoch: int) -> None:
         self.serving[name] = epoch
-        self.log.append(("gained", name, epoch))
+        self.log.append(("gained", name, self.id))
 
     async def lost(self, name: str, handed_over: bool) -> None:
         del self.serving[name]
-        self.log.append(("lost", name, 0))
+        self.log.append(("lost", name, self.id))
 
 
 @asynccontextmanager
-async def member(server: NatsServer, log: list[tuple[str, str, int]]) -> AsyncIterator[Holder]:
+async def member(server: NatsServer, log: list[tuple[str, str, str]]) -> AsyncIterator[Holder]:
     nc = await nats.connect(**server.options("usage"))
     holder = Holder(nc, log)
     await holder.ownership.start()
@@ -54,13 +55,22 @@ async def until(condition: Callable[[], bool], within: float = 10) -> None:
             await asyncio.sleep(0.02)
 
 
+def settled(homes: dict[str, str], *holders: Holder) -> bool:
+    """Each holder serves what rendezvous hashing gives it, and nothing else."""
+    return all(
+        sorted(holder.serving)
+        == sorted(n for n, m in homes.items() if m == holder.ownership.member)
+        for holder in holders
+    )
+
+
 def disjoint_and_whole(*holders: Holder) -> bool:
     names = [name for holder in holders for name in holder.serving]
     return sorted(names) == sorted(NAMES)
 
 
 async def test_one_member_takes_every_share_with_growing_epochs(own_nats: NatsServer) -> None:
-    log: list[tuple[str, str, int]] = []
+    log: list[tuple[str, str, str]] = []
     async with member(own_nats, log) as one:
         await until(lambda: disjoint_and_whole(one))
         assert all(one.ownership.holds(name) for name in NAMES)
@@ -71,13 +81,14 @@ async def test_one_member_takes_every_share_with_growing_epochs(own_nats: NatsSe
 async def test_a_second_member_gets_its_shares_and_every_share_has_one_holder(
     own_nats: NatsServer,
 ) -> None:
-    log: list[tuple[str, str, int]] = []
+    log: list[tuple[str, str, str]] = []
     async with member(own_nats, log) as one:
         await until(lambda: disjoint_and_whole(one))
         before = dict(one.serving)
         async with member(own_nats, log) as two:
-            await until(lambda: bool(two.serving) and disjoint_and_whole(one, two))
-            assert 4 <= len(two.serving) <= 12, "rendezvous spreads 16 shares roughly evenly"
+            members = [one.ownership.member, two.ownership.member]
+            homes = {name: rendezvous(name, members) for name in NAMES}
+            await until(lambda: disjoint_and_whole(one, two) and settled(homes, one, two))
             for name, epoch in two.serving.items():
                 assert epoch > before[name], "a new holder's epoch is above its predecessor's"
             moved = set(two.serving)
@@ -85,20 +96,25 @@ async def test_a_second_member_gets_its_shares_and_every_share_has_one_holder(
         await until(lambda: disjoint_and_whole(one))
     # Never two holders at once: each share's gains and losses alternate across members.
     for name in moved:
-        events = [event for event, share, _ in log if share == name]
-        assert events == ["gained", "lost"] * (len(events) // 2)
+        events = [(event, holder) for event, share, holder in log if share == name]
+        gains, losses = events[::2], events[1::2]
+        assert [e for e, _ in gains] == ["gained"] * len(gains), events
+        assert [e for e, _ in losses] == ["lost"] * len(losses), events
+        assert [h for _, h in gains] == [h for _, h in losses], events
 
 
 async def test_a_dead_members_shares_are_taken_after_its_lease_and_it_stopped_first(
     own_nats: NatsServer,
 ) -> None:
-    log: list[tuple[str, str, int]] = []
+    log: list[tuple[str, str, str]] = []
     async with member(own_nats, log) as one:
         await until(lambda: disjoint_and_whole(one))
         nc = await nats.connect(**own_nats.options("usage"))
         two = Holder(nc, log)
         await two.ownership.start()
-        await until(lambda: bool(two.serving) and disjoint_and_whole(one, two))
+        members = [one.ownership.member, two.ownership.member]
+        homes = {name: rendezvous(name, members) for name in NAMES}
+        await until(lambda: bool(two.serving) and settled(homes, one, two))
         theirs = set(two.serving)
         # Its connection dies without a goodbye: it can neither beat nor hand over.
         await nc.close()

@@ -147,11 +147,16 @@ class Ownership:
         now = self._clock()
         revision = entry.revision or 0
         if kind == "member":
+            known = self._members.get(name)
+            if known is not None and known.revision >= revision:
+                return  # nothing new, or the watch lags behind a read of the key
             if gone:
                 self._members.pop(name, None)
-            elif (seen := self._members.get(name)) is None or seen.revision != revision:
+            else:
                 self._members[name] = _Seen(revision, now)
         elif kind == "share" and name in self.names:
+            if (known := self._shares.get(name)) is not None and known.revision >= revision:
+                return  # the watch lags behind what this process wrote itself
             owner = None
             if entry.value and not gone:
                 try:
