@@ -136,6 +136,15 @@ class Aggregator:
     async def stop(self) -> None:
         if self._task is not None:
             await cancel_and_wait([self._task])
+            self._task = None
+
+    async def follow(self, partitions: tuple[int, ...]) -> None:
+        """Counts these partitions from now on (they moved): each from its stored position."""
+        if partitions != self.partitions:
+            await self.stop()
+            self.partitions = partitions
+            self.names = {str(p): f"{USAGE_AGGREGATOR_DURABLE}-{p}" for p in partitions}
+            self.start()
 
     async def _run(self) -> None:
         while True:

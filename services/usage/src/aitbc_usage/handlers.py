@@ -18,6 +18,7 @@ from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_decide_subject, usage_settle_subject
 from aitbc_contracts.usage import (
+    PARTITION_MOVED,
     WINDOW_SECONDS,
     Decide,
     Decision,
@@ -49,13 +50,16 @@ class Deciding:
         self,
         plans: PlanBook,
         plan_limits: dict[str, int],
-        partitions: tuple[int, ...],
+        partitions: tuple[int, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.plans = plans
         self.plan_limits = plan_limits
-        # One window per partition: the unit of ownership, and of snapshots.
+        # One window per partition held: the unit of ownership, and of snapshots.
         self.windows = {partition: MinuteWindow() for partition in partitions}
+        self.epochs: dict[int, int] = {}  # partition -> this holder's epoch (0: no leases)
+        # Whether this process may decide for the partition now (its lease is fresh):
+        self.serves: Callable[[int], bool] = lambda partition: partition in self.windows
         self.dirty: set[int] = set()  # partitions counted since the last snapshot
         self.clock = clock
         self._settled = asyncio.Event()  # set, and replaced, whenever a lease is settled
@@ -93,9 +97,10 @@ class Deciding:
         now = self.clock()
         decisions = [self._one(item, *owners[item.account_id], now) for item in batch.items]
         waiting = self._waiting(batch.items, owners, decisions, range(len(decisions)), now)
+        epoch = self.epochs.get(partition, 0) if partition is not None else 0
         if waiting:
-            return self._after_settling(batch.items, owners, decisions, waiting)
-        return encode(DecisionBatch(decisions))
+            return self._after_settling(batch.items, owners, decisions, waiting, epoch)
+        return encode(DecisionBatch(decisions, epoch))
 
     def settle(self, data: bytes, partition: int) -> None:
         """Settlements an edge published on its own (leases it no longer needs)."""
@@ -141,6 +146,7 @@ class Deciding:
         owners: dict[str, tuple[int | None, str | None]],
         decisions: list[Decision],
         waiting: list[int],
+        epoch: int,
     ) -> bytes:
         """Decides the waiting items again each time a lease is settled, until they are
         admitted or no lease of their accounts is out (settled, or past due: used)."""
@@ -158,7 +164,7 @@ class Deciding:
             for index in waiting:
                 decisions[index] = self._one(items[index], *owners[items[index].account_id], now)
             waiting = self._waiting(items, owners, decisions, waiting, now)
-        return encode(DecisionBatch(decisions))
+        return encode(DecisionBatch(decisions, epoch))
 
     def _owner(self, account_id: str, partition: int | None) -> int | None:
         """The partition the account is counted in here, or None: misrouted, or not owned."""
@@ -200,18 +206,29 @@ class Deciding:
 _UNAVAILABLE = encode(Rejected(Code.SERVICE_UNAVAILABLE, "deciding failed; try again"))
 
 
-async def answer_decisions(
-    nc: NATS, deciding: Deciding, partitions: tuple[int, ...]
-) -> list[Subscription]:
-    """Subscribes each owned partition's decide and settle subjects, with no queue group: a
-    partition has exactly one owner, or its counts would split. Bare nats-py, not FastStream:
-    FastStream's per-message consume path cost about as much as deciding a whole batch. One
-    callback task per subscription: a partition's batches are decided in arrival order (a
-    batch whose refusals wait for leases answers from a task of its own). Every request gets
-    an answer, a Rejected at worst, so the edge never waits for a timeout."""
-    later: set[asyncio.Task[None]] = set()  # answers waiting for leases to be settled
+_MOVED = encode(Rejected(PARTITION_MOVED, "the partition moved; ask again"))
 
-    async def answer(msg: Msg, reply: bytes | Coroutine[None, None, bytes]) -> None:
+
+class Answering:
+    """Answers a partition's decide and settle subjects while it is held, with no queue group:
+    a partition has exactly one holder, or its counts would split. Bare nats-py, not
+    FastStream: FastStream's per-message consume path cost about as much as deciding a whole
+    batch. One callback task per subscription: a partition's batches are decided in arrival
+    order (a batch whose refusals wait for leases answers from a task of its own). Every
+    request gets an answer, a Rejected at worst, so the edge never waits for a timeout."""
+
+    def __init__(self, nc: NATS, deciding: Deciding) -> None:
+        self.nc = nc
+        self.deciding = deciding
+        self.later: set[asyncio.Task[None]] = set()  # answers waiting for leases to be settled
+
+    async def subscribe(self, partition: int) -> list[Subscription]:
+        return [
+            await self.nc.subscribe(usage_settle_subject(partition), cb=self._settler(partition)),
+            await self.nc.subscribe(usage_decide_subject(partition), cb=self._responder(partition)),
+        ]
+
+    async def _answer(self, msg: Msg, reply: bytes | Coroutine[None, None, bytes]) -> None:
         try:
             if not isinstance(reply, bytes):
                 reply = await reply
@@ -223,37 +240,39 @@ async def answer_decisions(
         except Exception as exc:  # no reply subject, or the connection is closing
             log.warning("could not answer a decision batch: %s", exc)
 
-    def responder(partition: int) -> Callable[[Msg], Awaitable[None]]:
+    def _responder(self, partition: int) -> Callable[[Msg], Awaitable[None]]:
         async def respond(msg: Msg) -> None:
             if not answerable(msg.reply, msg.subject):
                 return
+            if not self.deciding.serves(partition):  # lapsed, or handed over: not ours now
+                await self._answer(msg, _MOVED)
+                return
             try:
-                reply = await deciding.decide(msg.data, partition)
+                reply = await self.deciding.decide(msg.data, partition)
             except Exception:
                 log.exception("deciding a batch failed")
                 reply = _UNAVAILABLE
             if isinstance(reply, bytes):
-                await answer(msg, reply)
+                await self._answer(msg, reply)
                 return
-            start_held(later, answer(msg, reply))
+            start_held(self.later, self._answer(msg, reply))
 
         return respond
 
-    def settler(partition: int) -> Callable[[Msg], Awaitable[None]]:
+    def _settler(self, partition: int) -> Callable[[Msg], Awaitable[None]]:
         async def settle(msg: Msg) -> None:
-            deciding.settle(msg.data, partition)
+            if self.deciding.serves(partition):
+                self.deciding.settle(msg.data, partition)
 
         return settle
 
-    subscriptions = []
-    for partition in partitions:
-        subscriptions.append(
-            await nc.subscribe(usage_settle_subject(partition), cb=settler(partition))
-        )
-        subscriptions.append(
-            await nc.subscribe(usage_decide_subject(partition), cb=responder(partition))
-        )
-    return subscriptions
+
+async def answer_decisions(
+    nc: NATS, deciding: Deciding, partitions: tuple[int, ...]
+) -> list[Subscription]:
+    """Answers the partitions for good (no leases): for tests of deciding alone."""
+    answering = Answering(nc, deciding)
+    return [s for partition in partitions for s in await answering.subscribe(partition)]
 
 
 class Querying:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
-from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
@@ -36,10 +35,11 @@ from aitbc_runtime.process import run_service
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
-from aitbc_usage.handlers import Deciding, Querying, answer_decisions
+from aitbc_usage.handlers import Deciding, Querying
+from aitbc_usage.partitions import Partitions
 from aitbc_usage.plans import PlanBook, keys_lookup
 from aitbc_usage.settings import Settings, get_settings
-from aitbc_usage.snapshots import Snapshotter, restore
+from aitbc_usage.snapshots import Snapshotter, counters
 
 log = logging.getLogger("aitbc.usage")
 
@@ -54,7 +54,7 @@ class Service:
 
 
 def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
-    """FastStream for the queries; decisions, the hot path, are bare nats-py (answer_decisions)."""
+    """FastStream for the queries; decisions, the hot path, are bare nats-py (Answering)."""
     broker = service_broker(settings.nats, "aitbc-usage")
 
     @broker.subscriber(USAGE_QUERY, queue=USAGE_QUEUE)
@@ -66,41 +66,44 @@ def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
 
 @asynccontextmanager
 async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIterator[Service]:
-    """Deciding for the owned partitions, their counts restored first, and the aggregates.
-    What it starts stops in reverse order, the decisions first; all before the connection
-    drains, so the last counts are saved."""
+    """Deciding for the partitions the leases give this process, their counts restored as
+    they come, and their aggregates. What it starts stops in reverse order, the partitions
+    first (handed over with their last counts saved); all before the connection drains."""
     replicas = settings.nats.replicas
     await ensure_usage_stream(nc, replicas)
     plans = PlanBook(keys_lookup(KeysCommands(nc, settings.keys_timeout, KEYS_READ_COMMANDS)))
-    deciding = Deciding(plans, settings.plan_limits, settings.partitions)
+    deciding = Deciding(plans, settings.plan_limits)
     async with contextlib.AsyncExitStack() as running:
         reader = KeyEventReader(nc, [plans], "usage-plan-events")
         reader.start()
         running.push_async_callback(reader.stop)
-        restored = await restore(nc, deciding, replicas)
+        aggregator = Aggregator(
+            nc, engine, (), settings.aggregate_batch, settings.aggregate_interval
+        )  # it follows the partitions held
+        running.push_async_callback(aggregator.stop)
         snapshots = Snapshotter(nc, deciding, settings.snapshot_interval, replicas)
         snapshots.start()
         running.push_async_callback(snapshots.stop)
-        aggregator = Aggregator(
-            nc, engine, settings.partitions, settings.aggregate_batch, settings.aggregate_interval
+        partitions = Partitions(
+            nc,
+            deciding,
+            await counters(nc, replicas),
+            aggregator,
+            settings.partitions,
+            lease_seconds=settings.lease_seconds,
+            replicas=replicas,
         )
-        aggregator.start()
-        running.push_async_callback(aggregator.stop)
-        for subscription in await answer_decisions(nc, deciding, settings.partitions):
-            running.push_async_callback(_unsubscribe, subscription)
-        for partition in settings.partitions:
+        await partitions.start()
+        running.push_async_callback(partitions.stop)
+        for partition in settings.partitions:  # held here or elsewhere: someone answers
             await until_answered(nc, usage_decide_subject(partition), b'{"items": []}')
         log.info(
-            "usage service ready: %d partitions, %d restored from snapshots",
+            "usage service ready: holds %d of %d partitions, %d restored from snapshots",
+            len(deciding.windows),
             len(settings.partitions),
-            restored,
+            partitions.restored,
         )
         yield Service(settings, engine, nc, deciding, aggregator)
-
-
-async def _unsubscribe(subscription: Subscription) -> None:
-    with contextlib.suppress(Exception):  # the connection may be gone already
-        await subscription.unsubscribe()
 
 
 @asynccontextmanager

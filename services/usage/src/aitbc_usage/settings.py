@@ -13,7 +13,8 @@ from aitbc_runtime.bus_access import BusAccess
 
 
 def parse_partitions(value: str) -> tuple[int, ...]:
-    """ "all", or a list like "0-3,8": the partitions this process owns."""
+    """ "all", or a list like "0-3,8": the partitions this process may hold (it shares them
+    with the other usage processes by leases)."""
     if value.strip() in ("", "all"):
         return tuple(range(USAGE_PARTITIONS))
     owned: set[int] = set()
@@ -32,6 +33,9 @@ class Settings:
     plan_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PLAN_LIMITS))
     partitions: tuple[int, ...] = tuple(range(USAGE_PARTITIONS))
     keys_timeout: float = 2.0
+    # A holder silent this long loses its partitions to the others (takeover after a crash
+    # takes about this long); it stops deciding itself after 3/4 of it.
+    lease_seconds: float = 2.0
     snapshot_interval: float = 0.2  # counters are saved this often: bounds a crash's over-admission
     aggregate_batch: int = 4000  # events a commit of the aggregates takes at most
     # ...and how long it gathers them: per-minute figures a second late, and each key's row
@@ -48,6 +52,7 @@ class Settings:
             plan_limits=plan_limits_from_env(),
             partitions=parse_partitions(env.get("USAGE_PARTITIONS", "all")),
             keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
+            lease_seconds=float(env.get("USAGE_LEASE_SECONDS", cls.lease_seconds)),
             snapshot_interval=float(env.get("USAGE_SNAPSHOT_INTERVAL", cls.snapshot_interval)),
             aggregate_interval=float(env.get("USAGE_AGGREGATE_INTERVAL", cls.aggregate_interval)),
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),

@@ -16,6 +16,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_COUNTERS_BUCKET
 from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_runtime.bus import key_value
@@ -48,28 +49,34 @@ async def _bucket(nc: NATS, replicas: int) -> KeyValue:
     )
 
 
-async def restore(nc: NATS, deciding: Deciding, replicas: int = 1) -> int:
-    """Loads this minute's counts for every owned partition; returns how many it restored.
-    The bucket is made with `replicas` while it is missing."""
-    bucket = await _bucket(nc, replicas)
-    minute = int(time.time() // WINDOW_SECONDS)
-    restored = 0
-    for partition, window in deciding.windows.items():
-        try:
-            entry = await bucket.get(f"p{partition}")
-        except KeyNotFoundError:
-            continue
-        if entry.value is None:
-            continue
-        try:
-            snapshot = _decode(entry.value)
-        except msgspec.MsgspecError:
-            log.warning("ignored a malformed snapshot of partition %d", partition)
-            continue
-        if snapshot.minute == minute:
-            window.restore(snapshot.minute, snapshot.accounts, snapshot.keys)
-            restored += 1
-    return restored
+async def counters(nc: NATS, replicas: int = 1) -> KeyValue:
+    """The snapshots' bucket, made with `replicas` while it is missing."""
+    return await _bucket(nc, replicas)
+
+
+async def restore(bucket: KeyValue, partition: int, window: MinuteWindow) -> bool:
+    """Loads this minute's counts of the partition into `window`: whether there were any."""
+    try:
+        entry = await bucket.get(f"p{partition}")
+    except KeyNotFoundError:
+        return False
+    if entry.value is None:
+        return False
+    try:
+        snapshot = _decode(entry.value)
+    except msgspec.MsgspecError:
+        log.warning("ignored a malformed snapshot of partition %d", partition)
+        return False
+    if snapshot.minute != int(time.time() // WINDOW_SECONDS):
+        return False
+    window.restore(snapshot.minute, snapshot.accounts, snapshot.keys)
+    return True
+
+
+async def save(bucket: KeyValue, partition: int, window: MinuteWindow) -> None:
+    await bucket.put(
+        f"p{partition}", _encode(Snapshot(window.minute, window.accounts, window.keys))
+    )
 
 
 class Snapshotter:
@@ -84,12 +91,15 @@ class Snapshotter:
         self._task = asyncio.create_task(self._run(), name="usage-snapshots")
 
     async def save(self, bucket: KeyValue) -> None:
+        """Writes the partitions counted since the last time, while this process holds them:
+        a deposed holder must not write over its successor's counts."""
         dirty, self.deciding.dirty = self.deciding.dirty, set()
         for partition in dirty:
-            window = self.deciding.windows[partition]
-            payload = _encode(Snapshot(window.minute, window.accounts, window.keys))
+            window = self.deciding.windows.get(partition)
+            if window is None or not self.deciding.serves(partition):
+                continue
             try:
-                await bucket.put(f"p{partition}", payload)
+                await save(bucket, partition, window)
             except Exception:
                 self.deciding.dirty.add(partition)  # try again next time
                 raise

@@ -99,6 +99,14 @@ class Decision(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 class DecisionBatch(msgspec.Struct, frozen=True):
     decisions: list[Decision]
+    # The deciding process's epoch for the partition (aitbc_runtime.ownership): an edge that has
+    # seen a higher one ignores the answer, which a deposed holder sent. 0: no leases (older).
+    epoch: int = 0
+
+
+# A batch sent to a process that no longer holds the partition is answered with a Rejected of
+# this code: the edge asks again, and the partition's new holder answers.
+PARTITION_MOVED = "PARTITION_MOVED"
 
 
 # --- usage queries (request/reply) ---------------------------------------------------------
