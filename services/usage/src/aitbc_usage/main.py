@@ -51,6 +51,7 @@ class Service:
     nc: NATS
     deciding: Deciding
     aggregator: Aggregator
+    partitions: Partitions
 
 
 def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
@@ -103,7 +104,7 @@ async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIt
             len(settings.partitions),
             partitions.restored,
         )
-        yield Service(settings, engine, nc, deciding, aggregator)
+        yield Service(settings, engine, nc, deciding, aggregator, partitions)
 
 
 @asynccontextmanager

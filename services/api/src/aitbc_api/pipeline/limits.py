@@ -14,10 +14,12 @@ from typing import Literal
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
 
 from aitbc_api import metrics
 from aitbc_api.pipeline.batching import Batcher
 from aitbc_api.pipeline.leases import LeaseBook
+from aitbc_contracts.messages import Rejected
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
@@ -27,6 +29,7 @@ from aitbc_contracts.subjects import (
 )
 from aitbc_contracts.usage import (
     LEASE_SECONDS,
+    PARTITION_MOVED,
     Decide,
     DecideBatch,
     Decision,
@@ -37,6 +40,7 @@ from aitbc_runtime.process import cancel_and_wait, start_held
 
 log = logging.getLogger("aitbc.api.limits")
 _encode = msgspec.json.Encoder().encode
+_rejected = msgspec.json.Decoder(Rejected).decode
 
 Mode = Literal["exact", "fail-open", "fail-closed"]
 
@@ -46,11 +50,18 @@ class UsageUnavailable(Exception):
 
 
 class DecisionBatcher:
-    """Decisions, batched per usage partition (see aitbc_api.pipeline.batching)."""
+    """Decisions, batched per usage partition (see aitbc_api.pipeline.batching), from the
+    partition's holder. Partitions move between usage processes (aitbc_usage.partitions): a
+    batch that finds no holder, or one that says the partition moved, is sent again until
+    the timeout; an answer with an epoch below one already seen for the partition came from
+    a deposed holder and is ignored (fencing), and the batch is sent again."""
+
+    RETRY_PAUSE = 0.05  # a handover takes a few milliseconds; a takeover, the lease's time
 
     def __init__(self, nc: NATS, timeout: float, max_in_flight: int = 4) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.epochs = [0] * USAGE_PARTITIONS  # the highest epoch seen for each partition
         self._batcher: Batcher[Decide, Decision] = Batcher(
             self._send,
             USAGE_PARTITIONS,
@@ -63,10 +74,33 @@ class DecisionBatcher:
         return await self._batcher.submit(partition_of(item.account_id), item)
 
     async def _send(self, partition: int, items: list[Decide]) -> list[Decision]:
-        reply = await self.nc.request(
-            usage_decide_subject(partition), _encode(DecideBatch(items)), timeout=self.timeout
-        )
-        return decision_batch_decoder.decode(reply.data).decisions
+        subject, payload = usage_decide_subject(partition), _encode(DecideBatch(items))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                remaining = max(deadline - time.monotonic(), 0.001)
+                reply = await self.nc.request(subject, payload, timeout=remaining)
+                batch = decision_batch_decoder.decode(reply.data)
+            except NoRespondersError:
+                pass  # no holder now: between two, or the last one died
+            except msgspec.DecodeError:
+                if _rejection(reply.data) != PARTITION_MOVED:
+                    raise
+            else:
+                if batch.epoch >= self.epochs[partition]:
+                    self.epochs[partition] = batch.epoch
+                    return batch.decisions
+                log.warning("ignored an answer of a deposed holder of partition %d", partition)
+            if time.monotonic() + self.RETRY_PAUSE >= deadline:
+                raise UsageUnavailable(f"partition {partition} has no holder")
+            await asyncio.sleep(self.RETRY_PAUSE)
+
+
+def _rejection(data: bytes) -> str:
+    try:
+        return _rejected(data).code
+    except msgspec.DecodeError:
+        return ""
 
 
 class Verdict(msgspec.Struct, frozen=True, gc=False):  # one per request: a cheap Struct
