@@ -72,3 +72,16 @@ async def test_another_rejection_is_not_asked_again() -> None:
     with pytest.raises(UsageUnavailable):
         await batcher.decide(Decide(ACCOUNT, "k"))
     assert bus.asked == 1
+
+
+async def test_a_partition_long_without_a_holder_is_not_waited_for_again() -> None:
+    bus = ScriptedBus(*[NoRespondersError() for _ in range(100)], answer(59, epoch=4))
+    batcher = DecisionBatcher(bus, timeout=5)  # type: ignore[arg-type]
+    with pytest.raises(UsageUnavailable):  # waited out a handover's time, then gave up
+        await batcher.decide(Decide(ACCOUNT, "k"))
+    asked = bus.asked
+    with pytest.raises(UsageUnavailable):  # the holder died: the fail policy, at once
+        await batcher.decide(Decide(ACCOUNT, "k"))
+    assert bus.asked == asked + 1
+    bus.replies = [answer(59, epoch=4)]
+    assert (await batcher.decide(Decide(ACCOUNT, "k"))).remaining == 59  # a holder again

@@ -53,15 +53,20 @@ class DecisionBatcher:
     """Decisions, batched per usage partition (see aitbc_api.pipeline.batching), from the
     partition's holder. Partitions move between usage processes (aitbc_usage.partitions): a
     batch that finds no holder, or one that says the partition moved, is sent again until
-    the timeout; an answer with an epoch below one already seen for the partition came from
-    a deposed holder and is ignored (fencing), and the batch is sent again."""
+    HANDOVER (or the timeout); an answer with an epoch below one already seen for the
+    partition came from a deposed holder and is ignored (fencing), and the batch is sent
+    again. A partition without a holder for longer than HANDOVER is not waited for: its holder
+    died, and until a survivor takes it over (USAGE_LEASE_SECONDS) the fail policy answers at
+    once, as it does when the usage service is away."""
 
-    RETRY_PAUSE = 0.05  # a handover takes a few milliseconds; a takeover, the lease's time
+    RETRY_PAUSE = 0.02
+    HANDOVER = 0.25  # a handover takes a few milliseconds; a takeover, the lease's time
 
     def __init__(self, nc: NATS, timeout: float, max_in_flight: int = 4) -> None:
         self.nc = nc
         self.timeout = timeout
         self.epochs = [0] * USAGE_PARTITIONS  # the highest epoch seen for each partition
+        self._unheld_since = [0.0] * USAGE_PARTITIONS  # monotonic; 0: it had a holder
         self._batcher: Batcher[Decide, Decision] = Batcher(
             self._send,
             USAGE_PARTITIONS,
@@ -89,9 +94,12 @@ class DecisionBatcher:
             else:
                 if batch.epoch >= self.epochs[partition]:
                     self.epochs[partition] = batch.epoch
+                    self._unheld_since[partition] = 0.0
                     return batch.decisions
                 log.warning("ignored an answer of a deposed holder of partition %d", partition)
-            if time.monotonic() + self.RETRY_PAUSE >= deadline:
+            now = time.monotonic()
+            since = self._unheld_since[partition] = self._unheld_since[partition] or now
+            if now - since >= self.HANDOVER or now + self.RETRY_PAUSE >= deadline:
                 raise UsageUnavailable(f"partition {partition} has no holder")
             await asyncio.sleep(self.RETRY_PAUSE)
 
