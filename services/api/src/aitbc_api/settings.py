@@ -112,7 +112,10 @@ class Settings:
     standard_key_usage: str = "account"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `env`, the process's environment unless given (read at the call:
+        a default of os.environ would be bound at import, and miss a replaced one)."""
+        env = os.environ if env is None else env
         plain: dict[str, Any] = {
             name: _read(env, variable, getattr(cls, name)) for name, variable in _VARIABLES.items()
         }
