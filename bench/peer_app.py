@@ -19,8 +19,8 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -28,13 +28,17 @@ import sqlalchemy as sa
 from litestar import Litestar, Request, route
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.stores.redis import RedisStore
+from litestar.types import Guard
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from aitbc_api.proxy.forward import upstream_session
 from aitbc_api.proxy.relay import Relay
+from aitbc_api.settings import Settings
 from aitbc_contracts.identity import (
     ACCOUNT_HEADER,
     IDENTITY_HEADER,
@@ -84,6 +88,18 @@ def create_app(
 ) -> Litestar:
     engine: AsyncEngine = create_async_engine(database_url)
     redis = Redis.from_url(redis_url)
+    rate_limit = RateLimitConfig(rate_limit=("minute", limit), identifier_for_request=key_hash)
+    return Litestar(
+        route_handlers=[forwarder(upstream_url, identity)],
+        guards=[key_guard(engine)],
+        middleware=[rate_limit.middleware],
+        stores={"rate_limit": RedisStore(redis, namespace="peer")},
+        lifespan=[lifespan(redis, engine)],
+    )
+
+
+def key_guard(engine: AsyncEngine) -> Guard:
+    """The presented key's hash looked up in the database, on every request."""
     lookup = sa.select(api_keys.c.account_id, api_keys.c.revoked).where(
         api_keys.c.key_hash == sa.bindparam("key_hash")
     )
@@ -100,6 +116,12 @@ def create_app(
         if row is None or row.revoked:
             raise NotAuthorizedException("invalid API key")
         connection.scope["state"]["account_id"] = row.account_id
+
+    return api_key_guard
+
+
+def forwarder(upstream_url: str, identity: UpstreamIdentity) -> HTTPRouteHandler:
+    """Every /v1/... request upstream, without the key, with the caller's identity signed."""
 
     @route("/v1/{path:path}", http_method=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request[Any, Any, Any], path: str) -> Relay:
@@ -119,15 +141,17 @@ def create_app(
         )
         return Relay(upstream)
 
+    return forward
+
+
+def lifespan(
+    redis: Redis, engine: AsyncEngine
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The upstream session, made as the edge makes its own; Redis and the engine closed after."""
+
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(  # as aitbc_api.proxy.forward.upstream_session
-            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=30.0),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
-        async with session as upstream:
+    async def running(app: Litestar) -> AsyncIterator[None]:
+        async with upstream_session(Settings()) as upstream:
             app.state.upstream = upstream
             try:
                 yield
@@ -135,14 +159,7 @@ def create_app(
                 await redis.aclose()
                 await engine.dispose()
 
-    rate_limit = RateLimitConfig(rate_limit=("minute", limit), identifier_for_request=key_hash)
-    return Litestar(
-        route_handlers=[forward],
-        guards=[api_key_guard],
-        middleware=[rate_limit.middleware],
-        stores={"rate_limit": RedisStore(redis, namespace="peer")},
-        lifespan=[lifespan],
-    )
+    return running
 
 
 def run() -> None:

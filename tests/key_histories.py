@@ -88,31 +88,41 @@ def _minutes(n: float) -> datetime:
     return T0 + timedelta(minutes=n)
 
 
-def hand_written() -> Iterator[tuple[str, Delivery]]:
-    log = Log()  # grace, then regenerated again: the grace of the first secret ends with it
+def _grace_then_regenerate() -> Delivery:
+    """Grace, then regenerated again: the grace of the first secret ends with it."""
+    log = Log()
     log.account("acc_a")
     log.key("acc_a", "key_1", H[1])
     log.regenerate("key_1", H[2], grace=3600, at=_minutes(1))
     log.regenerate("key_1", H[3], grace=0, at=_minutes(2))
-    yield "grace then regenerate", log.delivery
+    return log.delivery
 
-    log = Log()  # grace, then regenerated with grace again; then back to the first secret
+
+def _grace_twice_then_an_old_secret_again() -> Delivery:
+    """Grace, then regenerated with grace again; then back to the first secret."""
+    log = Log()
     log.account("acc_a")
     log.key("acc_a", "key_1", H[1])
     log.regenerate("key_1", H[2], grace=3600, at=_minutes(1))
     log.regenerate("key_1", H[3], grace=600, at=_minutes(2))
     log.regenerate("key_1", H[1], grace=300, at=_minutes(3))
-    yield "grace twice, then an old secret again", log.delivery
+    return log.delivery
 
-    log = Log()  # account recovery: a new master key, the old one revoked, then again
+
+def _new_master_keys() -> Delivery:
+    """Account recovery: a new master key, the old one revoked, then again."""
+    log = Log()
     log.account("acc_a", plan="pro")
     log.key("acc_a", "key_1", H[1])
     log.new_master("acc_a", "acc_a_master_2", H[2], at=_minutes(1))
     log.plan("acc_a", "enterprise", at=_minutes(2))
     log.new_master("acc_a", "acc_a_master_3", H[3], at=_minutes(3))
-    yield "new master keys", log.delivery
+    return log.delivery
 
-    log = Log()  # the master key kept to managing keys, across plan changes, then let out again
+
+def _master_key_data_plane() -> Delivery:
+    """The master key kept to managing keys, across plan changes, then let out again."""
+    log = Log()
     log.account("acc_a")
     log.key("acc_a", "key_1", H[1])
     log.data_plane("acc_a", False, at=_minutes(1))
@@ -123,24 +133,33 @@ def hand_written() -> Iterator[tuple[str, Delivery]]:
     log.account("acc_b", master=H[4])
     log.data_plane("acc_b", False, at=_minutes(6))
     log.data_plane("acc_b", True, at=_minutes(7))
-    yield "master key data plane", log.delivery
+    return log.delivery
 
-    log = Log()  # a key revoked after it expired
+
+def _revoke_after_expiry() -> Delivery:
+    """A key revoked after it expired."""
+    log = Log()
     log.account("acc_a", plan="pro")
     log.key("acc_a", "key_1", H[1], expires_at=_minutes(5), rate_limit=7)
     log.revoke("key_1", at=_minutes(10))
-    yield "revoke after expiry", log.delivery
+    return log.delivery
 
-    log = Log()  # plan changes reach every key of the account, the master key too
+
+def _plan_changes() -> Delivery:
+    """Plan changes reach every key of the account, the master key too."""
+    log = Log()
     log.account("acc_a")
     log.key("acc_a", "key_1", H[1])
     log.key("acc_a", "key_2", H[2], rate_limit=100)
     log.plan("acc_a", "pro")
     log.plan("acc_a", "enterprise")
     log.account("acc_b", master=H[3])
-    yield "plan changes", log.delivery
+    return log.delivery
 
-    log = Log()  # streams the log holds with no creation: the store does not judge
+
+def _events_of_unknown_streams() -> Delivery:
+    """Streams the log holds with no creation: the store does not judge."""
+    log = Log()
     log.account("acc_a")
     base = {"occurred_at": T0, "version": 1}
     log.add(
@@ -152,9 +171,12 @@ def hand_written() -> Iterator[tuple[str, Delivery]]:
                    key_id="key_orphan", name="o", kind="standard", secret_hash=H[4],
                    hint="aitbc_o", **base),  # type: ignore[arg-type]
     )  # fmt: skip
-    yield "events of unknown streams", log.delivery
+    return log.delivery
 
-    log = Log()  # the stream brings events again, some after later ones
+
+def _duplicate_delivery() -> Delivery:
+    """The stream brings events again, some after later ones."""
+    log = Log()
     log.account("acc_a")
     log.key("acc_a", "key_1", H[1])
     log.revoke("key_1", at=_minutes(1))
@@ -162,7 +184,25 @@ def hand_written() -> Iterator[tuple[str, Delivery]]:
     log.redeliver(2)  # key_1's creation, after its revocation
     log.redeliver(0)  # the account's creation, after its plan change
     log.redeliver(3)
-    yield "duplicate delivery", log.delivery
+    return log.delivery
+
+
+HAND_WRITTEN = (
+    ("grace then regenerate", _grace_then_regenerate),
+    ("grace twice, then an old secret again", _grace_twice_then_an_old_secret_again),
+    ("new master keys", _new_master_keys),
+    ("master key data plane", _master_key_data_plane),
+    ("revoke after expiry", _revoke_after_expiry),
+    ("plan changes", _plan_changes),
+    ("events of unknown streams", _events_of_unknown_streams),
+    ("duplicate delivery", _duplicate_delivery),
+)
+
+
+def hand_written() -> Iterator[tuple[str, Delivery]]:
+    """The cases that once went wrong, each by its name."""
+    for name, history in HAND_WRITTEN:
+        yield name, history()
 
 
 def generated(count: int, seed: int = 15) -> Iterator[tuple[str, Delivery]]:

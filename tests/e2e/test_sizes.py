@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -27,16 +27,21 @@ def exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> bytes:
             conn.sendall(chunk)
             if pause:
                 time.sleep(pause)
-        got = b""
-        while b"\r\n\r\n" not in got or not _whole(got):
-            try:
-                data = conn.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not data:
-                break
-            got += data
-        return got
+        return received(conn, until=lambda got: b"\r\n\r\n" in got and _whole(got))
+
+
+def received(conn: socket.socket, until: Callable[[bytes], bool] = lambda _: False) -> bytes:
+    """What the edge sends on `conn` until `until` holds of it, it closes, or a read times out."""
+    got = b""
+    while not until(got):
+        try:
+            data = conn.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not data:
+            break
+        got += data
+    return got
 
 
 def _whole(raw: bytes) -> bool:
@@ -97,15 +102,7 @@ def test_a_second_request_over_the_limit_on_the_same_connection_is_refused(
     small = b"GET /v1/health HTTP/1.1\r\nhost: edge\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port_of(stack)), timeout=15) as conn:
         conn.sendall(small + head_of(100 * 1024))
-        got = b""
-        while True:
-            try:
-                data = conn.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not data:
-                break
-            got += data
+        got = received(conn)
     assert got.startswith(b"HTTP/1.1 200")
     assert b"HTTP/1.1 431" in got and b"REQUEST_TOO_LARGE" in got
 

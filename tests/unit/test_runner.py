@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
 from aitbc_infra import stack as definition
 from aitbc_infra.nats_server import free_port
-from aitbc_infra.readiness import http_ok, port_open, run_to_end, until_ready
+from aitbc_infra.readiness import http_ok, port_open
 from aitbc_infra.runner import Config, ConfigError, preflight, services
-from aitbc_infra.supervisor import Service, Supervisor
-from tests.unit.waiting import until
-
-PY = sys.executable
 
 
 def config(tmp_path: Path, **env: str) -> Config:
@@ -136,97 +130,7 @@ def test_replicas_reach_every_service_and_need_a_cluster(tmp_path: Path) -> None
         config(tmp_path, NATS_REPLICAS="7")
 
 
-# --- the supervisor, with small Python children ----------------------------------------------
-
-
-def child(code: str) -> list[str]:
-    return [PY, "-u", "-c", code]
-
-
-async def ready_now() -> bool:
-    return True
-
-
-async def never_ready() -> bool:
-    return False
-
-
-async def test_output_is_prefixed_and_stop_ends_everything_with_0() -> None:
-    out = io.StringIO()
-    sup = Supervisor(
-        [
-            Service("one", child("import time; print('hello'); time.sleep(60)"), ready=ready_now),
-            Service("second", child("import time; print('hi'); time.sleep(60)")),
-        ],
-        out=out,
-        color=False,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(sup.run(stop))
-    lines = ("everything is up", "one    | hello", "second | hi")  # and the children's first
-    await until(lambda: all(line in out.getvalue() for line in lines), timeout=30, every=0.05)
-    processes = [r.process for r in sup.running]
-    stop.set()
-    assert await asyncio.wait_for(task, 10) == 0
-    lines = out.getvalue().splitlines()
-    assert "one    | hello" in lines
-    assert "second | hi" in lines
-    # stopped in reverse order of starting, and really gone
-    assert lines.index("up     | stopping second") < lines.index("up     | stopping one")
-    assert all(p.returncode is not None for p in processes)
-
-
-async def test_a_child_that_dies_stops_the_rest_and_fails() -> None:
-    out = io.StringIO()
-    sup = Supervisor(
-        [
-            Service("steady", child("import time; time.sleep(60)")),
-            Service("fragile", child("import time; time.sleep(0.5); raise SystemExit(3)")),
-        ],
-        out=out,
-        color=False,
-    )
-    assert await asyncio.wait_for(sup.run(asyncio.Event()), 15) == 1
-    assert "fragile exited unexpectedly with code 3: stopping everything" in out.getvalue()
-    assert "stopping steady" in out.getvalue()
-
-
-async def test_a_child_that_never_gets_ready_times_out() -> None:
-    out = io.StringIO()
-    sup = Supervisor(
-        [Service("slow", child("import time; time.sleep(60)"), ready=never_ready)],
-        out=out,
-        ready_timeout=0.5,
-        color=False,
-    )
-    assert await asyncio.wait_for(sup.run(asyncio.Event()), 15) == 1
-    assert "slow was not ready within 0.5 s" in out.getvalue()
-
-
-async def test_a_child_that_exits_while_starting_is_reported() -> None:
-    out = io.StringIO()
-    sup = Supervisor([Service("broken", child("raise SystemExit(2)"), ready=never_ready)], out=out)
-    assert await asyncio.wait_for(sup.run(asyncio.Event()), 15) == 1
-    assert "broken exited (code 2) before it was ready" in out.getvalue()
-
-
-async def test_a_child_that_ignores_sigterm_is_killed() -> None:
-    out = io.StringIO()
-    stubborn = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('ok'); time.sleep(60)"
-    )
-    sup = Supervisor([Service("stubborn", child(stubborn))], out=out, stop_timeout=0.5, color=False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sup.run(stop))
-    while "stubborn | ok" not in out.getvalue():
-        await asyncio.sleep(0.05)
-    stop.set()
-    assert await asyncio.wait_for(task, 10) == 0
-    assert "stubborn did not stop in 0.5 s: killing it" in out.getvalue()
-
-
-# --- the one readiness probe, and the one stack definition -----------------------------------
+# --- the one HTTP readiness probe, and the one stack definition -----------------------------------
 
 
 async def _http_server(status: bytes) -> asyncio.Server:
@@ -249,16 +153,6 @@ async def test_http_health_is_ready_on_200_only() -> None:
         assert await port_open("127.0.0.1", down_port)()
     assert not await http_ok(f"http://127.0.0.1:{ok_port}/v1/health")()  # closed now
     assert not await port_open("127.0.0.1", ok_port)()
-
-
-async def test_waiting_ends_when_the_caller_gives_up_or_time_is_out() -> None:
-    assert await until_ready(ready_now, within=1.0)
-    assert not await until_ready(never_ready, within=0.2)
-    assert not await until_ready(ready_now, within=10.0, given_up=lambda: True)
-
-
-async def test_a_probe_can_be_waited_for_from_inside_a_running_loop() -> None:
-    assert run_to_end(until_ready(ready_now, within=1.0))
 
 
 def test_the_definition_runs_on_free_ports_in_a_folder_of_its_own(tmp_path: Path) -> None:

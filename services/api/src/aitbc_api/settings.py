@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
 from aitbc_runtime.bus_access import BusAccess
@@ -111,79 +112,85 @@ class Settings:
     standard_key_usage: str = "account"
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `env`, the process's environment unless given (read at the call:
+        a default of os.environ would be bound at import, and miss a replaced one)."""
+        env = os.environ if env is None else env
+        plain: dict[str, Any] = {
+            name: _read(env, variable, getattr(cls, name)) for name, variable in _VARIABLES.items()
+        }
         return cls(
             nats=BusAccess.from_env(env),  # as `just up` places it, with this role's credentials
-            host=env.get("API_HOST", cls.host),
-            port=int(env.get("API_PORT", cls.port)),
             upstream_url=env.get("UPSTREAM_URL", cls.upstream_url).rstrip("/"),
-            public_routes=_list(env.get("PUBLIC_ROUTES", ",".join(cls.public_routes))),
-            speculative_forwarding=_flag(env.get("SPECULATIVE_FORWARDING"), default=True),
-            upstream_connect_timeout=float(
-                env.get("UPSTREAM_CONNECT_TIMEOUT", cls.upstream_connect_timeout)
-            ),
-            upstream_timeout=float(env.get("UPSTREAM_TIMEOUT", cls.upstream_timeout)),
-            keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
-            usage_query_timeout=float(env.get("USAGE_QUERY_TIMEOUT", cls.usage_query_timeout)),
-            auth_cache_size=int(env.get("AUTH_CACHE_SIZE", cls.auth_cache_size)),
-            auth_cache_ttl=float(env.get("AUTH_CACHE_TTL", cls.auth_cache_ttl)),
-            auth_failure_budget=int(env.get("AUTH_FAILURE_BUDGET", cls.auth_failure_budget)),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES", cls.max_body_bytes)),
-            max_header_bytes=int(env.get("MAX_HEADER_BYTES", cls.max_header_bytes)),
-            header_timeout=float(env.get("HEADER_TIMEOUT", cls.header_timeout)),
-            body_timeout=float(env.get("BODY_TIMEOUT", cls.body_timeout)),
-            max_connections=int(env.get("MAX_CONNECTIONS", cls.max_connections)),
-            usage_timeout=float(env.get("USAGE_TIMEOUT", cls.usage_timeout)),
-            rate_limit_lease=int(env.get("RATE_LIMIT_LEASE", cls.rate_limit_lease)),
             fail_open=env.get("USAGE_FAIL_MODE", "open").strip().lower() != "closed",
-            usage_buffer=int(env.get("USAGE_BUFFER", cls.usage_buffer)),
-            plan_limits=tuple(plan_limits_from_env().items()),
-            tls_cert_file=env.get("TLS_CERT_FILE", ""),
-            tls_key_file=env.get("TLS_KEY_FILE", ""),
-            require_https=_flag(env.get("REQUIRE_HTTPS")),
-            log_level=env.get("LOG_LEVEL", cls.log_level),
-            dashboard_session_idle=float(
-                env.get("DASHBOARD_SESSION_IDLE", cls.dashboard_session_idle)
-            ),
-            dashboard_session_lifetime=float(
-                env.get("DASHBOARD_SESSION_LIFETIME", cls.dashboard_session_lifetime)
-            ),
-            dashboard_max_sessions=int(
-                env.get("DASHBOARD_MAX_SESSIONS", cls.dashboard_max_sessions)
-            ),
-            dashboard_secure_cookies=_flag(env.get("DASHBOARD_SECURE_COOKIES")),
-            # Outages
-            auth_stale_max=float(env.get("AUTH_STALE_MAX", cls.auth_stale_max)),
-            max_cookie_bytes=int(env.get("MAX_COOKIE_BYTES", cls.max_cookie_bytes)),
-            metrics_host=env.get("API_METRICS_HOST", cls.metrics_host),
-            metrics_port=int(env.get("API_METRICS_PORT", cls.metrics_port)),
-            trusted_proxies=env.get("TRUSTED_PROXIES", cls.trusted_proxies),
-            trusted_proxy_headers=env.get("TRUSTED_PROXY_HEADERS", cls.trusted_proxy_headers),
-            hsts_max_age=int(env.get("HSTS_MAX_AGE", cls.hsts_max_age)),
-            signup_per_address_per_hour=int(
-                env.get("SIGNUP_PER_ADDRESS_PER_HOUR", cls.signup_per_address_per_hour)
-            ),
-            signup_global_per_minute=int(
-                env.get("SIGNUP_GLOBAL_PER_MINUTE", cls.signup_global_per_minute)
-            ),
-            signin_per_address_per_minute=int(
-                env.get("SIGNIN_PER_ADDRESS_PER_MINUTE", cls.signin_per_address_per_minute)
-            ),
-            signin_global_per_minute=int(
-                env.get("SIGNIN_GLOBAL_PER_MINUTE", cls.signin_global_per_minute)
-            ),
-            dashboard_sessions_per_account=int(
-                env.get("DASHBOARD_SESSIONS_PER_ACCOUNT", cls.dashboard_sessions_per_account)
-            ),
-            api_key_in_query=_flag(env.get("API_KEY_IN_QUERY"), default=True),
-            upstream_identity_secret_file=env.get("UPSTREAM_IDENTITY_SECRET_FILE", ""),
-            usage_route_words=_list(env.get("USAGE_ROUTE_WORDS", ",".join(DEFAULT_ROUTE_WORDS))),
-            master_key_data_plane=_flag(env.get("MASTER_KEY_DATA_PLANE"), default=True),
+            plan_limits=tuple(plan_limits_from_env(env).items()),
             standard_key_usage=_one_of(
                 env, "STANDARD_KEY_USAGE", STANDARD_KEY_USAGE, cls.standard_key_usage
             ),
+            **plain,
         )
+
+
+# The settings read as they are, each from its variable, as its default's type: a number, a
+# word, an on/off flag (`_flag`) or a comma-separated list (`_list`). The others, which need
+# more than that, are read in `Settings.from_env`.
+_VARIABLES = {
+    "host": "API_HOST",
+    "port": "API_PORT",
+    "public_routes": "PUBLIC_ROUTES",
+    "speculative_forwarding": "SPECULATIVE_FORWARDING",
+    "upstream_connect_timeout": "UPSTREAM_CONNECT_TIMEOUT",
+    "upstream_timeout": "UPSTREAM_TIMEOUT",
+    "keys_timeout": "KEYS_TIMEOUT",
+    "usage_query_timeout": "USAGE_QUERY_TIMEOUT",
+    "auth_cache_size": "AUTH_CACHE_SIZE",
+    "auth_cache_ttl": "AUTH_CACHE_TTL",
+    "auth_failure_budget": "AUTH_FAILURE_BUDGET",
+    "max_body_bytes": "MAX_BODY_BYTES",
+    "max_header_bytes": "MAX_HEADER_BYTES",
+    "header_timeout": "HEADER_TIMEOUT",
+    "body_timeout": "BODY_TIMEOUT",
+    "max_connections": "MAX_CONNECTIONS",
+    "usage_timeout": "USAGE_TIMEOUT",
+    "rate_limit_lease": "RATE_LIMIT_LEASE",
+    "usage_buffer": "USAGE_BUFFER",
+    "tls_cert_file": "TLS_CERT_FILE",
+    "tls_key_file": "TLS_KEY_FILE",
+    "require_https": "REQUIRE_HTTPS",
+    "log_level": "LOG_LEVEL",
+    "dashboard_session_idle": "DASHBOARD_SESSION_IDLE",
+    "dashboard_session_lifetime": "DASHBOARD_SESSION_LIFETIME",
+    "dashboard_max_sessions": "DASHBOARD_MAX_SESSIONS",
+    "dashboard_secure_cookies": "DASHBOARD_SECURE_COOKIES",
+    "auth_stale_max": "AUTH_STALE_MAX",
+    "max_cookie_bytes": "MAX_COOKIE_BYTES",
+    "metrics_host": "API_METRICS_HOST",
+    "metrics_port": "API_METRICS_PORT",
+    "trusted_proxies": "TRUSTED_PROXIES",
+    "trusted_proxy_headers": "TRUSTED_PROXY_HEADERS",
+    "hsts_max_age": "HSTS_MAX_AGE",
+    "signup_per_address_per_hour": "SIGNUP_PER_ADDRESS_PER_HOUR",
+    "signup_global_per_minute": "SIGNUP_GLOBAL_PER_MINUTE",
+    "signin_per_address_per_minute": "SIGNIN_PER_ADDRESS_PER_MINUTE",
+    "signin_global_per_minute": "SIGNIN_GLOBAL_PER_MINUTE",
+    "dashboard_sessions_per_account": "DASHBOARD_SESSIONS_PER_ACCOUNT",
+    "api_key_in_query": "API_KEY_IN_QUERY",
+    "upstream_identity_secret_file": "UPSTREAM_IDENTITY_SECRET_FILE",
+    "usage_route_words": "USAGE_ROUTE_WORDS",
+    "master_key_data_plane": "MASTER_KEY_DATA_PLANE",
+}
+
+
+def _read(env: Mapping[str, str], variable: str, default: Any) -> Any:
+    """The variable's value as the default's type; unset: the default."""
+    value = env.get(variable)
+    if value is None:
+        return default
+    if isinstance(default, bool):
+        return _flag(value, default)
+    if isinstance(default, tuple):
+        return _list(value)
+    return type(default)(value)
 
 
 @lru_cache(maxsize=1)

@@ -225,8 +225,8 @@ def create_app(
 
 def identity_from_env(env: Mapping[str, str] | None = None) -> UpstreamIdentity:
     """The shared secret in UPSTREAM_IDENTITY_SECRET_FILE (refused unless only its owner may
-    read it), or SystemExit saying what is missing. `env`: the process's environment as it is
-    when called (a default of os.environ would be the one of import time)."""
+    read it), or SystemExit saying what is missing. `env`: the process's environment unless
+    given."""
     path = (os.environ if env is None else env).get("UPSTREAM_IDENTITY_SECRET_FILE", "")
     if not path:
         raise SystemExit(

@@ -3,7 +3,8 @@
 `python -m aitbc_contracts.asyncapi docs/asyncapi.json` writes it (`just docs`); a test fails
 when the committed file no longer matches the code. Schemas come from msgspec, so they are
 the very types the services decode with. What the document lists (messages, channels,
-operations) is in aitbc_contracts.asyncapi_catalog; this module turns it into AsyncAPI.
+operations) is in aitbc_contracts.asyncapi_catalog and asyncapi_channels; this module turns
+it into AsyncAPI.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from aitbc_contracts.asyncapi_catalog import CHANNELS, MESSAGES, OPERATIONS
+from aitbc_contracts.asyncapi_catalog import MESSAGES, OPERATIONS
+from aitbc_contracts.asyncapi_channels import CHANNELS
 
 REF = "#/components/schemas/{name}"
 

@@ -12,6 +12,7 @@ An event never carries a key, only the public key id.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -23,10 +24,12 @@ WINDOW_SECONDS = 60
 Outcome = Literal["admitted", "limited", "fail_open", "fail_closed", "unauthenticated"]
 
 
-def plan_limits_from_env() -> dict[str, int]:
-    """PLAN_LIMITS="free=60,pro=600,enterprise=6000" overrides or adds plans."""
+def plan_limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """PLAN_LIMITS="free=60,pro=600,enterprise=6000" overrides or adds plans; `env`: the
+    process's environment unless given."""
+    env = os.environ if env is None else env
     limits = dict(DEFAULT_PLAN_LIMITS)
-    for item in os.environ.get("PLAN_LIMITS", "").split(","):
+    for item in env.get("PLAN_LIMITS", "").split(","):
         name, _, value = item.partition("=")
         if name.strip() and value.strip().isdigit():
             limits[name.strip()] = int(value)

@@ -149,32 +149,30 @@ class SessionStore:
 
     async def _open(self, digest: str) -> bool:
         """Whether the session of `digest` is still there and has not expired."""
+        session = await self._stored(digest)
+        return session is not None and not expired(session, self.clock(), self.idle, self.lifetime)
+
+    async def _stored(self, digest: str) -> Session | None:
+        """The session stored under `digest`; None when there is none (deleted: signed out) or
+        it cannot be read."""
         try:
             entry = await self.bucket.get(digest)
         except KeyNotFoundError:
-            return False
+            return None
         except (NatsError, TimeoutError) as exc:
             raise _unavailable() from exc
         try:
-            session = _decode(entry.value or b"")
+            return _decode(entry.value or b"")
         except msgspec.DecodeError:
-            return False
-        return not expired(session, self.clock(), self.idle, self.lifetime)
+            return None
 
     async def get(self, token: str | None) -> Session | None:
         """The live session of this token, which counts as activity; None if there is none."""
         if not token or len(token) > MAX_TOKEN:
             return None
         digest = _digest(token)
-        try:
-            entry = await self.bucket.get(digest)
-        except KeyNotFoundError:  # also: deleted (signed out)
-            return None
-        except (NatsError, TimeoutError) as exc:
-            raise _unavailable() from exc
-        try:
-            session = _decode(entry.value or b"")
-        except msgspec.DecodeError:
+        session = await self._stored(digest)
+        if session is None:
             return None
         now = self.clock()
         if expired(session, now, self.idle, self.lifetime) or session.digest != digest:

@@ -8,6 +8,7 @@ import time
 from aitbc_api.errors import ApiError
 from aitbc_api.pipeline.auth import Principal, presented_key
 from aitbc_api.pipeline.middleware import context_of
+from aitbc_api.pipeline.proxies import client_address
 from aitbc_api.types import Conn, Req
 from aitbc_contracts.messages import Code
 
@@ -19,8 +20,7 @@ async def authenticate(connection: Conn) -> Principal:
     key = presented_key(connection, edge.settings.api_key_in_query)
     if (known := authenticator.known(key)) is not None:
         return known
-    client = connection.scope.get("client")  # (host, port) or None, as Litestar's .client reads
-    return await authenticator.authenticate(key, client[0] if client else "")
+    return await authenticator.authenticate(key, client_address(connection.scope))
 
 
 async def forwarded_caller(connection: Conn) -> Principal:

@@ -26,6 +26,7 @@ from litestar.types import (
 
 from aitbc_api.errors import ApiError
 from aitbc_api.ids import new_id
+from aitbc_api.pipeline.proxies import client_address
 from aitbc_api.pipeline.usage_events import Served
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
@@ -134,11 +135,10 @@ class EdgeMiddleware:
             load.in_flight -= 1
             latency_ms = (time.perf_counter() - context.started) * 1000
             if access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
                 access_log.info(
                     "%s %s %s %.1fms request_id=%s client=%s",
                     scope["method"], scope["path"][:256], status, latency_ms, context.request_id,
-                    client[0] if client else "-",
+                    client_address(scope) or "-",
                 )  # fmt: skip
             if context.principal is not None and context.verdict is not None:
                 _record(scope, context, status or 500, latency_ms)

@@ -21,7 +21,7 @@ import ipaddress
 from collections.abc import Sequence
 from functools import lru_cache
 
-from litestar.types import HTTPScope
+from litestar.types import HTTPScope, WebSocketScope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Hop = tuple[str, int, str]  # host, port (0: unknown), proto ("" unless Forwarded says)
@@ -79,7 +79,7 @@ def _x_forwarded_hops(values: list[str]) -> list[Hop]:
     return [(host, port, "") for host, port in hops if host]
 
 
-def client_address(scope: HTTPScope) -> str:
+def client_address(scope: HTTPScope | WebSocketScope) -> str:
     """The client's address, once `TrustedProxies.resolve` has run ("" when unknown)."""
     client = scope.get("client")
     return client[0] if client else ""

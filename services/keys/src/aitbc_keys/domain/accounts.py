@@ -30,6 +30,7 @@ from aitbc_keys.domain.rules import (
     check_secret,
     envelope,
     existing_account,
+    following,
     shown_name,
 )
 
@@ -86,7 +87,7 @@ def replace_master_key(
     )
     revoked: list[AnyEvent] = [
         KeyRevoked(
-            **envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
+            **following(key, command, now, new_id),
             key_id=key.key_id,
             reason=why,
         )
@@ -110,9 +111,7 @@ def set_plan(
         return []
     return [
         PlanChanged(
-            **envelope(
-                command, now, new_id(), account.account_id, account.version + 1, account.account_id
-            ),
+            **following(account, command, now, new_id),
             plan=command.plan,
             previous_plan=account.plan,
         )
@@ -128,9 +127,7 @@ def set_master_key_data_plane(
         return []
     return [
         MasterKeyDataPlaneChanged(
-            **envelope(
-                command, now, new_id(), account.account_id, account.version + 1, account.account_id
-            ),
+            **following(account, command, now, new_id),
             data_plane=command.data_plane,
         )
     ]

@@ -22,6 +22,7 @@ from aitbc_keys.domain.rules import (
     check_secret,
     envelope,
     existing_account,
+    following,
     shown_name,
     visible_key,
 )
@@ -78,7 +79,7 @@ def revoke_key(
         raise ValidationError(f"reason must be at most {NAME_MAX * 5} characters")
     return [
         KeyRevoked(
-            **envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
+            **following(key, command, now, new_id),
             key_id=key.key_id,
             reason=command.reason,
         )
@@ -102,7 +103,7 @@ def regenerate_key(
     grace_end = now + timedelta(seconds=command.grace_seconds) if command.grace_seconds else None
     return [
         KeyRegenerated(
-            **envelope(command, now, new_id(), key.key_id, key.version + 1, key.account_id),
+            **following(key, command, now, new_id),
             key_id=key.key_id,
             secret_hash=command.secret_hash,
             hint=command.hint,

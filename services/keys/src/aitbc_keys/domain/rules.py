@@ -160,3 +160,11 @@ def envelope(
         "actor": command.actor,
         "request_id": command.request_id,
     }
+
+
+def following(
+    state: AccountState | KeyState, command: Command, now: datetime, new_id: IdFactory
+) -> dict[str, Any]:
+    """The envelope of the next event of `state`'s stream (the account's, or the key's)."""
+    stream_id = state.key_id if isinstance(state, KeyState) else state.account_id
+    return envelope(command, now, new_id(), stream_id, state.version + 1, state.account_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent
@@ -19,6 +19,7 @@ from aitbc_keys import domain, store
 from aitbc_keys.domain import NotFound
 from aitbc_keys.service_layer.unit_of_work import UnitOfWork
 
+T = TypeVar("T")
 COMMAND_RETRIES = 3  # a command that loses an optimistic-concurrency race is decided again
 
 
@@ -114,21 +115,19 @@ async def replace_master_key(command: m.ReplaceMasterKey, uow: UnitOfWork, _: Po
     """Account recovery: decided on the account's keys as they are; decided again when one of
     them changed meanwhile (an owner's regenerate of the master key, say)."""
     key_id = new_key_id()
-    attempt = 1
-    while True:
+
+    async def decide_and_commit() -> m.KeyView:
         states: dict[str, State] = {}
         domain.fold_streams(states, await uow.load_account(command.account_id))
         keys = [state for state in states.values() if isinstance(state, KeyState)]
         new = domain.replace_master_key(
             states.get(command.account_id), keys, command, uow.now, key_id, new_event_id
         )
-        try:  # one event per stream: each follows the version it was decided on
-            await uow.commit([(event.stream_id, event.version - 1, [event]) for event in new])
-            return _key_view(fold(new[-1:]), key_id, uow)
-        except store.ConcurrencyError:
-            if attempt == COMMAND_RETRIES:
-                raise
-            attempt += 1
+        # one event per stream: each follows the version it was decided on
+        await uow.commit([(event.stream_id, event.version - 1, [event]) for event in new])
+        return _key_view(fold(new[-1:]), key_id, uow)
+
+    return await _retried(decide_and_commit)
 
 
 Handler = Callable[[Any, UnitOfWork, Power], Awaitable[m.Reply]]
@@ -164,18 +163,26 @@ async def _update(
 ) -> State | None:
     """Load, decide, commit; decide again on a fresh load when a concurrent write won.
     Returns the stream's state after."""
-    attempt = 1
-    while True:
+
+    async def decide_and_commit() -> State | None:
         history = await uow.load(stream_id)
         new = decide(fold(history))
+        if new:
+            await uow.commit([(stream_id, len(history), new)])
+        return fold([*history, *new])
+
+    return await _retried(decide_and_commit)
+
+
+async def _retried(decide_and_commit: Callable[[], Awaitable[T]]) -> T:
+    """Runs a load-decide-commit; again, on a fresh load, when a concurrent write won, up to
+    COMMAND_RETRIES times in all (the last store.ConcurrencyError is raised)."""
+    for _ in range(COMMAND_RETRIES - 1):
         try:
-            if new:
-                await uow.commit([(stream_id, len(history), new)])
-            return fold([*history, *new])
+            return await decide_and_commit()
         except store.ConcurrencyError:
-            if attempt == COMMAND_RETRIES:
-                raise
-            attempt += 1
+            continue
+    return await decide_and_commit()
 
 
 async def _account(uow: UnitOfWork, account_id: str) -> m.AccountView:
