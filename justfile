@@ -17,6 +17,12 @@ typed := "shared/*/src infra/src services/*/src"
 up *FLAGS: sync
     aitbc-up {{ FLAGS }}
 
+# [continue] as for `up`: Ctrl-C stopping it cleanly is a success.
+# Start the many-machine shape in the foreground: 3 NATS nodes on loopback (every stream at 3 replicas), keys and usage twice, sample Coordinator, edges on 8000 and 8001 (Ctrl-C stops; data in .data/cluster; `--tls`, `--mtls`)
+[continue]
+cluster *FLAGS: sync
+    aitbc-cluster {{ FLAGS }}
+
 # Run the whole test suite (unit, integration, e2e, browser, chaos); each test starts its own nats-server
 # Three workers (TEST_WORKERS), a test file each at a time: most tests wait on processes and
 # sockets (a 2-core machine was half idle with two). The chaos scenarios come after, alone: their

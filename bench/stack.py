@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aitbc_infra import stack as definition
+from aitbc_infra.layout import Layout, tls_switches
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Proc
 from aitbc_infra.readiness import answers, until_ready
-from aitbc_infra.stack import Layout, tls_switches
 from bench.null_responder import CHECK_SUBJECT
 
 BIN = Path(sys.executable).parent

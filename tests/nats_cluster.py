@@ -6,7 +6,6 @@ can be killed and started again on the same ports and store."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,8 @@ from pathlib import Path
 import nats
 from nats.js.api import StreamInfo
 
-from aitbc_infra.bus_config import BusCredentials, write_private
+from aitbc_infra.bus_config import BusCredentials, route_url, write_private
+from aitbc_infra.bus_config import node_config as cluster_node_config
 from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
 from aitbc_infra.bus_streams import provision
 from aitbc_infra.bus_tls import BusTls
@@ -37,7 +37,7 @@ class Node:
 
     @property
     def route(self) -> str:
-        return f"nats-route://127.0.0.1:{self.route_port}"
+        return route_url(self.route_port)
 
     @property
     def log_file(self) -> Path:
@@ -69,17 +69,11 @@ def node_config(
     jetstream: bool = True,
 ) -> str:
     """A node as infra/nats/cluster-3node/node-N.conf has it, on loopback ports."""
-    routes = ", ".join(peer.route for peer in peers)
-    route_block = tls.route_block() if tls is not None and route_tls else ""
-    cluster = (
-        f"cluster {{\n  name: aitbc\n  listen: 127.0.0.1:{node.route_port}\n"
-        f"  routes: [{routes}]\n  connect_retries: 30\n{route_block}}}\n"
+    store = node.folder / node.name if jetstream else None
+    routes = [peer.route for peer in peers]
+    return cluster_node_config(
+        node.name, node.port, node.route_port, routes, credentials, tls, store, route_tls
     )
-    head = f"server_name: {node.name}\nlisten: 127.0.0.1:{node.port}\n"
-    if jetstream:
-        head += f"jetstream {{ store_dir: {json.dumps(str(node.folder / node.name))} }}\n"
-    server_tls = tls.server_block() if tls is not None else ""
-    return head + server_tls + credentials.accounts() + cluster
 
 
 @dataclass

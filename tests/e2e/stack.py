@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 
 from aitbc_infra import stack as definition
+from aitbc_infra.layout import Layout, TlsSwitches, tls_switches
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Process
 from aitbc_infra.readiness import run_to_end, until_ready
-from aitbc_infra.stack import Layout, TlsSwitches, tls_switches
 
 BIN = Path(sys.executable).parent
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+from pathlib import Path
 
 from aitbc_infra.readiness import run_to_end, until_ready
 from aitbc_infra.supervisor import Service, Supervisor
@@ -106,3 +107,38 @@ async def test_waiting_ends_when_the_caller_gives_up_or_time_is_out() -> None:
 
 async def test_a_probe_can_be_waited_for_from_inside_a_running_loop() -> None:
     assert run_to_end(until_ready(ready_now, within=1.0))
+
+
+async def test_neighbours_of_one_group_are_stopped_together(tmp_path: Path) -> None:
+    """Each of these stops only once the other has been told to, as each node of a cluster
+    stopped alone would call out for the others: one after the other, the first would be
+    killed at the stop timeout."""
+    term = (
+        "import os, signal, sys, time\n"
+        "mine, theirs = sys.argv[1:3]\n"
+        "def stop(*_):\n"
+        "    open(mine, 'w').close()\n"
+        "    while not os.path.exists(theirs):\n"
+        "        time.sleep(0.01)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ok')\n"
+        "while True:\n"
+        "    time.sleep(1)\n"
+    )
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    pair = [
+        Service("a", [*child(term), a, b], group="pair"),
+        Service("b", [*child(term), b, a], group="pair"),
+    ]
+    out = io.StringIO()
+    sup = Supervisor(pair, out=out, stop_timeout=10, color=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sup.run(stop))
+    ready = ("everything is up", "a  | ok", "b  | ok")  # their SIGTERM handlers are set
+    await until(lambda: all(line in out.getvalue() for line in ready), timeout=30, every=0.05)
+    processes = [r.process for r in sup.running]
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert "did not stop" not in out.getvalue()
+    assert [p.returncode for p in processes] == [0, 0]

@@ -131,3 +131,38 @@ def server_config(
     if credentials is not None:
         text += credentials.accounts()
     return text
+
+
+CLUSTER_NAME = "aitbc"
+
+
+def route_url(port: int) -> str:
+    """Where a node on loopback takes routes from the others."""
+    return f"nats-route://127.0.0.1:{port}"
+
+
+def node_config(
+    name: str,
+    port: int,
+    route_port: int,
+    routes: Iterable[str],
+    credentials: BusCredentials,
+    tls: BusTls | None = None,
+    store_dir: Path | None = None,
+    route_tls: bool = True,
+) -> str:
+    """One node of a cluster on loopback, as infra/nats/cluster-3node/node-N.conf has it:
+    clients on `port`, the other nodes on `route_port`, reaching out to `routes` (the route to
+    itself is ignored), JetStream in `store_dir` (None: none), the roles' accounts, and with
+    `tls` TLS on the client port and (`route_tls`) on the routes, each node checking the
+    others' certificates."""
+    route_block = tls.route_block() if tls is not None and route_tls else ""
+    cluster = (
+        f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{route_port}\n"
+        f"  routes: [{', '.join(routes)}]\n  connect_retries: 30\n{route_block}}}\n"
+    )
+    head = f"server_name: {name}\nlisten: 127.0.0.1:{port}\n"
+    if store_dir is not None:
+        head += f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n"
+    server_tls = tls.server_block() if tls is not None else ""
+    return head + server_tls + credentials.accounts() + cluster

@@ -140,14 +140,7 @@ class NatsServer:
         let_in = connects(self.access())
         if self.credentials is None:
             return let_in
-
-        async def provisioned() -> bool:
-            if not await let_in():
-                return False
-            await provision(self.access("keylog-admin"), self.access("admin"))
-            return True
-
-        return provisioned
+        return provisioned(let_in, self.access("keylog-admin"), self.access("admin"))
 
     def stop(self) -> None:
         if self.process is not None:
@@ -157,6 +150,23 @@ class NatsServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def provisioned(
+    let_in: Probe, keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1
+) -> Probe:
+    """Ready once `let_in` is, and the bus is provisioned as its admins (aitbc_infra.bus_streams:
+    the key log's streams and mirrors, every stream at `replicas`). On a cluster that is once
+    its nodes have chosen a JetStream leader; until then provisioning fails, and is tried
+    again: it makes only what is missing."""
+
+    async def ready() -> bool:
+        if not await let_in():
+            return False
+        await provision(keylog_admin, admin, replicas)
+        return True
+
+    return ready
 
 
 def env_with(**values: str) -> dict[str, str]:

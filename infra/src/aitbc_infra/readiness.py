@@ -83,6 +83,9 @@ async def _client(access: BusAccess) -> NATS | None:
             connect_timeout=1,
             allow_reconnect=False,
             max_reconnect_attempts=1,
+            # a refused server is tried again at once, not after nats-py's 2 s backoff: the
+            # probe is asked again anyway, and a server that is starting listens within ms
+            reconnect_time_wait=0,
             error_cb=quiet_errors,
         )
     except Exception:

@@ -3,6 +3,7 @@
 nats-server (JetStream, data in .data/nats; skipped when NATS_URL names an existing server),
 then the keys service, the usage service, the sample Coordinator and the edge: the system
 that aitbc_infra.stack defines. Ctrl-C or SIGTERM stops them in reverse order and exits 0.
+`aitbc-cluster` (aitbc_infra.cluster) runs its table the same way (`supervise`).
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aitbc_infra import stack
 from aitbc_infra.bus_tls import BusTls
+from aitbc_infra.layout import ConfigError, Layout
 from aitbc_infra.nats_server import port_is_open
-from aitbc_infra.stack import ConfigError, Layout
 from aitbc_infra.supervisor import Service, Supervisor
 from aitbc_runtime.bus_access import BusAccess
 
@@ -67,16 +67,12 @@ def preflight(config: Config, table: list[Service]) -> None:
         ("api", layout.api_host, layout.api_port, "API_PORT"),
         ("api", "127.0.0.1", layout.api_metrics_port, "API_METRICS_PORT (its /metrics)"),
     ]
-    for name, host, port, setting in ports:
-        if name in names and port and port_is_open(port, host):
-            raise ConfigError(
-                f"port {port} on {host} is already in use, so {name} cannot start "
-                f"(is `just up` already running?). Set {setting} to use another."
-            )
+    refuse_taken_ports([p for p in ports if p[0] in names])
     if "nats" in names and layout.nats_replicas > 1:
         raise ConfigError(
             f"NATS_REPLICAS={layout.nats_replicas} needs a cluster, and `just up`'s own "
-            "nats-server is one node: set NATS_URL to the cluster's servers, or NATS_REPLICAS=1"
+            "nats-server is one node: set NATS_URL to the cluster's servers, or NATS_REPLICAS=1 "
+            "(`just cluster` runs one on this machine)"
         )
     if layout.nats_url is not None:
         if not any(_answers(server) for server in BusAccess(layout.nats_url).servers):
@@ -87,6 +83,17 @@ def preflight(config: Config, table: list[Service]) -> None:
     layout.data_dir.mkdir(parents=True, exist_ok=True)
 
 
+def refuse_taken_ports(ports: list[tuple[str, str, int, str]]) -> None:
+    """ConfigError for the first (service, host, port, setting) whose port something already
+    listens on (0: none asked for)."""
+    for name, host, port, setting in ports:
+        if port and port_is_open(port, host):
+            raise ConfigError(
+                f"port {port} on {host} is already in use, so {name} cannot start "
+                f"(is `just up` or `just cluster` already running?). Set {setting} to use another."
+            )
+
+
 def _answers(server: str) -> bool:
     """Whether a server of NATS_URL (`nats://host:port`, or `host:port` as nats-py takes it
     too) accepts connections."""
@@ -94,33 +101,28 @@ def _answers(server: str) -> bool:
     return port_is_open(parts.port or 4222, parts.hostname or "127.0.0.1")
 
 
-async def supervise(table: list[Service], config: Config) -> int:
+async def supervise(
+    table: list[Service], config: Config, notes: Sequence[str] = (), summary: str = ""
+) -> int:
+    """Run `table` in the foreground until Ctrl-C or SIGTERM (exit 0) or a death (1): `notes`
+    are said first, with where the data and the bus's credentials are; `summary` once
+    everything is up."""
     supervisor = Supervisor(
         table, ready_timeout=config.ready_timeout, stop_timeout=config.stop_timeout
     )
-    stop = asyncio.Event()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            supervisor.say("stopping at once")
-            supervisor.kill_all()
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    if config.layout.nats_url is not None:
-        supervisor.say(f"using the NATS server at {config.layout.nats_url}")
-    supervisor.say(f"data in {config.layout.data_dir}")
-    if config.layout.credentials is not None:
+    layout = config.layout
+    for note in notes:
+        supervisor.say(note)
+    supervisor.say(f"data in {layout.data_dir}")
+    if layout.credentials is not None:
         supervisor.say(
-            f"the bus requires credentials: one per role in {config.layout.creds_dir} "
+            f"the bus requires credentials: one per role in {layout.creds_dir} "
             "(the `aitbc` CLI uses admin.nk there; auditor.nk can only read)"
         )
-    tls = config.layout.bus_tls
+    tls = layout.bus_tls
     if tls is not None:
         say_tls(supervisor, tls)
-    return await supervisor.run(stop)
+    return await supervisor.run_in_foreground(summary)
 
 
 def say_tls(supervisor: Supervisor, tls: BusTls) -> None:
@@ -131,10 +133,12 @@ def say_tls(supervisor: Supervisor, tls: BusTls) -> None:
     supervisor.say(f"the bus speaks TLS only{mutual}: the CLI needs {settings}")
 
 
-def settings(argv: list[str], env: Mapping[str, str]) -> dict[str, str]:
+def settings(
+    argv: list[str], env: Mapping[str, str], prog: str = "aitbc-up", doc: str = __doc__ or ""
+) -> dict[str, str]:
     """The environment with the command line's switches over it: `--tls` is NATS_TLS=1,
     `--mtls` NATS_TLS_VERIFY=1 (mutual TLS: every client presents its role's certificate)."""
-    parser = argparse.ArgumentParser(prog="aitbc-up", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("--tls", action="store_true", help="TLS only on the bus (NATS_TLS=1)")
     parser.add_argument("--mtls", action="store_true", help="mutual TLS (NATS_TLS_VERIFY=1)")
     switches = parser.parse_args(argv)
@@ -151,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"aitbc-up: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(supervise(table, config))
+    url = config.layout.nats_url
+    notes = [f"using the NATS server at {url}"] if url is not None else []
+    return asyncio.run(supervise(table, config, notes))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ class Service:
     ready: Probe | None = None  # None: ready as soon as it has started
     address: str = ""  # for people: where it serves, shown once everything is ready
     port: int | None = None  # the TCP port it listens on, if any
+    # Services started one after another with the same group are stopped together: a
+    # cluster's nodes, each of which would otherwise try to reach the ones stopped before it.
+    group: str = ""
 
 
 @dataclass
@@ -138,8 +141,24 @@ class Supervisor:
             self.say(f"{service.name} was not ready within {self.ready_timeout:g} s: giving up")
         return False
 
-    async def run(self, stop: asyncio.Event) -> int:
-        """Start every service in order, then wait for `stop` (exit 0) or a death (exit 1)."""
+    async def run_in_foreground(self, summary: str = "") -> int:
+        """`run` until Ctrl-C or SIGTERM (exit 0); a second one kills the children at once."""
+        stop = asyncio.Event()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                self.say("stopping at once")
+                self.kill_all()
+            stop.set()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        return await self.run(stop, summary)
+
+    async def run(self, stop: asyncio.Event, summary: str = "") -> int:
+        """Start every service in order, then wait for `stop` (exit 0) or a death (exit 1).
+        `summary` is said once everything is up, where a person looks for it."""
         try:
             for index, service in enumerate(self.services):
                 self.say(f"starting {service.name}: {' '.join(service.argv)}")
@@ -148,6 +167,8 @@ class Supervisor:
                     return 0 if stop.is_set() else 1
                 where = f" on {service.address}" if service.address else ""
                 self.say(f"{service.name} is ready{where}")
+            if summary:
+                self.say(summary)
             self.say("everything is up. Ctrl-C stops it.")
             return await self._watch(stop)
         finally:
@@ -174,21 +195,36 @@ class Supervisor:
             os.killpg(running.process.pid, sig)
 
     async def shutdown(self) -> None:
-        """Stop the children in reverse order of starting: SIGTERM, then SIGKILL if they linger."""
-        for running in reversed(self.running):
-            if running.process.returncode is None:
-                self.say(f"stopping {running.service.name}")
-                self._signal(running, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(running.process.wait(), self.stop_timeout)
-                except TimeoutError:
-                    name = running.service.name
-                    self.say(f"{name} did not stop in {self.stop_timeout:g} s: killing it")
-                    self._signal(running, signal.SIGKILL)
-                    await running.process.wait()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(running.pump, 2.0)
+        """Stop the children in reverse order of starting, those of one `group` side by side:
+        SIGTERM, then SIGKILL if they linger."""
+        for batch in self._batches():
+            await asyncio.gather(*(self._stop(running) for running in batch))
         self.running.clear()
+
+    def _batches(self) -> list[list[Running]]:
+        """The children in reverse order of starting, neighbours of one `group` together."""
+        batches: list[list[Running]] = []
+        for running in reversed(self.running):
+            group = running.service.group
+            if batches and group and batches[-1][0].service.group == group:
+                batches[-1].append(running)
+            else:
+                batches.append([running])
+        return batches
+
+    async def _stop(self, running: Running) -> None:
+        if running.process.returncode is None:
+            self.say(f"stopping {running.service.name}")
+            self._signal(running, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(running.process.wait(), self.stop_timeout)
+            except TimeoutError:
+                name = running.service.name
+                self.say(f"{name} did not stop in {self.stop_timeout:g} s: killing it")
+                self._signal(running, signal.SIGKILL)
+                await running.process.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(running.pump, 2.0)
 
     def kill_all(self) -> None:
         """A second Ctrl-C: no more waiting."""
