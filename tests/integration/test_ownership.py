@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from aitbc_contracts.subjects import USAGE_LEASES_BUCKET
 from aitbc_infra.nats_server import NatsServer
-from aitbc_runtime.ownership import Ownership, rendezvous
+from aitbc_runtime.ownership import Ownership, lease_bucket, rendezvous
 
 NAMES = [f"p{n}" for n in range(16)]
 TTL = 0.6
@@ -22,10 +22,10 @@ TTL = 0.6
 class Holder:
     """One member and what it serves, as its callbacks tell it."""
 
-    def __init__(self, nc: NATS, log: list[tuple[str, str, str]]) -> None:
+    def __init__(self, nc: NATS, log: list[tuple[str, str, str]], ttl: float = TTL) -> None:
         self.serving: dict[str, int] = {}
         self.log = log
-        self.ownership = Ownership(nc, USAGE_LEASES_BUCKET, NAMES, self.gained, self.lost, ttl=TTL)
+        self.ownership = Ownership(nc, USAGE_LEASES_BUCKET, NAMES, self.gained, self.lost, ttl=ttl)
         self.id = self.ownership.member
 
     async def gained(self, name: str, epoch: int) -> None:
@@ -131,3 +131,22 @@ async def test_a_dead_members_shares_are_taken_after_its_lease_and_it_stopped_fi
         assert max(lapsed) < min(retaken)
         print(f"takeover {taken:.2f}s with a ttl of {TTL}s")
         await two.ownership.stop()
+
+
+async def test_a_member_key_left_by_a_killed_process_is_given_no_share(
+    own_nats: NatsServer,
+) -> None:
+    """A process killed leaves its heartbeat key behind; one that joins afterwards must not
+    place shares on it, or those would wait a whole lease for a holder (the lease is long
+    here: that wait would outlast the test)."""
+    nc = await nats.connect(**own_nats.options("usage"))
+    bucket = await lease_bucket(nc, USAGE_LEASES_BUCKET, 1)
+    await bucket.put("member.killed0123456789", b'{"host": "gone", "pid": 1}')
+    log: list[tuple[str, str, str]] = []
+    slow = Holder(nc, log, ttl=60)
+    await slow.ownership.start()
+    try:
+        await until(lambda: disjoint_and_whole(slow))  # every share, the killed one's too
+    finally:
+        await slow.ownership.stop()
+        await nc.close()

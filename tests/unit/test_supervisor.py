@@ -142,3 +142,28 @@ async def test_neighbours_of_one_group_are_stopped_together(tmp_path: Path) -> N
     assert await asyncio.wait_for(task, 30) == 0
     assert "did not stop" not in out.getvalue()
     assert [p.returncode for p in processes] == [0, 0]
+
+
+async def test_with_restarts_a_child_that_dies_is_started_again_and_the_rest_run_on() -> None:
+    out = io.StringIO()
+    sup = Supervisor(
+        [
+            Service("steady", child("import time; print('up'); time.sleep(60)")),
+            Service("fragile", child("import time; print('up'); time.sleep(60)")),
+        ],
+        out=out,
+        color=False,
+        restart_after=0.1,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(sup.run(stop))
+    await until(lambda: "everything is up" in out.getvalue(), timeout=30, every=0.05)
+    steady, fragile = (r.process for r in sup.running)
+    fragile.kill()
+    await until(lambda: "fragile is ready again" in out.getvalue(), timeout=30, every=0.05)
+    assert steady.returncode is None, "the others carry on"
+    assert [r.service.name for r in sup.running] == ["steady", "fragile"]
+    assert sup.running[1].process is not fragile
+    stop.set()
+    assert await asyncio.wait_for(task, 15) == 0
+    assert "starting it again in 0.1 s" in out.getvalue()

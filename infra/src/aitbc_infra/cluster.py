@@ -51,6 +51,9 @@ class Cluster:
 
     config: runner.Config
     ports: Mapping[str, tuple[int, ...]]
+    # A process that dies is started again this many seconds later, the rest running on
+    # (None: a death stops everything, as in `just up`)
+    restart_after: float | None = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Cluster:
@@ -69,7 +72,12 @@ class Cluster:
             "API_PORT": str(ports["CLUSTER_API_PORTS"][0]),
             "API_METRICS_PORT": str(ports["CLUSTER_API_METRICS_PORTS"][0]),
         }
-        return cls(runner.Config.from_env(as_up), ports)
+        restart = env.get("CLUSTER_RESTART_AFTER", "2").strip()
+        try:
+            restart_after = None if restart in ("", "off") else float(restart)
+        except ValueError:
+            raise ConfigError(f"CLUSTER_RESTART_AFTER: seconds or 'off', not {restart!r}") from None
+        return cls(runner.Config.from_env(as_up), ports, restart_after)
 
     @property
     def layout(self) -> Layout:
@@ -222,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aitbc-cluster: {exc}", file=sys.stderr)
         return 1
     summary = topology(cluster, table)
-    return asyncio.run(runner.supervise(table, cluster.config, summary=summary))
+    return asyncio.run(
+        runner.supervise(
+            table, cluster.config, summary=summary, restart_after=cluster.restart_after
+        )
+    )
 
 
 if __name__ == "__main__":

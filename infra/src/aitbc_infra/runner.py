@@ -102,13 +102,20 @@ def _answers(server: str) -> bool:
 
 
 async def supervise(
-    table: list[Service], config: Config, notes: Sequence[str] = (), summary: str = ""
+    table: list[Service],
+    config: Config,
+    notes: Sequence[str] = (),
+    summary: str = "",
+    restart_after: float | None = None,
 ) -> int:
-    """Run `table` in the foreground until Ctrl-C or SIGTERM (exit 0) or a death (1): `notes`
-    are said first, with where the data and the bus's credentials are; `summary` once
-    everything is up."""
+    """Run `table` in the foreground until Ctrl-C or SIGTERM (exit 0) or a death (1; with
+    `restart_after`, the dead is started again instead): `notes` are said first, with where
+    the data and the bus's credentials are; `summary` once everything is up."""
     supervisor = Supervisor(
-        table, ready_timeout=config.ready_timeout, stop_timeout=config.stop_timeout
+        table,
+        ready_timeout=config.ready_timeout,
+        stop_timeout=config.stop_timeout,
+        restart_after=restart_after,
     )
     layout = config.layout
     for note in notes:

@@ -72,11 +72,16 @@ class Supervisor:
         ready_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         color: bool | None = None,
+        restart_after: float | None = None,
     ) -> None:
         self.services = list(services)
         self.out = out
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        # None: a child that dies stops everything (`just up`: one of each, nothing to fail
+        # over to). Else it is started again this many seconds later while the others carry
+        # on, as a process manager would (`just cluster`: faults can be tried by killing any).
+        self.restart_after = restart_after
         if color is None:
             color = out.isatty() and "NO_COLOR" not in os.environ
         self.color = color
@@ -176,19 +181,42 @@ class Supervisor:
             self.say("all stopped")
 
     async def _watch(self, stop: asyncio.Event) -> int:
-        exits = {asyncio.create_task(r.process.wait()): r for r in self.running}
         stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
-        for task in [*exits, stopping]:
-            task.cancel()
-        if stopping in done:
-            return 0
-        died = next(exits[task] for task in done if task in exits)
-        self.say(
-            f"{died.service.name} exited unexpectedly with code {died.process.returncode}: "
-            "stopping everything"
-        )
-        return 1
+        try:
+            while True:
+                exits = {asyncio.create_task(r.process.wait()): r for r in self.running}
+                done, _ = await asyncio.wait(
+                    [*exits, stopping], return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in exits:
+                    task.cancel()
+                if stopping in done:
+                    return 0
+                died = next(exits[task] for task in done if task in exits)
+                code, name = died.process.returncode, died.service.name
+                if self.restart_after is None:
+                    self.say(f"{name} exited unexpectedly with code {code}: stopping everything")
+                    return 1
+                self.say(
+                    f"{name} exited unexpectedly with code {code}: starting it again in "
+                    f"{self.restart_after:g} s; the others carry on"
+                )
+                await self._restart(died, stop)
+        finally:
+            stopping.cancel()
+
+    async def _restart(self, died: Running, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.restart_after)
+        if stop.is_set():
+            return
+        index = self.running.index(died)
+        self.running.remove(died)
+        running = await self._spawn(died.service, self.services.index(died.service))
+        self.running.remove(running)
+        self.running.insert(index, running)  # stopped in its place in the order
+        if await self._wait_ready(running, stop):
+            self.say(f"{died.service.name} is ready again")
 
     def _signal(self, running: Running, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

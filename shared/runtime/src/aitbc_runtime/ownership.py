@@ -61,6 +61,9 @@ class _Seen:
     revision: int
     at: float  # this process's monotonic clock when the revision was first seen
     owner: str | None = None  # a share's owner; None for a member, or a free share
+    # A member's heartbeat seen to move while this process watched (not only found there
+    # when it joined: a killed process leaves its key behind, and it must not be given shares)
+    moved: bool = True
 
 
 def rendezvous(name: str, members: Sequence[str]) -> str:
@@ -119,7 +122,7 @@ class Ownership:
         async for entry in watcher:  # what the bucket holds now, up to the end marker
             if entry is None:
                 break
-            self._note(entry)
+            self._note(entry, moved=False)
         self._tasks = [
             asyncio.create_task(self._watch(watcher), name="ownership-watch"),
             asyncio.create_task(self._heartbeats(), name="ownership-heartbeats"),
@@ -141,7 +144,7 @@ class Ownership:
     def _member_key(member: str) -> str:
         return f"member.{member}"
 
-    def _note(self, entry: KeyValue.Entry) -> None:
+    def _note(self, entry: KeyValue.Entry, moved: bool = True) -> None:
         kind, _, name = entry.key.partition(".")
         gone = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
         now = self._clock()
@@ -153,7 +156,7 @@ class Ownership:
             if gone:
                 self._members.pop(name, None)
             else:
-                self._members[name] = _Seen(revision, now)
+                self._members[name] = _Seen(revision, now, moved=moved)
         elif kind == "share" and name in self.names:
             if (known := self._shares.get(name)) is not None and known.revision >= revision:
                 return  # the watch lags behind what this process wrote itself
@@ -216,7 +219,8 @@ class Ownership:
                 log.warning("balancing shares failed: %s", exc)
 
     def _live(self, now: float) -> list[str]:
-        live = [m for m, seen in self._members.items() if now - seen.at < self.ttl]
+        """The members shares are placed on: heartbeats seen to move within a ttl."""
+        live = [m for m, s in self._members.items() if s.moved and now - s.at < self.ttl]
         if self.member not in live and now < self._valid_until:
             live.append(self.member)
         return live
