@@ -70,7 +70,7 @@ fmt: sync
     ruff format .
     ruff check --fix .
 
-# Run the benchmarks (~12 min; `just bench --quick`: ~1 min); writes bench/results/latest.md, fails when a target is missed
+# Run the benchmarks (~20 min; `just bench --quick`: ~3 min; `--only NAMES`: some phases); writes bench/results/latest.md, fails when a target is missed
 bench *ARGS: sync
     bash bench/setup.sh
     python -m bench {{ ARGS }}

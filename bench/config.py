@@ -25,6 +25,9 @@ class Config:
     load_accounts: int
     keys_per_account: int
     profile_seconds: float  # 0: no profiles
+    usage_pair_rounds: int  # rounds of decisions with one, then two usage processes
+    usage_pair_seconds: float  # seconds of each of those runs
+    takeover_kills: int  # SIGKILLs of a partition's holder, each timed to the new holder
 
     @classmethod
     def of(cls, quick: bool, profile: bool | None) -> Config:
@@ -47,6 +50,9 @@ class Config:
             load_accounts=8,
             keys_per_account=64,
             profile_seconds=0.0 if profile is False else 8.0,
+            usage_pair_rounds=8,  # a round's ratio moves by tens of percent here: pool many
+            usage_pair_seconds=2.5,
+            takeover_kills=20,
         )
         if not quick:
             return full
@@ -66,4 +72,7 @@ class Config:
             bus_seconds=1.5,
             revocations=20,
             profile_seconds=3.0 if profile else 0.0,
+            usage_pair_rounds=2,
+            usage_pair_seconds=1.5,
+            takeover_kills=5,
         )

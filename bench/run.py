@@ -1,17 +1,21 @@
-"""`just bench [--quick]`: every benchmark of issue 5 in one process tree, then the report.
+"""`just bench [--quick] [--only NAMES]`: the benchmarks in one process tree, then the report.
 
 The run's state (stack, seeded accounts, targets, results) is bench/state.py's Bench; the
-phases are in bench/bus_phases.py, bench/http_phases.py and bench/edge_phases.py, and this
-module runs them in order (each figure's method is described in bench/README.md):
-  seed      accounts and keys into the keys database (bench/seed.py); the relay publishes them
-  memory-u  usage process RSS before/after learning and deciding for every seeded account
-  auth      CheckKeys rate of one keys process (batches of 1, 10, 100), alternating with a bare
-            responder (the ceiling)
-  decide    DecideBatch rate of one usage process, alternating with the bare responder
-  http      A B C D A B C D ... with wrk, 32 connections; then B and C at half C's peak, paced
-  profile   py-spy on the edge under B and C, on usage and keys under their loads
-  revoke    two edges, a key in use on both, revoked through the first
-  memory-e  a fresh edge's RSS before/after caching every seeded key
+phases are in bench/bus_phases.py, bench/http_phases.py, bench/edge_phases.py and
+bench/partition_phases.py, and this module runs them in order (each figure's method is
+described in bench/README.md). Seeding always comes first; `--only` runs some of the others:
+  (seed)        accounts and keys into the keys database (bench/seed.py); the relay publishes them
+  usage-memory  usage process RSS before/after learning and deciding for every seeded account
+  auth          CheckKeys rate of one keys process (batches of 1, 10, 100), alternating with a
+                bare responder (the ceiling)
+  decisions     DecideBatch rate of one usage process, alternating with the bare responder
+  http          A B C D A B C D ... with wrk, 32 connections
+  paced         B and C at half C's peak, paced (needs http)
+  profiles      py-spy on the edge under B and C, on usage and keys under their loads
+  revocations   two edges, a key in use on both, revoked through the first
+  edge-memory   a fresh edge's RSS before/after caching every seeded key
+  decisions2    DecideBatch rate and CPU per decision, one usage process and two, alternately
+  takeover      SIGKILL of a partition's holder, timed until another process answers for it
 """
 
 from __future__ import annotations
@@ -24,47 +28,81 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvloop
+from nats.aio.client import Client as NATS
 
-from bench import bus_phases, edge_phases, http_phases, machine, report
+from bench import bus_phases, edge_phases, http_phases, machine, partition_phases, report
 from bench.common import RESULTS
 from bench.config import Config
 from bench.cpu import load_average
 from bench.state import Bench
 
 
-async def run(b: Bench) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Phase:
+    title: str  # its name in the results' phase_seconds
+    step: Callable[[Bench], Awaitable[None]]
+    http_side: bool = False  # it needs the HTTP side: the Coordinator, the edges, the peer
+    early: bool = False  # it runs before the HTTP side starts (and before gc.freeze)
+
+
+def _on_bus(step: Callable[[Bench, NATS], Awaitable[None]]) -> Callable[..., Any]:
+    async def on_bus(b: Bench) -> None:
+        async with b.bus() as nc:
+            await step(b, nc)
+
+    return on_bus
+
+
+# Every phase, in the order of a run; `--only` picks some of them by these names.
+PHASES = {
+    "usage-memory": Phase("usage memory", bus_phases.usage_memory, early=True),
+    "auth": Phase("auth checks", _on_bus(bus_phases.auth_checks)),
+    "decisions": Phase("decisions", _on_bus(bus_phases.decisions)),
+    "http": Phase("HTTP rounds", http_phases.http, http_side=True),
+    "paced": Phase("paced", http_phases.paced, http_side=True),
+    "profiles": Phase("profiles", http_phases.profile, http_side=True),
+    "revocations": Phase("revocations", edge_phases.revocations, http_side=True),
+    "edge-memory": Phase("edge memory", edge_phases.edge_memory, http_side=True),
+    "decisions2": Phase("decisions, one and two usage processes", partition_phases.decisions_two),
+    "takeover": Phase("usage takeover", partition_phases.takeover),
+}
+NEEDS = {"paced": "http"}  # paced runs at half the rate the HTTP rounds measured
+
+
+async def run(b: Bench, names: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     b.results["machine"] = machine.describe()
     b.results["placement"] = {"server": b.cpus[:1], "rest": b.cpus[1:]} if len(b.cpus) > 1 else None
     b.results["load_average"] = {"start": load_average()}
     phases: dict[str, float] = {}
     b.results["phase_seconds"] = phases
+    http_side = any(PHASES[name].http_side for name in names)
 
-    async def phase(name: str, step: Any) -> None:
+    async def phase(name: str, step: Awaitable[None]) -> None:
         t = time.perf_counter()
         await step
         phases[name] = round(time.perf_counter() - t, 1)
 
-    await phase("seed and start", b.start_and_seed())
-    await phase("usage memory", bus_phases.usage_memory(b))
-    t = time.perf_counter()
-    b.start_http_side()
-    phases["start HTTP side"] = round(time.perf_counter() - t, 1)
-    gc.freeze()  # the seeded keys stay: no collection walks them while we measure
-    async with b.bus() as nc:
-        await phase("auth checks", bus_phases.auth_checks(b, nc))
-        await phase("decisions", bus_phases.decisions(b, nc))
-    await phase("HTTP rounds", http_phases.http(b))
-    await phase("paced", http_phases.paced(b))
-    if b.config.profile_seconds:
-        await phase("profiles", http_phases.profile(b))
-    b.place(None)
-    await phase("revocations", edge_phases.revocations(b))
-    await phase("edge memory", edge_phases.edge_memory(b))
+    await phase("seed and start", b.start_and_seed(http_side))
+    prepared = False
+    for name in names:
+        p = PHASES[name]
+        if not p.early and not prepared:
+            prepared = True
+            if http_side:
+                t = time.perf_counter()
+                b.start_http_side()
+                phases["start HTTP side"] = round(time.perf_counter() - t, 1)
+            gc.freeze()  # the seeded keys stay: no collection walks them while we measure
+        await phase(p.title, p.step(b))
+        if p.http_side:
+            b.place(None)  # the next phase places what it measures, if anything
     b.results["commands"] = b.commands
     b.results["load_average"]["end"] = load_average()
     b.results["wall_seconds"] = time.perf_counter() - started
@@ -83,13 +121,36 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="py-spy profiles (default: on for the full run, off for --quick)",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda value: [name.strip() for name in value.split(",") if name.strip()],
+        default=[],
+        metavar="NAMES",
+        help="these phases only (comma-separated, from the list above), in the run's order; "
+        "the report goes to bench/results/only.md",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, data)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    for name in args.only:
+        if name not in PHASES:
+            parser.error(f"no phase {name!r}: one of {', '.join(PHASES)}")
+        if name in NEEDS and NEEDS[name] not in args.only:
+            parser.error(f"{name} needs {NEEDS[name]}: --only {NEEDS[name]},{name}")
+    if "profiles" in args.only:
+        args.profile = True
+    return args
 
 
-def measure(config: Config, keep: bool) -> dict[str, Any]:
-    """Every phase on a stack of its own in a work folder, which is deleted unless `keep` or
-    the run failed (its logs are there)."""
+def phase_names(only: list[str], config: Config) -> list[str]:
+    """The phases to run, in the run's order: `only`, or every one (the profiles when on)."""
+    if only:
+        return [name for name in PHASES if name in only]
+    return [name for name in PHASES if name != "profiles" or config.profile_seconds]
+
+
+def measure(config: Config, names: list[str], keep: bool) -> dict[str, Any]:
+    """The phases `names` on a stack of their own in a work folder, which is deleted unless
+    `keep` or the run failed (its logs are there)."""
     root = Path(tempfile.mkdtemp(prefix="aitbc-bench-"))
     bench = Bench(config, root)
 
@@ -99,7 +160,7 @@ def measure(config: Config, keep: bool) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, terminate)
     ok = False
     try:
-        results = uvloop.run(run(bench))
+        results = uvloop.run(run(bench, names))
         ok = True
     finally:
         bench.stack.stop_all()
@@ -110,8 +171,8 @@ def measure(config: Config, keep: bool) -> dict[str, Any]:
     return results
 
 
-def write_report(results: dict[str, Any], quick: bool) -> None:
-    name = "quick" if quick else "latest"
+def write_report(results: dict[str, Any], name: str, quick: bool) -> None:
+    """bench/results/<name>.json and .md: latest (a full run), quick, or only (some phases)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (RESULTS / f"{name}.md").write_text(report.markdown(results, quick=quick))
@@ -123,8 +184,11 @@ def main() -> int:
     """0 when every target is met; 1 when one is missed (the report is written all the same)."""
     args = parse_args()
     config = Config.of(args.quick, args.profile)
-    results = measure(config, args.keep)
-    write_report(results, config.quick)
+    results = measure(config, phase_names(args.only, config), args.keep)
+    if args.only:
+        results["only"] = args.only
+    name = "only" if args.only else "quick" if config.quick else "latest"
+    write_report(results, name, config.quick)
     missed = report.missed(results)
     if missed:
         names = "; ".join(row.what for row in missed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aitbc_infra import stack as definition
@@ -74,6 +74,14 @@ class Stack:
         """keys, usage or the Coordinator, as aitbc_infra.stack defines it."""
         proc = self.procs[name] = Proc.of(definition.service(self.layout, name), self.root)
         return proc.start(wait=wait)
+
+    def start_usage(self, name: str) -> Proc:
+        """Another usage process beside `usage`, sharing the partitions with it by leases. Not
+        waited for: the usage probe is answered by any usage process, so whether it serves is
+        for the lease bucket to say (bench/leases.py)."""
+        service = replace(definition.service(self.layout, "usage"), name=name)
+        proc = self.procs[name] = Proc.of(service, self.root)
+        return proc.start(wait=False)
 
     def start_edge(self, name: str, wait: bool = True) -> Proc:
         metrics = str(free_port())  # its /metrics (bench.common.edge_metrics)

@@ -72,7 +72,9 @@ class Bench:
 
         return _Bus()
 
-    async def start_and_seed(self) -> None:
+    async def start_and_seed(self, http_side: bool = True) -> None:
+        """The keys database seeded, then nats-server, usage and keys started; and unless
+        `http_side` is False (`--only` phases on the bus), the HTTP side spawned meanwhile."""
         c = self.config
         say(f"seeding {c.bulk:,} accounts + {c.load_accounts}x{c.keys_per_account} keys ...")
         t = time.perf_counter()
@@ -85,7 +87,8 @@ class Bench:
         # they exist before usage starts, so usage follows them from the first event.
         stack.nats.start()
         usage = stack.start_service("usage", wait=False)
-        self.spawn_http_side()  # they import while the relay works
+        if http_side:
+            self.spawn_http_side()  # they import while the relay works
         await until_serving(usage)
         await asyncio.sleep(1.0)
         self.usage_rss = [usage.rss_kib()]  # knows no account yet

@@ -10,6 +10,7 @@ from bench.report.bus import bus_sections
 from bench.report.edge import edge_sections
 from bench.report.format import md_table, noise_note
 from bench.report.http import http_section
+from bench.report.partitions import partitions_section
 from bench.report.profiles import profile_section
 from bench.report.targets import targets
 
@@ -17,12 +18,24 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 ANALYSIS = RESULTS / "ANALYSIS.md"
 
 
+def _flags(r: dict[str, Any], quick: bool) -> str:
+    """The options of the run: --quick, --only NAMES."""
+    only = r.get("only")
+    return (" --quick" if quick else "") + (f" --only {','.join(only)}" if only else "")
+
+
+def _title(r: dict[str, Any], quick: bool) -> str:
+    if r.get("only"):
+        return "# Benchmark results (--only: some phases, not the record)"
+    return "# Benchmark results" + (" (--quick: a smoke run, not the record)" if quick else "")
+
+
 def _machine(r: dict[str, Any], quick: bool) -> list[str]:
     m = r["machine"]
     return [
-        "# Benchmark results" + (" (--quick: a smoke run, not the record)" if quick else ""),
+        _title(r, quick),
         "",
-        f"Written by `just bench{' --quick' if quick else ''}` on "
+        f"Written by `just bench{_flags(r, quick)}` on "
         f"{r.get('finished') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"in {r['wall_seconds']:.0f} s, "
         f"at commit {m['commit']}. Method: bench/README.md.",
@@ -54,7 +67,7 @@ def _targets(r: dict[str, Any]) -> list[str]:
 
 
 def _commands(r: dict[str, Any], quick: bool) -> list[str]:
-    flag = " --quick" if quick else ""
+    flag = _flags(r, quick)
     s = r.get("seed", {})
     return [
         "## Commands",
@@ -82,7 +95,8 @@ def markdown(r: dict[str, Any], quick: bool) -> str:
     out += bus_sections(r)
     out += edge_sections(r)
     out += profile_section(r)
-    if ANALYSIS.exists() and not quick:
+    out += partitions_section(r)
+    if ANALYSIS.exists() and not quick and not r.get("only"):
         out += [ANALYSIS.read_text().strip(), ""]
     out += _commands(r, quick)
     return "\n".join(out)

@@ -81,9 +81,21 @@ def _edge_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _partition_rows(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    if d := r.get("decisions_two"):
+        # the same work on two processes: no more than noise (a tenth) above one's
+        what = f"usage CPU per decision, two processes / one (batches of {d['batch']})"
+        rows.append(at_most(what, d["cpu_ratio"], 1.10, ".3f", ""))
+    if t := r.get("takeover"):
+        what = f"usage takeover after a kill, p99 (lease {t['lease_seconds']:g} s)"
+        rows.append(at_most(what, t["p99_s"], 3.0, ".2f", " s"))
+    return rows
+
+
 def targets(r: dict[str, Any]) -> list[Row]:
     """Every target the results have a figure for, in the report's order."""
-    return [*_http_rows(r), *_bus_rows(r), *_edge_rows(r)]
+    return [*_http_rows(r), *_bus_rows(r), *_edge_rows(r), *_partition_rows(r)]
 
 
 def missed(r: dict[str, Any]) -> list[Row]:

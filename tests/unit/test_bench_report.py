@@ -47,3 +47,57 @@ def test_revocations_say_where_their_time_starts(results: dict[str, Any]) -> Non
     text = markdown(results, quick=True)
     assert "time from the moment the revoke request is sent" in text
     assert "revoke response" not in text
+
+
+def _moving_partitions(cpu_ratio: float, takeover_p99: float) -> dict[str, Any]:
+    """The two partition phases' results, as bench/partition_phases.py writes them."""
+    side = {
+        "per_second": 200_000.0,
+        "usage_cpu_us_per_decision": 3.7,
+        "nats_cpu_us_per_decision": 0.5,
+        "usage_cores": 0.8,
+        "others_cores": 0.1,
+    }
+    times = [1.9, 2.0, takeover_p99]
+    return {
+        "decisions_two": {
+            "accounts": 10_000,
+            "batch": 100,
+            "concurrency": 32,
+            "rounds": 1,
+            "seconds": 3.0,
+            "one": side,
+            "two": {**side, "usage_cpu_us_per_decision": 3.7 * cpu_ratio},
+            "cpu_ratio": cpu_ratio,
+            "cpu_ratio_by_round": [cpu_ratio],
+            "rate_ratio": 1.0,
+            "runs": {"one": [], "two": []},
+        },
+        "takeover": {
+            "kills": len(times),
+            "lease_seconds": 2.0,
+            "probe_every_ms": 10.0,
+            "p50_s": 2.0,
+            "p99_s": takeover_p99,
+            "max_s": takeover_p99,
+            "min_s": 1.9,
+            "unanswered": 0,
+            "seconds": times,
+            "rejoin_gap_max_s": 0.01,
+            "rejoin_gaps_s": [0.01] * len(times),
+        },
+    }
+
+
+def test_the_moving_partitions_targets_are_judged(results: dict[str, Any]) -> None:
+    results.update(_moving_partitions(cpu_ratio=1.12, takeover_p99=3.4))
+    rows = {row.what: row for row in missed(results)}
+    cpu = rows["usage CPU per decision, two processes / one (batches of 100)"]
+    assert (cpu.measured, cpu.target) == ("1.120", "<= 1.100")
+    takeover = rows["usage takeover after a kill, p99 (lease 2 s)"]
+    assert (takeover.measured, takeover.target) == ("3.40 s", "<= 3.00 s")
+    results.update(_moving_partitions(cpu_ratio=1.05, takeover_p99=2.4))
+    assert not [row for row in missed(results) if row.what.startswith("usage ")]
+    text = markdown(results, quick=True)
+    assert "## 7. Usage partitions that move" in text
+    assert "| 3 | 2.00 | 2.40 | 2.40 | 1.90 |" in text
