@@ -22,10 +22,16 @@ TTL = 0.6
 class Holder:
     """One member and what it serves, as its callbacks tell it."""
 
-    def __init__(self, nc: NATS, log: list[tuple[str, str, str]], ttl: float = TTL) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        log: list[tuple[str, str, str]],
+        ttl: float = TTL,
+        names: list[str] = NAMES,
+    ) -> None:
         self.serving: dict[str, int] = {}
         self.log = log
-        self.ownership = Ownership(nc, USAGE_LEASES_BUCKET, NAMES, self.gained, self.lost, ttl=ttl)
+        self.ownership = Ownership(nc, USAGE_LEASES_BUCKET, names, self.gained, self.lost, ttl=ttl)
         self.id = self.ownership.member
 
     async def gained(self, name: str, epoch: int) -> None:
@@ -38,9 +44,11 @@ class Holder:
 
 
 @asynccontextmanager
-async def member(server: NatsServer, log: list[tuple[str, str, str]]) -> AsyncIterator[Holder]:
+async def member(
+    server: NatsServer, log: list[tuple[str, str, str]], names: list[str] = NAMES
+) -> AsyncIterator[Holder]:
     nc = await nats.connect(**server.options("usage"))
-    holder = Holder(nc, log)
+    holder = Holder(nc, log, names=names)
     await holder.ownership.start()
     try:
         yield holder
@@ -150,3 +158,18 @@ async def test_a_member_key_left_by_a_killed_process_is_given_no_share(
     finally:
         await slow.ownership.stop()
         await nc.close()
+
+
+async def test_shares_go_only_to_members_that_may_hold_them_and_stay_there(
+    own_nats: NatsServer,
+) -> None:
+    log: list[tuple[str, str, str]] = []
+    few = NAMES[:4]
+    async with member(own_nats, log, names=few) as narrow, member(own_nats, log) as wide:
+        members = [narrow.ownership.member, wide.ownership.member]
+        homes = {name: rendezvous(name, members if name in few else members[1:]) for name in NAMES}
+        await until(lambda: disjoint_and_whole(narrow, wide) and settled(homes, narrow, wide))
+        assert set(narrow.serving) <= set(few)
+        moves = len(log)
+        await asyncio.sleep(3 * TTL)  # a few leases: nothing moves back and forth
+        assert len(log) == moves, log[moves:]

@@ -11,6 +11,9 @@ class LeaseMember(msgspec.Struct, frozen=True):
 
     host: str  # for people reading the bucket: which process this is
     pid: int
+    # The shares it may hold (USAGE_PARTITIONS); None: every one. Shares are placed only on
+    # members that may hold them.
+    shares: list[str] | None = None
 
 
 class LeaseShare(msgspec.Struct, frozen=True):

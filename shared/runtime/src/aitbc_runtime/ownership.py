@@ -51,6 +51,7 @@ FORGET = 20  # ttls after which a silent member's key is removed from the bucket
 
 _encode = msgspec.json.Encoder().encode
 _share = msgspec.json.Decoder(LeaseShare).decode
+_member = msgspec.json.Decoder(LeaseMember).decode
 
 Gained = Callable[[str, int], Awaitable[None]]  # (share, epoch): start serving it
 Lost = Callable[[str, bool], Awaitable[None]]  # (share, handed over): stop serving it
@@ -64,6 +65,15 @@ class _Seen:
     # A member's heartbeat seen to move while this process watched (not only found there
     # when it joined: a killed process leaves its key behind, and it must not be given shares)
     moved: bool = True
+    shares: frozenset[str] | None = None  # a member's: what it may hold; None: every share
+
+
+def _shares_of(entry: KeyValue.Entry) -> frozenset[str] | None:
+    try:
+        shares = _member(entry.value or b"").shares
+    except msgspec.MsgspecError:  # an older or foreign value: as if it could hold any
+        return None
+    return None if shares is None else frozenset(shares)
 
 
 def rendezvous(name: str, members: Sequence[str]) -> str:
@@ -94,6 +104,7 @@ class Ownership:
         self.nc = nc
         self.bucket_name = bucket
         self.names = tuple(names)
+        self._offered = list(self.names)  # in its heartbeat: the others place only these here
         self.ttl = ttl
         self.replicas = replicas
         self.member = uuid.uuid4().hex[:16]
@@ -156,7 +167,7 @@ class Ownership:
             if gone:
                 self._members.pop(name, None)
             else:
-                self._members[name] = _Seen(revision, now, moved=moved)
+                self._members[name] = _Seen(revision, now, moved=moved, shares=_shares_of(entry))
         elif kind == "share" and name in self.names:
             if (known := self._shares.get(name)) is not None and known.revision >= revision:
                 return  # the watch lags behind what this process wrote itself
@@ -177,7 +188,7 @@ class Ownership:
     async def _beat(self) -> None:
         assert self._kv is not None
         sent = self._clock()
-        value = _encode(LeaseMember(socket.gethostname(), os.getpid()))
+        value = _encode(LeaseMember(socket.gethostname(), os.getpid(), self._offered))
         key = self._member_key(self.member)
         try:
             self._heartbeat_revision = await self._kv.update(
@@ -218,12 +229,23 @@ class Ownership:
             except Exception as exc:
                 log.warning("balancing shares failed: %s", exc)
 
-    def _live(self, now: float) -> list[str]:
-        """The members shares are placed on: heartbeats seen to move within a ttl."""
-        live = [m for m, s in self._members.items() if s.moved and now - s.at < self.ttl]
-        if self.member not in live and now < self._valid_until:
-            live.append(self.member)
+    def _live(self, now: float) -> list[tuple[str, frozenset[str] | None]]:
+        """The members shares are placed on, with what each may hold: heartbeats seen to
+        move within a ttl."""
+        live = [
+            (m, s.shares)
+            for m, s in self._members.items()
+            if m != self.member and s.moved and now - s.at < self.ttl
+        ]
+        if now < self._valid_until:
+            live.append((self.member, frozenset(self.names)))
         return live
+
+    @staticmethod
+    def _home(name: str, live: list[tuple[str, frozenset[str] | None]]) -> str | None:
+        """Where the share belongs: among the live members that may hold it."""
+        able = [member for member, shares in live if shares is None or name in shares]
+        return rendezvous(name, able) if able else None
 
     async def balance(self) -> None:
         """One pass: give up what was taken from it or belongs elsewhere, take what is free."""
@@ -236,12 +258,12 @@ class Ownership:
                 if seen is not None and seen.revision != self.held[name]:
                     del self.held[name]  # taken: deposed (a freeze outlived its lease)
                     await self._lost(name, False)
-                elif rendezvous(name, live) != self.member:
+                elif self._home(name, live) not in (self.member, None):
                     await self._release(name)
             elif live and now < self._valid_until:
                 since = await self._free_since(seen, now)
                 if since is not None and (
-                    rendezvous(name, live) == self.member or now - since >= self.ttl
+                    self._home(name, live) == self.member or now - since >= self.ttl
                 ):
                     await self._take(name, seen)
 
