@@ -17,7 +17,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from aitbc_contracts.ownership import LeaseMember, LeaseShare
 from aitbc_contracts.subjects import USAGE_LEASES_BUCKET, USAGE_PARTITIONS
-from aitbc_runtime.ownership import rendezvous
+from aitbc_runtime.lease_view import rendezvous
 from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage.partitions import share
 

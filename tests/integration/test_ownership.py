@@ -13,7 +13,8 @@ from nats.aio.client import Client as NATS
 
 from aitbc_contracts.subjects import USAGE_LEASES_BUCKET
 from aitbc_infra.nats_server import NatsServer
-from aitbc_runtime.ownership import Ownership, lease_bucket, rendezvous
+from aitbc_runtime.lease_view import rendezvous
+from aitbc_runtime.ownership import Ownership, lease_bucket
 
 NAMES = [f"p{n}" for n in range(16)]
 TTL = 0.6

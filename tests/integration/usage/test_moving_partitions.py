@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from aitbc_api.pipeline.limits import DecisionBatcher
 from aitbc_contracts.subjects import partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, Decision, DecisionBatch
-from aitbc_runtime.ownership import rendezvous
+from aitbc_runtime.lease_view import rendezvous
 from aitbc_usage.main import Service
 from aitbc_usage.partitions import share
 from tests.integration.usage.conftest import System, within_one_minute

@@ -23,23 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from aitbc_contracts.ownership import LeaseMember, LeaseShare
 from aitbc_runtime.bus import key_value
+from aitbc_runtime.lease_view import LeaseView, Live, Seen, home
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.ownership")
@@ -50,36 +49,9 @@ FORGET = 20  # ttls after which a silent member's key is removed from the bucket
 
 
 _encode = msgspec.json.Encoder().encode
-_share = msgspec.json.Decoder(LeaseShare).decode
-_member = msgspec.json.Decoder(LeaseMember).decode
 
 Gained = Callable[[str, int], Awaitable[None]]  # (share, epoch): start serving it
 Lost = Callable[[str, bool], Awaitable[None]]  # (share, handed over): stop serving it
-
-
-@dataclass
-class _Seen:
-    revision: int
-    at: float  # this process's monotonic clock when the revision was first seen
-    owner: str | None = None  # a share's owner; None for a member, or a free share
-    # A member's heartbeat seen to move while this process watched (not only found there
-    # when it joined: a killed process leaves its key behind, and it must not be given shares)
-    moved: bool = True
-    shares: frozenset[str] | None = None  # a member's: what it may hold; None: every share
-
-
-def _shares_of(entry: KeyValue.Entry) -> frozenset[str] | None:
-    try:
-        shares = _member(entry.value or b"").shares
-    except msgspec.MsgspecError:  # an older or foreign value: as if it could hold any
-        return None
-    return None if shares is None else frozenset(shares)
-
-
-def rendezvous(name: str, members: Sequence[str]) -> str:
-    """The member a share belongs with: the same answer from the same members everywhere,
-    and when one member goes, only its shares move."""
-    return max(members, key=lambda m: hashlib.blake2b(f"{name}/{m}".encode()).digest())
 
 
 async def lease_bucket(nc: NATS, bucket: str, replicas: int) -> KeyValue:
@@ -110,12 +82,10 @@ class Ownership:
         self.member = uuid.uuid4().hex[:16]
         self.held: dict[str, int] = {}  # share -> this holder's epoch
         self._gained, self._lost, self._clock = gained, lost, clock
-        self._members: dict[str, _Seen] = {}
-        self._shares: dict[str, _Seen] = {}
+        self.view = LeaseView(self.names)  # the bucket as this process has seen it
         self._heartbeat_revision = 0
         self._valid_until = 0.0
         self._started = 0.0
-        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._kv: KeyValue | None = None
 
@@ -133,14 +103,14 @@ class Ownership:
         async for entry in watcher:  # what the bucket holds now, up to the end marker
             if entry is None:
                 break
-            self._note(entry, moved=False)
+            self.view.note(entry, self._clock(), moved=False)
         self._tasks = [
             asyncio.create_task(self._watch(watcher), name="ownership-watch"),
             asyncio.create_task(self._heartbeats(), name="ownership-heartbeats"),
             asyncio.create_task(self._lapses(), name="ownership-lapses"),
             asyncio.create_task(self._balancing(), name="ownership-balance"),
         ]
-        self._wake.set()  # the first pass at once
+        self.view.changed.set()  # the first pass at once
 
     async def stop(self) -> None:
         """Leaves: hands every share over (stopped first, then freed), then its member key."""
@@ -155,35 +125,10 @@ class Ownership:
     def _member_key(member: str) -> str:
         return f"member.{member}"
 
-    def _note(self, entry: KeyValue.Entry, moved: bool = True) -> None:
-        kind, _, name = entry.key.partition(".")
-        gone = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
-        now = self._clock()
-        revision = entry.revision or 0
-        if kind == "member":
-            known = self._members.get(name)
-            if known is not None and known.revision >= revision:
-                return  # nothing new, or the watch lags behind a read of the key
-            if gone:
-                self._members.pop(name, None)
-            else:
-                self._members[name] = _Seen(revision, now, moved=moved, shares=_shares_of(entry))
-        elif kind == "share" and name in self.names:
-            if (known := self._shares.get(name)) is not None and known.revision >= revision:
-                return  # the watch lags behind what this process wrote itself
-            owner = None
-            if entry.value and not gone:
-                try:
-                    owner = _share(entry.value).owner
-                except msgspec.MsgspecError:
-                    log.warning("share %s has a malformed value; taken as free", name)
-            self._shares[name] = _Seen(revision, now, owner)
-            self._wake.set()
-
     async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is not None:
-                self._note(entry)
+                self.view.note(entry, self._clock())
 
     async def _beat(self) -> None:
         assert self._kv is not None
@@ -222,30 +167,24 @@ class Ownership:
     async def _balancing(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.ttl / BEATS)
-            self._wake.clear()
+                await asyncio.wait_for(self.view.changed.wait(), self.ttl / BEATS)
+            self.view.changed.clear()
             try:
                 await self.balance()
             except Exception as exc:
                 log.warning("balancing shares failed: %s", exc)
 
-    def _live(self, now: float) -> list[tuple[str, frozenset[str] | None]]:
+    def _live(self, now: float) -> Live:
         """The members shares are placed on, with what each may hold: heartbeats seen to
         move within a ttl."""
         live = [
             (m, s.shares)
-            for m, s in self._members.items()
+            for m, s in self.view.members.items()
             if m != self.member and s.moved and now - s.at < self.ttl
         ]
         if now < self._valid_until:
             live.append((self.member, frozenset(self.names)))
         return live
-
-    @staticmethod
-    def _home(name: str, live: list[tuple[str, frozenset[str] | None]]) -> str | None:
-        """Where the share belongs: among the live members that may hold it."""
-        able = [member for member, shares in live if shares is None or name in shares]
-        return rendezvous(name, able) if able else None
 
     async def balance(self) -> None:
         """One pass: give up what was taken from it or belongs elsewhere, take what is free."""
@@ -253,21 +192,21 @@ class Ownership:
         live = self._live(now)
         await self._forget_silent(now)
         for name in self.names:
-            seen = self._shares.get(name)
+            seen = self.view.shares.get(name)
             if name in self.held:
                 if seen is not None and seen.revision != self.held[name]:
                     del self.held[name]  # taken: deposed (a freeze outlived its lease)
                     await self._lost(name, False)
-                elif self._home(name, live) not in (self.member, None):
+                elif home(name, live) not in (self.member, None):
                     await self._release(name)
             elif live and now < self._valid_until:
                 since = await self._free_since(seen, now)
                 if since is not None and (
-                    self._home(name, live) == self.member or now - since >= self.ttl
+                    home(name, live) == self.member or now - since >= self.ttl
                 ):
                     await self._take(name, seen)
 
-    async def _free_since(self, seen: _Seen | None, now: float) -> float | None:
+    async def _free_since(self, seen: Seen | None, now: float) -> float | None:
         """Since when the share has been free as far as this process can tell (None: it is
         held): never taken, freed, or held by a member whose heartbeat this process has not
         seen move for a ttl and whose key, read now, has not moved either."""
@@ -275,7 +214,7 @@ class Ownership:
             return self._started
         if seen.owner is None or seen.owner == self.member:  # freed, or lapsed here
             return seen.at
-        member = self._members.get(seen.owner)
+        member = self.view.members.get(seen.owner)
         if member is not None and now - member.at < self.ttl:
             return None
         assert self._kv is not None
@@ -284,11 +223,11 @@ class Ownership:
         except (KeyNotFoundError, KeyDeletedError):
             return seen.at if member is None else member.at + self.ttl
         if member is None or entry.revision != member.revision:
-            self._members[seen.owner] = _Seen(entry.revision or 0, now)  # alive after all
+            self.view.members[seen.owner] = Seen(entry.revision or 0, now)  # alive after all
             return None
         return member.at + self.ttl
 
-    async def _take(self, name: str, seen: _Seen | None) -> None:
+    async def _take(self, name: str, seen: Seen | None) -> None:
         assert self._kv is not None
         try:
             epoch = await self._kv.update(
@@ -296,7 +235,7 @@ class Ownership:
             )
         except KeyWrongLastSequenceError:
             return  # another member was quicker: the watch will tell who
-        self._shares[name] = _Seen(epoch, self._clock(), self.member)
+        self.view.shares[name] = Seen(epoch, self._clock(), self.member)
         self.held[name] = epoch
         log.info("took %s (epoch %d)", name, epoch)
         await self._gained(name, epoch)
@@ -315,8 +254,8 @@ class Ownership:
         bucket would otherwise keep every one that was killed. (By revision: one that beat
         meanwhile keeps its key.)"""
         assert self._kv is not None
-        for member, seen in list(self._members.items()):
+        for member, seen in list(self.view.members.items()):
             if member != self.member and now - seen.at > FORGET * self.ttl:
-                del self._members[member]
+                del self.view.members[member]
                 with contextlib.suppress(Exception):
                     await self._kv.delete(self._member_key(member), last=seen.revision)
