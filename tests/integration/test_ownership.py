@@ -40,7 +40,7 @@ class Holder:
         self.log.append(("gained", name, self.id))
 
     async def lost(self, name: str, handed_over: bool) -> None:
-        del self.serving[name]
+        self.serving.pop(name, None)  # not there when it could not start serving it
         self.log.append(("lost", name, self.id))
 
 
@@ -174,3 +174,31 @@ async def test_shares_go_only_to_members_that_may_hold_them_and_stay_there(
         moves = len(log)
         await asyncio.sleep(3 * TTL)  # a few leases: nothing moves back and forth
         assert len(log) == moves, log[moves:]
+
+
+async def test_a_share_it_cannot_serve_is_handed_back_and_taken_again(
+    own_nats: NatsServer,
+) -> None:
+    log: list[tuple[str, str, str]] = []
+    nc = await nats.connect(**own_nats.options("usage"))
+    holder = Holder(nc, log)
+    failures = ["p0"]
+    served = holder.gained
+
+    async def gained(name: str, epoch: int) -> None:
+        if name in failures:
+            failures.remove(name)
+            raise OSError("the snapshot could not be read")
+        await served(name, epoch)
+
+    holder.ownership._gained = gained
+    await holder.ownership.start()
+    try:
+        await until(lambda: disjoint_and_whole(holder))
+        assert not failures
+        # Told to stop what it could not start (to clean up), then given it again.
+        assert [event for event, name, _ in log if name == "p0"] == ["lost", "gained"]
+        assert holder.ownership.holds("p0")
+    finally:
+        await holder.ownership.stop()
+        await nc.close()

@@ -77,12 +77,9 @@ class Partitions:
     async def _gained(self, name: str, epoch: int) -> None:
         partition = int(name[1:])
         window = MinuteWindow()
-        try:
-            self.restored += await restore(self.counters, partition, window)
-        except Exception as exc:  # the minute starts afresh: over-admission, not a stall
-            log.warning(
-                "could not restore partition %d (%s): its minute starts afresh", partition, exc
-            )
+        # A snapshot that cannot be read fails the take (the share is handed back, and taken
+        # again when it can be): a fresh minute would admit the whole limit again.
+        self.restored += await restore(self.counters, partition, window)
         self.deciding.windows[partition] = window
         self.deciding.epochs[partition] = epoch
         self._subscriptions[partition] = await self.answering.subscribe(partition)

@@ -238,7 +238,11 @@ class Ownership:
         self.view.shares[name] = Seen(epoch, self._clock(), self.member)
         self.held[name] = epoch
         log.info("took %s (epoch %d)", name, epoch)
-        await self._gained(name, epoch)
+        try:
+            await self._gained(name, epoch)
+        except Exception as exc:  # it cannot serve the share: someone else may
+            log.warning("could not start serving %s (%s): handing it back", name, exc)
+            await self._release(name)
 
     async def _release(self, name: str) -> None:
         """Stops serving the share first, then frees it for the member it belongs with."""
