@@ -17,7 +17,12 @@ import nats
 from nats.js.errors import NotFoundError
 
 from aitbc_contracts.ownership import LeaseMember, LeaseShare
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, USAGE_LEASES_BUCKET, USAGE_STREAM
+from aitbc_contracts.subjects import (
+    KEY_EVENTS_STREAM,
+    USAGE_LEASES_BUCKET,
+    USAGE_PARTITIONS,
+    USAGE_STREAM,
+)
 from aitbc_infra.cluster import NODES, PORTS, Cluster, preflight, services
 from aitbc_infra.nats_server import free_port
 from aitbc_infra.processes import ChildProcess
@@ -101,7 +106,10 @@ class RunningCluster:
 
     def holders(self) -> dict[int, str | None]:
         """Each usage partition's holder, as a process name (None: no live holder known)."""
-        shares, members = asyncio.run(_leases(self.access("admin")))
+        try:
+            shares, members = asyncio.run(_leases(self.access("admin")))
+        except (nats.errors.Error, TimeoutError, OSError):  # a node away: ask again
+            return {}
         return {
             partition: self.pid_of(members[owner]) if owner in members else None
             for partition, owner in shares.items()
@@ -116,7 +124,8 @@ class RunningCluster:
         and the usage stream led, with every replica current."""
         if any(p.popen is None or p.exited() for p in self.processes.values()):
             return False
-        if set(self.holders().values()) != {"usage-1", "usage-2"}:
+        holders = self.holders()
+        if len(holders) != USAGE_PARTITIONS or set(holders.values()) != {"usage-1", "usage-2"}:
             return False
         streams = ((KEY_EVENTS_STREAM, "keylog-admin"), (USAGE_STREAM, "admin"))
         for stream, role in streams:
@@ -157,11 +166,14 @@ async def _leases(access: BusAccess) -> tuple[dict[int, str | None], dict[str, i
 
 async def _cluster_info(access: BusAccess, stream: str) -> tuple[str, int]:
     """(the stream's leader, how many of its other replicas are current); ("", 0) unknown."""
-    nc = await nats.connect(**access.options())
+    try:
+        nc = await nats.connect(**access.options())
+    except (nats.errors.Error, OSError):
+        return "", 0
     try:
         try:
             info = await nc.jetstream().stream_info(stream)
-        except (NotFoundError, nats.errors.TimeoutError, nats.js.errors.APIError):
+        except (NotFoundError, nats.errors.Error, nats.js.errors.APIError, TimeoutError):
             return "", 0
         cluster = info.cluster
         if cluster is None or not cluster.leader:

@@ -61,7 +61,7 @@ def test_a_usage_process_killed(cluster: RunningCluster, traffic: Traffic) -> No
         traffic.until_admitted()
         fault = time.monotonic()
         cluster.kill(victim)
-        took = wait_for(lambda: set(cluster.holders().values()) == {survivor}, 60)
+        took = wait_for(lambda: cluster.holders() == dict.fromkeys(range(16), survivor), 60)
         assert took is not None, f"{survivor} never took {victim}'s partitions"
         taken = time.monotonic()
         print(f"\nusage takeover: {taken - fault:.2f} s after the kill")
@@ -88,9 +88,11 @@ def test_the_key_log_leader_node_killed_and_restarted(
         print(f"revocation across edges: {revoked_across(cluster, traffic.big, 1, 0):.2f} s")
         recovered = time.monotonic()
         print(f"callers decided exactly {traffic.until_exact_after(fault):.2f} s after the kill")
+        restarted = time.monotonic()
         cluster.restore()
         back = cluster.until_whole()
         print(f"{leader} restarted: every replica current after {back:.2f} s")
+        print(f"restart: {restarted - fault:.1f} s after the kill")
         traffic.until_exact_after(time.monotonic())
     check_all(traffic, fault, recovered)
 
@@ -110,7 +112,7 @@ def test_an_edge_killed(cluster: RunningCluster, traffic: Traffic) -> None:
         print(f"api-2 restarted, answering {time.monotonic() - fault:.2f} s after the kill")
         traffic.until_exact_after(time.monotonic())
     check_all(traffic, fault, fault, killed_edge=1)
-    lost = usage_recorded(traffic, traffic.answers(1))
+    lost = usage_recorded(traffic, traffic.answers(1), within=3)  # the rest was already seen
     assert lost.duplicated == 0, lost.detail
     print(f"usage events of the killed edge lost: {lost.lost} ({lost.detail or 'none'})")
 
