@@ -96,16 +96,19 @@ def check_all(
     recovered: float,
     steady: set[str] = frozenset(),  # type: ignore[assignment]
     killed_edge: int | None = None,
+    until: float = float("inf"),
 ) -> None:
     """Everything above, on the answers of the edges that stayed up (`killed_edge`'s: no
-    5xx, and usage events never twice; see test_an_edge_killed for what it may lose)."""
+    5xx, and usage events never twice; see test_an_edge_killed for what it may lose). The
+    503 rule is for requests started before `until` (the caller checks the rest)."""
     kept = [i for i in range(len(traffic.loads)) if i != killed_edge]
     answers = [a for i in kept for a in traffic.answers(i)]
     assert answers and not server_errors(answers), outcomes(server_errors(answers))
     silent = [a for a in answers if a.status == 0]
     assert not silent, f"{len(silent)} requests got no answer: {silent[:2]}"
     for i in kept:
-        wrong = refused_out_of_time(traffic.answers(i), fault, recovered, steady)
+        before = [a for a in traffic.answers(i) if a.started < until]
+        wrong = refused_out_of_time(before, fault, recovered, steady)
         when = sorted({round(a.started - fault, 1) for a in wrong})
         assert not wrong, (
             f"edge {i}: 503 outside the takeover (recovered at +{recovered - fault:.1f} s): "
