@@ -162,5 +162,6 @@ def revoked_across(cluster: RunningCluster, big: Big, via: int, on: int) -> floa
         answer = httpx.get(cluster.edges[on] + "/v1/jobs", headers={"X-API-Key": key}, timeout=30)
         return answer.status_code == 401
 
-    assert wait_for(refused, 15) is not None, f"edge {on} still admits a key revoked via {via}"
+    # 5 to 12 s measured after the key log leader node was killed (see the report printed)
+    assert wait_for(refused, 30) is not None, f"edge {on} still admits a key revoked via {via}"
     return time.monotonic() - revoked
