@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import nats
+import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import NoStreamResponseError
+from nats.js.kv import KeyValue
 
 from aitbc_contracts.subjects import USAGE_LEASES_BUCKET
 from aitbc_infra.nats_server import NatsServer
@@ -202,3 +205,27 @@ async def test_a_share_it_cannot_serve_is_handed_back_and_taken_again(
     finally:
         await holder.ownership.stop()
         await nc.close()
+
+
+async def test_a_first_heartbeat_without_an_answer_is_tried_again(
+    own_nats: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket just made at 3 replicas has no leader for a moment: `just cluster`'s usage
+    processes died at start on "no response from stream". Here the first heartbeat is stored
+    but its answer lost; the member joins anyway and takes every share."""
+    update = KeyValue.update
+    calls = 0
+
+    async def answer_lost(self: KeyValue, key: str, value: bytes, last: int | None = None) -> int:
+        nonlocal calls
+        calls += 1
+        revision = await update(self, key, value, last=last)
+        if calls == 1:
+            raise NoStreamResponseError
+        return revision
+
+    monkeypatch.setattr(KeyValue, "update", answer_lost)
+    log: list[tuple[str, str, str]] = []
+    async with member(own_nats, log) as one:
+        await until(lambda: disjoint_and_whole(one))
+    assert calls > 1

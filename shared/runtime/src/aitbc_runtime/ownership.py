@@ -32,8 +32,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+)
 from nats.js.kv import KeyValue
 
 from aitbc_contracts.ownership import LeaseMember, LeaseShare
@@ -45,6 +51,7 @@ log = logging.getLogger("aitbc.ownership")
 
 FENCE = 0.75  # of the ttl after an acknowledged heartbeat that a holder trusts its shares
 BEATS = 5  # heartbeats per ttl: a few may be lost or late before the holder fences itself
+JOIN_TIMEOUT = 15.0  # seconds the first heartbeat is tried for (a bucket choosing its leader)
 FORGET = 20  # ttls after which a silent member's key is removed from the bucket
 
 
@@ -99,7 +106,7 @@ class Ownership:
         self._kv = await lease_bucket(self.nc, self.bucket_name, self.replicas)
         watcher = await self._kv.watchall()
         self._started = self._clock()
-        await self._beat()
+        await self._first_beat()
         async for entry in watcher:  # what the bucket holds now, up to the end marker
             if entry is None:
                 break
@@ -129,6 +136,24 @@ class Ownership:
         async for entry in watcher:
             if entry is not None:
                 self.view.note(entry, self._clock())
+
+    async def _first_beat(self) -> None:
+        """The first heartbeat, tried again while the bucket does not answer: one just made at
+        3 replicas has no leader for a moment (`just cluster` starts its usage processes then),
+        nor has one whose leader's node just died. A heartbeat whose answer was lost may have
+        been stored: each try is a member of a new id (the old one is forgotten as silent)."""
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        while True:
+            try:
+                await self._beat()
+                return
+            except (NoStreamResponseError, NatsTimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("first heartbeat not answered (%s): trying again", exc)
+            self.member = uuid.uuid4().hex[:16]
+            self._heartbeat_revision = 0
+            await asyncio.sleep(0.2)
 
     async def _beat(self) -> None:
         assert self._kv is not None

@@ -1,0 +1,120 @@
+"""What every cluster fault test asserts of what the clients saw and what the cluster recorded.
+
+- No 500 ever, and no 5xx but a fail-closed 503 (SERVICE_UNAVAILABLE): the edges fail closed,
+  and a 503 is allowed only while a partition has no holder (or a keys request no keys
+  service): for each caller, only for a request still unanswered at the fault, or started
+  before its first request decided exactly after the test saw the cluster recover
+  (`recovered`: the takeover seen in the lease bucket, a new leader elected...). `steady` callers'
+  accounts kept their holder throughout: no 503 at all.
+- A free account is admitted no more than its limit plus the takeover bound in any minute:
+  what the dead holder admitted after its last snapshot (USAGE_SNAPSHOT_INTERVAL, 0.2 s), at
+  most what the account was admitted in the second before the fault (docs/architecture.md,
+  "Partitions that move"; with USAGE_FAIL_MODE=closed the edges admit nothing on their own).
+- Every request an edge decided on is in the usage stream exactly once, and the aggregates
+  count the stream's events exactly; the key event log holds every stored event once, in
+  order, byte for byte, and every change a client was told of.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tests.chaos.checks import outcomes
+from tests.chaos.keylog import check_key_log, unacknowledged_and_missing
+from tests.chaos.load import Answer, UsageCheck, check_usage
+from tests.cluster.traffic import FREE_LIMIT, Traffic
+
+FAIL_CLOSED = "SERVICE_UNAVAILABLE"
+
+
+def outcomes_of(answers: list[Answer]) -> str:
+    return ", ".join(f"{c} {n}" for c, n in Counter(a.caller for a in answers).most_common())
+
+
+def server_errors(answers: list[Answer]) -> list[Answer]:
+    """5xx other than the fail policy's 503."""
+    return [
+        a for a in answers if a.status >= 500 and not (a.status == 503 and a.code == FAIL_CLOSED)
+    ]
+
+
+def refused_out_of_time(
+    answers: list[Answer],
+    fault: float,
+    recovered: float,
+    steady: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[Answer]:
+    """503s that ended before the fault, or started after the caller's first exact decision
+    after `recovered`; and any 503 of a caller whose key is in `steady`."""
+    wrong = []
+    for caller in {a.caller for a in answers}:
+        mine = [a for a in answers if a.caller == caller]
+        back = min(
+            (a.started for a in mine if a.started >= recovered and a.mode == "exact"),
+            default=float("inf"),
+        )
+        for a in mine:
+            if a.status == 503 and (a.ended < fault or a.started >= back or a.key_id in steady):
+                wrong.append(a)
+    return wrong
+
+
+def over_admitted(traffic: Traffic, fault: float) -> list[str]:
+    """Free accounts admitted in a minute beyond FREE_LIMIT plus the bound (see above)."""
+    found = []
+    answers = traffic.answers()
+    for account, key_id in traffic.free:
+        mine = [a for a in answers if a.key_id == key_id and a.admitted]
+        bound = sum(1 for a in mine if fault - 1.0 <= a.started < fault)
+        for minute, admitted in Counter(a.reset for a in mine).items():
+            if admitted > FREE_LIMIT + bound:
+                found.append(f"{account.account_id}: {admitted} in minute {minute}, bound {bound}")
+    return found
+
+
+def usage_recorded(traffic: Traffic, answers: list[Answer], within: float = 30) -> UsageCheck:
+    """`within`: how long the stream may take to hold every event expected."""
+    accounts = {account.account_id: [key_id] for account, key_id in traffic.free}
+    accounts[traffic.big.account.account_id] = [traffic.big.key_id]
+    return check_usage(traffic.cluster.access("auditor"), accounts, answers, within)
+
+
+def key_log_whole(traffic: Traffic) -> None:
+    cluster = traffic.cluster
+    log = check_key_log(cluster.layout.database_url, cluster.access("auditor"), timeout=30)
+    assert (log.lost, log.duplicated) == (0, 0), (
+        f"key events lost {log.lost}, twice {log.duplicated}"
+    )
+    assert log.in_order and log.same_bytes
+    _, missing = unacknowledged_and_missing(log.stored, traffic.managers)
+    assert missing == [], f"key changes acknowledged but not stored: {missing}"
+
+
+def check_all(
+    traffic: Traffic,
+    fault: float,
+    recovered: float,
+    steady: set[str] = frozenset(),  # type: ignore[assignment]
+    killed_edge: int | None = None,
+    until: float = float("inf"),
+) -> None:
+    """Everything above, on the answers of the edges that stayed up (`killed_edge`'s: no
+    5xx, and usage events never twice; see test_an_edge_killed for what it may lose). The
+    503 rule is for requests started before `until` (the caller checks the rest)."""
+    kept = [i for i in range(len(traffic.loads)) if i != killed_edge]
+    answers = [a for i in kept for a in traffic.answers(i)]
+    assert answers and not server_errors(answers), outcomes(server_errors(answers))
+    silent = [a for a in answers if a.status == 0]
+    assert not silent, f"{len(silent)} requests got no answer: {silent[:2]}"
+    for i in kept:
+        before = [a for a in traffic.answers(i) if a.started < until]
+        wrong = refused_out_of_time(before, fault, recovered, steady)
+        when = sorted({round(a.started - fault, 1) for a in wrong})
+        assert not wrong, (
+            f"edge {i}: 503 outside the takeover (recovered at +{recovered - fault:.1f} s): "
+            f"{outcomes(wrong)}, started at +{when} s after the fault, by {outcomes_of(wrong)}"
+        )
+    assert over_admitted(traffic, fault) == []
+    usage = usage_recorded(traffic, answers)
+    assert (usage.lost, usage.duplicated) == (0, 0), usage.detail
+    key_log_whole(traffic)
