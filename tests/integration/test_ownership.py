@@ -128,19 +128,24 @@ async def test_a_dead_members_shares_are_taken_after_its_lease_and_it_stopped_fi
         homes = {name: rendezvous(name, members) for name in NAMES}
         await until(lambda: bool(two.serving) and settled(homes, one, two))
         theirs = set(two.serving)
+        # Whenever the survivor takes one of them over, the dead one no longer serves it.
+        overlaps: list[str] = []
+        gained = one.ownership._gained
+
+        async def checked(name: str, epoch: int) -> None:
+            if two.ownership.holds(name):
+                overlaps.append(name)
+            await gained(name, epoch)
+
+        one.ownership._gained = checked
         # Its connection dies without a goodbye: it can neither beat nor hand over.
         await nc.close()
         died = time.monotonic()
         await until(lambda: disjoint_and_whole(one), within=5 * TTL + 5)
         taken = time.monotonic() - died
-        # It stopped serving (its lease lapsed) before anyone took its shares over.
+        assert set(one.serving) >= theirs and not overlaps, "two holders at once"
+        # Paused, not lost: it cannot tell whether they are still its own.
         assert not any(two.ownership.holds(name) for name in theirs)
-        assert not two.serving
-        lapsed = [i for i, (event, name, _) in enumerate(log) if event == "lost" and name in theirs]
-        retaken = [
-            i for i, (event, name, _) in enumerate(log) if event == "gained" and name in theirs
-        ][-len(theirs) :]
-        assert max(lapsed) < min(retaken)
         print(f"takeover {taken:.2f}s with a ttl of {TTL}s")
         await two.ownership.stop()
 
@@ -229,3 +234,27 @@ async def test_a_first_heartbeat_without_an_answer_is_tried_again(
     async with member(own_nats, log) as one:
         await until(lambda: disjoint_and_whole(one))
     assert calls > 1
+
+
+async def test_a_lapse_nobody_took_advantage_of_is_a_pause(own_nats: NatsServer) -> None:
+    """Heartbeats late for a moment (a busy machine): the holder stops serving at once, and
+    serves the same shares again, with the same epochs and nothing lost, once a heartbeat is
+    answered and the shares' keys are still its own."""
+    log: list[tuple[str, str, str]] = []
+    async with member(own_nats, log) as one:
+        await until(lambda: disjoint_and_whole(one))
+        epochs = dict(one.serving)
+        beat = one.ownership.heartbeat.beat
+        late = True
+
+        async def late_beat() -> None:
+            if late:
+                raise TimeoutError("no answer")
+            await beat()
+
+        one.ownership.heartbeat.beat = late_beat  # type: ignore[method-assign]
+        await until(lambda: not one.ownership.holds("p0"))
+        late = False
+        await until(lambda: all(one.ownership.holds(name) for name in NAMES))
+        assert one.serving == epochs
+        assert [event for event, _, _ in log] == ["gained"] * len(NAMES)

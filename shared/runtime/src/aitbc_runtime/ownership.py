@@ -8,10 +8,10 @@ its answers can ignore a deposed holder's (fencing).
 
 Nothing here compares clocks across machines. A member is dead when this process has seen no
 new heartbeat of it for `ttl` seconds of its own monotonic clock, confirmed by reading the
-member's key before taking its shares (a stalled watch must not make a live owner look dead). A
-holder trusts its shares only until `FENCE` x `ttl` after it *sent* its last acknowledged
-heartbeat: whoever takes over saw that heartbeat later and waits `ttl` after it, so the old
-holder has stopped before the new one starts, even if it was frozen in between.
+member's key before taking its shares (a stalled watch must not make a live owner look dead).
+A holder stops serving before anyone can take over (aitbc_runtime.heartbeat); a lapse is a
+pause: once a heartbeat is answered again, each share whose key is still the holder's own is
+served again, with the same epoch and counts, and the others are lost.
 
 Shares go where rendezvous hashing over the live members says (every member computes the same
 place from the same members): a holder hands a share to its preferred member by stopping first
@@ -24,34 +24,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoStreamResponseError,
 )
 from nats.js.kv import KeyValue
 
-from aitbc_contracts.ownership import LeaseMember, LeaseShare
+from aitbc_contracts.ownership import LeaseShare
 from aitbc_runtime.bus import key_value
+from aitbc_runtime.heartbeat import BEATS, FENCE, Heartbeat, member_key
 from aitbc_runtime.lease_view import LeaseView, Live, Seen, home
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.ownership")
 
-FENCE = 0.75  # of the ttl after an acknowledged heartbeat that a holder trusts its shares
-BEATS = 5  # heartbeats per ttl: a few may be lost or late before the holder fences itself
-JOIN_TIMEOUT = 15.0  # seconds the first heartbeat is tried for (a bucket choosing its leader)
 FORGET = 20  # ttls after which a silent member's key is removed from the bucket
 
 
@@ -61,10 +54,17 @@ Gained = Callable[[str, int], Awaitable[None]]  # (share, epoch): start serving 
 Lost = Callable[[str, bool], Awaitable[None]]  # (share, handed over): stop serving it
 
 
-async def lease_bucket(nc: NATS, bucket: str, replicas: int) -> KeyValue:
-    return await key_value(
+async def lease_bucket(
+    nc: NATS, bucket: str, replicas: int, answer_within: float | None = None
+) -> KeyValue:
+    """The bucket (made while missing); with `answer_within`, a handle whose writes wait for their
+    answer no longer than that: one lost answer must not hold up the heartbeats after it."""
+    made = await key_value(
         nc, KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
     )
+    if answer_within is None:
+        return made
+    return await nc.jetstream(timeout=answer_within).key_value(bucket)
 
 
 class Ownership:
@@ -83,111 +83,78 @@ class Ownership:
         self.nc = nc
         self.bucket_name = bucket
         self.names = tuple(names)
-        self._offered = list(self.names)  # in its heartbeat: the others place only these here
         self.ttl = ttl
         self.replicas = replicas
-        self.member = uuid.uuid4().hex[:16]
         self.held: dict[str, int] = {}  # share -> this holder's epoch
         self._gained, self._lost, self._clock = gained, lost, clock
         self.view = LeaseView(self.names)  # the bucket as this process has seen it
-        self._heartbeat_revision = 0
-        self._valid_until = 0.0
+        self.heartbeat = Heartbeat(self.names, ttl, clock)
         self._started = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._kv: KeyValue | None = None
 
+    @property
+    def member(self) -> str:
+        return self.heartbeat.member
+
     def holds(self, name: str) -> bool:
         """Whether this process may serve the share now: it took it, nobody took it since as
         far as it knows, and its own lease is fresh. Cheap: on every request's path."""
-        return name in self.held and self._clock() < self._valid_until
+        return name in self.held and self.heartbeat.fresh()
 
     async def start(self) -> None:
         """Joins: the first heartbeat, the bucket's state, then a first balancing pass."""
-        self._kv = await lease_bucket(self.nc, self.bucket_name, self.replicas)
+        self._kv = await lease_bucket(
+            self.nc, self.bucket_name, self.replicas, answer_within=FENCE * self.ttl / 2
+        )
         watcher = await self._kv.watchall()
         self._started = self._clock()
-        await self._first_beat()
+        await self.heartbeat.join(self._kv)
         async for entry in watcher:  # what the bucket holds now, up to the end marker
             if entry is None:
                 break
             self.view.note(entry, self._clock(), moved=False)
         self._tasks = [
             asyncio.create_task(self._watch(watcher), name="ownership-watch"),
-            asyncio.create_task(self._heartbeats(), name="ownership-heartbeats"),
-            asyncio.create_task(self._lapses(), name="ownership-lapses"),
+            asyncio.create_task(self.heartbeat.run(self._confirm), name="ownership-heartbeats"),
+            asyncio.create_task(self.heartbeat.lapses(lambda: list(self.held)), name="lapses"),
             asyncio.create_task(self._balancing(), name="ownership-balance"),
         ]
         self.view.changed.set()  # the first pass at once
 
     async def stop(self) -> None:
-        """Leaves: hands every share over (stopped first, then freed), then its member key."""
+        """Leaves: hands every share over (stopped first, then freed), then its member key.
+        (Paused, it cannot know whether they are still its own: it only stops serving them.)"""
         await cancel_and_wait(self._tasks)
         for name in list(self.held):
-            await self._release(name)
-        if self._kv is not None and self._heartbeat_revision:
-            with contextlib.suppress(Exception):
-                await self._kv.delete(self._member_key(self.member), last=self._heartbeat_revision)
-
-    @staticmethod
-    def _member_key(member: str) -> str:
-        return f"member.{member}"
+            if self.heartbeat.paused:
+                del self.held[name]
+                await self._lost(name, False)
+            else:
+                await self._release(name)
+        with contextlib.suppress(Exception):
+            await self.heartbeat.leave()
 
     async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is not None:
                 self.view.note(entry, self._clock())
 
-    async def _first_beat(self) -> None:
-        """The first heartbeat, tried again while the bucket does not answer: one just made at
-        3 replicas has no leader for a moment (`just cluster` starts its usage processes then),
-        nor has one whose leader's node just died. A heartbeat whose answer was lost may have
-        been stored: each try is a member of a new id (the old one is forgotten as silent)."""
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        while True:
-            try:
-                await self._beat()
-                return
-            except (NoStreamResponseError, NatsTimeoutError) as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("first heartbeat not answered (%s): trying again", exc)
-            self.member = uuid.uuid4().hex[:16]
-            self._heartbeat_revision = 0
-            await asyncio.sleep(0.2)
-
-    async def _beat(self) -> None:
+    async def _confirm(self) -> None:
+        """After a lapse, a fresh heartbeat: each share is served again if its key is still
+        the one this process wrote (nobody took it meanwhile), and lost otherwise."""
         assert self._kv is not None
-        sent = self._clock()
-        value = _encode(LeaseMember(socket.gethostname(), os.getpid(), self._offered))
-        key = self._member_key(self.member)
-        try:
-            self._heartbeat_revision = await self._kv.update(
-                key, value, last=self._heartbeat_revision
-            )
-        except KeyWrongLastSequenceError:  # removed as silent (it was frozen): join anew
-            self._heartbeat_revision = await self._kv.create(key, value)
-        self._valid_until = sent + FENCE * self.ttl
-
-    async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / BEATS)
+        for name, epoch in list(self.held.items()):
             try:
-                await self._beat()
-            except Exception as exc:  # the bus away: the shares lapse at _valid_until
-                log.warning("ownership heartbeat failed: %s", exc)
-
-    async def _lapses(self) -> None:
-        """Stops serving every share the moment the lease lapses: apart from the heartbeats,
-        whose request may hang while the bus is away."""
-        while True:
-            await asyncio.sleep(max(self._valid_until - self._clock(), 0) + 0.001)
-            if self._clock() >= self._valid_until:
-                if self.held:
-                    log.warning("lease lapsed: stopped serving %s", ", ".join(sorted(self.held)))
-                for name in list(self.held):
-                    del self.held[name]
-                    await self._lost(name, False)
-                await asyncio.sleep(self.ttl / BEATS)
+                revision = (await self._kv.get(f"share.{name}")).revision
+            except (KeyNotFoundError, KeyDeletedError):
+                revision = None
+            if revision != epoch:
+                log.warning("%s was taken while the lease had lapsed", name)
+                del self.held[name]
+                await self._lost(name, False)
+        if self.held:
+            log.info("lease renewed: serving %s again", ", ".join(sorted(self.held)))
 
     async def _balancing(self) -> None:
         while True:
@@ -207,12 +174,15 @@ class Ownership:
             for m, s in self.view.members.items()
             if m != self.member and s.moved and now - s.at < self.ttl
         ]
-        if now < self._valid_until:
+        if self.heartbeat.fresh():
             live.append((self.member, frozenset(self.names)))
         return live
 
     async def balance(self) -> None:
-        """One pass: give up what was taken from it or belongs elsewhere, take what is free."""
+        """One pass: give up what was taken from it or belongs elsewhere, take what is free.
+        None while paused: what it holds may be someone else's by now."""
+        if self.heartbeat.paused:
+            return
         now = self._clock()
         live = self._live(now)
         await self._forget_silent(now)
@@ -224,7 +194,7 @@ class Ownership:
                     await self._lost(name, False)
                 elif home(name, live) not in (self.member, None):
                     await self._release(name)
-            elif live and now < self._valid_until:
+            elif live and self.heartbeat.fresh():
                 since = await self._free_since(seen, now)
                 if since is not None and (
                     home(name, live) == self.member or now - since >= self.ttl
@@ -244,7 +214,7 @@ class Ownership:
             return None
         assert self._kv is not None
         try:
-            entry = await self._kv.get(self._member_key(seen.owner))
+            entry = await self._kv.get(member_key(seen.owner))
         except (KeyNotFoundError, KeyDeletedError):
             return seen.at if member is None else member.at + self.ttl
         if member is None or entry.revision != member.revision:
@@ -287,4 +257,4 @@ class Ownership:
             if member != self.member and now - seen.at > FORGET * self.ttl:
                 del self.view.members[member]
                 with contextlib.suppress(Exception):
-                    await self._kv.delete(self._member_key(member), last=seen.revision)
+                    await self._kv.delete(member_key(member), last=seen.revision)
