@@ -74,12 +74,9 @@ def test_a_usage_process_killed(cluster: RunningCluster, traffic: Traffic) -> No
         traffic.until_exact_after(time.monotonic())  # after the handover back, too
     check_all(traffic, fault, taken, steady, until=restarted)
     refused = [a for a in traffic.answers() if a.started >= restarted and a.status == 503]
-    if refused:  # a handover should cost a request milliseconds, never the fail policy
-        spread = max(a.started for a in refused) - min(a.started for a in refused)
-        pytest.xfail(
-            f"known: while {victim} restarted took its partitions back, {len(refused)} requests "
-            f"were refused fail-closed over {spread:.1f} s ('partition has no holder')"
-        )
+    # A handover costs a request milliseconds, never the fail policy: the restarted process
+    # takes its partitions back at once (the killed one's key it found places nothing).
+    assert not refused, f"{len(refused)} refused while {victim} took its partitions back"
 
 
 def test_the_key_log_leader_node_killed_and_restarted(
