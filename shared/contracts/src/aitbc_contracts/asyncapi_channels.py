@@ -11,6 +11,17 @@ from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
 
 
+def _leases(bucket: str, holds: str, share: str, more: str = "") -> tuple[Any, ...]:
+    """A lease bucket's channel (aitbc_runtime.ownership)."""
+    return (
+        f"$KV.{bucket}.{{entry}}",
+        f"Key/value bucket: {holds}, and the processes' heartbeats (`member.<id>`).{more}",
+        {"entry": {"description": f"member.<id> or {share}"}},
+        ["LeaseMember", "LeaseShare"],
+        {"bucket": bucket, "history": 1},
+    )
+
+
 def _key_log(stream: str, subjects: str, **more: str) -> dict[str, Any]:
     """A stream of the key log: in an account of its own, read elsewhere through a mirror."""
     return {
@@ -157,22 +168,17 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         ["UsageCounters"],
         {"bucket": s.USAGE_COUNTERS_BUCKET, "history": 1, "ttl_seconds": 2 * u.WINDOW_SECONDS},
     ),
-    "usageLeases": (
-        f"$KV.{s.USAGE_LEASES_BUCKET}.{{entry}}",
-        "Key/value bucket: which usage process holds which partition (`share.p<n>`), and "
-        "the processes' heartbeats (`member.<id>`). A partition's holder is its only decider; "
-        "the revision that gave it the partition is its epoch, sent with every DecisionBatch.",
-        {"entry": {"description": "member.<id> or share.p<partition>"}},
-        ["LeaseMember", "LeaseShare"],
-        {"bucket": s.USAGE_LEASES_BUCKET, "history": 1},
+    "usageLeases": _leases(
+        s.USAGE_LEASES_BUCKET,
+        "which usage process holds which partition (`share.p<n>`)",
+        "share.p<partition>",
+        " A partition's holder is its only decider; the revision that gave it the partition "
+        "is its epoch, sent with every DecisionBatch.",
     ),
-    "keysLeases": (
-        f"$KV.{s.KEYS_LEASES_BUCKET}.{{entry}}",
-        "Key/value bucket: which keys process runs the outbox relay (`share.relay`), and the "
-        "processes' heartbeats (`member.<id>`).",
-        {"entry": {"description": "member.<id> or share.relay"}},
-        ["LeaseMember", "LeaseShare"],
-        {"bucket": s.KEYS_LEASES_BUCKET, "history": 1},
+    "keysLeases": _leases(
+        s.KEYS_LEASES_BUCKET,
+        "which keys process runs the outbox relay (`share.relay`)",
+        "share.relay",
     ),
     "dashboardSessions": (
         f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.{{digest}}",
