@@ -13,7 +13,7 @@ from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
 from aitbc_contracts.asyncapi_buckets import AccountSessions, DashboardSession, UsageCounters
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.ownership import LeaseMember, LeaseShare
+from aitbc_contracts.ownership import LeaseMember, LeaseShare, RelayWake
 
 
 def _header(description: str) -> dict[str, str]:
@@ -104,6 +104,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
     "LeaseMember": (LeaseMember, "A process that may hold shares, alive while rewritten", None),
     "LeaseShare": (LeaseShare, "Which member holds a share; its revision is the epoch", None),
+    "RelayWake": (RelayWake, "Events were committed where the relay does not run", None),
     "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
     "EdgePresence": (presence.EdgePresence, "An edge is alive, for `alive_for` seconds", None),
     "DashboardAccountSessions": (
@@ -261,6 +262,17 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         ["LeaseMember", "LeaseShare"],
         {"bucket": s.KEYS_LEASES_BUCKET, "history": 1},
     ),
+    "keysRelayWake": (
+        s.KEYS_RELAY_WAKE,
+        "After each commit in a keys process that does not hold `share.relay`: the holder's "
+        "outbox relay looks at the store now rather than at its next poll (one second), so a "
+        "revocation reaches the stream as soon from either process. Nothing depends on it "
+        "arriving. In the key log's account (KEYLOG): published and read by the keys "
+        "services' writers (keys-writer) only.",
+        {},
+        ["RelayWake"],
+        None,
+    ),
     "dashboardSessions": (
         f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.{{digest}}",
         "Key/value bucket: dashboard sessions, so any edge serves any signed-in browser. The "
@@ -323,6 +335,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     ),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "publishCheckpoint": ("send", "keyCheckpoints", None, None, "keys service checkpoints"),
+    "wakeRelay": ("send", "keysRelayWake", None, None, "keys service not running the relay"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
     "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),
