@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
+from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.powers import Power
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
@@ -28,11 +29,15 @@ LEASE = 0.6  # seconds: a stopped holder is replaced at once; a dead one after a
 
 
 class Pair:
-    """Two keys services, as `services[0]` and `services[1]`, stopped one by one."""
+    """Two keys services, as `services[0]` and `services[1]`, stopped one by one; `flowing`
+    cleared, the relay stops after its next publish until it is set again."""
 
-    def __init__(self, services: list[Service], stacks: list[AsyncExitStack]) -> None:
+    def __init__(
+        self, services: list[Service], stacks: list[AsyncExitStack], flowing: asyncio.Event
+    ) -> None:
         self.services = services
         self.stacks = stacks
+        self.flowing = flowing
 
     def holders(self) -> list[Service]:
         return [svc for svc in self.services if svc.writing.running]
@@ -59,13 +64,22 @@ class Pair:
 async def pair(database_url: str, own_nats: NatsServer) -> AsyncIterator[Pair]:
     settings = keys_settings(own_nats, database_url=database_url, lease_seconds=LEASE)
     stacks = [AsyncExitStack(), AsyncExitStack()]
+    flowing = asyncio.Event()
+    flowing.set()
+
+    async def after_publish(position: int, event: AnyEvent) -> None:
+        await flowing.wait()
+
     try:
         services = [
-            await stack.enter_async_context(running_service(settings, relay_poll_interval=30))
+            await stack.enter_async_context(
+                running_service(settings, relay_poll_interval=30, after_publish=after_publish)
+            )
             for stack in stacks
         ]
-        yield Pair(services, stacks)
+        yield Pair(services, stacks, flowing)
     finally:
+        flowing.set()
         for stack in reversed(stacks):
             await stack.aclose()
 
@@ -90,7 +104,7 @@ async def account_through(svc: Service) -> m.AccountView:
     return account
 
 
-async def key_made_and_revoked_through(svc: Service, account: m.AccountView) -> None:
+async def key_through(svc: Service, account: m.AccountView) -> tuple[m.KeyView, str]:
     key = keyformat.generate_key()
     made = await svc.commands.execute(
         m.CreateKey(
@@ -102,10 +116,33 @@ async def key_made_and_revoked_through(svc: Service, account: m.AccountView) -> 
         Power.OPERATOR,
     )
     assert isinstance(made, m.KeyView), made
+    return made, key
+
+
+async def revoke_through(svc: Service, made: m.KeyView) -> None:
     revoked = await svc.commands.execute(
-        m.RevokeKey(account_id=account.account_id, key_id=made.key_id), Power.OPERATOR
+        m.RevokeKey(account_id=made.account_id, key_id=made.key_id), Power.OPERATOR
     )
     assert isinstance(revoked, m.KeyView), revoked
+
+
+async def key_made_and_revoked_through(svc: Service, account: m.AccountView) -> None:
+    made, _ = await key_through(svc, account)
+    await revoke_through(svc, made)
+
+
+async def facts_of(svc: Service, key: str) -> m.KeyFacts | m.Rejected:
+    """What `svc` answers a check of `key` with."""
+    answer = await svc.checks.check(m.encoder.encode(m.CheckKeys([keyformat.hash_key(key)])))
+    checked = m.check_reply_decoder.decode(answer)
+    assert isinstance(checked, m.CheckedKeys), checked
+    return checked.replies[0]
+
+
+async def revoked_for(svc: Service, key: str) -> bool:
+    facts = await facts_of(svc, key)
+    assert isinstance(facts, m.KeyFacts), facts
+    return facts.revoked
 
 
 async def stream_is_store(engine: AsyncEngine, auditor: BusAccess) -> list[int]:
@@ -151,8 +188,8 @@ async def test_one_relays_what_both_commit_and_the_other_takes_over_when_it_stop
     await key_made_and_revoked_through(other, accounts[0])  # alone: only a wake brings it
     positions = await stream_is_store(holder.engine, auditor)
     assert len(positions) == 2 * 2 + 3 * 4 * 2 + 2  # accounts: 2 events; keys: 2 each
-    assert other.relay.published == 0 and other.writing.wakes_sent > 0
-    assert holder.relay.published == len(positions) and holder.writing.wakes_heard > 0
+    assert other.relay.published == 0 and other.news.sent > 0
+    assert holder.relay.published == len(positions) and holder.news.heard > 0
     assert pair.holders() == [holder]
 
     # The holder stops (it hands the relay over as it goes): the other relays from then on,
@@ -162,3 +199,44 @@ async def test_one_relays_what_both_commit_and_the_other_takes_over_when_it_stop
     await key_made_and_revoked_through(other, accounts[1])
     assert await stream_is_store(other.engine, auditor) == list(range(1, len(positions) + 3))
     assert other.relay.published == 2
+
+
+async def test_a_key_revoked_in_one_is_refused_by_the_other_before_the_stream_has_it(
+    pair: Pair, auditor: BusAccess
+) -> None:
+    holder = await pair.one_holder()
+    other = pair.other(holder)
+    account = await account_through(holder)
+    keys = [await key_through(svc, account) for svc in (holder, other)]
+    await stream_is_store(holder.engine, auditor)
+    for svc in pair.services:  # each knows both keys, from its commit or from the stream
+        for _, key in keys:
+            assert svc.index.facts(keyformat.hash_key(key), holder.checks.clock()) is not None
+            assert not await revoked_for(svc, key)
+
+    # The relay stops after one more event, so the stream brings neither process the next
+    # ones: only the news of each commit tells the other process its facts are behind.
+    pair.flowing.clear()
+    upgraded = await holder.commands.execute(
+        m.SetPlan(account_id=account.account_id, plan="pro"), Power.OPERATOR
+    )  # one event
+    assert isinstance(upgraded, m.AccountView), upgraded
+    published = await stream_is_store(holder.engine, auditor)
+    heard = [svc.news.heard for svc in pair.services]
+    for (made, _), svc in zip(keys, (holder, other), strict=True):
+        await revoke_through(svc, made)
+    await until(
+        lambda: all(svc.news.heard > n for svc, n in zip(pair.services, heard, strict=True)),
+        "the news of the revocations",
+    )
+    assert len(await key_stream(auditor)) == len(published)  # not in the stream
+    assert await revoked_for(other, keys[0][1]), "revoked by the holder, and the other vouched"
+    assert await revoked_for(holder, keys[1][1]), "revoked by the other, and the holder vouched"
+
+    pair.flowing.set()
+    await stream_is_store(holder.engine, auditor)
+    await until(lambda: not other.index._behind and not holder.index._behind, "caught up")
+    for svc in pair.services:  # from the index again, which has the revocations now
+        for _, key in keys:
+            facts = svc.index.facts(keyformat.hash_key(key), holder.checks.clock())
+            assert facts is not None and facts.revoked

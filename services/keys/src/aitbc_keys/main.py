@@ -1,7 +1,7 @@
 """Composition root: settings -> engine (migrated) -> one NATS connection (the broker's) for the
 command endpoint, the key checks, the facts index's stream reader and the relay's lease, and the
 writer's for the outbox relay and the checkpoints (run by the lease's holder alone: see
-aitbc_keys.writing); `aitbc-keys` runs it."""
+aitbc_keys.writing) and the news of commits between keys processes; `aitbc-keys` runs it."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
 from aitbc_keys.checkpoints import Checkpointer
 from aitbc_keys.checks import KeyChecks
+from aitbc_keys.commits import CommitNews, telling
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.domain import Clock, utcnow
 from aitbc_keys.entrypoint import CommandEndpoint, subscribe
@@ -49,6 +50,7 @@ class Service:
     reader: KeyEventReader  # the facts index's, on the key event stream
     writing: Writing
     ownership: Ownership  # of the lease `relay`
+    news: CommitNews  # what this process and the others commit, told to each other
     checkpointer: Checkpointer | None = None  # None: no checkpoint key file set
 
 
@@ -76,13 +78,14 @@ async def running_service(
             replicas=settings.writer.replicas,
         )  # fmt: skip
         checkpointer = checkpoints(settings, engine, writer, signer, clock) if signer else None
-        writing = Writing(relay, checkpointer, writer)
+        writing = Writing(relay, checkpointer)
         lease = leased(writing, nc, settings.lease_seconds, settings.nats.replicas)
         ownership = await stack.enter_async_context(lease)
         index = FactsIndex()
+        news = await stack.enter_async_context(telling(CommitNews(writer, index, writing)))
         live = LiveFacts(engine, index)
         commands = CommandEndpoint(
-            engine, index=live, on_commit=writing.wake, clock=clock,
+            engine, index=live, on_commit=news.committed, clock=clock,
             max_keys=settings.max_keys_per_account,
         )  # fmt: skip
         subscribe(broker, commands)
@@ -93,7 +96,7 @@ async def running_service(
         log.info("keys service ready (NATS %s)", settings.nats.where())
         yield Service(
             settings, engine, relay, commands, checks, index, broker, responder, reader,
-            writing, ownership, checkpointer,
+            writing, ownership, news, checkpointer,
         )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from aitbc_contracts import subjects as s
 from aitbc_contracts import usage as u
 from aitbc_contracts.asyncapi_buckets import AccountSessions, DashboardSession, UsageCounters
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.ownership import LeaseMember, LeaseShare, RelayWake
+from aitbc_contracts.ownership import LeaseMember, LeaseShare
 
 
 def _header(description: str) -> dict[str, str]:
@@ -104,7 +104,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
     "LeaseMember": (LeaseMember, "A process that may hold shares, alive while rewritten", None),
     "LeaseShare": (LeaseShare, "Which member holds a share; its revision is the epoch", None),
-    "RelayWake": (RelayWake, "Events were committed where the relay does not run", None),
+    "Committed": (m.Committed, "What a keys process just committed: streams and versions", None),
     "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
     "EdgePresence": (presence.EdgePresence, "An edge is alive, for `alive_for` seconds", None),
     "DashboardAccountSessions": (
@@ -262,15 +262,17 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         ["LeaseMember", "LeaseShare"],
         {"bucket": s.KEYS_LEASES_BUCKET, "history": 1},
     ),
-    "keysRelayWake": (
-        s.KEYS_RELAY_WAKE,
-        "After each commit in a keys process that does not hold `share.relay`: the holder's "
-        "outbox relay looks at the store now rather than at its next poll (one second), so a "
-        "revocation reaches the stream as soon from either process. Nothing depends on it "
-        "arriving. In the key log's account (KEYLOG): published and read by the keys "
-        "services' writers (keys-writer) only.",
+    "keysCommitted": (
+        s.KEYS_COMMITTED,
+        "After each commit, from the keys process that made it to the others, before the key "
+        "event stream brings the events: the holder of `share.relay` relays them now rather "
+        "than at its next poll (one second), so a revocation reaches the stream as soon from "
+        "any keys process; every other process answers checks of the changed streams' keys "
+        "from the database until its facts index has caught up, so no keys process vouches "
+        "for a key another has just revoked. Nothing depends on it arriving. In the key log's "
+        "account (KEYLOG): published and read by the keys services' writers (keys-writer) only.",
         {},
-        ["RelayWake"],
+        ["Committed"],
         None,
     ),
     "dashboardSessions": (
@@ -335,7 +337,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     ),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "publishCheckpoint": ("send", "keyCheckpoints", None, None, "keys service checkpoints"),
-    "wakeRelay": ("send", "keysRelayWake", None, None, "keys service not running the relay"),
+    "announceCommit": ("send", "keysCommitted", None, None, "keys service that committed"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
     "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),

@@ -18,8 +18,3 @@ class LeaseShare(msgspec.Struct, frozen=True):
     `relay`); deleted when it is handed over."""
 
     owner: str  # a member id
-
-
-class RelayWake(msgspec.Struct, frozen=True):
-    """Events were committed by a keys process that does not hold `relay`: the holder's relay
-    looks for them now. It says nothing else: the store is what the relay reads."""

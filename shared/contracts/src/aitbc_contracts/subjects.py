@@ -26,10 +26,11 @@ KEY_CHECKPOINTS_SUBJECTS = f"{KEY_CHECKPOINTS_PREFIX}.>"
 # account imports it, and KEYLOG delivers the mirrored messages under a prefix of their own.
 KEYLOG_API = "$JS.KEYLOG.API"
 KEYLOG_DELIVER_PREFIX = "aitbc.keylog.deliver"
-# Events were committed by a keys process that does not run the outbox relay: the one holding
-# the relay's lease (KEYS_LEASES_BUCKET) looks at once rather than at its next poll. In KEYLOG,
-# between the keys services' writers alone: nobody else can send it or read it.
-KEYS_RELAY_WAKE = "aitbc.keys.relay.wake"  # RelayWake, published, no reply
+# A keys process committed events (Committed): the one running the outbox relay (the holder of
+# KEYS_LEASES_BUCKET's `relay`) looks at once rather than at its next poll, and the others know
+# which of their facts are behind until the stream brings the events. In KEYLOG, between the
+# keys services' writers alone: nobody else can send it or read it.
+KEYS_COMMITTED = "aitbc.keys.committed"  # Committed, published, no reply
 
 # --- keys service request/reply ------------------------------------------------------------
 KEYS_CHECK = "aitbc.keys.check"  # CheckKeys -> CheckedKeys | Rejected
