@@ -84,6 +84,7 @@ def refused_publishes() -> Iterator[Case]:
     # Only an edge says it is alive: a false presence would shrink every edge's fail-open share.
     yield from (Case(user.name, PRESENCE) for user in USERS if user.name != "edge")
     yield Case("auditor", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session")  # it changes nothing
+    yield Case("keys", s.KEYS_COMMITTED)  # only the writers (in KEYLOG) tell each other
     yield Case("auditor", f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")
 
 
@@ -95,6 +96,7 @@ def refused_subscriptions() -> Iterator[Case]:
     for role in ("edge", "keys", "auditor", "analytics"):
         yield Case(role, s.usage_decide_subject(1))
         yield Case(role, s.USAGE_QUERY)
+    yield Case("keys", s.KEYS_COMMITTED)
     for role in USERS:
         yield Case(role.name, FORGED_EVENT)  # take events some other way than the stream
         if role.name != "edge":
@@ -113,6 +115,7 @@ ALLOWED = [
     Case("edge", PRESENCE),
     Case("usage", s.KEYS_READ_COMMANDS),
     Case("keys-writer", FORGED_EVENT),
+    Case("keys-writer", s.KEYS_COMMITTED),
     Case("admin", s.KEYS_OPERATOR_COMMANDS),
 ]
 

@@ -66,3 +66,47 @@ def test_an_event_applied_twice_or_late_changes_nothing() -> None:
     index.process(created())  # the stream delivers what this process already applied
     facts = index.facts("h1", T0)
     assert facts is not None and facts.revoked
+
+
+def test_a_key_changed_elsewhere_is_the_databases_to_say_until_the_change_is_here() -> None:
+    revoked = KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE)  # type: ignore[arg-type]
+    index = index_of(created())
+    index.behind({"key_1": 2, "key_unknown": 1})  # another process revoked it; and a new key
+    assert index.facts("h1", T0) is None  # not "active" from before the revocation
+    index.process(revoked)  # the stream brings it
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.revoked
+
+
+def test_an_accounts_change_elsewhere_holds_up_every_key_of_it() -> None:
+    index = index_of(created())
+    index.behind({"acc_1": 2})
+    assert index.facts("h1", T0) is None
+    index.process(
+        PlanChanged(stream_id="acc_1", version=2, plan="pro", previous_plan="free", **BASE)
+    )  # type: ignore[arg-type]
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.plan == "pro"
+
+
+def test_news_of_what_the_index_has_already_changes_nothing() -> None:
+    revoked = KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE)  # type: ignore[arg-type]
+    index = index_of(created(), revoked)
+    index.behind({"key_1": 2, "acc_1": 1})  # the stream was quicker than the news
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.revoked
+
+
+def test_a_reloaded_index_keeps_only_the_marks_it_has_not_reached() -> None:
+    index = index_of(created())
+    index.behind({"key_1": 3})
+    fresh = index_of(created(), KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE))  # type: ignore[arg-type]
+    index.replace_with(fresh)  # loaded at version 2: version 3 is still to come
+    assert index.facts("h1", T0) is None
+    caught_up = index_of(
+        created(),
+        KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE),  # type: ignore[arg-type]
+        KeyRevoked(stream_id="key_1", version=3, key_id="key_1", reason="again", **BASE),  # type: ignore[arg-type]
+    )
+    index.replace_with(caught_up)
+    assert index.facts("h1", T0) is not None

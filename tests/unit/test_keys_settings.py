@@ -70,3 +70,13 @@ def test_the_cap_of_keys_per_account_comes_from_the_environment(
         monkeypatch.setenv("MAX_KEYS_PER_ACCOUNT", wrong)
         with pytest.raises(ValueError, match="MAX_KEYS_PER_ACCOUNT"):
             Settings.from_env()
+
+
+def test_the_relays_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().lease_seconds == Settings.from_env().lease_seconds == 2.0
+    monkeypatch.setenv("KEYS_LEASE_SECONDS", "0.5")
+    assert Settings.from_env().lease_seconds == 0.5
+    for wrong in ("0", "-1", "two", "0.1"):  # under 0.2 s the relay would only move about
+        monkeypatch.setenv("KEYS_LEASE_SECONDS", wrong)
+        with pytest.raises(ValueError, match="KEYS_LEASE_SECONDS"):
+            Settings.from_env()

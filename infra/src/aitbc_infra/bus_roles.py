@@ -174,7 +174,9 @@ ROLES: dict[str, Role] = {
                 f"{s.KEY_CHECKPOINTS_PREFIX}.>",
                 *writes(KEY_EVENTS_STREAM),  # alone in its account, it may update them too
                 *writes(CHECKPOINTS_STREAM),
+                s.KEYS_COMMITTED,  # what it committed: the relay's holder looks now
             ),
+            subscribe=(s.KEYS_COMMITTED,),  # the others' commits, before the stream has them
             account=KEYLOG_ACCOUNT,
         ),
         Role(

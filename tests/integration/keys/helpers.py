@@ -26,7 +26,7 @@ Connect = Callable[[], Awaitable[Client]]  # a new NATS connection, as a service
 
 async def commit(engine: AsyncEngine, batches: Sequence[Batch]) -> None:
     """Append as the service does: the log and the SQL read model in one transaction."""
-    await SqlUnitOfWork(engine, FactsIndex(), lambda: None, datetime.now(UTC)).commit(batches)
+    await SqlUnitOfWork(engine, FactsIndex(), lambda _: None, datetime.now(UTC)).commit(batches)
 
 
 async def append_keys(

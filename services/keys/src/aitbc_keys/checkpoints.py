@@ -84,6 +84,10 @@ class Checkpointer(WokenLoop):
         self._published: int | None = None  # the stream's last checkpoint number; None: ask
         self._last_attempt = -float("inf")  # time.monotonic() of the last signing attempt
 
+    def start(self) -> asyncio.Task[None]:
+        self._published = None  # another keys process may have published meanwhile: ask
+        return super().start()
+
     async def run(self) -> None:
         """Until stopped; NATS and database failures are logged and retried."""
         backoff = 0.05

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import msgspec
@@ -17,6 +17,7 @@ from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
+from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.powers import SUBJECTS, Power
 from aitbc_contracts.subjects import KEYS_QUEUE
@@ -40,13 +41,13 @@ class CommandEndpoint:
         self,
         engine: AsyncEngine,
         index: KeyEventView | None = None,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[Sequence[AnyEvent]], None] = lambda _: None,
         clock: Callable[[], datetime] = utcnow,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
     ) -> None:
         self.engine = engine
         self.index = index if index is not None else FactsIndex()
-        self.on_commit = on_commit  # wakes the outbox relay
+        self.on_commit = on_commit  # tells the other keys processes, wakes the outbox relay
         self.clock = clock
         self.max_keys = max_keys  # live keys an account may hold
 

@@ -6,13 +6,16 @@ Loaded by folding the log, it is then kept true by the events: this process's ow
 soon as they commit (so a revocation it made holds for its very next check), and those of every
 other keys process through the key event stream (aitbc_runtime.key_events.KeyEventReader).
 Each stream's version makes an event given twice harmless. A hash the index does not know is
-asked of the database, so a key another process has only just created is never refused.
+asked of the database, so a key another process has only just created is never refused; nor is
+one of a stream another process told it has changed (`behind`, aitbc_keys.commits) before the
+stream brings the change, so a key another process has just revoked is not vouched for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,15 +39,34 @@ class FactsIndex:
         self.states: dict[str, State] = {}  # stream id (account or key id) -> its state
         self.secrets: dict[str, KeyFacts] = {}  # secret hash -> what a check of it answers
         self._keys_of: dict[str, list[str]] = {}  # account id -> its keys: a plan changes them
+        # Streams committed elsewhere at a version this index has not reached yet: their keys'
+        # facts are the database's to say until it has (stream id -> that version).
+        self._behind: dict[str, int] = {}
 
     def facts(self, secret_hash: str, now: datetime) -> KeyFacts | None:
         """The facts for a hash, or None when this index cannot say (ask the database)."""
         facts = self.secrets.get(secret_hash)
-        if facts is not None and expired(facts.secret_valid_until, now):
+        if facts is None:
+            return None
+        if expired(facts.secret_valid_until, now):
             return None  # a replaced secret whose grace has ended
+        behind = self._behind
+        if behind and (facts.key_id in behind or facts.account_id in behind):
+            return None  # changed elsewhere a moment ago: not here yet
         return facts
 
+    def behind(self, versions: Mapping[str, int]) -> None:
+        """Another keys process committed these streams' `versions`: until this index has them,
+        the facts of their keys are asked of the database. (A stream it does not know holds up
+        no facts here: its keys are asked of the database already.)"""
+        for stream_id, version in versions.items():
+            state = self.states.get(stream_id)
+            if state is not None and state.version < version:
+                self._behind[stream_id] = max(version, self._behind.get(stream_id, 0))
+
     def process(self, event: AnyEvent, position: int = 0) -> None:
+        if self._behind.get(event.stream_id, event.version + 1) <= event.version:
+            del self._behind[event.stream_id]  # applied below, in the same step
         before = self.states.get(event.stream_id)
         if before is not None and before.version >= event.version:
             return  # seen already: this process's own append, as the stream brings it back
@@ -88,6 +110,8 @@ class FactsIndex:
 
     def replace_with(self, other: FactsIndex) -> None:
         self.states, self.secrets, self._keys_of = other.states, other.secrets, other._keys_of
+        marks, self._behind = {**self._behind, **other._behind}, {}
+        self.behind(marks)  # those the new states have not reached yet
 
     async def load(self, engine: AsyncEngine) -> None:
         """Fold the whole log into this (empty) index; the secrets of the final states only."""

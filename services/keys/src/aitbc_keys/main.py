@@ -1,12 +1,13 @@
 """Composition root: settings -> engine (migrated) -> one NATS connection (the broker's) for the
-command endpoint, the key checks and the facts index's stream reader, and the writer's for the
-outbox relay and the checkpoints; `aitbc-keys` runs it."""
+command endpoint, the key checks, the facts index's stream reader and the relay's lease, and the
+writer's for the outbox relay and the checkpoints (run by the lease's holder alone: see
+aitbc_keys.writing) and the news of commits between keys processes; `aitbc-keys` runs it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
@@ -17,6 +18,7 @@ from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
 from aitbc_keys.checkpoints import Checkpointer
 from aitbc_keys.checks import KeyChecks
+from aitbc_keys.commits import CommitNews, telling
 from aitbc_keys.db import create_engine, migrate
 from aitbc_keys.domain import Clock, utcnow
 from aitbc_keys.entrypoint import CommandEndpoint, subscribe
@@ -24,10 +26,12 @@ from aitbc_keys.facts import FactsIndex, LiveFacts
 from aitbc_keys.outbox import AfterPublish, OutboxRelay
 from aitbc_keys.responder import CheckResponder
 from aitbc_keys.settings import Settings, get_settings
+from aitbc_keys.writing import Writing, leased
 from aitbc_runtime.broker import service_broker
 from aitbc_runtime.bus import connect, until_answered
 from aitbc_runtime.checkpoint_keys import CheckpointSigner
 from aitbc_runtime.key_events import KeyEventReader
+from aitbc_runtime.ownership import Ownership
 from aitbc_runtime.process import run_service
 
 log = logging.getLogger("aitbc_keys")
@@ -37,13 +41,16 @@ log = logging.getLogger("aitbc_keys")
 class Service:
     settings: Settings
     engine: AsyncEngine
-    relay: OutboxRelay
+    relay: OutboxRelay  # runs while this process holds the lease `relay` (writing.running)
     commands: CommandEndpoint
     checks: KeyChecks
     index: FactsIndex
     broker: NatsBroker
     responder: CheckResponder
     reader: KeyEventReader  # the facts index's, on the key event stream
+    writing: Writing
+    ownership: Ownership  # of the lease `relay`
+    news: CommitNews  # what this process and the others commit, told to each other
     checkpointer: Checkpointer | None = None  # None: no checkpoint key file set
 
 
@@ -55,88 +62,78 @@ async def running_service(
     after_publish: AfterPublish | None = None,
     clock: Clock = utcnow,
 ) -> AsyncIterator[Service]:
-    """The whole keys service in this process: migrated, relaying and answering on NATS;
-    commands are decided and checks answered at `clock()`."""
+    """The whole keys service in this process: migrated, answering on NATS, and relaying while
+    it holds the relay's lease; commands are decided and checks answered at `clock()`. It stops
+    in the reverse order: nothing answered any more, then the relay handed over, the buses."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
     signer = checkpoint_signer(settings)  # first: a key that cannot be used stops the start
-    engine = create_engine(settings.database_url)
-    try:
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.database_url)
+        stack.push_async_callback(engine.dispose)
         await migrate(engine)
-        writer = await connect(settings.writer, "aitbc-keys-writer")
-        broker = service_broker(settings.nats, "aitbc-keys")
-        nc = await broker.connect()
+        broker, nc, writer = await stack.enter_async_context(buses(settings))
         relay = OutboxRelay(
-            engine,
-            writer,
-            poll_interval=relay_poll_interval,
-            after_publish=after_publish,
+            engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish,
             replicas=settings.writer.replicas,
-        )
+        )  # fmt: skip
         checkpointer = checkpoints(settings, engine, writer, signer, clock) if signer else None
         writing = Writing(relay, checkpointer)
+        lease = leased(writing, nc, settings.lease_seconds, settings.nats.replicas)
+        ownership = await stack.enter_async_context(lease)
         index = FactsIndex()
+        news = await stack.enter_async_context(telling(CommitNews(writer, index, writing)))
         live = LiveFacts(engine, index)
         commands = CommandEndpoint(
-            engine,
-            index=live,
-            on_commit=writing.wake,
-            clock=clock,
+            engine, index=live, on_commit=news.committed, clock=clock,
             max_keys=settings.max_keys_per_account,
-        )
+        )  # fmt: skip
         subscribe(broker, commands)
         checks = KeyChecks(engine, index, clock)
         responder = CheckResponder(checks)
         reader = KeyEventReader(nc, [live], "keys-facts-index")
-        writing.start()
-        try:
-            await broker.start()
-            await responder.start(nc)
-            reader.start()
-            await live.load()
-            await until_answered(nc, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
-            try:
-                log.info("keys service ready (NATS %s)", settings.nats.where())
-                yield Service(
-                    settings, engine, relay, commands, checks, index, broker, responder, reader,
-                    checkpointer,
-                )  # fmt: skip
-            finally:
-                await reader.stop()
-                await live.stop()
-                await responder.stop()  # drains: checks already taken get their replies
-                for subscriber in broker.subscribers:
-                    await subscriber.stop()  # the same for commands
-        finally:
-            await writing.stop()  # before the connection it publishes on is closed
-            await writer.drain()
-            await broker.stop()
+        await stack.enter_async_context(answering(broker, nc, responder, reader, live))
+        log.info("keys service ready (NATS %s)", settings.nats.where())
+        yield Service(
+            settings, engine, relay, commands, checks, index, broker, responder, reader,
+            writing, ownership, news, checkpointer,
+        )  # fmt: skip
+
+
+@asynccontextmanager
+async def buses(settings: Settings) -> AsyncIterator[tuple[NatsBroker, NatsClient, NatsClient]]:
+    """The broker, its connection, and the writer's (the relay's and the checkpoints')."""
+    writer = await connect(settings.writer, "aitbc-keys-writer")
+    broker = service_broker(settings.nats, "aitbc-keys")
+    try:
+        yield broker, await broker.connect(), writer
     finally:
-        await engine.dispose()
+        await writer.drain()
+        await broker.stop()
 
 
-@dataclass
-class Writing:
-    """What the writer connection publishes after each commit: the events, and the signed
-    checkpoints of the chain head (when a key is set)."""
-
-    relay: OutboxRelay
-    checkpointer: Checkpointer | None
-
-    def wake(self) -> None:
-        self.relay.wake()
-        if self.checkpointer is not None:
-            self.checkpointer.wake()
-
-    def start(self) -> None:
-        self.relay.start()
-        if self.checkpointer is not None:
-            self.checkpointer.start()
-
-    async def stop(self) -> None:
-        await self.relay.stop()
-        if self.checkpointer is not None:
-            await self.checkpointer.stop()
+@asynccontextmanager
+async def answering(
+    broker: NatsBroker,
+    nc: NatsClient,
+    responder: CheckResponder,
+    reader: KeyEventReader,
+    live: LiveFacts,
+) -> AsyncIterator[None]:
+    """Commands and checks answered, the facts index loaded and kept live, until it ends."""
+    await broker.start()
+    await responder.start(nc)
+    reader.start()
+    await live.load()
+    await until_answered(nc, KEYS_CHECK, m.encoder.encode(m.CheckKeys([])))
+    try:
+        yield
+    finally:
+        await reader.stop()
+        await live.stop()
+        await responder.stop()  # drains: checks already taken get their replies
+        for subscriber in broker.subscribers:
+            await subscriber.stop()  # the same for commands
 
 
 def checkpoint_signer(settings: Settings) -> CheckpointSigner | None:

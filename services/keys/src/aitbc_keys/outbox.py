@@ -132,6 +132,10 @@ class OutboxRelay(WokenLoop):
         self._last_seq = 0
         self._js = nc.jetstream(timeout=publish_timeout)
 
+    def start(self) -> asyncio.Task[None]:
+        self.position = None  # another relay may have published meanwhile: read the stream
+        return super().start()
+
     async def run(self) -> None:
         """Relay until stopped; NATS and database failures are logged and retried."""
         backoff = 0.05

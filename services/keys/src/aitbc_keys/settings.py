@@ -15,6 +15,8 @@ from aitbc_runtime.checkpoint_keys import every_events, positive
 from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
+LEASE_SECONDS = 2.0
+MIN_LEASE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Settings:
     # Live keys (neither revoked nor expired) an account may hold, its master key included;
     # one more is refused with TOO_MANY_KEYS.
     max_keys_per_account: int = MAX_KEYS_PER_ACCOUNT
+    # The lease on the outbox relay (aitbc_keys.writing): how long a keys process that stopped
+    # beating keeps it from the others. A SIGKILLed holder's relay moves within about this.
+    lease_seconds: float = LEASE_SECONDS
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
@@ -62,6 +67,7 @@ class Settings:
             checkpoint_every_events=int(every_events(env)),
             checkpoint_every_seconds=positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", EVERY_SECONDS),
             max_keys_per_account=_at_least_one(env, "MAX_KEYS_PER_ACCOUNT", MAX_KEYS_PER_ACCOUNT),
+            lease_seconds=_lease_seconds(env),
         )
 
 
@@ -70,6 +76,15 @@ def _at_least_one(env: Mapping[str, str], name: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{name} must be a whole number of 1 or more: {value!r}")
     return int(value)
+
+
+def _lease_seconds(env: Mapping[str, str]) -> float:
+    """KEYS_LEASE_SECONDS: the holder beats five times a lease, so a lease far shorter than the
+    bus's round trips would only make the relay move back and forth."""
+    seconds = positive(env, "KEYS_LEASE_SECONDS", LEASE_SECONDS)
+    if seconds < MIN_LEASE_SECONDS:
+        raise ValueError(f"KEYS_LEASE_SECONDS must be {MIN_LEASE_SECONDS} or more: {seconds!r}")
+    return seconds
 
 
 @lru_cache(maxsize=1)

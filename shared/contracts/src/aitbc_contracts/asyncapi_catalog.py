@@ -90,6 +90,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
     "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
     "LeaseMember": (LeaseMember, "A process that may hold shares, alive while rewritten", None),
     "LeaseShare": (LeaseShare, "Which member holds a share; its revision is the epoch", None),
+    "Committed": (m.Committed, "What a keys process just committed: streams and versions", None),
     "DashboardSession": (DashboardSession, "Who signed in, and the session's CSRF token", None),
     "EdgePresence": (presence.EdgePresence, "An edge is alive, for `alive_for` seconds", None),
     "DashboardAccountSessions": (
@@ -125,6 +126,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, str | None, str]] = {
     ),
     "publishKeyEvent": ("send", "keyEvents", None, None, "keys service outbox relay"),
     "publishCheckpoint": ("send", "keyCheckpoints", None, None, "keys service checkpoints"),
+    "announceCommit": ("send", "keysCommitted", None, None, "keys service that committed"),
     "decide": ("receive", "usageDecide", "usageDecideReply", None, "usage partition owner"),
     "settleLeases": ("receive", "usageSettle", None, None, "usage partition owner"),
     "queryUsage": ("receive", "usageQuery", "usageQueryReply", s.USAGE_QUEUE, "usage service"),

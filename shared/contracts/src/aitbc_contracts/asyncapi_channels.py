@@ -180,6 +180,19 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
         "which keys process runs the outbox relay (`share.relay`)",
         "share.relay",
     ),
+    "keysCommitted": (
+        s.KEYS_COMMITTED,
+        "After each commit, from the keys process that made it to the others, before the key "
+        "event stream brings the events: the holder of `share.relay` relays them now rather "
+        "than at its next poll (one second), so a revocation reaches the stream as soon from "
+        "any keys process; every other process answers checks of the changed streams' keys "
+        "from the database until its facts index has caught up, so no keys process vouches "
+        "for a key another has just revoked. Nothing depends on it arriving. In the key log's "
+        "account (KEYLOG): published and read by the keys services' writers (keys-writer) only.",
+        {},
+        ["Committed"],
+        None,
+    ),
     "dashboardSessions": (
         f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.{{digest}}",
         "Key/value bucket: dashboard sessions, so any edge serves any signed-in browser. The "

@@ -244,6 +244,19 @@ Reply = AccountView | KeyView | KeyList | KeyHistory | Rebuilt | Rejected
 
 # --- codecs: built once per union ----------------------------------------------------------
 
+# --- between keys processes ----------------------------------------------------------------
+
+
+class Committed(msgspec.Struct, frozen=True):
+    """What a keys process just committed, sent to the others before the key event stream
+    brings it: each changed stream (an account or key id) and its version after the commit.
+    The outbox relay's holder looks for the events now; every other process answers checks of
+    those streams' keys from the database until its facts index has the versions."""
+
+    origin: str  # the sending process: it knows its own commits already
+    versions: dict[str, int]
+
+
 encoder = msgspec.json.Encoder()
 check_decoder: msgspec.json.Decoder[CheckKeys] = msgspec.json.Decoder(CheckKeys)
 check_reply_decoder: msgspec.json.Decoder[CheckReply] = msgspec.json.Decoder(CheckReply)

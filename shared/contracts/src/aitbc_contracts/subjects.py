@@ -26,6 +26,11 @@ KEY_CHECKPOINTS_SUBJECTS = f"{KEY_CHECKPOINTS_PREFIX}.>"
 # account imports it, and KEYLOG delivers the mirrored messages under a prefix of their own.
 KEYLOG_API = "$JS.KEYLOG.API"
 KEYLOG_DELIVER_PREFIX = "aitbc.keylog.deliver"
+# A keys process committed events (Committed): the one running the outbox relay (the holder of
+# KEYS_LEASES_BUCKET's `relay`) looks at once rather than at its next poll, and the others know
+# which of their facts are behind until the stream brings the events. In KEYLOG, between the
+# keys services' writers alone: nobody else can send it or read it.
+KEYS_COMMITTED = "aitbc.keys.committed"  # Committed, published, no reply
 
 # --- keys service request/reply ------------------------------------------------------------
 KEYS_CHECK = "aitbc.keys.check"  # CheckKeys -> CheckedKeys | Rejected

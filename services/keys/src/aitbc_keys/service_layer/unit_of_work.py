@@ -3,7 +3,8 @@
 A change is appended to the event log and the SQL read model follows it inside the append's
 write transaction, so the two commit together or not at all. After the commit, the events go
 to this process's facts index (its next check knows them before the stream brings them back)
-and the outbox relay is woken (a revocation should reach the edges at once).
+and to `on_commit`: the other keys processes are told, and the outbox relay is woken wherever
+it runs (aitbc_keys.commits: a revocation should reach the edges at once).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class SqlUnitOfWork:
         self,
         engine: AsyncEngine,
         index: KeyEventView,
-        on_commit: Callable[[], None],
+        on_commit: Callable[[Sequence[AnyEvent]], None],
         now: datetime,
         deadline: float | None = None,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
@@ -101,4 +102,4 @@ class SqlUnitOfWork:
                 self.index.process(event, position)
             except Exception:  # committed: the stream brings it again, the database answers
                 log.exception("the facts index failed on event %s", event.event_id)
-        self.on_commit()
+        self.on_commit(new)

@@ -1,0 +1,100 @@
+"""News of commits between keys processes: what one committed, told to the others at once.
+
+Each keys process learns the others' events from the key event stream, a few milliseconds after
+they commit (the relay, JetStream, the mirror), and during a relay's takeover a lease later.
+Meanwhile its facts index would answer a check of a key another process has just revoked with
+the facts from before, and an edge could cache them for its whole TTL. So after each commit a
+process publishes a Committed (the streams it changed and their versions) on the writer's
+connection, in KEYLOG, where only the keys services' writers are; each other process marks those
+streams as behind in its facts index, whose checks of their keys then ask the database until
+the stream brings the versions; and the process running the outbox relay relays them now.
+Nothing depends on a message arriving: without it, a process knows what it knew before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.messages import Committed
+from aitbc_contracts.subjects import KEYS_COMMITTED
+from aitbc_keys.facts import FactsIndex
+from aitbc_keys.writing import Writing
+from aitbc_runtime.process import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Committed).decode
+
+
+class CommitNews:
+    """Sends this process's commits (`committed`, the unit of work's after-commit call) and
+    hears the others'."""
+
+    def __init__(self, writer: NatsClient, index: FactsIndex, writing: Writing) -> None:
+        self.writer = writer
+        self.index = index
+        self.writing = writing
+        self.origin = uuid.uuid4().hex[:16]
+        self.sent = 0  # Committed messages published (one for the commits since the last)
+        self.heard = 0  # the other processes' Committed messages received
+        self._unsent: dict[str, int] = {}  # stream id -> its version, committed here
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def committed(self, events: Sequence[AnyEvent]) -> None:
+        """After a commit here: the relay woken if it runs here, the others told."""
+        self.writing.wake()
+        for event in events:
+            self._unsent[event.stream_id] = max(self._unsent.get(event.stream_id, 0), event.version)
+        self._ready.set()
+
+    async def start(self) -> None:
+        await self.writer.subscribe(KEYS_COMMITTED, cb=self._heard)
+        self._tasks = [asyncio.create_task(self._sending(), name="aitbc-keys-commit-news")]
+
+    async def stop(self) -> None:
+        """Stops sending (the subscription ends with the writer's connection)."""
+        await cancel_and_wait(self._tasks)
+
+    async def _heard(self, msg: Msg) -> None:
+        try:
+            news = _decode(msg.data)
+        except msgspec.MsgspecError as exc:
+            log.warning("malformed commit news: %s", exc)
+            return
+        if news.origin != self.origin:
+            self.heard += 1
+            self.index.behind(news.versions)
+            self.writing.wake()
+
+    async def _sending(self) -> None:
+        """One message for however many commits happened since the last went out."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            versions, self._unsent = self._unsent, {}
+            try:
+                await self.writer.publish(KEYS_COMMITTED, _encode(Committed(self.origin, versions)))
+                self.sent += 1
+            except Exception as exc:  # the bus away: the others learn it from the stream
+                log.debug("commit news not sent: %r", exc)
+                await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def telling(news: CommitNews) -> AsyncIterator[CommitNews]:
+    await news.start()
+    try:
+        yield news
+    finally:
+        await news.stop()
