@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import msgspec
 
-from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter, UsageUnavailable, share
+from aitbc_api.pipeline.decisions import DecisionBatcher, UsageUnavailable
+from aitbc_api.pipeline.limits import RateLimiter, share
 from aitbc_api.pipeline.presence import Presence
 from aitbc_contracts.presence import ALIVE_FOR, ALIVE_FOR_MAX, EdgePresence
 from aitbc_contracts.subjects import edge_presence_subject

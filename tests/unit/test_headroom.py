@@ -3,7 +3,8 @@ an account whose last exact decision, in the current window, left a clear margin
 
 from __future__ import annotations
 
-from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.decisions import DecisionBatcher
+from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts.usage import Decide, Decision
 
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.decisions import DecisionBatcher
+from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_settle_subject
 from aitbc_contracts.usage import Decide, Decision, Settle, Settlements

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from nats.aio.msg import Msg
 
-from aitbc_api.pipeline.limits import DecisionBatcher, UsageUnavailable
+from aitbc_api.pipeline.decisions import DecisionBatcher, UsageUnavailable
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import (
     KEYS_OPERATOR_COMMANDS,

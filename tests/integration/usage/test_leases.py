@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 import pytest
 from nats.aio.msg import Msg
 
-from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.decisions import DecisionBatcher
+from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts import ratelimit
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS

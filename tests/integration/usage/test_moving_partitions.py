@@ -9,7 +9,7 @@ import asyncio
 import msgspec
 from nats.aio.msg import Msg
 
-from aitbc_api.pipeline.limits import DecisionBatcher
+from aitbc_api.pipeline.decisions import DecisionBatcher
 from aitbc_contracts.subjects import partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, Decision, DecisionBatch
 from aitbc_runtime.lease_view import rendezvous

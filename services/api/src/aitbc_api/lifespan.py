@@ -24,9 +24,10 @@ from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.owners.usage_queries import UsageQueries
 from aitbc_api.pipeline.auth import AuthCache, Authenticator
 from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
+from aitbc_api.pipeline.decisions import DecisionBatcher
 from aitbc_api.pipeline.edge import Edge, Load
 from aitbc_api.pipeline.key_checks import KeyChecks
-from aitbc_api.pipeline.limits import DecisionBatcher, RateLimiter
+from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_api.pipeline.presence import Presence
 from aitbc_api.pipeline.rate_limit_headers import RateLimitHeaders
 from aitbc_api.pipeline.throttle import AttemptBudget, FailureThrottle
