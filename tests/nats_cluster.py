@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nats
 from nats.js.api import StreamInfo
+from nats.js.errors import APIError
 
 from aitbc_infra.bus_config import BusCredentials, route_url, write_private
 from aitbc_infra.bus_config import node_config as cluster_node_config
@@ -157,12 +158,23 @@ class Cluster:
             await asyncio.sleep(0.25)
         return False
 
-    async def provision(self, replicas: int) -> list[str]:
-        """The key log's streams and mirrors, every stream at `replicas` (aitbc-bus-config)."""
+    async def provision(self, replicas: int, within: float = 30.0) -> list[str]:
+        """The key log's streams and mirrors, every stream at `replicas` (aitbc-bus-config).
+        Tried again while the nodes have a meta leader but not yet every peer ("no suitable
+        peers for placement" of a stream at 3 replicas), as `just cluster`'s readiness does."""
         await self.jetstream_ready()
-        return await provision(self.access(role="keylog-admin"), self.access(), replicas)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                return await provision(self.access(role="keylog-admin"), self.access(), replicas)
+            except APIError as exc:
+                if exc.err_code != NO_PLACEMENT or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
 
+NO_PLACEMENT = 10005  # JetStream: no suitable peers for placement (the cluster still forming)
 ADMINS = {KEYLOG_ACCOUNT: "keylog-admin", MAIN_ACCOUNT: "admin"}  # who sees each account's
 
 

@@ -23,7 +23,7 @@ from aitbc_keys import store
 from aitbc_keys.main import Service, running_service
 from aitbc_keys.writing import RELAY_SHARE
 from aitbc_runtime.bus_access import BusAccess
-from aitbc_runtime.ownership import rendezvous
+from aitbc_runtime.lease_view import rendezvous
 from tests.bus import keys_settings
 from tests.key_stream import key_stream
 

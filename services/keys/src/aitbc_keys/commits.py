@@ -14,6 +14,7 @@ Nothing depends on a message arriving: without it, a process knows what it knew 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Committed).decode
+TELL_WITHIN = 0.5  # seconds a command's reply waits at most for its news to be sent
 
 
 class CommitNews:
@@ -48,6 +50,9 @@ class CommitNews:
         self.sent = 0  # Committed messages published (one for the commits since the last)
         self.heard = 0  # the other processes' Committed messages received
         self._unsent: dict[str, int] = {}  # stream id -> its version, committed here
+        self._commits = 0  # commits here so far
+        self._flushed = 0  # of those, how many the others have been sent (flushed to the bus)
+        self._progress = asyncio.Event()  # set, and replaced, whenever _flushed moves
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -56,7 +61,20 @@ class CommitNews:
         self.writing.wake()
         for event in events:
             self._unsent[event.stream_id] = max(self._unsent.get(event.stream_id, 0), event.version)
+        self._commits += 1
         self._ready.set()
+
+    async def told(self, within: float = TELL_WITHIN) -> None:
+        """Until the others have been sent the news of every commit made here so far (at once
+        when there was none): a command's reply waits for it, so that a process killed just
+        after replying cannot leave another vouching for a key it revoked. Past `within`
+        (the bus away), the reply goes anyway: the others learn it from the stream."""
+        target = self._commits
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while self._flushed < target:
+                    progress = self._progress
+                    await progress.wait()
 
     async def start(self) -> None:
         await self.writer.subscribe(KEYS_COMMITTED, cb=self._heard)
@@ -83,9 +101,14 @@ class CommitNews:
             await self._ready.wait()
             self._ready.clear()
             versions, self._unsent = self._unsent, {}
+            covered = self._commits
             try:
                 await self.writer.publish(KEYS_COMMITTED, _encode(Committed(self.origin, versions)))
+                await self.writer.flush(timeout=1)
                 self.sent += 1
+                self._flushed = covered
+                self._progress.set()
+                self._progress = asyncio.Event()
             except Exception as exc:  # the bus away: the others learn it from the stream
                 log.debug("commit news not sent: %r", exc)
                 await asyncio.sleep(0.1)

@@ -34,6 +34,10 @@ log = logging.getLogger("aitbc_keys.entrypoint")
 COMMIT_WITHIN_SHARE = 0.75
 
 
+async def _nothing() -> None:
+    return None
+
+
 class CommandEndpoint:
     """Answers command messages with reply messages, independent of the transport."""
 
@@ -44,12 +48,14 @@ class CommandEndpoint:
         on_commit: Callable[[Sequence[AnyEvent]], None] = lambda _: None,
         clock: Callable[[], datetime] = utcnow,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
+        told: Callable[[], Awaitable[None]] = _nothing,
     ) -> None:
         self.engine = engine
         self.index = index if index is not None else FactsIndex()
         self.on_commit = on_commit  # tells the other keys processes, wakes the outbox relay
         self.clock = clock
         self.max_keys = max_keys  # live keys an account may hold
+        self.told = told  # until the other keys processes have been told of its commits
 
     async def answer(self, data: bytes, power: Power) -> bytes:
         """The encoded reply to a command from a sender with `power`."""
@@ -79,6 +85,7 @@ class CommandEndpoint:
                 return rejected(m.Code.SERVICE_UNAVAILABLE, UNAVAILABLE)
             log.exception("%s failed (request %s)", type(command).__name__, command.request_id)
             return FAILED
+        await self.told()
         return m.encoder.encode(reply)
 
     async def execute(
