@@ -68,7 +68,10 @@ async def test_a_lone_decision_goes_out_at_once(system: System) -> None:
         # would run into this bound (wide: speed is the benchmarks' to measure).
         async with asyncio.timeout(2):
             decision = await batcher.decide(Decide(account, "k1"))
-            while not sizes:  # the monitor's copy may be dispatched after the reply
+        # The monitor's copy may be dispatched after the reply, later still on a loaded
+        # machine: its delivery is not what this test bounds.
+        async with asyncio.timeout(10):
+            while not sizes:
                 await asyncio.sleep(0.01)
         assert decision.admitted and decision.remaining == 58
         assert sizes == [1]
