@@ -265,13 +265,13 @@ async def test_an_edge_hears_the_others_presence(bus: Bus) -> None:
 
         await listener.nc.subscribe(s.EDGE_PRESENCE_SUBJECTS, cb=got)
         await listener.nc.flush()
-        await other.nc.publish(PRESENCE, b"{}")
-        await other.nc.flush()
-        async with asyncio.timeout(10):  # delivered: on a loaded machine, not within 0.1 s
+        async with asyncio.timeout(10):  # said again until heard: a loaded machine's delay
             while not heard:
-                await asyncio.sleep(0.01)
+                await other.nc.publish(PRESENCE, b"{}")
+                await other.nc.flush()
+                await asyncio.sleep(0.2)
         assert not listener.errors and not other.errors
-    assert heard == [b"{}"]
+    assert heard and set(heard) == {b"{}"}
 
 
 async def test_an_anonymous_client_is_refused(bus: Bus) -> None:
