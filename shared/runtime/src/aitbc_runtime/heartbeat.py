@@ -19,7 +19,12 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyWrongLastSequenceError, NoStreamResponseError
+from nats.js.errors import (
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+)
 from nats.js.kv import KeyValue
 
 from aitbc_contracts.ownership import LeaseMember
@@ -79,8 +84,13 @@ class Heartbeat:
         key = member_key(self.member)
         try:
             self.revision = await self.kv.update(key, value, last=self.revision)
-        except KeyWrongLastSequenceError:  # removed as silent (it was frozen): join anew
-            self.revision = await self.kv.create(key, value)
+        except KeyWrongLastSequenceError:  # a write whose answer was lost, or removed as silent
+            try:
+                current = (await self.kv.get(key)).revision
+            except (KeyNotFoundError, KeyDeletedError):
+                self.revision = await self.kv.create(key, value)
+            else:  # its own key, which only it writes
+                self.revision = await self.kv.update(key, value, last=current)
         self.valid_until = sent + FENCE * self.ttl
 
     async def run(self, renewed: Callable[[], Awaitable[None]]) -> None:
