@@ -46,9 +46,9 @@ def url_of(process: Process) -> str:
 @dataclass
 class Account:
     account_id: str
-    master: str
+    master: str = field(repr=False)  # keys: never in an assertion's message
     master_key_id: str
-    issued: list[str] = field(default_factory=list)  # every plaintext key: none may leak
+    issued: list[str] = field(default_factory=list, repr=False)  # every key: none may leak
 
     def new_key(self, api: httpx.Client, name: str, **body: object) -> tuple[str, str]:
         response = api.post(

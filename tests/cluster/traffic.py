@@ -30,7 +30,7 @@ class Big:
     """The big-plan account of the module, with the key its load uses."""
 
     account: Account
-    key: str
+    key: str = field(repr=False)  # a key: never in an assertion's message
     key_id: str
 
 

@@ -104,7 +104,7 @@ class Load:
     """Client threads' rounds; what each step was answered, and the steps that never passed."""
 
     url: str
-    master: str
+    master: str = field(repr=False)  # a key: never in an assertion's message
     stop: threading.Event = field(default_factory=threading.Event)
     rounds: int = 0
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)  # (step, status)
