@@ -44,7 +44,7 @@ def eventually(check: Callable[[], T | None], what: str, within: float = ROUND) 
     while True:
         try:
             result = check()
-        except (httpx.HTTPError, AssertionError, subprocess.CalledProcessError):
+        except (httpx.HTTPError, AssertionError, subprocess.SubprocessError):
             result = None
         if result:
             return result
@@ -56,7 +56,7 @@ def cli(layout: Layout, *args: str) -> str:
     """The `aitbc` command as an operator runs it: NATS_URL (the list) and admin credentials."""
     env = {**layout.child_env("admin"), "PATH": str(BIN)}
     done = subprocess.run(
-        [str(BIN / "aitbc"), *args], env=env, capture_output=True, text=True, timeout=30
+        [str(BIN / "aitbc"), *args], env=env, capture_output=True, text=True, timeout=ROUND / 2
     )
     done.check_returncode()
     return done.stdout
@@ -88,6 +88,10 @@ def everything_works(api: httpx.Client, layout: Layout, account: str, master: st
     )
 
 
+# Node kills and elections on a loaded machine: alone, after the parallel part (as tests/cluster),
+# with time for its three rounds.
+@pytest.mark.chaos
+@pytest.mark.timeout(60 + 3 * ROUND)
 def test_every_process_reaches_the_cluster_through_any_of_its_nodes(
     cluster: Cluster, tmp_path: Path
 ) -> None:

@@ -93,6 +93,17 @@ def test_restored_counts_keep_lent_units_as_used() -> None:
     assert fresh.accounts["a1"] == 33
 
 
+def test_units_lent_before_a_handover_come_back_to_the_next_holder() -> None:
+    window = MinuteWindow()
+    window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)
+    fresh = MinuteWindow()
+    fresh.restore(window.minute, window.accounts, window.keys, window.leased, now=T0 + 2)
+    assert fresh.unsettled("a1", T0 + 2) == pytest.approx(LEASE_DUE_SECONDS)
+    assert fresh.settle("a1", granted=32, unused=30, reset=RESET)
+    assert fresh.accounts["a1"] == 3 and "a1" not in fresh.leased
+    assert not fresh.settle("a1", granted=32, unused=30, reset=RESET)  # once only
+
+
 def test_a_renewal_lends_without_admitting_a_request() -> None:
     window = MinuteWindow()
     window.decide("a1", "k1", LIMIT, None, T0 + 1, lease=32)  # 1 admitted, 32 lent

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from nats.aio.msg import Msg
@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from aitbc_api.pipeline.decisions import DecisionBatcher
 from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts import ratelimit
-from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX
+from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX, partition_of
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS
 from tests.integration.usage.conftest import System, within_one_minute
 
@@ -111,3 +111,56 @@ async def test_a_lease_of_an_edge_that_vanished_counts_as_used_once_due(system: 
             return await admitted(gone, account, 1), await admitted(other, account, 1100, True)
 
     assert await within_one_minute(vanished) == (1, LIMIT - 33)
+
+
+async def test_a_lease_settled_while_its_partition_is_paused_still_comes_back(
+    system: System,
+) -> None:
+    """A lapsed heartbeat pauses the partition (no decisions) without losing it: settlements
+    that arrive meanwhile still give their units back, or they would count as used."""
+
+    async def settled_in_a_pause() -> tuple[int, int]:
+        account = await system.create_account("enterprise")
+        partition = partition_of(account)
+        async with system.usage(plan_limits=LIMITS) as usage, edge(system) as holder:
+            await admitted(holder, account, 1)  # and 32 lent to it
+            window = usage.deciding.windows[partition]
+            lent = window.leased[account]
+            serves = usage.deciding.serves
+            usage.deciding.serves = lambda p: p != partition  # what a lapse looks like
+            try:
+                async with asyncio.timeout(5):  # the holder settles 0.2 s after its lease
+                    while account in window.leased:
+                        await asyncio.sleep(0.02)
+            finally:
+                usage.deciding.serves = serves
+            return lent, window.accounts[account]
+
+    assert await within_one_minute(settled_in_a_pause) == (32, 1)
+
+
+async def test_a_lease_lent_before_a_handover_is_settled_with_the_next_holder(
+    system: System,
+) -> None:
+    async def handed_over() -> tuple[int, int]:
+        account = await system.create_account("enterprise")
+        partition = partition_of(account)
+        async with AsyncExitStack() as second, edge(system, settles=False) as holder:
+            async with system.usage(plan_limits=LIMITS, lease_seconds=0.6) as first:
+                await admitted(holder, account, 1)  # and 32 lent to it, by the first
+                lent = first.deciding.windows[partition].leased[account]
+                after = await second.enter_async_context(
+                    system.usage(plan_limits=LIMITS, lease_seconds=0.6)
+                )
+            async with asyncio.timeout(10):  # the first left: its partitions move over
+                while partition not in after.deciding.windows:
+                    await asyncio.sleep(0.02)
+            holder.start()
+            await holder.stop()  # settles every lease: none of the 32 was used
+            window = after.deciding.windows[partition]
+            async with asyncio.timeout(5):
+                while account in window.leased:
+                    await asyncio.sleep(0.02)
+            return lent, window.accounts[account]
+
+    assert await within_one_minute(handed_over) == (32, 1)

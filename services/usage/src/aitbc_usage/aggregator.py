@@ -33,7 +33,7 @@ from aitbc_contracts.subjects import (
     usage_partition_subjects,
 )
 from aitbc_contracts.usage import usage_events_of
-from aitbc_runtime.bus import reconnects, update_or_keep
+from aitbc_runtime.bus import ORDERED_HEARTBEAT, reconnects, update_or_keep
 from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage import store
 
@@ -176,6 +176,7 @@ class Aggregator:
             stream=USAGE_STREAM,
             cb=inbox.put,
             ordered_consumer=True,
+            idle_heartbeat=ORDERED_HEARTBEAT,
             config=self._consumer(min(positions.values()) + 1),
         )
         try:

@@ -261,7 +261,10 @@ class Answering:
 
     def _settler(self, partition: int) -> Callable[[Msg], Awaitable[None]]:
         async def settle(msg: Msg) -> None:
-            if self.deciding.serves(partition):
+            # Also while a lapsed lease pauses the partition: units given back only ever lower
+            # this holder's own counts, which are served again if the lease resumes, and
+            # dropped if it was taken. Dropped here, they would count as used for the minute.
+            if partition in self.deciding.windows:
                 self.deciding.settle(msg.data, partition)
 
         return settle

@@ -30,6 +30,8 @@ class Snapshot(msgspec.Struct):
     minute: int
     accounts: dict[str, int]
     keys: dict[str, int]
+    # units lent and not yet settled when it was saved: a handover's settlements still arrive
+    leased: dict[str, int] = {}
 
 
 _encode = msgspec.json.Encoder().encode
@@ -69,13 +71,14 @@ async def restore(bucket: KeyValue, partition: int, window: MinuteWindow) -> boo
         return False
     if snapshot.minute != int(time.time() // WINDOW_SECONDS):
         return False
-    window.restore(snapshot.minute, snapshot.accounts, snapshot.keys)
+    window.restore(snapshot.minute, snapshot.accounts, snapshot.keys, snapshot.leased, time.time())
     return True
 
 
 async def save(bucket: KeyValue, partition: int, window: MinuteWindow) -> None:
     await bucket.put(
-        f"p{partition}", _encode(Snapshot(window.minute, window.accounts, window.keys))
+        f"p{partition}",
+        _encode(Snapshot(window.minute, window.accounts, window.keys, window.leased)),
     )
 
 
@@ -96,7 +99,10 @@ class Snapshotter:
         dirty, self.deciding.dirty = self.deciding.dirty, set()
         for partition in dirty:
             window = self.deciding.windows.get(partition)
-            if window is None or not self.deciding.serves(partition):
+            if window is None:
+                continue
+            if not self.deciding.serves(partition):  # paused: saved if it is served again
+                self.deciding.dirty.add(partition)
                 continue
             try:
                 await save(bucket, partition, window)

@@ -13,6 +13,9 @@ class UsageCounters(msgspec.Struct):
     minute: int  # Unix minutes (seconds // 60)
     accounts: dict[str, int]  # account id -> admitted requests this minute
     keys: dict[str, int]  # key id -> admitted requests this minute (keys with their own limit)
+    # account id -> units lent to edges and not yet settled (counted in `accounts`): the next
+    # holder takes their settlements after a handover
+    leased: dict[str, int] = {}
 
 
 class DashboardSession(msgspec.Struct, kw_only=True):

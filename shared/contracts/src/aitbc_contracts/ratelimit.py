@@ -114,9 +114,18 @@ class MinuteWindow:
             return 0.0
         return wait
 
-    def restore(self, minute: int, accounts: dict[str, int], keys: dict[str, int]) -> None:
-        """Counts saved before a restart: the same minute must not get a fresh budget. Leases
-        lent before it stay counted as used: their settlements are not known here any more."""
+    def restore(
+        self,
+        minute: int,
+        accounts: dict[str, int],
+        keys: dict[str, int],
+        leased: dict[str, int] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Counts saved before a restart or a handover: the same minute must not get a fresh
+        budget. Lent units stay counted as used; those the save says were still lent (`leased`)
+        may come back in a settlement until LEASE_DUE_SECONDS after `now`, as if just lent."""
         if minute >= self.minute:
             self.minute, self.accounts, self.keys = minute, dict(accounts), dict(keys)
-            self.leased, self.lease_due = {}, {}
+            self.leased = {account: units for account, units in (leased or {}).items() if units}
+            self.lease_due = dict.fromkeys(self.leased, now + LEASE_DUE_SECONDS)

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from aitbc_runtime.bus import reconnects
+from aitbc_runtime.bus import ORDERED_HEARTBEAT, reconnects
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.bus")
@@ -131,6 +131,7 @@ class Follower:
             stream=self._stream,
             cb=self._deliver,
             ordered_consumer=True,
+            idle_heartbeat=ORDERED_HEARTBEAT,
             deliver_policy=policy,
             config=config,
         )
