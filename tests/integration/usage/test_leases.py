@@ -15,7 +15,7 @@ from aitbc_api.pipeline.decisions import DecisionBatcher
 from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts import ratelimit
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX, partition_of
-from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS
+from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, LEASE_SECONDS
 from tests.integration.usage.conftest import System, within_one_minute
 
 LIMIT = 1000  # the smallest limit that is lent
@@ -164,3 +164,29 @@ async def test_a_lease_lent_before_a_handover_is_settled_with_the_next_holder(
             return lent, window.accounts[account]
 
     assert await within_one_minute(handed_over) == (32, 1)
+
+
+async def test_a_settlement_carried_by_a_decision_no_holder_took_is_sent_on_its_own(
+    system: System,
+) -> None:
+    async def paused_decision() -> tuple[str, int, dict[str, int]]:
+        account = await system.create_account("enterprise")
+        partition = partition_of(account)
+        async with system.usage(plan_limits=LIMITS) as usage, edge(system, settles=False) as e:
+            await admitted(e, account, 1)  # and 32 lent to it
+            await asyncio.sleep(LEASE_SECONDS * 1.5)  # its lease is over, not yet settled
+            window = usage.deciding.windows[partition]
+            serves = usage.deciding.serves
+            usage.deciding.serves = lambda p: p != partition  # a lapse: PARTITION_MOVED
+            try:
+                # The next request's decision carries the lease's settlement; no holder takes
+                # it, so the request gets the fail policy, and the settlement goes on its own.
+                verdict = await e.check(account, "key_1", "enterprise", None)
+                async with asyncio.timeout(5):
+                    while account in window.leased:
+                        await asyncio.sleep(0.02)
+            finally:
+                usage.deciding.serves = serves
+            return verdict.mode, window.accounts[account], window.leased
+
+    assert await within_one_minute(paused_decision) == ("fail-closed", 1, {})

@@ -34,6 +34,11 @@ class UsageUnavailable(Exception):
     """The usage service did not give a decision."""
 
 
+class PartitionUnheld(UsageUnavailable):
+    """No holder of the partition took the batch (none answered, or each said it moved or was
+    deposed): what it carried was applied nowhere, so it may be sent again."""
+
+
 class DecisionBatcher:
     """Decisions, batched per usage partition (see aitbc_api.pipeline.batching), from the
     partition's holder. Partitions move between usage processes (aitbc_usage.partitions): a
@@ -55,7 +60,7 @@ class DecisionBatcher:
         self._batcher: Batcher[Decide, Decision] = Batcher(
             self._send,
             USAGE_PARTITIONS,
-            lambda exc: UsageUnavailable(str(exc) or type(exc).__name__),
+            _unavailable,
             name="decisions",
             max_in_flight=max_in_flight,
         )
@@ -85,8 +90,16 @@ class DecisionBatcher:
             now = time.monotonic()
             since = self._unheld_since[partition] = self._unheld_since[partition] or now
             if now - since >= self.HANDOVER or now + self.RETRY_PAUSE >= deadline:
-                raise UsageUnavailable(f"partition {partition} has no holder")
+                raise PartitionUnheld(f"partition {partition} has no holder")
             await asyncio.sleep(self.RETRY_PAUSE)
+
+
+def _unavailable(exc: Exception) -> UsageUnavailable:
+    return (
+        exc
+        if isinstance(exc, UsageUnavailable)
+        else UsageUnavailable(str(exc) or type(exc).__name__)
+    )
 
 
 def _rejection(data: bytes) -> str:

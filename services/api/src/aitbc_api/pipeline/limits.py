@@ -12,18 +12,11 @@ from typing import Literal
 import msgspec
 
 from aitbc_api import metrics
-from aitbc_api.pipeline.decisions import DecisionBatcher, UsageUnavailable
+from aitbc_api.pipeline.decisions import DecisionBatcher, PartitionUnheld, UsageUnavailable
 from aitbc_api.pipeline.leases import LeaseBook
 from aitbc_contracts.ratelimit import MinuteWindow
-from aitbc_contracts.subjects import (
-    usage_settle_subject,
-)
-from aitbc_contracts.usage import (
-    LEASE_SECONDS,
-    Decide,
-    Decision,
-    Settlements,
-)
+from aitbc_contracts.subjects import partition_of, usage_settle_subject
+from aitbc_contracts.usage import LEASE_SECONDS, Decide, Decision, Settle, Settlements
 from aitbc_runtime.process import cancel_and_wait, start_held
 
 log = logging.getLogger("aitbc.api.limits")
@@ -111,9 +104,23 @@ class RateLimiter:
             except Exception as exc:  # NATS away: the lease falls due, and counts as used
                 log.warning("could not settle leases: %s", exc)
 
-    async def _publish_settlements(self, now: float, every: bool = False) -> None:
+    async def _give_back(self, settles: Settle) -> None:
+        """A lease's settlement that went with a decision no holder took: on its own, or its
+        unused units would count as used (a paused holder still takes settlements)."""
+        try:
+            await self._publish_settlements(self.clock(), also=settles)
+        except Exception as exc:  # NATS away: the lease counts as used
+            log.warning("could not settle a lease: %s", exc)
+
+    async def _publish_settlements(
+        self, now: float, every: bool = False, also: Settle | None = None
+    ) -> None:
+        """Settles the leases that are over (`every`: all), and `also`, one taken out already."""
         assert self.leases is not None
-        for partition, items in self.leases.due(now, every).items():
+        due = self.leases.due(now, every)
+        if also is not None:
+            due.setdefault(partition_of(also.account_id), []).append(also)
+        for partition, items in due.items():
             await self.batcher.nc.publish(
                 usage_settle_subject(partition), _encode(Settlements(items))
             )
@@ -197,6 +204,8 @@ class RateLimiter:
             log.warning("usage service refused a decision: %s", decision.code)
         except UsageUnavailable as exc:
             log.warning("usage service unavailable: %s", exc)
+            if settles is not None and isinstance(exc, PartitionUnheld):
+                await self._give_back(settles)
         finally:
             if asked:
                 assert leases is not None
