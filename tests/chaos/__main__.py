@@ -12,24 +12,26 @@ import traceback
 from pathlib import Path
 
 from tests.chaos.report import Result, table
-from tests.chaos.scenarios import SCENARIOS
+from tests.chaos.scenarios import CLUSTER_SCENARIOS, SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(SCENARIOS))
+    names = [*SCENARIOS, *CLUSTER_SCENARIOS]
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(names))
     parser.add_argument("--keep", action="store_true", help="keep the systems' folders and logs")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - set(SCENARIOS)
+    scenarios = SCENARIOS | CLUSTER_SCENARIOS
+    unknown = set(args.names) - set(scenarios)
     if unknown:
         parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
     results = []
     root = Path(tempfile.mkdtemp(prefix="aitbc-chaos-"))
-    for name in args.names or list(SCENARIOS):
+    for name in args.names or names:
         started = time.monotonic()
         print(f"{name}...", file=sys.stderr, flush=True)
         try:
-            result = SCENARIOS[name](root)
+            result = scenarios[name](root)
         except Exception:
             result = Result(name, violations=[traceback.format_exc(limit=3).strip()])
         print(f"{name}: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)

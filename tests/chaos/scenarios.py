@@ -13,6 +13,7 @@ from tests.chaos.processes import keys_kill, nats_restart, usage_kill
 from tests.chaos.report import Result
 from tests.chaos.storage import keys_kill_mid_command, postgres_down, sqlite_locked
 from tests.chaos.upstream import upstream_faults
+from tests.cluster.faults import FAULTS, on_a_cluster_of_its_own
 
 SCENARIOS: dict[str, Callable[[Path], Result]] = {
     "nats-restart": nats_restart,
@@ -22,4 +23,10 @@ SCENARIOS: dict[str, Callable[[Path], Result]] = {
     "sqlite-locked": sqlite_locked,
     "postgres-down": postgres_down,
     "upstream": upstream_faults,
+}
+
+# On a 3-node NATS cluster with two of each service (`just cluster`), each on a cluster of its
+# own. Under pytest they run in tests/cluster/test_faults.py, on one cluster.
+CLUSTER_SCENARIOS: dict[str, Callable[[Path], Result]] = {
+    name: on_a_cluster_of_its_own(fault) for name, fault in FAULTS.items()
 }

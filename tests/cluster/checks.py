@@ -22,6 +22,7 @@ from collections import Counter
 from tests.chaos.checks import outcomes
 from tests.chaos.keylog import check_key_log, unacknowledged_and_missing
 from tests.chaos.load import Answer, UsageCheck, check_usage
+from tests.chaos.report import Result
 from tests.cluster.traffic import FREE_LIMIT, Traffic
 
 FAIL_CLOSED = "SERVICE_UNAVAILABLE"
@@ -79,42 +80,51 @@ def usage_recorded(traffic: Traffic, answers: list[Answer], within: float = 30) 
     return check_usage(traffic.cluster.access("auditor"), accounts, answers, within)
 
 
-def key_log_whole(traffic: Traffic) -> None:
+def key_log_whole(result: Result, traffic: Traffic) -> None:
     cluster = traffic.cluster
     log = check_key_log(cluster.layout.database_url, cluster.access("auditor"), timeout=30)
-    assert (log.lost, log.duplicated) == (0, 0), (
-        f"key events lost {log.lost}, twice {log.duplicated}"
+    result.events_lost, result.events_duplicated = log.lost, log.duplicated
+    result.expect(
+        log.lost == log.duplicated == 0, f"key events lost {log.lost}, twice {log.duplicated}"
     )
-    assert log.in_order and log.same_bytes
+    result.expect(log.in_order and log.same_bytes, "the key log is out of order or rewritten")
     _, missing = unacknowledged_and_missing(log.stored, traffic.managers)
-    assert missing == [], f"key changes acknowledged but not stored: {missing}"
+    result.expect(missing == [], f"key changes acknowledged but not stored: {missing}")
 
 
 def check_all(
+    result: Result,
     traffic: Traffic,
     fault: float,
     recovered: float,
     steady: set[str] = frozenset(),  # type: ignore[assignment]
     killed_edge: int | None = None,
     until: float = float("inf"),
-) -> None:
-    """Everything above, on the answers of the edges that stayed up (`killed_edge`'s: no
-    5xx, and usage events never twice; see test_an_edge_killed for what it may lose). The
-    503 rule is for requests started before `until` (the caller checks the rest)."""
+) -> Result:
+    """Everything above, into `result`, on the answers of the edges that stayed up
+    (`killed_edge`'s: no 5xx, and usage events never twice; see faults.edge_killed for what
+    it may lose). The 503 rule is for requests started before `until` (the caller checks the
+    rest)."""
     kept = [i for i in range(len(traffic.loads)) if i != killed_edge]
     answers = [a for i in kept for a in traffic.answers(i)]
-    assert answers and not server_errors(answers), outcomes(server_errors(answers))
+    result.count(traffic.answers())
+    errors = server_errors(answers)
+    result.expect(bool(answers) and not errors, f"server errors: {outcomes(errors)}")
     silent = [a for a in answers if a.status == 0]
-    assert not silent, f"{len(silent)} requests got no answer: {silent[:2]}"
+    result.expect(not silent, f"{len(silent)} requests got no answer: {silent[:2]}")
     for i in kept:
         before = [a for a in traffic.answers(i) if a.started < until]
         wrong = refused_out_of_time(before, fault, recovered, steady)
         when = sorted({round(a.started - fault, 1) for a in wrong})
-        assert not wrong, (
+        result.expect(
+            not wrong,
             f"edge {i}: 503 outside the takeover (recovered at +{recovered - fault:.1f} s): "
-            f"{outcomes(wrong)}, started at +{when} s after the fault, by {outcomes_of(wrong)}"
+            f"{outcomes(wrong)}, started at +{when} s after the fault, by {outcomes_of(wrong)}",
         )
-    assert over_admitted(traffic, fault) == []
+    over = over_admitted(traffic, fault)
+    result.expect(over == [], f"over-admitted: {over}")
     usage = usage_recorded(traffic, answers)
-    assert (usage.lost, usage.duplicated) == (0, 0), usage.detail
-    key_log_whole(traffic)
+    result.usage_lost, result.usage_duplicated = usage.lost, usage.duplicated
+    result.expect(usage.lost == usage.duplicated == 0, f"usage events: {usage.detail}")
+    key_log_whole(result, traffic)
+    return result
