@@ -20,6 +20,6 @@ def test_metrics_are_not_on_the_public_port_but_on_the_operators_one(
     assert served.status_code == 200
     assert served.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "# TYPE aitbc_usage_events_buffered gauge" in served.text
-    assert "aitbc_auth_lookups_total" in served.text
+    assert "aitbc_auth_cache_total" in served.text
     other = httpx.get(url.removesuffix("/metrics") + "/v1/health", timeout=10)
     assert other.status_code == 404 and other.json()["error"]["code"] == "NOT_FOUND"

@@ -88,7 +88,7 @@ def test_the_cluster_serves_through_both_edges_and_stops_cleanly(
 
     metrics = f"http://127.0.0.1:{ports['CLUSTER_API_METRICS_PORTS'][1]}/metrics"
     assert metrics in cluster.output  # it says where
-    assert "aitbc_auth_lookups_total" in httpx.get(metrics, timeout=10).text
+    assert "aitbc_auth_cache_total" in httpx.get(metrics, timeout=10).text
     replicas = asyncio.run(stream_replicas(data / "creds", nats_url))
     assert {subjects.KEY_EVENTS_STREAM, subjects.USAGE_STREAM} <= set(replicas)
     assert set(replicas.values()) == {3}, replicas  # every stream and bucket, on every node

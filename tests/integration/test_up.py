@@ -122,7 +122,7 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     assert httpx.get(first.api() + "/v1/health", timeout=10).json() == {"status": "ok"}
     metrics = f"http://127.0.0.1:{first.ports['API_METRICS_PORT']}/metrics"
     assert f"metrics, this machine only: {metrics}" in first.output  # it says where
-    assert "aitbc_auth_lookups_total" in httpx.get(metrics, timeout=10).text
+    assert "aitbc_auth_cache_total" in httpx.get(metrics, timeout=10).text
     assert httpx.get(first.api() + "/metrics", timeout=10).status_code == 404
     # the edge signs each caller's identity with the secret it shares with the Coordinator
     by_key = {"X-API-Key": master}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from aitbc_api.metrics_listener import MAX_HEAD, metrics_listener
 from aitbc_infra.nats_server import free_port
+from aitbc_runtime.bus import RECONNECTS
+from aitbc_runtime.metrics import MAX_HEAD, metrics_listener
 
 
 async def ask(port: int, request: bytes) -> bytes:
@@ -19,10 +20,11 @@ async def ask(port: int, request: bytes) -> bytes:
 
 async def test_it_serves_metrics_and_refuses_everything_else() -> None:
     port = free_port()
-    async with metrics_listener("127.0.0.1", port, lambda: {"aitbc_usage_events_buffered": 7}):
+    RECONNECTS.labels("listener-test").inc(7)
+    async with metrics_listener("127.0.0.1", port):
         ok = await ask(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"\naitbc_usage_events_buffered 7\n" in ok
+        assert b'\naitbc_nats_reconnects_total{connection="listener-test"} 7.0\n' in ok
         head = await ask(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
         other = await ask(port, b"GET /v1/health HTTP/1.1\r\n\r\n")
@@ -40,5 +42,5 @@ async def test_it_serves_metrics_and_refuses_everything_else() -> None:
 
 
 async def test_port_zero_means_no_listener() -> None:
-    async with metrics_listener("127.0.0.1", 0, dict):
+    async with metrics_listener("127.0.0.1", 0):
         pass

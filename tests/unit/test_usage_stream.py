@@ -173,8 +173,8 @@ def test_a_batch_too_large_to_publish_is_split_and_the_rest_waits_in_order() -> 
     sent = [e.request_id for f in flushes for x in f for e in usage_events_of(x.payload)]
     assert [n for n in sent if n != "r5"] == ["r0", "r1", "r2", "r3", "r4"]  # in order
     # One event too large on its own can never be stored: dropped, and counted.
-    dropped = metrics.counters["aitbc_usage_events_dropped_total"]
+    dropped = metrics.USAGE_EVENTS_DROPPED._value.get()
     publisher.buffer.clear()
     publisher.emit(_served(a, 9, "/" + "x" * MAX_BATCH_BYTES))
     assert publisher._form() == []
-    assert metrics.counters["aitbc_usage_events_dropped_total"] == dropped + 1
+    assert metrics.USAGE_EVENTS_DROPPED._value.get() == dropped + 1

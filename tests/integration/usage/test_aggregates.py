@@ -171,12 +171,12 @@ async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops
         )
         publisher = UsagePublisher(nc, capacity=50, batch=10)
         publisher.start()
-        dropped_before = metrics.counters["aitbc_usage_events_dropped_total"]
+        dropped_before = metrics.USAGE_EVENTS_DROPPED._value.get()
         system.nats.stop()
         for _ in range(60):
             publisher.emit(served(account))
         assert len(publisher.buffer) == 50
-        assert metrics.counters["aitbc_usage_events_dropped_total"] - dropped_before == 10
+        assert metrics.USAGE_EVENTS_DROPPED._value.get() - dropped_before == 10
         system.nats.start()
         counted = await wait_requests(service.engine, account, 50)
         info = await system.operator.jetstream().stream_info("AITBC_USAGE")

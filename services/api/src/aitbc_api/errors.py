@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import msgspec
 from litestar import Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import ResponseSpec
@@ -14,18 +13,9 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from aitbc_api.types import Req
-from aitbc_contracts.messages import Code, Rejected
+from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail, Rejected
 
 log = logging.getLogger("aitbc.api")
-
-
-class ErrorDetail(msgspec.Struct, frozen=True):
-    code: str
-    message: str
-
-
-class ErrorBody(msgspec.Struct, frozen=True):
-    error: ErrorDetail
 
 
 class ApiError(Exception):

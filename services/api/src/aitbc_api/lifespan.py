@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
-from aitbc_api.metrics_listener import metrics_listener
+from aitbc_api import metrics
 from aitbc_api.owners.dependencies import OWNER_SERVICES
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.owners.usage_queries import UsageQueries
@@ -40,6 +40,7 @@ from aitbc_contracts.usage import LEASE_DUE_SECONDS
 from aitbc_runtime.bus import connect
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
+from aitbc_runtime.metrics import metrics_listener
 
 log = logging.getLogger("aitbc.api")
 
@@ -118,13 +119,8 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
         load=Load(),
         identity=upstream_identity(settings),
     )
-    await parts.enter_async_context(
-        metrics_listener(
-            settings.metrics_host,
-            settings.metrics_port,
-            lambda: {"aitbc_usage_events_buffered": len(publisher.buffer)},
-        )
-    )
+    metrics.USAGE_EVENTS_BUFFERED.set_function(lambda: len(publisher.buffer))
+    await parts.enter_async_context(metrics_listener(settings.metrics_host, settings.metrics_port))
     app.state[OWNER_SERVICES] = OwnerServices(
         commands=KeysCommands(nc, settings.keys_timeout, KEYS_OWNER_COMMANDS),
         usage=UsageQueries(nc, settings.usage_query_timeout),

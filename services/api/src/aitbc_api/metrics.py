@@ -1,45 +1,75 @@
-"""Process counters, in the Prometheus text format at /metrics on the operators' listener
-(aitbc_api.metrics_listener). No labels carry secrets."""
+"""The edge's metrics (prometheus_client), served on the operators' port by
+aitbc_runtime.metrics. Labels take a few known values each: never a key, a hash or an id.
+The hot path's series are bound once here (`.labels()` looks a child up under a lock)."""
 
 from __future__ import annotations
 
-from collections import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
-counters: Counter[str] = Counter()
+from aitbc_runtime.metrics import SECONDS
 
-HELP = {
-    "aitbc_ratelimit_decisions_total": "Rate-limit decisions by outcome",
-    "aitbc_ratelimit_fallback_total": "Requests decided without the usage service, by policy",
-    "aitbc_usage_events_published_total": "Usage events stored in the usage stream",
-    "aitbc_usage_events_dropped_total": "Usage events dropped because the buffer was full",
-    "aitbc_usage_events_buffered": "Usage events waiting to be published",
-    "aitbc_bus_batches_total": "NATS requests carrying batches (decisions, key checks)",
-    "aitbc_auth_lookups_total": "Keys asked of the keys service (auth cache misses)",
-    "aitbc_auth_throttled_total": "Requests refused for too many invalid keys from an address",
-    "aitbc_attempts_throttled_total": "Sign-ups and dashboard sign-ins refused by their budgets",
+REQUESTS = Histogram(
+    "aitbc_http_request_duration_seconds",
+    "Requests answered by the edge, by route template, method and status",
+    ["route", "method", "status"],
+    buckets=SECONDS,
+)
+
+DECISIONS = Counter(
+    "aitbc_ratelimit_decisions_total",
+    "Rate-limit decisions by outcome (admitted, limited, unavailable: the fail-closed 503) and "
+    "source (lease: this edge's leased units; bus: the usage service; fallback: the fail policy)",
+    ["outcome", "source"],
+)
+LEASED = DECISIONS.labels("admitted", "lease")
+DECIDED = {True: DECISIONS.labels("admitted", "bus"), False: DECISIONS.labels("limited", "bus")}
+FELL_BACK = {
+    True: DECISIONS.labels("admitted", "fallback"),
+    False: DECISIONS.labels("limited", "fallback"),
 }
+FAILED_CLOSED = DECISIONS.labels("unavailable", "fallback")
+DECISION_SECONDS = Histogram(
+    "aitbc_ratelimit_decision_seconds",
+    "Round trip of a rate-limit decision asked of the usage service (answered or not)",
+    buckets=SECONDS,
+)
 
+AUTH_CACHE = Counter(
+    "aitbc_auth_cache_total",
+    "API keys looked up in the edge's auth cache: hit, miss (asked of the keys service), "
+    "negative (known not to be a key), stale (served unchecked while the keys service is away)",
+    ["result"],
+)
+CACHE_HIT = AUTH_CACHE.labels("hit")
+CACHE_MISS = AUTH_CACHE.labels("miss")
+CACHE_NEGATIVE = AUTH_CACHE.labels("negative")
+CACHE_STALE = AUTH_CACHE.labels("stale")
 
-def series(name: str, labels: str = "") -> str:
-    """A counter's key: its name and labels (build it once for a hot path, then `add`)."""
-    return f"{name}{{{labels}}}" if labels else name
+BATCHES = Counter(
+    "aitbc_bus_batches_total",
+    "NATS requests carrying batches, by kind (key-checks, decisions)",
+    ["batch"],
+)
+BATCH_SIZE = Histogram(
+    "aitbc_bus_batch_size",
+    "Items per batch sent on NATS, by kind (key-checks, decisions)",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
+USAGE_EVENTS_PUBLISHED = Counter(
+    "aitbc_usage_events_published_total", "Usage events stored in the usage stream"
+)
+USAGE_EVENTS_DROPPED = Counter(
+    "aitbc_usage_events_dropped_total",
+    "Usage events dropped: the buffer was full, or the edge stopped with the stream away",
+)
+USAGE_EVENTS_BUFFERED = Gauge("aitbc_usage_events_buffered", "Usage events waiting to be published")
 
-def inc(name: str, labels: str = "", by: int = 1) -> None:
-    counters[series(name, labels)] += by
-
-
-def add(series_key: str, by: int = 1) -> None:
-    counters[series_key] += by
-
-
-def render(gauges: dict[str, float]) -> str:
-    lines = []
-    for name, help_text in HELP.items():
-        kind = "gauge" if name in gauges else "counter"
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        if name in gauges:
-            lines.append(f"{name} {gauges[name]}")
-        series = [(k, v) for k, v in sorted(counters.items()) if k.split("{")[0] == name]
-        lines += [f"{k} {v}" for k, v in series] or ([] if name in gauges else [f"{name} 0"])
-    return "\n".join(lines) + "\n"
+THROTTLED = Counter(
+    "aitbc_throttled_total",
+    "Requests refused by a client budget: invalid-keys (too many invalid keys from an "
+    "address), sign-up, sign-in",
+    ["budget"],
+)
+INVALID_KEYS_THROTTLED = THROTTLED.labels("invalid-keys")

@@ -19,6 +19,17 @@ from aitbc_contracts.events import AnyEvent, KeyKind, Plan
 OPERATOR = "operator"
 
 
+class ErrorDetail(msgspec.Struct, frozen=True):
+    code: str  # a `Code`
+    message: str
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """Every HTTP failure's body, `{"error": {"code", "message"}}`, on every listener."""
+
+    error: ErrorDetail
+
+
 class Code:
     """Stable error codes, shared by the wire and the HTTP error body."""
 

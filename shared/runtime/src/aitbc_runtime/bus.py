@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
+from prometheus_client import Counter
 
 from aitbc_runtime.bus_access import INBOX_ROOT, BusAccess
 
@@ -62,6 +63,13 @@ def answerable(reply: str | None, subject: str = "") -> bool:
     return False
 
 
+RECONNECTS = Counter(
+    "aitbc_nats_reconnects_total",
+    "Times a NATS connection was lost and made again, by connection (aitbc-api, aitbc-keys...)",
+    ["connection"],
+)
+
+
 def logged_callbacks(
     name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
 ) -> dict[str, Any]:
@@ -72,7 +80,10 @@ def logged_callbacks(
     through the same callback. A loss shows as the WARNING of the reconnection that ends it
     (and, while it lasts, in what the process could not do)."""
 
+    reconnects = RECONNECTS.labels(name)
+
     async def reconnected() -> None:
+        reconnects.inc()
         log.warning("%s reconnected to NATS after losing it", name)
         if on_reconnect is not None:
             await on_reconnect()

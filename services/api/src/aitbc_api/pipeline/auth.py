@@ -93,8 +93,11 @@ class Authenticator:
         and the common case skips the checksum's arithmetic."""
         digest = key_digest(key) if len(key) == KEY_LENGTH and key.isascii() else b""
         facts = self.cache.get(digest) if digest else None
-        if facts is not None and facts.secret_valid_until is not None and _ended(facts):
+        if facts is None:
+            return digest, None
+        if facts.secret_valid_until is not None and _ended(facts):
             return digest, None  # a replaced secret past its grace: judged as any unknown key
+        metrics.CACHE_HIT.inc()
         return digest, facts
 
     def known(self, key: str | None) -> Principal | None:
@@ -114,7 +117,7 @@ class Authenticator:
         well_formed = bool(digest) and is_well_formed(key)  # prefix, alphabet, checksum
         now = time.time()
         if self.throttle.blocked(client, now):
-            metrics.inc("aitbc_auth_throttled_total")
+            metrics.INVALID_KEYS_THROTTLED.inc()
             raise ApiError(
                 429,
                 Code.TOO_MANY_INVALID_KEYS,
@@ -122,8 +125,10 @@ class Authenticator:
                 headers={"Retry-After": str(self.throttle.retry_after(now))},
             )
         if not well_formed or self.cache.is_unknown(digest):
+            metrics.CACHE_NEGATIVE.inc()
             self.throttle.failed(client, now)
             raise _invalid()
+        metrics.CACHE_MISS.inc()
 
         def unknown() -> None:
             self.cache.put_unknown(digest)
@@ -146,7 +151,7 @@ class Authenticator:
             stale = self.cache.get(digest, stale=True) if exc.status == 503 else None
             if stale is None:
                 raise
-            metrics.inc("aitbc_auth_unchecked_total")
+            metrics.CACHE_STALE.inc()
             return stale
         self.cache.put(digest, reply, generation)
         return reply
@@ -165,7 +170,6 @@ class Authenticator:
         return asyncio.shield(lookup)
 
     async def _check(self, digest: bytes, generation: int) -> tuple[int, KeyAnswer]:
-        metrics.inc("aitbc_auth_lookups_total")
         return generation, await self.keys.check(digest.hex())  # the wire's hex hash
 
     async def authenticate(self, key: str | None, client: str = "") -> Principal:

@@ -35,7 +35,8 @@ class Batcher(Generic[Item, Result]):
     ) -> None:
         self._send = send
         self._failure = failure  # what every caller of a failed batch gets raised
-        self._metric = metrics.series("aitbc_bus_batches_total", f'batch="{name}"')
+        self._batches = metrics.BATCHES.labels(name)
+        self._sizes = metrics.BATCH_SIZE.labels(name)
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._waiting: list[list[tuple[Item, asyncio.Future[Result]]]] = [[] for _ in range(lanes)]
@@ -65,7 +66,8 @@ class Batcher(Generic[Item, Result]):
         self, lane: int, batch: list[tuple[Item, asyncio.Future[Result]]]
     ) -> None:
         try:
-            metrics.add(self._metric)
+            self._batches.inc()
+            self._sizes.observe(len(batch))
             results = await self._send(lane, [item for item, _ in batch])
             if len(results) != len(batch):
                 raise ValueError(f"{len(results)} answers to a batch of {len(batch)}")

@@ -19,8 +19,7 @@ from typing import Any
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from aitbc_api.errors import ErrorBody, ErrorDetail
-from aitbc_contracts.messages import Code
+from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
 
 _REASONS = {
     408: b"Request Timeout",

@@ -173,7 +173,7 @@ class RateLimiter:
         leased = leases.take(account_id, now)
         if leased is None:
             return None
-        metrics.add(_LEASED)
+        metrics.LEASED.inc()
         if renewal := leases.renewal_due(account_id, now):
             self._renew(account_id, key_id, plan, renewal)
         return Verdict(leased, "exact", plan)
@@ -192,12 +192,13 @@ class RateLimiter:
                     return verdict
             asked, settles = leases.ask(account_id, self.clock())
         decision: Decision | None = None
+        started = time.perf_counter()
         try:
             decision = await self.batcher.decide(
                 Decide(account_id, key_id, key_limit, plan, asked, settles)
             )
             if not decision.code:
-                metrics.add(_DECIDED[decision.admitted])
+                metrics.DECIDED[decision.admitted].inc()
                 if key_limit is None:  # a key's own limit says nothing of the account's
                     self._note(account_id, decision)
                 return Verdict(decision, "exact", policy)
@@ -207,19 +208,26 @@ class RateLimiter:
             if settles is not None and isinstance(exc, PartitionUnheld):
                 await self._give_back(settles)
         finally:
+            metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
             if asked:
                 assert leases is not None
                 leases.answered(account_id, decision, self.clock())
+        return self._fallback(account_id, key_id, plan, key_limit, policy)
+
+    def _fallback(
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None, policy: str
+    ) -> Verdict:
+        """No decision from the usage service: the fail policy's verdict."""
         if not self.fail_open:
-            metrics.inc("aitbc_ratelimit_fallback_total", 'policy="fail-closed"')
+            metrics.FAILED_CLOSED.inc()
             return Verdict(None, "fail-closed", policy)
-        metrics.inc("aitbc_ratelimit_fallback_total", 'policy="fail-open"')
         limit = self.plan_limits.get(plan, min(self.plan_limits.values()))
         edges = self.edges()
         key_share = None if key_limit is None else share(key_limit, edges)
         decision = self.local.decide(
             account_id, key_id, share(limit, edges), key_share, self.clock()
         )
+        metrics.FELL_BACK[decision.admitted].inc()
         return Verdict(decision, "fail-open", policy)
 
 
@@ -227,10 +235,3 @@ def share(limit: int, edges: int) -> int:
     """One edge's part of a limit that `edges` edges admit from on their own: rounded up, so
     together they admit at most `edges - 1` more than the limit, and never 0."""
     return max(1, -(-limit // max(1, edges)))
-
-
-_LEASED = metrics.series("aitbc_ratelimit_decisions_total", 'outcome="leased"')
-_DECIDED = {
-    admitted: metrics.series("aitbc_ratelimit_decisions_total", f'outcome="{outcome}"')
-    for admitted, outcome in ((True, "admitted"), (False, "limited"))
-}

@@ -23,7 +23,9 @@ from litestar.types import (
     Scope,
     Send,
 )
+from prometheus_client import Histogram
 
+from aitbc_api import metrics
 from aitbc_api.errors import ApiError
 from aitbc_api.ids import new_id
 from aitbc_api.pipeline.proxies import client_address
@@ -133,7 +135,9 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             load.in_flight -= 1
-            latency_ms = (time.perf_counter() - context.started) * 1000
+            seconds = time.perf_counter() - context.started
+            _timed(scope, status).observe(seconds)
+            latency_ms = seconds * 1000
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %s %.1fms request_id=%s client=%s",
@@ -142,6 +146,24 @@ class EdgeMiddleware:
                 )  # fmt: skip
             if context.principal is not None and context.verdict is not None:
                 _record(scope, context, status or 500, latency_ms)
+
+
+# Label values a client cannot multiply: a method outside these is "other", a path that no
+# route matched is "unmatched" (its template is the route's, never the path itself).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_series: dict[tuple[str, str, int], Histogram] = {}
+
+
+def _timed(scope: HTTPScope, status: int) -> Histogram:
+    """The request-duration series of the request's route template, method and status."""
+    method = scope["method"]
+    route: str = scope.get("path_template") or "unmatched"  # type: ignore[assignment]
+    key = (route, method, status)
+    series = _series.get(key)
+    if series is None:
+        label = method if method in _METHODS else "other"
+        series = _series[key] = metrics.REQUESTS.labels(route, label, str(status or 500))
+    return series
 
 
 def _body_deadline(receive: Receive, seconds: float) -> Receive:

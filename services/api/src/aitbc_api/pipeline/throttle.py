@@ -61,7 +61,7 @@ class FailureThrottle(Throttle):
 class AttemptBudget:
     """Attempts of one kind (sign-ups, sign-ins): `per_address` per client address in each
     `address_window`, and `overall` from every address together in each minute. Over either:
-    429 with `code` and Retry-After, counted in aitbc_attempts_throttled_total."""
+    429 with `code` and Retry-After, counted in aitbc_throttled_total."""
 
     def __init__(
         self, kind: str, code: str, per_address: int, address_window: float, overall: int
@@ -78,7 +78,7 @@ class AttemptBudget:
             (self.overall, EVERYONE, "right now"),
         ):
             if throttle.blocked(key, now):
-                metrics.inc("aitbc_attempts_throttled_total", f'kind="{self.kind}"')
+                metrics.THROTTLED.labels(self.kind).inc()  # rare: looked up here
                 wait = throttle.retry_after(now)
                 raise ApiError(
                     429,

@@ -137,7 +137,7 @@ class UsagePublisher:
 
     def emit(self, served: Served) -> None:
         if len(self.buffer) + self._unsent_events >= self.capacity:
-            metrics.inc("aitbc_usage_events_dropped_total")
+            metrics.USAGE_EVENTS_DROPPED.inc()
             log.error("usage buffer full (%d): event dropped", self.capacity)
             return
         if not self.buffer:  # the publisher waits for an event only with none buffered
@@ -172,7 +172,7 @@ class UsagePublisher:
                 payload = _encode(UsageBatch(events=events))
             later.extend(group[len(events) :])  # made again at a later flush
             if len(payload) > MAX_BATCH_BYTES:  # one event alone: it could never be stored
-                metrics.inc("aitbc_usage_events_dropped_total")
+                metrics.USAGE_EVENTS_DROPPED.inc()
                 log.error("usage event of %d bytes dropped: too large to publish", len(payload))
                 continue
             subject = usage_batch_subject(partition)
@@ -192,7 +192,7 @@ class UsagePublisher:
             if isinstance(result, BaseException):
                 failed.append(batch)
             else:
-                metrics.inc("aitbc_usage_events_published_total", by=batch.size)
+                metrics.USAGE_EVENTS_PUBLISHED.inc(batch.size)
         return failed
 
     async def _flush(self) -> bool:
@@ -232,5 +232,5 @@ class UsagePublisher:
                         await asyncio.sleep(0.1)
         left = len(self.buffer) + self._unsent_events
         if left:
-            metrics.inc("aitbc_usage_events_dropped_total", by=left)
+            metrics.USAGE_EVENTS_DROPPED.inc(left)
             log.error("stopped with %d usage events unpublished", left)

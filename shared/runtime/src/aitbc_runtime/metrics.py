@@ -1,34 +1,39 @@
-"""The operators' listener: `/metrics` on a port of its own (`API_METRICS_PORT`, on
-`API_METRICS_HOST`, 127.0.0.1 unless told otherwise), never on the public one, where anyone
-could read the edge's counters.
+"""The operators' listener of every service: `/metrics` in the Prometheus text format, from
+`prometheus_client`'s registry, on a port of its own (the edge's `API_METRICS_PORT`, the keys
+service's `KEYS_METRICS_PORT`, the usage service's `USAGE_METRICS_PORT`; on 127.0.0.1 unless
+told otherwise), never on a public one.
 
-A small HTTP/1.1 server on asyncio streams, started and stopped by the edge's lifespan: one
-request per connection, a bounded head (8 KiB, 5 s), `GET` or `HEAD /metrics`; anything else is
-answered with the error body. It shares nothing with the public listener's limits or routes.
+The metrics are `prometheus_client`'s; the listener is not its `start_http_server`, which
+runs a threaded server that answers any path and method and waits on a slow client for ever.
+This one is a small HTTP/1.1 server on the service's own event loop, started and stopped with
+the service: one request per connection, a bounded head (8 KiB, 5 s), `GET` or `HEAD
+/metrics`; anything else is answered with the error body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from aitbc_api import metrics
-from aitbc_api.errors import ErrorBody, ErrorDetail
-from aitbc_contracts.messages import Code
+from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
 
-log = logging.getLogger("aitbc.api.metrics")
+log = logging.getLogger("aitbc.metrics")
 
 MAX_HEAD = 8 * 1024
 HEAD_TIMEOUT = 5.0
 PATH = b"/metrics"
-TEXT = b"text/plain; version=0.0.4; charset=utf-8"  # the Prometheus text format
+TEXT = CONTENT_TYPE_PLAIN_0_0_4.encode()  # what generate_latest writes (and every scraper reads)
 _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}
 
-Gauges = Callable[[], dict[str, float]]
+# Latency buckets, in seconds, of every duration histogram: from a cached decision (~0.1 ms)
+# to a request that waited out a timeout (seconds).
+SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def _response(status: int, content_type: bytes, body: bytes, with_body: bool = True) -> bytes:
@@ -43,7 +48,7 @@ def _error(status: int, code: str, message: str) -> bytes:
     return _response(status, b"application/json", body)
 
 
-def answer(head: bytes, gauges: Gauges) -> bytes:
+def answer(head: bytes) -> bytes:
     """The response to a request head (its request line is all that matters)."""
     method, _, rest = head.partition(b" ")
     path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
@@ -51,16 +56,14 @@ def answer(head: bytes, gauges: Gauges) -> bytes:
         return _error(404, Code.NOT_FOUND, "Only /metrics is served here")
     if method not in (b"GET", b"HEAD"):
         return _error(405, Code.METHOD_NOT_ALLOWED, "Use GET")
-    return _response(200, TEXT, metrics.render(gauges()).encode(), with_body=method == b"GET")
+    return _response(200, TEXT, generate_latest(REGISTRY), with_body=method == b"GET")
 
 
-async def _serve(
-    gauges: Gauges, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         async with asyncio.timeout(HEAD_TIMEOUT):
             head = await reader.readuntil(b"\r\n\r\n")
-        writer.write(answer(head, gauges))
+        writer.write(answer(head))
         await writer.drain()
     except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
         pass  # slow, cut off or oversized: the connection is closed without an answer
@@ -69,16 +72,12 @@ async def _serve(
 
 
 @asynccontextmanager
-async def metrics_listener(host: str, port: int, gauges: Gauges) -> AsyncIterator[None]:
+async def metrics_listener(host: str, port: int) -> AsyncIterator[None]:
     """Serves /metrics on host:port while the context is open; port 0: no listener."""
     if not port:
         yield
         return
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve(gauges, reader, writer)
-
-    server = await asyncio.start_server(serve, host, port, limit=MAX_HEAD)
+    server = await asyncio.start_server(_serve, host, port, limit=MAX_HEAD)
     log.info("metrics at http://%s:%d/metrics", host, port)
     try:
         yield
