@@ -156,7 +156,7 @@ def test_a_flush_is_one_batch_per_partition_with_each_partitions_order_kept() ->
             for s in served
             if usage_batch_subject(partition_of(s.account_id)) == x.subject
         ]
-        assert x.size == len(got)
+        assert len(x.seqs) == len(got)
 
 
 def test_a_batch_too_large_to_publish_is_split_and_the_rest_waits_in_order() -> None:

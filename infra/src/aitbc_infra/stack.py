@@ -87,6 +87,7 @@ def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
         **layout.child_env("edge"),
         "API_PORT": str(port),
         "API_METRICS_PORT": "0",
+        "USAGE_SPOOL_DIR": str(layout.data_dir / f"{name}.usage-spool"),
         **env,
     }
     if _health_answers_plainly(layout, {**os.environ, **settings}):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from litestar import Litestar
@@ -100,7 +101,14 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
     )
     await parts.enter_async_context(_running(reader))
     publisher = await parts.enter_async_context(
-        _running(UsagePublisher(nc, settings.usage_buffer, route_words=settings.usage_route_words))
+        _running(
+            UsagePublisher(
+                nc,
+                settings.usage_buffer,
+                route_words=settings.usage_route_words,
+                spool=Path(settings.usage_spool_dir) if settings.usage_spool_dir else None,
+            )
+        )
     )
     presence = await parts.enter_async_context(_running(Presence(nc)))
     limiter = await parts.enter_async_context(_running(_rate_limiter(nc, settings, presence)))

@@ -70,6 +70,9 @@ class Settings:
     rate_limit_lease: int = 32
     fail_open: bool = True  # usage service unreachable: admit (local limiter) or answer 503
     usage_buffer: int = 100_000  # usage events held while NATS is away; beyond: counted drops
+    # A folder of this edge's own: usage events are journaled there until stored, so that a
+    # killed edge's are sent by its next start (aitbc_api.pipeline.usage_spool). "": none.
+    usage_spool_dir: str = ""
     plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
     tls_cert_file: str = ""  # with tls_key_file: the edge serves HTTPS itself
     tls_key_file: str = ""
@@ -154,6 +157,7 @@ _VARIABLES = {
     "usage_timeout": "USAGE_TIMEOUT",
     "rate_limit_lease": "RATE_LIMIT_LEASE",
     "usage_buffer": "USAGE_BUFFER",
+    "usage_spool_dir": "USAGE_SPOOL_DIR",
     "tls_cert_file": "TLS_CERT_FILE",
     "tls_key_file": "TLS_KEY_FILE",
     "require_https": "REQUIRE_HTTPS",

@@ -53,6 +53,7 @@ class RequestContext:
     principal: Principal | None = None
     verdict: Verdict | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    recorded: bool = False  # its usage event is made
 
 
 def context_of(scope: Scope) -> RequestContext:
@@ -127,6 +128,10 @@ class EdgeMiddleware:
                     *context.headers,
                     *secure,
                 ]
+            elif not message.get("more_body", False) and _recordable(context):
+                # Recorded (and journaled, with a spool) before the response's end goes out: a
+                # client that got all of it is counted even if the edge is killed right after.
+                _record(scope, context, status, (time.perf_counter() - context.started) * 1000)
             await send(message)
 
         try:
@@ -144,7 +149,7 @@ class EdgeMiddleware:
                     scope["method"], scope["path"][:256], status, latency_ms, context.request_id,
                     client_address(scope) or "-",
                 )  # fmt: skip
-            if context.principal is not None and context.verdict is not None:
+            if _recordable(context):  # no response, or one cut short
                 _record(scope, context, status or 500, latency_ms)
 
 
@@ -208,8 +213,14 @@ async def _refuse_plain_http(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def _recordable(context: RequestContext) -> bool:
+    """An authenticated, decided request whose usage event is not made yet."""
+    return not context.recorded and context.principal is not None and context.verdict is not None
+
+
 def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: float) -> None:
     assert context.principal is not None and context.verdict is not None
+    context.recorded = True
     verdict = context.verdict
     outcome: Outcome
     if verdict.mode == "exact":

@@ -18,14 +18,15 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client as NATS
 
 from aitbc_api import metrics
 from aitbc_api.ids import new_id
+from aitbc_api.pipeline.usage_spool import Formed, Spool
 from aitbc_api.settings import DEFAULT_ROUTE_WORDS
 from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_batch_subject
 from aitbc_contracts.usage import Outcome, UsageBatch, UsageEvent
@@ -76,8 +77,9 @@ class RouteTemplates:
         return "/v1/" + "/".join(s if s in words or not s else "{id}" for s in segments)
 
 
-class Served(msgspec.Struct, gc=False):
-    """A request as it was served, recorded on its way out; `event()` makes its usage event."""
+class Served(msgspec.Struct, tag="s", gc=False):
+    """A request as it was served, recorded on its way out; `event()` makes its usage event.
+    Tagged: the spool's journal holds it among its other records."""
 
     request_id: str
     account_id: str
@@ -89,6 +91,7 @@ class Served(msgspec.Struct, gc=False):
     latency_ms: float
     decision: Outcome
     at: float  # time.time()
+    seq: int = 0  # its number in the spool's journal (0: no spool)
 
     def event(self, templates: RouteTemplates) -> UsageEvent:
         return UsageEvent(
@@ -105,14 +108,6 @@ class Served(msgspec.Struct, gc=False):
         )
 
 
-@dataclass(frozen=True)
-class _Batch:
-    subject: str
-    msg_id: str
-    payload: bytes
-    size: int  # events
-
-
 class UsagePublisher:
     """`batch`: events a flush takes at most; `linger`: how long a flush waits for more."""
 
@@ -123,6 +118,7 @@ class UsagePublisher:
         batch: int = 500,
         linger: float = 0.1,
         route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS,
+        spool: Path | None = None,
     ) -> None:
         self.nc = nc
         self.capacity = capacity
@@ -130,8 +126,9 @@ class UsagePublisher:
         self.linger = linger
         self.buffer: deque[Served] = deque()
         self.templates = RouteTemplates(route_words)
-        self.unsent: list[_Batch] = []  # formed but not yet stored: retried exactly as they are
+        self.unsent: list[Formed] = []  # formed but not yet stored: retried exactly as they are
         self._unsent_events = 0
+        self.spool = None if spool is None else Spool(spool, self._lowest)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -140,18 +137,33 @@ class UsagePublisher:
             metrics.USAGE_EVENTS_DROPPED.inc()
             log.error("usage buffer full (%d): event dropped", self.capacity)
             return
+        if self.spool is not None:
+            self.spool.served(served)
         if not self.buffer:  # the publisher waits for an event only with none buffered
             self._wake.set()
         self.buffer.append(served)
 
     def start(self) -> None:
+        if self.spool is not None:
+            left, unsent = self.spool.recover(Served)
+            if left or unsent:
+                log.info("usage spool: %d requests and %d batches to send", len(left), len(unsent))
+            self.buffer.extendleft(reversed(left))
+            self._keep(unsent + self.unsent)
         self._task = asyncio.create_task(self._run(), name="usage-publisher")
 
-    def _keep(self, batches: list[_Batch]) -> None:
-        self.unsent = batches
-        self._unsent_events = sum(batch.size for batch in batches)
+    def _lowest(self) -> int:
+        """The spool's mark: the lowest request number not yet stored (once a second)."""
+        assert self.spool is not None
+        numbers = [served.seq for served in self.buffer]
+        numbers += [min(batch.seqs) for batch in self.unsent if batch.seqs]
+        return min(numbers, default=self.spool.next_seq)
 
-    def _form(self) -> list[_Batch]:
+    def _keep(self, batches: list[Formed]) -> None:
+        self.unsent = batches
+        self._unsent_events = sum(len(batch.seqs) for batch in batches)
+
+    def _form(self) -> list[Formed]:
         """Up to `batch` buffered events as one batch per partition, in order. A batch that
         would be too large to publish keeps its first half; the rest goes back to the front."""
         groups: dict[int, list[Served]] = {}
@@ -162,7 +174,7 @@ class UsagePublisher:
             if partition is None:
                 partition = partitions[served.account_id] = partition_of(served.account_id)
             groups.setdefault(partition, []).append(served)
-        batches: list[_Batch] = []
+        batches: list[Formed] = []
         later: list[Served] = []
         for partition, group in groups.items():
             events = [served.event(self.templates) for served in group]
@@ -175,12 +187,14 @@ class UsagePublisher:
                 metrics.USAGE_EVENTS_DROPPED.inc()
                 log.error("usage event of %d bytes dropped: too large to publish", len(payload))
                 continue
-            subject = usage_batch_subject(partition)
-            batches.append(_Batch(subject, uuid.uuid4().hex, payload, len(events)))
+            seqs = [served.seq for served in group[: len(events)]]
+            batches.append(Formed(uuid.uuid4().hex, usage_batch_subject(partition), payload, seqs))
+            if self.spool is not None:
+                self.spool.formed(batches[-1])
         self.buffer.extendleft(reversed(later))
         return batches
 
-    async def _publish(self, batches: list[_Batch]) -> list[_Batch]:
+    async def _publish(self, batches: list[Formed]) -> list[Formed]:
         """Publishes concurrently (one batch per partition); returns those not stored."""
         js = self.nc.jetstream()
         results = await asyncio.gather(
@@ -191,8 +205,10 @@ class UsagePublisher:
         for batch, result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
                 failed.append(batch)
-            else:
-                metrics.USAGE_EVENTS_PUBLISHED.inc(batch.size)
+                continue
+            metrics.USAGE_EVENTS_PUBLISHED.inc(len(batch.seqs))
+            if self.spool is not None:
+                self.spool.stored(batch.msg_id)
         return failed
 
     async def _flush(self) -> bool:
@@ -231,6 +247,10 @@ class UsagePublisher:
                     if not await self._flush():
                         await asyncio.sleep(0.1)
         left = len(self.buffer) + self._unsent_events
-        if left:
+        if self.spool is not None:
+            self.spool.close()
+            if left:
+                log.warning("stopped with %d usage events in the spool, for the next start", left)
+        elif left:
             metrics.USAGE_EVENTS_DROPPED.inc(left)
             log.error("stopped with %d usage events unpublished", left)
