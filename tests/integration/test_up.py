@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -175,6 +176,20 @@ def test_a_service_that_dies_takes_everything_down_with_a_failure(
     assert "coordinator exited unexpectedly" in up.output
     assert "stopping nats" in up.output
     assert all_ports_closed(up)
+
+
+def test_the_services_log_in_the_format_just_up_is_given(
+    up_factory: list[Up], tmp_path: Path
+) -> None:
+    """LOG_FORMAT reaches every child from the runner's environment."""
+    up = start(up_factory, tmp_path, UP_SERVICES="nats,coordinator", LOG_FORMAT="json")
+    up.wait_for("everything is up")
+    assert up.stop(signal.SIGTERM) == 0
+    prefix = re.compile(r"^coordinator +\| ")
+    logged = [prefix.sub("", line) for line in up.lines if prefix.match(line)]
+    entries = [json.loads(line) for line in logged]  # every line of it
+    assert {entry["service"] for entry in entries} == {"aitbc-sample-coordinator"}
+    assert any(entry["message"].startswith("Started server process") for entry in entries)
 
 
 def test_a_busy_port_is_refused_before_anything_starts(

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import gc
-import logging
 
 import uvicorn
 
 from aitbc_api.app import create_app
 from aitbc_api.pipeline.connections import guarded_protocol
 from aitbc_api.settings import get_settings
+from aitbc_runtime import logs
 
 
 def run() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure("aitbc-api", settings.log_level)
     app = create_app(settings)
     # Modules and the app live as long as the process: kept out of the collector's full
     # collections, which would otherwise walk them all, a pause of tens of ms in the p99.
@@ -36,6 +34,7 @@ def run() -> None:
         # middleware (aitbc_api.pipeline.proxies).
         proxy_headers=False,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines in this process's format (aitbc_runtime.logs)
         lifespan="on",
         timeout_graceful_shutdown=10,
         ssl_certfile=settings.tls_cert_file or None,

@@ -43,6 +43,7 @@ from aitbc_coordinator.jobs import (
     NewJob,
     Status,
 )
+from aitbc_runtime import logs
 from aitbc_runtime.bus_access import read_secret_file
 
 ACCOUNT_HEADER = "X-Account-Id"
@@ -209,6 +210,7 @@ def create_app(
             HTTPException: _http_error,
             Exception: _internal,
         },
+        logging_config=None,  # Litestar's own would take the root logger over from LOG_FORMAT's
         openapi_config=OpenAPIConfig(
             title="AITBC Coordinator (sample)",
             version="0.1.0",
@@ -243,6 +245,8 @@ def run() -> None:
     """Serve the sample Coordinator on COORDINATOR_HOST:COORDINATOR_PORT (127.0.0.1:8011)."""
     import uvicorn
 
+    level = os.environ.get("LOG_LEVEL", "info").upper()
+    logs.configure("aitbc-sample-coordinator", level)
     max_age = float(os.environ.get("UPSTREAM_IDENTITY_MAX_AGE", MAX_AGE))
     uvicorn.run(
         create_app(identity_from_env(), identity_max_age=max_age),
@@ -251,5 +255,6 @@ def run() -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
-        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        log_level=level.lower(),
+        log_config=None,  # uvicorn's lines in this process's format (aitbc_runtime.logs)
     )

@@ -26,6 +26,7 @@ from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
 from aitbc_keys.service_layer.handlers import handle
 from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
+from aitbc_runtime import logs
 
 log = logging.getLogger("aitbc_keys.entrypoint")
 
@@ -68,6 +69,10 @@ class CommandEndpoint:
         deadline = None
         if command.answer_within_ms is not None:
             deadline = received + command.answer_within_ms / 1000 * COMMIT_WITHIN_SHARE
+        with logs.handling(command.request_id):
+            return await self._answer(command, power, deadline)
+
+    async def _answer(self, command: m.AnyCommand, power: Power, deadline: float | None) -> bytes:
         try:
             reply = await self.execute(command, power, deadline)
         except KeysError as exc:

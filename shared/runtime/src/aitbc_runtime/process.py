@@ -1,4 +1,5 @@
-"""How every service process runs: logging set up, uvloop, and a clean stop on SIGINT/SIGTERM."""
+"""How every service process runs: logging set up (aitbc_runtime.logs), uvloop, and a clean
+stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Any
 
 import uvloop
 
+from aitbc_runtime import logs
+
 log = logging.getLogger("aitbc.process")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOST_CANCEL_RETRY = 1.0  # seconds a cancelled task may take to end before it is cancelled again
 
 
@@ -76,6 +78,6 @@ async def until_stopped(service: AbstractAsyncContextManager[Any], name: str) ->
 def run_service(
     service: Callable[[], AbstractAsyncContextManager[Any]], name: str, log_level: str
 ) -> None:
-    """The body of a service's console script."""
-    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    """The body of a service's console script; `name` is also its logs' `service`."""
+    logs.configure(name, log_level)
     uvloop.run(until_stopped(service(), name))

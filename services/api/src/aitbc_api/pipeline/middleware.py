@@ -1,7 +1,8 @@
 """Outermost ASGI layer: who the client is (the socket's peer, or what trusted proxies say:
 aitbc_api.pipeline.proxies), per-request context, a request id and rate-limit headers on every
 response (and HSTS on HTTPS ones), the access log (without secrets), and the usage event once
-the response is sent."""
+the response is sent. Every line logged while a request is handled carries its id
+(aitbc_runtime.logs.REQUEST_ID)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from aitbc_api.pipeline.proxies import client_address
 from aitbc_api.pipeline.usage_events import Served
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
+from aitbc_runtime.logs import REQUEST_ID
 
 if TYPE_CHECKING:
     from aitbc_api.pipeline.auth import Principal
@@ -115,6 +117,7 @@ class EdgeMiddleware:
         request_id, has_body = _read_head(scope)
         context = RequestContext(request_id, time.perf_counter(), edge)
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
+        logged_as = REQUEST_ID.set(request_id)
         status = 0
         secure = self.on_https if scope["scheme"] == "https" else ()
 
@@ -151,6 +154,7 @@ class EdgeMiddleware:
                 )  # fmt: skip
             if _recordable(context):  # no response, or one cut short
                 _record(scope, context, status or 500, latency_ms)
+            REQUEST_ID.reset(logged_as)
 
 
 # Label values a client cannot multiply: a method outside these is "other", a path that no
