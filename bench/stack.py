@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aitbc_infra import stack as definition
@@ -79,7 +79,7 @@ class Stack:
         """Another usage process beside `usage`, sharing the partitions with it by leases. Not
         waited for: the usage probe is answered by any usage process, so whether it serves is
         for the lease bucket to say (bench/leases.py)."""
-        service = replace(definition.service(self.layout, "usage"), name=name)
+        service = definition.another(definition.service(self.layout, "usage"), name, 0)
         proc = self.procs[name] = Proc.of(service, self.root)
         return proc.start(wait=False)
 

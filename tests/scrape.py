@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -25,3 +26,9 @@ def scrape(url: str) -> str:
     answer = httpx.get(url, timeout=10)
     answer.raise_for_status()
     return answer.text
+
+
+def registered(name: str, **labels: str) -> float:
+    """A sample of this process's own registry (0 when there is none): what its /metrics would
+    say, for a test that runs a service in-process."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -9,13 +9,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from aitbc_infra import stack as definition
 from aitbc_infra.layout import Layout, TlsSwitches, tls_switches
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Process
 from aitbc_infra.readiness import run_to_end, until_ready
+from tests.scrape import scrape
 
 BIN = Path(sys.executable).parent
 
@@ -109,9 +108,10 @@ class Stack:
         self.nats.stop()
 
     def metrics(self, name: str = "api") -> str:
-        """The /metrics text of the edge `name`, from its operators' port."""
-        url = definition.metrics_url(self.processes[name].env)
-        return httpx.get(url, timeout=10).text
+        """The /metrics text of the process `name` (`keys`, `usage`, or an edge), from its
+        operators' port."""
+        service = name if name in definition.METRICS_SETTINGS else "api"
+        return scrape(definition.metrics_url(self.processes[name].env, service))
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.root.glob("*.log"))

@@ -27,6 +27,7 @@ from aitbc_contracts.subjects import (
 )
 from tests.e2e.stack import Stack
 from tests.key_messages import Chained, Message, headers, with_headers
+from tests.scrape import value
 
 USUAL = 15.0  # seconds within which a revocation reaches every edge (tests/e2e/test_isolation.py)
 
@@ -110,7 +111,15 @@ def test_a_revocation_after_forged_events_reaches_both_edges_in_the_usual_time(
         answer = client.get("/v1/jobs", headers={"X-API-Key": master})
         assert answer.status_code == 200
         assert answer.headers["ratelimit-policy"].startswith('"free"')
-    for name in ("api", "api-second", "usage", "keys"):  # every reader refused the garbage
+    readers = {
+        "api": "edge-auth-cache",
+        "api-second": "edge-auth-cache",
+        "usage": "usage-plan-events",
+        "keys": "keys-facts-index",
+    }
+    for name, reader in readers.items():  # every reader refused the garbage, and counted it
         log = (stack.root / f"{name}.log").read_text(errors="replace")
         assert log.count("refused a message on the key event stream") == 2, name
         assert "the key event stream contradicts what it has taken" in log, name
+        counted = value(stack.metrics(name), "aitbc_key_events_refused_total", reader=reader)
+        assert counted == 2, name

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def two_keys(tmp_path: Path, postgres_server_url: str) -> Iterator[Stack]:
     system = Stack(tmp_path, database_url=url, extra_env=settings)
     try:
         system.start_bus()
-        second = replace(definition.service(system.layout, "keys"), name="keys-2")
+        second = definition.another(definition.service(system.layout, "keys"), "keys-2", 0)
         system.processes["keys-2"] = ChildProcess.of(second, tmp_path).start()
         system.add_service("coordinator").start()
         system.add_service("api").start()

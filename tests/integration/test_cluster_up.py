@@ -27,6 +27,8 @@ PORTS = {  # each setting of aitbc_infra.cluster.PORTS, with how many ports it t
     "CLUSTER_ROUTE_PORTS": 3,
     "CLUSTER_API_PORTS": 2,
     "CLUSTER_API_METRICS_PORTS": 2,
+    "CLUSTER_KEYS_METRICS_PORTS": 2,
+    "CLUSTER_USAGE_METRICS_PORTS": 2,
 }
 
 
@@ -89,6 +91,14 @@ def test_the_cluster_serves_through_both_edges_and_stops_cleanly(
     metrics = f"http://127.0.0.1:{ports['CLUSTER_API_METRICS_PORTS'][1]}/metrics"
     assert metrics in cluster.output  # it says where
     assert "aitbc_auth_cache_total" in httpx.get(metrics, timeout=10).text
+    for setting, gauge in (
+        ("CLUSTER_KEYS_METRICS_PORTS", "aitbc_keys_relay_lag_events"),
+        ("CLUSTER_USAGE_METRICS_PORTS", "aitbc_usage_partitions_owned"),
+    ):
+        for port in ports[setting]:  # each process of the service, on a port of its own
+            metrics = f"http://127.0.0.1:{port}/metrics"
+            assert metrics in cluster.output
+            assert gauge in httpx.get(metrics, timeout=10).text
     replicas = asyncio.run(stream_replicas(data / "creds", nats_url))
     assert {subjects.KEY_EVENTS_STREAM, subjects.USAGE_STREAM} <= set(replicas)
     assert set(replicas.values()) == {3}, replicas  # every stream and bucket, on every node

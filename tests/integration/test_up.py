@@ -32,7 +32,10 @@ class Up:
     def __init__(self, cwd: Path, argv: list[str] | None = None, **env: str) -> None:
         self.ports = {
             name: int(env.get(name) or free_port())
-            for name in ("NATS_PORT", "COORDINATOR_PORT", "API_PORT", "API_METRICS_PORT")
+            for name in (
+                *("NATS_PORT", "COORDINATOR_PORT", "API_PORT", "API_METRICS_PORT"),
+                *("KEYS_METRICS_PORT", "USAGE_METRICS_PORT"),
+            )
         }
         child_env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
         child_env.update({k: str(v) for k, v in self.ports.items()})
@@ -125,6 +128,10 @@ def test_everything_comes_up_serves_stops_cleanly_and_keeps_its_data(
     assert f"metrics, this machine only: {metrics}" in first.output  # it says where
     assert "aitbc_auth_cache_total" in httpx.get(metrics, timeout=10).text
     assert httpx.get(first.api() + "/metrics", timeout=10).status_code == 404
+    for service, counter in (("KEYS", "aitbc_keys_commands_total"), ("USAGE", "aitbc_usage")):
+        metrics = f"http://127.0.0.1:{first.ports[f'{service}_METRICS_PORT']}/metrics"
+        assert f"metrics, this machine only: {metrics}" in first.output
+        assert counter in httpx.get(metrics, timeout=10).text
     # the edge signs each caller's identity with the secret it shares with the Coordinator
     by_key = {"X-API-Key": master}
     job = httpx.post(first.api() + "/v1/jobs", json={"model": "echo"}, headers=by_key, timeout=10)

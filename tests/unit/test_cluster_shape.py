@@ -64,6 +64,21 @@ def test_the_edges_and_their_metrics_listen_on_ports_of_their_own(tmp_path: Path
     assert (table["api-2"].port, table["api-2"].env["API_METRICS_PORT"]) == (9001, "9101")
 
 
+def test_each_keys_and_usage_process_has_its_metrics_on_a_port_of_its_own(tmp_path: Path) -> None:
+    table = {s.name: s for s in services(cluster(tmp_path))}
+    told = {
+        name: table[name].env[f"{name.split('-')[0].upper()}_METRICS_PORT"]
+        for name in ("keys-1", "keys-2", "usage-1", "usage-2")
+    }
+    assert told == {"keys-1": "8102", "keys-2": "8103", "usage-1": "8104", "usage-2": "8105"}
+    chosen = cluster(tmp_path, CLUSTER_USAGE_METRICS_PORTS="9104,9105")
+    table = {s.name: s for s in services(chosen)}
+    assert table["usage-2"].env["USAGE_METRICS_PORT"] == "9105"
+    said = topology(chosen, list(table.values()))
+    assert "(metrics, this machine only: http://127.0.0.1:9105/metrics)" in said
+    assert "(metrics, this machine only: http://127.0.0.1:8103/metrics)" in said
+
+
 def test_each_node_routes_to_the_ones_before_it_and_is_written_privately(tmp_path: Path) -> None:
     services(cluster(tmp_path))
     data = tmp_path / ".data" / "cluster"
@@ -106,6 +121,9 @@ def test_bad_port_lists_are_refused(tmp_path: Path, setting: str, value: str) ->
 def test_a_port_given_twice_or_taken_is_refused_before_anything_starts(tmp_path: Path) -> None:
     twice = cluster(tmp_path, CLUSTER_API_METRICS_PORTS="8100,8011")
     with pytest.raises(ConfigError, match="port 8011 is given to api-2 and to coordinator"):
+        preflight(twice)
+    twice = cluster(tmp_path, CLUSTER_KEYS_METRICS_PORTS="8102,8104")
+    with pytest.raises(ConfigError, match="port 8104 is given to keys-2 and to usage-1"):
         preflight(twice)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from aitbc_contracts.events import AnyEvent, KeyRevoked
 from aitbc_contracts.live_chain import REMEMBERED, LiveChain
@@ -183,7 +184,9 @@ class Recorder:
 
 def test_the_reader_applies_what_continues_counts_refusals_and_resets_views_on_a_fork() -> None:
     view = Recorder()
-    reader = KeyEventReader(None, [view], "test")  # type: ignore[arg-type]  # not started
+    reader = KeyEventReader(None, [view], "test-reader")  # type: ignore[arg-type]  # not started
+    metric = ("aitbc_key_events_refused_total", {"reader": "test-reader"})
+    counted = REGISTRY.get_sample_value(*metric) or 0.0
     log = Chained()
     for n in (1, 2):
         reader.receive(*log.message(event(n)))
@@ -197,6 +200,7 @@ def test_the_reader_applies_what_continues_counts_refusals_and_resets_views_on_a
     reader.receive(*log.message(event(4)))
     assert view.positions == [1, 2, 3, 4] and view.resets == 1
     assert reader.refused == {"inserted": 1, "altered": 1}
+    assert REGISTRY.get_sample_value(*metric) == counted + 2  # by reader, for /metrics
     assert reader.resyncs == {"reordered": 1}
     reader.reset()  # a reconnect: anchored again at the next sealed message
     reader.receive(*log.message(event(5)))

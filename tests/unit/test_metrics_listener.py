@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from aitbc_infra.nats_server import free_port
+from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_runtime.bus import RECONNECTS
-from aitbc_runtime.metrics import MAX_HEAD, metrics_listener
+from aitbc_runtime.metrics import MAX_HEAD, listener_address, metrics_listener
+from aitbc_usage.settings import Settings as UsageSettings
 
 
 async def ask(port: int, request: bytes) -> bytes:
@@ -44,3 +48,18 @@ async def test_it_serves_metrics_and_refuses_everything_else() -> None:
 async def test_port_zero_means_no_listener() -> None:
     async with metrics_listener("127.0.0.1", 0):
         pass
+
+
+def test_the_keys_and_usage_services_take_their_listener_from_their_own_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KEYS_METRICS_PORT", "9102")
+    monkeypatch.setenv("USAGE_METRICS_HOST", "10.0.0.5")
+    monkeypatch.setenv("USAGE_METRICS_PORT", "9103")
+    keys, usage = KeysSettings.from_env(), UsageSettings.from_env()
+    assert (keys.metrics_host, keys.metrics_port) == ("127.0.0.1", 9102)
+    assert (usage.metrics_host, usage.metrics_port) == ("10.0.0.5", 9103)
+    assert listener_address({}, "KEYS") == ("127.0.0.1", 0)  # unset: no listener
+    for bad in ("-1", "70000", "http"):
+        with pytest.raises(ValueError, match="KEYS_METRICS_PORT must be a port number"):
+            listener_address({"KEYS_METRICS_PORT": bad}, "KEYS")

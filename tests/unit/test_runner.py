@@ -92,6 +92,9 @@ def test_a_busy_port_stops_everything_before_it_starts(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigError, match=f"port {port}.*API_METRICS_PORT"):
             preflight(c, services(c))
+        c = config(tmp_path, USAGE_METRICS_PORT=str(port), UP_SERVICES="usage")
+        with pytest.raises(ConfigError, match=f"port {port}.*USAGE_METRICS_PORT"):
+            preflight(c, services(c))
 
 
 def test_an_unreachable_nats_url_is_reported(tmp_path: Path) -> None:
@@ -159,8 +162,11 @@ def test_the_definition_runs_on_free_ports_in_a_folder_of_its_own(tmp_path: Path
     layout = definition.Layout.on_free_ports(tmp_path, env={"LOG_LEVEL": "DEBUG"})
     table = {s.name: s for s in definition.services(layout)}
     assert list(table) == ["nats", "keys", "usage", "coordinator", "api"]
-    ports = (layout.nats_port, layout.api_port, layout.api_metrics_port, layout.coordinator_port)
-    assert len(set(ports)) == 4
+    ports = (
+        *(layout.nats_port, layout.api_port, layout.api_metrics_port, layout.coordinator_port),
+        *(layout.keys_metrics_port, layout.usage_metrics_port),
+    )
+    assert len(set(ports)) == 6
     assert table["api"].port == layout.api_port
     assert table["keys"].env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
     assert all(s.env.get("LOG_LEVEL") == "DEBUG" for s in table.values() if s.name != "nats")
@@ -178,6 +184,25 @@ def test_up_gives_the_edge_a_metrics_port_and_says_where(tmp_path: Path) -> None
     assert moved.env["API_METRICS_PORT"] == "9100"
     off = {s.name: s for s in services(config(tmp_path, API_METRICS_PORT="0"))}["api"]
     assert off.address == "http://127.0.0.1:8000"
+
+
+def test_up_gives_the_keys_and_usage_services_metrics_ports_and_says_where(
+    tmp_path: Path,
+) -> None:
+    table = {s.name: s for s in services(config(tmp_path))}
+    for name, setting, port in (("keys", "KEYS", 8002), ("usage", "USAGE", 8003)):
+        assert table[name].env[f"{setting}_METRICS_PORT"] == str(port)
+        assert "API_METRICS_PORT" not in table[name].env  # each is told its own port only
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert table[name].address == f"NATS only (metrics, this machine only: {metrics})"
+        assert definition.metrics_url(table[name].env, name) == metrics
+    moved = {s.name: s for s in services(config(tmp_path, KEYS_METRICS_PORT="9102"))}["keys"]
+    assert definition.metrics_url(moved.env, "keys") == "http://127.0.0.1:9102/metrics"
+    off = {s.name: s for s in services(config(tmp_path, USAGE_METRICS_PORT="0"))}["usage"]
+    assert off.address == "NATS only"
+    another = definition.another(table["keys"], "keys-2", 0)  # two cannot share a port
+    assert (another.name, another.env["KEYS_METRICS_PORT"]) == ("keys-2", "0")
+    assert another.env["DATABASE_URL"] == table["keys"].env["DATABASE_URL"]
 
 
 def test_a_database_url_is_taken_as_given(tmp_path: Path) -> None:

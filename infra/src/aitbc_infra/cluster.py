@@ -23,7 +23,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aitbc_infra import runner, stack
@@ -40,8 +40,12 @@ PORTS = {  # each setting, with its defaults: one port a process
     "CLUSTER_ROUTE_PORTS": (6322, 6323, 6324),  # the nodes' routes to each other
     "CLUSTER_API_PORTS": (8000, 8001),  # the edges
     "CLUSTER_API_METRICS_PORTS": (8100, 8101),  # the edges' /metrics, on 127.0.0.1 only
+    "CLUSTER_KEYS_METRICS_PORTS": (8102, 8103),  # the keys services' /metrics, likewise
+    "CLUSTER_USAGE_METRICS_PORTS": (8104, 8105),  # the usage services'
 }
-COPIES = {"keys": 2, "usage": 2}  # processes of a service of stack.DEFINITIONS [1; edges: ports]
+# The services of stack.DEFINITIONS run more than once [once; edges: CLUSTER_API_PORTS]: a
+# process for each port of the setting named, its /metrics there
+COPIES = {"keys": "CLUSTER_KEYS_METRICS_PORTS", "usage": "CLUSTER_USAGE_METRICS_PORTS"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Cluster:
             "NATS_CREDS_DIR": "",  # the cluster's own, in its data folder
             "API_PORT": str(ports["CLUSTER_API_PORTS"][0]),
             "API_METRICS_PORT": str(ports["CLUSTER_API_METRICS_PORTS"][0]),
+            "KEYS_METRICS_PORT": str(ports["CLUSTER_KEYS_METRICS_PORTS"][0]),
+            "USAGE_METRICS_PORT": str(ports["CLUSTER_USAGE_METRICS_PORTS"][0]),
         }
         restart = env.get("CLUSTER_RESTART_AFTER", "2").strip()
         try:
@@ -95,11 +101,17 @@ class Cluster:
                 ("CLUSTER_ROUTE_PORTS", NODES),
                 ("CLUSTER_API_PORTS", edges),
                 ("CLUSTER_API_METRICS_PORTS", edges),
+                *((setting, copies(name, ports[setting])) for name, setting in COPIES.items()),
             )
             for process, port in zip(processes, ports[setting], strict=True)
         ]
         coordinator = ("coordinator", layout.coordinator_host, layout.coordinator_port)
         return [*found, (*coordinator, "COORDINATOR_PORT")]
+
+
+def copies(name: str, metrics_ports: tuple[int, ...]) -> list[str]:
+    """The names of a service's processes: one for each of its metrics ports."""
+    return [f"{name}-{n}" for n in range(1, len(metrics_ports) + 1)]
 
 
 def _ports(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -160,9 +172,10 @@ def nodes(cluster: Cluster) -> list[Service]:
 
 def services(cluster: Cluster) -> list[Service]:
     """Everything, in the order it starts (it stops in reverse): the nodes, then each service
-    of stack.DEFINITIONS on the cluster's layout, as many times as COPIES says. A copy's
-    readiness probe is its service's: a question on the bus that any copy may answer, so the
-    second is ready once it runs; should it die, everything stops, as when any process does."""
+    of stack.DEFINITIONS on the cluster's layout, once for each port of its COPIES setting
+    (its /metrics there). A copy's readiness probe is its service's: a question on the bus
+    that any copy may answer, so the second is ready once it runs; should it die, everything
+    stops, as when any process does."""
     layout = cluster.layout
     table = nodes(cluster)
     for name in stack.DEFINITIONS:
@@ -172,11 +185,12 @@ def services(cluster: Cluster) -> list[Service]:
             table += edges(cluster)
             continue
         service = stack.service(layout, name)
-        copies = COPIES.get(name, 1)
-        if copies == 1:
+        if name not in COPIES:
             table.append(service)
-        else:
-            table += [replace(service, name=f"{name}-{n}") for n in range(1, copies + 1)]
+            continue
+        ports = cluster.ports[COPIES[name]]
+        named = zip(copies(name, ports), ports, strict=True)
+        table += [stack.another(service, copy, port) for copy, port in named]
     return table
 
 
@@ -196,8 +210,11 @@ def topology(cluster: Cluster, table: list[Service]) -> str:
     width = max(len(service.name) for service in table)
     lines = ["the cluster:"]
     for service in table:
-        database = databases.get(service.name.rsplit("-", 1)[0])
-        where = service.address or f"NATS only, database {shown(database or '')}"
+        kind = service.name.rsplit("-", 1)[0]
+        database, where = databases.get(kind), service.address
+        if database is not None:
+            metrics = stack.metrics_url(service.env, kind)
+            where = stack.with_metrics(f"NATS only, database {shown(database)}", metrics)
         lines.append(f"  {service.name:<{width}}  {where}")
     lines.append(f"every process: NATS_URL={layout.bus_url} NATS_REPLICAS={layout.nats_replicas}")
     if any(url.startswith("sqlite") for url in databases.values()):

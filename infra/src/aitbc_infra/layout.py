@@ -22,6 +22,8 @@ from aitbc_runtime.bus_access import BusAccess, TlsFields
 DEFAULT_NATS_PORT = environment.DEFAULT_NATS_PORT
 DEFAULT_API_PORT = 8000
 DEFAULT_API_METRICS_PORT = 8001  # the edge's /metrics, on 127.0.0.1 only
+DEFAULT_KEYS_METRICS_PORT = 8002  # the keys service's
+DEFAULT_USAGE_METRICS_PORT = 8003  # the usage service's
 DEFAULT_COORDINATOR_PORT = 8011
 
 
@@ -43,6 +45,8 @@ class Layout:
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     api_metrics_port: int = DEFAULT_API_METRICS_PORT
+    keys_metrics_port: int = DEFAULT_KEYS_METRICS_PORT
+    usage_metrics_port: int = DEFAULT_USAGE_METRICS_PORT
     coordinator_host: str = "127.0.0.1"
     coordinator_port: int = DEFAULT_COORDINATOR_PORT
     creds_dir: Path | None = None  # the roles' NATS credentials; None: DATA_DIR/creds
@@ -64,9 +68,9 @@ class Layout:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Layout:
         """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, NATS_REPLICAS, DATABASE_URL,
-        USAGE_DATABASE_URL, API_HOST, API_PORT, API_METRICS_PORT, COORDINATOR_HOST,
-        COORDINATOR_PORT, NATS_CREDS_DIR, NATS_TLS, NATS_TLS_VERIFY, NATS_TLS_DIR,
-        NATS_TLS_HOSTS."""
+        USAGE_DATABASE_URL, API_HOST, API_PORT, API_METRICS_PORT, KEYS_METRICS_PORT,
+        USAGE_METRICS_PORT, COORDINATOR_HOST, COORDINATOR_PORT, NATS_CREDS_DIR, NATS_TLS,
+        NATS_TLS_VERIFY, NATS_TLS_DIR, NATS_TLS_HOSTS."""
         try:
             return cls(
                 data_dir=environment.data_dir(env),
@@ -78,6 +82,8 @@ class Layout:
                 api_host=env.get("API_HOST", "127.0.0.1"),
                 api_port=int(env.get("API_PORT", DEFAULT_API_PORT)),
                 api_metrics_port=int(env.get("API_METRICS_PORT", DEFAULT_API_METRICS_PORT)),
+                keys_metrics_port=int(env.get("KEYS_METRICS_PORT", DEFAULT_KEYS_METRICS_PORT)),
+                usage_metrics_port=int(env.get("USAGE_METRICS_PORT", DEFAULT_USAGE_METRICS_PORT)),
                 coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),
                 coordinator_port=int(env.get("COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)),
                 creds_dir=_folder(env, "NATS_CREDS_DIR"),
@@ -97,6 +103,8 @@ class Layout:
             "nats_port": free_port(),
             "api_port": free_port(),
             "api_metrics_port": free_port(),
+            "keys_metrics_port": free_port(),
+            "usage_metrics_port": free_port(),
             "coordinator_port": free_port(),
         }
         return cls(data_dir=data_dir, **{**ports, **settings})  # type: ignore[arg-type]

@@ -66,6 +66,8 @@ def preflight(config: Config, table: list[Service]) -> None:
         ("coordinator", layout.coordinator_host, layout.coordinator_port, "COORDINATOR_PORT"),
         ("api", layout.api_host, layout.api_port, "API_PORT"),
         ("api", "127.0.0.1", layout.api_metrics_port, "API_METRICS_PORT (its /metrics)"),
+        ("keys", "127.0.0.1", layout.keys_metrics_port, "KEYS_METRICS_PORT (its /metrics)"),
+        ("usage", "127.0.0.1", layout.usage_metrics_port, "USAGE_METRICS_PORT (its /metrics)"),
     ]
     refuse_taken_ports([p for p in ports if p[0] in names])
     if "nats" in names and layout.nats_replicas > 1:

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from aitbc_contracts.messages import CheckKeys, encoder
@@ -22,7 +23,7 @@ from aitbc_contracts.usage import LastUsedQuery
 from aitbc_infra.layout import ConfigError as ConfigError  # the system's vocabulary, as before
 from aitbc_infra.layout import Layout as Layout
 from aitbc_infra.nats_server import NatsServer
-from aitbc_infra.readiness import answers, http_ok, port_open
+from aitbc_infra.readiness import Probe, answers, http_ok, port_open
 from aitbc_infra.supervisor import Service
 from aitbc_runtime import environment
 
@@ -31,6 +32,10 @@ HEALTH_PATH = "/v1/health"  # the edge forwards it to the Coordinator: both serv
 # Requests that any running keys or usage service answers: they say "it is listening".
 PING_KEYS = encoder.encode(CheckKeys([]))
 PING_USAGE = encoder.encode(LastUsedQuery(account_id="acc_ready"))
+
+# The prefix of each service's operators' listener settings: <PREFIX>_METRICS_PORT (0: none)
+# and <PREFIX>_METRICS_HOST (127.0.0.1). Each service is told its own port; never a public one.
+METRICS_SETTINGS = {"api": "API", "keys": "KEYS", "usage": "USAGE"}
 
 
 def program(name: str) -> str:
@@ -56,12 +61,29 @@ def nats(layout: Layout) -> Service:
 
 def keys(layout: Layout) -> Service:
     ready = answers(layout.access("admin"), KEYS_CHECK, PING_KEYS)
-    return Service("keys", [program("aitbc-keys")], layout.child_env("keys"), ready)
+    return on_the_bus(layout, "keys", ready, layout.keys_metrics_port)
 
 
 def usage(layout: Layout) -> Service:
     ready = answers(layout.access("admin"), USAGE_QUERY, PING_USAGE)
-    return Service("usage", [program("aitbc-usage")], layout.child_env("usage"), ready)
+    return on_the_bus(layout, "usage", ready, layout.usage_metrics_port)
+
+
+def on_the_bus(layout: Layout, name: str, ready: Probe, metrics_port: int) -> Service:
+    """The keys or the usage service (`name`): NATS only, and its /metrics on `metrics_port`
+    (0: none), on 127.0.0.1."""
+    env = {**layout.child_env(name), f"{METRICS_SETTINGS[name]}_METRICS_PORT": str(metrics_port)}
+    address = with_metrics("NATS only", metrics_url(env, name))
+    return Service(name, [program(f"aitbc-{name}")], env, ready, address)
+
+
+def another(service: Service, name: str, metrics_port: int) -> Service:
+    """One more process of the keys or the usage `service`, called `name`, its /metrics on
+    `metrics_port` (0: none): two processes cannot listen on one port."""
+    setting = f"{METRICS_SETTINGS[service.name]}_METRICS_PORT"
+    env = {**service.env, setting: str(metrics_port)}
+    address = with_metrics("NATS only", metrics_url(env, service.name))
+    return replace(service, name=name, env=env, address=address)
 
 
 def coordinator(layout: Layout) -> Service:
@@ -94,16 +116,22 @@ def edge(layout: Layout, name: str, port: int, **env: str) -> Service:
         ready = http_ok(url + HEALTH_PATH)
     else:
         ready = port_open(layout.api_host, port)
-    metrics = metrics_url(settings)
-    address = f"{url} (metrics, this machine only: {metrics})" if metrics else url
+    address = with_metrics(url, metrics_url(settings))
     return Service(name, [program("aitbc-api")], settings, ready, address, port)
 
 
-def metrics_url(edge_env: Mapping[str, str]) -> str:
-    """Where an edge told `edge_env` serves /metrics ("" when it does not)."""
-    port = int(edge_env.get("API_METRICS_PORT") or 0)
-    host = edge_env.get("API_METRICS_HOST", "127.0.0.1")
+def metrics_url(env: Mapping[str, str], service: str = "api") -> str:
+    """Where a process of `service` (api, keys, usage) told `env` serves /metrics ("" when
+    it does not)."""
+    prefix = METRICS_SETTINGS[service]
+    port = int(env.get(f"{prefix}_METRICS_PORT") or 0)
+    host = env.get(f"{prefix}_METRICS_HOST", "127.0.0.1")
     return f"http://{host}:{port}/metrics" if port else ""
+
+
+def with_metrics(where: str, metrics: str) -> str:
+    """Where a process serves, and where its /metrics are (if anywhere), for people."""
+    return f"{where} (metrics, this machine only: {metrics})" if metrics else where
 
 
 def _health_answers_plainly(layout: Layout, seen: Mapping[str, str]) -> bool:

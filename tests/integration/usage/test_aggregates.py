@@ -23,6 +23,7 @@ from aitbc_contracts.usage import UsageBatch, UsageEvent, usage_events_of
 from aitbc_usage import store
 from aitbc_usage.aggregator import ensure_usage_stream
 from tests.integration.usage.conftest import System
+from tests.scrape import registered
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -148,6 +149,7 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
 async def test_malformed_messages_are_skipped_and_counting_goes_on(system: System) -> None:
     account = "acc_" + uuid.uuid4().hex[:16]
     js = system.operator.jetstream()
+    refused = refused_events()
     async with system.usage() as service:
         for payload in [
             b"",
@@ -159,6 +161,7 @@ async def test_malformed_messages_are_skipped_and_counting_goes_on(system: Syste
             await js.publish(usage_event_subject(account), payload)
         await publish(system.operator, [event(account) for _ in range(3)])
         assert (await wait_requests(service.engine, account, 3))["requests"] == 3
+        assert refused_events() - refused == 5  # each message, counted as one refused
 
 
 async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops(
@@ -186,6 +189,10 @@ async def test_the_edge_buffers_usage_events_while_nats_is_away_and_counts_drops
         )
         await publisher.stop()
         await nc.close()
+
+
+def refused_events() -> float:
+    return registered("aitbc_usage_events_refused_total")
 
 
 def account_on(partition: int) -> str:
@@ -268,10 +275,12 @@ async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
         {"type": "usage.request.v1", "event_id": "bare"},
     ]
     js = system.edge.jetstream()  # a broken edge: its role may publish any batch
+    refused = refused_events()
     async with system.usage() as service:
         mixed = {"type": "usage.batch.v1", "events": [good[0], *bad, good[1]]}
         await js.publish(usage_batch_subject(7), msgspec.json.encode(mixed))
         assert (await wait_requests(service.engine, account, 2))["requests"] == 2
+        assert refused_events() - refused == 3  # its bad events, not the batch
         # The partition is not jammed: the next batch, and a single event, are counted too.
         later = UsageBatch(events=[event(account), event(account)])
         await js.publish(usage_batch_subject(7), msgspec.json.encode(later))

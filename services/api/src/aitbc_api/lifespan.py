@@ -97,7 +97,7 @@ async def _start(app: Litestar, settings: Settings, nc: NATS, parts: AsyncExitSt
     """Starts each part, in the order they must stop in reverse, and publishes them."""
     cache = _auth_cache(settings)
     reader = KeyEventReader(
-        nc, [CacheInvalidation(cache)], "key-events", on_lost=cache.lost, on_found=cache.found
+        nc, [CacheInvalidation(cache)], "edge-auth-cache", on_lost=cache.lost, on_found=cache.found
     )
     await parts.enter_async_context(_running(reader))
     publisher = await parts.enter_async_context(

@@ -16,6 +16,7 @@ from aitbc_keys import projections
 from aitbc_keys.domain import utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import UNAVAILABLE, database_unavailable, rejected
+from aitbc_keys.metrics import CHECK_BATCH_SIZE
 
 log = logging.getLogger("aitbc_keys.checks")
 
@@ -58,6 +59,8 @@ class KeyChecks:
         except msgspec.MsgspecError as exc:  # too many hashes, or not a CheckKeys at all
             log.warning("malformed key check: %s", exc)
             return rejected(m.Code.VALIDATION_ERROR, f"malformed key check: {exc}")
+        if request.key_hashes:  # an empty one is a readiness probe, no check
+            CHECK_BATCH_SIZE.observe(len(request.key_hashes))
         now = self.clock()
         facts = self.index.facts
         replies: list[m.KeyFacts | m.Rejected | None] = []

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import msgspec
 from faststream.nats import NatsBroker
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
@@ -21,6 +22,7 @@ from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.powers import SUBJECTS, Power
 from aitbc_contracts.subjects import KEYS_QUEUE
+from aitbc_keys import metrics
 from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT, KeysError, utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
@@ -59,13 +61,25 @@ class CommandEndpoint:
         self.told = told  # until the other keys processes have been told of its commits
 
     async def answer(self, data: bytes, power: Power) -> bytes:
-        """The encoded reply to a command from a sender with `power`."""
+        """The encoded reply to a command from a sender with `power`, counted and timed by
+        command and outcome (aitbc_keys.metrics)."""
         received = time.monotonic()
         try:
             command = m.command_decoder.decode(data)
         except msgspec.MsgspecError as exc:
             log.warning("malformed command: %s", exc)
+            metrics.MALFORMED.inc()
             return rejected(m.Code.VALIDATION_ERROR, f"malformed command: {exc}")
+        series = metrics.BY_COMMAND[type(command)]
+        outcome, reply = await self._carried_out(command, power, received, series)
+        outcome.inc()
+        series.seconds.observe(time.monotonic() - received)
+        return reply
+
+    async def _carried_out(
+        self, command: m.AnyCommand, power: Power, received: float, series: metrics.CommandSeries
+    ) -> tuple[Counter, bytes]:
+        """The reply to a decoded command, and the outcome to count it under."""
         deadline = None
         if command.answer_within_ms is not None:
             deadline = received + command.answer_within_ms / 1000 * COMMIT_WITHIN_SHARE
@@ -80,18 +94,18 @@ class CommandEndpoint:
                 "%s refused: %s (request %s, %s subject)",
                 type(command).__name__, exc.code, command.request_id, power.value,
             )  # fmt: skip
-            return rejected(exc.code, exc.message)
+            return series.rejected, rejected(exc.code, exc.message)
         except Exception as exc:
             if database_unavailable(exc):
                 log.warning(
                     "%s: the database is unavailable: %s (request %s)",
                     type(command).__name__, type(exc).__name__, command.request_id,
                 )  # fmt: skip
-                return rejected(m.Code.SERVICE_UNAVAILABLE, UNAVAILABLE)
+                return series.error, rejected(m.Code.SERVICE_UNAVAILABLE, UNAVAILABLE)
             log.exception("%s failed (request %s)", type(command).__name__, command.request_id)
-            return FAILED
+            return series.error, FAILED
         await self.told()
-        return m.encoder.encode(reply)
+        return series.ok, m.encoder.encode(reply)
 
     async def execute(
         self, command: m.AnyCommand, power: Power, deadline: float | None = None

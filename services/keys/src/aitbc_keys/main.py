@@ -1,7 +1,8 @@
 """Composition root: settings -> engine (migrated) -> one NATS connection (the broker's) for the
 command endpoint, the key checks, the facts index's stream reader and the relay's lease, and the
 writer's for the outbox relay and the checkpoints (run by the lease's holder alone: see
-aitbc_keys.writing) and the news of commits between keys processes; `aitbc-keys` runs it."""
+aitbc_keys.writing) and the news of commits between keys processes; and the operators' listener
+(/metrics, aitbc_keys.metrics) when KEYS_METRICS_PORT is set. `aitbc-keys` runs it."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from aitbc_runtime.broker import service_broker
 from aitbc_runtime.bus import connect, until_answered
 from aitbc_runtime.checkpoint_keys import CheckpointSigner
 from aitbc_runtime.key_events import KeyEventReader
+from aitbc_runtime.metrics import metrics_listener
 from aitbc_runtime.ownership import Ownership
 from aitbc_runtime.process import run_service
 
@@ -93,6 +95,9 @@ async def running_service(
         responder = CheckResponder(checks)
         reader = KeyEventReader(nc, [live], "keys-facts-index")
         await stack.enter_async_context(answering(broker, nc, responder, reader, live))
+        await stack.enter_async_context(
+            metrics_listener(settings.metrics_host, settings.metrics_port)
+        )
         log.info("keys service ready (NATS %s)", settings.nats.where())
         yield Service(
             settings, engine, relay, commands, checks, index, broker, responder, reader,

@@ -41,6 +41,7 @@ from aitbc_contracts.subjects import (
 )
 from aitbc_keys import store
 from aitbc_keys.background import WokenLoop
+from aitbc_keys.metrics import RELAY_LAG, RELAY_PUBLISH_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,17 @@ class OutboxRelay(WokenLoop):
         self.after_publish = after_publish
         self.published = 0  # messages the stream accepted from this relay
         self.position: int | None = None  # last position known to be in the stream
+        self._in_stream = 0  # the same, kept while `position` is None (for the lag)
         self._last_seq = 0
         self._js = nc.jetstream(timeout=publish_timeout)
 
     def start(self) -> asyncio.Task[None]:
         self.position = None  # another relay may have published meanwhile: read the stream
         return super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        RELAY_LAG.set(0)  # no longer this process's to relay (its successor says its own)
 
     async def run(self) -> None:
         """Relay until stopped; NATS and database failures are logged and retried."""
@@ -151,12 +157,15 @@ class OutboxRelay(WokenLoop):
                         await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except _Resync:
                 log.info("key event stream moved on; re-reading its last message")
+                RELAY_PUBLISH_FAILURES.inc()
                 self.position = None
             except _HookFault as fault:
                 raise fault.__cause__ or fault from None
             except Exception as exc:
                 log.warning("relay error, retrying in %.2fs: %r", backoff, exc)
+                RELAY_PUBLISH_FAILURES.inc()
                 self.position = None
+                await self._measure_lag()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -186,6 +195,13 @@ class OutboxRelay(WokenLoop):
         log.info(
             "relay resumes after position %d (stream sequence %d)", self.position, self._last_seq
         )
+        self._in_stream = self.position
+
+    async def _measure_lag(self) -> None:
+        """The lag while the relay cannot publish: what the store holds past what it last
+        knew to be in the stream (the database may be away too: then it stays as it was)."""
+        with contextlib.suppress(Exception):
+            RELAY_LAG.set(await store.last_position(self.engine) - self._in_stream)
 
     async def _ours(self, js: JetStreamContext, sequence: int) -> int | None:
         """The position of the message at `sequence` if it is an event as we published it
@@ -213,7 +229,11 @@ class OutboxRelay(WokenLoop):
             assert self.position is not None
             batch = await store.records_after(self.engine, self.position, self.batch_size)
             if not batch:
+                RELAY_LAG.set(0)
                 return sent
+            head = batch[-1].position  # the last committed one, unless the batch is full
+            if len(batch) == self.batch_size:
+                head = await store.last_position(self.engine)
             for record in batch:
                 await self._publish(js, record)
                 sent += 1
@@ -222,7 +242,8 @@ class OutboxRelay(WokenLoop):
                         await self.after_publish(record.position, decode_event(record.data))
                     except BaseException as exc:
                         raise _HookFault from exc
-                self.position = record.position
+                self.position = self._in_stream = record.position
+                RELAY_LAG.set(head - record.position)
         return sent
 
     async def _publish(self, js: JetStreamContext, record: store.Record) -> None:

@@ -12,6 +12,7 @@ from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.checkpoint_keys import every_events, positive
+from aitbc_runtime.metrics import LOCAL, listener_address
 from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.data/keys.db"
@@ -38,6 +39,9 @@ class Settings:
     # The lease on the outbox relay (aitbc_keys.writing): how long a keys process that stopped
     # beating keeps it from the others. A SIGKILLed holder's relay moves within about this.
     lease_seconds: float = LEASE_SECONDS
+    # The operators' listener (/metrics: aitbc_keys.metrics), never on a public address.
+    metrics_host: str = LOCAL
+    metrics_port: int = 0  # 0: no metrics listener
 
     def __post_init__(self) -> None:
         # Normalise here so that tests constructing Settings directly get the same treatment.
@@ -56,6 +60,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
+        metrics_host, metrics_port = listener_address(env, "KEYS")
         return cls(
             nats=BusAccess.from_env(env),  # as `just up` places it
             nats_writer=BusAccess.from_env(env, creds="NATS_WRITER_CREDS")
@@ -68,6 +73,8 @@ class Settings:
             checkpoint_every_seconds=positive(env, "KEYS_CHECKPOINT_EVERY_SECONDS", EVERY_SECONDS),
             max_keys_per_account=_at_least_one(env, "MAX_KEYS_PER_ACCOUNT", MAX_KEYS_PER_ACCOUNT),
             lease_seconds=_lease_seconds(env),
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
         )
 
 

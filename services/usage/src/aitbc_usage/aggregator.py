@@ -36,6 +36,7 @@ from aitbc_contracts.usage import usage_events_of
 from aitbc_runtime.bus import ORDERED_HEARTBEAT, reconnects, update_or_keep
 from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage import store
+from aitbc_usage.metrics import EVENTS_REFUSED
 
 log = logging.getLogger("aitbc.usage.aggregator")
 
@@ -71,6 +72,7 @@ class _Inbox:
         self.limit = limit
         self.messages: list[store.Message] = []
         self.events = 0
+        self.pending = 0  # messages the consumer still had to deliver after the last one put
         self._room = asyncio.Event()
         self._room.set()
         self._full = asyncio.Event()
@@ -80,6 +82,7 @@ class _Inbox:
         if not self._room.is_set():
             await self._room.wait()
         try:
+            self.pending = msg.metadata.num_pending
             name = self.owned.get(msg.subject.split(".", 4)[3])
             if name is None:  # not a partition's subject (the stream's subject space is wider)
                 return
@@ -87,6 +90,7 @@ class _Inbox:
             events = usage_events_of(msg.data, problems)
             for problem in problems:  # the rest of its batch is counted all the same
                 log.warning("skipped a malformed usage event: %s", problem)
+            EVENTS_REFUSED.inc(len(problems))
             # A message with no readable event still moves its cursor on: kept, empty.
             self.messages.append((name, msg.metadata.sequence.stream, events))
             self.events += len(events)
@@ -128,6 +132,18 @@ class Aggregator:
         self.interval = interval
         self.names = {str(p): f"{USAGE_AGGREGATOR_DURABLE}-{p}" for p in partitions}
         self._task: asyncio.Task[None] | None = None
+        self._inbox: _Inbox | None = None  # the running consumer's
+        self._committing = 0  # messages taken from it, their commit not yet done
+
+    def lag(self) -> int:
+        """Messages of the partitions followed not yet counted (aitbc_usage.metrics): those
+        the consumer had still to deliver when it gave the last one, and those given since
+        and not yet committed. Right after a start it includes the messages re-read to reach
+        the slowest partition's position, which are skipped, not counted again."""
+        inbox = self._inbox
+        if self._task is None or inbox is None:
+            return 0
+        return inbox.pending + len(inbox.messages) + self._committing
 
     def start(self) -> None:
         if self.partitions:
@@ -137,6 +153,7 @@ class Aggregator:
         if self._task is not None:
             await cancel_and_wait([self._task])
             self._task = None
+            self._inbox = None
 
     async def follow(self, partitions: tuple[int, ...]) -> None:
         """Counts these partitions from now on (they moved): each from its stored position."""
@@ -171,6 +188,7 @@ class Aggregator:
         async with self.engine.connect() as conn:
             positions = await store.cursors(conn, self.names.values())
         inbox = _Inbox(self.names, self.batch)  # one per subscription: none outlives its own
+        self._inbox, self._committing = inbox, 0
         subscription = await self.nc.jetstream().subscribe(
             USAGE_EVENTS_SUBJECTS,
             stream=USAGE_STREAM,
@@ -184,7 +202,9 @@ class Aggregator:
                 messages = await inbox.take(self.interval)
                 if reconnects(self.nc) != seen:  # the server may have lost the consumer
                     raise ConnectionResetError("reconnected")
+                self._committing = len(messages)
                 await self.commit(messages)
+                self._committing = 0
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

@@ -34,6 +34,7 @@ from aitbc_contracts.usage import (
 from aitbc_runtime.bus import answerable
 from aitbc_runtime.process import start_held
 from aitbc_usage import store
+from aitbc_usage.metrics import count_decisions
 from aitbc_usage.plans import PlanBook
 
 log = logging.getLogger("aitbc.usage")
@@ -99,7 +100,8 @@ class Deciding:
         waiting = self._waiting(batch.items, owners, decisions, range(len(decisions)), now)
         epoch = self.epochs.get(partition, 0) if partition is not None else 0
         if waiting:
-            return self._after_settling(batch.items, owners, decisions, waiting, epoch)
+            return self._after_settling(batch.items, owners, decisions, waiting, epoch, partition)
+        count_decisions(partition, decisions)
         return encode(DecisionBatch(decisions, epoch))
 
     def settle(self, data: bytes, partition: int) -> None:
@@ -147,6 +149,7 @@ class Deciding:
         decisions: list[Decision],
         waiting: list[int],
         epoch: int,
+        partition: int | None,
     ) -> bytes:
         """Decides the waiting items again each time a lease is settled, until they are
         admitted or no lease of their accounts is out (settled, or past due: used)."""
@@ -164,6 +167,7 @@ class Deciding:
             for index in waiting:
                 decisions[index] = self._one(items[index], *owners[items[index].account_id], now)
             waiting = self._waiting(items, owners, decisions, waiting, now)
+        count_decisions(partition, decisions)
         return encode(DecisionBatch(decisions, epoch))
 
     def _owner(self, account_id: str, partition: int | None) -> int | None:

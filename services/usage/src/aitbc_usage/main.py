@@ -1,6 +1,7 @@
 """Composition root: engine, NATS, plan book, deciding, aggregator; `aitbc-usage` runs it.
 
-One NATS connection per process, the FastStream broker's. Its one subscriber is the usage
+One NATS connection per process, the FastStream broker's, and the operators' listener
+(/metrics, aitbc_usage.metrics) when USAGE_METRICS_PORT is set. Its one subscriber is the usage
 queries (low rate: FastStream's per-message cost does not matter there). Everything else uses
 the same connection bare, through nats-py: the decide and settle subjects (the hot path, where
 FastStream's consume path cost about as much as deciding a whole batch), the key event reader,
@@ -31,9 +32,10 @@ from aitbc_runtime.broker import service_broker
 from aitbc_runtime.bus import until_answered
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
+from aitbc_runtime.metrics import metrics_listener
 from aitbc_runtime.process import run_service
 from aitbc_runtime.sql import create_engine
-from aitbc_usage import store
+from aitbc_usage import metrics, store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
 from aitbc_usage.handlers import Deciding, Querying
 from aitbc_usage.partitions import Partitions
@@ -98,6 +100,12 @@ async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIt
         running.push_async_callback(partitions.stop)
         for partition in settings.partitions:  # held here or elsewhere: someone answers
             await until_answered(nc, usage_decide_subject(partition), b'{"items": []}')
+        metrics.PARTITIONS_OWNED.set_function(partitions.owned)
+        metrics.SNAPSHOT_AGE.set_function(snapshots.age)
+        metrics.AGGREGATES_LAG.set_function(aggregator.lag)
+        await running.enter_async_context(
+            metrics_listener(settings.metrics_host, settings.metrics_port)
+        )
         log.info(
             "usage service ready: holds %d of %d partitions, %d restored from snapshots",
             len(deciding.windows),

@@ -63,6 +63,10 @@ class Partitions:
         holds = self.ownership.holds
         deciding.serves = lambda partition: holds(share(partition))
 
+    def owned(self) -> int:
+        """The partitions this process decides for now (a lapsed lease decides none)."""
+        return sum(1 for partition in self.deciding.windows if self.deciding.serves(partition))
+
     async def start(self) -> None:
         self._regrouping = asyncio.create_task(self._follow(), name="usage-regroup")
         await self.ownership.start()

@@ -10,6 +10,7 @@ from aitbc_contracts.subjects import USAGE_PARTITIONS
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.metrics import LOCAL, listener_address
 
 
 def parse_partitions(value: str) -> tuple[int, ...]:
@@ -42,10 +43,14 @@ class Settings:
     # written once a second rather than five times (half the service's CPU under load)
     aggregate_interval: float = 1.0
     log_level: str = "INFO"
+    # The operators' listener (/metrics: aitbc_usage.metrics), never on a public address.
+    metrics_host: str = LOCAL
+    metrics_port: int = 0  # 0: no metrics listener
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
+        metrics_host, metrics_port = listener_address(env, "USAGE")
         return cls(
             nats=BusAccess.from_env(env),  # as `just up` places it, with this role's credentials
             database_url=environment.usage_database_url(env),
@@ -56,6 +61,8 @@ class Settings:
             snapshot_interval=float(env.get("USAGE_SNAPSHOT_INTERVAL", cls.snapshot_interval)),
             aggregate_interval=float(env.get("USAGE_AGGREGATE_INTERVAL", cls.aggregate_interval)),
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
         )
 
 

@@ -88,7 +88,13 @@ class Snapshotter:
         self.deciding = deciding
         self.interval = interval
         self.replicas = replicas
+        # When a round last saved every partition it had to (or had none): the snapshots'
+        # age (aitbc_usage.metrics.SNAPSHOT_AGE), on this process's monotonic clock.
+        self.saved_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+
+    def age(self) -> float:
+        return time.monotonic() - self.saved_at
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-snapshots")
@@ -109,6 +115,7 @@ class Snapshotter:
             except Exception:
                 self.deciding.dirty.add(partition)  # try again next time
                 raise
+        self.saved_at = time.monotonic()
 
     async def _run(self) -> None:
         while True:

@@ -30,7 +30,8 @@ again: the edge's cache the keys service, the plan book the keys service, the fa
 database), the chain anchors at that message, and the message is not applied (the sources hold
 it already: the relay publishes only what the database committed). A message that is neither
 sealed nor continuing the chain is refused: logged (never its content), counted in `refused`
-by problem, never applied, and the reader goes on.
+by problem and in `aitbc_key_events_refused_total` by reader, never applied, and the reader
+goes on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+import prometheus_client
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -51,6 +53,14 @@ from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS
 from aitbc_runtime.follower import Follower
 
 log = logging.getLogger("aitbc.key_events")
+
+REFUSED = prometheus_client.Counter(
+    "aitbc_key_events_refused_total",
+    "Messages on the key event stream a reader refused on verification (neither sealed nor "
+    "continuing the chain: never applied), by reader (edge-auth-cache, keys-facts-index, "
+    "usage-plan-events)",
+    ["reader"],
+)
 
 
 class KeyEventReader:
@@ -71,7 +81,8 @@ class KeyEventReader:
         on_found: Callable[[], None] = lambda: None,
     ) -> None:
         self.views = list(views)
-        self.name = name
+        self.name = name  # a few known values: the label of its refusals
+        self._refusals = REFUSED.labels(name)
         self.chain = LiveChain()
         self.refused: Counter[str] = Counter()
         self.resyncs: Counter[str] = Counter()
@@ -111,6 +122,7 @@ class KeyEventReader:
             self._apply(verdict.event, verdict.position)
         elif verdict.kind == "refuse":
             self.refused[verdict.problem] += 1
+            self._refusals.inc()
             log.warning(
                 "%s refused a message on the key event stream: %s",
                 self.name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -34,6 +34,17 @@ _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}
 # Latency buckets, in seconds, of every duration histogram: from a cached decision (~0.1 ms)
 # to a request that waited out a timeout (seconds).
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LOCAL = "127.0.0.1"  # where a listener is unless told otherwise: this machine's operators only
+
+
+def listener_address(env: Mapping[str, str], prefix: str) -> tuple[str, int]:
+    """Where a service's listener is: `<prefix>_METRICS_HOST` [127.0.0.1] and
+    `<prefix>_METRICS_PORT` [0: no listener], e.g. KEYS_METRICS_PORT."""
+    name = f"{prefix}_METRICS_PORT"
+    value = (env.get(name) or "0").strip()
+    if not value.isdigit() or int(value) > 65535:
+        raise ValueError(f"{name} must be a port number (0: no metrics listener): {value!r}")
+    return env.get(f"{prefix}_METRICS_HOST") or LOCAL, int(value)
 
 
 def _response(status: int, content_type: bytes, body: bytes, with_body: bool = True) -> bytes:
