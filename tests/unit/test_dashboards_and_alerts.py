@@ -28,26 +28,6 @@ OUTSIDE = {"up": set(), "probe_success": set()}
 # Labels Prometheus adds to every series it scrapes
 TARGET_LABELS = {"job", "instance"}
 
-# The keys and usage services' metrics as issue 19 names them, used for a service that defines
-# none of its own yet (none of them is in the registry): (type, label names) by the name
-# prometheus_client is given.
-NAMED_IN_THE_ISSUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
-    "keys": {
-        "aitbc_keys_commands": ("counter", ("command", "outcome")),
-        "aitbc_keys_command_duration_seconds": ("histogram", ("command",)),
-        "aitbc_keys_check_batch_size": ("histogram", ()),
-        "aitbc_keys_relay_lag_events": ("gauge", ()),
-        "aitbc_keys_relay_publish_failures": ("counter", ()),
-        "aitbc_key_events_refused": ("counter", ("reader",)),
-    },
-    "usage": {
-        "aitbc_usage_decisions": ("counter", ("partition", "outcome")),
-        "aitbc_usage_partitions_owned": ("gauge", ()),
-        "aitbc_usage_snapshot_age_seconds": ("gauge", ()),
-        "aitbc_usage_aggregates_lag_events": ("gauge", ()),
-        "aitbc_usage_events_refused": ("counter", ()),
-    },
-}
 SUFFIXES = {
     "counter": ("_total",),
     "gauge": ("",),
@@ -81,10 +61,6 @@ def defined_series() -> dict[str, set[str]]:
             family = collector.describe()[0]
             labels = tuple(collector._labelnames)
             found.update(_series(family.name, family.type, labels))
-    for named in NAMED_IN_THE_ISSUE.values():
-        issued = dict(s for name, metric in named.items() for s in _series(name, *metric))
-        if found.keys().isdisjoint(issued):  # the service defines none of its metrics yet
-            found.update(issued)
     return found
 
 
@@ -155,16 +131,21 @@ def _targets(config: str, job: str) -> list[int]:
 
 
 def test_the_scrape_targets_are_the_ports_just_up_and_just_cluster_use() -> None:
-    up, many = {}, {}
-    up["aitbc-api"], up["nats"] = [layout.DEFAULT_API_METRICS_PORT], [layout.DEFAULT_NATS_PORT]
-    many["aitbc-api"] = list(cluster.PORTS["CLUSTER_API_METRICS_PORTS"])
-    many["nats"] = list(cluster.PORTS["CLUSTER_NATS_PORTS"])
-    for job, service in (("aitbc-keys", "KEYS"), ("aitbc-usage", "USAGE")):
-        # the services' own ports, once the layout defines them
-        if hasattr(layout, f"DEFAULT_{service}_METRICS_PORT"):
-            up[job] = [getattr(layout, f"DEFAULT_{service}_METRICS_PORT")]
-        if f"CLUSTER_{service}_METRICS_PORTS" in cluster.PORTS:
-            many[job] = list(cluster.PORTS[f"CLUSTER_{service}_METRICS_PORTS"])
+    up = {
+        "aitbc-api": [layout.DEFAULT_API_METRICS_PORT],
+        "aitbc-keys": [layout.DEFAULT_KEYS_METRICS_PORT],
+        "aitbc-usage": [layout.DEFAULT_USAGE_METRICS_PORT],
+        "nats": [layout.DEFAULT_NATS_PORT],
+    }
+    many = {
+        job: list(cluster.PORTS[f"CLUSTER_{name}_PORTS"])
+        for job, name in (
+            ("aitbc-api", "API_METRICS"),
+            ("aitbc-keys", "KEYS_METRICS"),
+            ("aitbc-usage", "USAGE_METRICS"),
+            ("nats", "NATS"),
+        )
+    }
     for config, ports in (("prometheus.yml", up), ("cluster.yml", many)):
         for job, expected in ports.items():
             assert _targets(config, job) == expected, f"{config}: {job}"

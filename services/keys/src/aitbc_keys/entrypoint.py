@@ -84,9 +84,15 @@ class CommandEndpoint:
         if command.answer_within_ms is not None:
             deadline = received + command.answer_within_ms / 1000 * COMMIT_WITHIN_SHARE
         with logs.handling(command.request_id):
-            return await self._answer(command, power, deadline)
+            return await self._answer(command, power, deadline, series)
 
-    async def _answer(self, command: m.AnyCommand, power: Power, deadline: float | None) -> bytes:
+    async def _answer(
+        self,
+        command: m.AnyCommand,
+        power: Power,
+        deadline: float | None,
+        series: metrics.CommandSeries,
+    ) -> tuple[Counter, bytes]:
         try:
             reply = await self.execute(command, power, deadline)
         except KeysError as exc:
