@@ -33,7 +33,9 @@ class Bus:
         self.whole: bytes | None = None  # a reply for the whole message instead
         self.is_connected = True
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> SimpleNamespace:
+    async def request(
+        self, subject: str, payload: bytes, timeout: float, headers: object = None
+    ) -> SimpleNamespace:
         assert subject == KEYS_CHECK
         hashes = m.check_decoder.decode(payload).key_hashes
         self.sent.append(hashes)

@@ -32,7 +32,9 @@ class ScriptedBus:
         self.replies = list(replies)
         self.asked = 0
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> Reply:
+    async def request(
+        self, subject: str, payload: bytes, timeout: float, headers: object = None
+    ) -> Reply:
         self.asked += 1
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):

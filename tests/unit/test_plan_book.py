@@ -127,7 +127,9 @@ class FakeConnection:
         self.reply = reply
         self.sent: list[bytes] = []
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> object:
+    async def request(
+        self, subject: str, payload: bytes, timeout: float, headers: object = None
+    ) -> object:
         self.sent.append(payload)
         return type("Msg", (), {"data": m.encoder.encode(self.reply)})()
 

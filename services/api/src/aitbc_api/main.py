@@ -5,11 +5,12 @@ from __future__ import annotations
 import gc
 
 import uvicorn
+from litestar import Litestar
 
 from aitbc_api.app import create_app
 from aitbc_api.pipeline.connections import guarded_protocol
-from aitbc_api.settings import get_settings
-from aitbc_runtime import logs
+from aitbc_api.settings import Settings, get_settings
+from aitbc_runtime import logs, tracing
 
 
 def run() -> None:
@@ -19,6 +20,11 @@ def run() -> None:
     # Modules and the app live as long as the process: kept out of the collector's full
     # collections, which would otherwise walk them all, a pause of tens of ms in the p99.
     gc.freeze()
+    with tracing.configured("aitbc-api"):  # as OTEL_* say; the last spans flushed at the stop
+        _serve(app, settings)
+
+
+def _serve(app: Litestar, settings: Settings) -> None:
     uvicorn.run(
         app,
         host=settings.host,

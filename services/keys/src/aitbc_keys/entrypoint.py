@@ -28,7 +28,7 @@ from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
 from aitbc_keys.service_layer.handlers import handle
 from aitbc_keys.service_layer.unit_of_work import SqlUnitOfWork
-from aitbc_runtime import logs
+from aitbc_runtime import logs, tracing
 
 log = logging.getLogger("aitbc_keys.entrypoint")
 
@@ -70,6 +70,8 @@ class CommandEndpoint:
             log.warning("malformed command: %s", exc)
             metrics.MALFORMED.inc()
             return rejected(m.Code.VALIDATION_ERROR, f"malformed command: {exc}")
+        if tracing.enabled:  # the message's span (aitbc_runtime.broker.Traced)
+            tracing.note("aitbc.command", type(command).__name__)
         series = metrics.BY_COMMAND[type(command)]
         outcome, reply = await self._carried_out(command, power, received, series)
         outcome.inc()

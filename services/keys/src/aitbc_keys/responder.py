@@ -7,6 +7,9 @@ what the index settles inline and gives a check that must ask the database to a 
 `max_lookups` at once, beyond which the subscription waits (the backpressure FastStream's
 `max_workers` gave), so an unknown-hash flood cannot pile up unbounded work. nats-py subscribes
 a plain subscription again by itself after a reconnect.
+
+With tracing on, each check message is a span (`process aitbc.keys.check`), a child of the
+edge's batch whose context the message's headers carry; it ends when the answer is sent.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import logging
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import Span
 
 from aitbc_contracts.subjects import KEYS_CHECK, KEYS_QUEUE
 from aitbc_keys.checks import KeyChecks, StoredCheck
 from aitbc_keys.failures import FAILED, guard
+from aitbc_runtime import tracing
 from aitbc_runtime.bus import answerable
 from aitbc_runtime.process import start_held
 
@@ -42,23 +47,24 @@ class CheckResponder:
     async def _on_check(self, msg: Msg) -> None:
         if not answerable(msg.reply, KEYS_CHECK):
             return
+        span = tracing.serving(KEYS_CHECK, msg.headers) if tracing.enabled else None
         try:
             answer = self._checks.check_indexed(msg.data)
         except Exception:
             log.exception("unhandled error in a key check")
             answer = FAILED
         if isinstance(answer, bytes):
-            await _respond(msg, answer)
+            await _respond(msg, answer, span)
             return
         await self._lookups.acquire()
-        start_held(self._tasks, self._look_up(msg, answer))
+        start_held(self._tasks, self._look_up(msg, answer, span))
 
-    async def _look_up(self, msg: Msg, check: StoredCheck) -> None:
+    async def _look_up(self, msg: Msg, check: StoredCheck, span: Span | None) -> None:
         try:
             answer = await guard(self._checks.check_stored, check)
         finally:
             self._lookups.release()
-        await _respond(msg, answer)
+        await _respond(msg, answer, span)
 
     async def stop(self) -> None:
         """Stop taking checks (another keys process takes them), answer those already taken."""
@@ -70,8 +76,10 @@ class CheckResponder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _respond(msg: Msg, answer: bytes) -> None:
+async def _respond(msg: Msg, answer: bytes, span: Span | None) -> None:
     try:
         await msg.respond(answer)
     except Exception as exc:  # no reply subject, or the connection closed under us
         log.debug("could not answer a key check: %s", exc)
+    if span is not None:
+        span.end()

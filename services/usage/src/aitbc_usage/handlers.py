@@ -12,6 +12,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.messages import Code, Rejected
@@ -31,6 +32,7 @@ from aitbc_contracts.usage import (
     settlements_decoder,
     usage_query_decoder,
 )
+from aitbc_runtime import tracing
 from aitbc_runtime.bus import answerable
 from aitbc_runtime.process import start_held
 from aitbc_usage import store
@@ -232,10 +234,13 @@ class Answering:
             await self.nc.subscribe(usage_decide_subject(partition), cb=self._responder(partition)),
         ]
 
-    async def _answer(self, msg: Msg, reply: bytes | Coroutine[None, None, bytes]) -> None:
+    async def _answer(
+        self, msg: Msg, reply: bytes | Coroutine[None, None, bytes], span: Span | None
+    ) -> None:
         try:
             if not isinstance(reply, bytes):
-                reply = await reply
+                with tracing.within(span):
+                    reply = await reply
         except Exception:
             log.exception("deciding a batch failed")
             reply = _UNAVAILABLE
@@ -243,23 +248,31 @@ class Answering:
             await msg.respond(reply)
         except Exception as exc:  # no reply subject, or the connection is closing
             log.warning("could not answer a decision batch: %s", exc)
+        if span is not None:
+            span.end()
 
     def _responder(self, partition: int) -> Callable[[Msg], Awaitable[None]]:
+        """With tracing on, a batch's span (`process aitbc.usage.decide.<p>`) is a child of
+        the edge's batch span its headers carry; current while it is decided (a plan looked
+        up from the keys service is its child), ended when the answer is sent."""
+
         async def respond(msg: Msg) -> None:
             if not answerable(msg.reply, msg.subject):
                 return
+            span = tracing.serving(msg.subject, msg.headers) if tracing.enabled else None
             if not self.deciding.serves(partition):  # lapsed, or handed over: not ours now
-                await self._answer(msg, _MOVED)
+                await self._answer(msg, _MOVED, span)
                 return
             try:
-                reply = await self.deciding.decide(msg.data, partition)
+                with tracing.within(span):
+                    reply = await self.deciding.decide(msg.data, partition)
             except Exception:
                 log.exception("deciding a batch failed")
                 reply = _UNAVAILABLE
             if isinstance(reply, bytes):
-                await self._answer(msg, reply)
+                await self._answer(msg, reply, span)
                 return
-            start_held(self.later, self._answer(msg, reply))
+            start_held(self.later, self._answer(msg, reply, span))
 
         return respond
 

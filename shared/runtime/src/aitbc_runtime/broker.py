@@ -10,6 +10,7 @@ from faststream import BaseMiddleware
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.nats.security import NatsNKey, NatsSecurity
 
+from aitbc_runtime import tracing
 from aitbc_runtime.bus import answerable, logged_callbacks
 from aitbc_runtime.bus_access import BusAccess
 
@@ -40,6 +41,17 @@ class AnswerableOnly(BaseMiddleware):
         return None
 
 
+class Traced(BaseMiddleware):
+    """With tracing on, each message handled in a span of its own, a child of its sender's
+    (aitbc_runtime.tracing.serving): keys commands, usage queries."""
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        if not tracing.enabled:
+            return await call_next(msg)
+        with tracing.active(tracing.serving(msg.raw_message.subject, msg.headers)):
+            return await call_next(msg)
+
+
 def _security(access: BusAccess) -> NatsSecurity | None:
     """The same credentials and TLS as `access.options()`, in FastStream's terms."""
     context = access.tls_context()
@@ -58,7 +70,7 @@ def service_broker(access: BusAccess, name: str) -> NatsBroker:
         inbox_prefix=access.inbox_prefix,
         name=name,
         decoder=undecoded,
-        middlewares=[AnswerableOnly],
+        middlewares=[AnswerableOnly, Traced],
         max_reconnect_attempts=-1,  # keep serving what is cached; reconnect for ever
         reconnect_time_wait=1,
         **logged_callbacks(name),

@@ -19,6 +19,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 
 from aitbc_contracts import messages as m
+from aitbc_runtime import tracing
 
 Why = Literal["no_responders", "timeout", "unreachable", "unreadable"]
 
@@ -49,7 +50,10 @@ class KeysCommands:
         started = time.monotonic()
         try:
             msg = await self._nc.request(
-                self.subject, m.encoder.encode(command), timeout=self._timeout
+                self.subject,
+                m.encoder.encode(command),
+                timeout=self._timeout,
+                headers=tracing.headers() if tracing.enabled else None,  # the sender's trace
             )
         except NoRespondersError as exc:
             raise CommandFailed(

@@ -1,5 +1,6 @@
-"""How every service process runs: logging set up (aitbc_runtime.logs), uvloop, and a clean
-stop on SIGINT/SIGTERM."""
+"""How every service process runs: logging (aitbc_runtime.logs) and tracing
+(aitbc_runtime.tracing) set up, uvloop, and a clean stop on SIGINT/SIGTERM (the last spans
+flushed after it)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import uvloop
 
-from aitbc_runtime import logs
+from aitbc_runtime import logs, tracing
 
 log = logging.getLogger("aitbc.process")
 
@@ -78,6 +79,8 @@ async def until_stopped(service: AbstractAsyncContextManager[Any], name: str) ->
 def run_service(
     service: Callable[[], AbstractAsyncContextManager[Any]], name: str, log_level: str
 ) -> None:
-    """The body of a service's console script; `name` is also its logs' `service`."""
+    """The body of a service's console script; `name` is also its logs' `service`, and its
+    traces' service name unless OTEL_SERVICE_NAME says otherwise."""
     logs.configure(name, log_level)
-    uvloop.run(until_stopped(service(), name))
+    with tracing.configured(name):
+        uvloop.run(until_stopped(service(), name))

@@ -13,6 +13,7 @@ from aitbc_api.errors import from_rejection, unavailable
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import USAGE_QUERY
 from aitbc_contracts.usage import LastUsed, LastUsedQuery, UsageQuery, UsageSeries
+from aitbc_runtime import tracing
 
 _usage_reply: msgspec.json.Decoder[UsageSeries | LastUsed | m.Rejected] = msgspec.json.Decoder(
     UsageSeries | LastUsed | m.Rejected
@@ -27,7 +28,10 @@ class UsageQueries:
     async def _ask(self, query: UsageQuery | LastUsedQuery) -> UsageSeries | LastUsed:
         try:
             reply = await self._nc.request(
-                USAGE_QUERY, m.encoder.encode(query), timeout=self._timeout
+                USAGE_QUERY,
+                m.encoder.encode(query),
+                timeout=self._timeout,
+                headers=tracing.headers() if tracing.enabled else None,
             )
             answer = _usage_reply.decode(reply.data)
         except (NatsError, TimeoutError, msgspec.DecodeError) as exc:

@@ -24,6 +24,7 @@ from aitbc_contracts.usage import (
     Decision,
     decision_batch_decoder,
 )
+from aitbc_runtime import tracing
 
 log = logging.getLogger("aitbc.api.limits")
 _encode = msgspec.json.Encoder().encode
@@ -71,10 +72,11 @@ class DecisionBatcher:
     async def _send(self, partition: int, items: list[Decide]) -> list[Decision]:
         subject, payload = usage_decide_subject(partition), _encode(DecideBatch(items))
         deadline = time.monotonic() + self.timeout
+        headers = tracing.headers() if tracing.enabled else None  # the batch's span
         while True:
             try:
                 remaining = max(deadline - time.monotonic(), 0.001)
-                reply = await self.nc.request(subject, payload, timeout=remaining)
+                reply = await self.nc.request(subject, payload, timeout=remaining, headers=headers)
                 batch = decision_batch_decoder.decode(reply.data)
             except NoRespondersError:
                 pass  # no holder now: between two, or the last one died

@@ -13,6 +13,7 @@ from aitbc_api.errors import unavailable
 from aitbc_api.pipeline.batching import Batcher
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_runtime import tracing
 
 
 class KeyChecks:
@@ -42,7 +43,10 @@ class KeyChecks:
             raise unavailable("keys")
         payload = m.encoder.encode(m.CheckKeys(key_hashes))
         try:
-            data = (await self._nc.request(KEYS_CHECK, payload, timeout=self._timeout)).data
+            headers = tracing.headers() if tracing.enabled else None  # the batch's span
+            data = (
+                await self._nc.request(KEYS_CHECK, payload, timeout=self._timeout, headers=headers)
+            ).data
         except (NatsError, TimeoutError) as exc:  # no responders, timeout, disconnected
             raise unavailable("keys") from exc
         try:

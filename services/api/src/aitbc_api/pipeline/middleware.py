@@ -1,8 +1,9 @@
 """Outermost ASGI layer: who the client is (the socket's peer, or what trusted proxies say:
 aitbc_api.pipeline.proxies), per-request context, a request id and rate-limit headers on every
-response (and HSTS on HTTPS ones), the access log (without secrets), and the usage event once
-the response is sent. Every line logged while a request is handled carries its id
-(aitbc_runtime.logs.REQUEST_ID)."""
+response (and HSTS on HTTPS ones), the access log (without secrets), the request's server span
+with tracing on (aitbc_api.pipeline.request_spans), and the usage event once the response is
+sent. Every line logged while a request is handled carries its id
+(aitbc_runtime.logs.REQUEST_ID), and its trace id with tracing on."""
 
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ from aitbc_api import metrics
 from aitbc_api.errors import ApiError
 from aitbc_api.ids import new_id
 from aitbc_api.pipeline.proxies import client_address
+from aitbc_api.pipeline.request_spans import RequestSpan, client_link
 from aitbc_api.pipeline.usage_events import Served
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
+from aitbc_runtime import tracing
 from aitbc_runtime.logs import REQUEST_ID
 
 if TYPE_CHECKING:
@@ -118,6 +121,7 @@ class EdgeMiddleware:
         context = RequestContext(request_id, time.perf_counter(), edge)
         scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
         logged_as = REQUEST_ID.set(request_id)
+        span = _span(scope, request_id) if tracing.enabled else None
         status = 0
         secure = self.on_https if scope["scheme"] == "https" else ()
 
@@ -154,6 +158,8 @@ class EdgeMiddleware:
                 )  # fmt: skip
             if _recordable(context):  # no response, or one cut short
                 _record(scope, context, status or 500, latency_ms)
+            if span is not None:  # after the access log, whose line names its trace
+                span.end(scope.get("path_template"), status or 500)  # type: ignore[arg-type]
             REQUEST_ID.reset(logged_as)
 
 
@@ -163,6 +169,10 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _series: dict[tuple[str, str, int], Histogram] = {}
 
 
+def _method(method: str) -> str:
+    return method if method in _METHODS else "other"
+
+
 def _timed(scope: HTTPScope, status: int) -> Histogram:
     """The request-duration series of the request's route template, method and status."""
     method = scope["method"]
@@ -170,9 +180,15 @@ def _timed(scope: HTTPScope, status: int) -> Histogram:
     key = (route, method, status)
     series = _series.get(key)
     if series is None:
-        label = method if method in _METHODS else "other"
-        series = _series[key] = metrics.REQUESTS.labels(route, label, str(status or 500))
+        series = _series[key] = metrics.REQUESTS.labels(route, _method(method), str(status or 500))
     return series
+
+
+def _span(scope: HTTPScope, request_id: str) -> RequestSpan:
+    """The request's server span (tracing on), current until the middleware ends it."""
+    return RequestSpan(
+        _method(scope["method"]), scope["scheme"], request_id, client_link(scope["headers"])
+    )
 
 
 def _body_deadline(receive: Receive, seconds: float) -> Receive:

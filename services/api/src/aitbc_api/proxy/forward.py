@@ -34,16 +34,19 @@ from aitbc_contracts.identity import (
     UpstreamIdentity,
 )
 from aitbc_contracts.messages import Code
+from aitbc_runtime import tracing
 from aitbc_runtime.bus_access import read_secret_file
 
 log = logging.getLogger("aitbc.api")
 
-# Never forwarded: hop-by-hop headers, the key, and identity headers a client might forge.
+# Never forwarded: hop-by-hop headers, the key, identity headers a client might forge, and the
+# client's trace context (with tracing on, the edge sends its own: pipeline/request_spans.py).
 _DROP_REQUEST = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
         "trailer", "transfer-encoding", "upgrade", "host", API_KEY_HEADER,
         ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER,
+        "traceparent", "tracestate",
     }
 )  # fmt: skip
 _METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -88,6 +91,8 @@ async def forward(request: Req) -> Relay:
     full_path = forwarded_path(scope.get("raw_path") or scope["path"].encode())
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
     headers.append((REQUEST_ID_HEADER, context.request_id))
+    if tracing.enabled:  # the request's span: the Coordinator's spans are its children
+        headers += tracing.headers().items()
     if scope["path"] in settings.public_routes:
         upstream = await _send(request, edge, full_path, headers)
     else:
