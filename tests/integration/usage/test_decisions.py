@@ -19,6 +19,7 @@ from aitbc_contracts.subjects import (
 )
 from aitbc_contracts.usage import Decide, DecideBatch, Decision
 from tests.integration.usage.conftest import System, within_one_minute
+from tests.scrape import registered
 
 
 async def test_concurrent_decisions_share_round_trips_and_are_exact(system: System) -> None:
@@ -52,30 +53,18 @@ async def test_concurrent_decisions_share_round_trips_and_are_exact(system: Syst
 
 async def test_a_lone_decision_goes_out_at_once(system: System) -> None:
     account = await system.create_account()
-    sizes: list[int] = []
-
-    async def count(msg: Msg) -> None:
-        sizes.append(len(msgspec.json.decode(msg.data)["items"]))
-
+    batches = "aitbc_bus_batch_size_count", "aitbc_bus_batch_size_sum"
     async with system.usage():
         batcher = DecisionBatcher(system.edge, timeout=5)
         await batcher.decide(Decide(account, "k1"))  # warm: the plan is looked up once
-        monitor = await system.operator.subscribe(
-            usage_decide_subject(partition_of(account)), cb=count
-        )
-        await system.operator.flush()
+        before = [registered(name, batch="decisions") for name in batches]
         # Alone, it is not held back for company: a batcher that waited for a batch to fill
         # would run into this bound (wide: speed is the benchmarks' to measure).
         async with asyncio.timeout(2):
             decision = await batcher.decide(Decide(account, "k1"))
-        # The monitor's copy may be dispatched after the reply, later still on a loaded
-        # machine: its delivery is not what this test bounds.
-        async with asyncio.timeout(10):
-            while not sizes:
-                await asyncio.sleep(0.01)
+        after = [registered(name, batch="decisions") for name in batches]
         assert decision.admitted and decision.remaining == 58
-        assert sizes == [1]
-    await monitor.unsubscribe()
+        assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]  # one batch of one
 
 
 async def test_requests_go_to_the_partition_that_owns_the_account(system: System) -> None:
