@@ -1,4 +1,4 @@
-"""Bus handlers: decide batches for owned partitions, and answer usage queries."""
+"""Bus handlers: decide batches for owned partitions (usage queries: aitbc_usage.queries)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import Span
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.ratelimit import MinuteWindow
@@ -24,18 +23,13 @@ from aitbc_contracts.usage import (
     Decide,
     Decision,
     DecisionBatch,
-    LastUsed,
-    LastUsedQuery,
     Settle,
-    UsageSeries,
     decide_batch_decoder,
     settlements_decoder,
-    usage_query_decoder,
 )
 from aitbc_runtime import tracing
 from aitbc_runtime.bus import answerable
 from aitbc_runtime.process import start_held
-from aitbc_usage import store
 from aitbc_usage.metrics import count_decisions
 from aitbc_usage.plans import PlanBook
 
@@ -293,27 +287,3 @@ async def answer_decisions(
     """Answers the partitions for good (no leases): for tests of deciding alone."""
     answering = Answering(nc, deciding)
     return [s for partition in partitions for s in await answering.subscribe(partition)]
-
-
-class Querying:
-    """Per-minute series and last use, read from the aggregates."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def query(self, data: bytes) -> bytes:
-        try:
-            query = usage_query_decoder.decode(data)
-        except msgspec.MsgspecError as exc:
-            log.warning("refused a malformed usage query: %s", exc)
-            return encode(Rejected(Code.VALIDATION_ERROR, f"malformed usage query: {exc}"))
-        try:
-            if isinstance(query, LastUsedQuery):
-                return encode(LastUsed(await store.last_used(self.engine, query.account_id)))
-            minutes = await store.series(
-                self.engine, query.account_id, query.start, query.end, query.key_id
-            )
-            return encode(UsageSeries(query.account_id, query.key_id, minutes))
-        except Exception:
-            log.exception("usage query failed")
-            return encode(Rejected(Code.SERVICE_UNAVAILABLE, "usage query failed; try again"))

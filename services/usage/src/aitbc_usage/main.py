@@ -37,9 +37,10 @@ from aitbc_runtime.process import run_service
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import metrics, store
 from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
-from aitbc_usage.handlers import Deciding, Querying
+from aitbc_usage.handlers import Deciding
 from aitbc_usage.partitions import Partitions
 from aitbc_usage.plans import PlanBook, keys_lookup
+from aitbc_usage.queries import Querying
 from aitbc_usage.settings import Settings, get_settings
 from aitbc_usage.snapshots import Snapshotter, counters
 
