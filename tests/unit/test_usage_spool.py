@@ -10,6 +10,7 @@ import pytest
 from aitbc_api.pipeline import usage_spool
 from aitbc_api.pipeline.usage_events import Served, UsagePublisher
 from aitbc_api.pipeline.usage_spool import Formed, Spool
+from aitbc_contracts.keyformat import generate_key
 
 
 def served(n: int) -> Served:
@@ -87,3 +88,14 @@ def test_a_clean_stop_with_everything_stored_leaves_nothing(tmp_path: Path) -> N
     publisher.spool.served(served(1))
     publisher.spool.close()
     assert list(tmp_path.glob("*.spool")) == []  # nothing buffered, nothing unsent
+
+
+def test_the_spool_holds_the_route_name_never_the_clients_path(tmp_path: Path) -> None:
+    key = generate_key()
+    publisher = UsagePublisher(None, capacity=10, spool=tmp_path)  # type: ignore[arg-type]
+    pasted = Served("r1", "acc_1", "key_1", "GET", "/v1/{path:path}", f"/v1/jobs/{key}", 404,
+                    1.0, "admitted", 0.0)  # fmt: skip
+    publisher.emit(pasted)
+    journal = b"".join(p.read_bytes() for p in tmp_path.glob("*.spool"))
+    assert key.encode() not in journal and b"/v1/jobs/{id}" in journal
+    assert publisher._form()[0].payload.count(b'"route":"/v1/jobs/{id}"') == 1

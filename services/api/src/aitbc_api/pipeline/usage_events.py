@@ -138,6 +138,9 @@ class UsagePublisher:
             log.error("usage buffer full (%d): event dropped", self.capacity)
             return
         if self.spool is not None:
+            # On disk goes the route's name, never the client's path (which may hold anything,
+            # a key pasted into it included): the event is made from the name alone.
+            served.template, served.path = self.templates.of(served.template, served.path), ""
             self.spool.served(served)
         if not self.buffer:  # the publisher waits for an event only with none buffered
             self._wake.set()
