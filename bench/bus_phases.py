@@ -57,7 +57,7 @@ async def _alternate(b: Bench, runs: dict[str, Any], rounds: int) -> dict[str, l
 
 async def auth_checks(b: Bench, nc: nats.NATS) -> None:
     """CheckKeys of 1, 10 and 100 hashes: the edge sends its cache misses in batches as
-    large as the burst that missed (aitbc_api.pipeline.batching), so each size is a load it
+    large as the burst that missed (aitbc_gate.batching), so each size is a load it
     makes."""
     assert b.seeded is not None
     c = b.config

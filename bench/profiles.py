@@ -34,11 +34,11 @@ LAYERS = [
 # Inclusive: a sample counts for each of these whose frame is anywhere on its stack
 # ("A>B": a frame matching B somewhere inside a frame matching A).
 AREAS = [
-    ("the whole request, inside EdgeMiddleware", "EdgeMiddleware.handle"),
-    ("  access log line (logging)", "EdgeMiddleware.handle>logging/__init__.py"),
-    ("  usage event built and queued (_record)", "_record (aitbc_api/pipeline/middleware.py"),
+    ("the whole request, inside the request layer", "RequestLayer.handle"),
+    ("  access log line (logging)", "RequestLayer.handle>logging/__init__.py"),
+    ("  usage event built and queued (_record)", "_record (aitbc_gate/requests.py"),
     ("forward (whole handler: gate + upstream request)", "forward (aitbc_api/proxy/forward.py"),
-    ("  gate: admit (auth + rate limit + headers)", "admit (aitbc_api/pipeline/gate.py"),
+    ("  gate: admission (auth + rate limit + headers)", "aitbc_gate/admission.py"),
     ("    auth: Authenticator.authenticate", "Authenticator.authenticate"),
     ("    rate limit: RateLimiter.check", "RateLimiter.check"),
     ("  upstream: request sent, response head read", "ClientSession._request"),

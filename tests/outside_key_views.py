@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from aitbc_api.pipeline.auth_cache import AuthCache
-from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
 from aitbc_cli.history import key_at
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AccountCreated, AnyEvent
 from aitbc_contracts.keys import secret_valid
+from aitbc_gate.auth_cache import AuthCache
+from aitbc_gate.cache_invalidation import CacheInvalidation
 from aitbc_usage.plans import PlanBook
 from tests.key_histories import T0
 from tests.key_views import (

@@ -46,7 +46,7 @@ def auth_checks_section(a: dict[str, Any]) -> list[str]:
         f"CheckKeys requests on `aitbc.keys.check` for {a['distinct_keys']:,} distinct keys "
         f"(no run repeats a key), {a['concurrency']} requests in flight, alternating with "
         "the bare responder. The edge batches its cache misses adaptively "
-        "(aitbc_api.pipeline.batching): a lone miss leaves at once in a batch of 1, and the misses "
+        "(aitbc_gate.batching): a lone miss leaves at once in a batch of 1, and the misses "
         "of a burst, or those that arrive while batches are out, share one message; so "
         "each size below is a load an edge makes. The target row uses batches of "
         f"{a.get('headline_batch', 1)}.",

@@ -13,7 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from aitbc_api.dashboard.sessions import TOUCH_EVERY, SessionStore, session_bucket
-from aitbc_api.errors import ApiError
+from aitbc_gate.errors import ApiError
 from aitbc_infra.nats_server import NatsServer
 
 

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from aitbc_api.errors import ApiError
-from aitbc_api.pipeline.auth import AuthCache, Authenticator
-from aitbc_api.pipeline.key_checks import KeyChecks
-from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, key_digest
 from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_gate.auth import AuthCache, Authenticator
+from aitbc_gate.errors import ApiError
+from aitbc_gate.key_checks import KeyChecks
+from aitbc_gate.throttle import FailureThrottle
 from tests.unit.waiting import until
 
 

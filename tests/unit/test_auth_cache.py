@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from aitbc_api.pipeline.auth_cache import AuthCache
-from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
 from aitbc_api.proxy.forward import _query_without_key
 from aitbc_contracts.events import KeyRevoked, PlanChanged, encode_event
 from aitbc_contracts.messages import KeyFacts
 from aitbc_contracts.subjects import POSITION_HEADER
+from aitbc_gate.auth_cache import AuthCache
+from aitbc_gate.cache_invalidation import CacheInvalidation
 from aitbc_runtime.key_events import KeyEventReader
 from tests.key_messages import Chained
 
@@ -127,7 +127,7 @@ def test_a_clear_or_forgotten_evictions_refuse_older_answers() -> None:
 
 
 def test_failure_throttle_counts_per_address_per_minute() -> None:
-    from aitbc_api.pipeline.throttle import FailureThrottle
+    from aitbc_gate.throttle import FailureThrottle
 
     throttle = FailureThrottle(budget=3, max_addresses=2)
     t0 = 1_800_000_000.0

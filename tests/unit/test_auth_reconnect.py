@@ -9,11 +9,11 @@ import asyncio
 import msgspec
 import pytest
 
-from aitbc_api.errors import ApiError, unavailable
-from aitbc_api.pipeline.auth import AuthCache, Authenticator
-from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_contracts.keyformat import generate_key, key_digest
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
+from aitbc_gate.auth import AuthCache, Authenticator
+from aitbc_gate.errors import ApiError, unavailable
+from aitbc_gate.throttle import FailureThrottle
 
 KEY = generate_key()
 FACTS = KeyFacts(key_id="key_1", account_id="acc_1", kind="standard", plan="free", revoked=False)

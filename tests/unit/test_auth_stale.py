@@ -9,12 +9,12 @@ import asyncio
 
 import pytest
 
-from aitbc_api.errors import ApiError
-from aitbc_api.pipeline.auth import AuthCache, Authenticator
-from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
-from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.settings import Settings
 from aitbc_contracts.messages import Code
+from aitbc_gate.auth import AuthCache, Authenticator
+from aitbc_gate.cache_invalidation import CacheInvalidation
+from aitbc_gate.errors import ApiError
+from aitbc_gate.throttle import FailureThrottle
 from tests.unit.keys_domain_events import revoked
 from tests.unit.test_auth_reconnect import FACTS, KEY, Keys
 

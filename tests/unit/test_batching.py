@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from aitbc_api.pipeline.batching import Batcher
+from aitbc_gate.batching import Batcher
 from tests.unit.waiting import until
 
 

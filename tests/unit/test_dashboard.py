@@ -12,8 +12,8 @@ from aitbc_api.dashboard.error_pages import error_pages
 from aitbc_api.dashboard.messages import SIGN_IN, explain
 from aitbc_api.dashboard.sessions import Session, expired
 from aitbc_api.dashboard.web import OWNER_OF_REQUEST, Cookies, render_with
-from aitbc_api.errors import ApiError
 from aitbc_contracts.usage import MinuteUsage
+from aitbc_gate.errors import ApiError
 
 
 def test_a_session_ends_when_idle_or_at_its_lifetime() -> None:

@@ -9,17 +9,15 @@ function refuses to run, so a request that would reach it fails.
 from __future__ import annotations
 
 import http.cookies
-from types import SimpleNamespace
 
 import litestar._parsers
 import pytest
 from litestar.testing import TestClient
 
-from aitbc_api.app import create_app
 from aitbc_api.dashboard.cookies import parse_cookies
 from aitbc_api.dashboard.sessions import SessionStore
-from aitbc_api.pipeline.edge import Load
 from aitbc_api.settings import Settings
+from tests.unit.edge_apps import without_bus
 
 BACKSLASHES = '"' + "\\" * 4000 + '"'  # a quoted value: the slow path's input
 
@@ -42,8 +40,7 @@ def never(*_: object) -> str:
 def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:  # type: ignore[type-arg]
     monkeypatch.setattr(http.cookies, "_unquote", never)
     monkeypatch.setattr(litestar._parsers, "unquote_cookie", never)
-    app = create_app(Settings(max_cookie_bytes=8192))
-    app.state.edge = SimpleNamespace(load=Load())  # what the middleware counts
+    app = without_bus(Settings(max_cookie_bytes=8192))
     app.state["dashboard_sessions"] = Sessions()
     return TestClient(app)  # not entered: no lifespan, so no NATS
 

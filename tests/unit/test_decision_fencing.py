@@ -10,10 +10,10 @@ import msgspec
 import pytest
 from nats.errors import NoRespondersError
 
-from aitbc_api.pipeline.decisions import DecisionBatcher, UsageUnavailable
 from aitbc_contracts.messages import Rejected
 from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import PARTITION_MOVED, Decide, Decision, DecisionBatch
+from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
 
 
 @dataclass

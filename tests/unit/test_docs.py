@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -83,12 +82,10 @@ def test_the_docs_page_needs_no_network_and_its_assets_are_served() -> None:
     """/schema names no other host: its script, style and icon come from the edge itself."""
     from litestar.testing import TestClient
 
-    from aitbc_api.app import create_app
-    from aitbc_api.pipeline.edge import Load
     from aitbc_api.settings import Settings
+    from tests.unit.edge_apps import without_bus
 
-    app = create_app(Settings())
-    app.state.edge = SimpleNamespace(load=Load())  # what the middleware counts
+    app = without_bus(Settings())
     client = TestClient(app)  # not entered: no lifespan, so no NATS
     page = client.get("/schema")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -1,5 +1,5 @@
 """Failing open, an edge admits its share of each limit: the limit over the edges alive, as the
-edges' presence on the bus counts them (aitbc_api.pipeline.presence)."""
+edges' presence on the bus counts them (aitbc_gate.presence)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import msgspec
 
-from aitbc_api.pipeline.decisions import DecisionBatcher, UsageUnavailable
-from aitbc_api.pipeline.limits import RateLimiter, share
-from aitbc_api.pipeline.presence import Presence
 from aitbc_contracts.presence import ALIVE_FOR, ALIVE_FOR_MAX, EdgePresence
 from aitbc_contracts.subjects import edge_presence_subject
 from aitbc_contracts.usage import Decide, Decision
+from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
+from aitbc_gate.limits import RateLimiter, share
+from aitbc_gate.presence import Presence
 from tests.unit.lease_window import T0
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aitbc_api.errors import ApiError
 from aitbc_api.proxy.paths import forwarded_path
+from aitbc_gate.errors import ApiError
 
 
 @pytest.mark.parametrize(

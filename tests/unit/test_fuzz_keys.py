@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MultiDict
 
-from aitbc_api.errors import ApiError
-from aitbc_api.pipeline.auth import AuthCache, Authenticator, presented_key
-from aitbc_api.pipeline.throttle import FailureThrottle
 from aitbc_api.proxy.forward import _query_without_key
 from aitbc_contracts.keyformat import ALPHABET, KEY_LENGTH, PREFIX, generate_key, is_well_formed
 from aitbc_contracts.messages import Code, Rejected
+from aitbc_gate.auth import AuthCache, Authenticator, presented_key
+from aitbc_gate.errors import ApiError
+from aitbc_gate.throttle import FailureThrottle
 
 fuzz = settings(max_examples=200, derandomize=True, deadline=None, database=None)
 
@@ -93,7 +93,7 @@ def test_key_extraction_never_crashes(headers: list[tuple[bytes, bytes]], query:
     presented = [v.decode("latin-1") for n, v in headers if n == b"x-api-key"] + in_query
     distinct = {key for key in presented if key}
     try:
-        key = presented_key(conn)
+        key = presented_key(conn.scope)
     except ApiError as refused:
         assert (refused.status, refused.code) == (400, Code.CONFLICTING_API_KEYS)
         assert len(distinct) > 1
@@ -102,7 +102,7 @@ def test_key_extraction_never_crashes(headers: list[tuple[bytes, bytes]], query:
         assert key is None or isinstance(key, str)
         assert key == (distinct.pop() if distinct else key)
     try:
-        presented_key(connection(headers, query), query_allowed=False)
+        presented_key(connection(headers, query).scope, query_allowed=False)
     except ApiError as refused:
         assert refused.status == 400
         assert refused.code == (

@@ -3,9 +3,9 @@ an account whose last exact decision, in the current window, left a clear margin
 
 from __future__ import annotations
 
-from aitbc_api.pipeline.decisions import DecisionBatcher
-from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts.usage import Decide, Decision
+from aitbc_gate.decisions import DecisionBatcher
+from aitbc_gate.limits import RateLimiter
 
 
 class Answers:

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import KeyManager, OwnerServices, send
-from aitbc_api.pipeline.auth import Principal
 from aitbc_contracts import messages as m
+from aitbc_gate.auth import Principal
+from aitbc_gate.errors import ApiError
 from aitbc_runtime.commands import CommandFailed
 
 KEY_ID = "key_0123456789abcdef"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from aitbc_api.pipeline.leases import GROWTH, LeaseBook
 from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import LEASE_SECONDS, Decision, Settle
+from aitbc_gate.leases import GROWTH, LeaseBook
 from tests.unit.lease_window import LIMIT, RESET, T0
 
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import msgspec
 
-from aitbc_api.pipeline.decisions import DecisionBatcher
-from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_settle_subject
 from aitbc_contracts.usage import Decide, Decision, Settle, Settlements
+from aitbc_gate.decisions import DecisionBatcher
+from aitbc_gate.limits import RateLimiter
 from tests.unit.lease_window import RESET, T0
 
 

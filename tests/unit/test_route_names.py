@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import string
 
-from aitbc_api.pipeline.usage_events import RouteTemplates
+from aitbc_gate.usage_events import RouteTemplates
 
 FORWARDED = "/v1/{path:path}"  # the forwarder's catch-all: it says nothing of the route
 WORDS = ("health", "jobs", "results")

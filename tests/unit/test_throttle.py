@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from aitbc_api.errors import ApiError
-from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_contracts.messages import Code
+from aitbc_gate.errors import ApiError
+from aitbc_gate.throttle import AttemptBudget
 
 HOUR = 3600.0
 T0 = 1_000_000 * HOUR  # the start of an hour (and of a minute)

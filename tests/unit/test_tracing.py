@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import pytest
 from litestar.testing import TestClient
@@ -13,12 +12,11 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
-from aitbc_api.app import create_app
-from aitbc_api.pipeline.batching import Batcher
-from aitbc_api.pipeline.edge import Load
 from aitbc_api.settings import Settings
+from aitbc_gate.batching import Batcher
 from aitbc_runtime import tracing
 from tests.traces import Recorded, is_child, recording, traceparent
+from tests.unit.edge_apps import without_bus
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE}-b7ad6b7169203331-01"
@@ -78,8 +76,7 @@ def test_unconfigured_tracing_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def edge_without_bus() -> TestClient:  # type: ignore[type-arg]
-    app = create_app(Settings())
-    app.state.edge = SimpleNamespace(load=Load())  # what the middleware counts
+    app = without_bus(Settings())
     return TestClient(app)  # not entered: no lifespan, so no NATS
 
 

@@ -3,16 +3,14 @@ proxies say (the rightmost hop that is not a trusted proxy)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 
-from aitbc_api.app import create_app
-from aitbc_api.pipeline.edge import Load
-from aitbc_api.pipeline.proxies import TrustedProxies
 from aitbc_api.settings import Settings
+from aitbc_gate.proxies import TrustedProxies
+from tests.unit.edge_apps import without_bus
 
 
 def resolved(
@@ -106,8 +104,7 @@ def test_a_bad_network_is_refused_at_startup() -> None:
 
 
 def hsts(settings: Settings, base_url: str, **headers: str) -> str | None:
-    app = create_app(settings)
-    app.state.edge = SimpleNamespace(load=Load())  # what the middleware counts
+    app = without_bus(settings)
     client = TestClient(app, base_url=base_url)  # not entered: no lifespan, so no NATS
     answer = client.get("/schema/openapi.json", headers=headers)
     assert answer.status_code == 200

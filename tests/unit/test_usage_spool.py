@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aitbc_api.pipeline import usage_spool
-from aitbc_api.pipeline.usage_events import Served, UsagePublisher
-from aitbc_api.pipeline.usage_spool import Formed, Spool
 from aitbc_contracts.keyformat import generate_key
+from aitbc_gate import usage_spool
+from aitbc_gate.usage_events import Served, UsagePublisher
+from aitbc_gate.usage_spool import Formed, Spool
 
 
 def served(n: int) -> Served:

@@ -9,13 +9,6 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from aitbc_api import metrics
-from aitbc_api.pipeline.usage_events import (
-    MAX_BATCH_BYTES,
-    RouteTemplates,
-    Served,
-    UsagePublisher,
-)
 from aitbc_contracts.subjects import (
     USAGE_EVENTS_SUBJECTS,
     partition_of,
@@ -24,6 +17,13 @@ from aitbc_contracts.subjects import (
     usage_partition_subjects,
 )
 from aitbc_contracts.usage import UsageBatch, UsageEvent, usage_events_of
+from aitbc_gate import metrics
+from aitbc_gate.usage_events import (
+    MAX_BATCH_BYTES,
+    RouteTemplates,
+    Served,
+    UsagePublisher,
+)
 
 # A single event exactly as edges before batches published it: it must stay readable.
 SINGLE = {

@@ -12,12 +12,12 @@ import pytest
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import send
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
 from aitbc_contracts.powers import Power
 from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
+from aitbc_gate.errors import ApiError
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.db import create_engine, write_transaction

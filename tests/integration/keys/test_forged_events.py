@@ -19,8 +19,6 @@ import pytest
 from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_api.pipeline.auth_cache import AuthCache
-from aitbc_api.pipeline.cache_invalidation import CacheInvalidation
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent, PlanChanged
@@ -31,6 +29,8 @@ from aitbc_contracts.subjects import (
     POSITION_HEADER,
     key_event_subject,
 )
+from aitbc_gate.auth_cache import AuthCache
+from aitbc_gate.cache_invalidation import CacheInvalidation
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.main import Service, running_service

@@ -77,7 +77,7 @@ async def test_malformed_payloads_are_rejected_and_the_service_keeps_working(
 
 
 async def test_the_edge_client_sends_a_burst_of_checks_as_few_messages(caller: Caller) -> None:
-    from aitbc_api.pipeline.key_checks import KeyChecks  # the edge's, against the real service
+    from aitbc_gate.key_checks import KeyChecks  # the edge's, against the real service
 
     accounts = [await new_account(caller) for _ in range(30)]
     seen: list[int] = []

@@ -11,8 +11,6 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from aitbc_api import metrics
-from aitbc_api.pipeline.usage_events import Served, UsagePublisher
 from aitbc_contracts.subjects import (
     MSG_ID_HEADER,
     partition_of,
@@ -20,6 +18,8 @@ from aitbc_contracts.subjects import (
     usage_event_subject,
 )
 from aitbc_contracts.usage import UsageBatch, UsageEvent, usage_events_of
+from aitbc_gate import metrics
+from aitbc_gate.usage_events import Served, UsagePublisher
 from aitbc_usage import store
 from aitbc_usage.aggregator import ensure_usage_stream
 from tests.integration.usage.conftest import System

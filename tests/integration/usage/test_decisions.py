@@ -8,7 +8,6 @@ import msgspec
 import pytest
 from nats.aio.msg import Msg
 
-from aitbc_api.pipeline.decisions import DecisionBatcher, UsageUnavailable
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import (
     KEYS_OPERATOR_COMMANDS,
@@ -18,6 +17,7 @@ from aitbc_contracts.subjects import (
     usage_decide_subject,
 )
 from aitbc_contracts.usage import Decide, DecideBatch, Decision
+from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
 from tests.integration.usage.conftest import System, within_one_minute
 from tests.scrape import registered
 

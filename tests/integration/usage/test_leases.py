@@ -11,11 +11,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 from nats.aio.msg import Msg
 
-from aitbc_api.pipeline.decisions import DecisionBatcher
-from aitbc_api.pipeline.limits import RateLimiter
 from aitbc_contracts import ratelimit
 from aitbc_contracts.subjects import USAGE_DECIDE_PREFIX, USAGE_SETTLE_PREFIX, partition_of
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, LEASE_SECONDS
+from aitbc_gate.decisions import DecisionBatcher
+from aitbc_gate.limits import RateLimiter
 from tests.integration.usage.conftest import System, within_one_minute
 
 LIMIT = 1000  # the smallest limit that is lent

@@ -9,9 +9,9 @@ import asyncio
 import msgspec
 from nats.aio.msg import Msg
 
-from aitbc_api.pipeline.decisions import DecisionBatcher
 from aitbc_contracts.subjects import partition_of, usage_decide_subject
 from aitbc_contracts.usage import Decide, Decision, DecisionBatch
+from aitbc_gate.decisions import DecisionBatcher
 from aitbc_runtime.lease_view import rendezvous
 from aitbc_usage.main import Service
 from aitbc_usage.partitions import share

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nats
 
-from aitbc_api.pipeline.usage_events import UsagePublisher
+from aitbc_gate.usage_events import UsagePublisher
 from aitbc_runtime.process import cancel_and_wait
 from tests.integration.usage.conftest import System
 from tests.integration.usage.test_aggregates import served, totals, wait_requests

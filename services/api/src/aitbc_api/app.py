@@ -1,8 +1,8 @@
-"""create_app(): the Litestar edge, assembled from its contexts: the request pipeline
-(aitbc_api.pipeline), the owners' routes (aitbc_api.owners), forwarding (aitbc_api.proxy), the
-dashboard (aitbc_api.dashboard, a plugin) and the documentation (aitbc_api.apidocs). Its
-lifespan (aitbc_api.lifespan) connects NATS and starts the running parts, and the operators'
-listener (/metrics) on a port of its own."""
+"""create_app(): the Litestar edge, assembled from its contexts: the request pipeline (the gate,
+aitbc_gate, behind the HTTP connections' limits: aitbc_api.connections), the owners' routes
+(aitbc_api.owners), forwarding (aitbc_api.proxy), the dashboard (aitbc_api.dashboard, a
+plugin) and the documentation (aitbc_api.apidocs). Its lifespan (aitbc_api.lifespan) connects
+NATS and starts the running parts, and the operators' listener (/metrics) on a port of its own."""
 
 from __future__ import annotations
 
@@ -19,23 +19,27 @@ from aitbc_api.owners.accounts import sign_up
 from aitbc_api.owners.api_keys import ApiKeysController
 from aitbc_api.owners.dependencies import owner_dependencies
 from aitbc_api.owners.usage import usage
-from aitbc_api.pipeline.middleware import EdgeMiddleware
-from aitbc_api.pipeline.proxies import TrustedProxies
 from aitbc_api.proxy.forward import forward
 from aitbc_api.settings import Settings, get_settings
+from aitbc_gate.core import GateSlot
+from aitbc_gate.proxies import TrustedProxies
+from aitbc_gate.requests import RequestLayer
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, slot: GateSlot | None = None) -> Litestar:
+    """`slot`: where the request layer finds the gate; the lifespan starts one there."""
     settings = settings or get_settings()
+    slot = slot or GateSlot()
     app = Litestar(
         route_handlers=[sign_up, AccountController, ApiKeysController, usage, forward],
         dependencies=owner_dependencies(),
-        lifespan=[edge_lifespan(settings)],
+        lifespan=[edge_lifespan(settings, slot)],
         plugins=[Dashboard(settings)],
         exception_handlers=exception_handlers,
         middleware=[
             DefineMiddleware(
-                EdgeMiddleware,
+                RequestLayer,
+                slot=slot,
                 require_https=settings.require_https,
                 body_timeout=settings.body_timeout,
                 proxies=TrustedProxies.of(settings.trusted_proxies, settings.trusted_proxy_headers),

@@ -1,4 +1,5 @@
-"""Every failure becomes `{"error": {"code", "message"}}`, mapped in this one place."""
+"""Every failure of the edge's routes becomes `{"error": {"code", "message"}}`, mapped in this one
+place: the gate's ApiError (aitbc_gate.errors) and the framework's own exceptions."""
 
 from __future__ import annotations
 
@@ -13,36 +14,11 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from aitbc_api.types import Req
-from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail, Rejected
+from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
+from aitbc_gate.errors import ApiError
 
 log = logging.getLogger("aitbc.api")
 
-
-class ApiError(Exception):
-    """An answer to the client that is not a success; `headers` go on the response."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
-# Status of each code the keys service can reject with.
-_REJECTION_STATUS = {
-    Code.INVALID_API_KEY: 401,
-    Code.API_KEY_REVOKED: 401,
-    Code.API_KEY_EXPIRED: 401,
-    Code.FORBIDDEN: 403,
-    Code.NOT_FOUND: 404,
-    Code.CONFLICT: 409,
-    Code.VALIDATION_ERROR: 400,
-    Code.SERVICE_UNAVAILABLE: 503,
-    Code.TOO_MANY_KEYS: 409,
-}
 
 # Default code for framework errors that carry only a status.
 _STATUS_CODE = {
@@ -56,17 +32,6 @@ _STATUS_CODE = {
     429: Code.RATE_LIMIT_EXCEEDED,
     503: Code.SERVICE_UNAVAILABLE,
 }
-
-
-def unavailable(service: str) -> ApiError:
-    """A service the answer needs did not answer (or not readably): 503."""
-    return ApiError(
-        503, Code.SERVICE_UNAVAILABLE, f"The {service} service is unavailable; try again shortly"
-    )
-
-
-def from_rejection(rejected: Rejected) -> ApiError:
-    return ApiError(_REJECTION_STATUS.get(rejected.code, 500), rejected.code, rejected.message)
 
 
 def error_response(

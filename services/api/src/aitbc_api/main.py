@@ -8,7 +8,7 @@ import uvicorn
 from litestar import Litestar
 
 from aitbc_api.app import create_app
-from aitbc_api.pipeline.connections import guarded_protocol
+from aitbc_api.connections import guarded_protocol
 from aitbc_api.settings import Settings, get_settings
 from aitbc_runtime import logs, tracing
 
@@ -37,7 +37,7 @@ def _serve(app: Litestar, settings: Settings) -> None:
         access_log=False,  # uvicorn's would print query strings, which may carry a key
         # Off: uvicorn would believe X-Forwarded-* from 127.0.0.1 (or FORWARDED_ALLOW_IPS),
         # so any local process could name any client. TRUSTED_PROXIES decides, in the edge
-        # middleware (aitbc_api.pipeline.proxies).
+        # middleware (aitbc_gate.proxies).
         proxy_headers=False,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's lines in this process's format (aitbc_runtime.logs)

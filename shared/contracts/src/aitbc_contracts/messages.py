@@ -50,6 +50,7 @@ class Code:
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # the client sent its headers or body too slowly
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # request line and headers over the limit (431)
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    HTTPS_REQUIRED = "HTTPS_REQUIRED"  # plain HTTP to a service that answers over HTTPS only
     # Hostile clients at the edge (sign-up and sign-in budgets):
     TOO_MANY_SIGNUPS = "TOO_MANY_SIGNUPS"  # over an address's or the edge's sign-up budget
     TOO_MANY_SIGN_INS = "TOO_MANY_SIGN_INS"  # over a budget of dashboard sign-in attempts

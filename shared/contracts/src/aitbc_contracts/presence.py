@@ -1,6 +1,6 @@
 """Edges' presence on the bus: each edge says it is alive every PRESENCE_EVERY seconds, so that
 every edge knows how many share an account's limit when the usage service cannot be asked
-(the edge's fail-open limiter admits its share: aitbc_api.pipeline.presence).
+(the edge's fail-open limiter admits its share: aitbc_gate.presence).
 
 An `EdgePresence` on `aitbc.edges.presence.<edge id>` counts its edge alive for `alive_for`
 seconds (at most ALIVE_FOR_MAX, whatever it says); a stopping edge says 0, and is counted out

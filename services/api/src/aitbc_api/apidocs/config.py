@@ -8,7 +8,7 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from aitbc_api.apidocs.headers import header_components
 from aitbc_api.apidocs.page import DOCS_PATH, LocalSwaggerUI
-from aitbc_api.pipeline.auth import API_KEY_QUERY
+from aitbc_gate.auth import API_KEY_QUERY
 
 DESCRIPTION = """\
 API keys, per-plan rate limits and usage in front of the Coordinator.

@@ -1,5 +1,5 @@
 """The response headers the OpenAPI document declares: those the gate sets on every request it
-counts (aitbc_api.pipeline.rate_limit_headers) and the 429's Retry-After.
+counts (aitbc_gate.rate_limit_headers) and the 429's Retry-After.
 
 Litestar documents a route's own headers on its success response only, and none on the error
 responses it is given (`ResponseSpec`); so each is defined once in the document's components

@@ -26,10 +26,10 @@ from aitbc_api.dashboard.public import PublicPages
 from aitbc_api.dashboard.sessions import SessionStore, session_bucket
 from aitbc_api.dashboard.web import BASE, Cookies
 from aitbc_api.lifespan import nats_of
-from aitbc_api.pipeline.auth import Authenticator
-from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_api.settings import Settings
 from aitbc_contracts.messages import Code
+from aitbc_gate.auth import Authenticator
+from aitbc_gate.throttle import AttemptBudget
 
 __all__ = ["Dashboard"]
 
@@ -42,8 +42,8 @@ def provide_sessions(state: State) -> SessionStore:
 
 
 def provide_authenticator(state: State) -> Authenticator:
-    """The edge's own: a session is re-checked like an API call with its master key."""
-    authenticator: Authenticator = state.edge.authenticator
+    """The gate's own: a session is re-checked like an API call with its master key."""
+    authenticator: Authenticator = state.gate.authenticator
     return authenticator
 
 

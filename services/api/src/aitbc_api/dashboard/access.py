@@ -27,11 +27,11 @@ from aitbc_api.dashboard.web import (
     refuse_cross_site,
     render_with,
 )
-from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import OwnerServices
-from aitbc_api.pipeline.auth import Authenticator
-from aitbc_api.pipeline.gate import limit, managing
 from aitbc_api.types import Req
+from aitbc_gate.admission import limit, managing
+from aitbc_gate.auth import Authenticator
+from aitbc_gate.errors import ApiError
 
 NOT_SIGNED_IN = (
     "You are not signed in (or your session has ended), so nothing was changed. "
@@ -71,7 +71,7 @@ async def signed_in(
         raise SignedOut("expired")
     owner = Owner(owner_services, principal, request_id, session, sessions)
     request.scope[OWNER_OF_REQUEST] = owner  # type: ignore[literal-required]  # for error pages
-    await limit(request, principal)
+    await limit(request.scope, principal)
     notice = session.notice  # shown once: on the page this request renders
     if notice:
         session.notice = ""

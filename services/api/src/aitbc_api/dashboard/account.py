@@ -14,10 +14,10 @@ from aitbc_api.dashboard.charts import minute_chart
 from aitbc_api.dashboard.messages import explain
 from aitbc_api.dashboard.owner import Owner
 from aitbc_api.dashboard.web import BASE, form_of, redirect
-from aitbc_api.errors import ApiError
 from aitbc_api.owners.views import ApiKey, ApiKeyWithSecret, KeyEvent
 from aitbc_api.types import Req
 from aitbc_contracts.messages import Code
+from aitbc_gate.errors import ApiError
 
 NAME_MAX = 100
 RATE_LIMIT_MAX = 1_000_000

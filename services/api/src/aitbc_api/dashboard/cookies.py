@@ -17,8 +17,8 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.types import Empty
 
-from aitbc_api.errors import ApiError
 from aitbc_contracts.messages import Code
+from aitbc_gate.errors import ApiError
 
 
 def parse_cookies(header: str) -> dict[str, str]:

@@ -24,9 +24,9 @@ from aitbc_api.dashboard.web import (
     redirect,
     render_with,
 )
-from aitbc_api.errors import ApiError
 from aitbc_api.types import Req
 from aitbc_contracts.messages import Code
+from aitbc_gate.errors import ApiError
 
 log = logging.getLogger("aitbc.api.dashboard")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aitbc_api.errors import ApiError
 from aitbc_contracts.messages import Code
+from aitbc_gate.errors import ApiError
 
 # A lost or revoked master key: what an operator runs to give the account a new one.
 RECOVERY = (

@@ -19,14 +19,14 @@ from aitbc_api.dashboard.web import (
     refuse_cross_site,
     render,
 )
-from aitbc_api.errors import ApiError
 from aitbc_api.owners.key_manager import OwnerServices
-from aitbc_api.pipeline.auth import Authenticator
-from aitbc_api.pipeline.gate import managing
-from aitbc_api.pipeline.proxies import client_address
-from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
+from aitbc_gate.admission import managing
+from aitbc_gate.auth import Authenticator
+from aitbc_gate.errors import ApiError
+from aitbc_gate.proxies import client_address
+from aitbc_gate.throttle import AttemptBudget
 
 NAME_MAX = 100
 

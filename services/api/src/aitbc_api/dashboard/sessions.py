@@ -25,12 +25,11 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from aitbc_api.errors import ApiError
-
 # An account's list of sessions has no more to it than the document says: one type for both.
 from aitbc_contracts.asyncapi_buckets import AccountSessions, Listed
 from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import DASHBOARD_SESSIONS_BUCKET
+from aitbc_gate.errors import ApiError
 from aitbc_runtime.bus import key_value
 
 MAX_TOKEN = 128

@@ -7,9 +7,9 @@ from litestar import post
 from aitbc_api.errors import documented
 from aitbc_api.owners.bodies import Account, MasterKey, SignUp
 from aitbc_api.owners.key_manager import OwnerServices
-from aitbc_api.pipeline.proxies import client_address
 from aitbc_api.types import Req
 from aitbc_contracts.messages import Code
+from aitbc_gate.proxies import client_address
 
 TOO_MANY_SIGNUPS = (
     "Too many sign-ups from this address, or from everyone right now (TOO_MANY_SIGNUPS); "

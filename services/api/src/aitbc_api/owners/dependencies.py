@@ -9,10 +9,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from aitbc_api.owners.key_manager import KeyManager, OwnerServices
-from aitbc_api.pipeline.auth import Principal
-from aitbc_api.pipeline.gate import master
-from aitbc_api.pipeline.middleware import request_id_of
 from aitbc_api.types import Req
+from aitbc_gate.admission import admit, managing
+from aitbc_gate.auth import Principal
+from aitbc_gate.requests import request_id_of
 
 OWNER_SERVICES = "owner_services"  # the app state's key
 
@@ -20,6 +20,16 @@ OWNER_SERVICES = "owner_services"  # the app state's key
 def provide_owner_services(state: State) -> OwnerServices:
     services: OwnerServices = state[OWNER_SERVICES]
     return services
+
+
+async def caller(request: Req) -> Principal:
+    """The authenticated, admitted caller of this request (any key)."""
+    return await admit(request.scope)
+
+
+async def master(request: Req) -> Principal:
+    """The caller, who must hold the account's master key by its current secret."""
+    return managing(await admit(request.scope))
 
 
 def provide_request_id(request: Req) -> str:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from aitbc_api.errors import ApiError, from_rejection, unavailable
 from aitbc_api.owners.usage_queries import UsageQueries
 from aitbc_api.owners.views import (
     ApiKey,
@@ -27,11 +26,12 @@ from aitbc_api.owners.views import (
     key_event,
     with_secret,
 )
-from aitbc_api.pipeline.auth import Principal
-from aitbc_api.pipeline.throttle import AttemptBudget
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
 from aitbc_contracts.usage import MinuteUsage, UsageQuery
+from aitbc_gate.auth import Principal
+from aitbc_gate.errors import ApiError, from_rejection, unavailable
+from aitbc_gate.throttle import AttemptBudget
 from aitbc_runtime.commands import CommandFailed, KeysCommands
 
 Answer = m.AccountView | m.KeyView | m.KeyList | m.KeyHistory | m.Rebuilt

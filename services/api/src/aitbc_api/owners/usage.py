@@ -10,12 +10,12 @@ from litestar import get
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from aitbc_api.errors import AUTHENTICATED, ApiError, documented
-from aitbc_api.owners.dependencies import provide_key_manager
+from aitbc_api.errors import AUTHENTICATED, documented
+from aitbc_api.owners.dependencies import caller, provide_key_manager
 from aitbc_api.owners.key_manager import KeyManager
-from aitbc_api.pipeline.gate import caller
 from aitbc_contracts import messages as m
 from aitbc_contracts.usage import MinuteUsage
+from aitbc_gate.errors import ApiError
 
 MAX_RANGE = timedelta(days=31)
 

@@ -9,10 +9,10 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
-from aitbc_api.errors import from_rejection, unavailable
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import USAGE_QUERY
 from aitbc_contracts.usage import LastUsed, LastUsedQuery, UsageQuery, UsageSeries
+from aitbc_gate.errors import from_rejection, unavailable
 from aitbc_runtime import tracing
 
 _usage_reply: msgspec.json.Decoder[UsageSeries | LastUsed | m.Rejected] = msgspec.json.Decoder(

@@ -1,14 +1,15 @@
 """Every other `/v1/...` route: authenticate, then stream to the Coordinator and back.
 
 The forwarded path is the one the benchmarks measure: it takes what it needs from the request's
-context (the core's running parts, aitbc_api.pipeline.edge), and resolves no dependency."""
+context (the core's running parts, aitbc_gate.core), and resolves no dependency."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
@@ -17,11 +18,6 @@ from litestar.enums import HttpMethod
 from litestar.types import Method
 from yarl import URL
 
-from aitbc_api.errors import ApiError
-from aitbc_api.pipeline.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
-from aitbc_api.pipeline.edge import Edge
-from aitbc_api.pipeline.gate import forwarded_caller, limit
-from aitbc_api.pipeline.middleware import context_of
 from aitbc_api.proxy.paths import forwarded_path
 from aitbc_api.proxy.relay import Relay
 from aitbc_api.settings import Settings
@@ -34,13 +30,29 @@ from aitbc_contracts.identity import (
     UpstreamIdentity,
 )
 from aitbc_contracts.messages import Code
+from aitbc_gate.admission import data_plane_caller, limit
+from aitbc_gate.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
+from aitbc_gate.errors import ApiError
+from aitbc_gate.requests import context_of
 from aitbc_runtime import tracing
 from aitbc_runtime.bus_access import read_secret_file
 
 log = logging.getLogger("aitbc.api")
 
+FORWARDING = "forwarding"  # the app state's key
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """What forwarding needs beside the gate, made once by the lifespan."""
+
+    settings: Settings
+    upstream: aiohttp.ClientSession  # the pooled session every forwarded request goes through
+    identity: UpstreamIdentity | None = None  # signs each caller's identity for the upstream
+
+
 # Never forwarded: hop-by-hop headers, the key, identity headers a client might forge, and the
-# client's trace context (with tracing on, the edge sends its own: pipeline/request_spans.py).
+# client's trace context (with tracing on, the edge sends its own: aitbc_gate.request_spans).
 _DROP_REQUEST = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -86,7 +98,9 @@ async def _body(request: Req, failed: list[Exception]) -> AsyncIterator[bytes]:
 async def forward(request: Req) -> Relay:
     scope = request.scope
     context = context_of(scope)
-    edge, settings = context.edge, context.edge.settings
+    gate = context.gate
+    forwarding: Forwarding = request.app.state[FORWARDING]
+    settings = forwarding.settings
     # The raw path goes upstream, as sent: the decoded one, resolved, could leave /v1 (400).
     full_path = forwarded_path(scope.get("raw_path") or scope["path"].encode())
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
@@ -94,37 +108,40 @@ async def forward(request: Req) -> Relay:
     if tracing.enabled:  # the request's span: the Coordinator's spans are its children
         headers += tracing.headers().items()
     if scope["path"] in settings.public_routes:
-        upstream = await _send(request, edge, full_path, headers)
+        upstream = await _send(request, forwarding, full_path, headers)
     else:
-        caller = await forwarded_caller(request)
+        caller = await data_plane_caller(scope)
         now = time.time()
         headers += [(ACCOUNT_HEADER, caller.account_id), (KEY_HEADER, caller.key_id)]
-        if edge.identity is not None:  # signed, so that no one else can claim the account
-            signed = edge.identity.sign(caller.account_id, caller.key_id, context.request_id, now)
+        if forwarding.identity is not None:  # signed: no one else can claim the account
+            signed = forwarding.identity.sign(
+                caller.account_id, caller.key_id, context.request_id, now
+            )
             headers.append((IDENTITY_HEADER, signed))
         if (
             settings.speculative_forwarding
             and request.method in _SAFE
-            and edge.load.in_flight <= SPECULATE_UP_TO
-            and edge.limiter.worth_speculating(caller.account_id, now)
+            and gate.load.in_flight <= SPECULATE_UP_TO
+            and gate.limiter.worth_speculating(caller.account_id, now)
         ):
-            upstream = await _send_while_deciding(request, edge, caller, full_path, headers)
+            sending = _send(request, forwarding, full_path, headers)
+            upstream = await _send_while_deciding(request, sending, caller)
         else:
-            await limit(request, caller)
-            upstream = await _send(request, edge, full_path, headers)
+            await limit(scope, caller)
+            upstream = await _send(request, forwarding, full_path, headers)
     return Relay(upstream)
 
 
 async def _send_while_deciding(
-    request: Req, edge: Edge, caller: Principal, full_path: str, headers: list[tuple[str, str]]
+    request: Req, send: Awaitable[aiohttp.ClientResponse], caller: Principal
 ) -> aiohttp.ClientResponse:
     """A safe request of an authenticated caller whose account has headroom goes upstream
     while its rate-limit decision is taken, so the client waits for the longer of the two, not
     both. The decision still comes first: refused (429, or 503 failing closed), the upstream's
     answer is thrown away unread. Never for a method that may change anything upstream."""
-    sending = asyncio.ensure_future(_send(request, edge, full_path, headers))
+    sending = asyncio.ensure_future(send)
     try:
-        await limit(request, caller)
+        await limit(request.scope, caller)
     except BaseException:
         sending.cancel()
         sending.add_done_callback(_drop_unread)  # not awaited: nothing here can be swallowed
@@ -139,15 +156,15 @@ def _drop_unread(sending: asyncio.Future[aiohttp.ClientResponse]) -> None:
 
 
 async def _send(
-    request: Req, edge: Edge, full_path: str, headers: list[tuple[str, str]]
+    request: Req, forwarding: Forwarding, full_path: str, headers: list[tuple[str, str]]
 ) -> aiohttp.ClientResponse:
     """The request, sent upstream; its response head read. 502/504 when the upstream fails."""
-    settings = edge.settings
+    settings = forwarding.settings
     query = _query_without_key(request.scope["query_string"])
     body_failed: list[Exception] = []
     url = settings.upstream_url + full_path + ("?" + query if query else "")
     try:
-        return await edge.upstream.request(
+        return await forwarding.upstream.request(
             request.method,
             URL(url, encoded=True),  # sent as it is: not re-quoted, no dot segment resolved
             headers=headers,

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-from aitbc_api.errors import ApiError
 from aitbc_contracts.messages import Code
+from aitbc_gate.errors import ApiError
 
 PREFIX = b"/v1/"
 # Percent-encodings no path needs and some reader would take for something else: separators,

@@ -32,7 +32,7 @@ class RequestSpan:
     __slots__ = ("method", "span", "token")
 
     def __init__(self, method: str, scheme: str, request_id: str, client: Link | None) -> None:
-        self.method = method  # one of a few known words (aitbc_api.pipeline.middleware)
+        self.method = method  # one of a few known words (aitbc_gate.requests)
         self.span: Span = tracing.start(
             method,  # renamed by its route template once routing has found it
             SpanKind.SERVER,

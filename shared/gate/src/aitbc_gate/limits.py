@@ -1,4 +1,4 @@
-"""Rate limits: exact decisions from the usage service (aitbc_api.pipeline.decisions), leases
+"""Rate limits: exact decisions from the usage service (aitbc_gate.decisions), leases
 that admit without asking, and the fail policy when the usage service cannot be asked."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Literal
 
 import msgspec
 
-from aitbc_api import metrics
-from aitbc_api.pipeline.decisions import DecisionBatcher, PartitionUnheld, UsageUnavailable
-from aitbc_api.pipeline.leases import LeaseBook
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_settle_subject
 from aitbc_contracts.usage import LEASE_SECONDS, Decide, Decision, Settle, Settlements
+from aitbc_gate import metrics
+from aitbc_gate.decisions import DecisionBatcher, PartitionUnheld, UsageUnavailable
+from aitbc_gate.leases import LeaseBook
 from aitbc_runtime.process import cancel_and_wait, start_held
 
 log = logging.getLogger("aitbc.api.limits")
@@ -34,13 +34,13 @@ class Verdict(msgspec.Struct, frozen=True, gc=False):  # one per request: a chea
 class RateLimiter:
     """Exact decisions from the usage service; when it is unreachable, the configured policy.
 
-    Far from an account's limit, a decision lends this edge a lease (aitbc_api.pipeline.leases): the
+    Far from an account's limit, a decision lends this edge a lease (aitbc_gate.leases): the
     account's next requests are admitted from it without asking. It also remembers what each
     account's last exact decision left of its minute, so that the forwarder can tell when a
     request is all but sure to be admitted (`has_headroom`).
 
     Failing open, the local limiter admits this edge's share of each limit: the limit over the
-    edges alive (`edges`, aitbc_api.pipeline.presence), rounded up, at least 1.
+    edges alive (`edges`, aitbc_gate.presence), rounded up, at least 1.
     """
 
     ROOMY_KEPT = 100_000  # accounts remembered; beyond, start over (a miss only costs speed)

@@ -24,12 +24,12 @@ from pathlib import Path
 import msgspec
 from nats.aio.client import Client as NATS
 
-from aitbc_api import metrics
-from aitbc_api.ids import new_id
-from aitbc_api.pipeline.usage_spool import Formed, Spool
-from aitbc_api.settings import DEFAULT_ROUTE_WORDS
 from aitbc_contracts.subjects import MSG_ID_HEADER, partition_of, usage_batch_subject
 from aitbc_contracts.usage import Outcome, UsageBatch, UsageEvent
+from aitbc_gate import metrics
+from aitbc_gate.ids import new_id
+from aitbc_gate.settings import DEFAULT_ROUTE_WORDS
+from aitbc_gate.usage_spool import Formed, Spool
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.api.usage_events")

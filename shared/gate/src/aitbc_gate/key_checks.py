@@ -9,10 +9,10 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
-from aitbc_api.errors import unavailable
-from aitbc_api.pipeline.batching import Batcher
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_gate.batching import Batcher
+from aitbc_gate.errors import unavailable
 from aitbc_runtime import tracing
 
 
@@ -32,7 +32,7 @@ class KeyChecks:
         )
 
     async def check(self, key_hash: str) -> m.KeyFacts | m.Rejected:
-        """The cache misses of a burst leave together as one CheckKeys (aitbc_api.pipeline.
+        """The cache misses of a burst leave together as one CheckKeys (aitbc_gate.
         batching): a lone miss at once, more while earlier batches are out."""
         return await self._checks.submit(0, key_hash)
 

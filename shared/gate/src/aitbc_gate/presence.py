@@ -1,5 +1,5 @@
 """This edge's presence on the bus, and how many edges are alive: the fail-open limiter admits
-an account's limit over that many (aitbc_api.pipeline.limits), so N edges failing open admit
+an account's limit over that many (aitbc_gate.limits), so N edges failing open admit
 the limit between them, not N times it.
 
 Every PRESENCE_EVERY seconds the edge publishes an EdgePresence under an id of its own, and

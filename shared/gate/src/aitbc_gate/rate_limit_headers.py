@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-from aitbc_api.pipeline.limits import Verdict
 from aitbc_contracts.usage import WINDOW_SECONDS
+from aitbc_gate.limits import Verdict
 
 Header = tuple[bytes, bytes]
 _Fixed = tuple[tuple[Header, ...], bytes]  # a window's fixed headers, the RateLimit format

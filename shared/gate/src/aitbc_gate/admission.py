@@ -1,34 +1,36 @@
-"""The gate every authenticated request passes: who is calling, and may they, right now?"""
+"""What every authenticated request passes: who is calling, and may they, right now? Each step
+takes the request's ASGI scope, whose context the request layer made (aitbc_gate.requests)."""
 
 from __future__ import annotations
 
 import math
 import time
 
-from aitbc_api.errors import ApiError
-from aitbc_api.pipeline.auth import Principal, presented_key
-from aitbc_api.pipeline.middleware import context_of
-from aitbc_api.pipeline.proxies import client_address
-from aitbc_api.types import Conn, Req
 from aitbc_contracts.messages import Code
+from aitbc_gate.auth import Principal, presented_key
+from aitbc_gate.errors import ApiError
+from aitbc_gate.proxies import client_address
+from aitbc_gate.requests import context_of
+from aitbc_gate.types import Scope
 
 
-async def authenticate(connection: Conn) -> Principal:
+async def authenticate(scope: Scope) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
-    edge = context_of(connection.scope).edge
-    authenticator = edge.authenticator
-    key = presented_key(connection, edge.settings.api_key_in_query)
+    gate = context_of(scope).gate
+    authenticator = gate.authenticator
+    key = presented_key(scope, gate.settings.api_key_in_query)
     if (known := authenticator.known(key)) is not None:
         return known
-    return await authenticator.authenticate(key, client_address(connection.scope))
+    return await authenticator.authenticate(key, client_address(scope))
 
 
-async def forwarded_caller(connection: Conn) -> Principal:
-    """Who calls a forwarded /v1/... route: any key, but a master key only where neither the
-    edge (MASTER_KEY_DATA_PLANE=0) nor its account keeps it to managing keys."""
-    principal = await authenticate(connection)
+async def data_plane_caller(scope: Scope) -> Principal:
+    """Who calls the data plane (the edge's forwarded /v1/... routes, an app's gated ones): any
+    key, but a master key only where neither the settings (MASTER_KEY_DATA_PLANE=0) nor its
+    account keep it to managing keys."""
+    principal = await authenticate(scope)
     if principal.kind == "master" and not (
-        principal.data_plane and context_of(connection.scope).edge.settings.master_key_data_plane
+        principal.data_plane and context_of(scope).gate.settings.master_key_data_plane
     ):
         raise ApiError(
             403,
@@ -38,25 +40,25 @@ async def forwarded_caller(connection: Conn) -> Principal:
     return principal
 
 
-async def admit(connection: Conn) -> Principal:
+async def admit(scope: Scope) -> Principal:
     """Authenticates, takes a rate-limit decision, and sets the headers that report it."""
-    principal = await authenticate(connection)
-    await limit(connection, principal)
+    principal = await authenticate(scope)
+    await limit(scope, principal)
     return principal
 
 
-async def limit(connection: Conn, principal: Principal) -> None:
+async def limit(scope: Scope, principal: Principal) -> None:
     """Counts one request against the principal's limits (and records it as usage), or raises
     429, or 503 when failing closed. The dashboard counts its requests through here too."""
-    context = context_of(connection.scope)
-    edge = context.edge
-    limiter = edge.limiter
+    context = context_of(scope)
+    gate = context.gate
+    limiter = gate.limiter
     context.principal = principal
     who = (principal.account_id, principal.key_id, principal.plan, principal.rate_limit)
     verdict = limiter.leased(*who) or await limiter.decide(*who)  # check(), without a coroutine
     context.verdict = verdict
     now = time.time()
-    context.headers = edge.rate_limit_headers.of(verdict, now)
+    context.headers = gate.rate_limit_headers.of(verdict, now)
     if verdict.decision is None:
         raise ApiError(
             503,
@@ -71,16 +73,6 @@ async def limit(connection: Conn, principal: Principal) -> None:
             f"Rate limit of {verdict.decision.limit} requests per minute exceeded",
             headers={"Retry-After": str(retry_after)},
         )
-
-
-async def caller(request: Req) -> Principal:
-    """Litestar dependency: the authenticated, admitted caller of this request."""
-    return await admit(request)
-
-
-async def master(request: Req) -> Principal:
-    """Litestar dependency: the caller, who must hold the account's master key."""
-    return managing(await admit(request))
 
 
 def managing(principal: Principal) -> Principal:

@@ -10,7 +10,6 @@ and checks them first.
 
 from __future__ import annotations
 
-from aitbc_api.pipeline.auth_cache import AuthCache
 from aitbc_contracts.events import (
     AnyEvent,
     KeyRegenerated,
@@ -18,6 +17,7 @@ from aitbc_contracts.events import (
     MasterKeyDataPlaneChanged,
     PlanChanged,
 )
+from aitbc_gate.auth_cache import AuthCache
 
 
 class CacheInvalidation:

@@ -1,7 +1,7 @@
 """Outermost ASGI layer: who the client is (the socket's peer, or what trusted proxies say:
-aitbc_api.pipeline.proxies), per-request context, a request id and rate-limit headers on every
+aitbc_gate.proxies), per-request context, a request id and rate-limit headers on every
 response (and HSTS on HTTPS ones), the access log (without secrets), the request's server span
-with tracing on (aitbc_api.pipeline.request_spans), and the usage event once the response is
+with tracing on (aitbc_gate.request_spans), and the usage event once the response is
 sent. Every line logged while a request is handled carries its id
 (aitbc_runtime.logs.REQUEST_ID), and its trace id with tracing on."""
 
@@ -14,35 +14,25 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from litestar.enums import ScopeType
-from litestar.types import (
-    ASGIApp,
-    HTTPResponseStartEvent,
-    HTTPScope,
-    Message,
-    Receive,
-    ReceiveMessage,
-    Scope,
-    Send,
-)
 from prometheus_client import Histogram
 
-from aitbc_api import metrics
-from aitbc_api.errors import ApiError
-from aitbc_api.ids import new_id
-from aitbc_api.pipeline.proxies import client_address
-from aitbc_api.pipeline.request_spans import RequestSpan, client_link
-from aitbc_api.pipeline.usage_events import Served
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
+from aitbc_gate import metrics
+from aitbc_gate.errors import ApiError
+from aitbc_gate.ids import new_id
+from aitbc_gate.proxies import client_address
+from aitbc_gate.request_spans import RequestSpan, client_link
+from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
+from aitbc_gate.usage_events import Served
 from aitbc_runtime import tracing
 from aitbc_runtime.logs import REQUEST_ID
 
 if TYPE_CHECKING:
-    from aitbc_api.pipeline.auth import Principal
-    from aitbc_api.pipeline.edge import Edge
-    from aitbc_api.pipeline.limits import Verdict
-    from aitbc_api.pipeline.proxies import TrustedProxies
+    from aitbc_gate.auth import Principal
+    from aitbc_gate.core import Gate, GateSlot
+    from aitbc_gate.limits import Verdict
+    from aitbc_gate.proxies import TrustedProxies
 
 CONTEXT_KEY = "aitbc"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -54,7 +44,7 @@ access_log = logging.getLogger("aitbc.api.access")
 class RequestContext:
     request_id: str
     started: float
-    edge: Edge  # the app's running parts
+    gate: Gate  # the process's running parts
     principal: Principal | None = None
     verdict: Verdict | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -62,7 +52,8 @@ class RequestContext:
 
 
 def context_of(scope: Scope) -> RequestContext:
-    return scope[CONTEXT_KEY]  # type: ignore[literal-required, no-any-return]
+    context: RequestContext = scope[CONTEXT_KEY]
+    return context
 
 
 def request_id_of(scope: Scope) -> str:
@@ -84,42 +75,52 @@ def _read_head(scope: Scope) -> tuple[str, bool]:
     return request_id or new_id(), has_body
 
 
-class EdgeMiddleware:
-    """The path alone goes to the access log: the query string may hold an `api_key`."""
+class RequestLayer:
+    """The request layer around `app`, the gate it reads from `slot` once it runs. The path
+    alone goes to the access log (when `access_log` is on): the query may hold an `api_key`.
+    `body_timeout`: seconds for a whole request body (None: the server's own bounds only)."""
 
     def __init__(
         self,
         app: ASGIApp,
+        slot: GateSlot,
+        *,
         require_https: bool = False,
-        body_timeout: float = 60.0,
+        body_timeout: float | None = None,
         proxies: TrustedProxies | None = None,
         hsts_max_age: int = 0,
+        access_log: bool = True,
     ) -> None:
         self.app = app
+        self.slot = slot
         self.require_https = require_https
         self.body_timeout = body_timeout
         self.proxies = proxies if proxies is not None and proxies.networks else None
         hsts = (b"strict-transport-security", b"max-age=%d" % hsts_max_age)
         self.on_https = (hsts,) if hsts_max_age > 0 else ()
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.proxies is not None:
             self.proxies.resolve(scope)
         if self.require_https and scope["scheme"] != "https":
-            await _refuse_plain_http(send)
+            await answer(send, _HTTPS_REQUIRED)
             return
         await self.handle(scope, receive, send)
 
-    async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        edge: Edge = scope["app"].state.edge
-        load = edge.load
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self.slot.gate
+        if gate is None:  # not started, or stopped: nothing can be checked
+            await answer(send, _NOT_RUNNING)
+            return
+        load = gate.load
         load.in_flight += 1
         request_id, has_body = _read_head(scope)
-        context = RequestContext(request_id, time.perf_counter(), edge)
-        scope[CONTEXT_KEY] = context  # type: ignore[literal-required]
+        context = RequestContext(request_id, time.perf_counter(), gate)
+        scope[CONTEXT_KEY] = context
         logged_as = REQUEST_ID.set(request_id)
         span = _span(scope, request_id) if tracing.enabled else None
         status = 0
@@ -142,7 +143,7 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if has_body:  # a deadline for the body; without one, nothing is there to trickle
+            if has_body and self.body_timeout is not None:  # nothing to trickle without a body
                 receive = _body_deadline(receive, self.body_timeout)
             await self.app(scope, receive, send_with_headers)
         finally:
@@ -150,7 +151,7 @@ class EdgeMiddleware:
             seconds = time.perf_counter() - context.started
             _timed(scope, status).observe(seconds)
             latency_ms = seconds * 1000
-            if access_log.isEnabledFor(logging.INFO):
+            if self.access_log and access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %s %.1fms request_id=%s client=%s",
                     scope["method"], scope["path"][:256], status, latency_ms, context.request_id,
@@ -159,7 +160,7 @@ class EdgeMiddleware:
             if _recordable(context):  # no response, or one cut short
                 _record(scope, context, status or 500, latency_ms)
             if span is not None:  # after the access log, whose line names its trace
-                span.end(scope.get("path_template"), status or 500)  # type: ignore[arg-type]
+                span.end(template_of(scope), status or 500)
             REQUEST_ID.reset(logged_as)
 
 
@@ -173,10 +174,19 @@ def _method(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
-def _timed(scope: HTTPScope, status: int) -> Histogram:
+def template_of(scope: Scope) -> str:
+    """The template of the route the app matched ("" for none): Litestar's `path_template`,
+    Starlette's (and FastAPI's) route's `path`."""
+    template = scope.get("path_template")
+    if template is None:
+        template = getattr(scope.get("route"), "path", "")
+    return template if isinstance(template, str) else ""
+
+
+def _timed(scope: Scope, status: int) -> Histogram:
     """The request-duration series of the request's route template, method and status."""
     method = scope["method"]
-    route: str = scope.get("path_template") or "unmatched"  # type: ignore[assignment]
+    route = template_of(scope) or "unmatched"
     key = (route, method, status)
     series = _series.get(key)
     if series is None:
@@ -184,7 +194,7 @@ def _timed(scope: HTTPScope, status: int) -> Histogram:
     return series
 
 
-def _span(scope: HTTPScope, request_id: str) -> RequestSpan:
+def _span(scope: Scope, request_id: str) -> RequestSpan:
     """The request's server span (tracing on), current until the middleware ends it."""
     return RequestSpan(
         _method(scope["method"]), scope["scheme"], request_id, client_link(scope["headers"])
@@ -198,7 +208,7 @@ def _body_deadline(receive: Receive, seconds: float) -> Receive:
     deadline: float | None = None
     complete = False
 
-    async def guarded() -> ReceiveMessage:
+    async def guarded() -> Message:
         nonlocal deadline, complete
         if complete:
             return await receive()
@@ -222,14 +232,20 @@ def _body_deadline(receive: Receive, seconds: float) -> Receive:
     return guarded
 
 
-async def _refuse_plain_http(send: Send) -> None:
-    body = b'{"error":{"code":"HTTPS_REQUIRED","message":"This service answers over HTTPS only"}}'
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": 403,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
-    }
-    await send(start)
+_HTTPS_REQUIRED = ApiError(403, Code.HTTPS_REQUIRED, "This service answers over HTTPS only")
+_NOT_RUNNING = ApiError(
+    503, Code.SERVICE_UNAVAILABLE, "The API key gate is not running; try again shortly"
+)
+
+
+async def answer(send: Send, error: ApiError) -> None:
+    """`error` as the whole response: its status and headers, and the error body."""
+    body = error.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -238,7 +254,7 @@ def _recordable(context: RequestContext) -> bool:
     return not context.recorded and context.principal is not None and context.verdict is not None
 
 
-def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: float) -> None:
+def _record(scope: Scope, context: RequestContext, status: int, latency_ms: float) -> None:
     assert context.principal is not None and context.verdict is not None
     context.recorded = True
     verdict = context.verdict
@@ -248,13 +264,13 @@ def _record(scope: HTTPScope, context: RequestContext, status: int, latency_ms: 
     else:
         outcome = "fail_open" if verdict.mode == "fail-open" else "fail_closed"
     principal = context.principal
-    context.edge.usage_publisher.emit(
+    context.gate.usage_publisher.emit(
         Served(
             context.request_id,
             principal.account_id,
             principal.key_id,
             scope["method"],
-            scope.get("path_template", ""),  # type: ignore[arg-type]
+            template_of(scope),
             scope["path"],
             status,
             latency_ms,

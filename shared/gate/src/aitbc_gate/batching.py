@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from opentelemetry.trace import SpanContext
 
-from aitbc_api import metrics
+from aitbc_gate import metrics
 from aitbc_runtime import tracing
 from aitbc_runtime.process import start_held
 

@@ -1,6 +1,6 @@
 """Rate-limit decisions from the usage partition that holds the account, batched.
 
-Batching is adaptive (aitbc_api.pipeline.batching): a lone request is never delayed, and under
+Batching is adaptive (aitbc_gate.batching): a lone request is never delayed, and under
 load the bus cost per request shrinks.
 """
 
@@ -14,7 +14,6 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
-from aitbc_api.pipeline.batching import Batcher
 from aitbc_contracts.messages import Rejected
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of, usage_decide_subject
 from aitbc_contracts.usage import (
@@ -24,6 +23,7 @@ from aitbc_contracts.usage import (
     Decision,
     decision_batch_decoder,
 )
+from aitbc_gate.batching import Batcher
 from aitbc_runtime import tracing
 
 log = logging.getLogger("aitbc.api.limits")
@@ -41,7 +41,7 @@ class PartitionUnheld(UsageUnavailable):
 
 
 class DecisionBatcher:
-    """Decisions, batched per usage partition (see aitbc_api.pipeline.batching), from the
+    """Decisions, batched per usage partition (see aitbc_gate.batching), from the
     partition's holder. Partitions move between usage processes (aitbc_usage.partitions): a
     batch that finds no holder, or one that says the partition moved, is sent again until
     HANDOVER (or the timeout); an answer with an epoch below one already seen for the

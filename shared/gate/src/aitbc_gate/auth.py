@@ -6,22 +6,25 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 import msgspec
 
-from aitbc_api import metrics
-from aitbc_api.errors import ApiError, from_rejection
-from aitbc_api.pipeline.auth_cache import AuthCache as AuthCache  # its users import it from here
-from aitbc_api.pipeline.key_checks import KeyChecks
-from aitbc_api.pipeline.throttle import FailureThrottle
-from aitbc_api.types import Conn
 from aitbc_contracts.keyformat import KEY_LENGTH, is_well_formed, key_digest
 from aitbc_contracts.messages import Code, KeyFacts, Rejected
+from aitbc_gate import metrics
+from aitbc_gate.auth_cache import AuthCache as AuthCache  # its users import it from here
+from aitbc_gate.errors import ApiError, from_rejection
+from aitbc_gate.key_checks import KeyChecks
+from aitbc_gate.throttle import FailureThrottle
+from aitbc_gate.types import Scope
 
 KeyAnswer = KeyFacts | Rejected  # what the keys service says about one hash
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"
+_HEADER = API_KEY_HEADER.encode()
+_QUERY = API_KEY_QUERY.encode()
 
 
 class Principal(msgspec.Struct, frozen=True, gc=False):
@@ -40,14 +43,16 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
         return self.kind == "master"
 
 
-def presented_key(connection: Conn, query_allowed: bool = True) -> str | None:
+def presented_key(scope: Scope, query_allowed: bool = True) -> str | None:
     """The key from `X-API-Key` or the `api_key` query parameter: one key, however many times
     it is sent. Two different keys are refused (400 CONFLICTING_API_KEYS: neither silently
     wins), and so is any key in the query when `query_allowed` is off (API_KEY_IN_QUERY=0).
-    The query is parsed only when there is one."""
-    keys: list[str] = connection.headers.getall(API_KEY_HEADER, [])
-    if connection.scope["query_string"]:
-        in_query: list[str] = connection.query_params.getall(API_KEY_QUERY, [])
+    The query is parsed only when it could hold the parameter (`api%5Fkey` is one spelling)."""
+    keys = [value.decode("latin-1") for name, value in scope["headers"] if name == _HEADER]
+    query: bytes = scope["query_string"]
+    if query and (_QUERY in query or b"%" in query):
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        in_query = [value for name, value in pairs if name == API_KEY_QUERY]
         if in_query and not query_allowed:
             raise ApiError(
                 400,
@@ -55,7 +60,7 @@ def presented_key(connection: Conn, query_allowed: bool = True) -> str | None:
                 "API keys in the query string are turned off on this service: "
                 "send the key in the X-API-Key header",
             )
-        keys = keys + in_query
+        keys += in_query
     if len(keys) > 1:
         distinct = {key for key in keys if key}
         if len(distinct) > 1:

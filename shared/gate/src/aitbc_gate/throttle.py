@@ -1,4 +1,4 @@
-"""Budgets of attempts per client address (aitbc_api.pipeline.proxies says who that is), in
+"""Budgets of attempts per client address (aitbc_gate.proxies says who that is), in
 fixed windows, kept in this edge process's memory: invalid keys (brute force), sign-ups and
 dashboard sign-ins. What is over budget is refused before it reaches the bus.
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from aitbc_api import metrics
-from aitbc_api.errors import ApiError
 from aitbc_contracts.usage import WINDOW_SECONDS
+from aitbc_gate import metrics
+from aitbc_gate.errors import ApiError
 
 EVERYONE = ""  # the key of a budget shared by every address
 

@@ -1,0 +1,173 @@
+"""The gate as ASGI middleware, in front of any ASGI app (Litestar, FastAPI, Starlette...):
+
+    app = GateMiddleware(app)                       # any ASGI app
+    app.add_middleware(GateMiddleware)              # FastAPI, Starlette
+
+Every request to a path that is not public must present an API key of an active key; it is
+counted against the key's limits exactly as at the edge (the same usage service, leases and
+batched decisions) and answered with the same rate-limit headers, error bodies and usage
+events. The app finds the caller in the request's state (`caller_of(scope)`, or
+`request.state.aitbc_caller` in Starlette and Litestar); no header names it.
+
+The gate connects to NATS and starts its parts when the server starts the app (the ASGI
+lifespan), and stops them after the app's own shutdown. A server that sends no lifespan events
+gets a gate started by the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+from aitbc_gate.admission import data_plane_caller, limit
+from aitbc_gate.auth import Principal
+from aitbc_gate.core import GateSlot, running_gate
+from aitbc_gate.errors import ApiError
+from aitbc_gate.proxies import TrustedProxies
+from aitbc_gate.requests import CONTEXT_KEY, RequestContext, RequestLayer, answer
+from aitbc_gate.settings import GateSettings
+from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
+from aitbc_runtime.bus import connect
+
+log = logging.getLogger("aitbc.gate")
+
+CALLER = "aitbc_caller"  # the key of the caller in the request's state
+
+
+def caller_of(scope: Scope) -> Principal | None:
+    """The caller the gate admitted for this request (None on a public path)."""
+    state = scope.get("state")
+    return state.get(CALLER) if state is not None else None
+
+
+class GateMiddleware:
+    """`settings`: from the environment unless given. `public`: paths that need no key (an
+    entry ending in `*`: the paths it starts); the settings' `public_routes` unless given.
+    `admitted`: says whether a request was admitted already by someone the app trusts (an edge
+    in front, whose signed identity the app checks): such a request is neither checked nor
+    counted again."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: GateSettings | None = None,
+        *,
+        public: tuple[str, ...] | None = None,
+        admitted: Callable[[Scope], bool] | None = None,
+        name: str = "aitbc-gate",
+    ) -> None:
+        self.app = app
+        self.settings = settings = settings or GateSettings.from_env()
+        routes = settings.public_routes if public is None else public
+        self._public_paths = frozenset(r for r in routes if not r.endswith("*"))
+        self._public_prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+        self.admitted = admitted
+        self.name = name
+        self.slot = GateSlot()
+        self._layer = RequestLayer(
+            self._gated,
+            self.slot,
+            proxies=TrustedProxies.of(settings.trusted_proxies, settings.trusted_proxy_headers),
+            access_log=False,  # the app's server logs its requests
+        )
+        self._running: AsyncExitStack | None = None
+        self._starting = asyncio.Lock()
+
+    def is_public(self, path: str) -> bool:
+        return path in self._public_paths or path.startswith(self._public_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if self.slot.gate is None and self._running is None:
+                await self._start_lazily()  # failing, the request layer answers 503
+            await self._layer(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        elif kind == "websocket" and not self.is_public(scope["path"]):
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Inside the request layer: the caller is checked and counted, unless the path is
+        public or the request was admitted already."""
+        if not self.is_public(scope["path"]) and not (self.admitted and self.admitted(scope)):
+            try:
+                principal = await data_plane_caller(scope)
+                await limit(scope, principal)
+            except ApiError as refused:
+                await answer(send, refused)
+                return
+            scope.setdefault("state", {})[CALLER] = principal
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake is checked and counted as a request is; refused, it is
+        closed before it is accepted (the server answers 403)."""
+        if self.slot.gate is None:
+            await self._start_lazily()
+        gate = self.slot.gate
+        if gate is None:
+            await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
+        scope[CONTEXT_KEY] = RequestContext("", 0.0, gate)
+        try:
+            principal = await data_plane_caller(scope)
+            await limit(scope, principal)
+        except ApiError:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        scope.setdefault("state", {})[CALLER] = principal
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app's lifespan, with the gate started before the app's startup and stopped
+        after its shutdown."""
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._start()  # failing, the app reports the failed startup
+            return message
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.stop()
+            await send(message)
+
+        try:
+            await self.app(scope, receiving, sending)
+        finally:
+            await self.stop()  # an app that ended its lifespan without a shutdown
+
+    async def _start_lazily(self) -> None:
+        async with self._starting:
+            if self.slot.gate is None and self._running is None:
+                try:
+                    await self._start()
+                except Exception as exc:
+                    log.error("the API key gate could not start: %s", exc)
+
+    async def _start(self) -> None:
+        if self._running is not None:
+            return
+        parts = AsyncExitStack()
+        try:
+            nc = await connect(self.settings.nats, self.name)
+            parts.push_async_callback(nc.drain)
+            self.slot.gate = await parts.enter_async_context(running_gate(self.settings, nc))
+        except BaseException:
+            await parts.aclose()
+            raise
+        self._running = parts
+        log.info("API key gate running in front of the app")
+
+    async def stop(self) -> None:
+        """Stops the gate (its leases settled, its usage events flushed), if it runs."""
+        parts, self._running = self._running, None
+        self.slot.gate = None
+        if parts is not None:
+            await parts.aclose()
