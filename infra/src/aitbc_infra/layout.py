@@ -49,6 +49,7 @@ class Layout:
     usage_metrics_port: int = DEFAULT_USAGE_METRICS_PORT
     coordinator_host: str = "127.0.0.1"
     coordinator_port: int = DEFAULT_COORDINATOR_PORT
+    coordinator_gate: bool = False  # the sample Coordinator runs the gate in process
     creds_dir: Path | None = None  # the roles' NATS credentials; None: DATA_DIR/creds
     nats_tls: bool = False  # TLS only on the bus, with the development CA in tls_dir
     nats_tls_verify: bool = False  # mutual TLS: every client presents its role's certificate
@@ -69,8 +70,8 @@ class Layout:
     def from_env(cls, env: Mapping[str, str]) -> Layout:
         """`just up`'s settings: DATA_DIR, NATS_URL or NATS_PORT, NATS_REPLICAS, DATABASE_URL,
         USAGE_DATABASE_URL, API_HOST, API_PORT, API_METRICS_PORT, KEYS_METRICS_PORT,
-        USAGE_METRICS_PORT, COORDINATOR_HOST, COORDINATOR_PORT, NATS_CREDS_DIR, NATS_TLS,
-        NATS_TLS_VERIFY, NATS_TLS_DIR, NATS_TLS_HOSTS."""
+        USAGE_METRICS_PORT, COORDINATOR_HOST, COORDINATOR_PORT, COORDINATOR_GATE,
+        NATS_CREDS_DIR, NATS_TLS, NATS_TLS_VERIFY, NATS_TLS_DIR, NATS_TLS_HOSTS."""
         try:
             return cls(
                 data_dir=environment.data_dir(env),
@@ -86,6 +87,7 @@ class Layout:
                 usage_metrics_port=int(env.get("USAGE_METRICS_PORT", DEFAULT_USAGE_METRICS_PORT)),
                 coordinator_host=env.get("COORDINATOR_HOST", "127.0.0.1"),
                 coordinator_port=int(env.get("COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)),
+                coordinator_gate=environment.flag(env, "COORDINATOR_GATE"),
                 creds_dir=_folder(env, "NATS_CREDS_DIR"),
                 **tls_switches(env),
                 tls_dir=_folder(env, "NATS_TLS_DIR"),

@@ -87,10 +87,20 @@ def another(service: Service, name: str, metrics_port: int) -> Service:
 
 
 def coordinator(layout: Layout) -> Service:
+    """The sample Coordinator; with `coordinator_gate`, with the gate in process: it needs a
+    key of its own callers, and reaches the bus as an edge does (its role, its usage spool)."""
     ready = http_ok(layout.upstream_url + HEALTH_PATH)
-    address = f"{layout.upstream_url} (sample)"
     argv = [program("aitbc-sample-coordinator")]
-    env = {k: v for k, v in layout.child_env().items() if not k.startswith("NATS_")}  # no bus
+    if layout.coordinator_gate:
+        address = f"{layout.upstream_url} (sample, gated: API keys required)"
+        env = {
+            **layout.child_env("edge"),
+            "COORDINATOR_GATE": "1",
+            "USAGE_SPOOL_DIR": str(layout.data_dir / "coordinator.usage-spool"),
+        }
+    else:
+        address = f"{layout.upstream_url} (sample)"
+        env = {k: v for k, v in layout.child_env().items() if not k.startswith("NATS_")}  # no bus
     env = {**layout.identity_env(), **env}
     return Service("coordinator", argv, env, ready, address, layout.coordinator_port)
 

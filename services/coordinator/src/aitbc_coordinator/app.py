@@ -10,6 +10,11 @@ It believes `X-Account-Id` only with the edge's signature (aitbc_contracts.ident
 route without one, with a forged one or a stale one answers 401 INVALID_IDENTITY. The secret it
 shares with the edge is the file UPSTREAM_IDENTITY_SECRET_FILE (mode 0600; `just up` makes it):
 without it the Coordinator does not start.
+
+With COORDINATOR_GATE=1 it runs the gate in process (aitbc_gate.GateMiddleware): a request
+straight to its port needs an API key, and is counted and answered as at the edge; the caller's
+account comes from the gate, no header names it. A request the edge forwards (its identity
+signed) is not checked or counted a second time.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from aitbc_coordinator.jobs import (
     NewJob,
     Status,
 )
-from aitbc_runtime import logs
+from aitbc_gate.middleware import caller_of
+from aitbc_runtime import environment, logs
 from aitbc_runtime.bus_access import read_secret_file
 
 ACCOUNT_HEADER = "X-Account-Id"
@@ -85,14 +91,21 @@ def error_response(status: int, code: str, message: str) -> Response[ErrorBody]:
 
 
 def account_of(request: Request[Any, Any, Any]) -> str:
-    """The account the edge authenticated; every job route is scoped by it."""
-    account = request.headers.get(ACCOUNT_HEADER, "").strip()
+    """The account the gate in process admitted, or the one the edge signed for; every job
+    route is scoped by it."""
+    caller = caller_of(request.scope)
+    if caller is not None:
+        return caller.account_id
+    return signed_account(request.app.state, request.headers)
+
+
+def signed_account(state: Any, headers: Mapping[str, str]) -> str:
+    """The account the edge signed for in `headers`, or CoordinatorError."""
+    account = headers.get(ACCOUNT_HEADER, "").strip()
     if not account:
         raise CoordinatorError(401, "MISSING_ACCOUNT", f"the {ACCOUNT_HEADER} header is required")
     if len(account) > MAX_ACCOUNT_ID_LENGTH or not account.isascii() or not account.isprintable():
         raise CoordinatorError(400, "VALIDATION_ERROR", f"the {ACCOUNT_HEADER} header is malformed")
-    state = request.app.state
-    headers = request.headers
     refusal = state.identity.refusal(
         account,
         headers.get(KEY_HEADER, ""),
@@ -248,8 +261,13 @@ def run() -> None:
     level = os.environ.get("LOG_LEVEL", "info").upper()
     logs.configure("aitbc-sample-coordinator", level)
     max_age = float(os.environ.get("UPSTREAM_IDENTITY_MAX_AGE", MAX_AGE))
+    app: Any = create_app(identity_from_env(), identity_max_age=max_age)
+    if environment.flag(os.environ, "COORDINATOR_GATE"):
+        from aitbc_coordinator.gated import gated
+
+        app = gated(app)
     uvicorn.run(
-        create_app(identity_from_env(), identity_max_age=max_age),
+        app,
         host=os.environ.get("COORDINATOR_HOST", "127.0.0.1"),
         port=int(os.environ.get("COORDINATOR_PORT", "8011")),
         loop="uvloop",
