@@ -27,7 +27,7 @@ from aitbc_gate.core import GateSlot, running_gate
 from aitbc_gate.errors import ApiError
 from aitbc_gate.proxies import TrustedProxies
 from aitbc_gate.requests import CONTEXT_KEY, RequestContext, RequestLayer, answer
-from aitbc_gate.settings import GateSettings
+from aitbc_gate.settings import GateSettings, PublicPaths
 from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
 from aitbc_runtime.bus import connect
 
@@ -60,9 +60,7 @@ class GateMiddleware:
     ) -> None:
         self.app = app
         self.settings = settings = settings or GateSettings.from_env()
-        routes = settings.public_routes if public is None else public
-        self._public_paths = frozenset(r for r in routes if not r.endswith("*"))
-        self._public_prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+        self.public = settings.public_paths if public is None else PublicPaths(public)
         self.admitted = admitted
         self.name = name
         self.slot = GateSlot()
@@ -75,9 +73,6 @@ class GateMiddleware:
         self._running: AsyncExitStack | None = None
         self._starting = asyncio.Lock()
 
-    def is_public(self, path: str) -> bool:
-        return path in self._public_paths or path.startswith(self._public_prefixes)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
@@ -86,7 +81,7 @@ class GateMiddleware:
             await self._layer(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
-        elif kind == "websocket" and not self.is_public(scope["path"]):
+        elif kind == "websocket" and scope["path"] not in self.public:
             await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -94,7 +89,7 @@ class GateMiddleware:
     async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Inside the request layer: the caller is checked and counted, unless the path is
         public or the request was admitted already."""
-        if not self.is_public(scope["path"]) and not (self.admitted and self.admitted(scope)):
+        if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
             try:
                 principal = await data_plane_caller(scope)
                 await limit(scope, principal)

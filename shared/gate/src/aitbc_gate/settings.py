@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Self
 
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
@@ -44,6 +45,19 @@ def read(env: Mapping[str, str], variable: str, default: Any) -> Any:
     if isinstance(default, tuple):
         return tuple(item.strip() for item in value.split(",") if item.strip())
     return type(default)(value)
+
+
+class PublicPaths:
+    """Paths that need no key: the routes named, and every path under one ending in `*`."""
+
+    __slots__ = ("exact", "prefixes")
+
+    def __init__(self, routes: tuple[str, ...]) -> None:
+        self.exact = frozenset(r for r in routes if not r.endswith("*"))
+        self.prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.exact or (bool(self.prefixes) and path.startswith(self.prefixes))
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,10 @@ class GateSettings:
         "usage_route_words": "USAGE_ROUTE_WORDS",
         "master_key_data_plane": "MASTER_KEY_DATA_PLANE",
     }
+
+    @cached_property
+    def public_paths(self) -> PublicPaths:
+        return PublicPaths(self.public_routes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:

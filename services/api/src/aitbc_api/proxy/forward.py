@@ -107,7 +107,7 @@ async def forward(request: Req) -> Relay:
     headers.append((REQUEST_ID_HEADER, context.request_id))
     if tracing.enabled:  # the request's span: the Coordinator's spans are its children
         headers += tracing.headers().items()
-    if scope["path"] in settings.public_routes:
+    if scope["path"] in settings.public_paths:
         upstream = await _send(request, forwarding, full_path, headers)
     else:
         caller = await data_plane_caller(scope)
