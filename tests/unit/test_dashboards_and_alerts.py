@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from aitbc_infra import cluster, layout
+from aitbc_runtime.tallies import Tally
 from tests.prometheus_tools import BLACKBOX, PROMETHEUS, PROMTOOL, needs_blackbox, needs_promtool
 
 DASHBOARD = PROMETHEUS.parent / "grafana" / "dashboards" / "aitbc.json"
@@ -38,7 +39,7 @@ SUFFIXES = {
 def _import_every_module() -> None:
     """Every module of the services and the runtime, so that each metric wherever it is
     defined is in prometheus_client's registry (not the Alembic migrations: scripts)."""
-    for package in ("aitbc_runtime", "aitbc_api", "aitbc_keys", "aitbc_usage"):
+    for package in ("aitbc_runtime", "aitbc_gate", "aitbc_api", "aitbc_keys", "aitbc_usage"):
         root = importlib.import_module(package)
         for module in pkgutil.walk_packages(root.__path__, f"{package}."):
             if ".migrations" not in module.name:
@@ -61,6 +62,8 @@ def defined_series() -> dict[str, set[str]]:
             family = collector.describe()[0]
             labels = tuple(collector._labelnames)
             found.update(_series(family.name, family.type, labels))
+        elif isinstance(collector, Tally):  # counted per request (aitbc_runtime.tallies)
+            found.update(_series(collector.name, "counter", collector.labelnames))
     return found
 
 

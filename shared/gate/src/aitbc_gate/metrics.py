@@ -1,12 +1,14 @@
-"""The edge's metrics (prometheus_client), served on the operators' port by
-aitbc_runtime.metrics. Labels take a few known values each: never a key, a hash or an id.
-The hot path's series are bound once here (`.labels()` looks a child up under a lock)."""
+"""The gate's metrics (prometheus_client), the edge's and any gated app's; the edge serves them on
+the operators' port (aitbc_runtime.metrics). Labels take a few known values each: never a key,
+a hash or an id. The hot path's series are bound once here (`.labels()` looks a child up under
+a lock), and what is counted per request is a Tally (aitbc_runtime.tallies)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from aitbc_runtime.metrics import SECONDS
+from aitbc_runtime.tallies import Tally
 
 REQUESTS = Histogram(
     "aitbc_http_request_duration_seconds",
@@ -15,11 +17,12 @@ REQUESTS = Histogram(
     buckets=SECONDS,
 )
 
-DECISIONS = Counter(
-    "aitbc_ratelimit_decisions_total",
+# Counted per request: Tallies (plain ints), not Counters (a lock per increment).
+DECISIONS = Tally(
+    "aitbc_ratelimit_decisions",
     "Rate-limit decisions by outcome (admitted, limited, unavailable: the fail-closed 503) and "
     "source (lease: this edge's leased units; bus: the usage service; fallback: the fail policy)",
-    ["outcome", "source"],
+    ("outcome", "source"),
 )
 LEASED = DECISIONS.labels("admitted", "lease")
 DECIDED = {True: DECISIONS.labels("admitted", "bus"), False: DECISIONS.labels("limited", "bus")}
@@ -34,11 +37,11 @@ DECISION_SECONDS = Histogram(
     buckets=SECONDS,
 )
 
-AUTH_CACHE = Counter(
-    "aitbc_auth_cache_total",
+AUTH_CACHE = Tally(
+    "aitbc_auth_cache",
     "API keys looked up in the edge's auth cache: hit, miss (asked of the keys service), "
     "negative (known not to be a key), stale (served unchecked while the keys service is away)",
-    ["result"],
+    ("result",),
 )
 CACHE_HIT = AUTH_CACHE.labels("hit")
 CACHE_MISS = AUTH_CACHE.labels("miss")

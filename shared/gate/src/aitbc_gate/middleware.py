@@ -68,7 +68,8 @@ class GateMiddleware:
             self._gated,
             self.slot,
             proxies=TrustedProxies.of(settings.trusted_proxies, settings.trusted_proxy_headers),
-            access_log=False,  # the app's server logs its requests
+            access_log=False,  # the app's server logs its requests, and times them
+            timed=False,
         )
         self._running: AsyncExitStack | None = None
         self._starting = asyncio.Lock()
