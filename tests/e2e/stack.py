@@ -13,7 +13,7 @@ from aitbc_infra import stack as definition
 from aitbc_infra.layout import Layout, TlsSwitches, tls_switches
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Process
-from aitbc_infra.readiness import run_to_end, until_ready
+from aitbc_infra.readiness import http_ok, run_to_end, until_ready
 from tests.scrape import scrape
 
 BIN = Path(sys.executable).parent
@@ -38,6 +38,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)  # for every process, over the rest
     # TLS on the bus: by default as NATS_TLS / NATS_TLS_VERIFY say (`NATS_TLS=1 just chaos`)
     bus_tls: TlsSwitches = field(default_factory=lambda: tls_switches(os.environ))
+    coordinator_gate: bool = False  # the sample Coordinator runs the gate in process
     layout: Layout = field(init=False)
     nats: NatsServer = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict)
@@ -45,7 +46,11 @@ class Stack:
     def __post_init__(self) -> None:
         settings = {**TEST_SETTINGS, **self.extra_env}
         self.layout = Layout.on_free_ports(
-            self.root, database_url=self.database_url, env=settings, **self.bus_tls
+            self.root,
+            database_url=self.database_url,
+            env=settings,
+            coordinator_gate=self.coordinator_gate,
+            **self.bus_tls,
         )
         self.database_url = self.layout.database_url
         self.nats = NatsServer(
@@ -76,6 +81,21 @@ class Stack:
         front of this system's Coordinator unless `env` names another UPSTREAM_URL."""
         env = {"API_METRICS_PORT": str(free_port()), **env}
         process = Process.of(definition.edge(self.layout, name, free_port(), **env), self.root)
+        self.processes[name] = process
+        return process
+
+    def add_gated_app(self, name: str, argv: list[str], port_setting: str) -> Process:
+        """An app with the gate in process (aitbc_gate.GateMiddleware) on a free port, which
+        it is told in the variable `port_setting`: on this system's bus as an edge is, with
+        a usage spool of its own; it serves once its /v1/health answers."""
+        port = free_port()
+        env = {
+            **self.layout.child_env("edge"),
+            port_setting: str(port),
+            "USAGE_SPOOL_DIR": str(self.root / f"{name}.usage-spool"),
+        }
+        ready = http_ok(f"http://127.0.0.1:{port}{definition.HEALTH_PATH}")
+        process = Process(name, argv, env, self.root / f"{name}.log", port, ready)
         self.processes[name] = process
         return process
 

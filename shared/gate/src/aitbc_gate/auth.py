@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 
@@ -72,6 +72,18 @@ def presented_key(scope: Scope, query_allowed: bool = True) -> str | None:
             )
         return distinct.pop() if distinct else None
     return keys[0] if keys else None
+
+
+def query_without_key(query: bytes) -> bytes:
+    """The query string without the `api_key` parameter (however its name is spelled), for
+    whatever comes after the gate: the edge's upstream, or the app behind the middleware and
+    its server's access log. The key is a secret, theirs neither to read nor to log. Unchanged
+    when no key is in it."""
+    if _QUERY not in query and b"%" not in query:
+        return query  # no spelling of api_key here (`api%5Fkey` is one, and authenticates)
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    kept = [(name, value) for name, value in pairs if name != API_KEY_QUERY]
+    return query if len(kept) == len(pairs) else urlencode(kept).encode("ascii")
 
 
 # One answer for every key that opens nothing: never issued, mistyped, or replaced (its grace

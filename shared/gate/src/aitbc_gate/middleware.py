@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from aitbc_gate.admission import data_plane_caller, limit
-from aitbc_gate.auth import Principal
+from aitbc_gate.auth import Principal, query_without_key
 from aitbc_gate.core import GateSlot, running_gate
 from aitbc_gate.errors import ApiError
 from aitbc_gate.proxies import TrustedProxies
@@ -89,16 +89,22 @@ class GateMiddleware:
 
     async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Inside the request layer: the caller is checked and counted, unless the path is
-        public or the request was admitted already."""
+        public or the request was admitted already. Then the key leaves the query string, as
+        it leaves the query the edge forwards: the app's server logs the query it sees (in the
+        scope it was given, whoever answered)."""
+        refused = None
         if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
             try:
                 principal = await data_plane_caller(scope)
                 await limit(scope, principal)
-            except ApiError as refused:
-                await answer(send, refused)
-                return
-            scope.setdefault("state", {})[CALLER] = principal
-        await self.app(scope, receive, send)
+                scope.setdefault("state", {})[CALLER] = principal
+            except ApiError as error:
+                refused = error
+        scope["query_string"] = query_without_key(scope["query_string"])
+        if refused is not None:
+            await answer(send, refused)
+        else:
+            await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake is checked and counted as a request is; refused, it is
@@ -110,10 +116,14 @@ class GateMiddleware:
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
         scope[CONTEXT_KEY] = RequestContext("", 0.0, gate)
+        principal: Principal | None = None
         try:
             principal = await data_plane_caller(scope)
             await limit(scope, principal)
         except ApiError:
+            principal = None
+        scope["query_string"] = query_without_key(scope["query_string"])  # as for a request
+        if principal is None:
             await send({"type": "websocket.close", "code": 1008})
             return
         scope.setdefault("state", {})[CALLER] = principal

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from litestar import route
@@ -31,7 +30,7 @@ from aitbc_contracts.identity import (
 )
 from aitbc_contracts.messages import Code
 from aitbc_gate.admission import data_plane_caller, limit
-from aitbc_gate.auth import API_KEY_HEADER, API_KEY_QUERY, Principal
+from aitbc_gate.auth import API_KEY_HEADER, Principal, query_without_key
 from aitbc_gate.errors import ApiError
 from aitbc_gate.requests import context_of
 from aitbc_runtime import tracing
@@ -67,14 +66,6 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 safe methods: no chang
 # Speculate only while the edge has capacity to spare: with more requests in flight than this,
 # latency is queueing, and a second concurrent task per request would only cost throughput.
 SPECULATE_UP_TO = 8
-
-
-def _query_without_key(raw: bytes) -> str:
-    query = raw.decode("latin-1")
-    if API_KEY_QUERY not in query and "%" not in query:
-        return query  # no spelling of api_key here (`api%5Fkey` is one, and authenticates)
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, v) for k, v in pairs if k != API_KEY_QUERY])
 
 
 async def _body(request: Req, failed: list[Exception]) -> AsyncIterator[bytes]:
@@ -160,7 +151,7 @@ async def _send(
 ) -> aiohttp.ClientResponse:
     """The request, sent upstream; its response head read. 502/504 when the upstream fails."""
     settings = forwarding.settings
-    query = _query_without_key(request.scope["query_string"])
+    query = query_without_key(request.scope["query_string"]).decode("latin-1")
     body_failed: list[Exception] = []
     url = settings.upstream_url + full_path + ("?" + query if query else "")
     try:
