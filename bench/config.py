@@ -10,7 +10,7 @@ PLAN_LIMITS = "free=60,pro=600,enterprise=100000000"  # the load can never reach
 @dataclass(frozen=True)
 class Config:
     quick: bool
-    rounds: int  # A B C D rounds
+    rounds: int  # A E B C D rounds
     seconds: float  # wrk seconds per scenario per round
     warmup: float  # wrk seconds per scenario before the rounds
     connections: int
@@ -28,6 +28,7 @@ class Config:
     usage_pair_rounds: int  # rounds of decisions with one, then two usage processes
     usage_pair_seconds: float  # seconds of each of those runs
     takeover_kills: int  # SIGKILLs of a partition's holder, each timed to the new holder
+    gate_cache_keys: int  # keys in the gate's auth cache whose memory is measured (in process)
 
     @classmethod
     def of(cls, quick: bool, profile: bool | None) -> Config:
@@ -53,6 +54,7 @@ class Config:
             usage_pair_rounds=8,  # a round's ratio moves by tens of percent here: pool many
             usage_pair_seconds=2.5,
             takeover_kills=20,
+            gate_cache_keys=100_000,  # a few seconds, --quick as well: tables at full scale
         )
         if not quick:
             return full

@@ -1,9 +1,11 @@
-"""Edge phases: revocation propagation across two edges, and edge memory per cached key."""
+"""Edge phases: revocation propagation across two edges and the gated Coordinator, and edge
+memory per cached key."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from bench import revocation
 from bench.common import edge_metrics, percentile, say
@@ -13,31 +15,41 @@ from bench.state import Bench
 
 
 async def revocations(b: Bench) -> None:
+    """A key in use on two edges and on the gated Coordinator, revoked through the first edge
+    (which sends the command to the keys service): the other edge and the gated Coordinator
+    learn it from the key event stream."""
     assert b.seeded is not None
     second = b.stack.procs["edge2"]
     await _until_healthy(b, second)
     account = b.seeded.revoke
     keys = account.keys[: b.config.revocations]
-    say(f"revocations: {len(keys)} keys, each in use on two edges")
-    per_edge = await revocation.revocations([b.edge.url, second.url], keys, account.master_key)
+    say(f"revocations: {len(keys)} keys, each in use on two edges and the gated Coordinator")
+    servers = [b.edge.url, second.url, b.gated.url]
+    per_server = await revocation.revocations(servers, keys, account.master_key)
+    times = dict(zip(("revoking edge", "other edge", "gated Coordinator"), per_server, strict=True))
     b.results["revocation"] = {
         "revocations": len(keys),
         "timed_from": "request",  # not the response: what reaches an edge before it counts
-        "edges": [
-            {
-                "edge": name,
-                "p50_ms": percentile(ms, 50),
-                "p99_ms": percentile(ms, 99),
-                "max_ms": max(ms),
-                "min_ms": min(ms),
-                "all_ms": ms,
-            }
-            for name, ms in zip(("revoking edge", "other edge"), per_edge, strict=True)
-        ],
+        "edges": [_spread(name, times[name]) for name in ("revoking edge", "other edge")],
+        "gated_coordinator": _spread("gated Coordinator", times["gated Coordinator"]),
     }
     b.stack.stop("edge2")
-    e = b.results["revocation"]["edges"]
-    say(f"revocation p99: revoking edge {e[0]['p99_ms']:.1f} ms, other {e[1]['p99_ms']:.1f} ms")
+    e, g = b.results["revocation"]["edges"], b.results["revocation"]["gated_coordinator"]
+    say(
+        f"revocation p99: revoking edge {e[0]['p99_ms']:.1f} ms, other {e[1]['p99_ms']:.1f} ms, "
+        f"gated Coordinator {g['p99_ms']:.1f} ms"
+    )
+
+
+def _spread(name: str, ms: list[float]) -> dict[str, Any]:
+    return {
+        "edge": name,
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms),
+        "min_ms": min(ms),
+        "all_ms": ms,
+    }
 
 
 async def _until_healthy(b: Bench, edge: Proc) -> None:

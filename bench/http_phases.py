@@ -1,4 +1,5 @@
-"""HTTP phases: A B C D with wrk, B and C paced at half C's peak (and the bus floor), profiles."""
+"""HTTP phases: A E B C D with wrk, B and C paced at half C's peak (and the bus floor),
+profiles (the Coordinator under A, the gated one under E, the edge under B and C)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from bench.common import RESULTS, edge_metrics, median, percentile, say
 from bench.cpu import CpuMeter
 from bench.httpclient import build_request, fan_out
 from bench.null_responder import DECIDE_PREFIX
-from bench.state import Bench
+from bench.state import GATED, Bench
 
 # The server under test in each scenario: it gets a CPU of its own (Bench.place).
-SERVER = {"A": "coordinator", "B": "edge", "C": "edge", "D": "peer"}
+SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "D": "peer"}
+# The ratios of scenarios' rates, each paired round by round: (top, bottom)
+PAIRS = {"C/B": ("C", "B"), "C/D": ("C", "D"), "C/A": ("C", "A"), "E/A": ("E", "A"),
+         "C/E": ("C", "E")}  # fmt: skip
 
 
 async def http(b: Bench) -> None:
@@ -28,27 +32,23 @@ async def http(b: Bench) -> None:
         cancels; their median is the headline."""
         return [t["rps"] / b["rps"] for t, b in zip(runs[top], runs[bottom], strict=True)]
 
-    per_round = {"C/B": paired("C", "B"), "C/D": paired("C", "D"), "C/A": paired("C", "A")}
+    per_round = {name: paired(top, bottom) for name, (top, bottom) in PAIRS.items()}
+    of_medians = {name: s[top]["rps"] / s[bottom]["rps"] for name, (top, bottom) in PAIRS.items()}
     b.results["http"] = {
         "scenarios": s,
         "ratios": {name: median(values) for name, values in per_round.items()},
-        "ratios_of_medians": {
-            "C/B": s["C"]["rps"] / s["B"]["rps"],
-            "C/D": s["C"]["rps"] / s["D"]["rps"],
-            "C/A": s["C"]["rps"] / s["A"]["rps"],
-            "B/A": s["B"]["rps"] / s["A"]["rps"],
-        },
+        "ratios_of_medians": of_medians | {"B/A": s["B"]["rps"] / s["A"]["rps"]},
         "per_round_ratios": per_round,
         "edge_metrics": await edge_metrics(b.edge),
     }
 
 
 async def _warm(b: Bench) -> None:
-    """Every load key once through C and D (the edge's cache and the peer's pages warm), then
-    each scenario under wrk for the warm-up time."""
+    """Every load key once through C, D and E (the edge's and the gated Coordinator's caches and
+    the peer's pages warm), then each scenario under wrk for the warm-up time."""
     c = b.config
     assert b.seeded is not None
-    for name in ("C", "D"):
+    for name in ("C", "D", "E"):
         url = b.targets[name].url
         requests = [build_request(url, {"X-API-Key": k}) for _, k in b.seeded.load_keys()]
         statuses = await fan_out(url, requests, c.connections)
@@ -64,7 +64,7 @@ async def _warm(b: Bench) -> None:
 
 
 async def _rounds(b: Bench) -> dict[str, list[dict]]:
-    """A B C D, round after round, each with the CPU every process of the stack spent."""
+    """A E B C D, round after round, each with the CPU every process of the stack spent."""
     c = b.config
     runs: dict[str, list[dict]] = {name: [] for name in b.targets}
     for round_ in range(c.rounds):
@@ -209,12 +209,14 @@ async def profile(b: Bench) -> None:
     out_dir = RESULTS / ("profiles-quick" if c.quick else "profiles")
     out_dir.mkdir(parents=True, exist_ok=True)
     found: dict[str, Any] = {}
-    b.place("edge")
-    for name in ("B", "C"):
-        say(f"profiling the edge (and usage) under {b.targets[name].name} ({seconds:.0f}s)")
+    for name in ("A", "E", "B", "C"):  # A and E: what the gate in process adds, side by side
+        server = b.stack.procs[SERVER[name]]
+        profiled = f"{'coordinator' if name in ('A', 'E') else 'edge'}-{name}"
+        b.place(server.name)
+        say(f"profiling {server.name} under {b.targets[name].name} ({seconds:.0f}s)")
         load = asyncio.create_task(http_load.wrk(b.targets[name], seconds + 2, c.connections))
         await asyncio.sleep(1.0)
-        recordings = [profiles.record(b.edge.pid, seconds, out_dir / f"edge-{name}.txt")]
+        recordings = [profiles.record(server.pid, seconds, out_dir / f"{profiled}.txt")]
         if name == "C":  # the usage process's share of the full path
             usage_pid = b.stack.procs["usage"].pid
             recordings.append(profiles.record(usage_pid, seconds, out_dir / "usage-C.txt"))
@@ -222,7 +224,7 @@ async def profile(b: Bench) -> None:
         result = await load
         summary = profiles.summarize(folded[0])
         summary["rps_while_profiled"] = result["rps"]
-        found[f"edge-{name}"] = summary
+        found[profiled] = summary
         if name == "C":
             found["usage-C"] = profiles.summarize(folded[1])
     b.place(None)

@@ -37,6 +37,10 @@ AREAS = [
     ("the whole request, inside the request layer", "RequestLayer.handle"),
     ("  access log line (logging)", "RequestLayer.handle>logging/__init__.py"),
     ("  usage event built and queued (_record)", "_record (aitbc_gate/requests.py"),
+    (
+        "  the app behind the gate (the gated Coordinator's Litestar)",
+        "RequestLayer.handle>litestar/app.py",
+    ),
     ("forward (whole handler: gate + upstream request)", "forward (aitbc_api/proxy/forward.py"),
     ("  gate: admission (auth + rate limit + headers)", "aitbc_gate/admission.py"),
     ("    auth: Authenticator.authenticate", "Authenticator.authenticate"),

@@ -1,5 +1,6 @@
-"""Revocation propagation: a key in use on two edges; the owner revokes it through the first;
-how long after the revoke request is sent does each edge answer 401?
+"""Revocation propagation: a key in use on two edges (and on the gated Coordinator, which
+follows the key event stream as an edge does); the owner revokes it through the first edge;
+how long after the revoke request is sent does each answer 401?
 
 Each edge has a poller sending the key back to back on one keep-alive connection (the key is
 "in use"), so an edge's time is when the first 401 reached the poller, counted from the moment
@@ -50,14 +51,15 @@ class Poller:
 async def one_revocation(
     edges: list[str], revoke_via: str, key: str, key_id: str, master: str
 ) -> list[float]:
-    """Milliseconds from sending the revoke request to each edge's first 401."""
+    """Milliseconds from sending the revoke request to each edge's first 401 (`edges`: servers
+    that answer `GET /v1/jobs` with an API key; the revoke goes through `revoke_via`)."""
     pollers = [Poller(url, build_request(url + "/v1/jobs", {"X-API-Key": key})) for url in edges]
     revoke = build_request(
         revoke_via + f"/v1/api-keys/{key_id}", {"X-API-Key": master}, method="DELETE"
     )
     revoker = Connection.to(revoke_via)
     try:
-        # in use on both edges: each has it cached and admits it
+        # in use on every edge: each has it cached and admits it
         await asyncio.gather(*(p.until_status(200) for p in pollers), revoker.open())
         stop = asyncio.Event()
         polls = [asyncio.create_task(p.poll(stop)) for p in pollers]

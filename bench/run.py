@@ -1,19 +1,23 @@
 """`just bench [--quick] [--only NAMES]`: the benchmarks in one process tree, then the report.
 
 The run's state (stack, seeded accounts, targets, results) is bench/state.py's Bench; the
-phases are in bench/bus_phases.py, bench/http_phases.py, bench/edge_phases.py and
-bench/partition_phases.py, and this module runs them in order (each figure's method is
-described in bench/README.md). Seeding always comes first; `--only` runs some of the others:
+phases are in bench/bus_phases.py, bench/http_phases.py, bench/edge_phases.py,
+bench/gate_phases.py and bench/partition_phases.py, and this module runs them in order (each
+figure's method is described in bench/README.md). Seeding always comes first; `--only` runs
+some of the others:
   (seed)        accounts and keys into the keys database (bench/seed.py); the relay publishes them
   usage-memory  usage process RSS before/after learning and deciding for every seeded account
   auth          CheckKeys rate of one keys process (batches of 1, 10, 100), alternating with a
                 bare responder (the ceiling)
   decisions     DecideBatch rate of one usage process, alternating with the bare responder
-  http          A B C D A B C D ... with wrk, 32 connections
+  http          A E B C D A E B C D ... with wrk, 32 connections (E: the gated Coordinator)
   paced         B and C at half C's peak, paced (needs http)
-  profiles      py-spy on the edge under B and C, on usage and keys under their loads
-  revocations   two edges, a key in use on both, revoked through the first
+  profiles      py-spy on the Coordinator under A and E, the edge under B and C, on usage
+                and keys under their loads
+  revocations   two edges and the gated Coordinator, a key in use on all, revoked through the
+                first edge
   edge-memory   a fresh edge's RSS before/after caching every seeded key
+  gate-memory   the gate's auth cache, in this process: bytes per cached key (tracemalloc)
   decisions2    DecideBatch rate and CPU per decision, one usage process and two, alternately
   takeover      SIGKILL of a partition's holder, timed until another process answers for it
 """
@@ -36,7 +40,15 @@ from typing import Any
 import uvloop
 from nats.aio.client import Client as NATS
 
-from bench import bus_phases, edge_phases, http_phases, machine, partition_phases, report
+from bench import (
+    bus_phases,
+    edge_phases,
+    gate_phases,
+    http_phases,
+    machine,
+    partition_phases,
+    report,
+)
 from bench.common import RESULTS
 from bench.config import Config
 from bench.cpu import load_average
@@ -69,6 +81,7 @@ PHASES = {
     "profiles": Phase("profiles", http_phases.profile, http_side=True),
     "revocations": Phase("revocations", edge_phases.revocations, http_side=True),
     "edge-memory": Phase("edge memory", edge_phases.edge_memory, http_side=True),
+    "gate-memory": Phase("gate memory", gate_phases.gate_memory),
     "decisions2": Phase("decisions, one and two usage processes", partition_phases.decisions_two),
     "takeover": Phase("usage takeover", partition_phases.takeover),
 }

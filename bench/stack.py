@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aitbc_infra import stack as definition
@@ -73,6 +73,15 @@ class Stack:
     def start_service(self, name: str, wait: bool = True) -> Proc:
         """keys, usage or the Coordinator, as aitbc_infra.stack defines it."""
         proc = self.procs[name] = Proc.of(definition.service(self.layout, name), self.root)
+        return proc.start(wait=wait)
+
+    def start_gated_coordinator(self, name: str, wait: bool = True) -> Proc:
+        """A second sample Coordinator on a port of its own, with the gate in process
+        (`Layout(coordinator_gate=True)`: COORDINATOR_GATE=1, the edge's bus role, a usage
+        spool of its own), beside the plain one that the edges forward to."""
+        gated = replace(self.layout, coordinator_port=free_port(), coordinator_gate=True)
+        service = replace(definition.coordinator(gated), name=name)
+        proc = self.procs[name] = Proc.of(service, self.root)
         return proc.start(wait=wait)
 
     def start_usage(self, name: str) -> Proc:

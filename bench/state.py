@@ -33,6 +33,9 @@ from bench.peer_app import create_database
 from bench.seed import Seeded, seed
 from bench.stack import Stack, until_serving
 
+# The second sample Coordinator, with the gate in process: scenario E's server.
+GATED = "coordinator-gated"
+
 # What the direct scenario sends the Coordinator: the identity headers the edge sends.
 DIRECT_HEADERS = f"{ACCOUNT_HEADER},{KEY_HEADER},{REQUEST_ID_HEADER},{IDENTITY_HEADER}"
 
@@ -151,12 +154,13 @@ class Bench:
                 raise RuntimeError(f"seeded account not known to the keys service: {view!r}")
 
     def spawn_http_side(self) -> None:
-        """The HTTP side, started side by side without waiting: upstream, three edges (the
-        second for revocation, the third for memory: both serve nothing until then), redis, the
-        peer and the bare responder."""
+        """The HTTP side, started side by side without waiting: upstream, the gated Coordinator
+        (E), three edges (the second for revocation, the third for memory: both serve nothing
+        until then), redis, the peer and the bare responder."""
         assert self.seeded is not None
         stack = self.stack
         self.spawned = [stack.start_service("coordinator", wait=False)]
+        self.spawned += [stack.start_gated_coordinator(GATED, wait=False)]
         self.spawned += [stack.start_edge(n, wait=False) for n in ("edge", "edge2", "edge-memory")]
         redis = stack.start_redis(wait=False)
         peer_db = self.root / "peer.db"
@@ -172,6 +176,7 @@ class Bench:
         for proc in self.spawned:
             proc.wait()
         self.edge, self.peer = stack.procs["edge"], stack.procs["peer"]
+        self.gated = stack.procs[GATED]
         # Shuffled, so the accounts' requests interleave as independent clients' do: the load
         # generators walk the file in order, and grouped by account, each account would get
         # all its keys' requests in a row, then none for the rest of the pass.
@@ -184,8 +189,11 @@ class Bench:
             "".join(signed_identity(stack, a.account_id, i) for i, a in enumerate(self.seeded.load))
         )
         upstream = stack.upstream_url
+        # In the order of a round: E right after A, the two that E/A pairs
         self.targets = {
             "A": http_load.Target("A direct", upstream + "/v1/jobs", DIRECT_HEADERS, identities),
+            "E": http_load.Target("E gated Coordinator", self.gated.url + "/v1/jobs",
+                                  "X-API-Key", keys_file),
             "B": http_load.Target("B edge, public", self.edge.url + "/v1/health"),
             "C": http_load.Target("C edge, full", self.edge.url + "/v1/jobs", "X-API-Key",
                               keys_file),
@@ -214,7 +222,7 @@ class Bench:
         os.sched_setaffinity(0, rest)  # the children this process starts inherit it
 
     def _http_pids(self) -> dict[str, int]:
-        names = ("edge", "coordinator", "usage", "keys", "peer", "redis")
+        names = ("edge", "coordinator", GATED, "usage", "keys", "peer", "redis")
         pids = {name: self.stack.procs[name].pid for name in names}
         pids["nats-server"] = self._nats_pid()
         return pids

@@ -17,19 +17,22 @@ SINCE = {
 
 
 def revocation_section(v: dict[str, Any]) -> list[str]:
+    gated = v.get("gated_coordinator")
     rows = [
         [e["edge"], f"{e['p50_ms']:.2f}", f"{e['p99_ms']:.2f}", f"{e['max_ms']:.2f}",
          f"{e['min_ms']:.2f}"]
-        for e in v["edges"]
+        for e in [*v["edges"], *([gated] if gated else [])]
     ]  # fmt: skip
+    where = "two edges and the gated Coordinator" if gated else "two edges"
     return [
         "## 4. Revocation propagation",
         "",
-        f"{v['revocations']} keys, each in use on two edges (a poller per edge sending it back "
+        f"{v['revocations']} keys, each in use on {where} (a poller on each sending it back "
         "to back); the owner revokes it with `DELETE /v1/api-keys/{id}` through the first "
-        "edge; " + SINCE[v.get("timed_from", "response")],
+        "edge, which sends the command to the keys service (the others learn it from the key "
+        "event stream); " + SINCE[v.get("timed_from", "response")],
         "",
-        md_table(["edge", "p50 ms", "p99 ms", "max ms", "min ms"], rows),
+        md_table(["where", "p50 ms", "p99 ms", "max ms", "min ms"], rows),
         "",
     ]
 
@@ -56,15 +59,39 @@ def _usage_memory(u: dict[str, Any]) -> str:
     )
 
 
+def _gate_memory(g: dict[str, Any]) -> list[str]:
+    """The gate's auth cache, measured in process: per key, and of what one entry is made."""
+    caches = g["caches"]
+    spreads = "; ".join(
+        f"{c['bytes_per_key']:.0f} B with {c['keys_per_account']} key(s) per account"
+        for c in caches
+    )
+    parts = list(caches[0]["per_key"])
+    rows = [[part, *(f"{c['per_key'][part]:.0f}" for c in caches)] for part in parts]
+    header = ["bytes per key", *(f"{c['keys_per_account']} per account" for c in caches)]
+    return [
+        f"- **Gate: {g['bytes_per_key']:.0f} B per cached key** (the larger of: {spreads}). "
+        f"In process (bench/gate_phases.py): an aitbc_gate AuthCache with the gate's default "
+        f"settings, filled with {g['keys']:,} keys' facts decoded from CheckedKeys replies of "
+        "100 as the gate receives them; tracemalloc's count of the bytes it then holds. One "
+        "entry's objects, and the rest (the cache's three tables, and the sets of an account's "
+        "digests when it has several):",
+        "",
+        md_table(header, rows),
+    ]
+
+
 def memory_section(r: dict[str, Any]) -> list[str]:
-    e, u = r.get("edge_memory"), r.get("usage_memory")
-    if not (e or u):
+    e, u, g = r.get("edge_memory"), r.get("usage_memory"), r.get("gate_memory")
+    if not (e or u or g):
         return []
-    out = ["## 5. Memory (VmRSS from /proc/<pid>/status)", ""]
+    out = ["## 5. Memory (VmRSS from /proc/<pid>/status; the gate's cache: tracemalloc)", ""]
     if e:
         out.append(_edge_memory(e))
     if u:
         out.append(_usage_memory(u))
+    if g:
+        out += _gate_memory(g)
     return [*out, ""]
 
 

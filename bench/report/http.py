@@ -1,4 +1,4 @@
-"""Section 1 of the report: throughput, latency and CPU of A B C D with wrk."""
+"""Section 1 of the report: throughput, latency and CPU of A (E) B C D with wrk."""
 
 from __future__ import annotations
 
@@ -18,20 +18,32 @@ def http_section(r: dict[str, Any]) -> list[str]:
 
 def _method(r: dict[str, Any]) -> list[str]:
     c = r["config"]
+    order = " ".join(r["http"]["scenarios"])  # in the order of a round
     out = [
-        "## 1. Throughput and latency (wrk, alternating A B C D)",
+        f"## 1. Throughput and latency (wrk, alternating {order})",
         "",
-        f"{c['rounds']} rounds of A B C D, {c['seconds']:g} s each, {c['connections']} "
+        f"{c['rounds']} rounds of {order}, {c['seconds']:g} s each, {c['connections']} "
         f"connections, one wrk thread; medians over the rounds. Every server: uvicorn, one "
         "worker, uvloop + httptools, no access log in uvicorn.",
         "",
     ]
+    gated = "E" in r["http"]["scenarios"]
+    if gated:
+        out[-1:] = [
+            "",
+            "E is A's load on a second sample Coordinator that runs the gate in process "
+            "(COORDINATOR_GATE=1, aitbc_coordinator.gated), with C's keys in `X-API-Key` "
+            "(every key sent once before the rounds): what a Python upstream pays to check "
+            "keys and limits itself, without an edge in front.",
+            "",
+        ]
     placed = r.get("placement")
     if placed:
         rest = ", ".join(str(cpu) for cpu in placed["rest"])
+        server = "the Coordinator in A, the gated one in E" if gated else "the Coordinator in A"
         out[-1:] = [
             "",
-            f"The server under test (the Coordinator in A, the edge in B and C, the peer in D) "
+            f"The server under test ({server}, the edge in B and C, the peer in D) "
             f"runs alone on CPU {placed['server'][0]}; the rest of the stack (NATS, the usage "
             f"and keys services, the Coordinator behind the edge, Redis) and the load generator "
             f"on CPU {rest}, as the paced rounds and the profiles do with the edge.",
@@ -64,6 +76,7 @@ def _ratios(http: dict[str, Any]) -> list[str]:
     of_medians = http["ratios_of_medians"]
     per_round = http["per_round_ratios"]
     return [
+        *_gated_ratios(http),
         "",
         f"Ratios, the median of each round's ratio (each pair ran back to back, so most of the "
         f"machine's noise cancels): **C/B = {ratios['C/B']:.3f}**, **C/D = {ratios['C/D']:.3f}**, "
@@ -73,6 +86,23 @@ def _ratios(http: dict[str, Any]) -> list[str]:
         f"{of_medians['C/B']:.3f}, C/D {of_medians['C/D']:.3f}, C/A {of_medians['C/A']:.3f}, "
         f"B/A {of_medians['B/A']:.3f} (B/A: what the proxy hop alone leaves of the upstream's "
         "rate).",
+    ]
+
+
+def _gated_ratios(http: dict[str, Any]) -> list[str]:
+    """E/A and C/E, when the run had E: the gate in the Coordinator against the Coordinator
+    alone and against the edge."""
+    ratios, per_round = http["ratios"], http["per_round_ratios"]
+    if "E/A" not in ratios:
+        return []
+    return [
+        "",
+        f"The gate in the Coordinator, paired round by round as C/B is: **E/A = "
+        f"{ratios['E/A']:.3f}** (what checking keys and limits in process leaves of the "
+        f"Coordinator's rate), **C/E = {ratios['C/E']:.3f}** (the edge's full path against the "
+        f"gate in process). Per round: E/A {', '.join(f'{x:.3f}' for x in per_round['E/A'])}; "
+        f"C/E {', '.join(f'{x:.3f}' for x in per_round['C/E'])}. Ratios of the medians: E/A "
+        f"{http['ratios_of_medians']['E/A']:.3f}, C/E {http['ratios_of_medians']['C/E']:.3f}.",
     ]
 
 

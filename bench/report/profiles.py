@@ -10,11 +10,15 @@ PROFILED_CPU = {  # profile -> (scenario, process) whose measured CPU per reques
     "edge-B": ("B", "edge"),
     "edge-C": ("C", "edge"),
     "usage-C": ("C", "usage"),
+    "coordinator-A": ("A", "coordinator"),
+    "coordinator-E": ("E", "coordinator-gated"),
 }
 TITLES = {
     "edge-B": "edge under B (public route)",
     "edge-C": "edge under C (full path)",
     "usage-C": "usage service under C (its share of the full path)",
+    "coordinator-A": "Coordinator under A (alone, signed identities)",
+    "coordinator-E": "gated Coordinator under E (the gate in process)",
     "usage-decide": "usage service under DecideBatch load (batches of 100)",
     "keys-check": "keys service under CheckKeys load (batches of 1)",
 }
@@ -58,6 +62,7 @@ def _one_profile(name: str, summary: dict[str, Any], cpu: float | None) -> list[
                 row.append(f"{n / total * cpu:,.0f}")
             rows.append(row)
         header = [label, "share"] + (["us/request"] if cpu is not None else [])
-        out += [md_table(header, rows), ""]
+        if rows:  # a process without any of the areas (the Coordinator alone) has no table
+            out += [md_table(header, rows), ""]
     frames = "; ".join(f"`{frame}` {n / total:.1%}" for frame, n in summary["top_frames"][:6])
     return [*out, f"Hottest frames (self): {frames}", ""]
