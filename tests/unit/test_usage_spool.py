@@ -48,14 +48,29 @@ def test_a_killed_edge_leaves_its_unstored_requests_and_batches_to_the_next_star
 
 
 def test_a_record_cut_short_by_the_kill_ends_the_journal(tmp_path: Path) -> None:
+    """A record's length goes in after its bytes: killed in between, it is not there."""
     spool = Spool(tmp_path, low=lambda: 1)
     spool.served(served(1))
+    second = spool._at  # where the next record goes
     spool.served(served(2))
     killed(spool)
     (segment,) = tmp_path.glob("*.spool")
-    segment.write_bytes(segment.read_bytes()[:-3])
+    journal = bytearray(segment.read_bytes())
+    journal[second : second + 4] = bytes(4)  # its bytes copied, its length not yet
+    segment.write_bytes(journal)
     left, unsent = Spool(tmp_path, low=lambda: 1).recover(Served)
     assert [r.request_id for r in left] == ["r1"] and unsent == []
+
+
+def test_a_full_segment_opens_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(usage_spool, "SEGMENT_BYTES", 256)  # a mark and a few requests each
+    spool = Spool(tmp_path, low=lambda: 1)
+    for n in range(20):
+        spool.served(served(n))
+    killed(spool)
+    assert len(list(tmp_path.glob("*.spool"))) > 2
+    left, _ = Spool(tmp_path, low=lambda: 1).recover(Served)
+    assert [r.request_id for r in left] == [f"r{n}" for n in range(20)]
 
 
 def test_two_edges_cannot_share_a_spool(tmp_path: Path) -> None:
