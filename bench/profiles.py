@@ -34,12 +34,12 @@ LAYERS = [
 # Inclusive: a sample counts for each of these whose frame is anywhere on its stack
 # ("A>B": a frame matching B somewhere inside a frame matching A).
 AREAS = [
-    ("the whole request, inside the request layer", "RequestLayer.handle"),
-    ("  access log line (logging)", "RequestLayer.handle>logging/__init__.py"),
+    ("the whole request, inside the request layer", "RequestLayer.__call__"),
+    ("  access log line (logging)", "RequestLayer.__call__>logging/__init__.py"),
     ("  usage event built and queued (_record)", "_record (aitbc_gate/requests.py"),
     (
         "  the app behind the gate (the gated Coordinator's Litestar)",
-        "RequestLayer.handle>litestar/app.py",
+        "RequestLayer.__call__>litestar/app.py",
     ),
     ("forward (whole handler: gate + upstream request)", "forward (aitbc_api/proxy/forward.py"),
     ("  gate: admission (auth + rate limit + headers)", "aitbc_gate/admission.py"),

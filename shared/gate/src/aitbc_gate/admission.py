@@ -16,9 +16,10 @@ from aitbc_gate.types import Scope
 
 async def authenticate(scope: Scope) -> Principal:
     """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
-    gate = context_of(scope).gate
+    context = context_of(scope)
+    gate = context.gate
     authenticator = gate.authenticator
-    key = presented_key(scope, gate.settings.api_key_in_query)
+    key = presented_key(context.keys, scope["query_string"], gate.settings.api_key_in_query)
     if (known := authenticator.known(key)) is not None:
         return known
     return await authenticator.authenticate(key, client_address(scope))

@@ -17,7 +17,6 @@ from aitbc_gate.auth_cache import AuthCache as AuthCache  # its users import it 
 from aitbc_gate.errors import ApiError, from_rejection
 from aitbc_gate.key_checks import KeyChecks
 from aitbc_gate.throttle import FailureThrottle
-from aitbc_gate.types import Scope
 
 KeyAnswer = KeyFacts | Rejected  # what the keys service says about one hash
 
@@ -43,13 +42,14 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
         return self.kind == "master"
 
 
-def presented_key(scope: Scope, query_allowed: bool = True) -> str | None:
-    """The key from `X-API-Key` or the `api_key` query parameter: one key, however many times
-    it is sent. Two different keys are refused (400 CONFLICTING_API_KEYS: neither silently
-    wins), and so is any key in the query when `query_allowed` is off (API_KEY_IN_QUERY=0).
-    The query is parsed only when it could hold the parameter (`api%5Fkey` is one spelling)."""
-    keys = [value.decode("latin-1") for name, value in scope["headers"] if name == _HEADER]
-    query: bytes = scope["query_string"]
+def presented_key(in_headers: list[str], query: bytes, query_allowed: bool = True) -> str | None:
+    """The key from `X-API-Key` (each one `in_headers`, as the request layer read the head:
+    aitbc_gate.requests) or the `api_key` parameter of the `query` string: one key, however
+    many times it is sent. Two different keys are refused (400 CONFLICTING_API_KEYS: neither
+    silently wins), and so is any key in the query when `query_allowed` is off
+    (API_KEY_IN_QUERY=0). The query is parsed only when it could hold the parameter
+    (`api%5Fkey` is one spelling)."""
+    keys = in_headers
     if query and (_QUERY in query or b"%" in query):
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
         in_query = [value for name, value in pairs if name == API_KEY_QUERY]
@@ -60,7 +60,7 @@ def presented_key(scope: Scope, query_allowed: bool = True) -> str | None:
                 "API keys in the query string are turned off on this service: "
                 "send the key in the X-API-Key header",
             )
-        keys += in_query
+        keys = in_headers + in_query
     if len(keys) > 1:
         distinct = {key for key in keys if key}
         if len(distinct) > 1:

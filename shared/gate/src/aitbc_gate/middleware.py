@@ -26,7 +26,7 @@ from aitbc_gate.auth import Principal, query_without_key
 from aitbc_gate.core import GateSlot, running_gate
 from aitbc_gate.errors import ApiError
 from aitbc_gate.proxies import TrustedProxies
-from aitbc_gate.requests import CONTEXT_KEY, RequestContext, RequestLayer, answer
+from aitbc_gate.requests import CONTEXT_KEY, RequestContext, RequestLayer, answer, read_head
 from aitbc_gate.settings import GateSettings, PublicPaths
 from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
 from aitbc_runtime.bus import connect
@@ -115,7 +115,7 @@ class GateMiddleware:
         if gate is None:
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
-        scope[CONTEXT_KEY] = RequestContext("", 0.0, gate)
+        scope[CONTEXT_KEY] = RequestContext("", 0.0, gate, read_head(scope)[2])
         principal: Principal | None = None
         try:
             principal = await data_plane_caller(scope)

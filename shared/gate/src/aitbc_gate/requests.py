@@ -11,7 +11,8 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
@@ -45,9 +46,10 @@ class RequestContext:
     request_id: str
     started: float
     gate: Gate  # the process's running parts
+    keys: list[str]  # the X-API-Key headers' values (aitbc_gate.auth.presented_key)
     principal: Principal | None = None
     verdict: Verdict | None = None
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[bytes, bytes]] = ()  # the rate-limit headers, once decided
     recorded: bool = False  # its usage event is made
 
 
@@ -60,19 +62,22 @@ def request_id_of(scope: Scope) -> str:
     return context_of(scope).request_id
 
 
-def _read_head(scope: Scope) -> tuple[str, bool]:
-    """The request's id (the client's X-Request-Id when it is a sane one, else a new one), and
-    whether a body follows the head (HTTP/1.1: only with Content-Length or Transfer-Encoding)."""
-    request_id, has_body = "", False
+def read_head(scope: Scope) -> tuple[str, bool, list[str]]:
+    """In one pass over the headers: the request's id (the client's X-Request-Id when it is a
+    sane one, else a new one), whether a body follows the head (HTTP/1.1: only with
+    Content-Length or Transfer-Encoding), and the API keys in X-API-Key headers."""
+    request_id, has_body, keys = "", False, []
     for name, value in scope["headers"]:
-        if name == b"x-request-id":
+        if name == b"x-api-key":
+            keys.append(value.decode("latin-1"))
+        elif name == b"x-request-id":
             if not request_id and _VALID_REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")
         elif name == b"content-length":
             has_body = has_body or value.strip() != b"0"
         elif name == b"transfer-encoding":
             has_body = True
-    return request_id or new_id(), has_body
+    return request_id or new_id(), has_body, keys
 
 
 class RequestLayer:
@@ -113,17 +118,14 @@ class RequestLayer:
         if self.require_https and scope["scheme"] != "https":
             await answer(send, _HTTPS_REQUIRED)
             return
-        await self.handle(scope, receive, send)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         gate = self.slot.gate
         if gate is None:  # not started, or stopped: nothing can be checked
             await answer(send, _NOT_RUNNING)
             return
         load = gate.load
         load.in_flight += 1
-        request_id, has_body = _read_head(scope)
-        context = RequestContext(request_id, time.perf_counter(), gate)
+        request_id, has_body, keys = read_head(scope)
+        context = RequestContext(request_id, time.perf_counter(), gate, keys)
         scope[CONTEXT_KEY] = context
         logged_as = REQUEST_ID.set(request_id)
         span = _span(scope, request_id) if tracing.enabled else None
