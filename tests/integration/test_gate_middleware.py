@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from litestar import Litestar, get
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
@@ -31,6 +32,11 @@ async def _ok(request: object) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def _seen(request: Request) -> JSONResponse:
+    """What the app is given of the request: its query and its headers."""
+    return JSONResponse({"query": request.url.query, "headers": dict(request.headers)})
+
+
 async def _echo(socket: WebSocket) -> None:
     await socket.accept()
     await socket.send_text("hello")
@@ -39,7 +45,8 @@ async def _echo(socket: WebSocket) -> None:
 
 def starlette_app() -> Starlette:
     paths = ["/v1/health", "/v1/jobs", "/docs/page"]
-    return Starlette(routes=[*(Route(p, _ok) for p in paths), WebSocketRoute("/v1/stream", _echo)])
+    routes = [Route("/v1/seen", _seen), WebSocketRoute("/v1/stream", _echo)]
+    return Starlette(routes=[*(Route(p, _ok) for p in paths), *routes])
 
 
 def refusal(answer: httpx.Response) -> tuple[int, str]:
@@ -95,6 +102,10 @@ def test_a_request_admitted_upstream_passes_without_a_key(settings: GateSettings
     with TestClient(gated) as client:
         assert client.get("/v1/jobs", headers={"X-Admitted": "1"}).status_code == 200
         assert refusal(client.get("/v1/jobs")) == (401, "MISSING_API_KEY")
+        # The key is a secret the app is not given: not in the query, not in the headers
+        headers = {"X-Admitted": "1", "X-API-Key": "aitbc_secret"}
+        seen = client.get("/v1/seen?page=2&api_key=aitbc_secret", headers=headers).json()
+        assert seen["query"] == "page=2" and "x-api-key" not in seen["headers"]
 
 
 async def test_without_lifespan_events_the_first_request_starts_it(

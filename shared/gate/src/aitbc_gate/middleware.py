@@ -26,7 +26,14 @@ from aitbc_gate.auth import Principal, query_without_key
 from aitbc_gate.core import GateSlot, running_gate
 from aitbc_gate.errors import ApiError
 from aitbc_gate.proxies import TrustedProxies
-from aitbc_gate.requests import CONTEXT_KEY, RequestContext, RequestLayer, answer, read_head
+from aitbc_gate.requests import (
+    CONTEXT_KEY,
+    RequestContext,
+    RequestLayer,
+    answer,
+    context_of,
+    read_head,
+)
 from aitbc_gate.settings import GateSettings, PublicPaths
 from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
 from aitbc_runtime.bus import connect
@@ -40,6 +47,13 @@ def caller_of(scope: Scope) -> Principal | None:
     """The caller the gate admitted for this request (None on a public path)."""
     state = scope.get("state")
     return state.get(CALLER) if state is not None else None
+
+
+def without_key(scope: Scope) -> None:
+    """The scope without the API key: not in its query string, not in its headers."""
+    scope["query_string"] = query_without_key(scope["query_string"])
+    if context_of(scope).keys:
+        scope["headers"] = [h for h in scope["headers"] if h[0] != b"x-api-key"]
 
 
 class GateMiddleware:
@@ -89,9 +103,9 @@ class GateMiddleware:
 
     async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Inside the request layer: the caller is checked and counted, unless the path is
-        public or the request was admitted already. Then the key leaves the query string, as
-        it leaves the query the edge forwards: the app's server logs the query it sees (in the
-        scope it was given, whoever answered)."""
+        public or the request was admitted already. Then the key leaves the query string and
+        the headers, as it leaves what the edge forwards: the app is given the caller, not the
+        secret, and its server logs the query it sees (in the scope, whoever answered)."""
         refused = None
         if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
             try:
@@ -100,7 +114,7 @@ class GateMiddleware:
                 scope.setdefault("state", {})[CALLER] = principal
             except ApiError as error:
                 refused = error
-        scope["query_string"] = query_without_key(scope["query_string"])
+        without_key(scope)
         if refused is not None:
             await answer(send, refused)
         else:
@@ -122,7 +136,7 @@ class GateMiddleware:
             await limit(scope, principal)
         except ApiError:
             principal = None
-        scope["query_string"] = query_without_key(scope["query_string"])  # as for a request
+        without_key(scope)  # as for a request
         if principal is None:
             await send({"type": "websocket.close", "code": 1008})
             return
