@@ -73,10 +73,16 @@ def test_a_full_segment_opens_the_next(tmp_path: Path, monkeypatch: pytest.Monke
     assert [r.request_id for r in left] == [f"r{n}" for n in range(20)]
 
 
-def test_two_edges_cannot_share_a_spool(tmp_path: Path) -> None:
-    Spool(tmp_path, low=lambda: 1)
-    with pytest.raises(RuntimeError, match="another edge"):
-        Spool(tmp_path, low=lambda: 1)
+def test_processes_sharing_a_spool_folder_take_a_slot_each(tmp_path: Path) -> None:
+    """A server's workers, each with a gate, are given one USAGE_SPOOL_DIR: each journals in
+    a slot of its own, and a restarted one takes a free slot, and what was left there."""
+    first, second = Spool(tmp_path, low=lambda: 1), Spool(tmp_path, low=lambda: 1)
+    assert (first.folder, second.folder) == (tmp_path, tmp_path / "worker-1")
+    second.served(served(7))
+    killed(second)
+    again = Spool(tmp_path, low=lambda: 1)  # the first still holds its slot
+    left, _ = again.recover(Served)
+    assert again.folder == tmp_path / "worker-1" and [r.request_id for r in left] == ["r7"]
 
 
 def test_segments_go_once_the_mark_has_passed_them(

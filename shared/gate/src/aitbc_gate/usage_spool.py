@@ -62,20 +62,34 @@ class Mark(msgspec.Struct, tag="m", gc=False):
     low: int  # every request numbered below it is stored (or was dropped)
 
 
+SLOTS = 64  # processes that may share one spool folder (a server's workers, each a gate)
+
+
+def _claim(folder: Path) -> tuple[Path, int]:
+    """The first slot of `folder` no other process holds, and its lock (held until closed):
+    the folder itself, then `worker-1`, `worker-2`... So the workers of one server (each with
+    a gate of its own) share one USAGE_SPOOL_DIR, and a restarted one takes a slot that is
+    free again, and what its last holder left there."""
+    for slot in range(SLOTS):
+        place = folder if slot == 0 else folder / f"worker-{slot}"
+        place.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(place / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            continue
+        return place, lock
+    raise RuntimeError(f"{SLOTS} processes are using the usage spool {folder} already")
+
+
 class Spool:
-    """The journal in `folder`, for one edge process at a time (a lock file says which).
+    """The journal in a slot of `folder`, for one process at a time (a lock file says which).
     `low()` is the publisher's lowest sequence number not yet stored."""
 
     def __init__(self, folder: Path, low: Callable[[], int]) -> None:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.folder = folder
+        self.folder, self._lock = _claim(folder)
         self.low = low
-        self._lock = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock)
-            raise RuntimeError(f"another edge is using the usage spool {folder}") from None
         self.next_seq = 1
         self._highest: dict[int, int] = {}  # segment -> the highest sequence number it names
         self._segment, self._fd, self._opened = 0, -1, 0.0
