@@ -109,15 +109,17 @@ def _gated_ratios(http: dict[str, Any]) -> list[str]:
 def _batching(http: dict[str, Any]) -> list[str]:
     metrics = http.get("edge_metrics", {})
     batches = metrics.get('aitbc_bus_batches_total{batch="decisions"}', 0)
-    decided = sum(v for k, v in metrics.items() if k.startswith("aitbc_ratelimit_decisions_total"))
-    leased = metrics.get('aitbc_ratelimit_decisions_total{outcome="leased"}', 0)
+    decisions = {k: v for k, v in metrics.items() if k.startswith("aitbc_ratelimit_decisions")}
+    decided = sum(decisions.values())
+    leased = sum(v for k, v in decisions.items() if 'source="lease"' in k)
     if not batches:
         return []
     return [
         "",
         f"The edge took {decided:,.0f} decisions: {leased:,.0f} from leases, admitted without "
-        f"asking, and the other {decided - leased:,.0f} in {batches:,.0f} DecideBatch "
-        f"requests: **{decided / batches:.2f} requests per decision message** on average at "
+        f"asking, and the other {decided - leased:,.0f} asked of the usage service; with the "
+        f"leases' renewals, {batches:,.0f} DecideBatch requests: **{decided / batches:.2f} "
+        "requests per decision message** on average at "
         "this load (a decision far from the limit lends the edge more units, 32 at first and "
         "then what the account's pace needs, renewed at half or two round trips ahead, "
         "whichever is earlier; the adaptive batcher sends "
