@@ -32,6 +32,9 @@ async def test_a_follower_resets_after_a_reconnect_but_not_when_stopped(
     try:
         await asyncio.wait_for(follower.ready.wait(), 10)
         await nc.jetstream().publish("follow.a", b"1")
+        async with asyncio.timeout(10):  # stored is not delivered yet: the restart could win
+            while not seen:
+                await asyncio.sleep(0.01)
         own_nats.restart()  # the consumer may be gone: events may pass unseen
         async with asyncio.timeout(20):
             while not resets:
