@@ -102,19 +102,8 @@ class GateMiddleware:
             await self.app(scope, receive, send)
 
     async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Inside the request layer: the caller is checked and counted, unless the path is
-        public or the request was admitted already. Then the key leaves the query string and
-        the headers, as it leaves what the edge forwards: the app is given the caller, not the
-        secret, and its server logs the query it sees (in the scope, whoever answered)."""
-        refused = None
-        if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
-            try:
-                principal = await data_plane_caller(scope)
-                await limit(scope, principal)
-                scope.setdefault("state", {})[CALLER] = principal
-            except ApiError as error:
-                refused = error
-        without_key(scope)
+        """Inside the request layer: the app, once the caller is checked and counted."""
+        refused = await self._check(scope)
         if refused is not None:
             await answer(send, refused)
         else:
@@ -130,18 +119,27 @@ class GateMiddleware:
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
         scope[CONTEXT_KEY] = RequestContext("", 0.0, gate, read_head(scope)[2])
-        principal: Principal | None = None
-        try:
-            principal = await data_plane_caller(scope)
-            await limit(scope, principal)
-        except ApiError:
-            principal = None
-        without_key(scope)  # as for a request
-        if principal is None:
+        if await self._check(scope) is not None:
             await send({"type": "websocket.close", "code": 1008})
             return
-        scope.setdefault("state", {})[CALLER] = principal
         await self.app(scope, receive, send)
+
+    async def _check(self, scope: Scope) -> ApiError | None:
+        """The caller checked and counted (and put in the request's state), unless the path is
+        public or the request was admitted already; or why not. Then the key leaves the query
+        string and the headers, as it leaves what the edge forwards: the app is given the
+        caller, not the secret, and its server logs the query it sees (in the scope, whoever
+        answered)."""
+        refused = None
+        if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
+            try:
+                principal = await data_plane_caller(scope)
+                await limit(scope, principal)
+                scope.setdefault("state", {})[CALLER] = principal
+            except ApiError as error:
+                refused = error
+        without_key(scope)
+        return refused
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app's lifespan, with the gate started before the app's startup and stopped
