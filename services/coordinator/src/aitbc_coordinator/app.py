@@ -53,6 +53,7 @@ from aitbc_runtime import environment, logs
 from aitbc_runtime.bus_access import read_secret_file
 
 ACCOUNT_HEADER = "X-Account-Id"
+EDGE_SIGNED = "aitbc_edge_signed"  # the request state's key: an account verified once already
 MAX_ACCOUNT_ID_LENGTH = 128
 
 
@@ -96,7 +97,8 @@ def account_of(request: Request[Any, Any, Any]) -> str:
     caller = caller_of(request.scope)
     if caller is not None:
         return caller.account_id
-    return signed_account(request.app.state, request.headers)
+    verified: str | None = request.scope.get("state", {}).get(EDGE_SIGNED)
+    return verified or signed_account(request.app.state, request.headers)
 
 
 def signed_account(state: Any, headers: Mapping[str, str]) -> str:

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.datastructures import Headers
 
 from aitbc_contracts.identity import IDENTITY_HEADER
-from aitbc_coordinator.app import CoordinatorError, signed_account
+from aitbc_coordinator.app import EDGE_SIGNED, CoordinatorError, signed_account
 from aitbc_gate import GateMiddleware, GateSettings
 
 _IDENTITY = IDENTITY_HEADER.encode()
@@ -27,9 +27,10 @@ def gated(app: Litestar, settings: GateSettings | None = None) -> GateMiddleware
         if not any(name == _IDENTITY for name, _ in headers):
             return False
         try:
-            signed_account(app.state, Headers.from_scope(scope))
+            account = signed_account(app.state, Headers.from_scope(scope))
         except CoordinatorError:
             return False  # then it needs a key, as any request would
+        scope.setdefault("state", {})[EDGE_SIGNED] = account  # not verified a second time
         return True
 
     return GateMiddleware(app, settings, admitted=signed_by_the_edge, name="aitbc-coordinator")
