@@ -26,7 +26,7 @@ from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_runtime.bus_access import BusAccess
 from aitbc_usage.aggregator import ensure_usage_stream
 from tests.e2e.stack import BIN, Stack
-from tests.integration.usage.test_aggregates import account_on, event
+from tests.integration.usage.usage_records import account_on, event
 
 
 def aitbc(operator: BusAccess, *args: str) -> subprocess.CompletedProcess[str]:

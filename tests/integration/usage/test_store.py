@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import store
-from tests.integration.usage.test_aggregates import T0, event, totals
+from tests.integration.usage.usage_records import T0, event, totals
 
 A, B, C = "usage-aggregator-1", "usage-aggregator-2", "usage-aggregator-3"
 

@@ -25,7 +25,7 @@ from aitbc_usage.handlers import Deciding
 from aitbc_usage.plans import PlanBook
 from aitbc_usage.snapshots import Snapshotter
 from tests.integration.usage.conftest import System
-from tests.integration.usage.test_aggregates import account_on, event, totals
+from tests.integration.usage.usage_records import account_on, event, totals
 from tests.scrape import registered
 from tests.unit.waiting import until
 

@@ -12,7 +12,7 @@ import nats
 from aitbc_gate.usage_events import UsagePublisher
 from aitbc_runtime.process import cancel_and_wait
 from tests.integration.usage.conftest import System
-from tests.integration.usage.test_aggregates import served, totals, wait_requests
+from tests.integration.usage.usage_records import served, totals, wait_requests
 
 
 async def test_the_next_start_sends_what_a_killed_edge_had_not_stored(
