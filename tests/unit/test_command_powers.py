@@ -36,6 +36,7 @@ OWNER_CHANGES: list[m.Command] = [
     m.RevokeKey(account_id=ACC, key_id=KEY, actor=OWNER_ACTOR),
     m.RegenerateKey(account_id=ACC, key_id=KEY, secret_hash=H2, hint="a", actor=OWNER_ACTOR),
     m.SetMasterKeyDataPlane(account_id=ACC, data_plane=False, actor=OWNER_ACTOR),
+    m.RestrictKey(account_id=ACC, key_id=KEY, scopes=("jobs:read",), actor=OWNER_ACTOR),
 ]
 OPERATOR_ONLY: list[m.Command] = [
     m.SetPlan(account_id=ACC, plan="enterprise", actor=OWNER_ACTOR),

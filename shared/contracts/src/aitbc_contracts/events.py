@@ -52,6 +52,17 @@ class KeyCreated(Event, frozen=True, tag="key.created.v1"):
     rate_limit: int | None = None  # a per-key limit below the plan's, requests per minute
 
 
+class KeyRestricted(Event, frozen=True, tag="key.restricted.v1"):
+    """A key's restrictions (aitbc_contracts.restrictions), each field its whole new value, not
+    a difference; the defaults restrict nothing. A key created restricted has this event right
+    after its KeyCreated, in the same commit (KeyCreated's shipped encoding stays as it was)."""
+
+    key_id: str
+    scopes: tuple[str, ...] = ()  # what it may call; (): everything its kind may
+    allowed_ips: tuple[str, ...] = ()  # CIDRs its requests may come from; (): anywhere
+    shadow: bool = False  # its limits are counted and reported, never enforced
+
+
 class KeyRevoked(Event, frozen=True, tag="key.revoked.v1"):
     key_id: str
     reason: str = ""
@@ -76,6 +87,7 @@ AnyEvent = (
     AccountCreated
     | PlanChanged
     | KeyCreated
+    | KeyRestricted
     | KeyRevoked
     | KeyRegenerated
     | MasterKeyDataPlaneChanged

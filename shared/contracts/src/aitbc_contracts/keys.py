@@ -66,6 +66,9 @@ class KeyState:
     regenerations: int = 0
     previous_hash: str | None = None  # the secret replaced last
     previous_valid_until: datetime | None = None  # its grace end; None: it ended at once
+    scopes: tuple[str, ...] = ()  # its restrictions (KeyRestricted); none by default
+    allowed_ips: tuple[str, ...] = ()
+    shadow: bool = False
 
     @property
     def revoked(self) -> bool:

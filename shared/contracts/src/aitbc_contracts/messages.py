@@ -65,6 +65,9 @@ class Code:
     MASTER_KEY_IN_GRACE = "MASTER_KEY_IN_GRACE"  # a replaced master secret manages nothing
     MASTER_KEY_MANAGEMENT_ONLY = "MASTER_KEY_MANAGEMENT_ONLY"  # not on forwarded /v1/... routes
     TOO_MANY_KEYS = "TOO_MANY_KEYS"  # the account holds MAX_KEYS_PER_ACCOUNT live keys
+    # Keys that can do less (aitbc_contracts.restrictions):
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"  # the key's scopes do not include the route's
+    IP_NOT_ALLOWED = "IP_NOT_ALLOWED"  # the client's address is outside the key's allow-list
 
 
 class Rejected(msgspec.Struct, frozen=True, tag="rejected"):
@@ -97,6 +100,9 @@ class KeyFacts(msgspec.Struct, frozen=True, tag="key_facts", gc=False):
     secret_valid_until: datetime | None = None  # set for a replaced secret in its grace period
     rate_limit: int | None = None
     data_plane: bool = True  # False: a master key its account keeps to managing keys
+    scopes: tuple[str, ...] = ()  # () : everything its kind may call
+    allowed_ips: tuple[str, ...] = ()  # CIDRs; () : from anywhere
+    shadow: bool = False  # its limits are counted and reported, never enforced
 
 
 class CheckedKeys(msgspec.Struct, frozen=True, tag="checked_keys"):
@@ -144,6 +150,19 @@ class CreateKey(Command, frozen=True, tag="create_key"):
     hint: str
     expires_at: datetime | None = None
     rate_limit: int | None = None
+    scopes: tuple[str, ...] = ()
+    allowed_ips: tuple[str, ...] = ()
+    shadow: bool = False
+
+
+class RestrictKey(Command, frozen=True, tag="restrict_key"):
+    """New restrictions for a key; a field left None keeps its current value."""
+
+    account_id: str | None
+    key_id: str
+    scopes: tuple[str, ...] | None = None
+    allowed_ips: tuple[str, ...] | None = None
+    shadow: bool | None = None
 
 
 class ListKeys(Command, frozen=True, tag="list_keys"):
@@ -207,6 +226,7 @@ AnyCommand = (
     | GetKey
     | RevokeKey
     | RegenerateKey
+    | RestrictKey
     | ListKeyEvents
     | RebuildProjections
     | ReplaceMasterKey
@@ -238,6 +258,9 @@ class KeyView(msgspec.Struct, frozen=True, tag="key"):
     regenerated_at: datetime | None = None
     rate_limit: int | None = None
     last_used_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    allowed_ips: tuple[str, ...] = ()
+    shadow: bool = False
 
 
 class KeyList(msgspec.Struct, frozen=True, tag="key_list"):

@@ -45,6 +45,7 @@ NEEDS: dict[type[m.Command], Power] = {
     m.CreateKey: Power.OWNER,
     m.RevokeKey: Power.OWNER,  # an owner's master key excepted (aitbc_keys.domain)
     m.RegenerateKey: Power.OWNER,
+    m.RestrictKey: Power.OWNER,
     m.SetMasterKeyDataPlane: Power.OWNER,
     m.SetPlan: Power.OPERATOR,
     m.RebuildProjections: Power.OPERATOR,
