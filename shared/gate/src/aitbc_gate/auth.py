@@ -36,6 +36,9 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
     rate_limit: int | None
     in_grace: bool = False  # a replaced secret in its grace period: it manages nothing
     data_plane: bool = True  # False: a master key its account keeps off the forwarded routes
+    scopes: tuple[str, ...] = ()  # the key's restrictions (KeyFacts): (): none
+    allowed_ips: tuple[str, ...] = ()
+    shadow: bool = False
 
     @property
     def is_master(self) -> bool:
@@ -230,4 +233,7 @@ def principal_of(facts: KeyFacts) -> Principal:
         facts.rate_limit,
         facts.secret_valid_until is not None,
         facts.data_plane,
+        facts.scopes,
+        facts.allowed_ips,
+        facts.shadow,
     )
