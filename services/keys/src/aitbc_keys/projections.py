@@ -60,11 +60,12 @@ class SqlReadModel:
 
     An event's stream state before it comes from this transaction's own work, or from the
     stream's earlier events, read in the same transaction (a key stream holds a handful); a
-    stream's first event has none, so creating an account or a key reads nothing."""
+    stream's first event has none, so creating an account or a key reads nothing. `known`:
+    streams whose state before this transaction's events the caller holds already."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, known: dict[str, State | None] | None = None) -> None:
         self.conn = conn
-        self._states: dict[str, State | None] = {}
+        self._states: dict[str, State | None] = dict(known or {})
 
     async def process(self, event: AnyEvent, position: int) -> None:
         before: State | None = None

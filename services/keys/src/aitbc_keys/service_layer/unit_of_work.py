@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.keys import KeyEventView
+from aitbc_contracts.keys import KeyEventView, State, fold
 from aitbc_contracts.messages import AccountView
 from aitbc_keys import projections, store
 from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT
@@ -70,9 +70,11 @@ class SqlUnitOfWork:
         self.now = now  # the one instant the command is decided at
         self.deadline = deadline  # time.monotonic() past which nothing commits (store.TooLate)
         self.max_keys = max_keys
+        self._loaded: dict[str, list[AnyEvent]] = {}  # streams as this command loaded them
 
     async def load(self, stream_id: str) -> list[AnyEvent]:
-        return await store.load(self.engine, stream_id)
+        events = self._loaded[stream_id] = await store.load(self.engine, stream_id)
+        return events
 
     async def live_keys(self, account_id: str) -> int:
         async with self.engine.connect() as conn:
@@ -94,7 +96,7 @@ class SqlUnitOfWork:
         new = [event for _, _, events in batches for event in events]
         async with store.appending(self.engine, self.deadline) as conn:
             positions = await store.append_in(conn, batches)
-            read_model = SqlReadModel(conn)
+            read_model = SqlReadModel(conn, self._states_before(batches))
             for event, position in zip(new, positions, strict=True):
                 await read_model.process(event, position)
         for event, position in zip(new, positions, strict=True):
@@ -103,3 +105,13 @@ class SqlUnitOfWork:
             except Exception:  # committed: the stream brings it again, the database answers
                 log.exception("the facts index failed on event %s", event.event_id)
         self.on_commit(new)
+
+    def _states_before(self, batches: Sequence[store.Batch]) -> dict[str, State | None]:
+        """The streams this command loaded and appends to, as they were: append_in has just
+        checked, under the write lock, that each is still at the version it was decided on, so
+        the read model need not read them again while it holds that lock."""
+        return {
+            stream_id: fold(self._loaded[stream_id])
+            for stream_id, expected, _ in batches
+            if len(self._loaded.get(stream_id, ())) == expected > 0
+        }
