@@ -18,6 +18,7 @@ some of the others:
                 first edge
   edge-memory   a fresh edge's RSS before/after caching every seeded key
   gate-memory   the gate's auth cache, in this process: bytes per cached key (tracemalloc)
+  gate-cpu      the gate's CPU per request, in this process: GateMiddleware around a bare app
   decisions2    DecideBatch rate and CPU per decision, one usage process and two, alternately
   takeover      SIGKILL of a partition's holder, timed until another process answers for it
 """
@@ -43,6 +44,7 @@ from nats.aio.client import Client as NATS
 from bench import (
     bus_phases,
     edge_phases,
+    gate_cpu,
     gate_phases,
     http_phases,
     machine,
@@ -82,6 +84,7 @@ PHASES = {
     "revocations": Phase("revocations", edge_phases.revocations, http_side=True),
     "edge-memory": Phase("edge memory", edge_phases.edge_memory, http_side=True),
     "gate-memory": Phase("gate memory", gate_phases.gate_memory),
+    "gate-cpu": Phase("gate CPU", gate_cpu.gate_cpu),
     "decisions2": Phase("decisions, one and two usage processes", partition_phases.decisions_two),
     "takeover": Phase("usage takeover", partition_phases.takeover),
 }

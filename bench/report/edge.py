@@ -95,6 +95,33 @@ def memory_section(r: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def gate_cpu_section(r: dict[str, Any]) -> list[str]:
+    """The gate's CPU per request, in process (bench/gate_cpu.py), and what it leaves of the
+    Coordinator's rate when the Coordinator's own CPU per request under A is known."""
+    g = r.get("gate_cpu")
+    if not g:
+        return []
+    rounds = ", ".join(f"{x:.2f}" for x in g["per_round_gate_us"])
+    out = [
+        "## 5b. The gate's CPU per request (in process)",
+        "",
+        f"**{g['gate_us']:.2f} us of CPU per request** (rounds: {rounds}): GateMiddleware around "
+        f"a bare ASGI app ({g['bare_us']:.2f} us a request alone; {g['gated_us']:.2f} us gated), "
+        f"on this run's bus as an edge, {g['requests_per_round']:,} requests a round over the "
+        f"{g['keys']} load keys, with a usage spool, the background work included "
+        "(bench/gate_cpu.py). CPU time, not a rate: a shared host moves it far less than E/A.",
+    ]
+    a = r.get("http", {}).get("scenarios", {}).get("A")
+    if a:
+        own = a["cpu_us_per_request"]["coordinator"]
+        out.append(
+            f"With the Coordinator's own {own:.0f} us per request under A, the gate's CPU alone "
+            f"leaves it at most {own / (own + g['gate_us']):.3f} of its rate (E/A's bound, "
+            "before the server's work for the gate's seven response headers)."
+        )
+    return [*out, ""]
+
+
 def edge_sections(r: dict[str, Any]) -> list[str]:
     out = revocation_section(r["revocation"]) if r.get("revocation") else []
-    return out + memory_section(r)
+    return out + memory_section(r) + gate_cpu_section(r)

@@ -148,7 +148,7 @@ class GateMiddleware:
         async def receiving() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self._start()  # failing, the app reports the failed startup
+                await self.start()  # failing, the app reports the failed startup
             return message
 
         async def sending(message: Message) -> None:
@@ -165,11 +165,12 @@ class GateMiddleware:
         async with self._starting:
             if self.slot.gate is None and self._running is None:
                 try:
-                    await self._start()
+                    await self.start()
                 except Exception as exc:
                     log.error("the API key gate could not start: %s", exc)
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Starts the gate, as the app's lifespan does (for a caller that drives it itself)."""
         if self._running is not None:
             return
         parts = AsyncExitStack()
