@@ -9,7 +9,8 @@ service's decisions (what it accepts and keeps), the edge's bodies and the gate'
   family then address. None means from anywhere.
 
 `allows` is on the gate's hot path for a key with an allow-list: its networks are parsed once
-per allow-list, not per request. A key without restrictions never reaches it.
+per allow-list, and its answer remembered per address. A key without restrictions never
+reaches it.
 """
 
 from __future__ import annotations
@@ -108,8 +109,13 @@ def allows(allowed: tuple[str, ...], address: str) -> bool:
     """Whether a request from `address` may use a key with this allow-list (empty: anywhere).
     An address that is not one (a proxy's token, an unknown peer) is outside every network; an
     IPv4-mapped IPv6 address is its IPv4 address."""
-    if not allowed:
-        return True
+    return not allowed or _allows(allowed, address)
+
+
+@lru_cache(maxsize=65_536)
+def _allows(allowed: tuple[str, ...], address: str) -> bool:
+    """Remembered per allow-list and address: a key's clients repeat their addresses, and
+    parsing one costs more than the rest of the check (bounded: LRU)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
