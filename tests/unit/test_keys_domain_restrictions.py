@@ -3,6 +3,7 @@ key with keys:manage): it gives and changes only what is at most as wide as its 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -210,3 +211,16 @@ def test_a_root_key_narrows_keys_and_itself_but_never_widens() -> None:
         restrict_key(narrow, restrict(scopes=()), T0, new_id, boss)
     [event] = restrict_key(boss, restrict("root", scopes=("keys:manage",)), T0, new_id, boss)
     assert event.scopes == ("keys:manage",)  # type: ignore[attr-defined]
+
+
+def test_a_root_key_that_expires_makes_no_key_that_outlives_it() -> None:
+    ends = T0 + timedelta(days=1)
+    boss = key("root", restricted("root", scopes=("keys:manage", "jobs:read")))
+    boss = dataclasses.replace(boss, expires_at=ends)
+    account = fold([account_created()])
+    sooner = create_command(scopes=("jobs:read",), expires_at=T0 + timedelta(hours=1))
+    assert len(create_key(account, sooner, T0, "k2", new_id, root=boss)) == 2
+    for expires_at in (None, ends + timedelta(seconds=1)):
+        later = create_command(scopes=("jobs:read",), expires_at=expires_at)
+        with pytest.raises(Forbidden, match="expire"):
+            create_key(account, later, T0, "k2", new_id, root=boss)

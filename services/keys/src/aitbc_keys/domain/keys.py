@@ -9,7 +9,13 @@ from aitbc_contracts.events import AnyEvent, KeyCreated, KeyRegenerated, KeyRevo
 from aitbc_contracts.keys import KeyState, State
 from aitbc_contracts.messages import CreateKey, RegenerateKey, RevokeKey
 from aitbc_contracts.powers import Power, may_revoke_master
-from aitbc_keys.domain.restrictions import created_restricted, given, may_act_on, may_give
+from aitbc_keys.domain.restrictions import (
+    created_restricted,
+    given,
+    may_act_on,
+    may_give,
+    may_last,
+)
 from aitbc_keys.domain.rules import (
     GRACE_MAX,
     MAX_KEYS_PER_ACCOUNT,
@@ -57,6 +63,7 @@ def create_key(
         raise ValidationError(f"rate_limit must be 1..{RATE_LIMIT_MAX}")
     kept = given(command)
     may_give(root, kept)
+    may_last(root, expires_at)
     check_room(live_keys, max_keys)
     created: list[AnyEvent] = [
         KeyCreated(

@@ -4,10 +4,11 @@ root key, a standard key with `keys:manage`, may do to the account's keys. Pure:
 Restrictions are a standard key's: a master key is its account's way in (and the only key that
 changes the account's settings), so it is never restricted (VALIDATION_ERROR). A root key is
 judged by its own state, which the service loads from its stream (the command only names it, as
-its `actor`): it manages keys only with `keys:manage`, gives no key a scope it lacks (nor none,
-which means every scope), no network outside its own allow-list, and no shadow mode it is not
-in itself; it acts only on standard keys whose scopes are all its own; it never touches the
-account's settings. The master key, an operator, and a command of no key keep their powers.
+its `actor`): it manages keys only with `keys:manage`; it gives no key a scope it lacks (nor
+none, which means every scope), no network outside its own allow-list, no shadow mode it is not
+in itself, and no life past its own end; it acts only on standard keys whose scopes are all its
+own; it never touches the account's settings. The master key, an operator, and a command that
+names no key keep their powers.
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ def may_give(root: KeyState | None, given: Restrictions) -> None:
         raise Forbidden("a root key cannot allow networks outside its own allow-list")
     if shadow and not root.shadow:
         raise Forbidden("a root key cannot put a key in shadow mode it is not in itself")
+
+
+def may_last(root: KeyState | None, expires_at: datetime | None) -> None:
+    """A root key that expires makes no key that outlives it."""
+    if root is None or root.expires_at is None:
+        return
+    if expires_at is None or expires_at > root.expires_at:
+        raise Forbidden(
+            f"a root key that expires makes keys that expire too, by its own end "
+            f"({root.expires_at.isoformat()})"
+        )
 
 
 def may_act_on(root: KeyState | None, key: KeyState) -> None:
