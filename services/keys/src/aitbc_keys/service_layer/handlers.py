@@ -121,8 +121,7 @@ async def regenerate_key(command: m.RegenerateKey, uow: UnitOfWork, power: Power
     return _key_view(state, command.key_id, uow)
 
 
-async def list_key_events(command: m.ListKeyEvents, uow: UnitOfWork, power: Power) -> m.KeyHistory:
-    await _root(uow, command, command.account_id, power)
+async def list_key_events(command: m.ListKeyEvents, uow: UnitOfWork, _: Power) -> m.KeyHistory:
     history = await uow.load(command.key_id)
     domain.visible_key(fold(history), command.key_id, command.account_id)
     return m.KeyHistory(events=history)
