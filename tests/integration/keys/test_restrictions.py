@@ -19,7 +19,7 @@ from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_OWNER_COMMANDS
 from aitbc_infra.nats_server import NatsServer
-from aitbc_keys import store
+from aitbc_keys import projections, store
 from aitbc_keys.main import Service, running_service
 from aitbc_runtime.bus_access import BusAccess
 from tests.bus import cli_options, keys_settings
@@ -156,3 +156,33 @@ async def test_a_root_key_is_judged_by_its_own_stream(service: Service, edge: Cl
     assert isinstance(refused, m.Rejected) and "keys:manage" in refused.message
     refused = await as_owner(edge, m.RestrictKey(**by_root, key_id=child.key_id, shadow=False))
     assert isinstance(refused, m.Rejected) and refused.code == m.Code.FORBIDDEN
+
+
+async def test_the_read_model_answers_with_a_keys_restrictions(
+    service: Service, edge: Client
+) -> None:
+    """The facts a check the index cannot settle gets from the database, and a rebuild's."""
+    master, key = secret(), secret()
+    signup = m.CreateAccount(
+        master_key_hash=master["secret_hash"], master_key_hint=master["hint"], actor="signup"
+    )
+    account = await as_owner(edge, signup)
+    assert isinstance(account, m.AccountView)
+    made = await as_owner(
+        edge,
+        m.CreateKey(
+            account_id=account.account_id, name="r", scopes=("usage:read",),
+            allowed_ips=("2001:db8::/32",), shadow=True, actor=account.master_key_id, **key,
+        ),
+    )  # fmt: skip
+    assert isinstance(made, m.KeyView)
+    for _ in range(2):  # as appended, then as rebuilt from the log
+        async with service.engine.connect() as conn:
+            found = await projections.key_facts(conn, [key["secret_hash"]], datetime.now(UTC))
+        facts = found[key["secret_hash"]]
+        assert (facts.scopes, facts.allowed_ips, facts.shadow) == (
+            ("usage:read",),
+            ("2001:db8::/32",),
+            True,
+        )
+        await projections.rebuild(service.engine)
