@@ -71,3 +71,8 @@ def test_the_setting_is_read_from_scope_rules() -> None:
     settings = GateSettings.from_env({"SCOPE_RULES": "GET /v1/jobs*=jobs:read"})
     assert settings.scopes_needed.needed("GET", "/v1/jobs/1") == "jobs:read"
     assert settings.scopes_needed.needed("POST", "/v1/jobs") == UNMAPPED
+
+
+def test_settings_made_in_code_are_checked_too() -> None:
+    with pytest.raises(ValueError, match="SCOPE_RULES"):
+        GateSettings(scope_rules="GET /v1/jobs")

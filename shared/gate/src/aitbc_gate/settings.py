@@ -129,6 +129,9 @@ class GateSettings:
     def public_paths(self) -> PublicPaths:
         return PublicPaths(self.public_routes)
 
+    def __post_init__(self) -> None:
+        self.scopes_needed  # noqa: B018 (a SCOPE_RULES mistake stops the start, not a request)
+
     @cached_property
     def scopes_needed(self) -> ScopeRules:
         """SCOPE_RULES, parsed (ValueError, naming the entry, for one that is not a rule)."""
@@ -140,9 +143,7 @@ class GateSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """The settings from `env`, the process's environment unless given (read at the call:
         a default of os.environ would be bound at import, and miss a replaced one)."""
-        settings = cls(**cls.fields_from(os.environ if env is None else env))
-        settings.scopes_needed  # noqa: B018 (a SCOPE_RULES mistake stops the start, not a request)
-        return settings
+        return cls(**cls.fields_from(os.environ if env is None else env))
 
     @classmethod
     def fields_from(cls, env: Mapping[str, str]) -> dict[str, Any]:
