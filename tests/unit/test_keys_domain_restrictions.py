@@ -224,3 +224,17 @@ def test_a_root_key_that_expires_makes_no_key_that_outlives_it() -> None:
         later = create_command(scopes=("jobs:read",), expires_at=expires_at)
         with pytest.raises(Forbidden, match="expire"):
             create_key(account, later, T0, "k2", new_id, root=boss)
+
+
+def test_a_root_key_takes_no_secret_of_a_key_that_reaches_further() -> None:
+    boss = root("keys:manage", "jobs:read", allowed_ips=("10.0.0.0/8",))
+    inside = key("k1", restricted(scopes=("jobs:read",), allowed_ips=("10.1.0.0/16",)))
+    assert regenerate_key(inside, regenerate(), T0, new_id, boss)
+    anywhere = key("k2", restricted("k2", scopes=("jobs:read",)))
+    with pytest.raises(Forbidden, match="reaches further"):
+        regenerate_key(anywhere, regenerate("k2"), T0, new_id, boss)
+    mortal = dataclasses.replace(root("keys:manage", "jobs:read"), expires_at=T0)
+    forever = key("k3", restricted("k3", scopes=("jobs:read",)))
+    with pytest.raises(Forbidden, match="reaches further"):
+        regenerate_key(forever, regenerate("k3"), T0, new_id, mortal)
+    assert revoke_key(anywhere, revoke("k2"), T0, new_id, Power.OWNER, boss)  # it may end it

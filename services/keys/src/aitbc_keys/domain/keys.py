@@ -14,6 +14,7 @@ from aitbc_keys.domain.restrictions import (
     given,
     may_act_on,
     may_give,
+    may_hold,
     may_last,
 )
 from aitbc_keys.domain.rules import (
@@ -119,6 +120,7 @@ def regenerate_key(
     (a second regenerate after a leak ends the first one's grace)."""
     key = visible_key(state, command.key_id, command.account_id)
     may_act_on(root, key)
+    may_hold(root, key)
     if key.revoked:
         raise KeyRevokedError(f"key {key.key_id} is revoked and cannot be regenerated")
     if not 0 <= command.grace_seconds <= GRACE_MAX.total_seconds():

@@ -7,8 +7,9 @@ judged by its own state, which the service loads from its stream (the command on
 its `actor`): it manages keys only with `keys:manage`; it gives no key a scope it lacks (nor
 none, which means every scope), no network outside its own allow-list, no shadow mode it is not
 in itself, and no life past its own end; it acts only on standard keys whose scopes are all its
-own; it never touches the account's settings. The master key, an operator, and a command that
-names no key keep their powers.
+own, and takes the new secret only of one that reaches no further than itself; it never touches
+the account's settings. The master key, an operator, and a command that names no key keep their
+powers.
 """
 
 from __future__ import annotations
@@ -89,13 +90,16 @@ def may_give(root: KeyState | None, given: Restrictions) -> None:
 
 def may_last(root: KeyState | None, expires_at: datetime | None) -> None:
     """A root key that expires makes no key that outlives it."""
-    if root is None or root.expires_at is None:
-        return
-    if expires_at is None or expires_at > root.expires_at:
+    if root is not None and root.expires_at is not None and _outlives(expires_at, root):
         raise Forbidden(
             f"a root key that expires makes keys that expire too, by its own end "
             f"({root.expires_at.isoformat()})"
         )
+
+
+def _outlives(expires_at: datetime | None, root: KeyState) -> bool:
+    """Whether a key ending at `expires_at` (None: never) would outlive the root key."""
+    return root.expires_at is not None and (expires_at is None or expires_at > root.expires_at)
 
 
 def may_act_on(root: KeyState | None, key: KeyState) -> None:
@@ -109,6 +113,24 @@ def may_act_on(root: KeyState | None, key: KeyState) -> None:
         raise Forbidden(
             f"key {key.key_id} holds scopes this root key does not "
             f"({', '.join(key.scopes) or 'every scope'}): only a wider key may change it"
+        )
+
+
+def may_hold(root: KeyState | None, key: KeyState) -> None:
+    """A root key that regenerates a key holds its new secret: the key must reach no further
+    than the root key itself, in networks, in time and in shadow mode (its scopes are checked
+    by may_act_on)."""
+    if root is None:
+        return
+    wider = (
+        not restrictions.within(key.allowed_ips, root.allowed_ips)
+        or _outlives(key.expires_at, root)
+        or (key.shadow and not root.shadow)
+    )
+    if wider:
+        raise Forbidden(
+            f"key {key.key_id} reaches further than this root key (its allow-list, its end or "
+            "its shadow mode): only a wider key may regenerate it"
         )
 
 
