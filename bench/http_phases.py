@@ -1,4 +1,4 @@
-"""HTTP phases: A E B C D with wrk, B and C paced at half C's peak (and the bus floor),
+"""HTTP phases: A E B C R D with wrk, B and C paced at half C's peak (and the bus floor),
 profiles (the Coordinator under A, the gated one under E, the edge under B and C)."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from bench.null_responder import DECIDE_PREFIX
 from bench.state import GATED, Bench
 
 # The server under test in each scenario: it gets a CPU of its own (Bench.place).
-SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "D": "peer"}
+SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "R": "edge", "D": "peer"}
 # The ratios of scenarios' rates, each paired round by round: (top, bottom)
 PAIRS = {"C/B": ("C", "B"), "C/D": ("C", "D"), "C/A": ("C", "A"), "E/A": ("E", "A"),
-         "C/E": ("C", "E")}  # fmt: skip
+         "C/E": ("C", "E"), "R/C": ("R", "C")}  # fmt: skip
 
 
 async def http(b: Bench) -> None:
@@ -44,13 +44,15 @@ async def http(b: Bench) -> None:
 
 
 async def _warm(b: Bench) -> None:
-    """Every load key once through C, D and E (the edge's and the gated Coordinator's caches and
-    the peer's pages warm), then each scenario under wrk for the warm-up time."""
+    """Every load key once through C, D and E, and every restricted one through R (the edge's
+    and the gated Coordinator's caches and the peer's pages warm), then each scenario under wrk
+    for the warm-up time."""
     c = b.config
     assert b.seeded is not None
-    for name in ("C", "D", "E"):
+    for name in ("C", "D", "E", "R"):
         url = b.targets[name].url
-        requests = [build_request(url, {"X-API-Key": k}) for _, k in b.seeded.load_keys()]
+        keys = b.seeded.restricted_keys() if name == "R" else b.seeded.load_keys()
+        requests = [build_request(url, {"X-API-Key": k}) for _, k in keys]
         statuses = await fan_out(url, requests, c.connections)
         if statuses.get(200, 0) != len(requests):
             raise RuntimeError(f"warming {b.targets[name].name}: {statuses}")
@@ -64,7 +66,7 @@ async def _warm(b: Bench) -> None:
 
 
 async def _rounds(b: Bench) -> dict[str, list[dict]]:
-    """A E B C D, round after round, each with the CPU every process of the stack spent."""
+    """A E B C R D, round after round, each with the CPU every process of the stack spent."""
     c = b.config
     runs: dict[str, list[dict]] = {name: [] for name in b.targets}
     for round_ in range(c.rounds):

@@ -24,6 +24,9 @@ from aitbc_keys.db import create_engine, migrate, write_transaction
 from aitbc_keys.service_layer.handlers import new_event_id
 
 CHUNK = 5_000  # accounts per append_in: one transaction each
+# Scenario R's keys: what a key limited to reading jobs from this machine carries, so the edge
+# checks both restrictions on every request (and admits it: wrk connects from 127.0.0.1).
+RESTRICTIONS = {"scopes": ("jobs:read",), "allowed_ips": ("127.0.0.0/8", "::1/128")}
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Account:
     master_key: str
     master_key_id: str
     keys: list[tuple[str, str]] = field(default_factory=list)  # (key id, plaintext)
+    restricted: list[tuple[str, str]] = field(default_factory=list)  # ... with RESTRICTIONS
 
 
 @dataclass
@@ -45,6 +49,10 @@ class Seeded:
         """(account id, key) of every standard key of the load accounts."""
         return [(a.account_id, key) for a in self.load for _, key in a.keys]
 
+    def restricted_keys(self) -> list[tuple[str, str]]:
+        """(account id, key) of the load accounts' restricted keys (scenario R)."""
+        return [(a.account_id, key) for a in self.load for _, key in a.restricted]
+
 
 def _account_events(plan: str, now: datetime) -> tuple[Account, list[store.Batch]]:
     master = generate_key()
@@ -57,7 +65,10 @@ def _account_events(plan: str, now: datetime) -> tuple[Account, list[store.Batch
     return Account(account_id, master, master_id), batches
 
 
-def _key_events(account: Account, count: int, now: datetime) -> list[store.Batch]:
+def _key_events(
+    account: Account, count: int, now: datetime, restricted: bool = False
+) -> list[store.Batch]:
+    """`count` standard keys of the account; `restricted`: each with RESTRICTIONS."""
     state = AccountState(account.account_id, "bench", "enterprise", now, 1)
     batches: list[store.Batch] = []
     for i in range(count):
@@ -67,9 +78,10 @@ def _key_events(account: Account, count: int, now: datetime) -> list[store.Batch
             name=f"bench-{i}",
             secret_hash=hash_key(key),
             hint=hint(key),
+            **(RESTRICTIONS if restricted else {}),  # type: ignore[arg-type]
         )
         batches.append((key_id, 0, domain.create_key(state, command, now, key_id, new_event_id)))
-        account.keys.append((key_id, key))
+        (account.restricted if restricted else account.keys).append((key_id, key))
     return batches
 
 
@@ -94,6 +106,7 @@ async def seed(
         for _ in range(load_accounts):
             account, batches = _account_events("enterprise", now)
             batches += _key_events(account, keys_per_account, now)
+            batches += _key_events(account, keys_per_account, now, restricted=True)
             load.append(account)
             await append(batches)
         revoke, batches = _account_events("enterprise", now)

@@ -132,7 +132,7 @@ class Bench:
             (a.account_id, a.master_key)
             for a in self.seeded.bulk[:: max(1, len(self.seeded.bulk) // 20)]
         ]
-        samples += self.seeded.load_keys()[::50]
+        samples += self.seeded.load_keys()[::50] + self.seeded.restricted_keys()[::50]
         checks = m.CheckKeys([hash_key(key) for _, key in samples])
         checked = m.check_reply_decoder.decode(
             (await nc.request(KEYS_CHECK, m.encoder.encode(checks))).data
@@ -184,6 +184,10 @@ class Bench:
         random.Random(5).shuffle(keys)
         keys_file = self.root / "keys.txt"
         keys_file.write_text("\n".join(keys) + "\n")
+        restricted = [key for _, key in self.seeded.restricted_keys()]
+        random.Random(5).shuffle(restricted)
+        restricted_file = self.root / "restricted-keys.txt"
+        restricted_file.write_text("\n".join(restricted) + "\n")
         identities = self.root / "identities.txt"
         identities.write_text(
             "".join(signed_identity(stack, a.account_id, i) for i, a in enumerate(self.seeded.load))
@@ -197,6 +201,8 @@ class Bench:
             "B": http_load.Target("B edge, public", self.edge.url + "/v1/health"),
             "C": http_load.Target("C edge, full", self.edge.url + "/v1/jobs", "X-API-Key",
                               keys_file),
+            "R": http_load.Target("R edge, restricted keys", self.edge.url + "/v1/jobs",
+                                  "X-API-Key", restricted_file),
             "D": http_load.Target("D peer", self.peer.url + "/v1/jobs", "X-API-Key", keys_file),
         }  # fmt: skip
 

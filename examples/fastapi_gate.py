@@ -102,4 +102,7 @@ def list_jobs(
 
 if __name__ == "__main__":
     host = os.environ.get("EXAMPLE_HOST", "127.0.0.1")
-    uvicorn.run(app, host=host, port=int(os.environ.get("EXAMPLE_PORT", "8020")))
+    port = int(os.environ.get("EXAMPLE_PORT", "8020"))
+    # proxy_headers off: the gate reads X-Forwarded-For from TRUSTED_PROXIES only; uvicorn's
+    # own handling would believe any local process, and keys' allow-lists with it.
+    uvicorn.run(app, host=host, port=port, proxy_headers=False)

@@ -1,4 +1,4 @@
-"""Section 1 of the report: throughput, latency and CPU of A (E) B C D with wrk."""
+"""Section 1 of the report: throughput, latency and CPU of A (E) B C (R) D with wrk."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def _ratios(http: dict[str, Any]) -> list[str]:
     per_round = http["per_round_ratios"]
     return [
         *_gated_ratios(http),
+        *_restricted_ratio(http),
         "",
         f"Ratios, the median of each round's ratio (each pair ran back to back, so most of the "
         f"machine's noise cancels): **C/B = {ratios['C/B']:.3f}**, **C/D = {ratios['C/D']:.3f}**, "
@@ -103,6 +104,22 @@ def _gated_ratios(http: dict[str, Any]) -> list[str]:
         f"gate in process). Per round: E/A {', '.join(f'{x:.3f}' for x in per_round['E/A'])}; "
         f"C/E {', '.join(f'{x:.3f}' for x in per_round['C/E'])}. Ratios of the medians: E/A "
         f"{http['ratios_of_medians']['E/A']:.3f}, C/E {http['ratios_of_medians']['C/E']:.3f}.",
+    ]
+
+
+def _restricted_ratio(http: dict[str, Any]) -> list[str]:
+    """R/C, when the run had R: what a key's restrictions cost on the edge's full path."""
+    ratios, per_round = http["ratios"], http["per_round_ratios"]
+    if "R/C" not in ratios:
+        return []
+    return [
+        "",
+        f"Restricted keys, paired round by round with C: **R/C = {ratios['R/C']:.3f}** (R is "
+        "C's load with keys limited to `jobs:read` from 127.0.0.0/8 and ::1: the edge checks "
+        "the client's address and the route's scope on every request; C's keys have no "
+        "restrictions, which costs them one falsy check). Per round: "
+        f"{', '.join(f'{x:.3f}' for x in per_round['R/C'])}; ratio of the medians "
+        f"{http['ratios_of_medians']['R/C']:.3f}.",
     ]
 
 

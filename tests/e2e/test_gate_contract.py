@@ -217,6 +217,21 @@ def test_a_revoked_key_is_refused(gated: httpx.Client, edge: httpx.Client) -> No
     assert_error(after, 401, "API_KEY_REVOKED")
 
 
+def test_a_restricted_key_calls_only_what_its_scopes_grant_from_its_networks(
+    gated: httpx.Client, edge: httpx.Client
+) -> None:
+    """The test client is 127.0.0.1, which no target trusts as a proxy: what it says of the
+    client's address is ignored."""
+    reader = {"X-API-Key": new_caller(edge, scopes=["jobs:read"], allowed_ips=["::1"]).key}
+    here = {"X-API-Key": new_caller(edge, scopes=["jobs:read"], allowed_ips=["127.0.0.0/8"]).key}
+    elsewhere = {"X-API-Key": new_caller(edge, allowed_ips=["203.0.113.0/24"]).key}
+    assert gated.get("/v1/jobs", headers=here).status_code == 200
+    assert_error(gated.post("/v1/jobs", json=JOB, headers=here), 403, "INSUFFICIENT_SCOPE")
+    assert "jobs:write" in gated.post("/v1/jobs", json=JOB, headers=here).text
+    for refused in (reader, elsewhere, {**elsewhere, "X-Forwarded-For": "203.0.113.7"}):
+        assert_error(gated.get("/v1/jobs", headers=refused), 403, "IP_NOT_ALLOWED")
+
+
 def test_each_request_is_recorded_once_as_usage(
     target: Target, gated: httpx.Client, edge: httpx.Client
 ) -> None:

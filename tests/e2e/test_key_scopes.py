@@ -72,7 +72,7 @@ def test_an_edge_keeps_master_keys_off_the_data_plane_and_standard_keys_to_their
         assert scoped.get("/v1/api-keys", headers=master).status_code == 200
         assert scoped.get("/v1/jobs", headers=mine).status_code == 200
         own = scoped.get("/v1/usage", headers=mine)
-        assert own.status_code == 200 and own.json()["key_id"] == standard["key_id"]
+        assert own.status_code == 200 and own.json()["key_id"] == standard["key_id"], own.text
         asked = scoped.get("/v1/usage", params={"key_id": standard["key_id"]}, headers=mine)
         assert asked.status_code == 200
         others = scoped.get("/v1/usage", params={"key_id": account["master_key_id"]}, headers=mine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from aitbc_contracts.events import KeyRevoked, PlanChanged, encode_event
+from aitbc_contracts.events import KeyRestricted, KeyRevoked, PlanChanged, encode_event
 from aitbc_contracts.messages import KeyFacts
 from aitbc_contracts.subjects import POSITION_HEADER
 from aitbc_gate.auth import query_without_key
@@ -92,6 +92,23 @@ def test_key_events_evict_or_revoke_what_they_change() -> None:
     assert reader.refused.total() == 2 and cache.get(b"h3") is not None
     reader.reset()  # a reconnect: every entry is asked about again before it is trusted
     assert cache.get(b"h3") is None and cache.get(b"h3", stale=True) is not None
+
+
+def test_a_restriction_evicts_the_key_so_its_next_request_is_checked_by_it() -> None:
+    cache = AuthCache(size=10, ttl=60, negative_size=10, negative_ttl=5)
+    cache.put(b"h1", facts("key_1", "acc_1"), cache.generation)
+    cache.put(b"h2", facts("key_2", "acc_1"), cache.generation)
+    restricted = KeyRestricted(
+        event_id="evt_1",
+        stream_id="key_1",
+        version=2,
+        occurred_at=datetime.now(UTC),
+        account_id="acc_1",
+        key_id="key_1",
+        scopes=("jobs:read",),
+    )
+    CacheInvalidation(cache).process(restricted, 7)
+    assert cache.get(b"h1") is None and cache.get(b"h2") is not None
 
 
 def test_the_key_is_removed_from_the_query_string() -> None:

@@ -8,6 +8,7 @@ from aitbc_contracts.events import (
     AccountCreated,
     KeyCreated,
     KeyRegenerated,
+    KeyRestricted,
     KeyRevoked,
     PlanChanged,
 )
@@ -44,6 +45,22 @@ def test_revocation_and_plan_changes_apply() -> None:
     index.process(changed)
     facts = index.facts("h1", T0)
     assert facts is not None and facts.revoked and facts.plan == "pro"
+
+
+def test_a_keys_restrictions_are_in_its_facts() -> None:
+    restricted = KeyRestricted(
+        stream_id="key_1", version=2, key_id="key_1", scopes=("jobs:read",),
+        allowed_ips=("10.0.0.0/8",), shadow=True, **BASE,  # type: ignore[arg-type]
+    )  # fmt: skip
+    facts = index_of(created(), restricted).facts("h1", T0)
+    assert facts is not None
+    assert (facts.scopes, facts.allowed_ips, facts.shadow) == (
+        ("jobs:read",),
+        ("10.0.0.0/8",),
+        True,
+    )
+    plain = index_of(created()).facts("h1", T0)
+    assert plain is not None and (plain.scopes, plain.allowed_ips, plain.shadow) == ((), (), False)
 
 
 def test_regeneration_with_and_without_grace() -> None:

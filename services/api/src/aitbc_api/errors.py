@@ -85,7 +85,11 @@ exception_handlers: ExceptionHandlersMap = {
 _DESCRIPTIONS = {
     400: "Invalid input (VALIDATION_ERROR)",
     401: "No key, or an invalid, revoked or expired one",
-    403: "The key may not do this (FORBIDDEN; MASTER_KEY_IN_GRACE: a replaced master secret)",
+    403: (
+        "The key may not do this (FORBIDDEN; MASTER_KEY_IN_GRACE: a replaced master secret; "
+        "INSUFFICIENT_SCOPE: the route needs a scope the key lacks; IP_NOT_ALLOWED: the client's "
+        "address is outside the key's allow-list)"
+    ),
     404: "No such resource (NOT_FOUND)",
     409: "The resource's state forbids this (CONFLICT; TOO_MANY_KEYS: at the account's cap)",
     429: "Rate limit exceeded (RATE_LIMIT_EXCEEDED); see Retry-After",
@@ -94,7 +98,10 @@ _DESCRIPTIONS = {
 _EXAMPLES = {
     400: (Code.VALIDATION_ERROR, "Expected `str` of length >= 1 (body: name)"),
     401: (Code.INVALID_API_KEY, "The provided API key is invalid"),
-    403: (Code.FORBIDDEN, "Managing keys requires the account's master key"),
+    403: (
+        Code.FORBIDDEN,
+        "Managing keys requires the account's master key or a key with the keys:manage scope",
+    ),
     404: (Code.NOT_FOUND, "No such API key"),
     409: (Code.CONFLICT, "key key_0123456789abcdef is revoked and cannot be regenerated"),
     429: (Code.RATE_LIMIT_EXCEEDED, "Rate limit of 60 requests per minute exceeded"),

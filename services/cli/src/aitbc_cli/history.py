@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from aitbc_cli import stream
 from aitbc_cli.bus import Send
 from aitbc_cli.checked import CheckedRead
-from aitbc_cli.output import fields, print_json, when
+from aitbc_cli.output import fields, print_json, restriction_fields, when
 from aitbc_cli.replies import CommandRejected
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keys import AccountState, KeyState, fold
@@ -46,6 +46,8 @@ _SHOWN_AFTER_PLAN = (
     "regenerations",
     "previous_valid_until",
 )
+# ...and its restrictions, for a key that has any: a key without shows as it always did
+_RESTRICTIONS = ("scopes", "allowed_ips", "shadow")
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,13 @@ class KeyAt:
             **{name: getattr(key, name) for name in _SHOWN_BEFORE_PLAN},
             "plan": self.plan,
             **{name: getattr(key, name) for name in _SHOWN_AFTER_PLAN},
+            **({name: getattr(key, name) for name in _RESTRICTIONS} if _restricted(key) else {}),
             "events": self.events,
         }
+
+
+def _restricted(key: KeyState) -> bool:
+    return bool(key.scopes or key.allowed_ips or key.shadow)
 
 
 def key_at(history: Iterable[AnyEvent], at: datetime) -> KeyAt | None:
@@ -141,6 +148,7 @@ def lines(found: KeyAt, at: datetime) -> list[tuple[str, str]]:
         ("reason", key.reason or "-"),
         ("regenerated", f"{regenerated} ({key.regenerations}x)" if key.regenerations else "-"),
         ("old secret valid until", when(key.previous_valid_until) if key.in_grace(at) else "-"),
+        *(restriction_fields(key.scopes, key.allowed_ips, key.shadow) if _restricted(key) else []),
         ("events", str(found.events)),
     ]
 

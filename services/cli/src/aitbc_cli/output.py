@@ -94,3 +94,14 @@ def _json_escape(char: str) -> str:
         return f"\\u{code:04x}"
     code -= 0x10000  # beyond the BMP: a surrogate pair, as JSON spells it
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def restriction_fields(
+    scopes: tuple[str, ...], allowed_ips: tuple[str, ...], shadow: bool
+) -> list[tuple[str, str]]:
+    """A key's restrictions for people: what "none" means said outright."""
+    return [
+        ("scopes", " ".join(scopes) or "- (everything its kind may call)"),
+        ("allowed ips", " ".join(allowed_ips) or "- (anywhere)"),
+        ("shadow", "yes" if shadow else "no"),
+    ]

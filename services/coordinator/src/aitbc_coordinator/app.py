@@ -275,6 +275,9 @@ def run() -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Off: uvicorn would believe X-Forwarded-For from 127.0.0.1, and the gate's allow-lists
+        # would see the address a local client names. TRUSTED_PROXIES decides (the gate's).
+        proxy_headers=False,
         log_level=level.lower(),
         log_config=None,  # uvicorn's lines in this process's format (aitbc_runtime.logs)
     )

@@ -103,6 +103,9 @@ class FactsIndex:
                 secret_valid_until=valid_until,
                 rate_limit=after.rate_limit,
                 data_plane=after.data_plane(account),
+                scopes=after.scopes,
+                allowed_ips=after.allowed_ips,
+                shadow=after.shadow,
             )
 
     def reset(self) -> None:

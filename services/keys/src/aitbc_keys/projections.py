@@ -234,5 +234,8 @@ async def key_facts(
                 secret_valid_until=row.valid_until,
                 rate_limit=row.rate_limit,
                 data_plane=row.kind != "master" or row.master_key_data_plane,
+                scopes=row.scopes,
+                allowed_ips=row.allowed_ips,
+                shadow=row.shadow,
             )
     return found

@@ -36,6 +36,19 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
+class Words(sa.TypeDecorator[tuple[str, ...]]):
+    """A tuple of words (scopes, CIDRs: none holds a space) as one space-separated text."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: tuple[str, ...] | None, dialect: Dialect) -> str:
+        return " ".join(value or ())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[str, ...]:
+        return tuple(str(value or "").split())
+
+
 # BIGINT on PostgreSQL; INTEGER on SQLite, where only "INTEGER PRIMARY KEY" aliases the rowid.
 Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -82,6 +95,10 @@ api_keys = sa.Table(
     sa.Column("revoked_at", UTCDateTime, nullable=True),
     sa.Column("regenerated_at", UTCDateTime, nullable=True),
     sa.Column("rate_limit", sa.Integer, nullable=True),
+    # Its restrictions (KeyState's fields): none by default
+    sa.Column("scopes", Words, nullable=False, server_default=""),
+    sa.Column("allowed_ips", Words, nullable=False, server_default=""),
+    sa.Column("shadow", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 key_secrets = sa.Table(

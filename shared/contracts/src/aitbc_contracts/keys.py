@@ -22,6 +22,7 @@ from aitbc_contracts.events import (
     KeyCreated,
     KeyKind,
     KeyRegenerated,
+    KeyRestricted,
     KeyRevoked,
     MasterKeyDataPlaneChanged,
     Plan,
@@ -140,6 +141,14 @@ def evolve(state: State | None, event: AnyEvent) -> State | None:
                 expires_at=event.expires_at,
                 rate_limit=event.rate_limit,
                 created_by=event.actor,
+            )
+        case KeyRestricted() if isinstance(state, KeyState):
+            return dataclasses.replace(
+                state,
+                scopes=event.scopes,
+                allowed_ips=event.allowed_ips,
+                shadow=event.shadow,
+                version=event.version,
             )
         case KeyRevoked() if isinstance(state, KeyState):
             return dataclasses.replace(

@@ -7,6 +7,7 @@ import math
 import time
 
 from aitbc_contracts.messages import Code
+from aitbc_contracts.restrictions import KEYS_MANAGE, allows
 from aitbc_gate.auth import Principal, presented_key
 from aitbc_gate.errors import ApiError
 from aitbc_gate.proxies import client_address
@@ -15,14 +16,45 @@ from aitbc_gate.types import Scope
 
 
 async def authenticate(scope: Scope) -> Principal:
-    """Who is calling, from the presented key (401, or 429 for an address that guesses keys)."""
+    """Who is calling, from the presented key (401, or 429 for an address that guesses keys),
+    if its key's restrictions let it make this request (403)."""
     context = context_of(scope)
     gate = context.gate
     authenticator = gate.authenticator
     key = presented_key(context.keys, scope["query_string"], gate.settings.api_key_in_query)
-    if (known := authenticator.known(key)) is not None:
-        return known
-    return await authenticator.authenticate(key, client_address(scope))
+    principal = authenticator.known(key)
+    if principal is None:
+        principal = await authenticator.authenticate(key, client_address(scope))
+    if principal.scopes or principal.allowed_ips:  # all a key without restrictions costs
+        restricted(scope, principal)
+    return principal
+
+
+def restricted(scope: Scope, principal: Principal) -> None:
+    """403 unless the request comes from the key's allow-list (IP_NOT_ALLOWED) and its route
+    needs a scope the key holds (INSUFFICIENT_SCOPE; SCOPE_RULES says which: a route no rule
+    maps is refused to every scoped key). Neither message shows the key's restrictions."""
+    if principal.allowed_ips:
+        address = client_address(scope)
+        if not allows(principal.allowed_ips, address):
+            raise ApiError(
+                403,
+                Code.IP_NOT_ALLOWED,
+                f"This API key may not be used from {address or 'an unknown address'}",
+            )
+    if principal.scopes:
+        rules = context_of(scope).gate.settings.scopes_needed
+        method = scope.get("method", "GET")  # a WebSocket handshake is a GET
+        needed = rules.needed(method, scope["path"])
+        if needed not in principal.scopes:
+            route = f"{method} {rules.route(scope['path'])}"
+            raise ApiError(
+                403,
+                Code.INSUFFICIENT_SCOPE,
+                f"{route} needs the scope {needed}, which this API key does not hold"
+                if needed
+                else f"No scope grants {route}: a key restricted to scopes cannot call it",
+            )
 
 
 async def data_plane_caller(scope: Scope) -> Principal:
@@ -77,11 +109,35 @@ async def limit(scope: Scope, principal: Principal) -> None:
 
 
 def managing(principal: Principal) -> Principal:
-    """The principal, if it may manage its account: a master key, by its current secret. A
-    replaced secret in its grace period keeps calling the API, so that clients can move to
-    the new one, but whoever holds it (it may have leaked) changes nothing."""
+    """The principal, if it may manage its account's keys: a master key, or a root key (a
+    standard key with keys:manage, which the keys service lets manage only keys within its
+    own scopes), by its current secret. A replaced secret in its grace period keeps calling
+    the API, so that clients can move to the new one, but whoever holds it (it may have
+    leaked) changes nothing."""
+    if principal.is_master:
+        return owning(principal)
+    if KEYS_MANAGE not in principal.scopes:
+        raise ApiError(
+            403,
+            Code.FORBIDDEN,
+            f"Managing keys requires the account's master key or a key with the {KEYS_MANAGE} "
+            "scope",
+        )
+    if principal.in_grace:
+        raise ApiError(
+            403,
+            Code.FORBIDDEN,
+            "This key's secret was replaced: it calls the API until its grace period ends, but "
+            "manages nothing. Use the new secret",
+        )
+    return principal
+
+
+def owning(principal: Principal) -> Principal:
+    """The principal, if it may change its account (its settings, the dashboard): the master
+    key, by its current secret."""
     if not principal.is_master:
-        raise ApiError(403, Code.FORBIDDEN, "Managing keys requires the account's master key")
+        raise ApiError(403, Code.FORBIDDEN, "This requires the account's master key")
     if principal.in_grace:
         raise ApiError(
             403,

@@ -1,6 +1,7 @@
 """Keeps the auth cache true: the auth cache's view of the key event log.
 
-Each event evicts what it changes, on this edge as soon as it is read: a key's events the key,
+Each event evicts what it changes, on this edge as soon as it is read: a key's events the key
+(a new secret, new restrictions: the next request is checked by its new facts),
 a plan change or the master key's data plane setting every key of the account. A revocation is
 final, so it is not evicted but kept as such: the key is refused from the cache, even while the
 keys service cannot be asked (an edge that reads a revocation published while it was away,
@@ -13,6 +14,7 @@ from __future__ import annotations
 from aitbc_contracts.events import (
     AnyEvent,
     KeyRegenerated,
+    KeyRestricted,
     KeyRevoked,
     MasterKeyDataPlaneChanged,
     PlanChanged,
@@ -33,7 +35,7 @@ class CacheInvalidation:
         # service is still away.)
         if isinstance(event, KeyRevoked):
             self.cache.revoke_key(event.key_id)
-        elif isinstance(event, KeyRegenerated):
+        elif isinstance(event, KeyRegenerated | KeyRestricted):
             self.cache.evict_key(event.key_id)
         elif isinstance(event, PlanChanged | MasterKeyDataPlaneChanged):
             self.cache.evict_account(event.account_id)

@@ -7,14 +7,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from aitbc_contracts.usage import DEFAULT_PLAN_LIMITS, plan_limits_from_env
 from aitbc_runtime.bus_access import BusAccess
 
+if TYPE_CHECKING:
+    from aitbc_gate.scope_rules import ScopeRules
+
 # The words of the upstream's routes that usage events name routes with (the sample
 # Coordinator's); any other path segment is recorded as {id} (aitbc_gate.usage_events).
 DEFAULT_ROUTE_WORDS = ("health", "jobs", "results")
+# The scope each route needs, for keys restricted to scopes (syntax: aitbc_gate.scope_rules).
+DEFAULT_SCOPE_RULES = (
+    "GET /v1/jobs=jobs:read; GET /v1/jobs/*=jobs:read; "
+    "POST /v1/jobs=jobs:write; * /v1/jobs/*=jobs:write; "
+    "GET /v1/usage*=usage:read; * /v1/api-keys*=keys:manage"
+)
 
 
 def flag(value: str | None, default: bool = False) -> bool:
@@ -92,6 +101,8 @@ class GateSettings:
     usage_route_words: tuple[str, ...] = DEFAULT_ROUTE_WORDS
     # Master keys on the data plane (off: they only manage keys, whatever each account says)
     master_key_data_plane: bool = True
+    # METHOD PATH=SCOPE entries: the scope a key restricted to scopes needs for each route
+    scope_rules: str = DEFAULT_SCOPE_RULES
 
     # The settings read as they are, each from its variable, as its default's type (`read`).
     # The others, which need more than that, are read in `fields_from`.
@@ -111,11 +122,22 @@ class GateSettings:
         "api_key_in_query": "API_KEY_IN_QUERY",
         "usage_route_words": "USAGE_ROUTE_WORDS",
         "master_key_data_plane": "MASTER_KEY_DATA_PLANE",
+        "scope_rules": "SCOPE_RULES",
     }
 
     @cached_property
     def public_paths(self) -> PublicPaths:
         return PublicPaths(self.public_routes)
+
+    def __post_init__(self) -> None:
+        self.scopes_needed  # noqa: B018 (a SCOPE_RULES mistake stops the start, not a request)
+
+    @cached_property
+    def scopes_needed(self) -> ScopeRules:
+        """SCOPE_RULES, parsed (ValueError, naming the entry, for one that is not a rule)."""
+        from aitbc_gate.scope_rules import ScopeRules  # it names routes as usage events do
+
+        return ScopeRules(self.scope_rules, self.usage_route_words)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:

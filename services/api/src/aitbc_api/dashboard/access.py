@@ -29,7 +29,7 @@ from aitbc_api.dashboard.web import (
 )
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.types import Req
-from aitbc_gate.admission import limit, managing
+from aitbc_gate.admission import limit, owning
 from aitbc_gate.auth import Authenticator
 from aitbc_gate.errors import ApiError
 
@@ -58,7 +58,7 @@ async def signed_in(
     elif session is None:
         raise SignedOut("expired" if SESSION_COOKIE in request.cookies else "")
     try:
-        principal = managing(await authenticator.authenticate_hash(session.key_hash))
+        principal = owning(await authenticator.authenticate_hash(session.key_hash))
     except ApiError as error:
         # Revoked, expired or regenerated (or replaced and in its grace period, which manages
         # nothing): the session ends with it.

@@ -13,6 +13,14 @@ from aitbc_api.dashboard.access import page, signed_in
 from aitbc_api.dashboard.charts import minute_chart
 from aitbc_api.dashboard.messages import explain
 from aitbc_api.dashboard.owner import Owner
+from aitbc_api.dashboard.restrictions import (
+    DETAIL_NAMES,
+    SCOPE_CHOICES,
+    SCOPE_FIELD,
+    InvalidRestriction,
+    from_form,
+    shown,
+)
 from aitbc_api.dashboard.web import BASE, form_of, redirect
 from aitbc_api.owners.views import ApiKey, ApiKeyWithSecret, KeyEvent
 from aitbc_api.types import Req
@@ -44,6 +52,7 @@ _WHAT = {
     "key.created.v1": "Created",
     "key.revoked.v1": "Revoked",
     "key.regenerated.v1": "Secret regenerated",
+    "key.restricted.v1": "Restrictions changed",
     "account.created.v1": "Account created",
     "account.plan_changed.v1": "Plan changed",
 }
@@ -55,6 +64,7 @@ _DETAIL_NAMES = {
     "rate_limit": "Own limit a minute",
     "reason": "Reason",
     "previous_valid_until": "Old secret worked until",
+    **DETAIL_NAMES,
 }
 
 
@@ -91,6 +101,8 @@ def _by(owner: Owner, actor: str) -> str:
 def _detail(name: str, value: Any) -> str:
     if value is None or value == "":
         return "none" if name != "expires_at" else "never"
+    if name in DETAIL_NAMES:
+        return shown(value) or str(value)
     if isinstance(value, str) and name in {"expires_at", "previous_valid_until"}:
         try:
             return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -120,7 +132,13 @@ def _event_rows(owner: Owner, events: list[KeyEvent]) -> list[dict[str, Any]]:
 def _secret_page(
     owner: Owner, made: ApiKeyWithSecret, heading: str, advice: str, status: int = 200
 ) -> Response[str]:
-    facts = [("Name", made.name), ("Expires", made.expires_at)]
+    facts = [
+        ("Name", made.name),
+        ("Expires", made.expires_at),
+        ("Scopes", ", ".join(made.scopes) or None),
+        ("Allowed IPs", ", ".join(made.allowed_ips) or None),
+        ("Shadow mode", "on" if made.shadow else None),
+    ]
     return page(
         owner,
         "secret.html",
@@ -156,7 +174,9 @@ class AccountPages(Controller):
         detail: str = "",
         code: str = "",
     ) -> Response[str]:
-        form = {"name": "", "expires_in_days": "", "rate_limit": "", **(form or {})}
+        form = {"name": "", "expires_in_days": "", "rate_limit": "", "allowed_ips": ""} | (
+            form or {}
+        )
         return page(
             owner,
             "keys.html",
@@ -166,6 +186,8 @@ class AccountPages(Controller):
             keys=await owner.list_keys(),
             form=form,
             expiry_choices=EXPIRY_CHOICES,
+            scope_choices=SCOPE_CHOICES,
+            scope_field=SCOPE_FIELD,
             error=error,
             detail=detail,
             code=code,
@@ -180,8 +202,8 @@ class AccountPages(Controller):
         fields = await form_of(request)
         try:
             name, expires_at, rate_limit = _create_fields(fields)
-            made = await owner.create_key(name, expires_at, rate_limit)
-        except _Invalid as invalid:
+            made = await owner.create_key(name, expires_at, rate_limit, from_form(fields))
+        except (_Invalid, InvalidRestriction) as invalid:
             return await self._keys_page(owner, 400, fields, str(invalid))
         except ApiError as error:
             if error.status >= 500 or error.code == Code.RATE_LIMIT_EXCEEDED:

@@ -22,7 +22,7 @@ from aitbc_api.dashboard.web import (
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.types import Req
 from aitbc_contracts.keyformat import hash_key
-from aitbc_gate.admission import managing
+from aitbc_gate.admission import owning
 from aitbc_gate.auth import Authenticator
 from aitbc_gate.errors import ApiError
 from aitbc_gate.proxies import client_address
@@ -135,7 +135,7 @@ class PublicPages(Controller):
         client = client_address(request.scope)
         try:
             sign_ins.take(client)  # every attempt counts, right or wrong
-            principal = managing(
+            principal = owning(
                 await authenticator.authenticate(fields.get("master_key", ""), client)
             )
         except ApiError as error:

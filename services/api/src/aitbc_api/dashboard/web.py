@@ -20,7 +20,7 @@ BASE = "/dashboard"
 SESSION_COOKIE = "aitbc_session"
 FORM_COOKIE = "aitbc_form"  # CSRF token of the sign-up and sign-in forms: no session exists yet
 CSRF_FIELD = "csrf_token"
-MAX_FIELD = 1000  # characters: no field of ours is longer
+MAX_FIELD = 2000  # characters: no field of ours is longer (32 IPv6 networks, the longest)
 OWNER_OF_REQUEST = "aitbc.dashboard.owner"  # the scope's key: who this request is signed in as
 
 # Every dashboard response: never cached (one-time keys are shown), never framed, no inline

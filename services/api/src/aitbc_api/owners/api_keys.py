@@ -1,13 +1,14 @@
-"""Key management with the account's master key: list, create, show, revoke, regenerate, and
-each key's audit trail."""
+"""Key management with the account's master key (or a root key: a standard key with
+keys:manage, within its own scopes): list, create, show, restrict, revoke, regenerate, and each
+key's audit trail."""
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, delete, get, patch, post
 
 from aitbc_api.errors import AUTHENTICATED, documented
-from aitbc_api.owners.bodies import ApiKeys, KeyEvents, NewKey, Regenerate
-from aitbc_api.owners.dependencies import master_dependencies
+from aitbc_api.owners.bodies import ApiKeys, KeyChange, KeyEvents, NewKey, Regenerate
+from aitbc_api.owners.dependencies import manager_dependencies
 from aitbc_api.owners.key_manager import KeyManager
 from aitbc_api.owners.views import ApiKey, ApiKeyWithSecret
 
@@ -15,7 +16,7 @@ from aitbc_api.owners.views import ApiKey, ApiKeyWithSecret
 class ApiKeysController(Controller):
     path = "/v1/api-keys"
     tags = ["api-keys"]
-    dependencies = master_dependencies()
+    dependencies = manager_dependencies()
 
     @get(
         "/",
@@ -34,7 +35,12 @@ class ApiKeysController(Controller):
         responses=documented(*AUTHENTICATED, 409),
     )
     async def create_key(self, keys: KeyManager, data: NewKey) -> ApiKeyWithSecret:
-        return await keys.create_key(data.name.strip(), data.expires_at, data.rate_limit)
+        return await keys.create_key(
+            data.name.strip(),
+            data.expires_at,
+            data.rate_limit,
+            (tuple(data.scopes), tuple(data.allowed_ips), data.shadow),
+        )
 
     @get(
         "/{key_id:str}",
@@ -44,6 +50,17 @@ class ApiKeysController(Controller):
     )
     async def get_key(self, keys: KeyManager, key_id: str) -> ApiKey:
         return await keys.get_key(key_id)
+
+    @patch(
+        "/{key_id:str}",
+        summary="Restrict a key: its scopes, allowed IPs, shadow mode (each field given)",
+        operation_id="restrictApiKey",
+        responses=documented(*AUTHENTICATED, 409),
+    )
+    async def restrict_key(self, keys: KeyManager, key_id: str, data: KeyChange) -> ApiKey:
+        scopes = None if data.scopes is None else tuple(data.scopes)
+        allowed_ips = None if data.allowed_ips is None else tuple(data.allowed_ips)
+        return await keys.restrict_key(key_id, scopes, allowed_ips, data.shadow)
 
     @get(
         "/{key_id:str}/events",

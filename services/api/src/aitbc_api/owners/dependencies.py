@@ -10,7 +10,7 @@ from litestar.di import Provide
 
 from aitbc_api.owners.key_manager import KeyManager, OwnerServices
 from aitbc_api.types import Req
-from aitbc_gate.admission import admit, managing
+from aitbc_gate.admission import admit, managing, owning
 from aitbc_gate.auth import Principal
 from aitbc_gate.requests import request_id_of
 
@@ -29,6 +29,11 @@ async def caller(request: Req) -> Principal:
 
 async def master(request: Req) -> Principal:
     """The caller, who must hold the account's master key by its current secret."""
+    return owning(await admit(request.scope))
+
+
+async def manager(request: Req) -> Principal:
+    """The caller, who must manage keys: the master key, or a root key (keys:manage)."""
     return managing(await admit(request.scope))
 
 
@@ -56,5 +61,14 @@ def master_dependencies() -> dict[str, Provide]:
     replaced master secret) and the key manager acting for it."""
     return {
         "caller": Provide(master),
+        "keys": Provide(provide_key_manager, sync_to_thread=False),
+    }
+
+
+def manager_dependencies() -> dict[str, Provide]:
+    """For the key management routes: the master key, or a root key, whose powers the keys
+    service judges by the key's own state (aitbc_keys.domain.restrictions)."""
+    return {
+        "caller": Provide(manager),
         "keys": Provide(provide_key_manager, sync_to_thread=False),
     }

@@ -34,6 +34,7 @@ from aitbc_gate.errors import ApiError, from_rejection, unavailable
 from aitbc_gate.throttle import AttemptBudget
 from aitbc_runtime.commands import CommandFailed, KeysCommands
 
+Restrictions = tuple[tuple[str, ...], tuple[str, ...], bool]  # scopes, allowed_ips, shadow
 Answer = m.AccountView | m.KeyView | m.KeyList | m.KeyHistory | m.Rebuilt
 
 
@@ -158,8 +159,14 @@ class KeyManager:
         return api_key(await self._key(command))
 
     async def create_key(
-        self, name: str, expires_at: datetime | None, rate_limit: int | None
+        self,
+        name: str,
+        expires_at: datetime | None,
+        rate_limit: int | None,
+        restricted: Restrictions | None = None,
     ) -> ApiKeyWithSecret:
+        """`restricted`: its scopes, allowed IPs and shadow mode (none: no restriction)."""
+        scopes, allowed_ips, shadow = restricted or ((), (), False)
         secret = generate_key()
         view = await self._key(
             m.CreateKey(
@@ -169,10 +176,34 @@ class KeyManager:
                 hint=hint(secret),
                 expires_at=expires_at,
                 rate_limit=rate_limit,
+                scopes=scopes,
+                allowed_ips=allowed_ips,
+                shadow=shadow,
                 **self._context(),
             )
         )
         return with_secret(view, secret)
+
+    async def restrict_key(
+        self,
+        key_id: str,
+        scopes: tuple[str, ...] | None = None,
+        allowed_ips: tuple[str, ...] | None = None,
+        shadow: bool | None = None,
+    ) -> ApiKey:
+        """New restrictions for a key (None: unchanged), in force on every edge at once: this
+        one forgets the key now, the others when they read the key's event."""
+        command = m.RestrictKey(
+            account_id=self.account_id,
+            key_id=checked_key_id(key_id),
+            scopes=scopes,
+            allowed_ips=allowed_ips,
+            shadow=shadow,
+            **self._context(),
+        )
+        view = await self._key(command)
+        self.services.forget_key(view.key_id)
+        return api_key(view)
 
     async def revoke_key(self, key_id: str, reason: str = "") -> ApiKey:
         command = m.RevokeKey(

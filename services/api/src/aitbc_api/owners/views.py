@@ -27,6 +27,9 @@ class ApiKey(msgspec.Struct, frozen=True):
     regenerated_at: datetime | None = None
     rate_limit: int | None = None
     last_used_at: datetime | None = None
+    scopes: list[str] = msgspec.field(default_factory=list)  # none: everything its kind may
+    allowed_ips: list[str] = msgspec.field(default_factory=list)  # CIDRs; none: anywhere
+    shadow: bool = False  # its limits are counted and reported, never enforced
 
 
 class ApiKeyWithSecret(ApiKey, frozen=True):
@@ -50,13 +53,25 @@ def api_key(view: KeyView, last_used_at: datetime | None = None) -> ApiKey:
     its last use as the usage service knows it, when it does."""
     shown = {name: getattr(view, name) for name in ApiKey.__struct_fields__}
     shown["last_used_at"] = last_used_at or view.last_used_at
+    shown["scopes"], shown["allowed_ips"] = list(view.scopes), list(view.allowed_ips)
     return ApiKey(**shown)
 
 
 # An allow list, not a deny list: a field added to an event later stays private until it is
 # judged safe to show here. Secret hashes never are.
 EVENT_DETAILS = frozenset(
-    {"name", "kind", "hint", "expires_at", "rate_limit", "reason", "previous_valid_until"}
+    {
+        "name",
+        "kind",
+        "hint",
+        "expires_at",
+        "rate_limit",
+        "reason",
+        "previous_valid_until",
+        "scopes",
+        "allowed_ips",
+        "shadow",
+    }
 )
 
 

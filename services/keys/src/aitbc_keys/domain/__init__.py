@@ -11,6 +11,7 @@ from aitbc_keys.domain.accounts import (
     set_plan,
 )
 from aitbc_keys.domain.keys import create_key, regenerate_key, revoke_key
+from aitbc_keys.domain.restrictions import managing_key, owning_key, restrict_key
 from aitbc_keys.domain.rules import (
     GRACE_MAX,
     MAX_KEYS_PER_ACCOUNT,
@@ -50,8 +51,11 @@ __all__ = [
     "existing_account",
     "fold_streams",
     "key_view",
+    "managing_key",
+    "owning_key",
     "regenerate_key",
     "replace_master_key",
+    "restrict_key",
     "revoke_key",
     "secrets_of",
     "set_master_key_data_plane",

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import AnyEvent
-from aitbc_contracts.keyformat import new_account_id, new_key_id
+from aitbc_contracts.keyformat import is_key_id, new_account_id, new_key_id
 from aitbc_contracts.keys import AccountState, KeyState, State, fold
 from aitbc_contracts.powers import Power, refusal
 from aitbc_keys import domain, store
@@ -42,8 +42,9 @@ async def set_plan(command: m.SetPlan, uow: UnitOfWork, _: Power) -> m.AccountVi
 
 
 async def set_master_key_data_plane(
-    command: m.SetMasterKeyDataPlane, uow: UnitOfWork, _: Power
+    command: m.SetMasterKeyDataPlane, uow: UnitOfWork, power: Power
 ) -> m.AccountView:
+    domain.owning_key(await _acting_key(uow, command, command.account_id, power))
     await _update(
         uow,
         command.account_id,
@@ -56,17 +57,32 @@ async def get_account(command: m.GetAccount, uow: UnitOfWork, _: Power) -> m.Acc
     return await _account(uow, command.account_id)
 
 
-async def create_key(command: m.CreateKey, uow: UnitOfWork, _: Power) -> m.KeyView:
+async def create_key(command: m.CreateKey, uow: UnitOfWork, power: Power) -> m.KeyView:
+    root = await _root(uow, command, command.account_id, power)
     account = fold(await uow.load(command.account_id))
     key_id = new_key_id()
     live = await uow.live_keys(command.account_id)
-    new = domain.create_key(account, command, uow.now, key_id, new_event_id, live, uow.max_keys)
-    await uow.commit([(key_id, 0, new)])
+    new = domain.create_key(
+        account, command, uow.now, key_id, new_event_id, live, uow.max_keys, root
+    )
+    await uow.commit([(key_id, 0, new)])  # with its restrictions, if any: one commit
     return _key_view(fold(new), key_id, uow)
 
 
+async def restrict_key(command: m.RestrictKey, uow: UnitOfWork, power: Power) -> m.KeyView:
+    root = await _root(uow, command, command.account_id, power)
+    state = await _update(
+        uow,
+        command.key_id,
+        lambda s: domain.restrict_key(s, command, uow.now, new_event_id, root),
+    )
+    return _key_view(state, command.key_id, uow)
+
+
 async def list_keys(command: m.ListKeys, uow: UnitOfWork, _: Power) -> m.KeyList:
-    """From the account's events: a key's status is the fold's (it depends on the time)."""
+    """From the account's events: a key's status is the fold's (it depends on the time). A
+    look-up changes nothing: who may ask is the edge's to say (a root key, the master key, a
+    standard key checking a key id is its account's)."""
     states: dict[str, State] = {}
     domain.fold_streams(states, await uow.load_account(command.account_id))
     if not isinstance(states.get(command.account_id), AccountState):
@@ -86,15 +102,21 @@ async def get_key(command: m.GetKey, uow: UnitOfWork, _: Power) -> m.KeyView:
 
 
 async def revoke_key(command: m.RevokeKey, uow: UnitOfWork, power: Power) -> m.KeyView:
+    root = await _root(uow, command, command.account_id, power)
     state = await _update(
-        uow, command.key_id, lambda s: domain.revoke_key(s, command, uow.now, new_event_id, power)
+        uow,
+        command.key_id,
+        lambda s: domain.revoke_key(s, command, uow.now, new_event_id, power, root),
     )
     return _key_view(state, command.key_id, uow)
 
 
-async def regenerate_key(command: m.RegenerateKey, uow: UnitOfWork, _: Power) -> m.KeyView:
+async def regenerate_key(command: m.RegenerateKey, uow: UnitOfWork, power: Power) -> m.KeyView:
+    root = await _root(uow, command, command.account_id, power)
     state = await _update(
-        uow, command.key_id, lambda s: domain.regenerate_key(s, command, uow.now, new_event_id)
+        uow,
+        command.key_id,
+        lambda s: domain.regenerate_key(s, command, uow.now, new_event_id, root),
     )
     return _key_view(state, command.key_id, uow)
 
@@ -140,6 +162,7 @@ HANDLERS: dict[type[m.Command], Handler] = {
     m.GetKey: get_key,
     m.RevokeKey: revoke_key,
     m.RegenerateKey: regenerate_key,
+    m.RestrictKey: restrict_key,
     m.ListKeyEvents: list_key_events,
     m.RebuildProjections: rebuild_projections,
     m.ReplaceMasterKey: replace_master_key,
@@ -156,6 +179,31 @@ async def handle(command: m.AnyCommand, uow: UnitOfWork, power: Power) -> m.Repl
     if why is not None:
         raise domain.Forbidden(why)
     return await handler(command, uow, power)
+
+
+async def _acting_key(
+    uow: UnitOfWork, command: m.Command, account_id: str | None, power: Power
+) -> KeyState | None:
+    """The key an owner's command names as its actor, when it is a standard key: its state as
+    this service holds it (the command's word is only which key acted: what that key may do
+    is read from its own stream). None for the master key, an operator, or an actor that names
+    no key of the log (a sign-up). A key of another account acts for no one here."""
+    if power is not Power.OWNER or not is_key_id(command.actor):
+        return None
+    state = fold(await uow.load(command.actor))
+    if not isinstance(state, KeyState) or state.kind == "master":
+        return None
+    if state.account_id != account_id:
+        raise domain.Forbidden(f"the acting key {command.actor} is not a key of this account")
+    return state
+
+
+async def _root(
+    uow: UnitOfWork, command: m.Command, account_id: str | None, power: Power
+) -> KeyState | None:
+    """The acting root key (aitbc_keys.domain.restrictions), or None when the master key or
+    an operator acts; Forbidden for a standard key without keys:manage."""
+    return domain.managing_key(await _acting_key(uow, command, account_id, power))
 
 
 async def _update(
