@@ -10,7 +10,7 @@ PLAN_LIMITS = "free=60,pro=600,enterprise=100000000"  # the load can never reach
 @dataclass(frozen=True)
 class Config:
     quick: bool
-    rounds: int  # A E B C R D rounds
+    rounds: int  # A E B C R D N rounds
     seconds: float  # wrk seconds per scenario per round
     warmup: float  # wrk seconds per scenario before the rounds
     connections: int

@@ -1,4 +1,4 @@
-"""HTTP phases: A E B C R D with wrk, B and C paced at half C's peak (and the bus floor),
+"""HTTP phases: A E B C R D N with wrk, B and C paced at half C's peak (and the bus floor),
 profiles (the Coordinator under A, the gated one under E, the edge under B and C)."""
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from bench.null_responder import DECIDE_PREFIX
 from bench.state import GATED, Bench
 
 # The server under test in each scenario: it gets a CPU of its own (Bench.place).
-SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "R": "edge", "D": "peer"}
+SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "R": "edge", "D": "peer",
+          "N": "nginx"}  # fmt: skip
 # The ratios of scenarios' rates, each paired round by round: (top, bottom)
 PAIRS = {"C/B": ("C", "B"), "C/D": ("C", "D"), "C/A": ("C", "A"), "E/A": ("E", "A"),
-         "C/E": ("C", "E"), "R/C": ("R", "C")}  # fmt: skip
+         "C/E": ("C", "E"), "R/C": ("R", "C"), "B/A": ("B", "A"), "N/A": ("N", "A"),
+         "B/N": ("B", "N")}  # fmt: skip
 
 
 async def http(b: Bench) -> None:
@@ -32,12 +34,13 @@ async def http(b: Bench) -> None:
         cancels; their median is the headline."""
         return [t["rps"] / b["rps"] for t, b in zip(runs[top], runs[bottom], strict=True)]
 
-    per_round = {name: paired(top, bottom) for name, (top, bottom) in PAIRS.items()}
-    of_medians = {name: s[top]["rps"] / s[bottom]["rps"] for name, (top, bottom) in PAIRS.items()}
+    pairs = {name: pair for name, pair in PAIRS.items() if set(pair) <= set(runs)}  # N: nginx
+    per_round = {name: paired(top, bottom) for name, (top, bottom) in pairs.items()}
+    of_medians = {name: s[top]["rps"] / s[bottom]["rps"] for name, (top, bottom) in pairs.items()}
     b.results["http"] = {
         "scenarios": s,
         "ratios": {name: median(values) for name, values in per_round.items()},
-        "ratios_of_medians": of_medians | {"B/A": s["B"]["rps"] / s["A"]["rps"]},
+        "ratios_of_medians": of_medians,
         "per_round_ratios": per_round,
         "edge_metrics": await edge_metrics(b.edge),
     }
@@ -66,7 +69,7 @@ async def _warm(b: Bench) -> None:
 
 
 async def _rounds(b: Bench) -> dict[str, list[dict]]:
-    """A E B C R D, round after round, each with the CPU every process of the stack spent."""
+    """A E B C R D N, round after round, each with the CPU every process of the stack spent."""
     c = b.config
     runs: dict[str, list[dict]] = {name: [] for name in b.targets}
     for round_ in range(c.rounds):

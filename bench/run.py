@@ -10,8 +10,8 @@ some of the others:
   auth          CheckKeys rate of one keys process (batches of 1, 10, 100), alternating with a
                 bare responder (the ceiling)
   decisions     DecideBatch rate of one usage process, alternating with the bare responder
-  http          A E B C R D A E B C R D ... with wrk, 32 connections (E: the gated
-                Coordinator; R: the edge with restricted keys)
+  http          A E B C R D N ... with wrk, 32 connections (E: the gated Coordinator, R:
+                restricted keys, N: nginx where installed)
   paced         B and C at half C's peak, paced (needs http)
   profiles      py-spy on the Coordinator under A and E, the edge under B and C, on usage
                 and keys under their loads

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark's system packages, installed where missing: wrk (the HTTP load generator) and
-# redis-server (the peer stack's rate-limit store). apt-get needs root: run as root, or with sudo.
+# The benchmark's system packages, installed where missing: wrk (the HTTP load generator),
+# redis-server (the peer stack's rate-limit store) and nginx (scenario N, the proxy hop's anchor:
+# Debian's nginx-light). apt-get needs root: run as root, or with sudo.
 set -euo pipefail
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -19,7 +19,8 @@ from aitbc_infra import stack as definition
 from aitbc_infra.layout import Layout, tls_switches
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_infra.processes import ChildProcess as Proc
-from aitbc_infra.readiness import answers, until_ready
+from aitbc_infra.readiness import answers, http_ok, until_ready
+from bench import nginx
 from bench.null_responder import CHECK_SUBJECT
 
 BIN = Path(sys.executable).parent
@@ -120,6 +121,20 @@ class Stack:
             PYTHONPATH=str(ROOT),
             **self.layout.identity_env(),  # it signs identities as the edge does
         ).start(wait=wait)
+
+    def start_nginx(self, keys: list[tuple[str, str]], wait: bool = True) -> Proc | None:
+        """Scenario N's nginx (bench/nginx.py) in front of the Coordinator, knowing `keys`
+        ((account id, key) each); None where nginx is not installed."""
+        binary = nginx.binary()
+        if binary is None:
+            return None
+        port = free_port()
+        config = nginx.write_config(self.root, port, self.layout.coordinator_port, keys)
+        argv = [binary, "-p", str(self.root), "-c", str(config)]
+        proc = Proc("nginx", argv, {}, self.root / "nginx.log", port)
+        proc.ready = http_ok(f"http://127.0.0.1:{port}{nginx.HEALTH}")
+        self.procs["nginx"] = proc
+        return proc.start(wait=wait)
 
     def start_null_responder(self, name: str) -> Proc:
         """A bare nats-py responder: the ceiling a Python service on this bus can reach. It

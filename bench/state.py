@@ -169,6 +169,8 @@ class Bench:
             ((hash_key(key), account, "enterprise") for account, key in self.seeded.load_keys()),
         )
         self.spawned += [redis, stack.start_peer(redis, peer_db, wait=False)]
+        nginx = stack.start_nginx(self.seeded.load_keys(), wait=False)
+        self.spawned += [nginx] if nginx is not None else []
         self.null = stack.start_null_responder("null")
 
     def start_http_side(self) -> None:
@@ -177,23 +179,21 @@ class Bench:
             proc.wait()
         self.edge, self.peer = stack.procs["edge"], stack.procs["peer"]
         self.gated = stack.procs[GATED]
-        # Shuffled, so the accounts' requests interleave as independent clients' do: the load
-        # generators walk the file in order, and grouped by account, each account would get
-        # all its keys' requests in a row, then none for the rest of the pass.
-        keys = [key for _, key in self.seeded.load_keys()]
-        random.Random(5).shuffle(keys)
-        keys_file = self.root / "keys.txt"
-        keys_file.write_text("\n".join(keys) + "\n")
-        restricted = [key for _, key in self.seeded.restricted_keys()]
-        random.Random(5).shuffle(restricted)
-        restricted_file = self.root / "restricted-keys.txt"
-        restricted_file.write_text("\n".join(restricted) + "\n")
+        keys_file = self._keys_file("keys.txt", self.seeded.load_keys())
+        restricted_file = self._keys_file("restricted-keys.txt", self.seeded.restricted_keys())
         identities = self.root / "identities.txt"
         identities.write_text(
             "".join(signed_identity(stack, a.account_id, i) for i, a in enumerate(self.seeded.load))
         )
         upstream = stack.upstream_url
-        # In the order of a round: E right after A, the two that E/A pairs
+        # N's requests: each key with its account's signed identity (bench/nginx.py)
+        lines = identities.read_text().splitlines()
+        by_account = {a.account_id: line for a, line in zip(self.seeded.load, lines, strict=True)}
+        with_identities = self.root / "keys-and-identities.txt"
+        with_identities.write_text(
+            "".join(f"{key}\t{by_account[account]}\n" for account, key in self.seeded.load_keys())
+        )
+        # In the order of a round: E right after A, the two that E/A pairs; R right after C
         self.targets = {
             "A": http_load.Target("A direct", upstream + "/v1/jobs", DIRECT_HEADERS, identities),
             "E": http_load.Target("E gated Coordinator", self.gated.url + "/v1/jobs",
@@ -205,6 +205,20 @@ class Bench:
                                   "X-API-Key", restricted_file),
             "D": http_load.Target("D peer", self.peer.url + "/v1/jobs", "X-API-Key", keys_file),
         }  # fmt: skip
+        if (nginx := stack.procs.get("nginx")) is not None:
+            self.targets["N"] = http_load.Target(
+                "N nginx", nginx.url + "/v1/jobs", "X-API-Key," + DIRECT_HEADERS, with_identities
+            )
+
+    def _keys_file(self, name: str, keys: list[tuple[str, str]]) -> Path:
+        """The keys, one a line, shuffled: the load generators walk the file in order, and
+        grouped by account, each account would get all its keys' requests in a row, then none
+        for the rest of the pass (independent clients' requests interleave)."""
+        values = [key for _, key in keys]
+        random.Random(5).shuffle(values)
+        path = self.root / name
+        path.write_text("\n".join(values) + "\n")
+        return path
 
     def _nats_pid(self) -> int:
         assert self.stack.nats.process is not None
@@ -228,7 +242,7 @@ class Bench:
         os.sched_setaffinity(0, rest)  # the children this process starts inherit it
 
     def _http_pids(self) -> dict[str, int]:
-        names = ("edge", "coordinator", GATED, "usage", "keys", "peer", "redis")
-        pids = {name: self.stack.procs[name].pid for name in names}
+        names = ("edge", "coordinator", GATED, "usage", "keys", "peer", "redis", "nginx")
+        pids = {name: self.stack.procs[name].pid for name in names if name in self.stack.procs}
         pids["nats-server"] = self._nats_pid()
         return pids

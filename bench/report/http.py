@@ -1,4 +1,4 @@
-"""Section 1 of the report: throughput, latency and CPU of A (E) B C (R) D with wrk."""
+"""Section 1 of the report: throughput, latency and CPU of A E B C R D N with wrk."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ def _method(r: dict[str, Any]) -> list[str]:
         f"## 1. Throughput and latency (wrk, alternating {order})",
         "",
         f"{c['rounds']} rounds of {order}, {c['seconds']:g} s each, {c['connections']} "
-        f"connections, one wrk thread; medians over the rounds. Every server: uvicorn, one "
-        "worker, uvloop + httptools, no access log in uvicorn.",
+        f"connections, one wrk thread; medians over the rounds. Every Python server: uvicorn, "
+        "one worker, uvloop + httptools, no access log in uvicorn; nginx (N): one process, no "
+        "access log (bench/nginx.py).",
         "",
     ]
     gated = "E" in r["http"]["scenarios"]
@@ -41,9 +42,13 @@ def _method(r: dict[str, Any]) -> list[str]:
     if placed:
         rest = ", ".join(str(cpu) for cpu in placed["rest"])
         server = "the Coordinator in A, the gated one in E" if gated else "the Coordinator in A"
+        server += (
+            ", the edge in B, C and R" if "R" in r["http"]["scenarios"] else ", the edge in B and C"
+        )
+        server += ", the peer in D" + (", nginx in N" if "N" in r["http"]["scenarios"] else "")
         out[-1:] = [
             "",
-            f"The server under test ({server}, the edge in B and C, the peer in D) "
+            f"The server under test ({server}) "
             f"runs alone on CPU {placed['server'][0]}; the rest of the stack (NATS, the usage "
             f"and keys services, the Coordinator behind the edge, Redis) and the load generator "
             f"on CPU {rest}, as the paced rounds and the profiles do with the edge.",
@@ -84,10 +89,29 @@ def _ratios(http: dict[str, Any]) -> list[str]:
         f"C/A = {ratios['C/A']:.3f}. Per round: C/B "
         f"{', '.join(f'{x:.3f}' for x in per_round['C/B'])}; C/D "
         f"{', '.join(f'{x:.3f}' for x in per_round['C/D'])}. Ratios of the medians: C/B "
-        f"{of_medians['C/B']:.3f}, C/D {of_medians['C/D']:.3f}, C/A {of_medians['C/A']:.3f}, "
-        f"B/A {of_medians['B/A']:.3f} (B/A: what the proxy hop alone leaves of the upstream's "
-        "rate).",
+        f"{of_medians['C/B']:.3f}, C/D {of_medians['C/D']:.3f}, C/A {of_medians['C/A']:.3f}"
+        + (f", B/A {of_medians['B/A']:.3f}." if "B/A" in of_medians else "."),
+        *_hop_ratios(http),
     ]
+
+
+def _hop_ratios(http: dict[str, Any]) -> list[str]:
+    """What the proxy hop leaves of the upstream: the edge's (B/A, C/A) against nginx's (N)."""
+    ratios, per_round = http["ratios"], http["per_round_ratios"]
+    if "B/A" not in ratios:  # runs from before the pairs were kept
+        return []
+    line = (
+        f"The proxy hop: **B/A = {ratios['B/A']:.3f}** (what the edge's hop alone leaves of "
+        f"the upstream's rate; per round {', '.join(f'{x:.3f}' for x in per_round['B/A'])}), "
+        f"**C/A = {ratios['C/A']:.3f}** (the hop with keys, limits and usage events)"
+    )
+    if "N/A" in ratios:
+        line += (
+            f"; nginx in the edge's place (N, bench/nginx.py: a key map, `limit_req` per key, "
+            f"keep-alive upstream, one process) leaves **N/A = {ratios['N/A']:.3f}**, and the "
+            f"edge's public route **B/N = {ratios['B/N']:.3f}** of nginx's rate"
+        )
+    return ["", line + "."]
 
 
 def _gated_ratios(http: dict[str, Any]) -> list[str]:
@@ -108,18 +132,18 @@ def _gated_ratios(http: dict[str, Any]) -> list[str]:
 
 
 def _restricted_ratio(http: dict[str, Any]) -> list[str]:
-    """R/C, when the run had R: what a key's restrictions cost on the edge's full path."""
-    ratios, per_round = http["ratios"], http["per_round_ratios"]
-    if "R/C" not in ratios:
+    """R/C, when the run had R: C's load with keys that carry a scope and an allow-list."""
+    if "R/C" not in http["ratios"]:
         return []
+    s = http["scenarios"]
+    c_us, r_us = s["C"]["cpu_us_per_request"]["edge"], s["R"]["cpu_us_per_request"]["edge"]
+    rounds = ", ".join(f"{x:.3f}" for x in http["per_round_ratios"]["R/C"])
     return [
         "",
-        f"Restricted keys, paired round by round with C: **R/C = {ratios['R/C']:.3f}** (R is "
-        "C's load with keys limited to `jobs:read` from 127.0.0.0/8 and ::1: the edge checks "
-        "the client's address and the route's scope on every request; C's keys have no "
-        "restrictions, which costs them one falsy check). Per round: "
-        f"{', '.join(f'{x:.3f}' for x in per_round['R/C'])}; ratio of the medians "
-        f"{http['ratios_of_medians']['R/C']:.3f}.",
+        f"Restricted keys (R: C's load with keys holding a scope, `jobs:read`, and an "
+        f"allow-list, loopback), paired round by round with C: **R/C = "
+        f"{http['ratios']['R/C']:.3f}** (per round: {rounds}); the edge's CPU per request "
+        f"{r_us:.0f} us against C's {c_us:.0f} us ({r_us - c_us:+.0f} us for the two checks).",
     ]
 
 

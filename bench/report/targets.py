@@ -1,4 +1,4 @@
-"""The targets of issues 5 and 20, each with what was measured, whether it was met and by how
+"""The targets of issues 5, 20 and 22, each with what was measured, whether it was met and by how
 much it was missed; and the plain-text summary printed at the end of a run."""
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ def _http_rows(r: dict[str, Any]) -> list[Row]:
         if "E/A" in ratios:  # runs from before the gate ran in the Coordinator have no E
             what = "E/A: gated Coordinator / Coordinator alone (req/s)"
             rows.append(at_least(what, ratios["E/A"], 0.9, ".3f"))
+        if "B/A" in ratios:  # the proxy hop (issue 22); older runs kept no B/A pairs
+            what = "B/A: edge public route / Coordinator alone (req/s)"
+            rows.append(at_least(what, ratios["B/A"], 0.6, ".3f"))
+            what = "C/A: edge full / Coordinator alone (req/s)"
+            rows.append(at_least(what, ratios["C/A"], 0.5, ".3f"))
     if paced := r.get("paced"):
         what = "p99 of C minus p99 of B at half C's peak"
         rows.append(at_most(what, paced["p99_difference_ms"], 2.0, ".2f", " ms"))
