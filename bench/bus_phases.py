@@ -118,6 +118,7 @@ async def decisions(b: Bench, nc: nats.NATS) -> None:
     concurrency = 32
     cpu_pids = {"usage": b.stack.procs["usage"].pid, "nats-server": b._nats_pid()}
     by_batch = {}
+    await until_serving(b.null)  # the ceiling's responder
     for batch in c.batch_sizes:
         usage_work = bus_load.decide_work(usage_decide_subject, accounts, batch)
         null_work = bus_load.decide_work(lambda p: f"{DECIDE_PREFIX}.{p}", accounts, batch)

@@ -92,6 +92,8 @@ class Bench:
         usage = stack.start_service("usage", wait=False)
         if http_side:
             self.spawn_http_side()  # they import while the relay works
+        else:  # the bus phases measure against it too
+            self.null = stack.start_null_responder("null")
         await until_serving(usage)
         await asyncio.sleep(1.0)
         self.usage_rss = [usage.rss_kib()]  # knows no account yet
