@@ -144,6 +144,7 @@ class MinuteUsage(msgspec.Struct, frozen=True):
     status_3xx: int = 0
     status_4xx: int = 0
     status_5xx: int = 0
+    shadow_limited: int = 0  # admitted (and in `admitted`) in shadow mode: would have been limited
 
 
 class UsageSeries(msgspec.Struct, frozen=True, tag="usage_series"):
