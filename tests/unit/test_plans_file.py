@@ -95,3 +95,17 @@ def test_a_reload_takes_a_changed_file_and_keeps_the_plans_when_it_is_bad(tmp_pa
     assert table.plans == {"free": Plan(30, None, 100)}
     assert RELOAD_FAILURES._value.get() == failures + 1
     assert not reload(table)  # the same bad file: refused again, nothing changes
+
+
+def test_just_up_says_which_plans_it_uses_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    from aitbc_infra.layout import ConfigError
+    from aitbc_infra.runner import plans_note
+
+    assert plans_note({}).startswith("plans: the defaults (free 60, pro 600, enterprise 6000")
+    assert plans_note({"PLANS_FILE": str(EXAMPLE)}).endswith(
+        "(enterprise, free, pro): reloaded when it changes, or on SIGHUP"
+    )
+    bad = tmp_path / "plans.toml"
+    bad.write_text("[plans.free]\nper_minute = 60\nper_day = 0\n")
+    with pytest.raises(ConfigError, match=f"PLANS_FILE: {bad}: plan 'free': per_day must be at"):
+        plans_note({"PLANS_FILE": str(bad)})
