@@ -126,3 +126,22 @@ async def test_the_plans_file_reloads_on_sighup_and_a_bad_one_keeps_the_plans(
         assert usage.deciding.table.plans["pro"].per_day == 3  # the plans as they were
         still = await edge_limiter.check(account, "key_1", "pro", None)
         assert still.decision is not None and not still.decision.admitted
+
+
+async def test_a_daily_quota_moves_with_its_partition_to_another_process(
+    system: System, plans_file: Path
+) -> None:
+    """Handed over while both run: the joining process takes the partition with its day."""
+    account = await system.create_account("pro")
+    settings = {"plans_file": str(plans_file), "lease_seconds": 0.6}
+    edge_limiter = limiter(system, plans_file)
+    async with system.usage(**settings) as one:
+        first = await burst(edge_limiter, account, 20, "pro")
+        async with system.usage(**settings) as two:
+            async with asyncio.timeout(10):  # the first hands every partition to the second
+                await one.partitions.stop()
+                while len(two.deciding.windows) < 16:
+                    await asyncio.sleep(0.02)
+            again = await burst(edge_limiter, account, 10, "pro")
+    assert sum(v.decision is not None and v.decision.admitted for v in first) == 20
+    assert sum(v.decision is not None and v.decision.admitted for v in again) == 5

@@ -94,8 +94,7 @@ class DecideBatch(msgspec.Struct, frozen=True):
     items: list[Decide]
 
 
-# Encoded without the defaults at its end: a plain minute's decision is four numbers.
-class Decision(msgspec.Struct, frozen=True, array_like=True, gc=False, omit_defaults=True):
+class Decision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     admitted: bool
     limit: int
     remaining: int
