@@ -3,6 +3,8 @@ every policy in RateLimit-Policy, a 429 naming its window, and shadow mode."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aitbc_contracts.plans import DAY, Plan, PlanTable
 from aitbc_contracts.usage import Decide, Decision
 from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
@@ -104,3 +106,16 @@ async def test_failing_open_in_shadow_mode_admits_what_the_local_limiter_refuses
     assert all(v.decision is not None and v.decision.admitted for v in verdicts)
     assert verdicts[-1].decision is not None and verdicts[-1].decision.shadow
     assert {v.mode for v in verdicts} == {"fail-open"}
+
+
+async def test_a_lease_admits_nothing_once_its_plan_has_a_second_or_a_day(tmp_path: Path) -> None:
+    plans = tmp_path / "plans.toml"
+    plans.write_text("[plans.enterprise]\nper_minute = 6000\n")
+    table = PlanTable(str(plans))
+    batcher: DecisionBatcher = Usage(Decision(True, 6000, 5999, int(T0) + 60, lease=32))  # type: ignore[assignment]
+    edge = RateLimiter(batcher, table, True, 32, clock=lambda: T0)
+    await edge.check("acc_1", "key_1", "enterprise", None)
+    assert edge.leased("acc_1", "key_1", "enterprise", None) is not None  # from the lease
+    plans.write_text("[plans.enterprise]\nper_minute = 6000\nper_day = 100000\n")
+    assert table.reload()
+    assert edge.leased("acc_1", "key_1", "enterprise", None) is None  # decided: every window

@@ -188,10 +188,14 @@ class RateLimiter:
         self, account_id: str, key_id: str, plan: str, key_limit: int | None, shadow: bool = False
     ) -> Verdict | None:
         """The request admitted from the account's lease on this edge, if one is ready: no
-        await, which is most requests of a busy account. None: `decide`. (Plans with more
-        than the minute are never lent: their accounts have no lease.)"""
+        await, which is most requests of a busy account. None: `decide`. Plans with more than
+        the minute are never lent; a lease of a plan that has become one since (the plans
+        file changed) admits nothing more, and is settled when it ends."""
         leases = self.leases
         if leases is None or key_limit is not None:  # a key's own limit is never lent
+            return None
+        limits = self.table.plans.get(plan)
+        if limits is not None and limits.windowed:
             return None
         now = self.clock()
         leased = leases.take(account_id, now)
@@ -200,7 +204,7 @@ class RateLimiter:
         metrics.LEASED.inc()
         if renewal := leases.renewal_due(account_id, now):
             self._renew(account_id, key_id, plan, renewal)
-        if shadow or ((limits := self.table.plans.get(plan)) is not None and limits.shadow):
+        if shadow or (limits is not None and limits.shadow):
             return Verdict(leased, "shadow", plan)
         return Verdict(leased, "exact", plan)
 
