@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.dashboard import Dashboard
 from tests.e2e.stack import Stack
 from tests.e2e.test_rate_limits import early_in_a_minute, set_plan_to_pro, sign_up
 from tests.e2e.usage_stream import usage_totals, wait_for
@@ -110,3 +111,11 @@ def test_shadow_mode_refuses_nothing_and_shows_what_it_would_have(windowed: Stac
             every=0.5,  # within the burst limit too
         )
     assert over >= 1 and totals and totals["limited"] == 0
+
+
+def test_the_dashboard_shows_what_the_plan_allows_beyond_its_minute(windowed: Stack) -> None:
+    person = Dashboard(windowed.api_url)
+    person.sign_up()
+    page = person.get("/dashboard/usage")
+    assert page.status_code == 200
+    assert "60 requests a minute for the account (5 a second, 12 a day (UTC))" in page.text

@@ -109,3 +109,22 @@ def test_just_up_says_which_plans_it_uses_and_refuses_a_bad_file(tmp_path: Path)
     bad.write_text("[plans.free]\nper_minute = 60\nper_day = 0\n")
     with pytest.raises(ConfigError, match=f"PLANS_FILE: {bad}: plan 'free': per_day must be at"):
         plans_note({"PLANS_FILE": str(bad)})
+
+
+def test_the_owners_views_say_what_a_plan_allows_beyond_its_minute() -> None:
+    from aitbc_api.owners.key_manager import KeyManager, OwnerServices
+    from aitbc_gate.auth import Principal
+
+    table = PlanTable(
+        "", {"free": Plan(60, 10, 10_000), "pro": Plan(600), "trial": Plan(60, shadow=True)}
+    )
+    services = OwnerServices(None, None, print, table.limits, plan_table=table)  # type: ignore[arg-type]
+
+    def windows(plan: str) -> str:
+        return KeyManager(
+            services, Principal("key_1", "acc_1", "master", plan, None), "r"
+        ).plan_windows
+
+    assert windows("free") == "10 a second, 10000 a day (UTC)"
+    assert windows("pro") == ""
+    assert windows("trial") == "limits reported, not enforced (shadow mode)"

@@ -57,6 +57,18 @@ class Plan:
         return windows
 
 
+def beyond_the_minute(plan: Plan) -> str:
+    """What a plan allows beyond its minute, in words for people ("" for nothing more)."""
+    parts = []
+    if plan.burst_per_second is not None:
+        parts.append(f"{plan.burst_per_second} a second")
+    if plan.per_day is not None:
+        parts.append(f"{plan.per_day} a day (UTC)")
+    if plan.shadow:
+        parts.append("limits reported, not enforced (shadow mode)")
+    return ", ".join(parts)
+
+
 def _count(source: str, plan: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PlansError(f"{source}: plan {plan!r}: {name} must be a whole number, not {value!r}")
