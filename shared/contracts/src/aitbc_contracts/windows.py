@@ -31,11 +31,12 @@ class Windows(MinuteWindow):
         self.days: dict[str, int] = {}  # account -> admitted (and lent) in the current UTC day
 
     def _roll_longer(self, now: float) -> tuple[int, int]:
-        second, day = int(now // SECOND), int(now // DAY)
+        second = int(now // SECOND)
         if second > self.second:  # a clock step back never reopens a closed window
             self.second, self.seconds = second, {}
-        if day > self.day:
-            self.day, self.days = day, {}
+            day = second // DAY  # a day begins with a second
+            if day > self.day:
+                self.day, self.days = day, {}
         return self.second, self.day
 
     def decide_windows(
@@ -48,34 +49,42 @@ class Windows(MinuteWindow):
         renew: bool = False,
     ) -> Decision:
         """Admits one request if every window of `plan` has room (a renewal asks for units,
-        which such plans never lend: refused, it admits nothing)."""
+        which such plans never lend: refused, it admits nothing). Checked from the longest
+        window to the shortest, so the first full one is the one to name."""
         minute = self._roll(now)
         second, day = self._roll_longer(now)
-        limit, used = plan.per_minute, self.accounts.get(account_id, 0)
+        limit = plan.per_minute
+        used = self.accounts.get(account_id, 0)
         left = limit - used
-        if key_limit is not None and key_limit < plan.per_minute:
+        if key_limit is not None and key_limit < limit:
             limit, left = key_limit, min(left, key_limit - self.keys.get(key_id, 0))
-        # (left, seconds, limit, reset) of each window, the longest first
-        windows = [(left, WINDOW_SECONDS, limit, (minute + 1) * WINDOW_SECONDS)]
-        if plan.per_day is not None:
-            day_left = plan.per_day - self.days.get(account_id, 0)
-            windows.insert(0, (day_left, DAY, plan.per_day, (day + 1) * DAY))
-        if plan.burst_per_second is not None:
-            second_left = plan.burst_per_second - self.seconds.get(account_id, 0)
-            windows.append((second_left, SECOND, plan.burst_per_second, second + 1))
-        for window_left, seconds, window_limit, reset in windows:
-            if window_left <= 0 or renew:
-                return Decision(False, window_limit, 0, reset, window=seconds)
+        # the window closest to refusing so far: (requests left, its seconds, limit, reset)
+        closest = (left, WINDOW_SECONDS, limit, (minute + 1) * WINDOW_SECONDS)
+        per_day = plan.per_day
+        day_used = 0
+        if per_day is not None:
+            day_used = self.days.get(account_id, 0)
+            day_left = per_day - day_used
+            if day_left <= 0 or renew:
+                return Decision(False, per_day, 0, (day + 1) * DAY, "", 0, DAY)
+            if day_left <= left:  # on a tie, the longer window
+                closest = (day_left, DAY, per_day, (day + 1) * DAY)
+        if left <= 0 or renew:
+            return Decision(False, limit, 0, (minute + 1) * WINDOW_SECONDS)
+        burst = plan.burst_per_second
+        if burst is not None:
+            second_used = self.seconds.get(account_id, 0)
+            if second_used >= burst:
+                return Decision(False, burst, 0, second + 1, "", 0, SECOND)
+            if burst - second_used < closest[0]:
+                closest = (burst - second_used, SECOND, burst, second + 1)
+            self.seconds[account_id] = second_used + 1
+        if per_day is not None:
+            self.days[account_id] = day_used + 1
         self.accounts[account_id] = used + 1
         if key_limit is not None:
             self.keys[key_id] = self.keys.get(key_id, 0) + 1
-        if plan.per_day is not None:
-            self.days[account_id] = self.days.get(account_id, 0) + 1
-        if plan.burst_per_second is not None:
-            self.seconds[account_id] = self.seconds.get(account_id, 0) + 1
-        # the fewest left; on a tie the first, the longer window
-        closest = min(windows, key=lambda window: window[0])
-        return Decision(True, closest[2], closest[0] - 1, closest[3], window=closest[1])
+        return Decision(True, closest[2], closest[0] - 1, closest[3], "", 0, closest[1])
 
     def restore_longer(
         self, second: int, seconds: dict[str, int], day: int, days: dict[str, int]
