@@ -128,3 +128,19 @@ def test_the_owners_views_say_what_a_plan_allows_beyond_its_minute() -> None:
     assert windows("free") == "10 a second, 10000 a day (UTC)"
     assert windows("pro") == ""
     assert windows("trial") == "limits reported, not enforced (shadow mode)"
+
+
+async def test_a_watched_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    import asyncio
+
+    from aitbc_runtime.plan_reload import watching
+
+    path = tmp_path / "plans.toml"
+    path.write_text("[plans.free]\nper_minute = 60\n")
+    table = PlanTable(str(path))
+    async with watching(table, interval=0.02):
+        path.write_text("[plans.free]\nper_minute = 60\nburst_per_second = 5\n")
+        os.utime(path, (2, 2))
+        async with asyncio.timeout(5):
+            while table.plans["free"].burst_per_second != 5:
+                await asyncio.sleep(0.01)
