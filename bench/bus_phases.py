@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from statistics import median
 from typing import Any
 
 import nats
@@ -118,6 +119,7 @@ async def decisions(b: Bench, nc: nats.NATS) -> None:
     concurrency = 32
     cpu_pids = {"usage": b.stack.procs["usage"].pid, "nats-server": b._nats_pid()}
     by_batch = {}
+    await until_serving(b.null)  # the ceiling's responder
     for batch in c.batch_sizes:
         usage_work = bus_load.decide_work(usage_decide_subject, accounts, batch)
         null_work = bus_load.decide_work(lambda p: f"{DECIDE_PREFIX}.{p}", accounts, batch)
@@ -148,4 +150,45 @@ async def decisions(b: Bench, nc: nats.NATS) -> None:
         "headline_batch": headline,
         "per_second": by_batch[headline]["per_second"],
         "by_batch": by_batch,
+        "windowed": await _windowed_decisions(b, nc, accounts, concurrency, cpu_pids),
+    }
+
+
+async def _windowed_decisions(
+    b: Bench, nc: nats.NATS, accounts: list[str], concurrency: int, cpu_pids: dict[str, int]
+) -> dict[str, Any]:
+    """What a plan with a second and a day costs (every window counted, no lease): decisions
+    of accounts on such a plan alternating with decisions of accounts on a minute alone, in
+    batches of 100."""
+    assert b.seeded is not None
+    c = b.config
+    on_pro = [a.account_id for a in b.seeded.windowed]
+    minute_work = bus_load.decide_work(usage_decide_subject, accounts[: len(on_pro)], 100)
+    windowed_work = bus_load.decide_work(usage_decide_subject, on_pro, 100)
+    check = await bus_load.decisions(nc, windowed_work, 1.0, concurrency, verify=True)
+    if check["bad"] or check["errors"]:
+        raise RuntimeError(f"usage refused decisions of the windowed plan: {check}")
+
+    def run(work: list) -> Any:
+        async def go() -> dict:
+            with CpuMeter(cpu_pids) as meter:
+                result = await bus_load.decisions(nc, work, c.bus_seconds, concurrency)
+            result["cpu_seconds"] = meter.seconds
+            result["others_cores"] = meter.others / meter.wall
+            return result
+
+        return go
+
+    metered = await _alternate(
+        b, {"minute": run(minute_work), "windowed": run(windowed_work)}, c.bus_rounds
+    )
+    minute = median([r["per_second"] for r in metered["minute"]])
+    windowed = median([r["per_second"] for r in metered["windowed"]])
+    say(f"decisions of a plan with a second and a day: {windowed:,.0f}/s ({minute:,.0f}/s minute)")
+    return {
+        "accounts": len(on_pro),
+        "per_second": windowed,
+        "minute_per_second": minute,
+        "ratio_to_minute": windowed / minute,
+        "runs": metered,
     }

@@ -5,6 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 PLAN_LIMITS = "free=60,pro=600,enterprise=100000000"  # the load can never reach a limit
+# The same plans as a plans file, but pro has a second and a day too (limits the load can
+# never reach either): the decisions phase measures what those windows cost against the
+# minute alone, with accounts seeded on pro (WINDOWED_ACCOUNTS).
+PLANS = """
+[plans.free]
+per_minute = 60
+
+[plans.pro]
+per_minute = 100000000
+burst_per_second = 100000000
+per_day = 1000000000000
+
+[plans.enterprise]
+per_minute = 100000000
+"""
+WINDOWED_ACCOUNTS = 1_000
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Seeded:
     load: list[Account]  # several keys each: the HTTP scenarios
     revoke: Account  # keys to revoke, one by one
     events: int  # events appended: what the relay must publish
+    windowed: list[Account] = field(default_factory=list)  # on pro: a second and a day too
 
     def load_keys(self) -> list[tuple[str, str]]:
         """(account id, key) of every standard key of the load accounts."""
@@ -86,7 +87,12 @@ def _key_events(
 
 
 async def seed(
-    database: Path, bulk: int, load_accounts: int, keys_per_account: int, revoke_keys: int
+    database: Path,
+    bulk: int,
+    load_accounts: int,
+    keys_per_account: int,
+    revoke_keys: int,
+    windowed: int = 0,
 ) -> Seeded:
     engine = create_engine(f"sqlite+aiosqlite:///{database}")
     now = datetime.now(UTC)
@@ -119,6 +125,14 @@ async def seed(
                 seeded.append(account)
                 chunk += batches
             await append(chunk)
+        on_pro: list[Account] = []
+        for start in range(0, windowed, CHUNK):
+            chunk = []
+            for _ in range(min(CHUNK, windowed - start)):
+                account, batches = _account_events("pro", now)
+                on_pro.append(account)
+                chunk += batches
+            await append(chunk)
     finally:
         await engine.dispose()
-    return Seeded(seeded, load, revoke, count)
+    return Seeded(seeded, load, revoke, count, on_pro)

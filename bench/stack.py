@@ -33,6 +33,7 @@ class Stack:
     root: Path
     plan_limits: str
     log_level: str = "INFO"
+    plans: str = ""  # a plans file's text (PLANS_FILE), over plan_limits
     layout: Layout = field(init=False)
     nats: NatsServer = field(init=False)
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -45,6 +46,10 @@ class Stack:
             # The direct scenario's identities are signed once, before the run (bench/state.py)
             "UPSTREAM_IDENTITY_MAX_AGE": IDENTITY_MAX_AGE,
         }
+        if self.plans:
+            plans_file = self.root / "plans.toml"
+            plans_file.write_text(self.plans)
+            settings["PLANS_FILE"] = str(plans_file)
         # NATS_TLS=1 / NATS_TLS_VERIFY=1: the bus on TLS (mutual), as `just up --tls` runs it
         self.layout = Layout.on_free_ports(self.root, env=settings, **tls_switches(os.environ))
         self.nats = NatsServer(

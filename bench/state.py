@@ -27,7 +27,7 @@ from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_READ_COMMANDS
 from bench import http_load
 from bench.common import say
-from bench.config import PLAN_LIMITS, Config
+from bench.config import PLAN_LIMITS, PLANS, WINDOWED_ACCOUNTS, Config
 from bench.cpu import pin
 from bench.peer_app import create_database
 from bench.seed import Seeded, seed
@@ -53,7 +53,7 @@ class Bench:
     def __init__(self, config: Config, root: Path) -> None:
         self.config = config
         self.root = root
-        self.stack = Stack(root, PLAN_LIMITS)
+        self.stack = Stack(root, PLAN_LIMITS, plans=PLANS)
         self.results: dict[str, Any] = {"config": asdict(config)}
         self.commands: list[str] = []
         self.seeded: Seeded | None = None
@@ -82,7 +82,12 @@ class Bench:
         say(f"seeding {c.bulk:,} accounts + {c.load_accounts}x{c.keys_per_account} keys ...")
         t = time.perf_counter()
         self.seeded = await seed(
-            self.root / "keys.db", c.bulk, c.load_accounts, c.keys_per_account, c.revocations
+            self.root / "keys.db",
+            c.bulk,
+            c.load_accounts,
+            c.keys_per_account,
+            c.revocations,
+            windowed=WINDOWED_ACCOUNTS,
         )
         seeding = time.perf_counter() - t
         stack = self.stack
@@ -92,6 +97,8 @@ class Bench:
         usage = stack.start_service("usage", wait=False)
         if http_side:
             self.spawn_http_side()  # they import while the relay works
+        else:  # the bus phases measure against it too
+            self.null = stack.start_null_responder("null")
         await until_serving(usage)
         await asyncio.sleep(1.0)
         self.usage_rss = [usage.rss_kib()]  # knows no account yet

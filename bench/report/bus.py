@@ -35,6 +35,36 @@ def decisions_section(d: dict[str, Any]) -> list[str]:
         "",
         _by_batch_table(d["by_batch"], "usage", "decisions"),
         "",
+        *_windowed_rows(d.get("windowed")),
+    ]
+
+
+def _windowed_rows(w: dict[str, Any] | None) -> list[str]:
+    """A plan with a second and a day (a restricted key's plan), against a minute alone."""
+    if not w:
+        return []
+    runs = w["runs"]
+    return [
+        f"A plan with a burst limit and a daily quota ({w['accounts']:,} accounts; every "
+        "window counted, never lent), alternating with as many accounts on a minute alone, "
+        "batches of 100:",
+        "",
+        md_table(
+            ["plan", "decisions/s", "usage CPU s per 100k decisions"],
+            [
+                [
+                    "minute alone",
+                    f"{w['minute_per_second']:,.0f}",
+                    f"{cpu_per(runs['minute'], 'usage', 100_000):.2f}",
+                ],
+                [
+                    "second, minute and day",
+                    f"{w['per_second']:,.0f} ({w['ratio_to_minute']:.2f} of the minute's)",
+                    f"{cpu_per(runs['windowed'], 'usage', 100_000):.2f}",
+                ],
+            ],
+        ),
+        "",
     ]
 
 

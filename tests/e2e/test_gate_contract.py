@@ -266,6 +266,7 @@ def test_each_request_is_recorded_once_as_usage(
         "status_3xx": 0,
         "status_4xx": 1,
         "status_5xx": 0,
+        "shadow_limited": 0,
     }
 
 

@@ -53,6 +53,7 @@ def test_each_request_is_recorded_once_and_aggregated_exactly(
         "status_3xx": 0,
         "status_4xx": 5,
         "status_5xx": 0,
+        "shadow_limited": 0,
     }
     keys = api.get("/v1/api-keys", headers={"X-API-Key": master}).json()["keys"]
     used = next(k for k in keys if k["key_id"] == made["key_id"])

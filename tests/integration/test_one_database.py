@@ -56,6 +56,7 @@ def head(migrations: sql.Migrations) -> list[str]:
 
 
 KEYS_HEAD = head(keys_db.MIGRATIONS)
+USAGE_HEAD = head(usage_store.MIGRATIONS)
 
 
 async def as_before(engine: AsyncEngine, migrations: sql.Migrations, revision: str) -> None:
@@ -98,7 +99,7 @@ async def test_both_services_migrate_and_work_on_one_database(
     try:
         assert {"events", "api_keys", "usage_minutes", "stream_cursors"} <= await tables(engine)
         assert await revision_in(engine, "alembic_version_keys") == KEYS_HEAD
-        assert await revision_in(engine, "alembic_version_usage") == ["0001"]
+        assert await revision_in(engine, "alembic_version_usage") == USAGE_HEAD
         assert sql.SHARED_VERSION_TABLE not in await tables(engine)
     finally:
         await engine.dispose()
@@ -154,7 +155,7 @@ async def test_a_database_from_before_upgrades_to_a_version_table_per_service(
         await keys_db.migrate(engine)
         await usage_store.prepare(engine)
         assert await revision_in(engine, "alembic_version_keys") == KEYS_HEAD
-        assert await revision_in(engine, "alembic_version_usage") == ["0001"]
+        assert await revision_in(engine, "alembic_version_usage") == USAGE_HEAD
         assert sql.SHARED_VERSION_TABLE not in await tables(engine)
         assert "checkpoints" in await tables(engine)  # what came after the adopted 0002 ran
     finally:
@@ -164,10 +165,10 @@ async def test_a_database_from_before_upgrades_to_a_version_table_per_service(
 async def test_a_usage_database_from_before_keeps_its_revision(database_url: str) -> None:
     engine = sql.create_engine(database_url)
     try:
-        await as_before(engine, usage_store.MIGRATIONS, "head")
-        await usage_store.prepare(engine)  # its tables exist: 0001 must not run again
+        await as_before(engine, usage_store.MIGRATIONS, "0001")
+        await usage_store.prepare(engine)  # its tables exist: 0001 must not run again, 0002 must
         await keys_db.migrate(engine)  # and the keys service's "0001" is not the usage one
-        assert await revision_in(engine, "alembic_version_usage") == ["0001"]
+        assert await revision_in(engine, "alembic_version_usage") == USAGE_HEAD
         assert await revision_in(engine, "alembic_version_keys") == KEYS_HEAD
         assert sql.SHARED_VERSION_TABLE not in await tables(engine)
     finally:

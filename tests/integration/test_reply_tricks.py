@@ -29,7 +29,8 @@ from aitbc_keys.db import create_engine
 from aitbc_keys.responder import CheckResponder
 from aitbc_runtime.broker import service_broker
 from aitbc_runtime.bus import refused_replies
-from aitbc_usage.handlers import Deciding, answer_decisions
+from aitbc_usage.answering import answer_decisions
+from aitbc_usage.handlers import Deciding
 from aitbc_usage.plans import PlanBook
 from tests.bus_clients import connected
 

@@ -93,7 +93,7 @@ def usage_page(limit: int, busiest: int) -> str:
     """The usage page's HTML, for an account whose busiest minute saw `busiest` requests."""
     end = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     usage = [minute(end, busiest)]
-    owner = SimpleNamespace(account_id="acc_1", plan="free", plan_limit=limit)
+    owner = SimpleNamespace(account_id="acc_1", plan="free", plan_limit=limit, plan_windows="")
     response = render_with(
         "usage.html",
         {

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from aitbc_contracts.plans import PlansError, PlanTable
 from aitbc_infra import stack
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.layout import ConfigError, Layout
@@ -142,6 +143,23 @@ def say_tls(supervisor: Supervisor, tls: BusTls) -> None:
     supervisor.say(f"the bus speaks TLS only{mutual}: the CLI needs {settings}")
 
 
+def plans_note(env: Mapping[str, str]) -> str:
+    """Which plans the usage service and the edge use: PLANS_FILE's (one that does not
+    validate stops the start here, with what is wrong), else the defaults."""
+    path = env.get("PLANS_FILE", "").strip()
+    if not path:
+        return (
+            "plans: the defaults (free 60, pro 600, enterprise 6000 requests a minute; "
+            "PLAN_LIMITS changes them); PLANS_FILE=infra/plans.example.toml uses a file"
+        )
+    try:
+        plans = PlanTable(path).plans
+    except PlansError as exc:
+        raise ConfigError(f"PLANS_FILE: {exc}") from None
+    names = ", ".join(sorted(plans))
+    return f"plans from {path} ({names}): reloaded when it changes, or on SIGHUP"
+
+
 def settings(
     argv: list[str], env: Mapping[str, str], prog: str = "aitbc-up", doc: str = __doc__ or ""
 ) -> dict[str, str]:
@@ -161,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.from_env(env)
         table = services(config)
         preflight(config, table)
+        plans = plans_note(env)
     except ConfigError as exc:
         print(f"aitbc-up: {exc}", file=sys.stderr)
         return 1
     url = config.layout.nats_url
     notes = [f"using the NATS server at {url}"] if url is not None else []
+    notes.append(plans)
     return asyncio.run(supervise(table, config, notes))
 
 

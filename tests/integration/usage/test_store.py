@@ -71,3 +71,13 @@ async def test_a_series_reads_times_without_an_offset_as_utc(engine: AsyncEngine
     assert sum(m.requests for m in await store.series(engine, "acc_a", start, end, None)) == 1
     first = datetime(1, 1, 1)  # once out of range as local time: the query failed
     assert await store.series(engine, "acc_a", first, first, None) == []
+
+
+async def test_would_be_refusals_in_shadow_mode_are_admitted_and_counted_apart(
+    engine: AsyncEngine,
+) -> None:
+    decisions = ["admitted", "shadow_limited", "shadow_limited", "limited"]
+    await store.commit_batch(engine, [A], [(A, 1, [event("acc_a", decision=d) for d in decisions])])
+    [minute] = await store.series(engine, "acc_a", T0, T0 + timedelta(minutes=1), None)
+    assert (minute.requests, minute.admitted, minute.limited) == (4, 3, 1)
+    assert minute.shadow_limited == 2

@@ -14,9 +14,9 @@ import pytest
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import usage_batch_subject
 from aitbc_contracts.usage import UsageBatch
+from aitbc_contracts.windows import Windows
 from aitbc_infra.nats_server import NatsServer
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import store
@@ -55,7 +55,7 @@ async def test_the_snapshot_age_grows_while_the_counts_cannot_be_saved(
         return None
 
     deciding = Deciding(PlanBook(no_plans), {"free": 60})
-    deciding.windows[4] = MinuteWindow()
+    deciding.windows[4] = Windows()
     snapshots = Snapshotter(usage_nc, deciding, interval=0.05)
     snapshots.start()
     try:

@@ -51,6 +51,7 @@ async def _start(
         usage=UsageQueries(nc, settings.usage_query_timeout),
         forget_key=gate.cache.evict_key,
         plan_limits=gate.limiter.plan_limits,
+        plan_table=gate.limiter.table,
         signups=AttemptBudget(
             "sign-up",
             Code.TOO_MANY_SIGNUPS,

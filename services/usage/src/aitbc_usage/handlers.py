@@ -1,4 +1,5 @@
-"""Bus handlers: decide batches for owned partitions (usage queries: aitbc_usage.queries)."""
+"""Deciding batches for owned partitions (answered by aitbc_usage.answering; usage queries:
+aitbc_usage.queries)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 
 import msgspec
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from opentelemetry.trace import Span
 
 from aitbc_contracts.messages import Code, Rejected
-from aitbc_contracts.ratelimit import MinuteWindow
-from aitbc_contracts.subjects import partition_of, usage_decide_subject, usage_settle_subject
+from aitbc_contracts.plans import PlanTable, as_table
+from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import (
-    PARTITION_MOVED,
     WINDOW_SECONDS,
     Decide,
     Decision,
@@ -27,10 +23,8 @@ from aitbc_contracts.usage import (
     decide_batch_decoder,
     settlements_decoder,
 )
-from aitbc_runtime import tracing
-from aitbc_runtime.bus import answerable
-from aitbc_runtime.process import start_held
-from aitbc_usage.metrics import count_decisions
+from aitbc_contracts.windows import Windows
+from aitbc_usage.metrics import SHADOW_REFUSALS, count_decisions
 from aitbc_usage.plans import PlanBook
 
 log = logging.getLogger("aitbc.usage")
@@ -46,14 +40,14 @@ class Deciding:
     def __init__(
         self,
         plans: PlanBook,
-        plan_limits: dict[str, int],
+        plan_limits: dict[str, int] | PlanTable,
         partitions: tuple[int, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.plans = plans
-        self.plan_limits = plan_limits
-        # One window per partition held: the unit of ownership, and of snapshots.
-        self.windows = {partition: MinuteWindow() for partition in partitions}
+        self.plans = plans  # which plan each account is on
+        self.table = as_table(plan_limits)  # what each plan allows (reloaded: PLANS_FILE)
+        # One set of windows per partition held: the unit of ownership, and of snapshots.
+        self.windows = {partition: Windows() for partition in partitions}
         self.epochs: dict[int, int] = {}  # partition -> this holder's epoch (0: no leases)
         # Whether this process may decide for the partition now (its lease is fresh):
         self.serves: Callable[[int], bool] = lambda partition: partition in self.windows
@@ -189,101 +183,39 @@ class Deciding:
         window = self.windows[partition]
         if plan is None:
             return self._refuse(UNKNOWN_ACCOUNT, now)
-        limit = self.plan_limits.get(plan)
-        if limit is None:
+        limits = self.table.plans.get(plan)
+        if limits is None:
             log.error("no limit configured for plan %r", plan)
             return self._refuse(Code.VALIDATION_ERROR, now)
         if item.key_limit is not None and item.key_limit <= 0:
             return self._refuse(Code.VALIDATION_ERROR, now)
-        decision = window.decide(
-            item.account_id, item.key_id, limit, item.key_limit, now, item.lease, item.renew
-        )
+        if limits.windowed:
+            decision = window.decide_windows(
+                item.account_id, item.key_id, limits, item.key_limit, now, item.renew
+            )
+        else:
+            decision = window.decide(
+                item.account_id,
+                item.key_id,
+                limits.per_minute,
+                item.key_limit,
+                now,
+                item.lease,
+                item.renew,
+            )
         if decision.admitted:
             self.dirty.add(partition)
+        elif (item.shadow or limits.shadow) and not item.renew:
+            return self._shadowed(window, item.account_id, decision, now)
         return decision
 
-
-_UNAVAILABLE = encode(Rejected(Code.SERVICE_UNAVAILABLE, "deciding failed; try again"))
-
-
-_MOVED = encode(Rejected(PARTITION_MOVED, "the partition moved; ask again"))
-
-
-class Answering:
-    """Answers a partition's decide and settle subjects while it is held, with no queue group:
-    a partition has exactly one holder, or its counts would split. Bare nats-py, not
-    FastStream: FastStream's per-message consume path cost about as much as deciding a whole
-    batch. One callback task per subscription: a partition's batches are decided in arrival
-    order (a batch whose refusals wait for leases answers from a task of its own). Every
-    request gets an answer, a Rejected at worst, so the edge never waits for a timeout."""
-
-    def __init__(self, nc: NATS, deciding: Deciding) -> None:
-        self.nc = nc
-        self.deciding = deciding
-        self.later: set[asyncio.Task[None]] = set()  # answers waiting for leases to be settled
-
-    async def subscribe(self, partition: int) -> list[Subscription]:
-        return [
-            await self.nc.subscribe(usage_settle_subject(partition), cb=self._settler(partition)),
-            await self.nc.subscribe(usage_decide_subject(partition), cb=self._responder(partition)),
-        ]
-
-    async def _answer(
-        self, msg: Msg, reply: bytes | Coroutine[None, None, bytes], span: Span | None
-    ) -> None:
-        try:
-            if not isinstance(reply, bytes):
-                with tracing.within(span):
-                    reply = await reply
-        except Exception:
-            log.exception("deciding a batch failed")
-            reply = _UNAVAILABLE
-        try:
-            await msg.respond(reply)
-        except Exception as exc:  # no reply subject, or the connection is closing
-            log.warning("could not answer a decision batch: %s", exc)
-        if span is not None:
-            span.end()
-
-    def _responder(self, partition: int) -> Callable[[Msg], Awaitable[None]]:
-        """With tracing on, a batch's span (`process aitbc.usage.decide.<p>`) is a child of
-        the edge's batch span its headers carry; current while it is decided (a plan looked
-        up from the keys service is its child), ended when the answer is sent."""
-
-        async def respond(msg: Msg) -> None:
-            if not answerable(msg.reply, msg.subject):
-                return
-            span = tracing.serving(msg.subject, msg.headers) if tracing.enabled else None
-            if not self.deciding.serves(partition):  # lapsed, or handed over: not ours now
-                await self._answer(msg, _MOVED, span)
-                return
-            try:
-                with tracing.within(span):
-                    reply = await self.deciding.decide(msg.data, partition)
-            except Exception:
-                log.exception("deciding a batch failed")
-                reply = _UNAVAILABLE
-            if isinstance(reply, bytes):
-                await self._answer(msg, reply, span)
-                return
-            start_held(self.later, self._answer(msg, reply, span))
-
-        return respond
-
-    def _settler(self, partition: int) -> Callable[[Msg], Awaitable[None]]:
-        async def settle(msg: Msg) -> None:
-            # Also while a lapsed lease pauses the partition: units given back only ever lower
-            # this holder's own counts, which are served again if the lease resumes, and
-            # dropped if it was taken. Dropped here, they would count as used for the minute.
-            if partition in self.deciding.windows:
-                self.deciding.settle(msg.data, partition)
-
-        return settle
-
-
-async def answer_decisions(
-    nc: NATS, deciding: Deciding, partitions: tuple[int, ...]
-) -> list[Subscription]:
-    """Answers the partitions for good (no leases): for tests of deciding alone."""
-    answering = Answering(nc, deciding)
-    return [s for partition in partitions for s in await answering.subscribe(partition)]
+    def _shadowed(
+        self, window: Windows, account_id: str, refusal: Decision, now: float
+    ) -> Decision:
+        """Shadow mode: a refusal is admitted, and says so, counting in no window (it was not
+        allowed). While units of the account are lent it stays a refusal, and waits for them
+        as an enforced one does (`_waiting`): they may come back and admit it for real."""
+        if window.unsettled(account_id, now) > 0:
+            return refusal
+        SHADOW_REFUSALS[refusal.window].inc()
+        return Decision(True, refusal.limit, 0, refusal.reset, window=refusal.window, shadow=True)

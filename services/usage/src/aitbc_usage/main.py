@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
+from aitbc_contracts.plans import PlanTable, as_table
 from aitbc_contracts.subjects import (
     KEYS_READ_COMMANDS,
     USAGE_QUERY,
@@ -33,6 +34,7 @@ from aitbc_runtime.bus import until_answered
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_runtime.metrics import metrics_listener
+from aitbc_runtime.plan_reload import watching
 from aitbc_runtime.process import run_service
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import metrics, store
@@ -68,16 +70,23 @@ def build_broker(settings: Settings, querying: Querying) -> NatsBroker:
     return broker
 
 
+def plan_table(settings: Settings) -> PlanTable:
+    """The plans file's plans, else the per-minute limits (PLAN_LIMITS)."""
+    return PlanTable(settings.plans_file) if settings.plans_file else as_table(settings.plan_limits)
+
+
 @asynccontextmanager
 async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIterator[Service]:
     """Deciding for the partitions the leases give this process, their counts restored as
     they come, and their aggregates. What it starts stops in reverse order, the partitions
     first (handed over with their last counts saved); all before the connection drains."""
     replicas = settings.nats.replicas
+    table = plan_table(settings)  # a plans file that does not validate stops the start here
     await ensure_usage_stream(nc, replicas)
     plans = PlanBook(keys_lookup(KeysCommands(nc, settings.keys_timeout, KEYS_READ_COMMANDS)))
-    deciding = Deciding(plans, settings.plan_limits)
+    deciding = Deciding(plans, table)
     async with contextlib.AsyncExitStack() as running:
+        await running.enter_async_context(watching(table))
         reader = KeyEventReader(nc, [plans], "usage-plan-events")
         reader.start()
         running.push_async_callback(reader.stop)

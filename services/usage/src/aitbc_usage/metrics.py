@@ -27,6 +27,16 @@ _DECIDED = [
     for p in range(USAGE_PARTITIONS)
 ]
 
+SHADOW = Counter(
+    "aitbc_usage_shadow_refusals_total",
+    "Requests of plans or keys in shadow mode that their limits would have refused, admitted: "
+    "by the window that would have refused (second, minute, day)",
+    ["window"],
+)
+# the window's seconds -> its series
+SHADOW_REFUSALS = {1: SHADOW.labels("second"), 60: SHADOW.labels("minute")}
+SHADOW_REFUSALS[86_400] = SHADOW.labels("day")
+
 PARTITIONS_OWNED = Gauge(
     "aitbc_usage_partitions_owned", "Partitions this process decides for now (its lease fresh)"
 )

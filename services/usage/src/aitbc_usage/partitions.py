@@ -1,9 +1,10 @@
 """The partitions this process holds, as the leases on the bus give them (aitbc_runtime.ownership).
 
-Taking a partition: its minute's counts from the snapshot, its epoch, then its subjects; the
-aggregator follows. Handing one over: its subjects first (no answer after that), then its last
-counts into the snapshot, so that the next holder starts where this one stopped. A lease that
-lapsed or was taken loses the partition without a snapshot: another holder may be writing.
+Taking a partition: its counts (the minute's, the second's, the day's) from the snapshot, its
+epoch, then its subjects; the aggregator follows. Handing one over: its subjects first (no
+answer after that), then its last counts into the snapshot, so that the next holder starts
+where this one stopped. A lease that lapsed or was taken loses the partition without a
+snapshot: another holder may be writing.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 
-from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_LEASES_BUCKET
+from aitbc_contracts.windows import Windows
 from aitbc_runtime.ownership import Ownership
 from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage.aggregator import Aggregator
-from aitbc_usage.handlers import Answering, Deciding
+from aitbc_usage.answering import Answering
+from aitbc_usage.handlers import Deciding
 from aitbc_usage.snapshots import restore, save
 
 log = logging.getLogger("aitbc.usage.partitions")
@@ -80,7 +82,7 @@ class Partitions:
 
     async def _gained(self, name: str, epoch: int) -> None:
         partition = int(name[1:])
-        window = MinuteWindow()
+        window = Windows()
         # A snapshot that cannot be read fails the take (the share is handed back, and taken
         # again when it can be): a fresh minute would admit the whole limit again.
         self.restored += await restore(self.counters, partition, window)

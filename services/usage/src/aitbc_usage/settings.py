@@ -32,6 +32,8 @@ class Settings:
     nats: BusAccess = field(default_factory=BusAccess)  # by default `just up`'s, unauthenticated
     database_url: str = "sqlite+aiosqlite:///.data/usage.db"
     plan_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PLAN_LIMITS))
+    # A plans file (aitbc_contracts.plans): when set, its plans replace plan_limits
+    plans_file: str = ""
     partitions: tuple[int, ...] = tuple(range(USAGE_PARTITIONS))
     keys_timeout: float = 2.0
     # A holder silent this long loses its partitions to the others (takeover after a crash
@@ -55,6 +57,7 @@ class Settings:
             nats=BusAccess.from_env(env),  # as `just up` places it, with this role's credentials
             database_url=environment.usage_database_url(env),
             plan_limits=plan_limits_from_env(),
+            plans_file=env.get("PLANS_FILE", "").strip(),
             partitions=parse_partitions(env.get("USAGE_PARTITIONS", "all")),
             keys_timeout=float(env.get("KEYS_TIMEOUT", cls.keys_timeout)),
             lease_seconds=float(env.get("USAGE_LEASE_SECONDS", cls.lease_seconds)),

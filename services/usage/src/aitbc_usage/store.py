@@ -23,7 +23,10 @@ MIGRATIONS = Migrations(
 # The usage service's writers queue behind each other only, not behind the keys service's on a
 # database they share.
 WRITE_LOCK = 0x41495455  # "AITU"
-COUNTS = ("requests", "admitted", "limited", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
+COUNTS = (
+    "requests", "admitted", "limited", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
+    "shadow_limited",  # admitted in shadow mode, and counted in `admitted` too
+)  # fmt: skip
 
 metadata = sa.MetaData()
 usage_minutes = sa.Table(
@@ -32,7 +35,8 @@ usage_minutes = sa.Table(
     sa.Column("account_id", sa.String(64), primary_key=True),
     sa.Column("key_id", sa.String(64), primary_key=True),
     sa.Column("minute", sa.BigInteger, primary_key=True),
-    *(sa.Column(name, sa.BigInteger, nullable=False) for name in COUNTS),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in COUNTS[:-1]),
+    sa.Column("shadow_limited", sa.BigInteger, nullable=False, server_default="0"),  # 0002
 )
 key_last_used = sa.Table(
     "key_last_used",
@@ -70,6 +74,8 @@ class Tally:
             row["limited"] += 1
         else:
             row["admitted"] += 1
+            if event.decision == "shadow_limited":
+                row["shadow_limited"] += 1
         status_class = f"status_{event.status // 100}xx"
         if status_class in row:
             row[status_class] += 1

@@ -8,7 +8,8 @@ import msgspec
 
 
 class UsageCounters(msgspec.Struct):
-    """A usage partition's counts for the current minute, so a restart keeps them."""
+    """A usage partition's counts for the current minute (and second and UTC day, of plans
+    with those windows), so a restart or a handover keeps them."""
 
     minute: int  # Unix minutes (seconds // 60)
     accounts: dict[str, int]  # account id -> admitted requests this minute
@@ -16,6 +17,10 @@ class UsageCounters(msgspec.Struct):
     # account id -> units lent to edges and not yet settled (counted in `accounts`): the next
     # holder takes their settlements after a handover
     leased: dict[str, int] = {}
+    second: int = -1  # Unix seconds
+    seconds: dict[str, int] = {}  # account id -> admitted requests this second (burst limits)
+    day: int = -1  # Unix days (seconds // 86400, UTC)
+    days: dict[str, int] = {}  # account id -> admitted requests this day (daily quotas)
 
 
 class DashboardSession(msgspec.Struct, kw_only=True):

@@ -87,7 +87,7 @@ MESSAGES: dict[str, tuple[Any, str, dict[str, Any] | None]] = {
         USAGE_BATCH_HEADERS,
     ),
     "UsageEvent": (u.UsageEvent, "One request through the edge", USAGE_EVENT_HEADERS),
-    "UsageCounters": (UsageCounters, "A partition's counts this minute", None),
+    "UsageCounters": (UsageCounters, "A partition's counts this minute (and second and day)", None),
     "LeaseMember": (LeaseMember, "A process that may hold shares, alive while rewritten", None),
     "LeaseShare": (LeaseShare, "Which member holds a share; its revision is the epoch", None),
     "Committed": (m.Committed, "What a keys process just committed: streams and versions", None),

@@ -21,7 +21,10 @@ import msgspec
 DEFAULT_PLAN_LIMITS: dict[str, int] = {"free": 60, "pro": 600, "enterprise": 6000}
 WINDOW_SECONDS = 60
 
-Outcome = Literal["admitted", "limited", "fail_open", "fail_closed", "unauthenticated"]
+# shadow_limited: a request its limits would have refused, admitted in shadow mode
+Outcome = Literal[
+    "admitted", "limited", "fail_open", "fail_closed", "unauthenticated", "shadow_limited"
+]
 
 
 def plan_limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -84,6 +87,7 @@ class Decide(msgspec.Struct, frozen=True, array_like=True, gc=False):
     lease: int = 0  # units the edge asks to be lent beyond this request (none: 0)
     settles: Settle | None = None  # the edge's previous lease of this account, settled
     renew: bool = False  # no request to admit: more units for a lease the edge is using
+    shadow: bool = False  # the key's limits are only reported (the plan's may be too)
 
 
 class DecideBatch(msgspec.Struct, frozen=True):
@@ -98,6 +102,10 @@ class Decision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     code: str = ""  # set when the item itself was refused (unknown account, bad input)
     lease: int = 0  # units lent to the edge beyond this request; `remaining` leaves them in
     # (for a renewal, `admitted` says whether any were lent, and `remaining` is before them)
+    # The window `limit`, `remaining` and `reset` are of, in seconds (1, 60 or 86400): the one
+    # that refused, else the one closest to refusing (aitbc_contracts.windows).
+    window: int = WINDOW_SECONDS
+    shadow: bool = False  # refused by `window`, but admitted: its limits are only reported
 
 
 class DecisionBatch(msgspec.Struct, frozen=True):
@@ -135,6 +143,7 @@ class MinuteUsage(msgspec.Struct, frozen=True):
     status_3xx: int = 0
     status_4xx: int = 0
     status_5xx: int = 0
+    shadow_limited: int = 0  # admitted (and in `admitted`) in shadow mode: would have been limited
 
 
 class UsageSeries(msgspec.Struct, frozen=True, tag="usage_series"):

@@ -10,6 +10,7 @@ from aitbc_contracts.messages import Code
 from aitbc_contracts.restrictions import KEYS_MANAGE, allows
 from aitbc_gate.auth import Principal, presented_key
 from aitbc_gate.errors import ApiError
+from aitbc_gate.policies import exceeded
 from aitbc_gate.proxies import client_address
 from aitbc_gate.requests import context_of
 from aitbc_gate.types import Scope
@@ -87,7 +88,10 @@ async def limit(scope: Scope, principal: Principal) -> None:
     gate = context.gate
     limiter = gate.limiter
     context.principal = principal
-    who = (principal.account_id, principal.key_id, principal.plan, principal.rate_limit)
+    who = (
+        principal.account_id, principal.key_id, principal.plan, principal.rate_limit,
+        principal.shadow,
+    )  # fmt: skip
     verdict = limiter.leased(*who) or await limiter.decide(*who)  # check(), without a coroutine
     context.verdict = verdict
     now = time.time()
@@ -103,7 +107,7 @@ async def limit(scope: Scope, principal: Principal) -> None:
         raise ApiError(
             429,
             Code.RATE_LIMIT_EXCEEDED,
-            f"Rate limit of {verdict.decision.limit} requests per minute exceeded",
+            exceeded(verdict.decision),  # names the window that refused
             headers={"Retry-After": str(retry_after)},
         )
 

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 
+from aitbc_contracts.plans import PlanTable, as_table
 from aitbc_contracts.usage import LEASE_DUE_SECONDS
 from aitbc_gate import metrics
 from aitbc_gate.auth import AuthCache, Authenticator
@@ -29,6 +30,7 @@ from aitbc_gate.settings import GateSettings
 from aitbc_gate.throttle import FailureThrottle
 from aitbc_gate.usage_events import UsagePublisher
 from aitbc_runtime.key_events import KeyEventReader
+from aitbc_runtime.plan_reload import watching
 
 log = logging.getLogger("aitbc.gate")
 
@@ -102,7 +104,11 @@ async def running_gate(settings: GateSettings, nc: NATS) -> AsyncIterator[Gate]:
         )
         await parts.enter_async_context(running(publisher))
         presence = await parts.enter_async_context(running(Presence(nc)))
-        limiter = await parts.enter_async_context(running(_rate_limiter(nc, settings, presence)))
+        plans = plan_table(settings)  # a plans file that does not validate stops the start here
+        await parts.enter_async_context(watching(plans))
+        limiter = await parts.enter_async_context(
+            running(_rate_limiter(nc, settings, presence, plans))
+        )
         metrics.USAGE_EVENTS_BUFFERED.set_function(lambda: len(publisher.buffer))
         yield Gate(
             settings=settings,
@@ -128,7 +134,16 @@ def _auth_cache(settings: GateSettings) -> AuthCache:
     )
 
 
-def _rate_limiter(nc: NATS, settings: GateSettings, presence: Presence) -> RateLimiter:
+def plan_table(settings: GateSettings) -> PlanTable:
+    """The plans file's plans, else the per-minute limits (PLAN_LIMITS)."""
+    if settings.plans_file:
+        return PlanTable(settings.plans_file)
+    return as_table(dict(settings.plan_limits))
+
+
+def _rate_limiter(
+    nc: NATS, settings: GateSettings, presence: Presence, plans: PlanTable
+) -> RateLimiter:
     if settings.usage_timeout <= LEASE_DUE_SECONDS:
         log.warning(
             "USAGE_TIMEOUT=%gs: a refusal that waits for other edges' leases (up to %gs) "
@@ -138,7 +153,7 @@ def _rate_limiter(nc: NATS, settings: GateSettings, presence: Presence) -> RateL
         )
     return RateLimiter(
         DecisionBatcher(nc, settings.usage_timeout),
-        dict(settings.plan_limits),
+        plans,
         settings.fail_open,
         settings.rate_limit_lease,
         edges=lambda: presence.edges,

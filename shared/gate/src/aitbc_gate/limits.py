@@ -11,24 +11,29 @@ from typing import Literal
 
 import msgspec
 
+from aitbc_contracts.plans import Plan, PlanTable, as_table
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import partition_of, usage_settle_subject
 from aitbc_contracts.usage import LEASE_SECONDS, Decide, Decision, Settle, Settlements
 from aitbc_gate import metrics
 from aitbc_gate.decisions import DecisionBatcher, PartitionUnheld, UsageUnavailable
 from aitbc_gate.leases import LeaseBook
+from aitbc_gate.policies import Policies
 from aitbc_runtime.process import cancel_and_wait, start_held
 
 log = logging.getLogger("aitbc.api.limits")
 _encode = msgspec.json.Encoder().encode
 
-Mode = Literal["exact", "fail-open", "fail-closed"]
+# shadow: decided exactly, nothing refused (the plan's or the key's limits are only reported)
+Mode = Literal["exact", "fail-open", "fail-closed", "shadow"]
 
 
 class Verdict(msgspec.Struct, frozen=True, gc=False):  # one per request: a cheap Struct
     decision: Decision | None  # None: fail-closed, no decision at all
     mode: Mode
     policy: str  # the name in RateLimit-Policy: the plan, or "key" for a key's own limit
+    # Every window of a plan with more than the minute; None: the minute's alone (`policy`)
+    policies: Policies | None = None
 
 
 class RateLimiter:
@@ -48,7 +53,7 @@ class RateLimiter:
     def __init__(
         self,
         batcher: DecisionBatcher,
-        plan_limits: dict[str, int],
+        plan_limits: dict[str, int] | PlanTable,
         fail_open: bool,
         lease_units: int = 0,
         clock: Callable[[], float] = time.time,  # leases and minutes are of this time
@@ -57,12 +62,15 @@ class RateLimiter:
         self.batcher = batcher
         self.edges = edges
         self.clock = clock
-        self.plan_limits = plan_limits
+        self.table = as_table(plan_limits)  # the plans (reloaded: PLANS_FILE)
+        self.plan_limits = self.table.limits  # each plan's minute limit, kept up to date
         self.fail_open = fail_open
         self.local = MinuteWindow()  # the per-edge fallback: exact for this edge alone
         self.leases = LeaseBook(lease_units) if lease_units > 0 else None
         self._roomy: dict[str, int] = {}  # account with headroom -> the end of that window
         self._window_ends: dict[int, int] = {}
+        self._policy_sets: dict[tuple[str, int | None], Policies] = {}
+        self._policies_of = self.table.generation
         self._settling: asyncio.Task[None] | None = None
         self._renewals: set[asyncio.Task[None]] = set()
 
@@ -154,20 +162,40 @@ class RateLimiter:
             return "key"
         return plan
 
+    def _policies(self, plan: str, limits: Plan, key_limit: int | None) -> Policies:
+        """Every policy of a plan with more than the minute, made once per plan and key limit
+        (and again when the plans change)."""
+        if self._policies_of != self.table.generation or len(self._policy_sets) > 1024:
+            self._policy_sets.clear()
+            self._policies_of = self.table.generation
+        policies = self._policy_sets.get((plan, key_limit))
+        if policies is None:
+            minute = self._policy(plan, key_limit)
+            policies = self._policy_sets[(plan, key_limit)] = Policies(
+                minute, plan, limits, key_limit
+            )
+        return policies
+
     async def check(
-        self, account_id: str, key_id: str, plan: str, key_limit: int | None
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None, shadow: bool = False
     ) -> Verdict:
-        """The verdict on one request: from a lease at once, else from a decision."""
-        args = (account_id, key_id, plan, key_limit)
+        """The verdict on one request: from a lease at once, else from a decision. `shadow`:
+        the key's limits are only reported (the plan's may be too: the plans say)."""
+        args = (account_id, key_id, plan, key_limit, shadow)
         return self.leased(*args) or await self.decide(*args)
 
     def leased(
-        self, account_id: str, key_id: str, plan: str, key_limit: int | None
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None, shadow: bool = False
     ) -> Verdict | None:
         """The request admitted from the account's lease on this edge, if one is ready: no
-        await, which is most requests of a busy account. None: `decide`."""
+        await, which is most requests of a busy account. None: `decide`. Plans with more than
+        the minute are never lent; a lease of a plan that has become one since (the plans
+        file changed) admits nothing more, and is settled when it ends."""
         leases = self.leases
         if leases is None or key_limit is not None:  # a key's own limit is never lent
+            return None
+        limits = self.table.plans.get(plan)
+        if limits is not None and limits.windowed:
             return None
         now = self.clock()
         leased = leases.take(account_id, now)
@@ -176,32 +204,44 @@ class RateLimiter:
         metrics.LEASED.inc()
         if renewal := leases.renewal_due(account_id, now):
             self._renew(account_id, key_id, plan, renewal)
+        if shadow or (limits is not None and limits.shadow):
+            return Verdict(leased, "shadow", plan)
         return Verdict(leased, "exact", plan)
 
     async def decide(
-        self, account_id: str, key_id: str, plan: str, key_limit: int | None
+        self, account_id: str, key_id: str, plan: str, key_limit: int | None, shadow: bool = False
     ) -> Verdict:
         """The verdict of a decision: the usage service's, or the configured fallback's. While
         a decision of the account asks for a lease, the request waits for that instead."""
         policy = self._policy(plan, key_limit)
+        limits = self.table.plans.get(plan)
+        policies = None
+        if limits is not None and (limits.windowed or limits.shadow):
+            policies = self._policies(plan, limits, key_limit) if limits.windowed else None
+            shadowed = shadow or limits.shadow
+        else:
+            shadowed = shadow
         leases, asked, settles = self.leases, 0, None  # asked: units this decision asks to lend
-        if leases is not None and key_limit is None:
+        if leases is not None and key_limit is None and policies is None:
             if (coming := leases.lease_coming(account_id)) is not None:
                 await coming  # about as soon as a decision of its own would be back
-                if (verdict := self.leased(account_id, key_id, plan, key_limit)) is not None:
+                if (
+                    verdict := self.leased(account_id, key_id, plan, key_limit, shadow)
+                ) is not None:
                     return verdict
             asked, settles = leases.ask(account_id, self.clock())
         decision: Decision | None = None
         started = time.perf_counter()
         try:
             decision = await self.batcher.decide(
-                Decide(account_id, key_id, key_limit, plan, asked, settles)
+                Decide(account_id, key_id, key_limit, plan, asked, settles, shadow=shadow)
             )
             if not decision.code:
                 metrics.DECIDED[decision.admitted].inc()
                 if key_limit is None:  # a key's own limit says nothing of the account's
                     self._note(account_id, decision)
-                return Verdict(decision, "exact", policy)
+                mode: Mode = "shadow" if shadowed or decision.shadow else "exact"
+                return Verdict(decision, mode, policy, policies)
             log.warning("usage service refused a decision: %s", decision.code)
         except UsageUnavailable as exc:
             log.warning("usage service unavailable: %s", exc)
@@ -212,15 +252,24 @@ class RateLimiter:
             if asked:
                 assert leases is not None
                 leases.answered(account_id, decision, self.clock())
-        return self._fallback(account_id, key_id, plan, key_limit, policy)
+        return self._fallback(account_id, key_id, plan, key_limit, policy, policies, shadowed)
 
     def _fallback(
-        self, account_id: str, key_id: str, plan: str, key_limit: int | None, policy: str
+        self,
+        account_id: str,
+        key_id: str,
+        plan: str,
+        key_limit: int | None,
+        policy: str,
+        policies: Policies | None,
+        shadowed: bool,
     ) -> Verdict:
-        """No decision from the usage service: the fail policy's verdict."""
+        """No decision from the usage service: the fail policy's verdict. Failing open, the
+        minute alone is counted (this edge's share of it): a plan's second and day are the
+        usage service's to count. In shadow mode its refusal is admitted too."""
         if not self.fail_open:
             metrics.FAILED_CLOSED.inc()
-            return Verdict(None, "fail-closed", policy)
+            return Verdict(None, "fail-closed", policy, policies)
         limit = self.plan_limits.get(plan, min(self.plan_limits.values()))
         edges = self.edges()
         key_share = None if key_limit is None else share(key_limit, edges)
@@ -228,7 +277,9 @@ class RateLimiter:
             account_id, key_id, share(limit, edges), key_share, self.clock()
         )
         metrics.FELL_BACK[decision.admitted].inc()
-        return Verdict(decision, "fail-open", policy)
+        if shadowed and not decision.admitted:
+            decision = Decision(True, decision.limit, 0, decision.reset, shadow=True)
+        return Verdict(decision, "fail-open", policy, policies)
 
 
 def share(limit: int, edges: int) -> int:

@@ -266,8 +266,12 @@ def _record(scope: Scope, context: RequestContext, status: int, latency_ms: floa
     context.recorded = True
     verdict = context.verdict
     outcome: Outcome
-    if verdict.mode == "exact":
-        outcome = "admitted" if verdict.decision and verdict.decision.admitted else "limited"
+    decision = verdict.decision
+    if verdict.mode == "exact" or verdict.mode == "shadow":
+        if decision is not None and decision.admitted:
+            outcome = "shadow_limited" if decision.shadow else "admitted"
+        else:
+            outcome = "limited"
     else:
         outcome = "fail_open" if verdict.mode == "fail-open" else "fail_closed"
     principal = context.principal

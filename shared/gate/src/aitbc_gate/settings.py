@@ -90,6 +90,9 @@ class GateSettings:
     # killed process's are sent by its next start (aitbc_gate.usage_spool). "": none.
     usage_spool_dir: str = ""
     plan_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_PLAN_LIMITS.items())
+    # A plans file (aitbc_contracts.plans), reloaded when it changes: when set, its plans
+    # replace plan_limits. "": none.
+    plans_file: str = ""
     # Outages. Seconds a cached key may be served unchecked once the key event stream is out of
     # reach (and after a reconnect that could not resume it), while the keys service cannot
     # answer either; beyond, 503 until it can.
@@ -116,6 +119,7 @@ class GateSettings:
         "rate_limit_lease": "RATE_LIMIT_LEASE",
         "usage_buffer": "USAGE_BUFFER",
         "usage_spool_dir": "USAGE_SPOOL_DIR",
+        "plans_file": "PLANS_FILE",
         "auth_stale_max": "AUTH_STALE_MAX",
         "trusted_proxies": "TRUSTED_PROXIES",
         "trusted_proxy_headers": "TRUSTED_PROXY_HEADERS",

@@ -27,25 +27,31 @@ _STRING = Schema(type=OpenAPIType.STRING)
 # name -> (schema, description), in the order the gate writes them
 RATE_LIMIT_HEADERS: dict[str, tuple[Schema, str]] = {
     "X-RateLimit-Mode": (
-        Schema(type=OpenAPIType.STRING, enum=["exact", "fail-open", "fail-closed"]),
-        "How the decision was taken: `exact` by the usage service; `fail-open` by this edge "
-        "alone while the usage service is unreachable (`fail-closed` answers 503 instead)",
+        Schema(type=OpenAPIType.STRING, enum=["exact", "fail-open", "fail-closed", "shadow"]),
+        "How the decision was taken: `exact` by the usage service; `shadow` by it too, for a "
+        "plan or key whose limits are only reported (nothing is refused; a request over them "
+        "shows 0 remaining); `fail-open` by this edge alone while the usage service is "
+        "unreachable (`fail-closed` answers 503 instead)",
     ),
     "X-RateLimit-Limit": (
         _INTEGER,
-        "Requests a minute the caller's limit allows; `fail-open`: this edge's share of it "
+        "The limit of the window reported: the one that refused, else the one closest to "
+        "refusing (the fewest requests left; the longer one on a tie) of the plan's minute, "
+        "second (burst) and UTC day (quota); `fail-open`: this edge's share of the minute's "
         "(the limit over the edges alive, rounded up)",
     ),
-    "X-RateLimit-Reset": (_INTEGER, "When the current minute's window ends, in Unix seconds"),
+    "X-RateLimit-Reset": (_INTEGER, "When the reported window ends, in Unix seconds"),
     "RateLimit-Policy": (
         _STRING,
-        f'IETF draft: the policy, its quota and window, e.g. `"free";q=60;w={WINDOW_SECONDS}`; '
-        'the name is the plan, or `"key"` when the key\'s own lower limit applies',
+        f'IETF draft: every policy of the plan, its quota and window, e.g. `"free";q=60;'
+        f'w={WINDOW_SECONDS}, "free-burst";q=10;w=1, "free-day";q=10000;w=86400`; the '
+        "minute's name is the plan, or `\"key\"` when the key's own lower limit applies",
     ),
-    "X-RateLimit-Remaining": (_INTEGER, "Requests left in the current window"),
+    "X-RateLimit-Remaining": (_INTEGER, "Requests left in the reported window"),
     "RateLimit": (
         _STRING,
-        'IETF draft: requests left and seconds until the window ends, e.g. `"free";r=59;t=42`',
+        "IETF draft: the reported window's policy, requests left and seconds until it ends, "
+        'e.g. `"free";r=59;t=42`',
     ),
 }
 RETRY_AFTER = "Retry-After"

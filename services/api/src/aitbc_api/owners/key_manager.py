@@ -28,6 +28,7 @@ from aitbc_api.owners.views import (
 )
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, is_key_id
+from aitbc_contracts.plans import PlanTable, beyond_the_minute
 from aitbc_contracts.usage import MinuteUsage, UsageQuery
 from aitbc_gate.auth import Principal
 from aitbc_gate.errors import ApiError, from_rejection, unavailable
@@ -67,6 +68,7 @@ class OwnerServices:
     signups: AttemptBudget | None = None  # sign-ups per address and overall; None: unbounded
     forget_account: Callable[[str], None] = lambda _: None  # ... and every key of an account
     standard_key_usage: str = "account"  # what GET /v1/usage shows a standard key (settings)
+    plan_table: PlanTable | None = None  # every plan's windows (PLANS_FILE), kept up to date
 
     async def send(self, command: m.AnyCommand) -> Answer:
         return await send(self.commands, command)
@@ -119,6 +121,13 @@ class KeyManager:
     @property
     def plan_limit(self) -> int | None:
         return self.services.plan_limits.get(self.principal.plan)
+
+    @property
+    def plan_windows(self) -> str:
+        """The plan's limits beyond its minute, in words ("" for none)."""
+        table = self.services.plan_table
+        plan = table.plans.get(self.principal.plan) if table is not None else None
+        return beyond_the_minute(plan) if plan is not None else ""
 
     def _context(self) -> _Context:
         return {"actor": self.principal.key_id, "request_id": self.request_id}
