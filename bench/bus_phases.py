@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from statistics import median
 from typing import Any
 
@@ -129,14 +130,7 @@ async def decisions(b: Bench, nc: nats.NATS) -> None:
         await bus_load.decisions(nc, null_work, 0.5, concurrency)
 
         def run(work: list) -> Any:
-            async def go() -> dict:
-                with CpuMeter(cpu_pids) as meter:
-                    result = await bus_load.decisions(nc, work, c.bus_seconds, concurrency)
-                result["cpu_seconds"] = meter.seconds
-                result["others_cores"] = meter.others / meter.wall
-                return result
-
-            return go
+            return _metered(nc, work, c.bus_seconds, concurrency, cpu_pids)
 
         metered = await _alternate(
             b, {"ceiling": run(null_work), "usage": run(usage_work)}, c.bus_rounds
@@ -170,14 +164,7 @@ async def _windowed_decisions(
         raise RuntimeError(f"usage refused decisions of the windowed plan: {check}")
 
     def run(work: list) -> Any:
-        async def go() -> dict:
-            with CpuMeter(cpu_pids) as meter:
-                result = await bus_load.decisions(nc, work, c.bus_seconds, concurrency)
-            result["cpu_seconds"] = meter.seconds
-            result["others_cores"] = meter.others / meter.wall
-            return result
-
-        return go
+        return _metered(nc, work, c.bus_seconds, concurrency, cpu_pids)
 
     metered = await _alternate(
         b, {"minute": run(minute_work), "windowed": run(windowed_work)}, c.bus_rounds
@@ -192,3 +179,18 @@ async def _windowed_decisions(
         "ratio_to_minute": windowed / minute,
         "runs": metered,
     }
+
+
+def _metered(
+    nc: nats.NATS, work: list, seconds: float, concurrency: int, cpu_pids: dict[str, int]
+) -> Callable[[], Awaitable[dict]]:
+    """One run of decisions of `work`, with the CPU the stack's processes spent on it."""
+
+    async def go() -> dict:
+        with CpuMeter(cpu_pids) as meter:
+            result = await bus_load.decisions(nc, work, seconds, concurrency)
+        result["cpu_seconds"] = meter.seconds
+        result["others_cores"] = meter.others / meter.wall
+        return result
+
+    return go

@@ -109,7 +109,7 @@ def gate_cpu_section(r: dict[str, Any]) -> list[str]:
         f"a bare ASGI app ({g['bare_us']:.2f} us a request alone; {g['gated_us']:.2f} us gated), "
         f"on this run's bus as an edge, {g['requests_per_round']:,} requests a round over the "
         f"{g['keys']} load keys, with a usage spool, the background work included "
-        "(bench/gate_cpu.py). CPU time, not a rate: a shared host moves it far less than E/A.",
+        "(bench/gate_cpu.py). CPU time, not a rate: a busy host moves it far less than req/s.",
     ]
     a = r.get("http", {}).get("scenarios", {}).get("A")
     if a:

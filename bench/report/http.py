@@ -106,10 +106,16 @@ def _hop_ratios(http: dict[str, Any]) -> list[str]:
         f"**C/A = {ratios['C/A']:.3f}** (the hop with keys, limits and usage events)"
     )
     if "N/A" in ratios:
+        s = http["scenarios"]
+        edge_us = s["B"]["cpu_us_per_request"]["edge"]
+        nginx_us = s["N"]["cpu_us_per_request"].get("nginx", 0.0)
         line += (
             f"; nginx in the edge's place (N, bench/nginx.py: a key map, `limit_req` per key, "
             f"keep-alive upstream, one process) leaves **N/A = {ratios['N/A']:.3f}**, and the "
-            f"edge's public route **B/N = {ratios['B/N']:.3f}** of nginx's rate"
+            f"edge's public route **B/N = {ratios['B/N']:.3f}** of nginx's rate. The hop's own "
+            f"CPU per request: the edge {edge_us:.0f} us under B, nginx {nginx_us:.0f} us under "
+            "N (where nginx runs alone on its core, N's rate is bound by the other core's: the "
+            "Coordinator's and the load generator's)"
         )
     return ["", line + "."]
 

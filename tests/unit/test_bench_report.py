@@ -33,7 +33,7 @@ def test_a_figure_just_short_of_its_target_is_missed_and_never_shown_as_met(
 
 
 def test_every_met_target_is_left_out_of_the_missed(results: dict[str, Any]) -> None:
-    results["http"]["ratios"].update({"C/B": 0.9, "C/D": 2.0, "E/A": 0.95})
+    results["http"]["ratios"].update({"C/B": 0.9, "C/D": 2.0, "E/A": 0.95, "B/A": 0.7, "C/A": 0.6})
     results["paced"]["p99_difference_ms"] = 1.0
     for edge in results["revocation"]["edges"]:
         edge["p99_ms"] = 10.0
@@ -127,7 +127,7 @@ def test_the_gated_coordinator_is_held_to_nine_tenths_of_the_coordinator_alone(
     row = rows["E/A: gated Coordinator / Coordinator alone (req/s)"]
     assert (row.measured, row.target) == ("0.899", ">= 0.900")
     text = markdown(results, quick=True)
-    assert "alternating A E B C D" in text
+    assert "alternating A E B C" in text
     assert "**E/A = " in text and "**C/E = " in text
     assert "MISSED short by 0.001" in table(results)
     _with_gated_coordinator(results, e_over_a=0.95)
@@ -144,6 +144,7 @@ def test_results_from_before_the_gated_coordinator_have_no_e_target(
             table_.pop(ratio, None)
     results["revocation"].pop("gated_coordinator", None)
     results.get("profiles", {}).pop("coordinator-E", None)
+    results.pop("gate_cpu", None)  # measured since the gate has been in the Coordinator
     assert not [row for row in missed(results) if row.what.startswith("E/A")]
     assert "E/A" not in markdown(results, quick=True)
 

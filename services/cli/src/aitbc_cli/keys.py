@@ -114,12 +114,7 @@ async def list_keys(args: argparse.Namespace, send: Send, out: TextIO) -> int:
 
 async def revoke_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     command = RevokeKey(account_id=None, key_id=args.key_id, reason=args.reason, actor=OPERATOR)
-    key = expect(await send(command), KeyView)
-    if args.json:
-        print_json(as_data(key), out)
-    else:
-        out.write(fields(key_fields(key)) + "\n")
-    return 0
+    return _shown(expect(await send(command), KeyView), args, out)
 
 
 async def create_key(args: argparse.Namespace, send: Send, out: TextIO) -> int:
@@ -155,7 +150,11 @@ async def restrict_key(args: argparse.Namespace, send: Send, out: TextIO) -> int
         shadow=args.shadow,
         actor=OPERATOR,
     )
-    key = expect(await send(command), KeyView)
+    return _shown(expect(await send(command), KeyView), args, out)
+
+
+def _shown(key: KeyView, args: argparse.Namespace, out: TextIO) -> int:
+    """A key as a command left it: as JSON with --json, else its fields."""
     if args.json:
         print_json(as_data(key), out)
     else:
