@@ -127,3 +127,29 @@ def test_a_reloaded_index_keeps_only_the_marks_it_has_not_reached() -> None:
     )
     index.replace_with(caught_up)
     assert index.facts("h1", T0) is not None
+
+
+def test_a_change_an_emptied_index_could_not_apply_holds_up_an_older_state() -> None:
+    """After a reset, this process commits a change to a stream the index no longer holds; the
+    key event stream, lagging, then brings the stream back as it was before that change. Until
+    it brings the change too, the key's facts are the database's, never the older ones."""
+    revoke = KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE)  # type: ignore[arg-type]
+    index = index_of(created())
+    index.reset()
+    index.process(revoke)  # this process's commit: nothing here to apply it to
+    index.process(AccountCreated(stream_id="acc_1", version=1, name="", plan="free", **BASE))  # type: ignore[arg-type]
+    index.process(created())  # the stream, catching up
+    assert index.facts("h1", T0) is None  # not the unrevoked key: ask the database
+    index.process(revoke)  # the stream brings the change
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.revoked
+
+
+def test_news_of_a_stream_the_index_does_not_hold_holds_it_up_once_it_comes() -> None:
+    index = index_of()
+    index.behind({"key_1": 2})  # committed elsewhere while this index did not hold key_1
+    index.process(created())  # the stream brings key_1 at version 1
+    assert index.facts("h1", T0) is None
+    index.process(KeyRevoked(stream_id="key_1", version=2, key_id="key_1", **BASE))  # type: ignore[arg-type]
+    facts = index.facts("h1", T0)
+    assert facts is not None and facts.revoked

@@ -57,11 +57,11 @@ class FactsIndex:
 
     def behind(self, versions: Mapping[str, int]) -> None:
         """Another keys process committed these streams' `versions`: until this index has them,
-        the facts of their keys are asked of the database. (A stream it does not know holds up
-        no facts here: its keys are asked of the database already.)"""
+        the facts of their keys are asked of the database. A stream it does not know is marked
+        too: after a reset, a lagging key event stream may bring it back at an older version."""
         for stream_id, version in versions.items():
             state = self.states.get(stream_id)
-            if state is not None and state.version < version:
+            if state is None or state.version < version:
                 self._behind[stream_id] = max(version, self._behind.get(stream_id, 0))
 
     def process(self, event: AnyEvent, position: int = 0) -> None:
@@ -70,6 +70,12 @@ class FactsIndex:
         before = self.states.get(event.stream_id)
         if before is not None and before.version >= event.version:
             return  # seen already: this process's own append, as the stream brings it back
+        if before is None and event.version > 1:
+            # A change to a stream this index does not hold (it was emptied, and the key event
+            # stream has not brought the stream back yet): its keys' facts are the database's
+            # until the index reaches this version, whatever older state the stream brings.
+            self.behind({event.stream_id: event.version})
+            return
         after = evolve(before, event)
         if after is None or after is before:
             return
