@@ -207,7 +207,11 @@ async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
         mixed = {"type": "usage.batch.v1", "events": [good[0], *bad, good[1]]}
         await js.publish(usage_batch_subject(7), msgspec.json.encode(mixed))
         assert (await wait_requests(service.engine, account, 2))["requests"] == 2
-        assert refused_events() - refused == 3  # its bad events, not the batch
+        # Its bad events, each refused alone, not the batch (and once more each if the
+        # aggregator's consumer was recreated meanwhile and read the batch again: the counts,
+        # kept by event, do not move, but each reading refuses them again).
+        again = refused_events() - refused
+        assert again >= 3 and again % 3 == 0, again
         # The partition is not jammed: the next batch, and a single event, are counted too.
         later = UsageBatch(events=[event(account), event(account)])
         await js.publish(usage_batch_subject(7), msgspec.json.encode(later))
