@@ -162,6 +162,9 @@ def revoked_across(cluster: RunningCluster, big: Big, via: int, on: int) -> floa
         answer = httpx.get(cluster.edges[on] + "/v1/jobs", headers={"X-API-Key": key}, timeout=30)
         return answer.status_code == 401
 
-    # 5 to 12 s measured after the key log leader node was killed (see the report printed)
-    assert wait_for(refused, 30) is not None, f"edge {on} still admits a key revoked via {via}"
+    # 5 to 12 s measured after the key log leader node was killed (see the report printed);
+    # on a loaded machine, over 30 s once: the readers' mirror takes up its source again on the
+    # new leader only at nats-server's next retry of a lost source (the same wait as a round of
+    # tests/e2e/test_cluster_servers.py)
+    assert wait_for(refused, 60) is not None, f"edge {on} still admits a key revoked via {via}"
     return time.monotonic() - revoked
