@@ -26,7 +26,7 @@ Fault = Callable[[RunningCluster, Traffic], Result]
 
 def usage_process_killed(cluster: RunningCluster, traffic: Traffic) -> Result:
     result = Result("cluster: usage process killed")
-    holders = cluster.holders()
+    holders = cluster.settled_holders()
     victim = holders[partition_of(traffic.free[0][0].account_id)]
     assert victim in ("usage-1", "usage-2"), holders
     survivor = "usage-2" if victim == "usage-1" else "usage-1"

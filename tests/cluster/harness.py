@@ -110,10 +110,24 @@ class RunningCluster:
             shares, members = asyncio.run(_leases(self.access("admin")))
         except (nats.errors.Error, TimeoutError, OSError):  # a node away: ask again
             return {}
+        if len(shares) != USAGE_PARTITIONS:  # a share unread (a read timed out): ask again
+            return {}
         return {
             partition: self.pid_of(members[owner]) if owner in members else None
             for partition, owner in shares.items()
         }
+
+    def settled_holders(self, within: float = 30) -> dict[int, str | None]:
+        """Every partition's holder, from a reading that saw all of them."""
+        seen: dict[int, str | None] = {}
+
+        def complete() -> bool:
+            seen.clear()
+            seen.update(self.holders())
+            return bool(seen)
+
+        assert wait_for(complete, within, every=0.5) is not None, "the leases were never read whole"
+        return seen
 
     def leader(self, stream: str = KEY_EVENTS_STREAM, role: str = "keylog-admin") -> str:
         """The node that leads `stream` (the key log is in KEYLOG: its admin asks)."""
