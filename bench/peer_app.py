@@ -3,8 +3,8 @@
 A Litestar app with Litestar's own `RateLimitMiddleware` on a Redis store (`RedisStore`, on a
 redis-server the harness starts), an API-key guard that looks the key's SHA-256 hash up in a
 SQLite database (SQLAlchemy async, aiosqlite) on every request, and the same forwarding as the
-edge (aitbc_api.proxy): a pooled aiohttp session, the answer passed on by the edge's
-own `Relay`, the key removed and the caller's identity added, signed as the edge signs it
+edge (aitbc_api.proxy): the edge's pooled upstream connections, the answer passed on by the
+edge's own `Relay`, the key removed and the caller's identity added, signed as the edge signs it
 (aitbc_contracts.identity, with the secret the Coordinator checks it with). Served like every
 other server in the benchmark: uvicorn, one worker, uvloop and httptools, no access log.
 
@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import aiohttp
 import sqlalchemy as sa
 from litestar import Litestar, Request, route
 from litestar.connection import ASGIConnection
@@ -36,8 +35,9 @@ from litestar.types import Guard
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from aitbc_api.proxy.forward import upstream_session
+from aitbc_api.proxy.forward import upstream_pool
 from aitbc_api.proxy.relay import Relay
+from aitbc_api.proxy.upstream import UpstreamPool
 from aitbc_api.settings import Settings
 from aitbc_contracts.identity import (
     ACCOUNT_HEADER,
@@ -59,8 +59,10 @@ api_keys = sa.Table(
 )
 
 _DROP = frozenset(
-    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host",
-     "x-api-key", ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER}
+    name.lower().encode()
+    for name in ("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+                 "host", "content-length", "expect", "x-api-key", ACCOUNT_HEADER, KEY_HEADER,
+                 REQUEST_ID_HEADER, IDENTITY_HEADER)
 )  # fmt: skip
 
 
@@ -90,11 +92,11 @@ def create_app(
     redis = Redis.from_url(redis_url)
     rate_limit = RateLimitConfig(rate_limit=("minute", limit), identifier_for_request=key_hash)
     return Litestar(
-        route_handlers=[forwarder(upstream_url, identity)],
+        route_handlers=[forwarder(identity)],
         guards=[key_guard(engine)],
         middleware=[rate_limit.middleware],
         stores={"rate_limit": RedisStore(redis, namespace="peer")},
-        lifespan=[lifespan(redis, engine)],
+        lifespan=[lifespan(redis, engine, upstream_url)],
     )
 
 
@@ -120,44 +122,42 @@ def key_guard(engine: AsyncEngine) -> Guard:
     return api_key_guard
 
 
-def forwarder(upstream_url: str, identity: UpstreamIdentity) -> HTTPRouteHandler:
+def forwarder(identity: UpstreamIdentity) -> HTTPRouteHandler:
     """Every /v1/... request upstream, without the key, with the caller's identity signed."""
 
     @route("/v1/{path:path}", http_method=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request[Any, Any, Any], path: str) -> Relay:
-        session: aiohttp.ClientSession = request.app.state.upstream
-        headers = [(k, v) for k, v in request.headers.items() if k not in _DROP]
+        pool: UpstreamPool = request.app.state.upstream
+        headers = [(k, v) for k, v in request.scope["headers"] if k not in _DROP]
         account, request_id = request.scope["state"]["account_id"], os.urandom(16).hex()
         signed = identity.sign(account, "", request_id, time.time())
-        headers += [(ACCOUNT_HEADER, account), (REQUEST_ID_HEADER, request_id)]
-        headers.append((IDENTITY_HEADER, signed))
-        query = request.scope["query_string"].decode("latin-1")
-        upstream = await session.request(
-            request.method,
-            upstream_url + "/v1" + path + ("?" + query if query else ""),
-            headers=headers,
-            data=None if request.method in ("GET", "DELETE") else request.stream(),
-            allow_redirects=False,
-        )
+        headers += [(ACCOUNT_HEADER.lower().encode(), account.encode())]
+        headers += [(REQUEST_ID_HEADER.lower().encode(), request_id.encode())]
+        headers.append((IDENTITY_HEADER.lower().encode(), signed.encode()))
+        query = request.scope["query_string"]
+        target = b"/v1" + path.encode() + (b"?" + query if query else b"")
+        body = None if request.method in ("GET", "DELETE") else await request.body()
+        upstream = await pool.request(request.method, target, headers, body)
         return Relay(upstream)
 
     return forward
 
 
 def lifespan(
-    redis: Redis, engine: AsyncEngine
+    redis: Redis, engine: AsyncEngine, upstream_url: str
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """The upstream session, made as the edge makes its own; Redis and the engine closed after."""
+    """The upstream connections, made as the edge makes its own; Redis and the engine closed
+    after."""
 
     @asynccontextmanager
     async def running(app: Litestar) -> AsyncIterator[None]:
-        async with upstream_session(Settings()) as upstream:
-            app.state.upstream = upstream
-            try:
-                yield
-            finally:
-                await redis.aclose()
-                await engine.dispose()
+        app.state.upstream = upstream = upstream_pool(Settings(upstream_url=upstream_url))
+        try:
+            yield
+        finally:
+            await upstream.close()
+            await redis.aclose()
+            await engine.dispose()
 
     return running
 

@@ -1,5 +1,5 @@
 """The edge's lifespan: connect NATS, start the gate (aitbc_gate.core) and the edge's own parts
-(the upstream session, the operators' /metrics listener), and put them in the app's state; at
+(the upstream connections, the operators' /metrics listener), and put them in the app's state; at
 the end stop them in the reverse order (the gate settles its leases and flushes its usage
 events while NATS is still there), then drain the connection.
 
@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from aitbc_api.owners.dependencies import OWNER_SERVICES
 from aitbc_api.owners.key_manager import OwnerServices
 from aitbc_api.owners.usage_queries import UsageQueries
-from aitbc_api.proxy.forward import FORWARDING, Forwarding, upstream_identity, upstream_session
+from aitbc_api.proxy.forward import FORWARDING, Forwarding, upstream_identity, upstream_pool
 from aitbc_api.settings import Settings
 from aitbc_contracts.messages import Code
 from aitbc_contracts.subjects import KEYS_OWNER_COMMANDS
@@ -41,7 +41,8 @@ async def _start(
 ) -> None:
     """Starts each part, in the order they must stop in reverse, and publishes them."""
     gate = await parts.enter_async_context(running_gate(settings, nc))
-    upstream = await parts.enter_async_context(upstream_session(settings))
+    upstream = upstream_pool(settings)
+    parts.push_async_callback(upstream.close)
     app.state[NATS_CONNECTION] = nc
     app.state.gate = slot.gate = gate
     app.state[FORWARDING] = Forwarding(settings, upstream, upstream_identity(settings))

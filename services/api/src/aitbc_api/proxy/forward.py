@@ -15,14 +15,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
-import aiohttp
 from litestar import route
 from litestar.enums import HttpMethod
 from litestar.types import Method
-from yarl import URL
 
 from aitbc_api.proxy.paths import forwarded_path
 from aitbc_api.proxy.relay import Relay
+from aitbc_api.proxy.upstream import (
+    Body,
+    UpstreamFailed,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimedOut,
+)
 from aitbc_api.settings import Settings
 from aitbc_api.types import Req
 from aitbc_contracts.identity import (
@@ -51,19 +56,19 @@ class Forwarding:
     """What forwarding needs beside the gate, made once by the lifespan."""
 
     settings: Settings
-    upstream: aiohttp.ClientSession  # the pooled session every forwarded request goes through
+    upstream: UpstreamPool  # the connections every forwarded request goes through
     identity: UpstreamIdentity | None = None  # signs each caller's identity for the upstream
 
 
-# Never forwarded: hop-by-hop headers, the key, identity headers a client might forge, and the
-# client's trace context (with tracing on, the edge sends its own: aitbc_gate.request_spans).
-# As the ASGI scope has them: lowercase bytes.
+# Never forwarded: hop-by-hop headers, the body's framing (the upstream client writes its own),
+# the key, identity headers a client might forge, and the client's trace context (with tracing
+# on, the edge sends its own: aitbc_gate.request_spans). As the ASGI scope has them: lowercase.
 _DROP_REQUEST = frozenset(
     name.lower().encode("latin-1")
     for name in (
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-        "trailer", "transfer-encoding", "upgrade", "host", API_KEY_HEADER,
-        ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER,
+        "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect",
+        API_KEY_HEADER, ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER,
         "traceparent", "tracestate",
     )
 )  # fmt: skip
@@ -73,29 +78,48 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 safe methods: no chang
 # Speculate only while the edge has capacity to spare: with more requests in flight than this,
 # latency is queueing, and a second concurrent task per request would only cost throughput.
 SPECULATE_UP_TO = 8
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode("ascii")
+_ACCOUNT = ACCOUNT_HEADER.lower().encode("ascii")
+_KEY = KEY_HEADER.lower().encode("ascii")
+_IDENTITY = IDENTITY_HEADER.lower().encode("ascii")
 
 
-async def _body(receive: Receive, limit: int, failed: list[Exception]) -> AsyncIterator[bytes]:
-    """The client's body, streamed on, at most `limit` bytes (413 beyond). What reading it
-    raises (too large: 413, too slow: 408) is kept in `failed`: aiohttp reports it as a client
-    error of its own, which is no upstream's."""
-    received = 0
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(400, Code.VALIDATION_ERROR, "The client left during its body")
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > limit:
-                raise _too_large(limit)
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-    except Exception as exc:
-        failed.append(exc)
-        raise
+async def _client_body(receive: Receive, limit: int) -> Body:
+    """The client's body: bytes when it came in one message (most do), else streamed on as it
+    comes, at most `limit` bytes."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _client_left()
+    first: bytes = message.get("body", b"")
+    if len(first) > limit:
+        raise _too_large(limit)
+    if not message.get("more_body", False):
+        return first
+    return _rest_of_body(first, receive, limit)
+
+
+async def _rest_of_body(first: bytes, receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """A body that comes in several messages, streamed on as it comes; 413 past `limit`, 400
+    if the client leaves before its end (a body too slow is the request layer's 408)."""
+    received = len(first)
+    if first:
+        yield first
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _client_left()
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _client_left() -> ApiError:
+    return ApiError(400, Code.VALIDATION_ERROR, "The client left during its body")
 
 
 def _too_large(limit: int) -> ApiError:
@@ -104,16 +128,18 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-def _upstream_headers(scope: Scope, limit: int) -> list[tuple[str, str]]:
-    """The request's headers the upstream is given; 413 at once for a declared body over
-    `limit` (a chunked one is counted as it streams)."""
-    headers = []
+def _upstream_headers(scope: Scope, limit: int) -> tuple[list[tuple[bytes, bytes]], int | None]:
+    """The request's headers the upstream is given, and the body's declared length (413 at
+    once for one over `limit`; a body of no declared length is counted as it streams)."""
+    headers, length = [], None
     for name, value in scope["headers"]:
         if name not in _DROP_REQUEST:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
+            headers.append((name, value))
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+            if length > limit:
                 raise _too_large(limit)
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
-    return headers
+    return headers, length
 
 
 @route(
@@ -138,20 +164,25 @@ async def forward(scope: Scope, receive: Receive, forwarding: Forwarding) -> Rel
     gate = context.gate
     settings = forwarding.settings
     # The raw path goes upstream, as sent: the decoded one, resolved, could leave /v1 (400).
-    full_path = forwarded_path(scope.get("raw_path") or scope["path"].encode())
-    headers = _upstream_headers(scope, settings.max_body_bytes)
-    headers.append((REQUEST_ID_HEADER, context.request_id))
+    target = forwarded_path(scope.get("raw_path") or scope["path"].encode())
+    query = query_without_key(scope["query_string"])
+    if query:
+        target += b"?" + query
+    headers, length = _upstream_headers(scope, settings.max_body_bytes)
+    headers.append((_REQUEST_ID, context.request_id.encode("ascii")))
     if tracing.enabled:  # the request's span: the Coordinator's spans are its children
-        headers += tracing.headers().items()
-    upstream = Upstream(scope, receive, forwarding, full_path, headers)
+        headers += [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in tracing.headers().items()
+        ]
+    upstream = Upstream(method, target, headers, length, receive, forwarding)
     if scope["path"] in settings.public_paths:
         return Relay(await upstream.send())
     caller = await data_plane_caller(scope)
     now = time.time()
-    headers += [(ACCOUNT_HEADER, caller.account_id), (KEY_HEADER, caller.key_id)]
+    headers += [(_ACCOUNT, caller.account_id.encode()), (_KEY, caller.key_id.encode())]
     if forwarding.identity is not None:  # signed: no one else can claim the account
         signed = forwarding.identity.sign(caller.account_id, caller.key_id, context.request_id, now)
-        headers.append((IDENTITY_HEADER, signed))
+        headers.append((_IDENTITY, signed.encode()))
     if (
         settings.speculative_forwarding
         and method in _SAFE
@@ -164,8 +195,8 @@ async def forward(scope: Scope, receive: Receive, forwarding: Forwarding) -> Rel
 
 
 async def _send_while_deciding(
-    scope: Scope, send: Awaitable[aiohttp.ClientResponse], caller: Principal
-) -> aiohttp.ClientResponse:
+    scope: Scope, send: Awaitable[UpstreamResponse], caller: Principal
+) -> UpstreamResponse:
     """A safe request of an authenticated caller whose account has headroom goes upstream
     while its rate-limit decision is taken, so the client waits for the longer of the two, not
     both. The decision still comes first: refused (429, or 503 failing closed), the upstream's
@@ -180,46 +211,37 @@ async def _send_while_deciding(
     return await sending
 
 
-def _drop_unread(sending: asyncio.Future[aiohttp.ClientResponse]) -> None:
-    """A refused request's upstream answer, if it came: its connection is closed unread."""
+def _drop_unread(sending: asyncio.Future[UpstreamResponse]) -> None:
+    """A refused request's upstream answer, if it came: let go unread."""
     if not sending.cancelled() and sending.exception() is None:
-        sending.result().close()
+        sending.result().release()
 
 
 @dataclass(slots=True)
 class Upstream:
-    """One request's way to the upstream: its URL, headers and body."""
+    """One request's way to the upstream: its target (path and query), headers and body."""
 
-    scope: Scope
+    method: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    length: int | None  # the body's declared length, if the client declared one
     receive: Receive
     forwarding: Forwarding
-    full_path: str
-    headers: list[tuple[str, str]]
 
-    async def send(self) -> aiohttp.ClientResponse:
+    async def send(self) -> UpstreamResponse:
         """The request, sent upstream; its response head read. 502/504 when it fails."""
-        settings, method = self.forwarding.settings, self.scope["method"]
-        query = query_without_key(self.scope["query_string"]).decode("latin-1")
-        body_failed: list[Exception] = []
-        body = None
-        if method not in _BODYLESS:
-            body = _body(self.receive, settings.max_body_bytes, body_failed)
-        url = settings.upstream_url + self.full_path + ("?" + query if query else "")
+        body: Body = None
+        if self.method not in _BODYLESS:
+            body = await _client_body(self.receive, self.forwarding.settings.max_body_bytes)
         try:
             return await self.forwarding.upstream.request(
-                method,
-                URL(url, encoded=True),  # sent as it is: not re-quoted, no dot segment resolved
-                headers=self.headers,
-                data=body,
-                allow_redirects=False,
+                self.method, self.target, self.headers, body, self.length
             )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if body_failed:
-                raise body_failed[0] from None  # the client's fault, answered as such
-            if isinstance(exc, TimeoutError):
-                raise ApiError(
-                    504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
-                ) from exc
+        except UpstreamTimedOut as exc:
+            raise ApiError(
+                504, Code.UPSTREAM_TIMEOUT, "The Coordinator did not answer in time"
+            ) from exc
+        except UpstreamFailed as exc:
             raise ApiError(
                 502, Code.UPSTREAM_UNAVAILABLE, "The Coordinator is unavailable"
             ) from exc
@@ -240,15 +262,10 @@ def upstream_identity(settings: Settings) -> UpstreamIdentity | None:
     return UpstreamIdentity(read_secret_file(path, "upstream identity secret"))
 
 
-def upstream_session(settings: Settings) -> aiohttp.ClientSession:
-    """One pooled session for every forwarded request; bodies pass through untouched."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=settings.upstream_connect_timeout,
-            sock_read=settings.upstream_timeout,
-        ),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+def upstream_pool(settings: Settings) -> UpstreamPool:
+    """The connections every forwarded request goes through; bodies pass through untouched."""
+    return UpstreamPool(
+        settings.upstream_url,
+        connect_timeout=settings.upstream_connect_timeout,
+        timeout=settings.upstream_timeout,
     )

@@ -26,7 +26,7 @@ _ENCODED_REFUSED = re.compile(rb"%(?:2[fF]|5[cC]|3[fF]|23|25|[01][0-9a-fA-F]|7[f
 _DOT_SEGMENTS = (b".", b"..")
 
 
-def forwarded_path(raw: bytes) -> str:
+def forwarded_path(raw: bytes) -> bytes:
     """`raw`, as the upstream is to get it, or 400 INVALID_PATH. Cheap when there is nothing
     to look at: the real work is only for a path with a `%`, a `/.` or a backslash."""
     if (
@@ -36,11 +36,11 @@ def forwarded_path(raw: bytes) -> str:
         and b"\\" not in raw
         and raw.isascii()
     ):
-        return raw.decode("ascii")
+        return raw
     reason = _refusal(raw)
     if reason:
         raise ApiError(400, Code.INVALID_PATH, reason)
-    return raw.decode("ascii")
+    return raw
 
 
 def _refusal(raw: bytes) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp
 import anyio
 from litestar.types import Receive, Scope, Send
+
+from aitbc_api.proxy.upstream import UpstreamResponse
 
 _DROP_RESPONSE = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"x-request-id",
@@ -19,34 +20,34 @@ class Relay:
 
     __slots__ = ("upstream",)
 
-    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+    def __init__(self, upstream: UpstreamResponse) -> None:
         self.upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        upstream, content = self.upstream, self.upstream.content
+        upstream = self.upstream
         try:
             headers = []
-            for name, value in upstream.raw_headers:  # one pass: lowered (as ASGI asks), kept
+            for name, value in upstream.headers:  # one pass: lowered (as ASGI asks), kept
                 if (name := name.lower()) not in _DROP_RESPONSE:
                     headers.append((name, value))
             await send(
                 {"type": "http.response.start", "status": upstream.status, "headers": headers}
             )
-            if content.is_eof():
-                body = content.read_nowait()
+            if upstream.whole:
+                body = upstream.read_now()
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             else:
-                await _stream(content, receive, send)
+                await _stream(upstream, receive, send)
         finally:
             upstream.release()  # the connection goes back to the pool, or closes if unread
 
 
-async def _stream(content: aiohttp.StreamReader, receive: Receive, send: Send) -> None:
+async def _stream(upstream: UpstreamResponse, receive: Receive, send: Send) -> None:
     """Each chunk as it arrives. A send to a client that went away does not fail, so the
     client's disconnect is watched for: it ends the stream (and the upstream's connection)."""
     async with anyio.create_task_group() as relaying:
         relaying.start_soon(_end_on_disconnect, receive, relaying.cancel_scope)
-        async for chunk in content.iter_any():
+        async for chunk in upstream.chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         relaying.cancel_scope.cancel()  # the watcher's work is done
