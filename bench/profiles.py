@@ -19,7 +19,7 @@ RATE = 250  # samples per second
 LAYERS = [
     ("aitbc code (edge, usage, keys, contracts)", ("aitbc_",)),
     ("nats-py client", ("nats/",)),
-    ("aiohttp (to the upstream)", ("aiohttp/", "multidict/", "yarl/")),
+    ("aiohttp (to the upstream, before session 15)", ("aiohttp/", "multidict/", "yarl/")),
     ("httpx/httpcore/h11", ("httpx/", "httpcore/", "h11/")),
     ("anyio (streamed answers, FastStream's tasks)", ("anyio/",)),
     ("sqlalchemy + aiosqlite", ("sqlalchemy/", "aiosqlite/", "sqlite3/")),
@@ -45,7 +45,11 @@ AREAS = [
     ("  gate: admission (auth + rate limit + headers)", "aitbc_gate/admission.py"),
     ("    auth: Authenticator.authenticate", "Authenticator.authenticate"),
     ("    rate limit: RateLimiter.check", "RateLimiter.check"),
-    ("  upstream: request sent, response head read", "ClientSession._request"),
+    ("  upstream: request sent, response head read", "UpstreamPool.request"),
+    (
+        "  upstream: the answer's bytes parsed (httptools callbacks)",
+        "UpstreamConnection.data_received",
+    ),
     ("the upstream's answer relayed back (proxy.Relay)", "Relay.__call__ (aitbc_api/proxy/"),
     ("decision batches out/in (DecisionBatcher._send)", "DecisionBatcher._send"),
     ("usage events to JetStream (UsagePublisher)", "UsagePublisher."),
