@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from aitbc_api.settings import Settings
 
 # Read in from_env with more than a type's conversion, or not from the environment at all.
@@ -37,3 +39,9 @@ def test_each_setting_takes_its_defaults_type() -> None:
 
 def test_unset_variables_leave_the_defaults() -> None:
     assert Settings.from_env({}) == Settings()
+
+
+def test_workers_are_one_or_more() -> None:
+    assert Settings.from_env({"API_WORKERS": "2"}).workers == 2
+    with pytest.raises(ValueError, match="API_WORKERS"):
+        Settings.from_env({"API_WORKERS": "0"})

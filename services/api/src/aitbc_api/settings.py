@@ -30,6 +30,7 @@ class Settings(GateSettings):
     header_timeout: float = 10.0  # seconds for a request's headers to arrive; beyond: 408
     body_timeout: float = 60.0  # seconds for a whole request body to arrive; beyond: 408
     max_connections: int = 4096  # open client connections per edge process; beyond: 503
+    workers: int = 1  # edge processes on the one port (aitbc_api.workers), each an edge
     tls_cert_file: str = ""  # with tls_key_file: the edge serves HTTPS itself
     tls_key_file: str = ""
     require_https: bool = False  # refuse plain HTTP (behind a trusted proxy: what it says counts)
@@ -71,6 +72,7 @@ class Settings(GateSettings):
         "header_timeout": "HEADER_TIMEOUT",
         "body_timeout": "BODY_TIMEOUT",
         "max_connections": "MAX_CONNECTIONS",
+        "workers": "API_WORKERS",
         "tls_cert_file": "TLS_CERT_FILE",
         "tls_key_file": "TLS_KEY_FILE",
         "require_https": "REQUIRE_HTTPS",
@@ -90,6 +92,11 @@ class Settings(GateSettings):
         "dashboard_sessions_per_account": "DASHBOARD_SESSIONS_PER_ACCOUNT",
         "upstream_identity_secret_file": "UPSTREAM_IDENTITY_SECRET_FILE",
     }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.workers < 1:
+            raise ValueError(f"API_WORKERS must be 1 or more: {self.workers}")
 
     @classmethod
     def fields_from(cls, env: Mapping[str, str]) -> dict[str, Any]:

@@ -67,7 +67,11 @@ USAGE_EVENTS_DROPPED = Counter(
     "aitbc_usage_events_dropped_total",
     "Usage events dropped: the buffer was full, or the edge stopped with the stream away",
 )
-USAGE_EVENTS_BUFFERED = Gauge("aitbc_usage_events_buffered", "Usage events waiting to be published")
+USAGE_EVENTS_BUFFERED = Gauge(
+    "aitbc_usage_events_buffered",
+    "Usage events waiting to be published",
+    multiprocess_mode="livesum",  # a server's workers: theirs summed (aitbc_runtime.metrics)
+)
 
 THROTTLED = Counter(
     "aitbc_throttled_total",

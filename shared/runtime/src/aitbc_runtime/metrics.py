@@ -13,12 +13,15 @@ the service: one request per connection, a bounded head (8 KiB, 5 s), `GET` or `
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import cache
 
 import msgspec
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
@@ -35,6 +38,21 @@ _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}
 # to a request that waited out a timeout (seconds).
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LOCAL = "127.0.0.1"  # where a listener is unless told otherwise: this machine's operators only
+# prometheus_client's multiprocess mode (a server's workers: aitbc_api.workers): set before the
+# library is imported, each process writes its metrics into files there, and one listener sums
+# them all.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_DIR))
+
+
+@cache
+def _summed() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def listener_address(env: Mapping[str, str], prefix: str) -> tuple[str, int]:
@@ -67,7 +85,8 @@ def answer(head: bytes) -> bytes:
         return _error(404, Code.NOT_FOUND, "Only /metrics is served here")
     if method not in (b"GET", b"HEAD"):
         return _error(405, Code.METHOD_NOT_ALLOWED, "Use GET")
-    return _response(200, TEXT, generate_latest(REGISTRY), with_body=method == b"GET")
+    registry = _summed() if multiprocess_mode() else REGISTRY
+    return _response(200, TEXT, generate_latest(registry), with_body=method == b"GET")
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -88,10 +107,26 @@ async def metrics_listener(host: str, port: int) -> AsyncIterator[None]:
     if not port:
         yield
         return
-    server = await asyncio.start_server(_serve, host, port, limit=MAX_HEAD)
-    log.info("metrics at http://%s:%d/metrics", host, port)
+    server = await _listen(host, port)
     try:
         yield
     finally:
-        server.close()
-        await server.wait_closed()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        if multiprocess_mode():  # its live gauges leave the sums
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+async def _listen(host: str, port: int) -> asyncio.Server | None:
+    """The listener; None when another worker of this server holds the port (it serves the
+    metrics of all, this one's included)."""
+    try:
+        server = await asyncio.start_server(_serve, host, port, limit=MAX_HEAD)
+    except OSError as exc:
+        if not (multiprocess_mode() and exc.errno == errno.EADDRINUSE):
+            raise
+        log.info("metrics at http://%s:%d/metrics, served by another worker", host, port)
+        return None
+    log.info("metrics at http://%s:%d/metrics", host, port)
+    return server
