@@ -11,10 +11,22 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process (all its threads)."""
+    """User + system CPU seconds of a running process (all its threads) and of its running
+    descendants (an edge's workers under API_WORKERS are its children)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    own = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    return own + sum(cpu_seconds(child) for child in _children_of(pid))
+
+
+def _children_of(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:  # ended meanwhile
+        return []
+    return children
 
 
 def runqueue_seconds(pid: int) -> float:

@@ -16,12 +16,14 @@ from bench.null_responder import DECIDE_PREFIX
 from bench.state import GATED, Bench
 
 # The server under test in each scenario: it gets a CPU of its own (Bench.place).
-SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "R": "edge", "D": "peer",
-          "N": "nginx"}  # fmt: skip
+# C2's two workers share both cores with everything else (None: no placement): its figures
+# beside C's say what a second worker buys when the load generator is on the same machine.
+SERVER = {"A": "coordinator", "E": GATED, "B": "edge", "C": "edge", "C2": None, "R": "edge",
+          "D": "peer", "N": "nginx"}  # fmt: skip
 # The ratios of scenarios' rates, each paired round by round: (top, bottom)
 PAIRS = {"C/B": ("C", "B"), "C/D": ("C", "D"), "C/A": ("C", "A"), "E/A": ("E", "A"),
          "C/E": ("C", "E"), "R/C": ("R", "C"), "B/A": ("B", "A"), "N/A": ("N", "A"),
-         "B/N": ("B", "N")}  # fmt: skip
+         "B/N": ("B", "N"), "C2/C": ("C2", "C")}  # fmt: skip
 
 
 async def http(b: Bench) -> None:
@@ -52,7 +54,7 @@ async def _warm(b: Bench) -> None:
     for the warm-up time."""
     c = b.config
     assert b.seeded is not None
-    for name in ("C", "D", "E", "R"):
+    for name in ("C", "C2", "D", "E", "R"):
         url = b.targets[name].url
         keys = b.seeded.restricted_keys() if name == "R" else b.seeded.load_keys()
         requests = [build_request(url, {"X-API-Key": k}) for _, k in keys]
@@ -215,7 +217,9 @@ async def profile(b: Bench) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     found: dict[str, Any] = {}
     for name in ("A", "E", "B", "C"):  # A and E: what the gate in process adds, side by side
-        server = b.stack.procs[SERVER[name]]
+        placed = SERVER[name]
+        assert placed is not None  # (C2 is not profiled)
+        server = b.stack.procs[placed]
         profiled = f"{'coordinator' if name in ('A', 'E') else 'edge'}-{name}"
         b.place(server.name)
         say(f"profiling {server.name} under {b.targets[name].name} ({seconds:.0f}s)")

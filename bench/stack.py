@@ -98,10 +98,11 @@ class Stack:
         proc = self.procs[name] = Proc.of(service, self.root)
         return proc.start(wait=False)
 
-    def start_edge(self, name: str, wait: bool = True) -> Proc:
+    def start_edge(self, name: str, wait: bool = True, **env: str) -> Proc:
         metrics = str(free_port())  # its /metrics (bench.common.edge_metrics)
         proc = Proc.of(
-            definition.edge(self.layout, name, free_port(), API_METRICS_PORT=metrics), self.root
+            definition.edge(self.layout, name, free_port(), API_METRICS_PORT=metrics, **env),
+            self.root,
         )
         self.procs[name] = proc
         return proc.start(wait=wait)

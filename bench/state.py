@@ -35,6 +35,7 @@ from bench.stack import Stack, until_serving
 
 # The second sample Coordinator, with the gate in process: scenario E's server.
 GATED = "coordinator-gated"
+WORKERS_EDGE = "edge-workers"  # C2: the full path through an edge of API_WORKERS=2
 
 # What the direct scenario sends the Coordinator: the identity headers the edge sends.
 DIRECT_HEADERS = f"{ACCOUNT_HEADER},{KEY_HEADER},{REQUEST_ID_HEADER},{IDENTITY_HEADER}"
@@ -169,6 +170,7 @@ class Bench:
         self.spawned = [stack.start_service("coordinator", wait=False)]
         self.spawned += [stack.start_gated_coordinator(GATED, wait=False)]
         self.spawned += [stack.start_edge(n, wait=False) for n in ("edge", "edge2", "edge-memory")]
+        self.spawned += [stack.start_edge(WORKERS_EDGE, wait=False, API_WORKERS="2")]
         redis = stack.start_redis(wait=False)
         peer_db = self.root / "peer.db"
         create_database(
@@ -208,6 +210,9 @@ class Bench:
             "B": http_load.Target("B edge, public", self.edge.url + "/v1/health"),
             "C": http_load.Target("C edge, full", self.edge.url + "/v1/jobs", "X-API-Key",
                               keys_file),
+            "C2": http_load.Target("C2 edge, full, 2 workers",
+                                   stack.procs[WORKERS_EDGE].url + "/v1/jobs", "X-API-Key",
+                                   keys_file),
             "R": http_load.Target("R edge, restricted keys", self.edge.url + "/v1/jobs",
                                   "X-API-Key", restricted_file),
             "D": http_load.Target("D peer", self.peer.url + "/v1/jobs", "X-API-Key", keys_file),
@@ -249,7 +254,8 @@ class Bench:
         os.sched_setaffinity(0, rest)  # the children this process starts inherit it
 
     def _http_pids(self) -> dict[str, int]:
-        names = ("edge", "coordinator", GATED, "usage", "keys", "peer", "redis", "nginx")
+        names = ("edge", WORKERS_EDGE, "coordinator", GATED, "usage", "keys", "peer", "redis",
+                 "nginx")  # fmt: skip
         pids = {name: self.stack.procs[name].pid for name in names if name in self.stack.procs}
         pids["nats-server"] = self._nats_pid()
         return pids

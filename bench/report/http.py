@@ -83,6 +83,7 @@ def _ratios(http: dict[str, Any]) -> list[str]:
     return [
         *_gated_ratios(http),
         *_restricted_ratio(http),
+        *_workers(http),
         "",
         f"Ratios, the median of each round's ratio (each pair ran back to back, so most of the "
         f"machine's noise cancels): **C/B = {ratios['C/B']:.3f}**, **C/D = {ratios['C/D']:.3f}**, "
@@ -150,6 +151,26 @@ def _restricted_ratio(http: dict[str, Any]) -> list[str]:
         f"allow-list, loopback), paired round by round with C: **R/C = "
         f"{http['ratios']['R/C']:.3f}** (per round: {rounds}); the edge's CPU per request "
         f"{r_us:.0f} us against C's {c_us:.0f} us ({r_us - c_us:+.0f} us for the two checks).",
+    ]
+
+
+def _workers(http: dict[str, Any]) -> list[str]:
+    """C2 against C, when the run had C2: the full path through an edge of two workers."""
+    if "C2/C" not in http["ratios"]:
+        return []
+    s = http["scenarios"]
+    c_us, c2_us = (
+        s["C"]["cpu_us_per_request"]["edge"],
+        s["C2"]["cpu_us_per_request"]["edge-workers"],
+    )
+    rounds = ", ".join(f"{x:.3f}" for x in http["per_round_ratios"]["C2/C"])
+    return [
+        "",
+        f"Two edge workers (C2: C's load on an edge with `API_WORKERS=2`, its workers on both "
+        f"cores beside everything else, where C's one process has a core to itself): "
+        f"**C2/C = {http['ratios']['C2/C']:.3f}** (per round: {rounds}), C {s['C']['rps']:,.0f} "
+        f"and C2 {s['C2']['rps']:,.0f} req/s; the edge's CPU per request {c2_us:.0f} us in "
+        f"its two workers together against {c_us:.0f} us in one ({c2_us - c_us:+.0f} us).",
     ]
 
 

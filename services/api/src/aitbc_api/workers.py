@@ -30,15 +30,20 @@ from aitbc_runtime.metrics import MULTIPROCESS_DIR
 def serve_workers(settings: Settings, options: dict[str, Any]) -> None:
     """The supervisor: uvicorn spawns the workers, each of which makes its app (worker_app)
     from the same environment; `options` are the single process's uvicorn options."""
+    made = ""
     if settings.metrics_port and not os.environ.get(MULTIPROCESS_DIR):
-        os.environ[MULTIPROCESS_DIR] = _fresh_metrics_folder()
-    uvicorn.run(
-        "aitbc_api.workers:worker_app",
-        factory=True,
-        workers=settings.workers,
-        http="aitbc_api.workers:EdgeHttpProtocol",
-        **options,
-    )
+        made = os.environ[MULTIPROCESS_DIR] = _fresh_metrics_folder()
+    try:
+        uvicorn.run(
+            "aitbc_api.workers:worker_app",
+            factory=True,
+            workers=settings.workers,
+            http="aitbc_api.workers:EdgeHttpProtocol",
+            **options,
+        )
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _fresh_metrics_folder() -> str:
