@@ -319,3 +319,18 @@ async def test_an_idle_connection_past_its_keepalive_is_not_used() -> None:
     assert server.connections == 2
     await upstream.close()
     listening.close()
+
+
+async def test_bytes_after_an_answer_close_its_connection_and_spare_the_answer() -> None:
+    async def answer(exchange: Exchange) -> None:
+        await exchange.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
+
+    server, listening, url = await serve(answer)
+    upstream = pool(url)
+    response = await upstream.request("GET", b"/v1/x", [])
+    assert (response.whole, response.read_now()) == (True, b"ok")
+    response.release()
+    (await upstream.request("GET", b"/v1/y", [])).release()
+    assert server.connections == 2  # the connection that said too much was not kept
+    await upstream.close()
+    listening.close()

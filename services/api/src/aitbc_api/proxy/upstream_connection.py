@@ -162,14 +162,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's is no subclass)
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy:  # bytes nobody asked for: this connection can no longer be trusted
+        if not self.busy or self.complete:  # bytes nobody asked for: never trusted again
+            self.reusable = False
             self.abort()
             return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail(UpstreamFailed("the upstream's answer is not valid HTTP"))
+            self.reusable = False
             self.abort()
+            self._wake_all()  # (an answer whole before the bad bytes is still relayed)
             return
         if self.status and self._head is not None:  # the head (and maybe all the body) is in
             if not self._head.done():  # (done: its request was cancelled)
@@ -207,6 +210,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._writable = None
 
     # httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request: nothing to believe from here on
+            raise UpstreamFailed("the upstream sent more than one answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
