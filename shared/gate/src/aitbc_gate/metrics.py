@@ -68,6 +68,11 @@ USAGE_EVENTS_DROPPED = Counter(
     "Usage events dropped: the buffer was full, or the edge stopped with the stream away",
 )
 USAGE_EVENTS_BUFFERED = Gauge("aitbc_usage_events_buffered", "Usage events waiting to be published")
+EDGES_ALIVE = Gauge(
+    "aitbc_edges_alive",
+    "Edges this one knows to be alive, itself included: each admits its share of the overall "
+    "sign-up and sign-in budgets, and of an account's limit when it fails open",
+)
 
 THROTTLED = Counter(
     "aitbc_throttled_total",
