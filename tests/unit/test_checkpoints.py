@@ -181,3 +181,22 @@ async def test_the_keys_service_does_not_start_with_a_key_others_may_read(tmp_pa
         async with running_service(settings):
             pass
     assert not (tmp_path / "keys.db").exists()  # refused before anything was touched
+
+
+def test_the_keys_service_warns_at_start_that_it_signs_no_checkpoints_without_a_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Unset is allowed (tests, a first try), but a deployment that forgot the key would run
+    # with checkpoints off and nothing else saying so.
+    from aitbc_keys.main import checkpoint_signer
+
+    with caplog.at_level("WARNING", logger="aitbc_keys"):
+        assert checkpoint_signer(Settings()) is None
+    assert "no KEYS_CHECKPOINT_KEY_FILE: the key event log is not checkpointed" in caplog.text
+    key = tmp_path / "checkpoint-key.nk"
+    key.write_text(SEED + "\n")
+    key.chmod(0o600)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aitbc_keys"):
+        signer = checkpoint_signer(Settings(checkpoint_key_file=str(key)))
+    assert signer is not None and signer.key_id == SIGNER.key_id and caplog.text == ""

@@ -59,6 +59,7 @@ async def _start(
             settings.signup_per_address_per_hour,
             3600,
             settings.signup_global_per_minute,
+            edges=gate.edges,  # the whole system's budget: this edge admits its share
         ),
         forget_account=gate.cache.evict_account,
         standard_key_usage=settings.standard_key_usage,

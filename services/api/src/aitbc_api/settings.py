@@ -44,9 +44,11 @@ class Settings(GateSettings):
     metrics_host: str = "127.0.0.1"  # the operators' listener: /metrics, never on the public port
     metrics_port: int = 0  # 0: no metrics listener
     hsts_max_age: int = 365 * 24 * 3600  # Strict-Transport-Security on HTTPS answers; 0: none
-    # Budgets per edge process (N edges: N times each); beyond, 429 with Retry-After. Together
-    # the two overall ones bound the sessions one edge can make in a session lifetime:
-    # (20 + 100) a minute * 720 minutes = 86,400, under dashboard_max_sessions.
+    # Budgets of attempts; beyond, 429 with Retry-After. One per address is each edge's (a
+    # client spread over N edges: N times it); an overall one is the whole system's, each edge
+    # admitting its share (aitbc_gate.throttle). Together the two overall ones bound the
+    # sessions all edges make in a session lifetime: (20 + 100) a minute * 720 minutes =
+    # 86,400, under dashboard_max_sessions.
     signup_per_address_per_hour: int = 10
     signup_global_per_minute: int = 20
     signin_per_address_per_minute: int = 10  # dashboard sign-in attempts, right or wrong

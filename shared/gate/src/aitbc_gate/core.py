@@ -8,7 +8,7 @@ The request layer puts the gate in each request's context (aitbc_gate.requests),
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,9 @@ class Gate:
     rate_limit_headers: RateLimitHeaders
     usage_publisher: UsagePublisher
     load: Load
+    # How many edges are alive, this one included (aitbc_gate.presence): what this edge's
+    # share of a budget or limit every edge admits from on its own is of.
+    edges: Callable[[], int]
 
     @property
     def cache(self) -> AuthCache:
@@ -104,12 +107,14 @@ async def running_gate(settings: GateSettings, nc: NATS) -> AsyncIterator[Gate]:
         )
         await parts.enter_async_context(running(publisher))
         presence = await parts.enter_async_context(running(Presence(nc)))
+        edges = presence.alive  # the one count: every share of this edge reads it
         plans = plan_table(settings)  # a plans file that does not validate stops the start here
         await parts.enter_async_context(watching(plans))
         limiter = await parts.enter_async_context(
-            running(_rate_limiter(nc, settings, presence, plans))
+            running(_rate_limiter(nc, settings, edges, plans))
         )
         metrics.USAGE_EVENTS_BUFFERED.set_function(lambda: len(publisher.buffer))
+        metrics.EDGES_ALIVE.set_function(edges)
         yield Gate(
             settings=settings,
             authenticator=Authenticator(
@@ -121,6 +126,7 @@ async def running_gate(settings: GateSettings, nc: NATS) -> AsyncIterator[Gate]:
             rate_limit_headers=RateLimitHeaders(),
             usage_publisher=publisher,
             load=Load(),
+            edges=edges,
         )
 
 
@@ -142,7 +148,7 @@ def plan_table(settings: GateSettings) -> PlanTable:
 
 
 def _rate_limiter(
-    nc: NATS, settings: GateSettings, presence: Presence, plans: PlanTable
+    nc: NATS, settings: GateSettings, edges: Callable[[], int], plans: PlanTable
 ) -> RateLimiter:
     if settings.usage_timeout <= LEASE_DUE_SECONDS:
         log.warning(
@@ -156,5 +162,5 @@ def _rate_limiter(
         plans,
         settings.fail_open,
         settings.rate_limit_lease,
-        edges=lambda: presence.edges,
+        edges=edges,
     )

@@ -72,6 +72,12 @@ USAGE_EVENTS_BUFFERED = Gauge(
     "Usage events waiting to be published",
     multiprocess_mode="livesum",  # a server's workers: theirs summed (aitbc_runtime.metrics)
 )
+EDGES_ALIVE = Gauge(
+    "aitbc_edges_alive",
+    "Edges this one knows to be alive, itself included: each admits its share of the overall "
+    "sign-up and sign-in budgets, and of an account's limit when it fails open",
+    multiprocess_mode="livemax",  # a server's workers each see them all: one count
+)
 
 THROTTLED = Counter(
     "aitbc_throttled_total",

@@ -1,6 +1,7 @@
 """This edge's presence on the bus, and how many edges are alive: the fail-open limiter admits
 an account's limit over that many (aitbc_gate.limits), so N edges failing open admit
-the limit between them, not N times it.
+the limit between them, not N times it; and the overall sign-up and sign-in budgets are shared
+the same way (aitbc_gate.throttle).
 
 Every PRESENCE_EVERY seconds the edge publishes an EdgePresence under an id of its own, and
 counts the edges it heard within their `alive_for` (aitbc_contracts.presence). `edges` is that
@@ -50,6 +51,10 @@ class Presence:
         self._away = False  # this edge's connection was away at the last heartbeat
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def alive(self) -> int:
+        """`edges`, for whoever reads it per request (a share of a budget or of a limit)."""
+        return self.edges
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="presence")

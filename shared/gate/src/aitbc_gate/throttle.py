@@ -2,18 +2,30 @@
 fixed windows, kept in this edge process's memory: invalid keys (brute force), sign-ups and
 dashboard sign-ins. What is over budget is refused before it reaches the bus.
 
-They are per edge process: N edges behind a load balancer admit N times each budget.
+A budget per address is this edge's: a client whose requests N edges share gets up to N times
+it. The overall budget of sign-ups or sign-ins is the whole system's (it bounds the dashboard
+sessions every edge makes together): each edge admits its share, the budget over the edges
+alive as their presence on the bus counts them (aitbc_gate.presence), the count the fail-open
+limiter shares account limits by.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aitbc_contracts.usage import WINDOW_SECONDS
 from aitbc_gate import metrics
 from aitbc_gate.errors import ApiError
 
 EVERYONE = ""  # the key of a budget shared by every address
+
+
+def edge_share(budget: int, edges: int) -> int:
+    """One edge's part of a budget all `edges` edges admit from on their own: rounded down, so
+    that together they never admit more than it, and at least 1, so that no edge refuses
+    everyone (beyond `budget` edges, the edges together admit one each)."""
+    return max(1, budget // max(1, edges))
 
 
 class Throttle:
@@ -60,19 +72,31 @@ class FailureThrottle(Throttle):
 
 class AttemptBudget:
     """Attempts of one kind (sign-ups, sign-ins): `per_address` per client address in each
-    `address_window`, and `overall` from every address together in each minute. Over either:
-    429 with `code` and Retry-After, counted in aitbc_throttled_total."""
+    `address_window` on this edge, and this edge's share of `overall`, the whole system's
+    budget from every address together in each minute (`edges`: how many edges are alive,
+    this one included). Over either: 429 with `code` and Retry-After, counted in
+    aitbc_throttled_total."""
 
     def __init__(
-        self, kind: str, code: str, per_address: int, address_window: float, overall: int
+        self,
+        kind: str,
+        code: str,
+        per_address: int,
+        address_window: float,
+        overall: int,
+        edges: Callable[[], int] = lambda: 1,
     ) -> None:
         self.kind, self.code = kind, code
         self.per_address = Throttle(per_address, address_window)
+        self.everyone = overall
         self.overall = Throttle(overall)
+        self.edges = edges  # read at each attempt: the share follows edges coming and going
 
     def take(self, address: str, now: float | None = None) -> None:
         """Counts one attempt from `address`, or raises the 429 that refuses it."""
         now = time.time() if now is None else now
+        # Every edge's windows are the same calendar minutes, so the shares add up within one.
+        self.overall.budget = edge_share(self.everyone, self.edges())
         for throttle, key, whence in (
             (self.per_address, address, "from this address"),
             (self.overall, EVERYONE, "right now"),

@@ -9,7 +9,8 @@ Every NATS connection of the system (services, CLI, tests, benchmarks) is made f
 - `NATS_REPLICAS`: how many nodes keep a copy of each stream and bucket the process makes
   when it is missing [1; 3 in a 3-node cluster];
 - `NATS_CREDS`: the role's NATS nkey seed file (`just up` writes one per role, mode 0600, into
-  `DATA_DIR/nats/creds`); the server knows the public key and the role's permissions;
+  `DATA_DIR/creds`, or `NATS_CREDS_DIR`); the server knows the public key and the role's
+  permissions;
 - `NATS_TLS_CA`, and for mutual TLS `NATS_TLS_CERT` and `NATS_TLS_KEY`: TLS to the server,
   from the first byte (the server's `tls` block has `handshake_first: true`): a client that
   waited for the server's cleartext INFO to learn whether to start TLS could be talked out of

@@ -33,12 +33,18 @@ from aitbc_gate.throttle import AttemptBudget
 
 __all__ = ["Dashboard"]
 
-SESSIONS = "dashboard_sessions"  # the app state's key
+SESSIONS = "dashboard_sessions"  # the app state's keys
+SIGN_INS = "dashboard_sign_ins"
 
 
 def provide_sessions(state: State) -> SessionStore:
     sessions: SessionStore = state[SESSIONS]
     return sessions
+
+
+def provide_sign_ins(state: State) -> AttemptBudget:
+    sign_ins: AttemptBudget = state[SIGN_INS]
+    return sign_ins
 
 
 def provide_authenticator(state: State) -> Authenticator:
@@ -51,13 +57,6 @@ class Dashboard(InitPluginProtocol):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cookies = Cookies(always_secure=settings.dashboard_secure_cookies)
-        self.sign_ins = AttemptBudget(  # in this process's memory: no lifespan needed
-            "sign-in",
-            Code.TOO_MANY_SIGN_INS,
-            settings.signin_per_address_per_minute,
-            60,
-            settings.signin_global_per_minute,
-        )
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.append(self.router())
@@ -67,8 +66,18 @@ class Dashboard(InitPluginProtocol):
 
     @asynccontextmanager
     async def sessions(self, app: Litestar) -> AsyncIterator[None]:
-        """Sessions in a NATS KV bucket, shared by every edge."""
+        """Sessions in a NATS KV bucket, shared by every edge, and the sign-ins' budget: in this
+        process's memory, but its overall budget is the whole system's (it bounds how full the
+        bucket gets), of which this edge admits its share of the edges the gate knows alive."""
         settings = self.settings
+        app.state[SIGN_INS] = AttemptBudget(
+            "sign-in",
+            Code.TOO_MANY_SIGN_INS,
+            settings.signin_per_address_per_minute,
+            60,
+            settings.signin_global_per_minute,
+            edges=app.state.gate.edges,
+        )
         bucket = await session_bucket(
             nats_of(app),
             settings.dashboard_session_lifetime,
@@ -98,7 +107,7 @@ class Dashboard(InitPluginProtocol):
                 "sessions": Provide(provide_sessions, sync_to_thread=False),
                 "authenticator": Provide(provide_authenticator, sync_to_thread=False),
                 "jar": Provide(self._cookies, sync_to_thread=False),
-                "sign_ins": Provide(self._sign_ins, sync_to_thread=False),
+                "sign_ins": Provide(provide_sign_ins, sync_to_thread=False),
             },
             exception_handlers=pages,
             include_in_schema=False,
@@ -107,6 +116,3 @@ class Dashboard(InitPluginProtocol):
 
     def _cookies(self) -> Cookies:
         return self.cookies
-
-    def _sign_ins(self) -> AttemptBudget:
-        return self.sign_ins

@@ -9,6 +9,13 @@ An account has at most `per_account` sessions (DASHBOARD_SESSIONS_PER_ACCOUNT): 
 also lists each account's sessions (key `account.<account id>`, updated with compare-and-set,
 so edges signing the same account in at once do not lose each other's), and a sign-in past
 the cap ends the account's oldest session. Sign-ins never fill the bucket from one account.
+
+A full bucket refuses new sign-ins, and the touches of sessions in use, with 503. It does not
+make room by ending the oldest sessions: the bucket would drop whatever was written longest
+ago, an account's list as soon as a session, and an account whose list is gone escapes its
+cap. Rather, the overall sign-up and sign-in budgets are the whole system's
+(aitbc_gate.throttle), and the bucket is sized so that the sessions they allow in a lifetime
+fit (SESSION_ROOM).
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ MAX_TOKEN = 128
 TOUCH_EVERY = 15.0  # seconds: how stale a session's last-seen time may be stored (one write)
 ACCOUNT_LIST = "account."  # + account id: the key of an account's list of sessions
 LIST_ATTEMPTS = 8  # compare-and-set rounds against other edges' sign-ins to the same account
+# Bytes of bucket per session of DASHBOARD_MAX_SESSIONS. A session is ~470 bytes stored and its
+# account's list up to ~170 more; a session still in use at the end of its lifetime was written
+# then, so the bucket keeps it one lifetime more unless it is read again (and ended). The
+# sessions started in a lifetime may thus hold twice their room and their lists: ~1.1 KiB each.
+SESSION_ROOM = 1536
 
 
 def _digest(token: str) -> str:
@@ -80,8 +92,8 @@ def _listed(entry: KeyValue.Entry | None) -> list[Listed]:
 class SessionStore:
     """Sessions end after `idle` seconds without a request, `lifetime` after sign-in, at sign
     out, or when their account's `per_account`-th newer one starts. The bucket forgets every
-    entry at `lifetime` and is capped at `max_bytes`: when it is full, a new sign-in is refused
-    (503) rather than ending someone else's session."""
+    entry `lifetime` after it was last written and is capped at `max_bytes`: when it is full, a
+    new sign-in is refused (503) rather than ending someone else's session."""
 
     def __init__(
         self,
@@ -209,7 +221,7 @@ async def session_bucket(
             bucket=DASHBOARD_SESSIONS_BUCKET,
             history=1,
             ttl=lifetime,
-            max_bytes=max_sessions * 1024,  # a session is ~400 bytes stored
+            max_bytes=max_sessions * SESSION_ROOM,
             storage=StorageType.FILE,  # sessions outlive a NATS restart
             replicas=replicas,
         ),
