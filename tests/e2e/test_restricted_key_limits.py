@@ -194,13 +194,15 @@ def test_shadow_mode_refuses_nothing_and_records_what_it_would_have(
         f"/v1/api-keys/{key['key_id']}", json={"shadow": False}, headers=from_(INSIDE, master)
     )
     assert enforced.status_code == 200, enforced.text
+    # Both edges hear of the change from the key event stream: a burst across them may find
+    # one still in shadow mode for a moment, never for longer than the deadline.
     deadline = time.monotonic() + 5
     while True:
         responses, _ = burst(clients, key["key"], 3 * BURST)
-        if any(r.status_code == 429 for r in responses):
+        enforced_everywhere = all(r.headers.get("x-ratelimit-mode") != "shadow" for r in responses)
+        if enforced_everywhere and any(r.status_code == 429 for r in responses):
             break
         assert time.monotonic() < deadline, "the key stayed in shadow mode"
-    assert all(r.headers.get("x-ratelimit-mode") != "shadow" for r in responses)
 
 
 def test_the_plans_file_is_read_again_when_it_changes(edges: System) -> None:
