@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from aitbc_api.response_writes import HeadWithBody
 from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
 
 _REASONS = {
@@ -98,8 +97,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_too_large()
             return
         super().on_headers_complete()
-        if self.cycle is not None:  # its head goes out with its body (aitbc_api.response_writes)
-            self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -145,8 +142,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._answer_and_close()
 
     def on_response_complete(self) -> None:
-        if self.cycle is not None and isinstance(self.cycle.transport, HeadWithBody):
-            self.cycle.transport.flush()  # a HEAD answer's head, before anything after it
         super().on_response_complete()
         if self._refused and self.cycle is not None and self.cycle.response_complete:
             self._answer_and_close()
