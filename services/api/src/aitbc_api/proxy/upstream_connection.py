@@ -119,7 +119,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Whether another exchange may follow on this connection (its answer whole, kept
         alive); what is left of the answer is let go either way."""
         self.body, self.headers, self.buffered = [], [], 0
-        return self.complete and self.reusable and not self.closed and not self._paused
+        return self.complete and self.reusable and not self.closed
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
@@ -170,9 +170,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail(UpstreamFailed("the upstream's answer is not valid HTTP"))
-            self.reusable = False
+            self.reusable = False  # (an answer whole before the bad bytes is still relayed)
             self.abort()
-            self._wake_all()  # (an answer whole before the bad bytes is still relayed)
             return
         if self.status and self._head is not None:  # the head (and maybe all the body) is in
             if not self._head.done():  # (done: its request was cancelled)
@@ -188,8 +187,9 @@ class UpstreamConnection(asyncio.Protocol):
             if not self._wake.done():
                 self._wake.set_result(None)
             self._wake = None
-        if self.buffered > HIGH_WATER and not self._paused and self.transport is not None:
+        if self.buffered > HIGH_WATER and not self.complete and not self._paused:
             self._paused = True
+            assert self.transport is not None
             self.transport.pause_reading()
             self._disarm()  # the relay is behind, not the upstream
 
