@@ -20,7 +20,7 @@ from aitbc_contracts.windows import Windows
 from aitbc_infra.nats_server import NatsServer
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import store
-from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
+from aitbc_usage.aggregator import Aggregator
 from aitbc_usage.handlers import Deciding
 from aitbc_usage.plans import PlanBook
 from aitbc_usage.snapshots import Snapshotter
@@ -96,7 +96,6 @@ async def test_the_aggregates_lag_counts_the_messages_not_yet_committed(
 ) -> None:
     partition = 6
     account = account_on(partition)
-    await ensure_usage_stream(usage_nc)
     edge = await nats.connect(**own_nats.options("edge"))
     try:
         for _ in range(30):  # each message a batch of two events
