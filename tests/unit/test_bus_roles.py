@@ -124,3 +124,12 @@ def test_the_contracts_name_the_mirrors_links_as_the_accounts_do() -> None:
         s.EDGE_DELIVER_PREFIX,
     )
     assert STORES[s.USAGE_STREAM].account == EDGE_ACCOUNT
+
+
+def test_an_admin_that_reaches_other_accounts_is_alone_in_its_own() -> None:
+    """Its imports carry whole JetStream APIs and every store's subjects: anyone beside it
+    could have the server send there (a reply subject it names)."""
+    for role in ROLES.values():
+        if role.manages:
+            assert role.admin and [x.name for x in members(role.account)] == [role.name]
+            assert role.account not in role.manages and KEYLOG_ACCOUNT not in role.manages

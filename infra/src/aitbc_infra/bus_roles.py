@@ -48,7 +48,7 @@ The streams others mirror are made by the admins when the bus is provisioned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aitbc_contracts import subjects as s
 
@@ -160,7 +160,7 @@ class Role:
     subscribe: tuple[str, ...] = ()
     responds: bool = False  # allow_responses: it answers requests
     admin: bool = False  # everything in its account, deleting and purging included
-    account: str = ADMIN_ACCOUNT
+    account: str = field(kw_only=True)  # always named: which stores its users can reach
     # An admin's: the accounts whose services, stores and JetStream API its account imports
     manages: tuple[str, ...] = ()
 
@@ -296,6 +296,7 @@ ROLES: dict[str, Role] = {
             publish=(*reads(KEY_EVENTS_STREAM), *reads(CHECKPOINTS_STREAM), *reads(s.USAGE_STREAM)),
             admin=True,
             manages=(KEYS_ACCOUNT, USAGE_ACCOUNT, EDGE_ACCOUNT, READ_ACCOUNT),
+            account=ADMIN_ACCOUNT,  # alone: nobody else can have the server send on its imports
         ),
         Role(
             "keylog-admin",
