@@ -335,3 +335,33 @@ async def test_a_service_finding_its_bucket_with_other_settings_keeps_it_as_it_i
         info = await edge.jetstream().stream_info(SESSIONS_STREAM)
     assert info.config.max_age == 600
     assert f"stream {SESSIONS_STREAM} has other settings" in caplog.text
+
+
+async def test_the_admin_reaches_every_store_of_the_accounts_it_manages(
+    own_nats: NatsServer,
+) -> None:
+    """From its own account, through its imports: it writes a key of each bucket, reads it,
+    and purges the bucket; and publishes into the usage stream (what an operator repairs)."""
+    for role, bucket in (
+        ("keys", s.KEYS_LEASES_BUCKET),
+        ("usage", s.USAGE_COUNTERS_BUCKET),
+        ("usage", s.USAGE_LEASES_BUCKET),
+        ("edge", s.DASHBOARD_SESSIONS_BUCKET),
+    ):
+        async with as_role(own_nats, role) as owner:
+            await owner.nc.jetstream().create_key_value(bucket=bucket)
+    async with as_role(own_nats, "admin") as admin:
+        for store in STORES.values():
+            if ADMINS[store.account] != "admin":
+                continue
+            js = jetstream(admin.nc, store.account)
+            if store.stream.startswith("KV_"):
+                kv = await js.key_value(store.stream.removeprefix("KV_"))
+                await kv.put("repaired", b"1")
+                assert (await kv.get("repaired")).value == b"1"
+            else:
+                await js.publish(s.usage_batch_subject(1), b"{}")
+            assert (await js.stream_info(store.stream)).state.messages == 1, store.stream
+            await js.purge_stream(store.stream)
+            assert (await js.stream_info(store.stream)).state.messages == 0, store.stream
+        assert not admin.errors
