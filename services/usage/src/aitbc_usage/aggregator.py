@@ -20,10 +20,7 @@ import logging
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import (
-    ConsumerConfig,
-    DeliverPolicy,
-)
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.subjects import (
