@@ -86,7 +86,8 @@ class LeaseView:
 
 @contextlib.asynccontextmanager
 async def watching(nc: NATS) -> AsyncIterator[LeaseView]:
-    """A LeaseView kept up to date by a watch of the bucket, as long as the block runs."""
+    """A LeaseView kept up to date by a watch of the bucket, as long as the block runs (`nc`:
+    a connection of the usage role, in whose account the bucket is)."""
     kv = await nc.jetstream().key_value(USAGE_LEASES_BUCKET)
     watcher = await kv.watchall()
     view = LeaseView()

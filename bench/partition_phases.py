@@ -113,7 +113,7 @@ async def decisions_two(b: Bench) -> None:
     work = bus_load.decide_work(usage_decide_subject, accounts, BATCH)
     runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
     say(f"decisions, one and two usage processes: {c.usage_pair_rounds} rounds")
-    async with b.bus() as nc, leases.watching(nc) as view:
+    async with b.bus() as nc, b.bus("usage") as usage, leases.watching(usage) as view:
         for _ in range(c.usage_pair_rounds):
             await _settle(b, view)
             await _warm(nc, work)
@@ -239,7 +239,7 @@ async def takeover(b: Bench) -> None:
     probes = _probe_accounts(b)
     times, rejoin_gaps = [], []
     say(f"usage takeover: {kills} kills of a partition's holder")
-    async with b.bus() as nc, leases.watching(nc) as view:
+    async with b.bus() as nc, b.bus("usage") as usage, leases.watching(usage) as view:
         if SECOND not in b.stack.procs:
             await _join_second(b, view)
         for kill in range(kills):

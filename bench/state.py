@@ -25,6 +25,8 @@ from aitbc_contracts.identity import (
 )
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_READ_COMMANDS
+from aitbc_infra.bus_roles import USAGE_ACCOUNT
+from aitbc_infra.bus_streams import jetstream as account_jetstream
 from bench import http_load
 from bench.common import say
 from bench.config import PLAN_LIMITS, PLANS, WINDOWED_ACCOUNTS, Config
@@ -60,11 +62,12 @@ class Bench:
         self.seeded: Seeded | None = None
         self.cpus = sorted(os.sched_getaffinity(0))
 
-    def bus(self) -> Any:
+    def bus(self, role: str = "admin") -> Any:
         """The benchmark's own connection, as admin: it sends on the bare responder's subjects
         (which no role has) as well as the services', so that both are measured alike, and it
-        asks for accounts as an operator would."""
-        options = self.stack.nats.options("admin")
+        asks for accounts as an operator would. (As `role`: what only a role's own account
+        holds, the usage leases' bucket for one.)"""
+        options = self.stack.nats.options(role)
 
         class _Bus:
             async def __aenter__(self) -> nats.NATS:
@@ -121,8 +124,9 @@ class Bench:
         }
 
     async def _until_relayed(self, nc: nats.NATS, events: int, timeout: float = 600) -> None:
-        """Until the stream holds every event and every follower (usage) has read them all."""
-        js = nc.jetstream()
+        """Until the usage service's mirror of the stream holds every event and every follower
+        there has read them all (through the admin's import of that account's API)."""
+        js = account_jetstream(nc, USAGE_ACCOUNT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = await js.stream_info(KEY_EVENTS_STREAM)

@@ -1,8 +1,8 @@
 """The key event stream as it is stored, message by message (a test's ground truth).
 
 The log itself is in the NATS account KEYLOG (read it as `keylog-admin`); every reader of the
-system follows its mirror in AITBC, which holds the same messages a moment later (read it as
-`auditor` or `admin`). `until_mirrored` waits for that moment."""
+system follows the mirror in its own account, which holds the same messages a moment later (read
+the readers' as `auditor`, or the admin's as `admin`). `until_mirrored` waits for that moment."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from nats.js.errors import APIError
 
 from aitbc_infra.bus_config import BusCredentials, route_url, write_private
 from aitbc_infra.bus_config import node_config as cluster_node_config
-from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
-from aitbc_infra.bus_streams import provision
+from aitbc_infra.bus_streams import ADMINS, provision
+from aitbc_infra.bus_streams import jetstream as account_jetstream
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.nats_server import free_port, nats_server_binary, terminate
 from aitbc_infra.readiness import connects, run_to_end, until_ready
@@ -137,12 +137,13 @@ class Cluster:
         """Every stream of `account`, as its admin sees it."""
         nc = await nats.connect(**self.access(role=ADMINS[account]).options())
         try:
-            return {info.config.name or "": info for info in await nc.jetstream().streams_info()}
+            infos = await account_jetstream(nc, account).streams_info()
+            return {info.config.name or "": info for info in infos}
         finally:
             await nc.close()
 
     async def all_current(self, replicas: int, within: float = 60.0) -> bool:
-        """Until every stream of both accounts has `replicas` current copies: what a node that
+        """Until every stream of every account has `replicas` current copies: what a node that
         came back missed is copied to it before another may go, as in a rolling restart."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -159,7 +160,7 @@ class Cluster:
         return False
 
     async def provision(self, replicas: int, within: float = 30.0) -> list[str]:
-        """The key log's streams and mirrors, every stream at `replicas` (aitbc-bus-config).
+        """The mirrored streams and their mirrors, every stream at `replicas` (aitbc-bus-config).
         Tried again while the nodes have a meta leader but not yet every peer ("no suitable
         peers for placement" of a stream at 3 replicas), as `just cluster`'s readiness does."""
         await self.jetstream_ready()
@@ -175,7 +176,6 @@ class Cluster:
 
 
 NO_PLACEMENT = 10005  # JetStream: no suitable peers for placement (the cluster still forming)
-ADMINS = {KEYLOG_ACCOUNT: "keylog-admin", MAIN_ACCOUNT: "admin"}  # who sees each account's
 
 
 def current_copies(info: StreamInfo) -> int:

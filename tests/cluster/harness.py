@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
     USAGE_STREAM,
 )
+from aitbc_infra.bus_roles import STORES
+from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.cluster import NODES, PORTS, Cluster, preflight, services
 from aitbc_infra.nats_server import free_port
 from aitbc_infra.processes import ChildProcess
@@ -107,7 +109,7 @@ class RunningCluster:
     def holders(self) -> dict[int, str | None]:
         """Each usage partition's holder, as a process name (None: no live holder known)."""
         try:
-            shares, members = asyncio.run(_leases(self.access("admin")))
+            shares, members = asyncio.run(_leases(self.access("usage")))  # its bucket
         except (nats.errors.Error, TimeoutError, OSError):  # a node away: ask again
             return {}
         if len(shares) != USAGE_PARTITIONS:  # a share unread (a read timed out): ask again
@@ -129,9 +131,9 @@ class RunningCluster:
         assert wait_for(complete, within, every=0.5) is not None, "the leases were never read whole"
         return seen
 
-    def leader(self, stream: str = KEY_EVENTS_STREAM, role: str = "keylog-admin") -> str:
-        """The node that leads `stream` (the key log is in KEYLOG: its admin asks)."""
-        return asyncio.run(_cluster_info(self.access(role), stream))[0]
+    def leader(self, stream: str = KEY_EVENTS_STREAM) -> str:
+        """The node that leads `stream` in its own account, as that account's admin sees."""
+        return asyncio.run(_cluster_info(self.access, stream))[0]
 
     def whole(self) -> bool:
         """Every process running, both usage processes holding partitions, and the key log
@@ -141,9 +143,8 @@ class RunningCluster:
         holders = self.holders()
         if len(holders) != USAGE_PARTITIONS or set(holders.values()) != {"usage-1", "usage-2"}:
             return False
-        streams = ((KEY_EVENTS_STREAM, "keylog-admin"), (USAGE_STREAM, "admin"))
-        for stream, role in streams:
-            leader, current = asyncio.run(_cluster_info(self.access(role), stream))
+        for stream in (KEY_EVENTS_STREAM, USAGE_STREAM):
+            leader, current = asyncio.run(_cluster_info(self.access, stream))
             if not leader or current != len(NODES) - 1:
                 return False
         return True
@@ -178,15 +179,17 @@ async def _leases(access: BusAccess) -> tuple[dict[int, str | None], dict[str, i
         await nc.close()
 
 
-async def _cluster_info(access: BusAccess, stream: str) -> tuple[str, int]:
-    """(the stream's leader, how many of its other replicas are current); ("", 0) unknown."""
+async def _cluster_info(access: Callable[[str], BusAccess], stream: str) -> tuple[str, int]:
+    """(the stream's leader, how many of its other replicas are current), in the stream's own
+    account (its admin reaches it with `access(role)`); ("", 0) unknown."""
+    account = STORES[stream].account
     try:
-        nc = await nats.connect(**access.options())
+        nc = await nats.connect(**access(ADMINS[account]).options())
     except (nats.errors.Error, OSError):
         return "", 0
     try:
         try:
-            info = await nc.jetstream().stream_info(stream)
+            info = await jetstream(nc, account).stream_info(stream)
         except (NotFoundError, nats.errors.Error, nats.js.errors.APIError, TimeoutError):
             return "", 0
         cluster = info.cluster

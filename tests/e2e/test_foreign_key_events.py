@@ -49,7 +49,7 @@ async def forge(stack: Stack, account_id: str) -> None:
     """Into the key log itself, as its own admin: garbage, an event with a wrong hash, a forged
     plan change continuing the chain (what anyone who reads the stream can make), and a copy of
     the last genuine event under a wrong position. The log is in the NATS account KEYLOG, where
-    no role but its writer and `keylog-admin` can store anything (what the main account's
+    no role but its writer and `keylog-admin` can store anything (what
     `admin` publishes there is stored nowhere); the readers get it through their mirror."""
     nc = await nats.connect(**stack.nats.options("keylog-admin"))
     try:

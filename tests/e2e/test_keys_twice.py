@@ -92,7 +92,7 @@ async def _lease(access: BusAccess) -> Lease:
 
 
 def lease(system: Stack) -> Lease:
-    return asyncio.run(_lease(system.layout.access("admin")))
+    return asyncio.run(_lease(system.layout.access("keys")))  # its account's bucket
 
 
 def holder_of(system: Stack, pids: dict[str, int]) -> str:

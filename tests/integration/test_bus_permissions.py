@@ -1,18 +1,19 @@
 """Each role can do only what its row of the permission table says, on a real nats-server with
 the real configuration (aitbc_infra.bus_roles): everything else is refused by the server.
 
-A refused publish never reaches anyone (a witness, the admin of the role's account subscribed
-to the subject, sees nothing) and the client is told (nats-py's error callback); a refused
-subscription gets nothing published on its subject. JetStream API calls are publishes too:
-refusing `$JS.API.STREAM.PURGE.<stream>` is refusing the purge, and the stream keeps its
-messages. The tests of the reply-subject tricks are in test_reply_tricks.py."""
+A refused publish never reaches anyone (witnesses wherever it could go, in the role's account
+and through that account's imports, see nothing) and the client is told (nats-py's error
+callback); a refused subscription gets nothing published on its subject. JetStream API calls
+are publishes too: refusing `$JS.API.STREAM.PURGE.<stream>` is refusing the purge, and every
+stream of every account keeps its messages. The tests of the reply-subject tricks are in
+test_reply_stores.py and test_reply_tricks.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +24,19 @@ from nats.aio.msg import Msg
 
 from aitbc_api.dashboard.sessions import session_bucket
 from aitbc_contracts import subjects as s
+from aitbc_infra.bus_accounts import covers, deliver_prefix, links
 from aitbc_infra.bus_config import new_user_seed, write_private
 from aitbc_infra.bus_roles import (
     CHECKPOINTS_STREAM,
-    COUNTERS_STREAM,
+    EDGE_ACCOUNT,
     KEY_EVENTS_STREAM,
     KEYLOG_ACCOUNT,
     ROLES,
     SESSIONS_STREAM,
+    STORES,
+    Role,
 )
+from aitbc_infra.bus_streams import ADMINS, STREAMS, jetstream
 from aitbc_infra.nats_server import NatsServer
 from aitbc_infra.readiness import run_to_end
 from aitbc_runtime.bus_access import inbox_prefix
@@ -41,8 +46,8 @@ from tests.conftest import secured_nats
 FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
 PRESENCE = s.edge_presence_subject("edge_0000000000000000")
 FORGED_CHECKPOINT = f"{s.KEY_CHECKPOINTS_PREFIX}.forged"
-KEYLOG = (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM)  # in KEYLOG, and mirrored in AITBC
-STREAMS = (*KEYLOG, s.USAGE_STREAM, SESSIONS_STREAM, COUNTERS_STREAM)
+KEYLOG = (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM)  # in KEYLOG, and mirrored where read
+DELIVERIES = (f"{deliver_prefix(KEYLOG_ACCOUNT)}.x", f"{deliver_prefix(EDGE_ACCOUNT)}.x")
 CHANGES = ("DELETE", "PURGE", "MSG.DELETE", "UPDATE")
 USERS = [role for role in ROLES.values() if not role.admin]  # admins may do everything
 
@@ -66,13 +71,16 @@ def refused_publishes() -> Iterator[Case]:
         yield Case(role.name, s.KEYS_OPERATOR_COMMANDS)  # an operator's powers
         if role.name != "edge":
             yield Case(role.name, s.KEYS_OWNER_COMMANDS)  # an account owner's, via the edge
-        for stream in STREAMS:  # nobody but an admin removes or changes a stream's messages
+        for stream in STORES:  # nobody but an admin removes or changes a stream's messages
             for change in CHANGES:
                 if not (change == "UPDATE" and role.name == "keys-writer" and stream in KEYLOG):
                     yield Case(role.name, f"$JS.API.STREAM.{change}.{stream}")
         yield Case(role.name, "$JS.API.STREAM.CREATE.CAPTURE")  # a stream of one's choosing
-        yield Case(role.name, "aitbc.keylog.deliver.x")  # what feeds the mirrors
+        yield Case(role.name, f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")  # the bus makes it
+        yield from (Case(role.name, x) for x in DELIVERIES)  # what feeds the mirrors
         yield Case(role.name, f"$JS.KEYLOG.API.CONSUMER.CREATE.{KEY_EVENTS_STREAM}")
+        yield Case(role.name, f"$JS.EDGE.API.CONSUMER.CREATE.{s.USAGE_STREAM}")
+        yield Case(role.name, "$JS.EDGE.API.STREAM.INFO.x")  # the admin's import only
     yield Case("edge", f"$KV.{s.USAGE_COUNTERS_BUCKET}.p1")  # another's bucket
     yield Case("usage", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session")
     for role in ("keys", "auditor", "analytics"):  # only the edge sends these
@@ -102,7 +110,8 @@ def refused_subscriptions() -> Iterator[Case]:
         if role.name != "edge":
             yield Case(role.name, s.EDGE_PRESENCE_SUBJECTS)  # which edges run: edges' business
         yield Case(role.name, "_INBOX.>")  # every reply
-        yield Case(role.name, "aitbc.keylog.deliver.>")
+        yield Case(role.name, "_R_.>")  # the answers to other accounts' requests
+        yield from (Case(role.name, x.replace(".x", ".>")) for x in DELIVERIES)
         for other in USERS:  # read another's replies
             if other.account == role.account and other.name != role.name:
                 yield Case(role.name, f"_INBOX.{other.name}.>")
@@ -125,8 +134,22 @@ class Bus:
     server: NatsServer
     inboxes: dict[str, str]  # role -> its inbox prefix
 
-    def witness_role(self, role: str) -> str:
-        return "keylog-admin" if ROLES[role].account == KEYLOG_ACCOUNT else "admin"
+
+def may_subscribe(role: Role, subject: str) -> bool:
+    return role.admin or any(covers(x, subject) for x in role.subscribe)
+
+
+def destinations(account: str, subject: str) -> list[tuple[str, str]]:
+    """Where a message published in `account` on `subject` goes: (account, subject there),
+    its own and through its service imports."""
+    found = [(account, subject)]
+    for link in links():
+        if link.importer == account and link.kind == "service":
+            named = link.to or link.subject
+            if covers(named, subject):
+                there = link.subject.removesuffix(">") + subject[len(named) - 1 :]
+                found.append((link.exporter, there if named.endswith(">") else link.subject))
+    return found
 
 
 async def _fill(server: NatsServer) -> None:
@@ -136,16 +159,18 @@ async def _fill(server: NatsServer) -> None:
         await writer.nc.jetstream().publish(FORGED_CHECKPOINT, b"{}")
     async with as_role(server, "usage") as usage:
         js = usage.nc.jetstream()
-        await js.add_stream(name=s.USAGE_STREAM, subjects=[s.USAGE_EVENTS_SUBJECTS])
         await (await js.create_key_value(bucket=s.USAGE_COUNTERS_BUCKET)).put("p1", b"1")
+        await (await js.create_key_value(bucket=s.USAGE_LEASES_BUCKET)).put("p1", b"1")
+    async with as_role(server, "keys") as keys:
+        js = keys.nc.jetstream()
+        await (await js.create_key_value(bucket=s.KEYS_LEASES_BUCKET)).put("relay", b"1")
     async with as_role(server, "edge") as edge:
         js = edge.nc.jetstream()
         await js.publish(s.usage_batch_subject(1), b"{}")
         await (await js.create_key_value(bucket=s.DASHBOARD_SESSIONS_BUCKET)).put("t", b"{}")
-    async with as_role(server, "admin") as admin:
-        for stream in STREAMS:  # the mirrors have caught up
-            while (await admin.nc.jetstream().stream_info(stream)).state.messages == 0:
-                await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):  # the mirrors have caught up
+        while 0 in (await _stream_sizes(server)).values():
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -190,33 +215,37 @@ def _subject(bus: Bus, case: Case) -> str:
 
 
 async def _stream_sizes(server: NatsServer) -> dict[str, int]:
-    """How many messages each stream holds: AITBC's, and the key log's in KEYLOG."""
+    """How many messages each stream of each account holds, as the account's admin sees."""
     sizes = {}
-    for admin, streams in (("admin", STREAMS), ("keylog-admin", KEYLOG)):
+    for account, admin in ADMINS.items():
         async with as_role(server, admin) as client:
-            js = client.nc.jetstream()
-            for stream in streams:
-                sizes[f"{admin}:{stream}"] = (await js.stream_info(stream)).state.messages
+            js = jetstream(client.nc, account)
+            for stream in STREAMS[account]:
+                sizes[f"{account}:{stream}"] = (await js.stream_info(stream)).state.messages
     return sizes
 
 
 async def _published(bus: Bus, case: Case) -> tuple[bool, bool]:
-    """(whether the witness saw the message, whether the server told the client it refused)."""
+    """(whether a witness saw the message, whether the server told the client it refused).
+    The witnesses: every role that may subscribe to it wherever it could go."""
     subject = _subject(bus, case)
-    async with as_role(bus.server, bus.witness_role(case.role)) as witness:
-        seen: list[str] = []
+    seen: list[str] = []
 
-        async def saw(msg: Msg) -> None:
-            seen.append(msg.subject)
+    async def saw(msg: Msg) -> None:
+        seen.append(msg.subject)
 
-        await witness.nc.subscribe(subject, cb=saw)
-        await witness.nc.flush()
+    async with AsyncExitStack() as stack:
+        for account, there in destinations(ROLES[case.role].account, subject):
+            for role in ROLES.values():
+                if role.account == account and may_subscribe(role, there):
+                    witness = await stack.enter_async_context(as_role(bus.server, role.name))
+                    await witness.nc.subscribe(there, cb=saw)
+                    await witness.nc.flush()
         async with as_role(bus.server, case.role) as client:
             await client.nc.publish(subject, b"{}")
             refused = await client.refused(within=0.5)
-        await witness.nc.flush()
         await asyncio.sleep(0.05)
-        return bool(seen), refused
+    return bool(seen), refused
 
 
 @pytest.mark.parametrize("case", list(refused_publishes()), ids=lambda case: case.id)
@@ -248,9 +277,14 @@ async def test_a_subscription_outside_the_roles_row_gets_nothing(bus: Bus, case:
         await client.nc.subscribe(subject, cb=got)
         refused = await client.refused()
         concrete = subject.replace(">", "x").replace("*", "1")
-        async with as_role(bus.server, bus.witness_role(case.role)) as admin:
-            await admin.nc.publish(concrete, b"{}")
-            await admin.nc.flush()
+        for role in ROLES.values():  # the others of its account publish there where they may,
+            if role.account == ROLES[case.role].account and role.name != case.role:
+                async with as_role(bus.server, role.name) as other:
+                    await other.nc.publish(concrete, b"{}")
+                    infos = [x for x in role.publish if x.startswith("$JS.API.STREAM.INFO.")]
+                    info = (infos or [f"$JS.API.STREAM.INFO.{KEY_EVENTS_STREAM}"])[0]
+                    await other.nc.request(info, b"", timeout=5)  # and get answers
+        await client.nc.publish(concrete, b"{}")  # itself, where it may
         await asyncio.sleep(0.1)
     assert refused, "the client was not told"
     assert received == []
@@ -301,3 +335,33 @@ async def test_a_service_finding_its_bucket_with_other_settings_keeps_it_as_it_i
         info = await edge.jetstream().stream_info(SESSIONS_STREAM)
     assert info.config.max_age == 600
     assert f"stream {SESSIONS_STREAM} has other settings" in caplog.text
+
+
+async def test_the_admin_reaches_every_store_of_the_accounts_it_manages(
+    own_nats: NatsServer,
+) -> None:
+    """From its own account, through its imports: it writes a key of each bucket, reads it,
+    and purges the bucket; and publishes into the usage stream (what an operator repairs)."""
+    for role, bucket in (
+        ("keys", s.KEYS_LEASES_BUCKET),
+        ("usage", s.USAGE_COUNTERS_BUCKET),
+        ("usage", s.USAGE_LEASES_BUCKET),
+        ("edge", s.DASHBOARD_SESSIONS_BUCKET),
+    ):
+        async with as_role(own_nats, role) as owner:
+            await owner.nc.jetstream().create_key_value(bucket=bucket)
+    async with as_role(own_nats, "admin") as admin:
+        for store in STORES.values():
+            if ADMINS[store.account] != "admin":
+                continue
+            js = jetstream(admin.nc, store.account)
+            if store.stream.startswith("KV_"):
+                kv = await js.key_value(store.stream.removeprefix("KV_"))
+                await kv.put("repaired", b"1")
+                assert (await kv.get("repaired")).value == b"1"
+            else:
+                await js.publish(s.usage_batch_subject(1), b"{}")
+            assert (await js.stream_info(store.stream)).state.messages == 1, store.stream
+            await js.purge_stream(store.stream)
+            assert (await js.stream_info(store.stream)).state.messages == 0, store.stream
+        assert not admin.errors

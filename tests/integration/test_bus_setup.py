@@ -1,6 +1,6 @@
 """`aitbc-bus-config`: the credentials and the accounts file for a nats-server that `just up`
-does not start, which every configuration in infra/nats/ includes; and the key log's streams
-made on a running bus."""
+does not start, which every configuration in infra/nats/ includes; and the mirrored streams and
+their mirrors made on a running bus."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from aitbc_infra.bus_accounts import mirrors
 from aitbc_infra.bus_config import BusCredentials
-from aitbc_infra.bus_roles import ROLES
+from aitbc_infra.bus_roles import ACCOUNTS, ROLES
 from aitbc_infra.bus_setup import main
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.dev_ca import DevCA
@@ -68,3 +69,18 @@ def test_it_provisions_a_bus_that_speaks_tls_only(
     finally:
         server.stop()
     assert "ready on tls://" in capsys.readouterr().out
+
+
+def test_it_makes_every_mirror_anew_when_asked(
+    own_nats: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the key log was rebuilt: each account's mirror is deleted and made again."""
+    assert own_nats.credentials is not None
+    seeds = str(own_nats.credentials.folder)
+    assert main([seeds, "--provision", own_nats.url, "--remake-mirrors"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    every = sorted(
+        f"{account} {stream} (mirror)" for account in ACCOUNTS for stream in mirrors(account)
+    )
+    assert sorted(x.removesuffix(": deleted") for x in said if x.endswith(": deleted")) == every
+    assert sorted(x.removesuffix(": made") for x in said if x.endswith("(mirror): made")) == every

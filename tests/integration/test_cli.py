@@ -24,7 +24,6 @@ from aitbc_contracts.subjects import (
 from aitbc_contracts.usage import UsageBatch
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_runtime.bus_access import BusAccess
-from aitbc_usage.aggregator import ensure_usage_stream
 from tests.e2e.stack import BIN, Stack
 from tests.integration.usage.usage_records import account_on, event
 
@@ -171,9 +170,9 @@ def test_usage_tail_reads_batches_and_single_events_of_one_account(keys: Keys) -
     events = [event(mine, status=201), event(neighbour), event(mine, status=404)]
 
     async def publish() -> None:
-        # The usage service's stream and an older edge's single event: beyond any one role.
+        # An older edge's single event is beyond any role: the admin's account imports the
+        # usage stream's subjects (the stream is the bus's from the start).
         nc = await nats.connect(**keys.operator.options())
-        await ensure_usage_stream(nc)
         js = nc.jetstream()
         await js.publish(usage_event_subject(mine), msgspec.json.encode(event(mine)))
         batch = UsageBatch(events=events)

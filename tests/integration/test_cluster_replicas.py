@@ -34,19 +34,18 @@ from aitbc_contracts.subjects import (
     usage_decide_subject,
 )
 from aitbc_contracts.usage import Decide, DecideBatch, UsageBatch, UsageEvent
-from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
-from aitbc_infra.bus_streams import MIRRORED, SERVICE_STREAMS
+from aitbc_infra.bus_roles import KEYLOG_ACCOUNT
+from aitbc_infra.bus_streams import ADMINS, STREAMS
 from aitbc_keys.main import running_service as running_keys
 from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.commands import KeysCommands
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
-from tests.nats_cluster import ADMINS, Cluster, cluster_of, current_copies
+from tests.nats_cluster import Cluster, cluster_of, current_copies
 
-EVERY_STREAM = {KEYLOG_ACCOUNT: set(MIRRORED), MAIN_ACCOUNT: {*MIRRORED, *SERVICE_STREAMS}}
 SESSIONS = f"KV_{DASHBOARD_SESSIONS_BUCKET}"
-EXPECTED = {f"{account} {name}" for account, names in EVERY_STREAM.items() for name in names}
+EXPECTED = {f"{account} {name}" for account, names in STREAMS.items() for name in names}
 
 
 @pytest.fixture
@@ -116,7 +115,7 @@ async def deployed(cluster: Cluster, root: Path, replicas: int) -> AsyncIterator
 
 
 async def settled(cluster: Cluster, replicas: int, within: float = 30.0) -> dict[str, StreamInfo]:
-    """Every stream of both accounts (account-qualified names), once each is listed and has
+    """Every stream of every account (account-qualified names), once each is listed and has
     `replicas` copies that are all current: a stream whose leader was lost is not listed
     until it has a new one."""
     found: dict[str, StreamInfo] = {}
@@ -143,7 +142,7 @@ def names(found: dict[str, StreamInfo]) -> set[str]:
 async def test_a_new_bus_has_every_stream_and_bucket_at_three_replicas(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    assert await cluster.provision(3)  # the key log's streams and mirrors: made
+    assert await cluster.provision(3)  # the mirrored streams and their mirrors: made
     async with cluster_admin(cluster, "keylog-admin") as keylog:  # made again by the keys
         await keylog.jetstream().delete_stream(KEY_EVENTS_STREAM)  # service's relay
     async with deployed(cluster, tmp_path, replicas=3) as system:
@@ -184,8 +183,8 @@ async def test_an_r1_deployment_is_replicated_in_place_without_losing_a_message(
     assert names(survived) == EXPECTED
     for name, messages in held.items():
         assert survived[name].state.messages >= messages, name
-    async with cluster_admin(cluster, "admin") as admin:
-        counters = await admin.jetstream().key_value(USAGE_COUNTERS_BUCKET)
+    async with cluster_admin(cluster, "usage") as usage:  # its writer reads it
+        counters = await usage.jetstream().key_value(USAGE_COUNTERS_BUCKET)
         assert await counters.keys()
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from aitbc_contracts import subjects
 from aitbc_infra.bus_config import BusCredentials
+from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.nats_server import free_port, port_is_open
 from tests.integration.test_up import JUST, JUSTFILE, Up, start
 from tests.integration.test_up import up_factory as up_factory  # the fixture, for this module
@@ -33,11 +34,16 @@ PORTS = {  # each setting of aitbc_infra.cluster.PORTS, with how many ports it t
 
 
 async def stream_replicas(creds: Path, url: str) -> dict[str, int]:
-    """Every stream and KV bucket of the AITBC account, with its replicas, as its admin sees."""
+    """Every stream and KV bucket of every account the admin manages and its own (mirrors
+    included), by account, with its replicas, as the admin sees them."""
     nc = await nats.connect(**BusCredentials(creds).access("admin", url).options())
     try:
-        infos = await nc.jetstream().streams_info()
-        return {info.config.name or "": info.config.num_replicas or 1 for info in infos}
+        found = {}
+        for account, admin in ADMINS.items():
+            if admin == "admin":
+                for info in await jetstream(nc, account).streams_info():
+                    found[f"{account} {info.config.name}"] = info.config.num_replicas or 1
+        return found
     finally:
         await nc.close()
 
@@ -100,7 +106,7 @@ def test_the_cluster_serves_through_both_edges_and_stops_cleanly(
             assert metrics in cluster.output
             assert gauge in httpx.get(metrics, timeout=10).text
     replicas = asyncio.run(stream_replicas(data / "creds", nats_url))
-    assert {subjects.KEY_EVENTS_STREAM, subjects.USAGE_STREAM} <= set(replicas)
+    assert {f"EDGE {subjects.USAGE_STREAM}", f"READ {subjects.KEY_EVENTS_STREAM}"} <= set(replicas)
     assert set(replicas.values()) == {3}, replicas  # every stream and bucket, on every node
     private = [*(data / "creds").glob("*.nk"), *data.glob("nats-*.conf")]
     private.append(data / "upstream-identity.secret")

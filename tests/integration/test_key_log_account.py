@@ -1,6 +1,6 @@
 """The key event log in its own account (aitbc_infra.bus_streams), on a real nats-server with
 the real configuration: what its writer stores reaches the readers' mirror at once, readers
-follow the mirror by name, the main account's admin writes nothing into the log, and the
+follow the mirror by name, the admin (in ADMIN) writes nothing into the log, and the
 admins can still repair both."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def test_the_key_logs_own_admin_repairs_the_log(own_nats: NatsServer) -> N
 
 
 async def test_provisioning_refuses_a_stream_in_a_mirrors_place(own_nats: NatsServer) -> None:
-    """A writable stream of that name in the main account would take PubAcks and answers."""
+    """A writable stream of that name in a reader's account would take PubAcks and answers."""
     async with connected(own_nats, "admin") as admin:
         await admin.jetstream().delete_stream(s.KEY_EVENTS_STREAM)
         await admin.jetstream().add_stream(name=s.KEY_EVENTS_STREAM, subjects=[EVENT])

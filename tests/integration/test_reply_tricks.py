@@ -1,19 +1,20 @@
-"""The reply-subject tricks, on a real nats-server with the real configuration.
+"""The reply-subject tricks against the JetStream API, on a real nats-server with the real
+configuration (test_reply_stores.py: against every store).
 
-A client may name any subject as the reply of what it sends. Two things then publish there
-with powers the client lacks: a responder (the server lets it answer any reply subject,
-allow_responses) and JetStream itself (the PubAck of a publish into a stream). Neither can
-put a message into the key event log: it lives in an account of its own, which nothing but
-its writer publishes into, and the main account reads it from mirrors that have no subjects.
+A responder (allow_responses) may publish to whatever reply subject the requester named, past
+every deny. A request from another account (an edge asking the keys service) reaches it with
+a reply subject the server made (`_R_.`), and the answer is published in the requester's
+account, on the subject the requester named: that account holds only stores the requester may
+write (aitbc_infra.bus_roles), and its JetStream API does not take such an answer as a request
+(nats-server 2.15: a purge or a delete named so removes nothing, checked here).
 
-The main account's own streams are guarded by the responders themselves: every responder of
-the system answers inboxes only (aitbc_runtime.bus.answerable), so a request naming
-`$JS.API.STREAM.PURGE.AITBC_USAGE` as its reply purges nothing."""
+Within an account, a service asks itself (ready?), and there every responder of the system
+answers inboxes only (aitbc_runtime.bus.answerable): a request naming
+`$JS.API.STREAM.PURGE.KV_aitbc_usage_counters` as its reply purges nothing."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from nats.aio.msg import Msg
 
 from aitbc_contracts import messages as m
 from aitbc_contracts import subjects as s
+from aitbc_infra.bus_roles import ROLES, STORES
+from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.checks import KeyChecks
 from aitbc_keys.db import create_engine
@@ -34,104 +37,58 @@ from aitbc_usage.handlers import Deciding
 from aitbc_usage.plans import PlanBook
 from tests.bus_clients import connected
 
-FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
-PURGE_USAGE = f"$JS.API.STREAM.PURGE.{s.USAGE_STREAM}"
 EMPTY_CHECK = m.encoder.encode(m.CheckKeys([]))
 EMPTY_DECISIONS = b'{"items": []}'
 
 
-async def key_log_sizes(server: NatsServer) -> tuple[int, int]:
-    """(messages in the key log in KEYLOG, messages in its mirror in AITBC)."""
-    sizes = []
-    for role in ("keylog-admin", "admin"):
-        async with connected(server, role) as nc:
-            sizes.append((await nc.jetstream().stream_info(s.KEY_EVENTS_STREAM)).state.messages)
-    return sizes[0], sizes[1]
+async def size(server: NatsServer, stream: str) -> int:
+    """How many messages `stream` holds in its own account, as that account's admin sees."""
+    account = STORES[stream].account
+    async with connected(server, ADMINS[account]) as admin:
+        return (await jetstream(admin, account).stream_info(stream)).state.messages
 
 
-async def with_usage_stream(server: NatsServer) -> int:
-    """The usage stream with one batch in it, as the usage service and an edge make it."""
-    async with connected(server, "usage") as usage:
-        await usage.jetstream().add_stream(name=s.USAGE_STREAM, subjects=[s.USAGE_EVENTS_SUBJECTS])
-    async with connected(server, "edge") as edge:
-        await edge.jetstream().publish(s.usage_batch_subject(1), b"{}")
-    return await usage_size(server)
-
-
-async def usage_size(server: NatsServer) -> int:
-    async with connected(server, "admin") as admin:
-        return (await admin.jetstream().stream_info(s.USAGE_STREAM)).state.messages
+async def filled(server: NatsServer, role: str, bucket: str) -> int:
+    """The role's bucket, made with a key in it; how many messages its stream holds."""
+    async with connected(server, role) as nc:
+        kv = await nc.jetstream().create_key_value(bucket=bucket)
+        await kv.put("kept", b"1")
+    return await size(server, f"KV_{bucket}")
 
 
 async def settled(server: NatsServer) -> None:
-    """Long enough for anything sent to have been stored and mirrored."""
+    """Long enough for anything sent to have been acted on."""
     async with connected(server, "admin") as admin:
         await admin.flush()
     await asyncio.sleep(0.3)
 
 
-@pytest.mark.parametrize(
-    ("requester", "responder", "subject"),
-    [
-        ("edge", "keys", s.KEYS_CHECK),
-        ("edge", "usage", s.usage_decide_subject(3)),
-        ("usage", "keys", s.KEYS_READ_COMMANDS),
-        ("usage", "usage", s.usage_decide_subject(3)),  # a responder asking itself
-    ],
-)
-async def test_a_responder_that_answers_anything_still_cannot_write_the_key_log(
-    own_nats: NatsServer, requester: str, responder: str, subject: str
-) -> None:
-    """Even a responder without the guard (an old or a compromised one, here a bare echo that
-    also names a reply of its own choosing) stores nothing in the key log."""
-    async with connected(own_nats, responder) as answering, connected(own_nats, requester) as ask:
+async def test_an_answer_through_an_import_is_no_jetstream_request(own_nats: NatsServer) -> None:
+    """An edge names its own account's JetStream API as the reply of a key check; a responder
+    without the guard answers there. Nothing is purged or deleted (the edge may not, and
+    its answers and JetStream's own do not count as API requests)."""
+    async with connected(own_nats, "edge") as edge:
+        await edge.jetstream().publish(s.usage_batch_subject(1), b"{}")
+    sessions = await filled(own_nats, "edge", s.DASHBOARD_SESSIONS_BUCKET)
+    streams = {s.USAGE_STREAM: 1, f"KV_{s.DASHBOARD_SESSIONS_BUCKET}": sessions}
+    async with connected(own_nats, "keys") as answering, connected(own_nats, "edge") as edge:
 
         async def echo(msg: Msg) -> None:
-            await answering.publish(msg.reply, b'{"forged": true}', reply=FORGED_EVENT)
+            await answering.publish(msg.reply, b"{}")
 
-        await answering.subscribe(subject, cb=echo)
+        await answering.subscribe(s.KEYS_CHECK, cb=echo)
         await answering.flush()
-        await ask.publish(subject, EMPTY_CHECK, reply=FORGED_EVENT)
+        assert (await edge.request(s.KEYS_CHECK, EMPTY_CHECK, timeout=5)).data == b"{}"
+        for stream in streams:
+            for change in ("PURGE", "DELETE"):
+                reply = f"$JS.API.STREAM.{change}.{stream}"
+                await edge.publish(s.KEYS_CHECK, EMPTY_CHECK, reply=reply)  # answered there
+                await edge.publish(s.usage_batch_subject(2), b"{}", reply=reply)  # acked there
         await settled(own_nats)
-    assert await key_log_sizes(own_nats) == (0, 0)
-
-
-@pytest.mark.parametrize(
-    ("role", "subject"),
-    [
-        ("edge", s.usage_batch_subject(1)),  # its usage batches
-        ("edge", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session"),  # its bucket
-        ("usage", f"$KV.{s.USAGE_COUNTERS_BUCKET}.p1"),
-    ],
-)
-async def test_a_pub_ack_cannot_be_sent_into_the_key_log(
-    own_nats: NatsServer, role: str, subject: str
-) -> None:
-    await with_usage_stream(own_nats)
-    async with connected(own_nats, role) as nc:
-        js = nc.jetstream()
-        await js.create_key_value(bucket=subject.split(".")[1]) if "$KV" in subject else None
-        acks: list[Msg] = []
-
-        async def saw(msg: Msg) -> None:
-            acks.append(msg)
-
-        async with connected(own_nats, "admin") as witness:
-            await witness.subscribe(FORGED_EVENT, cb=saw)
-            await witness.flush()
-            # Sent again each second until JetStream acks one: on a loaded machine a stream
-            # just made may let the first go by unstored and unanswered.
-            for _ in range(10):
-                await nc.publish(subject, b"{}", reply=FORGED_EVENT)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1):
-                        while not acks:
-                            await asyncio.sleep(0.01)
-                if acks:
-                    break
-            await settled(own_nats)
-    assert acks, "JetStream sent no PubAck there: the test would prove nothing"
-    assert await key_log_sizes(own_nats) == (0, 0)
+    assert {stream: await size(own_nats, stream) for stream in streams} == {
+        s.USAGE_STREAM: 1 + 4,  # the batches sent with those replies
+        f"KV_{s.DASHBOARD_SESSIONS_BUCKET}": sessions,
+    }
 
 
 @dataclass
@@ -140,6 +97,8 @@ class Responder:
     subject: str
     request: bytes
     start: Callable[[NatsServer, AsyncExitStack], Awaitable[None]]
+    role: str  # the responder's, which asks itself too
+    bucket: str  # of the role's account: what a purge named as the reply would empty
 
 
 async def start_check_responder(server: NatsServer, stack: AsyncExitStack) -> None:
@@ -176,10 +135,18 @@ async def start_faststream(server: NatsServer, stack: AsyncExitStack) -> None:
     stack.push_async_callback(broker.stop)
 
 
+KEYS_LEASES, COUNTERS = s.KEYS_LEASES_BUCKET, s.USAGE_COUNTERS_BUCKET
 RESPONDERS = [
-    Responder("key checks", s.KEYS_CHECK, EMPTY_CHECK, start_check_responder),
-    Responder("usage decisions", s.usage_decide_subject(3), EMPTY_DECISIONS, start_decisions),
-    Responder("FastStream subscribers", s.USAGE_QUERY, b"{}", start_faststream),
+    Responder("key checks", s.KEYS_CHECK, EMPTY_CHECK, start_check_responder, "keys", KEYS_LEASES),
+    Responder(
+        "usage decisions",
+        s.usage_decide_subject(3),
+        EMPTY_DECISIONS,
+        start_decisions,
+        "usage",
+        COUNTERS,
+    ),
+    Responder("FastStream subscribers", s.USAGE_QUERY, b"{}", start_faststream, "usage", COUNTERS),
 ]
 
 
@@ -187,23 +154,16 @@ RESPONDERS = [
 async def test_every_responder_answers_inboxes_only(
     own_nats: NatsServer, responder: Responder
 ) -> None:
-    before = await with_usage_stream(own_nats)
+    before = await filled(own_nats, responder.role, responder.bucket)
+    purge = f"$JS.API.STREAM.PURGE.KV_{responder.bucket}"
+    assert ROLES[responder.role].responds
     refused = refused_replies.count
     async with AsyncExitStack() as stack:
         await responder.start(own_nats, stack)
-        edge = await stack.enter_async_context(connected(own_nats, "edge"))
-        answer = await edge.request(responder.subject, responder.request, timeout=5)
+        asking = await stack.enter_async_context(connected(own_nats, responder.role))
+        answer = await asking.request(responder.subject, responder.request, timeout=5)
         assert answer.data  # an inbox: answered
-        witness = await stack.enter_async_context(connected(own_nats, "admin"))
-        seen: list[Msg] = []
-
-        async def saw(msg: Msg) -> None:
-            seen.append(msg)
-
-        await witness.subscribe(PURGE_USAGE, cb=saw)
-        await witness.flush()
-        await edge.publish(responder.subject, responder.request, reply=PURGE_USAGE)
+        await asking.publish(responder.subject, responder.request, reply=purge)
         await settled(own_nats)
-    assert seen == []
     assert refused_replies.count == refused + 1
-    assert await usage_size(own_nats) == before
+    assert await size(own_nats, f"KV_{responder.bucket}") == before

@@ -82,15 +82,21 @@ async def system(own_nats: NatsServer, tmp_path: Path) -> AsyncIterator[System]:
         usage = UsageSettings(nats=own_nats.access("usage"), database_url=usage_db)
         await stack.enter_async_context(running_usage(usage))
         stack.push_async_callback((await recording_upstream(upstream_port, seen)).cleanup)
-        spy = await nats.connect(**own_nats.options("admin"))
-        stack.push_async_callback(spy.close)
 
         async def copy(msg: Msg) -> None:
             bus.append(msg)
 
-        for subject in (KEYS_CHECK, KEYS_OWNER_COMMANDS, "aitbc.usage.decide.*"):
-            await spy.subscribe(subject, cb=copy)
-        await spy.flush()
+        # What each service receives from the edge's account, seen as a second subscriber of
+        # the service's own role
+        for role, subjects in (
+            ("keys", (KEYS_CHECK, KEYS_OWNER_COMMANDS)),
+            ("usage", ("aitbc.usage.decide.*",)),
+        ):
+            spy = await nats.connect(**own_nats.options(role))
+            stack.push_async_callback(spy.close)
+            for subject in subjects:
+                await spy.subscribe(subject, cb=copy)
+            await spy.flush()
         settings = EdgeSettings(
             nats=own_nats.access("edge"),
             port=free_port(),

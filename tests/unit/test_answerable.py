@@ -20,6 +20,7 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> RefusedReplies:
 
 def test_an_inbox_is_answered_and_a_publish_is_not_a_request(fresh: RefusedReplies) -> None:
     assert answerable("_INBOX.UABCDEFGHIJKLMNOP.x1.y2", "aitbc.keys.check")
+    assert answerable("_R_.yW4tIU.O9mpWt", "aitbc.keys.check")  # from another account
     assert answerable("", "aitbc.usage.settle.1")
     assert answerable(None)
     assert fresh.count == 0
@@ -32,6 +33,7 @@ def test_an_inbox_is_answered_and_a_publish_is_not_a_request(fresh: RefusedRepli
         "$JS.API.STREAM.PURGE.AITBC_USAGE",
         "_INBOX",  # the root itself is no inbox
         "_INBOXES.x",
+        "_R_",
         "$KV.aitbc_usage_counters.p1",
     ],
 )

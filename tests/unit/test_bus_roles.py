@@ -9,8 +9,29 @@ from pathlib import Path
 import pytest
 
 from aitbc_contracts import subjects as s
+from aitbc_infra.bus_accounts import (
+    api_prefix,
+    covers,
+    deliver_prefix,
+    links,
+    members,
+    mirrors,
+    read_streams,
+)
 from aitbc_infra.bus_config import user_entry
-from aitbc_infra.bus_roles import DESTRUCTIVE, KEYLOG_ACCOUNT, ROLES, Role
+from aitbc_infra.bus_roles import (
+    ACCOUNTS,
+    CHECKPOINTS_STREAM,
+    DESTRUCTIVE,
+    EDGE_ACCOUNT,
+    KEY_EVENTS_STREAM,
+    KEYLOG_ACCOUNT,
+    READ_ACCOUNT,
+    ROLES,
+    STORES,
+    Role,
+    Store,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 USERS = [role for role in ROLES.values() if not role.admin]
@@ -47,3 +68,68 @@ def test_a_role_subscribes_to_its_own_inbox_only(role: Role) -> None:
     entry = user_entry(role, "UABCDEFGHIJKLMNOPQRSTUVWXYZ")
     assert '"_INBOX.UABCDEFGHIJKLMNO.>"' in entry
     assert not [x for x in role.subscribe if x.startswith("_INBOX") or x in (">", "*")]
+
+
+def writers(store: Store) -> set[str]:
+    """The roles that may publish on the store's subjects, where they are."""
+    return {
+        role.name
+        for role in USERS
+        if any(covers(x, store.subjects) or covers(store.subjects, x) for x in role.publish)
+    }
+
+
+@pytest.mark.parametrize("store", STORES.values(), ids=lambda store: store.stream)
+def test_a_store_lives_with_its_writers_and_nobody_else(store: Store) -> None:
+    """Everyone in an account can have the server store anything on any subject there (a
+    reply subject it names): so the users of a store's account are the roles that write it."""
+    assert writers(store), f"nobody writes {store.stream}"
+    assert {role.name for role in members(store.account) if not role.admin} == writers(store)
+    assert all(ROLES[name].account == store.account for name in writers(store))
+
+
+def test_an_account_imports_a_store_only_where_each_of_its_users_may_write_it() -> None:
+    """Whatever the server publishes in an account on an imported subject goes through: a
+    store's subjects are imported only into an account whose every user may write it."""
+    for link in links():
+        for store in STORES.values():
+            if link.kind == "service" and covers(store.subjects, link.subject):
+                users = [role.name for role in members(link.importer) if not role.admin]
+                assert set(users) <= writers(store), f"{link.importer} imports {store.stream}"
+
+
+def test_an_account_imports_each_subject_from_one_account() -> None:
+    for account in ACCOUNTS:
+        named = [link.to or link.subject for link in links() if link.importer == account]
+        overlapping = [(a, b) for a in named for b in named if a != b and covers(a, b)]
+        assert len(named) == len(set(named)) and overlapping == [], account
+
+
+def test_a_stream_read_in_another_account_is_mirrored_there() -> None:
+    for role in ROLES.values():
+        for stream in read_streams(role):
+            assert stream in STORES, f"{role.name} reads {stream}, which is no store"
+            home = STORES[stream].account
+            assert home == role.account or stream in mirrors(role.account), role.name
+    assert mirrors(READ_ACCOUNT) == (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM, s.USAGE_STREAM)
+
+
+def test_the_contracts_name_the_mirrors_links_as_the_accounts_do() -> None:
+    assert (api_prefix(KEYLOG_ACCOUNT), deliver_prefix(KEYLOG_ACCOUNT)) == (
+        s.KEYLOG_API,
+        s.KEYLOG_DELIVER_PREFIX,
+    )
+    assert (api_prefix(EDGE_ACCOUNT), deliver_prefix(EDGE_ACCOUNT)) == (
+        s.EDGE_API,
+        s.EDGE_DELIVER_PREFIX,
+    )
+    assert STORES[s.USAGE_STREAM].account == EDGE_ACCOUNT
+
+
+def test_an_admin_that_reaches_other_accounts_is_alone_in_its_own() -> None:
+    """Its imports carry whole JetStream APIs and every store's subjects: anyone beside it
+    could have the server send there (a reply subject it names)."""
+    for role in ROLES.values():
+        if role.manages:
+            assert role.admin and [x.name for x in members(role.account)] == [role.name]
+            assert role.account not in role.manages and KEYLOG_ACCOUNT not in role.manages

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Unpack
 
 import nkeys
 
-from aitbc_infra.bus_roles import DESTRUCTIVE, KEYLOG_ACCOUNT, MAIN_ACCOUNT, ROLES, Role
-from aitbc_infra.bus_streams import account_links
+from aitbc_infra.bus_accounts import account_links
+from aitbc_infra.bus_roles import ACCOUNTS, DESTRUCTIVE, ROLES, Role
 from aitbc_runtime.bus_access import BusAccess, TlsFields, inbox_prefix, public_key_of_seed
 from aitbc_runtime.checkpoint_keys import new_signing_seed, public_key_of
 
@@ -106,9 +106,9 @@ class BusCredentials:
 
     def accounts(self) -> str:
         """The `accounts` block of the server configuration: each account's users (the roles),
-        and what KEYLOG shares with AITBC so that the mirrors there can follow the key log."""
+        and what the accounts share (aitbc_infra.bus_accounts: services, mirrors, the admin's)."""
         blocks = []
-        for account in (KEYLOG_ACCOUNT, MAIN_ACCOUNT):
+        for account in ACCOUNTS:
             users = "\n".join(
                 f"      {user_entry(role, self.public_key(role.name))}"
                 for role in ROLES.values()

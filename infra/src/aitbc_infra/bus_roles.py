@@ -1,45 +1,104 @@
-"""Who may do what on the bus: one NATS user per role, each with the least it needs.
+"""Who may do what on the bus: one NATS user per role, each with the least it needs, and one
+NATS account per writer of stores.
 
 This table is the whole policy. `aitbc_infra.bus_config` turns it into the nats-server
-configuration that `just up`, the tests and `infra/nats/` run; docs/security.md shows it as
-a table (tests/unit/test_bus_roles.py keeps the two the same).
+configuration that `just up`, the tests and `infra/nats/` run (the accounts' links from
+`aitbc_infra.bus_accounts`); docs/security.md shows it as a table (tests/unit/test_bus_roles.py
+keeps the two the same).
 
-What is not listed is refused by the server. Besides its row, every role may subscribe to its
-own inbox prefix only (`_INBOX.<its public key's first 16 characters>`, aitbc_runtime.bus_access),
-so no role reads another's replies. Responders get `allow_responses`: they may publish to the
-reply subject of a request they received, once; they also check that it is an inbox
-(aitbc_runtime.bus.answerable), because the server would let such an answer go anywhere the
-requester names. Nobody but an admin may delete or purge a stream or a bucket.
+What is not listed is refused by the server, and what a role has the server send for it (on a
+reply subject it names, below) stores nothing where its row does not let it write (tested for
+every role and store: tests/integration/test_reply_stores.py). Besides its row, every role
+may subscribe to its own inbox prefix only (`_INBOX.<its public key's first 16 characters>`,
+aitbc_runtime.bus_access), so no role reads another's replies. Responders get
+`allow_responses`: they may publish to the reply subject of a request they received, once;
+they also check that it is an inbox or an import's answer subject
+(aitbc_runtime.bus.answerable). Nobody but an admin may delete or purge a stream or a bucket.
 
-Two NATS accounts. The key event log and its checkpoints live in `KEYLOG`, whose only users are
-their writer and an admin: no message anyone else publishes, answers or has JetStream send (a
-PubAck to a reply subject the publisher chose) can reach them, since subjects do not cross
-accounts. Everyone else is in `AITBC` and reads the log from mirrors of the same names there
-(aitbc_infra.bus_streams): a mirror has no subjects, so nothing can be published into it.
+Accounts, because NATS cannot restrict reply subjects. Whoever may publish anything can have
+the server publish, in its own account, to any subject it names as the reply: JetStream's
+PubAck of a publish into a stream, the JetStream API's answer to any request (a pull delivers
+a stream's messages there), a responder's answer (one behind an import sees only the `_R_.`
+subject the server made for it, whatever the requester named). Subjects do not cross
+accounts but through imports. So each store (`STORES`: a stream or a KV bucket with subjects)
+lives in the account of the one role that writes it, alone there, and an account imports a
+store's subjects only where each of its users may write that store (ADMIN, which holds the
+admin alone):
+
+- KEYLOG: the key event log and its checkpoints; `keys-writer`, and `keylog-admin`;
+- KEYS: the keys services' lease bucket; `keys`;
+- USAGE: the usage counters and the usage services' lease bucket; `usage`;
+- EDGE: the usage stream (the edges publish every request's event) and the dashboard's sessions;
+  `edge`;
+- READ: no store; the read-only operators, `auditor` and `analytics`;
+- ADMIN: no store; `admin`, with every service, every store and the JetStream API of the
+  accounts it `manages` imported (under `$JS.<ACCOUNT>.API`).
+
+Whoever reads a stream of another account reads a mirror of the same name in its own
+(aitbc_infra.bus_streams): a mirror has no subjects, so nothing can be published into it. A
+role that asks a service of another account (a subject a role there subscribes to) reaches it
+through a service export and import, which the answer comes back through.
 
 No role but an admin may change a stream's configuration (STREAM.UPDATE): whoever can would
 make its own stream capture other subjects (`_INBOX.>`: every reply) or republish into others
-(verified against nats-server 2.15). A service may create its own streams while they do not
+(verified against nats-server 2.15). A service may create its own buckets while they do not
 exist yet (`owns`); once they do, the server refuses a create with another configuration.
+The streams others mirror are made by the admins when the bus is provisioned.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aitbc_contracts import subjects as s
 
-MAIN_ACCOUNT = "AITBC"
 KEYLOG_ACCOUNT = "KEYLOG"  # the key event log and its checkpoints: written by keys-writer only
+KEYS_ACCOUNT = "KEYS"
+USAGE_ACCOUNT = "USAGE"
+EDGE_ACCOUNT = "EDGE"
+READ_ACCOUNT = "READ"  # read-only operators: mirrors only
+ADMIN_ACCOUNT = "ADMIN"  # the admin alone
+ACCOUNTS = (
+    KEYLOG_ACCOUNT,
+    KEYS_ACCOUNT,
+    USAGE_ACCOUNT,
+    EDGE_ACCOUNT,
+    READ_ACCOUNT,
+    ADMIN_ACCOUNT,
+)
 
-KEY_EVENTS_STREAM = s.KEY_EVENTS_STREAM  # in KEYLOG; a mirror of the same name in AITBC
-CHECKPOINTS_STREAM = s.KEY_CHECKPOINTS_STREAM  # likewise
+KEY_EVENTS_STREAM = s.KEY_EVENTS_STREAM
+CHECKPOINTS_STREAM = s.KEY_CHECKPOINTS_STREAM
 SESSIONS_STREAM = f"KV_{s.DASHBOARD_SESSIONS_BUCKET}"
 COUNTERS_STREAM = f"KV_{s.USAGE_COUNTERS_BUCKET}"
 
-# What a JetStream client asks before it uses a stream it names by subject (js.subscribe
-# without a stream name looks the stream up: the usage stream's tail in the CLI).
-JS_COMMON = ("$JS.API.STREAM.NAMES",)
+
+@dataclass(frozen=True)
+class Store:
+    """A stream with subjects (a KV bucket is one): what publishes on them is stored."""
+
+    stream: str
+    subjects: str
+    account: str  # its writer's, where nobody else may publish anything
+
+
+def kv(bucket: str, account: str) -> Store:
+    return Store(f"KV_{bucket}", f"$KV.{bucket}.>", account)
+
+
+STORES: dict[str, Store] = {
+    store.stream: store
+    for store in (
+        Store(KEY_EVENTS_STREAM, s.KEY_EVENTS_SUBJECTS, KEYLOG_ACCOUNT),
+        Store(CHECKPOINTS_STREAM, s.KEY_CHECKPOINTS_SUBJECTS, KEYLOG_ACCOUNT),
+        kv(s.KEYS_LEASES_BUCKET, KEYS_ACCOUNT),
+        kv(s.USAGE_COUNTERS_BUCKET, USAGE_ACCOUNT),
+        kv(s.USAGE_LEASES_BUCKET, USAGE_ACCOUNT),
+        Store(s.USAGE_STREAM, s.USAGE_EVENTS_SUBJECTS, EDGE_ACCOUNT),
+        kv(s.DASHBOARD_SESSIONS_BUCKET, EDGE_ACCOUNT),
+    )
+}
+
 # Denied to every role but the admins, even where an allow of its row would match.
 DESTRUCTIVE = ("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>")
 
@@ -101,14 +160,27 @@ class Role:
     subscribe: tuple[str, ...] = ()
     responds: bool = False  # allow_responses: it answers requests
     admin: bool = False  # everything in its account, deleting and purging included
-    account: str = MAIN_ACCOUNT
+    account: str = field(kw_only=True)  # always named: which stores its users can reach
+    # An admin's: the accounts whose services, stores and JetStream API its account imports
+    manages: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """The role's row for the documentation (docs/security.md): its subjects as they are,
         and its JetStream subjects by stream, named after the bundles below that they make up
-        (`reads`, `owns`, `pulls`; whatever no bundle covers is listed as it is)."""
+        (`reads`, `owns`, `pulls`; whatever no bundle covers is listed as it is); a stream of
+        another account is its account's mirror."""
         if self.admin:
-            return f"| `{self.name}` | {self.account} | {self.who} | everything | everything | no |"
+            reach = "everything"
+            read = [x.removeprefix(STREAM_INFO) for x in self.publish if x.startswith(STREAM_INFO)]
+            if read:
+                reach += f" (mirrors of {', '.join(f'`{x}`' for x in read)})"
+            if self.manages:
+                names = ", ".join(self.manages)
+                reach += (
+                    f"; through imports, in {names}: what their roles subscribe to, their "
+                    "stores' subjects, and the JetStream API (`$JS.<ACCOUNT>.API.>`)"
+                )
+            return f"| `{self.name}` | {self.account} | {self.who} | {reach} | everything | no |"
         plain = [f"`{x}`" for x in self.publish if not x.startswith("$JS.")]
         subscribe = ", ".join(f"`{x}`" for x in self.subscribe) or "its inbox only"
         return (
@@ -126,7 +198,9 @@ class Role:
             held = {name: set(b(stream)) for name, b in BUNDLES if set(b(stream)) <= granted}
             widest = [name for name, x in held.items() if not any(x < y for y in held.values())]
             covered.update(*held.values())
-            described.append(f"`{stream}`: {' + '.join(widest)}")
+            store = STORES.get(stream)
+            mirror = " (mirror)" if store is not None and store.account != self.account else ""
+            described.append(f"`{stream}`{mirror}: {' + '.join(widest)}")
         rest = [f"`{x}`" for x in self.publish if x.startswith("$JS.") and x not in covered]
         return described + rest
 
@@ -142,13 +216,14 @@ ROLES: dict[str, Role] = {
                 s.KEYS_OWNER_COMMANDS,
                 f"{s.USAGE_DECIDE_PREFIX}.*",
                 f"{s.USAGE_SETTLE_PREFIX}.*",
-                f"{s.USAGE_EVENTS_PREFIX}.*.batch",
+                f"{s.USAGE_EVENTS_PREFIX}.*.batch",  # into the usage stream, in its account
                 s.USAGE_QUERY,
                 s.EDGE_PRESENCE_SUBJECTS,  # it is alive (fail-open limits: one share each)
                 *reads(KEY_EVENTS_STREAM),
                 *bucket(s.DASHBOARD_SESSIONS_BUCKET),
             ),
             subscribe=(s.EDGE_PRESENCE_SUBJECTS,),  # how many edges are
+            account=EDGE_ACCOUNT,
         ),
         Role(
             "keys",
@@ -165,6 +240,7 @@ ROLES: dict[str, Role] = {
                 s.KEYS_OPERATOR_COMMANDS,
             ),
             responds=True,
+            account=KEYS_ACCOUNT,
         ),
         Role(
             "keys-writer",
@@ -186,13 +262,14 @@ ROLES: dict[str, Role] = {
                 s.USAGE_QUERY,  # it asks itself before it says it is ready
                 f"{s.USAGE_DECIDE_PREFIX}.*",  # likewise
                 s.KEYS_READ_COMMANDS,
-                *owns(s.USAGE_STREAM),
+                *reads(s.USAGE_STREAM),  # what it counts
                 *reads(KEY_EVENTS_STREAM),
                 *bucket(s.USAGE_COUNTERS_BUCKET),
                 *bucket(s.USAGE_LEASES_BUCKET),
             ),
             subscribe=(f"{s.USAGE_DECIDE_PREFIX}.*", f"{s.USAGE_SETTLE_PREFIX}.*", s.USAGE_QUERY),
             responds=True,
+            account=USAGE_ACCOUNT,
         ),
         Role(
             "auditor",
@@ -200,21 +277,30 @@ ROLES: dict[str, Role] = {
             publish=(
                 s.USAGE_QUERY,
                 s.KEYS_READ_COMMANDS,
-                *JS_COMMON,
                 *reads(KEY_EVENTS_STREAM),
                 *reads(CHECKPOINTS_STREAM),
                 *reads(s.USAGE_STREAM),
             ),
+            account=READ_ACCOUNT,
         ),
         Role(
             "analytics",
             "an analytics consumer: reads the usage stream, nothing else",
-            publish=(*JS_COMMON, *reads(s.USAGE_STREAM), *pulls(s.USAGE_STREAM)),
+            publish=(*reads(s.USAGE_STREAM), *pulls(s.USAGE_STREAM)),
+            account=READ_ACCOUNT,
         ),
-        Role("admin", "an operator's CLI with every power, deleting streams included", admin=True),
+        Role(
+            "admin",
+            "an operator's CLI with every power, deleting streams included",
+            # What the CLI reads, mirrored in its account as in the auditor's
+            publish=(*reads(KEY_EVENTS_STREAM), *reads(CHECKPOINTS_STREAM), *reads(s.USAGE_STREAM)),
+            admin=True,
+            manages=(KEYS_ACCOUNT, USAGE_ACCOUNT, EDGE_ACCOUNT, READ_ACCOUNT),
+            account=ADMIN_ACCOUNT,  # alone: nobody else can have the server send on its imports
+        ),
         Role(
             "keylog-admin",
-            "an operator repairing the key event log itself (the mirrors' admin is `admin`)",
+            "an operator repairing the key event log itself (its mirrors' admin is `admin`)",
             admin=True,
             account=KEYLOG_ACCOUNT,
         ),

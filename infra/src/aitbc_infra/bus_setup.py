@@ -5,10 +5,14 @@ does not start (infra/nats/single.conf, infra/nats/cluster-3node/), as docs/secu
                                               # once and kept), and the accounts block that the
                                               # nats-server configuration includes (FILE,
                                               # default DIR/auth.conf)
-    aitbc-bus-config DIR --provision URL      # once the servers run: the key log's streams and
-                     [--replicas 3]           # their mirrors (aitbc_infra.bus_streams), as the
-                                              # admins whose seeds DIR holds; and every stream's
-                                              # and bucket's replicas, existing ones' in place
+    aitbc-bus-config DIR --provision URL      # once the servers run: the streams others mirror
+                     [--replicas 3]           # (the key log's, the usage stream) and their
+                     [--remake-mirrors]       # mirrors in every account that reads them
+                                              # (aitbc_infra.bus_streams), as the admins whose
+                                              # seeds DIR holds; every stream's and bucket's
+                                              # replicas, existing ones' in place; with
+                                              # --remake-mirrors, every mirror deleted first and
+                                              # made anew (after the key log was rebuilt)
                                               # (URL: one server, or a comma-separated list)
 
 On a bus that speaks TLS, `--provision` takes the settings every client does: NATS_TLS_CA (and
@@ -27,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aitbc_infra.bus_config import BusCredentials, write_private
-from aitbc_infra.bus_streams import provision
+from aitbc_infra.bus_streams import drop_mirrors, provision
 from aitbc_runtime.bus_access import BusAccess, TlsFields
 
 
@@ -39,7 +43,12 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("dir", type=Path, help="where the roles' nkey seeds are kept (0700)")
     parse.add_argument("--conf", type=Path, help="the file to write [DIR/auth.conf]")
     parse.add_argument(
-        "--provision", metavar="URL", help="make the key log's streams and mirrors on this bus"
+        "--provision", metavar="URL", help="make the mirrored streams and their mirrors on this bus"
+    )
+    parse.add_argument(
+        "--remake-mirrors",
+        action="store_true",
+        help="with --provision: delete every mirror first, and make it anew from its source",
     )
     parse.add_argument(
         "--replicas",
@@ -75,18 +84,27 @@ def admins(
     )
 
 
-def provision_bus(credentials: BusCredentials, url: str, replicas: int) -> int:
-    """The key log's streams and mirrors on the bus at `url`, as its admins; every stream and
-    bucket at `replicas`."""
+def provision_bus(
+    credentials: BusCredentials, url: str, replicas: int, remake_mirrors: bool = False
+) -> int:
+    """The mirrored streams and their mirrors on the bus at `url`, as its admins (the mirrors
+    deleted first with `remake_mirrors`); every stream and bucket at `replicas`."""
+
+    async def provisioned() -> list[str]:
+        keylog_admin, admin = admins(credentials, url)
+        dropped = await drop_mirrors(admin) if remake_mirrors else []
+        return dropped + await provision(keylog_admin, admin, replicas)
+
     try:
-        changes = asyncio.run(provision(*admins(credentials, url), replicas))
+        changes = asyncio.run(provisioned())
     except Exception as exc:  # unreadable seeds, unreachable, refused, a stream in the way
         print(f"aitbc-bus-config: could not provision {url}: {exc or type(exc).__name__}")
         return 1
     for change in changes:
         print(change)
     print(
-        f"the key log's streams and mirrors are ready on {url}, every stream at {replicas} replicas"
+        f"the mirrored streams and their mirrors are ready on {url}, "
+        f"every stream at {replicas} replicas"
     )
     return 0
 
@@ -94,7 +112,8 @@ def provision_bus(credentials: BusCredentials, url: str, replicas: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.provision:
-        return provision_bus(BusCredentials(args.dir.resolve()), args.provision, args.replicas)
+        credentials = BusCredentials(args.dir.resolve())
+        return provision_bus(credentials, args.provision, args.replicas, args.remake_mirrors)
     credentials = BusCredentials(args.dir.resolve()).provision()
     conf = args.conf or args.dir / "auth.conf"
     write_accounts(credentials, conf)

@@ -1,116 +1,102 @@
-"""The key event log as the bus serves it: written in the KEYLOG account, read in AITBC from
-mirrors of the same names.
+"""The streams the bus is provisioned with: the ones others mirror (the key log and its
+checkpoints in KEYLOG, the usage stream in EDGE), and the mirrors of them in every account that
+reads them (aitbc_infra.bus_accounts), under the same names.
 
-A mirror has no subjects, so nothing published in AITBC (by a client, a responder answering a
-reply subject the requester chose, or JetStream sending a PubAck there) can be stored in it:
-only what the writer stored in KEYLOG reaches the readers, a millisecond or so later. KEYLOG
-shares exactly what a mirror needs (docs: "JetStream cross-account mirror"):
-
-- consumer creation on the mirrored streams (imported in AITBC under `$JS.KEYLOG.API`);
-- the flow control answers to those consumers (`$JS.FC.<stream>.>`);
-- the deliveries, on subjects under `aitbc.keylog.deliver`.
-
-No role of AITBC may publish to any of these or subscribe to the deliveries (bus_roles); only
-AITBC's admin, which makes the mirrors.
+A mirror has no subjects, so nothing published in its account (by a client, a responder
+answering a reply subject the requester chose, or JetStream sending a PubAck there) can be
+stored in it: only what the writer stored in the source's account reaches the readers, a
+millisecond or so later.
 
 The bus is provisioned (`provision`) as soon as its server is up, before any service starts:
-each KEYLOG stream exists (its writer brings its settings up to date), then its mirror. In
-that order, because a mirror whose source is missing tries again only every ten seconds or so.
-Provisioning also gives every stream and KV bucket of the system the bus's number of replicas
-(`--replicas 3` on a 3-node cluster), in place where they exist: only the admins may change a
-stream's settings, so this is where an existing deployment's streams are replicated; the
-services make theirs with NATS_REPLICAS while they are missing.
+the key log's streams as `keylog-admin` (their writer brings their settings up to date), then
+as `admin` the usage stream in EDGE and the mirrors in every account, through ADMIN's imports
+of their JetStream APIs. Sources first, because a mirror whose source is missing tries again
+only every ten seconds or so. Provisioning also gives every stream and KV bucket of the system
+the bus's number of replicas (`--replicas 3` on a 3-node cluster), in place where they exist:
+only the admins may change a stream's settings, so this is where an existing deployment's
+streams are replicated; the services make their buckets with NATS_REPLICAS while they are
+missing.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+from nats.js import JetStreamContext
+from nats.js.api import ExternalStream, RetentionPolicy, StorageType, StreamConfig, StreamSource
 from nats.js.errors import NotFoundError
 
 from aitbc_contracts import subjects as s
-from aitbc_infra.bus_roles import KEYLOG_ACCOUNT, MAIN_ACCOUNT
+from aitbc_infra.bus_accounts import api_prefix, deliver_prefix, mirrors
+from aitbc_infra.bus_roles import ACCOUNTS, ADMIN_ACCOUNT, KEYLOG_ACCOUNT, ROLES, STORES
 from aitbc_infra.readiness import quiet_errors
 from aitbc_runtime.bus_access import BusAccess
 
-KEYLOG_API = s.KEYLOG_API  # KEYLOG's consumer API, as AITBC sees it
-KEYLOG_DELIVER = s.KEYLOG_DELIVER_PREFIX  # where KEYLOG delivers the mirrors' messages
-
-# The streams of KEYLOG that AITBC reads, by name, with the subjects they hold there.
-MIRRORED = {
-    s.KEY_EVENTS_STREAM: s.KEY_EVENTS_SUBJECTS,
-    s.KEY_CHECKPOINTS_STREAM: s.KEY_CHECKPOINTS_SUBJECTS,
+# The streams made by provisioning (their writers' roles may not create them), by account.
+SOURCES = {
+    KEYLOG_ACCOUNT: (s.KEY_EVENTS_STREAM, s.KEY_CHECKPOINTS_STREAM),
+    STORES[s.USAGE_STREAM].account: (s.USAGE_STREAM,),
 }
-
-
-# The streams and buckets of AITBC that their services make while they are missing, with their
-# own settings and NATS_REPLICAS; the provisioning brings an existing one's replicas to the bus's.
-SERVICE_STREAMS = (
-    s.USAGE_STREAM,
-    f"KV_{s.USAGE_COUNTERS_BUCKET}",
-    f"KV_{s.DASHBOARD_SESSIONS_BUCKET}",
-    f"KV_{s.USAGE_LEASES_BUCKET}",
-    f"KV_{s.KEYS_LEASES_BUCKET}",
-)
+# Every stream of the system, by account: stores, then mirrors.
+STREAMS = {
+    account: tuple(x.stream for x in STORES.values() if x.account == account) + mirrors(account)
+    for account in ACCOUNTS
+}
+MIRRORED = {stream for account in ACCOUNTS for stream in mirrors(account)}
+# Who provisions and repairs each account: the key log's own admin, and the admin, who
+# reaches the accounts it manages through its imports of their JetStream APIs (`jetstream`).
+ADMINS = {
+    KEYLOG_ACCOUNT: "keylog-admin",
+    **{account: "admin" for account in ROLES["admin"].manages},
+    ADMIN_ACCOUNT: "admin",
+}
+USAGE_STREAM_DAYS = 7  # analytics read it; the usage service counts it as it comes
 
 
 class ProvisionError(Exception):
     """A stream is there with a shape the bus must not have: say which and what to do."""
 
 
-def _shared() -> list[tuple[str, str]]:
-    """(kind, subject) of everything KEYLOG shares, as KEYLOG names it."""
-    consumers = [
-        ("service", subject)
-        for stream in MIRRORED
-        for subject in (f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>")
-    ]
-    control = [("service", f"$JS.FC.{stream}.>") for stream in MIRRORED]
-    return [*consumers, *control, ("stream", f"{KEYLOG_DELIVER}.>")]
-
-
-def account_links(account: str) -> str:
-    """The `exports` (KEYLOG) or `imports` (AITBC) lines of an account's configuration."""
-    if account == KEYLOG_ACCOUNT:
-        lines = [f'{{ {kind}: "{subj}", accounts: [{MAIN_ACCOUNT}] }}' for kind, subj in _shared()]
-        name = "exports"
-    elif account == MAIN_ACCOUNT:
-        lines = [_import(kind, subject) for kind, subject in _shared()]
-        name = "imports"
-    else:
-        return ""
-    body = "".join(f"      {line}\n" for line in lines)
-    return f"    {name} = [\n{body}    ]\n"
-
-
-def _import(kind: str, subject: str) -> str:
-    source = f'{{ account: {KEYLOG_ACCOUNT}, subject: "{subject}" }}'
-    if subject.startswith("$JS.API."):  # AITBC's own JetStream answers $JS.API itself
-        return f'{{ {kind}: {source}, to: "{KEYLOG_API}{subject.removeprefix("$JS.API")}" }}'
-    return f"{{ {kind}: {source} }}"
-
-
 def source_config(stream: str, replicas: int = 1) -> StreamConfig:
-    """A KEYLOG stream as the bus first makes it; its writer adds its own settings."""
-    return StreamConfig(
-        name=stream, subjects=[MIRRORED[stream]], storage=StorageType.FILE, num_replicas=replicas
+    """A stream others mirror, as the bus first makes it (the key log's writer adds its own
+    settings to the key log's)."""
+    config = StreamConfig(
+        name=stream,
+        subjects=[STORES[stream].subjects],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
     )
+    if stream == s.USAGE_STREAM:
+        return replace(
+            config,
+            retention=RetentionPolicy.LIMITS,  # analytics read it too: keep, don't work-queue
+            max_age=USAGE_STREAM_DAYS * 24 * 3600,
+            duplicate_window=120,  # a retried publish with the same batch id is stored once
+        )
+    return config
 
 
 def mirror_config(stream: str, replicas: int = 1) -> StreamConfig:
-    """AITBC's mirror of a KEYLOG stream, under the same name."""
-    external = ExternalStream(api=KEYLOG_API, deliver=KEYLOG_DELIVER)
+    """A mirror of a stream of another account, under the same name."""
+    source = STORES[stream].account
+    external = ExternalStream(api=api_prefix(source), deliver=deliver_prefix(source))
     return StreamConfig(
         name=stream,
         mirror=StreamSource(name=stream, external=external),
         storage=StorageType.FILE,
         num_replicas=replicas,
     )
+
+
+def jetstream(nc: NATS, account: str) -> JetStreamContext:
+    """An admin's JetStream API of `account`: its own, or another's as ADMIN imports it."""
+    if account in (ADMIN_ACCOUNT, KEYLOG_ACCOUNT):
+        return nc.jetstream()
+    return nc.jetstream(prefix=api_prefix(account))
 
 
 @contextlib.asynccontextmanager
@@ -129,51 +115,81 @@ async def _connected(access: BusAccess) -> AsyncIterator[NATS]:
         await nc.close()
 
 
-async def _exists(nc: NATS, stream: str) -> StreamConfig | None:
+async def _exists(js: JetStreamContext, stream: str) -> StreamConfig | None:
     try:
-        return (await nc.jetstream().stream_info(stream)).config
+        return (await js.stream_info(stream)).config
     except NotFoundError:
         return None
 
 
-async def _replicated(nc: NATS, found: StreamConfig, replicas: int) -> list[str]:
+async def _replicated(js: JetStreamContext, found: StreamConfig, replicas: int) -> list[str]:
     """An existing stream given `replicas`, in place: its messages stay, and JetStream copies
     them to the new replicas (or drops the extra ones)."""
     if (found.num_replicas or 1) == replicas:
         return []
-    await nc.jetstream().update_stream(replace(found, num_replicas=replicas))
+    await js.update_stream(replace(found, num_replicas=replicas))
     return [f"{found.name}: {found.num_replicas or 1} -> {replicas} replicas"]
 
 
-async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1) -> list[str]:
-    """Make what is missing: each KEYLOG stream, then its mirror in AITBC; and give every
-    stream and bucket of the system `replicas`, an existing deployment's too. What else exists
-    is kept; a stream in AITBC of a mirrored name that is not the mirror is refused. Returns
-    what it changed, for the operator."""
+async def _provision(js: JetStreamContext, account: str, replicas: int) -> list[str]:
+    """An account's sources made, then its mirrors; every stream of it at `replicas`. A
+    stream of a mirror's name that is not that mirror is refused."""
     changes = []
-    async with _connected(keylog_admin) as nc:
-        for stream in MIRRORED:
-            found = await _exists(nc, stream)
-            if found is None:
-                await nc.jetstream().add_stream(source_config(stream, replicas))
-                changes.append(f"{KEYLOG_ACCOUNT} {stream}: made")
-            else:
-                changes += await _replicated(nc, found, replicas)
+    for stream in STREAMS[account]:
+        found = await _exists(js, stream)
+        mirror = stream in mirrors(account)
+        if found is None and (mirror or stream in SOURCES.get(account, ())):
+            await js.add_stream((mirror_config if mirror else source_config)(stream, replicas))
+            changes.append(f"{account} {stream}{' (mirror)' if mirror else ''}: made")
+            continue
+        if found is None:  # a bucket its service makes
+            continue
+        if mirror and (found.mirror is None or found.mirror.name != stream):
+            raise ProvisionError(
+                f"{stream} in {account} is not the mirror of {STORES[stream].account}'s; "
+                "delete it as `admin` (`nats stream rm`, through "
+                f"{jetstream_api(account)}) and provision again"
+            )
+        changes += await _replicated(js, found, replicas)
+    return changes
+
+
+def jetstream_api(account: str) -> str:
+    """How an admin reaches `account`'s JetStream API, for people."""
+    if account in (ADMIN_ACCOUNT, KEYLOG_ACCOUNT):
+        return "its own JetStream API"
+    return f"--js-api-prefix {api_prefix(account)}"
+
+
+async def drop_mirrors(admin: BusAccess, streams: Iterable[str] = ()) -> list[str]:
+    """Delete the mirrors of `streams` (all of them: none given) in every account, as the
+    admin, for provisioning to make them again: a mirror keeps what it holds and takes from
+    its source only what comes after its own last sequence, so one whose source's sequences
+    changed (the log rebuilt) must be made anew."""
+    wanted = set(streams) or MIRRORED
+    dropped = []
     async with _connected(admin) as nc:
-        for stream in MIRRORED:
-            found = await _exists(nc, stream)
-            if found is None:
-                await nc.jetstream().add_stream(mirror_config(stream, replicas))
-                changes.append(f"{MAIN_ACCOUNT} {stream} (mirror): made")
+        for account, role in ADMINS.items():
+            if role != "admin":
                 continue
-            if found.mirror is None or found.mirror.name != stream:
-                raise ProvisionError(
-                    f"{stream} in {MAIN_ACCOUNT} is not the mirror of the key log; delete it as "
-                    "`admin` (`nats stream rm`) and provision again: the key log is in KEYLOG"
-                )
-            changes += await _replicated(nc, found, replicas)
-        for stream in SERVICE_STREAMS:  # the services make them: only their replicas are ours
-            found = await _exists(nc, stream)
-            if found is not None:
-                changes += await _replicated(nc, found, replicas)
+            js = jetstream(nc, account)
+            for stream in mirrors(account):
+                if stream in wanted and await _exists(js, stream) is not None:
+                    await js.delete_stream(stream)
+                    dropped.append(f"{account} {stream} (mirror): deleted")
+    return dropped
+
+
+async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1) -> list[str]:
+    """Make what is missing: the key log's streams in KEYLOG, the usage stream in EDGE, and the
+    mirrors of them in every account that reads them; and give every stream and bucket of the
+    system `replicas`, an existing deployment's too. What else exists is kept. Returns what it
+    changed, for the operator."""
+    changes = []
+    sources_first = sorted(ADMINS, key=lambda account: account not in SOURCES)
+    async with _connected(keylog_admin) as keylog, _connected(admin) as main:
+        connection = {"keylog-admin": keylog, "admin": main}
+        for account in sources_first:
+            js = jetstream(connection[ADMINS[account]], account)
+            changes += await _provision(js, account, replicas)
     return changes

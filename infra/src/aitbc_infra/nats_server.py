@@ -135,7 +135,7 @@ class NatsServer:
 
     def ready(self) -> Probe:
         """Ready once a client is let in (with TLS: its handshake done) and, with credentials,
-        the key log's streams and their mirrors exist (aitbc_infra.bus_streams): before any
+        the mirrored streams and their mirrors exist (aitbc_infra.bus_streams): before any
         service uses them."""
         let_in = connects(self.access())
         if self.credentials is None:
@@ -156,7 +156,7 @@ def provisioned(
     let_in: Probe, keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1
 ) -> Probe:
     """Ready once `let_in` is, and the bus is provisioned as its admins (aitbc_infra.bus_streams:
-    the key log's streams and mirrors, every stream at `replicas`). On a cluster that is once
+    the mirrored streams and their mirrors, every stream at `replicas`). On a cluster that is once
     its nodes have chosen a JetStream leader; until then provisioning fails, and is tried
     again: it makes only what is missing."""
 

@@ -2,7 +2,7 @@
 with them, and the log as stored.
 
 They are published as `keylog-admin` (the `keylog` fixture): the log is in the NATS account
-KEYLOG, where only its writer and that admin can put anything, and what the main account's
+KEYLOG, where only its writer and that admin can put anything, and what
 `admin` publishes on its subjects is stored nowhere (the mirror the readers follow has no
 subjects). A foreign message is what a mistake, or the stolen credential, of the key log's
 admin could put there; the mirror carries it to every reader a moment later."""

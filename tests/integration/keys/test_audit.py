@@ -16,6 +16,8 @@ from aitbc_cli.main import run
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_OPERATOR_COMMANDS, KEYS_OWNER_COMMANDS
+from aitbc_infra.bus_roles import READ_ACCOUNT
+from aitbc_infra.bus_streams import jetstream
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.main import Service, running_service
@@ -56,9 +58,10 @@ def secret() -> dict[str, str]:
 
 
 async def relayed(service: Service, nc: Client) -> int:
-    """Waits until the stream holds every committed event; returns how many there are."""
+    """Waits until the auditor's mirror of the stream holds every committed event; returns how
+    many there are."""
     want = await store.last_position(service.engine)
-    js = nc.jetstream()
+    js = jetstream(nc, READ_ACCOUNT)  # the admin reaches it through its account's imports
     for _ in range(500):
         info = await js.stream_info(KEY_EVENTS_STREAM)
         if info.state.last_seq >= want:
@@ -239,7 +242,7 @@ async def test_verify_names_a_message_deleted_from_the_stream(
     await a_key_with_a_history(nc)
     await relayed(service, nc)
     target = (await store.records_after(service.engine, 2, 1))[0]
-    assert await nc.jetstream().delete_msg(KEY_EVENTS_STREAM, target.position)
+    assert await jetstream(nc, READ_ACCOUNT).delete_msg(KEY_EVENTS_STREAM, target.position)
     code, report = await verify(service, auditor)
     assert code == 1
     assert breaks(report) == {
@@ -255,7 +258,7 @@ async def test_verify_tells_a_stream_that_lost_its_tail_from_one_that_lags(
     await a_key_with_a_history(nc)
     last = await relayed(service, nc)
     [record] = await store.records_after(service.engine, last - 1, 1)
-    assert await nc.jetstream().delete_msg(KEY_EVENTS_STREAM, last)
+    assert await jetstream(nc, READ_ACCOUNT).delete_msg(KEY_EVENTS_STREAM, last)
     code, report = await verify(service, auditor)
     assert code == 1
     assert breaks(report) == {

@@ -30,7 +30,7 @@ from aitbc_contracts.subjects import (
     key_event_subject,
 )
 from aitbc_infra.bus_config import BusCredentials
-from aitbc_infra.bus_streams import provision
+from aitbc_infra.bus_streams import drop_mirrors, provision
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
 from aitbc_keys.main import Service, running_service
@@ -147,8 +147,8 @@ async def test_the_keys_service_signs_stores_and_publishes_checkpoints(
 async def rewrite(engine: AsyncEngine, server: NatsServer, position: int) -> None:
     """What someone with the database and the bus's admin roles but not the signing key can
     do: alter the event at `position`, recompute every chain hash after it, in the store and
-    the stream alike (the log in KEYLOG as its admin; then the readers' mirror, which would keep
-    the old history, made again as the main account's admin)."""
+    the stream alike (the log in KEYLOG as its admin; then the readers' mirrors, which would
+    keep the old history, made again as the admin: `aitbc-bus-config --remake-mirrors`)."""
     records = await store.records_after(engine, 0, 10_000)
     head, rows = GENESIS, []
     for record in records:
@@ -173,8 +173,7 @@ async def rewrite(engine: AsyncEngine, server: NatsServer, position: int) -> Non
             headers = {POSITION_HEADER: str(record.position), HASH_HEADER: chain_hash}
             subject = key_event_subject(record.account_id, record.stream_id)
             await js.publish(subject, data, stream=KEY_EVENTS_STREAM, headers=headers)
-    async with connected(server, "admin") as admin:
-        await admin.jetstream().delete_stream(KEY_EVENTS_STREAM)
+    await drop_mirrors(server.access("admin"), [KEY_EVENTS_STREAM])
     await provision(server.access("keylog-admin"), server.access("admin"))
     await until_mirrored(server)
 

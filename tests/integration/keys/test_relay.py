@@ -231,8 +231,8 @@ async def test_a_deleted_stream_is_republished_whole(
     await wait_for_stream(auditor, stream_contents, 10)
     await relay.stop()
 
-    # The log itself is in KEYLOG, and only its own admin may delete it: the main account's
-    # admin can delete only the readers' mirror. The relay's refill is checked in the log; the
+    # The log itself is in KEYLOG, and only its own admin may delete it: `admin` can
+    # delete only the readers' mirrors. The relay's refill is checked in the log; the
     # mirror keeps what it holds (the same events) and follows the log again once it is back.
     async with connected(own_nats, "keylog-admin") as keylog:
         await keylog.jetstream().delete_stream(KEY_EVENTS_STREAM)

@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from aitbc_contracts.subjects import (
+    USAGE_STREAM,
     partition_of,
     usage_batch_subject,
     usage_event_subject,
@@ -19,7 +20,6 @@ from aitbc_contracts.usage import UsageBatch, usage_events_of
 from aitbc_gate import metrics
 from aitbc_gate.usage_events import UsagePublisher
 from aitbc_usage import store
-from aitbc_usage.aggregator import ensure_usage_stream
 from tests.integration.usage.conftest import System
 from tests.integration.usage.usage_records import (
     account_on,
@@ -51,7 +51,7 @@ async def test_the_stream_is_counted_once_across_crashes_and_restarts(system: Sy
         # A crash after the commit, before anything else: the same messages come again.
         messages = []
         sub = await system.operator.jetstream().subscribe(
-            usage_event_subject(account), ordered_consumer=True
+            usage_event_subject(account), stream=USAGE_STREAM, ordered_consumer=True
         )
         for _ in range(31):
             messages.append(await sub.next_msg(timeout=5))
@@ -224,7 +224,6 @@ async def test_a_batch_with_a_malformed_event_counts_the_rest_and_goes_on(
 
 async def test_single_events_and_batches_in_one_stream_are_both_counted(system: System) -> None:
     account = account_on(2)
-    await ensure_usage_stream(system.operator)  # what the usage service does, before it runs
     await publish(system.operator, [event(account) for _ in range(4)])  # as older edges did
     publisher = UsagePublisher(system.edge, capacity=100, linger=0.01)
     publisher.start()

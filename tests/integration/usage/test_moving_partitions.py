@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import nats
 from nats.aio.msg import Msg
 
 from aitbc_contracts.subjects import partition_of, usage_decide_subject
@@ -73,8 +74,8 @@ async def test_an_answer_from_a_deposed_holder_is_ignored(system: System) -> Non
         assert (await batcher.decide(Decide(account, "k"))).admitted
         epoch = service.deciding.epochs[partition]
         assert batcher.epochs[partition] == epoch > 0
-    # The holder is gone; an impostor with an older epoch answers on its subject (here the
-    # operator, who alone may: a usage process that was frozen and wakes up is the real case).
+    # The holder is gone; an impostor with an older epoch answers on its subject (a usage
+    # process that was frozen and wakes up).
     forged = msgspec.json.encode(
         DecisionBatch([Decision(admitted=True, limit=60, remaining=59, reset=0)], epoch - 1)
     )
@@ -85,12 +86,14 @@ async def test_an_answer_from_a_deposed_holder_is_ignored(system: System) -> Non
             await msg.respond(forged)
 
     answered: list[Msg] = []
-    subscription = await system.operator.subscribe(usage_decide_subject(partition), cb=impostor)
-    await system.operator.flush()
+    frozen = await nats.connect(**system.nats.options("usage"))
+    await frozen.subscribe(usage_decide_subject(partition), cb=impostor)
+    await frozen.flush()
     try:
         async with system.usage(lease_seconds=LEASE):  # a new holder, with a higher epoch
             decision = await batcher.decide(Decide(account, "k"))
             assert decision.remaining == 58, "the new holder's answer, not the impostor's"
             assert batcher.epochs[partition] > epoch
     finally:
-        await subscription.unsubscribe()
+        await frozen.close()
+    assert answered, "the impostor was asked: the test would prove nothing"

@@ -15,7 +15,12 @@ from aitbc_cli import bus
 from aitbc_cli.bus import Send
 from aitbc_cli.output import json_safe
 from aitbc_contracts.names import escaped
-from aitbc_contracts.subjects import USAGE_EVENTS_SUBJECTS, partition_of, usage_partition_subjects
+from aitbc_contracts.subjects import (
+    USAGE_EVENTS_SUBJECTS,
+    USAGE_STREAM,
+    partition_of,
+    usage_partition_subjects,
+)
 from aitbc_contracts.usage import UsageEvent, usage_events_of
 
 _encode = msgspec.json.Encoder().encode
@@ -68,8 +73,10 @@ async def tail_usage(args: argparse.Namespace, _send: Send, out: TextIO) -> int:
 
     try:
         policy = DeliverPolicy.ALL if args.from_start else DeliverPolicy.NEW
+        # By name: an operator reads the mirror of its account, which has no subjects to find
+        # it by (aitbc_infra.bus_streams).
         await nc.jetstream().subscribe(
-            subject, cb=show, ordered_consumer=True, deliver_policy=policy
+            subject, stream=USAGE_STREAM, cb=show, ordered_consumer=True, deliver_policy=policy
         )
         with contextlib.suppress(asyncio.CancelledError):
             await done.wait()

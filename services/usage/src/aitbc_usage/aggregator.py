@@ -1,5 +1,9 @@
 """Builds the per-minute aggregates from the usage stream, exactly once.
 
+The edges write the usage stream in their own NATS account; the usage service reads the mirror
+of it in its account (aitbc_infra.bus_streams: made when the bus is provisioned, with the
+same sequences as the stream), by name.
+
 The database, not the consumer, remembers how far each partition has been counted: each flush
 is committed together with every owned partition's stream position (store.commit_batch). On
 start, and after any failure, one ordered consumer over all owned partitions is opened just
@@ -16,13 +20,7 @@ import logging
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import (
-    ConsumerConfig,
-    DeliverPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts.subjects import (
@@ -33,33 +31,12 @@ from aitbc_contracts.subjects import (
     usage_partition_subjects,
 )
 from aitbc_contracts.usage import usage_events_of
-from aitbc_runtime.bus import ORDERED_HEARTBEAT, reconnects, update_or_keep
+from aitbc_runtime.bus import ORDERED_HEARTBEAT, reconnects
 from aitbc_runtime.process import cancel_and_wait
 from aitbc_usage import store
 from aitbc_usage.metrics import EVENTS_REFUSED
 
 log = logging.getLogger("aitbc.usage.aggregator")
-
-
-def usage_stream_config(replicas: int = 1) -> StreamConfig:
-    return StreamConfig(
-        name=USAGE_STREAM,
-        subjects=[USAGE_EVENTS_SUBJECTS],
-        retention=RetentionPolicy.LIMITS,  # analytics consumers read it too: keep, don't work-queue
-        storage=StorageType.FILE,
-        max_age=7 * 24 * 3600,
-        duplicate_window=120,  # a retried publish with the same batch id is stored once
-        num_replicas=replicas,
-    )
-
-
-async def ensure_usage_stream(nc: NATS, replicas: int = 1) -> None:
-    """The usage stream, made with `replicas` while it is missing."""
-    config = usage_stream_config(replicas)
-    try:
-        await nc.jetstream().add_stream(config)
-    except Exception:  # it exists with other settings
-        await update_or_keep(nc, config)
 
 
 class _Inbox:

@@ -38,7 +38,7 @@ from aitbc_runtime.plan_reload import watching
 from aitbc_runtime.process import run_service
 from aitbc_runtime.sql import create_engine
 from aitbc_usage import metrics, store
-from aitbc_usage.aggregator import Aggregator, ensure_usage_stream
+from aitbc_usage.aggregator import Aggregator
 from aitbc_usage.handlers import Deciding
 from aitbc_usage.partitions import Partitions
 from aitbc_usage.plans import PlanBook, keys_lookup
@@ -82,7 +82,6 @@ async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIt
     first (handed over with their last counts saved); all before the connection drains."""
     replicas = settings.nats.replicas
     table = plan_table(settings)  # a plans file that does not validate stops the start here
-    await ensure_usage_stream(nc, replicas)
     plans = PlanBook(keys_lookup(KeysCommands(nc, settings.keys_timeout, KEYS_READ_COMMANDS)))
     deciding = Deciding(plans, table)
     async with contextlib.AsyncExitStack() as running:

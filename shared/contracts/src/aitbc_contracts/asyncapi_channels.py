@@ -30,9 +30,10 @@ def _key_log(stream: str, subjects: str, **more: str) -> dict[str, Any]:
         "storage": "file",
         "retention": "limits (kept for ever)",
         "account": "KEYLOG: only the keys service's writer (keys-writer) publishes here",
-        "mirror": f"{stream} in the main account (AITBC), what every other role reads: no "
-        f"subjects, so it is read by name; it follows the log through {s.KEYLOG_API}, "
-        f"KEYLOG delivering its messages on {s.KEYLOG_DELIVER_PREFIX}.>",
+        "mirror": f"{stream} in each other account that reads it (KEYS, USAGE, EDGE, READ, "
+        "ADMIN), what every other role reads: no subjects, so it is read by name; it follows "
+        f"the log through {s.KEYLOG_API}, KEYLOG delivering its messages on "
+        f"{s.KEYLOG_DELIVER_PREFIX}.>",
         **more,
     }
 
@@ -147,9 +148,14 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
             "subjects": [s.USAGE_EVENTS_SUBJECTS],
             "storage": "file",
             "retention": "limits, 7 days",
+            "account": "EDGE: only the edges (edge) publish here",
+            "mirror": f"{s.USAGE_STREAM} in USAGE, READ and ADMIN, what its readers read: no "
+            f"subjects, so it is read by name; it follows the stream through {s.EDGE_API}, "
+            f"EDGE delivering its messages on {s.EDGE_DELIVER_PREFIX}.>",
             "consumers": "the usage service aggregates all its partitions with one ordered "
-            "consumer, resuming from each partition's position stored with the aggregates (as "
-            f"{s.USAGE_AGGREGATOR_DURABLE}-<partition>); analytics consumers add their own",
+            "consumer on its mirror, resuming from each partition's position stored with the "
+            f"aggregates (as {s.USAGE_AGGREGATOR_DURABLE}-<partition>); analytics consumers add "
+            "their own",
         },
     ),
     "usageSingleEvents": (

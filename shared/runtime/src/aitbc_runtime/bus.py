@@ -20,6 +20,9 @@ from aitbc_runtime.bus_access import INBOX_ROOT, BusAccess
 log = logging.getLogger("aitbc.bus")
 
 INBOX = INBOX_ROOT + "."
+# The reply subject the server gives a request that came through a service import: the
+# answer goes back to whatever the requester named, in the requester's own account.
+IMPORTED_REPLY = "_R_."
 
 
 class RefusedReplies:
@@ -50,14 +53,19 @@ refused_replies = RefusedReplies()
 
 
 def answerable(reply: str | None, subject: str = "") -> bool:
-    """Whether a responder may answer a request with this reply subject: only an inbox.
+    """Whether a responder may answer a request with this reply subject: only an inbox, or
+    the answer subject of a request from another account (`_R_.`).
 
     The server lets a responder (allow_responses) publish to whatever reply subject the
     requester named, past every deny: a stream's subject, or the JetStream API. So every
     responder asks this first, and drops a request it refuses (counted in `refused_replies`,
-    logged once per kind). A message with no reply subject was published, not requested:
-    it is not refused here, and nothing is sent back. A prefix check: free on the hot path."""
-    if not reply or reply.startswith(INBOX):
+    logged once per kind). A request from another account arrives with a reply subject the
+    server made, and its answer lands in the requester's account, where the requester could
+    have published it itself: what keeps the stores safe from it is that they live in accounts
+    of their own (aitbc_infra.bus_roles). A message with no reply subject was published, not
+    requested: it is not refused here, and nothing is sent back. A prefix check: free on the
+    hot path."""
+    if not reply or reply.startswith((INBOX, IMPORTED_REPLY)):
         return True
     refused_replies.add(subject, reply)
     return False
