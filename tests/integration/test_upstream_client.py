@@ -334,3 +334,23 @@ async def test_bytes_after_an_answer_close_its_connection_and_spare_the_answer()
     assert server.connections == 2  # the connection that said too much was not kept
     await upstream.close()
     listening.close()
+
+
+async def test_the_upstreams_time_starts_when_a_streamed_body_has_been_written() -> None:
+    """A body that streams for longer than the read timeout is no upstream's fault: the
+    client's own deadline bounds it (the request layer's 408); the upstream's time starts
+    once the body is written."""
+    server, listening, url = await serve(ok())
+    upstream = pool(url, timeout=0.3)
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            await asyncio.sleep(0.15)
+            yield b"x"
+
+    response = await upstream.request("POST", b"/v1/x", [], slow())
+    assert response.read_now() == b"hello"
+    response.release()
+    assert server.exchanges[0].body == b"xxxxx"
+    await upstream.close()
+    listening.close()

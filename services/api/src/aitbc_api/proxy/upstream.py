@@ -170,8 +170,10 @@ class UpstreamPool:
         connection.busy = True
         writer = None
         try:
-            answered = connection.send(head, head_only=method == "HEAD")
-            if body is not None and not isinstance(body, bytes):
+            streamed = body is not None and not isinstance(body, bytes)
+            answered = connection.send(head, head_only=method == "HEAD", whole=not streamed)
+            if streamed:
+                assert body is not None and not isinstance(body, bytes)
                 writer = asyncio.ensure_future(_write_body(connection, body, length is None))
                 writer.add_done_callback(_retrieved)
                 await asyncio.wait((answered, writer), return_when=asyncio.FIRST_COMPLETED)
@@ -296,3 +298,4 @@ async def _write_body(
         await connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
     if chunked:
         await connection.write(b"0\r\n\r\n")
+    connection.written()

@@ -84,22 +84,35 @@ class UpstreamConnection(asyncio.Protocol):
 
     # The exchange, as the pool and the response drive it.
 
-    def send(self, head: bytes, head_only: bool) -> asyncio.Future[None]:
-        """Writes a request's head (and a body already whole); the answer's head, awaitable."""
+    def send(self, head: bytes, head_only: bool, whole: bool = True) -> asyncio.Future[None]:
+        """Writes a request's head (and a body already whole); the answer's head, awaitable.
+        The upstream's time to answer starts once the request is `whole` (else: `written`):
+        it cannot answer a body still coming, which the client's own deadline bounds."""
         assert self.transport is not None
         self._reset(head_only)
         self._head = head_ready = asyncio.get_running_loop().create_future()
-        self._arm()
+        if whole:
+            self._arm()
         self.transport.write(head)
         return head_ready
 
+    def written(self) -> None:
+        """The streamed body's end is written: the upstream's time to answer starts."""
+        if not self.complete and self._timer is None and not self._paused:
+            self._arm()
+
     async def write(self, chunk: bytes) -> None:
-        """More of a streamed request body, after the head; waits while the socket is full."""
+        """More of a streamed request body, after the head; waits while the socket is full,
+        at most the upstream's timeout (an upstream that stops reading is one that failed)."""
         self._raise_if_closed()
         assert self.transport is not None
         self.transport.write(chunk)
         if self._writable is not None:
-            await self._writable
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._writable
+            except TimeoutError:
+                raise UpstreamTimedOut("the upstream stopped reading the request") from None
             self._raise_if_closed()
 
     def _raise_if_closed(self) -> None:
