@@ -28,12 +28,12 @@ from aitbc_infra.bus_accounts import covers, deliver_prefix, links
 from aitbc_infra.bus_config import new_user_seed, write_private
 from aitbc_infra.bus_roles import (
     CHECKPOINTS_STREAM,
-    EDGE_ACCOUNT,
     KEY_EVENTS_STREAM,
     KEYLOG_ACCOUNT,
     ROLES,
     SESSIONS_STREAM,
     STORES,
+    USAGE_ACCOUNT,
     Role,
 )
 from aitbc_infra.bus_streams import ADMINS, STREAMS, jetstream
@@ -47,7 +47,7 @@ FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000
 PRESENCE = s.edge_presence_subject("edge_0000000000000000")
 FORGED_CHECKPOINT = f"{s.KEY_CHECKPOINTS_PREFIX}.forged"
 KEYLOG = (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM)  # in KEYLOG, and mirrored where read
-DELIVERIES = (f"{deliver_prefix(KEYLOG_ACCOUNT)}.x", f"{deliver_prefix(EDGE_ACCOUNT)}.x")
+DELIVERIES = (f"{deliver_prefix(KEYLOG_ACCOUNT)}.x", f"{deliver_prefix(USAGE_ACCOUNT)}.x")
 CHANGES = ("DELETE", "PURGE", "MSG.DELETE", "UPDATE")
 USERS = [role for role in ROLES.values() if not role.admin]  # admins may do everything
 
@@ -79,8 +79,8 @@ def refused_publishes() -> Iterator[Case]:
         yield Case(role.name, f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")  # the bus makes it
         yield from (Case(role.name, x) for x in DELIVERIES)  # what feeds the mirrors
         yield Case(role.name, f"$JS.KEYLOG.API.CONSUMER.CREATE.{KEY_EVENTS_STREAM}")
-        yield Case(role.name, f"$JS.EDGE.API.CONSUMER.CREATE.{s.USAGE_STREAM}")
-        yield Case(role.name, "$JS.EDGE.API.STREAM.INFO.x")  # the admin's import only
+        yield Case(role.name, f"$JS.USAGE.API.CONSUMER.CREATE.{s.USAGE_STREAM}")
+        yield Case(role.name, "$JS.USAGE.API.STREAM.INFO.x")  # the admin's import only
     yield Case("edge", f"$KV.{s.USAGE_COUNTERS_BUCKET}.p1")  # another's bucket
     yield Case("usage", f"$KV.{s.DASHBOARD_SESSIONS_BUCKET}.session")
     for role in ("keys", "auditor", "analytics"):  # only the edge sends these

@@ -94,7 +94,7 @@ STORES: dict[str, Store] = {
         kv(s.KEYS_LEASES_BUCKET, KEYS_ACCOUNT),
         kv(s.USAGE_COUNTERS_BUCKET, USAGE_ACCOUNT),
         kv(s.USAGE_LEASES_BUCKET, USAGE_ACCOUNT),
-        Store(s.USAGE_STREAM, s.USAGE_EVENTS_SUBJECTS, EDGE_ACCOUNT),
+        Store(s.USAGE_STREAM, s.USAGE_EVENTS_SUBJECTS, USAGE_ACCOUNT),
         kv(s.DASHBOARD_SESSIONS_BUCKET, EDGE_ACCOUNT),
     )
 }
@@ -216,7 +216,7 @@ ROLES: dict[str, Role] = {
                 s.KEYS_OWNER_COMMANDS,
                 f"{s.USAGE_DECIDE_PREFIX}.*",
                 f"{s.USAGE_SETTLE_PREFIX}.*",
-                f"{s.USAGE_EVENTS_PREFIX}.*.batch",  # into the usage stream, in its account
+                f"{s.USAGE_EVENTS_PREFIX}.*.batch",  # into the usage stream, USAGE's: imported
                 s.USAGE_QUERY,
                 s.EDGE_PRESENCE_SUBJECTS,  # it is alive (fail-open limits: one share each)
                 *reads(KEY_EVENTS_STREAM),
@@ -262,7 +262,10 @@ ROLES: dict[str, Role] = {
                 s.USAGE_QUERY,  # it asks itself before it says it is ready
                 f"{s.USAGE_DECIDE_PREFIX}.*",  # likewise
                 s.KEYS_READ_COMMANDS,
-                *reads(s.USAGE_STREAM),  # what it counts
+                # What it counts, in its own account: read with no mirror between, so that a
+                # node's loss delays no count; the stream's only other writers are the edges.
+                s.USAGE_EVENTS_SUBJECTS,
+                *reads(s.USAGE_STREAM),
                 *reads(KEY_EVENTS_STREAM),
                 *bucket(s.USAGE_COUNTERS_BUCKET),
                 *bucket(s.USAGE_LEASES_BUCKET),

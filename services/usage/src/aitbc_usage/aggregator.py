@@ -1,8 +1,8 @@
 """Builds the per-minute aggregates from the usage stream, exactly once.
 
-The edges write the usage stream in their own NATS account; the usage service reads the mirror
-of it in its account (aitbc_infra.bus_streams: made when the bus is provisioned, with the
-same sequences as the stream), by name.
+The usage stream is in the usage service's NATS account (the edges publish into it through a
+service import): the service reads the stream itself, by name, with no mirror between
+(aitbc_infra.bus_roles says why).
 
 The database, not the consumer, remembers how far each partition has been counted: each flush
 is committed together with every owned partition's stream position (store.commit_batch). On

@@ -148,12 +148,13 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
             "subjects": [s.USAGE_EVENTS_SUBJECTS],
             "storage": "file",
             "retention": "limits, 7 days",
-            "account": "EDGE: only the edges (edge) publish here",
-            "mirror": f"{s.USAGE_STREAM} in USAGE, READ and ADMIN, what its readers read: no "
-            f"subjects, so it is read by name; it follows the stream through {s.EDGE_API}, "
-            f"EDGE delivering its messages on {s.EDGE_DELIVER_PREFIX}.>",
+            "account": "USAGE: the edges (edge) publish here through a service import, and "
+            "the usage service reads it in its own account",
+            "mirror": f"{s.USAGE_STREAM} in READ and ADMIN, what their readers read: no "
+            f"subjects, so it is read by name; it follows the stream through {s.USAGE_API}, "
+            f"USAGE delivering its messages on {s.USAGE_DELIVER_PREFIX}.>",
             "consumers": "the usage service aggregates all its partitions with one ordered "
-            "consumer on its mirror, resuming from each partition's position stored with the "
+            "consumer on the stream, resuming from each partition's position stored with the "
             f"aggregates (as {s.USAGE_AGGREGATOR_DURABLE}-<partition>); analytics consumers add "
             "their own",
         },

@@ -24,12 +24,12 @@ KEY_CHECKPOINTS_SUBJECTS = f"{KEY_CHECKPOINTS_PREFIX}.>"
 # The two streams above live in KEYLOG; every other role reads mirrors of the same names in its
 # own account, which hold no subjects (read them by name). A mirror follows KEYLOG's consumer
 # API as its account imports it, and KEYLOG delivers the mirrored messages under a prefix of
-# their own. The same for the usage stream (below), in the edges' account EDGE
+# their own. The same for the usage stream (below), in the usage service's account USAGE
 # (aitbc_infra.bus_accounts derives these names from the accounts').
 KEYLOG_API = "$JS.KEYLOG.API"
 KEYLOG_DELIVER_PREFIX = "aitbc.keylog.deliver"
-EDGE_API = "$JS.EDGE.API"
-EDGE_DELIVER_PREFIX = "aitbc.edge.deliver"
+USAGE_API = "$JS.USAGE.API"
+USAGE_DELIVER_PREFIX = "aitbc.usage.deliver"
 # A keys process committed events (Committed): the one running the outbox relay (the holder of
 # KEYS_LEASES_BUCKET's `relay`) looks at once rather than at its next poll, and the others know
 # which of their facts are behind until the stream brings the events. In KEYLOG, between the
