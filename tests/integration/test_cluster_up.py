@@ -106,7 +106,7 @@ def test_the_cluster_serves_through_both_edges_and_stops_cleanly(
             assert metrics in cluster.output
             assert gauge in httpx.get(metrics, timeout=10).text
     replicas = asyncio.run(stream_replicas(data / "creds", nats_url))
-    assert {f"EDGE {subjects.USAGE_STREAM}", f"READ {subjects.KEY_EVENTS_STREAM}"} <= set(replicas)
+    assert {f"USAGE {subjects.USAGE_STREAM}", f"READ {subjects.KEY_EVENTS_STREAM}"} <= set(replicas)
     assert set(replicas.values()) == {3}, replicas  # every stream and bucket, on every node
     private = [*(data / "creds").glob("*.nk"), *data.glob("nats-*.conf")]
     private.append(data / "upstream-identity.secret")

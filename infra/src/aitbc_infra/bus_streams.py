@@ -1,5 +1,5 @@
 """The streams the bus is provisioned with: the ones others mirror (the key log and its
-checkpoints in KEYLOG, the usage stream in EDGE), and the mirrors of them in every account that
+checkpoints in KEYLOG, the usage stream in USAGE), and the mirrors of them in every account that
 reads them (aitbc_infra.bus_accounts), under the same names.
 
 A mirror has no subjects, so nothing published in its account (by a client, a responder
@@ -9,7 +9,7 @@ millisecond or so later.
 
 The bus is provisioned (`provision`) as soon as its server is up, before any service starts:
 the key log's streams as `keylog-admin` (their writer brings their settings up to date), then
-as `admin` the usage stream in EDGE and the mirrors in every account, through ADMIN's imports
+as `admin` the usage stream in USAGE and the mirrors in every account, through ADMIN's imports
 of their JetStream APIs. Sources first, because a mirror whose source is missing tries again
 only every ten seconds or so. Provisioning also gives every stream and KV bucket of the system
 the bus's number of replicas (`--replicas 3` on a 3-node cluster), in place where they exist:
@@ -181,7 +181,7 @@ async def drop_mirrors(admin: BusAccess, streams: Iterable[str] = ()) -> list[st
 
 
 async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1) -> list[str]:
-    """Make what is missing: the key log's streams in KEYLOG, the usage stream in EDGE, and the
+    """Make what is missing: the key log's streams in KEYLOG, the usage stream in USAGE, and the
     mirrors of them in every account that reads them; and give every stream and bucket of the
     system `replicas`, an existing deployment's too. What else exists is kept. Returns what it
     changed, for the operator."""
