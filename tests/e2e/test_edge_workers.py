@@ -67,6 +67,34 @@ def test_the_workers_metrics_are_summed_on_one_port(stack: Stack, workers: Proce
     assert len(writers) == WORKERS, sorted(folder.iterdir())
 
 
+def test_every_workers_counts_and_gauges_reach_the_one_port(
+    stack: Stack, workers: Process
+) -> None:
+    """What a worker counts in plain ints (decisions, the auth cache) and what a gauge reads
+    from a function (edges alive) reach the sums too, not only prometheus_client's own."""
+
+    def counted() -> tuple[float, float, float]:
+        text = stack.metrics("api-workers")
+        return (
+            value(text, "aitbc_ratelimit_decisions_total", outcome="admitted"),
+            value(text, "aitbc_auth_cache_total"),
+            value(text, "aitbc_edges_alive"),
+        )
+
+    with httpx.Client(base_url=workers.url, timeout=10) as api:
+        key = api.post("/v1/accounts").json()["master_key"]["key"]
+    decided, looked_up, _ = counted()
+    for _ in range(20):  # a connection each: both workers answer some
+        with httpx.Client(base_url=workers.url, timeout=10) as client:
+            assert client.get("/v1/jobs", headers={"X-API-Key": key}).status_code == 200
+    deadline = time.monotonic() + 10  # each worker copies its counts in once a second
+    while counted()[:2] != (decided + 20, looked_up + 20) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    now = counted()
+    assert now[:2] == (decided + 20, looked_up + 20), now
+    assert now[2] >= WORKERS  # each worker is an edge, and sees the other
+
+
 def test_a_stop_ends_every_worker(stack: Stack) -> None:
     process = stack.add_edge("api-workers-stopped", API_WORKERS=str(WORKERS)).start()
     deadline = time.monotonic() + 30

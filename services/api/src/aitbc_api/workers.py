@@ -24,7 +24,7 @@ from aitbc_api.app import create_app
 from aitbc_api.connections import guarded_protocol
 from aitbc_api.settings import Settings, get_settings
 from aitbc_runtime import logs, tracing
-from aitbc_runtime.metrics import MULTIPROCESS_DIR
+from aitbc_runtime.summed import MULTIPROCESS_DIR
 
 
 def serve_workers(settings: Settings, options: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from aitbc_runtime.metrics import metrics_listener
 from aitbc_runtime.plan_reload import watching
 from aitbc_runtime.process import run_service
 from aitbc_runtime.sql import create_engine
+from aitbc_runtime.summed import sampled
 from aitbc_usage import metrics, store
 from aitbc_usage.aggregator import Aggregator
 from aitbc_usage.handlers import Deciding
@@ -109,9 +110,9 @@ async def counting(nc: NATS, engine: AsyncEngine, settings: Settings) -> AsyncIt
         running.push_async_callback(partitions.stop)
         for partition in settings.partitions:  # held here or elsewhere: someone answers
             await until_answered(nc, usage_decide_subject(partition), b'{"items": []}')
-        metrics.PARTITIONS_OWNED.set_function(partitions.owned)
-        metrics.SNAPSHOT_AGE.set_function(snapshots.age)
-        metrics.AGGREGATES_LAG.set_function(aggregator.lag)
+        sampled(metrics.PARTITIONS_OWNED, partitions.owned)
+        sampled(metrics.SNAPSHOT_AGE, snapshots.age)
+        sampled(metrics.AGGREGATES_LAG, aggregator.lag)
         await running.enter_async_context(
             metrics_listener(settings.metrics_host, settings.metrics_port)
         )

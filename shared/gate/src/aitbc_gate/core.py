@@ -31,6 +31,7 @@ from aitbc_gate.throttle import FailureThrottle
 from aitbc_gate.usage_events import UsagePublisher
 from aitbc_runtime.key_events import KeyEventReader
 from aitbc_runtime.plan_reload import watching
+from aitbc_runtime.summed import sampled
 
 log = logging.getLogger("aitbc.gate")
 
@@ -113,8 +114,8 @@ async def running_gate(settings: GateSettings, nc: NATS) -> AsyncIterator[Gate]:
         limiter = await parts.enter_async_context(
             running(_rate_limiter(nc, settings, edges, plans))
         )
-        metrics.USAGE_EVENTS_BUFFERED.set_function(lambda: len(publisher.buffer))
-        metrics.EDGES_ALIVE.set_function(edges)
+        sampled(metrics.USAGE_EVENTS_BUFFERED, lambda: len(publisher.buffer))
+        sampled(metrics.EDGES_ALIVE, edges)
         yield Gate(
             settings=settings,
             authenticator=Authenticator(

@@ -18,13 +18,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from functools import cache
 
 import msgspec
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import REGISTRY, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
+from aitbc_runtime.summed import multiprocess_mode, summed_registry, sync, syncing
 
 log = logging.getLogger("aitbc.metrics")
 
@@ -38,21 +38,6 @@ _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}
 # to a request that waited out a timeout (seconds).
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LOCAL = "127.0.0.1"  # where a listener is unless told otherwise: this machine's operators only
-# prometheus_client's multiprocess mode (a server's workers: aitbc_api.workers): set before the
-# library is imported, each process writes its metrics into files there, and one listener sums
-# them all.
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def multiprocess_mode() -> bool:
-    return bool(os.environ.get(MULTIPROCESS_DIR))
-
-
-@cache
-def _summed() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return registry
 
 
 def listener_address(env: Mapping[str, str], prefix: str) -> tuple[str, int]:
@@ -85,7 +70,8 @@ def answer(head: bytes) -> bytes:
         return _error(404, Code.NOT_FOUND, "Only /metrics is served here")
     if method not in (b"GET", b"HEAD"):
         return _error(405, Code.METHOD_NOT_ALLOWED, "Use GET")
-    registry = _summed() if multiprocess_mode() else REGISTRY
+    sync()  # a server's workers: this one's latest counts, the others' at most a second old
+    registry = summed_registry() if multiprocess_mode() else REGISTRY
     return _response(200, TEXT, generate_latest(registry), with_body=method == b"GET")
 
 
@@ -109,7 +95,8 @@ async def metrics_listener(host: str, port: int) -> AsyncIterator[None]:
         return
     server = await _listen(host, port)
     try:
-        yield
+        async with syncing():  # every worker's, whichever serves the port
+            yield
     finally:
         if server is not None:
             server.close()

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aitbc_runtime.summed import multiprocess_mode, on_sync
+
 
 class TallyChild:
-    __slots__ = ("value",)
+    __slots__ = ("synced", "value")
 
     def __init__(self) -> None:
         self.value = 0
+        self.synced = 0  # what its Counter holds of it (multiprocess mode)
 
     def inc(self, amount: int = 1) -> None:
         self.value += amount
@@ -40,6 +43,17 @@ class Tally(Collector):
         self.name, self.documentation, self.labelnames = name, documentation, labelnames
         self._children: dict[tuple[str, ...], TallyChild] = {}
         registry.register(self)
+        # A server's workers: only files reach /metrics, so a Counter of the same name (its
+        # own, not a registry's) carries the counts there at each sync (aitbc_runtime.summed).
+        if multiprocess_mode():
+            self._shared = Counter(name, documentation, labelnames, registry=None)
+            on_sync(self._sync)
+
+    def _sync(self) -> None:
+        for values, child in list(self._children.items()):
+            if child.value != child.synced:
+                self._shared.labels(*values).inc(child.value - child.synced)
+                child.synced = child.value
 
     def labels(self, *values: str) -> TallyChild:
         if len(values) != len(self.labelnames):
