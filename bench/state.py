@@ -25,7 +25,7 @@ from aitbc_contracts.identity import (
 )
 from aitbc_contracts.keyformat import hash_key
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_CHECK, KEYS_READ_COMMANDS
-from aitbc_infra.bus_roles import USAGE_ACCOUNT
+from aitbc_infra.bus_stores import USAGE_ACCOUNT
 from aitbc_infra.bus_streams import jetstream as account_jetstream
 from bench import http_load
 from bench.common import say

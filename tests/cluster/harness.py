@@ -23,7 +23,7 @@ from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
     USAGE_STREAM,
 )
-from aitbc_infra.bus_roles import STORES
+from aitbc_infra.bus_stores import STORES
 from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.cluster import NODES, PORTS, Cluster, preflight, services
 from aitbc_infra.nats_server import free_port

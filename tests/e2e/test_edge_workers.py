@@ -67,9 +67,7 @@ def test_the_workers_metrics_are_summed_on_one_port(stack: Stack, workers: Proce
     assert len(writers) == WORKERS, sorted(folder.iterdir())
 
 
-def test_every_workers_counts_and_gauges_reach_the_one_port(
-    stack: Stack, workers: Process
-) -> None:
+def test_every_workers_counts_and_gauges_reach_the_one_port(stack: Stack, workers: Process) -> None:
     """What a worker counts in plain ints (decisions, the auth cache) and what a gauge reads
     from a function (edges alive) reach the sums too, not only prometheus_client's own."""
 

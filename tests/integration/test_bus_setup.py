@@ -11,8 +11,9 @@ import pytest
 
 from aitbc_infra.bus_accounts import mirrors
 from aitbc_infra.bus_config import BusCredentials
-from aitbc_infra.bus_roles import ACCOUNTS, ROLES
+from aitbc_infra.bus_roles import ROLES
 from aitbc_infra.bus_setup import main
+from aitbc_infra.bus_stores import ACCOUNTS
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.dev_ca import DevCA
 from aitbc_infra.nats_server import NatsServer, free_port

@@ -34,7 +34,7 @@ from aitbc_contracts.subjects import (
     usage_decide_subject,
 )
 from aitbc_contracts.usage import Decide, DecideBatch, UsageBatch, UsageEvent
-from aitbc_infra.bus_roles import KEYLOG_ACCOUNT
+from aitbc_infra.bus_stores import KEYLOG_ACCOUNT
 from aitbc_infra.bus_streams import ADMINS, STREAMS
 from aitbc_keys.main import running_service as running_keys
 from aitbc_keys.settings import Settings as KeysSettings

@@ -24,7 +24,8 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from aitbc_contracts import subjects as s
-from aitbc_infra.bus_roles import ROLES, STORES, Role
+from aitbc_infra.bus_roles import ROLES, Role
+from aitbc_infra.bus_stores import STORES
 from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.nats_server import NatsServer
 from tests.bus_clients import connected

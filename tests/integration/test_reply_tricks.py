@@ -24,7 +24,8 @@ from nats.aio.msg import Msg
 
 from aitbc_contracts import messages as m
 from aitbc_contracts import subjects as s
-from aitbc_infra.bus_roles import ROLES, STORES
+from aitbc_infra.bus_roles import ROLES
+from aitbc_infra.bus_stores import STORES
 from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys.checks import KeyChecks

@@ -19,17 +19,16 @@ from aitbc_infra.bus_accounts import (
     read_streams,
 )
 from aitbc_infra.bus_config import user_entry
-from aitbc_infra.bus_roles import (
+from aitbc_infra.bus_roles import ROLES, Role
+from aitbc_infra.bus_stores import (
     ACCOUNTS,
     CHECKPOINTS_STREAM,
     DESTRUCTIVE,
     KEY_EVENTS_STREAM,
     KEYLOG_ACCOUNT,
     READ_ACCOUNT,
-    ROLES,
     STORES,
     USAGE_ACCOUNT,
-    Role,
     Store,
 )
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aitbc_infra.bus_roles import ACCOUNTS, ROLES, STORES, STREAM_INFO, Role
+from aitbc_infra.bus_roles import ROLES, Role
+from aitbc_infra.bus_stores import ACCOUNTS, STORES, STREAM_INFO
 
 ALL_OF_JS = "$JS.API.>"
 

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Unpack
 import nkeys
 
 from aitbc_infra.bus_accounts import account_links
-from aitbc_infra.bus_roles import ACCOUNTS, DESTRUCTIVE, ROLES, Role
+from aitbc_infra.bus_roles import ROLES, Role
+from aitbc_infra.bus_stores import ACCOUNTS, DESTRUCTIVE
 from aitbc_runtime.bus_access import BusAccess, TlsFields, inbox_prefix, public_key_of_seed
 from aitbc_runtime.checkpoint_keys import new_signing_seed, public_key_of
 

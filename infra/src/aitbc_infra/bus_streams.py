@@ -32,7 +32,8 @@ from nats.js.errors import NotFoundError
 
 from aitbc_contracts import subjects as s
 from aitbc_infra.bus_accounts import api_prefix, deliver_prefix, mirrors
-from aitbc_infra.bus_roles import ACCOUNTS, ADMIN_ACCOUNT, KEYLOG_ACCOUNT, ROLES, STORES
+from aitbc_infra.bus_roles import ROLES
+from aitbc_infra.bus_stores import ACCOUNTS, ADMIN_ACCOUNT, KEYLOG_ACCOUNT, STORES
 from aitbc_infra.readiness import quiet_errors
 from aitbc_runtime.bus_access import BusAccess
 

@@ -16,7 +16,7 @@ from aitbc_cli.main import run
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEYS_OPERATOR_COMMANDS, KEYS_OWNER_COMMANDS
-from aitbc_infra.bus_roles import READ_ACCOUNT
+from aitbc_infra.bus_stores import READ_ACCOUNT
 from aitbc_infra.bus_streams import jetstream
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store

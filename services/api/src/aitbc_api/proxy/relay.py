@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from litestar.types import Receive, Scope, Send
 
-from aitbc_api.proxy.upstream import UpstreamResponse
+from aitbc_api.proxy.upstream_response import UpstreamResponse
 
 _DROP_RESPONSE = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"x-request-id",
