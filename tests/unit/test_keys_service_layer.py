@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.events import AnyEvent, KeyCreated, KeyKind
 from aitbc_contracts.keys import AccountState, KeyState, State, fold
 from aitbc_contracts.powers import Power
 from aitbc_keys import store
@@ -29,9 +29,17 @@ class FakeUnitOfWork:
         self.commits = 0
         self.conflicts = conflicts
         self.max_keys = max_keys
+        self.loaded: list[str] = []  # the streams loaded, in order
 
     async def load(self, stream_id: str) -> list[AnyEvent]:
+        self.loaded.append(stream_id)
         return [e for e in self.log if e.stream_id == stream_id]
+
+    def known_kind(self, key_id: str) -> KeyKind | None:
+        """As the facts index knows them: every key's kind, from its creation."""
+        return next(
+            (e.kind for e in self.log if isinstance(e, KeyCreated) and e.key_id == key_id), None
+        )
 
     async def live_keys(self, account_id: str) -> int:
         states: dict[str, State] = {}
@@ -146,3 +154,23 @@ async def test_an_account_makes_keys_up_to_its_cap_of_live_ones() -> None:
     assert isinstance(key, m.KeyView)
     await handle(m.RevokeKey(account_id=None, key_id=key.key_id), uow, Power.OPERATOR)
     assert isinstance(await handle(create, uow, Power.OPERATOR), m.KeyView)  # room again
+
+
+async def test_an_owners_command_reads_the_acting_keys_stream_only_for_a_standard_key() -> None:
+    """A master key's kind is known without reading its stream (a kind never changes); a
+    standard key's stream is read, since what it may do is its stream's to say."""
+    uow = FakeUnitOfWork()
+    account = await sign_up(uow)
+    master, account_id = account.master_key_id, account.account_id
+    create = m.CreateKey(account_id=account_id, name="ci", secret_hash=H2, hint="aitbc_2")
+    key = await handle(create, uow, Power.OPERATOR)
+    assert isinstance(key, m.KeyView)
+    uow.loaded.clear()
+    revoke = m.RevokeKey(account_id=account_id, key_id=key.key_id, actor=master)
+    await handle(revoke, uow, Power.OWNER)
+    assert master not in uow.loaded and key.key_id in uow.loaded
+    uow.loaded.clear()
+    as_key = m.RevokeKey(account_id=account_id, key_id=master, actor=key.key_id)
+    with pytest.raises(Forbidden):  # revoked, and never a root key: it manages nothing
+        await handle(as_key, uow, Power.OWNER)
+    assert uow.loaded[0] == key.key_id

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.events import AnyEvent, KeyKind
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.powers import SUBJECTS, Power
 from aitbc_contracts.subjects import KEYS_QUEUE
@@ -52,9 +52,11 @@ class CommandEndpoint:
         clock: Callable[[], datetime] = utcnow,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
         told: Callable[[], Awaitable[None]] = _nothing,
+        kinds: Callable[[str], KeyKind | None] = lambda _: None,
     ) -> None:
         self.engine = engine
         self.index = index if index is not None else FactsIndex()
+        self.kinds = kinds  # the keys' kinds the facts index holds: a master actor is not loaded
         self.on_commit = on_commit  # tells the other keys processes, wakes the outbox relay
         self.clock = clock
         self.max_keys = max_keys  # live keys an account may hold
@@ -121,8 +123,9 @@ class CommandEndpoint:
         """Carries out the command for a sender with `power`; a change not ready to commit by
         `deadline` (time.monotonic()) is not applied (store.TooLate)."""
         uow = SqlUnitOfWork(
-            self.engine, self.index, self.on_commit, self.clock(), deadline, self.max_keys
-        )
+            self.engine, self.index, self.on_commit, self.clock(), deadline, self.max_keys,
+            self.kinds,
+        )  # fmt: skip
         return await handle(command, uow, power)
 
 

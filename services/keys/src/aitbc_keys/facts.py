@@ -20,7 +20,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.events import AnyEvent, KeyKind
 from aitbc_contracts.keys import AccountState, KeyState, State, evolve, expired
 from aitbc_contracts.messages import KeyFacts
 from aitbc_keys import store
@@ -54,6 +54,12 @@ class FactsIndex:
         if behind and (facts.key_id in behind or facts.account_id in behind):
             return None  # changed elsewhere a moment ago: not here yet
         return facts
+
+    def kind_of(self, key_id: str) -> KeyKind | None:
+        """A key's kind, if this index holds the key: a kind never changes, so the index need
+        not be up to date to say it (None: load the key's stream)."""
+        state = self.states.get(key_id)
+        return state.kind if isinstance(state, KeyState) else None
 
     def behind(self, versions: Mapping[str, int]) -> None:
         """Another keys process committed these streams' `versions`: until this index has them,

@@ -88,7 +88,7 @@ async def running_service(
         live = LiveFacts(engine, index)
         commands = CommandEndpoint(
             engine, index=live, on_commit=news.committed, clock=clock,
-            max_keys=settings.max_keys_per_account, told=news.told,
+            max_keys=settings.max_keys_per_account, told=news.told, kinds=index.kind_of,
         )  # fmt: skip
         subscribe(broker, commands)
         checks = KeyChecks(engine, index, clock)

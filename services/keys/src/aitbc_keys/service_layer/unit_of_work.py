@@ -16,7 +16,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aitbc_contracts.events import AnyEvent
+from aitbc_contracts.events import AnyEvent, KeyKind
 from aitbc_contracts.keys import KeyEventView, State, fold
 from aitbc_contracts.messages import AccountView
 from aitbc_keys import projections, store
@@ -33,6 +33,10 @@ class UnitOfWork(Protocol):
     max_keys: int  # live keys an account may hold (MAX_KEYS_PER_ACCOUNT)
 
     async def load(self, stream_id: str) -> list[AnyEvent]: ...
+
+    def known_kind(self, key_id: str) -> KeyKind | None:
+        """A key's kind when this process knows it without a load (None: load the stream)."""
+        ...
 
     async def live_keys(self, account_id: str) -> int:
         """How many of the account's keys are neither revoked nor expired, at `now`."""
@@ -63,9 +67,11 @@ class SqlUnitOfWork:
         now: datetime,
         deadline: float | None = None,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
+        kinds: Callable[[str], KeyKind | None] = lambda _: None,
     ) -> None:
         self.engine = engine
         self.index = index
+        self.known_kind = kinds  # the keys' kinds the facts index holds (they never change)
         self.on_commit = on_commit
         self.now = now  # the one instant the command is decided at
         self.deadline = deadline  # time.monotonic() past which nothing commits (store.TooLate)
