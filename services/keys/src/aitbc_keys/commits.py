@@ -24,10 +24,10 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.messages import Committed
 from aitbc_contracts.subjects import KEYS_COMMITTED
 from aitbc_keys.facts import FactsIndex
+from aitbc_keys.store import Record
 from aitbc_keys.writing import Writing
 from aitbc_runtime.process import cancel_and_wait
 
@@ -56,11 +56,13 @@ class CommitNews:
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def committed(self, events: Sequence[AnyEvent]) -> None:
-        """After a commit here: the relay woken if it runs here, the others told."""
-        self.writing.wake()
-        for event in events:
-            self._unsent[event.stream_id] = max(self._unsent.get(event.stream_id, 0), event.version)
+    def committed(self, records: Sequence[Record]) -> None:
+        """After a commit here, with what it stored: the relay handed them if it runs here,
+        the others told."""
+        self.writing.committed(records)
+        for record in records:
+            versions = self._unsent
+            versions[record.stream_id] = max(versions.get(record.stream_id, 0), record.version)
         self._commits += 1
         self._ready.set()
 

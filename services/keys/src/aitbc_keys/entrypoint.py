@@ -18,11 +18,11 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
-from aitbc_contracts.events import AnyEvent, KeyKind
+from aitbc_contracts.events import KeyKind
 from aitbc_contracts.keys import KeyEventView
 from aitbc_contracts.powers import SUBJECTS, Power
 from aitbc_contracts.subjects import KEYS_QUEUE
-from aitbc_keys import metrics
+from aitbc_keys import metrics, store
 from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT, KeysError, utcnow
 from aitbc_keys.facts import FactsIndex
 from aitbc_keys.failures import FAILED, UNAVAILABLE, database_unavailable, guard, rejected
@@ -48,7 +48,7 @@ class CommandEndpoint:
         self,
         engine: AsyncEngine,
         index: KeyEventView | None = None,
-        on_commit: Callable[[Sequence[AnyEvent]], None] = lambda _: None,
+        on_commit: Callable[[Sequence[store.Record]], None] = lambda _: None,
         clock: Callable[[], datetime] = utcnow,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
         told: Callable[[], Awaitable[None]] = _nothing,

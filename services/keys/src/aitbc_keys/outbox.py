@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from nats.aio.client import Client as NatsClient
@@ -133,6 +133,17 @@ class OutboxRelay(WokenLoop):
         self._in_stream = 0  # the same, kept while `position` is None (for the lag)
         self._last_seq = 0
         self._js = nc.jetstream(timeout=publish_timeout)
+        self._offered: list[store.Record] = []  # committed here, not yet published
+
+    def offer(self, records: Sequence[store.Record]) -> None:
+        """Events this process has just committed, as stored: published as they are once
+        they follow what is in the stream, without reading them back (a revocation reaches
+        the edges that much sooner). The store has them too: what is offered is never the
+        only way to them, so a backlog (the stream away) is dropped rather than kept."""
+        if len(self._offered) >= self.batch_size:
+            self._offered = []
+        self._offered.extend(records)
+        self.wake()
 
     def start(self) -> asyncio.Task[None]:
         self.position = None  # another relay may have published meanwhile: read the stream
@@ -227,7 +238,9 @@ class OutboxRelay(WokenLoop):
         sent = 0
         while not self._stopping:
             assert self.position is not None
-            batch = await store.records_after(self.engine, self.position, self.batch_size)
+            batch = self._next_offered(self.position)
+            if not batch:
+                batch = await store.records_after(self.engine, self.position, self.batch_size)
             if not batch:
                 RELAY_LAG.set(0)
                 return sent
@@ -245,6 +258,17 @@ class OutboxRelay(WokenLoop):
                 self.position = self._in_stream = record.position
                 RELAY_LAG.set(head - record.position)
         return sent
+
+    def _next_offered(self, position: int) -> list[store.Record]:
+        """The offered records that follow `position` without a gap (a gap: another process
+        committed between them, and the store has it); those at or below it are let go."""
+        run: list[store.Record] = []
+        for record in sorted(self._offered):  # commits may be offered out of their order
+            if record.position == position + len(run) + 1:
+                run.append(record)
+        after = position + len(run)
+        self._offered = [record for record in self._offered if record.position > after]
+        return run
 
     async def _publish(self, js: JetStreamContext, record: store.Record) -> None:
         headers = {

@@ -42,6 +42,7 @@ class Record(NamedTuple):
     position: int
     event_id: str
     stream_id: str
+    version: int
     account_id: str
     data: bytes
     chain_hash: str
@@ -51,8 +52,9 @@ def _tag(event: AnyEvent) -> str:
     return str(event.__struct_config__.tag)
 
 
-async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int]:
-    """Append inside a write transaction (see db.write_transaction); returns the positions."""
+async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[Record]:
+    """Append inside a write transaction (see db.write_transaction); returns the events as
+    stored, in position order."""
     batches = [b for b in batches if b[2]]
     if not batches:
         return []
@@ -77,7 +79,7 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
         )
     ).first()
     position, head = (int(last.position), last.chain_hash) if last else (0, GENESIS)
-    rows, positions = [], []
+    rows, records = [], []
     for stream_id, expected, new in batches:
         if current.get(stream_id, 0) != expected:
             raise ConcurrencyError(f"stream {stream_id} changed concurrently; try again")
@@ -85,9 +87,12 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
             if event.stream_id != stream_id or event.version != expected + offset:
                 raise ValueError(f"event {event.event_id} does not follow {stream_id}@{expected}")
             position += 1
-            positions.append(position)
             data = encode_event(msgspec.structs.replace(event, prev_hash=head))
             head = link(head, data)
+            records.append(
+                Record(position, event.event_id, stream_id, event.version, event.account_id,
+                       data, head)
+            )  # fmt: skip
             rows.append(
                 {
                     "position": position,
@@ -102,7 +107,7 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[int
                 }
             )
     await conn.execute(events.insert(), rows)
-    return positions
+    return records
 
 
 @asynccontextmanager
@@ -128,7 +133,7 @@ async def append(
     """Append events to one or more streams atomically (the log alone: the views are the
     unit of work's, aitbc_keys.service_layer.unit_of_work)."""
     async with appending(engine, deadline) as conn:
-        return await append_in(conn, batches)
+        return [record.position for record in await append_in(conn, batches)]
 
 
 async def load(engine: AsyncEngine, stream_id: str) -> list[AnyEvent]:
@@ -182,6 +187,7 @@ async def records_after(engine: AsyncEngine, position: int, limit: int = 500) ->
                 events.c.position,
                 events.c.event_id,
                 events.c.stream_id,
+                events.c.version,
                 events.c.account_id,
                 events.c.data,
                 events.c.chain_hash,
@@ -191,8 +197,8 @@ async def records_after(engine: AsyncEngine, position: int, limit: int = 500) ->
             .limit(limit)
         )
         return [
-            Record(int(pos), eid, sid, aid, data.encode(), chain_hash)
-            for pos, eid, sid, aid, data, chain_hash in rows.all()
+            Record(int(pos), eid, sid, int(version), aid, data.encode(), chain_hash)
+            for pos, eid, sid, version, aid, data, chain_hash in rows.all()
         ]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -28,6 +28,7 @@ from aitbc_contracts.ownership import LeaseShare
 from aitbc_contracts.subjects import KEYS_LEASES_BUCKET
 from aitbc_keys.checkpoints import Checkpointer
 from aitbc_keys.outbox import OutboxRelay
+from aitbc_keys.store import Record
 from aitbc_runtime.ownership import Ownership
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,13 @@ class Writing:
             self.relay.wake()
             if self.checkpointer is not None:
                 self.checkpointer.wake()
+
+    def committed(self, records: Sequence[Record]) -> None:
+        """Events were committed here: the relay, if it runs here, publishes them as they are
+        (it need not read them back first)."""
+        if self.running:
+            self.relay.offer(records)
+        self.wake()
 
     async def gained(self, name: str, epoch: int) -> None:
         async with self._lock:

@@ -3,8 +3,9 @@
 A change is appended to the event log and the SQL read model follows it inside the append's
 write transaction, so the two commit together or not at all. After the commit, the events go
 to this process's facts index (its next check knows them before the stream brings them back)
-and to `on_commit`: the other keys processes are told, and the outbox relay is woken wherever
-it runs (aitbc_keys.commits: a revocation should reach the edges at once).
+and, as stored, to `on_commit`: the other keys processes are told, and the outbox relay is
+woken wherever it runs, and handed them when it runs here (aitbc_keys.commits: a revocation
+should reach the edges at once).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class SqlUnitOfWork:
         self,
         engine: AsyncEngine,
         index: KeyEventView,
-        on_commit: Callable[[Sequence[AnyEvent]], None],
+        on_commit: Callable[[Sequence[store.Record]], None],
         now: datetime,
         deadline: float | None = None,
         max_keys: int = MAX_KEYS_PER_ACCOUNT,
@@ -101,16 +102,16 @@ class SqlUnitOfWork:
         raises store.ConcurrencyError when another writer won, store.TooLate past the deadline."""
         new = [event for _, _, events in batches for event in events]
         async with store.appending(self.engine, self.deadline) as conn:
-            positions = await store.append_in(conn, batches)
+            records = await store.append_in(conn, batches)
             read_model = SqlReadModel(conn, self._states_before(batches))
-            for event, position in zip(new, positions, strict=True):
-                await read_model.process(event, position)
-        for event, position in zip(new, positions, strict=True):
+            for event, record in zip(new, records, strict=True):
+                await read_model.process(event, record.position)
+        for event, record in zip(new, records, strict=True):
             try:
-                self.index.process(event, position)
+                self.index.process(event, record.position)
             except Exception:  # committed: the stream brings it again, the database answers
                 log.exception("the facts index failed on event %s", event.event_id)
-        self.on_commit(new)
+        self.on_commit(records)
 
     def _states_before(self, batches: Sequence[store.Batch]) -> dict[str, State | None]:
         """The streams this command loaded and appends to, as they were: append_in has just
