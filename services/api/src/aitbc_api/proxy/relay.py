@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 from litestar.types import Receive, Scope, Send
 
@@ -46,14 +48,24 @@ async def _stream(upstream: UpstreamResponse, receive: Receive, send: Send) -> N
     """Each chunk as it arrives. A send to a client that went away does not fail, so the
     client's disconnect is watched for: it ends the stream (and the upstream's connection)."""
     async with anyio.create_task_group() as relaying:
-        relaying.start_soon(_end_on_disconnect, receive, relaying.cancel_scope)
+        relaying.start_soon(_end_on_disconnect, receive, relaying.cancel_scope, upstream.writing)
         async for chunk in upstream.chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         relaying.cancel_scope.cancel()  # the watcher's work is done
 
 
-async def _end_on_disconnect(receive: Receive, relaying: anyio.CancelScope) -> None:
+async def _end_on_disconnect(
+    receive: Receive, relaying: anyio.CancelScope, writing: asyncio.Task[None] | None
+) -> None:
+    """The client's disconnect ends the relay. While the request's body is still being written
+    upstream its writer reads `receive`: read here too, messages of the body would be lost to
+    it, so this waits for the writer, and a body that failed (the client left, 413) ends it."""
+    if writing is not None:
+        await asyncio.wait((writing,))
+        if writing.cancelled() or writing.exception() is not None:
+            relaying.cancel()
+            return
     while (await receive())["type"] != "http.disconnect":
         pass  # the rest of a body the upstream answered without reading
     relaying.cancel()
