@@ -9,10 +9,18 @@ from litestar.types import Receive, Scope, Send
 
 from aitbc_api.proxy.upstream_response import UpstreamResponse
 
+# Hop-by-hop (RFC 9110 section 7.6.1, and any the answer's Connection header names), and what
+# the edge's server writes itself.
 _DROP_RESPONSE = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"trailer", b"x-request-id",
-     b"date", b"server"}  # the edge's server writes its own
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"upgrade",
+     b"trailer", b"proxy-authenticate", b"x-request-id", b"date", b"server"}
 )  # fmt: skip
+
+
+def named_by_connection(value: bytes) -> set[bytes]:
+    """The header names a Connection header's `value` lists (RFC 9110 section 7.6.1: each
+    is for this hop only, never passed on), lowercase."""
+    return {name.strip().lower() for name in value.split(b",")} - {b""}
 
 
 class Relay:
@@ -28,10 +36,14 @@ class Relay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream = self.upstream
         try:
-            headers = []
+            headers, named = [], set()
             for name, value in upstream.headers:  # one pass: lowered (as ASGI asks), kept
                 if (name := name.lower()) not in _DROP_RESPONSE:
                     headers.append((name, value))
+                elif name == b"connection":
+                    named |= named_by_connection(value)
+            if named - _DROP_RESPONSE:
+                headers = [(name, value) for name, value in headers if name not in named]
             await send(
                 {"type": "http.response.start", "status": upstream.status, "headers": headers}
             )
