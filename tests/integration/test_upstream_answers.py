@@ -142,3 +142,19 @@ async def test_bytes_after_an_answer_close_its_connection_and_spare_the_answer()
     assert server.connections == 2  # the connection that said too much was not kept
     await upstream.close()
     listening.close()
+
+
+async def test_a_switch_of_protocols_fails_the_request_as_any_other_bad_answer() -> None:
+    """The edge asks for no upgrade: a 101 is an answer it cannot read (the parser's signal for
+    it is no parser error, and must not escape the protocol as an unhandled one)."""
+
+    async def switch(exchange: Exchange) -> None:
+        await exchange.send(b"HTTP/1.1 101 Switching\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n")
+
+    unhandled: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    _, listening, url = await serve(switch)
+    with pytest.raises(UpstreamFailed):
+        await pool(url).request("GET", b"/v1/x", [])
+    assert unhandled == []
+    listening.close()

@@ -181,7 +181,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # (no subclass of it)
             self._fail(UpstreamFailed("the upstream's answer is not valid HTTP"))
             self.reusable = False  # (an answer whole before the bad bytes is still relayed)
             self.abort()
