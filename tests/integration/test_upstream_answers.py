@@ -142,3 +142,59 @@ async def test_bytes_after_an_answer_close_its_connection_and_spare_the_answer()
     assert server.connections == 2  # the connection that said too much was not kept
     await upstream.close()
     listening.close()
+
+
+async def test_a_switch_of_protocols_fails_the_request_as_any_other_bad_answer() -> None:
+    """The edge asks for no upgrade: a 101 is an answer it cannot read (the parser's signal for
+    it is no parser error, and must not escape the protocol as an unhandled one)."""
+
+    async def switch(exchange: Exchange) -> None:
+        await exchange.send(b"HTTP/1.1 101 Switching\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n")
+
+    unhandled: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    _, listening, url = await serve(switch)
+    with pytest.raises(UpstreamFailed):
+        await pool(url).request("GET", b"/v1/x", [])
+    assert unhandled == []
+    listening.close()
+
+
+async def test_an_endless_head_fails_the_request_before_it_fills_the_edges_memory() -> None:
+    async def endless(exchange: Exchange) -> None:
+        await exchange.send(b"HTTP/1.1 200 OK\r\n")
+        while True:  # until the edge hangs up, never long without a byte for its read timeout
+            await exchange.send(b"x-filler: %b\r\n" % (b"f" * 1024))
+
+    _, listening, url = await serve(endless)
+    with pytest.raises(UpstreamFailed):  # at once: neither the read timeout nor the test's
+        await asyncio.wait_for(pool(url, timeout=30).request("GET", b"/v1/x", []), 10)
+    listening.close()
+
+
+async def test_endless_interim_answers_fail_the_request() -> None:
+    async def endless(exchange: Exchange) -> None:
+        while True:
+            await exchange.send(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n")
+
+    _, listening, url = await serve(endless)
+    with pytest.raises(UpstreamFailed):
+        await asyncio.wait_for(pool(url, timeout=30).request("GET", b"/v1/x", []), 10)
+    listening.close()
+
+
+async def test_a_trailer_is_not_taken_for_a_header() -> None:
+    async def trailed(exchange: Exchange) -> None:
+        await exchange.send(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"2\r\nok\r\n0\r\nset-cookie: session=planted\r\n\r\n"
+        )
+
+    _, listening, url = await serve(trailed)
+    upstream = pool(url)
+    response = await upstream.request("GET", b"/v1/x", [])
+    assert (response.whole, response.read_now()) == (True, b"ok")
+    assert [name for name, _ in response.headers] == [b"transfer-encoding"]
+    response.release()
+    await upstream.close()
+    listening.close()

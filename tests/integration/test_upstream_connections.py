@@ -133,3 +133,20 @@ async def test_the_upstreams_time_starts_when_a_streamed_body_has_been_written()
     assert server.exchanges[0].body == b"xxxxx"
     await upstream.close()
     listening.close()
+
+
+async def test_a_waiter_cancelled_as_it_is_woken_passes_the_free_connection_on() -> None:
+    """The connection a waiting request was woken for goes to the next waiter if that request
+    is cancelled (its client left, its deadline passed) before it could take it."""
+    server, listening, url = await serve(ok())
+    upstream = pool(url, limit=1, timeout=1)
+    held = await upstream.request("GET", b"/v1/1", [])
+    first = asyncio.ensure_future(upstream.request("GET", b"/v1/2", []))
+    second = asyncio.ensure_future(upstream.request("GET", b"/v1/3", []))
+    await asyncio.sleep(0.05)
+    held.release()  # wakes the first waiter...
+    first.cancel()  # ...which is cancelled before it runs
+    (await asyncio.wait_for(second, 0.5)).release()  # not after the wait's whole timeout
+    assert server.connections == 1
+    await upstream.close()
+    listening.close()

@@ -117,6 +117,10 @@ def test_the_key_is_removed_from_the_query_string() -> None:
     assert query_without_key(b"a=1&api%5Fkey=secret") == b"a=1"  # another spelling of api_key
     assert query_without_key(b"b=x%20y") == b"b=x%20y"  # read, but no key: untouched
     assert query_without_key(b"api_key=s&api_key=t") == b""
+    # the other parameters go on byte for byte, however they are encoded
+    assert query_without_key(b"api_key=s&q=%FF&r=caf\xc3\xa9&s&t=a%20b") == (
+        b"q=%FF&r=caf\xc3\xa9&s&t=a%20b"
+    )
 
 
 def test_an_eviction_of_another_key_does_not_stop_caching() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus
 
 import msgspec
 
@@ -84,9 +84,16 @@ def query_without_key(query: bytes) -> bytes:
     when no key is in it."""
     if _QUERY not in query and b"%" not in query:
         return query  # no spelling of api_key here (`api%5Fkey` is one, and authenticates)
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    kept = [(name, value) for name, value in pairs if name != API_KEY_QUERY]
-    return query if len(kept) == len(pairs) else urlencode(kept).encode("ascii")
+    # The other parameters stay byte for byte: decoded and encoded again, a `%FF` or a raw
+    # non-ASCII byte would come out as other bytes. Names are read as `presented_key` reads
+    # them (parse_qsl: split at `&`, `+` a space, percent-decoded as UTF-8).
+    pairs = query.split(b"&")
+    kept = [pair for pair in pairs if not _names_the_key(pair)]
+    return query if len(kept) == len(pairs) else b"&".join(kept)
+
+
+def _names_the_key(pair: bytes) -> bool:
+    return unquote_plus(pair.split(b"=", 1)[0].decode("latin-1")) == API_KEY_QUERY
 
 
 # One answer for every key that opens nothing: never issued, mistyped, or replaced (its grace

@@ -20,7 +20,7 @@ from litestar.enums import HttpMethod
 from litestar.types import Method
 
 from aitbc_api.proxy.paths import forwarded_path
-from aitbc_api.proxy.relay import Relay
+from aitbc_api.proxy.relay import Relay, named_by_connection
 from aitbc_api.proxy.upstream import (
     Body,
     UpstreamFailed,
@@ -60,14 +60,16 @@ class Forwarding:
     identity: UpstreamIdentity | None = None  # signs each caller's identity for the upstream
 
 
-# Never forwarded: hop-by-hop headers, the body's framing (the upstream client writes its own),
-# the key, identity headers a client might forge, and the client's trace context (with tracing
-# on, the edge sends its own: aitbc_gate.request_spans). As the ASGI scope has them: lowercase.
+# Never forwarded: hop-by-hop headers (and any the client's Connection header names), the body's
+# framing (the upstream client writes its own), the key, identity headers a client might forge,
+# and the client's trace context (with tracing on, the edge sends its own:
+# aitbc_gate.request_spans). As the ASGI scope has them: lowercase.
 _DROP_REQUEST = frozenset(
     name.lower().encode("latin-1")
     for name in (
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-        "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect",
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+        "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host",
+        "content-length", "expect",
         API_KEY_HEADER, ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER,
         "traceparent", "tracestate",
     )
@@ -131,14 +133,20 @@ def _too_large(limit: int) -> ApiError:
 def _upstream_headers(scope: Scope, limit: int) -> tuple[list[tuple[bytes, bytes]], int | None]:
     """The request's headers the upstream is given, and the body's declared length (413 at
     once for one over `limit`; a body of no declared length is counted as it streams)."""
-    headers, length = [], None
+    headers, length, named = [], None, set()
     for name, value in scope["headers"]:
         if name not in _DROP_REQUEST:
-            headers.append((name, value))
+            # `X_Account_Id` is `X-Account-Id` to an upstream that maps names as CGI does
+            if b"_" not in name or name.replace(b"_", b"-") not in _DROP_REQUEST:
+                headers.append((name, value))
         elif name == b"content-length" and value.isdigit():
             length = int(value)
             if length > limit:
                 raise _too_large(limit)
+        elif name == b"connection":
+            named |= named_by_connection(value)
+    if named - _DROP_REQUEST:  # (most name only keep-alive or close)
+        headers = [(name, value) for name, value in headers if name not in named]
     return headers, length
 
 

@@ -156,8 +156,14 @@ class UpstreamPool:
             try:
                 async with asyncio.timeout(self._timeout):
                     await waiter
-            except TimeoutError:
-                raise UpstreamTimedOut("no connection to the upstream came free in time") from None
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken for a connection it will not take: the next's
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamTimedOut(
+                        "no connection to the upstream came free in time"
+                    ) from None
+                raise
             finally:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)

@@ -21,6 +21,10 @@ from typing import cast
 import httptools
 
 HIGH_WATER = 256 * 1024  # buffered answer bytes past which the socket's reading pauses
+# Bytes of an answer read since its last body byte (heads, interim answers, chunk framing,
+# trailers) past which it is refused: the parser would buffer an endless head, and the read
+# timeout, started again by each byte, would never end endless interim answers.
+MAX_FRAMING = 64 * 1024
 
 
 class UpstreamFailed(Exception):
@@ -35,6 +39,7 @@ class UpstreamConnection(asyncio.Protocol):
     """The protocol of one connection; `UpstreamPool` owns it, `UpstreamResponse` reads it."""
 
     __slots__ = (
+        "_framing",
         "_head",
         "_head_only",
         "_on_lost",
@@ -80,6 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.complete = False
         self.reusable = False
         self.error: UpstreamFailed | None = None
+        self._framing = 0
         self._head_only = head_only  # a HEAD request's answer: a head and nothing after it
 
     # The exchange, as the pool and the response drive it.
@@ -179,12 +185,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.reusable = False
             self.abort()
             return
+        self._framing += len(data)  # (each body byte sets it back to 0)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._fail(UpstreamFailed("the upstream's answer is not valid HTTP"))
-            self.reusable = False  # (an answer whole before the bad bytes is still relayed)
-            self.abort()
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # (no subclass of it)
+            self._refuse("the upstream's answer is not valid HTTP")
+            return
+        if self._framing > MAX_FRAMING and not self.complete:
+            self._refuse("the upstream's answer has too long a head or trailer")
             return
         if self.status and self._head is not None:  # the head (and maybe all the body) is in
             if not self._head.done():  # (done: its request was cancelled)
@@ -205,6 +213,13 @@ class UpstreamConnection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.pause_reading()
             self._disarm()  # the relay is behind, not the upstream
+
+    def _refuse(self, reason: str) -> None:
+        """Bytes not to be trusted: the exchange ends (an answer whole before them is still
+        relayed) and so does the connection."""
+        self._fail(UpstreamFailed(reason))
+        self.reusable = False
+        self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -229,7 +244,8 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamFailed("the upstream sent more than one answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.status:  # (after the head: a chunked answer's trailer, never relayed)
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -244,6 +260,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.status:
             self.body.append(body)
             self.buffered += len(body)
+            self._framing = 0
 
     def on_message_complete(self) -> None:
         if self.status and not self.complete:

@@ -32,6 +32,13 @@ class UpstreamResponse:
         self._writer = writer  # a streamed request body still being written, if any
 
     @property
+    def writing(self) -> asyncio.Task[None] | None:
+        """The task still writing the request's streamed body upstream (it reads the client's
+        `receive` until the body's end), if any."""
+        writer = self._writer
+        return writer if writer is not None and not writer.done() else None
+
+    @property
     def whole(self) -> bool:
         return self._connection is not None and self._connection.complete
 
