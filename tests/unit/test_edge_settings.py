@@ -45,3 +45,10 @@ def test_workers_are_one_or_more() -> None:
     assert Settings.from_env({"API_WORKERS": "2"}).workers == 2
     with pytest.raises(ValueError, match="API_WORKERS"):
         Settings.from_env({"API_WORKERS": "0"})
+
+
+def test_idle_upstream_connections_are_kept_less_long_than_an_upstreams_keep_alive() -> None:
+    assert Settings().upstream_keepalive < 5  # uvicorn's keep-alive timeout, the Coordinator's
+    assert Settings.from_env({"UPSTREAM_KEEPALIVE": "60"}).upstream_keepalive == 60
+    with pytest.raises(ValueError, match="UPSTREAM_KEEPALIVE"):
+        Settings.from_env({"UPSTREAM_KEEPALIVE": "-1"})

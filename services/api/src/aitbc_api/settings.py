@@ -23,6 +23,10 @@ class Settings(GateSettings):
     speculative_forwarding: bool = True
     upstream_connect_timeout: float = 2.0
     upstream_timeout: float = 30.0  # read/write: a slow upstream answers 504 after this
+    # Seconds an idle upstream connection is kept for the next request: shorter than the
+    # upstream's own keep-alive timeout (uvicorn's default is 5 s), so that no request goes out
+    # on a connection the upstream is closing, which only an idempotent one may be sent again.
+    upstream_keepalive: float = 4.0
     usage_query_timeout: float = 2.0  # a usage query (GET /v1/usage, the dashboard's charts and
     # the keys' last use) that takes longer answers 503 (the last use: shown as unknown)
     max_body_bytes: int = 10 * 1024 * 1024
@@ -68,6 +72,7 @@ class Settings(GateSettings):
         "speculative_forwarding": "SPECULATIVE_FORWARDING",
         "upstream_connect_timeout": "UPSTREAM_CONNECT_TIMEOUT",
         "upstream_timeout": "UPSTREAM_TIMEOUT",
+        "upstream_keepalive": "UPSTREAM_KEEPALIVE",
         "usage_query_timeout": "USAGE_QUERY_TIMEOUT",
         "max_body_bytes": "MAX_BODY_BYTES",
         "max_header_bytes": "MAX_HEADER_BYTES",
@@ -99,6 +104,8 @@ class Settings(GateSettings):
         super().__post_init__()
         if self.workers < 1:
             raise ValueError(f"API_WORKERS must be 1 or more: {self.workers}")
+        if not self.upstream_keepalive >= 0:
+            raise ValueError(f"UPSTREAM_KEEPALIVE must be 0 or more: {self.upstream_keepalive}")
 
     @classmethod
     def fields_from(cls, env: Mapping[str, str]) -> dict[str, Any]:

@@ -276,4 +276,5 @@ def upstream_pool(settings: Settings) -> UpstreamPool:
         settings.upstream_url,
         connect_timeout=settings.upstream_connect_timeout,
         timeout=settings.upstream_timeout,
+        keepalive=settings.upstream_keepalive,
     )

@@ -40,7 +40,7 @@ class UpstreamPool:
         connect_timeout: float,
         timeout: float,
         limit: int = 512,
-        keepalive: float = 30.0,
+        keepalive: float = 4.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
