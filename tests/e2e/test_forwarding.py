@@ -127,6 +127,9 @@ def test_the_key_never_reaches_the_upstream_and_identity_does(
         "X-Account-Id": "acc_0000000000000000",
         "X-Key-Id": "key_0000000000000000",
         "X-AITBC-Identity": "v1;t=1;sig=" + "0" * 64,
+        "X-Forwarded-For": "203.0.113.66",  # this edge trusts no proxy: its peer is the client
+        "Forwarded": "for=203.0.113.66;proto=https",
+        "X-Real-IP": "203.0.113.66",
     }
     with httpx.Client(base_url=recorded_edge) as client:
         by_query = client.get(
@@ -145,8 +148,14 @@ def test_the_key_never_reaches_the_upstream_and_identity_does(
         assert seen["headers"]["x-account-id"] == account["account_id"]
         assert seen["headers"]["x-key-id"] == account["master_key_id"]
         assert seen["headers"]["x-request-id"]
-        for name in ("x-account-id", "x-key-id", "x-request-id", "x-aitbc-identity"):
+        for name in ("x-account-id", "x-key-id", "x-request-id", "x-aitbc-identity",
+                     "x-forwarded-for", "x-forwarded-proto"):  # fmt: skip
             assert seen["header_names"].count(name) == 1, name  # the edge's, not the client's
+        assert (seen["headers"]["x-forwarded-for"], seen["headers"]["x-forwarded-proto"]) == (
+            "127.0.0.1",
+            "http",
+        )
+        assert "forwarded" not in seen["headers"] and "x-real-ip" not in seen["headers"]
         # signed with the secret the edge shares with the Coordinator, for this request
         shared = UpstreamIdentity(stack.layout.identity_secret_file.read_text())
         headers = seen["headers"]

@@ -41,6 +41,7 @@ from aitbc_contracts.messages import Code
 from aitbc_gate.admission import data_plane_caller, limit
 from aitbc_gate.auth import API_KEY_HEADER, Principal, query_without_key
 from aitbc_gate.errors import ApiError
+from aitbc_gate.proxies import client_address
 from aitbc_gate.requests import context_of
 from aitbc_gate.types import Receive, Scope
 from aitbc_runtime import tracing
@@ -62,6 +63,7 @@ class Forwarding:
 
 # Never forwarded: hop-by-hop headers (and any the client's Connection header names), the body's
 # framing (the upstream client writes its own), the key, identity headers a client might forge,
+# the client's own say about where it is (the edge sends what it believes: aitbc_gate.proxies),
 # and the client's trace context (with tracing on, the edge sends its own:
 # aitbc_gate.request_spans). As the ASGI scope has them: lowercase.
 _DROP_REQUEST = frozenset(
@@ -72,6 +74,7 @@ _DROP_REQUEST = frozenset(
         "content-length", "expect",
         API_KEY_HEADER, ACCOUNT_HEADER, KEY_HEADER, REQUEST_ID_HEADER, IDENTITY_HEADER,
         "traceparent", "tracestate",
+        "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
     )
 )  # fmt: skip
 _METHODS: list[HttpMethod | Method] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -81,6 +84,7 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 safe methods: no chang
 # latency is queueing, and a second concurrent task per request would only cost throughput.
 SPECULATE_UP_TO = 8
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode("ascii")
+_FORWARDED_FOR, _FORWARDED_PROTO = b"x-forwarded-for", b"x-forwarded-proto"
 _ACCOUNT = ACCOUNT_HEADER.lower().encode("ascii")
 _KEY = KEY_HEADER.lower().encode("ascii")
 _IDENTITY = IDENTITY_HEADER.lower().encode("ascii")
@@ -177,7 +181,11 @@ async def forward(scope: Scope, receive: Receive, forwarding: Forwarding) -> Rel
     if query:
         target += b"?" + query
     headers, length = _upstream_headers(scope, settings.max_body_bytes)
-    headers.append((_REQUEST_ID, context.request_id.encode("ascii")))
+    headers += [
+        (_REQUEST_ID, context.request_id.encode("ascii")),
+        (_FORWARDED_FOR, client_address(scope).encode("latin-1")),  # as TRUSTED_PROXIES say
+        (_FORWARDED_PROTO, scope["scheme"].encode("latin-1")),
+    ]
     if tracing.enabled:  # the request's span: the Coordinator's spans are its children
         headers += [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in tracing.headers().items()
