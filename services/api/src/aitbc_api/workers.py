@@ -26,6 +26,11 @@ from aitbc_api.settings import Settings, get_settings
 from aitbc_runtime import logs, tracing
 from aitbc_runtime.summed import MULTIPROCESS_DIR
 
+# How long the supervisor waits for a worker to answer its health check before it kills it as
+# hung and starts another. uvicorn's 5 s also covers a new worker's start (a fresh interpreter
+# importing the app), which a busy machine makes longer: workers were killed while starting.
+HEALTHCHECK_SECONDS = 30
+
 
 def serve_workers(settings: Settings, options: dict[str, Any]) -> None:
     """The supervisor: uvicorn spawns the workers, each of which makes its app (worker_app)
@@ -39,6 +44,7 @@ def serve_workers(settings: Settings, options: dict[str, Any]) -> None:
             factory=True,
             workers=settings.workers,
             http="aitbc_api.workers:EdgeHttpProtocol",
+            timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
             **options,
         )
     finally:
