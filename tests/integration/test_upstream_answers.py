@@ -5,6 +5,8 @@ or cut short, garbage, large ones, and bytes after an answer."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 import pytest
 
@@ -98,6 +100,26 @@ async def test_an_answer_ended_by_its_connection_is_whole_and_one_cut_short_fail
     cut = await upstream.request("GET", b"/v1/cut", [])
     with pytest.raises(UpstreamFailed):
         await body_of(cut)
+    await upstream.close()
+    listening.close()
+
+
+async def test_an_answer_ended_by_a_reset_is_cut_short_not_whole() -> None:
+    """An answer delimited by its connection's end is whole only if the connection was closed;
+    a reset may have cut it anywhere."""
+
+    async def reset(exchange: Exchange) -> None:
+        await exchange.send(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nthe first half")
+        await asyncio.sleep(0.2)  # read by the edge before the reset
+        sock = exchange.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        exchange.writer.transport.abort()  # lingering 0 s: a reset, not a close
+
+    _, listening, url = await serve(reset)
+    upstream = pool(url)
+    answer = await upstream.request("GET", b"/v1/reset", [])
+    with pytest.raises(UpstreamFailed):
+        await body_of(answer)
     await upstream.close()
     listening.close()
 

@@ -224,8 +224,8 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._disarm()
-        if self.status and not self.complete and self._ends_at_close():
-            self.complete = True  # an answer delimited by the connection's end
+        if self.status and not self.complete and exc is None and self._ends_at_close():
+            self.complete = True  # an answer delimited by the connection's end (not a reset)
         self._fail(UpstreamFailed("the upstream closed the connection"))
         self._on_lost(self)
 
