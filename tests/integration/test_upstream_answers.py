@@ -124,6 +124,26 @@ async def test_an_answer_ended_by_a_reset_is_cut_short_not_whole() -> None:
     listening.close()
 
 
+async def test_an_answer_with_a_transfer_coding_besides_chunked_fails() -> None:
+    """Transfer codings are hop-by-hop: the edge could relay neither a gzip coding (its client is
+    told none) nor the coded bytes as they are."""
+
+    async def coded(exchange: Exchange) -> None:
+        coding = b"gzip" if exchange.line.split()[1] == b"/v1/gzip" else b"gzip, chunked"
+        await exchange.send(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: %b\r\n\r\n5\r\ncoded\r\n0\r\n\r\n" % coding
+        )
+        exchange.writer.close()
+
+    _, listening, url = await serve(coded)
+    upstream = pool(url)
+    for path in (b"/v1/gzip", b"/v1/gzip-chunked"):
+        with pytest.raises(UpstreamFailed):
+            await body_of(await upstream.request("GET", path, []))
+    await upstream.close()
+    listening.close()
+
+
 async def test_garbage_from_the_upstream_fails_the_request() -> None:
     async def garbage(exchange: Exchange) -> None:
         await exchange.send(b"SMTP ready\r\n\r\n")

@@ -15,7 +15,7 @@ later is buffered up to HIGH_WATER bytes, past which reading pauses until the re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import httptools
@@ -252,6 +252,8 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200:  # an interim answer (100 Continue, 103): the final one follows
             self.headers = []
             return
+        if any(self._codings()):  # the edge could pass on neither the coding nor its bytes
+            raise UpstreamFailed("the upstream's answer has a transfer coding besides chunked")
         self.status = status
         if self._head_only:
             self.on_message_complete()
@@ -266,6 +268,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self.status and not self.complete:
             self.complete = True
             self.reusable = self._parser.should_keep_alive()
+
+    def _codings(self) -> Iterator[bytes]:
+        """The answer's transfer codings other than chunked (hop-by-hop: the client is told
+        none of them)."""
+        for name, value in self.headers:
+            if name.lower() == b"transfer-encoding":
+                for coding in value.split(b","):
+                    if coding.strip().lower() not in (b"chunked", b""):
+                        yield coding
 
     def _ends_at_close(self) -> bool:
         names = {name.lower() for name, _ in self.headers}
