@@ -26,53 +26,55 @@ async def _early_answerer(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     writer.close()
 
 
-async def test_a_body_still_streaming_when_the_answer_starts_reaches_the_upstream_whole() -> None:
+class Client:
+    """The client's side of one relayed request: what it will send (`messages`), as the
+    edge's `receive` reads it, and what the relay sent it."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.messages.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    def relayed(self, response: Any) -> asyncio.Future[None]:
+        return asyncio.ensure_future(Relay(response)({}, self.receive, self.send))
+
+
+async def _early_upstream() -> tuple[asyncio.Server, Any]:
     listening = await asyncio.start_server(_early_answerer, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
-    upstream = pool(url)
-    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    return listening, pool(f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}")
 
-    async def receive() -> dict[str, Any]:
-        return await messages.get()
 
-    body = _rest_of_body(b"a", receive, 1000)
+async def test_a_body_still_streaming_when_the_answer_starts_reaches_the_upstream_whole() -> None:
+    listening, upstream = await _early_upstream()
+    client = Client()
+    body = _rest_of_body(b"a", client.receive, 1000)
     response = await upstream.request("POST", b"/v1/echo", [], body)  # the head is in
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    relaying = asyncio.ensure_future(Relay(response)({}, receive, send))
+    relaying = client.relayed(response)
     for piece in (b"b", b"c", b"d"):
         await asyncio.sleep(0.05)
-        await messages.put({"type": "http.request", "body": piece, "more_body": True})
-    await messages.put({"type": "http.request", "body": b"e", "more_body": False})
+        await client.messages.put({"type": "http.request", "body": piece, "more_body": True})
+    await client.messages.put({"type": "http.request", "body": b"e", "more_body": False})
     await asyncio.wait_for(relaying, 5)
-    relayed = b"".join(message.get("body", b"") for message in sent[1:])
+    relayed = b"".join(message.get("body", b"") for message in client.sent[1:])
     assert relayed == b"start;got=abcde"
     await upstream.close()
     listening.close()
 
 
 async def test_a_body_refused_mid_stream_while_the_answer_streams_ends_the_relay() -> None:
-    listening = await asyncio.start_server(_early_answerer, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
-    upstream = pool(url)
-    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def receive() -> dict[str, Any]:
-        return await messages.get()
-
-    response = await upstream.request("POST", b"/v1/echo", [], _rest_of_body(b"a", receive, 3))
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    relaying = asyncio.ensure_future(Relay(response)({}, receive, send))
+    listening, upstream = await _early_upstream()
+    client = Client()
+    body = _rest_of_body(b"a", client.receive, 3)
+    response = await upstream.request("POST", b"/v1/echo", [], body)
+    relaying = client.relayed(response)
     await asyncio.sleep(0.05)
-    await messages.put({"type": "http.request", "body": b"bcd", "more_body": True})  # 413
+    await client.messages.put({"type": "http.request", "body": b"bcd", "more_body": True})  # 413
     await asyncio.wait_for(relaying, 5)  # ended, not waiting on an upstream that waits too
-    assert not any(message.get("more_body") is False for message in sent)  # not shown whole
+    assert not any(message.get("more_body") is False for message in client.sent)  # not whole
     await upstream.close()
     listening.close()
