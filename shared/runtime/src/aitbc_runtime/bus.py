@@ -208,9 +208,25 @@ async def update_or_keep(nc: NATS, config: StreamConfig) -> None:
         )  # fmt: skip
 
 
+MAKE_WITHIN = 30.0  # seconds a service's start asks JetStream to make a bucket
+
+
 async def key_value(nc: NATS, config: KeyValueConfig) -> KeyValue:
     """The KV bucket of `config`: made on first use (with its replicas), its TTL and size
-    brought up to date after where this role may (update_or_keep)."""
+    brought up to date after where this role may (update_or_keep). Asked again while JetStream
+    does not answer, for up to MAKE_WITHIN: a cluster's meta leader, busy or being elected,
+    answers late, and a start should wait for it rather than fail."""
+    deadline = asyncio.get_running_loop().time() + MAKE_WITHIN
+    while True:
+        try:
+            return await _made(nc, config)
+        except nats.errors.TimeoutError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("JetStream did not answer making bucket %s; asking again", config.bucket)
+
+
+async def _made(nc: NATS, config: KeyValueConfig) -> KeyValue:
     js = nc.jetstream()
     try:
         return await js.create_key_value(config)
