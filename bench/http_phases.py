@@ -138,10 +138,10 @@ async def paced(b: Bench) -> None:
     async with b.bus() as nc:
         for _ in range(c.paced_rounds):
             for name in runs:
-                result = await _paced_run(b, nc, name, rate, probe)
+                result = await paced_run(b, nc, name, rate, probe)
                 pooled[name] += result.pop("from_schedule_ms")
                 runs[name].append(result)
-    summary = {name: _paced_summary(results) for name, results in runs.items()}
+    summary = {name: paced_summary(results) for name, results in runs.items()}
     differences = [c_["p99_ms"] - b["p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)]
     wire = [
         c_["wire_p99_ms"] - b["wire_p99_ms"] for b, c_ in zip(runs["B"], runs["C"], strict=True)
@@ -164,7 +164,7 @@ async def paced(b: Bench) -> None:
     say(f"paced: p99 B {summary['B']['p99_ms']:.2f} ms, C {summary['C']['p99_ms']:.2f} ms")
 
 
-async def _paced_run(
+async def paced_run(
     b: Bench, nc: Any, name: str, rate: float, probe_work: tuple[str, bytes, int]
 ) -> dict[str, Any]:
     """One paced run of scenario `name`, with a decision probe (`probe_work`) on the bus."""
@@ -187,7 +187,7 @@ async def _paced_run(
     return result
 
 
-def _paced_summary(results: list[dict]) -> dict[str, Any]:
+def paced_summary(results: list[dict]) -> dict[str, Any]:
     """One scenario's medians over its paced rounds."""
     cpu = {
         who: median([r["cpu_us_per_request"][who] for r in results])

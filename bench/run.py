@@ -13,6 +13,8 @@ some of the others:
   http          A E B C R D N ... with wrk, 32 connections (E: the gated Coordinator, R:
                 restricted keys, N: nginx where installed)
   paced         B and C at half C's peak, paced (needs http)
+  workers       C through one edge process and two (API_WORKERS=2) at the same paced rate,
+                half C's peak, and C at half that (needs http)
   profiles      py-spy on the Coordinator under A and E, the edge under B and C, on usage
                 and keys under their loads
   revocations   two edges and the gated Coordinator, a key in use on all, revoked through the
@@ -51,6 +53,7 @@ from bench import (
     machine,
     partition_phases,
     report,
+    worker_phases,
 )
 from bench.common import RESULTS
 from bench.config import Config
@@ -81,6 +84,7 @@ PHASES = {
     "decisions": Phase("decisions", _on_bus(bus_phases.decisions)),
     "http": Phase("HTTP rounds", http_phases.http, http_side=True),
     "paced": Phase("paced", http_phases.paced, http_side=True),
+    "workers": Phase("workers", worker_phases.workers, http_side=True),
     "profiles": Phase("profiles", http_phases.profile, http_side=True),
     "revocations": Phase("revocations", edge_phases.revocations, http_side=True),
     "edge-memory": Phase("edge memory", edge_phases.edge_memory, http_side=True),
@@ -89,7 +93,8 @@ PHASES = {
     "decisions2": Phase("decisions, one and two usage processes", partition_phases.decisions_two),
     "takeover": Phase("usage takeover", partition_phases.takeover),
 }
-NEEDS = {"paced": "http"}  # paced runs at half the rate the HTTP rounds measured
+# paced and workers run at half the rate the HTTP rounds measured
+NEEDS = {"paced": "http", "workers": "http"}
 
 
 async def run(b: Bench, names: list[str]) -> dict[str, Any]:

@@ -53,7 +53,8 @@ def others_cores(runs: list[dict[str, Any]]) -> float:
 def noise(r: dict[str, Any]) -> float:
     """The most CPU other processes on the machine used during a measured phase (cores)."""
     loads = [others_cores(sc["runs"]) for sc in r.get("http", {}).get("scenarios", {}).values()]
-    loads += [others_cores(runs) for runs in r.get("paced", {}).get("runs", {}).values()]
+    for paced in ("paced", "workers"):
+        loads += [others_cores(runs) for runs in r.get(paced, {}).get("runs", {}).values()]
     return max(loads, default=0.0)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from bench.report.format import cores, md_table, median, others_cores
 from bench.report.paced import paced_section
+from bench.report.workers import workers_section
 
 
 def http_section(r: dict[str, Any]) -> list[str]:
@@ -13,6 +14,8 @@ def http_section(r: dict[str, Any]) -> list[str]:
     out = [*_throughput(r), *_ratios(http), *_batching(http), *_cpu_per_request(http)]
     if r.get("paced"):
         out += paced_section(r)
+    if r.get("workers"):
+        out += workers_section(r)
     return out
 
 

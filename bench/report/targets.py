@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from bench.report.format import NOISY, ceil_to, floor_to, noise
+from bench.report.workers import edge_growth
 
 KIB = 1024
 
@@ -59,6 +60,9 @@ def _http_rows(r: dict[str, Any]) -> list[Row]:
     if paced := r.get("paced"):
         what = "p99 of C minus p99 of B at half C's peak"
         rows.append(at_most(what, paced["p99_difference_ms"], 2.0, ".2f", " ms"))
+    if workers := r.get("workers"):  # issue 22: a second worker's CPU per request
+        what = "edge CPU per request, two workers / one process, at the same rate"
+        rows.append(at_most(what, edge_growth(workers), 1.0, ".3f", ""))
     return rows
 
 

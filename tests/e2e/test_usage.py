@@ -10,11 +10,16 @@ import httpx
 
 from tests.e2e.stack import BIN, Stack
 from tests.e2e.usage_stream import request_counts, usage_events, usage_totals, wait_for
+from tests.scrape import value
+
+PUBLISHED = "aitbc_usage_events_published_total"
+USAGE_BATCHES = ("aitbc_bus_batches_total", {"batch": "usage-events"})
 
 
 def test_each_request_is_recorded_once_and_aggregated_exactly(
     stack: Stack, api: httpx.Client
 ) -> None:
+    metrics_before = stack.metrics()
     body = api.post("/v1/accounts").json()
     account, master = body["account_id"], body["master_key"]["key"]
     made = api.post("/v1/api-keys", json={"name": "w"}, headers={"X-API-Key": master}).json()
@@ -41,6 +46,12 @@ def test_each_request_is_recorded_once_and_aggregated_exactly(
     assert sample.key_id == made["key_id"] and sample.method == "GET"
     assert {events[rid].route for rid in request_ids} == {"/v1/jobs", "/v1/jobs/{id}"}
     assert all(made["key"] not in repr(e) for e in events.values())
+    # the edge counts the events it stored, and the batches (NATS messages) they went in
+    metrics_after = stack.metrics()
+    events_moved = value(metrics_after, PUBLISHED) - value(metrics_before, PUBLISHED)
+    name, labels = USAGE_BATCHES
+    batches_moved = value(metrics_after, name, **labels) - value(metrics_before, name, **labels)
+    assert events_moved >= 26 and 1 <= batches_moved <= events_moved
 
     key_totals = wait_for(
         lambda: (t := usage_totals(api, master, key_id=made["key_id"])).get("requests") == 25 and t

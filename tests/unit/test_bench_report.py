@@ -187,3 +187,44 @@ def test_the_gate_cache_memory_per_key_is_held_to_a_kibibyte(results: dict[str, 
     text = markdown(results, quick=True)
     assert "**Gate: 510 B per cached key**" in text
     assert "| KeyFacts | 88 | 88 |" in text
+
+
+def _workers(one_us: float, two_us: float) -> dict[str, Any]:
+    """The workers phase's results, as bench/worker_phases.py writes them."""
+
+    def run(server: str, rate: float, edge_us: float, batches: float) -> dict[str, Any]:
+        cpu = {"edge": 3.0, "edge-workers": 3.0, "coordinator": 150.0, "usage": 30.0}
+        cpu |= {"nats-server": 30.0, "load generator": 80.0, server: edge_us}
+        return {
+            "achieved_rate": rate, "p50_ms": 2.0, "p99_ms": 9.0, "others_cores": 0.01,
+            "cpu_us_per_request": cpu, "server": server,
+            "batches_per_1000": {"decisions": batches, "usage": batches / 2},
+        }  # fmt: skip
+
+    summary = {
+        "C": run("edge", 3000.0, one_us, 30.0),
+        "C2": run("edge-workers", 3000.0, two_us, 60.0),
+        "C half": run("edge", 1500.0, two_us * 1.1, 60.0),
+    }
+    runs = {name: [dict(value)] for name, value in summary.items()}
+    return {"rate": 3000.0, "summary": summary, "runs": runs}
+
+
+def test_two_workers_are_held_to_one_process_cpu_per_request_at_the_same_rate(
+    results: dict[str, Any],
+) -> None:
+    what = "edge CPU per request, two workers / one process, at the same rate"
+    results["workers"] = _workers(one_us=200.0, two_us=250.0)
+    rows = {row.what: row for row in missed(results)}
+    assert (rows[what].measured, rows[what].target) == ("1.250", "<= 1.000")
+    text = markdown(results, quick=True)
+    assert "### One edge process or two, at the same load (3,000 req/s)" in text
+    assert (
+        "| C2, two workers (together) | 3,000 | 250 | 150 | 30 | 30 | 80 | 540 | 60.0 | 30.0 |"
+        in text
+    )
+    results["workers"] = _workers(one_us=200.0, two_us=199.0)
+    assert what not in {row.what for row in missed(results)}
+    results.pop("workers")  # results from before the phase: no target, no section
+    assert what not in {row.what for row in missed(results)}
+    assert "One edge process or two" not in markdown(results, quick=True)

@@ -50,7 +50,8 @@ CACHE_STALE = AUTH_CACHE.labels("stale")
 
 BATCHES = Counter(
     "aitbc_bus_batches_total",
-    "NATS requests carrying batches, by kind (key-checks, decisions)",
+    "NATS requests carrying batches, by kind (key-checks, decisions, usage-events: a usage "
+    "partition's events of one flush, stored in the usage stream)",
     ["batch"],
 )
 BATCH_SIZE = Histogram(
@@ -60,6 +61,7 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 
+USAGE_BATCHES = BATCHES.labels("usage-events")
 USAGE_EVENTS_PUBLISHED = Counter(
     "aitbc_usage_events_published_total", "Usage events stored in the usage stream"
 )

@@ -209,6 +209,7 @@ class UsagePublisher:
             if isinstance(result, BaseException):
                 failed.append(batch)
                 continue
+            metrics.USAGE_BATCHES.inc()
             metrics.USAGE_EVENTS_PUBLISHED.inc(len(batch.seqs))
             if self.spool is not None:
                 self.spool.stored(batch.msg_id)
