@@ -3,7 +3,7 @@ command, decided on the fold, retried when another writer won, answered from the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -68,6 +68,16 @@ class FakeUnitOfWork:
             assert len(await self.load(stream_id)) == expected
             self.log.extend(new)
         self.commits += 1
+
+    async def update(
+        self, stream_id: str, decide: Callable[[list[AnyEvent]], list[AnyEvent]]
+    ) -> tuple[list[AnyEvent], list[AnyEvent]]:
+        """As the database's: read and appended in one go (a collision still loses)."""
+        history = await self.load(stream_id)
+        new = decide(history)
+        if new:
+            await self.commit([(stream_id, len(history), new)])
+        return history, new
 
 
 async def sign_up(uow: FakeUnitOfWork) -> m.AccountView:

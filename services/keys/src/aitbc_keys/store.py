@@ -52,23 +52,22 @@ def _tag(event: AnyEvent) -> str:
     return str(event.__struct_config__.tag)
 
 
-async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[Record]:
+async def append_in(
+    conn: AsyncConnection, batches: Sequence[Batch], read_here: bool = False
+) -> list[Record]:
     """Append inside a write transaction (see db.write_transaction); returns the events as
-    stored, in position order."""
+    stored, in position order. `read_here`: the batches' streams were read in this same
+    transaction, so their versions are the ones expected and are not read again."""
     batches = [b for b in batches if b[2]]
     if not batches:
         return []
     streams = [stream_id for stream_id, _, _ in batches]
     if len(set(streams)) != len(streams):
         raise ValueError("one batch per stream")
-    current = dict(
-        (
-            await conn.execute(
-                sa.select(events.c.stream_id, sa.func.max(events.c.version))
-                .where(events.c.stream_id.in_(streams))
-                .group_by(events.c.stream_id)
-            )
-        ).all()
+    current = (
+        {stream_id: expected for stream_id, expected, _ in batches}
+        if read_here
+        else await _versions(conn, streams)
     )
     # The write lock makes the last event, and so the chain's head, ours until commit.
     last = (
@@ -108,6 +107,15 @@ async def append_in(conn: AsyncConnection, batches: Sequence[Batch]) -> list[Rec
             )
     await conn.execute(events.insert(), rows)
     return records
+
+
+async def _versions(conn: AsyncConnection, streams: list[str]) -> dict[str, int]:
+    query = (
+        sa.select(events.c.stream_id, sa.func.max(events.c.version))
+        .where(events.c.stream_id.in_(streams))
+        .group_by(events.c.stream_id)
+    )
+    return {stream_id: int(version) for stream_id, version in (await conn.execute(query)).all()}
 
 
 @asynccontextmanager

@@ -211,14 +211,12 @@ async def _root(
 async def _update(
     uow: UnitOfWork, stream_id: str, decide: Callable[[State | None], list[AnyEvent]]
 ) -> State | None:
-    """Load, decide, commit; decide again on a fresh load when a concurrent write won.
-    Returns the stream's state after."""
+    """Load, decide and commit in one write transaction (the unit of work's `update`): no
+    concurrent write can come between; again on a collision with existing state (a reused
+    secret hash). Returns the stream's state after."""
 
     async def decide_and_commit() -> State | None:
-        history = await uow.load(stream_id)
-        new = decide(fold(history))
-        if new:
-            await uow.commit([(stream_id, len(history), new)])
+        history, new = await uow.update(stream_id, lambda events: decide(fold(events)))
         return fold([*history, *new])
 
     return await _retried(decide_and_commit)

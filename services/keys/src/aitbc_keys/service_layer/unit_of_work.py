@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aitbc_contracts.events import AnyEvent, KeyKind
 from aitbc_contracts.keys import KeyEventView, State, fold
@@ -25,6 +25,8 @@ from aitbc_keys.domain import MAX_KEYS_PER_ACCOUNT
 from aitbc_keys.projections import SqlReadModel
 
 log = logging.getLogger("aitbc_keys.unit_of_work")
+
+Decide = Callable[[list[AnyEvent]], list[AnyEvent]]  # a stream's history -> its new events
 
 
 class UnitOfWork(Protocol):
@@ -54,6 +56,12 @@ class UnitOfWork(Protocol):
     async def commit(self, batches: Sequence[store.Batch]) -> None:
         """Append the batches atomically; raises store.ConcurrencyError when another writer
         won, store.TooLate when the command's time is up."""
+        ...
+
+    async def update(self, stream_id: str, decide: Decide) -> tuple[list[AnyEvent], list[AnyEvent]]:
+        """One stream's change: its history is read in the write transaction that appends
+        what `decide` makes of it, so no other writer comes between. The history before, and
+        the events appended; store.TooLate when the command's time is up."""
         ...
 
 
@@ -100,12 +108,38 @@ class SqlUnitOfWork:
     async def commit(self, batches: Sequence[store.Batch]) -> None:
         """Append the batches (store.append_in) with the read model in the same transaction;
         raises store.ConcurrencyError when another writer won, store.TooLate past the deadline."""
-        new = [event for _, _, events in batches for event in events]
         async with store.appending(self.engine, self.deadline) as conn:
-            records = await store.append_in(conn, batches)
-            read_model = SqlReadModel(conn, self._states_before(batches))
-            for event, record in zip(new, records, strict=True):
-                await read_model.process(event, record.position)
+            new, records = await self._append(conn, batches)
+        self._committed(new, records)
+
+    async def update(self, stream_id: str, decide: Decide) -> tuple[list[AnyEvent], list[AnyEvent]]:
+        """The stream read under the write lock, in place of the read before it and the
+        commit's check of its version: four statements fewer (BEGIN, SELECT, ROLLBACK; the
+        version's SELECT) on a change's way, and no other writer can win meanwhile. Deciding
+        is the domain's pure work, so the lock is held no longer than the check held it."""
+        async with store.appending(self.engine, self.deadline) as conn:
+            history = self._loaded[stream_id] = await store.load_in(conn, stream_id)
+            new = decide(history)
+            _, records = await self._append(conn, [(stream_id, len(history), new)], True)
+        self._committed(new, records)
+        return history, new
+
+    async def _append(
+        self, conn: AsyncConnection, batches: Sequence[store.Batch], read_here: bool = False
+    ) -> tuple[list[AnyEvent], list[store.Record]]:
+        """Inside the write transaction: the batches appended, and the read model after them
+        (`read_here`: their streams were read in it, store.append_in)."""
+        new = [event for _, _, events in batches for event in events]
+        records = await store.append_in(conn, batches, read_here)
+        read_model = SqlReadModel(conn, self._states_before(batches))
+        for event, record in zip(new, records, strict=True):
+            await read_model.process(event, record.position)
+        return new, records
+
+    def _committed(self, new: list[AnyEvent], records: list[store.Record]) -> None:
+        """After the commit: the facts index, then the news and the relay (`on_commit`)."""
+        if not records:
+            return
         for event, record in zip(new, records, strict=True):
             try:
                 self.index.process(event, record.position)
