@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from aitbc_api.proxy.upstream import UpstreamFailed
+from aitbc_api.proxy.upstream import UpstreamFailed, UpstreamTimedOut
 from tests.upstream_server import Exchange, body_of, ok, pool, serve
 
 
@@ -211,6 +211,38 @@ async def test_an_endless_head_fails_the_request_before_it_fills_the_edges_memor
     _, listening, url = await serve(endless)
     with pytest.raises(UpstreamFailed):  # at once: neither the read timeout nor the test's
         await asyncio.wait_for(pool(url, timeout=30).request("GET", b"/v1/x", []), 10)
+    listening.close()
+
+
+async def test_a_head_trickled_within_each_read_timeout_times_out_whole() -> None:
+    """The timeout is the whole head's: a byte now and then, each inside it, gains nothing.
+    The body that follows a head is timed read by read (it may stream for as long as it
+    goes on)."""
+
+    async def trickled(exchange: Exchange) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n":
+            await exchange.send(bytes([byte]))
+            await asyncio.sleep(0.1)
+
+    _, listening, url = await serve(trickled)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamTimedOut):
+        await pool(url, timeout=0.5).request("GET", b"/v1/x", [])
+    assert asyncio.get_running_loop().time() - started < 2.0  # the head needs 3.8 s
+    listening.close()
+
+
+async def test_a_body_streamed_for_longer_than_the_timeout_is_relayed_whole() -> None:
+    async def streamed(exchange: Exchange) -> None:
+        await exchange.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(6):
+            await asyncio.sleep(0.2)
+            await exchange.send(b"1\r\nx\r\n")
+        await exchange.send(b"0\r\n\r\n")
+
+    _, listening, url = await serve(streamed)
+    response = await pool(url, timeout=0.5).request("GET", b"/v1/x", [])
+    assert await body_of(response) == b"x" * 6  # 1.2 s in all, no read over 0.5 s
     listening.close()
 
 

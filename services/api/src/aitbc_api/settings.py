@@ -22,7 +22,7 @@ class Settings(GateSettings):
     # decision left headroom; a refused one's answer is thrown away. Off: always decide first.
     speculative_forwarding: bool = True
     upstream_connect_timeout: float = 2.0
-    upstream_timeout: float = 30.0  # read/write: a slow upstream answers 504 after this
+    upstream_timeout: float = 30.0  # 504 past it: the answer's whole head, each body read
     # Seconds an idle upstream connection is kept for the next request: shorter than the
     # upstream's own keep-alive timeout (uvicorn's default is 5 s), so that no request goes out
     # on a connection the upstream is closing, which only an idempotent one may be sent again.

@@ -32,7 +32,8 @@ class UpstreamFailed(Exception):
 
 
 class UpstreamTimedOut(UpstreamFailed):
-    """The upstream took longer than its timeout to connect or to send the next bytes."""
+    """The upstream took longer than its timeout to connect, to send its answer's whole head
+    (interim answers included), or to send its body's next bytes."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -146,7 +147,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
 
     def _arm(self) -> None:
-        """The read timeout, started again: the upstream must send its next bytes before it."""
+        """The timeout, started again: the upstream must send its answer's whole head, or once
+        the head is in, its body's next bytes, before it."""
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
@@ -202,8 +204,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._disarm()
             if self._head_only:  # the parser would wait for the body the head announced
                 self._parser = httptools.HttpResponseParser(self)
-        elif self._timer is not None:
-            self._arm()
+        elif self._timer is not None and self.status:
+            self._arm()  # the body's next bytes; the head's deadline stays whole, not per byte
         if self._wake is not None:
             if not self._wake.done():
                 self._wake.set_result(None)
