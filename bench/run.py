@@ -29,6 +29,7 @@ some of the others:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import shutil
@@ -186,6 +187,7 @@ def measure(config: Config, names: list[str], keep: bool) -> dict[str, Any]:
         ok = True
     finally:
         bench.stack.stop_all()
+        asyncio.run(bench.keys_database.drop())  # a PostgreSQL database of the run's own
         if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
         else:

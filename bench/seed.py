@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.keyformat import generate_key, hash_key, hint, new_account_id, new_key_id
@@ -87,14 +86,14 @@ def _key_events(
 
 
 async def seed(
-    database: Path,
+    database_url: str,
     bulk: int,
     load_accounts: int,
     keys_per_account: int,
     revoke_keys: int,
     windowed: int = 0,
 ) -> Seeded:
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    engine = create_engine(database_url)
     now = datetime.now(UTC)
     count = 0
     try:

@@ -34,6 +34,7 @@ class Stack:
     plan_limits: str
     log_level: str = "INFO"
     plans: str = ""  # a plans file's text (PLANS_FILE), over plan_limits
+    database_url: str = ""  # the keys database ("": a SQLite file in root)
     layout: Layout = field(init=False)
     nats: NatsServer = field(init=False)
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -51,7 +52,9 @@ class Stack:
             plans_file.write_text(self.plans)
             settings["PLANS_FILE"] = str(plans_file)
         # NATS_TLS=1 / NATS_TLS_VERIFY=1: the bus on TLS (mutual), as `just up --tls` runs it
-        self.layout = Layout.on_free_ports(self.root, env=settings, **tls_switches(os.environ))
+        self.layout = Layout.on_free_ports(
+            self.root, env=settings, database_url=self.database_url, **tls_switches(os.environ)
+        )
         self.nats = NatsServer(
             self.layout.nats_port,
             self.root / "nats",

@@ -31,6 +31,7 @@ from bench import http_load
 from bench.common import say
 from bench.config import PLAN_LIMITS, PLANS, WINDOWED_ACCOUNTS, Config
 from bench.cpu import pin
+from bench.keys_database import KeysDatabase
 from bench.peer_app import create_database
 from bench.seed import Seeded, seed
 from bench.stack import Stack, until_serving
@@ -56,8 +57,12 @@ class Bench:
     def __init__(self, config: Config, root: Path) -> None:
         self.config = config
         self.root = root
-        self.stack = Stack(root, PLAN_LIMITS, plans=PLANS)
-        self.results: dict[str, Any] = {"config": asdict(config)}
+        self.keys_database = KeysDatabase(root)  # SQLite, or PostgreSQL (BENCH_POSTGRES_URL)
+        self.stack = Stack(root, PLAN_LIMITS, plans=PLANS, database_url=self.keys_database.url)
+        self.results: dict[str, Any] = {
+            "config": asdict(config),
+            "keys_database": self.keys_database.kind,
+        }
         self.commands: list[str] = []
         self.seeded: Seeded | None = None
         self.cpus = sorted(os.sched_getaffinity(0))
@@ -85,8 +90,9 @@ class Bench:
         c = self.config
         say(f"seeding {c.bulk:,} accounts + {c.load_accounts}x{c.keys_per_account} keys ...")
         t = time.perf_counter()
+        await self.keys_database.create()
         self.seeded = await seed(
-            self.root / "keys.db",
+            self.keys_database.url,
             c.bulk,
             c.load_accounts,
             c.keys_per_account,

@@ -48,6 +48,7 @@ def _machine(r: dict[str, Any], quick: bool) -> list[str]:
         f"{m['wrk'].split(' Copyright')[0]}",
         "- Everything on loopback, in one process tree: nats-server, keys, usage, the sample "
         "Coordinator, the edge(s), redis-server, the peer app, and the load generators.",
+        f"- The keys database: {r.get('keys_database', 'SQLite')} (bench/keys_database.py).",
         "",
     ]
 
