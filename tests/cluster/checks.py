@@ -80,9 +80,18 @@ def usage_recorded(traffic: Traffic, answers: list[Answer], within: float = 30) 
     return check_usage(traffic.cluster.access("auditor"), accounts, answers, within)
 
 
+# How long the auditor's copy of the key log may take to hold every stored event. It is a
+# mirror (in READ), and a mirror whose source's leader was on a killed node follows it again
+# at nats-server's next retry: CI once saw 65 events still missing from it 30 s after a
+# leader kill whose election took 10 s. A lost event never arrives, however long the wait.
+KEY_LOG_WITHIN = 90.0
+
+
 def key_log_whole(result: Result, traffic: Traffic) -> None:
     cluster = traffic.cluster
-    log = check_key_log(cluster.layout.database_url, cluster.access("auditor"), timeout=30)
+    log = check_key_log(
+        cluster.layout.database_url, cluster.access("auditor"), timeout=KEY_LOG_WITHIN
+    )
     result.events_lost, result.events_duplicated = log.lost, log.duplicated
     result.expect(
         log.lost == log.duplicated == 0, f"key events lost {log.lost}, twice {log.duplicated}"
