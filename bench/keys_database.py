@@ -7,38 +7,26 @@ keys service on PostgreSQL) can be measured beside the embedded one's."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
+from aitbc_runtime.scratch_database import ScratchDatabase
 
 VARIABLE = "BENCH_POSTGRES_URL"
 
 
 class KeysDatabase:
     def __init__(self, root: Path, server: str | None = None) -> None:
-        self.server = os.environ.get(VARIABLE, "") if server is None else server
-        if self.server:
-            self.name = f"aitbc_bench_{uuid.uuid4().hex[:12]}"
-            base = self.server.rsplit("/", 1)[0].replace("postgresql://", "", 1)
-            self.url = f"postgresql+asyncpg://{base}/{self.name}"
-            self.kind = "PostgreSQL"
+        server = os.environ.get(VARIABLE, "") if server is None else server
+        self._postgres = ScratchDatabase(server, "aitbc_bench") if server else None
+        if self._postgres is not None:
+            self.name, self.url, self.kind = self._postgres.name, self._postgres.url, "PostgreSQL"
         else:
-            self.name = ""
-            self.url = f"sqlite+aiosqlite:///{root / 'keys.db'}"
-            self.kind = "SQLite"
+            self.name, self.url, self.kind = "", f"sqlite+aiosqlite:///{root / 'keys.db'}", "SQLite"
 
     async def create(self) -> None:
-        if self.server:
-            await self._on_server(f'CREATE DATABASE "{self.name}"')
+        if self._postgres is not None:
+            await self._postgres.create()
 
     async def drop(self) -> None:
-        if self.server:
-            await self._on_server(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    async def _on_server(self, statement: str) -> None:
-        conn = await asyncpg.connect(self.server)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
+        if self._postgres is not None:
+            await self._postgres.drop()

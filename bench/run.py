@@ -187,12 +187,22 @@ def measure(config: Config, names: list[str], keep: bool) -> dict[str, Any]:
         ok = True
     finally:
         bench.stack.stop_all()
-        asyncio.run(bench.keys_database.drop())  # a PostgreSQL database of the run's own
+        drop_keys_database(bench)
         if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"work folder (logs): {root}", file=sys.stderr)
     return results
+
+
+def drop_keys_database(bench: Bench) -> None:
+    """Drop the run's own PostgreSQL database, if it has one. A failure is printed, not raised:
+    it must not hide the run's own error, and the name says what to drop by hand."""
+    try:
+        asyncio.run(bench.keys_database.drop())
+    except Exception as error:  # reported below; the run's own outcome stands
+        name = bench.keys_database.name
+        print(f"could not drop the run's keys database {name}: {error!r}", file=sys.stderr)
 
 
 def write_report(results: dict[str, Any], name: str, quick: bool) -> None:

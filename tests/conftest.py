@@ -7,7 +7,6 @@ import gc
 import os
 import sys
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from aitbc_infra.bus_config import BusCredentials
 from aitbc_infra.nats_server import PORT_RANGE, NatsServer, free_port
+from aitbc_runtime.scratch_database import ScratchDatabase
 from tests import postgres
 
 
@@ -108,38 +108,15 @@ def postgres_server_url() -> Iterator[str]:
     postgres.absent(f"no PostgreSQL reachable at {postgres.where(url)} (TEST_POSTGRES_URL)")
 
 
-async def _create_postgres_database(server_url: str) -> tuple[str, str]:
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"aitbc_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = server_url.rsplit("/", 1)[0]
-    return name, f"{base}/{name}"
-
-
-async def _drop_postgres_database(server_url: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database: a SQLite file, and a new PostgreSQL database where one runs."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
         return
-    server_url = request.getfixturevalue("postgres_server_url")
-    name, url = await _create_postgres_database(server_url)
+    database = ScratchDatabase(request.getfixturevalue("postgres_server_url"), "aitbc_test")
+    await database.create()
     try:
-        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        yield database.url
     finally:
-        await _drop_postgres_database(server_url, name)
+        await database.drop()

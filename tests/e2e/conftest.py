@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import _create_postgres_database, _drop_postgres_database
+from aitbc_runtime.scratch_database import ScratchDatabase
 from tests.e2e.stack import Stack
 
 
@@ -29,15 +29,16 @@ def postgres_stack(
 ) -> Iterator[Stack]:
     """A whole system with the keys service on a PostgreSQL database made for it (and dropped
     after), so that no two runs share one; skipped where no PostgreSQL runs."""
-    name, url = asyncio.run(_create_postgres_database(postgres_server_url))
+    database = ScratchDatabase(postgres_server_url, "aitbc_test")
+    asyncio.run(database.create())
     try:
-        system = Stack(tmp_path_factory.mktemp("stack-postgres"), database_url=url)
+        system = Stack(tmp_path_factory.mktemp("stack-postgres"), database_url=database.url)
         try:
             yield system.start()
         finally:
             system.stop()
     finally:
-        asyncio.run(_drop_postgres_database(postgres_server_url, name))
+        asyncio.run(database.drop())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -31,8 +31,8 @@ from aitbc_infra import stack as definition
 from aitbc_infra.processes import ChildProcess
 from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.lease_view import rendezvous
+from aitbc_runtime.scratch_database import ScratchDatabase
 from tests.chaos.keylog import check_key_log
-from tests.conftest import _create_postgres_database, _drop_postgres_database
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.postgres
@@ -46,9 +46,10 @@ WORKERS = 2
 def two_keys(tmp_path: Path, postgres_server_url: str) -> Iterator[Stack]:
     """The whole system with a second keys process (`keys-2`), both on a new PostgreSQL
     database; limits far above what the load asks."""
-    name, url = asyncio.run(_create_postgres_database(postgres_server_url))
+    database = ScratchDatabase(postgres_server_url, "aitbc_test")
+    asyncio.run(database.create())
     settings = {"KEYS_LEASE_SECONDS": LEASE, "PLAN_LIMITS": "free=1000000,pro=1000000"}
-    system = Stack(tmp_path, database_url=url, extra_env=settings)
+    system = Stack(tmp_path, database_url=database.url, extra_env=settings)
     try:
         system.start_bus()
         second = definition.another(definition.service(system.layout, "keys"), "keys-2", 0)
@@ -58,7 +59,7 @@ def two_keys(tmp_path: Path, postgres_server_url: str) -> Iterator[Stack]:
         yield system
     finally:
         system.stop()
-        asyncio.run(_drop_postgres_database(postgres_server_url, name))
+        asyncio.run(database.drop())
 
 
 @dataclass(frozen=True)

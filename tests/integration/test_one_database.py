@@ -32,11 +32,11 @@ from aitbc_keys import db as keys_db
 from aitbc_keys.main import running_service as running_keys
 from aitbc_runtime import sql
 from aitbc_runtime.commands import KeysCommands
+from aitbc_runtime.scratch_database import ScratchDatabase
 from aitbc_usage import store as usage_store
 from aitbc_usage.main import running_service as running_usage
 from aitbc_usage.settings import Settings as UsageSettings
 from tests.bus import keys_settings
-from tests.conftest import _create_postgres_database, _drop_postgres_database
 
 
 async def tables(engine: AsyncEngine) -> set[str]:
@@ -177,11 +177,12 @@ async def test_a_usage_database_from_before_keeps_its_revision(database_url: str
 
 @pytest.fixture
 async def postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
-    name, url = await _create_postgres_database(postgres_server_url)
+    database = ScratchDatabase(postgres_server_url, "aitbc_test")
+    await database.create()
     try:
-        yield url
+        yield database.url
     finally:
-        await _drop_postgres_database(postgres_server_url, name)
+        await database.drop()
 
 
 @pytest.mark.postgres
