@@ -22,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from aitbc_api.dashboard.account import AccountPages
 from aitbc_api.dashboard.cookies import dashboard_request
 from aitbc_api.dashboard.error_pages import error_pages, with_dashboard_pages
+from aitbc_api.dashboard.key_restrictions import KeyRestrictionPages
 from aitbc_api.dashboard.public import PublicPages
 from aitbc_api.dashboard.sessions import SessionStore, session_bucket
 from aitbc_api.dashboard.web import BASE, Cookies
@@ -102,7 +103,7 @@ class Dashboard(InitPluginProtocol):
         )
         return Router(
             path=BASE,
-            route_handlers=[PublicPages, AccountPages, static],
+            route_handlers=[PublicPages, AccountPages, KeyRestrictionPages, static],
             dependencies={
                 "sessions": Provide(provide_sessions, sync_to_thread=False),
                 "authenticator": Provide(provide_authenticator, sync_to_thread=False),

@@ -1,4 +1,5 @@
-"""Pages behind sign-in: keys (list, create, revoke, regenerate), a key's history, usage."""
+"""Pages behind sign-in: keys (list, create, revoke, regenerate), a key's history, usage (its
+restrictions form is aitbc_api.dashboard.key_restrictions)."""
 
 from __future__ import annotations
 

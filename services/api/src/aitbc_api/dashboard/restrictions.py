@@ -1,8 +1,11 @@
-"""A key's restrictions in the dashboard: the create form's scopes (a checkbox for each
-well-known scope), allowed IPs (text) and shadow mode, read and checked by the one rule
-(aitbc_contracts.restrictions), and how the pages name them."""
+"""A key's restrictions in the dashboard: the scopes (a checkbox for each well-known scope, and
+for any other the key holds), allowed IPs (text) and shadow mode of the create form and of a
+key's restrictions form, read and checked by the one rule (aitbc_contracts.restrictions), and
+how the pages name them."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aitbc_api.dashboard.web import MAX_FIELD
 from aitbc_contracts import restrictions
@@ -22,10 +25,25 @@ class InvalidRestriction(ValueError):
     """A restriction a person got wrong; its message is shown beside the form."""
 
 
-def from_form(fields: dict[str, str]) -> Restrictions:
-    """The form's scopes (none ticked: every scope), allowed IPs (separated by commas, spaces
-    or new lines; none: anywhere) and shadow mode."""
+def scope_choices(held: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The scopes to offer: the well-known ones, then those of a deployment's own rules that
+    the key holds (set through the API), so that saving its form does not drop them."""
     known = dict(SCOPE_CHOICES)
+    return SCOPE_CHOICES + [(scope, "") for scope in held if scope not in known]
+
+
+def form_of_key(scopes: Sequence[str], allowed_ips: Sequence[str], shadow: bool) -> dict[str, str]:
+    """A key's restrictions as its form's fields, ticked and filled in."""
+    fields = {f"{SCOPE_FIELD}{scope}": "on" for scope in scopes}
+    return fields | {"allowed_ips": ", ".join(allowed_ips), "shadow": "on" if shadow else ""}
+
+
+def from_form(
+    fields: dict[str, str], choices: Sequence[tuple[str, str]] = SCOPE_CHOICES
+) -> Restrictions:
+    """The form's scopes (none ticked: every scope), allowed IPs (separated by commas, spaces
+    or new lines; none: anywhere) and shadow mode. Only the `choices` offered are read."""
+    known = dict(choices)
     ticked = [
         name[len(SCOPE_FIELD) :]
         for name, value in fields.items()
