@@ -79,6 +79,7 @@ def test_the_cluster_serves_through_both_edges_and_stops_cleanly(
     cluster.wait_for("everything is up", timeout=300)
     nats_url = ",".join(f"nats://127.0.0.1:{port}" for port in ports["CLUSTER_NATS_PORTS"])
     assert f"NATS_URL={nats_url} NATS_REPLICAS=3" in cluster.output  # the topology
+    assert "plans: the defaults (free 60, pro 600, enterprise 6000" in cluster.output
     first, second = (f"http://127.0.0.1:{port}" for port in ports["CLUSTER_API_PORTS"])
     for edge in (first, second):
         assert httpx.get(edge + "/v1/health", timeout=10).json() == {"status": "ok"}

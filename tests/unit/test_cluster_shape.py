@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from aitbc_infra.cluster import Cluster, preflight, services, shown, topology
+from aitbc_infra.cluster import Cluster, main, preflight, services, shown, topology
 from aitbc_infra.layout import ConfigError
+from aitbc_infra.nats_server import free_port
 
 NODE_URLS = "nats://127.0.0.1:4322,nats://127.0.0.1:4323,nats://127.0.0.1:4324"
+
+
+def free_ports(count: int) -> list[int]:
+    return [free_port() for _ in range(count)]
 
 
 def cluster(tmp_path: Path, **env: str) -> Cluster:
@@ -145,3 +150,18 @@ def test_the_topology_names_every_process_and_hides_database_passwords(tmp_path:
     assert f"NATS_URL={NODE_URLS} NATS_REPLICAS=3" in said
     assert "api-2        http://127.0.0.1:8001 (metrics" in said
     assert shown("sqlite+aiosqlite:////data/keys.db") == "sqlite+aiosqlite:////data/keys.db"
+
+
+def test_a_plans_file_that_does_not_validate_stops_it_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "plans.toml"
+    bad.write_text("[plans.free]\nper_minute = 0\n")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / ".data"))
+    monkeypatch.setenv("PLANS_FILE", str(bad))
+    for name in ("CLUSTER_NATS_PORTS", "CLUSTER_API_PORTS"):  # ports nothing listens on
+        monkeypatch.setenv(
+            name, ",".join(str(port) for port in free_ports(3 if "NATS" in name else 2))
+        )
+    assert main([]) == 1
+    assert f"aitbc-cluster: PLANS_FILE: {bad}: plan 'free'" in capsys.readouterr().err

@@ -102,6 +102,9 @@ def test_just_up_says_which_plans_it_uses_and_refuses_a_bad_file(tmp_path: Path)
     from aitbc_infra.runner import plans_note
 
     assert plans_note({}).startswith("plans: the defaults (free 60, pro 600, enterprise 6000")
+    changed = plans_note({"PLAN_LIMITS": "free=30,team=900"})
+    assert changed.startswith("plans: PLAN_LIMITS over the defaults (free 30, pro 600, ")
+    assert "team 900 requests a minute" in changed
     assert plans_note({"PLANS_FILE": str(EXAMPLE)}).endswith(
         "(enterprise, free, pro): reloaded when it changes, or on SIGHUP"
     )

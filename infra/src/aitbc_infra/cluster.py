@@ -243,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         cluster = Cluster.from_env(env)
         preflight(cluster)
         table = services(cluster)
+        plans = runner.plans_note(env)
     except ConfigError as exc:
         print(f"aitbc-cluster: {exc}", file=sys.stderr)
         return 1
     summary = topology(cluster, table)
     return asyncio.run(
         runner.supervise(
-            table, cluster.config, summary=summary, restart_after=cluster.restart_after
+            table, cluster.config, [plans], summary=summary, restart_after=cluster.restart_after
         )
     )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aitbc_contracts.plans import PlansError, PlanTable
+from aitbc_contracts.usage import plan_limits_from_env
 from aitbc_infra import stack
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.layout import ConfigError, Layout
@@ -148,9 +149,12 @@ def plans_note(env: Mapping[str, str]) -> str:
     validate stops the start here, with what is wrong), else the defaults."""
     path = env.get("PLANS_FILE", "").strip()
     if not path:
+        limits = ", ".join(f"{name} {limit}" for name, limit in plan_limits_from_env(env).items())
+        changed = bool(env.get("PLAN_LIMITS", "").strip())
+        source = "PLAN_LIMITS over the defaults" if changed else "the defaults"
         return (
-            "plans: the defaults (free 60, pro 600, enterprise 6000 requests a minute; "
-            "PLAN_LIMITS changes them); PLANS_FILE=infra/plans.example.toml uses a file"
+            f"plans: {source} ({limits} requests a minute; PLAN_LIMITS changes them); "
+            "PLANS_FILE=infra/plans.example.toml uses a file"
         )
     try:
         plans = PlanTable(path).plans
