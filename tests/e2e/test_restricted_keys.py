@@ -102,6 +102,12 @@ def test_restrictions_that_are_not_ones_are_refused_clearly(api: httpx.Client) -
         api.patch(path, json={"allowed_ips": ["nowhere"]}, headers=owner), 400, "VALIDATION_ERROR"
     )
     error(api.patch(path, json={"colour": "red"}, headers=owner), 400, "VALIDATION_ERROR")
+    # an IPv6 zone is no network, and its text would be kept whole: 32 of ~28 kB each made a
+    # key the size of a bus message, and two of them an account whose keys could not be listed
+    zoned = [f"fe80::{i:x}%" + "a" * 28_000 for i in range(32)]
+    refused = api.patch(path, json={"allowed_ips": zoned}, headers=owner)
+    assert "not an IP address" in error(refused, 400, "VALIDATION_ERROR")
+    assert len(refused.content) < 1000
     master_id = api.get("/v1/api-keys", headers=owner).json()["keys"][0]["key_id"]
     message = error(
         api.patch(f"/v1/api-keys/{master_id}", json={"scopes": ["jobs:read"]}, headers=owner),

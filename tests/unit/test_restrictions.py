@@ -41,6 +41,13 @@ def test_an_allow_list_holds_networks_only(bad: str) -> None:
         r.allowed_ips([bad])
 
 
+@pytest.mark.parametrize("zoned", ["fe80::1%eth0", "fe80::1%eth0/64", "fe80::%" + "a" * 30_000])
+def test_an_allow_list_holds_no_ipv6_zone(zoned: str) -> None:
+    with pytest.raises(r.InvalidRestriction, match="not an IP address or CIDR") as refused:
+        r.allowed_ips([zoned])
+    assert len(str(refused.value)) < 200  # the message does not carry the whole entry
+
+
 def test_an_allow_list_holds_at_most_32_networks() -> None:
     assert len(r.allowed_ips([f"10.0.{i}.0/24" for i in range(32)])) == 32
     with pytest.raises(r.InvalidRestriction, match="at most 32"):

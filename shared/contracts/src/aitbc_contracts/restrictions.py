@@ -58,8 +58,12 @@ def scopes(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def network(value: str) -> Network:
-    """One allow-list entry: a CIDR or an address, IPv4 or IPv6."""
+    """One allow-list entry: a CIDR or an address, IPv4 or IPv6. An IPv6 zone (`fe80::1%eth0`)
+    is refused: it names an interface of some host, not a network, and its text is anything of
+    any length."""
     try:
+        if "%" in value:
+            raise ValueError(value)
         return ipaddress.ip_network(value.strip(), strict=False)
     except (ValueError, TypeError, AttributeError):
         shown = value[:64] if isinstance(value, str) else type(value).__name__
