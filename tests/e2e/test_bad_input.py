@@ -35,10 +35,20 @@ def test_bad_bodies_on_create_key(api: httpx.Client, account: dict[str, str], bo
     assert_error(response, 400, "VALIDATION_ERROR")
 
 
-def test_a_past_expiry_is_refused(api: httpx.Client, account: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        "2020-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-05:00",  # past the last instant a UTC time can name
+        "0001-01-01T00:30:00+01:00",  # before the first
+    ],
+)
+def test_a_past_or_unreachable_expiry_is_refused(
+    api: httpx.Client, account: dict[str, str], expires_at: str
+) -> None:
     response = api.post(
         "/v1/api-keys",
-        json={"name": "late", "expires_at": "2020-01-01T00:00:00Z"},
+        json={"name": "late", "expires_at": expires_at},
         headers={"X-API-Key": account["master"]},
     )
     assert_error(response, 400, "VALIDATION_ERROR")

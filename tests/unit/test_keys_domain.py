@@ -3,7 +3,7 @@ those events or fails (revoking and regenerating: test_keys_domain_changes.py)."
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -147,6 +147,9 @@ def test_keys_cannot_be_created_for_a_missing_account() -> None:
         {"expires_at": T0},
         {"expires_at": T0 - timedelta(seconds=1)},
         {"expires_at": datetime(2030, 1, 1)},  # naive: which zone?
+        # no instant in UTC that datetime holds: past its last one, before its first
+        {"expires_at": datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5)))},
+        {"expires_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))},
         {"rate_limit": 0},
         {"rate_limit": 1_000_001},
         {"secret_hash": "not-a-hash"},

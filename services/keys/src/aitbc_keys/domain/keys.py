@@ -57,7 +57,10 @@ def create_key(
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise ValidationError("expires_at needs a timezone offset, e.g. Z for UTC")
-        expires_at = expires_at.astimezone(UTC)
+        try:
+            expires_at = expires_at.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00: no time in UTC that a date holds
+            raise ValidationError("expires_at is out of range") from None
         if expires_at <= now:
             raise ValidationError("expires_at must be in the future")
     if command.rate_limit is not None and not 1 <= command.rate_limit <= RATE_LIMIT_MAX:
