@@ -95,6 +95,8 @@ def test_usage_queries_are_validated_and_scoped(api: httpx.Client) -> None:
         ({"from": "yesterday"}, 400),
         ({"from": now.isoformat(), "to": (now - timedelta(hours=1)).isoformat()}, 400),
         ({"from": (now - timedelta(days=40)).isoformat()}, 400),
+        ({"to": "9999-12-31T23:59:59-05:00"}, 400),  # no time in UTC that a date holds
+        ({"to": "0001-01-01T00:30:00Z"}, 400),  # its hour before: none either
         ({"key_id": "nope"}, 404),
         ({"key_id": theirs["key_id"]}, 404),
     ]:

@@ -58,8 +58,11 @@ async def usage(
     Defaults to the last hour; at most 31 days at a time. A standard key may be kept to its own
     requests, or from usage altogether, by the edge's STANDARD_KEY_USAGE setting (403).
     """
-    end = _utc(end) if end else datetime.now(UTC)
-    start = _utc(start) if start else end - timedelta(hours=1)
+    try:
+        end = _utc(end) if end else datetime.now(UTC)
+        start = _utc(start) if start else end - timedelta(hours=1)
+    except OverflowError:  # 9999-12-31T23:00-05:00, or an hour before 0001-01-01T00:30Z
+        raise _invalid("'from' and 'to' must be times of years 1 to 9999 in UTC") from None
     if start >= end:
         raise _invalid("'from' must be before 'to'")
     if end - start > MAX_RANGE:
