@@ -86,6 +86,13 @@ def test_a_restriction_holds_on_another_edge_at_once(
     assert (shown["scopes"], shown["allowed_ips"], shown["shadow"]) == (["jobs:read"], [], True)
 
 
+def test_an_ipv4_mapped_address_lets_its_ipv4_client_in(api: httpx.Client) -> None:
+    """The test client is 127.0.0.1; its address as a dual-stack log shows it lets it in."""
+    made = new_key(api, new_master(api), allowed_ips=["::ffff:127.0.0.1"])
+    assert made["allowed_ips"] == ["127.0.0.1/32"]
+    assert api.get("/v1/jobs", headers={"X-API-Key": made["key"]}).status_code == 200
+
+
 def test_restrictions_that_are_not_ones_are_refused_clearly(api: httpx.Client) -> None:
     master = new_master(api)
     owner = {"X-API-Key": master}

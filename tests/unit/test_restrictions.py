@@ -35,6 +35,13 @@ def test_networks_are_kept_in_their_normal_text() -> None:
     assert kept == ("10.0.0.0/8", "192.0.2.7/32", "::1/128", "2001:db8::1/128")
 
 
+def test_an_ipv4_mapped_network_is_kept_as_its_ipv4_network() -> None:
+    kept = r.allowed_ips(["::ffff:127.0.0.1/128", "::ffff:203.0.113.0/120", "::ffff:10.1.2.3"])
+    assert kept == ("10.1.2.3/32", "127.0.0.1/32", "203.0.113.0/24")
+    assert r.allows(kept, "127.0.0.1") and r.allows(kept, "::ffff:203.0.113.9")
+    assert r.allowed_ips(["::ffff:0:0/95"]) == ("::fffe:0:0/95",)  # wider: an IPv6 network
+
+
 @pytest.mark.parametrize("bad", ["10.0.0.0/33", "example.com", "10.0.0", "", "2001:db8::/129"])
 def test_an_allow_list_holds_networks_only(bad: str) -> None:
     with pytest.raises(r.InvalidRestriction, match="not an IP address or CIDR"):

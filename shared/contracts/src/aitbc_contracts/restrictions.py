@@ -60,17 +60,24 @@ def scopes(values: Iterable[str]) -> tuple[str, ...]:
 def network(value: str) -> Network:
     """One allow-list entry: a CIDR or an address, IPv4 or IPv6. An IPv6 zone (`fe80::1%eth0`)
     is refused: it names an interface of some host, not a network, and its text is anything of
-    any length."""
+    any length. An IPv4-mapped network is its IPv4 network (`::ffff:203.0.113.0/120` is
+    `203.0.113.0/24`): `allows` checks a mapped client by its IPv4 address, which the IPv6
+    network would never hold."""
     try:
         if "%" in value:
             raise ValueError(value)
-        return ipaddress.ip_network(value.strip(), strict=False)
+        parsed = ipaddress.ip_network(value.strip(), strict=False)
     except (ValueError, TypeError, AttributeError):
         shown = value[:64] if isinstance(value, str) else type(value).__name__
         raise InvalidRestriction(
             f"allowed_ips: {shown!r} is not an IP address or CIDR network "
             "(e.g. 203.0.113.0/24 or 2001:db8::/32)"
         ) from None
+    if isinstance(parsed, ipaddress.IPv6Network) and parsed.prefixlen >= 96:
+        mapped = parsed.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, parsed.prefixlen - 96))
+    return parsed
 
 
 def allowed_ips(values: Iterable[str]) -> tuple[str, ...]:
