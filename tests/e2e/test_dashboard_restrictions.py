@@ -140,3 +140,22 @@ def test_a_master_key_or_a_revoked_key_has_no_restrictions_to_change(stack: Stac
     late = owner.post(f"/dashboard/keys/{key_id}/restrict", {"scope:jobs:read": "on"})
     assert late.status_code == 409 and "revoked" in unescape(late.text)
     assert owner.get("/dashboard/keys/key_0000000000000000/restrict").status_code == 404
+
+
+def test_too_many_scopes_are_told_beside_the_form_whatever_fields_came(stack: Stack) -> None:
+    owner = Dashboard(stack.api_url)
+    master = owner.sign_up()
+    key_id, _ = owner.create_key("many")
+    held = [f"s{i}:read" for i in range(16)]
+    with httpx.Client(base_url=stack.api_url, timeout=10) as api:
+        changed = api.patch(
+            f"/v1/api-keys/{key_id}", json={"scopes": held}, headers={"X-API-Key": master}
+        )
+        assert changed.status_code == 200, changed.text
+    ticked = {f"scope:{scope}": "on" for scope in [*held, "jobs:read"]}
+    owner.get(f"/dashboard/keys/{key_id}/restrict")
+    # a form without its allowed IPs field (not a browser's, but anyone's to send)
+    answer = owner.post(f"/dashboard/keys/{key_id}/restrict", ticked)
+    assert answer.status_code == 400, answer.text
+    assert "at most 16 scopes" in unescape(answer.text)
+    assert 'name="allowed_ips" type="text" maxlength="1999" value=""' in answer.text

@@ -34,7 +34,7 @@ def _form_page(
         title=f"Restrictions of {key.name}",
         nav="keys",
         key=key,
-        form=form,
+        form={"allowed_ips": ""} | form,  # a posted form may lack a field the page shows
         scope_choices=scope_choices(key.scopes),
         scope_field=SCOPE_FIELD,
         **error,
