@@ -88,3 +88,20 @@ def test_a_trusted_proxy_names_the_client_and_its_scheme(behind_a_proxy: ChildPr
         assert page.status_code == 200
         assert page.headers["strict-transport-security"] == "max-age=31536000"
         assert "; secure" in page.headers["set-cookie"].lower()  # TLS ended at the proxy
+
+
+def test_a_made_up_hop_with_a_digit_that_is_no_number_is_only_a_hop(
+    behind_a_proxy: ChildProcess,
+) -> None:
+    """Latin-1 has superscript digits (² is 0xB2): a port of one is no port, not a 500."""
+    with httpx.Client(base_url=behind_a_proxy.url, timeout=10) as client:
+        for name, value in [
+            ("X-Forwarded-For", b"192.0.2.1:\xb2, 203.0.113.8"),
+            ("X-Forwarded-For", b"[2001:db8::1]:\xb9\xb3"),
+        ]:
+            answer = client.get(
+                "/v1/jobs",
+                headers=[(b"X-Forwarded-Proto", b"https"), (name.encode(), value)],
+            )
+            assert answer.status_code == 401, answer.text
+            assert answer.json()["error"]["code"] == "MISSING_API_KEY"

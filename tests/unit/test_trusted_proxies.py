@@ -64,6 +64,15 @@ def test_a_trusted_peer_names_the_rightmost_hop_that_is_not_a_trusted_proxy() ->
     assert resolved(LB, "10.0.0.1")[0] == ("10.0.0.1", 5000)
 
 
+def test_a_port_of_digits_that_are_no_number_is_no_port() -> None:
+    """Headers are Latin-1, whose superscripts (\xb2 is ²) are digits that int() refuses."""
+    xff = ("X-Forwarded-For", "192.0.2.1:\xb2, 203.0.113.7:\xb9\xb3")
+    assert resolved(LB, "10.0.0.1", xff)[0] == ("203.0.113.7", 0)
+    forwarded = TrustedProxies.of("10.0.0.0/8", "forwarded")
+    said = ("Forwarded", 'for="[2001:db8::1]:\xb2"')
+    assert resolved(forwarded, "10.0.0.1", said)[0] == ("2001:db8::1", 0)
+
+
 def test_x_forwarded_proto_is_the_nearest_proxys_word() -> None:
     proto = "X-Forwarded-Proto"
     assert resolved(LB, "10.0.0.1", (proto, "https"))[1] == "https"

@@ -52,7 +52,8 @@ def _host_port(hop: str) -> tuple[str, int]:
         port = rest[1:] if rest.startswith(":") else ""
     elif hop.count(":") == 1:
         host, _, port = hop.partition(":")
-    return host[:MAX_HOST], int(port) if port.isdigit() and len(port) <= 5 else 0
+    # ASCII digits only: the header's Latin-1 has others (²), which int() refuses
+    return host[:MAX_HOST], int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 0
 
 
 def _unquoted(value: str) -> str:
