@@ -68,6 +68,16 @@ def test_errors_are_told_in_plain_words_with_the_apis_codes(stack: Stack) -> Non
             400,
             "must be a whole number",
         ),
+        (  # a digit to str.isdigit, not to int()
+            owner.post("/dashboard/keys", {"name": "n", "rate_limit": "²"}),
+            400,
+            "must be a whole number",
+        ),
+        (
+            owner.post(f"/dashboard/keys/{key_id}/regenerate", {"grace_period_seconds": "³"}),
+            400,
+            "choose a grace period from the list",
+        ),
         (
             owner.post("/dashboard/keys", {"name": "n", "expires_in_days": "2"}),
             400,

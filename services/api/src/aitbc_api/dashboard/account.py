@@ -84,7 +84,7 @@ def _create_fields(fields: dict[str, str]) -> tuple[str, datetime | None, int | 
     limit = fields.get("rate_limit", "")
     if not limit:
         return name, expires_at, None
-    if not limit.isdigit() or not 1 <= int(limit) <= RATE_LIMIT_MAX:
+    if not limit.isdecimal() or not 1 <= int(limit) <= RATE_LIMIT_MAX:  # not isdigit: "²"
         raise _Invalid(f"The key's own limit must be a whole number from 1 to {RATE_LIMIT_MAX}.")
     return name, expires_at, int(limit)
 
@@ -249,7 +249,7 @@ class AccountPages(Controller):
     @post("/keys/{key_id:str}/regenerate")
     async def regenerate(self, request: Req, owner: Owner, key_id: str) -> Response[str]:
         grace = (await form_of(request)).get("grace_period_seconds", "0") or "0"
-        if not grace.isdigit() or int(grace) not in _GRACE:
+        if not grace.isdecimal() or int(grace) not in _GRACE:
             raise ApiError(400, Code.VALIDATION_ERROR, "choose a grace period from the list")
         made = await owner.regenerate_key(key_id, int(grace))
         if int(grace):
