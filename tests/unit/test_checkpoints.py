@@ -200,3 +200,10 @@ def test_the_keys_service_warns_at_start_that_it_signs_no_checkpoints_without_a_
     with caplog.at_level("WARNING", logger="aitbc_keys"):
         signer = checkpoint_signer(Settings(checkpoint_key_file=str(key)))
     assert signer is not None and signer.key_id == SIGNER.key_id and caplog.text == ""
+
+
+def test_a_subject_names_a_checkpoint_only_by_decimal_digits() -> None:
+    prefix = wire.KEY_CHECKPOINTS_PREFIX
+    assert wire.number_of_subject(f"{prefix}.12") == 12
+    for tail in ("²", "1²", "-1", "", "x"):  # ² passes str.isdigit, and int() refuses it
+        assert wire.number_of_subject(f"{prefix}.{tail}") is None

@@ -60,6 +60,6 @@ def test_the_keys_and_usage_services_take_their_listener_from_their_own_settings
     assert (keys.metrics_host, keys.metrics_port) == ("127.0.0.1", 9102)
     assert (usage.metrics_host, usage.metrics_port) == ("10.0.0.5", 9103)
     assert listener_address({}, "KEYS") == ("127.0.0.1", 0)  # unset: no listener
-    for bad in ("-1", "70000", "http"):
+    for bad in ("-1", "70000", "http", "9²"):  # ² is a digit, not a decimal: int() refuses it
         with pytest.raises(ValueError, match="KEYS_METRICS_PORT must be a port number"):
             listener_address({"KEYS_METRICS_PORT": bad}, "KEYS")

@@ -147,3 +147,10 @@ async def test_a_watched_file_is_read_again_when_it_changes(tmp_path: Path) -> N
         async with asyncio.timeout(5):
             while table.plans["free"].burst_per_second != 5:
                 await asyncio.sleep(0.01)
+
+
+def test_plan_limits_that_are_no_numbers_are_left_out() -> None:
+    from aitbc_contracts.usage import plan_limits_from_env
+
+    limits = plan_limits_from_env({"PLAN_LIMITS": "free=30,pro=6²,team=x"})
+    assert limits == {"free": 30, "pro": 600, "enterprise": 6000}

@@ -103,7 +103,7 @@ class _Replay:
             await self._nc.publish(answer, b"")
         # A heartbeat names the last message sent: one we never saw was lost on the way.
         sent = headers.get(LAST_CONSUMER_SEQ, "")
-        if sent.isdigit() and int(sent) >= self._next_cseq:
+        if sent.isdecimal() and int(sent) >= self._next_cseq:
             self.fail(f"the replay lost messages ({self._next_cseq}..{sent}); run it again")
 
     def _deliver(self, msg: Msg) -> None:

@@ -118,7 +118,7 @@ async def read_stream(access: BusAccess, wait: float) -> tuple[Verifier, list[He
         position = headers.get(POSITION_HEADER, "")
         verifier.add(
             Entry(
-                int(position) if position.isdigit() else None,
+                int(position) if position.isdecimal() else None,
                 data,
                 headers.get(HASH_HEADER),
                 sequence,

@@ -80,7 +80,7 @@ class Settings:
 
 def _at_least_one(env: Mapping[str, str], name: str, default: int) -> int:
     value = env.get(name) or str(default)
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:
         raise ValueError(f"{name} must be a whole number of 1 or more: {value!r}")
     return int(value)
 

@@ -83,7 +83,7 @@ def number_of_subject(subject: str) -> int | None:
     """The checkpoint number a subject names; None for a subject of no checkpoint."""
     prefix = f"{KEY_CHECKPOINTS_PREFIX}."
     tail = subject[len(prefix) :] if subject.startswith(prefix) else ""
-    return int(tail) if tail.isdigit() else None
+    return int(tail) if tail.isdecimal() else None
 
 
 encode = msgspec.json.Encoder().encode

@@ -34,7 +34,7 @@ def plan_limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]
     limits = dict(DEFAULT_PLAN_LIMITS)
     for item in env.get("PLAN_LIMITS", "").split(","):
         name, _, value = item.partition("=")
-        if name.strip() and value.strip().isdigit():
+        if name.strip() and value.strip().isdecimal():
             limits[name.strip()] = int(value)
     return limits
 

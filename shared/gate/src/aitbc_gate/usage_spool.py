@@ -106,7 +106,7 @@ class Spool:
         stored: set[str] = set()
         low = 0
         for segment, path in sorted(
-            (int(p.stem), p) for p in self.folder.glob("*.spool") if p.stem.isdigit()
+            (int(p.stem), p) for p in self.folder.glob("*.spool") if p.stem.isdecimal()
         ):
             self._segment = segment
             self._names(segment, 0)

@@ -45,7 +45,7 @@ def listener_address(env: Mapping[str, str], prefix: str) -> tuple[str, int]:
     `<prefix>_METRICS_PORT` [0: no listener], e.g. KEYS_METRICS_PORT."""
     name = f"{prefix}_METRICS_PORT"
     value = (env.get(name) or "0").strip()
-    if not value.isdigit() or int(value) > 65535:
+    if not value.isdecimal() or int(value) > 65535:
         raise ValueError(f"{name} must be a port number (0: no metrics listener): {value!r}")
     return env.get(f"{prefix}_METRICS_HOST") or LOCAL, int(value)
 
