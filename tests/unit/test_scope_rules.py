@@ -46,6 +46,12 @@ def test_a_template_names_ids_as_usage_events_do_and_wins_over_a_prefix() -> Non
     assert rules.route("/v1/things/t_9/x") == "/v1/things/{id}/x"
 
 
+def test_a_refusal_names_the_route_by_the_words_of_the_rules_prefixes_too() -> None:
+    assert RULES.route("/v1/usage") == "/v1/usage"  # not /v1/{id}: `* /v1/usage*` names it
+    assert RULES.route("/v1/api-keys/key_0123456789abcdef") == "/v1/api-keys/{id}"
+    assert RULES.route("/v1/jobs/j_42") == "/v1/jobs/{id}"
+
+
 def test_a_longer_prefix_wins_and_a_named_method_over_any() -> None:
     rules = ScopeRules("* /v1/*=all:any; GET /v1/*=all:read; * /v1/admin/*=admin:any")
     assert rules.needed("GET", "/v1/x") == "all:read"

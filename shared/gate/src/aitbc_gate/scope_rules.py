@@ -6,7 +6,7 @@ The setting is a list of `METHOD PATH=SCOPE` entries separated by `;` (or new li
 
 - METHOD: an HTTP method, or `*` for any (HEAD is asked as GET where no rule names HEAD);
 - PATH: a route template, `/v1/jobs/{id}`, matched against the request's route name (each
-  segment that is a word of a template here or of USAGE_ROUTE_WORDS keeps its name, any other
+  segment that is a word of a path here or of USAGE_ROUTE_WORDS keeps its name, any other
   is `{id}`, as usage events name routes: aitbc_gate.usage_events.RouteTemplates); or a prefix
   ending in `*`, `/v1/jobs/*`, matched against the path as sent;
 - SCOPE: the scope that grants it, `jobs:read`.
@@ -41,6 +41,7 @@ class ScopeRules:
             method, path, scope = _entry(entry)
             if path.endswith("*"):
                 prefixes.append((path[:-1], method, scope))
+                words.update(s for s in path[:-1].split("/") if s)  # a refusal names GET /v1/usage
             else:
                 self.exact[(method, path)] = scope
                 words.update(s for s in path.split("/") if s and "{" not in s)
