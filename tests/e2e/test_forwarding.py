@@ -229,3 +229,20 @@ def test_a_dead_upstream_answers_502(stack: Stack, account: dict[str, str]) -> N
         assert public.status_code == 502
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS"])
+def test_a_body_on_a_bodyless_method_is_not_announced_upstream(
+    recorded_edge: str,
+    upstream: tuple[RecordingUpstream, int],
+    account: dict[str, str],
+    method: str,
+) -> None:
+    recorder, _ = upstream
+    with httpx.Client(base_url=recorded_edge, timeout=30) as client:
+        response = client.request(
+            method, "/v1/things", content=b"hello", headers={"X-API-Key": account["master"]}
+        )
+    assert response.status_code == 200, response.text  # not 504 once the upstream gave up waiting
+    assert response.text == "chunk0;chunk1;chunk2;len=0"  # the body is not forwarded
+    assert "content-length" not in recorder.seen[-1]["headers"]

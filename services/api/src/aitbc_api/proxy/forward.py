@@ -247,11 +247,13 @@ class Upstream:
     async def send(self) -> UpstreamResponse:
         """The request, sent upstream; its response head read. 502/504 when it fails."""
         body: Body = None
+        length = None  # a body these methods are sent with stays here: none is announced
         if self.method not in _BODYLESS:
             body = await _client_body(self.receive, self.forwarding.settings.max_body_bytes)
+            length = self.length
         try:
             return await self.forwarding.upstream.request(
-                self.method, self.target, self.headers, body, self.length
+                self.method, self.target, self.headers, body, length
             )
         except UpstreamTimedOut as exc:
             raise ApiError(
