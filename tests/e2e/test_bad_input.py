@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
+
+from tests.e2e.stack import Stack
+from tests.e2e.test_sizes import exchange, port_of, received, status_and_code
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
@@ -90,3 +95,29 @@ def test_wrong_methods_and_unknown_routes(api: httpx.Client, account: dict[str, 
         api.put("/v1/api-keys", headers={"X-API-Key": account["master"]}), 405, "METHOD_NOT_ALLOWED"
     )
     assert_error(api.get("/v2/jobs"), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"content-length: 5\r\ncontent-length: 6\r\n",
+        b"content-length: 5\r\ntransfer-encoding: chunked\r\n",
+        b"content-length: +5\r\n",
+        b"x-odd: a\x01b\r\n",
+        b"transfer-encoding: chunked\r\n",  # "hello!" is no chunk size: the body breaks off
+    ],
+)
+def test_a_request_the_parser_refuses_gets_the_error_body(stack: Stack, framing: bytes) -> None:
+    head = b"POST /v1/jobs HTTP/1.1\r\nhost: edge\r\n" + framing + b"\r\nhello!"
+    assert status_and_code(exchange(port_of(stack), [head])) == (400, "VALIDATION_ERROR")
+
+
+def test_a_malformed_request_behind_a_good_one_is_answered_after_it(stack: Stack) -> None:
+    good = b"GET /v1/health HTTP/1.1\r\nhost: edge\r\n\r\n"
+    bad = b"GET /v1/health HTTP/1.1\r\nhost: edge\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port_of(stack)), timeout=15) as conn:
+        conn.sendall(good + bad)
+        got = received(conn)
+    first, _, second = got.partition(b"HTTP/1.1 400")
+    assert first.startswith(b"HTTP/1.1 200")
+    assert b"VALIDATION_ERROR" in second

@@ -22,6 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from aitbc_contracts.messages import Code, ErrorBody, ErrorDetail
 
 _REASONS = {
+    400: b"Bad Request",
     408: b"Request Timeout",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
@@ -105,6 +106,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused (two Content-Lengths, Content-Length with
+        Transfer-Encoding, a control byte in a header...): 400 with the error body, not
+        uvicorn's plain text; after the answers to the requests before it, if any. A body that
+        broke off mid-way has no answer to wait for: its connection closes at once."""
+        message = "The request is not valid HTTP/1.1: its framing or a header cannot be read"
+        if self.cycle is not None and self.cycle.more_body:
+            self._refused = True
+            if not self.cycle.response_started:
+                self.transport.write(raw_error(400, Code.VALIDATION_ERROR, message))
+            self.transport.close()
+            return
+        self._refuse(400, Code.VALIDATION_ERROR, message)
 
     def _parsed_head_bytes(self) -> int:
         """The head as the parser read it: the request line (method and version: about 14
