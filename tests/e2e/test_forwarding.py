@@ -16,6 +16,7 @@ import uvicorn
 from aitbc_contracts.identity import UpstreamIdentity
 from aitbc_infra.nats_server import free_port
 from tests.e2e.stack import Process, Stack
+from tests.e2e.test_sizes import exchange, status_and_code
 
 
 class RecordingUpstream:
@@ -246,3 +247,24 @@ def test_a_body_on_a_bodyless_method_is_not_announced_upstream(
     assert response.status_code == 200, response.text  # not 504 once the upstream gave up waiting
     assert response.text == "chunk0;chunk1;chunk2;len=0"  # the body is not forwarded
     assert "content-length" not in recorder.seen[-1]["headers"]
+
+
+def test_a_chunked_body_s_trailer_is_no_header(
+    recorded_edge: str, upstream: tuple[RecordingUpstream, int], account: dict[str, str]
+) -> None:
+    """Trailer fields come after the body: neither the gate nor the upstream takes them for
+    headers (a key in one opens nothing, and nothing of them is forwarded)."""
+    recorder, _ = upstream
+    port = int(recorded_edge.rsplit(":", 1)[1])
+    key = account["master"].encode()
+    chunked = b"POST /v1/things HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n%b"
+    chunked += b"transfer-encoding: chunked\r\n\r\n"
+    trailer = b"5\r\nhello\r\n0\r\nx-api-key: %b\r\nx-trailing: 1\r\n\r\n" % key
+    seen = len(recorder.seen)
+    refused = exchange(port, [chunked % b"" + trailer])
+    assert status_and_code(refused) == (401, "MISSING_API_KEY")
+    admitted = exchange(port, [chunked % (b"x-api-key: %b\r\n" % key) + trailer])
+    assert status_and_code(admitted)[0] == 200
+    (forwarded,) = recorder.seen[seen:]
+    assert forwarded["body"] == b"hello"
+    assert "x-trailing" not in forwarded["headers"]

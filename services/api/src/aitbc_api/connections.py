@@ -85,6 +85,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes = True, 0
         self._arm()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """A header of the head. A chunked body's trailer fields come through here too, after
+        the head has gone to the application: they are no headers (uvicorn would add them to
+        the request's, where a key or a forwarding header in one would be believed)."""
+        if self._in_head:
+            super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         """The head is whole: it goes to the application unless it is over the limit. Its
         size is counted only when it could be: the chunks so far and this one exceed it."""
