@@ -212,3 +212,24 @@ def test_projections_rebuild_asks_the_keys_service_as_the_operator() -> None:
     assert run(["projections", "rebuild"], send=send, out=out) == 0
     assert sent == [RebuildProjections(actor=OPERATOR)]
     assert out.getvalue() == "rebuilt the keys read models from 12 events\n"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "garbage",  # no URL at all
+        "foo://db/keys",  # no such database
+        "postgresql://u:p@127.0.0.1:1/keys",  # nothing listens there
+        "postgresql://u:p@nohost.invalid/keys",  # no such host
+    ],
+)
+def test_events_verify_with_a_database_it_cannot_use_is_one_line(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))  # no checkpoint key
+    out, err = io.StringIO(), io.StringIO()
+    code = run(["events", "verify", "--database-url", url], out=out, err=err)
+    assert code == 1
+    assert err.getvalue().startswith("aitbc: error: ")
+    assert len(err.getvalue().splitlines()) == 1
+    assert out.getvalue() == ""

@@ -86,7 +86,11 @@ async def read_store(database_url: str) -> tuple[Verifier, list[Held]]:
             f"there is no event store at {path} (set DATA_DIR, DATABASE_URL or --database-url)"
         )
     verifier = Verifier()
-    engine = create_async_engine(url)
+    try:
+        engine = create_async_engine(url)
+    except (SQLAlchemyError, ImportError) as exc:  # no URL, no such database, no driver for it
+        reason = str(exc).splitlines()[0]
+        raise BusError(f"cannot use the event store's database URL: {reason}") from exc
     try:
         async with engine.connect() as conn:
             rows = await conn.stream(
@@ -101,6 +105,8 @@ async def read_store(database_url: str) -> tuple[Verifier, list[Held]]:
     except SQLAlchemyError as exc:
         reason = str(exc).splitlines()[0]
         raise BusError(f"cannot read the event store (is it migrated?): {reason}") from exc
+    except OSError as exc:  # its server is away: no such host, nothing listening, no answer
+        raise BusError(f"cannot reach the event store's database: {exc}") from exc
     finally:
         await engine.dispose()
     return verifier, held
