@@ -121,3 +121,20 @@ def test_a_malformed_request_behind_a_good_one_is_answered_after_it(stack: Stack
     first, _, second = got.partition(b"HTTP/1.1 400")
     assert first.startswith(b"HTTP/1.1 200")
     assert b"VALIDATION_ERROR" in second
+
+
+def test_a_body_nested_too_deeply_is_refused_on_every_route_with_a_body(
+    api: httpx.Client, account: dict[str, str]
+) -> None:
+    master = {"X-API-Key": account["master"], "Content-Type": "application/json"}
+    key_id = api.get("/v1/api-keys", headers=master).json()["keys"][0]["key_id"]
+    deep = b"[" * 100_000
+    for method, path, headers in [
+        ("POST", "/v1/accounts", {"Content-Type": "application/json"}),
+        ("POST", "/v1/api-keys", master),
+        ("PATCH", f"/v1/api-keys/{key_id}", master),
+        ("POST", f"/v1/api-keys/{key_id}/regenerate", master),
+        ("PATCH", "/v1/account", master),
+    ]:
+        response = api.request(method, path, content=deep, headers=headers)
+        assert_error(response, 400, "VALIDATION_ERROR")

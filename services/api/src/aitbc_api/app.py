@@ -22,6 +22,7 @@ from aitbc_api.owners.usage import usage
 from aitbc_api.proxy.forward import forwarded_route
 from aitbc_api.proxy.forwarder import Forwarder
 from aitbc_api.settings import Settings, get_settings
+from aitbc_api.types import EdgeRequest
 from aitbc_gate.core import GateSlot
 from aitbc_gate.proxies import TrustedProxies
 from aitbc_gate.requests import RequestLayer
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, slot: GateSlot | None = None) -
         lifespan=[edge_lifespan(settings, slot)],
         plugins=[Dashboard(settings)],
         exception_handlers=exception_handlers,
+        request_class=EdgeRequest,
         openapi_config=openapi_config(query_key=settings.api_key_in_query),
         request_max_body_size=settings.max_body_bytes,
         # main.py configures logging; Litestar's default would put a queue thread behind it.
