@@ -85,13 +85,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes = True, 0
         self._arm()
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """A header of the head. A chunked body's trailer fields come through here too, after
-        the head has gone to the application: they are no headers (uvicorn would add them to
-        the request's, where a key or a forwarding header in one would be believed)."""
-        if self._in_head:
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         """The head is whole: it goes to the application unless it is over the limit. Its
         size is counted only when it could be: the chunks so far and this one exceed it."""
@@ -105,6 +98,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_too_large()
             return
         super().on_headers_complete()
+        # A chunked body's trailer fields come through on_header too, after the head went to
+        # the application: they are no headers, and uvicorn would add them to the list the
+        # request's scope holds, where a key or a forwarding header in one would be believed.
+        # A list of their own (per request, cheaper than a check per header) keeps them out;
+        # an upgrade has no body, and uvicorn reads its headers again to take it.
+        if not self.parser.should_upgrade():
+            self.headers = []
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
