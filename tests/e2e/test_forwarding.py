@@ -268,3 +268,22 @@ def test_a_chunked_body_s_trailer_is_no_header(
     (forwarded,) = recorder.seen[seen:]
     assert forwarded["body"] == b"hello"
     assert "x-trailing" not in forwarded["headers"]
+
+
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"gzip\r\ntransfer-encoding: chunked"])
+def test_a_body_with_a_transfer_coding_besides_chunked_is_refused(
+    recorded_edge: str,
+    upstream: tuple[RecordingUpstream, int],
+    account: dict[str, str],
+    coding: bytes,
+) -> None:
+    """The server takes the chunks off and the coding is the hop's: forwarded, the upstream
+    would take the gzip bytes for the body. 501, and nothing reaches the upstream."""
+    recorder, _ = upstream
+    port = int(recorded_edge.rsplit(":", 1)[1])
+    head = b"POST /v1/things HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n"
+    head += b"x-api-key: %b\r\ntransfer-encoding: %b\r\n\r\n" % (account["master"].encode(), coding)
+    seen = len(recorder.seen)
+    refused = exchange(port, [head + b"5\r\nhello\r\n0\r\n\r\n"])
+    assert status_and_code(refused) == (501, "VALIDATION_ERROR")
+    assert recorder.seen[seen:] == []

@@ -134,6 +134,15 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
+def _coded_body() -> ApiError:
+    """A body with a transfer coding besides chunked (`gzip, chunked`): the server takes the
+    chunks off, and the coding is hop-by-hop, so the upstream would be given coded bytes as
+    if they were the body itself. Refused instead (RFC 9112 6.1: a coding not understood)."""
+    return ApiError(
+        501, Code.VALIDATION_ERROR, "The request's transfer coding is not supported: only chunked"
+    )
+
+
 def _upstream_headers(scope: Scope, limit: int) -> tuple[list[tuple[bytes, bytes]], int | None]:
     """The request's headers the upstream is given, and the body's declared length (413 at
     once for one over `limit`; a body of no declared length is counted as it streams)."""
@@ -149,6 +158,8 @@ def _upstream_headers(scope: Scope, limit: int) -> tuple[list[tuple[bytes, bytes
                 raise _too_large(limit)
         elif name == b"connection":
             named |= named_by_connection(value)
+        elif name == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            raise _coded_body()
     if named - _DROP_REQUEST:  # (most name only keep-alive or close)
         headers = [(name, value) for name, value in headers if name not in named]
     return headers, length
