@@ -83,6 +83,9 @@ def test_events_verify_reads_the_keys_database_where_just_up_keeps_it(
         ["accounts", "set-plan", "acc_1", "gold"],
         ["keys", "list"],
         ["keys", "revoke"],
+        ["keys", "create", "--account", "acc_0123456789abcdef", "--name", "x", "--rate-limit", "0"],
+        ["usage", "tail", "--count", "0"],
+        ["usage", "tail", "--count", "-1"],
         ["nonsense"],
     ],
 )

@@ -35,6 +35,13 @@ def instant(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+def positive(value: str) -> int:
+    """A whole number from 1 for argparse (a count, a limit)."""
+    if not value.isdecimal() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1: {value!r}")
+    return int(value)
+
+
 def account_id(value: str) -> str:
     if not is_account_id(value):  # ids become subject tokens: no wildcards may slip in
         raise argparse.ArgumentTypeError(f"not an account id: {value!r}")

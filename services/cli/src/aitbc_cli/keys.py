@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from aitbc_cli import history
 from aitbc_cli.bus import Send
-from aitbc_cli.events import instant, key_id
+from aitbc_cli.events import instant, key_id, positive
 from aitbc_cli.output import as_data, fields, keys_table, print_json, restriction_fields, when
 from aitbc_cli.replies import expect
 from aitbc_contracts.keyformat import generate_key, hash_key, hint
@@ -45,7 +45,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--name", required=True, help="a name for people to recognise it")
     create.add_argument("--expires", type=instant, metavar="TIME", help="ISO 8601")
     create.add_argument(
-        "--rate-limit", type=int, metavar="N", help="requests a minute, below the plan's"
+        "--rate-limit", type=positive, metavar="N", help="requests a minute, below the plan's"
     )
     _restriction_arguments(create)
     create.set_defaults(handler=create_key)

@@ -13,6 +13,7 @@ from nats.js.api import DeliverPolicy
 
 from aitbc_cli import bus
 from aitbc_cli.bus import Send
+from aitbc_cli.events import positive
 from aitbc_cli.output import json_safe
 from aitbc_contracts.names import escaped
 from aitbc_contracts.subjects import (
@@ -31,7 +32,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     sub = usage.add_subparsers(dest="action", metavar="ACTION", required=True)
     tail = sub.add_parser("tail", parents=[common], help="print usage events as they happen")
     tail.add_argument("--account", help="only this account's requests")
-    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument("--count", type=positive, help="stop after this many events")
     tail.add_argument(
         "--from-start", action="store_true", help="begin with the oldest stored event"
     )
