@@ -103,6 +103,8 @@ def test_usage_queries_are_validated_and_scoped(api: httpx.Client) -> None:
         response = api.get("/v1/usage", params=params, headers=mine)
         assert response.status_code == status, (params, response.text)
         assert response.json()["error"]["code"] in {"VALIDATION_ERROR", "NOT_FOUND"}
+    named = api.get("/v1/usage", params={"from": "yesterday"}, headers=mine).json()["error"]
+    assert named["message"].endswith("(query: from)")  # as the client names it, not `start`
     ok = api.get("/v1/usage", headers=mine)
     assert ok.status_code == 200 and set(ok.json()) == {
         "account_id",

@@ -46,15 +46,29 @@ def _api_error(_: Req, exc: ApiError) -> Response[ErrorBody]:
     return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
-def _validation_error(_: Req, exc: ValidationException) -> Response[ErrorBody]:
+def _validation_error(request: Req, exc: ValidationException) -> Response[ErrorBody]:
     # Litestar's detail is generic; the first "extra" item says which field and why.
     message = str(exc.detail)
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
         item = exc.extra[0]
-        message = (
-            f"{item.get('message', message)} ({item.get('source', 'body')}: {item.get('key', '')})"
-        )
+        source = item.get("source", "body")
+        source = getattr(source, "value", source)  # ParamType.QUERY is "query"
+        key = _sent_as(request, str(item.get("key", "")))
+        message = f"{item.get('message', message)} ({source}: {key})"
     return error_response(400, Code.VALIDATION_ERROR, message)
+
+
+def _sent_as(request: Req, key: str) -> str:
+    """A parameter's name as the client sends it (`from`), not the handler's (`start`)."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except AttributeError:  # no route (a failure before routing)
+        return key
+    definition = getattr(parameter, "kwarg_definition", None)
+    for alias in ("query", "header", "cookie"):
+        if name := getattr(definition, alias, None):
+            return str(name)
+    return key
 
 
 def _not_found(_: Req, exc: NotFoundException) -> Response[ErrorBody]:
