@@ -2,7 +2,8 @@
 services on free ports with a data folder of the test's own, each process started, killed and
 restarted on its own (aitbc-cluster's supervisor stops everything when one process dies, which
 is right for a person and wrong for a fault test). What the bus says about the cluster: who
-holds each usage partition, which node leads a stream, whether every replica is current."""
+holds each usage partition, which node leads a stream, whether every replica is current and
+every mirror follows its source."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
     USAGE_STREAM,
 )
-from aitbc_infra.bus_stores import STORES
+from aitbc_infra.bus_accounts import mirrors
+from aitbc_infra.bus_stores import ACCOUNTS, STORES
 from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.cluster import NODES, PORTS, Cluster, preflight, services
 from aitbc_infra.nats_server import free_port
@@ -37,6 +39,14 @@ from tests.e2e.stack import TEST_SETTINGS
 # (docs/architecture.md, "Partitions that move"): the bound these tests assert.
 SETTINGS = {**TEST_SETTINGS, "USAGE_FAIL_MODE": "closed"}
 BACKENDS = ("keys-1", "keys-2", "usage-1", "usage-2")
+# A mirror follows its source while its consumer's heartbeats (one a second) arrive. One whose
+# consumer was on a killed node (its source's leader) stops until nats-server sets it up
+# again: after 10 s of silence, or at once when the mirror's own leader moved; and a consumer
+# create sent while the source has no leader yet goes unanswered, so the mirror waits 30 s
+# for the answer and tries again 10 s later (nats-server's srcConsumerWaitTime and
+# calculateRetryBackoff): the mirror holds nothing new until ~45 s after the kill, ~60 s at
+# worst. The cluster is not whole before every mirror follows again.
+MIRROR_SILENT_NS = 3_000_000_000
 
 
 class RunningCluster:
@@ -136,8 +146,9 @@ class RunningCluster:
         return asyncio.run(_cluster_info(self.access, stream))[0]
 
     def whole(self) -> bool:
-        """Every process running, both usage processes holding partitions, and the key log
-        and the usage stream led, with every replica current."""
+        """Every process running, both usage processes holding partitions, the key log and
+        the usage stream led, with every replica current, and every mirror of them following
+        its source (MIRROR_SILENT_NS)."""
         if any(p.popen is None or p.exited() for p in self.processes.values()):
             return False
         holders = self.holders()
@@ -147,7 +158,7 @@ class RunningCluster:
             leader, current = asyncio.run(_cluster_info(self.access, stream))
             if not leader or current != len(NODES) - 1:
                 return False
-        return True
+        return asyncio.run(_mirrors_following(self.access("admin")))
 
     def until_whole(self, within: float = 90) -> float:
         took = wait_for(self.whole, within, every=0.5)
@@ -175,6 +186,28 @@ async def _leases(access: BusAccess) -> tuple[dict[int, str | None], dict[str, i
             elif kind == "share" and name.startswith("p"):
                 shares[int(name[1:])] = msgspec.json.decode(entry.value, type=LeaseShare).owner
         return shares, members
+    finally:
+        await nc.close()
+
+
+async def _mirrors_following(admin: BusAccess) -> bool:
+    """Whether every mirror in every account heard from its source within MIRROR_SILENT_NS
+    (`active`: -1 while its consumer is being set up)."""
+    try:
+        nc = await nats.connect(**admin.options())
+    except (nats.errors.Error, OSError):
+        return False
+    try:
+        for account in ACCOUNTS:
+            for stream in mirrors(account):
+                try:
+                    info = await jetstream(nc, account).stream_info(stream)
+                except (NotFoundError, nats.errors.Error, nats.js.errors.APIError, TimeoutError):
+                    return False
+                active = info.mirror.active if info.mirror is not None else None
+                if active is None or not 0 <= active < MIRROR_SILENT_NS:
+                    return False
+        return True
     finally:
         await nc.close()
 
