@@ -8,6 +8,7 @@ every mirror follows its source."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -24,7 +25,7 @@ from aitbc_contracts.subjects import (
     USAGE_PARTITIONS,
     USAGE_STREAM,
 )
-from aitbc_infra.bus_accounts import mirrors
+from aitbc_infra.bus_accounts import api_prefix, mirrors
 from aitbc_infra.bus_stores import ACCOUNTS, STORES
 from aitbc_infra.bus_streams import ADMINS, jetstream
 from aitbc_infra.cluster import NODES, PORTS, Cluster, preflight, services
@@ -145,6 +146,15 @@ class RunningCluster:
         """The node that leads `stream` in its own account, as that account's admin sees."""
         return asyncio.run(_cluster_info(self.access, stream))[0]
 
+    def lead_mirror(self, account: str, node: str, within: float = 60) -> None:
+        """`account`'s mirror of the key log led by `node`, and following its source."""
+
+        def there() -> bool:
+            leader, following = asyncio.run(_mirror_leader(self.access("admin"), account, node))
+            return leader == node and following
+
+        assert wait_for(there, within, every=1) is not None, f"{account}'s mirror not led by {node}"
+
     def whole(self) -> bool:
         """Every process running, both usage processes holding partitions, the key log and
         the usage stream led, with every replica current, and every mirror of them following
@@ -208,6 +218,27 @@ async def _mirrors_following(admin: BusAccess) -> bool:
                 if active is None or not 0 <= active < MIRROR_SILENT_NS:
                     return False
         return True
+    finally:
+        await nc.close()
+
+
+async def _mirror_leader(admin: BusAccess, account: str, node: str) -> tuple[str, bool]:
+    """(who leads `account`'s mirror of the key log, whether it follows its source); a step
+    down asked for, towards `node`, when another node leads it."""
+    try:
+        nc = await nats.connect(**admin.options())
+    except (nats.errors.Error, OSError):
+        return "", False
+    try:
+        info = await jetstream(nc, account).stream_info(KEY_EVENTS_STREAM)
+        leader = info.cluster.leader if info.cluster is not None else ""
+        if leader != node:
+            subject = f"{api_prefix(account)}.STREAM.LEADER.STEPDOWN.{KEY_EVENTS_STREAM}"
+            await nc.request(subject, json.dumps({"placement": {"preferred": node}}).encode(), 5)
+        active = info.mirror.active if info.mirror is not None else None
+        return leader or "", active is not None and 0 <= active < MIRROR_SILENT_NS
+    except (NotFoundError, nats.errors.Error, nats.js.errors.APIError, TimeoutError):
+        return "", False
     finally:
         await nc.close()
 

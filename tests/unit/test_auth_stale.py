@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from aitbc_api.settings import Settings
@@ -100,3 +101,24 @@ def test_a_revocation_from_the_stream_refuses_the_key_with_no_one_to_ask() -> No
     assert refused.value.code == Code.API_KEY_REVOKED
     with pytest.raises(ApiError):
         auth.known(KEY)  # from the cache, without an await
+
+
+def test_while_the_stream_is_lost_an_answer_of_the_keys_service_is_kept_briefly() -> None:
+    """A stalled stream (a mirror whose source moved) with the keys service answering: what it
+    says is true when said, but no event would evict it, so it is asked again soon and a key
+    revoked meanwhile is refused within the cache's `lost_ttl`, not its whole TTL."""
+    keys, clock = Keys(), Clock()
+    auth = authenticator(keys, clock)
+    answer(auth)
+    auth.cache.lost()
+    assert answer(auth) == "key_1" and keys.asked == 2  # unchecked: asked again
+    assert answer(auth) == "key_1" and keys.asked == 2  # the fresh answer serves
+    keys.facts = msgspec.structs.replace(FACTS, revoked=True)  # revoked, the event unseen
+    clock.now += auth.cache.lost_ttl + 0.01
+    assert answer(auth) == 401 and keys.asked == 3
+    auth.cache.found()
+    keys.facts = FACTS  # (another key, say: a revoked one stays revoked)
+    clock.now += auth.cache.lost_ttl + 0.01
+    assert answer(auth) == "key_1" and keys.asked == 4
+    clock.now += 60  # found: answers are kept for the TTL again
+    assert answer(auth) == "key_1" and keys.asked == 4

@@ -28,7 +28,10 @@ class AuthCache:
     `stale_max` seconds after the stream was lost (or cleared); after that the key answers 503
     until the keys service can be asked. So a NATS restart does not turn cached keys away, and
     a key revoked during an outage is not served for long. `found` (the reader resumed and
-    applied every event published meanwhile) makes the entries true again.
+    applied every event published meanwhile) makes the entries true again. An answer the keys
+    service gives meanwhile is true when given, and nothing would evict it: it is kept for
+    `lost_ttl` only (a stream that stalls while the keys service answers, a mirror whose source
+    moved: aitbc_runtime.follower).
 
     Memory per key, as an edge holds one entry per key in use: the 32-byte digest rather than
     its 64-character hex, and an id's index holds its one digest bare, not in a set (a set
@@ -47,10 +50,11 @@ class AuthCache:
         negative_ttl: float,
         stale_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        lost_ttl: float = 1.0,
     ) -> None:
         self.size, self.ttl = size, ttl
         self.negative_size, self.negative_ttl = negative_size, negative_ttl
-        self.stale_max = stale_max
+        self.stale_max, self.lost_ttl = stale_max, lost_ttl
         self._clock = clock
         self.generation = 0
         self._facts: dict[bytes, tuple[KeyFacts, float, int]] = {}  # facts, until, generation
@@ -94,6 +98,8 @@ class AuthCache:
         # The TTL spread over +-10%: keys cached together (a warm-up, a restart) do not all
         # expire in the same second and come back to the keys service as one burst.
         until = self._clock() + self.ttl * (0.9 + 0.2 * random.random())
+        if self._lost_at is not None:  # no event would evict it: asked again soon
+            until = min(until, self._clock() + self.lost_ttl)
         self._facts[digest] = (facts, until, generation)
         _add(self._by_key, facts.key_id, digest)
         _add(self._by_account, facts.account_id, digest)

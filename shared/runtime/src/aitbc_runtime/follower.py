@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
@@ -35,9 +36,18 @@ class Follower:
     gone (or back already: a reconnect between two looks), and `on_found` once it has resumed
     and been delivered everything the stream held then; when it cannot resume (nothing
     delivered yet, the stream purged past that message or rebuilt shorter), `on_reset` instead.
+
+    A mirror can stop while the connection stays: when its source's leader is lost, nats-server
+    sets the mirror up again only some 45 s later (its wait for an answer, then its retry), and
+    until then the mirror holds nothing new, silently. So a resuming follower of a mirror looks
+    at it every WATCH_EVERY: one that has not heard from its source for SILENT is lost too
+    (`on_lost`), and found once it follows again and what it holds has been delivered.
     """
 
     LOOK_EVERY = 0.1  # seconds between looks at the connection
+    WATCH_EVERY = 1.0  # seconds between looks at a mirror's source
+    # A following mirror hears from its source about once a second (heartbeats, if no message)
+    SILENT = 5.0
 
     def __init__(
         self,
@@ -70,6 +80,7 @@ class Follower:
         self._lost = False
         self._catching_up = False  # resumed after a loss, not yet given all it missed
         self._missed = False  # the stream held more than it had been given when it resumed
+        self._stalled = False  # a mirror that stopped following its source (SILENT)
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -101,7 +112,7 @@ class Follower:
                 self._seen = reconnects(self._nc)
                 subscription = await self._subscribe(js, resume_at)
                 self.ready.set()
-                await self._until_reconnected()
+                await self._until_reconnected(js)
                 log.info("%s: reconnected; following %s again", self._name, self._subjects)
             except asyncio.CancelledError:
                 raise
@@ -139,13 +150,51 @@ class Follower:
             self._found()  # nothing passed while it was away
         return subscription
 
-    async def _until_reconnected(self) -> None:
+    async def _until_reconnected(self, js: JetStreamContext) -> None:
         # Polled: nats-py has one slot per connection for each callback, the process's own.
+        watched = time.monotonic()
         while reconnects(self._nc) == self._seen:
             if not self._nc.is_connected:
                 self._lose()
+            elif self._resume and time.monotonic() - watched >= self.WATCH_EVERY:
+                watched = time.monotonic()
+                await self._watch_source(js)
             await asyncio.sleep(self.LOOK_EVERY)
+        self._stalled = False  # the resumption after the reconnect says what was missed
         self._lose()  # back already, but it was away
+
+    async def _watch_source(self, js: JetStreamContext) -> None:
+        """Lost while the stream, a mirror, does not follow its source; found once it does,
+        caught up (no lag), and what it holds has been delivered."""
+        assert self._stream is not None
+        try:
+            async with asyncio.timeout(self.WATCH_EVERY):  # the caller looks at the connection
+                info = await js.stream_info(self._stream)
+        except Exception:  # a stream with no leader for now, a connection away: not known
+            return
+        mirror = info.mirror
+        if mirror is None:
+            return
+        heard = mirror.active is not None and 0 <= mirror.active < self.SILENT * 1e9
+        if heard and not self._stalled:
+            return
+        if not heard:
+            if not self._stalled:
+                log.warning(
+                    "%s: %s has not heard from its source for %.0f s or more: lost until it "
+                    "follows it again", self._name, self._stream, self.SILENT,
+                )  # fmt: skip
+                self._stalled = True
+                self._lose()
+            return
+        if mirror.lag:
+            return  # following again, not caught up yet
+        log.info("%s: %s follows its source again", self._name, self._stream)
+        self._stalled = False
+        following = self._next if self._next is not None else 1
+        self._catching_up, self._missed = True, info.state.last_seq >= following
+        if not self._missed:
+            self._found()
 
     async def _resume_point(self, js: JetStreamContext) -> int | None:
         """The stream sequence to go on from after a reconnect, or None to start over."""
