@@ -150,10 +150,14 @@ class RunningCluster:
         """`account`'s mirror of the key log led by `node`, and following its source."""
 
         def there() -> bool:
-            leader, following = asyncio.run(_mirror_leader(self.access("admin"), account, node))
+            leader, following = asyncio.run(_mirror_state(self.access("admin"), account, node))
             return leader == node and following
 
         assert wait_for(there, within, every=1) is not None, f"{account}'s mirror not led by {node}"
+
+    def mirror_follows(self, account: str) -> bool:
+        """Whether `account`'s mirror of the key log follows its source (MIRROR_SILENT_NS)."""
+        return asyncio.run(_mirror_state(self.access("admin"), account))[1]
 
     def whole(self) -> bool:
         """Every process running, both usage processes holding partitions, the key log and
@@ -222,9 +226,9 @@ async def _mirrors_following(admin: BusAccess) -> bool:
         await nc.close()
 
 
-async def _mirror_leader(admin: BusAccess, account: str, node: str) -> tuple[str, bool]:
-    """(who leads `account`'s mirror of the key log, whether it follows its source); a step
-    down asked for, towards `node`, when another node leads it."""
+async def _mirror_state(admin: BusAccess, account: str, node: str = "") -> tuple[str, bool]:
+    """(who leads `account`'s mirror of the key log, whether it follows its source); with
+    `node`, a step down asked for, towards it, when another node leads it."""
     try:
         nc = await nats.connect(**admin.options())
     except (nats.errors.Error, OSError):
@@ -232,7 +236,7 @@ async def _mirror_leader(admin: BusAccess, account: str, node: str) -> tuple[str
     try:
         info = await jetstream(nc, account).stream_info(KEY_EVENTS_STREAM)
         leader = info.cluster.leader if info.cluster is not None else ""
-        if leader != node:
+        if node and leader != node:
             subject = f"{api_prefix(account)}.STREAM.LEADER.STEPDOWN.{KEY_EVENTS_STREAM}"
             await nc.request(subject, json.dumps({"placement": {"preferred": node}}).encode(), 5)
         active = info.mirror.active if info.mirror is not None else None

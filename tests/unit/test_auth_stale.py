@@ -103,10 +103,10 @@ def test_a_revocation_from_the_stream_refuses_the_key_with_no_one_to_ask() -> No
         auth.known(KEY)  # from the cache, without an await
 
 
-def test_while_the_stream_is_lost_an_answer_of_the_keys_service_is_kept_briefly() -> None:
+def test_while_the_stream_is_lost_answers_of_the_keys_service_are_checked_again_soon() -> None:
     """A stalled stream (a mirror whose source moved) with the keys service answering: what it
-    says is true when said, but no event would evict it, so it is asked again soon and a key
-    revoked meanwhile is refused within the cache's `lost_ttl`, not its whole TTL."""
+    says is true when said, but no event would evict it, so every entry is asked about again
+    each `lost_ttl` and a key revoked meanwhile is refused within it, not the cache's TTL."""
     keys, clock = Keys(), Clock()
     auth = authenticator(keys, clock)
     answer(auth)
@@ -116,9 +116,19 @@ def test_while_the_stream_is_lost_an_answer_of_the_keys_service_is_kept_briefly(
     keys.facts = msgspec.structs.replace(FACTS, revoked=True)  # revoked, the event unseen
     clock.now += auth.cache.lost_ttl + 0.01
     assert answer(auth) == 401 and keys.asked == 3
-    auth.cache.found()
-    keys.facts = FACTS  # (another key, say: a revoked one stays revoked)
+    auth.cache.found()  # caught up: the event came, and the entries are trusted again
+    clock.now += 60
+    assert answer(auth) == 401 and keys.asked == 3
+
+
+def test_while_the_stream_is_lost_an_entry_still_serves_when_no_one_can_be_asked() -> None:
+    keys, clock = Keys(), Clock()
+    auth = authenticator(keys, clock)
+    answer(auth)
+    auth.cache.lost()
+    assert answer(auth) == "key_1" and keys.asked == 2
+    keys.state = "down"
     clock.now += auth.cache.lost_ttl + 0.01
-    assert answer(auth) == "key_1" and keys.asked == 4
-    clock.now += 60  # found: answers are kept for the TTL again
-    assert answer(auth) == "key_1" and keys.asked == 4
+    assert answer(auth) == "key_1" and keys.asked == 3  # asked, then served as a stale fact
+    clock.now = 1000.0 + STALE_MAX + 1
+    assert answer(auth) == 503  # for the stale bound after the loss, as ever

@@ -29,9 +29,10 @@ class AuthCache:
     until the keys service can be asked. So a NATS restart does not turn cached keys away, and
     a key revoked during an outage is not served for long. `found` (the reader resumed and
     applied every event published meanwhile) makes the entries true again. An answer the keys
-    service gives meanwhile is true when given, and nothing would evict it: it is kept for
-    `lost_ttl` only (a stream that stalls while the keys service answers, a mirror whose source
-    moved: aitbc_runtime.follower).
+    service gives meanwhile is true when given, but no event would evict it: while the stream
+    is lost, every entry is unchecked again each `lost_ttl` seconds (a stream that stalls while
+    the keys service answers: a mirror whose source moved, aitbc_runtime.follower), kept to
+    serve as a stale fact should the keys service stop answering too.
 
     Memory per key, as an edge holds one entry per key in use: the 32-byte digest rather than
     its 64-character hex, and an id's index holds its one digest bare, not in a set (a set
@@ -67,6 +68,7 @@ class AuthCache:
         self._stale_until = 0.0  # unchecked entries serve as stale facts until then
         self._lost_at: float | None = None  # when the key event stream went out of reach
         self._trusted_from = 0  # what _checked_from was before that
+        self._recheck_at = 0.0  # while lost: when every entry is unchecked again
 
     def __len__(self) -> int:
         return len(self._facts)
@@ -79,9 +81,17 @@ class AuthCache:
         if entry[1] < now:
             self._drop(digest)
             return None
+        if self._lost_at is not None and now >= self._recheck_at:
+            self._uncheck(now)
         if entry[2] < self._checked_from and not (stale and now < self._stale_until):
             return None
         return entry[0]
+
+    def _uncheck(self, now: float) -> None:
+        """Every entry is asked about again before it is trusted (the stream is lost)."""
+        self.generation += 1
+        self._checked_from = self.generation
+        self._recheck_at = now + self.lost_ttl
 
     def is_unknown(self, digest: bytes) -> bool:
         until = self._unknown.get(digest)
@@ -98,8 +108,6 @@ class AuthCache:
         # The TTL spread over +-10%: keys cached together (a warm-up, a restart) do not all
         # expire in the same second and come back to the keys service as one burst.
         until = self._clock() + self.ttl * (0.9 + 0.2 * random.random())
-        if self._lost_at is not None:  # no event would evict it: asked again soon
-            until = min(until, self._clock() + self.lost_ttl)
         self._facts[digest] = (facts, until, generation)
         _add(self._by_key, facts.key_id, digest)
         _add(self._by_account, facts.account_id, digest)
@@ -150,8 +158,7 @@ class AuthCache:
             return
         self._lost_at = self._clock()
         self._trusted_from = self._checked_from
-        self.generation += 1
-        self._checked_from = self.generation
+        self._uncheck(self._lost_at)
         self._stale_until = self._lost_at + self.stale_max
 
     def found(self) -> None:
