@@ -165,3 +165,32 @@ def test_a_plans_file_that_does_not_validate_stops_it_before_anything_starts(
         )
     assert main([]) == 1
     assert f"aitbc-cluster: PLANS_FILE: {bad}: plan 'free'" in capsys.readouterr().err
+
+
+def test_a_port_the_kernel_picks_again_is_not_handed_out_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two free_port() calls before either server binds: the kernel may pick the same port for
+    both (seen once as `port … is given to keys-2 and to coordinator`)."""
+    from aitbc_infra import nats_server
+
+    picks = iter([41001, 41001, 41002])
+
+    class Picked:
+        def __enter__(self) -> Picked:
+            self.port = next(picks)
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def bind(self, _: object) -> None:
+            return None
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.delenv("AITBC_PORT_RANGE", raising=False)
+    monkeypatch.setattr(nats_server, "_handed", set())
+    monkeypatch.setattr(nats_server.socket, "socket", Picked)
+    assert [nats_server.free_port(), nats_server.free_port()] == [41001, 41002]

@@ -33,16 +33,22 @@ PORT_RANGE = "AITBC_PORT_RANGE"  # "low-high": where free_port looks (tests: one
 _next_port: dict[str, int] = {}  # the range -> where free_port looks next in it
 
 
+_handed: set[int] = set()  # the kernel's picks this process handed out already
+
+
 def free_port() -> int:
     """A port nothing listens on: one the kernel picks, or with AITBC_PORT_RANGE set, the next
     one free in that range. Test workers running at once get ranges of their own, below the
     ephemeral ports the kernel also hands to outgoing connections: a port one of them picked
     cannot be taken by another, or by a client socket, before its server binds it."""
     spec = os.environ.get(PORT_RANGE, "")
-    if not spec:
+    while not spec:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+            port = int(s.getsockname()[1])
+        if port not in _handed:  # the kernel may pick one again before its server binds it
+            _handed.add(port)
+            return port
     low, high = (int(part) for part in spec.split("-"))
     start = _next_port.get(spec, low)
     for offset in range(high - low + 1):
