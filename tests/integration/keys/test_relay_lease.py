@@ -213,9 +213,18 @@ async def test_a_key_revoked_in_one_is_refused_by_the_other_before_the_stream_ha
     account = await account_through(holder)
     keys = [await key_through(svc, account) for svc in (holder, other)]
     await stream_is_store(holder.engine, auditor)
-    for svc in pair.services:  # each knows both keys, from its commit or from the stream
+    # Each knows both keys, from its commit or from the stream: its own account's mirror of
+    # it, which may be a moment behind the auditor's.
+    await until(
+        lambda: all(
+            svc.index.facts(keyformat.hash_key(key), holder.checks.clock()) is not None
+            for svc in pair.services
+            for _, key in keys
+        ),
+        "a keys process never knew a key the other made",
+    )
+    for svc in pair.services:
         for _, key in keys:
-            assert svc.index.facts(keyformat.hash_key(key), holder.checks.clock()) is not None
             assert not await revoked_for(svc, key)
 
     # The relay stops after one more event, so the stream brings neither process the next

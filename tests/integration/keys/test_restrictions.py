@@ -94,7 +94,11 @@ async def test_an_operator_restricts_a_key_and_keys_show_tells_before_and_after(
     code, out, err = await aitbc(operator, "keys", "restrict", made["key_id"], "--scope", "Jobs")
     assert code == 1 and "VALIDATION_ERROR" in err and "resource:action" in err
 
-    await relayed(service, edge)
+    reader = await nats.connect(**auditor.options())  # the auditor's mirror: what it reads
+    try:
+        await relayed(service, reader)
+    finally:
+        await reader.close()
     code, out, err = await aitbc(
         auditor, "keys", "show", made["key_id"], "--at", before.isoformat(), "--json"
     )
