@@ -32,7 +32,7 @@ from aitbc_keys.checks import KeyChecks
 from aitbc_keys.db import create_engine
 from aitbc_keys.responder import CheckResponder
 from aitbc_runtime.broker import service_broker
-from aitbc_runtime.bus import refused_replies
+from aitbc_runtime.bus import refused_replies, until_answered
 from aitbc_usage.answering import answer_decisions
 from aitbc_usage.handlers import Deciding
 from aitbc_usage.plans import PlanBook
@@ -79,6 +79,7 @@ async def test_an_answer_through_an_import_is_no_jetstream_request(own_nats: Nat
 
         await answering.subscribe(s.KEYS_CHECK, cb=echo)
         await answering.flush()
+        await until_answered(edge, s.KEYS_CHECK, EMPTY_CHECK)  # the import sees it: a moment
         assert (await edge.request(s.KEYS_CHECK, EMPTY_CHECK, timeout=5)).data == b"{}"
         for stream in streams:
             for change in ("PURGE", "DELETE"):
