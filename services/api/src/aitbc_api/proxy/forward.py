@@ -135,9 +135,8 @@ def _too_large(limit: int) -> ApiError:
 
 
 def _coded_body() -> ApiError:
-    """A body with a transfer coding besides chunked (`gzip, chunked`): the server takes the
-    chunks off, and the coding is hop-by-hop, so the upstream would be given coded bytes as
-    if they were the body itself. Refused instead (RFC 9112 6.1: a coding not understood)."""
+    """A coding besides chunked (`gzip, chunked`): hop-by-hop, it would not reach the upstream,
+    which would take the coded bytes for the body (RFC 9112 6.1: not understood, refused)."""
     return ApiError(
         501, Code.VALIDATION_ERROR, "The request's transfer coding is not supported: only chunked"
     )
