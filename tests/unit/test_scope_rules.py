@@ -82,3 +82,17 @@ def test_the_setting_is_read_from_scope_rules() -> None:
 def test_settings_made_in_code_are_checked_too() -> None:
     with pytest.raises(ValueError, match="SCOPE_RULES"):
         GateSettings(scope_rules="GET /v1/jobs")
+
+
+def test_a_refusal_names_the_edge_s_own_routes() -> None:
+    """A scoped key refused `/v1/account` is told that route, not `/v1/{id}`: the edge's own
+    routes' words name routes whatever USAGE_ROUTE_WORDS says."""
+    from aitbc_api.app import create_app
+    from aitbc_api.settings import Settings
+
+    rules = Settings(usage_route_words=("jobs",)).scopes_needed
+    assert rules.route("/v1/account") == "/v1/account"
+    assert rules.route("/v1/api-keys/key_1/regenerate") == "/v1/api-keys/{id}/regenerate"
+    served = {r.path for r in create_app().routes if r.path.startswith("/v1/")}
+    words = {w for path in served for w in path.split("/")[2:] if w and "{" not in w}
+    assert words == set(Settings.OWN_ROUTE_WORDS)

@@ -15,6 +15,10 @@ STANDARD_KEY_USAGE = ("account", "own", "none")
 
 @dataclass(frozen=True)
 class Settings(GateSettings):
+    OWN_ROUTE_WORDS: ClassVar[tuple[str, ...]] = (  # every word of the edge's /v1 routes
+        "account", "accounts", "api-keys", "events", "regenerate", "usage"
+    )  # fmt: skip
+
     host: str = "127.0.0.1"
     port: int = 8000
     upstream_url: str = "http://127.0.0.1:8011"

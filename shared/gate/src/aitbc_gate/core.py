@@ -104,7 +104,7 @@ async def running_gate(settings: GateSettings, nc: NATS) -> AsyncIterator[Gate]:
         await parts.enter_async_context(running(reader))
         spool = Path(settings.usage_spool_dir) if settings.usage_spool_dir else None
         publisher = UsagePublisher(
-            nc, settings.usage_buffer, route_words=settings.usage_route_words, spool=spool
+            nc, settings.usage_buffer, route_words=settings.route_words, spool=spool
         )
         await parts.enter_async_context(running(publisher))
         presence = await parts.enter_async_context(running(Presence(nc)))

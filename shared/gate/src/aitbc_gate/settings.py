@@ -129,6 +129,14 @@ class GateSettings:
         "scope_rules": "SCOPE_RULES",
     }
 
+    # Words of routes the app serves itself, named in usage events and scope refusals whatever
+    # USAGE_ROUTE_WORDS says (the edge's /v1/account is not /v1/{id})
+    OWN_ROUTE_WORDS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def route_words(self) -> tuple[str, ...]:
+        return self.usage_route_words + self.OWN_ROUTE_WORDS
+
     @cached_property
     def public_paths(self) -> PublicPaths:
         return PublicPaths(self.public_routes)
@@ -141,7 +149,7 @@ class GateSettings:
         """SCOPE_RULES, parsed (ValueError, naming the entry, for one that is not a rule)."""
         from aitbc_gate.scope_rules import ScopeRules  # it names routes as usage events do
 
-        return ScopeRules(self.scope_rules, self.usage_route_words)
+        return ScopeRules(self.scope_rules, self.route_words)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
