@@ -8,21 +8,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aitbc_contracts import subjects as s
-from aitbc_infra.bus_accounts import deliver_prefix
+from aitbc_infra.bus_accounts import mirror_consumer, mirror_delivery, mirrors
 from aitbc_infra.bus_roles import ROLES
 from aitbc_infra.bus_stores import (
+    ACCOUNTS,
     CHECKPOINTS_STREAM,
     KEY_EVENTS_STREAM,
-    KEYLOG_ACCOUNT,
     STORES,
-    USAGE_ACCOUNT,
 )
 
 FORGED_EVENT = s.key_event_subject("acc_0000000000000000", "key_0000000000000000")
 PRESENCE = s.edge_presence_subject("edge_0000000000000000")
 FORGED_CHECKPOINT = f"{s.KEY_CHECKPOINTS_PREFIX}.forged"
 KEYLOG = (KEY_EVENTS_STREAM, CHECKPOINTS_STREAM)  # in KEYLOG, and mirrored where read
-DELIVERIES = (f"{deliver_prefix(KEYLOG_ACCOUNT)}.x", f"{deliver_prefix(USAGE_ACCOUNT)}.x")
+# What feeds each account's mirrors, and the reset of the consumers that do
+DELIVERIES = tuple(mirror_delivery(a, stream) for a in ACCOUNTS for stream in mirrors(a))
+RESETS = tuple(
+    f"$JS.{STORES[stream].account}.API.CONSUMER.RESET.{stream}.{mirror_consumer(a)}"
+    for a in ACCOUNTS
+    for stream in mirrors(a)
+)
 CHANGES = ("DELETE", "PURGE", "MSG.DELETE", "UPDATE")
 USERS = [role for role in ROLES.values() if not role.admin]  # admins may do everything
 
@@ -52,7 +57,7 @@ def refused_publishes() -> Iterator[Case]:
                     yield Case(role.name, f"$JS.API.STREAM.{change}.{stream}")
         yield Case(role.name, "$JS.API.STREAM.CREATE.CAPTURE")  # a stream of one's choosing
         yield Case(role.name, f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")  # the bus makes it
-        yield from (Case(role.name, x) for x in DELIVERIES)  # what feeds the mirrors
+        yield from (Case(role.name, x) for x in DELIVERIES + RESETS)  # what feeds the mirrors
         yield Case(role.name, f"$JS.KEYLOG.API.CONSUMER.CREATE.{KEY_EVENTS_STREAM}")
         yield Case(role.name, f"$JS.USAGE.API.CONSUMER.CREATE.{s.USAGE_STREAM}")
         yield Case(role.name, "$JS.USAGE.API.STREAM.INFO.x")  # the admin's import only
@@ -86,7 +91,10 @@ def refused_subscriptions() -> Iterator[Case]:
             yield Case(role.name, s.EDGE_PRESENCE_SUBJECTS)  # which edges run: edges' business
         yield Case(role.name, "_INBOX.>")  # every reply
         yield Case(role.name, "_R_.>")  # the answers to other accounts' requests
-        yield from (Case(role.name, x.replace(".x", ".>")) for x in DELIVERIES)
+        yield from (Case(role.name, x) for x in DELIVERIES)
+        yield from (
+            Case(role.name, f"{x}.>") for x in (s.KEYLOG_DELIVER_PREFIX, s.USAGE_DELIVER_PREFIX)
+        )
         for other in USERS:  # read another's replies
             if other.account == role.account and other.name != role.name:
                 yield Case(role.name, f"_INBOX.{other.name}.>")

@@ -41,12 +41,9 @@ from tests.e2e.stack import TEST_SETTINGS
 SETTINGS = {**TEST_SETTINGS, "USAGE_FAIL_MODE": "closed"}
 BACKENDS = ("keys-1", "keys-2", "usage-1", "usage-2")
 # A mirror follows its source while its consumer's heartbeats (one a second) arrive. One whose
-# consumer was on a killed node (its source's leader) stops until nats-server sets it up
-# again: after 10 s of silence, or at once when the mirror's own leader moved; and a consumer
-# create sent while the source has no leader yet goes unanswered, so the mirror waits 30 s
-# for the answer and tries again 10 s later (nats-server's srcConsumerWaitTime and
-# calculateRetryBackoff): the mirror holds nothing new until ~45 s after the kill, ~60 s at
-# worst. The cluster is not whole before every mirror follows again.
+# consumer or source was led by a killed node stops until nats-server resets its consumer
+# (aitbc_infra.bus_mirrors): about 10 s after the kill. The cluster is not whole before every
+# mirror follows again.
 MIRROR_SILENT_NS = 3_000_000_000
 
 

@@ -13,7 +13,8 @@ from nats.aio.msg import Msg
 from nats.js.errors import NoStreamResponseError
 
 from aitbc_contracts import subjects as s
-from aitbc_infra.bus_streams import ProvisionError, provision
+from aitbc_infra.bus_mirrors import ProvisionError
+from aitbc_infra.bus_streams import provision
 from aitbc_infra.nats_server import NatsServer
 from aitbc_runtime.follower import Follower
 from tests.bus_clients import connected

@@ -8,11 +8,13 @@ Three kinds of links, and nothing else crosses an account's border:
   comes back through the import. The responder sees an answer subject the server made
   (`_R_.`), never the one the requester named, which stays in the requester's account.
 - **mirrors**: a role that reads a stream of another account reads a mirror of the same name in
-  its own (`mirrors`), which follows its source through what the source's account shares for
-  it (docs: "JetStream cross-account mirror"): consumer creation on the stream (imported as
-  `$JS.<SOURCE>.API.CONSUMER.CREATE...`), the flow control answers to those consumers
-  (`$JS.FC.<stream>.>`), and the deliveries, under `aitbc.<source>.deliver` (`deliver_prefix`).
-  No role may publish to any of these or subscribe to the deliveries.
+  its own (`mirrors`), which follows its source through a durable consumer there, one per
+  mirror (`mirror_consumer`, made by provisioning: aitbc_infra.bus_mirrors), and what the
+  source's account shares for it: the reset of that one consumer (imported as
+  `$JS.<SOURCE>.API.CONSUMER.RESET.<stream>.<consumer>`), the flow control answers to it
+  (`$JS.FC.<stream>.>`), and its deliveries, under `aitbc.<source>.deliver.<account>`
+  (`mirror_delivery`), which no other account receives. No role may publish to any of these
+  or subscribe to the deliveries.
 - **an admin's**: the ADMIN account imports, from each account its admin `manages`, what the
   roles there subscribe to, the subjects of the stores there, and the whole JetStream API
   (`$JS.<ACCOUNT>.API.>`), so that an operator does there what the roles may and more
@@ -115,17 +117,27 @@ def _managed(admin: Role) -> list[Link]:
     return found
 
 
+def mirror_consumer(account: str) -> str:
+    """The durable consumer, on a stream of another account, that `account`'s mirror follows."""
+    return f"MIRROR_{account}"
+
+
+def mirror_delivery(account: str, stream: str) -> str:
+    """Where the source's account delivers `stream` to `account`'s mirror of it."""
+    return f"{deliver_prefix(STORES[stream].account)}.{account.lower()}.{stream}"
+
+
 def _mirrored(account: str) -> list[Link]:
     found = []
     for stream in mirrors(account):
         source = STORES[stream].account
-        create = f"$JS.API.CONSUMER.CREATE.{stream}"
+        reset = f"$JS.API.CONSUMER.RESET.{stream}.{mirror_consumer(account)}"
         if source not in managed_by(account):  # else the whole API is imported already
-            for subject in (create, f"{create}.>"):
-                to = api_prefix(source) + subject.removeprefix("$JS.API")
-                found.append(Link("service", source, subject, account, to))
+            to = api_prefix(source) + reset.removeprefix("$JS.API")
+            found.append(Link("service", source, reset, account, to))
         found.append(Link("service", source, f"$JS.FC.{stream}.>", account))
-        found.append(Link("stream", source, f"{deliver_prefix(source)}.>", account))
+        own = mirror_delivery(account, stream).rsplit(".", 1)[0]
+        found.append(Link("stream", source, f"{own}.>", account))
     return found
 
 

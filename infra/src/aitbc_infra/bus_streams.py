@@ -1,21 +1,21 @@
 """The streams the bus is provisioned with: the ones others mirror (the key log and its
 checkpoints in KEYLOG, the usage stream in USAGE), and the mirrors of them in every account that
-reads them (aitbc_infra.bus_accounts), under the same names.
+reads them (aitbc_infra.bus_accounts), under the same names, each following a durable consumer
+of its own on its source (aitbc_infra.bus_mirrors).
 
 A mirror has no subjects, so nothing published in its account (by a client, a responder
 answering a reply subject the requester chose, or JetStream sending a PubAck there) can be
 stored in it: only what the writer stored in the source's account reaches the readers, a
 millisecond or so later.
 
-The bus is provisioned (`provision`) as soon as its server is up, before any service starts:
-the key log's streams as `keylog-admin` (their writer brings their settings up to date), then
-as `admin` the usage stream in USAGE and the mirrors in every account, through ADMIN's imports
-of their JetStream APIs. Sources first, because a mirror whose source is missing tries again
-only every ten seconds or so. Provisioning also gives every stream and KV bucket of the system
-the bus's number of replicas (`--replicas 3` on a 3-node cluster), in place where they exist:
-only the admins may change a stream's settings, so this is where an existing deployment's
-streams are replicated; the services make their buckets with NATS_REPLICAS while they are
-missing.
+The bus is provisioned (`provision`) as soon as its server is up, before any service starts: the
+key log's streams as `keylog-admin` (their writer brings their settings up to date), then as
+`admin` the usage stream in USAGE; then, with every source there, the mirrors' consumers on them
+and the mirrors in every account (through ADMIN's imports of their JetStream APIs). Provisioning
+also gives every stream and KV bucket of the system the bus's number of replicas (`--replicas 3`
+on a 3-node cluster), in place where they exist: only the admins may change a stream's settings,
+so this is where an existing deployment's streams are replicated; the services make their
+buckets with NATS_REPLICAS while they are missing.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from dataclasses import replace
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import ExternalStream, RetentionPolicy, StorageType, StreamConfig, StreamSource
-from nats.js.errors import NotFoundError
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from aitbc_contracts import subjects as s
-from aitbc_infra.bus_accounts import api_prefix, deliver_prefix, mirrors
+from aitbc_infra.bus_accounts import api_prefix, mirrors
+from aitbc_infra.bus_mirrors import delete_mirrors, provision_mirrors, stream_info
 from aitbc_infra.bus_roles import ROLES
 from aitbc_infra.bus_stores import ACCOUNTS, ADMIN_ACCOUNT, KEYLOG_ACCOUNT, STORES
 from aitbc_infra.readiness import quiet_errors
@@ -58,10 +58,6 @@ ADMINS = {
 USAGE_STREAM_DAYS = 7  # analytics read it; the usage service counts it as it comes
 
 
-class ProvisionError(Exception):
-    """A stream is there with a shape the bus must not have: say which and what to do."""
-
-
 def source_config(stream: str, replicas: int = 1) -> StreamConfig:
     """A stream others mirror, as the bus first makes it (the key log's writer adds its own
     settings to the key log's)."""
@@ -79,18 +75,6 @@ def source_config(stream: str, replicas: int = 1) -> StreamConfig:
             duplicate_window=120,  # a retried publish with the same batch id is stored once
         )
     return config
-
-
-def mirror_config(stream: str, replicas: int = 1) -> StreamConfig:
-    """A mirror of a stream of another account, under the same name."""
-    source = STORES[stream].account
-    external = ExternalStream(api=api_prefix(source), deliver=deliver_prefix(source))
-    return StreamConfig(
-        name=stream,
-        mirror=StreamSource(name=stream, external=external),
-        storage=StorageType.FILE,
-        num_replicas=replicas,
-    )
 
 
 def jetstream(nc: NATS, account: str) -> JetStreamContext:
@@ -116,13 +100,6 @@ async def _connected(access: BusAccess) -> AsyncIterator[NATS]:
         await nc.close()
 
 
-async def _exists(js: JetStreamContext, stream: str) -> StreamConfig | None:
-    try:
-        return (await js.stream_info(stream)).config
-    except NotFoundError:
-        return None
-
-
 async def _replicated(js: JetStreamContext, found: StreamConfig, replicas: int) -> list[str]:
     """An existing stream given `replicas`, in place: its messages stay, and JetStream copies
     them to the new replicas (or drops the extra ones)."""
@@ -133,33 +110,16 @@ async def _replicated(js: JetStreamContext, found: StreamConfig, replicas: int) 
 
 
 async def _provision(js: JetStreamContext, account: str, replicas: int) -> list[str]:
-    """An account's sources made, then its mirrors; every stream of it at `replicas`. A
-    stream of a mirror's name that is not that mirror is refused."""
+    """An account's sources made; every stream of it at `replicas`, its mirrors included."""
     changes = []
     for stream in STREAMS[account]:
-        found = await _exists(js, stream)
-        mirror = stream in mirrors(account)
-        if found is None and (mirror or stream in SOURCES.get(account, ())):
-            await js.add_stream((mirror_config if mirror else source_config)(stream, replicas))
-            changes.append(f"{account} {stream}{' (mirror)' if mirror else ''}: made")
-            continue
-        if found is None:  # a bucket its service makes
-            continue
-        if mirror and (found.mirror is None or found.mirror.name != stream):
-            raise ProvisionError(
-                f"{stream} in {account} is not the mirror of {STORES[stream].account}'s; "
-                "delete it as `admin` (`nats stream rm`, through "
-                f"{jetstream_api(account)}) and provision again"
-            )
-        changes += await _replicated(js, found, replicas)
+        found = await stream_info(js, stream)
+        if found is None and stream in SOURCES.get(account, ()):
+            await js.add_stream(source_config(stream, replicas))
+            changes.append(f"{account} {stream}: made")
+        elif found is not None:  # else a bucket its service makes, or a mirror not made yet
+            changes += await _replicated(js, found.config, replicas)
     return changes
-
-
-def jetstream_api(account: str) -> str:
-    """How an admin reaches `account`'s JetStream API, for people."""
-    if account in (ADMIN_ACCOUNT, KEYLOG_ACCOUNT):
-        return "its own JetStream API"
-    return f"--js-api-prefix {api_prefix(account)}"
 
 
 async def drop_mirrors(admin: BusAccess, streams: Iterable[str] = ()) -> list[str]:
@@ -167,18 +127,9 @@ async def drop_mirrors(admin: BusAccess, streams: Iterable[str] = ()) -> list[st
     admin, for provisioning to make them again: a mirror keeps what it holds and takes from
     its source only what comes after its own last sequence, so one whose source's sequences
     changed (the log rebuilt) must be made anew."""
-    wanted = set(streams) or MIRRORED
-    dropped = []
     async with _connected(admin) as nc:
-        for account, role in ADMINS.items():
-            if role != "admin":
-                continue
-            js = jetstream(nc, account)
-            for stream in mirrors(account):
-                if stream in wanted and await _exists(js, stream) is not None:
-                    await js.delete_stream(stream)
-                    dropped.append(f"{account} {stream} (mirror): deleted")
-    return dropped
+        js_of = {a: jetstream(nc, a) for a, role in ADMINS.items() if role == "admin"}
+        return await delete_mirrors(js_of, set(streams) or MIRRORED)
 
 
 async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1) -> list[str]:
@@ -187,10 +138,11 @@ async def provision(keylog_admin: BusAccess, admin: BusAccess, replicas: int = 1
     system `replicas`, an existing deployment's too. What else exists is kept. Returns what it
     changed, for the operator."""
     changes = []
-    sources_first = sorted(ADMINS, key=lambda account: account not in SOURCES)
     async with _connected(keylog_admin) as keylog, _connected(admin) as main:
         connection = {"keylog-admin": keylog, "admin": main}
-        for account in sources_first:
-            js = jetstream(connection[ADMINS[account]], account)
-            changes += await _provision(js, account, replicas)
+        js_of = {account: jetstream(connection[role], account) for account, role in ADMINS.items()}
+        for account in ADMINS:
+            changes += await _provision(js_of[account], account, replicas)
+        for account in ADMINS:  # once every source is there, with their consumers
+            changes += await provision_mirrors(js_of, account, replicas)
     return changes

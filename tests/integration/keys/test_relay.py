@@ -233,7 +233,8 @@ async def test_a_deleted_stream_is_republished_whole(
 
     # The log itself is in KEYLOG, and only its own admin may delete it: `admin` can
     # delete only the readers' mirrors. The relay's refill is checked in the log; the
-    # mirror keeps what it holds (the same events) and follows the log again once it is back.
+    # mirrors keep what they hold (the same events) and follow the log again once their
+    # consumers are made again (provisioning: tests/integration/test_bus_mirrors.py).
     async with connected(own_nats, "keylog-admin") as keylog:
         await keylog.jetstream().delete_stream(KEY_EVENTS_STREAM)
     log = own_nats.access("keylog-admin")

@@ -32,8 +32,9 @@ def _key_log(stream: str, subjects: str, **more: str) -> dict[str, Any]:
         "account": "KEYLOG: only the keys service's writer (keys-writer) publishes here",
         "mirror": f"{stream} in each other account that reads it (KEYS, USAGE, EDGE, READ, "
         "ADMIN), what every other role reads: no subjects, so it is read by name; it follows "
-        f"the log through {s.KEYLOG_API}, KEYLOG delivering its messages on "
-        f"{s.KEYLOG_DELIVER_PREFIX}.>",
+        f"the log through a durable consumer of its own there (MIRROR_<account>, reset "
+        f"through {s.KEYLOG_API}), KEYLOG delivering its messages on "
+        f"{s.KEYLOG_DELIVER_PREFIX}.<account>.<stream>",
         **more,
     }
 
@@ -151,8 +152,9 @@ CHANNELS: dict[str, tuple[str | None, str, dict[str, Any], list[str], dict[str, 
             "account": "USAGE: the edges (edge) publish here through a service import, and "
             "the usage service reads it in its own account",
             "mirror": f"{s.USAGE_STREAM} in READ and ADMIN, what their readers read: no "
-            f"subjects, so it is read by name; it follows the stream through {s.USAGE_API}, "
-            f"USAGE delivering its messages on {s.USAGE_DELIVER_PREFIX}.>",
+            "subjects, so it is read by name; it follows the stream through a durable "
+            f"consumer of its own there (MIRROR_<account>, reset through {s.USAGE_API}), "
+            f"USAGE delivering its messages on {s.USAGE_DELIVER_PREFIX}.<account>.<stream>",
             "consumers": "the usage service aggregates all its partitions with one ordered "
             "consumer on the stream, resuming from each partition's position stored with the "
             f"aggregates (as {s.USAGE_AGGREGATOR_DURABLE}-<partition>); analytics consumers add "

@@ -37,11 +37,12 @@ class Follower:
     and been delivered everything the stream held then; when it cannot resume (nothing
     delivered yet, the stream purged past that message or rebuilt shorter), `on_reset` instead.
 
-    A mirror can stop while the connection stays: when its source's leader is lost, nats-server
-    sets the mirror up again only some 45 s later (its wait for an answer, then its retry), and
-    until then the mirror holds nothing new, silently. So a resuming follower of a mirror looks
-    at it every WATCH_EVERY: one that has not heard from its source for SILENT is lost too
-    (`on_lost`), and found once it follows again and what it holds has been delivered.
+    A mirror can stop while the connection stays: when its source's leader is lost, the mirror
+    holds nothing new, silently, until nats-server sets it up again (about 10 s later with the
+    durable consumers of aitbc_infra.bus_mirrors, some 45 s with an ephemeral one). So a
+    resuming follower of a mirror looks at it every WATCH_EVERY: one that has not heard from
+    its source for SILENT is lost too (`on_lost`), and found once it follows again and what it
+    holds has been delivered.
     """
 
     LOOK_EVERY = 0.1  # seconds between looks at the connection
