@@ -34,8 +34,9 @@ from aitbc_contracts.subjects import (
     usage_decide_subject,
 )
 from aitbc_contracts.usage import Decide, DecideBatch, UsageBatch, UsageEvent
-from aitbc_infra.bus_stores import KEYLOG_ACCOUNT
-from aitbc_infra.bus_streams import ADMINS, STREAMS
+from aitbc_infra.bus_accounts import mirror_consumer, mirrors
+from aitbc_infra.bus_stores import KEYLOG_ACCOUNT, STORES
+from aitbc_infra.bus_streams import ADMINS, STREAMS, jetstream
 from aitbc_keys.main import running_service as running_keys
 from aitbc_keys.settings import Settings as KeysSettings
 from aitbc_runtime.bus_access import BusAccess
@@ -169,6 +170,7 @@ async def test_an_r1_deployment_is_replicated_in_place_without_losing_a_message(
         assert {name: info.config.num_replicas for name, info in after.items()} == dict.fromkeys(
             EXPECTED, 3
         )
+        assert set((await mirror_consumer_copies(cluster)).values()) == {3}  # as their sources
         await system.create_account()  # the log goes on: one more event, and its checkpoint
         with caplog.at_level(logging.WARNING, "aitbc.bus"):  # a service not told yet: it
             await session_bucket(system.edge, 600, 1000, 1)  # keeps the bucket as it is
@@ -186,6 +188,20 @@ async def test_an_r1_deployment_is_replicated_in_place_without_losing_a_message(
     async with cluster_admin(cluster, "usage") as usage:  # its writer reads it
         counters = await usage.jetstream().key_value(USAGE_COUNTERS_BUCKET)
         assert await counters.keys()
+
+
+async def mirror_consumer_copies(cluster: Cluster) -> dict[str, int]:
+    """How many copies each mirror's consumer on its source has (the leader's and its
+    replicas'), as the source's admin sees it."""
+    copies = {}
+    for account in ADMINS:
+        for stream in mirrors(account):
+            source = STORES[stream].account
+            async with cluster_admin(cluster, ADMINS[source]) as nc:
+                info = await jetstream(nc, source).consumer_info(stream, mirror_consumer(account))
+            peers = info.cluster.replicas if info.cluster is not None else None
+            copies[f"{account} {stream}"] = 1 + len(peers or [])
+    return copies
 
 
 async def messages_in_each(cluster: Cluster, within: float = 10.0) -> dict[str, int]:
