@@ -10,8 +10,9 @@ events. The app finds the caller in the request's state (`caller_of(scope)`, or
 `request.state.aitbc_caller` in Starlette and Litestar); no header names it.
 
 The gate connects to NATS and starts its parts when the server starts the app (the ASGI
-lifespan), and stops them after the app's own shutdown. A server that sends no lifespan events
-gets a gate started by the first request.
+lifespan), and stops them after the app's own shutdown; one that cannot start fails the
+startup, saying why. A server that sends no lifespan events gets a gate started by the first
+request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+
+import nats
+from nats.aio.client import Client as NATS
 
 from aitbc_gate.admission import data_plane_caller, limit
 from aitbc_gate.auth import Principal, query_without_key
@@ -73,7 +77,16 @@ class GateMiddleware:
         name: str = "aitbc-gate",
     ) -> None:
         self.app = app
-        self.settings = settings = settings or GateSettings.from_env()
+        # Settings that do not read fail the start, said in a line: Starlette builds its
+        # middleware in the app's first call (the lifespan's), where an error raised would
+        # make the server judge the app to have no lifespan, and serve it.
+        self._unusable = ""
+        if settings is None:
+            try:
+                settings = GateSettings.from_env()
+            except ValueError as exc:  # BusAccessError too
+                self._unusable, settings = str(exc), GateSettings()
+        self.settings = settings
         self.public = settings.public_paths if public is None else PublicPaths(public)
         self.admitted = admitted
         self.name = name
@@ -143,13 +156,21 @@ class GateMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app's lifespan, with the gate started before the app's startup and stopped
-        after its shutdown."""
+        after its shutdown. A gate that cannot start fails the startup, the app's own never
+        run: raised through the app, the error would make a server that detects lifespan
+        support (uvicorn's default) judge the app to have none, and serve it ungated."""
+        first = await receive()
+        if first["type"] == "lifespan.startup":
+            try:
+                await self.start()
+            except Exception as exc:
+                message = f"The API key gate could not start: {exc}"
+                await send({"type": "lifespan.startup.failed", "message": message})
+                return
+        pending = [first]
 
         async def receiving() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.start()  # failing, the app reports the failed startup
-            return message
+            return pending.pop() if pending else await receive()
 
         async def sending(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
@@ -173,9 +194,11 @@ class GateMiddleware:
         """Starts the gate, as the app's lifespan does (for a caller that drives it itself)."""
         if self._running is not None:
             return
+        if self._unusable:
+            raise ValueError(self._unusable)
         parts = AsyncExitStack()
         try:
-            nc = await connect(self.settings.nats, self.name)
+            nc = await self._connect()
             parts.push_async_callback(nc.drain)
             self.slot.gate = await parts.enter_async_context(running_gate(self.settings, nc))
         except BaseException:
@@ -183,6 +206,15 @@ class GateMiddleware:
             raise
         self._running = parts
         log.info("API key gate running in front of the app")
+
+    async def _connect(self) -> NATS:
+        """The connection to NATS, waited for as NATS_WAIT says; or why not, naming where."""
+        access = self.settings.nats
+        try:
+            return await connect(access, self.name, wait=self.settings.nats_wait)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            why = str(exc) or type(exc).__name__
+            raise ConnectionError(f"NATS at {access.where()}: {why}") from exc
 
     async def stop(self) -> None:
         """Stops the gate (its leases settled, its usage events flushed), if it runs."""

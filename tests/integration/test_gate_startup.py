@@ -1,0 +1,83 @@
+"""A gated app whose gate cannot start, served as the README says (uvicorn, its defaults): the
+server says why in a line and does not start, rather than serve the app without the gate's
+lifespan and without the app's own. A real uvicorn server in process, a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from aitbc_gate import GateMiddleware, GateSettings
+from aitbc_infra.nats_server import NatsServer, free_port
+from aitbc_runtime.bus_access import BusAccess
+
+
+def fastapi_app(ran: list[str], settings: GateSettings | None = None) -> FastAPI:
+    """A FastAPI app with a lifespan of its own, gated as the README says."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ran.append("startup")
+        yield
+        ran.append("shutdown")
+
+    app = FastAPI(lifespan=lifespan)
+    app.add_middleware(GateMiddleware, settings=settings)
+    return app
+
+
+async def serve(app: FastAPI) -> uvicorn.Server:
+    """`app` served by uvicorn with its default lifespan detection until its startup ends:
+    failed, the server stops by itself; done, it is stopped."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_config=None)
+    server = uvicorn.Server(config)
+
+    async def stop_once_started() -> None:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        server.should_exit = True
+
+    stopping = asyncio.create_task(stop_once_started())
+    try:
+        async with asyncio.timeout(30):
+            await server.serve()
+    except SystemExit:  # how uvicorn ends a failed startup (raised out of a task, it would
+        pass  # end the event loop)
+    finally:
+        stopping.cancel()
+    return server
+
+
+async def test_a_bus_out_of_reach_fails_the_startup(caplog: pytest.LogCaptureFixture) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    ran: list[str] = []
+    app = fastapi_app(ran, GateSettings(nats=BusAccess(url=nowhere), nats_wait=0.5))
+    with caplog.at_level(logging.INFO):
+        server = await serve(app)
+    assert not server.started and ran == []
+    assert "appears unsupported" not in caplog.text
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("API key gate could not start" in m and nowhere in m for m in failed), failed
+
+
+async def test_settings_that_do_not_read_fail_the_startup_naming_the_variable(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("NATS_URL", nats_server.url)
+    for variable, value in (("AUTH_CACHE_SIZE", "lots"), ("SCOPE_RULES", "jobs=read")):
+        monkeypatch.setenv(variable, value)
+        ran: list[str] = []
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            server = await serve(fastapi_app(ran))  # settings from the environment
+        monkeypatch.delenv(variable)
+        assert not server.started and ran == []
+        assert "Traceback" not in caplog.text and "appears unsupported" not in caplog.text
+        failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(variable in m for m in failed), failed
