@@ -9,10 +9,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from aitbc_contracts.keyformat import generate_key
 from aitbc_gate import GateMiddleware, GateSettings
 from aitbc_infra.nats_server import NatsServer, free_port
 from aitbc_runtime.bus_access import BusAccess
@@ -30,6 +36,10 @@ def fastapi_app(ran: list[str], settings: GateSettings | None = None) -> FastAPI
     app = FastAPI(lifespan=lifespan)
     app.add_middleware(GateMiddleware, settings=settings)
     return app
+
+
+async def ok(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
 
 
 async def serve(app: FastAPI) -> uvicorn.Server:
@@ -81,3 +91,32 @@ async def test_settings_that_do_not_read_fail_the_startup_naming_the_variable(
         assert "Traceback" not in caplog.text and "appears unsupported" not in caplog.text
         failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(variable in m for m in failed), failed
+
+
+async def test_a_gate_that_is_not_running_keeps_the_key_out_of_the_access_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that sends no lifespan events: the first request starts the gate, and while
+    NATS is out of reach each is answered 503; the server logs the query the scope holds."""
+    secret = generate_key()
+    settings = GateSettings(nats=BusAccess(url=f"nats://127.0.0.1:{free_port()}"), nats_wait=0.2)
+    gated = GateMiddleware(Starlette(routes=[Route("/v1/jobs", ok)]), settings)
+    port = free_port()
+    config = uvicorn.Config(gated, port=port, log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                await asyncio.sleep(0.05)
+        with caplog.at_level(logging.INFO):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                answer = await client.get(f"/v1/jobs?page=2&api_key={secret}")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        served = [r.getMessage() for r in caplog.records if not r.name.startswith("httpx")]
+        logged = "\n".join(served)  # the server's lines and the gate's (the client logs its URL)
+        assert "GET /v1/jobs?page=2 HTTP" in logged and secret not in logged
+    finally:
+        server.should_exit = True
+        await serving

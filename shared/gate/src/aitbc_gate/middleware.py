@@ -35,7 +35,6 @@ from aitbc_gate.requests import (
     RequestContext,
     RequestLayer,
     answer,
-    context_of,
     read_head,
 )
 from aitbc_gate.settings import GateSettings, PublicPaths
@@ -56,7 +55,8 @@ def caller_of(scope: Scope) -> Principal | None:
 def without_key(scope: Scope) -> None:
     """The scope without the API key: not in its query string, not in its headers."""
     scope["query_string"] = query_without_key(scope["query_string"])
-    if context_of(scope).keys:
+    context = scope.get(CONTEXT_KEY)  # none when the gate is not running
+    if context is None or context.keys:
         scope["headers"] = [h for h in scope["headers"] if h[0] != b"x-api-key"]
 
 
@@ -106,6 +106,8 @@ class GateMiddleware:
         if kind == "http":
             if self.slot.gate is None and self._running is None:
                 await self._start_lazily()  # failing, the request layer answers 503
+            if self.slot.gate is None:
+                without_key(scope)  # the server logs the query the scope holds, 503 or not
             await self._layer(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
@@ -144,14 +146,15 @@ class GateMiddleware:
         caller, not the secret, and its server logs the query it sees (in the scope, whoever
         answered)."""
         refused = None
-        if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
-            try:
+        try:
+            if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
                 principal = await data_plane_caller(scope)
                 await limit(scope, principal)
                 scope.setdefault("state", {})[CALLER] = principal
-            except ApiError as error:
-                refused = error
-        without_key(scope)
+        except ApiError as error:
+            refused = error
+        finally:  # whatever is raised: the server's 500 is logged with the scope's query
+            without_key(scope)
         return refused
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
