@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -120,3 +121,17 @@ async def test_a_gate_that_is_not_running_keeps_the_key_out_of_the_access_log(
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_requests_while_the_gate_cannot_start_wait_for_one_attempt_only() -> None:
+    """No lifespan events: the first requests start the gate. NATS out of reach, they wait
+    for that one attempt (NATS_WAIT), not each for one of its own in turn."""
+    settings = GateSettings(nats=BusAccess(url=f"nats://127.0.0.1:{free_port()}"), nats_wait=2.0)
+    gated = GateMiddleware(Starlette(routes=[Route("/v1/jobs", ok)]), settings)
+    transport = httpx.ASGITransport(app=gated)  # sends no lifespan events
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        started = time.monotonic()
+        answers = await asyncio.gather(*(client.get("/v1/jobs") for _ in range(5)))
+        took = time.monotonic() - started
+    assert [a.status_code for a in answers] == [503] * 5
+    assert took < 6, f"{took:.1f}s: each request waited for an attempt of its own"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -44,6 +45,7 @@ from aitbc_runtime.bus import connect
 log = logging.getLogger("aitbc.gate")
 
 CALLER = "aitbc_caller"  # the key of the caller in the request's state
+RETRY_START = 5.0  # seconds after a failed start on a request before a request tries again
 
 
 def caller_of(scope: Scope) -> Principal | None:
@@ -100,6 +102,7 @@ class GateMiddleware:
         )
         self._running: AsyncExitStack | None = None
         self._starting = asyncio.Lock()
+        self._retry_at = 0.0  # no start before (time.monotonic) after one that failed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -186,11 +189,16 @@ class GateMiddleware:
             await self.stop()  # an app that ended its lifespan without a shutdown
 
     async def _start_lazily(self) -> None:
+        """A start for a server that sends no lifespan events. One that failed is not tried
+        again before RETRY_START: the requests that waited for it, and those that follow,
+        are answered 503 at once rather than each after a wait of its own for NATS."""
         async with self._starting:
-            if self.slot.gate is None and self._running is None:
+            now = time.monotonic()
+            if self.slot.gate is None and self._running is None and now >= self._retry_at:
                 try:
                     await self.start()
                 except Exception as exc:
+                    self._retry_at = time.monotonic() + RETRY_START
                     log.error("the API key gate could not start: %s", exc)
 
     async def start(self) -> None:
