@@ -128,3 +128,15 @@ def test_a_websocket_needs_a_key_too(settings: GateSettings) -> None:
         with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/stream"):
             pass
         assert closed.value.code == 1008
+
+
+def test_an_app_under_a_root_path_is_gated_by_its_own_routes(settings: GateSettings) -> None:
+    """Behind a proxy that strips a prefix (uvicorn --root-path /api), the server puts the
+    prefix in the scope's path as well as in its root_path: PUBLIC_ROUTES name the app's
+    routes, as the app declares them, without it."""
+    gated = GateMiddleware(starlette_app(), settings)
+    with TestClient(gated, root_path="/api") as client:
+        assert client.get("/api/v1/health").status_code == 200
+        assert client.get("/api/docs/page").status_code == 200
+        assert refusal(client.get("/api/v1/jobs")) == (401, "MISSING_API_KEY")
+        assert refusal(client.get("/api/v1/health/x")) == (401, "MISSING_API_KEY")

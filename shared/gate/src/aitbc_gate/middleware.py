@@ -38,6 +38,7 @@ from aitbc_gate.requests import (
     answer,
     read_head,
 )
+from aitbc_gate.routes import route_path
 from aitbc_gate.settings import GateSettings, PublicPaths
 from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
 from aitbc_runtime.bus import connect
@@ -114,7 +115,7 @@ class GateMiddleware:
             await self._layer(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
-        elif kind == "websocket" and scope["path"] not in self.public:
+        elif kind == "websocket" and route_path(scope) not in self.public:
             await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -150,7 +151,8 @@ class GateMiddleware:
         answered)."""
         refused = None
         try:
-            if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
+            admitted = self.admitted
+            if route_path(scope) not in self.public and not (admitted and admitted(scope)):
                 principal = await data_plane_caller(scope)
                 await limit(scope, principal)
                 scope.setdefault("state", {})[CALLER] = principal
