@@ -43,9 +43,20 @@ async def _echo(socket: WebSocket) -> None:
     await socket.close()
 
 
+async def _query(socket: WebSocket) -> None:
+    """What the app is given of a WebSocket handshake's query."""
+    await socket.accept()
+    await socket.send_text(socket.url.query)
+    await socket.close()
+
+
 def starlette_app() -> Starlette:
     paths = ["/v1/health", "/v1/jobs", "/docs/page"]
-    routes = [Route("/v1/seen", _seen), WebSocketRoute("/v1/stream", _echo)]
+    routes = [
+        Route("/v1/seen", _seen),
+        WebSocketRoute("/v1/stream", _echo),
+        WebSocketRoute("/docs/stream", _query),
+    ]
     return Starlette(routes=[*(Route(p, _ok) for p in paths), *routes])
 
 
@@ -140,3 +151,11 @@ def test_an_app_under_a_root_path_is_gated_by_its_own_routes(settings: GateSetti
         assert client.get("/api/docs/page").status_code == 200
         assert refusal(client.get("/api/v1/jobs")) == (401, "MISSING_API_KEY")
         assert refusal(client.get("/api/v1/health/x")) == (401, "MISSING_API_KEY")
+
+
+def test_a_public_websocket_is_not_given_the_key_either(settings: GateSettings) -> None:
+    """Its server logs the handshake's query, as it logs a request's."""
+    gated = GateMiddleware(starlette_app(), settings)
+    with TestClient(gated) as client:
+        with client.websocket_connect("/docs/stream?x=1&api_key=aitbc_secret") as socket:
+            assert socket.receive_text() == "x=1"

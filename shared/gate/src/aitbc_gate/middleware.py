@@ -115,8 +115,12 @@ class GateMiddleware:
             await self._layer(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
-        elif kind == "websocket" and route_path(scope) not in self.public:
-            await self._websocket(scope, receive, send)
+        elif kind == "websocket":
+            if route_path(scope) in self.public:
+                without_key(scope)  # its server logs the handshake's query too
+                await self.app(scope, receive, send)
+            else:
+                await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -135,6 +139,7 @@ class GateMiddleware:
             await self._start_lazily()
         gate = self.slot.gate
         if gate is None:
+            without_key(scope)
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
         scope[CONTEXT_KEY] = RequestContext("", 0.0, gate, read_head(scope)[2])
