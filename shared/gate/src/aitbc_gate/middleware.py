@@ -171,7 +171,8 @@ class GateMiddleware:
         """The app's lifespan, with the gate started before the app's startup and stopped
         after its shutdown. A gate that cannot start fails the startup, the app's own never
         run: raised through the app, the error would make a server that detects lifespan
-        support (uvicorn's default) judge the app to have none, and serve it ungated."""
+        support (uvicorn's default) judge the app to have none, and serve it without its
+        startup."""
         first = await receive()
         if first["type"] == "lifespan.startup":
             try:
