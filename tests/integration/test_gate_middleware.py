@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from litestar import Litestar, get
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -156,6 +157,27 @@ def test_an_app_under_a_root_path_is_gated_by_its_own_routes(settings: GateSetti
 def test_a_public_websocket_is_not_given_the_key_either(settings: GateSettings) -> None:
     """Its server logs the handshake's query, as it logs a request's."""
     gated = GateMiddleware(starlette_app(), settings)
-    with TestClient(gated) as client:
-        with client.websocket_connect("/docs/stream?x=1&api_key=aitbc_secret") as socket:
-            assert socket.receive_text() == "x=1"
+    query = "x=1&api_key=aitbc_secret"
+    with TestClient(gated) as client, client.websocket_connect(f"/docs/stream?{query}") as socket:
+        assert socket.receive_text() == "x=1"
+
+
+def test_cors_added_after_the_gate_answers_preflights(settings: GateSettings) -> None:
+    """As the README says: a preflight carries no key, so CORS goes outside the gate."""
+    app = FastAPI()
+
+    @app.get("/v1/jobs")
+    def jobs() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(GateMiddleware, settings=settings)
+    app.add_middleware(CORSMiddleware, allow_origins=["https://app.example"])
+    origin = {"Origin": "https://app.example"}
+    with TestClient(app) as client:
+        preflight = {**origin, "Access-Control-Request-Method": "GET"}
+        answer = client.options("/v1/jobs", headers=preflight)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        refused = client.get("/v1/jobs", headers=origin)
+        assert refusal(refused) == (401, "MISSING_API_KEY")
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"
