@@ -10,8 +10,16 @@ from aitbc_gate.types import Scope
 
 def route_path(scope: Scope) -> str:
     """`scope`'s path without its root_path, when the path is under it."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
+    return _under(scope["path"], scope.get("root_path", ""))
+
+
+def served_path(scope: Scope) -> str:
+    """The same once the app has routed the request: a Starlette Mount adds its prefix to
+    root_path, and keeps the server's in app_root_path."""
+    return _under(scope["path"], scope.get("app_root_path", scope.get("root_path", "")))
+
+
+def _under(path: str, root: str) -> str:
     if not root or not path.startswith(root):
         return path
     rest = path[len(root) :]
