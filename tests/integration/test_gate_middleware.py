@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from litestar import Litestar, get
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -43,9 +44,20 @@ async def _echo(socket: WebSocket) -> None:
     await socket.close()
 
 
+async def _query(socket: WebSocket) -> None:
+    """What the app is given of a WebSocket handshake's query."""
+    await socket.accept()
+    await socket.send_text(socket.url.query)
+    await socket.close()
+
+
 def starlette_app() -> Starlette:
     paths = ["/v1/health", "/v1/jobs", "/docs/page"]
-    routes = [Route("/v1/seen", _seen), WebSocketRoute("/v1/stream", _echo)]
+    routes = [
+        Route("/v1/seen", _seen),
+        WebSocketRoute("/v1/stream", _echo),
+        WebSocketRoute("/docs/stream", _query),
+    ]
     return Starlette(routes=[*(Route(p, _ok) for p in paths), *routes])
 
 
@@ -128,3 +140,44 @@ def test_a_websocket_needs_a_key_too(settings: GateSettings) -> None:
         with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/stream"):
             pass
         assert closed.value.code == 1008
+
+
+def test_an_app_under_a_root_path_is_gated_by_its_own_routes(settings: GateSettings) -> None:
+    """Behind a proxy that strips a prefix (uvicorn --root-path /api), the server puts the
+    prefix in the scope's path as well as in its root_path: PUBLIC_ROUTES name the app's
+    routes, as the app declares them, without it."""
+    gated = GateMiddleware(starlette_app(), settings)
+    with TestClient(gated, root_path="/api") as client:
+        assert client.get("/api/v1/health").status_code == 200
+        assert client.get("/api/docs/page").status_code == 200
+        assert refusal(client.get("/api/v1/jobs")) == (401, "MISSING_API_KEY")
+        assert refusal(client.get("/api/v1/health/x")) == (401, "MISSING_API_KEY")
+
+
+def test_a_public_websocket_is_not_given_the_key_either(settings: GateSettings) -> None:
+    """Its server logs the handshake's query, as it logs a request's."""
+    gated = GateMiddleware(starlette_app(), settings)
+    query = "x=1&api_key=aitbc_secret"
+    with TestClient(gated) as client, client.websocket_connect(f"/docs/stream?{query}") as socket:
+        assert socket.receive_text() == "x=1"
+
+
+def test_cors_added_after_the_gate_answers_preflights(settings: GateSettings) -> None:
+    """As the README says: a preflight carries no key, so CORS goes outside the gate."""
+    app = FastAPI()
+
+    @app.get("/v1/jobs")
+    def jobs() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(GateMiddleware, settings=settings)
+    app.add_middleware(CORSMiddleware, allow_origins=["https://app.example"])
+    origin = {"Origin": "https://app.example"}
+    with TestClient(app) as client:
+        preflight = {**origin, "Access-Control-Request-Method": "GET"}
+        answer = client.options("/v1/jobs", headers=preflight)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        refused = client.get("/v1/jobs", headers=origin)
+        assert refusal(refused) == (401, "MISSING_API_KEY")
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"

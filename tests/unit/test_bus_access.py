@@ -45,6 +45,13 @@ def test_a_role_connects_with_its_seed_file_and_its_own_inbox(
     assert "SU" not in access.where()  # the seed never shows in a log line
 
 
+def test_credentials_in_the_servers_urls_never_show_in_a_log_line() -> None:
+    """NATS_URL may carry a user and password or a token (nats-py takes them); where() is
+    what log lines and error messages say of the bus."""
+    access = BusAccess("nats://app:hunter2@a:4222, tls://s3cr3t-token@b:4222,nats://c:4222")
+    assert access.where() == "nats://a:4222, tls://b:4222, nats://c:4222"
+
+
 def test_a_seed_file_others_can_read_is_refused(credentials: BusCredentials) -> None:
     file = credentials.file("keys")
     file.chmod(0o644)

@@ -71,7 +71,7 @@ def edge_lifespan(
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        nc = await connect(settings.nats, "aitbc-api")
+        nc = await connect(settings.nats, "aitbc-api", wait=settings.nats_wait)
         try:
             async with AsyncExitStack() as parts:
                 await _start(app, settings, slot, nc, parts)

@@ -13,6 +13,7 @@ from aitbc_gate.errors import ApiError
 from aitbc_gate.policies import exceeded
 from aitbc_gate.proxies import client_address
 from aitbc_gate.requests import context_of
+from aitbc_gate.routes import route_path
 from aitbc_gate.types import Scope
 
 
@@ -46,9 +47,10 @@ def restricted(scope: Scope, principal: Principal) -> None:
     if principal.scopes:
         rules = context_of(scope).gate.settings.scopes_needed
         method = scope.get("method", "GET")  # a WebSocket handshake is a GET
-        needed = rules.needed(method, scope["path"])
+        path = route_path(scope)
+        needed = rules.needed(method, path)
         if needed not in principal.scopes:
-            route = f"{method} {rules.route(scope['path'])}"
+            route = f"{method} {rules.route(path)}"
             raise ApiError(
                 403,
                 Code.INSUFFICIENT_SCOPE,

@@ -10,16 +10,21 @@ events. The app finds the caller in the request's state (`caller_of(scope)`, or
 `request.state.aitbc_caller` in Starlette and Litestar); no header names it.
 
 The gate connects to NATS and starts its parts when the server starts the app (the ASGI
-lifespan), and stops them after the app's own shutdown. A server that sends no lifespan events
-gets a gate started by the first request.
+lifespan), and stops them after the app's own shutdown; one that cannot start fails the
+startup, saying why. A server that sends no lifespan events gets a gate started by the first
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+
+import nats
+from nats.aio.client import Client as NATS
 
 from aitbc_gate.admission import data_plane_caller, limit
 from aitbc_gate.auth import Principal, query_without_key
@@ -31,9 +36,9 @@ from aitbc_gate.requests import (
     RequestContext,
     RequestLayer,
     answer,
-    context_of,
     read_head,
 )
+from aitbc_gate.routes import route_path
 from aitbc_gate.settings import GateSettings, PublicPaths
 from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
 from aitbc_runtime.bus import connect
@@ -41,6 +46,7 @@ from aitbc_runtime.bus import connect
 log = logging.getLogger("aitbc.gate")
 
 CALLER = "aitbc_caller"  # the key of the caller in the request's state
+RETRY_START = 5.0  # seconds after a failed start on a request before a request tries again
 
 
 def caller_of(scope: Scope) -> Principal | None:
@@ -52,7 +58,8 @@ def caller_of(scope: Scope) -> Principal | None:
 def without_key(scope: Scope) -> None:
     """The scope without the API key: not in its query string, not in its headers."""
     scope["query_string"] = query_without_key(scope["query_string"])
-    if context_of(scope).keys:
+    context = scope.get(CONTEXT_KEY)  # none when the gate is not running
+    if context is None or context.keys:
         scope["headers"] = [h for h in scope["headers"] if h[0] != b"x-api-key"]
 
 
@@ -73,7 +80,16 @@ class GateMiddleware:
         name: str = "aitbc-gate",
     ) -> None:
         self.app = app
-        self.settings = settings = settings or GateSettings.from_env()
+        # Settings that do not read fail the start, said in a line: Starlette builds its
+        # middleware in the app's first call (the lifespan's), where an error raised would
+        # make the server judge the app to have no lifespan, and serve it.
+        self._unusable = ""
+        if settings is None:
+            try:
+                settings = GateSettings.from_env()
+            except ValueError as exc:  # BusAccessError too
+                self._unusable, settings = str(exc), GateSettings()
+        self.settings = settings
         self.public = settings.public_paths if public is None else PublicPaths(public)
         self.admitted = admitted
         self.name = name
@@ -87,17 +103,24 @@ class GateMiddleware:
         )
         self._running: AsyncExitStack | None = None
         self._starting = asyncio.Lock()
+        self._retry_at = 0.0  # no start before (time.monotonic) after one that failed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             if self.slot.gate is None and self._running is None:
                 await self._start_lazily()  # failing, the request layer answers 503
+            if self.slot.gate is None:
+                without_key(scope)  # the server logs the query the scope holds, 503 or not
             await self._layer(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
-        elif kind == "websocket" and scope["path"] not in self.public:
-            await self._websocket(scope, receive, send)
+        elif kind == "websocket":
+            if route_path(scope) in self.public:
+                without_key(scope)  # its server logs the handshake's query too
+                await self.app(scope, receive, send)
+            else:
+                await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -116,6 +139,7 @@ class GateMiddleware:
             await self._start_lazily()
         gate = self.slot.gate
         if gate is None:
+            without_key(scope)
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
         scope[CONTEXT_KEY] = RequestContext("", 0.0, gate, read_head(scope)[2])
@@ -131,25 +155,36 @@ class GateMiddleware:
         caller, not the secret, and its server logs the query it sees (in the scope, whoever
         answered)."""
         refused = None
-        if scope["path"] not in self.public and not (self.admitted and self.admitted(scope)):
-            try:
+        try:
+            admitted = self.admitted
+            if route_path(scope) not in self.public and not (admitted and admitted(scope)):
                 principal = await data_plane_caller(scope)
                 await limit(scope, principal)
                 scope.setdefault("state", {})[CALLER] = principal
-            except ApiError as error:
-                refused = error
-        without_key(scope)
+        except ApiError as error:
+            refused = error
+        finally:  # whatever is raised: the server's 500 is logged with the scope's query
+            without_key(scope)
         return refused
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app's lifespan, with the gate started before the app's startup and stopped
-        after its shutdown."""
+        after its shutdown. A gate that cannot start fails the startup, the app's own never
+        run: raised through the app, the error would make a server that detects lifespan
+        support (uvicorn's default) judge the app to have none, and serve it without its
+        startup."""
+        first = await receive()
+        if first["type"] == "lifespan.startup":
+            try:
+                await self.start()
+            except Exception as exc:
+                message = f"The API key gate could not start: {exc}"
+                await send({"type": "lifespan.startup.failed", "message": message})
+                return
+        pending = [first]
 
         async def receiving() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.start()  # failing, the app reports the failed startup
-            return message
+            return pending.pop() if pending else await receive()
 
         async def sending(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
@@ -162,20 +197,27 @@ class GateMiddleware:
             await self.stop()  # an app that ended its lifespan without a shutdown
 
     async def _start_lazily(self) -> None:
+        """A start for a server that sends no lifespan events. One that failed is not tried
+        again before RETRY_START: the requests that waited for it, and those that follow,
+        are answered 503 at once rather than each after a wait of its own for NATS."""
         async with self._starting:
-            if self.slot.gate is None and self._running is None:
+            now = time.monotonic()
+            if self.slot.gate is None and self._running is None and now >= self._retry_at:
                 try:
                     await self.start()
                 except Exception as exc:
+                    self._retry_at = time.monotonic() + RETRY_START
                     log.error("the API key gate could not start: %s", exc)
 
     async def start(self) -> None:
         """Starts the gate, as the app's lifespan does (for a caller that drives it itself)."""
         if self._running is not None:
             return
+        if self._unusable:
+            raise ValueError(self._unusable)
         parts = AsyncExitStack()
         try:
-            nc = await connect(self.settings.nats, self.name)
+            nc = await self._connect()
             parts.push_async_callback(nc.drain)
             self.slot.gate = await parts.enter_async_context(running_gate(self.settings, nc))
         except BaseException:
@@ -183,6 +225,15 @@ class GateMiddleware:
             raise
         self._running = parts
         log.info("API key gate running in front of the app")
+
+    async def _connect(self) -> NATS:
+        """The connection to NATS, waited for as NATS_WAIT says; or why not, naming where."""
+        access = self.settings.nats
+        try:
+            return await connect(access, self.name, wait=self.settings.nats_wait)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            why = str(exc) or type(exc).__name__
+            raise ConnectionError(f"NATS at {access.where()}: {why}") from exc
 
     async def stop(self) -> None:
         """Stops the gate (its leases settled, its usage events flushed), if it runs."""

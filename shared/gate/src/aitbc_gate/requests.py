@@ -24,6 +24,7 @@ from aitbc_gate.errors import ApiError
 from aitbc_gate.ids import new_id
 from aitbc_gate.proxies import client_address
 from aitbc_gate.request_spans import RequestSpan, client_link
+from aitbc_gate.routes import served_path
 from aitbc_gate.types import ASGIApp, Message, Receive, Scope, Send
 from aitbc_gate.usage_events import Served
 from aitbc_runtime import tracing
@@ -282,7 +283,7 @@ def _record(scope: Scope, context: RequestContext, status: int, latency_ms: floa
             principal.key_id,
             scope["method"],
             template_of(scope),
-            scope["path"],
+            served_path(scope),
             status,
             latency_ms,
             outcome,

@@ -53,7 +53,11 @@ def read(env: Mapping[str, str], variable: str, default: Any) -> Any:
         return flag(value, default)
     if isinstance(default, tuple):
         return tuple(item.strip() for item in value.split(",") if item.strip())
-    return type(default)(value)
+    try:
+        return type(default)(value)
+    except ValueError:  # int()'s own message names neither the variable nor what it wants
+        what = "a whole number" if isinstance(default, int) else "a number"
+        raise ValueError(f"{variable} must be {what}: {value!r}") from None
 
 
 class PublicPaths:
@@ -72,6 +76,7 @@ class PublicPaths:
 @dataclass(frozen=True)
 class GateSettings:
     nats: BusAccess = field(default_factory=BusAccess)  # by default `just up`'s, unauthenticated
+    nats_wait: float = 60.0  # seconds a start waits for NATS before it fails
     # Paths that need no key (an entry ending in `*`: every path it starts)
     public_routes: tuple[str, ...] = ("/v1/health",)
     keys_timeout: float = 2.0  # a key check or key command that takes longer answers 503
@@ -110,6 +115,7 @@ class GateSettings:
     # The settings read as they are, each from its variable, as its default's type (`read`).
     # The others, which need more than that, are read in `fields_from`.
     VARIABLES: ClassVar[Mapping[str, str]] = {
+        "nats_wait": "NATS_WAIT",
         "public_routes": "PUBLIC_ROUTES",
         "keys_timeout": "KEYS_TIMEOUT",
         "auth_cache_size": "AUTH_CACHE_SIZE",

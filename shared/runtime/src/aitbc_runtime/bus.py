@@ -125,25 +125,52 @@ async def connect(
     wait: float = 60.0,
 ) -> NATS:
     """Connect as `access` says, waiting up to `wait` seconds for the server; then reconnect
-    forever. Refused credentials are not waited for: they will not get better."""
+    forever. Refused credentials are not waited for: they will not get better, nor will a
+    credentials or TLS file that cannot be used (BusAccessError, before any attempt)."""
+    options = {**access.options(), **logged_callbacks(name, on_reconnect)}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
         try:
-            return await nats.connect(
-                **access.options(),
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                ping_interval=PING_EVERY,
-                max_outstanding_pings=PINGS_UNANSWERED,
-                **logged_callbacks(name, on_reconnect),
-            )
+            return await _first_connection(name, options)
         except Exception as exc:
             if loop.time() > deadline or "Authorization Violation" in str(exc):
                 raise
-            log.warning("%s waiting for NATS at %s", name, access.where())
+            log.warning("%s waiting for NATS at %s: %s", name, access.where(), exc)
             await asyncio.sleep(0.5)
+
+
+async def _first_connection(name: str, options: dict[str, Any]) -> NATS:
+    """One round of attempts at the servers, then the connection, set to reconnect forever.
+
+    nats-py's unlimited reconnects (max_reconnect_attempts=-1) hold for the first connection
+    too: it would retry an unreachable or refusing server forever, silently, whatever
+    `connect`'s wait says. So the first is made with them off, and they are turned on after
+    (nats-py reads both options at each loss)."""
+    failures: list[Exception] = []
+    logged = options["error_cb"]
+
+    async def noted(exc: Exception) -> None:
+        failures.append(exc)
+        await logged(exc)
+
+    try:
+        nc = await nats.connect(
+            **{**options, "error_cb": noted},
+            name=name,
+            allow_reconnect=False,  # a refusal raises at once
+            max_reconnect_attempts=1,  # a server that cannot be reached is tried twice
+            reconnect_time_wait=0.5,
+            ping_interval=PING_EVERY,
+            max_outstanding_pings=PINGS_UNANSWERED,
+        )
+    except nats.errors.NoServersError:
+        if failures:  # why the servers could not be reached, rather than that they could not
+            raise failures[-1] from None
+        raise
+    nc.options["allow_reconnect"] = True
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
 
 
 def reconnects(nc: NATS) -> int:

@@ -83,6 +83,15 @@ def read_secret_file(path: str, what: str) -> str:
     return text
 
 
+def _without_userinfo(url: str) -> str:
+    """A server's URL without the user and password, or token, it may carry (nats-py takes
+    them from NATS_URL): what a log line may say of it."""
+    scheme, found, rest = url.partition("://")
+    if not found:
+        return url.rpartition("@")[2]
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
 class TlsFields(TypedDict, total=False):
     """BusAccess's TLS fields, as keyword arguments."""
 
@@ -161,4 +170,5 @@ class BusAccess:
         how = [
             word for word, on in (("nkey", self.creds), ("TLS", self.tls_ca or self.tls_cert)) if on
         ]
-        return self.url + (f" ({', '.join(how)})" if how else "")
+        servers = ", ".join(_without_userinfo(url) for url in self.servers)
+        return servers + (f" ({', '.join(how)})" if how else "")
