@@ -61,7 +61,9 @@ def read(env: Mapping[str, str], variable: str, default: Any) -> Any:
 
 
 class PublicPaths:
-    """Paths that need no key: the routes named, and every path under one ending in `*`."""
+    """Paths that need no key: the routes named, and every path under one ending in `*` but
+    those with a `.` or `..` segment: `/docs/../v1/jobs` starts with `/docs/`, and names
+    `/v1/jobs` to an app or a proxy that resolves it."""
 
     __slots__ = ("exact", "prefixes")
 
@@ -70,7 +72,11 @@ class PublicPaths:
         self.prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
 
     def __contains__(self, path: str) -> bool:
-        return path in self.exact or (bool(self.prefixes) and path.startswith(self.prefixes))
+        if path in self.exact:
+            return True
+        if not self.prefixes or not path.startswith(self.prefixes):
+            return False
+        return "/." not in path or not {".", ".."} & set(path.split("/"))
 
 
 @dataclass(frozen=True)
