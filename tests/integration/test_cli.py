@@ -164,6 +164,15 @@ def test_no_nats_is_one_clear_line(nats_server: NatsServer) -> None:
     assert done.stdout == ""  # no master key was shown for an account that does not exist
 
 
+def test_a_password_in_the_nats_url_is_never_shown(nats_server: NatsServer) -> None:
+    port = free_port()
+    url = f"nats://operator:s3cret-word@127.0.0.1:{port}"
+    done = aitbc(replace(nats_server.access(), url=url), "accounts", "create", "--plan", "free")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"aitbc: error: cannot reach NATS at nats://127.0.0.1:{port}")
+    assert "s3cret-word" not in done.stderr + done.stdout
+
+
 def test_usage_tail_reads_batches_and_single_events_of_one_account(keys: Keys) -> None:
     mine = account_on(4)
     neighbour = account_on(4)  # in the same batches

@@ -144,14 +144,14 @@ async def connect(
         return nc
     except (TimeoutError, NoServersError, OSError, NatsTimeoutError) as exc:
         raise BusError(
-            f"cannot reach NATS at {access.url} (is it running? set NATS_URL or --nats-url"
+            f"cannot reach NATS at {access.where()} (is it running? set NATS_URL or --nats-url"
             f"{_tls_hint(access)})"
         ) from exc
     except Exception as exc:  # a malformed URL, refused credentials, ...
         if "Authorization Violation" in str(exc):
             given = f"the credentials in {access.creds}" if access.creds else "no credentials"
             raise BusError(
-                f"NATS at {access.url} refused {given}: give an operator role's credentials "
+                f"NATS at {access.where()} refused {given}: give an operator role's credentials "
                 "with --creds or NATS_CREDS (`just up` makes them in DATA_DIR/creds)"
             ) from exc
         raise BusError(f"cannot reach NATS at {access.where()}: {exc}{_tls_hint(access)}") from exc
@@ -186,7 +186,7 @@ async def request(access: BusAccess, command: AnyCommand, wait: float = DEFAULT_
     try:
         return await refusals.unless_refused(commands.subject, commands.send(command))
     except CommandFailed as failed:
-        raise BusError(for_people(failed, access.url, wait)) from failed
+        raise BusError(for_people(failed, access.where(), wait)) from failed
     except PublishRefused as refused:
         raise BusError(refused_for_people(refused, access)) from refused
     finally:
