@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import msgspec
 import pytest
@@ -15,8 +16,9 @@ from aitbc_contracts.subjects import (
     partition_of,
     usage_decide_subject,
 )
-from aitbc_contracts.usage import Decide, DecideBatch, Decision
+from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
 from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
+from aitbc_usage.handlers import UNKNOWN_ACCOUNT
 from tests.integration.usage.conftest import System, within_one_minute
 from tests.scrape import registered
 
@@ -164,3 +166,37 @@ async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: Sys
             assert msgspec.json.decode(reply.data)["code"] == "VALIDATION_ERROR"
         batcher = DecisionBatcher(system.edge, timeout=5)
         assert (await batcher.decide(Decide(account, "k"))).admitted
+
+
+def strangers_on(partition: int, count: int) -> list[str]:
+    """Account ids no keys service knows, all counted in `partition`."""
+    found: list[str] = []
+    while len(found) < count:
+        account = "acc_" + uuid.uuid4().hex[:16]
+        if partition_of(account) == partition:
+            found.append(account)
+    return found
+
+
+async def test_a_batch_of_unknown_accounts_holds_up_no_other_decision(system: System) -> None:
+    """The plan of an account the usage service has not seen is asked of the keys service. A
+    batch of thousands of made-up accounts (one message from whoever holds the edge's
+    credentials) once had them asked one after the other, on the partition's only
+    subscription: every other decision of the partition waited seconds, past every edge's
+    timeout, for as long as such batches kept coming."""
+    account = await system.create_account()
+    partition = partition_of(account)
+    async with system.usage():
+        batcher = DecisionBatcher(system.edge, timeout=0.5)  # an edge's USAGE_TIMEOUT
+        assert (await batcher.decide(Decide(account, "k"))).admitted  # its plan is known now
+        strangers = DecideBatch([Decide(x, "k") for x in strangers_on(partition, 3000)])
+        hostile = asyncio.ensure_future(
+            system.edge.request(
+                usage_decide_subject(partition), msgspec.json.encode(strangers), timeout=60
+            )
+        )
+        await asyncio.sleep(0.05)  # sent: the usage service is looking its accounts up
+        assert (await batcher.decide(Decide(account, "k"))).admitted
+        assert not hostile.done(), "too few strangers to keep the keys service busy"
+        refused = decision_batch_decoder.decode((await hostile).data).decisions
+        assert {(d.admitted, d.code) for d in refused} == {(False, UNKNOWN_ACCOUNT)}
