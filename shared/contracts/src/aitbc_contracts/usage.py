@@ -60,6 +60,13 @@ LEASE_SECONDS = 0.2
 LEASE_DUE_SECONDS = 0.35  # below the edge's decision timeout: a waiting refusal still arrives
 
 
+# An account's or a key's id in a decision or a usage event: at most 64 characters
+# (ids are 20), as the aggregates store them. Decisions count them in the partition's windows,
+# saved whole in one KV message: made-up ids of any length could outgrow it, and no count of
+# the partition would be saved any more.
+UsageId = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 # gc=False on the hot path's messages: they hold scalars only (and a Settle), so no cycle can
 # form; untracked, the many made per second cost the garbage collector nothing.
 class Settle(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -80,8 +87,8 @@ class Settlements(msgspec.Struct, frozen=True):
 
 
 class Decide(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    account_id: str
-    key_id: str
+    account_id: UsageId
+    key_id: UsageId
     key_limit: int | None = None  # the key's own lower limit, from its KeyFacts
     plan: str = ""  # the edge's view, used only while the keys service cannot be asked
     lease: int = 0  # units the edge asks to be lent beyond this request (none: 0)
@@ -159,9 +166,8 @@ class LastUsed(msgspec.Struct, frozen=True, tag="last_used"):
 # --- the usage stream ----------------------------------------------------------------------
 
 
-# What the aggregates can store: a stored id is at most 64 characters, and an event's minute
-# needs a UTC offset. An event outside these bounds is refused at decode, alone.
-UsageId = Annotated[str, msgspec.Meta(max_length=64)]
+# What the aggregates can store: an event's minute needs a UTC offset. An event outside these
+# bounds (and UsageId's) is refused at decode, alone.
 AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
