@@ -33,6 +33,12 @@ log = logging.getLogger("aitbc.usage")
 encode = msgspec.json.Encoder().encode
 MAX_BATCH = 10_000
 MAX_LOOKUPS = 32  # plans asked of the keys service at once (each is a command it answers)
+# Accounts of batches waiting apart for their plans, at most: made-up ones (from whoever holds
+# an edge's credentials) would pile such batches up faster than the keys service answers. Past
+# it, items needing a plan are refused at once (PLANS_BUSY): their edge's fail policy decides.
+MAX_PENDING_LOOKUPS = 20_000
+PLANS_BUSY = "PLANS_BUSY"
+_BUSY = "\x00busy"  # a plan no table holds: its items are refused with PLANS_BUSY
 UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
 WRONG_PARTITION = "WRONG_PARTITION"
 
@@ -58,6 +64,7 @@ class Deciding:
         self.clock = clock
         self._settled = asyncio.Event()  # set, and replaced, whenever a lease is settled
         self._lookups = asyncio.Semaphore(MAX_LOOKUPS)
+        self._pending_lookups = 0  # accounts of the batches answered apart, to look up
 
     def _refuse(self, code: str, now: float) -> Decision:
         reset = (int(now) // WINDOW_SECONDS + 1) * WINDOW_SECONDS
@@ -76,7 +83,10 @@ class Deciding:
         if isinstance(batch, bytes):
             return batch
         plans, missing = self._plans_of(batch.items, partition)
-        if missing:
+        if missing and self._pending_lookups + len(missing) > MAX_PENDING_LOOKUPS:
+            plans.update(dict.fromkeys(missing, _BUSY))
+        elif missing:
+            self._pending_lookups += len(missing)  # given back by _after_lookups
             return self._after_lookups(batch.items, plans, missing, partition)
         return self._decided(batch.items, plans, partition)
 
@@ -129,7 +139,10 @@ class Deciding:
         missing: dict[str, str],
         partition: int | None,
     ) -> bytes:
-        plans.update(await self._look_up(missing))
+        try:
+            plans.update(await self._look_up(missing))
+        finally:
+            self._pending_lookups -= len(missing)
         if partition is not None and not self.serves(partition):  # handed over meanwhile
             return encode(Rejected(PARTITION_MOVED, "the partition moved; ask again"))
         reply = self._decided(items, plans, partition)
@@ -247,6 +260,8 @@ class Deciding:
         window = self.windows[partition]
         if plan is None:
             return self._refuse(UNKNOWN_ACCOUNT, now)
+        if plan == _BUSY:
+            return self._refuse(PLANS_BUSY, now)
         limits = self.table.plans.get(plan)
         if limits is None:
             log.error("no limit configured for plan %r", plan)
