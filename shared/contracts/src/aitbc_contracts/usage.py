@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -215,11 +215,31 @@ def usage_events_of(data: bytes, problems: list[str] | None = None) -> list[Usag
     """The events in one message of the usage stream, of either tag: a single event
     (`usage.request.v1`) or a batch (`usage.batch.v1`). What cannot be read is left out, and
     said in `problems`: a bad event in a batch never costs the good ones beside it."""
+    problems = problems if problems is not None else []
     try:
         message = _usage_message_decoder.decode(data)
     except msgspec.MsgspecError as exc:
-        return _salvage(data, exc, problems if problems is not None else [])
-    return message.events if isinstance(message, UsageBatch) else [message]
+        events = _salvage(data, exc, problems)
+    else:
+        events = message.events if isinstance(message, UsageBatch) else [message]
+    return _dated(events, problems)
+
+
+def _dated(events: list[UsageEvent], problems: list[str]) -> list[UsageEvent]:
+    """The events whose time has a date in UTC: year 1 east of UTC is year 0 there, 9999
+    late west of it year 10000, which no datetime holds, and a store that converts times to
+    UTC (PostgreSQL's driver) would fail on such an event every time it is read."""
+    if all(1 < event.at.year < 9999 for event in events):
+        return events  # the common case: one look at each year
+    dated = []
+    for number, event in enumerate(events):
+        try:
+            event.at.astimezone(UTC)
+        except OverflowError:
+            problems.append(f"event {number}: its time {event.at.isoformat()} has no UTC date")
+            continue
+        dated.append(event)
+    return dated
 
 
 def _salvage(data: bytes, error: msgspec.MsgspecError, problems: list[str]) -> list[UsageEvent]:
