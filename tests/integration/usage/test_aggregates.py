@@ -262,3 +262,22 @@ async def test_an_event_whose_time_has_no_utc_date_is_refused_and_counting_goes_
         await js.publish(usage_batch_subject(5), msgspec.json.encode(later))
         assert (await wait_requests(service.engine, account, 3))["requests"] == 3
         assert refused_events() - refused >= 2
+
+
+async def test_an_event_with_a_nul_in_an_id_is_refused_and_counting_goes_on(
+    system: System,
+) -> None:
+    """PostgreSQL's text holds no NUL character: a key or account id with one failed every
+    commit of its batch, and the aggregator counted nothing more on any partition it held."""
+    account = account_on(6)
+    good = msgspec.to_builtins(event(account))
+    bad = [{**good, "event_id": "k", "key_id": "key_\x00"}, {**good, "account_id": "acc_\x00"}]
+    js = system.edge.jetstream()  # a broken edge: its role may publish any batch
+    refused = refused_events()
+    async with system.usage() as service:
+        mixed = {"type": "usage.batch.v1", "events": [good, *bad]}
+        await js.publish(usage_batch_subject(6), msgspec.json.encode(mixed))
+        later = UsageBatch(events=[event(account), event(account)])
+        await js.publish(usage_batch_subject(6), msgspec.json.encode(later))
+        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
+        assert refused_events() - refused >= 2

@@ -222,24 +222,35 @@ def usage_events_of(data: bytes, problems: list[str] | None = None) -> list[Usag
         events = _salvage(data, exc, problems)
     else:
         events = message.events if isinstance(message, UsageBatch) else [message]
-    return _dated(events, problems)
+    return _storable(events, problems)
 
 
-def _dated(events: list[UsageEvent], problems: list[str]) -> list[UsageEvent]:
-    """The events whose time has a date in UTC: year 1 east of UTC is year 0 there, 9999
-    late west of it year 10000, which no datetime holds, and a store that converts times to
-    UTC (PostgreSQL's driver) would fail on such an event every time it is read."""
-    if all(1 < event.at.year < 9999 for event in events):
-        return events  # the common case: one look at each year
-    dated = []
+def _storable(events: list[UsageEvent], problems: list[str]) -> list[UsageEvent]:
+    """The events the aggregates can store. Not one whose time has no date in UTC (year 1
+    east of UTC is year 0 there, 9999 late west of it year 10000: no datetime holds them), nor
+    one with a NUL in an id, which PostgreSQL's text cannot hold: a store that failed on one
+    would fail on it every time it is read, and count nothing after it."""
+    if all(_fits(event) for event in events):
+        return events  # the common case
+    storable = []
     for number, event in enumerate(events):
-        try:
-            event.at.astimezone(UTC)
-        except OverflowError:
-            problems.append(f"event {number}: its time {event.at.isoformat()} has no UTC date")
-            continue
-        dated.append(event)
-    return dated
+        if _fits(event):
+            storable.append(event)
+        else:
+            problems.append(f"event {number}: no UTC date for its time, or a NUL in an id")
+    return storable
+
+
+def _fits(event: UsageEvent) -> bool:
+    if "\x00" in event.account_id or "\x00" in event.key_id:
+        return False
+    if 1 < event.at.year < 9999:
+        return True
+    try:
+        event.at.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _salvage(data: bytes, error: msgspec.MsgspecError, problems: list[str]) -> list[UsageEvent]:
