@@ -10,18 +10,21 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.subjects import (
+    USAGE_QUERY,
     USAGE_STREAM,
     partition_of,
     usage_batch_subject,
     usage_event_subject,
 )
-from aitbc_contracts.usage import UsageBatch, usage_events_of
+from aitbc_contracts.usage import LastUsedQuery, UsageBatch, UsageQuery, usage_events_of
 from aitbc_gate import metrics
 from aitbc_gate.usage_events import UsagePublisher
 from aitbc_usage import store
 from tests.integration.usage.conftest import System
 from tests.integration.usage.usage_records import (
+    T0,
     account_on,
     counted_through,
     event,
@@ -281,3 +284,16 @@ async def test_an_event_with_a_nul_in_an_id_is_refused_and_counting_goes_on(
         await js.publish(usage_batch_subject(6), msgspec.json.encode(later))
         assert (await wait_requests(service.engine, account, 3))["requests"] == 3
         assert refused_events() - refused >= 2
+
+
+async def test_a_usage_query_with_a_nul_is_refused_as_invalid(system: System) -> None:
+    """PostgreSQL's text holds no NUL character: a query naming an id with one failed in the
+    database, logged as a failure of the service and answered SERVICE_UNAVAILABLE."""
+    async with system.usage():
+        for query in (
+            UsageQuery("acc_\x00", T0, T0),
+            UsageQuery("acc_x", T0, T0, key_id="key_\x00"),
+            LastUsedQuery("acc_\x00"),
+        ):
+            reply = await system.edge.request(USAGE_QUERY, msgspec.json.encode(query), timeout=5)
+            assert msgspec.json.decode(reply.data, type=Rejected).code == Code.VALIDATION_ERROR
