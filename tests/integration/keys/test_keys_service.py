@@ -235,3 +235,23 @@ async def test_a_nul_in_a_commands_text_is_refused_as_invalid(caller: Caller) ->
             reply = await caller.do(command, subject)
             assert isinstance(reply, m.Rejected), reply
             assert reply.code == m.Code.VALIDATION_ERROR, (command, subject, reply)
+
+
+async def test_a_request_id_the_edge_would_not_send_is_refused(caller: Caller) -> None:
+    """The keys service writes a command's request id in every line it logs while handling
+    it, and keeps it in the command's events: any sender on the bus could put a line break
+    and a made-up log line of its own there."""
+    account, _ = await new_account(caller)
+    forged = "r1\n2030-01-01 00:00:00,000 INFO aitbc_keys: relay resumes after position 0"
+    for request_id in (forged, "r" * 129, "\x1b[2J"):
+        command = m.GetAccount(
+            account_id=account.account_id, actor=account.master_key_id, request_id=request_id
+        )
+        reply = await caller.do(command, KEYS_OWNER_COMMANDS)
+        assert isinstance(reply, m.Rejected) and reply.code == m.Code.VALIDATION_ERROR, reply
+    ok = m.GetAccount(
+        account_id=account.account_id,
+        actor=account.master_key_id,
+        request_id="4e55-a.b:c_" + "f" * 32,
+    )
+    assert isinstance(await caller.do(ok, KEYS_OWNER_COMMANDS), m.AccountView)
