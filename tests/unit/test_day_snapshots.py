@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from aitbc_contracts.plans import DAY, Plan
 from aitbc_contracts.windows import Windows
 from aitbc_usage import snapshots
@@ -69,3 +71,23 @@ async def test_yesterdays_counts_are_not_restored() -> None:
     successor = Windows()
     assert not await restore(bucket, 7, successor)  # type: ignore[arg-type]
     assert successor.days == {} and successor.accounts == {}
+
+
+async def test_a_partition_that_cannot_be_saved_keeps_no_other_from_being_saved() -> None:
+    """A save that fails (its snapshot over a NATS message's size, say) is tried again at the
+    next round; the partitions after it in the round are saved all the same, not forgotten."""
+
+    class Refusing(Bucket):
+        async def put(self, key: str, value: bytes) -> None:
+            if key == "p1":
+                raise RuntimeError("maximum payload exceeded")
+            await super().put(key, value)
+
+    deciding = Deciding(PlanBook(no_plan), {"free": 60}, (1, 2, 3))
+    deciding.dirty = {1, 2, 3}
+    bucket = Refusing()
+    snapshotter = Snapshotter(None, deciding, interval=1.0)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):  # the round says so: logged, and retried by its loop
+        await snapshotter.save(bucket)  # type: ignore[arg-type]
+    assert sorted(bucket.puts) == ["p2", "p3"]
+    assert deciding.dirty == {1}  # to be tried again

@@ -13,7 +13,7 @@ from aitbc_contracts.subjects import edge_presence_subject
 from aitbc_contracts.usage import Decide, Decision
 from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
 from aitbc_gate.limits import RateLimiter, share
-from aitbc_gate.presence import Presence
+from aitbc_gate.presence import MAX_EDGES, Presence
 from tests.unit.lease_window import T0
 
 
@@ -117,3 +117,15 @@ async def _subscribe(subject: str, cb: object) -> SimpleNamespace:
         pass
 
     return SimpleNamespace(unsubscribe=unsubscribe)
+
+
+def test_the_edges_remembered_are_bounded_whatever_their_holders_say() -> None:
+    """Whoever holds the edge's credentials may say that edges are alive that are not (each
+    counted edge lowers every edge's share, down to its floor); each id said was kept in
+    memory for up to ALIVE_FOR_MAX, however many and however long they were."""
+    presence = Presence(Bus(), clock=lambda: 0.0)  # type: ignore[arg-type]
+    heard(presence, "edge_" + "x" * 100_000)
+    assert presence.edges == 1  # no edge has such an id
+    for n in range(3 * MAX_EDGES):
+        heard(presence, f"edge_{n}")
+    assert presence.edges == MAX_EDGES + 1

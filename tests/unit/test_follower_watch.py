@@ -85,7 +85,11 @@ def test_found_only_once_what_the_mirror_caught_up_with_is_delivered() -> None:
     assert told == ["lost"]
     for sequence, pending in ((11, 3), (12, 2), (13, 1), (14, 0)):
         msg = SimpleNamespace(
-            metadata=SimpleNamespace(sequence=SimpleNamespace(stream=sequence), num_pending=pending)
+            metadata=SimpleNamespace(
+                stream="AITBC_KEY_EVENTS",
+                sequence=SimpleNamespace(stream=sequence),
+                num_pending=pending,
+            )
         )
         made._seen = 0
         made._nc = SimpleNamespace(stats={"reconnects": 0})  # type: ignore[assignment]

@@ -12,6 +12,7 @@ from aitbc_contracts.keys import AccountState, KeyEventView, fold
 from aitbc_contracts.subjects import KEYS_READ_COMMANDS
 from aitbc_runtime.commands import KeysCommands
 from aitbc_runtime.key_events import KeyEventReader
+from aitbc_usage import plans
 from aitbc_usage.plans import PlanBook, keys_lookup
 from tests.key_messages import Chained
 from tests.unit.test_cli_audit import a_history
@@ -118,6 +119,25 @@ async def test_an_unknown_account_is_not_asked_about_again_at_once() -> None:
     assert calls == ["acc_x"]
     book.process(created("pro", account="acc_x"), 9)
     assert await book.resolve("acc_x") == "pro"  # its creation ends the wait
+
+
+async def test_made_up_accounts_are_not_remembered_for_ever(monkeypatch: Any) -> None:
+    """Every account asked about and not found is remembered for UNKNOWN_TTL. Each batch of
+    decisions may name thousands never seen (whoever holds the edge's credentials chooses
+    them): those remembered once stayed in memory for good, however long ago they expired."""
+    now = [1000.0]
+    monkeypatch.setattr(plans.time, "monotonic", lambda: now[0])
+
+    async def lookup(_: str) -> str | None:
+        return None
+
+    book = PlanBook(lookup)
+    for round_ in range(10):
+        for n in range(5_000):
+            assert await book.resolve(f"acc_{round_}_{n}") is None
+        now[0] += plans.UNKNOWN_TTL + 1  # the round's accounts are past their wait
+    # Those past their wait are forgotten: never more than two rounds' worth kept
+    assert len(book._unknown_until) <= 10_000
 
 
 class FakeConnection:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
 from aitbc_contracts.ratelimit import MinuteWindow
 from aitbc_contracts.subjects import USAGE_PARTITIONS, partition_of
 from aitbc_contracts.usage import Decide, DecideBatch, decision_batch_decoder
-from aitbc_usage.handlers import UNKNOWN_ACCOUNT, WRONG_PARTITION, Deciding
+from aitbc_usage.handlers import (
+    MAX_BATCH,
+    MAX_PENDING_LOOKUPS,
+    PLANS_BUSY,
+    UNKNOWN_ACCOUNT,
+    WRONG_PARTITION,
+    Deciding,
+)
 from aitbc_usage.plans import PlanBook
 
 T0 = 1_800_000_000.0  # a minute boundary: 1_800_000_000 / 60 is whole
@@ -145,3 +154,36 @@ async def test_items_misrouted_to_another_partition_are_refused() -> None:
 async def test_malformed_batches_are_rejected(payload: bytes) -> None:
     reply = msgspec.json.decode(await deciding({}).decide(payload))
     assert reply["type"] == "rejected" and reply["code"] == "VALIDATION_ERROR"
+
+
+async def test_batches_waiting_for_plans_are_bounded_and_the_rest_answered_at_once() -> None:
+    """Batches whose plans must be asked for wait apart from their subscription; made-up
+    accounts could pile them up without end while the keys service is slow. Past
+    MAX_PENDING_LOOKUPS accounts waiting, their items are refused at once."""
+    asked = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def slow(account_id: str) -> str | None:
+        asked.set()
+        await answer.wait()
+        return "free" if account_id == "acc_known" else None
+
+    service = Deciding(PlanBook(slow), LIMITS, tuple(range(USAGE_PARTITIONS)), clock=lambda: T0)
+    strangers = [Decide(f"acc_{n}", "k") for n in range(MAX_BATCH)]
+    waiting = []
+    for _ in range(MAX_PENDING_LOOKUPS // MAX_BATCH):
+        waiting.append(service.answer(msgspec.json.encode(DecideBatch(strangers))))
+        assert not isinstance(waiting[-1], bytes)  # waits for its plans
+    now = service.answer(msgspec.json.encode(DecideBatch([Decide("acc_known", "k")])))
+    assert isinstance(now, bytes)  # answered at once, not piled up
+    [busy] = decision_batch_decoder.decode(now).decisions
+    assert (busy.admitted, busy.code) == (False, PLANS_BUSY)
+    tasks = [asyncio.ensure_future(x) for x in waiting if not isinstance(x, bytes)]
+    await asyncio.wait_for(asked.wait(), 5)
+    answer.set()
+    for done in await asyncio.gather(*tasks):
+        assert {d.code for d in decision_batch_decoder.decode(done).decisions} == {UNKNOWN_ACCOUNT}
+    later = service.answer(msgspec.json.encode(DecideBatch([Decide("acc_known", "k")])))
+    assert not isinstance(later, bytes)  # room again: its plan is asked for
+    [admitted] = decision_batch_decoder.decode(await later).decisions
+    assert admitted.admitted

@@ -12,7 +12,12 @@ from nats.aio.msg import Msg
 from aitbc_contracts import keyformat
 from aitbc_contracts import messages as m
 from aitbc_contracts.events import KeyRevoked, decode_event
-from aitbc_contracts.subjects import KEY_EVENTS_STREAM, KEY_EVENTS_SUBJECTS, KEYS_OWNER_COMMANDS
+from aitbc_contracts.subjects import (
+    KEY_EVENTS_STREAM,
+    KEY_EVENTS_SUBJECTS,
+    KEYS_OPERATOR_COMMANDS,
+    KEYS_OWNER_COMMANDS,
+)
 from tests.integration.keys.caller import Caller, Clock, new_account, new_key
 
 
@@ -213,3 +218,40 @@ async def test_invalid_commands_say_what_is_wrong(caller: Caller) -> None:
         reply = await caller.do(command)
         assert isinstance(reply, m.Rejected) and reply.code == m.Code.VALIDATION_ERROR
         assert field in reply.message
+
+
+async def test_a_nul_in_a_commands_text_is_refused_as_invalid(caller: Caller) -> None:
+    """PostgreSQL's text holds no NUL character: an id with one (as an edge may send on the
+    owner subject) failed in the database, and the command was answered INTERNAL_ERROR, with
+    a traceback in the log, rather than refused as invalid."""
+    account, _ = await new_account(caller)
+    for command in (
+        m.GetAccount(account_id="acc_\x00"),
+        m.GetKey(account_id=None, key_id="key_\x00"),
+        m.ListKeyEvents(account_id=account.account_id, key_id="key_\x00"),
+        m.RevokeKey(account_id=account.account_id, key_id=account.master_key_id, actor="k\x00"),
+    ):
+        for subject in (KEYS_OPERATOR_COMMANDS, KEYS_OWNER_COMMANDS):
+            reply = await caller.do(command, subject)
+            assert isinstance(reply, m.Rejected), reply
+            assert reply.code == m.Code.VALIDATION_ERROR, (command, subject, reply)
+
+
+async def test_a_request_id_the_edge_would_not_send_is_refused(caller: Caller) -> None:
+    """The keys service writes a command's request id in every line it logs while handling
+    it, and keeps it in the command's events: any sender on the bus could put a line break
+    and a made-up log line of its own there."""
+    account, _ = await new_account(caller)
+    forged = "r1\n2030-01-01 00:00:00,000 INFO aitbc_keys: relay resumes after position 0"
+    for request_id in (forged, "r" * 129, "\x1b[2J"):
+        command = m.GetAccount(
+            account_id=account.account_id, actor=account.master_key_id, request_id=request_id
+        )
+        reply = await caller.do(command, KEYS_OWNER_COMMANDS)
+        assert isinstance(reply, m.Rejected) and reply.code == m.Code.VALIDATION_ERROR, reply
+    ok = m.GetAccount(
+        account_id=account.account_id,
+        actor=account.master_key_id,
+        request_id="4e55-a.b:c_" + "f" * 32,
+    )
+    assert isinstance(await caller.do(ok, KEYS_OWNER_COMMANDS), m.AccountView)

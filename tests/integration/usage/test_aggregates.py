@@ -10,18 +10,21 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.subjects import (
+    USAGE_QUERY,
     USAGE_STREAM,
     partition_of,
     usage_batch_subject,
     usage_event_subject,
 )
-from aitbc_contracts.usage import UsageBatch, usage_events_of
+from aitbc_contracts.usage import LastUsedQuery, UsageBatch, UsageQuery, usage_events_of
 from aitbc_gate import metrics
 from aitbc_gate.usage_events import UsagePublisher
 from aitbc_usage import store
 from tests.integration.usage.conftest import System
 from tests.integration.usage.usage_records import (
+    T0,
     account_on,
     counted_through,
     event,
@@ -236,3 +239,61 @@ async def test_single_events_and_batches_in_one_stream_are_both_counted(system: 
     async with system.usage() as service:
         counted = await wait_requests(service.engine, account, 10)
         assert counted == {"requests": 10, "admitted": 10, "limited": 0, "4xx": 6}
+
+
+async def test_an_event_whose_time_has_no_utc_date_is_refused_and_counting_goes_on(
+    system: System,
+) -> None:
+    """Year 1 an hour east of UTC is year 0 there, and 9999-12-31 late an hour west is year
+    10000: Python's datetime holds neither, so the database driver could not convert such a
+    time to UTC to store a key's last use. Every commit of the batch holding one failed, and
+    the aggregator, reading it again from the same position each time, counted nothing more
+    on any partition it held."""
+    account = account_on(5)
+    good = msgspec.to_builtins(event(account))
+    edge_times = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+    bad = [
+        {**good, "event_id": f"e{n}", "key_id": f"k{n}", "at": at}
+        for n, at in enumerate(edge_times)
+    ]
+    js = system.edge.jetstream()  # a broken edge: its role may publish any batch
+    refused = refused_events()
+    async with system.usage() as service:
+        mixed = {"type": "usage.batch.v1", "events": [good, *bad]}
+        await js.publish(usage_batch_subject(5), msgspec.json.encode(mixed))
+        later = UsageBatch(events=[event(account), event(account)])
+        await js.publish(usage_batch_subject(5), msgspec.json.encode(later))
+        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
+        assert refused_events() - refused >= 2
+
+
+async def test_an_event_with_a_nul_in_an_id_is_refused_and_counting_goes_on(
+    system: System,
+) -> None:
+    """PostgreSQL's text holds no NUL character: a key or account id with one failed every
+    commit of its batch, and the aggregator counted nothing more on any partition it held."""
+    account = account_on(6)
+    good = msgspec.to_builtins(event(account))
+    bad = [{**good, "event_id": "k", "key_id": "key_\x00"}, {**good, "account_id": "acc_\x00"}]
+    js = system.edge.jetstream()  # a broken edge: its role may publish any batch
+    refused = refused_events()
+    async with system.usage() as service:
+        mixed = {"type": "usage.batch.v1", "events": [good, *bad]}
+        await js.publish(usage_batch_subject(6), msgspec.json.encode(mixed))
+        later = UsageBatch(events=[event(account), event(account)])
+        await js.publish(usage_batch_subject(6), msgspec.json.encode(later))
+        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
+        assert refused_events() - refused >= 2
+
+
+async def test_a_usage_query_with_a_nul_is_refused_as_invalid(system: System) -> None:
+    """PostgreSQL's text holds no NUL character: a query naming an id with one failed in the
+    database, logged as a failure of the service and answered SERVICE_UNAVAILABLE."""
+    async with system.usage():
+        for query in (
+            UsageQuery("acc_\x00", T0, T0),
+            UsageQuery("acc_x", T0, T0, key_id="key_\x00"),
+            LastUsedQuery("acc_\x00"),
+        ):
+            reply = await system.edge.request(USAGE_QUERY, msgspec.json.encode(query), timeout=5)
+            assert msgspec.json.decode(reply.data, type=Rejected).code == Code.VALIDATION_ERROR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import msgspec
 import pytest
@@ -15,8 +16,9 @@ from aitbc_contracts.subjects import (
     partition_of,
     usage_decide_subject,
 )
-from aitbc_contracts.usage import Decide, DecideBatch, Decision
+from aitbc_contracts.usage import Decide, DecideBatch, Decision, decision_batch_decoder
 from aitbc_gate.decisions import DecisionBatcher, UsageUnavailable
+from aitbc_usage.handlers import UNKNOWN_ACCOUNT
 from tests.integration.usage.conftest import System, within_one_minute
 from tests.scrape import registered
 
@@ -164,3 +166,72 @@ async def test_hostile_payloads_are_refused_and_the_service_stays_up(system: Sys
             assert msgspec.json.decode(reply.data)["code"] == "VALIDATION_ERROR"
         batcher = DecisionBatcher(system.edge, timeout=5)
         assert (await batcher.decide(Decide(account, "k"))).admitted
+
+
+def strangers_on(partition: int, count: int) -> list[str]:
+    """Account ids no keys service knows, all counted in `partition`."""
+    found: list[str] = []
+    while len(found) < count:
+        account = "acc_" + uuid.uuid4().hex[:16]
+        if partition_of(account) == partition:
+            found.append(account)
+    return found
+
+
+async def test_a_batch_of_unknown_accounts_holds_up_no_other_decision(system: System) -> None:
+    """The plan of an account the usage service has not seen is asked of the keys service. A
+    batch of thousands of made-up accounts (one message from whoever holds the edge's
+    credentials) once had them asked one after the other, on the partition's only
+    subscription: every other decision of the partition waited seconds, past every edge's
+    timeout, for as long as such batches kept coming."""
+    account = await system.create_account()
+    partition = partition_of(account)
+    async with system.usage():
+        batcher = DecisionBatcher(system.edge, timeout=0.5)  # an edge's USAGE_TIMEOUT
+        assert (await batcher.decide(Decide(account, "k"))).admitted  # its plan is known now
+        strangers = DecideBatch([Decide(x, "k") for x in strangers_on(partition, 3000)])
+        hostile = asyncio.ensure_future(
+            system.edge.request(
+                usage_decide_subject(partition), msgspec.json.encode(strangers), timeout=60
+            )
+        )
+        await asyncio.sleep(0.05)  # sent: the usage service is looking its accounts up
+        assert (await batcher.decide(Decide(account, "k"))).admitted
+        assert not hostile.done(), "too few strangers to keep the keys service busy"
+        refused = decision_batch_decoder.decode((await hostile).data).decisions
+        assert {(d.admitted, d.code) for d in refused} == {(False, UNKNOWN_ACCOUNT)}
+
+
+async def test_overlong_ids_are_refused_and_cannot_stop_the_counts_being_saved(
+    system: System,
+) -> None:
+    """An id of a decision is counted, under its key's own limit, and saved in the partition's
+    snapshot. Made-up key ids of 200 kB (from whoever holds the edge's credentials) once made
+    the snapshot larger than a NATS message: no count of that partition (nor of the others
+    saved after it) was saved for the rest of the minute, so a restart forgot them."""
+    batcher = DecisionBatcher(system.edge, timeout=5)
+
+    async def restart() -> tuple[list[Decision], list[Decision], list[bytes]]:
+        hostile = await system.create_account()
+        account = await system.create_account()
+        while partition_of(account) != partition_of(hostile):
+            account = await system.create_account()
+        subject = usage_decide_subject(partition_of(hostile))
+        refusals = []
+        async with system.usage():
+            for n in range(2):
+                long_ids = [f"key_{n}_{i}_" + "x" * 200_000 for i in range(4)]
+                batch = DecideBatch([Decide(hostile, x, key_limit=5) for x in long_ids])
+                reply = await system.edge.request(subject, msgspec.json.encode(batch), timeout=5)
+                refusals.append(reply.data)
+            first = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
+            await asyncio.sleep(0.3)  # a few snapshot intervals
+        async with system.usage():
+            again = await asyncio.gather(*(batcher.decide(Decide(account, "k")) for _ in range(40)))
+        return first, again, refusals
+
+    first, again, refusals = await within_one_minute(restart)
+    assert sum(d.admitted for d in first) == 40
+    assert sum(d.admitted for d in again) == 20  # the 40 admitted before were saved
+    for data in refusals:
+        assert msgspec.json.decode(data, type=m.Rejected).code == m.Code.VALIDATION_ERROR

@@ -72,6 +72,9 @@ class CommandEndpoint:
             log.warning("malformed command: %s", exc)
             metrics.MALFORMED.inc()
             return rejected(m.Code.VALIDATION_ERROR, f"malformed command: {exc}")
+        if _holds_nul(command):  # PostgreSQL's text cannot: it would fail there, not here
+            metrics.MALFORMED.inc()
+            return rejected(m.Code.VALIDATION_ERROR, "no field of a command may hold a NUL")
         if tracing.enabled:  # the message's span (aitbc_runtime.broker.Traced)
             tracing.note("aitbc.command", type(command).__name__)
         series = metrics.BY_COMMAND[type(command)]
@@ -127,6 +130,15 @@ class CommandEndpoint:
             self.kinds,
         )  # fmt: skip
         return await handle(command, uow, power)
+
+
+def _holds_nul(command: m.AnyCommand) -> bool:
+    """Whether a text field of the command, or of a list in it, holds a NUL character."""
+    for value in msgspec.structs.astuple(command):
+        texts = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            return True
+    return False
 
 
 def subscribe(broker: NatsBroker, endpoint: CommandEndpoint) -> None:

@@ -32,7 +32,8 @@ class Answering:
     a partition has exactly one holder, or its counts would split. Bare nats-py, not
     FastStream: FastStream's per-message consume path cost about as much as deciding a whole
     batch. One callback task per subscription: a partition's batches are decided in arrival
-    order (a batch whose refusals wait for leases answers from a task of its own). Every
+    order, never awaiting in between (a batch that needs plans looked up, or whose refusals
+    wait for leases, answers from a task of its own, so it holds up no other). Every
     request gets an answer, a Rejected at worst, so the edge never waits for a timeout."""
 
     def __init__(self, nc: NATS, deciding: Deciding) -> None:
@@ -77,7 +78,7 @@ class Answering:
                 return
             try:
                 with tracing.within(span):
-                    reply = await self.deciding.decide(msg.data, partition)
+                    reply = self.deciding.answer(msg.data, partition)
             except Exception:
                 log.exception("deciding a batch failed")
                 reply = _UNAVAILABLE

@@ -15,8 +15,10 @@ from aitbc_contracts.messages import Code, Rejected
 from aitbc_contracts.plans import PlanTable, as_table
 from aitbc_contracts.subjects import partition_of
 from aitbc_contracts.usage import (
+    PARTITION_MOVED,
     WINDOW_SECONDS,
     Decide,
+    DecideBatch,
     Decision,
     DecisionBatch,
     Settle,
@@ -30,6 +32,13 @@ from aitbc_usage.plans import PlanBook
 log = logging.getLogger("aitbc.usage")
 encode = msgspec.json.Encoder().encode
 MAX_BATCH = 10_000
+MAX_LOOKUPS = 32  # plans asked of the keys service at once (each is a command it answers)
+# Accounts of batches waiting apart for their plans, at most: made-up ones (from whoever holds
+# an edge's credentials) would pile such batches up faster than the keys service answers. Past
+# it, items needing a plan are refused at once (PLANS_BUSY): their edge's fail policy decides.
+MAX_PENDING_LOOKUPS = 20_000
+PLANS_BUSY = "PLANS_BUSY"
+_BUSY = "\x00busy"  # a plan no table holds: its items are refused with PLANS_BUSY
 UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
 WRONG_PARTITION = "WRONG_PARTITION"
 
@@ -54,18 +63,47 @@ class Deciding:
         self.dirty: set[int] = set()  # partitions counted since the last snapshot
         self.clock = clock
         self._settled = asyncio.Event()  # set, and replaced, whenever a lease is settled
+        self._lookups = asyncio.Semaphore(MAX_LOOKUPS)
+        self._pending_lookups = 0  # accounts of the batches answered apart, to look up
 
     def _refuse(self, code: str, now: float) -> Decision:
         reset = (int(now) // WINDOW_SECONDS + 1) * WINDOW_SECONDS
         return Decision(admitted=False, limit=0, remaining=0, reset=reset, code=code)
 
+    def answer(
+        self, data: bytes, partition: int | None = None
+    ) -> bytes | Coroutine[None, None, bytes]:
+        """Decides a DecideBatch now when every plan it needs is known; otherwise a coroutine
+        that asks the keys service for the others, all at once, and then decides (the caller
+        runs it apart). `partition` is the subject's: an item whose account hashes elsewhere
+        was misrouted and is refused (counting it here would split its counts). A batch of
+        accounts never seen (made up, by whoever holds an edge's credentials) must not hold up
+        the partition's other batches while they are asked about."""
+        batch = self._batch(data)
+        if isinstance(batch, bytes):
+            return batch
+        plans, missing = self._plans_of(batch.items, partition)
+        if missing and self._pending_lookups + len(missing) > MAX_PENDING_LOOKUPS:
+            plans.update(dict.fromkeys(missing, _BUSY))
+        elif missing:
+            self._pending_lookups += len(missing)  # given back by _after_lookups
+            return self._after_lookups(batch.items, plans, missing, partition)
+        return self._decided(batch.items, plans, partition)
+
     async def decide(
         self, data: bytes, partition: int | None = None
     ) -> bytes | Coroutine[None, None, bytes]:
-        """Decides a DecideBatch. `partition` is the subject's: an item whose account hashes
-        elsewhere was misrouted and is refused (counting it here would split its counts).
-        The answer, or when a refusal must first wait for leases to be settled, a coroutine
-        that gives it then (the caller runs it apart, so other batches are not held up)."""
+        """`answer`, its plans looked up first: the answer, or when a refusal must first wait
+        for leases to be settled, a coroutine that gives it then."""
+        batch = self._batch(data)
+        if isinstance(batch, bytes):
+            return batch
+        plans, missing = self._plans_of(batch.items, partition)
+        plans.update(await self._look_up(missing))
+        return self._decided(batch.items, plans, partition)
+
+    def _batch(self, data: bytes) -> DecideBatch | bytes:
+        """The batch, or the encoded refusal of a malformed or oversized one."""
         try:
             batch = decide_batch_decoder.decode(data)
         except msgspec.MsgspecError as exc:
@@ -73,24 +111,65 @@ class Deciding:
             return encode(Rejected(Code.VALIDATION_ERROR, f"malformed decision batch: {exc}"))
         if len(batch.items) > MAX_BATCH:
             return encode(Rejected(Code.VALIDATION_ERROR, f"at most {MAX_BATCH} items a batch"))
-        # Once per account, not per item: its owning partition, then its plan (this may wait).
-        # Then decide with no await in between, so the whole batch is counted atomically
-        # against one clock reading.
+        return batch
+
+    def _plans_of(
+        self, items: list[Decide], partition: int | None
+    ) -> tuple[dict[str, str | None], dict[str, str]]:
+        """The plans known of the accounts counted here, and those to ask the keys service
+        about (each with the edge's view of it, used if it cannot answer)."""
+        plans: dict[str, str | None] = {}
+        missing: dict[str, str] = {}
+        for item in items:
+            account = item.account_id
+            if account in plans or account in missing:
+                continue
+            if self._owner(account, partition) is None:
+                plans[account] = None
+            elif (known := self.plans.known(account)) is not None:
+                plans[account] = known
+            else:
+                missing[account] = item.plan
+        return plans, missing
+
+    async def _after_lookups(
+        self,
+        items: list[Decide],
+        plans: dict[str, str | None],
+        missing: dict[str, str],
+        partition: int | None,
+    ) -> bytes:
+        try:
+            plans.update(await self._look_up(missing))
+        finally:
+            self._pending_lookups -= len(missing)
+        if partition is not None and not self.serves(partition):  # handed over meanwhile
+            return encode(Rejected(PARTITION_MOVED, "the partition moved; ask again"))
+        reply = self._decided(items, plans, partition)
+        return reply if isinstance(reply, bytes) else await reply
+
+    async def _look_up(self, missing: dict[str, str]) -> dict[str, str | None]:
+        plans = await asyncio.gather(*(self._plan(x, plan) for x, plan in missing.items()))
+        return dict(zip(missing, plans, strict=True))
+
+    def _decided(
+        self, items: list[Decide], plans: dict[str, str | None], partition: int | None
+    ) -> bytes | Coroutine[None, None, bytes]:
+        """Decides the whole batch with no await, atomically against one clock reading."""
         owners: dict[str, tuple[int | None, str | None]] = {}
-        for item in batch.items:
+        for item in items:
             if item.account_id not in owners:
                 owner = self._owner(item.account_id, partition)
-                plan = await self._plan(item) if owner is not None else None
-                owners[item.account_id] = (owner, plan)
-        for item in batch.items:
+                owners[item.account_id] = (owner, plans.get(item.account_id))
+        for item in items:
             if item.settles is not None and item.settles.account_id == item.account_id:
                 self._settle(owners[item.account_id][0], item.settles)
         now = self.clock()
-        decisions = [self._one(item, *owners[item.account_id], now) for item in batch.items]
-        waiting = self._waiting(batch.items, owners, decisions, range(len(decisions)), now)
+        decisions = [self._one(item, *owners[item.account_id], now) for item in items]
+        waiting = self._waiting(items, owners, decisions, range(len(decisions)), now)
         epoch = self.epochs.get(partition, 0) if partition is not None else 0
         if waiting:
-            return self._after_settling(batch.items, owners, decisions, waiting, epoch, partition)
+            return self._after_settling(items, owners, decisions, waiting, epoch, partition)
         count_decisions(partition, decisions)
         return encode(DecisionBatch(decisions, epoch))
 
@@ -167,15 +246,13 @@ class Deciding:
             return None
         return owner if owner in self.windows else None
 
-    async def _plan(self, item: Decide) -> str | None:
-        known = self.plans.known(item.account_id)
-        if known is not None:
-            return known
-        try:
-            return await self.plans.resolve(item.account_id)
-        except Exception as exc:  # keys service unreachable: trust the edge's view for now
-            log.warning("plan lookup failed (%s); using the edge's plan", exc)
-            return item.plan or None
+    async def _plan(self, account_id: str, edge_plan: str) -> str | None:
+        async with self._lookups:  # so many at once from this process, however many asked
+            try:
+                return await self.plans.resolve(account_id)
+            except Exception as exc:  # keys service unreachable: trust the edge's view for now
+                log.warning("plan lookup failed (%s); using the edge's plan", exc)
+                return edge_plan or None
 
     def _one(self, item: Decide, partition: int | None, plan: str | None, now: float) -> Decision:
         if partition is None:
@@ -183,6 +260,8 @@ class Deciding:
         window = self.windows[partition]
         if plan is None:
             return self._refuse(UNKNOWN_ACCOUNT, now)
+        if plan == _BUSY:
+            return self._refuse(PLANS_BUSY, now)
         limits = self.table.plans.get(plan)
         if limits is None:
             log.error("no limit configured for plan %r", plan)

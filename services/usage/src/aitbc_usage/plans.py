@@ -18,6 +18,9 @@ from aitbc_contracts.events import AccountCreated, AnyEvent, PlanChanged
 from aitbc_runtime.commands import KeysCommands
 
 UNKNOWN_TTL = 5.0  # an unknown account is asked about again after this many seconds
+# Unknown accounts remembered before those past their wait are forgotten: batches of decisions
+# may name any number never seen, and each would otherwise stay in memory for good.
+MAX_UNKNOWN = 10_000
 
 # An account's plan as the keys service has it; None when there is no such account.
 Lookup = Callable[[str], Awaitable[str | None]]
@@ -68,6 +71,16 @@ class PlanBook:
         self._pending.clear()
         self._resets += 1
 
+    def _remember_unknown(self, account_id: str) -> None:
+        now = time.monotonic()
+        if len(self._unknown_until) >= MAX_UNKNOWN:
+            self._unknown_until = {x: t for x, t in self._unknown_until.items() if t > now}
+            # Mostly fresh: a flood of made-up ids. Forgotten too (each costs a look-up again,
+            # never memory), so that every sweep at least halves what it looks through.
+            if len(self._unknown_until) > MAX_UNKNOWN // 2:
+                self._unknown_until.clear()
+        self._unknown_until[account_id] = now + UNKNOWN_TTL
+
     def known(self, account_id: str) -> str | None:
         return self.plans.get(account_id)
 
@@ -94,6 +107,6 @@ class PlanBook:
         if resets != self._resets:
             return plan  # this decision takes it; the book asks again for the next
         if plan is None:
-            self._unknown_until[account_id] = time.monotonic() + UNKNOWN_TTL
+            self._remember_unknown(account_id)
             return None
         return self.plans.setdefault(account_id, plan)  # an event that came first wins

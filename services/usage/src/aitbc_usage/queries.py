@@ -27,6 +27,10 @@ class Querying:
         except msgspec.MsgspecError as exc:
             log.warning("refused a malformed usage query: %s", exc)
             return encode(Rejected(Code.VALIDATION_ERROR, f"malformed usage query: {exc}"))
+        ids = (query.account_id, getattr(query, "key_id", None) or "")
+        if any("\x00" in x for x in ids):  # PostgreSQL's text cannot hold one: refused here
+            log.warning("refused a malformed usage query: a NUL in an id")
+            return encode(Rejected(Code.VALIDATION_ERROR, "malformed usage query: a NUL in an id"))
         try:
             if isinstance(query, LastUsedQuery):
                 return encode(LastUsed(await store.last_used(self.engine, query.account_id)))

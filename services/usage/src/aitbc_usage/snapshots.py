@@ -125,6 +125,7 @@ class Snapshotter:
         if time.monotonic() - self.kept_at >= KEEP_DAYS_SECONDS:
             self.kept_at = time.monotonic()
             dirty.update(p for p, window in self.deciding.windows.items() if window.days)
+        failure: Exception | None = None
         for partition in dirty:
             window = self.deciding.windows.get(partition)
             if window is None:
@@ -134,9 +135,13 @@ class Snapshotter:
                 continue
             try:
                 await save(bucket, partition, window)
-            except Exception:
-                self.deciding.dirty.add(partition)  # try again next time
-                raise
+            except Exception as exc:
+                # Tried again next time; meanwhile one partition that cannot be saved must not
+                # keep the others from being saved (they were taken out of `dirty`).
+                self.deciding.dirty.add(partition)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         self.saved_at = time.monotonic()
 
     async def _run(self) -> None:

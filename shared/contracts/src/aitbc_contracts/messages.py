@@ -118,9 +118,15 @@ CheckReply = CheckedKeys | Rejected
 # --- management commands -------------------------------------------------------------------
 
 
+# A command's request id, as the edge takes a client's X-Request-Id (aitbc_gate.requests) or
+# makes one: the keys service logs it with every line of the command's handling and keeps it
+# in the events, so a sender on the bus must not slip line breaks or escapes in there.
+RequestId = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9._:-]{0,128}$")]
+
+
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command"):
     actor: str = OPERATOR
-    request_id: str = ""
+    request_id: RequestId = ""
     # How long the sender waits for the answer (None: as long as it takes). A change the keys
     # service could not commit well within it is not applied: by then the sender has given up
     # and told its client the change failed (503), so it must not happen after all.

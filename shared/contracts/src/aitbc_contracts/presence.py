@@ -9,6 +9,8 @@ at once. Only edges publish or read these (aitbc_infra.bus_roles).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 PRESENCE_EVERY = 2.0  # seconds between an edge's heartbeats
@@ -19,7 +21,7 @@ ALIVE_FOR_MAX = 60.0
 class EdgePresence(msgspec.Struct, frozen=True, tag="edge.presence.v1"):
     """An edge is alive, and counts as such for `alive_for` seconds from when it is heard."""
 
-    edge_id: str
+    edge_id: Annotated[str, msgspec.Meta(max_length=64)]  # edge_ and 16 hex digits
     alive_for: float = ALIVE_FOR
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -60,6 +60,13 @@ LEASE_SECONDS = 0.2
 LEASE_DUE_SECONDS = 0.35  # below the edge's decision timeout: a waiting refusal still arrives
 
 
+# An account's or a key's id in a decision or a usage event: at most 64 characters
+# (ids are 20), as the aggregates store them. Decisions count them in the partition's windows,
+# saved whole in one KV message: made-up ids of any length could outgrow it, and no count of
+# the partition would be saved any more.
+UsageId = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 # gc=False on the hot path's messages: they hold scalars only (and a Settle), so no cycle can
 # form; untracked, the many made per second cost the garbage collector nothing.
 class Settle(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -80,8 +87,8 @@ class Settlements(msgspec.Struct, frozen=True):
 
 
 class Decide(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    account_id: str
-    key_id: str
+    account_id: UsageId
+    key_id: UsageId
     key_limit: int | None = None  # the key's own lower limit, from its KeyFacts
     plan: str = ""  # the edge's view, used only while the keys service cannot be asked
     lease: int = 0  # units the edge asks to be lent beyond this request (none: 0)
@@ -159,9 +166,8 @@ class LastUsed(msgspec.Struct, frozen=True, tag="last_used"):
 # --- the usage stream ----------------------------------------------------------------------
 
 
-# What the aggregates can store: a stored id is at most 64 characters, and an event's minute
-# needs a UTC offset. An event outside these bounds is refused at decode, alone.
-UsageId = Annotated[str, msgspec.Meta(max_length=64)]
+# What the aggregates can store: an event's minute needs a UTC offset. An event outside these
+# bounds (and UsageId's) is refused at decode, alone.
 AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -209,11 +215,42 @@ def usage_events_of(data: bytes, problems: list[str] | None = None) -> list[Usag
     """The events in one message of the usage stream, of either tag: a single event
     (`usage.request.v1`) or a batch (`usage.batch.v1`). What cannot be read is left out, and
     said in `problems`: a bad event in a batch never costs the good ones beside it."""
+    problems = problems if problems is not None else []
     try:
         message = _usage_message_decoder.decode(data)
     except msgspec.MsgspecError as exc:
-        return _salvage(data, exc, problems if problems is not None else [])
-    return message.events if isinstance(message, UsageBatch) else [message]
+        events = _salvage(data, exc, problems)
+    else:
+        events = message.events if isinstance(message, UsageBatch) else [message]
+    return _storable(events, problems)
+
+
+def _storable(events: list[UsageEvent], problems: list[str]) -> list[UsageEvent]:
+    """The events the aggregates can store. Not one whose time has no date in UTC (year 1
+    east of UTC is year 0 there, 9999 late west of it year 10000: no datetime holds them), nor
+    one with a NUL in an id, which PostgreSQL's text cannot hold: a store that failed on one
+    would fail on it every time it is read, and count nothing after it."""
+    if all(_fits(event) for event in events):
+        return events  # the common case
+    storable = []
+    for number, event in enumerate(events):
+        if _fits(event):
+            storable.append(event)
+        else:
+            problems.append(f"event {number}: no UTC date for its time, or a NUL in an id")
+    return storable
+
+
+def _fits(event: UsageEvent) -> bool:
+    if "\x00" in event.account_id or "\x00" in event.key_id:
+        return False
+    if 1 < event.at.year < 9999:
+        return True
+    try:
+        event.at.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _salvage(data: bytes, error: msgspec.MsgspecError, problems: list[str]) -> list[UsageEvent]:

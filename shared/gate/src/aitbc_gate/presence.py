@@ -35,6 +35,10 @@ from aitbc_contracts.subjects import EDGE_PRESENCE_SUBJECTS, edge_presence_subje
 from aitbc_runtime.process import cancel_and_wait
 
 log = logging.getLogger("aitbc.api.presence")
+# Other edges remembered at most: whoever holds the edge's credentials may name any number,
+# each kept for up to ALIVE_FOR_MAX. Far more than a deployment runs; made-up edges can lower
+# a share (aitbc_gate.limits.share) to its limit over 1025 edges, and no further.
+MAX_EDGES = 1024
 _encode = msgspec.json.Encoder().encode
 
 
@@ -90,6 +94,8 @@ class Presence:
         if presence.edge_id == self.edge_id:
             return
         if presence.alive_for > 0:
+            if presence.edge_id not in self._until and len(self._until) >= MAX_EDGES:
+                return
             alive_for = min(presence.alive_for, ALIVE_FOR_MAX)
             self._until[presence.edge_id] = self.clock() + alive_for
         else:

@@ -43,6 +43,14 @@ class Follower:
     resuming follower of a mirror looks at it every WATCH_EVERY: one that has not heard from
     its source for SILENT is lost too (`on_lost`), and found once it follows again and what it
     holds has been delivered.
+
+    Only the deliveries of its stream's consumers are given to `on_message`. The others of its
+    role may make the server publish on its deliver subject (every process of a role shares
+    its inboxes): their own JetStream API answers and messages, or deliveries of a consumer
+    they made on a stream of their own, bytes and headers as they wrote them, which the
+    client library takes for its consumer's when their delivery count matches. Such a message
+    goes to `on_foreign` instead; the client then keeps wrong counts, so a delivery one is
+    followed by a subscription made again, from after the last message of the stream given.
     """
 
     LOOK_EVERY = 0.1  # seconds between looks at the connection
@@ -63,6 +71,7 @@ class Follower:
         resume: bool = False,
         on_lost: Callable[[], None] = lambda: None,
         on_found: Callable[[], None] = lambda: None,
+        on_foreign: Callable[[Msg], None] = lambda _: None,
     ) -> None:
         if resume and stream is None:
             raise ValueError("a follower resumes a stream it names")
@@ -76,6 +85,8 @@ class Follower:
         self._resume = resume
         self._on_lost = on_lost
         self._on_found = on_found
+        self._on_foreign = on_foreign
+        self._misled = False  # given another's delivery: subscribe again, from `_next`
         self._next: int | None = None  # the stream sequence after the last one delivered
         self._seen = 0  # the connection's reconnections when the subscription was made
         self._lost = False
@@ -89,19 +100,21 @@ class Follower:
         self._task = asyncio.create_task(self._run(), name=self._name)
 
     async def _deliver(self, msg: Msg) -> None:
-        if reconnects(self._nc) != self._seen:
-            # From a subscription made before a reconnect: what it delivers now may skip
-            # what the stream lost meanwhile. The next subscription takes it up, checked.
-            return
-        self._on_message(msg)
-        if not self._resume:
+        if reconnects(self._nc) != self._seen or self._misled:
+            # From a subscription made before a reconnect (or misled): what it delivers now
+            # may skip what the stream lost meanwhile. The next one takes it up, checked.
             return
         try:
-            metadata = msg.metadata
-        except Exception:  # not a JetStream delivery: nothing to resume from
+            metadata = msg.metadata  # from its reply subject, which the server alone sets
+        except Exception:
+            metadata = None
+        if metadata is None or (self._stream is not None and metadata.stream != self._stream):
+            self._on_foreign(msg)
+            self._misled = bool(msg.reply)  # a delivery: the client counted it as its own
             return
+        self._on_message(msg)
         self._next = metadata.sequence.stream + 1
-        if self._catching_up and metadata.num_pending == 0:
+        if self._resume and self._catching_up and metadata.num_pending == 0:
             self._found()
 
     async def _run(self) -> None:
@@ -114,6 +127,10 @@ class Follower:
                 subscription = await self._subscribe(js, resume_at)
                 self.ready.set()
                 await self._until_reconnected(js)
+                if self._misled:
+                    resume_at = await self._subscribe_again(subscription)
+                    subscription = None  # given up already
+                    continue
                 log.info("%s: reconnected; following %s again", self._name, self._subjects)
             except asyncio.CancelledError:
                 raise
@@ -129,6 +146,20 @@ class Follower:
                 if resume_at is None:  # what was missed must be forgotten
                     self._lost = self._catching_up = False
                     self._on_reset()
+
+    async def _subscribe_again(self, subscription: JetStreamContext.PushSubscription) -> int | None:
+        """After another's delivery: a new subscription, from after the last message of the
+        stream given (with none given yet, as at the start, the caller's views reset)."""
+        log.warning(
+            "%s: a message that is no delivery of %s came on its subscription; subscribing "
+            "again", self._name, self._stream or self._subjects,
+        )  # fmt: skip
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+        self._misled = False
+        if self._next is None:
+            self._on_reset()
+        return self._next
 
     async def _subscribe(
         self, js: JetStreamContext, resume_at: int | None
@@ -154,13 +185,15 @@ class Follower:
     async def _until_reconnected(self, js: JetStreamContext) -> None:
         # Polled: nats-py has one slot per connection for each callback, the process's own.
         watched = time.monotonic()
-        while reconnects(self._nc) == self._seen:
+        while reconnects(self._nc) == self._seen and not self._misled:
             if not self._nc.is_connected:
                 self._lose()
             elif self._resume and time.monotonic() - watched >= self.WATCH_EVERY:
                 watched = time.monotonic()
                 await self._watch_source(js)
             await asyncio.sleep(self.LOOK_EVERY)
+        if self._misled:
+            return  # still connected: nothing lost
         self._stalled = False  # the resumption after the reconnect says what was missed
         self._lose()  # back already, but it was away
 

@@ -31,7 +31,8 @@ database), the chain anchors at that message, and the message is not applied (th
 it already: the relay publishes only what the database committed). A message that is neither
 sealed nor continuing the chain is refused: logged (never its content), counted in `refused`
 by problem and in `aitbc_key_events_refused_total` by reader, never applied, and the reader
-goes on.
+goes on. A message on its subscription that the stream did not deliver (another process of
+its role may have the server send one there: aitbc_runtime.follower) is refused unread.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class KeyEventReader:
             resume=True,
             on_lost=on_lost,
             on_found=on_found,
+            on_foreign=self.on_foreign,
         )
 
     @property
@@ -112,6 +114,16 @@ class KeyEventReader:
         except Exception:  # not a JetStream delivery: the log says so by its absence
             sequence = None
         self.receive(msg.data, msg.headers, sequence)
+
+    def on_foreign(self, msg: Msg) -> None:
+        """A message on its subscription that its mirror did not deliver (another process of
+        its role had the server send it there): refused unread, whatever it holds."""
+        self.refused["foreign"] += 1
+        self._refusals.inc()
+        log.warning(
+            "%s refused a message on its subscription to the key event stream: not a delivery "
+            "of %s", self.name, KEY_EVENTS_STREAM,
+        )  # fmt: skip
 
     def receive(
         self, data: bytes, headers: Mapping[str, str] | None, sequence: int | None = None
