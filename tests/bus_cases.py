@@ -57,7 +57,10 @@ def refused_publishes() -> Iterator[Case]:
                     yield Case(role.name, f"$JS.API.STREAM.{change}.{stream}")
         yield Case(role.name, "$JS.API.STREAM.CREATE.CAPTURE")  # a stream of one's choosing
         yield Case(role.name, f"$JS.API.STREAM.CREATE.{s.USAGE_STREAM}")  # the bus makes it
-        yield from (Case(role.name, x) for x in DELIVERIES + RESETS)  # what feeds the mirrors
+        # what feeds the mirrors: beside each delivery subject, where no consumer's heartbeat
+        # comes to the admin's own witness
+        yield from (Case(role.name, f"{x}.x") for x in DELIVERIES)
+        yield from (Case(role.name, x) for x in RESETS)
         yield Case(role.name, f"$JS.KEYLOG.API.CONSUMER.CREATE.{KEY_EVENTS_STREAM}")
         yield Case(role.name, f"$JS.USAGE.API.CONSUMER.CREATE.{s.USAGE_STREAM}")
         yield Case(role.name, "$JS.USAGE.API.STREAM.INFO.x")  # the admin's import only
