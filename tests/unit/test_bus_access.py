@@ -91,3 +91,17 @@ def test_no_role_but_admin_may_destroy_or_answer_everything() -> None:
         assert ">" not in role.publish and ">" not in role.subscribe
         assert not any("DELETE.>" in s and "CONSUMER" not in s for s in role.publish)
         assert not any("PURGE" in s for s in role.publish)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://op:s3cret@h:4222", "nats://op:***@h:4222"),
+        ("nats://s3cret@h:4222", "nats://***@h:4222"),  # nats-py reads a lone name as a token
+        ("op:s3cret@h:4222", "op:***@h:4222"),  # no scheme: still found
+        ("tls://a:1, nats://op:s3cret@b:2", "tls://a:1, nats://op:***@b:2"),
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+    ],
+)
+def test_where_never_shows_a_password_or_token_of_the_url(url: str, shown: str) -> None:
+    assert BusAccess(url).where() == shown

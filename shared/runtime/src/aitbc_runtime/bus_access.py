@@ -35,7 +35,7 @@ from typing import Any, TypedDict
 
 import nkeys
 
-from aitbc_runtime import environment
+from aitbc_runtime import environment, redaction
 
 INBOX_ROOT = "_INBOX"
 
@@ -62,6 +62,13 @@ def public_key_of_seed(seed: str) -> str:
         return str(nkeys.from_seed(bytearray(seed.strip().encode())).public_key.decode())
     except Exception as exc:  # nkeys raises its own error types, and binascii's
         raise BusAccessError(f"not an nkey seed: {type(exc).__name__}") from None
+
+
+def without_secrets(url: str) -> str:
+    """NATS_URL as it may be printed: nats-py takes a password (`nats://user:pass@host`) or a
+    token (`nats://token@host`) from each server's URL, and a log line or an error message
+    must show neither."""
+    return ",".join(redaction.without_secrets(server, token=True) for server in url.split(","))
 
 
 def inbox_prefix(public_key: str) -> str:
@@ -161,4 +168,4 @@ class BusAccess:
         how = [
             word for word, on in (("nkey", self.creds), ("TLS", self.tls_ca or self.tls_cert)) if on
         ]
-        return self.url + (f" ({', '.join(how)})" if how else "")
+        return without_secrets(self.url) + (f" ({', '.join(how)})" if how else "")
