@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,10 +28,23 @@ def normalise_database_url(url: str) -> str:
     """Give plain URLs the async driver SQLAlchemy needs: asyncpg or aiosqlite."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+asyncpg://" + url[len(plain) :]
+            url = "postgresql+asyncpg://" + url[len(plain) :]
+    if url.startswith("postgresql+asyncpg://"):
+        return _asyncpg_query(url)
     if url.startswith("sqlite://") and not url.startswith("sqlite+"):
         return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     return url
+
+
+def _asyncpg_query(url: str) -> str:
+    """libpq's `sslmode=` as asyncpg's `ssl=`, which takes the same modes (disable ...
+    verify-full). A provider hands out its PostgreSQL URL in libpq's form, `?sslmode=require`
+    most often, and asyncpg refuses an argument it does not know."""
+    base, mark, query = url.partition("?")
+    if not mark or "sslmode" not in query:
+        return url
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return base + "?" + urlencode([("ssl" if k == "sslmode" else k, v) for k, v in pairs])
 
 
 def sqlite_path(url: str) -> Path | None:
