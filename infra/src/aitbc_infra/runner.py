@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aitbc_contracts.plans import PlansError, PlanTable
+from aitbc_contracts.plans import PlansError, PlanTable, omitted
 from aitbc_contracts.usage import plan_limits_from_env
 from aitbc_infra import stack
 from aitbc_infra.bus_tls import BusTls
@@ -158,11 +158,12 @@ def plans_note(env: Mapping[str, str]) -> str:
             "PLANS_FILE=infra/plans.example.toml uses a file"
         )
     try:
-        plans = PlanTable(path).plans
+        plans, defaults = PlanTable(path).plans, omitted(path)
     except PlansError as exc:
         raise ConfigError(f"PLANS_FILE: {exc}") from None
-    names = ", ".join(sorted(plans))
-    return f"plans from {path} ({names}): reloaded when it changes, or on SIGHUP"
+    names = ", ".join(sorted(set(plans) - set(defaults)))
+    kept = f"; {', '.join(defaults)}: not in it, the default minute" if defaults else ""
+    return f"plans from {path} ({names}{kept}): reloaded when it changes, or on SIGHUP"
 
 
 def settings(
