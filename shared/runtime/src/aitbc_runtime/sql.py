@@ -140,6 +140,8 @@ async def migrate(engine: AsyncEngine, migrations: Migrations) -> None:
 
     def upgrade(connection: sa.Connection) -> None:
         _adopt_shared_revision(connection, migrations)
+        if migrations.version_table in sa.inspect(connection).get_table_names():
+            _refuse_unknown(connection, migrations, migrations.version_table)
         command.upgrade(alembic_config(migrations, connection), "head")
 
     async with write_transaction(engine) as conn:
@@ -157,20 +159,28 @@ def _adopt_shared_revision(connection: sa.Connection, migrations: Migrations) ->
         return
     if migrations.first_table not in tables:  # another service's revision, or none
         return
-    version = sa.table(shared, sa.column("version_num"))
+    revisions = _refuse_unknown(connection, migrations, shared)
+    command.stamp(alembic_config(migrations, connection), revisions)
+    connection.execute(sa.text(f"DROP TABLE {shared}"))
+
+
+def _refuse_unknown(connection: sa.Connection, migrations: Migrations, table: str) -> list[str]:
+    """The revisions `table` holds, all of them known to these migrations. A database that a
+    newer version migrated (the software rolled back after an upgrade, or a database of
+    another deployment) is refused in words: Alembic would only say it cannot locate it."""
+    version = sa.table(table, sa.column("version_num"))
     revisions = [row[0] for row in connection.execute(sa.select(version.c.version_num))]
-    config = alembic_config(migrations, connection)
-    known = ScriptDirectory.from_config(config)
+    known = ScriptDirectory.from_config(alembic_config(migrations, connection))
     for revision in revisions:
         try:
             known.get_revision(revision)
         except CommandError:
             raise RuntimeError(
-                f"{shared} holds revision {revision!r}, which {migrations.folder} does not know: "
-                "is the database from a newer version?"
+                f"{table} holds revision {revision!r}, which {migrations.folder} does not know: "
+                "is the database from a newer version? Run that version, or restore a backup "
+                "taken before its upgrade"
             ) from None
-    command.stamp(config, revisions)
-    connection.execute(sa.text(f"DROP TABLE {shared}"))
+    return revisions
 
 
 def alembic_env() -> None:
