@@ -4,6 +4,8 @@ it would have refused (headers, usage)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.dashboard import Dashboard
-from tests.e2e.stack import Stack
+from tests.e2e.stack import BIN, Stack
 from tests.e2e.test_rate_limits import early_in_a_minute, set_plan_to_pro, sign_up
 from tests.e2e.usage_stream import usage_totals, wait_for
 
@@ -119,3 +121,21 @@ def test_the_dashboard_shows_what_the_plan_allows_beyond_its_minute(windowed: St
     page = person.get("/dashboard/usage")
     assert page.status_code == 200
     assert "60 requests a minute for the account (5 a second, 12 a day (UTC))" in page.text
+
+
+def test_a_plan_the_file_leaves_out_keeps_its_default_minute(windowed: Stack) -> None:
+    """The file names free and pro only (as the README's example names free only): an
+    enterprise account was refused a limit by the usage service on every request, its
+    requests failing open (or closed) with an error logged each time."""
+    env = {**windowed.env(), "PATH": str(BIN)}
+    made = subprocess.run(
+        [str(BIN / "aitbc"), "accounts", "create", "--plan", "enterprise", "--json"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    key = json.loads(made.stdout)["master_key"]
+    with httpx.Client(base_url=windowed.api_url, timeout=10) as api:
+        answer = api.get("/v1/jobs", headers={"X-API-Key": key})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-ratelimit-mode"] == "exact"
+    assert answer.headers["x-ratelimit-limit"] == "6000"
+    assert "no limit configured for plan" not in windowed.logs()

@@ -175,6 +175,24 @@ async def test_a_usage_database_from_before_keeps_its_revision(database_url: str
         await engine.dispose()
 
 
+@pytest.mark.parametrize("migrations", [keys_db.MIGRATIONS, usage_store.MIGRATIONS])
+async def test_a_database_a_newer_version_migrated_is_refused_in_words(
+    database_url: str, migrations: sql.Migrations
+) -> None:
+    """The software rolled back after an upgrade: Alembic alone said only that it could not
+    locate the revision, and the service died at each start without saying why."""
+    engine = sql.create_engine(database_url)
+    try:
+        await sql.migrate(engine, migrations)
+        async with engine.begin() as conn:
+            table = migrations.version_table
+            await conn.execute(sa.text(f"UPDATE {table} SET version_num = '9999'"))
+        with pytest.raises(RuntimeError, match=f"{table} holds revision '9999'.*newer version"):
+            await sql.migrate(engine, migrations)
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
 async def postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
     database = ScratchDatabase(postgres_server_url, "aitbc_test")

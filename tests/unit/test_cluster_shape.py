@@ -152,6 +152,22 @@ def test_the_topology_names_every_process_and_hides_database_passwords(tmp_path:
     assert shown("sqlite+aiosqlite:////data/keys.db") == "sqlite+aiosqlite:////data/keys.db"
 
 
+def test_the_topology_tells_the_cli_everything_it_needs_to_reach_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """Copied as printed, the CLI's line reaches the cluster: on TLS it cannot connect
+    without the CA (and, with --mtls, the admin's certificate), and on PostgreSQL `events
+    verify` reads the database, not DATA_DIR's SQLite file."""
+    given = "postgresql://aitbc:s3cret@db.internal/keys"
+    made = cluster(tmp_path, NATS_TLS_VERIFY="1", DATABASE_URL=given)
+    cli = topology(made, services(made)).splitlines()[-1]
+    tls = tmp_path / ".data" / "cluster" / "tls"
+    for needed in (f"NATS_TLS_CA={tls / 'ca.pem'}", f"NATS_TLS_CERT={tls / 'admin.pem'}"):
+        assert needed in cli
+    assert "DATABASE_URL=postgresql://aitbc:***@db.internal/keys" in cli
+    assert "s3cret" not in cli
+
+
 def test_a_plans_file_that_does_not_validate_stops_it_before_anything_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aitbc_contracts.plans import Plan, PlansError, PlanTable, parse_plans
+from aitbc_contracts.plans import Plan, PlansError, PlanTable, omitted, parse_plans
 from aitbc_runtime.plan_reload import RELOAD_FAILURES, reload
 
 EXAMPLE = Path(__file__).parents[2] / "infra" / "plans.example.toml"
@@ -70,6 +70,18 @@ def test_the_example_file_is_valid() -> None:
     assert table.limits == {"free": 60, "pro": 600, "enterprise": 6000}
 
 
+def test_a_plan_the_file_leaves_out_keeps_its_default_minute(tmp_path: Path) -> None:
+    """The README's example names free alone: pro and enterprise accounts keep a limit (none
+    had one: the usage service refused to decide for them, on every request)."""
+    path = tmp_path / "plans.toml"
+    path.write_text("[plans.free]\nper_minute = 60\nburst_per_second = 10\n")
+    table = PlanTable.from_env({"PLANS_FILE": str(path)})
+    assert table.plans == {"free": Plan(60, 10), "pro": Plan(600), "enterprise": Plan(6000)}
+    path.write_text("[plans.free]\nper_minute = 60\n[plans.enterprise]\nper_minute = 9000\n")
+    assert table.reload() and table.limits == {"free": 60, "pro": 600, "enterprise": 9000}
+    assert omitted(str(path)) == ["pro"]
+
+
 def test_a_bad_file_at_start_is_an_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "plans.toml"
     path.write_text("[plans.free]\nper_minute = -1\n")
@@ -87,12 +99,12 @@ def test_a_reload_takes_a_changed_file_and_keeps_the_plans_when_it_is_bad(tmp_pa
     path.write_text("[plans.free]\nper_minute = 30\nper_day = 100\n")
     os.utime(path, (1, 1))  # a modification time of its own, however coarse the clock
     assert table.changed() and reload(table)
-    assert table.plans == {"free": Plan(30, None, 100)} and table.generation == generation + 1
-    assert limits == {"free": 30}  # the same dict, updated for those who hold it
+    assert table.plans["free"] == Plan(30, None, 100) and table.generation == generation + 1
+    assert limits["free"] == 30  # the same dict, updated for those who hold it
     failures = RELOAD_FAILURES._value.get()
     path.write_text("[plans.free]\nper_minute = 'many'\n")
     assert not reload(table)
-    assert table.plans == {"free": Plan(30, None, 100)}
+    assert table.plans["free"] == Plan(30, None, 100)
     assert RELOAD_FAILURES._value.get() == failures + 1
     assert not reload(table)  # the same bad file: refused again, nothing changes
 
@@ -107,6 +119,12 @@ def test_just_up_says_which_plans_it_uses_and_refuses_a_bad_file(tmp_path: Path)
     assert "team 900 requests a minute" in changed
     assert plans_note({"PLANS_FILE": str(EXAMPLE)}).endswith(
         "(enterprise, free, pro): reloaded when it changes, or on SIGHUP"
+    )
+    partial = tmp_path / "partial.toml"
+    partial.write_text("[plans.pro]\nper_minute = 900\n")
+    assert plans_note({"PLANS_FILE": str(partial)}).endswith(
+        "(pro; enterprise, free: not in it, the default minute): reloaded when it changes, "
+        "or on SIGHUP"
     )
     bad = tmp_path / "plans.toml"
     bad.write_text("[plans.free]\nper_minute = 60\nper_day = 0\n")

@@ -106,6 +106,19 @@ def test_an_unreachable_nats_url_is_reported(tmp_path: Path) -> None:
             preflight(c, services(c))
 
 
+@pytest.mark.parametrize("userinfo", ["op:s3cret", "s3cret"])  # a password, a token
+def test_an_unreachable_nats_url_is_reported_without_its_secret(
+    tmp_path: Path, userinfo: str
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, not listening: nobody answers
+        url = f"nats://{userinfo}@127.0.0.1:{s.getsockname()[1]}"
+        c = config(tmp_path, NATS_URL=url, UP_SERVICES="coordinator")
+        with pytest.raises(ConfigError, match=r"NATS_URL=nats://(op:)?\*\*\*@") as refused:
+            preflight(c, services(c))
+    assert "s3cret" not in str(refused.value)
+
+
 def test_a_nats_url_list_answers_when_any_of_its_servers_does(tmp_path: Path) -> None:
     """A cluster's nodes, the first of them down: `just up` uses the others."""
     with socket.socket() as down, socket.socket() as up:

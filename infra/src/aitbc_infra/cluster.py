@@ -24,7 +24,6 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from aitbc_infra import runner, stack
 from aitbc_infra.bus_config import BusCredentials, node_config, route_url, write_private
@@ -32,7 +31,7 @@ from aitbc_infra.layout import ConfigError, Layout, tls_switches
 from aitbc_infra.nats_server import nats_server_binary, provisioned
 from aitbc_infra.readiness import connects
 from aitbc_infra.supervisor import Service
-from aitbc_runtime import environment
+from aitbc_runtime import environment, redaction
 
 NODES = ("nats-1", "nats-2", "nats-3")
 PORTS = {  # each setting, with its defaults: one port a process
@@ -223,17 +222,25 @@ def topology(cluster: Cluster, table: list[Service]) -> str:
             "for the PostgreSQL a deployment shares (DATABASE_URL, USAGE_DATABASE_URL)"
         )
     lines.append(f"data in {layout.data_dir}")
-    lines.append(f"the `aitbc` CLI: DATA_DIR={layout.data_dir} NATS_URL={layout.bus_url} aitbc ...")
+    lines.append(f"the `aitbc` CLI: {' '.join(cli_settings(layout))} aitbc ...")
     return "\n".join(lines)
+
+
+def cli_settings(layout: Layout) -> list[str]:
+    """What the `aitbc` CLI needs to reach this cluster, as NAME=value: on TLS, the CA (and
+    the admin's certificate with --mtls), without which it cannot connect; on PostgreSQL, the
+    database `events verify` reads (its password hidden)."""
+    settings = {"DATA_DIR": str(layout.data_dir), "NATS_URL": layout.bus_url}
+    if layout.bus_tls is not None:
+        settings |= layout.bus_tls.env("admin")
+    if not layout.database_url.startswith("sqlite"):
+        settings["DATABASE_URL"] = shown(layout.database_url)
+    return [f"{name}={value}" for name, value in settings.items()]
 
 
 def shown(url: str) -> str:
     """A database URL as it may be printed: without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+    return redaction.without_secrets(url)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aitbc_contracts.plans import PlansError, PlanTable
+from aitbc_contracts.plans import PlansError, PlanTable, omitted
 from aitbc_contracts.usage import plan_limits_from_env
 from aitbc_infra import stack
 from aitbc_infra.bus_tls import BusTls
 from aitbc_infra.layout import ConfigError, Layout
 from aitbc_infra.nats_server import port_is_open
 from aitbc_infra.supervisor import Service, Supervisor
-from aitbc_runtime.bus_access import BusAccess
+from aitbc_runtime.bus_access import BusAccess, without_secrets
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ def preflight(config: Config, table: list[Service]) -> None:
         )
     if layout.nats_url is not None:
         if not any(_answers(server) for server in BusAccess(layout.nats_url).servers):
-            raise ConfigError(f"NATS_URL={layout.nats_url} does not answer: is that server up?")
+            shown = without_secrets(layout.nats_url)
+            raise ConfigError(f"NATS_URL={shown} does not answer: is that server up?")
         tls = layout.bus_tls
         if tls is not None and not tls.ca.ca_file.exists():
             raise ConfigError(f"NATS_TLS is on but there is no CA at {tls.ca.ca_file}")
@@ -157,11 +158,12 @@ def plans_note(env: Mapping[str, str]) -> str:
             "PLANS_FILE=infra/plans.example.toml uses a file"
         )
     try:
-        plans = PlanTable(path).plans
+        plans, defaults = PlanTable(path).plans, omitted(path)
     except PlansError as exc:
         raise ConfigError(f"PLANS_FILE: {exc}") from None
-    names = ", ".join(sorted(plans))
-    return f"plans from {path} ({names}): reloaded when it changes, or on SIGHUP"
+    names = ", ".join(sorted(set(plans) - set(defaults)))
+    kept = f"; {', '.join(defaults)}: not in it, the default minute" if defaults else ""
+    return f"plans from {path} ({names}{kept}): reloaded when it changes, or on SIGHUP"
 
 
 def settings(
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aitbc-up: {exc}", file=sys.stderr)
         return 1
     url = config.layout.nats_url
-    notes = [f"using the NATS server at {url}"] if url is not None else []
+    notes = [f"using the NATS server at {without_secrets(url)}"] if url is not None else []
     notes.append(plans)
     return asyncio.run(supervise(table, config, notes))
 

@@ -18,7 +18,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from aitbc_contracts.messages import AnyCommand, Reply
 from aitbc_contracts.powers import POWER_OF_SUBJECT, Power, operator_subject
 from aitbc_runtime import environment
-from aitbc_runtime.bus_access import BusAccess, BusAccessError
+from aitbc_runtime.bus_access import BusAccess, BusAccessError, without_secrets
 from aitbc_runtime.commands import CommandFailed, KeysCommands
 from aitbc_runtime.process import cancel_and_wait
 
@@ -139,19 +139,20 @@ async def connect(
         "reconnect_time_wait": 0.1,
         "error_cb": on_error,
     }
+    url = without_secrets(access.url)  # a password or token in it is no one's business here
     try:
         await asyncio.wait_for(nc.connect(**options), wait)
         return nc
     except (TimeoutError, NoServersError, OSError, NatsTimeoutError) as exc:
         raise BusError(
-            f"cannot reach NATS at {access.where()} (is it running? set NATS_URL or --nats-url"
+            f"cannot reach NATS at {url} (is it running? set NATS_URL or --nats-url"
             f"{_tls_hint(access)})"
         ) from exc
     except Exception as exc:  # a malformed URL, refused credentials, ...
         if "Authorization Violation" in str(exc):
             given = f"the credentials in {access.creds}" if access.creds else "no credentials"
             raise BusError(
-                f"NATS at {access.where()} refused {given}: give an operator role's credentials "
+                f"NATS at {url} refused {given}: give an operator role's credentials "
                 "with --creds or NATS_CREDS (`just up` makes them in DATA_DIR/creds)"
             ) from exc
         raise BusError(f"cannot reach NATS at {access.where()}: {exc}{_tls_hint(access)}") from exc
@@ -186,7 +187,7 @@ async def request(access: BusAccess, command: AnyCommand, wait: float = DEFAULT_
     try:
         return await refusals.unless_refused(commands.subject, commands.send(command))
     except CommandFailed as failed:
-        raise BusError(for_people(failed, access.where(), wait)) from failed
+        raise BusError(for_people(failed, without_secrets(access.url), wait)) from failed
     except PublishRefused as refused:
         raise BusError(refused_for_people(refused, access)) from refused
     finally:

@@ -22,6 +22,7 @@ from aitbc_cli.output import json_safe, table, when
 from aitbc_contracts.events import AnyEvent
 from aitbc_contracts.keyformat import is_account_id, is_key_id
 from aitbc_contracts.subjects import KEY_EVENTS_SUBJECTS
+from aitbc_runtime import redaction
 
 COLUMNS = ("TIME", "TYPE", "STREAM", "ACCOUNT", "ACTOR", "REQUEST ID")
 
@@ -81,8 +82,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--database-url",
         default=verify.default_database_url(),
+        # The default is shown without its password: --help is read over shoulders and in CI logs
         help="the keys service's database (env DATABASE_URL, else keys.db in DATA_DIR; "
-        "default %(default)s)",
+        f"default {redaction.without_secrets(verify.default_database_url())})",
     )
     check.add_argument(
         "--checkpoint-key",

@@ -24,6 +24,7 @@ from aitbc_cli.bus import (
 )
 from aitbc_cli.replies import CommandRejected
 from aitbc_contracts.names import escaped
+from aitbc_runtime.bus_access import without_secrets
 
 GROUPS = (accounts, keys, events, projections, usage)
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_nats_url(),
         help="NATS server to reach the services through, or a cluster's servers separated by "
         "commas, any of which will do (env NATS_URL, else NATS_PORT on 127.0.0.1, as `just up` "
-        "starts it; default %(default)s)",
+        f"starts it; default {without_secrets(default_nats_url())})",
     )
     parser.add_argument(
         "--creds",

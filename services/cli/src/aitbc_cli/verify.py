@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
@@ -33,6 +33,9 @@ from aitbc_contracts.subjects import (
 from aitbc_runtime import environment
 from aitbc_runtime.bus_access import BusAccess
 from aitbc_runtime.checkpoint_keys import CheckpointKeyError, TrustedKey, every_events
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 def default_database_url() -> str:
@@ -72,27 +75,15 @@ async def read_store(database_url: str) -> tuple[Verifier, list[Held]]:
     # Imported here: SQLAlchemy takes a third of a second to import, and only verify needs it.
     import sqlalchemy as sa
     from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from aitbc_runtime.sql import normalise_database_url, sqlite_path
 
     # The keys service's event table, read only: position order is the chain's order.
     events = sa.table("events", sa.column("position"), sa.column("data"), sa.column("chain_hash"))
     checkpoints = sa.table("checkpoints", sa.column("number"), sa.column("data"))
-    url = normalise_database_url(database_url)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():  # connecting would create an empty one
-        raise BusError(
-            f"there is no event store at {path} (set DATA_DIR, DATABASE_URL or --database-url)"
-        )
     verifier = Verifier()
+    engine = store_engine(database_url)
     try:
-        engine = create_async_engine(url)
-    except (SQLAlchemyError, ImportError) as exc:  # no URL, no such database, no driver for it
-        reason = str(exc).splitlines()[0]
-        raise BusError(f"cannot use the event store's database URL: {reason}") from exc
-    try:
-        async with engine.connect() as conn:
+        conn = await connected(engine)
+        try:
             rows = await conn.stream(
                 sa.select(events.c.position, events.c.data, events.c.chain_hash).order_by(
                     events.c.position
@@ -102,14 +93,52 @@ async def read_store(database_url: str) -> tuple[Verifier, list[Held]]:
                 verifier.add(Entry(int(position), data.encode(), chain_hash or None))
             signed = await conn.execute(sa.select(checkpoints.c.number, checkpoints.c.data))
             held = [Held("store", int(n), data.encode()) for n, data in signed.all()]
+        finally:
+            await conn.close()
     except SQLAlchemyError as exc:
         reason = str(exc).splitlines()[0]
         raise BusError(f"cannot read the event store (is it migrated?): {reason}") from exc
-    except OSError as exc:  # its server is away: no such host, nothing listening, no answer
-        raise BusError(f"cannot reach the event store's database: {exc}") from exc
     finally:
         await engine.dispose()
     return verifier, held
+
+
+def store_engine(database_url: str) -> AsyncEngine:
+    """An engine for the event store, or one line saying why the URL will not do. No message
+    holds the URL itself: it may hold a password."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from aitbc_runtime.sql import normalise_database_url, sqlite_path
+
+    url = normalise_database_url(database_url)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():  # connecting would create an empty one
+        raise BusError(
+            f"there is no event store at {path} (set DATA_DIR, DATABASE_URL or --database-url)"
+        )
+    try:
+        return create_async_engine(url)
+    # not a URL, no driver for it, a port that is not a number (ValueError)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise BusError(f"cannot use the event store's database URL: {reason}") from exc
+
+
+async def connected(engine: AsyncEngine) -> AsyncConnection:
+    """A connection to the event store, or one line saying why there is none."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return await engine.connect()
+    except OSError as exc:  # its server is away: no such host, nothing listening, no answer
+        raise BusError(f"cannot reach the event store's database: {exc}") from exc
+    except SQLAlchemyError as exc:  # no such database or user, a password refused
+        reason = str(exc).splitlines()[0]
+        raise BusError(f"cannot connect to the event store's database: {reason}") from exc
+    # the driver refused the URL's options (`?foo=`: TypeError) or its port (OverflowError)
+    except (TypeError, OverflowError) as exc:
+        raise BusError(f"cannot use the event store's database URL: {exc}") from exc
 
 
 async def check_stream(access: BusAccess, wait: float) -> Verifier:

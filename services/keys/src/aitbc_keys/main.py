@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitbc_contracts import messages as m
 from aitbc_contracts.subjects import KEYS_CHECK
+from aitbc_keys import lost_commits
 from aitbc_keys.checkpoints import Checkpointer
 from aitbc_keys.checks import KeyChecks
 from aitbc_keys.commits import CommitNews, telling
@@ -75,6 +76,7 @@ async def running_service(
         stack.push_async_callback(engine.dispose)
         await migrate(engine)
         broker, nc, writer = await stack.enter_async_context(buses(settings))
+        await take_back_lost_commits(engine, writer)  # before the read models are read
         relay = OutboxRelay(
             engine, writer, poll_interval=relay_poll_interval, after_publish=after_publish,
             replicas=settings.writer.replicas,
@@ -103,6 +105,16 @@ async def running_service(
             settings, engine, relay, commands, checks, index, broker, responder, reader,
             writing, ownership, news, checkpointer,
         )  # fmt: skip
+
+
+async def take_back_lost_commits(engine: AsyncEngine, writer: NatsClient) -> None:
+    """Events the stream holds that the database lost (aitbc_keys.lost_commits), back in the
+    store before the facts index loads from it. The bus may not answer yet: the relay tries
+    again each time it reads the stream."""
+    try:
+        await lost_commits.take_back(engine, writer.jetstream())
+    except Exception as exc:
+        log.warning("could not compare the store with the key event stream yet: %r", exc)
 
 
 @asynccontextmanager

@@ -39,7 +39,7 @@ from aitbc_contracts.subjects import (
     POSITION_HEADER,
     key_event_subject,
 )
-from aitbc_keys import store
+from aitbc_keys import lost_commits, store
 from aitbc_keys.background import WokenLoop
 from aitbc_keys.metrics import RELAY_LAG, RELAY_PUBLISH_FAILURES
 
@@ -185,6 +185,9 @@ class OutboxRelay(WokenLoop):
         expect the stream's real last sequence, whoever's message holds it."""
         # The stream may have been deleted while we were away: recreate it and refill it.
         await ensure_stream(js, self.duplicate_window, self.replicas)
+        # Or the database lost commits the stream holds: take them back before relaying more
+        # after them, which would fork the log.
+        await lost_commits.take_back(self.engine, js)
         info = await js.stream_info(KEY_EVENTS_STREAM)
         self._last_seq = info.state.last_seq
         self.position = 0

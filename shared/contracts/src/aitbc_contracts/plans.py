@@ -9,9 +9,9 @@ reads the plans file (PLANS_FILE, TOML):
     shadow = false          # optional: decided and reported, never refused
 
 Without a file, the plans are the defaults (free 60, pro 600, enterprise 6000 a minute),
-changed or added to by PLAN_LIMITS. A `PlanTable` holds a process's plans and reloads the file
-(aitbc_runtime.plan_reload says when): a file that does not validate leaves the plans as
-they were.
+changed or added to by PLAN_LIMITS; with one, a default plan it leaves out keeps its
+minute. A `PlanTable` holds a process's plans and reloads the file (aitbc_runtime.plan_reload
+says when): a file that does not validate leaves the plans as they were.
 """
 
 from __future__ import annotations
@@ -119,12 +119,25 @@ def parse_plans(text: str, source: str) -> dict[str, Plan]:
 
 
 def read_plans(path: str) -> dict[str, Plan]:
+    """The file's plans, and the defaults of those it leaves out (`omitted`)."""
+    text = read_text(path)
+    # An account's plan is one of the log's (aitbc_contracts.events.Plan), whatever the file
+    # names: one it leaves out keeps its default minute rather than have every request of its
+    # accounts refused by the usage service (no limit for the plan) and fail open or closed.
+    return {**default_plans({}), **parse_plans(text, path)}
+
+
+def omitted(path: str) -> list[str]:
+    """The plans the file at `path` does not name, which keep their default minute."""
+    return sorted(set(default_plans({})) - set(parse_plans(read_text(path), path)))
+
+
+def read_text(path: str) -> str:
     try:
         with open(path, "rb") as file:
-            text = file.read().decode("utf-8")
+            return file.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlansError(f"{path}: cannot be read: {exc}") from None
-    return parse_plans(text, path)
 
 
 def default_plans(env: Mapping[str, str] | None = None) -> dict[str, Plan]:

@@ -35,7 +35,7 @@ from typing import Any, TypedDict
 
 import nkeys
 
-from aitbc_runtime import environment
+from aitbc_runtime import environment, redaction
 
 INBOX_ROOT = "_INBOX"
 
@@ -64,6 +64,13 @@ def public_key_of_seed(seed: str) -> str:
         raise BusAccessError(f"not an nkey seed: {type(exc).__name__}") from None
 
 
+def without_secrets(url: str) -> str:
+    """NATS_URL as it may be printed: nats-py takes a password (`nats://user:pass@host`) or a
+    token (`nats://token@host`) from each server's URL, and a log line or an error message
+    must show neither."""
+    return ",".join(redaction.without_secrets(server, token=True) for server in url.split(","))
+
+
 def inbox_prefix(public_key: str) -> str:
     """The inbox prefix of the user with `public_key`: the server config lets it, and only it,
     subscribe below this prefix."""
@@ -81,15 +88,6 @@ def read_secret_file(path: str, what: str) -> str:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise BusAccessError(f"the {what} {path} is readable by others: chmod 600 it")
     return text
-
-
-def _without_userinfo(url: str) -> str:
-    """A server's URL without the user and password, or token, it may carry (nats-py takes
-    them from NATS_URL): what a log line may say of it."""
-    scheme, found, rest = url.partition("://")
-    if not found:
-        return url.rpartition("@")[2]
-    return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
 class TlsFields(TypedDict, total=False):
@@ -170,5 +168,4 @@ class BusAccess:
         how = [
             word for word, on in (("nkey", self.creds), ("TLS", self.tls_ca or self.tls_cert)) if on
         ]
-        servers = ", ".join(_without_userinfo(url) for url in self.servers)
-        return servers + (f" ({', '.join(how)})" if how else "")
+        return without_secrets(self.url) + (f" ({', '.join(how)})" if how else "")

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,10 +28,23 @@ def normalise_database_url(url: str) -> str:
     """Give plain URLs the async driver SQLAlchemy needs: asyncpg or aiosqlite."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+asyncpg://" + url[len(plain) :]
+            url = "postgresql+asyncpg://" + url[len(plain) :]
+    if url.startswith("postgresql+asyncpg://"):
+        return _asyncpg_query(url)
     if url.startswith("sqlite://") and not url.startswith("sqlite+"):
         return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     return url
+
+
+def _asyncpg_query(url: str) -> str:
+    """libpq's `sslmode=` as asyncpg's `ssl=`, which takes the same modes (disable ...
+    verify-full). A provider hands out its PostgreSQL URL in libpq's form, `?sslmode=require`
+    most often, and asyncpg refuses an argument it does not know."""
+    base, mark, query = url.partition("?")
+    if not mark or "sslmode" not in query:
+        return url
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return base + "?" + urlencode([("ssl" if k == "sslmode" else k, v) for k, v in pairs])
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -126,6 +140,8 @@ async def migrate(engine: AsyncEngine, migrations: Migrations) -> None:
 
     def upgrade(connection: sa.Connection) -> None:
         _adopt_shared_revision(connection, migrations)
+        if migrations.version_table in sa.inspect(connection).get_table_names():
+            _refuse_unknown(connection, migrations, migrations.version_table)
         command.upgrade(alembic_config(migrations, connection), "head")
 
     async with write_transaction(engine) as conn:
@@ -143,20 +159,28 @@ def _adopt_shared_revision(connection: sa.Connection, migrations: Migrations) ->
         return
     if migrations.first_table not in tables:  # another service's revision, or none
         return
-    version = sa.table(shared, sa.column("version_num"))
+    revisions = _refuse_unknown(connection, migrations, shared)
+    command.stamp(alembic_config(migrations, connection), revisions)
+    connection.execute(sa.text(f"DROP TABLE {shared}"))
+
+
+def _refuse_unknown(connection: sa.Connection, migrations: Migrations, table: str) -> list[str]:
+    """The revisions `table` holds, all of them known to these migrations. A database that a
+    newer version migrated (the software rolled back after an upgrade, or a database of
+    another deployment) is refused in words: Alembic would only say it cannot locate it."""
+    version = sa.table(table, sa.column("version_num"))
     revisions = [row[0] for row in connection.execute(sa.select(version.c.version_num))]
-    config = alembic_config(migrations, connection)
-    known = ScriptDirectory.from_config(config)
+    known = ScriptDirectory.from_config(alembic_config(migrations, connection))
     for revision in revisions:
         try:
             known.get_revision(revision)
         except CommandError:
             raise RuntimeError(
-                f"{shared} holds revision {revision!r}, which {migrations.folder} does not know: "
-                "is the database from a newer version?"
+                f"{table} holds revision {revision!r}, which {migrations.folder} does not know: "
+                "is the database from a newer version? Run that version, or restore a backup "
+                "taken before its upgrade"
             ) from None
-    command.stamp(config, revisions)
-    connection.execute(sa.text(f"DROP TABLE {shared}"))
+    return revisions
 
 
 def alembic_env() -> None:
