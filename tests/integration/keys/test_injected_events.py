@@ -9,11 +9,9 @@ delivery of its mirror. Against a real nats-server with the real permissions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import nats
-import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -24,24 +22,13 @@ from aitbc_contracts.events import KeyRevoked
 from aitbc_contracts.subjects import DASHBOARD_SESSIONS_BUCKET, HASH_HEADER, POSITION_HEADER
 from aitbc_infra.nats_server import NatsServer
 from aitbc_keys import store
-from aitbc_keys.main import Service, running_service
-from aitbc_keys.settings import Settings
+from aitbc_keys.main import Service
 from tests.integration.keys.foreign import last_message
 from tests.integration.keys.test_forged_events import Edge, all_at, ask, checked, relayed, until
+from tests.integration.keys.test_forged_events import service as service  # the fixture
 from tests.key_messages import Chained
 
 SESSIONS = f"KV_{DASHBOARD_SESSIONS_BUCKET}"
-
-
-@pytest.fixture
-async def service(database_url: str, own_nats: NatsServer) -> AsyncIterator[Service]:
-    settings = Settings(
-        nats=own_nats.access("keys"),
-        nats_writer=own_nats.access("keys-writer"),
-        database_url=database_url,
-    )
-    async with running_service(settings, relay_poll_interval=30) as svc:
-        yield svc
 
 
 async def deliver_subject(forger: Client, own_nats: NatsServer, but: str = "") -> str:

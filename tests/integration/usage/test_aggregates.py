@@ -256,15 +256,7 @@ async def test_an_event_whose_time_has_no_utc_date_is_refused_and_counting_goes_
         {**good, "event_id": f"e{n}", "key_id": f"k{n}", "at": at}
         for n, at in enumerate(edge_times)
     ]
-    js = system.edge.jetstream()  # a broken edge: its role may publish any batch
-    refused = refused_events()
-    async with system.usage() as service:
-        mixed = {"type": "usage.batch.v1", "events": [good, *bad]}
-        await js.publish(usage_batch_subject(5), msgspec.json.encode(mixed))
-        later = UsageBatch(events=[event(account), event(account)])
-        await js.publish(usage_batch_subject(5), msgspec.json.encode(later))
-        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
-        assert refused_events() - refused >= 2
+    await counted_beside(system, account, good, bad)
 
 
 async def test_an_event_with_a_nul_in_an_id_is_refused_and_counting_goes_on(
@@ -275,15 +267,7 @@ async def test_an_event_with_a_nul_in_an_id_is_refused_and_counting_goes_on(
     account = account_on(6)
     good = msgspec.to_builtins(event(account))
     bad = [{**good, "event_id": "k", "key_id": "key_\x00"}, {**good, "account_id": "acc_\x00"}]
-    js = system.edge.jetstream()  # a broken edge: its role may publish any batch
-    refused = refused_events()
-    async with system.usage() as service:
-        mixed = {"type": "usage.batch.v1", "events": [good, *bad]}
-        await js.publish(usage_batch_subject(6), msgspec.json.encode(mixed))
-        later = UsageBatch(events=[event(account), event(account)])
-        await js.publish(usage_batch_subject(6), msgspec.json.encode(later))
-        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
-        assert refused_events() - refused >= 2
+    await counted_beside(system, account, good, bad)
 
 
 async def test_a_usage_query_with_a_nul_is_refused_as_invalid(system: System) -> None:
@@ -297,3 +281,18 @@ async def test_a_usage_query_with_a_nul_is_refused_as_invalid(system: System) ->
         ):
             reply = await system.edge.request(USAGE_QUERY, msgspec.json.encode(query), timeout=5)
             assert msgspec.json.decode(reply.data, type=Rejected).code == Code.VALIDATION_ERROR
+
+
+async def counted_beside(system: System, account: str, good: dict, bad: list[dict]) -> None:
+    """A batch of `good` and the `bad` events, then two more of `account`'s: the bad ones are
+    refused alone, and the three good ones counted (a broken edge: its role may publish any
+    batch)."""
+    js, subject = system.edge.jetstream(), usage_batch_subject(partition_of(account))
+    refused = refused_events()
+    async with system.usage() as service:
+        mixed = {"type": "usage.batch.v1", "events": [good, *bad]}
+        await js.publish(subject, msgspec.json.encode(mixed))
+        later = UsageBatch(events=[event(account), event(account)])
+        await js.publish(subject, msgspec.json.encode(later))
+        assert (await wait_requests(service.engine, account, 3))["requests"] == 3
+        assert refused_events() - refused >= len(bad)
