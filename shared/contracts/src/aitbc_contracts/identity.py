@@ -28,6 +28,9 @@ IDENTITY_HEADER = "x-aitbc-identity"
 ACCOUNT_HEADER = "x-account-id"
 KEY_HEADER = "x-key-id"
 REQUEST_ID_HEADER = "x-request-id"
+# A request id's shape: the edge takes a client's X-Request-Id only so (or makes one), and the
+# keys service, which logs it and keeps it in the events, refuses a command with another
+REQUEST_ID_PATTERN = "[A-Za-z0-9._:-]{1,128}"
 VERSION = "v1"
 MAX_AGE = 60.0  # seconds an identity is believed, either side of the verifier's clock
 MIN_SECRET_LENGTH = 32  # characters of the shared secret

@@ -13,6 +13,7 @@ from typing import Annotated
 import msgspec
 
 from aitbc_contracts.events import AnyEvent, KeyKind, Plan
+from aitbc_contracts.identity import REQUEST_ID_PATTERN
 
 # The actor recorded for commands from the `aitbc` command line. An actor is who acted, kept in
 # the events for the audit trail, never a power: that is the subject's (aitbc_contracts.powers).
@@ -60,8 +61,7 @@ class Code:
     API_KEY_IN_QUERY_DISABLED = "API_KEY_IN_QUERY_DISABLED"  # api_key in the query, turned off
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # a request body over the edge's limit (413)
     INVALID_IDENTITY = "INVALID_IDENTITY"  # the upstream: an unsigned, forged or stale identity
-    # Who may manage and call what: a replaced master secret, a master key kept off the data
-    # plane, an account at its cap of keys.
+    # Who may manage and call what:
     MASTER_KEY_IN_GRACE = "MASTER_KEY_IN_GRACE"  # a replaced master secret manages nothing
     MASTER_KEY_MANAGEMENT_ONLY = "MASTER_KEY_MANAGEMENT_ONLY"  # not on forwarded /v1/... routes
     TOO_MANY_KEYS = "TOO_MANY_KEYS"  # the account holds MAX_KEYS_PER_ACCOUNT live keys
@@ -111,17 +111,14 @@ class CheckedKeys(msgspec.Struct, frozen=True, tag="checked_keys"):
     replies: list[KeyFacts | Rejected]
 
 
-# A Rejected instead of CheckedKeys: the message itself was malformed or too large, or the
-# keys service failed; the edge treats it as no answer for any of the hashes.
+# Rejected: the message was malformed or too large, or the service failed (no hash answered)
 CheckReply = CheckedKeys | Rejected
 
 # --- management commands -------------------------------------------------------------------
 
 
-# A command's request id, as the edge takes a client's X-Request-Id (aitbc_gate.requests) or
-# makes one: the keys service logs it with every line of the command's handling and keeps it
-# in the events, so a sender on the bus must not slip line breaks or escapes in there.
-RequestId = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9._:-]{0,128}$")]
+# No line breaks or escapes slipped into the keys service's logs and events (or none at all)
+RequestId = Annotated[str, msgspec.Meta(pattern=f"^(?:{REQUEST_ID_PATTERN})?$")]
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command"):
@@ -282,8 +279,6 @@ class Rebuilt(msgspec.Struct, frozen=True, tag="rebuilt"):
 
 
 Reply = AccountView | KeyView | KeyList | KeyHistory | Rebuilt | Rejected
-
-# --- codecs: built once per union ----------------------------------------------------------
 
 # --- between keys processes ----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 
+from aitbc_contracts.identity import REQUEST_ID_PATTERN
 from aitbc_contracts.messages import Code
 from aitbc_contracts.usage import Outcome
 from aitbc_gate import metrics
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from aitbc_gate.proxies import TrustedProxies
 
 CONTEXT_KEY = "aitbc"
-_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())
 
 access_log = logging.getLogger("aitbc.api.access")
 
