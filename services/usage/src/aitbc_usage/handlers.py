@@ -33,13 +33,13 @@ log = logging.getLogger("aitbc.usage")
 encode = msgspec.json.Encoder().encode
 MAX_BATCH = 10_000
 MAX_LOOKUPS = 32  # plans asked of the keys service at once (each is a command it answers)
-# Accounts of batches waiting apart for their plans, at most: made-up ones (from whoever holds
-# an edge's credentials) would pile such batches up faster than the keys service answers. Past
-# it, items needing a plan are refused at once (PLANS_BUSY): their edge's fail policy decides.
+# Accounts of batches waiting apart for their plans, at most (made-up ones could pile up faster
+# than the keys service answers); past it, PLANS_BUSY: their edge's fail policy decides.
 MAX_PENDING_LOOKUPS = 20_000
 PLANS_BUSY = "PLANS_BUSY"
 _BUSY = "\x00busy"  # a plan no table holds: its items are refused with PLANS_BUSY
 UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+Owners = dict[str, tuple[int | None, str | None]]  # account -> (partition counted in, plan)
 WRONG_PARTITION = "WRONG_PARTITION"
 
 
@@ -82,13 +82,13 @@ class Deciding:
         batch = self._batch(data)
         if isinstance(batch, bytes):
             return batch
-        plans, missing = self._plans_of(batch.items, partition)
+        owners, missing = self._owners_of(batch.items, partition)
         if missing and self._pending_lookups + len(missing) > MAX_PENDING_LOOKUPS:
-            plans.update(dict.fromkeys(missing, _BUSY))
+            owners.update((account, (owners[account][0], _BUSY)) for account in missing)
         elif missing:
             self._pending_lookups += len(missing)  # given back by _after_lookups
-            return self._after_lookups(batch.items, plans, missing, partition)
-        return self._decided(batch.items, plans, partition)
+            return self._after_lookups(batch.items, owners, missing, partition)
+        return self._decided(batch.items, owners, partition)
 
     async def decide(
         self, data: bytes, partition: int | None = None
@@ -98,9 +98,10 @@ class Deciding:
         batch = self._batch(data)
         if isinstance(batch, bytes):
             return batch
-        plans, missing = self._plans_of(batch.items, partition)
-        plans.update(await self._look_up(missing))
-        return self._decided(batch.items, plans, partition)
+        owners, missing = self._owners_of(batch.items, partition)
+        if missing:
+            owners = self._again(owners, await self._look_up(missing), partition)
+        return self._decided(batch.items, owners, partition)
 
     def _batch(self, data: bytes) -> DecideBatch | bytes:
         """The batch, or the encoded refusal of a malformed or oversized one."""
@@ -113,39 +114,43 @@ class Deciding:
             return encode(Rejected(Code.VALIDATION_ERROR, f"at most {MAX_BATCH} items a batch"))
         return batch
 
-    def _plans_of(
+    def _owners_of(
         self, items: list[Decide], partition: int | None
-    ) -> tuple[dict[str, str | None], dict[str, str]]:
-        """The plans known of the accounts counted here, and those to ask the keys service
-        about (each with the edge's view of it, used if it cannot answer)."""
-        plans: dict[str, str | None] = {}
+    ) -> tuple[Owners, dict[str, str]]:
+        """Once per account: the partition it is counted in here and its plan if known; and
+        those to ask the keys service about (with the edge's plan, if it cannot answer)."""
+        owners: Owners = {}
         missing: dict[str, str] = {}
         for item in items:
-            account = item.account_id
-            if account in plans or account in missing:
-                continue
-            if self._owner(account, partition) is None:
-                plans[account] = None
-            elif (known := self.plans.known(account)) is not None:
-                plans[account] = known
-            else:
-                missing[account] = item.plan
-        return plans, missing
+            if (account := item.account_id) not in owners:
+                owner = self._owner(account, partition)
+                plan = self.plans.known(account) if owner is not None else None
+                if owner is not None and plan is None:
+                    missing[account] = item.plan
+                owners[account] = (owner, plan)
+        return owners, missing
+
+    def _again(self, owners: Owners, looked_up: dict[str, str | None], part: int | None) -> Owners:
+        """After an await: each account's partition read again (it may have moved meanwhile),
+        with the plans looked up."""
+        return {
+            a: (self._owner(a, part), looked_up.get(a, plan)) for a, (_, plan) in owners.items()
+        }
 
     async def _after_lookups(
         self,
         items: list[Decide],
-        plans: dict[str, str | None],
+        owners: Owners,
         missing: dict[str, str],
         partition: int | None,
     ) -> bytes:
         try:
-            plans.update(await self._look_up(missing))
+            looked_up = await self._look_up(missing)
         finally:
             self._pending_lookups -= len(missing)
         if partition is not None and not self.serves(partition):  # handed over meanwhile
             return encode(Rejected(PARTITION_MOVED, "the partition moved; ask again"))
-        reply = self._decided(items, plans, partition)
+        reply = self._decided(items, self._again(owners, looked_up, partition), partition)
         return reply if isinstance(reply, bytes) else await reply
 
     async def _look_up(self, missing: dict[str, str]) -> dict[str, str | None]:
@@ -153,14 +158,9 @@ class Deciding:
         return dict(zip(missing, plans, strict=True))
 
     def _decided(
-        self, items: list[Decide], plans: dict[str, str | None], partition: int | None
+        self, items: list[Decide], owners: Owners, partition: int | None
     ) -> bytes | Coroutine[None, None, bytes]:
         """Decides the whole batch with no await, atomically against one clock reading."""
-        owners: dict[str, tuple[int | None, str | None]] = {}
-        for item in items:
-            if item.account_id not in owners:
-                owner = self._owner(item.account_id, partition)
-                owners[item.account_id] = (owner, plans.get(item.account_id))
         for item in items:
             if item.settles is not None and item.settles.account_id == item.account_id:
                 self._settle(owners[item.account_id][0], item.settles)
@@ -194,7 +194,7 @@ class Deciding:
     def _waiting(
         self,
         items: list[Decide],
-        owners: dict[str, tuple[int | None, str | None]],
+        owners: Owners,
         decisions: list[Decision],
         indices: Iterable[int],
         now: float,
@@ -214,7 +214,7 @@ class Deciding:
     async def _after_settling(
         self,
         items: list[Decide],
-        owners: dict[str, tuple[int | None, str | None]],
+        owners: Owners,
         decisions: list[Decision],
         waiting: list[int],
         epoch: int,
