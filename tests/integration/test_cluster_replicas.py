@@ -170,7 +170,7 @@ async def test_an_r1_deployment_is_replicated_in_place_without_losing_a_message(
         assert {name: info.config.num_replicas for name, info in after.items()} == dict.fromkeys(
             EXPECTED, 3
         )
-        assert set((await mirror_consumer_copies(cluster)).values()) == {3}  # as their sources
+        assert await mirror_consumers_at(cluster, 3)  # as their sources, once scaled with them
         await system.create_account()  # the log goes on: one more event, and its checkpoint
         with caplog.at_level(logging.WARNING, "aitbc.bus"):  # a service not told yet: it
             await session_bucket(system.edge, 600, 1000, 1)  # keeps the bucket as it is
@@ -202,6 +202,16 @@ async def mirror_consumer_copies(cluster: Cluster) -> dict[str, int]:
             peers = info.cluster.replicas if info.cluster is not None else None
             copies[f"{account} {stream}"] = 1 + len(peers or [])
     return copies
+
+
+async def mirror_consumers_at(cluster: Cluster, copies: int, within: float = 30.0) -> bool:
+    """Whether every mirror's consumer has `copies` copies within `within` seconds: a consumer
+    is scaled after its stream."""
+    for _ in range(int(within / 0.5)):
+        if set((await mirror_consumer_copies(cluster)).values()) == {copies}:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def messages_in_each(cluster: Cluster, within: float = 10.0) -> dict[str, int]:
