@@ -99,9 +99,12 @@ async def test_a_gate_that_is_not_running_keeps_the_key_out_of_the_access_log(
 ) -> None:
     """A server that sends no lifespan events: the first request starts the gate, and while
     NATS is out of reach each is answered 503; the server logs the query the scope holds."""
-    # A server started earlier in this process without its access log (the edge's) left
-    # uvicorn's access logger not propagating, which a later server's settings do not undo
-    monkeypatch.setattr(logging.getLogger("uvicorn.access"), "propagate", True)
+    # Servers and logging set-ups run earlier in this process (the edge's, without an access
+    # log) may leave uvicorn's access logger quiet, which a later server's settings do not undo
+    access = logging.getLogger("uvicorn.access")
+    monkeypatch.setattr(access, "propagate", True)
+    monkeypatch.setattr(access, "disabled", False)
+    monkeypatch.setattr(access, "level", logging.INFO)
     secret = generate_key()
     settings = GateSettings(nats=BusAccess(url=f"nats://127.0.0.1:{free_port()}"), nats_wait=0.2)
     gated = GateMiddleware(Starlette(routes=[Route("/v1/jobs", ok)]), settings)
